@@ -1,0 +1,177 @@
+package config
+
+import "time"
+
+// Config is a whole pqedge configuration file.
+type Config struct {
+	// DataDir holds state pqedge creates: the local CA and certificates,
+	// ACME accounts and certificates. Relative paths are relative to the
+	// config file's directory.
+	DataDir  string     `toml:"data_dir"`
+	Admin    Admin      `toml:"admin"`
+	Log      Log        `toml:"log"`
+	Timeouts Timeouts   `toml:"timeouts"`
+	Listener []Listener `toml:"listener"`
+	Site     []Site     `toml:"site"`
+	Pool     []Pool     `toml:"pool"`
+
+	// File is the path the config was loaded from; not a TOML key.
+	File string `toml:"-"`
+}
+
+// Admin is the listener for metrics and health endpoints.
+type Admin struct {
+	Listen string `toml:"listen"` // empty disables the admin listener
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `toml:"level"`  // debug, info, warn, error
+	Format string `toml:"format"` // text or json
+	Access *bool  `toml:"access"` // access log on every request; default true
+}
+
+// Timeouts bound how long pqedge waits on clients and upstreams.
+type Timeouts struct {
+	Handshake      Duration `toml:"handshake"`       // TLS handshake, from accept
+	ReadHeader     Duration `toml:"read_header"`     // request headers after the handshake
+	Idle           Duration `toml:"idle"`            // keep-alive connections between requests
+	UpstreamDial   Duration `toml:"upstream_dial"`   // connecting to an upstream
+	UpstreamHeader Duration `toml:"upstream_header"` // an upstream's response headers
+	StreamIdle     Duration `toml:"stream_idle"`     // a TCP stream with no bytes either way
+	Shutdown       Duration `toml:"shutdown"`        // draining on SIGTERM
+}
+
+// Listener kinds.
+const (
+	KindHTTPS  = "https"
+	KindStream = "stream"
+)
+
+// Listener is a socket pqedge accepts TLS connections on.
+type Listener struct {
+	Name    string `toml:"name"`
+	Address string `toml:"address"` // host:port
+	// Kind is "https" (TLS, HTTP/2 and HTTP/1.1, routed by site and path) or
+	// "stream" (TLS terminated, bytes spliced to Pool).
+	Kind string `toml:"kind"`
+	// Stream listeners only.
+	Site          string `toml:"site"`           // the site whose certificates and policy apply
+	Pool          string `toml:"pool"`           // where the bytes go
+	ProxyProtocol string `toml:"proxy_protocol"` // "", "v1" or "v2"
+}
+
+// Certificate modes of a site.
+const (
+	CertsLocal = "local"
+	CertsFiles = "files"
+	CertsACME  = "acme"
+)
+
+// Site is a set of server names with their certificates, TLS policy and routes.
+type Site struct {
+	Name        string   `toml:"name"`
+	ServerNames []string `toml:"server_names"`
+	Listeners   []string `toml:"listeners"` // https listeners serving this site
+	// Certs is "local" (a development CA in the data directory), "files"
+	// (Cert entries) or "acme".
+	Certs string     `toml:"certs"`
+	Cert  []CertPair `toml:"cert"`
+	ACME  ACME       `toml:"acme"`
+	// PQCerts says when the ML-DSA chain is served: "off" (default),
+	// "trusted" or "always".
+	PQCerts string  `toml:"pq_certs"`
+	TLS     TLS     `toml:"tls"`
+	Route   []Route `toml:"route"`
+	Headers Headers `toml:"headers"`
+}
+
+// CertPair is a certificate chain file and its key file.
+type CertPair struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+}
+
+// ACME configures certificates from an ACME CA.
+type ACME struct {
+	Email     string `toml:"email"`
+	Directory string `toml:"directory"` // default: Let's Encrypt production
+	HTTPPort  int    `toml:"http_port"` // 0: no HTTP-01 listener
+}
+
+// TLS is a site's TLS policy.
+type TLS struct {
+	// Policy is a preset name: pq-preferred (default), pq-only or pq-warn.
+	Policy string `toml:"policy"`
+	// Groups replaces the preset's groups with an explicit list of IANA names.
+	Groups []string `toml:"groups"`
+	// AllowClassicalOnly must be true for a Groups list with no
+	// post-quantum group: losing post-quantum protection silently is the
+	// mistake this key exists to prevent.
+	AllowClassicalOnly bool   `toml:"allow_classical_only"`
+	MinVersion         string `toml:"min_version"` // "1.2" or "1.3"
+}
+
+// Route sends requests whose path starts with Path to a pool or a built-in
+// handler.
+type Route struct {
+	Path    string `toml:"path"`
+	Pool    string `toml:"pool"`
+	Handler string `toml:"handler"`
+}
+
+// Built-in handlers a route may name.
+var builtinHandlers = []string{"inspect"}
+
+// Headers names the request headers that carry the handshake facts to
+// upstreams; empty keeps the default name.
+type Headers struct {
+	Group     string `toml:"group"`
+	PQ        string `toml:"pq"`
+	Signature string `toml:"signature"`
+	Version   string `toml:"version"`
+	Cipher    string `toml:"cipher"`
+}
+
+// Pool is a set of upstream addresses.
+type Pool struct {
+	Name string `toml:"name"`
+	// Upstreams are host:port or unix:/path addresses.
+	Upstreams []string `toml:"upstreams"`
+	Health    Health   `toml:"health"`
+}
+
+// Health configures active and passive health checks of a pool.
+type Health struct {
+	Interval Duration `toml:"interval"` // 0 disables active checks
+	Path     string   `toml:"path"`     // HTTP path; empty: a TCP connect
+	Timeout  Duration `toml:"timeout"`
+	Healthy  int      `toml:"healthy_threshold"`
+	Unhealth int      `toml:"unhealthy_threshold"`
+	// EjectAfter consecutive data-path failures take an upstream out for
+	// EjectFor.
+	EjectAfter int      `toml:"eject_after"`
+	EjectFor   Duration `toml:"eject_for"`
+}
+
+// Duration is a time.Duration written as a string ("10s", "1m30s"). It is
+// kept as text while decoding and checked by the validator, which knows the
+// key's line (the TOML decoder loses it for values it hands to
+// TextUnmarshalers).
+type Duration string
+
+// Or returns the duration, or def when it is unset. Call it only on a
+// validated config.
+func (d Duration) Or(def time.Duration) time.Duration {
+	if d == "" {
+		return def
+	}
+	v, err := time.ParseDuration(string(d))
+	if err != nil {
+		return def
+	}
+	return v
+}
+
+// AccessLog reports whether every request is logged.
+func (l Log) AccessLog() bool { return l.Access == nil || *l.Access }

@@ -1,0 +1,117 @@
+package config
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestExampleConfigIsValid(t *testing.T) {
+	cfg, err := Load("../../config.example.toml")
+	if err != nil {
+		t.Fatalf("config.example.toml is invalid:\n%v", err)
+	}
+	if got := cfg.Listener[0].Address; got != "127.0.0.1:8443" {
+		t.Errorf("example listens on %q, README promises 127.0.0.1:8443", got)
+	}
+	if got := cfg.Admin.Listen; got != "127.0.0.1:9180" {
+		t.Errorf("example admin on %q, want 127.0.0.1:9180", got)
+	}
+	if cfg.Site[0].Route[0].Handler != "inspect" {
+		t.Errorf("example's / route is %+v, want the inspect handler", cfg.Site[0].Route[0])
+	}
+	if !filepath.IsAbs(cfg.DataDir) {
+		t.Errorf("data_dir %q was not made absolute", cfg.DataDir)
+	}
+}
+
+// TestBadConfigs loads each testdata/bad/*.toml. Its "# want: LINE: TEXT"
+// comments list the problems it must produce: a problem on LINE whose
+// message contains TEXT. Every problem reported must be wanted.
+func TestBadConfigs(t *testing.T) {
+	files, _ := filepath.Glob("testdata/bad/*.toml")
+	if len(files) == 0 {
+		t.Fatal("no testdata/bad/*.toml")
+	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".toml"), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wants := parseWants(t, data)
+			_, err = Parse(file, data)
+			ps, ok := err.(Problems)
+			if !ok {
+				t.Fatalf("Parse error = %v (%T), want Problems", err, err)
+			}
+			matched := make([]bool, len(ps))
+			for _, w := range wants {
+				found := false
+				for i, p := range ps {
+					if p.Line == w.line && strings.Contains(p.String(), w.text) {
+						matched[i], found = true, true
+					}
+				}
+				if !found {
+					t.Errorf("want a problem at line %d containing %q; got:\n%v", w.line, w.text, ps)
+				}
+			}
+			for i, p := range ps {
+				if !matched[i] {
+					t.Errorf("unexpected problem: %s", p)
+				}
+				prefix := file + ":" + strconv.Itoa(p.Line) + ": "
+				if p.Line == 0 { // a problem of the whole file, such as a missing table
+					prefix = file + ": "
+				}
+				if !strings.HasPrefix(p.String(), prefix) {
+					t.Errorf("problem %q does not start with %q", p, prefix)
+				}
+			}
+		})
+	}
+}
+
+type want struct {
+	line int
+	text string
+}
+
+func parseWants(t *testing.T, data []byte) []want {
+	var ws []want
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "# want: ")
+		if !ok {
+			continue
+		}
+		num, text, _ := strings.Cut(rest, ": ")
+		n, err := strconv.Atoi(num)
+		if err != nil {
+			t.Fatalf("bad want line %q", sc.Text())
+		}
+		ws = append(ws, want{n, text})
+	}
+	if len(ws) == 0 {
+		t.Fatal("file has no # want: lines")
+	}
+	return ws
+}
+
+func TestDisplayKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"site.0.tls.groups":     "site[0].tls.groups",
+		"admin.listen":          "admin.listen",
+		"site.1.route.2.pool":   "site[1].route[2].pool",
+		"listener.0":            "listener[0]",
+	} {
+		if got := displayKey(in); got != want {
+			t.Errorf("displayKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

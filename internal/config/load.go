@@ -1,0 +1,137 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Problem is one thing wrong with a config file.
+type Problem struct {
+	File string
+	Line int    // 0 when the problem has no single line
+	Key  string // dotted key path, e.g. "site.0.tls.groups"; may be empty
+	Msg  string
+	Hint string
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	b.WriteString(p.File)
+	if p.Line > 0 {
+		fmt.Fprintf(&b, ":%d", p.Line)
+	}
+	b.WriteString(": ")
+	if p.Key != "" {
+		fmt.Fprintf(&b, "%s: ", displayKey(p.Key))
+	}
+	b.WriteString(p.Msg)
+	if p.Hint != "" {
+		fmt.Fprintf(&b, " (%s)", p.Hint)
+	}
+	return b.String()
+}
+
+// displayKey turns "site.0.tls.groups" into "site[0].tls.groups".
+func displayKey(path string) string {
+	parts := strings.Split(path, ".")
+	var b strings.Builder
+	for i, p := range parts {
+		if p != "" && p[0] >= '0' && p[0] <= '9' && i > 0 {
+			fmt.Fprintf(&b, "[%s]", p)
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// Problems is the error Load returns for an invalid config: one line each.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Load reads, decodes and validates the config at path. An invalid config
+// gives a Problems error; an unreadable file a plain error.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates a config whose text is data; file names it in
+// problems and anchors relative paths.
+func Parse(file string, data []byte) (*Config, error) {
+	cfg := &Config{File: file}
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(cfg); err != nil {
+		return nil, decodeProblems(file, err)
+	}
+	v := validator{cfg: cfg, pos: indexPositions(data), dir: filepath.Dir(file)}
+	v.validate()
+	if len(v.problems) > 0 {
+		return nil, v.problems
+	}
+	cfg.resolvePaths(filepath.Dir(file))
+	return cfg, nil
+}
+
+// decodeProblems turns the TOML decoder's errors into Problems.
+func decodeProblems(file string, err error) Problems {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		var ps Problems
+		for _, e := range strict.Errors {
+			line, _ := e.Position()
+			ps = append(ps, Problem{File: file, Line: line, Key: strings.Join(e.Key(), "."),
+				Msg: "unknown key", Hint: "check the spelling against config.example.toml"})
+		}
+		return ps
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		line, _ := de.Position()
+		return Problems{{File: file, Line: line, Key: strings.Join(de.Key(), "."), Msg: de.Error()}}
+	}
+	return Problems{{File: file, Msg: err.Error()}}
+}
+
+// resolvePaths makes relative file paths relative to the config's directory,
+// so pqedge behaves the same whatever directory it is started from.
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		if a, err := filepath.Abs(filepath.Join(dir, p)); err == nil {
+			return a
+		}
+		return filepath.Join(dir, p)
+	}
+	if c.DataDir == "" {
+		c.DataDir = ".pqedge"
+	}
+	c.DataDir = abs(c.DataDir)
+	for i := range c.Site {
+		for j := range c.Site[i].Cert {
+			c.Site[i].Cert[j].Cert = abs(c.Site[i].Cert[j].Cert)
+			c.Site[i].Cert[j].Key = abs(c.Site[i].Cert[j].Key)
+		}
+	}
+}

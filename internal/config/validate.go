@@ -1,0 +1,394 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pqedge/pqedge/pqtls"
+)
+
+// validator collects every problem in one pass, so an operator sees them all
+// at once instead of fixing one per run.
+type validator struct {
+	cfg      *Config
+	pos      positions
+	dir      string
+	problems Problems
+}
+
+func (v *validator) addf(key, hint, format string, args ...any) {
+	v.problems = append(v.problems, Problem{
+		File: v.cfg.File, Line: v.pos.line(key), Key: key,
+		Msg: fmt.Sprintf(format, args...), Hint: hint,
+	})
+}
+
+func (v *validator) validate() {
+	v.checkDurations()
+	v.checkLog()
+	v.checkListeners()
+	v.checkPools()
+	v.checkSites()
+}
+
+func (v *validator) checkLog() {
+	switch v.cfg.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		v.addf("log.level", "use debug, info, warn or error", "unknown log level %q", v.cfg.Log.Level)
+	}
+	switch v.cfg.Log.Format {
+	case "", "text", "json":
+	default:
+		v.addf("log.format", "use text or json", "unknown log format %q", v.cfg.Log.Format)
+	}
+}
+
+// boundAddress is a listening address with where it was configured.
+type boundAddress struct {
+	key  string
+	addr netip.AddrPort // zero Addr means every address
+	port int
+}
+
+func (v *validator) checkListeners() {
+	var bound []boundAddress
+	bind := func(key, address string) {
+		b, ok := v.parseListenAddress(key, address)
+		if !ok || b.port == 0 {
+			return // port 0 picks a free port: never overlaps
+		}
+		for _, o := range bound {
+			if o.port == b.port && (!o.addr.Addr().IsValid() || !b.addr.Addr().IsValid() || o.addr.Addr() == b.addr.Addr()) {
+				v.addf(key, "give each listener its own port or address", "address %q overlaps %s (line %d)", address, displayKey(o.key), v.pos.line(o.key))
+				return
+			}
+		}
+		bound = append(bound, b)
+	}
+	if v.cfg.Admin.Listen != "" {
+		bind("admin.listen", v.cfg.Admin.Listen)
+	}
+	names := map[string]bool{}
+	if len(v.cfg.Listener) == 0 {
+		v.addf("listener", "add a [[listener]] with name, address and kind", "no listener configured")
+	}
+	for i, l := range v.cfg.Listener {
+		key := fmt.Sprintf("listener.%d", i)
+		if l.Name == "" {
+			v.addf(key, "name every listener, e.g. name = \"https\"", "listener has no name")
+		} else if names[l.Name] {
+			v.addf(key+".name", "listener names must be unique", "duplicate listener name %q", l.Name)
+		}
+		names[l.Name] = true
+		if l.Address == "" {
+			v.addf(key, "e.g. address = \"0.0.0.0:443\"", "listener %q has no address", l.Name)
+		} else {
+			bind(key+".address", l.Address)
+		}
+		switch l.Kind {
+		case KindHTTPS, "":
+			for _, k := range []struct{ name, val string }{{"site", l.Site}, {"pool", l.Pool}, {"proxy_protocol", l.ProxyProtocol}} {
+				if k.val != "" {
+					v.addf(key+"."+k.name, "only kind = \"stream\" listeners take it; https listeners route by [[site]]", "%s is not used by an https listener", k.name)
+				}
+			}
+		case KindStream:
+			if l.Pool == "" {
+				v.addf(key, "set pool = \"NAME\" of a [[pool]]", "stream listener %q has no pool", l.Name)
+			} else if !v.hasPool(l.Pool) {
+				v.addf(key+".pool", "define a [[pool]] with that name", "stream listener %q names unknown pool %q", l.Name, l.Pool)
+			}
+			if l.Site == "" {
+				v.addf(key, "set site = \"NAME\" of the [[site]] whose certificates it serves", "stream listener %q has no site", l.Name)
+			} else if !v.hasSite(l.Site) {
+				v.addf(key+".site", "define a [[site]] with that name", "stream listener %q names unknown site %q", l.Name, l.Site)
+			}
+			switch l.ProxyProtocol {
+			case "", "v1", "v2":
+			default:
+				v.addf(key+".proxy_protocol", "use \"v1\", \"v2\" or leave it out", "unknown PROXY protocol version %q", l.ProxyProtocol)
+			}
+		default:
+			v.addf(key+".kind", "use \"https\" or \"stream\"", "unknown listener kind %q", l.Kind)
+		}
+	}
+}
+
+func (v *validator) parseListenAddress(key, address string) (boundAddress, bool) {
+	host, portStr, err := net.SplitHostPort(address)
+	if err != nil {
+		v.addf(key, "write host:port, e.g. \"127.0.0.1:8443\" or \"[::]:443\"", "bad address %q", address)
+		return boundAddress{}, false
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		v.addf(key, "ports are 0 to 65535", "bad port in address %q", address)
+		return boundAddress{}, false
+	}
+	b := boundAddress{key: key, port: port}
+	switch host {
+	case "", "0.0.0.0", "::":
+		return b, true
+	case "localhost":
+		host = "127.0.0.1"
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		v.addf(key, "listen on an IP address, not a host name", "bad host %q in address %q", host, address)
+		return boundAddress{}, false
+	}
+	b.addr = netip.AddrPortFrom(ip.Unmap(), uint16(port))
+	return b, true
+}
+
+func (v *validator) hasPool(name string) bool {
+	return slices.ContainsFunc(v.cfg.Pool, func(p Pool) bool { return p.Name == name })
+}
+
+func (v *validator) hasSite(name string) bool {
+	return slices.ContainsFunc(v.cfg.Site, func(s Site) bool { return s.Name == name })
+}
+
+func (v *validator) checkPools() {
+	names := map[string]bool{}
+	for i, p := range v.cfg.Pool {
+		key := fmt.Sprintf("pool.%d", i)
+		if p.Name == "" {
+			v.addf(key, "name every pool, e.g. name = \"app\"", "pool has no name")
+		} else if names[p.Name] {
+			v.addf(key+".name", "pool names must be unique", "duplicate pool name %q", p.Name)
+		}
+		names[p.Name] = true
+		if len(p.Upstreams) == 0 {
+			v.addf(key, "e.g. upstreams = [\"127.0.0.1:3000\"]", "pool %q has no upstreams", p.Name)
+		}
+		for j, u := range p.Upstreams {
+			if err := CheckUpstreamAddress(u); err != nil {
+				v.addf(fmt.Sprintf("%s.upstreams", key), "write host:port or unix:/absolute/path", "upstream %d of pool %q: %v", j+1, p.Name, err)
+			}
+		}
+		if p.Health.Path != "" && !strings.HasPrefix(p.Health.Path, "/") {
+			v.addf(key+".health.path", "e.g. path = \"/healthz\"", "health check path %q must start with /", p.Health.Path)
+		}
+		for _, n := range []struct {
+			name string
+			val  int
+		}{{"healthy_threshold", p.Health.Healthy}, {"unhealthy_threshold", p.Health.Unhealth}, {"eject_after", p.Health.EjectAfter}} {
+			if n.val < 0 {
+				v.addf(key+".health."+n.name, "use a positive count, or leave it out for the default", "%s must not be negative", n.name)
+			}
+		}
+	}
+}
+
+// CheckUpstreamAddress checks a host:port or unix:/path upstream address.
+func CheckUpstreamAddress(u string) error {
+	if path, ok := strings.CutPrefix(u, "unix:"); ok {
+		if !strings.HasPrefix(path, "/") {
+			return fmt.Errorf("unix socket path %q is not absolute", path)
+		}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(u)
+	if err != nil || host == "" {
+		return fmt.Errorf("bad address %q", u)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("bad port in %q", u)
+	}
+	return nil
+}
+
+func (v *validator) checkSites() {
+	names := map[string]bool{}
+	serverNames := map[string]string{}
+	if len(v.cfg.Site) == 0 {
+		v.addf("site", "add a [[site]] with server_names and a route", "no site configured")
+	}
+	for i := range v.cfg.Site {
+		s := &v.cfg.Site[i]
+		key := fmt.Sprintf("site.%d", i)
+		if s.Name == "" {
+			v.addf(key, "name every site, e.g. name = \"www\"", "site has no name")
+		} else if names[s.Name] {
+			v.addf(key+".name", "site names must be unique", "duplicate site name %q", s.Name)
+		}
+		names[s.Name] = true
+		if len(s.ServerNames) == 0 {
+			v.addf(key, "e.g. server_names = [\"example.com\"]", "site %q has no server_names", s.Name)
+		}
+		for _, n := range s.ServerNames {
+			if err := checkServerName(n); err != nil {
+				v.addf(key+".server_names", "use DNS names, *.wildcards or IP addresses", "%v", err)
+			} else if other, dup := serverNames[strings.ToLower(n)]; dup {
+				v.addf(key+".server_names", "a name belongs to one site", "server name %q is already used by site %q", n, other)
+			}
+			serverNames[strings.ToLower(n)] = s.Name
+		}
+		for _, l := range s.Listeners {
+			idx := slices.IndexFunc(v.cfg.Listener, func(x Listener) bool { return x.Name == l })
+			switch {
+			case idx < 0:
+				v.addf(key+".listeners", "name a [[listener]] defined in this file", "site %q names unknown listener %q", s.Name, l)
+			case v.cfg.Listener[idx].Kind == KindStream:
+				v.addf(key+".listeners", "stream listeners name their site themselves (site = ...)", "site %q names stream listener %q", s.Name, l)
+			}
+		}
+		v.checkCerts(key, s)
+		v.checkTLS(key+".tls", s.TLS)
+		v.checkRoutes(key, s)
+	}
+}
+
+func checkServerName(n string) error {
+	if n == "" {
+		return fmt.Errorf("empty server name")
+	}
+	if _, err := netip.ParseAddr(n); err == nil {
+		return nil
+	}
+	name := strings.TrimPrefix(n, "*.")
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("bad server name %q", n)
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return fmt.Errorf("bad server name %q: %q is not allowed", n, r)
+			}
+		}
+	}
+	return nil
+}
+
+func (v *validator) checkCerts(key string, s *Site) {
+	if s.Certs != CertsFiles && len(s.Cert) > 0 {
+		v.addf(key+".cert", "set certs = \"files\" to use [[site.cert]] files", "site %q has cert files but certs = %q", s.Name, s.Certs)
+	}
+	switch s.Certs {
+	case "", CertsLocal:
+	case CertsFiles:
+		if len(s.Cert) == 0 {
+			v.addf(key, "add [[site.cert]] with cert and key paths", "site %q has certs = \"files\" but no [[site.cert]]", s.Name)
+		}
+		for j, c := range s.Cert {
+			ck := fmt.Sprintf("%s.cert.%d", key, j)
+			if c.Cert == "" || c.Key == "" {
+				v.addf(ck, "set both cert and key", "certificate %d of site %q needs cert and key", j+1, s.Name)
+			}
+		}
+	case CertsACME:
+		if s.ACME.Email == "" {
+			v.addf(key+".certs", "set acme.email: the CA sends expiry warnings there", "site %q uses ACME but has no email", s.Name)
+		}
+		if s.ACME.HTTPPort < 0 || s.ACME.HTTPPort > 65535 {
+			v.addf(key+".acme.http_port", "use 80, or leave it out for TLS-ALPN-01 only", "bad port %d", s.ACME.HTTPPort)
+		}
+	default:
+		v.addf(key+".certs", "use \"local\", \"files\" or \"acme\"", "unknown certificate mode %q", s.Certs)
+	}
+	switch s.PQCerts {
+	case "", "off", "trusted", "always":
+	default:
+		v.addf(key+".pq_certs", "use \"off\", \"trusted\" or \"always\"", "unknown pq_certs mode %q", s.PQCerts)
+	}
+}
+
+func (v *validator) checkTLS(key string, t TLS) {
+	policy := t.Policy
+	if policy == "" {
+		policy = pqtls.DefaultPreset
+	}
+	preset, err := pqtls.LookupPreset(policy)
+	if err != nil {
+		v.addf(key+".policy", "", "%v", err)
+	}
+	var anyPQ bool
+	for _, name := range t.Groups {
+		id, err := pqtls.ParseServableGroup(name)
+		if err != nil {
+			v.addf(key+".groups", "", "%v", err)
+			continue
+		}
+		if pqtls.IsPostQuantumGroup(id) {
+			anyPQ = true
+		} else if preset.RequirePQ {
+			v.addf(key+".groups", "remove it, or use policy = \"pq-preferred\"", "policy %q allows only post-quantum groups, but groups lists %q", policy, name)
+		}
+	}
+	if len(t.Groups) > 0 && !anyPQ && !t.AllowClassicalOnly {
+		v.addf(key+".groups", "add X25519MLKEM768, or set allow_classical_only = true if you really mean it",
+			"groups has no post-quantum group: connections would lose protection against harvest-now-decrypt-later")
+	}
+	if t.AllowClassicalOnly && (len(t.Groups) == 0 || anyPQ) {
+		v.addf(key+".allow_classical_only", "remove it: it only applies to a groups list without post-quantum groups", "allow_classical_only has no effect here")
+	}
+	switch t.MinVersion {
+	case "", "1.2", "1.3":
+		if t.MinVersion == "1.2" && preset.MinVersion == 0x0304 {
+			v.addf(key+".min_version", "pq-only needs TLS 1.3: hybrid key exchange does not exist in TLS 1.2", "min_version 1.2 conflicts with policy %q", policy)
+		}
+	default:
+		v.addf(key+".min_version", "use \"1.2\" or \"1.3\"", "unknown TLS version %q", t.MinVersion)
+	}
+}
+
+func (v *validator) checkRoutes(key string, s *Site) {
+	if len(s.Route) == 0 {
+		v.addf(key, "add [[site.route]] with path and pool or handler", "site %q has no routes", s.Name)
+	}
+	paths := map[string]bool{}
+	for j, r := range s.Route {
+		rk := fmt.Sprintf("%s.route.%d", key, j)
+		if !strings.HasPrefix(r.Path, "/") {
+			v.addf(rk+".path", "e.g. path = \"/\" or \"/api/\"", "route path %q must start with /", r.Path)
+		}
+		if paths[r.Path] {
+			v.addf(rk+".path", "each path prefix may appear once per site", "duplicate route path %q", r.Path)
+		}
+		paths[r.Path] = true
+		switch {
+		case r.Pool != "" && r.Handler != "":
+			v.addf(rk, "keep one of them", "route %q has both pool and handler", r.Path)
+		case r.Pool == "" && r.Handler == "":
+			v.addf(rk, "set pool = \"NAME\" or handler = \"inspect\"", "route %q has neither pool nor handler", r.Path)
+		case r.Pool != "" && !v.hasPool(r.Pool):
+			v.addf(rk+".pool", "define a [[pool]] with that name", "route %q names unknown pool %q", r.Path, r.Pool)
+		case r.Handler != "" && !slices.Contains(builtinHandlers, r.Handler):
+			v.addf(rk+".handler", "built-in handlers: "+strings.Join(builtinHandlers, ", "), "unknown handler %q", r.Handler)
+		}
+	}
+}
+
+func (v *validator) checkDurations() {
+	check := func(key string, d Duration) {
+		if d == "" {
+			return
+		}
+		if x, err := time.ParseDuration(string(d)); err != nil || x < 0 {
+			v.addf(key, "write a number with a unit, like \"10s\" or \"1m30s\"", "invalid duration %q", string(d))
+		}
+	}
+	t := v.cfg.Timeouts
+	for _, d := range []struct {
+		key string
+		val Duration
+	}{
+		{"timeouts.handshake", t.Handshake}, {"timeouts.read_header", t.ReadHeader}, {"timeouts.idle", t.Idle},
+		{"timeouts.upstream_dial", t.UpstreamDial}, {"timeouts.upstream_header", t.UpstreamHeader},
+		{"timeouts.stream_idle", t.StreamIdle}, {"timeouts.shutdown", t.Shutdown},
+	} {
+		check(d.key, d.val)
+	}
+	for i, p := range v.cfg.Pool {
+		check(fmt.Sprintf("pool.%d.health.interval", i), p.Health.Interval)
+		check(fmt.Sprintf("pool.%d.health.timeout", i), p.Health.Timeout)
+		check(fmt.Sprintf("pool.%d.health.eject_for", i), p.Health.EjectFor)
+	}
+}
