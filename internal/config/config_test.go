@@ -105,10 +105,10 @@ func parseWants(t *testing.T, data []byte) []want {
 
 func TestDisplayKey(t *testing.T) {
 	for in, want := range map[string]string{
-		"site.0.tls.groups":     "site[0].tls.groups",
-		"admin.listen":          "admin.listen",
-		"site.1.route.2.pool":   "site[1].route[2].pool",
-		"listener.0":            "listener[0]",
+		"site.0.tls.groups":   "site[0].tls.groups",
+		"admin.listen":        "admin.listen",
+		"site.1.route.2.pool": "site[1].route[2].pool",
+		"listener.0":          "listener[0]",
 	} {
 		if got := displayKey(in); got != want {
 			t.Errorf("displayKey(%q) = %q, want %q", in, got, want)
