@@ -304,3 +304,33 @@ func VersionName(v uint16) string {
 	}
 	return fmt.Sprintf("0x%04x", v)
 }
+
+// extensionNames are the IANA TLS ExtensionType names pqedge prints in
+// ClientHello insight and parse errors.
+var extensionNames = map[uint16]string{
+	0: "server_name", 1: "max_fragment_length", 5: "status_request",
+	10: "supported_groups", 11: "ec_point_formats", 13: "signature_algorithms",
+	14: "use_srtp", 15: "heartbeat", 16: "application_layer_protocol_negotiation",
+	18: "signed_certificate_timestamp", 21: "padding", 22: "encrypt_then_mac",
+	23: "extended_master_secret", 27: "compress_certificate", 28: "record_size_limit",
+	34: "delegated_credential", 35: "session_ticket", 41: "pre_shared_key",
+	42: "early_data", 43: "supported_versions", 44: "cookie",
+	45: "psk_key_exchange_modes", 47: "certificate_authorities", 48: "oid_filters",
+	49: "post_handshake_auth", 50: "signature_algorithms_cert", 51: "key_share",
+	57: "quic_transport_parameters", 17513: "application_settings_old",
+	17613: "application_settings", 0xfe0d: "encrypted_client_hello",
+	0xff01: "renegotiation_info",
+}
+
+// ExtensionName returns the IANA name of a TLS extension type followed by
+// its codepoint ("key_share (51)"), "GREASE (0x0a0a)" for a GREASE value and
+// "0x%04x" for a type pqedge does not know.
+func ExtensionName(t uint16) string {
+	if name, ok := extensionNames[t]; ok {
+		return fmt.Sprintf("%s (%d)", name, t)
+	}
+	if IsGREASE(t) {
+		return fmt.Sprintf("GREASE (0x%04x)", t)
+	}
+	return fmt.Sprintf("0x%04x", t)
+}

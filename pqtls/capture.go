@@ -1,0 +1,157 @@
+package pqtls
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// DefaultCaptureLimit bounds the bytes a CaptureConn keeps when its limit is
+// 0. Real ClientHellos are 0.2–2.5 KB (a post-quantum key share adds 1.2 KB);
+// 64 KiB leaves room for large certificate_authorities lists while bounding
+// what a hostile client can make the server hold.
+const DefaultCaptureLimit = 64 << 10
+
+// ErrClientHelloIncomplete is returned by CaptureConn.ClientHello before the
+// whole ClientHello has been read.
+var ErrClientHelloIncomplete = errors.New("ClientHello not yet complete")
+
+// CaptureConn wraps the net.Conn handed to crypto/tls and records the raw
+// ClientHello that crypto/tls does not expose. Reads pass through untouched;
+// until the first ClientHello is complete, what they return is also copied
+// into a buffer of at most limit bytes. After that a Read costs one atomic
+// load more than the wrapped conn's.
+//
+// crypto/tls puts the conn it was given in ClientHelloInfo.Conn, so
+// GetConfigForClient and GetCertificate reach the capture with
+// hello.Conn.(*pqtls.CaptureConn).ClientHello().
+//
+// Capturing never fails the connection: bytes that are not a ClientHello,
+// or a ClientHello larger than the limit, only make ClientHello return an
+// error.
+type CaptureConn struct {
+	net.Conn
+	limit int
+
+	// capturing is true until the ClientHello is complete, the limit is
+	// passed or the bytes are found not to be a ClientHello; Read checks it
+	// without taking mu.
+	capturing atomic.Bool
+
+	mu      sync.Mutex // guards the fields below
+	buf     []byte
+	framer  helloFramer
+	reads   int   // Reads that returned capture bytes
+	stopErr error // why capturing stopped early, if it did
+	parsed  bool  // ch and err hold the cached parse
+	ch      *ClientHello
+	err     error
+}
+
+// NewCaptureConn wraps c. limit bounds the capture buffer in bytes; 0 (or
+// less) means DefaultCaptureLimit.
+func NewCaptureConn(c net.Conn, limit int) *CaptureConn {
+	if limit <= 0 {
+		limit = DefaultCaptureLimit
+	}
+	cc := &CaptureConn{Conn: c, limit: limit}
+	cc.capturing.Store(true)
+	return cc
+}
+
+// NetConn returns the wrapped connection.
+func (c *CaptureConn) NetConn() net.Conn { return c.Conn }
+
+// Read reads from the wrapped conn and, while the ClientHello is not yet
+// complete, records what it read.
+func (c *CaptureConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.capturing.Load() {
+		c.mu.Lock()
+		c.record(p[:n])
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// record appends b to the capture and checks whether the ClientHello is
+// complete. Called with mu held.
+func (c *CaptureConn) record(b []byte) {
+	if !c.capturing.Load() {
+		return // another Read finished the capture meanwhile
+	}
+	c.reads++
+	if len(c.buf)+len(b) > c.limit {
+		// Keep what fits: scan may still find the end of the ClientHello in
+		// it when the extra bytes are records that follow it.
+		b = b[:c.limit-len(c.buf)]
+	}
+	if c.buf == nil {
+		// One allocation covers a browser's ClientHello in one read.
+		c.buf = make([]byte, 0, min(c.limit, max(len(b), 4096)))
+	}
+	c.buf = append(c.buf, b...)
+	done, err := c.framer.scan(c.buf)
+	switch {
+	case err != nil:
+		c.stop(fmt.Errorf("failed to capture ClientHello: %w", err))
+	case done:
+		c.buf = c.buf[:c.framer.end] // drop bytes of the records after it
+		c.capturing.Store(false)
+	case c.framer.need > 0 && c.framer.need > c.limit:
+		c.stop(fmt.Errorf("failed to capture ClientHello: its %d bytes exceed the capture limit of %d", c.framer.need, c.limit))
+	case len(c.buf) >= c.limit:
+		c.stop(fmt.Errorf("failed to capture ClientHello: not complete within the capture limit of %d bytes", c.limit))
+	}
+}
+
+// stop ends capturing early with err and frees the buffer. Called with mu
+// held.
+func (c *CaptureConn) stop(err error) {
+	c.stopErr = err
+	c.buf = nil
+	c.capturing.Store(false)
+}
+
+// ClientHello returns the first ClientHello read on the connection, parsed,
+// with Wire filled in. It returns ErrClientHelloIncomplete while the message
+// is still arriving, and an error if the bytes were not a valid ClientHello
+// or it did not fit the limit. The result is parsed once and shared: callers
+// must not modify it. Safe for concurrent use.
+func (c *CaptureConn) ClientHello() (*ClientHello, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.parsed {
+		return c.ch, c.err
+	}
+	if c.capturing.Load() {
+		return nil, ErrClientHelloIncomplete
+	}
+	c.parsed = true
+	if c.stopErr != nil {
+		c.err = c.stopErr
+		return nil, c.err
+	}
+	ch, err := ParseClientHello(c.framer.message(c.buf))
+	if err != nil {
+		c.err = err
+		return nil, err
+	}
+	ch.Wire = WireShape{Size: len(ch.Raw), Records: c.framer.records, Reads: c.reads}
+	c.ch = ch
+	return ch, nil
+}
+
+// RawRecords returns the captured TLS records that carry the ClientHello, as
+// read from the wire, or nil if the capture is incomplete or failed. The
+// slice is shared: do not modify it.
+func (c *CaptureConn) RawRecords() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.capturing.Load() || c.stopErr != nil {
+		return nil
+	}
+	return c.buf
+}
