@@ -1,0 +1,57 @@
+// Package proxy forwards the traffic pqedge has terminated to upstreams:
+// HTTP requests through a reverse proxy, and raw byte streams (for example
+// DNS over TLS, or any TLS-wrapped TCP service) spliced to a TCP or unix
+// socket upstream, optionally behind a PROXY protocol header.
+//
+// It is not a TLS server: the caller accepts connections, completes the
+// handshake with crypto/tls and hands the proxy either HTTP requests or an
+// accepted net.Conn. It reads no configuration file; every type takes plain
+// option structs whose zero fields mean a documented default. It speaks
+// only HTTP/1.1 to upstreams (no h2c) and does not retry requests that
+// reached an upstream.
+//
+// # Pools and health
+//
+// A Pool is a named list of upstreams ("host:port" or "unix:/path") picked
+// round-robin among those that are usable: passing active health checks and
+// not ejected. Active checks run every HealthOptions.Interval per upstream:
+// an HTTP GET of HealthOptions.Path that must answer 2xx or 3xx, or a plain
+// connect when Path is empty (stream pools). HealthyThreshold and
+// UnhealthyThreshold consecutive results flip the verdict. Every upstream
+// starts usable and is checked at once.
+//
+// Passive ejection watches the data path: MaxFails consecutive failures
+// (connect errors, and transport errors answered with 502 or 504) eject the
+// upstream for EjectFor. Each failure also starts an out-of-band probe, with
+// at most one probe in flight per upstream, so a dead upstream is noticed
+// before the next interval. Pool.Upstreams lists the state for metrics and
+// PoolOptions.OnHealthChange reports each change.
+//
+// # HTTP
+//
+// HTTPProxy is an http.Handler built on httputil.ReverseProxy with Rewrite.
+// It sets X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host, keeps the
+// client's Host header, and forwards what the client's TLS handshake
+// negotiated in request headers (PQEdge-TLS-Group, PQEdge-TLS-PQ,
+// PQEdge-TLS-Signature, PQEdge-TLS-Version, PQEdge-TLS-Cipher by default),
+// taken from the HandshakeFacts the server stored in the request context
+// with WithHandshakeFacts. Client-sent copies of those headers are always
+// removed, so an upstream may trust them.
+//
+// Failures answer with a short plain-text body: 502 when the upstream cannot
+// be reached or breaks the connection, 503 when the pool has no usable
+// upstream, 504 when the response headers do not arrive within
+// HTTPOptions.ResponseHeaderTimeout. WebSocket and other Upgrade requests
+// pass through. WithRequestInfo lets the server learn which upstream served
+// a request.
+//
+// # Streams
+//
+// StreamProxy splices an accepted connection (typically a *tls.Conn) to an
+// upstream of a pool, byte for byte in both directions. It can first send a
+// PROXY protocol v1 or v2 header carrying the client's address; v2 also
+// carries the TLS version, cipher and key-exchange group. When one side
+// finishes writing, the other side's write half is closed, so no byte is
+// lost in either direction. An idle timeout ends streams with no traffic
+// either way, and Shutdown stops accepting and waits for streams to finish.
+package proxy

@@ -1,0 +1,151 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// healthLog records OnHealthChange calls.
+type healthLog struct {
+	mu      sync.Mutex
+	changes []bool
+}
+
+func (h *healthLog) hook(pool, addr string, healthy bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.changes = append(h.changes, healthy)
+}
+
+func (h *healthLog) get() []bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.changes)
+}
+
+func healthyOf(p *Pool, i int) bool { return p.Upstreams()[i].Healthy }
+
+func TestHealthCheckHTTPRecovery(t *testing.T) {
+	var failing atomic.Bool
+	up := httpUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" || r.Header.Get("User-Agent") != "pqedge-health-check" {
+			http.Error(w, "unexpected request", http.StatusNotFound)
+			return
+		}
+		if failing.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+		}
+	}))
+	var log healthLog
+	pool := newTestPool(t, PoolOptions{
+		Addresses:      []string{up},
+		Health:         HealthOptions{Interval: 10 * time.Millisecond, Path: "/healthz", HealthyThreshold: 2, UnhealthyThreshold: 2},
+		OnHealthChange: log.hook,
+	})
+	failing.Store(true)
+	waitFor(t, "upstream marked unhealthy", func() bool { return !healthyOf(pool, 0) })
+	if _, _, err := pool.Dial(t.Context()); err == nil || !strings.Contains(err.Error(), ErrNoHealthyUpstream.Error()) {
+		t.Errorf("Dial with no healthy upstream: err = %v", err)
+	}
+	failing.Store(false)
+	waitFor(t, "upstream healthy again", func() bool { return healthyOf(pool, 0) })
+	waitFor(t, "two notifications", func() bool { return len(log.get()) == 2 })
+	if got := log.get(); !slices.Equal(got, []bool{false, true}) {
+		t.Errorf("OnHealthChange calls = %v, want [false true]", got)
+	}
+}
+
+func TestHealthCheckTCPRecovery(t *testing.T) {
+	// A unix socket can be re-bound at the same path, unlike a TCP port
+	// someone else might grab meanwhile.
+	path := filepath.Join(t.TempDir(), "stream.sock")
+	listen := func() net.Listener {
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		return ln
+	}
+	ln := listen()
+	pool := newTestPool(t, PoolOptions{
+		Addresses: []string{"unix:" + path},
+		Health:    HealthOptions{Interval: 10 * time.Millisecond, HealthyThreshold: 1, UnhealthyThreshold: 1},
+	})
+	ln.Close()
+	waitFor(t, "upstream marked unhealthy", func() bool { return !healthyOf(pool, 0) })
+	ln = listen()
+	defer ln.Close()
+	waitFor(t, "upstream healthy again", func() bool { return healthyOf(pool, 0) })
+	c, addr, err := pool.Dial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if addr != "unix:"+path {
+		t.Errorf("Dial picked %q", addr)
+	}
+}
+
+func TestPassiveEjectionEnds(t *testing.T) {
+	var log healthLog
+	dead := deadAddr(t)
+	pool := newTestPool(t, PoolOptions{
+		Addresses: []string{dead}, MaxFails: 2, EjectFor: 50 * time.Millisecond,
+		Health: HealthOptions{Interval: -1}, OnHealthChange: log.hook,
+	})
+	for i := range 2 {
+		if _, _, err := pool.Dial(t.Context()); err == nil {
+			t.Fatalf("dial %d to a dead upstream succeeded", i)
+		}
+	}
+	if st := pool.Upstreams()[0]; !st.Ejected || st.Healthy {
+		t.Fatalf("after MaxFails failures: %+v, want ejected", st)
+	}
+	waitFor(t, "ejection to end", func() bool { return healthyOf(pool, 0) })
+	waitFor(t, "two notifications", func() bool { return len(log.get()) == 2 })
+	if got := log.get(); !slices.Equal(got, []bool{false, true}) {
+		t.Errorf("OnHealthChange calls = %v, want [false true]", got)
+	}
+}
+
+func TestNewPoolErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		opts PoolOptions
+		want string
+	}{
+		{"no addresses", PoolOptions{}, "no upstream addresses"},
+		{"missing port", PoolOptions{Addresses: []string{"127.0.0.1"}}, "want host:port or unix:/path"},
+		{"empty unix path", PoolOptions{Addresses: []string{"unix:"}}, "empty unix socket path"},
+		{"duplicate", PoolOptions{Addresses: []string{"127.0.0.1:1", "127.0.0.1:1"}}, "listed twice"},
+		{"relative health path", PoolOptions{Addresses: []string{"127.0.0.1:1"}, Health: HealthOptions{Path: "healthz"}}, "must start with /"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPool("app", tt.opts)
+			if err == nil {
+				p.Close()
+				t.Fatal("NewPool succeeded")
+			}
+			if !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), `failed to create pool "app"`) {
+				t.Errorf("err = %q, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,357 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"time"
+)
+
+// Default header names for the handshake facts forwarded to upstreams.
+const (
+	DefaultGroupHeader     = "PQEdge-TLS-Group"
+	DefaultPQHeader        = "PQEdge-TLS-PQ"
+	DefaultSignatureHeader = "PQEdge-TLS-Signature"
+	DefaultVersionHeader   = "PQEdge-TLS-Version"
+	DefaultCipherHeader    = "PQEdge-TLS-Cipher"
+)
+
+// Defaults applied to zero fields of HTTPOptions.
+const (
+	DefaultResponseHeaderTimeout = 30 * time.Second
+	DefaultIdleConnTimeout       = 90 * time.Second
+	DefaultMaxIdleConnsPerHost   = 32
+	DefaultUpstreamIdleTimeout   = 5 * time.Minute
+)
+
+// HandshakeFacts is what the TLS handshake of the client's connection
+// negotiated, in pqtls names. The server stores it in each request's context
+// (through http.Server.ConnContext and WithHandshakeFacts); the HTTP proxy
+// forwards it to upstreams as request headers.
+type HandshakeFacts struct {
+	Group     string // key-exchange group, e.g. "X25519MLKEM768"
+	Signature string // signature scheme of the server's CertificateVerify, e.g. "mldsa65"
+	Version   string // e.g. "TLS 1.3"
+	Cipher    string // e.g. "TLS_AES_128_GCM_SHA256"
+	PQ        bool   // the key exchange resists a quantum attacker
+}
+
+type factsKey struct{}
+
+// WithHandshakeFacts returns a copy of ctx carrying f.
+func WithHandshakeFacts(ctx context.Context, f HandshakeFacts) context.Context {
+	return context.WithValue(ctx, factsKey{}, f)
+}
+
+// HandshakeFactsFrom returns the facts stored by WithHandshakeFacts; ok is
+// false for a connection without TLS (or whose server did not store them).
+func HandshakeFactsFrom(ctx context.Context) (f HandshakeFacts, ok bool) {
+	f, ok = ctx.Value(factsKey{}).(HandshakeFacts)
+	return f, ok
+}
+
+// HeaderNames name the request headers carrying HandshakeFacts upstream.
+// An empty field takes the matching Default*Header.
+type HeaderNames struct {
+	Group, PQ, Signature, Version, Cipher string
+}
+
+func (h *HeaderNames) setDefaults() {
+	for _, f := range []struct {
+		p   *string
+		def string
+	}{
+		{&h.Group, DefaultGroupHeader},
+		{&h.PQ, DefaultPQHeader},
+		{&h.Signature, DefaultSignatureHeader},
+		{&h.Version, DefaultVersionHeader},
+		{&h.Cipher, DefaultCipherHeader},
+	} {
+		if *f.p == "" {
+			*f.p = f.def
+		}
+		*f.p = http.CanonicalHeaderKey(*f.p)
+	}
+}
+
+// HTTPOptions configure an HTTPProxy. Zero fields take the documented
+// default.
+type HTTPOptions struct {
+	// ResponseHeaderTimeout bounds the wait for the upstream's response
+	// headers after the request was written, so an upstream that accepts
+	// and never answers costs the client a 504, not a hang.
+	// Default DefaultResponseHeaderTimeout.
+	ResponseHeaderTimeout time.Duration
+	// IdleConnTimeout closes keep-alive connections to upstreams unused this
+	// long. Default DefaultIdleConnTimeout.
+	IdleConnTimeout time.Duration
+	// MaxIdleConnsPerHost is the number of keep-alive connections kept per
+	// upstream. Default DefaultMaxIdleConnsPerHost.
+	MaxIdleConnsPerHost int
+	// UpstreamIdleTimeout is the read and write deadline set before every
+	// read and write on an upstream connection: it ends response bodies and
+	// WebSocket streams that stall this long in one direction, which the
+	// header timeout cannot. Default DefaultUpstreamIdleTimeout.
+	UpstreamIdleTimeout time.Duration
+	// FlushInterval is passed to httputil.ReverseProxy (0: its default,
+	// negative: flush after every write).
+	FlushInterval time.Duration
+
+	// Headers name the handshake-fact headers. Client-sent copies of these
+	// names are always removed, so an upstream can trust them.
+	Headers HeaderNames
+
+	// ModifyResponse, if set, is called with each upstream response before
+	// it is copied to the client, on the request's goroutine. Returning an
+	// error answers the client with 502 and does not count against the
+	// upstream's health.
+	ModifyResponse func(*http.Response) error
+
+	// Logger receives upstream errors at Warn. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// RequestInfo reports what the proxy did with one request, for the server's
+// access log and metrics. Install it with WithRequestInfo before calling
+// ServeHTTP; the proxy fills it on the request's goroutine, so it may be read
+// once ServeHTTP has returned.
+type RequestInfo struct {
+	// Upstream is the configured address of the upstream picked, empty when
+	// none was healthy.
+	Upstream string
+	// Err is the upstream error the proxy answered with 502, 503 or 504.
+	Err error
+}
+
+type requestInfoKey struct{}
+
+// WithRequestInfo returns a context carrying a new RequestInfo to be filled
+// by HTTPProxy.ServeHTTP.
+func WithRequestInfo(ctx context.Context) (context.Context, *RequestInfo) {
+	info := new(RequestInfo)
+	return context.WithValue(ctx, requestInfoKey{}, info), info
+}
+
+// HTTPProxy is an http.Handler that forwards requests over HTTP/1.1 to the
+// upstreams of one pool.
+type HTTPProxy struct {
+	pool      *Pool
+	opts      HTTPOptions
+	log       *slog.Logger
+	rp        *httputil.ReverseProxy
+	transport *http.Transport
+}
+
+var _ http.Handler = (*HTTPProxy)(nil)
+
+// reqState travels in the request context from ServeHTTP to the
+// ReverseProxy hooks.
+type reqState struct {
+	up   *upstream
+	info *RequestInfo // never nil
+}
+
+type reqStateKey struct{}
+
+// NewHTTPProxy returns a handler forwarding to pool. The pool is not closed
+// by the proxy.
+func NewHTTPProxy(pool *Pool, opts HTTPOptions) *HTTPProxy {
+	if opts.ResponseHeaderTimeout <= 0 {
+		opts.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
+	}
+	if opts.IdleConnTimeout <= 0 {
+		opts.IdleConnTimeout = DefaultIdleConnTimeout
+	}
+	if opts.MaxIdleConnsPerHost <= 0 {
+		opts.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+	}
+	if opts.UpstreamIdleTimeout <= 0 {
+		opts.UpstreamIdleTimeout = DefaultUpstreamIdleTimeout
+	}
+	opts.Headers.setDefaults()
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	p := &HTTPProxy{pool: pool, opts: opts, log: log.With("pool", pool.name)}
+	p.transport = &http.Transport{
+		// Proxy stays nil: environment proxies must not capture upstream
+		// traffic.
+		DialContext:           p.dial,
+		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
+		IdleConnTimeout:       opts.IdleConnTimeout,
+		MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
+		// Bounds the wait for "100 Continue" before the body is sent anyway.
+		ExpectContinueTimeout: time.Second,
+		// Pass the client's Accept-Encoding through untouched instead of
+		// letting the transport ask for gzip and decode it.
+		DisableCompression: true,
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      p.transport,
+		FlushInterval:  opts.FlushInterval,
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return p
+}
+
+// CloseIdleConnections closes the keep-alive connections to upstreams.
+func (p *HTTPProxy) CloseIdleConnections() { p.transport.CloseIdleConnections() }
+
+// ServeHTTP picks an upstream and forwards r to it.
+func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	info, _ := r.Context().Value(requestInfoKey{}).(*RequestInfo)
+	if info == nil {
+		info = new(RequestInfo)
+	}
+	up, err := p.pool.pick(nil)
+	if err != nil {
+		info.Err = err
+		p.writeError(w, http.StatusServiceUnavailable, "has no healthy upstream")
+		return
+	}
+	info.Upstream = up.addr
+	st := &reqState{up: up, info: info}
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), reqStateKey{}, st)))
+}
+
+func stateOf(r *http.Request) *reqState {
+	return r.Context().Value(reqStateKey{}).(*reqState)
+}
+
+// rewrite builds the upstream request. ReverseProxy has already removed
+// hop-by-hop and X-Forwarded-* headers from pr.Out.
+func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
+	st := stateOf(pr.In)
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = st.up.key
+	// Keep the client's Host: the upstream serves the public name.
+	pr.Out.Host = pr.In.Host
+	pr.SetXForwarded()
+	h := p.opts.Headers
+	// Remove client-sent copies so an upstream never sees spoofed facts.
+	for _, name := range []string{h.Group, h.PQ, h.Signature, h.Version, h.Cipher} {
+		pr.Out.Header.Del(name)
+	}
+	if f, ok := HandshakeFactsFrom(pr.In.Context()); ok {
+		set := func(name, v string) {
+			if v != "" {
+				pr.Out.Header.Set(name, v)
+			}
+		}
+		set(h.Group, f.Group)
+		set(h.Signature, f.Signature)
+		set(h.Version, f.Version)
+		set(h.Cipher, f.Cipher)
+		pr.Out.Header.Set(h.PQ, strconv.FormatBool(f.PQ))
+	}
+}
+
+// dial is the transport's DialContext: addr is an upstream key set by
+// rewrite.
+func (p *HTTPProxy) dial(ctx context.Context, _, addr string) (net.Conn, error) {
+	u := p.pool.byKey(addr)
+	if u == nil {
+		return nil, fmt.Errorf("failed to dial: %q is not an upstream of pool %q", addr, p.pool.name)
+	}
+	c, err := p.pool.dialUpstream(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	return &deadlineConn{Conn: c, timeout: p.opts.UpstreamIdleTimeout}, nil
+}
+
+// userResponseError marks an error returned by the ModifyResponse option.
+type userResponseError struct{ err error }
+
+func (e userResponseError) Error() string { return e.err.Error() }
+func (e userResponseError) Unwrap() error { return e.err }
+
+func (p *HTTPProxy) modifyResponse(resp *http.Response) error {
+	st := stateOf(resp.Request)
+	p.pool.reportSuccess(st.up)
+	if p.opts.ModifyResponse != nil {
+		if err := p.opts.ModifyResponse(resp); err != nil {
+			return userResponseError{err}
+		}
+	}
+	return nil
+}
+
+// errorHandler answers a failed round trip. Dial errors were already
+// counted against the upstream by dialUpstream.
+func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateOf(r)
+	st.info.Err = err
+	var de *dialError
+	var ne net.Error
+	var ue userResponseError
+	switch {
+	case r.Context().Err() != nil:
+		// The client left; the upstream is not to blame and nobody reads
+		// the answer. 502 keeps access logs honest about the missing reply.
+		w.WriteHeader(http.StatusBadGateway)
+	case errors.As(err, &ue):
+		p.log.Warn("response rejected by hook", "upstream", st.up.addr, "err", err)
+		p.writeError(w, http.StatusBadGateway, "response rejected")
+	case errors.As(err, &de):
+		p.log.Warn("upstream unreachable", "upstream", st.up.addr, "err", err)
+		p.writeError(w, http.StatusBadGateway, "unreachable")
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		p.pool.reportFailure(st.up)
+		p.log.Warn("upstream timeout", "upstream", st.up.addr, "err", err)
+		p.writeError(w, http.StatusGatewayTimeout, "did not answer in time")
+	default:
+		p.pool.reportFailure(st.up)
+		p.log.Warn("upstream error", "upstream", st.up.addr, "err", err)
+		p.writeError(w, http.StatusBadGateway, "failed")
+	}
+}
+
+// writeError writes a short plain-text answer such as
+// `502 Bad Gateway: upstream pool "app" unreachable`.
+func (p *HTTPProxy) writeError(w http.ResponseWriter, code int, what string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, "%d %s: upstream pool %q %s\n", code, http.StatusText(code), p.pool.name, what)
+}
+
+// deadlineConn refreshes a read or write deadline before every read and
+// write, turning the deadline into an idle timeout per direction.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *deadlineConn) Read(b []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *deadlineConn) Write(b []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
+}
+
+// CloseWrite half-closes the upstream connection when the underlying
+// connection can (TCP and unix both can).
+func (c *deadlineConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
