@@ -1,0 +1,100 @@
+package leanclient
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"time"
+)
+
+// Config chooses what the client offers and what it checks. The zero value
+// offers X25519MLKEM768 with a key share for it, the signature algorithms
+// of DefaultSignatureAlgorithms, the three TLS 1.3 cipher suites, and
+// verifies nothing.
+type Config struct {
+	// ServerName goes into server_name (unless it is an IP address) and is
+	// the name the chain is verified for.
+	ServerName string
+	// Groups is the supported_groups list, in order. Unknown and GREASE
+	// codepoints may be listed.
+	Groups []tls.CurveID
+	// KeyShares are the groups to send a key share for, in order; each
+	// should be in Groups. Empty means the first of Groups.
+	KeyShares []tls.CurveID
+	// SignatureAlgorithms is the signature_algorithms list, in order.
+	SignatureAlgorithms []tls.SignatureScheme
+	// CipherSuites to offer; empty means DefaultCipherSuites.
+	CipherSuites []uint16
+	ALPN         []string
+
+	// Roots verifies the chain when VerifyChain is set; nil means the
+	// system roots.
+	Roots       *x509.CertPool
+	VerifyChain bool
+	// VerifySignature checks the CertificateVerify signature with the
+	// leaf's key. Without it a server could send any signature; load mode
+	// may skip it to keep the client cheap.
+	VerifySignature bool
+	// SkipCertificateParsing leaves Result.Certificates empty when nothing
+	// is verified, saving the client the x509 parsing (load mode).
+	SkipCertificateParsing bool
+
+	// Precomputed, when set, supplies the key shares (load mode). It
+	// reuses private keys across handshakes: FOR BENCHMARKING ONLY, it
+	// destroys forward secrecy.
+	Precomputed *ShareCache
+
+	// SplitClientHello sends the ClientHello in two records and/or two
+	// writes; SplitDelay is the pause between the two writes (default 20ms).
+	SplitClientHello SplitMode
+	SplitDelay       time.Duration
+
+	// CloseNotify, after the client Finished, sends close_notify, closes
+	// the write side and reads until the server closes. This proves the
+	// server processed the Finished (it read the alert behind it), and
+	// avoids a TCP reset that unread NewSessionTicket bytes would cause.
+	CloseNotify bool
+
+	// Timeout bounds the whole handshake, every read and write included
+	// (default 10s); a context deadline that is earlier wins. It protects
+	// a benchmark from servers that stop answering.
+	Timeout time.Duration
+
+	// onMessage, when set (tests only), sees every handshake message the
+	// server sends, in plaintext.
+	onMessage func(msg []byte)
+}
+
+// DefaultSignatureAlgorithms is offered when Config.SignatureAlgorithms is
+// empty: ML-DSA first, then what servers commonly hold.
+var DefaultSignatureAlgorithms = []tls.SignatureScheme{
+	tls.MLDSA44, tls.MLDSA65, tls.MLDSA87,
+	tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384, tls.ECDSAWithP521AndSHA512,
+	tls.Ed25519,
+	tls.PSSWithSHA256, tls.PSSWithSHA384, tls.PSSWithSHA512,
+	tls.PKCS1WithSHA256, tls.PKCS1WithSHA384, tls.PKCS1WithSHA512,
+}
+
+const defaultTimeout = 10 * time.Second
+
+// Result is what one handshake negotiated and cost.
+type Result struct {
+	Group           tls.CurveID
+	HelloRetry      bool // the server sent a HelloRetryRequest
+	CipherSuite     uint16
+	SignatureScheme tls.SignatureScheme
+	ALPN            string
+	// RawCertificates is the chain as sent, leaf first; Certificates its
+	// parsed form (empty with SkipCertificateParsing).
+	RawCertificates [][]byte
+	Certificates    []*x509.Certificate
+	ChainBytes      int // sum of the DER certificates
+
+	ClientHelloBytes int // the last ClientHello message, header included
+	// BytesSent and BytesReceived count whole TLS records.
+	BytesSent, BytesReceived int
+	// ServerFlightBytes is ServerHello through Finished as on the wire
+	// (records, headers, change_cipher_spec included).
+	ServerFlightBytes int
+	// RoundTrips is 1, or 2 after a HelloRetryRequest.
+	RoundTrips int
+}

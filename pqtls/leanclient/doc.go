@@ -1,0 +1,43 @@
+// Package leanclient is a small TLS 1.3 client for measuring and probing TLS
+// servers: it offers any list of key-exchange groups and signature
+// algorithms (including ones crypto/tls cannot send: MLKEM512, MLKEM768,
+// the obsolete X25519Kyber768Draft00), records what the server chose and
+// how many bytes and round trips the handshake took, and completes the
+// handshake (client Finished) so the server counts it.
+//
+// It is for pqedge's benchmark harness (many cheap handshakes against a
+// server under test) and for `pqedge probe` (which groups, signature
+// algorithms and ClientHello shapes a server accepts).
+//
+// It is NOT a general-purpose TLS client and must never protect data: it
+// sends no application data, supports no resumption, no client
+// certificates, no TLS 1.2, and in load mode (Config.Precomputed) it reuses
+// ephemeral keys, which destroys forward secrecy. Use crypto/tls for
+// anything that carries data.
+//
+// # Protocol
+//
+// The handshake follows RFC 8446: ClientHello (Section 4.1.2), an optional
+// HelloRetryRequest (Section 4.1.4), the key schedule (Section 7.1), record
+// protection (Section 5.2), the server's EncryptedExtensions, Certificate,
+// CertificateVerify and Finished (Sections 4.3.1, 4.4.2–4.4.4), and the
+// client Finished. The hybrid groups follow draft-ietf-tls-ecdhe-mlkem
+// (X25519MLKEM768: ML-KEM share first; SecP256r1MLKEM768 and
+// SecP384r1MLKEM1024: ECDH share first), the pure ML-KEM groups
+// draft-ietf-tls-mlkem. ML-KEM and Kyber come from
+// github.com/cloudflare/circl, elliptic curves from crypto/ecdh.
+//
+// # Load mode
+//
+// A ShareCache computes each group's key share once and hands the same
+// private key to every handshake, so the client spends almost no CPU on key
+// generation and a benchmark measures the server, not the client. This
+// reuse is for benchmarking only: every handshake made with the cache can
+// be decrypted by whoever learns one private key.
+//
+// # Errors
+//
+// Every failure is an *Error with a Kind (dial, timeout, alert, malformed,
+// verify, unsupported) so that a harness can count failures by kind.
+// Malformed server messages give KindMalformed, never a panic.
+package leanclient
