@@ -176,7 +176,7 @@ func (c *recordConn) readHandshake(op string) ([]byte, error) {
 				return nil, malformed(op, "handshake message of %d bytes is too large", n)
 			}
 			if len(c.hsBuf) >= 4+n {
-				msg := c.hsBuf[:4+n:4+n]
+				msg := c.hsBuf[: 4+n : 4+n]
 				c.hsBuf = c.hsBuf[4+n:]
 				if len(c.hsBuf) == 0 {
 					c.hsBuf = nil
