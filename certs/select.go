@@ -1,0 +1,228 @@
+package certs
+
+import (
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/pqedge/pqedge/pqtls"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+)
+
+// PQMode says which clients get the ML-DSA chain.
+type PQMode string
+
+const (
+	// PQOff never serves the ML-DSA chain.
+	PQOff PQMode = "off"
+	// PQTrusted serves it only to clients that offer a matching ML-DSA
+	// signature scheme and name the PQ root (or an intermediate) in
+	// certificate_authorities, i.e. clients known to trust it. The default.
+	PQTrusted PQMode = "trusted"
+	// PQAlways serves it to every client offering a matching ML-DSA scheme.
+	// Chromium offers ML-DSA by default but trusts no private ML-DSA root:
+	// this mode breaks it unless the root is installed.
+	PQAlways PQMode = "always"
+)
+
+// DefaultPQMode is the mode a site gets when its config names none.
+const DefaultPQMode = PQTrusted
+
+// ParsePQMode parses a mode name; "" means DefaultPQMode.
+func ParsePQMode(s string) (PQMode, error) {
+	switch PQMode(s) {
+	case "":
+		return DefaultPQMode, nil
+	case PQOff, PQTrusted, PQAlways:
+		return PQMode(s), nil
+	}
+	return "", fmt.Errorf("unknown pq mode %q (known: off, trusted, always)", s)
+}
+
+// ClientRule overrides a Selector's Mode for clients connecting from
+// Network, e.g. an office network whose machines have the PQ root installed
+// but whose browsers do not send certificate_authorities.
+type ClientRule struct {
+	Network netip.Prefix
+	Mode    PQMode
+}
+
+// Selector picks the certificate chain for one handshake. It is a value: do
+// not modify it once in use. To rotate certificates, build a new Selector
+// and publish it through an atomic.Pointer[Selector] that the
+// GetCertificate callback loads on every handshake.
+type Selector struct {
+	// Classical is served to every client that does not get PQ. It may be
+	// nil only when every client is expected to get PQ.
+	Classical *tls.Certificate
+	// PQ is the ML-DSA chain, leaf first; nil disables PQ selection.
+	PQ *tls.Certificate
+	// Mode is the default policy; "" means DefaultPQMode.
+	Mode PQMode
+	// PQRoots are the roots PQ chains up to; under PQTrusted a client must
+	// name one of them (or an intermediate of PQ) in certificate_authorities.
+	PQRoots []*x509.Certificate
+	// ClientRules are checked in order against the client's address; the
+	// first match replaces Mode.
+	ClientRules []ClientRule
+}
+
+// Validate checks a Selector before use: the PQ chain must have an ML-DSA
+// key and the modes must be known.
+func (s *Selector) Validate() error {
+	if s.Classical == nil && s.PQ == nil {
+		return errors.New("no certificate to serve")
+	}
+	if _, err := ParsePQMode(string(s.Mode)); err != nil {
+		return err
+	}
+	for _, r := range s.ClientRules {
+		if _, err := ParsePQMode(string(r.Mode)); err != nil || r.Mode == "" {
+			return fmt.Errorf("client rule for %s: unknown pq mode %q (known: off, trusted, always)", r.Network, r.Mode)
+		}
+	}
+	if s.PQ == nil {
+		return nil
+	}
+	if pqScheme(s.PQ) == 0 {
+		return errors.New("the PQ certificate does not have an ML-DSA key")
+	}
+	if s.mode(nil) == PQTrusted && len(s.PQRoots) == 0 && len(s.PQ.Certificate) < 2 {
+		return errors.New("pq mode \"trusted\" needs the PQ root: without it no client is ever recognised as trusting the chain")
+	}
+	return nil
+}
+
+// Pick returns the chain for a handshake. hello is the parsed ClientHello
+// when the connection captured one, else nil (then PQTrusted cannot see
+// certificate_authorities and serves the classical chain). It runs on every
+// handshake and does not allocate.
+func (s *Selector) Pick(info *tls.ClientHelloInfo, hello *pqtls.ClientHello) (*tls.Certificate, error) {
+	if s.wantsPQ(info, hello) {
+		return s.PQ, nil
+	}
+	if s.Classical == nil {
+		return nil, errors.New("the client does not qualify for the ML-DSA chain and no classical certificate is configured")
+	}
+	return s.Classical, nil
+}
+
+func (s *Selector) wantsPQ(info *tls.ClientHelloInfo, hello *pqtls.ClientHello) bool {
+	if s.PQ == nil {
+		return false
+	}
+	mode := s.mode(info)
+	if mode == PQOff {
+		return false
+	}
+	// RFC 8446 Section 4.2.3: the server's CertificateVerify must use a
+	// scheme the client offered; an ML-DSA key has exactly one.
+	scheme := pqScheme(s.PQ)
+	offered := false
+	if info != nil {
+		for _, sc := range info.SignatureSchemes {
+			if sc == scheme {
+				offered = true
+				break
+			}
+		}
+	} else if hello != nil {
+		for _, sc := range hello.SignatureAlgorithms {
+			if sc == scheme {
+				offered = true
+				break
+			}
+		}
+	}
+	if !offered {
+		return false
+	}
+	if mode == PQAlways {
+		return true
+	}
+	return hello != nil && s.clientTrusts(hello.CertificateAuthorities)
+}
+
+// mode applies ClientRules to the client's address.
+func (s *Selector) mode(info *tls.ClientHelloInfo) PQMode {
+	if len(s.ClientRules) > 0 && info != nil && info.Conn != nil {
+		if addr, ok := remoteAddr(info.Conn); ok {
+			for _, r := range s.ClientRules {
+				if r.Network.Contains(addr) {
+					return r.Mode
+				}
+			}
+		}
+	}
+	if s.Mode == "" {
+		return DefaultPQMode
+	}
+	return s.Mode
+}
+
+// remoteAddr reads the client's IP without allocating for TCP connections.
+func remoteAddr(c net.Conn) (netip.Addr, bool) {
+	switch a := c.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		ip, ok := netip.AddrFromSlice(a.IP)
+		return ip.Unmap(), ok
+	}
+	return netip.Addr{}, false
+}
+
+// clientTrusts reports whether one of the client's certificate_authorities
+// (RFC 8446 Section 4.2.4) is the subject of a PQ root or of a CA
+// certificate in the PQ chain.
+func (s *Selector) clientTrusts(cas [][]byte) bool {
+	for _, dn := range cas {
+		for _, r := range s.PQRoots {
+			if string(dn) == string(r.RawSubject) {
+				return true
+			}
+		}
+		for _, der := range s.PQ.Certificate[1:] {
+			if subj, ok := rawSubject(der); ok && string(dn) == string(subj) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// rawSubject slices the subject Name out of a DER certificate (RFC 5280
+// Section 4.1) without parsing the rest, so Pick stays allocation-free.
+func rawSubject(der []byte) ([]byte, bool) {
+	in := cryptobyte.String(der)
+	var cert, tbs, subject cryptobyte.String
+	if !in.ReadASN1(&cert, cbasn1.SEQUENCE) ||
+		!cert.ReadASN1(&tbs, cbasn1.SEQUENCE) ||
+		!tbs.SkipOptionalASN1(cbasn1.Tag(0).Constructed().ContextSpecific()) || // version
+		!tbs.SkipASN1(cbasn1.INTEGER) || // serialNumber
+		!tbs.SkipASN1(cbasn1.SEQUENCE) || // signature
+		!tbs.SkipASN1(cbasn1.SEQUENCE) || // issuer
+		!tbs.SkipASN1(cbasn1.SEQUENCE) || // validity
+		!tbs.ReadASN1Element(&subject, cbasn1.SEQUENCE) {
+		return nil, false
+	}
+	return subject, true
+}
+
+// pqScheme returns the ML-DSA signature scheme of c's key, or 0.
+func pqScheme(c *tls.Certificate) tls.SignatureScheme {
+	var pub crypto.PublicKey
+	if c.Leaf != nil {
+		pub = c.Leaf.PublicKey
+	} else if s, ok := c.PrivateKey.(crypto.Signer); ok {
+		pub = s.Public()
+	}
+	info, err := DescribeKey(pub)
+	if err != nil || !info.PostQuantum {
+		return 0
+	}
+	return info.Scheme
+}
