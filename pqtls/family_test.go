@@ -1,0 +1,75 @@
+package pqtls
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestFamilyCaptures(t *testing.T) {
+	hellos := parseCaptures(t)
+	want := map[string]string{
+		"chromium":                   FamilyChromium,
+		"firefox":                    FamilyFirefox,
+		"go":                         FamilyGo,
+		"go-split":                   FamilyGo,
+		"openssl":                    FamilyCurlOpenSSL,
+		"openssl-x25519mlkem768":     FamilyCurlOpenSSL,
+		"openssl-secp256r1mlkem768":  FamilyCurlOpenSSL,
+		"openssl-secp384r1mlkem1024": FamilyCurlOpenSSL,
+		"openssl-mlkem1024":          FamilyCurlOpenSSL,
+		"curl-trixie":                FamilyCurlOpenSSL,
+		"curl-host":                  FamilyCurlOpenSSL,
+		// -sigalgs mldsa44 removes the OpenSSL-only schemes; the EC
+		// point formats still tell.
+		"openssl-mldsa44": FamilyCurlOpenSSL,
+	}
+	for name, ch := range hellos {
+		t.Run(name, func(t *testing.T) {
+			w, ok := want[name]
+			if !ok {
+				t.Fatalf("capture %s has no expected family in this test", name)
+			}
+			if got := ch.Family(); got != w {
+				t.Errorf("Family() = %s, want %s", got, w)
+			}
+		})
+	}
+}
+
+// TestFamilySignals removes or adds one signal at a time from real
+// captures and checks the verdict moves accordingly.
+func TestFamilySignals(t *testing.T) {
+	hellos := parseCaptures(t)
+	without := func(ch *ClientHello, exts ...uint16) *ClientHello {
+		c := *ch
+		c.Extensions = slices.DeleteFunc(slices.Clone(ch.Extensions), func(e uint16) bool { return slices.Contains(exts, e) })
+		return &c
+	}
+	safari := *without(hellos["chromium"], extApplicationSettings)
+	safari.CipherSuites = append(slices.Clone(safari.CipherSuites), 0xc008)
+	noPointFormats := *without(hellos["openssl-mldsa44"], extECPointFormats)
+	noPointFormats.ECPointFormats = nil
+	goPadded := *hellos["go"]
+	goPadded.Extensions = append(slices.Clone(goPadded.Extensions), extPadding)
+	tests := []struct {
+		name string
+		ch   *ClientHello
+		want string
+	}{
+		{"chromium without ALPS", without(hellos["chromium"], extApplicationSettings), FamilyOther},
+		{"GREASE, no ALPS, 3DES offered", &safari, FamilySafari},
+		{"firefox without delegated_credential", without(hellos["firefox"], extDelegatedCredential), FamilyOther},
+		{"openssl without encrypt_then_mac", without(hellos["openssl"], extEncryptThenMAC), FamilyOther},
+		{"openssl -sigalgs mldsa44 without point formats", &noPointFormats, FamilyOther},
+		{"go without signature_algorithms_cert", without(hellos["go"], extSignatureAlgorithmsCert), FamilyOther},
+		{"go with padding", &goPadded, FamilyOther},
+		{"empty", &ClientHello{}, FamilyOther},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.ch.Family(); got != tt.want {
+				t.Errorf("Family() = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
