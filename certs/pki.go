@@ -114,8 +114,15 @@ func newCACert(alg Alg, name string, parent *tls.Certificate, now time.Time, val
 	if err != nil {
 		return nil, fmt.Errorf("failed to make the %s CA key: %w", alg, err)
 	}
+	// Every CA gets a distinct subject: clients name trusted CAs by subject
+	// in certificate_authorities (RFC 8446 Section 4.2.4), so two pqedge
+	// CAs sharing "pqedge root CA" would be indistinguishable to Selector.
+	ski, err := subjectKeyID(key.Public())
+	if err != nil {
+		return nil, err
+	}
 	tmpl := &x509.Certificate{
-		Subject:               pkix.Name{CommonName: name, Organization: []string{"pqedge"}},
+		Subject:               pkix.Name{CommonName: fmt.Sprintf("%s %x", name, ski[:4]), Organization: []string{"pqedge"}},
 		NotBefore:             now.Add(-time.Hour), // tolerate clock skew between machines
 		NotAfter:              now.Add(validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
