@@ -94,14 +94,20 @@ func (c *CaptureConn) record(b []byte) {
 	}
 	c.buf = append(c.buf, b...)
 	done, err := c.framer.scan(c.buf)
+	need := c.framer.need
+	if need == 0 && c.framer.records == 0 && len(c.buf) >= recordHeaderLen+handshakeHeaderLen {
+		// The first record is still arriving, but its first bytes already
+		// give the message length: refuse a too-large one early.
+		need = handshakeHeaderLen + (int(c.buf[6])<<16 | int(c.buf[7])<<8 | int(c.buf[8]))
+	}
 	switch {
 	case err != nil:
 		c.stop(fmt.Errorf("failed to capture ClientHello: %w", err))
 	case done:
 		c.buf = c.buf[:c.framer.end] // drop bytes of the records after it
 		c.capturing.Store(false)
-	case c.framer.need > 0 && c.framer.need > c.limit:
-		c.stop(fmt.Errorf("failed to capture ClientHello: its %d bytes exceed the capture limit of %d", c.framer.need, c.limit))
+	case need > c.limit:
+		c.stop(fmt.Errorf("failed to capture ClientHello: its %d bytes exceed the capture limit of %d", need, c.limit))
 	case len(c.buf) >= c.limit:
 		c.stop(fmt.Errorf("failed to capture ClientHello: not complete within the capture limit of %d bytes", c.limit))
 	}
