@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/pqedge/pqedge/internal/config"
+	"github.com/pqedge/pqedge/internal/server"
+)
+
+const runUsage = `usage: pqedge run -config FILE
+
+Serves FILE until SIGTERM or SIGINT, which stop accepting and drain
+in-flight requests and streams for timeouts.shutdown. SIGHUP reloads FILE:
+an invalid config is logged and the running one keeps serving.
+`
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pqedge run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, runUsage); fs.PrintDefaults() }
+	file := fs.String("config", "", "the TOML config `FILE` to serve")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *file == "" || fs.NArg() > 0 {
+		fmt.Fprint(stderr, "pqedge: error: run needs -config FILE\nhint: try `pqedge run -config config.example.toml`\n")
+		return 2
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		fmt.Fprintf(stderr, "pqedge: error: invalid config:\n%v\nhint: `pqedge config check %s` lists every problem\n", err, *file)
+		return 1
+	}
+	level := new(slog.LevelVar)
+	log := newLogger(stderr, cfg.Log, level)
+
+	// Signals are registered before the server starts, so a SIGTERM that
+	// arrives during startup still drains instead of killing the process.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	srv, err := server.New(cfg, server.Options{Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "pqedge: error: failed to start: %v\n", err)
+		return 1
+	}
+	log.Info("pqedge started", "version", version, "config", *file)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			if next := reload(srv, *file, log, level); next != nil {
+				cfg = next
+			}
+			continue
+		}
+		deadline := cfg.Timeouts.Shutdown.Or(15 * time.Second)
+		log.Info("draining", "signal", sig.String(), "deadline", deadline.String())
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		err := srv.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			log.Warn("shutdown incomplete", "err", err)
+		}
+		log.Info("stopped")
+		return 0
+	}
+	return 0
+}
+
+// reload loads the file again and swaps it in, returning the new config; any
+// problem is logged, the running config stays and reload returns nil.
+func reload(srv *server.Server, file string, log *slog.Logger, level *slog.LevelVar) *config.Config {
+	cfg, err := config.Load(file)
+	if err != nil {
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			for _, p := range ps {
+				log.Error("reload refused: invalid config; still serving the previous one", "problem", p.String())
+			}
+			return nil
+		}
+		log.Error("reload refused; still serving the previous config", "err", err)
+		return nil
+	}
+	if err := srv.Reload(cfg); err != nil {
+		log.Error("reload failed; still serving the previous config", "err", err)
+		return nil
+	}
+	level.Set(logLevel(cfg.Log.Level))
+	return cfg
+}
+
+func newLogger(w io.Writer, lc config.Log, level *slog.LevelVar) *slog.Logger {
+	level.Set(logLevel(lc.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if lc.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func logLevel(s string) slog.Level {
+	switch s {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}

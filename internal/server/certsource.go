@@ -1,0 +1,106 @@
+package server
+
+import (
+	"crypto/mldsa"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/pqedge/pqedge/certs"
+	"github.com/pqedge/pqedge/internal/config"
+)
+
+// certSource builds each site's certificate selector for one generation. The
+// local development CA is shared by every site with certs = "local", so a
+// developer trusts one root for all of them.
+type certSource struct {
+	cfg   *config.Config
+	now   time.Time
+	local *certs.LocalSet // made on first use
+}
+
+func (cs *certSource) selector(site config.Site) (*certs.Selector, error) {
+	mode := certs.PQOff // issue #2: off unless the site opts in
+	if site.PQCerts != "" {
+		var err error
+		if mode, err = certs.ParsePQMode(site.PQCerts); err != nil {
+			return nil, err
+		}
+	}
+	sel := &certs.Selector{Mode: mode}
+	switch site.Certs {
+	case "", config.CertsLocal:
+		set, err := cs.localSet()
+		if err != nil {
+			return nil, err
+		}
+		sel.Classical, sel.PQ = set.Classical, set.PQ
+		sel.PQRoots = []*x509.Certificate{set.PQRoot}
+	case config.CertsFiles:
+		for _, pair := range site.Cert {
+			cert, err := certs.LoadKeyPair(pair.Cert, pair.Key)
+			if err != nil {
+				return nil, err
+			}
+			if err := certs.Check(cert.Leaf, site.ServerNames, cs.now); err != nil {
+				return nil, fmt.Errorf("certificate %s: %w", pair.Cert, err)
+			}
+			isPQ := false
+			if _, ok := cert.Leaf.PublicKey.(*mldsa.PublicKey); ok {
+				isPQ = true
+			}
+			slot := &sel.Classical
+			if isPQ {
+				slot = &sel.PQ
+			}
+			if *slot != nil {
+				kind := map[bool]string{false: "classical", true: "ML-DSA"}[isPQ]
+				return nil, fmt.Errorf("certificate %s: the site already has a %s certificate; list at most one classical and one ML-DSA pair", pair.Cert, kind)
+			}
+			*slot = cert
+		}
+	default:
+		return nil, fmt.Errorf("certificate mode %q is not available in this build", site.Certs)
+	}
+	if sel.PQ != nil {
+		if err := certs.WrapSigner(sel.PQ, certs.DefaultSignerKind); err != nil {
+			return nil, err
+		}
+	}
+	if err := sel.Validate(); err != nil {
+		return nil, err
+	}
+	return sel, nil
+}
+
+// localSet creates or reuses the local CA and a leaf for the names of every
+// local site.
+func (cs *certSource) localSet() (*certs.LocalSet, error) {
+	if cs.local != nil {
+		return cs.local, nil
+	}
+	var names []string
+	for _, s := range cs.cfg.Site {
+		if s.Certs == "" || s.Certs == config.CertsLocal {
+			names = append(names, s.ServerNames...)
+		}
+	}
+	slices.Sort(names)
+	set, err := certs.EnsureLocal(filepath.Join(cs.cfg.DataDir, "local"), slices.Compact(names), cs.now)
+	if err != nil {
+		return nil, err
+	}
+	cs.local = set
+	return set, nil
+}
+
+// expiryDays reports days until a certificate's leaf expires.
+func expiryDays(c *tls.Certificate, now time.Time) (float64, bool) {
+	if c == nil || c.Leaf == nil {
+		return 0, false
+	}
+	return c.Leaf.NotAfter.Sub(now).Hours() / 24, true
+}

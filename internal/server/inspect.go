@@ -1,0 +1,154 @@
+package server
+
+import (
+	"crypto/tls"
+	_ "embed"
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"strings"
+
+	"github.com/pqedge/pqedge/pqtls"
+)
+
+// inspectHandler is the built-in page about the visitor's own connection:
+// HTML for people, JSON for programs (Accept: application/json or
+// ?format=json).
+type inspectHandler struct{}
+
+// InspectReport is the JSON the inspect handler serves.
+type InspectReport struct {
+	Group      string        `json:"group"`
+	PQ         bool          `json:"pq"`
+	Signature  string        `json:"signature"`
+	Cipher     string        `json:"cipher"`
+	Version    string        `json:"version"`
+	ALPN       string        `json:"alpn"`
+	ServerName string        `json:"server_name"`
+	Resumed    bool          `json:"resumed"`
+	HelloRetry bool          `json:"hello_retry"`
+	Verdict    string        `json:"verdict"`
+	Reason     string        `json:"reason"`
+	Client     *ClientReport `json:"client,omitempty"`
+}
+
+// ClientReport is what the client offered in its ClientHello.
+type ClientReport struct {
+	Groups                 []string         `json:"groups"`
+	KeyShares              []KeyShareReport `json:"key_shares"`
+	SignatureAlgorithms    []string         `json:"signature_algorithms"`
+	ALPN                   []string         `json:"alpn"`
+	Versions               []string         `json:"versions"`
+	CipherSuites           []string         `json:"cipher_suites"`
+	CertificateAuthorities int              `json:"certificate_authorities"`
+	OffersPQGroup          bool             `json:"offers_pq_group"`
+	OffersPQSignature      bool             `json:"offers_pq_signature"`
+	ECH                    bool             `json:"ech"`
+	Family                 string           `json:"family"`
+	JA4                    string           `json:"ja4"`
+	HelloBytes             int              `json:"hello_bytes"`
+	HelloRecords           int              `json:"hello_records"`
+	HelloReads             int              `json:"hello_reads"`
+}
+
+// KeyShareReport is one key share the client sent.
+type KeyShareReport struct {
+	Group string `json:"group"`
+	Bytes int    `json:"bytes"`
+}
+
+//go:embed inspect.html
+var inspectHTML string
+
+var inspectTemplate = template.Must(template.New("inspect").Parse(inspectHTML))
+
+func (inspectHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ci := connInfoFrom(r.Context())
+	if ci == nil {
+		http.Error(w, "500 Internal Server Error: no TLS handshake record for this connection", http.StatusInternalServerError)
+		return
+	}
+	rep := newInspectReport(ci.handshake)
+	w.Header().Set("Cache-Control", "no-store")
+	if wantsJSON(r) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := inspectTemplate.Execute(w, rep); err != nil {
+		http.Error(w, "500 Internal Server Error: failed to render the inspect page", http.StatusInternalServerError)
+	}
+}
+
+func wantsJSON(r *http.Request) bool {
+	if r.URL.Query().Get("format") == "json" {
+		return true
+	}
+	accept := r.Header.Get("Accept")
+	return strings.Contains(accept, "application/json") && !strings.Contains(accept, "text/html")
+}
+
+func newInspectReport(h *pqtls.Handshake) InspectReport {
+	rep := InspectReport{
+		Group: h.GroupName(), PQ: h.PostQuantum(), Signature: h.SignatureName(),
+		Cipher: tls.CipherSuiteName(h.CipherSuite), Version: pqtls.VersionName(h.Version),
+		ALPN: h.ALPN, ServerName: h.ServerName, Resumed: h.Resumed, HelloRetry: h.HelloRetry,
+	}
+	if c := h.Client; c != nil {
+		cr := &ClientReport{
+			ALPN: c.ALPN, CertificateAuthorities: len(c.CertificateAuthorities), ECH: c.HasECH,
+			Family: c.Family(), JA4: c.JA4(),
+			HelloBytes: c.Wire.Size, HelloRecords: c.Wire.Records, HelloReads: c.Wire.Reads,
+		}
+		for _, g := range c.Groups {
+			cr.Groups = append(cr.Groups, pqtls.GroupName(g))
+			cr.OffersPQGroup = cr.OffersPQGroup || pqtls.IsPostQuantumGroup(g)
+		}
+		for _, ks := range c.KeyShares {
+			cr.KeyShares = append(cr.KeyShares, KeyShareReport{Group: pqtls.GroupName(ks.Group), Bytes: ks.Size})
+		}
+		for _, s := range c.SignatureAlgorithms {
+			cr.SignatureAlgorithms = append(cr.SignatureAlgorithms, pqtls.SignatureName(s))
+			cr.OffersPQSignature = cr.OffersPQSignature || pqtls.IsPostQuantumSignature(s)
+		}
+		for _, v := range c.SupportedVersions {
+			cr.Versions = append(cr.Versions, pqtls.VersionName(v))
+		}
+		for _, cs := range c.CipherSuites {
+			if pqtls.IsGREASE(cs) {
+				cr.CipherSuites = append(cr.CipherSuites, "GREASE")
+				continue
+			}
+			cr.CipherSuites = append(cr.CipherSuites, tls.CipherSuiteName(cs))
+		}
+		rep.Client = cr
+	}
+	rep.Verdict, rep.Reason = verdict(h, rep.Client)
+	return rep
+}
+
+// verdict says in plain words whether the connection is protected against
+// harvest-now-decrypt-later, and why.
+func verdict(h *pqtls.Handshake, c *ClientReport) (string, string) {
+	if h.PostQuantum() {
+		reason := "The key exchange used " + h.GroupName() + ", which combines a classical algorithm with ML-KEM. " +
+			"Traffic recorded today cannot be decrypted later by a quantum computer."
+		if h.HelloRetry {
+			reason += " Your client first sent a key share the server did not choose, which cost an extra round trip (HelloRetryRequest)."
+		}
+		return "protected", reason
+	}
+	switch {
+	case h.Resumed && h.Group == 0:
+		return "not protected", "This connection resumed an earlier session without a fresh key exchange; its protection is that of the original session."
+	case c != nil && c.OffersPQGroup:
+		return "not protected", "Your client offers a post-quantum group, but the server's policy for this site chose " + h.GroupName() + "."
+	case c != nil:
+		return "not protected", "Your client does not offer any post-quantum key exchange (such as X25519MLKEM768), so " + h.GroupName() +
+			" was used. Someone recording this traffic could decrypt it once large quantum computers exist. Updating your browser or TLS library would fix this."
+	}
+	return "not protected", "The key exchange used " + h.GroupName() + ", a classical group."
+}

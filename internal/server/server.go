@@ -1,0 +1,240 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pqedge/pqedge/internal/config"
+)
+
+// Options are the parts of a Server that tests control.
+type Options struct {
+	Logger *slog.Logger // default slog.Default()
+	// Now is the clock for certificate checks and deadlines; default time.Now.
+	Now func() time.Time
+}
+
+// Server is a running pqedge.
+type Server struct {
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	ctx     context.Context // canceled when the server has shut down
+	cancel  context.CancelFunc
+
+	current atomic.Pointer[generation] // the generation new connections go to
+	ready   atomic.Bool                // false before start and while draining
+
+	mu       sync.Mutex // guards the fields below; serialises Reload and Shutdown
+	sockets  map[string]*socket
+	admin    *http.Server
+	adminLn  net.Listener
+	adminAt  string // configured admin address
+	retiring sync.WaitGroup // old generations still draining
+	stopped  bool
+}
+
+// New builds the config's generation, opens its sockets and starts serving.
+// On error nothing is left open.
+func New(cfg *config.Config, opts Options) (*Server, error) {
+	s := &Server{log: opts.Logger, now: opts.Now, metrics: newMetrics(), sockets: map[string]*socket{}}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	gen, err := s.build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	opened, err := s.openSockets(gen)
+	if err != nil {
+		gen.closePools()
+		return nil, err
+	}
+	if err := s.setAdmin(cfg.Admin.Listen); err != nil {
+		closeSockets(opened)
+		gen.closePools()
+		return nil, err
+	}
+	gen.start()
+	s.current.Store(gen)
+	for _, sk := range opened {
+		go sk.acceptLoop()
+	}
+	s.ready.Store(true)
+	for _, sk := range opened {
+		s.log.Info("listening", "address", sk.ln.Addr().String(), "configured", sk.address)
+	}
+	return s, nil
+}
+
+func (s *Server) build(cfg *config.Config) (*generation, error) {
+	cs := &certSource{cfg: cfg, now: s.now()}
+	gen, err := buildGeneration(cfg, s.log, s.metrics, cs.selector)
+	if err != nil {
+		return nil, err
+	}
+	for name, site := range gen.sites {
+		sel := site.selector.Load()
+		if d, ok := expiryDays(sel.Classical, s.now()); ok {
+			s.metrics.certExpiryDays.WithLabelValues(name, "classical").Set(d)
+		}
+		if d, ok := expiryDays(sel.PQ, s.now()); ok {
+			s.metrics.certExpiryDays.WithLabelValues(name, "pq").Set(d)
+		}
+	}
+	if cs.local != nil && len(cs.local.Issued) > 0 {
+		s.log.Info("issued local development certificates", "dir", cs.local.Dir, "files", cs.local.Issued,
+			"hint", "trust the local CA with `pqedge certs trust "+cs.local.Dir+"`")
+	}
+	return gen, nil
+}
+
+// openSockets binds the addresses of gen that are not bound yet and returns
+// the new sockets (not yet accepting).
+func (s *Server) openSockets(gen *generation) ([]*socket, error) {
+	var opened []*socket
+	for _, l := range gen.cfg.Listener {
+		if _, ok := s.sockets[l.Address]; ok {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.Address)
+		if err != nil {
+			closeSockets(opened)
+			return nil, fmt.Errorf("failed to listen on %s for listener %q: %w", l.Address, l.Name, err)
+		}
+		opened = append(opened, &socket{address: l.Address, ln: ln, srv: s, done: make(chan struct{})})
+	}
+	for _, sk := range opened {
+		s.sockets[sk.address] = sk
+	}
+	return opened, nil
+}
+
+func closeSockets(socks []*socket) {
+	for _, sk := range socks {
+		sk.ln.Close()
+	}
+}
+
+// Reload swaps in a new config. It builds everything first: if the config
+// cannot be served (a certificate fails to load, an address cannot be
+// bound), the old config keeps serving and the error says why. Otherwise new
+// connections go to the new config at once, sockets it still uses stay
+// open, and the old generation drains in the background.
+func (s *Server) Reload(cfg *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return errors.New("failed to reload: the server is shutting down")
+	}
+	gen, err := s.build(cfg)
+	if err != nil {
+		s.metrics.reloads.WithLabelValues("invalid").Inc()
+		return err
+	}
+	opened, err := s.openSockets(gen)
+	if err != nil {
+		gen.closePools()
+		s.metrics.reloads.WithLabelValues("invalid").Inc()
+		return err
+	}
+	if err := s.setAdmin(cfg.Admin.Listen); err != nil {
+		for _, sk := range opened {
+			delete(s.sockets, sk.address)
+		}
+		closeSockets(opened)
+		gen.closePools()
+		s.metrics.reloads.WithLabelValues("invalid").Inc()
+		return err
+	}
+	gen.start()
+	old := s.current.Swap(gen)
+	for _, sk := range opened {
+		go sk.acceptLoop()
+	}
+	// Sockets the new config no longer names stop accepting; connections
+	// they already accepted finish in the old generation.
+	for addr, sk := range s.sockets {
+		if gen.listenerAt(addr) == nil {
+			sk.ln.Close()
+			delete(s.sockets, addr)
+		}
+	}
+	s.retiring.Add(1)
+	go func() {
+		defer s.retiring.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), old.shutdownTimeout)
+		defer cancel()
+		old.shutdown(ctx)
+	}()
+	s.metrics.reloads.WithLabelValues("ok").Inc()
+	s.log.Info("config reloaded", "file", cfg.File)
+	return nil
+}
+
+// Shutdown stops accepting, lets in-flight requests and streams finish until
+// ctx ends, then closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopped = true
+	s.ready.Store(false)
+	for _, sk := range s.sockets {
+		sk.ln.Close()
+	}
+	for _, sk := range s.sockets {
+		<-sk.done
+	}
+	s.mu.Unlock()
+
+	s.current.Load().shutdown(ctx)
+	s.retiring.Wait()
+	s.cancel()
+	var err error
+	if s.admin != nil {
+		err = s.admin.Shutdown(ctx)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("drain deadline passed; remaining connections were closed: %w", ctx.Err())
+	}
+	return err
+}
+
+// ListenerAddr returns the bound address of a listener of the current config
+// (useful with port 0), or nil.
+func (s *Server) ListenerAddr(name string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.current.Load().listeners[name]
+	if !ok {
+		return nil
+	}
+	if sk, ok := s.sockets[l.cfg.Address]; ok {
+		return sk.ln.Addr()
+	}
+	return nil
+}
+
+// AdminAddr returns the bound admin address, or nil without one.
+func (s *Server) AdminAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.adminLn == nil {
+		return nil
+	}
+	return s.adminLn.Addr()
+}
