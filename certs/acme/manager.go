@@ -96,9 +96,10 @@ type Manager struct {
 	onEvent   func(Event)
 	now       func() time.Time
 
-	cache  *certmagic.Cache
-	cfg    atomic.Pointer[certmagic.Config] // set once in New; read by the cache's renewer
-	issuer *certmagic.ACMEIssuer
+	cache   *certmagic.Cache
+	cfg     atomic.Pointer[certmagic.Config] // set once in New; read by the cache's renewer
+	issuer  *certmagic.ACMEIssuer
+	storage *closableStorage
 
 	mu     sync.Mutex // guards the fields below
 	names  []string   // managed names, in the order Manage got them
@@ -124,6 +125,7 @@ func New(opts Options) (*Manager, error) {
 		directory: dir,
 		onEvent:   opts.OnEvent,
 		now:       opts.now,
+		storage:   &closableStorage{fs: &certmagic.FileStorage{Path: storageDir}},
 	}
 	if m.log == nil {
 		m.log = slog.Default()
@@ -147,7 +149,7 @@ func New(opts Options) (*Manager, error) {
 		// handshake the cost of building a tls_get_certificate event.
 		ShouldEmitFunc: shouldEmit,
 		KeySource:      certmagic.StandardKeyGenerator{KeyType: keyType},
-		Storage:        &certmagic.FileStorage{Path: storageDir},
+		Storage:        m.storage,
 		Logger:         zl,
 	})
 	m.issuer = certmagic.NewACMEIssuer(cfg, certmagic.ACMEIssuer{
@@ -254,11 +256,8 @@ func (m *Manager) Manage(ctx context.Context, names []string) error {
 // checkNames normalises names and rejects those that cannot be validated
 // with HTTP-01 or TLS-ALPN-01.
 func (m *Manager) checkNames(names []string) ([]string, error) {
-	m.mu.Lock()
-	closed := m.closed
-	m.mu.Unlock()
-	if closed {
-		return nil, errors.New("acme manager is closed")
+	if err := m.checkOpen(); err != nil {
+		return nil, err
 	}
 	if len(names) == 0 {
 		return nil, errors.New("no server names to manage: list the site's names in server_names")
@@ -298,6 +297,9 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 // handshakes. A name whose renewal fails keeps its current certificate; the
 // errors of all failed names are joined.
 func (m *Manager) RenewNow(ctx context.Context) error {
+	if err := m.checkOpen(); err != nil {
+		return err
+	}
 	cfg := m.cfg.Load()
 	var errs []error
 	for _, name := range m.managedNames() {
@@ -365,14 +367,25 @@ func (m *Manager) Expiry() []CertExpiry {
 	return out
 }
 
+func (m *Manager) checkOpen() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errStorageClosed
+	}
+	return nil
+}
+
 func (m *Manager) managedNames() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.names)
 }
 
-// Close stops background renewal. Certificates already in memory can still
-// be served; Manage fails after Close. Close is idempotent.
+// Close stops background renewal and waits for storage operations in
+// progress; after it returns, nothing this Manager started writes to
+// storage. Certificates already in memory can still be served; Manage and
+// RenewNow fail after Close. Close is idempotent.
 func (m *Manager) Close() {
 	m.mu.Lock()
 	if m.closed {
@@ -382,4 +395,5 @@ func (m *Manager) Close() {
 	m.closed = true
 	m.mu.Unlock()
 	m.cache.Stop()
+	m.storage.close()
 }
