@@ -61,8 +61,8 @@ func DescribeChain(chain []*x509.Certificate) ([]CertInfo, error) {
 // message, as crypto/tls writes it (one record per handshake message).
 // Assumptions: X25519MLKEM768 key exchange, TLS_AES_128_GCM_SHA256, the
 // client sent a 32-byte legacy_session_id (browsers do, so the server echoes
-// it and sends a ChangeCipherSpec, RFC 8446 Appendix D.4), ALPN "h2", no
-// OCSP staple or SCTs.
+// it and sends a ChangeCipherSpec, RFC 8446 Appendix D.4), SNI, ALPN "h2",
+// no OCSP staple or SCTs.
 type Flight struct {
 	ServerHello         int // handshake message
 	ChangeCipherSpec    int // the whole compatibility record
@@ -92,8 +92,9 @@ func EstimateFlight(chain [][]byte, leafKey KeyInfo) Flight {
 	// key_exchange) — Section 4.1.3.
 	f.ServerHello = hsHeader + 2 + 32 + 1 + 32 + 2 + 1 + 2 + (4 + 2) + (4 + 2 + 2 + g.ServerShare)
 	f.ChangeCipherSpec = recHeader + 1
-	// Extensions length plus ALPN: type, length, list length, "h2".
-	f.EncryptedExtensions = hsHeader + 2 + (4 + 2 + 1 + 2)
+	// Extensions length, ALPN (type, length, list length, "h2") and the
+	// empty server_name acknowledgement (RFC 6066 Section 3) for SNI.
+	f.EncryptedExtensions = hsHeader + 2 + (4 + 2 + 1 + 2) + 4
 	// certificate_request_context, certificate_list length, then per entry
 	// a uint24 length, the DER and an empty extensions block (Section 4.4.2).
 	f.Certificate = hsHeader + 1 + 3
