@@ -14,4 +14,22 @@
 // registry name ("X25519MLKEM768", "secp256r1", "mldsa65",
 // "ecdsa_secp256r1_sha256"). defaults.go is the only home of those names, of
 // the presets and of their order.
+//
+// # ClientHello capture
+//
+// crypto/tls hides most of the ClientHello (key shares,
+// certificate_authorities, extension order, GREASE). Wrap each accepted
+// conn in a CaptureConn before tls.Server: until the first ClientHello is
+// complete it copies what crypto/tls reads (up to a limit, 64 KiB by
+// default), however the message is split across reads and records, and
+// then stops touching the data. GetConfigForClient or GetCertificate reach
+// it through ClientHelloInfo.Conn:
+//
+//	ch, err := hello.Conn.(*pqtls.CaptureConn).ClientHello()
+//
+// ParseClientHello and ParseClientHelloRecords parse the message strictly
+// (RFC 8446 Section 4.1.2); ClientHello.JA4 is FoxIO's JA4 fingerprint and
+// ClientHello.Family a best-effort guess of the client's TLS stack
+// (chromium, firefox, safari, curl-openssl, go, other), for statistics and
+// for explaining failed handshakes, never for access control.
 package pqtls
