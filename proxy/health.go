@@ -23,7 +23,8 @@ const (
 // documented default.
 type HealthOptions struct {
 	// Interval between two checks of one upstream. A negative Interval
-	// disables active checks; probes after data-path errors still run.
+	// disables active checks; probes after data-path errors still run, and
+	// repeat every PoolOptions.EjectFor while the upstream is unhealthy.
 	// Default DefaultHealthInterval.
 	Interval time.Duration
 	// Timeout bounds one check (connect, request and response), so a
@@ -82,6 +83,10 @@ func (p *Pool) checker(u *upstream) {
 
 // startProbe runs one out-of-band check of u unless one is in flight.
 // Called on the data path after an error; it never blocks.
+//
+// With active checks disabled, no traffic reaches an upstream the probe
+// found unhealthy, so nothing else would ever look at it again: the probe
+// then repeats every EjectFor until the upstream is healthy.
 func (p *Pool) startProbe(u *upstream) {
 	if p.ctx.Err() != nil || !u.probing.CompareAndSwap(false, true) {
 		return
@@ -90,8 +95,26 @@ func (p *Pool) startProbe(u *upstream) {
 	go func() {
 		defer p.wg.Done()
 		defer u.probing.Store(false)
-		p.recordCheck(u, p.check(u))
+		for {
+			p.recordCheck(u, p.check(u))
+			if p.opts.Health.Interval > 0 || p.isHealthy(u) {
+				return
+			}
+			t := time.NewTimer(p.opts.EjectFor)
+			select {
+			case <-p.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
 	}()
+}
+
+func (p *Pool) isHealthy(u *upstream) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return u.healthy
 }
 
 // recordCheck applies one check result to the thresholds.

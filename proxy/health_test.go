@@ -63,42 +63,59 @@ func TestHealthCheckHTTPRecovery(t *testing.T) {
 }
 
 func TestHealthCheckTCPRecovery(t *testing.T) {
-	// A unix socket can be re-bound at the same path, unlike a TCP port
-	// someone else might grab meanwhile.
-	path := filepath.Join(t.TempDir(), "stream.sock")
-	listen := func() net.Listener {
-		ln, err := net.Listen("unix", path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			for {
-				c, err := ln.Accept()
+	tests := []struct {
+		name   string
+		health HealthOptions
+		// kick makes traffic fail, for pools that only probe after errors.
+		kick bool
+	}{
+		{"active checks", HealthOptions{Interval: 10 * time.Millisecond, HealthyThreshold: 1, UnhealthyThreshold: 1}, false},
+		{"probes only", HealthOptions{Interval: -1, HealthyThreshold: 1, UnhealthyThreshold: 1}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// A unix socket can be re-bound at the same path, unlike a TCP
+			// port someone else might grab meanwhile.
+			path := filepath.Join(t.TempDir(), "stream.sock")
+			listen := func() net.Listener {
+				ln, err := net.Listen("unix", path)
 				if err != nil {
-					return
+					t.Fatal(err)
 				}
-				c.Close()
+				go func() {
+					for {
+						c, err := ln.Accept()
+						if err != nil {
+							return
+						}
+						c.Close()
+					}
+				}()
+				return ln
 			}
-		}()
-		return ln
-	}
-	ln := listen()
-	pool := newTestPool(t, PoolOptions{
-		Addresses: []string{"unix:" + path},
-		Health:    HealthOptions{Interval: 10 * time.Millisecond, HealthyThreshold: 1, UnhealthyThreshold: 1},
-	})
-	ln.Close()
-	waitFor(t, "upstream marked unhealthy", func() bool { return !healthyOf(pool, 0) })
-	ln = listen()
-	defer ln.Close()
-	waitFor(t, "upstream healthy again", func() bool { return healthyOf(pool, 0) })
-	c, addr, err := pool.Dial(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-	if addr != "unix:"+path {
-		t.Errorf("Dial picked %q", addr)
+			ln := listen()
+			pool := newTestPool(t, PoolOptions{
+				Addresses: []string{"unix:" + path}, MaxFails: 100, EjectFor: 10 * time.Millisecond, Health: tt.health,
+			})
+			ln.Close()
+			if tt.kick {
+				if _, _, err := pool.Dial(t.Context()); err == nil {
+					t.Fatal("dial to a closed socket succeeded")
+				}
+			}
+			waitFor(t, "upstream marked unhealthy", func() bool { return !healthyOf(pool, 0) })
+			ln = listen()
+			defer ln.Close()
+			waitFor(t, "upstream healthy again", func() bool { return healthyOf(pool, 0) })
+			c, addr, err := pool.Dial(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			if addr != "unix:"+path {
+				t.Errorf("Dial picked %q", addr)
+			}
+		})
 	}
 }
 

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -303,5 +305,76 @@ func TestHTTPProxyProbeOneInFlight(t *testing.T) {
 	defer func() { <-mu }()
 	if maxInFlight != 1 || probes != 1 {
 		t.Errorf("probes = %d, max in flight = %d; want 1 and 1 (five failures, one probe)", probes, maxInFlight)
+	}
+}
+
+func TestHTTPProxyRoundRobinKeepAlive(t *testing.T) {
+	// Each upstream names itself and counts the connections it accepted.
+	type counted struct {
+		addr  string
+		conns atomic.Int32
+	}
+	ups := make([]*counted, 3)
+	var addrs []string
+	for i := range ups {
+		u := &counted{}
+		s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, u.addr) }))
+		s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				u.conns.Add(1)
+			}
+		}
+		s.Start()
+		t.Cleanup(s.Close)
+		u.addr = s.Listener.Addr().String()
+		ups[i] = u
+		addrs = append(addrs, u.addr)
+	}
+	pool := newTestPool(t, PoolOptions{Addresses: addrs, Health: HealthOptions{Interval: -1}})
+	url := proxyServer(t, NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger}))
+	c := testClient()
+	const rounds = 4
+	for i := range rounds * len(addrs) {
+		_, body := get(t, c, url)
+		if want := addrs[i%len(addrs)]; body != want {
+			t.Fatalf("request %d served by %q, want %q", i, body, want)
+		}
+	}
+	for _, u := range ups {
+		if n := u.conns.Load(); n != 1 {
+			t.Errorf("upstream %s accepted %d connections for %d sequential requests, want 1 (keep-alive)", u.addr, n, rounds)
+		}
+	}
+}
+
+func TestHTTPProxyCountsFailures(t *testing.T) {
+	tests := []struct {
+		name string
+		addr func(t *testing.T) string
+		opts HTTPOptions
+	}{
+		{"dial error", deadAddr, HTTPOptions{}},
+		{"response timeout", silentUpstream, HTTPOptions{ResponseHeaderTimeout: 100 * time.Millisecond}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var log healthLog
+			pool := newTestPool(t, PoolOptions{Addresses: []string{tt.addr(t)}, MaxFails: 2, EjectFor: time.Hour, Health: HealthOptions{Interval: -1}, OnHealthChange: log.hook})
+			tt.opts.Logger = quietLogger
+			url := proxyServer(t, NewHTTPProxy(pool, tt.opts))
+			c := testClient()
+			get(t, c, url)
+			if st := pool.Upstreams()[0]; st.ConsecutiveFailures != 1 || !st.Healthy {
+				t.Fatalf("after one failure: %+v, want 1 failure and still healthy", st)
+			}
+			get(t, c, url)
+			if st := pool.Upstreams()[0]; !st.Ejected {
+				t.Fatalf("after MaxFails failures: %+v, want ejected", st)
+			}
+			if status, _ := get(t, c, url); status != http.StatusServiceUnavailable {
+				t.Errorf("request to an ejected pool: status %d, want 503", status)
+			}
+			waitFor(t, "OnHealthChange", func() bool { return len(log.get()) == 1 })
+		})
 	}
 }

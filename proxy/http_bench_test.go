@@ -1,0 +1,95 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// benchSetup starts an upstream answering 1 KiB and a proxy in front of it,
+// both on loopback, and returns their URLs and a keep-alive client.
+func benchSetup(b *testing.B) (direct, proxied string, c *http.Client) {
+	b.Helper()
+	body := make([]byte, 1024)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	b.Cleanup(up.Close)
+	pool, err := NewPool("bench", PoolOptions{Addresses: []string{up.Listener.Addr().String()}, Health: HealthOptions{Interval: -1}, Logger: quietLogger})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { pool.Close() })
+	px := NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger})
+	front := httptest.NewServer(px)
+	b.Cleanup(front.Close)
+	b.Cleanup(px.CloseIdleConnections)
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	b.Cleanup(tr.CloseIdleConnections)
+	return up.URL, front.URL, &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+func benchGet(b *testing.B, c *http.Client, url string) {
+	resp, err := c.Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+// BenchmarkHTTP measures one keep-alive client sending requests one after
+// another, directly to the upstream and through the proxy.
+func BenchmarkHTTP(b *testing.B) {
+	direct, proxied, c := benchSetup(b)
+	for _, bb := range []struct{ name, url string }{{"direct", direct}, {"proxy", proxied}} {
+		b.Run(bb.name, func(b *testing.B) {
+			for b.Loop() {
+				benchGet(b, c, bb.url)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+		})
+	}
+}
+
+// BenchmarkHTTPProxyRatio alternates one direct and one proxied request, so
+// both see the same machine noise, and reports their rates and the ratio
+// proxy/direct (1 would mean the proxy is free).
+func BenchmarkHTTPProxyRatio(b *testing.B) {
+	direct, proxied, c := benchSetup(b)
+	benchGet(b, c, direct) // open the keep-alive connections outside the timing
+	benchGet(b, c, proxied)
+	var tDirect, tProxy time.Duration
+	n := 0
+	for b.Loop() {
+		t0 := time.Now()
+		benchGet(b, c, direct)
+		t1 := time.Now()
+		benchGet(b, c, proxied)
+		tProxy += time.Since(t1)
+		tDirect += t1.Sub(t0)
+		n++
+	}
+	b.ReportMetric(float64(n)/tDirect.Seconds(), "direct-req/s")
+	b.ReportMetric(float64(n)/tProxy.Seconds(), "proxy-req/s")
+	b.ReportMetric(tDirect.Seconds()/tProxy.Seconds(), "proxy/direct")
+}
+
+// BenchmarkHTTPParallel is BenchmarkHTTP with GOMAXPROCS concurrent
+// keep-alive clients.
+func BenchmarkHTTPParallel(b *testing.B) {
+	direct, proxied, c := benchSetup(b)
+	for _, bb := range []struct{ name, url string }{{"direct", direct}, {"proxy", proxied}} {
+		b.Run(bb.name, func(b *testing.B) {
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					benchGet(b, c, bb.url)
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+		})
+	}
+}
