@@ -76,8 +76,8 @@ type listenerRuntime struct {
 
 // buildGeneration turns a validated config into a generation. certificates
 // gives each site's selector. Nothing is started and no socket is opened.
-func buildGeneration(cfg *config.Config, log *slog.Logger, m *metrics, sel func(config.Site) (*certs.Selector, error)) (g *generation, err error) {
-	g = &generation{
+func buildGeneration(cfg *config.Config, log *slog.Logger, m *metrics, sel func(config.Site) (*certs.Selector, error)) (_ *generation, err error) {
+	g := &generation{
 		cfg: cfg, log: log, metrics: m,
 		sites:            map[string]*siteRuntime{},
 		listeners:        map[string]*listenerRuntime{},

@@ -1,0 +1,162 @@
+package server
+
+import (
+	"crypto/mldsa"
+	"crypto/tls"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/pqedge/pqedge/pqtls"
+)
+
+const baseConfig = `
+data_dir = "{{DATA}}/data"
+[admin]
+listen = "127.0.0.1:0"
+[log]
+access = false
+[[listener]]
+name = "https"
+address = "127.0.0.1:0"
+`
+
+// TestGroupsEndToEnd forces each group from a Go client and checks it in the
+// inspect JSON, in the headers the upstream received, and in the metrics.
+func TestGroupsEndToEnd(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(r.Header)
+	}))
+	defer upstream.Close()
+	ts := startServer(t, baseConfig+`
+[[site]]
+name = "local"
+server_names = ["localhost"]
+[[site.route]]
+path = "/"
+handler = "inspect"
+[[site.route]]
+path = "/app/"
+pool = "app"
+[[pool]]
+name = "app"
+upstreams = ["`+strings.TrimPrefix(upstream.URL, "http://")+`"]
+`)
+	base := "https://" + ts.addr("https")
+	tests := []struct {
+		group tls.CurveID
+		name  string
+		pq    bool
+	}{
+		{tls.X25519MLKEM768, "X25519MLKEM768", true},
+		{tls.SecP256r1MLKEM768, "SecP256r1MLKEM768", true},
+		{tls.SecP384r1MLKEM1024, "SecP384r1MLKEM1024", true},
+		{tls.X25519, "x25519", false},
+		{tls.CurveP256, "secp256r1", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ts.client(tt.group)
+			rep := inspect(t, c, base+"/")
+			if rep.Group != tt.name || rep.PQ != tt.pq {
+				t.Errorf("inspect says group %q pq %v, want %q %v", rep.Group, rep.PQ, tt.name, tt.pq)
+			}
+			if rep.Version != "TLS 1.3" || rep.ALPN != "h2" || rep.Signature != "ecdsa_secp256r1_sha256" {
+				t.Errorf("inspect says version %q alpn %q signature %q", rep.Version, rep.ALPN, rep.Signature)
+			}
+			if rep.Client == nil || len(rep.Client.Groups) == 0 || rep.Client.Groups[0] != tt.name {
+				t.Errorf("inspect's client.groups = %+v, want [%s]", rep.Client, tt.name)
+			}
+			wantVerdict := map[bool]string{true: "protected", false: "not protected"}[tt.pq]
+			if rep.Verdict != wantVerdict {
+				t.Errorf("verdict %q, want %q", rep.Verdict, wantVerdict)
+			}
+
+			resp, err := c.Get(base + "/app/x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var hdr http.Header
+			json.NewDecoder(resp.Body).Decode(&hdr)
+			resp.Body.Close()
+			if got := hdr.Get("Pqedge-Tls-Group"); got != tt.name {
+				t.Errorf("upstream saw PQEdge-TLS-Group %q, want %q", got, tt.name)
+			}
+			if got := hdr.Get("Pqedge-Tls-Pq"); got != map[bool]string{true: "true", false: "false"}[tt.pq] {
+				t.Errorf("upstream saw PQEdge-TLS-PQ %q", got)
+			}
+			if hdr.Get("X-Forwarded-For") == "" || hdr.Get("X-Forwarded-Proto") != "https" {
+				t.Errorf("upstream missed X-Forwarded-*: %v", hdr)
+			}
+		})
+	}
+	if got := ts.metric(`pqedge_handshakes_total{family="go",group="X25519MLKEM768",hello_retry="false",listener="https",pq="true"`); got == "" || got == "0" {
+		t.Errorf("no X25519MLKEM768 handshake counted in /metrics (got %q)", got)
+	}
+}
+
+func TestPQOnlyRefusesClassicalClients(t *testing.T) {
+	ts := startServer(t, baseConfig+`
+[[site]]
+name = "local"
+server_names = ["localhost"]
+[site.tls]
+policy = "pq-only"
+[[site.route]]
+path = "/"
+handler = "inspect"
+`)
+	base := "https://" + ts.addr("https")
+	if _, err := ts.client(tls.X25519, tls.CurveP256).Get(base + "/"); err == nil {
+		t.Fatal("a classical-only client completed a handshake with a pq-only site")
+	}
+	rep := inspect(t, ts.client(tls.X25519MLKEM768, tls.X25519), base+"/")
+	if rep.Group != "X25519MLKEM768" {
+		t.Errorf("pq client got %q", rep.Group)
+	}
+	waitFor(t, "the refusal in /metrics", func() bool {
+		return ts.metric(`pqedge_handshake_failures_total{family="go",listener="https",reason="no_common_group"}`) == "1"
+	})
+}
+
+// TestMLDSAChainOnlyWhenAllowed: the Go client offers ML-DSA first; it gets
+// the ML-DSA chain under pq_certs = "always" and the classical one otherwise
+// (under "trusted" because it does not send certificate_authorities).
+func TestMLDSAChainOnlyWhenAllowed(t *testing.T) {
+	for _, tt := range []struct {
+		mode    string
+		wantSig string
+	}{
+		{"off", "ecdsa_secp256r1_sha256"},
+		{"trusted", "ecdsa_secp256r1_sha256"},
+		{"always", "mldsa65"},
+	} {
+		t.Run(tt.mode, func(t *testing.T) {
+			ts := startServer(t, baseConfig+`
+[[site]]
+name = "local"
+server_names = ["localhost"]
+pq_certs = "`+tt.mode+`"
+[[site.route]]
+path = "/"
+handler = "inspect"
+`)
+			conn, err := tls.Dial("tcp", ts.addr("https"), &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"})
+			if err != nil {
+				t.Fatalf("handshake failed: %v", err)
+			}
+			defer conn.Close()
+			leaf := conn.ConnectionState().PeerCertificates[0]
+			_, isMLDSA := leaf.PublicKey.(*mldsa.PublicKey)
+			if isMLDSA != (tt.wantSig == "mldsa65") {
+				t.Errorf("served a %s leaf under pq_certs=%s", pqtls.KeyAlgorithm(leaf.PublicKey), tt.mode)
+			}
+			rep := inspect(t, ts.client(tls.X25519MLKEM768), "https://"+ts.addr("https")+"/")
+			if rep.Signature != tt.wantSig {
+				t.Errorf("inspect says signature %q, want %q", rep.Signature, tt.wantSig)
+			}
+		})
+	}
+}
