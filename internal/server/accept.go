@@ -187,5 +187,3 @@ func (g *generation) listenerAt(address string) *listenerRuntime {
 	}
 	return nil
 }
-
-

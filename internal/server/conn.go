@@ -17,9 +17,9 @@ type edgeConn struct {
 	gen      *generation
 	listener *listenerRuntime
 
-	mu     sync.Mutex // guards the fields below
-	site   *siteRuntime      // set by GetConfigForClient
-	cert   *tls.Certificate  // set by GetCertificate
+	mu     sync.Mutex       // guards the fields below
+	site   *siteRuntime     // set by GetConfigForClient
+	cert   *tls.Certificate // set by GetCertificate
 	record *pqtls.Handshake // set once the handshake succeeded
 }
 

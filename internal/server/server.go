@@ -36,7 +36,7 @@ type Server struct {
 	sockets  map[string]*socket
 	admin    *http.Server
 	adminLn  net.Listener
-	adminAt  string // configured admin address
+	adminAt  string         // configured admin address
 	retiring sync.WaitGroup // old generations still draining
 	stopped  bool
 }
