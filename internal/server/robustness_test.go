@@ -199,7 +199,6 @@ upstreams = ["`+up.Addr().String()+`"]
 	if host, _, _ := net.SplitHostPort(s.src); host != "127.0.0.1" || s.src == up.Addr().String() {
 		t.Errorf("PROXY header source %q is not the client", s.src)
 	}
-	_ = bytes.MinRead
 }
 
 // TestReloadUnderLoadLosesNoRequest reloads repeatedly (alternating between
