@@ -76,6 +76,10 @@ func (c *recordConn) readRecord(op string) (typ uint8, body []byte, err error) {
 	for {
 		var hdr [5]byte
 		if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
+			// A partial header gives ErrUnexpectedEOF (truncated, malformed).
+			if errors.Is(err, io.EOF) && len(c.hsBuf) > 0 {
+				return 0, nil, malformed(op, "connection closed in the middle of a handshake message")
+			}
 			return 0, nil, readErr(op, err)
 		}
 		typ = hdr[0]
@@ -88,6 +92,9 @@ func (c *recordConn) readRecord(op string) (typ uint8, body []byte, err error) {
 		}
 		body = make([]byte, n)
 		if _, err := io.ReadFull(c.r, body); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // the header promised a body
+			}
 			return 0, nil, readErr(op, err)
 		}
 		c.bytesReceived += 5 + n
@@ -127,8 +134,14 @@ func (c *recordConn) readRecord(op string) (typ uint8, body []byte, err error) {
 	}
 }
 
+// readErr classifies a failed read: a close in the middle of a record is
+// a truncated (malformed) reply, a close between records a broken
+// connection.
 func readErr(op string, err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return malformed(op, "connection closed in the middle of a record")
+	}
+	if errors.Is(err, io.EOF) {
 		return &Error{Kind: KindDial, Op: op, Err: fmt.Errorf("connection closed by server: %w", io.ErrUnexpectedEOF)}
 	}
 	return ioErr(op, err)
