@@ -48,7 +48,7 @@ func shouldEmit(event string) bool {
 // or certmagic's renewal worker. It never aborts anything: the two events it
 // handles happen after the fact, and certmagic ignores errors from them.
 func (m *Manager) onCertmagicEvent(_ context.Context, name string, data map[string]any) error {
-	ev, ok := translateEvent(name, data, m.now())
+	ev, ok := translateEvent(name, data, time.Now())
 	if !ok {
 		return nil
 	}

@@ -83,9 +83,6 @@ type Options struct {
 	// or the background renewer), so it must return quickly and must not
 	// call back into the Manager. It cannot stop or undo anything.
 	OnEvent func(Event)
-
-	// now is the clock for event times; tests may set it.
-	now func() time.Time
 }
 
 // Manager obtains, renews and serves ACME certificates. Its methods are safe
@@ -94,7 +91,6 @@ type Manager struct {
 	log       *slog.Logger
 	directory string
 	onEvent   func(Event)
-	now       func() time.Time
 
 	cache   *certmagic.Cache
 	cfg     atomic.Pointer[certmagic.Config] // set once in New; read by the cache's renewer
@@ -124,14 +120,10 @@ func New(opts Options) (*Manager, error) {
 		log:       opts.Logger,
 		directory: dir,
 		onEvent:   opts.OnEvent,
-		now:       opts.now,
 		storage:   &closableStorage{fs: &certmagic.FileStorage{Path: storageDir}},
 	}
 	if m.log == nil {
 		m.log = slog.Default()
-	}
-	if m.now == nil {
-		m.now = time.Now
 	}
 	zl := newZapLogger(m.log.Handler())
 
@@ -222,7 +214,7 @@ func checkEmail(email string) error {
 		return fmt.Errorf("bad ACME account email %q: want a plain address such as ops@example.com", email)
 	}
 	at := strings.LastIndexByte(email, '@')
-	if !strings.Contains(email[at+1:], ".") && email[at+1:] != "localhost" {
+	if !strings.Contains(email[at+1:], ".") {
 		return fmt.Errorf("bad ACME account email %q: the domain has no dot", email)
 	}
 	return nil

@@ -67,6 +67,9 @@ func TestIssueAndServe(t *testing.T) {
 				}
 				checkP256(t, leaf)
 			}
+			if _, err := site.tryHandshake(ca, "unmanaged.pqedge.test"); err == nil {
+				t.Error("handshake for a name that is not managed succeeded")
+			}
 			if got := site.httpHits.Load() > 0; got != tt.wantHTTP {
 				t.Errorf("HTTP-01 answered by our handler: %v, want %v", got, tt.wantHTTP)
 			}
