@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pqedge/pqedge/certs"
+)
+
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
+
+func runCertsCLI(args ...string) cliResult {
+	var out, errb bytes.Buffer
+	code := runCerts(args, &out, &errb)
+	return cliResult{code, out.String(), errb.String()}
+}
+
+// TestCertsCLI walks a CA's life through the CLI: each step runs in the
+// same temporary directory, in order.
+func TestCertsCLI(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca")
+	leaf := filepath.Join(dir, "site")
+	steps := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout []string
+		wantStderr []string
+	}{
+		{name: "init", args: []string{"init", "--dir", ca, "--intermediate", "--intermediate-alg", "mldsa44"}, wantStdout: []string{"root.crt", "ML-DSA-87", "intermediate.crt", "ML-DSA-44"}},
+		{name: "init again", args: []string{"init", "--dir", ca}, wantCode: 1, wantStderr: []string{"pqedge: error: ", "already holds a CA", "hint: change --dir"}},
+		{name: "init without dir", args: []string{"init"}, wantCode: 2, wantStderr: []string{"pqedge: error: no CA directory given", "hint: pass --dir DIR"}},
+		{name: "init bad alg", args: []string{"init", "--dir", filepath.Join(dir, "x"), "--alg", "rsa"}, wantCode: 1, wantStderr: []string{"unknown key algorithm", "hint: set --alg"}},
+		{name: "init bad flag", args: []string{"init", "--dri", ca}, wantCode: 2, wantStderr: []string{"flag provided but not defined", "hint: see `pqedge certs init --help`"}},
+		{name: "issue", args: []string{"issue", "--ca", ca, "--name", "pq.test", "--name", "127.0.0.1", "--alg", "mldsa44", "--out", leaf, "--days", "30"}, wantStdout: []string{"site.crt (2 certificate(s)", "ML-DSA-44 for pq.test, 127.0.0.1", "first flight", "fits TCP's initial window"}},
+		{name: "issue without name", args: []string{"issue", "--ca", ca, "--out", leaf}, wantCode: 2, wantStderr: []string{"no names given", "hint: pass --name HOST"}},
+		{name: "issue bad alg", args: []string{"issue", "--ca", ca, "--name", "a.test", "--alg", "mldsa99", "--out", leaf}, wantCode: 1, wantStderr: []string{"unknown key algorithm", "hint: set --alg"}},
+		{name: "issue without CA", args: []string{"issue", "--ca", filepath.Join(dir, "none"), "--name", "a.test", "--out", leaf}, wantCode: 1, wantStderr: []string{"pqedge certs init", "hint: check --ca"}},
+		{name: "issue bad days", args: []string{"issue", "--ca", ca, "--name", "a.test", "--out", leaf, "--days", "0"}, wantCode: 2, wantStderr: []string{"hint: set --days"}},
+		{name: "inspect leaf", args: []string{"inspect", leaf + ".crt"}, wantStdout: []string{"2 certificate(s)", "ML-DSA-44, public key 1312 B", "names:      pq.test, 127.0.0.1", "[2], signature verified", "CertificateVerify (ML-DSA-44", "chain adds", "fits TCP's initial window (14600 B)"}},
+		{name: "inspect root", args: []string{"inspect", filepath.Join(ca, "root.crt")}, wantStdout: []string{"self-signed root; CA", "is a CA certificate"}},
+		{name: "inspect nothing", args: []string{"inspect"}, wantCode: 2, wantStderr: []string{"no certificate files given"}},
+		{name: "inspect key", args: []string{"inspect", leaf + ".key"}, wantCode: 1, wantStderr: []string{"may be swapped"}},
+		{name: "trust print", args: []string{"trust", ca}, wantStdout: []string{"-----BEGIN CERTIFICATE-----", "update-ca-certificates", "certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n pqedge-root -i pqedge-root.crt", "security add-trusted-cert", "certutil -addstore -f Root pqedge-root.cer", "ML-DSA root"}},
+		{name: "trust write", args: []string{"trust", ca, "--out", filepath.Join(dir, "trust")}, wantStdout: []string{"pqedge-root.crt (PEM)", "pqedge-root.cer (DER)"}},
+		{name: "trust without dir", args: []string{"trust"}, wantCode: 2, wantStderr: []string{"hint: pqedge certs trust DIR"}},
+		{name: "inspect DER", args: []string{"inspect", filepath.Join(dir, "trust", "pqedge-root.cer")}, wantStdout: []string{"ML-DSA-87, public key 2592 B"}},
+		{name: "unknown command", args: []string{"sign"}, wantCode: 2, wantStderr: []string{`unknown certs command "sign"`, "hint: commands are init, issue, inspect and trust"}},
+		{name: "no command", args: nil, wantCode: 2, wantStderr: []string{"usage: pqedge certs"}},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			r := runCertsCLI(s.args...)
+			if r.code != s.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, s.wantCode, r.stdout, r.stderr)
+			}
+			for _, w := range s.wantStdout {
+				if !strings.Contains(r.stdout, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, r.stdout)
+				}
+			}
+			for _, w := range s.wantStderr {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
+				}
+			}
+		})
+	}
+
+	// The files the steps wrote.
+	if fi, err := os.Stat(leaf + ".key"); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("leaf key: %v %v", fi.Mode(), err)
+	}
+	if c, err := certs.LoadKeyPair(leaf+".crt", leaf+".key"); err != nil || c.Leaf.NotAfter.Sub(time.Now()) > 31*24*time.Hour {
+		t.Errorf("issued pair: %v", err)
+	}
+	der, err := os.ReadFile(filepath.Join(dir, "trust", "pqedge-root.cer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x509.ParseCertificate(der); err != nil {
+		t.Errorf("trust .cer is not DER: %v", err)
+	}
+}
+
+func TestCertsCLIRefusesUnsafeCA(t *testing.T) {
+	t.Run("readable key", func(t *testing.T) {
+		ca := t.TempDir()
+		if r := runCertsCLI("init", "--dir", ca, "--alg", "mldsa44"); r.code != 0 {
+			t.Fatal(r.stderr)
+		}
+		if err := os.Chmod(filepath.Join(ca, "root.key"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := runCertsCLI("issue", "--ca", ca, "--name", "a.test", "--out", filepath.Join(t.TempDir(), "x"))
+		if r.code != 1 || !strings.Contains(r.stderr, "chmod 600") || !strings.Contains(r.stderr, "hint: check --ca") {
+			t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("expired CA", func(t *testing.T) {
+		ca := t.TempDir()
+		if _, err := certs.InitCA(ca, certs.CAOptions{Alg: certs.AlgMLDSA44, Now: time.Now().Add(-certs.DefaultRootValidity - 48*time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		r := runCertsCLI("issue", "--ca", ca, "--name", "a.test", "--out", filepath.Join(t.TempDir(), "x"))
+		if r.code != 1 || !strings.Contains(r.stderr, "expired") || !strings.Contains(r.stderr, "pqedge certs init") {
+			t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("large chain verdict", func(t *testing.T) {
+		ca := t.TempDir()
+		if r := runCertsCLI("init", "--dir", ca, "--intermediate"); r.code != 0 {
+			t.Fatal(r.stderr)
+		}
+		out := filepath.Join(t.TempDir(), "big")
+		r := runCertsCLI("issue", "--ca", ca, "--name", "a.test", "--alg", "mldsa87", "--out", out)
+		if r.code != 0 || !strings.Contains(r.stdout, "exceeds TCP's initial window") {
+			t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+	})
+}
