@@ -22,7 +22,7 @@ import (
 // testServer is a pqedge serving a config written from a TOML snippet, with
 // every address on loopback port 0.
 type testServer struct {
-	t   *testing.T
+	t   testing.TB
 	srv *Server
 	cfg *config.Config
 	dir string
@@ -30,7 +30,7 @@ type testServer struct {
 
 // startServer writes cfgText (with {{DATA}} replaced by a temp dir) and
 // serves it until the test ends.
-func startServer(t *testing.T, cfgText string) *testServer {
+func startServer(t testing.TB, cfgText string) *testServer {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := loadConfig(t, dir, cfgText)
@@ -47,7 +47,7 @@ func startServer(t *testing.T, cfgText string) *testServer {
 	return ts
 }
 
-func loadConfig(t *testing.T, dir, cfgText string) *config.Config {
+func loadConfig(t testing.TB, dir, cfgText string) *config.Config {
 	t.Helper()
 	file := filepath.Join(dir, "pqedge.toml")
 	if err := os.WriteFile(file, []byte(strings.ReplaceAll(cfgText, "{{DATA}}", dir)), 0o600); err != nil {
@@ -60,7 +60,7 @@ func loadConfig(t *testing.T, dir, cfgText string) *config.Config {
 	return cfg
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
