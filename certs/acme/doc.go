@@ -7,9 +7,8 @@
 // It is not for ML-DSA certificates. No public ACME CA issues them, and
 // certmagic's storage cannot hold ML-DSA keys (its PEM helpers know ECDSA,
 // RSA and Ed25519 only); ML-DSA chains are package certs' business. A site
-// can serve both: the server asks package certs for an ML-DSA chain when the
-// client offers ML-DSA and a trusted chain exists, and falls back to this
-// package's certificate otherwise.
+// can have both; choosing between them for each handshake is the server's
+// job.
 //
 // # Use
 //
@@ -20,9 +19,10 @@
 //
 // # Wiring a server
 //
-// The https listener's tls.Config must use Manager.GetCertificate (directly
-// or from the server's own certificate selection) and must list ALPNProtocol
-// ("acme-tls/1") in NextProtos next to "h2" and "http/1.1": without it
+// The https listener's tls.Config (and any config its GetConfigForClient
+// returns) must use Manager.GetCertificate, directly or from the server's own
+// certificate selection, and must list ALPNProtocol ("acme-tls/1") in
+// NextProtos next to "h2" and "http/1.1": without it
 // crypto/tls refuses the CA's TLS-ALPN-01 validation handshake with a
 // no_application_protocol alert. The server must pass such a handshake to
 // GetCertificate untouched; IsTLSALPNChallenge recognises it.

@@ -24,9 +24,10 @@ func IsTLSALPNChallenge(hello *tls.ClientHelloInfo) bool {
 
 // HTTPChallengeHandler answers HTTP-01 challenges (GET
 // /.well-known/acme-challenge/TOKEN, RFC 8555 section 8.3) for certificates
-// this Manager, or any Manager in the process or sharing its storage, is
-// obtaining, and passes every other request to next. nil next means 404.
-// It is meant for the port-80 listener.
+// being obtained by this Manager, by any other Manager in the process
+// (certmagic keeps active challenges process-wide), or by a process sharing
+// its storage and CA; every other request, including tokens nobody issued,
+// goes to next. nil next means 404. It is meant for the port-80 listener.
 func (m *Manager) HTTPChallengeHandler(next http.Handler) http.Handler {
 	if next == nil {
 		next = http.NotFoundHandler()
