@@ -4,9 +4,11 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"sync"
 
+	"github.com/cloudflare/circl/dh/x25519"
 	"github.com/cloudflare/circl/kem"
 	"github.com/cloudflare/circl/kem/kyber/kyber768"
 	"github.com/cloudflare/circl/kem/mlkem/mlkem1024"
@@ -19,7 +21,7 @@ import (
 // groupImpl says how a NamedGroup's key_share is built: an elliptic-curve
 // part, a KEM part, or both, and in which order they are concatenated.
 type groupImpl struct {
-	curve ecdh.Curve
+	curve ecCurve
 	kem   kem.Scheme
 	// ecdhFirst puts the ECDH share (and secret) before the KEM's. The order
 	// differs per group: draft-ietf-tls-ecdhe-mlkem Section 4 puts ML-KEM
@@ -34,13 +36,13 @@ type groupImpl struct {
 func lookupGroupImpl(g tls.CurveID) (groupImpl, error) {
 	switch g {
 	case tls.X25519:
-		return groupImpl{curve: ecdh.X25519()}, nil
+		return groupImpl{curve: x25519Curve{}}, nil
 	case tls.CurveP256:
-		return groupImpl{curve: ecdh.P256()}, nil
+		return groupImpl{curve: nistCurve{ecdh.P256()}}, nil
 	case tls.CurveP384:
-		return groupImpl{curve: ecdh.P384()}, nil
+		return groupImpl{curve: nistCurve{ecdh.P384()}}, nil
 	case tls.CurveP521:
-		return groupImpl{curve: ecdh.P521()}, nil
+		return groupImpl{curve: nistCurve{ecdh.P521()}}, nil
 	case pqtls.GroupMLKEM512:
 		return groupImpl{kem: mlkem512.Scheme()}, nil
 	case pqtls.GroupMLKEM768:
@@ -48,13 +50,13 @@ func lookupGroupImpl(g tls.CurveID) (groupImpl, error) {
 	case tls.MLKEM1024:
 		return groupImpl{kem: mlkem1024.Scheme()}, nil
 	case tls.X25519MLKEM768:
-		return groupImpl{curve: ecdh.X25519(), kem: mlkem768.Scheme()}, nil
+		return groupImpl{curve: x25519Curve{}, kem: mlkem768.Scheme()}, nil
 	case tls.SecP256r1MLKEM768:
-		return groupImpl{curve: ecdh.P256(), kem: mlkem768.Scheme(), ecdhFirst: true}, nil
+		return groupImpl{curve: nistCurve{ecdh.P256()}, kem: mlkem768.Scheme(), ecdhFirst: true}, nil
 	case tls.SecP384r1MLKEM1024:
-		return groupImpl{curve: ecdh.P384(), kem: mlkem1024.Scheme(), ecdhFirst: true}, nil
+		return groupImpl{curve: nistCurve{ecdh.P384()}, kem: mlkem1024.Scheme(), ecdhFirst: true}, nil
 	case pqtls.GroupX25519Kyber768Draft00:
-		return groupImpl{curve: ecdh.X25519(), kem: kyber768.Scheme(), ecdhFirst: true}, nil
+		return groupImpl{curve: x25519Curve{}, kem: kyber768.Scheme(), ecdhFirst: true}, nil
 	}
 	return groupImpl{}, fmt.Errorf("unsupported group %s", pqtls.GroupName(g))
 }
@@ -71,7 +73,7 @@ func SupportedGroups() []tls.CurveID {
 	return out
 }
 
-// greaseShare is a key share for a GREASE group (RFC 8701 Section 2): one
+// greaseGroup is the group of a key share for a GREASE group (RFC 8701 Section 2): one
 // byte a server must ignore. The probe sends it to force a
 // HelloRetryRequest for the group it is testing.
 const greaseGroup tls.CurveID = 0x0a0a
@@ -81,7 +83,7 @@ type keyShare struct {
 	group  tls.CurveID
 	impl   groupImpl
 	share  []byte // the key_exchange field sent
-	ecdhSK *ecdh.PrivateKey
+	ecdhSK ecKey
 	kemSK  kem.PrivateKey
 }
 
@@ -97,10 +99,10 @@ func newKeyShare(g tls.CurveID) (*keyShare, error) {
 	ks := &keyShare{group: g, impl: impl}
 	var ecPub, kemPub []byte
 	if impl.curve != nil {
-		if ks.ecdhSK, err = impl.curve.GenerateKey(rand.Reader); err != nil {
+		if ks.ecdhSK, err = impl.curve.generate(); err != nil {
 			return nil, fmt.Errorf("failed to generate %s key: %w", pqtls.GroupName(g), err)
 		}
-		ecPub = ks.ecdhSK.PublicKey().Bytes()
+		ecPub = ks.ecdhSK.public()
 	}
 	if impl.kem != nil {
 		pk, sk, err := impl.kem.GenerateKeyPair()
@@ -124,7 +126,7 @@ func newKeyShare(g tls.CurveID) (*keyShare, error) {
 func (ks *keyShare) serverShareSize() int {
 	n := 0
 	if ks.ecdhSK != nil {
-		n += len(ks.ecdhSK.PublicKey().Bytes())
+		n += len(ks.ecdhSK.public())
 	}
 	if ks.kemSK != nil {
 		n += ks.impl.kem.CiphertextSize()
@@ -144,7 +146,7 @@ func (ks *keyShare) sharedSecret(server []byte) ([]byte, error) {
 	}
 	var ecPart, kemPart []byte
 	if ks.ecdhSK != nil {
-		n := len(ks.ecdhSK.PublicKey().Bytes())
+		n := len(ks.ecdhSK.public())
 		if ks.impl.ecdhFirst || ks.kemSK == nil {
 			ecPart, kemPart = server[:n], server[n:]
 		} else {
@@ -155,11 +157,8 @@ func (ks *keyShare) sharedSecret(server []byte) ([]byte, error) {
 	}
 	var ecSS, kemSS []byte
 	if ks.ecdhSK != nil {
-		pub, err := ks.impl.curve.NewPublicKey(ecPart)
-		if err != nil {
-			return nil, fmt.Errorf("failed to parse server %s share: %w", pqtls.GroupName(ks.group), err)
-		}
-		if ecSS, err = ks.ecdhSK.ECDH(pub); err != nil {
+		var err error
+		if ecSS, err = ks.ecdhSK.shared(ecPart); err != nil {
 			return nil, fmt.Errorf("failed to compute %s secret: %w", pqtls.GroupName(ks.group), err)
 		}
 	}
@@ -217,4 +216,75 @@ func (c *ShareCache) get(g tls.CurveID) (*keyShare, error) {
 	}
 	c.shares[g] = ks
 	return ks, nil
+}
+
+// ecCurve makes ephemeral elliptic-curve keys.
+type ecCurve interface {
+	generate() (ecKey, error)
+}
+
+// ecKey is an ephemeral private key; shared is its ECDH with a peer's
+// encoded public key.
+type ecKey interface {
+	public() []byte
+	shared(peer []byte) ([]byte, error)
+}
+
+// nistCurve is P-256, P-384 or P-521 through crypto/ecdh, which checks the
+// peer's point (RFC 8446 Section 4.2.8.2).
+type nistCurve struct{ c ecdh.Curve }
+
+type nistKey struct {
+	sk  *ecdh.PrivateKey
+	pub []byte
+}
+
+func (n nistCurve) generate() (ecKey, error) {
+	sk, err := n.c.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return &nistKey{sk: sk, pub: sk.PublicKey().Bytes()}, nil
+}
+
+func (k *nistKey) public() []byte { return k.pub }
+
+func (k *nistKey) shared(peer []byte) ([]byte, error) {
+	pub, err := k.sk.Curve().NewPublicKey(peer)
+	if err != nil {
+		return nil, err
+	}
+	return k.sk.ECDH(pub)
+}
+
+// x25519Curve uses circl's X25519, about three times faster than
+// crypto/ecdh's on amd64: the client's ECDH is the largest cost left in
+// load mode, where key generation is cached.
+type x25519Curve struct{}
+
+type x25519Key struct{ sk, pk x25519.Key }
+
+func (x25519Curve) generate() (ecKey, error) {
+	k := &x25519Key{}
+	if _, err := rand.Read(k.sk[:]); err != nil {
+		return nil, err
+	}
+	x25519.KeyGen(&k.pk, &k.sk)
+	return k, nil
+}
+
+func (k *x25519Key) public() []byte { return k.pk[:] }
+
+func (k *x25519Key) shared(peer []byte) ([]byte, error) {
+	if len(peer) != x25519.Size {
+		return nil, fmt.Errorf("X25519 share of %d bytes", len(peer))
+	}
+	var pk, ss x25519.Key
+	copy(pk[:], peer)
+	// RFC 8446 Section 7.4.2: an all-zero result (a low-order point) must
+	// abort the handshake; Shared reports it as false.
+	if !x25519.Shared(&ss, &k.sk, &pk) {
+		return nil, errors.New("X25519 share is a low-order point")
+	}
+	return ss[:], nil
 }
