@@ -1,10 +1,12 @@
 package certs
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -183,4 +185,37 @@ func ExampleSelector() {
 	}
 	// On reload: build and validate a new Selector, then
 	// current.Store(next). Handshakes in flight keep the old one.
+}
+
+// FuzzRawSubject fuzzes the allocation-free subject slicer Pick uses on the
+// PQ chain's intermediates; whatever it returns must be what crypto/x509
+// parses as RawSubject.
+func FuzzRawSubject(f *testing.F) {
+	ca, err := InitCA(f.TempDir(), CAOptions{Alg: AlgMLDSA44, Intermediate: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(ca.Root.Raw)
+	f.Add(ca.Intermediate.Raw)
+	for _, file := range []string{"testdata/openssl-ecdsa.crt", "testdata/openssl-rsa.crt", "testdata/openssl-mldsa44.crt"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		chain, err := ParseCertificatesPEM(b)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(chain[0].Raw)
+	}
+	f.Fuzz(func(t *testing.T, der []byte) {
+		subj, ok := rawSubject(der)
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return
+		}
+		if !ok || !bytes.Equal(subj, c.RawSubject) {
+			t.Fatalf("rawSubject = %x, %v; x509 says %x", subj, ok, c.RawSubject)
+		}
+	})
 }
