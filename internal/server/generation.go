@@ -54,6 +54,11 @@ type siteRuntime struct {
 	tlsConfig *tls.Config
 	routes    []route // longest prefix first
 	headers   proxy.HeaderNames
+
+	// inputs fingerprints the certificate files the selector was built
+	// from; failedInputs the last fingerprint that failed to load. Both are
+	// only touched under Server.mu (build and refreshCerts).
+	inputs, failedInputs string
 }
 
 type route struct {
@@ -151,6 +156,7 @@ func (g *generation) newSite(sc config.Site, sel func(config.Site) (*certs.Selec
 		headers: proxy.HeaderNames{Group: sc.Headers.Group, PQ: sc.Headers.PQ, Signature: sc.Headers.Signature, Version: sc.Headers.Version, Cipher: sc.Headers.Cipher},
 	}
 	s.selector.Store(selector)
+	s.inputs = certInputs(g.cfg, sc)
 	s.tlsConfig = &tls.Config{
 		GetCertificate: s.getCertificate,
 		NextProtos:     []string{"h2", "http/1.1"},

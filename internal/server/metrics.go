@@ -13,15 +13,16 @@ import (
 type metrics struct {
 	reg *prometheus.Registry
 
-	handshakes        *prometheus.CounterVec
-	handshakeFailures *prometheus.CounterVec
-	handshakeSeconds  *prometheus.HistogramVec
-	requests          *prometheus.CounterVec
-	requestSeconds    *prometheus.HistogramVec
-	upstreamHealthy   *prometheus.GaugeVec
-	streamsActive     prometheus.Gauge
-	reloads           *prometheus.CounterVec
-	certExpiryDays    *prometheus.GaugeVec
+	handshakes         *prometheus.CounterVec
+	handshakeFailures  *prometheus.CounterVec
+	handshakeSeconds   *prometheus.HistogramVec
+	requests           *prometheus.CounterVec
+	requestSeconds     *prometheus.HistogramVec
+	upstreamHealthy    *prometheus.GaugeVec
+	streamsActive      prometheus.Gauge
+	reloads            *prometheus.CounterVec
+	certExpiryDays     *prometheus.GaugeVec
+	certReloadFailures *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -65,8 +66,12 @@ func newMetrics() *metrics {
 			Name: "pqedge_certificate_expiry_days",
 			Help: "Days until the certificate a site serves expires, by chain kind (classical, pq).",
 		}, []string{"site", "kind"}),
+		certReloadFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pqedge_certificate_reload_failures_total",
+			Help: "Changed or due certificates that failed to load or renew; the site kept its current ones.",
+		}, []string{"site"}),
 	}
-	m.reg.MustRegister(m.handshakes, m.handshakeFailures, m.handshakeSeconds, m.requests, m.requestSeconds,
+	m.reg.MustRegister(m.certReloadFailures, m.handshakes, m.handshakeFailures, m.handshakeSeconds, m.requests, m.requestSeconds,
 		m.upstreamHealthy, m.streamsActive, m.reloads, m.certExpiryDays,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pqedge/pqedge/certs"
 	"github.com/pqedge/pqedge/internal/config"
 )
 
@@ -19,6 +20,9 @@ type Options struct {
 	Logger *slog.Logger // default slog.Default()
 	// Now is the clock for certificate checks and deadlines; default time.Now.
 	Now func() time.Time
+	// CertCheckInterval is how often certificate files are checked for
+	// changes; default 30s, negative disables the check.
+	CertCheckInterval time.Duration
 }
 
 // Server is a running pqedge.
@@ -72,6 +76,13 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		go sk.acceptLoop()
 	}
 	s.ready.Store(true)
+	every := opts.CertCheckInterval
+	if every == 0 {
+		every = defaultCertCheckInterval
+	}
+	if every > 0 {
+		go s.certLoop(every)
+	}
 	for _, sk := range opened {
 		s.log.Info("listening", "address", sk.ln.Addr().String(), "configured", sk.address)
 	}
@@ -85,19 +96,22 @@ func (s *Server) build(cfg *config.Config) (*generation, error) {
 		return nil, err
 	}
 	for name, site := range gen.sites {
-		sel := site.selector.Load()
-		if d, ok := expiryDays(sel.Classical, s.now()); ok {
-			s.metrics.certExpiryDays.WithLabelValues(name, "classical").Set(d)
-		}
-		if d, ok := expiryDays(sel.PQ, s.now()); ok {
-			s.metrics.certExpiryDays.WithLabelValues(name, "pq").Set(d)
-		}
+		s.setExpiry(name, site.selector.Load())
 	}
 	if cs.local != nil && len(cs.local.Issued) > 0 {
 		s.log.Info("issued local development certificates", "dir", cs.local.Dir, "files", cs.local.Issued,
 			"hint", "trust the local CA with `pqedge certs trust "+cs.local.Dir+"`")
 	}
 	return gen, nil
+}
+
+func (s *Server) setExpiry(site string, sel *certs.Selector) {
+	if d, ok := expiryDays(sel.Classical, s.now()); ok {
+		s.metrics.certExpiryDays.WithLabelValues(site, "classical").Set(d)
+	}
+	if d, ok := expiryDays(sel.PQ, s.now()); ok {
+		s.metrics.certExpiryDays.WithLabelValues(site, "pq").Set(d)
+	}
 }
 
 // openSockets binds the addresses of gen that are not bound yet and returns

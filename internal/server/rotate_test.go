@@ -1,0 +1,91 @@
+package server
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pqedge/pqedge/certs"
+)
+
+// TestFileCertificatesRotate: replacing a site's certificate files makes new
+// handshakes get the new certificate without a restart, an established
+// connection keeps working, and broken files are refused while the current
+// certificate keeps serving.
+func TestFileCertificatesRotate(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := certs.InitCA(filepath.Join(dir, "ca"), certs.CAOptions{Alg: certs.AlgECDSAP384})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func() *x509.Certificate {
+		leaf, err := ca.Issue(certs.LeafOptions{Names: []string{"localhost"}, Alg: certs.AlgECDSAP256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := certs.WriteKeyPair(filepath.Join(dir, "site"), leaf); err != nil {
+			t.Fatal(err)
+		}
+		return leaf.Leaf
+	}
+	first := issue()
+	ts := startServer(t, baseConfig+`
+[[site]]
+name = "local"
+server_names = ["localhost"]
+certs = "files"
+[[site.cert]]
+cert = "`+dir+`/site.crt"
+key = "`+dir+`/site.key"
+[[site.route]]
+path = "/"
+handler = "inspect"
+`)
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Root)
+	served := func() *x509.Certificate {
+		t.Helper()
+		c, err := tls.Dial("tcp", ts.addr("https"), &tls.Config{RootCAs: roots, ServerName: "localhost"})
+		if err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	if served().SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Fatal("the server does not serve the configured certificate")
+	}
+	established, err := tls.Dial("tcp", ts.addr("https"), &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer established.Close()
+
+	// Make sure the new files differ in modification time even on coarse
+	// file systems.
+	time.Sleep(10 * time.Millisecond)
+	second := issue()
+	ts.srv.refreshCerts()
+	if got := served(); got.SerialNumber.Cmp(second.SerialNumber) != 0 {
+		t.Errorf("after rotation the server serves serial %v, want the new %v", got.SerialNumber, second.SerialNumber)
+	}
+	established.Write([]byte("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"))
+	buf := make([]byte, 12)
+	established.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := established.Read(buf); err != nil || string(buf) != "HTTP/1.1 200" {
+		t.Errorf("a connection made before the rotation broke: %q %v", buf, err)
+	}
+
+	// A broken replacement is refused; the current certificate stays.
+	os.WriteFile(filepath.Join(dir, "site.crt"), []byte("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"), 0o644)
+	ts.srv.refreshCerts()
+	if got := served(); got.SerialNumber.Cmp(second.SerialNumber) != 0 {
+		t.Errorf("a broken certificate file replaced the working certificate")
+	}
+	if got := ts.metric(`pqedge_certificate_reload_failures_total{site="local"}`); got != "1" {
+		t.Errorf("failed rotations counted %q, want 1", got)
+	}
+}
