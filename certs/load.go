@@ -125,8 +125,13 @@ func ParseKeyPEM(data []byte) (crypto.Signer, error) {
 			if err != nil {
 				return nil, err
 			}
-			if want := strings.TrimSuffix(b.Type, " PRIVATE KEY"); k.(*mldsa.PrivateKey).PublicKey().Parameters().String() != want {
-				return nil, fmt.Errorf("the PEM block says %s but the key inside is %s", want, k.(*mldsa.PrivateKey).PublicKey().Parameters())
+			want := strings.TrimSuffix(b.Type, " PRIVATE KEY")
+			info, err := DescribeKey(k.Public())
+			if err != nil {
+				return nil, err
+			}
+			if info.Name != want {
+				return nil, fmt.Errorf("the PEM block says %s but the key inside is %s", want, info.Name)
 			}
 			return k, nil
 		case strings.HasSuffix(b.Type, "PRIVATE KEY"):

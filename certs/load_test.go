@@ -127,6 +127,10 @@ func TestParseKeyPEMErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	b44, _ := pem.Decode(seed44)
+	ecDER, err := x509.MarshalPKCS8PrivateKey(mustKey(t, AlgECDSAP256))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name, pem, wantErr string
@@ -137,6 +141,7 @@ func TestParseKeyPEMErrors(t *testing.T) {
 		{"unknown block", "-----BEGIN DSA PRIVATE KEY-----\nMAA=\n-----END DSA PRIVATE KEY-----\n", "convert it to PKCS#8"},
 		{"no PEM", "not a key", "no PRIVATE KEY PEM block"},
 		{"garbage PKCS#8", "-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n", "failed to parse PKCS#8"},
+		{"circl block holding an ECDSA key", string(pem.EncodeToMemory(&pem.Block{Type: "ML-DSA-44 PRIVATE KEY", Bytes: ecDER})), "says ML-DSA-44 but the key inside is ECDSA P-256"},
 		{"circl block with wrong level", string(pem.EncodeToMemory(&pem.Block{Type: "ML-DSA-65 PRIVATE KEY", Bytes: b44.Bytes})), "says ML-DSA-65 but the key inside is ML-DSA-44"},
 	}
 	for _, tt := range tests {
