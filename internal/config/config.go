@@ -14,6 +14,9 @@ type Config struct {
 	Listener []Listener `toml:"listener"`
 	Site     []Site     `toml:"site"`
 	Pool     []Pool     `toml:"pool"`
+	// Compat opens the compatibility-matrix listeners; nil without a
+	// [compat] table.
+	Compat *Compat `toml:"compat"`
 
 	// File is the path the config was loaded from; not a TOML key.
 	File string `toml:"-"`
@@ -121,7 +124,7 @@ type Route struct {
 }
 
 // Built-in handlers a route may name.
-var builtinHandlers = []string{"inspect"}
+var builtinHandlers = []string{"inspect", "compat"}
 
 // Headers names the request headers that carry the handshake facts to
 // upstreams; empty keeps the default name.
@@ -175,3 +178,46 @@ func (d Duration) Or(def time.Duration) time.Duration {
 
 // AccessLog reports whether every request is logged.
 func (l Log) AccessLog() bool { return l.Access == nil || *l.Access }
+
+// Compat configures the compatibility matrix: one extra https listener per
+// combination of a group and a certificate algorithm, each restricted to
+// that one group and that one certificate, so a visitor's browser shows
+// which combinations it can use. The page itself is a route with
+// handler = "compat".
+type Compat struct {
+	// Site names the [[site]] whose server names the combination
+	// certificates carry; they are issued by its local development CA, so
+	// the site must use certs = "local".
+	Site string `toml:"site"`
+	// Host is the address the combination listeners bind; default the host
+	// of the first https listener.
+	Host string `toml:"host"`
+	// BasePort is the port of the first combination; the others follow,
+	// groups outer, certs inner. 0 gives each a free port (for tests).
+	BasePort int `toml:"base_port"`
+	// Groups are IANA group names, one combination each.
+	Groups []string `toml:"groups"`
+	// Certs are leaf key algorithms: ecdsa-p256, ecdsa-p384, ed25519,
+	// mldsa44, mldsa65, mldsa87.
+	Certs []string `toml:"certs"`
+}
+
+// CompatCertAlgs are the leaf algorithms compat.certs accepts.
+var CompatCertAlgs = []string{"ecdsa-p256", "ecdsa-p384", "ed25519", "mldsa44", "mldsa65", "mldsa87"}
+
+// Combinations lists the compat combinations in port order.
+func (c *Compat) Combinations() []CompatCombination {
+	var out []CompatCombination
+	for _, g := range c.Groups {
+		for _, a := range c.Certs {
+			out = append(out, CompatCombination{Group: g, Cert: a})
+		}
+	}
+	return out
+}
+
+// CompatCombination is one group and one certificate algorithm.
+type CompatCombination struct {
+	Group string
+	Cert  string
+}

@@ -34,6 +34,7 @@ func (v *validator) validate() {
 	v.checkListeners()
 	v.checkPools()
 	v.checkSites()
+	v.checkCompat()
 }
 
 func (v *validator) checkLog() {
