@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pqedge/pqedge/pqtls"
+	"github.com/pqedge/pqedge/pqtls/leanclient"
+)
+
+const probeUsage = `usage: pqedge probe HOST:PORT [-json] [-servername NAME] [-timeout D]
+
+Reports which key-exchange groups a TLS 1.3 server accepts (directly, or
+only after a HelloRetryRequest), its group preference, the certificate it
+serves for each family of signature algorithms, and whether it survives a
+ClientHello split across records and TCP writes.
+`
+
+// runProbe is `pqedge probe`.
+func runProbe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, probeUsage); fs.PrintDefaults() }
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	serverName := fs.String("servername", "", "SNI and certificate name (default: the HOST of HOST:PORT unless it is an IP)")
+	timeout := fs.Duration("timeout", 5*time.Second, "limit for each handshake")
+	// Flags may come before or after HOST:PORT.
+	var positional []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 2
+			}
+			return cliFail(stderr, usageError("%v", err))
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	if len(positional) != 1 {
+		return cliFail(stderr, probeUsageError(fmt.Sprintf("probe needs exactly one HOST:PORT, got %d arguments", len(positional)),
+			"example: pqedge probe example.com:443"))
+	}
+	addr := positional[0]
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return cliFail(stderr, probeUsageError(fmt.Sprintf("bad address %q: %v", addr, err), "give HOST:PORT, e.g. example.com:443 or [::1]:8443"))
+	}
+	if *timeout <= 0 {
+		return cliFail(stderr, probeUsageError(fmt.Sprintf("-timeout must be positive, got %s", *timeout), "e.g. -timeout 5s"))
+	}
+	if *serverName == "" && net.ParseIP(host) == nil {
+		*serverName = host
+	}
+
+	report, err := leanclient.Probe(context.Background(), addr, leanclient.ProbeConfig{ServerName: *serverName, Timeout: *timeout})
+	if err != nil {
+		return cliFail(stderr, withHint(fmt.Errorf("failed to probe %s: %w", addr, err),
+			"check that a TLS server listens on "+addr, "raise -timeout if the server is slow"))
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(probeJSON(report)); err != nil {
+			return cliFail(stderr, fmt.Errorf("failed to write JSON: %w", err))
+		}
+		return 0
+	}
+	printProbe(stdout, report)
+	return 0
+}
+
+// probeUsageError is a command-line mistake: exit code 2, with hints.
+func probeUsageError(msg string, hints ...string) error {
+	return &cliError{err: errors.New(msg), hints: hints, usage: true}
+}
+
+// probeReportJSON is the -json form: names, not codepoints.
+type probeReportJSON struct {
+	Address            string            `json:"address"`
+	ServerName         string            `json:"server_name,omitempty"`
+	Groups             []groupJSON       `json:"groups"`
+	Preference         []string          `json:"preference"`
+	FollowsClientOrder bool              `json:"follows_client_order"`
+	Certificates       []certificateJSON `json:"certificates"`
+	Splits             []splitJSON       `json:"split_client_hello"`
+}
+
+type groupJSON struct {
+	Name   string `json:"name"`
+	Status string `json:"status"` // direct, hrr-only, refused
+	Direct bool   `json:"direct"`
+	ViaHRR bool   `json:"via_hrr"`
+	Error  string `json:"error,omitempty"`
+}
+
+type certificateJSON struct {
+	SignatureList     string   `json:"signature_list"`
+	Offered           []string `json:"offered"`
+	OK                bool     `json:"ok"`
+	SignatureScheme   string   `json:"signature_scheme,omitempty"`
+	LeafKey           string   `json:"leaf_key,omitempty"`
+	ChainLength       int      `json:"chain_length,omitempty"`
+	ChainBytes        int      `json:"chain_bytes,omitempty"`
+	ServerFlightBytes int      `json:"server_flight_bytes,omitempty"`
+	Error             string   `json:"error,omitempty"`
+}
+
+type splitJSON struct {
+	Mode  string `json:"mode"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+func groupStatus(g leanclient.GroupSupport) string {
+	switch {
+	case g.Direct:
+		return "direct"
+	case g.ViaHRR:
+		return "hrr-only"
+	}
+	return "refused"
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func probeJSON(r *leanclient.ProbeReport) probeReportJSON {
+	out := probeReportJSON{Address: r.Address, ServerName: r.ServerName, FollowsClientOrder: r.FollowsClientOrder,
+		Preference: []string{}, Groups: []groupJSON{}, Certificates: []certificateJSON{}, Splits: []splitJSON{}}
+	for _, g := range r.Groups {
+		gj := groupJSON{Name: pqtls.GroupName(g.Group), Status: groupStatus(g), Direct: g.Direct, ViaHRR: g.ViaHRR}
+		if !g.Direct {
+			gj.Error = errString(g.Err)
+		}
+		out.Groups = append(out.Groups, gj)
+	}
+	for _, g := range r.Preference {
+		out.Preference = append(out.Preference, pqtls.GroupName(g))
+	}
+	for _, c := range r.Certificates {
+		cj := certificateJSON{SignatureList: c.Name, OK: c.Err == nil, Error: errString(c.Err)}
+		for _, s := range c.Offered {
+			cj.Offered = append(cj.Offered, pqtls.SignatureName(s))
+		}
+		if res := c.Result; res != nil {
+			cj.SignatureScheme = pqtls.SignatureName(res.SignatureScheme)
+			cj.LeafKey = leafKey(res)
+			cj.ChainLength = len(res.RawCertificates)
+			cj.ChainBytes = res.ChainBytes
+			cj.ServerFlightBytes = res.ServerFlightBytes
+		}
+		out.Certificates = append(out.Certificates, cj)
+	}
+	for _, s := range r.Splits {
+		out.Splits = append(out.Splits, splitJSON{Mode: s.Mode.String(), OK: s.Err == nil, Error: errString(s.Err)})
+	}
+	return out
+}
+
+func leafKey(res *leanclient.Result) string {
+	if len(res.Certificates) == 0 {
+		return ""
+	}
+	return leanclient.KeyDescription(res.Certificates[0].PublicKey)
+}
+
+// shortErr is the part of a handshake error a table cell can hold: the
+// alert name, or the error kind.
+func shortErr(err error) string {
+	var e *leanclient.Error
+	if errors.As(err, &e) {
+		if e.Kind == leanclient.KindAlert {
+			return "alert " + leanclient.AlertName(e.Alert)
+		}
+		return e.Kind.String()
+	}
+	return errString(err)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func printProbe(w io.Writer, r *leanclient.ProbeReport) {
+	fmt.Fprintf(w, "probe of %s", r.Address)
+	if r.ServerName != "" {
+		fmt.Fprintf(w, " (server name %s)", r.ServerName)
+	}
+	fmt.Fprint(w, "\n\nkey exchange groups\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  GROUP\tPQ\tSTATUS\tDIRECT\tVIA HRR\tDIRECT ERROR")
+	for _, g := range r.Groups {
+		de := ""
+		if !g.Direct {
+			de = shortErr(g.Err)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", pqtls.GroupName(g.Group), yesNo(pqtls.IsPostQuantumGroup(g.Group)),
+			groupStatus(g), yesNo(g.Direct), yesNo(g.ViaHRR), de)
+	}
+	tw.Flush()
+
+	names := make([]string, len(r.Preference))
+	for i, g := range r.Preference {
+		names[i] = pqtls.GroupName(g)
+	}
+	order := "server's own order"
+	if r.FollowsClientOrder {
+		order = "follows the client's order"
+	}
+	fmt.Fprintf(w, "\npreference: %s (%s)\n", strings.Join(names, " > "), order)
+
+	fmt.Fprint(w, "\ncertificates by signature_algorithms offered\n")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  OFFERED\tRESULT\tSCHEME\tLEAF KEY\tCHAIN\tCHAIN BYTES\tFLIGHT BYTES")
+	for _, c := range r.Certificates {
+		if c.Err != nil {
+			fmt.Fprintf(tw, "  %s\t%s\t-\t-\t-\t-\t-\n", c.Name, shortErr(c.Err))
+			continue
+		}
+		res := c.Result
+		fmt.Fprintf(tw, "  %s\tok\t%s\t%s\t%d\t%d\t%d\n", c.Name, pqtls.SignatureName(res.SignatureScheme), leafKey(res),
+			len(res.RawCertificates), res.ChainBytes, res.ServerFlightBytes)
+	}
+	tw.Flush()
+
+	fmt.Fprint(w, "\nsplit ClientHello\n")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  SPLIT\tRESULT")
+	for _, s := range r.Splits {
+		res := "ok"
+		if s.Err != nil {
+			res = "failed: " + shortErr(s.Err)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", s.Mode, res)
+	}
+	tw.Flush()
+}
