@@ -101,6 +101,10 @@ func buildGeneration(cfg *config.Config, log *slog.Logger, m *metrics, sel func(
 			return nil, err
 		}
 		g.pools[pc.Name] = p
+		// Every upstream starts usable; OnHealthChange reports changes only.
+		for _, u := range p.Upstreams() {
+			m.upstreamHealth(pc.Name, u.Addr, u.Healthy)
+		}
 	}
 	for _, sc := range cfg.Site {
 		s, err := g.newSite(sc, sel)
