@@ -302,21 +302,21 @@ func inspectFile(w io.Writer, file string, now time.Time) error {
 	}
 	f := certs.EstimateFlight(sent, infos[0].Key)
 	fmt.Fprintf(w, "handshake (TLS 1.3, X25519MLKEM768, %d certificate(s) sent):\n", len(sent))
-	fmt.Fprintf(w, "    ServerHello + ChangeCipherSpec  %6d B\n", f.ServerHello+f.ChangeCipherSpec)
-	fmt.Fprintf(w, "    EncryptedExtensions             %6d B\n", f.EncryptedExtensions)
-	fmt.Fprintf(w, "    Certificate                     %6d B\n", f.Certificate)
-	fmt.Fprintf(w, "    CertificateVerify (%s) %6d B\n", pad(infos[0].Key.Name, 12), f.CertificateVerify)
-	fmt.Fprintf(w, "    Finished                        %6d B\n", f.Finished)
-	fmt.Fprintf(w, "    record overhead                 %6d B\n", f.RecordOverhead)
+	for _, row := range []struct {
+		label string
+		bytes int
+	}{
+		{"ServerHello + ChangeCipherSpec", f.ServerHello + f.ChangeCipherSpec},
+		{"EncryptedExtensions", f.EncryptedExtensions},
+		{"Certificate", f.Certificate},
+		{"CertificateVerify (" + infos[0].Key.Name + ")", f.CertificateVerify},
+		{"Finished", f.Finished},
+		{"record overhead", f.RecordOverhead},
+	} {
+		fmt.Fprintf(w, "    %-34s %6d B\n", row.label, row.bytes)
+	}
 	fmt.Fprintf(w, "    chain adds %d B; first flight %d B: %s\n", f.ChainBytes(), f.Total, verdict(f))
 	return nil
-}
-
-func pad(s string, n int) string {
-	if len(s) >= n {
-		return s
-	}
-	return s + strings.Repeat(" ", n-len(s))
 }
 
 func caNote(c certs.CertInfo) string {
