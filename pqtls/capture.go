@@ -89,8 +89,14 @@ func (c *CaptureConn) record(b []byte) {
 		b = b[:c.limit-len(c.buf)]
 	}
 	if c.buf == nil {
-		// One allocation covers a browser's ClientHello in one read.
-		c.buf = make([]byte, 0, min(c.limit, max(len(b), 4096)))
+		// The buffer lives as long as the conn: size it to the first
+		// record when its header tells the length (the common case of a
+		// ClientHello in one record), else to a typical browser hello.
+		size := 4096
+		if len(b) >= recordHeaderLen+handshakeHeaderLen && b[0] == recordTypeHandshake {
+			size = recordHeaderLen + handshakeHeaderLen + (int(b[6])<<16 | int(b[7])<<8 | int(b[8]))
+		}
+		c.buf = make([]byte, 0, min(c.limit, max(len(b), size)))
 	}
 	c.buf = append(c.buf, b...)
 	done, err := c.framer.scan(c.buf)
