@@ -83,10 +83,20 @@ type Site struct {
 	ACME  ACME       `toml:"acme"`
 	// PQCerts says when the ML-DSA chain is served: "off" (default),
 	// "trusted" or "always".
-	PQCerts string  `toml:"pq_certs"`
-	TLS     TLS     `toml:"tls"`
+	PQCerts string `toml:"pq_certs"`
+	// PQRule overrides PQCerts for clients from given networks, e.g. an
+	// office whose machines trust the PQ root but whose browsers do not send
+	// certificate_authorities.
+	PQRule  []PQRule `toml:"pq_rule"`
+	TLS     TLS      `toml:"tls"`
 	Route   []Route `toml:"route"`
 	Headers Headers `toml:"headers"`
+}
+
+// PQRule is one client rule: clients from Network get Mode.
+type PQRule struct {
+	Network string `toml:"network"` // CIDR, e.g. "10.0.0.0/8"
+	Mode    string `toml:"mode"`    // off, trusted or always
 }
 
 // CertPair is a certificate chain file and its key file.

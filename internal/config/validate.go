@@ -299,6 +299,17 @@ func (v *validator) checkCerts(key string, s *Site) {
 	default:
 		v.addf(key+".pq_certs", "use \"off\", \"trusted\" or \"always\"", "unknown pq_certs mode %q", s.PQCerts)
 	}
+	for j, r := range s.PQRule {
+		rk := fmt.Sprintf("%s.pq_rule.%d", key, j)
+		if _, err := netip.ParsePrefix(r.Network); err != nil {
+			v.addf(rk+".network", "write a CIDR prefix, e.g. \"10.0.0.0/8\" or \"2001:db8::/32\"", "bad network %q", r.Network)
+		}
+		switch r.Mode {
+		case "off", "trusted", "always":
+		default:
+			v.addf(rk+".mode", "use \"off\", \"trusted\" or \"always\"", "unknown pq_rule mode %q", r.Mode)
+		}
+	}
 }
 
 func (v *validator) checkTLS(key string, t TLS) {

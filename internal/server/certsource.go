@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"time"
@@ -31,6 +32,10 @@ func (cs *certSource) selector(site config.Site) (*certs.Selector, error) {
 		}
 	}
 	sel := &certs.Selector{Mode: mode}
+	for _, r := range site.PQRule {
+		// Validated by package config.
+		sel.ClientRules = append(sel.ClientRules, certs.ClientRule{Network: netip.MustParsePrefix(r.Network), Mode: certs.PQMode(r.Mode)})
+	}
 	switch site.Certs {
 	case "", config.CertsLocal:
 		set, err := cs.localSet()

@@ -126,20 +126,30 @@ handler = "inspect"
 // (under "trusted" because it does not send certificate_authorities).
 func TestMLDSAChainOnlyWhenAllowed(t *testing.T) {
 	for _, tt := range []struct {
-		mode    string
-		wantSig string
+		name, mode, rule string
+		wantSig          string
 	}{
-		{"off", "ecdsa_secp256r1_sha256"},
-		{"trusted", "ecdsa_secp256r1_sha256"},
-		{"always", "mldsa65"},
+		{"off", "off", "", "ecdsa_secp256r1_sha256"},
+		{"trusted", "trusted", "", "ecdsa_secp256r1_sha256"},
+		{"always", "always", "", "mldsa65"},
+		{"trusted with a rule for this network", "trusted", "127.0.0.0/8", "mldsa65"},
+		{"always with an off rule elsewhere", "always", "10.0.0.0/8", "mldsa65"},
 	} {
-		t.Run(tt.mode, func(t *testing.T) {
+		t.Run(tt.name, func(t *testing.T) {
+			rule := ""
+			if tt.rule != "" {
+				mode := "always"
+				if tt.mode == "always" {
+					mode = "off"
+				}
+				rule = "[[site.pq_rule]]\nnetwork = \"" + tt.rule + "\"\nmode = \"" + mode + "\"\n"
+			}
 			ts := startServer(t, baseConfig+`
 [[site]]
 name = "local"
 server_names = ["localhost"]
 pq_certs = "`+tt.mode+`"
-[[site.route]]
+`+rule+`[[site.route]]
 path = "/"
 handler = "inspect"
 `)
