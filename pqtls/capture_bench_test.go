@@ -53,7 +53,7 @@ func BenchmarkJA4(b *testing.B) {
 // The time per op covers both ends; compare the difference and
 // BenchmarkCaptureAndParse with it.
 func BenchmarkHandshake(b *testing.B) {
-	cert := testCertificate(b)
+	cert := captureTestCertificate(b)
 	clientCfg := &tls.Config{ServerName: "pqedge.test", InsecureSkipVerify: true}
 	for _, capture := range []bool{false, true} {
 		name := "plain"

@@ -39,7 +39,7 @@ import (
 // does. The records are stored as read (*.bin) with the client's command and
 // wire shape in index.json.
 
-var update = flag.Bool("update", false, "regenerate testdata/clienthello from real clients and the JA4 golden values from tshark")
+var updateCaptures = flag.Bool("update", false, "regenerate testdata/clienthello from real clients and the JA4 golden values from tshark")
 
 const captureDir = "testdata/clienthello"
 
@@ -98,7 +98,7 @@ func startCaptureServer(t testing.TB) *captureServer {
 	}
 	s := &captureServer{port: ln.Addr().(*net.TCPAddr).Port, got: make(chan capture, 64), readSignal: make(chan struct{}, 64)}
 	cfg := &tls.Config{
-		Certificates: []tls.Certificate{testCertificate(t)},
+		Certificates: []tls.Certificate{captureTestCertificate(t)},
 		NextProtos:   []string{"h2", "http/1.1"},
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			cc, ok := hello.Conn.(*CaptureConn)
@@ -181,8 +181,8 @@ var (
 	certErr  error
 )
 
-// testCertificate is a self-signed ECDSA P-256 certificate for localhost.
-func testCertificate(t testing.TB) tls.Certificate {
+// captureTestCertificate is a self-signed ECDSA P-256 certificate for localhost.
+func captureTestCertificate(t testing.TB) tls.Certificate {
 	t.Helper()
 	certOnce.Do(func() {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -393,7 +393,7 @@ func runFirefox(t *testing.T, ctx context.Context, s *captureServer) (string, <-
 func nilLogger() *log.Logger { return log.New(io.Discard, "", 0) }
 
 func TestUpdateCaptures(t *testing.T) {
-	if !*update {
+	if !*updateCaptures {
 		t.Skip("regenerates testdata/clienthello from real clients; run with -update")
 	}
 	if err := os.MkdirAll(captureDir, 0o755); err != nil {

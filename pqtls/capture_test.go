@@ -31,7 +31,7 @@ func TestCaptureConnGetConfigForClient(t *testing.T) {
 	}
 	seenc := make(chan seen, 1)
 	serverCfg := &tls.Config{
-		Certificates: []tls.Certificate{testCertificate(t)},
+		Certificates: []tls.Certificate{captureTestCertificate(t)},
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			ch, err := hello.Conn.(*CaptureConn).ClientHello()
 			seenc <- seen{hello, ch, err}
@@ -116,7 +116,7 @@ func TestCaptureConnSplit(t *testing.T) {
 	var ch *ClientHello
 	var chErr error
 	srv := tls.Server(cc, &tls.Config{
-		Certificates: []tls.Certificate{testCertificate(t)},
+		Certificates: []tls.Certificate{captureTestCertificate(t)},
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			ch, chErr = cc.ClientHello()
 			return nil, nil
@@ -226,13 +226,13 @@ func TestCaptureConnReplay(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, chunk := range []int{1, 7, 512, 1 << 16} {
-			t.Run(e.Name+"/"+itoa(chunk), func(t *testing.T) {
+			t.Run(e.Name+"/"+chunkName(chunk), func(t *testing.T) {
 				stream := slices.Concat(recs, next)
 				cc := NewCaptureConn(&chunkConn{data: stream, chunk: chunk}, 0)
 				if _, err := cc.ClientHello(); !errors.Is(err, ErrClientHelloIncomplete) {
 					t.Fatalf("before any read: %v, want ErrClientHelloIncomplete", err)
 				}
-				got, err := readAll(cc)
+				got, err := readAllChunks(cc)
 				if err != nil || !bytes.Equal(got, stream) {
 					t.Fatalf("read %d of %d bytes (%v): bytes must pass through", len(got), len(stream), err)
 				}
@@ -252,9 +252,9 @@ func TestCaptureConnReplay(t *testing.T) {
 	}
 }
 
-// readAll reads r to EOF with a 64 KiB buffer, so that each Read returns
+// readAllChunks reads r to EOF with a 64 KiB buffer, so that each Read returns
 // what the conn has, as crypto/tls's reads do.
-func readAll(r io.Reader) ([]byte, error) {
+func readAllChunks(r io.Reader) ([]byte, error) {
 	var out []byte
 	buf := make([]byte, 64<<10)
 	for {
@@ -269,7 +269,7 @@ func readAll(r io.Reader) ([]byte, error) {
 	}
 }
 
-func itoa(n int) string {
+func chunkName(n int) string {
 	if n >= 1<<16 {
 		return "all"
 	}
@@ -288,10 +288,10 @@ func TestCaptureConnFailures(t *testing.T) {
 	}{
 		{"over the limit", chromium, 1000, "exceed the capture limit of 1000"},
 		// 2-byte records: the 1912-byte message takes 6692 bytes of records.
-		{"records over the limit", records(parseCaptures(t)["chromium"].Raw, 2), 3000, "not complete within the capture limit of 3000"},
+		{"records over the limit", frameRecords(parseCaptures(t)["chromium"].Raw, 2), 3000, "not complete within the capture limit of 3000"},
 		{"plain HTTP", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 0, "content type 71, not handshake"},
 		{"truncated", chromium[:600], 0, "ClientHello not yet complete"},
-		{"bad hello", records(buildHello([]ext{{extEarlyData, []byte{1}}}), 1<<14), 0, "trailing bytes inside the extension"},
+		{"bad hello", frameRecords(buildHello([]helloExt{{extEarlyData, []byte{1}}}), 1<<14), 0, "trailing bytes inside the extension"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -316,7 +316,7 @@ func TestCaptureConnFailures(t *testing.T) {
 func TestCaptureConnLimitKeepsHandshake(t *testing.T) {
 	clientEnd, serverEnd := net.Pipe()
 	cc := NewCaptureConn(serverEnd, 64)
-	srv := tls.Server(cc, &tls.Config{Certificates: []tls.Certificate{testCertificate(t)}})
+	srv := tls.Server(cc, &tls.Config{Certificates: []tls.Certificate{captureTestCertificate(t)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	errc := make(chan error, 1)

@@ -210,15 +210,15 @@ func equalHello(a, b *ClientHello) bool {
 		a.Wire == b.Wire
 }
 
-// ext is one extension for buildHello.
-type ext struct {
+// helloExt is one extension for buildHello.
+type helloExt struct {
 	typ  uint16
 	data []byte
 }
 
 // buildHello builds a ClientHello handshake message with the given
 // extensions (nil: no extensions block at all).
-func buildHello(exts []ext) []byte {
+func buildHello(exts []helloExt) []byte {
 	var b cryptobyte.Builder
 	b.AddUint8(handshakeTypeClientHello)
 	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
@@ -275,8 +275,8 @@ func u16list(vs ...uint16) []byte {
 	return b.BytesOrPanic()
 }
 
-// records frames msg into TLS records of at most size payload bytes.
-func records(msg []byte, size int) []byte {
+// frameRecords frames msg into TLS records of at most size payload bytes.
+func frameRecords(msg []byte, size int) []byte {
 	var out []byte
 	for len(msg) > 0 {
 		n := min(size, len(msg))
@@ -293,7 +293,7 @@ func TestParseClientHelloFields(t *testing.T) {
 	caList.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
 		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(ca) })
 	})
-	msg := buildHello([]ext{
+	msg := buildHello([]helloExt{
 		{0x0a0a, nil},
 		{extServerName, []byte{0, 8, 0, 0, 5, 'a', '.', 'e', 'x', 'm'}},
 		{extALPN, []byte{0, 3, 2, 'h', '2'}},
@@ -334,7 +334,7 @@ func TestParseClientHelloFields(t *testing.T) {
 }
 
 func TestParseClientHelloErrors(t *testing.T) {
-	good := buildHello([]ext{{extServerName, []byte{0, 4, 0, 0, 1, 'a'}}})
+	good := buildHello([]helloExt{{extServerName, []byte{0, 4, 0, 0, 1, 'a'}}})
 	tests := []struct {
 		name string
 		msg  []byte
@@ -344,18 +344,18 @@ func TestParseClientHelloErrors(t *testing.T) {
 		{"server hello", append([]byte{2}, good[1:]...), "handshake type 2 is not client_hello"},
 		{"length too long", good[:len(good)-1], "exceeds the"},
 		{"trailing byte", append(slices.Clone(good), 0), "1 trailing bytes after the"},
-		{"duplicate extension", buildHello([]ext{{extEarlyData, nil}, {extEarlyData, nil}}), "early_data (42) at byte"},
-		{"duplicate GREASE extension", buildHello([]ext{{0x1a1a, nil}, {0x1a1a, nil}}), "GREASE (0x1a1a) at byte"},
-		{"trailing bytes in extension", buildHello([]ext{{extEarlyData, []byte{0}}}), "trailing bytes inside the extension"},
-		{"empty groups", buildHello([]ext{{extSupportedGroups, u16list()}}), "supported_groups (10) at byte 81: empty list"},
-		{"odd groups", buildHello([]ext{{extSupportedGroups, []byte{0, 3, 0, 29, 0}}}), "not a multiple of 2"},
-		{"truncated groups", buildHello([]ext{{extSupportedGroups, []byte{0, 4, 0, 29}}}), "list truncated"},
-		{"empty key_exchange", buildHello([]ext{{extKeyShare, []byte{0, 4, 0, 29, 0, 0}}}), "key share 0 (x25519) has an empty key_exchange"},
-		{"empty ALPN name", buildHello([]ext{{extALPN, []byte{0, 1, 0}}}), "protocol name 0 is empty"},
-		{"two host names", buildHello([]ext{{extServerName, []byte{0, 8, 0, 0, 1, 'a', 0, 0, 1, 'b'}}}), "name_type 0 appears twice"},
-		{"odd versions", buildHello([]ext{{extSupportedVersions, []byte{3, 3, 4, 3}}}), "versions: list length"},
-		{"empty CA", buildHello([]ext{{extCertificateAuthorities, []byte{0, 2, 0, 0}}}), "distinguished name 0 is empty"},
-		{"psk binder missing", buildHello([]ext{{extPreSharedKey, []byte{0, 7, 0, 1, 'x', 0, 0, 0, 0, 0, 0}}}), "1 psk identities but 0 binders"},
+		{"duplicate extension", buildHello([]helloExt{{extEarlyData, nil}, {extEarlyData, nil}}), "early_data (42) at byte"},
+		{"duplicate GREASE extension", buildHello([]helloExt{{0x1a1a, nil}, {0x1a1a, nil}}), "GREASE (0x1a1a) at byte"},
+		{"trailing bytes in extension", buildHello([]helloExt{{extEarlyData, []byte{0}}}), "trailing bytes inside the extension"},
+		{"empty groups", buildHello([]helloExt{{extSupportedGroups, u16list()}}), "supported_groups (10) at byte 81: empty list"},
+		{"odd groups", buildHello([]helloExt{{extSupportedGroups, []byte{0, 3, 0, 29, 0}}}), "not a multiple of 2"},
+		{"truncated groups", buildHello([]helloExt{{extSupportedGroups, []byte{0, 4, 0, 29}}}), "list truncated"},
+		{"empty key_exchange", buildHello([]helloExt{{extKeyShare, []byte{0, 4, 0, 29, 0, 0}}}), "key share 0 (x25519) has an empty key_exchange"},
+		{"empty ALPN name", buildHello([]helloExt{{extALPN, []byte{0, 1, 0}}}), "protocol name 0 is empty"},
+		{"two host names", buildHello([]helloExt{{extServerName, []byte{0, 8, 0, 0, 1, 'a', 0, 0, 1, 'b'}}}), "name_type 0 appears twice"},
+		{"odd versions", buildHello([]helloExt{{extSupportedVersions, []byte{3, 3, 4, 3}}}), "versions: list length"},
+		{"empty CA", buildHello([]helloExt{{extCertificateAuthorities, []byte{0, 2, 0, 0}}}), "distinguished name 0 is empty"},
+		{"psk binder missing", buildHello([]helloExt{{extPreSharedKey, []byte{0, 7, 0, 1, 'x', 0, 0, 0, 0, 0, 0}}}), "1 psk identities but 0 binders"},
 		{"extension header truncated", withExtensionsBlock([]byte{0, 3, 0, 1, 0}), "extension at byte 81 is truncated"},
 		{"extensions block truncated", withExtensionsBlock([]byte{0, 9, 0, 1, 0}), "extensions block at byte 79 is truncated"},
 		{"bytes after extensions", withExtensionsBlock([]byte{0, 0, 7}), "1 trailing bytes after the extensions block"},
@@ -396,18 +396,18 @@ func TestParseClientHelloRecords(t *testing.T) {
 		records int
 		want    string // error substring; "" for success
 	}{
-		{"one record", records(msg, 1<<14), 1, ""},
-		{"many records", records(msg, 100), (len(msg) + 99) / 100, ""},
-		{"one-byte records", records(msg, 1), len(msg), ""},
-		{"alert", append([]byte{21, 3, 3, 0, 2, 2, 40}, records(msg, 1<<14)...), 0, "content type 21, not handshake"},
-		{"zero-length record", append([]byte{22, 3, 1, 0, 0}, records(msg, 1<<14)...), 0, "has length 0"},
+		{"one record", frameRecords(msg, 1<<14), 1, ""},
+		{"many records", frameRecords(msg, 100), (len(msg) + 99) / 100, ""},
+		{"one-byte records", frameRecords(msg, 1), len(msg), ""},
+		{"alert", append([]byte{21, 3, 3, 0, 2, 2, 40}, frameRecords(msg, 1<<14)...), 0, "content type 21, not handshake"},
+		{"zero-length record", append([]byte{22, 3, 1, 0, 0}, frameRecords(msg, 1<<14)...), 0, "has length 0"},
 		{"record too long", []byte{22, 3, 1, 0x40, 1}, 0, "has length 16385"},
-		{"truncated", records(msg, 1<<14)[:100], 0, "truncated: record 0"},
-		{"truncated message", records(msg[:100], 1<<14), 0, "truncated: 100 of"},
+		{"truncated", frameRecords(msg, 1<<14)[:100], 0, "truncated: record 0"},
+		{"truncated message", frameRecords(msg[:100], 1<<14), 0, "truncated: 100 of"},
 		{"short header", []byte{22, 3}, 0, "less than a record header"},
-		{"record after", append(records(msg, 1<<14), 20, 3, 3, 0, 1, 1), 0, "6 bytes after the record"},
-		{"handshake bytes after", records(append(slices.Clone(msg), 20), 1<<14), 0, "1 handshake bytes after the ClientHello"},
-		{"not client hello", records(append([]byte{2}, msg[1:]...), 1<<14), 0, "type 2, not client_hello"},
+		{"record after", append(frameRecords(msg, 1<<14), 20, 3, 3, 0, 1, 1), 0, "6 bytes after the record"},
+		{"handshake bytes after", frameRecords(append(slices.Clone(msg), 20), 1<<14), 0, "1 handshake bytes after the ClientHello"},
+		{"not client hello", frameRecords(append([]byte{2}, msg[1:]...), 1<<14), 0, "type 2, not client_hello"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

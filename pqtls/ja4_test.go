@@ -185,7 +185,7 @@ func readJA4Golden(t testing.TB) map[string][2]string {
 // port 443 and records what tshark says their JA4 and JA4_r are. It runs
 // after TestUpdateCaptures with -update.
 func TestUpdateJA4Golden(t *testing.T) {
-	if !*update {
+	if !*updateCaptures {
 		t.Skip("regenerates testdata/clienthello/ja4.tsv with tshark; run with -update")
 	}
 	root := peers.Trixie(t)
