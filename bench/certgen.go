@@ -1,0 +1,154 @@
+package bench
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pqedge/pqedge/certs"
+)
+
+// CertAlg is a certificate algorithm of the matrix: a key algorithm and,
+// for ML-DSA, which implementation signs the handshakes.
+type CertAlg struct {
+	Name string    // as the CLI spells it: "ecdsa-p256", "mldsa65-circl"
+	Alg  certs.Alg // the key algorithm (certs.AlgRSA means RSA-2048)
+	// Signer is the ML-DSA implementation ("" for classical keys).
+	Signer certs.SignerKind
+}
+
+// CertAlgs lists every certificate algorithm the matrix knows, in the
+// order of its tables: classical first, then ML-DSA with each signer.
+func CertAlgs() []CertAlg {
+	return []CertAlg{
+		{Name: "ecdsa-p256", Alg: certs.AlgECDSAP256},
+		{Name: "ed25519", Alg: certs.AlgEd25519},
+		{Name: "rsa2048", Alg: certs.AlgRSA},
+		{Name: "mldsa44-circl", Alg: certs.AlgMLDSA44, Signer: certs.SignerCircl},
+		{Name: "mldsa44-stdlib", Alg: certs.AlgMLDSA44, Signer: certs.SignerStdlib},
+		{Name: "mldsa65-circl", Alg: certs.AlgMLDSA65, Signer: certs.SignerCircl},
+		{Name: "mldsa65-stdlib", Alg: certs.AlgMLDSA65, Signer: certs.SignerStdlib},
+		{Name: "mldsa87-circl", Alg: certs.AlgMLDSA87, Signer: certs.SignerCircl},
+		{Name: "mldsa87-stdlib", Alg: certs.AlgMLDSA87, Signer: certs.SignerStdlib},
+	}
+}
+
+// ParseCertAlg finds a certificate algorithm by its CLI name.
+func ParseCertAlg(name string) (CertAlg, error) {
+	var names []string
+	for _, a := range CertAlgs() {
+		if a.Name == name {
+			return a, nil
+		}
+		names = append(names, a.Name)
+	}
+	return CertAlg{}, fmt.Errorf("unknown certificate algorithm %q (known: %v)", name, names)
+}
+
+// PostQuantum reports whether the certificate has an ML-DSA key.
+func (a CertAlg) PostQuantum() bool { return a.Signer != "" }
+
+// KeyName is the key algorithm without the signer: "mldsa65".
+func (a CertAlg) KeyName() string {
+	if a.Alg == certs.AlgRSA {
+		return "rsa2048"
+	}
+	return string(a.Alg)
+}
+
+// Chain is a generated certificate chain on disk: a root, an intermediate
+// and a leaf, all of one key algorithm, so that the bytes a handshake
+// carries (leaf and intermediate, two signatures and two public keys, plus
+// the CertificateVerify) are what a real deployment of that algorithm
+// sends.
+type Chain struct {
+	CertFile, KeyFile string // leaf + intermediate (PEM), leaf key (PKCS#8)
+	RootFile          string
+	Cert              *tls.Certificate
+}
+
+// MakeChain generates a chain for alg valid for names and writes it to dir
+// as NAME.crt, NAME.key and NAME-root.crt.
+func MakeChain(dir string, alg certs.Alg, names []string) (*Chain, error) {
+	rootKey, err := genKey(alg)
+	if err != nil {
+		return nil, err
+	}
+	interKey, err := genKey(alg)
+	if err != nil {
+		return nil, err
+	}
+	leafKey, err := genKey(alg)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	ca := func(cn string, serial int64) *x509.Certificate {
+		return &x509.Certificate{
+			SerialNumber:          big.NewInt(serial),
+			Subject:               pkix.Name{CommonName: cn},
+			NotBefore:             now.Add(-time.Hour),
+			NotAfter:              now.Add(30 * 24 * time.Hour),
+			KeyUsage:              x509.KeyUsageCertSign,
+			BasicConstraintsValid: true,
+			IsCA:                  true,
+		}
+	}
+	rootTmpl := ca("pqedge bench root "+string(alg), 1)
+	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the %s root: %w", alg, err)
+	}
+	root, _ := x509.ParseCertificate(rootDER)
+	interTmpl := ca("pqedge bench intermediate "+string(alg), 2)
+	interDER, err := x509.CreateCertificate(rand.Reader, interTmpl, root, interKey.Public(), rootKey)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the %s intermediate: %w", alg, err)
+	}
+	inter, _ := x509.ParseCertificate(interDER)
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(3),
+		Subject:      pkix.Name{CommonName: names[0]},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(7 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, n := range names {
+		leafTmpl.DNSNames = append(leafTmpl.DNSNames, n)
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, inter, leafKey.Public(), interKey)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the %s leaf: %w", alg, err)
+	}
+	leaf, _ := x509.ParseCertificate(leafDER)
+	cert := &tls.Certificate{Certificate: [][]byte{leafDER, interDER}, PrivateKey: leafKey, Leaf: leaf}
+
+	base := filepath.Join(dir, string(alg))
+	if err := certs.WriteKeyPair(base, cert); err != nil {
+		return nil, err
+	}
+	rootFile := base + "-root.crt"
+	if err := os.WriteFile(rootFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER}), 0o644); err != nil {
+		return nil, fmt.Errorf("failed to write %s: %w", rootFile, err)
+	}
+	return &Chain{CertFile: base + ".crt", KeyFile: base + ".key", RootFile: rootFile, Cert: cert}, nil
+}
+
+// genKey makes a key; certs never generates RSA (it only loads it), so
+// RSA-2048 is made here.
+func genKey(alg certs.Alg) (crypto.Signer, error) {
+	if alg == certs.AlgRSA {
+		return rsa.GenerateKey(rand.Reader, 2048)
+	}
+	return certs.GenerateKey(alg)
+}

@@ -1,0 +1,40 @@
+// Package bench measures what post-quantum TLS costs a server: handshakes
+// per second, latency percentiles, bytes on the wire, the size of the
+// server's first flight against TCP's initial window, and the server's CPU
+// time per handshake read from /proc.
+//
+// It drives handshakes with pqtls/leanclient, a client that spends little
+// CPU of its own (precomputed key shares, no chain verification), so that
+// the numbers describe the server under test. It is what `pqedge bench
+// handshake` and `pqedge bench matrix` run.
+//
+// It is not a load tester for HTTP (no requests are sent after the
+// handshake), not a correctness test of the server (nothing is verified
+// unless asked), and not portable: server CPU comes from /proc and CPU
+// pinning from sched_setaffinity, so it is Linux only.
+//
+// # One target
+//
+// Run makes handshakes against one address, either closed loop (each of
+// Concurrency workers starts a handshake as soon as its previous one ends)
+// or open loop (handshakes start at a fixed Rate whatever the server does,
+// and each latency is measured from the time the handshake was meant to
+// start, so a stalled server shows as latency instead of silently slowing
+// the load: no coordinated omission). Every handshake has a deadline;
+// failures are counted by leanclient.ErrorKind and a run in which nothing
+// succeeded reports no numbers at all (ErrNoSuccess).
+//
+// # The matrix
+//
+// Matrix runs every group x certificate algorithm x server (pqedge, a plain
+// crypto/tls server, and nginx with OpenSSL 3.5 when its root is present)
+// with identical certificates, each server pinned to one core and the
+// client to the other, repeats each cell, measures the crypto primitives
+// alone for comparison, and writes CSV, JSON and an SVG chart.
+//
+// # Time to first byte
+//
+// ModelTTFB turns a first-flight size into a modeled time to first byte at
+// a given round-trip time and initial congestion window; see its doc for
+// the model and what it leaves out.
+package bench

@@ -1,0 +1,120 @@
+package bench
+
+import (
+	"encoding/csv"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pqedge/pqedge/certs"
+)
+
+// WriteTable prints a report as an aligned two-column table. A run with no
+// successful handshake prints only its errors.
+func WriteTable(w io.Writer, r *Report) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
+	row("target", "%s", r.Target)
+	if r.Mode == "open" {
+		row("load", "open loop, %.0f/s, at most %d in flight", r.Rate, r.Concurrency)
+	} else {
+		row("load", "closed loop, %d in flight", r.Concurrency)
+	}
+	row("handshakes", "%d ok, %d failed, in %s", r.Succeeded, r.Failed, r.Elapsed.Round(time.Millisecond))
+	if r.Succeeded > 0 {
+		row("negotiated", "%s, %s", r.Group, r.Signature)
+		row("rate", "%.1f handshakes/s", r.HandshakesPerSec)
+		row("latency", "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s",
+			fmtDur(r.Latency.P50), fmtDur(r.Latency.P90), fmtDur(r.Latency.P99), fmtDur(r.Latency.P999), fmtDur(r.Latency.Max))
+		row("bytes/handshake", "client %.0f B, server %.0f B (TLS records)", r.ClientBytes, r.ServerBytes)
+		fits := "fits"
+		if r.ExceedsInitCwnd {
+			fits = "EXCEEDS"
+		}
+		row("server flight", "%d B, %s the initial window (%d B)", r.ServerFlightBytes, fits, certs.InitialWindowBytes)
+		row("HelloRetryRequest", "%.1f%%", 100*r.HRRRate)
+		if r.ServerCPU > 0 {
+			row("server CPU", "%s per handshake (/proc, %d ticks/s)", fmtDur(r.ServerCPU), ClockTicks())
+		}
+		row("client CPU", "%s per handshake (getrusage)", fmtDur(r.ClientCPU))
+	}
+	for _, e := range r.Errors {
+		row("error "+e.Kind, "%d (e.g. %s)", e.Count, e.Example)
+	}
+	return tw.Flush()
+}
+
+// fmtDur prints a duration with three significant digits in µs or ms.
+func fmtDur(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	default:
+		return d.Round(time.Millisecond).String()
+	}
+}
+
+// reportCSVHeader is the header of WriteReportCSV; durations are in µs.
+var reportCSVHeader = []string{
+	"target", "groups", "mode", "concurrency", "rate", "attempts", "succeeded", "failed",
+	"elapsed_s", "handshakes_per_sec", "p50_us", "p90_us", "p99_us", "p999_us", "max_us",
+	"group", "signature", "hrr_rate", "client_bytes", "server_bytes", "server_flight_bytes",
+	"exceeds_initcwnd", "server_cpu_us", "client_cpu_us", "errors",
+}
+
+// WriteReportCSV writes reports as CSV with a header row. Runs without a
+// successful handshake have empty measurement columns, never zeros.
+func WriteReportCSV(w io.Writer, reports ...*Report) error {
+	cw := csv.NewWriter(w)
+	cw.Write(reportCSVHeader)
+	for _, r := range reports {
+		errs := ""
+		for i, e := range r.Errors {
+			if i > 0 {
+				errs += ";"
+			}
+			errs += fmt.Sprintf("%s=%d", e.Kind, e.Count)
+		}
+		rec := []string{
+			r.Target, joinNames(r.Groups), r.Mode, strconv.Itoa(r.Concurrency), ff(r.Rate, 1),
+			strconv.Itoa(r.Attempts), strconv.Itoa(r.Succeeded), strconv.Itoa(r.Failed), ff(r.Elapsed.Seconds(), 3),
+		}
+		if r.Succeeded > 0 {
+			rec = append(rec, ff(r.HandshakesPerSec, 1), us(r.Latency.P50), us(r.Latency.P90), us(r.Latency.P99),
+				us(r.Latency.P999), us(r.Latency.Max), r.Group, r.Signature, ff(r.HRRRate, 4),
+				ff(r.ClientBytes, 0), ff(r.ServerBytes, 0), strconv.Itoa(r.ServerFlightBytes),
+				strconv.FormatBool(r.ExceedsInitCwnd), optUS(r.ServerCPU), us(r.ClientCPU))
+		} else {
+			rec = append(rec, make([]string, 15)...)
+		}
+		cw.Write(append(rec, errs))
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func joinNames(names []string) string {
+	s := ""
+	for i, n := range names {
+		if i > 0 {
+			s += " "
+		}
+		s += n
+	}
+	return s
+}
+
+func ff(v float64, prec int) string { return strconv.FormatFloat(v, 'f', prec, 64) }
+
+func us(d time.Duration) string { return ff(float64(d)/float64(time.Microsecond), 1) }
+
+func optUS(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return us(d)
+}

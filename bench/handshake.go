@@ -1,0 +1,401 @@
+package bench
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pqedge/pqedge/certs"
+	"github.com/pqedge/pqedge/pqtls"
+	"github.com/pqedge/pqedge/pqtls/leanclient"
+)
+
+// ErrNoSuccess is returned by Run when not one handshake succeeded: the
+// report then holds only the errors, never a rate or a latency.
+var ErrNoSuccess = errors.New("no handshake succeeded")
+
+// Options configure one handshake benchmark against one target.
+type Options struct {
+	Target     string // host:port
+	ServerName string // SNI; default "localhost"
+	// Groups are offered in order, with a key share for the first; the
+	// default is X25519MLKEM768 alone. SignatureAlgorithms default to
+	// leanclient.DefaultSignatureAlgorithms.
+	Groups              []tls.CurveID
+	SignatureAlgorithms []tls.SignatureScheme
+
+	// Concurrency is the number of handshakes in flight at most (default 1).
+	Concurrency int
+	// Count stops after this many handshakes (attempts); Duration stops
+	// starting new ones after this long. One of them must be set; with
+	// both, whichever comes first.
+	Count    int
+	Duration time.Duration
+	// Rate, when positive, starts handshakes at this many per second (open
+	// loop): latency runs from the intended start, so time spent waiting
+	// for a free slot counts. Zero is closed loop.
+	Rate float64
+
+	// Timeout bounds each handshake, connect included (default 5s): it is
+	// what keeps a stalling server from hanging the run.
+	Timeout time.Duration
+	// Precompute makes every key share once (leanclient.ShareCache) so the
+	// client spends its CPU on the handshake, not on key generation.
+	Precompute bool
+	// ServerPID, when positive, is the server process whose CPU (with its
+	// children's) is read from /proc before and after the run.
+	ServerPID int
+
+	// Progress, when set, is called about once a second from a separate
+	// goroutine with the counts so far. It must return quickly.
+	Progress func(Progress)
+	// Dial is the handshake; nil means leanclient.Dial. Tests replace it.
+	Dial func(ctx context.Context, addr string, cfg *leanclient.Config) (*leanclient.Result, error)
+}
+
+// Progress is a snapshot of a running benchmark.
+type Progress struct {
+	Elapsed   time.Duration
+	Completed int64 // successful handshakes
+	Errors    int64
+}
+
+// Report is the outcome of Run. With Succeeded == 0 only the error fields
+// mean anything.
+type Report struct {
+	Target      string  `json:"target"`
+	Groups      []string `json:"groups"`
+	Mode        string  `json:"mode"` // "closed" or "open"
+	Concurrency int     `json:"concurrency"`
+	Rate        float64 `json:"rate,omitempty"`
+
+	Attempts  int           `json:"attempts"`
+	Succeeded int           `json:"succeeded"`
+	Failed    int           `json:"failed"`
+	Errors    []ErrorCount  `json:"errors,omitempty"`
+	Elapsed   time.Duration `json:"elapsed_ns"`
+
+	HandshakesPerSec float64 `json:"handshakes_per_sec"`
+	Latency          Latency `json:"latency_ns"`
+
+	// Negotiated is what the last successful handshake chose.
+	Group     string `json:"group,omitempty"`
+	Signature string `json:"signature,omitempty"`
+	HRRRate   float64 `json:"hrr_rate"`
+
+	// Bytes are whole TLS records per handshake, averaged; TCP/IP headers
+	// are not counted.
+	ClientBytes       float64 `json:"client_bytes"`
+	ServerBytes       float64 `json:"server_bytes"`
+	ServerFlightBytes int     `json:"server_flight_bytes"` // the largest seen
+	ExceedsInitCwnd   bool    `json:"exceeds_initcwnd"`
+
+	// ServerCPU is per successful handshake, from /proc (zero without a
+	// server pid); ClientCPU is this process's, from getrusage.
+	ServerCPU time.Duration `json:"server_cpu_ns,omitempty"`
+	ClientCPU time.Duration `json:"client_cpu_ns"`
+}
+
+// ErrorCount is how often one kind of failure happened, with one example.
+type ErrorCount struct {
+	Kind    string `json:"kind"`
+	Count   int    `json:"count"`
+	Example string `json:"example"`
+}
+
+// runState is what the workers of one Run share.
+type runState struct {
+	opts   Options
+	client *leanclient.Config
+	dial   func(context.Context, string, *leanclient.Config) (*leanclient.Result, error)
+
+	started   atomic.Int64 // attempts handed out (Count bounds it)
+	completed atomic.Int64
+	failed    atomic.Int64
+
+	mu      sync.Mutex // guards the fields below, merged from workers
+	samples []time.Duration
+	errs    map[string]*ErrorCount
+	hrr     int
+	sent    int64
+	recv    int64
+	flight  int
+	last    *leanclient.Result
+}
+
+// Run makes handshakes against opts.Target until Count or Duration is
+// reached, or ctx ends, and reports what they cost. It returns ErrNoSuccess
+// (with the report of the errors) when every handshake failed.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	s, err := newRunState(opts)
+	if err != nil {
+		return nil, err
+	}
+	return s.run(ctx)
+}
+
+func newRunState(opts Options) (*runState, error) {
+	if opts.Target == "" {
+		return nil, errors.New("no target address")
+	}
+	if opts.Count <= 0 && opts.Duration <= 0 {
+		return nil, errors.New("neither a count nor a duration: the run would never end")
+	}
+	if opts.Rate < 0 {
+		return nil, fmt.Errorf("rate %v is negative", opts.Rate)
+	}
+	opts.Concurrency = max(1, opts.Concurrency)
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	if opts.ServerName == "" {
+		opts.ServerName = "localhost"
+	}
+	if len(opts.Groups) == 0 {
+		opts.Groups = []tls.CurveID{tls.X25519MLKEM768}
+	}
+	client := &leanclient.Config{
+		ServerName:             opts.ServerName,
+		Groups:                 opts.Groups,
+		KeyShares:              opts.Groups[:1],
+		SignatureAlgorithms:    opts.SignatureAlgorithms,
+		SkipCertificateParsing: true,
+		// The server must read the client Finished before its CPU for the
+		// handshake is complete; close_notify proves it did.
+		CloseNotify: true,
+		Timeout:     opts.Timeout,
+	}
+	if opts.Precompute {
+		client.Precomputed = leanclient.NewShareCache()
+		if err := client.Precomputed.Precompute(opts.Groups[0]); err != nil {
+			return nil, fmt.Errorf("failed to precompute a key share for %s: %w", pqtls.GroupName(opts.Groups[0]), err)
+		}
+	}
+	dial := opts.Dial
+	if dial == nil {
+		dial = leanclient.Dial
+	}
+	return &runState{opts: opts, client: client, dial: dial, errs: map[string]*ErrorCount{}}, nil
+}
+
+func (s *runState) run(ctx context.Context) (*Report, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if s.opts.Duration > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(ctx, s.opts.Duration)
+		defer stop()
+	}
+	serverBefore, err := s.serverCPU()
+	if err != nil {
+		return nil, err
+	}
+	clientBefore := SelfCPU()
+	start := time.Now()
+	stopProgress := s.startProgress(start)
+	if s.opts.Rate > 0 {
+		s.openLoop(ctx, start)
+	} else {
+		s.closedLoop(ctx)
+	}
+	elapsed := time.Since(start)
+	stopProgress()
+	clientCPU := SelfCPU() - clientBefore
+	serverAfter, err := s.serverCPU()
+	if err != nil {
+		return nil, fmt.Errorf("the server exited during the run: %w", err)
+	}
+	return s.report(elapsed, serverAfter-serverBefore, clientCPU)
+}
+
+func (s *runState) serverCPU() (time.Duration, error) {
+	if s.opts.ServerPID <= 0 {
+		return 0, nil
+	}
+	return TreeCPU(s.opts.ServerPID)
+}
+
+// take reserves the next attempt, or reports that Count is reached.
+func (s *runState) take() bool {
+	if s.opts.Count <= 0 {
+		return true
+	}
+	return s.started.Add(1) <= int64(s.opts.Count)
+}
+
+// closedLoop runs Concurrency workers, each starting its next handshake
+// when the previous one ends.
+func (s *runState) closedLoop(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range s.opts.Concurrency {
+		wg.Go(func() {
+			var local []time.Duration
+			for ctx.Err() == nil && s.take() {
+				t0 := time.Now()
+				if s.one(ctx, t0) {
+					local = append(local, time.Since(t0))
+				}
+			}
+			s.mu.Lock()
+			s.samples = append(s.samples, local...)
+			s.mu.Unlock()
+		})
+	}
+	wg.Wait()
+}
+
+// openLoop starts handshake i at start + i/Rate. A handshake that finds all
+// Concurrency slots busy waits for one, and its latency still runs from its
+// intended start: the wait is what a real client would have seen.
+func (s *runState) openLoop(ctx context.Context, start time.Time) {
+	interval := time.Duration(float64(time.Second) / s.opts.Rate)
+	slots := make(chan struct{}, s.opts.Concurrency)
+	var wg sync.WaitGroup
+	for i := 0; ctx.Err() == nil && s.take(); i++ {
+		intended := start.Add(time.Duration(i) * interval)
+		if d := time.Until(intended); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+			case <-t.C:
+			}
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		wg.Go(func() {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return // the run ended before a slot freed: not attempted
+			}
+			defer func() { <-slots }()
+			if s.one(ctx, intended) {
+				lat := time.Since(intended)
+				s.mu.Lock()
+				s.samples = append(s.samples, lat)
+				s.mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// one makes a handshake and records its result. The handshake is not tied
+// to ctx: when the duration ends, handshakes in flight finish (within
+// Timeout) instead of being cut and counted as timeouts.
+func (s *runState) one(ctx context.Context, started time.Time) bool {
+	hctx := context.WithoutCancel(ctx)
+	res, err := s.dial(hctx, s.opts.Target, s.client)
+	if err != nil {
+		s.failed.Add(1)
+		s.recordError(err)
+		return false
+	}
+	s.completed.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if res.HelloRetry {
+		s.hrr++
+	}
+	s.sent += int64(res.BytesSent)
+	s.recv += int64(res.BytesReceived)
+	s.flight = max(s.flight, res.ServerFlightBytes)
+	s.last = res
+	return true
+}
+
+func (s *runState) recordError(err error) {
+	kind := errorKind(err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ec := s.errs[kind]
+	if ec == nil {
+		ec = &ErrorCount{Kind: kind, Example: err.Error()}
+		s.errs[kind] = ec
+	}
+	ec.Count++
+}
+
+// errorKind names a failure for the error table: the leanclient kind, with
+// the alert's name for alerts so that "handshake_failure" (nothing in
+// common) and "decrypt_error" are told apart.
+func errorKind(err error) string {
+	var le *leanclient.Error
+	if !errors.As(err, &le) {
+		return "other"
+	}
+	if le.Kind == leanclient.KindAlert {
+		return "alert:" + leanclient.AlertName(le.Alert)
+	}
+	return le.Kind.String()
+}
+
+func (s *runState) startProgress(start time.Time) (stop func()) {
+	if s.opts.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				s.opts.Progress(Progress{Elapsed: time.Since(start), Completed: s.completed.Load(), Errors: s.failed.Load()})
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+func (s *runState) report(elapsed, serverCPU, clientCPU time.Duration) (*Report, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := &Report{
+		Target:      s.opts.Target,
+		Mode:        "closed",
+		Concurrency: s.opts.Concurrency,
+		Succeeded:   int(s.completed.Load()),
+		Failed:      int(s.failed.Load()),
+		Elapsed:     elapsed,
+	}
+	for _, g := range s.opts.Groups {
+		r.Groups = append(r.Groups, pqtls.GroupName(g))
+	}
+	if s.opts.Rate > 0 {
+		r.Mode, r.Rate = "open", s.opts.Rate
+	}
+	r.Attempts = r.Succeeded + r.Failed
+	for _, k := range slices.Sorted(maps.Keys(s.errs)) {
+		r.Errors = append(r.Errors, *s.errs[k])
+	}
+	if r.Succeeded == 0 {
+		return r, ErrNoSuccess
+	}
+	n := float64(r.Succeeded)
+	r.HandshakesPerSec = n / elapsed.Seconds()
+	r.Latency = summarize(s.samples)
+	r.Group = pqtls.GroupName(s.last.Group)
+	r.Signature = pqtls.SignatureName(s.last.SignatureScheme)
+	r.HRRRate = float64(s.hrr) / n
+	r.ClientBytes = float64(s.sent) / n
+	r.ServerBytes = float64(s.recv) / n
+	r.ServerFlightBytes = s.flight
+	r.ExceedsInitCwnd = s.flight > certs.InitialWindowBytes
+	if s.opts.ServerPID > 0 {
+		r.ServerCPU = serverCPU / time.Duration(r.Succeeded)
+	}
+	r.ClientCPU = clientCPU / time.Duration(r.Succeeded)
+	return r, nil
+}

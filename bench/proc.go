@@ -1,0 +1,194 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// atClkTck is the auxiliary-vector entry in which the kernel tells every
+// process the unit of the CPU times in /proc/PID/stat (getauxval(3)).
+const atClkTck = 17
+
+var clockTicks = sync.OnceValue(func() int64 {
+	if data, err := os.ReadFile("/proc/self/auxv"); err == nil {
+		for i := 0; i+16 <= len(data); i += 16 {
+			key := binary.NativeEndian.Uint64(data[i:])
+			val := binary.NativeEndian.Uint64(data[i+8:])
+			if key == atClkTck && val > 0 {
+				return int64(val)
+			}
+		}
+	}
+	// USER_HZ has been 100 on every Linux architecture Go supports.
+	return 100
+})
+
+// ClockTicks is the number of /proc/PID/stat CPU-time units per second
+// (sysconf(_SC_CLK_TCK)), read once from the auxiliary vector.
+func ClockTicks() int64 { return clockTicks() }
+
+// ProcessCPU returns the user plus system CPU time pid has used, read from
+// /proc/PID/stat (fields 14 and 15, utime and stime, proc(5)). Its
+// resolution is one clock tick, usually 10ms: measure over many handshakes.
+func ProcessCPU(pid int) (time.Duration, error) {
+	st, err := readStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	return ticks(st.utime + st.stime), nil
+}
+
+// TreeCPU is ProcessCPU of pid plus every live descendant: nginx does its
+// work in worker processes under the master whose pid the user knows. CPU
+// of descendants that already exited is not counted (it is only visible in
+// the parent's cutime once reaped).
+func TreeCPU(pid int) (time.Duration, error) {
+	pids, err := processTree(pid)
+	if err != nil {
+		return 0, err
+	}
+	var total time.Duration
+	for _, p := range pids {
+		d, err := ProcessCPU(p)
+		if err != nil {
+			if p == pid {
+				return 0, err
+			}
+			continue // a child that exited between the scan and the read
+		}
+		total += d
+	}
+	return total, nil
+}
+
+func ticks(n int64) time.Duration {
+	return time.Duration(n) * time.Second / time.Duration(ClockTicks())
+}
+
+type procStat struct {
+	ppid         int
+	utime, stime int64
+}
+
+// readStat parses /proc/PID/stat. The command name (field 2) is in
+// parentheses and may itself hold spaces and parentheses, so fields are
+// counted from the last ')'.
+func readStat(pid int) (procStat, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, fmt.Errorf("failed to read the CPU time of process %d: %w", pid, err)
+	}
+	return parseStat(data)
+}
+
+func parseStat(data []byte) (procStat, error) {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return procStat{}, errors.New("failed to parse /proc stat: no ')' after the command name")
+	}
+	// Fields after the name start at field 3 (state): ppid is field 4,
+	// utime 14 and stime 15.
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return procStat{}, fmt.Errorf("failed to parse /proc stat: %d fields after the command name, want at least 13", len(f))
+	}
+	var st procStat
+	var err error
+	if st.ppid, err = strconv.Atoi(f[1]); err != nil {
+		return procStat{}, fmt.Errorf("failed to parse /proc stat ppid %q: %w", f[1], err)
+	}
+	if st.utime, err = strconv.ParseInt(f[11], 10, 64); err != nil {
+		return procStat{}, fmt.Errorf("failed to parse /proc stat utime %q: %w", f[11], err)
+	}
+	if st.stime, err = strconv.ParseInt(f[12], 10, 64); err != nil {
+		return procStat{}, fmt.Errorf("failed to parse /proc stat stime %q: %w", f[12], err)
+	}
+	return st, nil
+}
+
+// processTree returns pid and its live descendants, pid first.
+func processTree(pid int) ([]int, error) {
+	if _, err := readStat(pid); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("failed to list /proc: %w", err)
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := readStat(p)
+		if err != nil {
+			continue
+		}
+		children[st.ppid] = append(children[st.ppid], p)
+	}
+	tree := []int{pid}
+	for i := 0; i < len(tree); i++ {
+		tree = append(tree, children[tree[i]]...)
+	}
+	return tree, nil
+}
+
+// SelfCPU is the user plus system CPU this process has used
+// (getrusage(RUSAGE_SELF)): the client's share of a benchmark.
+func SelfCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// PinTree restricts pid, every thread of it and of its live descendants to
+// cpu. Threads and processes created later inherit the mask from the
+// thread that creates them, so pinning a running server once is enough.
+func PinTree(pid, cpu int) error {
+	pids, err := processTree(pid)
+	if err != nil {
+		return err
+	}
+	for _, p := range pids {
+		if err := pinThreads(p, cpu); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PinSelf restricts every thread of this process to cpu; new Go runtime
+// threads are cloned from pinned ones and inherit the mask.
+func PinSelf(cpu int) error { return pinThreads(os.Getpid(), cpu) }
+
+func pinThreads(pid, cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	if err != nil || len(tasks) == 0 {
+		return fmt.Errorf("failed to list the threads of process %d", pid)
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(filepath.Base(t))
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("failed to pin thread %d of process %d to CPU %d: %w", tid, pid, cpu, err)
+		}
+	}
+	return nil
+}
