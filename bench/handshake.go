@@ -69,11 +69,11 @@ type Progress struct {
 // Report is the outcome of Run. With Succeeded == 0 only the error fields
 // mean anything.
 type Report struct {
-	Target      string  `json:"target"`
+	Target      string   `json:"target"`
 	Groups      []string `json:"groups"`
-	Mode        string  `json:"mode"` // "closed" or "open"
-	Concurrency int     `json:"concurrency"`
-	Rate        float64 `json:"rate,omitempty"`
+	Mode        string   `json:"mode"` // "closed" or "open"
+	Concurrency int      `json:"concurrency"`
+	Rate        float64  `json:"rate,omitempty"`
 
 	Attempts  int           `json:"attempts"`
 	Succeeded int           `json:"succeeded"`
@@ -85,8 +85,8 @@ type Report struct {
 	Latency          Latency `json:"latency_ns"`
 
 	// Negotiated is what the last successful handshake chose.
-	Group     string `json:"group,omitempty"`
-	Signature string `json:"signature,omitempty"`
+	Group     string  `json:"group,omitempty"`
+	Signature string  `json:"signature,omitempty"`
 	HRRRate   float64 `json:"hrr_rate"`
 
 	// Bytes are whole TLS records per handshake, averaged; TCP/IP headers
