@@ -74,6 +74,7 @@ func (srv *Server) handleConn(address string, raw net.Conn) {
 	hello, _ := ec.ClientHello()
 	if err != nil {
 		srv.metrics.handshakeFailed(l.cfg.Name, failureKind(err), hello)
+		srv.observeHandshake(gen, l, ec, nil, hello, err)
 		srv.log.Debug("handshake failed", "listener", l.cfg.Name, "remote", raw.RemoteAddr().String(), "err", err)
 		tc.Close()
 		return
@@ -84,6 +85,7 @@ func (srv *Server) handleConn(address string, raw net.Conn) {
 	ec.record = &rec
 	ec.mu.Unlock()
 	srv.metrics.handshakeDone(l.cfg.Name, site, &rec)
+	srv.observeHandshake(gen, l, ec, &rec, hello, nil)
 
 	if l.stream != nil {
 		srv.serveStream(gen, l, tc, &rec)

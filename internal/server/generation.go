@@ -40,6 +40,7 @@ type generation struct {
 	sites     map[string]*siteRuntime
 	listeners map[string]*listenerRuntime
 	pools     map[string]*proxy.Pool
+	compat    *compatSet // the [compat] listeners; nil without one
 
 	handshakeTimeout time.Duration
 	shutdownTimeout  time.Duration
@@ -171,6 +172,8 @@ func (g *generation) newSite(sc config.Site, sel func(config.Site) (*certs.Selec
 		switch {
 		case rc.Handler == "inspect":
 			r.handler = &inspectHandler{}
+		case rc.Handler == "compat":
+			r.handler = &compatHandler{} // completed by Server.addCompat
 		case rc.Pool != "":
 			r.handler = proxy.NewHTTPProxy(g.pools[rc.Pool], proxy.HTTPOptions{
 				ResponseHeaderTimeout: g.cfg.Timeouts.UpstreamHeader.Or(defaultUpstreamHeader),

@@ -23,6 +23,11 @@ type Options struct {
 	// CertCheckInterval is how often certificate files are checked for
 	// changes; default 30s, negative disables the check.
 	CertCheckInterval time.Duration
+	// OnHandshake, if set, is called after every TLS handshake, failed or
+	// not, from the connection's goroutine before any request on it is
+	// served. It must not block. Tests use it to assert what pqedge itself
+	// negotiated with a real client.
+	OnHandshake func(HandshakeEvent)
 }
 
 // Server is a running pqedge.
@@ -30,8 +35,11 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *metrics
-	ctx     context.Context // canceled when the server has shut down
-	cancel  context.CancelFunc
+	// adoption counts handshakes per minute for the /adoption admin page.
+	adoption    *adoption
+	onHandshake func(HandshakeEvent)
+	ctx         context.Context // canceled when the server has shut down
+	cancel      context.CancelFunc
 
 	current atomic.Pointer[generation] // the generation new connections go to
 	ready   atomic.Bool                // false before start and while draining
@@ -48,7 +56,8 @@ type Server struct {
 // New builds the config's generation, opens its sockets and starts serving.
 // On error nothing is left open.
 func New(cfg *config.Config, opts Options) (*Server, error) {
-	s := &Server{log: opts.Logger, now: opts.Now, metrics: newMetrics(), sockets: map[string]*socket{}}
+	s := &Server{log: opts.Logger, now: opts.Now, metrics: newMetrics(), sockets: map[string]*socket{},
+		adoption: newAdoption(), onHandshake: opts.OnHandshake}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -95,6 +104,10 @@ func (s *Server) build(cfg *config.Config) (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.addCompat(gen, cs); err != nil {
+		gen.closePools()
+		return nil, err
+	}
 	for name, site := range gen.sites {
 		s.setExpiry(name, site.selector.Load())
 	}
@@ -122,7 +135,7 @@ func (s *Server) openSockets(gen *generation) ([]*socket, error) {
 		if _, ok := s.sockets[l.Address]; ok {
 			continue
 		}
-		ln, err := net.Listen("tcp", l.Address)
+		ln, err := net.Listen("tcp", bindAddress(l.Address))
 		if err != nil {
 			closeSockets(opened)
 			return nil, fmt.Errorf("failed to listen on %s for listener %q: %w", l.Address, l.Name, err)
