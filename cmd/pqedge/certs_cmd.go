@@ -51,39 +51,6 @@ func runCerts(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// cliError is an error with the hint lines that tell the user what to change.
-type cliError struct {
-	err   error
-	hints []string
-	usage bool // a usage error: exit code 2
-}
-
-func (e *cliError) Error() string { return e.err.Error() }
-func (e *cliError) Unwrap() error { return e.err }
-
-func withHint(err error, hints ...string) error { return &cliError{err: err, hints: hints} }
-
-func usageError(format string, a ...any) error {
-	return &cliError{err: fmt.Errorf(format, a...), usage: true}
-}
-
-func cliFail(stderr io.Writer, err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return 2
-	}
-	fmt.Fprintf(stderr, "pqedge: error: %v\n", err)
-	var ce *cliError
-	if errors.As(err, &ce) {
-		for _, h := range ce.hints {
-			fmt.Fprintf(stderr, "hint: %s\n", h)
-		}
-		if ce.usage {
-			return 2
-		}
-	}
-	return 1
-}
-
 // names collects a repeatable --name flag.
 type names []string
 
@@ -346,29 +313,27 @@ func certsTrust(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return &cliError{err: errors.New("trust needs exactly one CA directory"), hints: []string{"pqedge certs trust DIR [--out DIR]"}, usage: true}
 	}
-	dir := pos[0]
-	rootFile := filepath.Join(dir, certs.RootCertFile)
-	data, err := os.ReadFile(rootFile)
+	roots, err := certs.FindTrustRoots(pos[0])
 	if err != nil {
-		return withHint(fmt.Errorf("failed to read the CA root: %w", err), "DIR must be a directory made by `pqedge certs init --dir DIR`")
+		return withHint(err, "DIR must be a directory made by `pqedge certs init --dir DIR`, or pqedge's data_dir/local")
 	}
-	chain, err := certs.ParseCertificatesPEM(data)
-	if err != nil {
-		return fmt.Errorf("failed to load %q: %w", rootFile, err)
+	for i, r := range roots {
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		if *out == "" {
+			fmt.Fprintf(stdout, "%s", pemOf(r.Cert))
+			fmt.Fprintf(stdout, "\nSave the PEM above as %s.crt (or run with --out DIR to write PEM and DER files), then:\n\n", r.Base)
+			fmt.Fprint(stdout, certs.TrustInstructions(r.Cert, r.Base, r.Base+".crt", r.Base+".cer"))
+			continue
+		}
+		pemPath, derPath, err := certs.WriteTrustFiles(r.Cert, *out, r.Base)
+		if err != nil {
+			return withHint(err, "change --out to a writable directory")
+		}
+		fmt.Fprintf(stdout, "wrote %s (PEM) and %s (DER)\n\n", pemPath, derPath)
+		fmt.Fprint(stdout, certs.TrustInstructions(r.Cert, r.Base, pemPath, derPath))
 	}
-	root := chain[0]
-	if *out == "" {
-		fmt.Fprintf(stdout, "%s", pemOf(root))
-		fmt.Fprintf(stdout, "\nSave the PEM above as %s.crt (or run with --out DIR to write PEM and DER files), then:\n\n", certs.TrustFileBase)
-		fmt.Fprint(stdout, certs.TrustInstructions(root, certs.TrustFileBase+".crt", certs.TrustFileBase+".cer"))
-		return nil
-	}
-	pemPath, derPath, err := certs.WriteTrustFiles(root, *out)
-	if err != nil {
-		return withHint(err, "change --out to a writable directory")
-	}
-	fmt.Fprintf(stdout, "wrote %s (PEM) and %s (DER)\n\n", pemPath, derPath)
-	fmt.Fprint(stdout, certs.TrustInstructions(root, pemPath, derPath))
 	return nil
 }
 

@@ -29,6 +29,10 @@ func TestCertsCLI(t *testing.T) {
 	dir := t.TempDir()
 	ca := filepath.Join(dir, "ca")
 	leaf := filepath.Join(dir, "site")
+	local := filepath.Join(dir, "local")
+	if _, err := certs.EnsureLocal(local, []string{"localhost"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	steps := []struct {
 		name       string
 		args       []string
@@ -52,6 +56,8 @@ func TestCertsCLI(t *testing.T) {
 		{name: "inspect key", args: []string{"inspect", leaf + ".key"}, wantCode: 1, wantStderr: []string{"may be swapped"}},
 		{name: "trust print", args: []string{"trust", ca}, wantStdout: []string{"-----BEGIN CERTIFICATE-----", "update-ca-certificates", "certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n pqedge-root -i pqedge-root.crt", "security add-trusted-cert", "certutil -addstore -f Root pqedge-root.cer", "ML-DSA root"}},
 		{name: "trust write", args: []string{"trust", ca, "--out", filepath.Join(dir, "trust")}, wantStdout: []string{"pqedge-root.crt (PEM)", "pqedge-root.cer (DER)"}},
+		{name: "trust local", args: []string{"trust", local, "--out", filepath.Join(dir, "localtrust")}, wantStdout: []string{"pqedge-local-classical.crt (PEM)", "pqedge-local-pq.crt (PEM)", "-n pqedge-local-pq", "ML-DSA root"}},
+		{name: "trust not a CA dir", args: []string{"trust", filepath.Join(dir, "trust")}, wantCode: 1, wantStderr: []string{"no CA root in", "hint: DIR must be a directory made by `pqedge certs init --dir DIR`, or pqedge's data_dir/local"}},
 		{name: "trust without dir", args: []string{"trust"}, wantCode: 2, wantStderr: []string{"hint: pqedge certs trust DIR"}},
 		{name: "inspect DER", args: []string{"inspect", filepath.Join(dir, "trust", "pqedge-root.cer")}, wantStdout: []string{"ML-DSA-87, public key 2592 B"}},
 		{name: "unknown command", args: []string{"sign"}, wantCode: 2, wantStderr: []string{`unknown certs command "sign"`, "hint: commands are init, issue, inspect and trust"}},

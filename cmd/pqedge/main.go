@@ -38,6 +38,7 @@ func commands() map[string]command {
 		"run":     runServe,
 		"config":  runConfig,
 		"certs":   runCerts,
+		"probe":   runProbe,
 		"version": runVersion,
 	}
 }
