@@ -178,7 +178,7 @@ func TestFailedRenewalKeepsServing(t *testing.T) {
 	manage(t, m, host)
 	before := site.handshake(t, ca, host)
 
-	ca.srv.Close() // the CA goes away
+	ca.pebble.Close() // the CA goes away
 	ctx, cancel := context.WithTimeout(context.Background(), manageTimeout)
 	defer cancel()
 	err := m.RenewNow(ctx)

@@ -11,27 +11,23 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
-	"github.com/miekg/dns"
+	"github.com/pqedge/pqedge/internal/acmetest"
 )
 
-// testCA is an in-process Pebble ACME server on loopback. Its validation
-// authority resolves every name to 127.0.0.1 through a loopback DNS server
-// and validates against the test site's real listeners.
+// testCA is the in-process Pebble of package acmetest, as these tests name
+// its parts. Its validation authority resolves every name to 127.0.0.1 and
+// validates against the test site's real listeners. Tests that need no CA
+// fill in only dirURL.
 type testCA struct {
 	dirURL      string         // ACME directory
 	apiRoots    *x509.CertPool // trust for the ACME API's own TLS certificate
 	issuerRoots *x509.CertPool // Pebble's root: trust for issued certificates
-	srv         *httptest.Server
+	pebble      *acmetest.CA
 }
 
 type pebbleConfig struct {
@@ -41,86 +37,12 @@ type pebbleConfig struct {
 
 func startPebble(t *testing.T, pc pebbleConfig) *testCA {
 	t.Helper()
-	// Pebble reads these in va.New and wfe.New: no random validation
-	// delay, no rejected nonces, and a fresh authorization (so a real
-	// validation) for every order, renewals included.
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	t.Setenv("PEBBLE_AUTHZREUSE", "0")
-
-	logs := &lockedBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("pebble log:\n%s", logs.String())
-		}
+	c := acmetest.Start(t, acmetest.Options{
+		HTTPPort: pc.httpPort,
+		TLSPort:  pc.tlsPort,
+		Validity: time.Duration(pc.validity) * time.Second,
 	})
-	logger := log.New(logs, "pebble ", log.Lmicroseconds)
-
-	store := db.NewMemoryStore()
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{
-		"default": {Description: "test", ValidityPeriod: pc.validity},
-	})
-	validator := va.New(logger, pc.httpPort, pc.tlsPort, false, startDNS(t), store)
-	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-
-	srv := httptest.NewUnstartedServer(front.Handler())
-	srv.Config.ErrorLog = logger // handshake errors from refused clients are expected
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-
-	apiRoots := x509.NewCertPool()
-	apiRoots.AddCert(srv.Certificate())
-	issuerRoots := x509.NewCertPool()
-	issuerRoots.AddCert(authority.GetRootCert(0).Cert)
-	return &testCA{
-		dirURL:      srv.URL + wfe.DirectoryPath,
-		apiRoots:    apiRoots,
-		issuerRoots: issuerRoots,
-		srv:         srv,
-	}
-}
-
-// startDNS serves A 127.0.0.1 for every name, over TCP as Pebble's VA asks,
-// and returns its address.
-func startDNS(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
-		r := new(dns.Msg)
-		r.SetReply(q)
-		for _, question := range q.Question {
-			if question.Qtype == dns.TypeA {
-				r.Answer = append(r.Answer, &dns.A{
-					Hdr: dns.RR_Header{Name: question.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
-					A:   net.IPv4(127, 0, 0, 1),
-				})
-			}
-		}
-		_ = w.WriteMsg(r)
-	})}
-	go func() { _ = srv.ActivateAndServe() }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return ln.Addr().String()
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	return &testCA{dirURL: c.DirectoryURL, apiRoots: c.APIRoots, issuerRoots: c.IssuerRoots, pebble: c}
 }
 
 // testSite is the pqedge side: a plain-HTTP listener with the HTTP-01 handler
