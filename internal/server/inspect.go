@@ -30,6 +30,13 @@ type InspectReport struct {
 	Verdict    string        `json:"verdict"`
 	Reason     string        `json:"reason"`
 	Client     *ClientReport `json:"client,omitempty"`
+
+	// IfMLKEM says what would change if the client offered ML-KEM, from its
+	// offer and the site's policy.
+	IfMLKEM string `json:"if_mlkem"`
+	// Warning is set for classical connections to a pq-warn site: the text
+	// of the PQEdge-PQ-Warning header the responses carry.
+	Warning string `json:"warning,omitempty"`
 }
 
 // ClientReport is what the client offered in its ClientHello.
@@ -69,6 +76,12 @@ func (inspectHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rep := newInspectReport(ci.handshake)
+	if ci.site != nil {
+		rep.IfMLKEM = whatIfMLKEM(ci.handshake, ci.site.policy)
+		if ci.site.policy.WarnClassical && !ci.handshake.PostQuantum() {
+			rep.Warning = w.Header().Get(PQWarningHeader)
+		}
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	if wantsJSON(r) {
 		w.Header().Set("Content-Type", "application/json")
