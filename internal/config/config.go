@@ -77,7 +77,8 @@ type Site struct {
 	ServerNames []string `toml:"server_names"`
 	Listeners   []string `toml:"listeners"` // https listeners serving this site
 	// Certs is "local" (a development CA in the data directory), "files"
-	// (Cert entries) or "acme".
+	// (Cert entries) or "acme" (classical certificates from ACME; Cert may
+	// then hold one ML-DSA pair for pq_certs).
 	Certs string     `toml:"certs"`
 	Cert  []CertPair `toml:"cert"`
 	ACME  ACME       `toml:"acme"`
@@ -105,12 +106,25 @@ type CertPair struct {
 	Key  string `toml:"key"`
 }
 
-// ACME configures certificates from an ACME CA.
+// ACME configures certificates from an ACME CA. Sites with the same
+// settings share one ACME account and one renewal loop.
 type ACME struct {
 	Email     string `toml:"email"`
 	Directory string `toml:"directory"` // default: Let's Encrypt production
-	HTTPPort  int    `toml:"http_port"` // 0: no HTTP-01 listener
+	// HTTPPort opens a plain-HTTP listener on this port (on the host of the
+	// site's first https listener) that answers HTTP-01 challenges and
+	// redirects everything else to https; 0: no HTTP-01.
+	HTTPPort int `toml:"http_port"`
+	// TLSALPN answers TLS-ALPN-01 challenges on the site's https
+	// listeners; default true. A CA only validates on port 443.
+	TLSALPN *bool `toml:"tls_alpn"`
+	// CARoots is a PEM file of roots trusted for the ACME server's own TLS
+	// certificate (a private CA); default: the system roots.
+	CARoots string `toml:"ca_roots"`
 }
+
+// TLSALPNEnabled reports whether TLS-ALPN-01 is answered.
+func (a ACME) TLSALPNEnabled() bool { return a.TLSALPN == nil || *a.TLSALPN }
 
 // TLS is a site's TLS policy.
 type TLS struct {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -269,8 +270,21 @@ func checkServerName(n string) error {
 }
 
 func (v *validator) checkCerts(key string, s *Site) {
-	if s.Certs != CertsFiles && len(s.Cert) > 0 {
+	if s.Certs != CertsFiles && s.Certs != CertsACME && len(s.Cert) > 0 {
 		v.addf(key+".cert", "set certs = \"files\" to use [[site.cert]] files", "site %q has cert files but certs = %q", s.Name, s.Certs)
+	}
+	if s.Certs != CertsACME && s.ACME != (ACME{}) {
+		mode := s.Certs
+		if mode == "" {
+			mode = CertsLocal
+		}
+		v.addf(key+".acme", "set certs = \"acme\", or remove the [site.acme] table", "site %q has ACME settings but certs = %q", s.Name, mode)
+	}
+	for j, c := range s.Cert {
+		ck := fmt.Sprintf("%s.cert.%d", key, j)
+		if c.Cert == "" || c.Key == "" {
+			v.addf(ck, "set both cert and key", "certificate %d of site %q needs cert and key", j+1, s.Name)
+		}
 	}
 	switch s.Certs {
 	case "", CertsLocal:
@@ -278,19 +292,8 @@ func (v *validator) checkCerts(key string, s *Site) {
 		if len(s.Cert) == 0 {
 			v.addf(key, "add [[site.cert]] with cert and key paths", "site %q has certs = \"files\" but no [[site.cert]]", s.Name)
 		}
-		for j, c := range s.Cert {
-			ck := fmt.Sprintf("%s.cert.%d", key, j)
-			if c.Cert == "" || c.Key == "" {
-				v.addf(ck, "set both cert and key", "certificate %d of site %q needs cert and key", j+1, s.Name)
-			}
-		}
 	case CertsACME:
-		if s.ACME.Email == "" {
-			v.addf(key+".certs", "set acme.email: the CA sends expiry warnings there", "site %q uses ACME but has no email", s.Name)
-		}
-		if s.ACME.HTTPPort < 0 || s.ACME.HTTPPort > 65535 {
-			v.addf(key+".acme.http_port", "use 80, or leave it out for TLS-ALPN-01 only", "bad port %d", s.ACME.HTTPPort)
-		}
+		v.checkACME(key, s)
 	default:
 		v.addf(key+".certs", "use \"local\", \"files\" or \"acme\"", "unknown certificate mode %q", s.Certs)
 	}
@@ -402,5 +405,45 @@ func (v *validator) checkDurations() {
 		check(fmt.Sprintf("pool.%d.health.interval", i), p.Health.Interval)
 		check(fmt.Sprintf("pool.%d.health.timeout", i), p.Health.Timeout)
 		check(fmt.Sprintf("pool.%d.health.eject_for", i), p.Health.EjectFor)
+	}
+}
+
+// checkACME checks a site with certs = "acme". The ACME certificate is the
+// site's classical chain; [[site.cert]] may add the ML-DSA one (whether a
+// pair is ML-DSA is only known once its key is read, by the server).
+func (v *validator) checkACME(key string, s *Site) {
+	a := s.ACME
+	if a.Email == "" {
+		v.addf(key+".certs", "set acme.email: the CA sends expiry warnings there", "site %q uses ACME but has no email", s.Name)
+	}
+	if a.Directory != "" {
+		if u, err := url.Parse(a.Directory); err != nil || u.Scheme != "https" || u.Host == "" {
+			v.addf(key+".acme.directory", "use the CA's https directory URL, e.g. https://acme-v02.api.letsencrypt.org/directory",
+				"bad ACME directory URL %q", a.Directory)
+		}
+	}
+	if a.HTTPPort < 0 || a.HTTPPort > 65535 {
+		v.addf(key+".acme.http_port", "use 80, or leave it out for TLS-ALPN-01 only", "bad port %d", a.HTTPPort)
+	} else if a.HTTPPort > 0 {
+		for i, l := range v.cfg.Listener {
+			if _, port, err := net.SplitHostPort(l.Address); err == nil && port == strconv.Itoa(a.HTTPPort) {
+				v.addf(key+".acme.http_port", "HTTP-01 needs a plain-HTTP port of its own, usually 80",
+					"acme.http_port %d is the port of listener %q (line %d)", a.HTTPPort, l.Name, v.pos.line(fmt.Sprintf("listener.%d.address", i)))
+			}
+		}
+	}
+	if a.HTTPPort == 0 && !a.TLSALPNEnabled() {
+		v.addf(key+".acme.tls_alpn", "set http_port = 80 for HTTP-01, or keep tls_alpn on",
+			"site %q turns off TLS-ALPN-01 and has no http_port: no challenge is left to prove control of its names", s.Name)
+	}
+	for _, n := range s.ServerNames {
+		if strings.HasPrefix(n, "*.") {
+			v.addf(key+".server_names", "list the names; wildcards need the DNS-01 challenge, which pqedge does not support",
+				"ACME site %q cannot have wildcard name %q", s.Name, n)
+		}
+	}
+	if len(s.Cert) > 1 {
+		v.addf(key+".cert.1", "an ACME site takes one [[site.cert]], its ML-DSA pair; the ACME certificate is the classical one",
+			"site %q has %d [[site.cert]] entries", s.Name, len(s.Cert))
 	}
 }
