@@ -1,0 +1,358 @@
+package bench
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/pqedge/pqedge/certs"
+	"github.com/pqedge/pqedge/pqtls"
+)
+
+// DefaultMatrixGroups is the matrix's default group axis.
+var DefaultMatrixGroups = []tls.CurveID{tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.SecP384r1MLKEM1024, tls.X25519, tls.CurveP256}
+
+// SpreadLimit is the largest (max-min)/median of a cell's repeated runs
+// that is not flagged.
+const SpreadLimit = 0.10
+
+// MatrixOptions configure Matrix.
+type MatrixOptions struct {
+	Groups []tls.CurveID // default DefaultMatrixGroups
+	Certs  []CertAlg     // default CertAlgs()
+	// Servers start the servers under test, in order.
+	Servers []Launcher
+	Dir     string // where certificates and server configs go
+
+	Runs        int           // repetitions of each cell (default 3)
+	Duration    time.Duration // of each run (default 2s)
+	Concurrency int           // handshakes in flight (default 8)
+	Timeout     time.Duration // per handshake (default 5s)
+	// PrimitiveTime is the CPU spent timing each primitive (default 200ms).
+	PrimitiveTime time.Duration
+	Network       Network // the TTFB model's path; zero means DefaultNetwork
+
+	// Pin puts each server on CPU 0 and this process on CPU 1 (ignored on
+	// a machine with one CPU).
+	Pin bool
+	// Log receives one line per cell and run; nil discards them.
+	Log io.Writer
+}
+
+// Cell is one server x group x certificate combination.
+type Cell struct {
+	Server string `json:"server"`
+	Group  string `json:"group"`
+	Cert   string `json:"cert"`   // CertAlg.Name
+	Signer string `json:"signer"` // who signs: circl, stdlib, openssl, or "" (classical)
+
+	Runs []RunSummary `json:"runs"`
+	// Error is why the cell has no numbers; every field below is zero then.
+	Error string `json:"error,omitempty"`
+
+	HandshakesPerSec float64       `json:"handshakes_per_sec"`
+	ServerCPU        time.Duration `json:"server_cpu_ns"` // median over runs, per handshake
+	ClientCPU        time.Duration `json:"client_cpu_ns"`
+	P50              time.Duration `json:"p50_ns"` // of the last run
+	P99              time.Duration `json:"p99_ns"`
+	Spread           float64       `json:"spread"` // of ServerCPU over runs
+	Noisy            bool          `json:"noisy"`  // Spread > SpreadLimit
+
+	ClientBytes       float64       `json:"client_bytes"`
+	ServerBytes       float64       `json:"server_bytes"`
+	ServerFlightBytes int           `json:"server_flight_bytes"`
+	ExtraRoundTrips   int           `json:"extra_round_trips"`
+	TTFB              time.Duration `json:"ttfb_model_ns"`
+
+	// Primitives is the Go cost of the server's key exchange and signature
+	// for this cell; Overhead = ServerCPU - Primitives. Both are zero for
+	// nginx, whose primitives are OpenSSL's.
+	Primitives time.Duration `json:"primitives_ns,omitempty"`
+	Overhead   time.Duration `json:"overhead_ns,omitempty"`
+}
+
+// RunSummary is one repetition of a cell.
+type RunSummary struct {
+	HandshakesPerSec float64       `json:"handshakes_per_sec"`
+	ServerCPU        time.Duration `json:"server_cpu_ns"`
+	ClientCPU        time.Duration `json:"client_cpu_ns"`
+}
+
+// MatrixResult is everything Matrix measured.
+type MatrixResult struct {
+	Date        time.Time     `json:"date"`
+	Machine     string        `json:"machine"`
+	CPUs        int           `json:"cpus"`
+	Pinned      bool          `json:"pinned"`
+	Runs        int           `json:"runs"`
+	Duration    time.Duration `json:"duration_ns"`
+	Concurrency int           `json:"concurrency"`
+	Network     Network       `json:"network"`
+	Model       string        `json:"ttfb_model"`
+	KEM         []KEMCost     `json:"kem"`
+	Sign        []SignCost    `json:"sign"`
+	Cells       []Cell        `json:"cells"`
+	Checks      []Check       `json:"checks"`
+}
+
+// Matrix measures every cell of the grid. A server that cannot start or a
+// cell whose handshakes all fail is recorded in that cell's Error; Matrix
+// itself fails only for setup errors or when ctx ends.
+func Matrix(ctx context.Context, opts MatrixOptions) (*MatrixResult, error) {
+	m := &matrixRun{opts: opts}
+	return m.run(ctx)
+}
+
+type matrixRun struct {
+	opts   MatrixOptions
+	res    *MatrixResult
+	chains map[certs.Alg]*Chain
+	kem    map[string]KEMCost
+	sign   map[string]SignCost // by CertAlg.Name
+}
+
+func (m *matrixRun) run(ctx context.Context) (*MatrixResult, error) {
+	if err := m.defaults(); err != nil {
+		return nil, err
+	}
+	if err := m.makeChains(); err != nil {
+		return nil, err
+	}
+	if err := m.pinClient(); err != nil {
+		return nil, err
+	}
+	if err := m.measurePrimitives(); err != nil {
+		return nil, err
+	}
+	for _, l := range m.opts.Servers {
+		for _, alg := range m.opts.Certs {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			m.runServer(ctx, l, alg)
+		}
+	}
+	m.res.Checks = Checks(m.res)
+	return m.res, nil
+}
+
+func (m *matrixRun) defaults() error {
+	o := &m.opts
+	if len(o.Groups) == 0 {
+		o.Groups = DefaultMatrixGroups
+	}
+	if len(o.Certs) == 0 {
+		o.Certs = CertAlgs()
+	}
+	if len(o.Servers) == 0 {
+		return errors.New("no servers to measure")
+	}
+	if o.Dir == "" {
+		return errors.New("no directory for certificates and configs")
+	}
+	o.Runs = max(o.Runs, 1)
+	if o.Duration <= 0 {
+		o.Duration = 2 * time.Second
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 8
+	}
+	if o.PrimitiveTime <= 0 {
+		o.PrimitiveTime = 200 * time.Millisecond
+	}
+	if o.Network == (Network{}) {
+		o.Network = DefaultNetwork
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	m.res = &MatrixResult{
+		Date: time.Now().UTC(), Machine: cpuModel(), CPUs: runtime.NumCPU(),
+		Runs: o.Runs, Duration: o.Duration, Concurrency: o.Concurrency,
+		Network: o.Network, Model: ModelDescription,
+	}
+	return nil
+}
+
+// makeChains makes one chain per key algorithm: the cells of one key with
+// different signers serve the very same certificate.
+func (m *matrixRun) makeChains() error {
+	dir := filepath.Join(m.opts.Dir, "certs")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("failed to make %s: %w", dir, err)
+	}
+	m.chains = map[certs.Alg]*Chain{}
+	for _, a := range m.opts.Certs {
+		if m.chains[a.Alg] != nil {
+			continue
+		}
+		c, err := MakeChain(dir, a.Alg, []string{"localhost"})
+		if err != nil {
+			return err
+		}
+		m.chains[a.Alg] = c
+	}
+	return nil
+}
+
+// pinClient moves this process to CPU 1 before any server starts, so the
+// servers (pinned to CPU 0 once running) never share a core with it.
+func (m *matrixRun) pinClient() error {
+	if !m.opts.Pin || runtime.NumCPU() < 2 {
+		return nil
+	}
+	if err := PinSelf(1); err != nil {
+		return err
+	}
+	m.res.Pinned = true
+	return nil
+}
+
+func (m *matrixRun) measurePrimitives() error {
+	m.kem, m.sign = map[string]KEMCost{}, map[string]SignCost{}
+	for _, g := range m.opts.Groups {
+		c, err := MeasureKEM(g, m.opts.PrimitiveTime)
+		if err != nil {
+			return err
+		}
+		m.kem[c.Group] = c
+		m.res.KEM = append(m.res.KEM, c)
+	}
+	for _, a := range m.opts.Certs {
+		c, err := MeasureSign(a, m.chains[a.Alg].Cert.PrivateKey.(crypto.Signer), m.opts.PrimitiveTime)
+		if err != nil {
+			return err
+		}
+		m.sign[a.Name] = c
+		m.res.Sign = append(m.res.Sign, c)
+	}
+	return nil
+}
+
+// runServer starts one server for alg and measures every group against it.
+func (m *matrixRun) runServer(ctx context.Context, l Launcher, alg CertAlg) {
+	signer, ok := l.Signer(alg)
+	if !ok {
+		return
+	}
+	cells := make([]Cell, len(m.opts.Groups))
+	for i, g := range m.opts.Groups {
+		cells[i] = Cell{Server: l.Kind(), Group: pqtls.GroupName(g), Cert: alg.Name, Signer: signer}
+	}
+	if signer == "openssl" {
+		for i := range cells {
+			cells[i].Cert = alg.KeyName() // one nginx cell per key, not per Go signer
+		}
+	}
+	defer func() { m.res.Cells = append(m.res.Cells, cells...) }()
+
+	dir, err := os.MkdirTemp(m.opts.Dir, l.Kind()+"-"+alg.Name+"-")
+	if err != nil {
+		m.failAll(cells, err)
+		return
+	}
+	p, err := l.Start(ctx, ServerSpec{Dir: dir, Chain: m.chains[alg.Alg], Alg: alg, Groups: m.opts.Groups})
+	if err != nil {
+		m.failAll(cells, fmt.Errorf("failed to start %s: %w", l.Kind(), err))
+		return
+	}
+	defer p.Stop()
+	if m.res.Pinned {
+		if err := PinTree(p.PID, 0); err != nil {
+			m.failAll(cells, err)
+			return
+		}
+	}
+	for i, g := range m.opts.Groups {
+		m.runCell(ctx, &cells[i], g, p, alg)
+	}
+}
+
+func (m *matrixRun) failAll(cells []Cell, err error) {
+	for i := range cells {
+		cells[i].Error = err.Error()
+	}
+	fmt.Fprintf(m.opts.Log, "%s %s: %v\n", cells[0].Server, cells[0].Cert, err)
+}
+
+func (m *matrixRun) runCell(ctx context.Context, c *Cell, g tls.CurveID, p *Process, alg CertAlg) {
+	var cpu, rate []float64
+	var last *Report
+	for run := range m.opts.Runs {
+		r, err := Run(ctx, Options{
+			Target: p.Addr, Groups: []tls.CurveID{g}, Concurrency: m.opts.Concurrency,
+			Duration: m.opts.Duration, Timeout: m.opts.Timeout, Precompute: true, ServerPID: p.PID,
+		})
+		if err == nil && r.Failed > 0 {
+			err = fmt.Errorf("%d of %d handshakes failed: %s", r.Failed, r.Attempts, r.Errors[0].Example)
+		}
+		if err == nil && r.Group != c.Group {
+			err = fmt.Errorf("negotiated %s, not %s", r.Group, c.Group)
+		}
+		if err != nil {
+			if r != nil && len(r.Errors) > 0 && errors.Is(err, ErrNoSuccess) {
+				err = fmt.Errorf("%w: %d× %s, e.g. %s", err, r.Errors[0].Count, r.Errors[0].Kind, r.Errors[0].Example)
+			}
+			*c = Cell{Server: c.Server, Group: c.Group, Cert: c.Cert, Signer: c.Signer, Error: err.Error()}
+			fmt.Fprintf(m.opts.Log, "%-7s %-19s %-15s run %d: %v\n", c.Server, c.Group, c.Cert, run+1, err)
+			return
+		}
+		c.Runs = append(c.Runs, RunSummary{HandshakesPerSec: r.HandshakesPerSec, ServerCPU: r.ServerCPU, ClientCPU: r.ClientCPU})
+		cpu = append(cpu, float64(r.ServerCPU))
+		rate = append(rate, r.HandshakesPerSec)
+		last = r
+		fmt.Fprintf(m.opts.Log, "%-7s %-19s %-15s run %d: %7.0f/s  server %s  client %s\n",
+			c.Server, c.Group, c.Cert, run+1, r.HandshakesPerSec, fmtDur(r.ServerCPU), fmtDur(r.ClientCPU))
+	}
+	var client []float64
+	for _, r := range c.Runs {
+		client = append(client, float64(r.ClientCPU))
+	}
+	c.HandshakesPerSec = Median(rate)
+	c.ServerCPU = time.Duration(Median(cpu))
+	c.ClientCPU = time.Duration(Median(client))
+	c.P50, c.P99 = last.Latency.P50, last.Latency.P99
+	c.Spread = Spread(cpu)
+	c.Noisy = c.Spread > SpreadLimit
+	c.ClientBytes, c.ServerBytes = last.ClientBytes, last.ServerBytes
+	c.ServerFlightBytes = last.ServerFlightBytes
+	c.ExtraRoundTrips = m.opts.Network.ExtraRoundTrips(c.ServerFlightBytes)
+	c.TTFB = m.opts.Network.ModelTTFB(c.ServerFlightBytes, c.ServerCPU)
+	if c.Signer != "openssl" {
+		c.Primitives = m.kem[c.Group].Encaps + m.signCost(alg, c.Signer)
+		c.Overhead = c.ServerCPU - c.Primitives
+	}
+}
+
+// signCost is the measured signature cost for the signer a server uses,
+// which for pqedge may differ from the cell's nominal signer.
+func (m *matrixRun) signCost(alg CertAlg, signer string) time.Duration {
+	for _, a := range m.opts.Certs {
+		if a.Alg == alg.Alg && string(a.Signer) == signer {
+			return m.sign[a.Name].Sign
+		}
+	}
+	return m.sign[alg.Name].Sign
+}
+
+// cpuModel is the first "model name" of /proc/cpuinfo.
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}

@@ -1,0 +1,354 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pqedge/pqedge/certs"
+	"github.com/pqedge/pqedge/pqtls"
+)
+
+// Server kinds of the matrix.
+const (
+	ServerPQEdge = "pqedge"
+	ServerPlain  = "plain"
+	ServerNginx  = "nginx"
+)
+
+// ServerSpec is what a server of the matrix serves: one certificate chain
+// and every group of the grid (the client offers one group per cell).
+type ServerSpec struct {
+	Dir    string // a private directory for configs and logs
+	Chain  *Chain
+	Alg    CertAlg
+	Groups []tls.CurveID
+}
+
+// Launcher starts one kind of server.
+type Launcher interface {
+	// Kind is ServerPQEdge, ServerPlain or ServerNginx.
+	Kind() string
+	// Signer names who signs handshakes for alg ("circl", "stdlib",
+	// "openssl", "" for classical keys), or returns "" and false when this
+	// server cannot serve alg as asked.
+	Signer(alg CertAlg) (string, bool)
+	// Start runs the server and returns once it accepts connections.
+	Start(ctx context.Context, spec ServerSpec) (*Process, error)
+}
+
+// Process is a running server.
+type Process struct {
+	Addr string
+	PID  int // the process whose CPU (with its children's) is the server's
+
+	cmd     *exec.Cmd
+	stopFn  func() // instead of cmd, for servers run in this process (tests)
+	exited  chan struct{}
+	stderr  *limitedBuffer
+	waitMu  sync.Mutex // guards waitErr
+	waitErr error
+}
+
+// Stop ends the server with SIGTERM, then SIGKILL if it has not exited
+// after 5s (a server that ignores SIGTERM must not hang the matrix).
+func (p *Process) Stop() {
+	if p.stopFn != nil {
+		p.stopFn()
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// startProcess runs cmd and waits until addr accepts TCP connections, for
+// at most 20s (key loading and nginx start are quick; a server that takes
+// longer is broken).
+func startProcess(ctx context.Context, cmd *exec.Cmd, addr string) (*Process, error) {
+	p := &Process{Addr: addr, cmd: cmd, exited: make(chan struct{}), stderr: &limitedBuffer{max: 8 << 10}}
+	cmd.Stdout = p.stderr
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("failed to start %s: %w", cmd.Path, err)
+	}
+	p.PID = cmd.Process.Pid
+	go func() {
+		err := cmd.Wait()
+		p.waitMu.Lock()
+		p.waitErr = err
+		p.waitMu.Unlock()
+		close(p.exited)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return p, nil
+		}
+		select {
+		case <-p.exited:
+			p.waitMu.Lock()
+			defer p.waitMu.Unlock()
+			return nil, fmt.Errorf("%s exited before listening on %s (%v): %s", filepath.Base(cmd.Path), addr, p.waitErr, strings.TrimSpace(p.stderr.String()))
+		case <-ctx.Done():
+			p.Stop()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.Stop()
+			return nil, fmt.Errorf("%s did not listen on %s within 20s: %s", filepath.Base(cmd.Path), addr, strings.TrimSpace(p.stderr.String()))
+		}
+	}
+}
+
+// limitedBuffer keeps the first max bytes of a child's output for error
+// messages; the rest is dropped so a chatty server cannot exhaust memory.
+type limitedBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+	max int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if room := b.max - b.buf.Len(); room > 0 {
+		b.buf.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func (b *limitedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// freeAddr returns a loopback address with a port that was free a moment
+// ago; the server binds it soon after.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("failed to find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func groupNames(groups []tls.CurveID) []string {
+	var names []string
+	for _, g := range groups {
+		names = append(names, pqtls.GroupName(g))
+	}
+	return names
+}
+
+// PQEdgeLauncher runs `pqedge run -config FILE` with a generated config
+// serving the chain from files.
+type PQEdgeLauncher struct {
+	Self []string // the pqedge command: the binary and any leading arguments
+}
+
+func (PQEdgeLauncher) Kind() string { return ServerPQEdge }
+
+// Signer: pqedge signs ML-DSA with certs.DefaultSignerKind and has no
+// config key to change it, so stdlib-signer cells are not pqedge's.
+func (PQEdgeLauncher) Signer(alg CertAlg) (string, bool) {
+	if alg.Signer == "" {
+		return "", true
+	}
+	return string(certs.DefaultSignerKind), alg.Signer == certs.DefaultSignerKind
+}
+
+func (l PQEdgeLauncher) Start(ctx context.Context, spec ServerSpec) (*Process, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	var quoted []string
+	for _, n := range groupNames(spec.Groups) {
+		quoted = append(quoted, fmt.Sprintf("%q", n))
+	}
+	pq := "off"
+	if spec.Alg.PostQuantum() {
+		pq = "always" // the only chain: serve it to every client that offers ML-DSA
+	}
+	conf := fmt.Sprintf(`# generated by pqedge bench matrix
+data_dir = %q
+
+[admin]
+listen = ""
+
+[log]
+level = "warn"
+access = false
+
+[[listener]]
+name = "https"
+address = %q
+kind = "https"
+
+[[site]]
+name = "bench"
+server_names = ["localhost"]
+certs = "files"
+pq_certs = %q
+[[site.cert]]
+cert = %q
+key = %q
+[site.tls]
+groups = [%s]
+allow_classical_only = true
+
+[[site.route]]
+path = "/"
+handler = "inspect"
+`, filepath.Join(spec.Dir, "data"), addr, pq, spec.Chain.CertFile, spec.Chain.KeyFile, strings.Join(quoted, ", "))
+	file := filepath.Join(spec.Dir, "pqedge.toml")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		return nil, fmt.Errorf("failed to write %s: %w", file, err)
+	}
+	if len(l.Self) == 0 {
+		return nil, errors.New("no pqedge binary to run")
+	}
+	args := append(append([]string{}, l.Self[1:]...), "run", "-config", file)
+	return startProcess(ctx, exec.CommandContext(ctx, l.Self[0], args...), addr)
+}
+
+// PlainLauncher runs `pqedge bench serve-plain`: crypto/tls and nothing
+// else, the floor pqedge is compared with.
+type PlainLauncher struct {
+	Self []string
+}
+
+func (PlainLauncher) Kind() string { return ServerPlain }
+
+func (PlainLauncher) Signer(alg CertAlg) (string, bool) { return string(alg.Signer), true }
+
+func (l PlainLauncher) Start(ctx context.Context, spec ServerSpec) (*Process, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	if len(l.Self) == 0 {
+		return nil, errors.New("no pqedge binary to run")
+	}
+	args := append(append([]string{}, l.Self[1:]...), "bench", "serve-plain",
+		"-listen", addr, "-cert", spec.Chain.CertFile, "-key", spec.Chain.KeyFile,
+		"-groups", strings.Join(groupNames(spec.Groups), ","))
+	if spec.Alg.Signer != "" {
+		args = append(args, "-signer", string(spec.Alg.Signer))
+	}
+	return startProcess(ctx, exec.CommandContext(ctx, l.Self[0], args...), addr)
+}
+
+// NginxLauncher runs nginx from a Debian root through chroot(8).
+type NginxLauncher struct {
+	Root string // the root file system holding /usr/sbin/nginx
+}
+
+// NginxRoot returns the trixie peer root made by scripts/peers when it is
+// complete and this process may chroot into it.
+func NginxRoot(peersDir string) (string, error) {
+	root := filepath.Join(peersDir, "trixie")
+	if _, err := os.Stat(filepath.Join(root, ".pqedge-complete")); err != nil {
+		return "", fmt.Errorf("no trixie peer root at %s (make it with `make peers`)", root)
+	}
+	if _, err := os.Stat(filepath.Join(root, "usr/sbin/nginx")); err != nil {
+		return "", fmt.Errorf("no nginx in %s", root)
+	}
+	if os.Geteuid() != 0 {
+		return "", errors.New("chroot into the peer root needs root privileges")
+	}
+	return root, nil
+}
+
+func (NginxLauncher) Kind() string { return ServerNginx }
+
+// Signer: OpenSSL signs, whatever signer the cell names; the matrix runs
+// nginx once per ML-DSA key (for the circl-named cell).
+func (NginxLauncher) Signer(alg CertAlg) (string, bool) {
+	if alg.Signer == "" {
+		return "", true
+	}
+	return "openssl", alg.Signer == certs.SignerCircl
+}
+
+func (l NginxLauncher) Start(ctx context.Context, spec ServerSpec) (*Process, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	host, err := os.MkdirTemp(filepath.Join(l.Root, "tmp"), "pqedge-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("failed to make a directory in the peer root: %w", err)
+	}
+	inside := "/" + strings.TrimPrefix(strings.TrimPrefix(host, l.Root), "/")
+	for _, f := range []string{spec.Chain.CertFile, spec.Chain.KeyFile} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(host, filepath.Base(f)), data, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	conf := fmt.Sprintf(`# generated by pqedge bench matrix
+daemon off;
+user root;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s;
+    proxy_temp_path %[1]s;
+    fastcgi_temp_path %[1]s;
+    uwsgi_temp_path %[1]s;
+    scgi_temp_path %[1]s;
+    server {
+        listen %[2]s ssl;
+        server_name localhost;
+        ssl_protocols TLSv1.3;
+        ssl_certificate %[1]s/%[3]s;
+        ssl_certificate_key %[1]s/%[4]s;
+        ssl_ecdh_curve %[5]s;
+        ssl_session_cache off;
+        return 200 "ok\n";
+    }
+}
+`, inside, addr, filepath.Base(spec.Chain.CertFile), filepath.Base(spec.Chain.KeyFile), strings.Join(groupNames(spec.Groups), ":"))
+	if err := os.WriteFile(filepath.Join(host, "nginx.conf"), []byte(conf), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, "chroot", l.Root, "/usr/sbin/nginx", "-c", inside+"/nginx.conf")
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
+	p, err := startProcess(ctx, cmd, addr)
+	if err != nil {
+		os.RemoveAll(host)
+		if data, rerr := os.ReadFile(filepath.Join(host, "error.log")); rerr == nil {
+			err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(data))
+		}
+		return nil, err
+	}
+	go func() { <-p.exited; os.RemoveAll(host) }()
+	return p, nil
+}
