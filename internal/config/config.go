@@ -85,13 +85,17 @@ type Site struct {
 	// PQCerts says when the ML-DSA chain is served: "off" (default),
 	// "trusted" or "always".
 	PQCerts string `toml:"pq_certs"`
+	// PQRoot is the PEM root the ML-DSA chain of a "files" site chains up
+	// to; pq_certs = "trusted" recognises clients that name it (or an
+	// intermediate of the chain) in certificate_authorities.
+	PQRoot string `toml:"pq_root"`
 	// PQRule overrides PQCerts for clients from given networks, e.g. an
 	// office whose machines trust the PQ root but whose browsers do not send
 	// certificate_authorities.
 	PQRule  []PQRule `toml:"pq_rule"`
 	TLS     TLS      `toml:"tls"`
-	Route   []Route `toml:"route"`
-	Headers Headers `toml:"headers"`
+	Route   []Route  `toml:"route"`
+	Headers Headers  `toml:"headers"`
 }
 
 // PQRule is one client rule: clients from Network get Mode.

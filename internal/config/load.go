@@ -129,6 +129,7 @@ func (c *Config) resolvePaths(dir string) {
 	}
 	c.DataDir = abs(c.DataDir)
 	for i := range c.Site {
+		c.Site[i].PQRoot = abs(c.Site[i].PQRoot)
 		c.Site[i].ACME.CARoots = abs(c.Site[i].ACME.CARoots)
 		for j := range c.Site[i].Cert {
 			c.Site[i].Cert[j].Cert = abs(c.Site[i].Cert[j].Cert)

@@ -1,11 +1,11 @@
 package server
 
 import (
-	"crypto/mldsa"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -53,10 +53,11 @@ func (cs *certSource) selector(site config.Site) (*certs.Selector, error) {
 			if err := certs.Check(cert.Leaf, site.ServerNames, cs.now); err != nil {
 				return nil, fmt.Errorf("certificate %s: %w", pair.Cert, err)
 			}
-			isPQ := false
-			if _, ok := cert.Leaf.PublicKey.(*mldsa.PublicKey); ok {
-				isPQ = true
+			key, err := certs.DescribeKey(cert.Leaf.PublicKey)
+			if err != nil {
+				return nil, fmt.Errorf("certificate %s: %w", pair.Cert, err)
 			}
+			isPQ := key.PostQuantum
 			slot := &sel.Classical
 			if isPQ {
 				slot = &sel.PQ
@@ -66,6 +67,17 @@ func (cs *certSource) selector(site config.Site) (*certs.Selector, error) {
 				return nil, fmt.Errorf("certificate %s: the site already has a %s certificate; list at most one classical and one ML-DSA pair", pair.Cert, kind)
 			}
 			*slot = cert
+		}
+		if site.PQRoot != "" {
+			data, err := os.ReadFile(site.PQRoot)
+			if err != nil {
+				return nil, fmt.Errorf("failed to read pq_root: %w", err)
+			}
+			roots, err := certs.ParseCertificatesPEM(data)
+			if err != nil {
+				return nil, fmt.Errorf("failed to load pq_root %q: %w", site.PQRoot, err)
+			}
+			sel.PQRoots = roots
 		}
 	default:
 		return nil, fmt.Errorf("certificate mode %q is not available in this build", site.Certs)

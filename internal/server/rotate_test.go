@@ -89,3 +89,56 @@ handler = "inspect"
 		t.Errorf("failed rotations counted %q, want 1", got)
 	}
 }
+
+// TestPQRootForFileCertificates: a "files" site with a bare ML-DSA leaf can
+// use pq_certs = "trusted" only when pq_root names the root it chains to.
+func TestPQRootForFileCertificates(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := certs.InitCA(filepath.Join(dir, "ca"), certs.CAOptions{Alg: certs.AlgMLDSA65})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for base, alg := range map[string]certs.Alg{"classical": certs.AlgECDSAP256, "pq": certs.AlgMLDSA44} {
+		leaf, err := ca.Issue(certs.LeafOptions{Names: []string{"localhost"}, Alg: alg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := certs.WriteKeyPair(filepath.Join(dir, base), leaf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	site := func(pqRoot string) string {
+		return baseConfig + `
+[[site]]
+name = "local"
+server_names = ["localhost"]
+certs = "files"
+pq_certs = "trusted"
+` + pqRoot + `
+[[site.cert]]
+cert = "` + dir + `/classical.crt"
+key = "` + dir + `/classical.key"
+[[site.cert]]
+cert = "` + dir + `/pq.crt"
+key = "` + dir + `/pq.key"
+[[site.route]]
+path = "/"
+handler = "inspect"
+`
+	}
+	cfg := loadConfig(t, t.TempDir(), site(""))
+	if _, err := (&certSource{cfg: cfg, now: time.Now()}).selector(cfg.Site[0]); err == nil {
+		t.Error("trusted mode without pq_root was accepted for a bare ML-DSA leaf")
+	}
+	cfg = loadConfig(t, t.TempDir(), site(`pq_root = "`+dir+`/ca/root.crt"`))
+	sel, err := (&certSource{cfg: cfg, now: time.Now()}).selector(cfg.Site[0])
+	if err != nil {
+		t.Fatalf("with pq_root: %v", err)
+	}
+	if len(sel.PQRoots) != 1 || !sel.PQRoots[0].Equal(ca.Root) {
+		t.Errorf("selector roots = %v, want the CA root", sel.PQRoots)
+	}
+	if sel.PQ == nil || sel.Classical == nil {
+		t.Error("the ML-DSA and classical pairs were not both loaded")
+	}
+}
