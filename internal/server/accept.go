@@ -88,7 +88,12 @@ func (srv *Server) handleConn(address string, raw net.Conn) {
 	srv.observeHandshake(gen, l, ec, &rec, hello, nil)
 
 	if l.stream != nil {
-		srv.serveStream(gen, l, tc, &rec)
+		// A reload during the handshake retired l's stream proxy; the
+		// generation now current takes the stream instead.
+		if cur := srv.current.Load().listenerAt(address); cur != nil && cur.stream != nil {
+			l = cur
+		}
+		srv.serveStream(l, tc, &rec)
 		return
 	}
 	// A reload may have closed this generation's queue since the handshake
@@ -104,7 +109,7 @@ func (srv *Server) handleConn(address string, raw net.Conn) {
 	tc.Close()
 }
 
-func (srv *Server) serveStream(gen *generation, l *listenerRuntime, tc *tls.Conn, rec *pqtls.Handshake) {
+func (srv *Server) serveStream(l *listenerRuntime, tc *tls.Conn, rec *pqtls.Handshake) {
 	l.streams.Add(1)
 	defer l.streams.Done()
 	srv.metrics.streamsActive.Inc()
