@@ -110,8 +110,6 @@ func (srv *Server) handleConn(address string, raw net.Conn) {
 }
 
 func (srv *Server) serveStream(l *listenerRuntime, tc *tls.Conn, rec *pqtls.Handshake) {
-	l.streams.Add(1)
-	defer l.streams.Done()
 	srv.metrics.streamsActive.Inc()
 	defer srv.metrics.streamsActive.Dec()
 	ctx := proxy.WithHandshakeFacts(srv.ctx, factsOf(rec))

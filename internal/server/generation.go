@@ -70,14 +70,13 @@ type route struct {
 
 // listenerRuntime is one listener of a generation.
 type listenerRuntime struct {
-	cfg     config.Listener
-	sites   []*siteRuntime // https: the sites it serves, default first
-	byName  map[string]*siteRuntime
-	suffix  map[string]*siteRuntime // "*.example.com" sites, by "example.com"
-	queue   *connQueue              // https: handshaken conns for the http.Server
-	http    *http.Server
-	stream  *proxy.StreamProxy
-	streams sync.WaitGroup
+	cfg    config.Listener
+	sites  []*siteRuntime // https: the sites it serves, default first
+	byName map[string]*siteRuntime
+	suffix map[string]*siteRuntime // "*.example.com" sites, by "example.com"
+	queue  *connQueue              // https: handshaken conns for the http.Server
+	http   *http.Server
+	stream *proxy.StreamProxy
 }
 
 // buildGeneration turns a validated config into a generation. certificates
