@@ -378,3 +378,31 @@ func TestHTTPProxyCountsFailures(t *testing.T) {
 		})
 	}
 }
+
+func TestHTTPProxyUpstreamStallsBody(t *testing.T) {
+	stop := make(chan struct{})
+	up := httpUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		io.WriteString(w, "partial")
+		http.NewResponseController(w).Flush()
+		<-stop // never send the rest
+	}))
+	t.Cleanup(func() { close(stop) }) // runs before the upstream's Close
+	pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}})
+	url := proxyServer(t, NewHTTPProxy(pool, HTTPOptions{UpstreamIdleTimeout: 100 * time.Millisecond, Logger: quietLogger}))
+	// The proxy aborts the response when the upstream stalls: the client
+	// sees the connection end, either before the buffered headers went
+	// out or in the middle of the body, and never its own timeout.
+	resp, err := testClient().Get(url)
+	if err == nil {
+		defer resp.Body.Close()
+		var body []byte
+		body, err = io.ReadAll(resp.Body)
+		if err == nil {
+			t.Fatalf("read a complete %q from a stalled upstream", body)
+		}
+	}
+	if isTimeout(err) {
+		t.Errorf("client timed out (%v); want the proxy to cut the stalled response", err)
+	}
+}

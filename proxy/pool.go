@@ -261,6 +261,9 @@ func (p *Pool) Dial(ctx context.Context) (net.Conn, string, error) {
 		tried[u] = true
 		c, err := p.dialUpstream(ctx, u)
 		if err == nil {
+			// For a stream a connect is the whole of what the pool can
+			// judge, so it counts as a success.
+			p.reportSuccess(u)
 			return c, u.addr, nil
 		}
 		lastErr = err
@@ -325,6 +328,9 @@ func (p *Pool) reportFailure(u *upstream) {
 		// takes the lock and queues an event.
 		u.ejectTimer = time.AfterFunc(p.opts.EjectFor, func() {
 			p.mu.Lock()
+			// Failures of requests in flight during the ejection must
+			// not re-eject on the first new error.
+			u.consecFails = 0
 			p.updateUsableLocked(u)
 			p.mu.Unlock()
 		})
