@@ -23,8 +23,7 @@ func WriteMatrixTable(w io.Writer, r *MatrixResult) error {
 	fmt.Fprintln(tw, "server\tgroup\tcert\tsigner\ths/s\tserver CPU\tspread\tclient CPU\tprimitives\toverhead\tclient B\tserver B\tflight B\t+RTT\tTTFB model\t")
 	for _, c := range r.Cells {
 		if c.Error != "" {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\tFAILED: %s\t\t\t\t\t\t\t\t\t\t\t\n", c.Server, c.Group, c.Cert, c.Signer, truncate(c.Error, 90))
-			continue
+			continue // listed below the table, where a long reason cannot break the columns
 		}
 		flag := ""
 		if c.Noisy {
@@ -39,6 +38,11 @@ func WriteMatrixTable(w io.Writer, r *MatrixResult) error {
 			fmtDur(c.ClientCPU), prim, over, c.ClientBytes, c.ServerBytes, c.ServerFlightBytes, c.ExtraRoundTrips, fmtDur(c.TTFB))
 	}
 	tw.Flush()
+	for _, c := range r.Cells {
+		if c.Error != "" {
+			fmt.Fprintf(w, "FAILED %s %s %s: %s\n", c.Server, c.Group, c.Cert, truncate(c.Error, 300))
+		}
+	}
 	fmt.Fprintf(w, "\n! = spread of server CPU over runs above %.0f%%\n", 100*SpreadLimit)
 	fmt.Fprintf(w, "TTFB model (RTT %s, initcwnd %d x %d B): %s\n\n", r.Network.RTT, r.Network.InitCwnd, r.Network.MSS, r.Model)
 

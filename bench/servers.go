@@ -186,6 +186,13 @@ func (l PQEdgeLauncher) Start(ctx context.Context, spec ServerSpec) (*Process, e
 	for _, n := range groupNames(spec.Groups) {
 		quoted = append(quoted, fmt.Sprintf("%q", n))
 	}
+	// pqedge refuses allow_classical_only next to a post-quantum group.
+	classicalOnly := "allow_classical_only = true"
+	for _, g := range spec.Groups {
+		if pqtls.IsPostQuantumGroup(g) {
+			classicalOnly = ""
+		}
+	}
 	pq := "off"
 	if spec.Alg.PostQuantum() {
 		pq = "always" // the only chain: serve it to every client that offers ML-DSA
@@ -215,12 +222,12 @@ cert = %q
 key = %q
 [site.tls]
 groups = [%s]
-allow_classical_only = true
+%s
 
 [[site.route]]
 path = "/"
 handler = "inspect"
-`, filepath.Join(spec.Dir, "data"), addr, pq, spec.Chain.CertFile, spec.Chain.KeyFile, strings.Join(quoted, ", "))
+`, filepath.Join(spec.Dir, "data"), addr, pq, spec.Chain.CertFile, spec.Chain.KeyFile, strings.Join(quoted, ", "), classicalOnly)
 	file := filepath.Join(spec.Dir, "pqedge.toml")
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("failed to write %s: %w", file, err)

@@ -39,6 +39,7 @@ func commands() map[string]command {
 		"config":  runConfig,
 		"certs":   runCerts,
 		"probe":   runProbe,
+		"bench":   runBench,
 		"version": runVersion,
 	}
 }

@@ -1,0 +1,367 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pqedge/pqedge/bench"
+	"github.com/pqedge/pqedge/certs"
+	"github.com/pqedge/pqedge/pqtls"
+)
+
+const benchUsage = `usage: pqedge bench <command> [flags]
+
+commands:
+  handshake -target HOST:PORT [-groups LIST] [-sigalgs LIST] [-concurrency N]
+            [-duration D | -count N] [-rate R] [-server-pid PID] [-precompute]
+            [-servername NAME] [-timeout D] [-json] [-csv FILE]
+            full TLS 1.3 handshakes against one server: rate, latency
+            percentiles, bytes, first flight, HelloRetryRequests, errors by
+            kind and (with -server-pid) the server's CPU per handshake
+  matrix    [-groups LIST] [-certs LIST] [-servers pqedge,plain,nginx]
+            [-runs N] [-duration D] [-concurrency N] [-out DIR] [-rtt D] [-initcwnd N]
+            every group x certificate algorithm against pqedge, a plain
+            crypto/tls server and nginx + OpenSSL 3.5, each pinned to one core;
+            writes DIR/matrix.csv, matrix.json and matrix.svg
+
+Run 'pqedge bench COMMAND -h' for a command's flags. See docs/BENCHMARKS.md.
+`
+
+// runBench runs `pqedge bench ARGS...`: 0 on success, 1 when the
+// benchmark failed (nothing succeeded, a server did not start), 2 on a
+// usage error.
+func runBench(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, benchUsage)
+		return 2
+	}
+	cmds := map[string]func([]string, io.Writer, io.Writer) error{
+		"handshake": benchHandshake,
+		"matrix":    benchMatrix,
+		// serve-plain is the matrix's plain crypto/tls server, run as a
+		// child process so that its CPU can be read from /proc.
+		"serve-plain": benchServePlain,
+	}
+	run, ok := cmds[args[0]]
+	if !ok {
+		return cliFail(stderr, &cliError{err: fmt.Errorf("unknown bench command %q", args[0]), hints: []string{"commands are handshake and matrix; see `pqedge bench --help`"}, usage: true})
+	}
+	if err := run(args[1:], stdout, stderr); err != nil {
+		return cliFail(stderr, err)
+	}
+	return 0
+}
+
+// benchFlagError is a usage error about one flag of a bench command.
+func benchFlagError(cmd string, err error, hints ...string) error {
+	return &cliError{err: err, hints: append(hints, "see `pqedge bench "+cmd+" -h`"), usage: true}
+}
+
+func parseGroupList(cmd, list string) ([]tls.CurveID, error) {
+	var out []tls.CurveID
+	for _, name := range strings.Split(list, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		id, err := pqtls.ParseGroup(name)
+		if err != nil {
+			return nil, benchFlagError(cmd, fmt.Errorf("-groups: %w", err), "group names are IANA names such as X25519MLKEM768, SecP256r1MLKEM768, x25519, secp256r1")
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+func parseSigList(cmd, list string) ([]tls.SignatureScheme, error) {
+	var out []tls.SignatureScheme
+	for _, name := range strings.Split(list, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		s, err := pqtls.ParseSignatureScheme(name)
+		if err != nil {
+			return nil, benchFlagError(cmd, fmt.Errorf("-sigalgs: %w", err), "signature names are IANA names such as mldsa44, ecdsa_secp256r1_sha256, ed25519, rsa_pss_rsae_sha256")
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// benchContext ends on SIGINT or SIGTERM, so that ^C stops a benchmark
+// and the servers it started.
+func benchContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func benchHandshake(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("handshake", stderr)
+	target := fs.String("target", "", "the server, HOST:PORT")
+	groups := fs.String("groups", "X25519MLKEM768", "groups to offer, comma-separated, in order; the first gets a key share")
+	sigalgs := fs.String("sigalgs", "", "signature algorithms to offer, comma-separated (default: ML-DSA, ECDSA, Ed25519, RSA)")
+	concurrency := fs.Int("concurrency", 4, "handshakes in flight at most")
+	duration := fs.Duration("duration", 0, "how long to start handshakes (default 10s unless -count is given)")
+	count := fs.Int("count", 0, "how many handshakes to make")
+	rate := fs.Float64("rate", 0, "open loop: start this many handshakes per second, latency from the intended start (0: closed loop)")
+	resume := fs.String("resume", "off", "session resumption: off (on is not supported yet)")
+	serverPID := fs.Int("server-pid", 0, "the server's process id: report its CPU (with its children's) per handshake")
+	serverName := fs.String("servername", "localhost", "server name (SNI)")
+	timeout := fs.Duration("timeout", 5*time.Second, "deadline of each handshake, connect included")
+	precompute := fs.Bool("precompute", true, "reuse one precomputed key share per group (benchmark only: no forward secrecy)")
+	jsonOut := fs.Bool("json", false, "print the report as JSON instead of a table")
+	csvFile := fs.String("csv", "", "also write the report as CSV to FILE")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return benchFlagError("handshake", fmt.Errorf("unexpected argument %q", pos[0]), "the server goes in -target HOST:PORT")
+	}
+	if *target == "" {
+		return benchFlagError("handshake", errors.New("handshake needs -target HOST:PORT"), "try `pqedge bench handshake -target 127.0.0.1:8443 -duration 5s`")
+	}
+	switch *resume {
+	case "off":
+	case "on":
+		return withHint(errors.New("-resume on is not supported: the benchmark client (pqtls/leanclient) has no PSK session resumption"),
+			"leave -resume off; every handshake is a full handshake, the worst case a server must provision for")
+	default:
+		return benchFlagError("handshake", fmt.Errorf("-resume %q: want on or off", *resume))
+	}
+	if *count < 0 || *duration < 0 || *concurrency < 1 || *rate < 0 {
+		return benchFlagError("handshake", errors.New("-count, -duration and -rate must not be negative, -concurrency must be at least 1"))
+	}
+	if *count == 0 && *duration == 0 {
+		*duration = 10 * time.Second
+	}
+	opts := bench.Options{
+		Target: *target, ServerName: *serverName, Concurrency: *concurrency,
+		Count: *count, Duration: *duration, Rate: *rate, Timeout: *timeout,
+		Precompute: *precompute, ServerPID: *serverPID,
+	}
+	if opts.Groups, err = parseGroupList("handshake", *groups); err != nil {
+		return err
+	}
+	if opts.SignatureAlgorithms, err = parseSigList("handshake", *sigalgs); err != nil {
+		return err
+	}
+	if *serverPID > 0 {
+		if _, err := bench.TreeCPU(*serverPID); err != nil {
+			return benchFlagError("handshake", fmt.Errorf("-server-pid %d: %w", *serverPID, err), "give the pid of the server process on this machine (nginx: the master's)")
+		}
+	}
+	var last bench.Progress
+	opts.Progress = func(p bench.Progress) {
+		fmt.Fprintf(stderr, "bench: %4.0fs  %8d ok  %7.0f/s  %d errors\n", p.Elapsed.Seconds(), p.Completed, float64(p.Completed-last.Completed)/(p.Elapsed-last.Elapsed).Seconds(), p.Errors)
+		last = p
+	}
+	ctx, stop := benchContext()
+	defer stop()
+	rep, runErr := bench.Run(ctx, opts)
+	if rep == nil {
+		return runErr
+	}
+	if *csvFile != "" {
+		if err := writeFile(*csvFile, func(w io.Writer) error { return bench.WriteReportCSV(w, rep) }); err != nil {
+			return err
+		}
+	}
+	if *jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else if err := bench.WriteTable(stdout, rep); err != nil {
+		return err
+	}
+	if errors.Is(runErr, bench.ErrNoSuccess) {
+		return withHint(fmt.Errorf("no handshake with %s succeeded (%d attempts)", *target, rep.Attempts),
+			"check that the server listens on -target and serves TLS 1.3 with one of -groups")
+	}
+	return runErr
+}
+
+func writeFile(path string, f func(io.Writer) error) error {
+	out, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("failed to create %s: %w", path, err)
+	}
+	if err := f(out); err != nil {
+		out.Close()
+		return fmt.Errorf("failed to write %s: %w", path, err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("failed to write %s: %w", path, err)
+	}
+	return nil
+}
+
+// selfCommand is how the matrix re-runs this binary. Under testscript the
+// binary is the test binary reached through a link named pqedge, so the
+// name it was run by wins over /proc/self/exe.
+func selfCommand() ([]string, error) {
+	if filepath.Base(os.Args[0]) == "pqedge" {
+		if p, err := exec.LookPath(os.Args[0]); err == nil {
+			if abs, err := filepath.Abs(p); err == nil {
+				return []string{abs}, nil
+			}
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("failed to find the pqedge binary to run servers with: %w", err)
+	}
+	return []string{exe}, nil
+}
+
+func benchMatrix(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("matrix", stderr)
+	groups := fs.String("groups", "X25519MLKEM768,SecP256r1MLKEM768,SecP384r1MLKEM1024,x25519,secp256r1", "groups, comma-separated")
+	var certNames []string
+	for _, a := range bench.CertAlgs() {
+		certNames = append(certNames, a.Name)
+	}
+	certList := fs.String("certs", strings.Join(certNames, ","), "certificate algorithms (ML-DSA with its signer), comma-separated")
+	servers := fs.String("servers", "pqedge,plain,nginx", "servers to measure, comma-separated (nginx is skipped when the trixie peer root is missing)")
+	runs := fs.Int("runs", 3, "repetitions of each cell")
+	duration := fs.Duration("duration", 2*time.Second, "length of each run")
+	concurrency := fs.Int("concurrency", 8, "handshakes in flight")
+	timeout := fs.Duration("timeout", 5*time.Second, "deadline of each handshake")
+	out := fs.String("out", "bench-out", "directory for matrix.csv, matrix.json, matrix.svg and the generated certificates")
+	rtt := fs.Duration("rtt", 50*time.Millisecond, "round-trip time of the TTFB model")
+	initcwnd := fs.Int("initcwnd", 10, "initial congestion window of the TTFB model, in segments of 1460 B")
+	pin := fs.Bool("pin", true, "pin each server to CPU 0 and the client to CPU 1")
+	peersDir := fs.String("peers-dir", "/var/cache/pqedge/peers", "where scripts/peers made the trixie root with nginx")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return benchFlagError("matrix", fmt.Errorf("unexpected argument %q", pos[0]))
+	}
+	if *runs < 1 || *duration <= 0 || *concurrency < 1 || *rtt < 0 || *initcwnd < 1 {
+		return benchFlagError("matrix", errors.New("-runs, -concurrency and -initcwnd must be at least 1, -duration positive, -rtt not negative"))
+	}
+	opts := bench.MatrixOptions{
+		Runs: *runs, Duration: *duration, Concurrency: *concurrency, Timeout: *timeout,
+		Network: bench.Network{RTT: *rtt, InitCwnd: *initcwnd, MSS: 1460},
+		Pin:     *pin, Log: stderr,
+	}
+	if opts.Groups, err = parseGroupList("matrix", *groups); err != nil {
+		return err
+	}
+	for _, g := range opts.Groups {
+		if _, err := pqtls.ParseServableGroup(pqtls.GroupName(g)); err != nil {
+			return benchFlagError("matrix", fmt.Errorf("-groups: %w", err), "the matrix's servers are Go and OpenSSL servers: use groups crypto/tls can serve")
+		}
+	}
+	for _, name := range strings.Split(*certList, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		a, err := bench.ParseCertAlg(name)
+		if err != nil {
+			return benchFlagError("matrix", fmt.Errorf("-certs: %w", err))
+		}
+		opts.Certs = append(opts.Certs, a)
+	}
+	self, err := selfCommand()
+	if err != nil {
+		return err
+	}
+	for _, s := range strings.Split(*servers, ",") {
+		switch strings.TrimSpace(s) {
+		case bench.ServerPQEdge:
+			opts.Servers = append(opts.Servers, bench.PQEdgeLauncher{Self: self})
+		case bench.ServerPlain:
+			opts.Servers = append(opts.Servers, bench.PlainLauncher{Self: self})
+		case bench.ServerNginx:
+			root, err := bench.NginxRoot(*peersDir)
+			if err != nil {
+				fmt.Fprintf(stderr, "bench: skipping nginx: %v\n", err)
+				continue
+			}
+			opts.Servers = append(opts.Servers, bench.NginxLauncher{Root: root})
+		case "":
+		default:
+			return benchFlagError("matrix", fmt.Errorf("-servers: unknown server %q", s), "servers are pqedge, plain and nginx")
+		}
+	}
+	if len(opts.Servers) == 0 {
+		return benchFlagError("matrix", errors.New("no server to measure"), "list at least one of pqedge, plain, nginx in -servers")
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return fmt.Errorf("failed to make -out %s: %w", *out, err)
+	}
+	work, err := os.MkdirTemp(*out, "work-")
+	if err != nil {
+		return fmt.Errorf("failed to make a work directory in %s: %w", *out, err)
+	}
+	defer os.RemoveAll(work) // keys and configs; the results stay
+	opts.Dir = work
+
+	ctx, stop := benchContext()
+	defer stop()
+	res, err := bench.Matrix(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if err := bench.WriteMatrixTable(stdout, res); err != nil {
+		return err
+	}
+	paths, err := bench.WriteMatrixFiles(*out, res)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nwrote %s\n", strings.Join(paths, ", "))
+	failed := 0
+	for _, c := range res.Cells {
+		if c.Error != "" {
+			failed++
+		}
+	}
+	if failed == len(res.Cells) {
+		return withHint(errors.New("every cell of the matrix failed"), "the FAILED lines above say why; check the server names in -servers")
+	}
+	return nil
+}
+
+func benchServePlain(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve-plain", stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
+	certFile := fs.String("cert", "", "certificate chain (PEM)")
+	keyFile := fs.String("key", "", "private key (PEM)")
+	groups := fs.String("groups", "", "groups to serve, comma-separated (default: crypto/tls's)")
+	signer := fs.String("signer", "", "ML-DSA signer: circl or stdlib (default: crypto/tls's own, stdlib)")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *certFile == "" || *keyFile == "" {
+		return benchFlagError("serve-plain", errors.New("serve-plain needs -cert FILE and -key FILE"))
+	}
+	opts := bench.PlainOptions{Listen: *listen, CertFile: *certFile, KeyFile: *keyFile}
+	var err error
+	if opts.Groups, err = parseGroupList("serve-plain", *groups); err != nil {
+		return err
+	}
+	if *signer != "" {
+		if opts.Signer, err = certs.ParseSignerKind(*signer); err != nil {
+			return benchFlagError("serve-plain", fmt.Errorf("-signer: %w", err))
+		}
+	}
+	opts.Ready = func(addr string) { fmt.Fprintf(stderr, "serve-plain: listening on %s\n", addr) }
+	ctx, stop := benchContext()
+	defer stop()
+	return bench.ServePlain(ctx, opts)
+}
