@@ -41,6 +41,7 @@ fuzz-smoke:
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./pqtls/... ./certs/... ./proxy/... ./internal/server/...
+	$(BIN) bench matrix -runs 2 -duration 2s -groups X25519MLKEM768,x25519 -certs ecdsa-p256,mldsa44-circl,mldsa65-circl -out bench-out
 
 # Installs the real peers the tests run against (needs root).
 peers:

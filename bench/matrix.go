@@ -158,6 +158,12 @@ func (m *matrixRun) defaults() error {
 	if o.Dir == "" {
 		return errors.New("no directory for certificates and configs")
 	}
+	// Servers resolve paths relative to their own config files.
+	abs, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return fmt.Errorf("failed to resolve %s: %w", o.Dir, err)
+	}
+	o.Dir = abs
 	o.Runs = max(o.Runs, 1)
 	if o.Duration <= 0 {
 		o.Duration = 2 * time.Second

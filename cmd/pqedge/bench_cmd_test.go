@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/csv"
+	"encoding/json"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pqedge/pqedge/bench"
+)
+
+// benchTarget runs a crypto/tls server on loopback for the test's life.
+func benchTarget(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				c.Read(make([]byte, 1)) // handshake, then wait for close_notify
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+func closedPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestRunBenchErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		stderr   []string
+		noStdout bool
+	}{
+		{"no command", nil, 2, []string{"usage: pqedge bench"}, true},
+		{"unknown command", []string{"frob"}, 2, []string{`pqedge: error: unknown bench command "frob"`, "hint: commands are handshake and matrix"}, true},
+		{"no target", []string{"handshake"}, 2, []string{"needs -target HOST:PORT", "hint: try `pqedge bench handshake"}, true},
+		{"bad group", []string{"handshake", "-target", "127.0.0.1:1", "-groups", "x25519,nope"}, 2, []string{"-groups:", "hint: group names are IANA names"}, true},
+		{"bad sigalg", []string{"handshake", "-target", "127.0.0.1:1", "-sigalgs", "md5"}, 2, []string{"-sigalgs:", "hint: signature names"}, true},
+		{"resume on", []string{"handshake", "-target", "127.0.0.1:1", "-resume", "on"}, 1, []string{"-resume on is not supported", "hint: leave -resume off"}, true},
+		{"resume typo", []string{"handshake", "-target", "127.0.0.1:1", "-resume", "yes"}, 2, []string{`-resume "yes": want on or off`}, true},
+		{"bad pid", []string{"handshake", "-target", "127.0.0.1:1", "-count", "1", "-server-pid", "999999999"}, 2, []string{"-server-pid 999999999", "hint: give the pid"}, true},
+		{"matrix bad cert", []string{"matrix", "-certs", "dsa"}, 2, []string{`unknown certificate algorithm "dsa"`}, true},
+		{"matrix unservable group", []string{"matrix", "-groups", "MLKEM512"}, 2, []string{"-groups:", "hint: the matrix's servers"}, true},
+		{"matrix bad server", []string{"matrix", "-servers", "caddy"}, 2, []string{`unknown server "caddy"`, "hint: servers are pqedge, plain and nginx"}, true},
+		{"serve-plain without cert", []string{"serve-plain"}, 2, []string{"needs -cert FILE and -key FILE"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := runBench(tt.args, &stdout, &stderr)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, tt.code, stderr.String())
+			}
+			for _, want := range tt.stderr {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+				}
+			}
+			if tt.noStdout && stdout.Len() > 0 {
+				t.Errorf("stdout on error: %s", stdout.String())
+			}
+		})
+	}
+}
+
+func TestRunBenchHandshake(t *testing.T) {
+	addr := benchTarget(t)
+	csvFile := filepath.Join(t.TempDir(), "out.csv")
+	var stdout, stderr bytes.Buffer
+	code := runBench([]string{"handshake", "-target", addr, "-count", "12", "-concurrency", "3", "-json", "-csv", csvFile, "-server-pid", itoa(os.Getpid())}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("stdout is not a JSON report: %v\n%s", err, stdout.String())
+	}
+	if rep.Succeeded != 12 || rep.Failed != 0 || rep.Group != "X25519MLKEM768" || rep.Latency.P99 <= 0 {
+		t.Errorf("report: %+v", rep)
+	}
+	data, err := os.ReadFile(csvFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+	if err != nil || len(rows) != 2 || rows[1][6] != "12" {
+		t.Errorf("CSV %v: %q", err, rows)
+	}
+
+	stdout.Reset()
+	stderr.Reset()
+	if code := runBench([]string{"handshake", "-target", addr, "-count", "4", "-groups", "x25519"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+	}
+	for _, want := range []string{"handshakes", "4 ok, 0 failed", "x25519", "latency", "p99.9", "server flight", "fits the initial window"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, stdout.String())
+		}
+	}
+}
+
+// A run where nothing succeeds prints the error table and no numbers, and
+// exits 1.
+func TestRunBenchHandshakeNothingSucceeds(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := runBench([]string{"handshake", "-target", closedPort(t), "-count", "3"}, &stdout, &stderr)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "error dial") || !strings.Contains(stdout.String(), "0 ok, 3 failed") {
+		t.Errorf("no error table:\n%s", stdout.String())
+	}
+	for _, number := range []string{"latency", "handshakes/s", "server flight"} {
+		if strings.Contains(stdout.String(), number) {
+			t.Errorf("a failed run reports %q:\n%s", number, stdout.String())
+		}
+	}
+	if !strings.Contains(stderr.String(), "pqedge: error: no handshake with") || !strings.Contains(stderr.String(), "hint: ") {
+		t.Errorf("stderr:\n%s", stderr.String())
+	}
+}
+
+func itoa(n int) string { return big.NewInt(int64(n)).String() }
