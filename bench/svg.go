@@ -55,12 +55,14 @@ func arrangeChart(r *MatrixResult) chartData {
 func WriteSVG(w io.Writer, r *MatrixResult) error {
 	d := arrangeChart(r)
 	const (
-		left, right, top = 70, 20, 50
-		panelH, labelH   = 260, 170
+		left, right, top = 120, 20, 50
+		panelH, labelH   = 260, 150
 		barW, gap        = 7, 10
 	)
 	groupW := max(1, len(d.series))*barW + gap
-	width := left + right + max(1, len(d.combos))*groupW + 180
+	// Wide enough for the title and legend; rotated labels reach about
+	// 100px left of their bar, hence the left margin.
+	width := max(760, left+right+max(1, len(d.combos))*groupW+180)
 	height := top + 2*(panelH+labelH) + 20
 	bw := bufio.NewWriter(w)
 	p := func(format string, a ...any) { fmt.Fprintf(bw, format, a...) }
@@ -97,7 +99,7 @@ func WriteSVG(w io.Writer, r *MatrixResult) error {
 					x0+si*barW, float64(base)-h, barW-1, h, chartPalette[si%len(chartPalette)], esc(fmt.Sprintf("%s, %s: %.0f %s", combo, s, v, unit)))
 			}
 			lx := x0 + len(d.series)*barW/2
-			p(`<text x="%d" y="%d" text-anchor="end" transform="rotate(-60 %d %d)">%s</text>`+"\n", lx, base+12, lx, base+12, esc(combo))
+			p(`<text x="%d" y="%d" text-anchor="end" transform="rotate(-45 %d %d)">%s</text>`+"\n", lx, base+12, lx, base+12, esc(combo))
 		}
 		if line > 0 {
 			y := float64(base) - line*scale
