@@ -43,6 +43,13 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./pqtls/... ./certs/... ./proxy/... ./internal/server/...
 	$(BIN) bench matrix -runs 2 -duration 2s -groups X25519MLKEM768,x25519 -certs ecdsa-p256,mldsa44-circl,mldsa65-circl -out bench-out
 
+# The client compatibility suite (real browsers, curl, openssl s_client; see
+# internal/compat): fails when a peer is missing, and rewrites docs/COMPAT.md
+# and docs/compat.json. `make test` runs it too (inside `unit`), skipping
+# when peers are absent.
+compat:
+	PQEDGE_REQUIRE_PEERS=1 $(GO) test -count=1 -timeout 15m -run '^TestCompat$$' ./internal/compat -update
+
 # Installs the real peers the tests run against (needs root).
 peers:
 	bash scripts/peers
