@@ -302,8 +302,8 @@ func (v *validator) checkCerts(key string, s *Site) {
 	default:
 		v.addf(key+".pq_certs", "use \"off\", \"trusted\" or \"always\"", "unknown pq_certs mode %q", s.PQCerts)
 	}
-	if s.PQRoot != "" && s.Certs != CertsFiles {
-		v.addf(key+".pq_root", "the local CA's root is known already; pq_root is for certs = \"files\"", "pq_root is only used with certs = \"files\"")
+	if s.PQRoot != "" && s.Certs != CertsFiles && s.Certs != CertsACME {
+		v.addf(key+".pq_root", "the local CA's root is known already; pq_root is for certs = \"files\" or \"acme\"", "pq_root is only used with certs = \"files\" or \"acme\"")
 	}
 	for j, r := range s.PQRule {
 		rk := fmt.Sprintf("%s.pq_rule.%d", key, j)

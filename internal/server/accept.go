@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,6 +24,15 @@ type socket struct {
 	ln      net.Listener
 	srv     *Server
 	done    chan struct{} // closed when the accept loop has returned
+	// plain serves an ACME HTTP-01 listener (acme.go) instead of TLS.
+	plain *http.Server
+	once  sync.Once // start runs the accept loop once
+}
+
+// start runs the accept loop in its own goroutine, once: sockets of a config
+// with ACME sites start before the config is current (see startACME).
+func (s *socket) start() {
+	s.once.Do(func() { go s.acceptLoop() })
 }
 
 // acceptLoop accepts until the socket is closed. Each connection's handshake
@@ -29,6 +40,10 @@ type socket struct {
 // only its own goroutine, until the handshake timeout.
 func (s *socket) acceptLoop() {
 	defer close(s.done)
+	if s.plain != nil {
+		s.servePlain()
+		return
+	}
 	var backoff time.Duration
 	for {
 		c, err := s.ln.Accept()
@@ -56,9 +71,15 @@ var baseTLS = &tls.Config{GetConfigForClient: tlsConfigFor}
 // and hands the connection to its listener's HTTP server or stream proxy.
 func (srv *Server) handleConn(address string, raw net.Conn) {
 	gen := srv.current.Load()
-	l := gen.listenerAt(address)
-	if l == nil { // the listener was removed by a reload in between
-		raw.Close()
+	var l *listenerRuntime
+	if gen != nil {
+		l = gen.listenerAt(address)
+	}
+	if l == nil {
+		// The listener was removed by a reload in between, or belongs to
+		// a config still obtaining its ACME certificates, which needs the
+		// CA's TLS-ALPN-01 validation answered here.
+		srv.acme.answerChallenge(raw)
 		return
 	}
 	ec := &edgeConn{CaptureConn: pqtls.NewCaptureConn(raw, 0), gen: gen, listener: l}
@@ -76,6 +97,12 @@ func (srv *Server) handleConn(address string, raw net.Conn) {
 		srv.metrics.handshakeFailed(l.cfg.Name, failureKind(err), hello)
 		srv.observeHandshake(gen, l, ec, nil, hello, err)
 		srv.log.Debug("handshake failed", "listener", l.cfg.Name, "remote", raw.RemoteAddr().String(), "err", err)
+		tc.Close()
+		return
+	}
+	if isChallenge(tc) {
+		// A CA's TLS-ALPN-01 validation: the handshake was all of it
+		// (RFC 8737 section 3), and it is not a client's connection.
 		tc.Close()
 		return
 	}

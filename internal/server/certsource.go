@@ -44,7 +44,14 @@ func (cs *certSource) selector(site config.Site) (*certs.Selector, error) {
 		}
 		sel.Classical, sel.PQ = set.Classical, set.PQ
 		sel.PQRoots = []*x509.Certificate{set.PQRoot}
-	case config.CertsFiles:
+	case config.CertsFiles, config.CertsACME:
+		if site.Certs == config.CertsACME {
+			// The classical chain comes from the site's ACME Manager on
+			// every handshake (acme.go), so renewals need no rebuild; this
+			// placeholder is what the selector returns when the client is
+			// to get it.
+			sel.Classical = &tls.Certificate{}
+		}
 		for _, pair := range site.Cert {
 			cert, err := certs.LoadKeyPair(pair.Cert, pair.Key)
 			if err != nil {
@@ -58,6 +65,9 @@ func (cs *certSource) selector(site config.Site) (*certs.Selector, error) {
 				return nil, fmt.Errorf("certificate %s: %w", pair.Cert, err)
 			}
 			isPQ := key.PostQuantum
+			if site.Certs == config.CertsACME && !isPQ {
+				return nil, fmt.Errorf("certificate %s: an ACME site's [[site.cert]] is its ML-DSA pair, but this key is %s; the classical certificate comes from ACME", pair.Cert, key.Alg)
+			}
 			slot := &sel.Classical
 			if isPQ {
 				slot = &sel.PQ

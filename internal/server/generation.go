@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pqedge/pqedge/certs"
+	"github.com/pqedge/pqedge/certs/acme"
 	"github.com/pqedge/pqedge/internal/config"
 	"github.com/pqedge/pqedge/pqtls"
 	"github.com/pqedge/pqedge/proxy"
@@ -41,6 +42,7 @@ type generation struct {
 	listeners map[string]*listenerRuntime
 	pools     map[string]*proxy.Pool
 	compat    *compatSet // the [compat] listeners; nil without one
+	acme      *acmeGen   // its ACME sites (acme.go); nil for generations built outside a Server
 
 	handshakeTimeout time.Duration
 	shutdownTimeout  time.Duration
@@ -55,6 +57,10 @@ type siteRuntime struct {
 	tlsConfig *tls.Config
 	routes    []route // longest prefix first
 	headers   proxy.HeaderNames
+
+	// acme serves the classical chain of a certs = "acme" site; set before
+	// the generation is current, then read-only.
+	acme *acme.Manager
 
 	// inputs fingerprints the certificate files the selector was built
 	// from; failedInputs the last fingerprint that failed to load. Both are
@@ -196,9 +202,17 @@ func (s *siteRuntime) getCertificate(info *tls.ClientHelloInfo) (*tls.Certificat
 	if ec != nil {
 		hello, _ = ec.ClientHello()
 	}
-	cert, err := s.selector.Load().Pick(info, hello)
+	sel := s.selector.Load()
+	cert, err := sel.Pick(info, hello)
 	if err != nil {
 		return nil, err
+	}
+	if s.acme != nil && cert == sel.Classical {
+		// The selector chose the classical chain; ACME's current one is
+		// looked up per handshake so renewals need no rebuild.
+		if cert, err = s.acmeCertificate(info); err != nil {
+			return nil, err
+		}
 	}
 	if ec != nil {
 		ec.mu.Lock()
@@ -315,6 +329,11 @@ func tlsConfigFor(info *tls.ClientHelloInfo) (*tls.Config, error) {
 	ec, ok := info.Conn.(*edgeConn)
 	if !ok {
 		return nil, fmt.Errorf("internal error: connection is %T, not an edge connection", info.Conn)
+	}
+	if c := ec.gen.acme.challengeConfig(info); c != nil {
+		// A CA validating an ACME name: answered whatever the SNI's site
+		// and its policy (acme.go).
+		return c, nil
 	}
 	site := ec.listener.siteFor(info.ServerName)
 	if ec.listener.cfg.Kind == config.KindStream {

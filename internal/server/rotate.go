@@ -69,6 +69,9 @@ func (s *Server) refreshCerts() {
 		s.setExpiry(name, sel)
 		s.log.Info("certificates rotated", "site", name)
 	}
+	// ACME certificates renew in their Manager's own goroutine; only the
+	// expiry gauge follows them here.
+	s.refreshACMEExpiry(gen)
 }
 
 // certInputs fingerprints the files a site's certificates come from (path,
@@ -81,7 +84,7 @@ func certInputs(cfg *config.Config, site config.Site) string {
 		for _, base := range []string{"classical", "pq"} {
 			files = append(files, filepath.Join(dir, base+".crt"), filepath.Join(dir, base+".key"))
 		}
-	case config.CertsFiles:
+	case config.CertsFiles, config.CertsACME: // an ACME site's files are its ML-DSA pair
 		for _, p := range site.Cert {
 			files = append(files, p.Cert, p.Key)
 		}

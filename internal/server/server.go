@@ -38,6 +38,7 @@ type Server struct {
 	// adoption counts handshakes per minute for the /adoption admin page.
 	adoption    *adoption
 	onHandshake func(HandshakeEvent)
+	acme        *acmeState      // ACME Managers, across generations (acme.go)
 	ctx         context.Context // canceled when the server has shut down
 	cancel      context.CancelFunc
 
@@ -64,6 +65,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.acme = newACMEState(s.log, s.metrics.reg)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	gen, err := s.build(cfg)
 	if err != nil {
@@ -74,15 +76,22 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		gen.closePools()
 		return nil, err
 	}
-	if err := s.setAdmin(cfg.Admin.Listen); err != nil {
+	if err := s.startACME(gen, opened); err != nil {
 		closeSockets(opened)
 		gen.closePools()
 		return nil, err
 	}
+	if err := s.setAdmin(cfg.Admin.Listen); err != nil {
+		closeSockets(opened)
+		gen.closePools()
+		s.acme.abandon(gen)
+		return nil, err
+	}
 	gen.start()
 	s.current.Store(gen)
+	s.acme.commit(gen)
 	for _, sk := range opened {
-		go sk.acceptLoop()
+		sk.start()
 	}
 	s.ready.Store(true)
 	every := opts.CertCheckInterval
@@ -108,6 +117,7 @@ func (s *Server) build(cfg *config.Config) (*generation, error) {
 		gen.closePools()
 		return nil, err
 	}
+	gen.acme = s.acme.plan(gen)
 	for name, site := range gen.sites {
 		s.setExpiry(name, site.selector.Load())
 	}
@@ -142,6 +152,12 @@ func (s *Server) openSockets(gen *generation) ([]*socket, error) {
 		}
 		opened = append(opened, &socket{address: l.Address, ln: ln, srv: s, done: make(chan struct{})})
 	}
+	plain, err := s.openPlain(gen)
+	if err != nil {
+		closeSockets(opened)
+		return nil, err
+	}
+	opened = append(opened, plain...)
 	for _, sk := range opened {
 		s.sockets[sk.address] = sk
 	}
@@ -176,7 +192,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		s.metrics.reloads.WithLabelValues("invalid").Inc()
 		return err
 	}
-	if err := s.setAdmin(cfg.Admin.Listen); err != nil {
+	if err := s.startACME(gen, opened); err != nil {
 		for _, sk := range opened {
 			delete(s.sockets, sk.address)
 		}
@@ -185,15 +201,26 @@ func (s *Server) Reload(cfg *config.Config) error {
 		s.metrics.reloads.WithLabelValues("invalid").Inc()
 		return err
 	}
+	if err := s.setAdmin(cfg.Admin.Listen); err != nil {
+		for _, sk := range opened {
+			delete(s.sockets, sk.address)
+		}
+		closeSockets(opened)
+		gen.closePools()
+		s.acme.abandon(gen)
+		s.metrics.reloads.WithLabelValues("invalid").Inc()
+		return err
+	}
 	gen.start()
 	old := s.current.Swap(gen)
+	s.acme.commit(gen)
 	for _, sk := range opened {
-		go sk.acceptLoop()
+		sk.start()
 	}
 	// Sockets the new config no longer names stop accepting; connections
 	// they already accepted finish in the old generation.
 	for addr, sk := range s.sockets {
-		if gen.listenerAt(addr) == nil {
+		if gen.listenerAt(addr) == nil && !gen.acme.servesPlain(addr) {
 			sk.ln.Close()
 			delete(s.sockets, addr)
 		}
@@ -231,6 +258,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.current.Load().shutdown(ctx)
 	s.retiring.Wait()
 	s.cancel()
+	s.acme.closeAll()
 	var err error
 	if s.admin != nil {
 		err = s.admin.Shutdown(ctx)

@@ -1,0 +1,562 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pqedge/pqedge/certs"
+	"github.com/pqedge/pqedge/certs/acme"
+	"github.com/pqedge/pqedge/internal/config"
+)
+
+// Sites with certs = "acme" get their classical certificate from an
+// acme.Manager. Managers keep a certificate cache and renewal goroutines, so
+// they live on the Server, not on a generation: a reload reuses the Managers
+// whose settings did not change and closes the ones nothing uses any more.
+//
+// Obtaining a certificate needs the CA's validation to reach pqedge, so the
+// sockets of a config are opened and accepting before its certificates are
+// obtained (startACME): TLS-ALPN-01 handshakes are answered on any socket
+// whatever generation it belongs to, and HTTP-01 on the plain listeners
+// opened for acme.http_port. Until the new generation is current, other
+// connections on sockets it newly opened fail their handshake.
+
+// Bounds on ACME work done while building a config.
+const (
+	// acmeManageTimeout bounds obtaining every certificate of a config at
+	// startup or reload: a CA that accepts connections and never answers,
+	// or a validation that never completes, must not hang startup or hold
+	// the reload lock forever. Issuance normally takes seconds.
+	acmeManageTimeout = 2 * time.Minute
+	// plainDrain is how long a closing HTTP-01 listener lets in-flight
+	// requests finish: they are redirects and challenge answers, a few
+	// hundred bytes each.
+	plainDrain = time.Second
+	// plainReadHeader bounds slow-header clients on the HTTP-01 listener.
+	plainReadHeader = 10 * time.Second
+	// plainIdle closes idle keep-alive connections on the HTTP-01
+	// listener; browsers that follow the redirect never come back to it.
+	plainIdle = 30 * time.Second
+)
+
+// acmeKey is everything an acme.Manager is made from. Sites whose keys are
+// equal share one Manager: one account, one cache, one renewal loop. That is
+// one Manager per (email, directory) in the usual config, where all ACME
+// sites share the challenge settings.
+type acmeKey struct {
+	email, directory string
+	caRoots          string // path of the ca_roots file; "" for the system roots
+	caRootsPEM       string // its contents, so a changed file makes a new Manager
+	dataDir          string
+	httpPort         int  // 0: HTTP-01 off
+	tlsALPN          bool // TLS-ALPN-01 on
+	// tlsPort is the port of the site's first https listener. The CA always
+	// validates on 443; certmagic binds this port for the challenge only if
+	// nothing listens there, which never happens here since our sockets are
+	// open first. Naming our own port keeps it from ever binding 443 behind
+	// pqedge's back.
+	tlsPort int
+}
+
+// acmeEntry is one open Manager.
+type acmeEntry struct {
+	key acmeKey
+	m   *acme.Manager
+	// names are the names Manage was asked for, including failed attempts
+	// (a failed Manage may have left some managed); a Manager with names a
+	// new config does not list is replaced rather than reused, so nothing
+	// keeps renewing certificates nobody serves. Only touched under
+	// Server.mu.
+	names []string
+}
+
+// acmeState is a Server's ACME state across generations.
+type acmeState struct {
+	log     *slog.Logger
+	dataDir func() string
+	events  *prometheus.CounterVec
+	// challengeTLS answers TLS-ALPN-01 validation handshakes, whatever the
+	// site's policy: the CA's validator may offer no post-quantum group,
+	// and the handshake carries no data (RFC 8737 section 3: the CA closes
+	// the connection once it has seen the certificate).
+	challengeTLS *tls.Config
+
+	mu      sync.Mutex // guards the fields below; never held while calling a Manager
+	entries []*acmeEntry
+	siteOf  map[string]string // server name -> site, for event labels
+}
+
+// acmeGen is the ACME part of one generation.
+type acmeGen struct {
+	state *acmeState
+	sites []*acmeSite // certs = "acme" sites, in config order
+	// plain maps the address of each HTTP-01 listener to the https port
+	// its redirects point to (filled in by prepare, once ports are bound).
+	plain map[string]int
+	// created are the entries made for this generation; they are closed if
+	// it never becomes current.
+	created []*acmeEntry
+}
+
+// acmeSite is one certs = "acme" site of a generation.
+type acmeSite struct {
+	rt        *siteRuntime
+	https     string // configured address of its first https listener; "" without one
+	plainAddr string // its HTTP-01 listener address; "" without HTTP-01
+	entry     *acmeEntry
+}
+
+func newACMEState(log *slog.Logger, reg *prometheus.Registry) *acmeState {
+	st := &acmeState{
+		log: log,
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pqedge_acme_events_total",
+			Help: "ACME certificate events by site and kind (obtained, renewed, failed). A failed renewal keeps the current certificate and is retried.",
+		}, []string{"site", "kind"}),
+		siteOf: map[string]string{},
+	}
+	st.challengeTLS = &tls.Config{
+		GetCertificate: st.challengeCertificate,
+		NextProtos:     []string{acme.ALPNProtocol},
+		MinVersion:     tls.VersionTLS12, // RFC 8737 section 4
+	}
+	reg.MustRegister(st.events)
+	return st
+}
+
+// plan finds gen's ACME sites and the HTTP-01 listeners they need. It opens
+// nothing.
+func (st *acmeState) plan(gen *generation) *acmeGen {
+	ag := &acmeGen{state: st, plain: map[string]int{}}
+	for _, sc := range gen.cfg.Site {
+		if sc.Certs != config.CertsACME {
+			continue
+		}
+		as := &acmeSite{rt: gen.sites[sc.Name]}
+		for _, lc := range gen.cfg.Listener {
+			if (lc.Kind == config.KindHTTPS || lc.Kind == "") && (len(sc.Listeners) == 0 || slices.Contains(sc.Listeners, lc.Name)) {
+				as.https = lc.Address
+				break
+			}
+		}
+		if sc.ACME.HTTPPort > 0 {
+			// The HTTP-01 listener shares the host of the https listener,
+			// so a pqedge bound to one address stays on it.
+			host := ""
+			if h, _, err := net.SplitHostPort(bindAddress(as.https)); err == nil {
+				host = h
+			}
+			as.plainAddr = net.JoinHostPort(host, strconv.Itoa(sc.ACME.HTTPPort))
+			ag.plain[as.plainAddr] = 0
+		}
+		ag.sites = append(ag.sites, as)
+	}
+	return ag
+}
+
+// servesPlain reports whether addr is one of the generation's HTTP-01
+// listeners.
+func (ag *acmeGen) servesPlain(addr string) bool {
+	if ag == nil {
+		return false
+	}
+	_, ok := ag.plain[addr]
+	return ok
+}
+
+// openPlain binds gen's HTTP-01 listeners that are not bound yet.
+func (s *Server) openPlain(gen *generation) ([]*socket, error) {
+	var opened []*socket
+	for _, as := range gen.acme.sites {
+		addr := as.plainAddr
+		if addr == "" || s.sockets[addr] != nil || slices.ContainsFunc(opened, func(sk *socket) bool { return sk.address == addr }) {
+			continue
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeSockets(opened)
+			return nil, fmt.Errorf("failed to listen on %s for the HTTP-01 challenges of site %q (acme.http_port): %w", addr, as.rt.name, err)
+		}
+		sk := &socket{address: addr, ln: ln, srv: s, done: make(chan struct{})}
+		sk.plain = &http.Server{
+			Handler:           s.plainHandler(addr),
+			ReadHeaderTimeout: plainReadHeader,
+			IdleTimeout:       plainIdle,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+		opened = append(opened, sk)
+	}
+	return opened, nil
+}
+
+// servePlain serves an HTTP-01 listener until it is closed.
+func (sk *socket) servePlain() {
+	sk.plain.Serve(sk.ln)
+	ctx, cancel := context.WithTimeout(context.Background(), plainDrain)
+	defer cancel()
+	if sk.plain.Shutdown(ctx) != nil {
+		sk.plain.Close()
+	}
+}
+
+// plainHandler answers HTTP-01 challenges and redirects every other request
+// to https on the port of the current config's ACME site.
+func (s *Server) plainHandler(addr string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		port := 443
+		if gen := s.current.Load(); gen != nil && gen.acme != nil && gen.acme.plain[addr] != 0 {
+			port = gen.acme.plain[addr]
+		}
+		var h http.Handler = acme.RedirectToHTTPS(port)
+		// Any Manager answers challenges of any other in the process
+		// (certmagic keeps them process-wide); chaining them all also
+		// covers tokens kept in each one's storage.
+		for _, e := range s.acme.open() {
+			h = e.m.HTTPChallengeHandler(h)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// startACME obtains or loads the certificates of gen's ACME sites. It makes
+// or reuses their Managers, starts accepting on the sockets just opened so
+// that the CA's validation reaches pqedge, and runs Manage under
+// acmeManageTimeout. On error the Managers it made are closed and the error
+// names the site, the directory and a hint. Called under s.mu (or before
+// the Server is shared).
+func (s *Server) startACME(gen *generation, opened []*socket) error {
+	ag := gen.acme
+	if ag == nil || len(ag.sites) == 0 {
+		return nil
+	}
+	if err := s.acme.prepare(gen, s.sockets); err != nil {
+		s.acme.abandon(gen)
+		return err
+	}
+	for _, sk := range opened {
+		sk.start()
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, acmeManageTimeout)
+	defer cancel()
+	for _, as := range ag.sites {
+		for _, n := range as.rt.cfg.ServerNames {
+			if !slices.Contains(as.entry.names, n) {
+				as.entry.names = append(as.entry.names, n)
+			}
+		}
+		if err := as.entry.m.Manage(ctx, as.rt.cfg.ServerNames); err != nil {
+			s.acme.abandon(gen)
+			return fmt.Errorf("site %q: %w", as.rt.name, err)
+		}
+	}
+	s.refreshACMEExpiry(gen)
+	return nil
+}
+
+// prepare gives each ACME site of gen a Manager, reusing open ones whose key
+// matches and whose names the new config still lists.
+func (st *acmeState) prepare(gen *generation, sockets map[string]*socket) error {
+	ag := gen.acme
+	keys := make([]acmeKey, len(ag.sites))
+	want := map[acmeKey][]string{} // every name each key's Manager will manage
+	for i, as := range ag.sites {
+		k, err := st.keyFor(gen.cfg, as, sockets)
+		if err != nil {
+			return fmt.Errorf("site %q: %w", as.rt.name, err)
+		}
+		keys[i] = k
+		want[k] = append(want[k], as.rt.cfg.ServerNames...)
+	}
+	chosen := map[acmeKey]*acmeEntry{}
+	for i, as := range ag.sites {
+		k := keys[i]
+		e := chosen[k]
+		if e == nil {
+			e = st.reusable(k, want[k])
+		}
+		if e == nil {
+			var err error
+			if e, err = st.newEntry(k); err != nil {
+				return fmt.Errorf("site %q: %w", as.rt.name, err)
+			}
+			ag.created = append(ag.created, e)
+		}
+		chosen[k] = e
+		as.entry = e
+		// Set before the generation is published (current.Store orders it
+		// before any handshake of this generation).
+		as.rt.acme = e.m
+		as.rt.tlsConfig.NextProtos = append(as.rt.tlsConfig.NextProtos, acme.ALPNProtocol)
+		if as.plainAddr != "" {
+			if p := listenPort(sockets[as.https]); p != 0 && ag.plain[as.plainAddr] == 0 {
+				ag.plain[as.plainAddr] = p
+			}
+		}
+	}
+	st.mu.Lock()
+	for _, as := range ag.sites {
+		for _, n := range as.rt.cfg.ServerNames {
+			st.siteOf[n] = as.rt.name
+		}
+	}
+	st.mu.Unlock()
+	return nil
+}
+
+func (st *acmeState) keyFor(cfg *config.Config, as *acmeSite, sockets map[string]*socket) (acmeKey, error) {
+	a := as.rt.cfg.ACME
+	k := acmeKey{
+		email: a.Email, directory: a.Directory, caRoots: a.CARoots, dataDir: cfg.DataDir,
+		httpPort: a.HTTPPort, tlsALPN: a.TLSALPNEnabled(), tlsPort: listenPort(sockets[as.https]),
+	}
+	if k.directory == "" {
+		k.directory = acme.LetsEncryptDirectory
+	}
+	if a.CARoots != "" {
+		data, err := os.ReadFile(a.CARoots)
+		if err != nil {
+			return acmeKey{}, fmt.Errorf("failed to read acme.ca_roots: %w", err)
+		}
+		k.caRootsPEM = string(data)
+	}
+	return k, nil
+}
+
+func listenPort(sk *socket) int {
+	if sk == nil {
+		return 0
+	}
+	if a, ok := sk.ln.Addr().(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return 0
+}
+
+// reusable returns an open entry for k whose names are all in want.
+func (st *acmeState) reusable(k acmeKey, want []string) *acmeEntry {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, e := range st.entries {
+		if e.key == k && !slices.ContainsFunc(e.names, func(n string) bool { return !slices.Contains(want, n) }) {
+			return e
+		}
+	}
+	return nil
+}
+
+func (st *acmeState) newEntry(k acmeKey) (*acmeEntry, error) {
+	var roots *x509.CertPool
+	if k.caRoots != "" {
+		parsed, err := certs.ParseCertificatesPEM([]byte(k.caRootsPEM))
+		if err != nil {
+			return nil, fmt.Errorf("failed to load acme.ca_roots %q: %w", k.caRoots, err)
+		}
+		roots = x509.NewCertPool()
+		for _, c := range parsed {
+			roots.AddCert(c)
+		}
+	}
+	m, err := acme.New(acme.Options{
+		Email:            k.email,
+		DirectoryURL:     k.directory,
+		CARoots:          roots,
+		DataDir:          k.dataDir,
+		HTTPChallenge:    k.httpPort != 0,
+		TLSALPNChallenge: k.tlsALPN,
+		AltHTTPPort:      k.httpPort,
+		AltTLSALPNPort:   k.tlsPort,
+		Logger:           st.log,
+		OnEvent:          st.onEvent,
+	})
+	if err != nil {
+		return nil, err
+	}
+	e := &acmeEntry{key: k, m: m}
+	st.mu.Lock()
+	st.entries = append(st.entries, e)
+	st.mu.Unlock()
+	return e, nil
+}
+
+// commit makes gen's Managers the only open ones, closing the rest. Called
+// once gen is current.
+func (st *acmeState) commit(gen *generation) {
+	var keep []*acmeEntry
+	if gen.acme != nil {
+		for _, as := range gen.acme.sites {
+			if as.entry != nil && !slices.Contains(keep, as.entry) {
+				keep = append(keep, as.entry)
+			}
+		}
+	}
+	st.mu.Lock()
+	var drop []*acmeEntry
+	for _, e := range st.entries {
+		if !slices.Contains(keep, e) {
+			drop = append(drop, e)
+		}
+	}
+	st.entries = keep
+	st.mu.Unlock()
+	for _, e := range drop {
+		// Handshakes still in the old generation are served from the
+		// closed Manager's in-memory cache.
+		e.m.Close()
+	}
+}
+
+// abandon closes the Managers made for a generation that will not become
+// current.
+func (st *acmeState) abandon(gen *generation) {
+	if gen.acme == nil {
+		return
+	}
+	st.mu.Lock()
+	st.entries = slices.DeleteFunc(st.entries, func(e *acmeEntry) bool { return slices.Contains(gen.acme.created, e) })
+	st.mu.Unlock()
+	for _, e := range gen.acme.created {
+		e.m.Close()
+	}
+	gen.acme.created = nil
+}
+
+// closeAll closes every Manager, at shutdown.
+func (st *acmeState) closeAll() {
+	for _, e := range st.open() {
+		e.m.Close()
+	}
+	st.mu.Lock()
+	st.entries = nil
+	st.mu.Unlock()
+}
+
+func (st *acmeState) open() []*acmeEntry {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return slices.Clone(st.entries)
+}
+
+// challengeConfig returns the TLS config for a CA's TLS-ALPN-01 validation
+// handshake, or nil for any other handshake or when no Manager is open.
+func (ag *acmeGen) challengeConfig(info *tls.ClientHelloInfo) *tls.Config {
+	if ag == nil || !acme.IsTLSALPNChallenge(info) || len(ag.state.open()) == 0 {
+		return nil
+	}
+	return ag.state.challengeTLS
+}
+
+// challengeCertificate asks each open Manager for the challenge certificate
+// of the ClientHello's name.
+func (st *acmeState) challengeCertificate(info *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	var errs []error
+	for _, e := range st.open() {
+		c, err := e.m.GetCertificate(info)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil, errors.New("no ACME challenge is in progress")
+	}
+	return nil, errors.Join(errs...)
+}
+
+// answerChallenge serves a connection on a socket the current generation
+// does not use: one opened for a config whose certificates are being
+// obtained, or one a reload just removed. Only a CA's TLS-ALPN-01
+// validation handshake succeeds; everything else is refused.
+func (st *acmeState) answerChallenge(raw net.Conn) {
+	defer raw.Close()
+	if len(st.open()) == 0 {
+		return
+	}
+	tc := tls.Server(raw, &tls.Config{
+		GetConfigForClient: func(info *tls.ClientHelloInfo) (*tls.Config, error) {
+			if !acme.IsTLSALPNChallenge(info) {
+				return nil, errors.New("this listener is not serving yet")
+			}
+			return st.challengeTLS, nil
+		},
+	})
+	// The deadline bounds validators and other clients that stall.
+	raw.SetDeadline(time.Now().Add(defaultHandshakeTimeout))
+	tc.Handshake()
+}
+
+// isChallenge reports whether a completed handshake was a TLS-ALPN-01
+// validation, which ends with the handshake.
+func isChallenge(tc *tls.Conn) bool {
+	return tc.ConnectionState().NegotiatedProtocol == acme.ALPNProtocol
+}
+
+// onEvent counts a Manager's event by site and logs failures with what
+// happens next. It runs on the goroutine doing the ACME work, which may be
+// a Reload holding Server.mu, so it takes only st.mu.
+func (st *acmeState) onEvent(ev acme.Event) {
+	st.mu.Lock()
+	site := ""
+	for _, n := range ev.Names {
+		if s, ok := st.siteOf[n]; ok {
+			site = s
+			break
+		}
+	}
+	st.mu.Unlock()
+	st.events.WithLabelValues(site, string(ev.Kind)).Inc()
+	if ev.Kind == acme.EventFailed {
+		next := "the site cannot start until a certificate is obtained"
+		if ev.Renewal {
+			next = "the current certificate keeps serving; renewal is retried with backoff"
+		}
+		st.log.Error("failed to get ACME certificate", "site", site, "names", ev.Names, "renewal", ev.Renewal, "err", ev.Err, "hint", next)
+	}
+}
+
+// refreshACMEExpiry sets the classical expiry gauge of each ACME site to
+// its earliest-expiring certificate.
+func (s *Server) refreshACMEExpiry(gen *generation) {
+	if gen.acme == nil {
+		return
+	}
+	for _, as := range gen.acme.sites {
+		var first time.Time
+		for _, c := range as.entry.m.Expiry() {
+			if !slices.ContainsFunc(c.Names, func(n string) bool {
+				return slices.ContainsFunc(as.rt.cfg.ServerNames, func(sn string) bool { return strings.EqualFold(sn, n) })
+			}) {
+				continue
+			}
+			if first.IsZero() || c.NotAfter.Before(first) {
+				first = c.NotAfter
+			}
+		}
+		if !first.IsZero() {
+			s.metrics.certExpiryDays.WithLabelValues(as.rt.name, "classical").Set(first.Sub(s.now()).Hours() / 24)
+		}
+	}
+}
+
+// acmeCertificate returns the ACME chain for a handshake whose client the
+// selector gave the classical chain.
+func (s *siteRuntime) acmeCertificate(info *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c, err := s.acme.GetCertificate(info)
+	if err != nil {
+		return nil, fmt.Errorf("site %q: %w", s.name, err)
+	}
+	return c, nil
+}
