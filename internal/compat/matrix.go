@@ -64,6 +64,14 @@ local classical CA; the ML-DSA chain is an ML-DSA-65 leaf from the local
 ML-DSA-87 CA. "compat" targets are [compat] listeners with one group and one
 certificate each.
 
+How the browsers are made to trust the local CA: each run gets a fresh
+profile whose NSS database (Chromium: $HOME/.pki/nssdb; Firefox: the
+profile) trusts the classical root, written with certutil. NSS 3.87's
+certutil (bookworm) cannot import the ML-DSA root, so "ML-DSA leaf allowed by
+SPKI" rows pass Chromium --ignore-certificate-errors-spki-list with the
+ML-DSA leaves' key hashes: the chain's trust is bypassed, but Chromium still
+verifies the ML-DSA CertificateVerify signature.
+
 ## Clients
 
 | client | version |
