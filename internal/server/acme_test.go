@@ -225,9 +225,9 @@ func TestACMERenewalWithoutRestart(t *testing.T) {
 }
 
 // TestACMEReload: an unchanged reload reuses the Manager (no new order); a
-// reload whose new ACME site cannot get a certificate fails with the
-// directory in the error and leaves the old config serving; a reload
-// without ACME sites closes the Manager.
+// reload can add an ACME site; a reload whose new ACME site cannot get a
+// certificate fails with the directory in the error and leaves the old
+// config serving; a reload without ACME sites closes the Managers.
 func TestACMEReload(t *testing.T) {
 	env := newACMEEnv(t, 0)
 	cfgText := env.config(acmeSiteConfig{})
@@ -249,8 +249,20 @@ func TestACMEReload(t *testing.T) {
 		t.Errorf("obtained events %q after an unchanged reload, want 1", got)
 	}
 
+	// A second site, over HTTP-01: its listener opens during the reload,
+	// and the CA validates it while the old config is still current.
+	second := acmeSiteConfig{name: "second", http01: true}
+	if err := ts.srv.Reload(loadConfig(t, ts.dir, env.config(acmeSiteConfig{}, second))); err != nil {
+		t.Fatalf("reload adding an ACME site: %v", err)
+	}
+	mustACMEHandshake(t, addr, "second.pqedge.test", env.ca.IssuerRoots)
+	open := ts.srv.acme.open()
+	if len(open) != 2 || !slices.ContainsFunc(open, func(e *acmeEntry) bool { return e.m == m }) {
+		t.Fatalf("after adding a site with other challenge settings %d Managers are open, want the first and a new one", len(open))
+	}
+
 	unreachable := acmetest.UnreachableDirectory(t)
-	err := ts.srv.Reload(loadConfig(t, ts.dir, env.config(acmeSiteConfig{}, acmeSiteConfig{name: "broken", directory: unreachable})))
+	err := ts.srv.Reload(loadConfig(t, ts.dir, env.config(acmeSiteConfig{}, second, acmeSiteConfig{name: "broken", directory: unreachable})))
 	if err == nil {
 		t.Fatal("reload with an unreachable ACME directory succeeded")
 	}
@@ -260,9 +272,10 @@ func TestACMEReload(t *testing.T) {
 	if got := mustACMEHandshake(t, addr, acmeName, env.ca.IssuerRoots).PeerCertificates[0]; got.SerialNumber.Cmp(first.SerialNumber) != 0 {
 		t.Errorf("after a failed reload the certificate changed")
 	}
-	if open := ts.srv.acme.open(); len(open) != 1 || open[0].m != m {
-		t.Errorf("after a failed reload %d Managers are open, want only the first", len(open))
+	if got := ts.srv.acme.open(); !slices.Equal(got, open) {
+		t.Errorf("after a failed reload %d Managers are open, want the %d from before", len(got), len(open))
 	}
+	mustACMEHandshake(t, addr, "second.pqedge.test", env.ca.IssuerRoots)
 	if got := ts.metric(`pqedge_config_reloads_total{result="invalid"}`); got != "1" {
 		t.Errorf("invalid reloads %q, want 1", got)
 	}
@@ -279,6 +292,9 @@ handler = "inspect"
 	}
 	if open := ts.srv.acme.open(); len(open) != 0 {
 		t.Errorf("%d Managers open after the last ACME site went", len(open))
+	}
+	if _, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(env.httpPort)); err == nil {
+		t.Error("the HTTP-01 listener is still open after its site went")
 	}
 	if err := m.Manage(context.Background(), []string{acmeName}); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Errorf("the unused Manager was not closed: Manage = %v", err)
