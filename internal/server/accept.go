@@ -210,10 +210,11 @@ func factsOf(h *pqtls.Handshake) proxy.HandshakeFacts {
 	}
 }
 
-// listenerAt returns the generation's listener bound to a configured address.
+// listenerAt returns the generation's listener whose socket key (see
+// socketKey) is address.
 func (g *generation) listenerAt(address string) *listenerRuntime {
 	for _, l := range g.listeners {
-		if l.cfg.Address == address {
+		if socketKey(l.cfg) == address {
 			return l
 		}
 	}

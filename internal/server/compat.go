@@ -63,12 +63,11 @@ const compatRecentMax = 512
 // bindAddress.
 const compatTag = "#compat-"
 
-// bindAddress is the address to listen on for a configured listener
-// address. Combination listeners with base_port = 0 all bind host:0, but
-// sockets are keyed by configured address, so theirs carry a "#compat-N"
-// suffix that is cut off here.
+// bindAddress is the address to listen on for a socket key or a configured
+// address: what precedes "#" (see socketKey; combination listeners with
+// base_port = 0 carry a "#compat-N" suffix of their own).
 func bindAddress(address string) string {
-	a, _, _ := strings.Cut(address, compatTag)
+	a, _, _ := strings.Cut(address, "#")
 	return a
 }
 

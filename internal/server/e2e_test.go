@@ -170,3 +170,42 @@ handler = "inspect"
 		})
 	}
 }
+
+// TestTwoListenersOnFreePorts: port 0 means a free port per listener, so two
+// listeners on 127.0.0.1:0 get two sockets, both serving, also after reload.
+func TestTwoListenersOnFreePorts(t *testing.T) {
+	cfg := baseConfig + `
+[[listener]]
+name = "second"
+address = "127.0.0.1:0"
+` + `
+[[site]]
+name = "local"
+server_names = ["localhost"]
+[[site.route]]
+path = "/"
+handler = "inspect"
+`
+	ts := startServer(t, cfg)
+	check := func() {
+		t.Helper()
+		a, b := ts.addr("https"), ts.addr("second")
+		if a == b {
+			t.Fatalf("both listeners got %s", a)
+		}
+		for _, addr := range []string{a, b} {
+			if rep := inspect(t, ts.client(tls.X25519MLKEM768), "https://"+addr+"/"); rep.Group != "X25519MLKEM768" {
+				t.Errorf("%s served %q", addr, rep.Group)
+			}
+		}
+	}
+	check()
+	before := ts.addr("second")
+	if err := ts.srv.Reload(loadConfig(t, ts.dir, cfg)); err != nil {
+		t.Fatal(err)
+	}
+	check()
+	if ts.addr("second") != before {
+		t.Error("a reload with the same config moved a port-0 listener to a new socket")
+	}
+}

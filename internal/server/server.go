@@ -142,7 +142,8 @@ func (s *Server) setExpiry(site string, sel *certs.Selector) {
 func (s *Server) openSockets(gen *generation) ([]*socket, error) {
 	var opened []*socket
 	for _, l := range gen.cfg.Listener {
-		if _, ok := s.sockets[l.Address]; ok {
+		key := socketKey(l)
+		if _, ok := s.sockets[key]; ok {
 			continue
 		}
 		ln, err := net.Listen("tcp", bindAddress(l.Address))
@@ -150,7 +151,7 @@ func (s *Server) openSockets(gen *generation) ([]*socket, error) {
 			closeSockets(opened)
 			return nil, fmt.Errorf("failed to listen on %s for listener %q: %w", l.Address, l.Name, err)
 		}
-		opened = append(opened, &socket{address: l.Address, ln: ln, srv: s, done: make(chan struct{})})
+		opened = append(opened, &socket{address: key, ln: ln, srv: s, done: make(chan struct{})})
 	}
 	plain, err := s.openPlain(gen)
 	if err != nil {
@@ -162,6 +163,17 @@ func (s *Server) openSockets(gen *generation) ([]*socket, error) {
 		s.sockets[sk.address] = sk
 	}
 	return opened, nil
+}
+
+// socketKey identifies a listener's socket across reloads: its configured
+// address, so a reload keeps the socket of an unchanged address open. Port 0
+// ("any free port") is not one address but one per listener, so there the
+// listener's name is part of the key.
+func socketKey(l config.Listener) string {
+	if _, port, err := net.SplitHostPort(l.Address); err == nil && port == "0" {
+		return l.Address + "#" + l.Name
+	}
+	return l.Address
 }
 
 func closeSockets(socks []*socket) {
@@ -278,7 +290,7 @@ func (s *Server) ListenerAddr(name string) net.Addr {
 	if !ok {
 		return nil
 	}
-	if sk, ok := s.sockets[l.cfg.Address]; ok {
+	if sk, ok := s.sockets[socketKey(l.cfg)]; ok {
 		return sk.ln.Addr()
 	}
 	return nil
