@@ -213,10 +213,5 @@ func factsOf(h *pqtls.Handshake) proxy.HandshakeFacts {
 // listenerAt returns the generation's listener whose socket key (see
 // socketKey) is address.
 func (g *generation) listenerAt(address string) *listenerRuntime {
-	for _, l := range g.listeners {
-		if socketKey(l.cfg) == address {
-			return l
-		}
-	}
-	return nil
+	return g.bySocket[address]
 }

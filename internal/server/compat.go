@@ -59,18 +59,6 @@ type compatSeen struct {
 // compatRecentMax bounds the handshakes remembered across all visitors.
 const compatRecentMax = 512
 
-// compatTag marks a configured address as a compat listener's; see
-// bindAddress.
-const compatTag = "#compat-"
-
-// bindAddress is the address to listen on for a socket key or a configured
-// address: what precedes "#" (see socketKey; combination listeners with
-// base_port = 0 carry a "#compat-N" suffix of their own).
-func bindAddress(address string) string {
-	a, _, _ := strings.Cut(address, "#")
-	return a
-}
-
 // listener returns the combination served by l, or nil.
 func (cs *compatSet) listener(l *listenerRuntime) *compatListener {
 	if cs == nil {
@@ -152,7 +140,7 @@ func (s *Server) addCompat(gen *generation, cs *certSource) error {
 	cfg.Listener = append([]config.Listener(nil), gen.cfg.Listener...)
 	gen.compat = &compatSet{site: site}
 	for i, combo := range cc.Combinations() {
-		address := net.JoinHostPort(host, "0") + compatTag + strconv.Itoa(i)
+		address := net.JoinHostPort(host, "0") // socketKey tells port-0 listeners apart by name
 		if cc.BasePort > 0 {
 			address = net.JoinHostPort(host, strconv.Itoa(cc.BasePort+i))
 		}
@@ -162,6 +150,7 @@ func (s *Server) addCompat(gen *generation, cs *certSource) error {
 			return err
 		}
 		gen.listeners[lc.Name] = c.listener
+		gen.bySocket[socketKey(lc)] = c.listener
 		gen.compat.listeners = append(gen.compat.listeners, c)
 		cfg.Listener = append(cfg.Listener, lc)
 	}

@@ -39,7 +39,8 @@ type generation struct {
 	log       *slog.Logger
 	metrics   *metrics
 	sites     map[string]*siteRuntime
-	listeners map[string]*listenerRuntime
+	listeners map[string]*listenerRuntime // by name
+	bySocket  map[string]*listenerRuntime // by socketKey, for the accept path
 	pools     map[string]*proxy.Pool
 	compat    *compatSet // the [compat] listeners; nil without one
 	acme      *acmeGen   // its ACME sites (acme.go); nil for generations built outside a Server
@@ -92,6 +93,7 @@ func buildGeneration(cfg *config.Config, log *slog.Logger, m *metrics, sel func(
 		cfg: cfg, log: log, metrics: m,
 		sites:            map[string]*siteRuntime{},
 		listeners:        map[string]*listenerRuntime{},
+		bySocket:         map[string]*listenerRuntime{},
 		pools:            map[string]*proxy.Pool{},
 		handshakeTimeout: cfg.Timeouts.Handshake.Or(defaultHandshakeTimeout),
 		shutdownTimeout:  cfg.Timeouts.Shutdown.Or(defaultShutdown),
@@ -125,6 +127,7 @@ func buildGeneration(cfg *config.Config, log *slog.Logger, m *metrics, sel func(
 			return nil, err
 		}
 		g.listeners[lc.Name] = l
+		g.bySocket[socketKey(lc)] = l
 	}
 	return g, nil
 }

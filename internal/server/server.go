@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -174,6 +175,13 @@ func socketKey(l config.Listener) string {
 		return l.Address + "#" + l.Name
 	}
 	return l.Address
+}
+
+// bindAddress is the address to listen on for a socket key: what precedes
+// "#" (see socketKey).
+func bindAddress(address string) string {
+	a, _, _ := strings.Cut(address, "#")
+	return a
 }
 
 func closeSockets(socks []*socket) {
