@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/tls"
 	"net"
+	"net/http"
 	"syscall"
 	"testing"
 	"time"
@@ -18,7 +19,8 @@ func processCPU() time.Duration {
 
 // BenchmarkHandshake compares a full TLS 1.3 handshake (X25519MLKEM768, no
 // resumption, the same ECDSA P-256 certificate) through pqedge with the same
-// handshake against a plain crypto/tls server. Both sides run in this
+// handshake against a plain crypto/tls server (handshake only) and a plain
+// net/http HTTPS server. Both sides run in this
 // process, so ns/op is client plus server CPU: the client's share is the
 // same in both, and the difference is what pqedge adds (ClientHello
 // capture and parsing, site selection, certificate selection, recording and
@@ -51,6 +53,21 @@ func BenchmarkHandshake(b *testing.B) {
 		}
 	}()
 
+	// The same handshake in front of net/http: the floor for a Go HTTPS
+	// server, which pays for a connection's HTTP state even when the client
+	// leaves after the handshake, as pqedge does.
+	httpsLn, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates:     []tls.Certificate{*cert},
+		CurvePreferences: []tls.CurveID{tls.X25519MLKEM768},
+		NextProtos:       []string{"h2", "http/1.1"},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	https := &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go https.Serve(httpsLn)
+	defer https.Close()
+
 	client := &tls.Config{
 		InsecureSkipVerify: true, // verification is client CPU, the same in both
 		ServerName:         "localhost",
@@ -58,7 +75,8 @@ func BenchmarkHandshake(b *testing.B) {
 		NextProtos:         []string{"h2", "http/1.1"},
 	}
 	for _, target := range []struct{ name, addr string }{
-		{"plain", plainLn.Addr().String()},
+		{"plain-tls", plainLn.Addr().String()},
+		{"plain-https", httpsLn.Addr().String()},
 		{"pqedge", ts.addr("https")},
 	} {
 		b.Run(target.name, func(b *testing.B) {
