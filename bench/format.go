@@ -39,6 +39,11 @@ func WriteTable(w io.Writer, r *Report) error {
 			row("server CPU", "%s per handshake (/proc, %d ticks/s)", fmtDur(r.ServerCPU), ClockTicks())
 		}
 		row("client CPU", "%s per handshake (getrusage)", fmtDur(r.ClientCPU))
+		other := "other processes"
+		if r.ServerCPU == 0 {
+			other = "the server and other processes"
+		}
+		row("machine noise", "%.2f CPUs busy with %s (/proc/stat)", r.OtherLoad, other)
 	}
 	for _, e := range r.Errors {
 		row("error "+e.Kind, "%d (e.g. %s)", e.Count, e.Example)
@@ -63,7 +68,7 @@ var reportCSVHeader = []string{
 	"target", "groups", "mode", "concurrency", "rate", "attempts", "succeeded", "failed",
 	"elapsed_s", "handshakes_per_sec", "p50_us", "p90_us", "p99_us", "p999_us", "max_us",
 	"group", "signature", "hrr_rate", "client_bytes", "server_bytes", "server_flight_bytes",
-	"exceeds_initcwnd", "server_cpu_us", "client_cpu_us", "errors",
+	"exceeds_initcwnd", "server_cpu_us", "client_cpu_us", "other_load", "errors",
 }
 
 // WriteReportCSV writes reports as CSV with a header row. Runs without a
@@ -87,9 +92,9 @@ func WriteReportCSV(w io.Writer, reports ...*Report) error {
 			rec = append(rec, ff(r.HandshakesPerSec, 1), us(r.Latency.P50), us(r.Latency.P90), us(r.Latency.P99),
 				us(r.Latency.P999), us(r.Latency.Max), r.Group, r.Signature, ff(r.HRRRate, 4),
 				ff(r.ClientBytes, 0), ff(r.ServerBytes, 0), strconv.Itoa(r.ServerFlightBytes),
-				strconv.FormatBool(r.ExceedsInitCwnd), optUS(r.ServerCPU), us(r.ClientCPU))
+				strconv.FormatBool(r.ExceedsInitCwnd), optUS(r.ServerCPU), us(r.ClientCPU), ff(r.OtherLoad, 2))
 		} else {
-			rec = append(rec, make([]string, 15)...)
+			rec = append(rec, make([]string, 16)...)
 		}
 		cw.Write(append(rec, errs))
 	}

@@ -100,6 +100,11 @@ type Report struct {
 	// server pid); ClientCPU is this process's, from getrusage.
 	ServerCPU time.Duration `json:"server_cpu_ns,omitempty"`
 	ClientCPU time.Duration `json:"client_cpu_ns"`
+	// OtherLoad is how many CPUs, on average over the run, were busy with
+	// anything but the server (with ServerPID) and this process: the
+	// noise other work put on the measurement. Without ServerPID it
+	// includes the server.
+	OtherLoad float64 `json:"other_load"`
 }
 
 // ErrorCount is how often one kind of failure happened, with one example.
@@ -197,6 +202,7 @@ func (s *runState) run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	clientBefore := SelfCPU()
+	busyBefore, _ := MachineBusy()
 	start := time.Now()
 	stopProgress := s.startProgress(start)
 	if s.opts.Rate > 0 {
@@ -207,11 +213,17 @@ func (s *runState) run(ctx context.Context) (*Report, error) {
 	elapsed := time.Since(start)
 	stopProgress()
 	clientCPU := SelfCPU() - clientBefore
+	busyAfter, _ := MachineBusy()
 	serverAfter, err := s.serverCPU()
 	if err != nil {
 		return nil, fmt.Errorf("the server exited during the run: %w", err)
 	}
-	return s.report(elapsed, serverAfter-serverBefore, clientCPU)
+	r, err := s.report(elapsed, serverAfter-serverBefore, clientCPU)
+	if r != nil && busyAfter > 0 {
+		other := busyAfter - busyBefore - clientCPU - (serverAfter - serverBefore)
+		r.OtherLoad = max(0, other.Seconds()/elapsed.Seconds())
+	}
+	return r, err
 }
 
 func (s *runState) serverCPU() (time.Duration, error) {

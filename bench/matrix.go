@@ -65,6 +65,9 @@ type Cell struct {
 	P99              time.Duration `json:"p99_ns"`
 	Spread           float64       `json:"spread"` // of ServerCPU over runs
 	Noisy            bool          `json:"noisy"`  // Spread > SpreadLimit
+	// OtherLoad is the median over runs of the CPUs other processes kept
+	// busy (Report.OtherLoad): high values explain noisy cells.
+	OtherLoad float64 `json:"other_load"`
 
 	ClientBytes       float64       `json:"client_bytes"`
 	ServerBytes       float64       `json:"server_bytes"`
@@ -84,6 +87,7 @@ type RunSummary struct {
 	HandshakesPerSec float64       `json:"handshakes_per_sec"`
 	ServerCPU        time.Duration `json:"server_cpu_ns"`
 	ClientCPU        time.Duration `json:"client_cpu_ns"`
+	OtherLoad        float64       `json:"other_load"`
 }
 
 // MatrixResult is everything Matrix measured.
@@ -311,17 +315,19 @@ func (m *matrixRun) runCell(ctx context.Context, c *Cell, g tls.CurveID, p *Proc
 			fmt.Fprintf(m.opts.Log, "%-7s %-19s %-15s run %d: %v\n", c.Server, c.Group, c.Cert, run+1, err)
 			return
 		}
-		c.Runs = append(c.Runs, RunSummary{HandshakesPerSec: r.HandshakesPerSec, ServerCPU: r.ServerCPU, ClientCPU: r.ClientCPU})
+		c.Runs = append(c.Runs, RunSummary{HandshakesPerSec: r.HandshakesPerSec, ServerCPU: r.ServerCPU, ClientCPU: r.ClientCPU, OtherLoad: r.OtherLoad})
 		cpu = append(cpu, float64(r.ServerCPU))
 		rate = append(rate, r.HandshakesPerSec)
 		last = r
-		fmt.Fprintf(m.opts.Log, "%-7s %-19s %-15s run %d: %7.0f/s  server %s  client %s\n",
-			c.Server, c.Group, c.Cert, run+1, r.HandshakesPerSec, fmtDur(r.ServerCPU), fmtDur(r.ClientCPU))
+		fmt.Fprintf(m.opts.Log, "%-7s %-19s %-15s run %d: %7.0f/s  server %s  client %s  others %.2f CPUs\n",
+			c.Server, c.Group, c.Cert, run+1, r.HandshakesPerSec, fmtDur(r.ServerCPU), fmtDur(r.ClientCPU), r.OtherLoad)
 	}
-	var client []float64
+	var client, other []float64
 	for _, r := range c.Runs {
 		client = append(client, float64(r.ClientCPU))
+		other = append(other, r.OtherLoad)
 	}
+	c.OtherLoad = Median(other)
 	c.HandshakesPerSec = Median(rate)
 	c.ServerCPU = time.Duration(Median(cpu))
 	c.ClientCPU = time.Duration(Median(client))

@@ -20,7 +20,7 @@ func WriteMatrixTable(w io.Writer, r *MatrixResult) error {
 	}
 	fmt.Fprintf(w, "machine: %s, %d CPUs, %s; %d runs of %s, %d in flight\n\n", r.Machine, r.CPUs, pinned, r.Runs, r.Duration, r.Concurrency)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "server\tgroup\tcert\tsigner\ths/s\tserver CPU\tspread\tclient CPU\tprimitives\toverhead\tclient B\tserver B\tflight B\t+RTT\tTTFB model\t")
+	fmt.Fprintln(tw, "server\tgroup\tcert\tsigner\ths/s\tserver CPU\tspread\tothers\tclient CPU\tprimitives\toverhead\tclient B\tserver B\tflight B\t+RTT\tTTFB model\t")
 	for _, c := range r.Cells {
 		if c.Error != "" {
 			continue // listed below the table, where a long reason cannot break the columns
@@ -33,8 +33,8 @@ func WriteMatrixTable(w io.Writer, r *MatrixResult) error {
 		if c.Primitives > 0 {
 			prim, over = fmtDur(c.Primitives), fmtDur(c.Overhead)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%s\t%.1f%%%s\t%s\t%s\t%s\t%.0f\t%.0f\t%d\t%d\t%s\t\n",
-			c.Server, c.Group, c.Cert, c.Signer, c.HandshakesPerSec, fmtDur(c.ServerCPU), 100*c.Spread, flag,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%s\t%.1f%%%s\t%.2f\t%s\t%s\t%s\t%.0f\t%.0f\t%d\t%d\t%s\t\n",
+			c.Server, c.Group, c.Cert, c.Signer, c.HandshakesPerSec, fmtDur(c.ServerCPU), 100*c.Spread, flag, c.OtherLoad,
 			fmtDur(c.ClientCPU), prim, over, c.ClientBytes, c.ServerBytes, c.ServerFlightBytes, c.ExtraRoundTrips, fmtDur(c.TTFB))
 	}
 	tw.Flush()
@@ -43,7 +43,7 @@ func WriteMatrixTable(w io.Writer, r *MatrixResult) error {
 			fmt.Fprintf(w, "FAILED %s %s %s: %s\n", c.Server, c.Group, c.Cert, truncate(c.Error, 300))
 		}
 	}
-	fmt.Fprintf(w, "\n! = spread of server CPU over runs above %.0f%%\n", 100*SpreadLimit)
+	fmt.Fprintf(w, "\n! = spread of server CPU over runs above %.0f%%; others = CPUs other processes kept busy (median over runs)\n", 100*SpreadLimit)
 	fmt.Fprintf(w, "TTFB model (RTT %s, initcwnd %d x %d B): %s\n\n", r.Network.RTT, r.Network.InitCwnd, r.Network.MSS, r.Model)
 
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -80,7 +80,7 @@ func truncate(s string, n int) string {
 
 var matrixCSVHeader = []string{
 	"server", "group", "cert", "signer", "error", "runs", "handshakes_per_sec", "server_cpu_us", "spread",
-	"noisy", "client_cpu_us", "primitives_us", "overhead_us", "p50_us", "p99_us", "client_bytes",
+	"noisy", "other_load", "client_cpu_us", "primitives_us", "overhead_us", "p50_us", "p99_us", "client_bytes",
 	"server_bytes", "server_flight_bytes", "extra_round_trips", "ttfb_model_ms",
 }
 
@@ -97,7 +97,7 @@ func WriteMatrixCSV(w io.Writer, r *MatrixResult) error {
 				prim, over = us(c.Primitives), us(c.Overhead)
 			}
 			rec = append(rec, ff(c.HandshakesPerSec, 1), us(c.ServerCPU), ff(c.Spread, 4),
-				strconv.FormatBool(c.Noisy), us(c.ClientCPU), prim, over, us(c.P50), us(c.P99),
+				strconv.FormatBool(c.Noisy), ff(c.OtherLoad, 2), us(c.ClientCPU), prim, over, us(c.P50), us(c.P99),
 				ff(c.ClientBytes, 0), ff(c.ServerBytes, 0), strconv.Itoa(c.ServerFlightBytes),
 				strconv.Itoa(c.ExtraRoundTrips), ff(float64(c.TTFB)/1e6, 3))
 		} else {

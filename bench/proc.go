@@ -192,3 +192,34 @@ func pinThreads(pid, cpu int) error {
 	}
 	return nil
 }
+
+// MachineBusy is the CPU time all CPUs of the machine have spent on
+// anything but idle and iowait since boot, from the first line of
+// /proc/stat (user, nice, system, irq, softirq, steal; proc(5)). Over a
+// run, busy minus the server's and the client's CPU is what other
+// processes took: how noisy the machine was.
+func MachineBusy() (time.Duration, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("failed to read /proc/stat: %w", err)
+	}
+	return parseMachineBusy(data)
+}
+
+func parseMachineBusy(data []byte) (time.Duration, error) {
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, errors.New("failed to parse /proc/stat: no aggregate cpu line with 8 times")
+	}
+	var busy int64
+	// user nice system idle iowait irq softirq steal: skip idle (4) and iowait (5).
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("failed to parse /proc/stat field %d %q: %w", i, f[i], err)
+		}
+		busy += v
+	}
+	return ticks(busy), nil
+}

@@ -47,3 +47,17 @@ func TestParseStatRealCaptures(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseMachineBusy: /proc/stat, seeded with a real capture.
+func FuzzParseMachineBusy(f *testing.F) {
+	data, err := os.ReadFile("testdata/proc-stat.txt")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if d, err := parseMachineBusy(data); err == nil && !bytes.HasPrefix(data, []byte("cpu")) {
+			t.Fatalf("parsed %v from a file not starting with the cpu line", d)
+		}
+	})
+}

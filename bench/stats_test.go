@@ -101,3 +101,27 @@ func TestClockTicksAndSelfCPU(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestParseMachineBusy(t *testing.T) {
+	hz := time.Second / time.Duration(ClockTicks())
+	tests := []struct {
+		name    string
+		data    string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"idle and iowait skipped", "cpu  100 2 30 5000 40 1 6 7 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n", (100 + 2 + 30 + 1 + 6 + 7) * hz, false},
+		{"old kernel without guest columns", "cpu 1 1 1 1 1 1 1 1\n", 6 * hz, false},
+		{"per-CPU line first", "cpu0 1 2 3 4 5 6 7 8\n", 0, true},
+		{"too few fields", "cpu 1 2 3\n", 0, true},
+		{"not a number", "cpu 1 x 3 4 5 6 7 8\n", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseMachineBusy([]byte(tt.data))
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("parseMachineBusy = %v, %v; want %v, err %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
