@@ -189,18 +189,7 @@ var adoptionTemplate = template.Must(template.New("adoption").Funcs(template.Fun
 
 func (h *adoptionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rep := h.a.report(h.now())
-	w.Header().Set("Cache-Control", "no-store")
-	if wantsJSON(r) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(rep)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := adoptionTemplate.Execute(w, rep); err != nil {
-		http.Error(w, "500 Internal Server Error: failed to render the adoption page", http.StatusInternalServerError)
-	}
+	render(w, r, adoptionTemplate, "adoption", rep)
 }
 
 // formatPercent prints a share with one decimal: "87.5%".

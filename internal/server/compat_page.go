@@ -2,7 +2,6 @@ package server
 
 import (
 	_ "embed"
-	"encoding/json"
 	"html/template"
 	"net"
 	"net/http"
@@ -62,18 +61,7 @@ func (h *compatHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rep := h.report(r)
-	w.Header().Set("Cache-Control", "no-store")
-	if wantsJSON(r) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(rep)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := compatTemplate.Execute(w, rep); err != nil {
-		http.Error(w, "500 Internal Server Error: failed to render the compat page", http.StatusInternalServerError)
-	}
+	render(w, r, compatTemplate, "compat", rep)
 }
 
 func (h *compatHandler) report(r *http.Request) CompatReport {

@@ -82,6 +82,13 @@ func (inspectHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rep.Warning = w.Header().Get(PQWarningHeader)
 		}
 	}
+	render(w, r, inspectTemplate, "inspect", rep)
+}
+
+// render answers with rep as indented JSON when the client asks for JSON,
+// else as the HTML page tmpl; the built-in pages are about the visitor's
+// own connection, so they are never cached.
+func render(w http.ResponseWriter, r *http.Request, tmpl *template.Template, page string, rep any) {
 	w.Header().Set("Cache-Control", "no-store")
 	if wantsJSON(r) {
 		w.Header().Set("Content-Type", "application/json")
@@ -91,8 +98,8 @@ func (inspectHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := inspectTemplate.Execute(w, rep); err != nil {
-		http.Error(w, "500 Internal Server Error: failed to render the inspect page", http.StatusInternalServerError)
+	if err := tmpl.Execute(w, rep); err != nil {
+		http.Error(w, "500 Internal Server Error: failed to render the "+page+" page", http.StatusInternalServerError)
 	}
 }
 
