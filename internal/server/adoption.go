@@ -2,7 +2,6 @@ package server
 
 import (
 	_ "embed"
-	"encoding/json"
 	"fmt"
 	"html/template"
 	"net/http"
