@@ -260,3 +260,27 @@ func TestEnsureLocal(t *testing.T) {
 		}
 	})
 }
+
+func TestIssueFrom(t *testing.T) {
+	dir := t.TempDir()
+	set, err := EnsureLocal(dir, []string{"localhost"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := LoadKeyPair(filepath.Join(dir, "pq-ca.crt"), filepath.Join(dir, "pq-ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := IssueFrom(ca, LeafOptions{Names: []string{"localhost"}, Alg: AlgMLDSA44})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(set.PQRoot)
+	if _, err := leaf.Leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "localhost"}); err != nil {
+		t.Errorf("a leaf issued from the local ML-DSA CA does not verify: %v", err)
+	}
+	if _, err := IssueFrom(set.Classical, LeafOptions{Names: []string{"x"}, Alg: AlgECDSAP256}); err == nil {
+		t.Error("a leaf certificate was accepted as an issuer")
+	}
+}

@@ -1,12 +1,8 @@
 package server
 
 import (
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"math/big"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -236,38 +232,10 @@ func issueCompatLeaf(dir string, alg certs.Alg, names []string, now time.Time) (
 	if err != nil {
 		return nil, err
 	}
-	key, err := certs.GenerateKey(alg)
+	cert, err := certs.IssueFrom(ca, certs.LeafOptions{Names: names, Alg: alg, Validity: compatLeafValidity, Now: now})
 	if err != nil {
 		return nil, err
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: names[0], OrganizationalUnit: []string{"pqedge compat " + string(alg)}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(compatLeafValidity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Leaf, key.Public(), ca.PrivateKey)
-	if err != nil {
-		return nil, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	cert := &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 	if strings.HasPrefix(string(alg), "mldsa") {
 		if err := certs.WrapSigner(cert, certs.DefaultSignerKind); err != nil {
 			return nil, err
