@@ -125,13 +125,14 @@ func WriteSVG(w io.Writer, r *MatrixResult) error {
 
 func esc(s string) string { return html.EscapeString(s) }
 
-// niceCeil rounds v up to 1, 2 or 5 times a power of ten, for axis ticks.
+// niceCeil rounds v up to a round number (a few steps per power of ten)
+// so that the four axis ticks are round too.
 func niceCeil(v float64) float64 {
 	if v <= 0 {
 		return 1
 	}
 	mag := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
+	for _, m := range []float64{1, 1.2, 1.6, 2, 2.4, 3, 4, 5, 6, 8, 10} { // divisible by 4 ticks
 		if v <= m*mag {
 			return m * mag
 		}
