@@ -168,13 +168,10 @@ type PQEdgeLauncher struct {
 
 func (PQEdgeLauncher) Kind() string { return ServerPQEdge }
 
-// Signer: pqedge signs ML-DSA with certs.DefaultSignerKind and has no
-// config key to change it, so stdlib-signer cells are not pqedge's.
+// Signer: pqedge signs ML-DSA with the signer the cell names, through its
+// [site.tls] mldsa_signer key.
 func (PQEdgeLauncher) Signer(alg CertAlg) (string, bool) {
-	if alg.Signer == "" {
-		return "", true
-	}
-	return string(certs.DefaultSignerKind), alg.Signer == certs.DefaultSignerKind
+	return string(alg.Signer), true
 }
 
 func (l PQEdgeLauncher) Start(ctx context.Context, spec ServerSpec) (*Process, error) {
@@ -192,6 +189,10 @@ func (l PQEdgeLauncher) Start(ctx context.Context, spec ServerSpec) (*Process, e
 		if pqtls.IsPostQuantumGroup(g) {
 			classicalOnly = ""
 		}
+	}
+	signer := ""
+	if spec.Alg.Signer != "" {
+		signer = fmt.Sprintf("mldsa_signer = %q", spec.Alg.Signer)
 	}
 	pq := "off"
 	if spec.Alg.PostQuantum() {
@@ -223,11 +224,12 @@ key = %q
 [site.tls]
 groups = [%s]
 %s
+%s
 
 [[site.route]]
 path = "/"
 handler = "inspect"
-`, filepath.Join(spec.Dir, "data"), addr, pq, spec.Chain.CertFile, spec.Chain.KeyFile, strings.Join(quoted, ", "), classicalOnly)
+`, filepath.Join(spec.Dir, "data"), addr, pq, spec.Chain.CertFile, spec.Chain.KeyFile, strings.Join(quoted, ", "), classicalOnly, signer)
 	file := filepath.Join(spec.Dir, "pqedge.toml")
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("failed to write %s: %w", file, err)

@@ -141,6 +141,9 @@ type TLS struct {
 	// mistake this key exists to prevent.
 	AllowClassicalOnly bool   `toml:"allow_classical_only"`
 	MinVersion         string `toml:"min_version"` // "1.2" or "1.3"
+	// MLDSASigner is who makes the site's ML-DSA signatures: "circl"
+	// (default, several times faster) or "stdlib" (crypto/mldsa).
+	MLDSASigner string `toml:"mldsa_signer"`
 }
 
 // Route sends requests whose path starts with Path to a pool or a built-in

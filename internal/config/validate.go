@@ -347,6 +347,11 @@ func (v *validator) checkTLS(key string, t TLS) {
 	if t.AllowClassicalOnly && (len(t.Groups) == 0 || anyPQ) {
 		v.addf(key+".allow_classical_only", "remove it: it only applies to a groups list without post-quantum groups", "allow_classical_only has no effect here")
 	}
+	switch t.MLDSASigner {
+	case "", "circl", "stdlib":
+	default:
+		v.addf(key+".mldsa_signer", "use \"circl\" (default) or \"stdlib\"", "unknown ML-DSA signer %q", t.MLDSASigner)
+	}
 	switch t.MinVersion {
 	case "", "1.2", "1.3":
 		if t.MinVersion == "1.2" && preset.MinVersion == 0x0304 {

@@ -93,7 +93,11 @@ func (cs *certSource) selector(site config.Site) (*certs.Selector, error) {
 		return nil, fmt.Errorf("certificate mode %q is not available in this build", site.Certs)
 	}
 	if sel.PQ != nil {
-		if err := certs.WrapSigner(sel.PQ, certs.DefaultSignerKind); err != nil {
+		kind, err := certs.ParseSignerKind(site.TLS.MLDSASigner)
+		if err != nil {
+			return nil, err
+		}
+		if err := certs.WrapSigner(sel.PQ, kind); err != nil {
 			return nil, err
 		}
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/mldsa"
 	"crypto/tls"
 	"crypto/x509"
 	"os"
@@ -140,5 +141,35 @@ handler = "inspect"
 	}
 	if sel.PQ == nil || sel.Classical == nil {
 		t.Error("the ML-DSA and classical pairs were not both loaded")
+	}
+}
+
+// TestMLDSASignerSelectable: ML-DSA signatures come from circl by default
+// and from crypto/mldsa with mldsa_signer = "stdlib".
+func TestMLDSASignerSelectable(t *testing.T) {
+	for _, tt := range []struct {
+		signer     string
+		wantStdlib bool
+	}{{"", false}, {"circl", false}, {"stdlib", true}} {
+		t.Run("signer="+tt.signer, func(t *testing.T) {
+			cfg := loadConfig(t, t.TempDir(), baseConfig+`
+[[site]]
+name = "local"
+server_names = ["localhost"]
+[site.tls]
+mldsa_signer = "`+tt.signer+`"
+[[site.route]]
+path = "/"
+handler = "inspect"
+`)
+			sel, err := (&certSource{cfg: cfg, now: time.Now()}).selector(cfg.Site[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, isStdlib := sel.PQ.PrivateKey.(*mldsa.PrivateKey)
+			if isStdlib != tt.wantStdlib {
+				t.Errorf("ML-DSA key is %T", sel.PQ.PrivateKey)
+			}
+		})
 	}
 }
