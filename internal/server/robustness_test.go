@@ -19,8 +19,8 @@ import (
 
 const shortTimeouts = `
 [timeouts]
-handshake = "300ms"
-read_header = "300ms"
+handshake = "1s"
+read_header = "1s"
 `
 
 const inspectSite = `
