@@ -54,6 +54,19 @@ type Config struct {
 	// avoids a TCP reset that unread NewSessionTicket bytes would cause.
 	CloseNotify bool
 
+	// Session, when set and still usable (within its lifetime, issued for
+	// ServerName), is offered for resumption: psk_key_exchange_modes
+	// psk_dhe_ke and a pre_shared_key with its binder (RFC 8446 Section
+	// 4.2.11), key shares as usual. A server that declines it gets a full
+	// handshake; Result.Resumed says which happened.
+	Session *Session
+	// ReadTicket, after the client Finished, waits for the server's first
+	// NewSessionTicket and returns it as Result.Session. A server that
+	// sends none within TicketTimeout (default 1s) or closes first leaves
+	// Result.Session nil; that is not an error.
+	ReadTicket    bool
+	TicketTimeout time.Duration
+
 	// Timeout bounds the whole handshake, every read and write included
 	// (default 10s); a context deadline that is earlier wins. It protects
 	// a benchmark from servers that stop answering.
@@ -97,4 +110,11 @@ type Result struct {
 	ServerFlightBytes int
 	// RoundTrips is 1, or 2 after a HelloRetryRequest.
 	RoundTrips int
+
+	// Resumed says the server accepted Config.Session: it sent no
+	// Certificate or CertificateVerify (SignatureScheme and the chain
+	// fields are then zero).
+	Resumed bool
+	// Session is the server's first NewSessionTicket, with ReadTicket.
+	Session *Session
 }

@@ -10,8 +10,8 @@
 // algorithms and ClientHello shapes a server accepts).
 //
 // It is NOT a general-purpose TLS client and must never protect data: it
-// sends no application data, supports no resumption, no client
-// certificates, no TLS 1.2, and in load mode (Config.Precomputed) it reuses
+// sends no application data, no early data, no client certificates, no
+// TLS 1.2, and in load mode (Config.Precomputed) it reuses
 // ephemeral keys, which destroys forward secrecy. Use crypto/tls for
 // anything that carries data.
 //
@@ -26,6 +26,16 @@
 // SecP384r1MLKEM1024: ECDH share first), the pure ML-KEM groups
 // draft-ietf-tls-mlkem. ML-KEM and Kyber come from
 // github.com/cloudflare/circl, elliptic curves from crypto/ecdh.
+//
+// # Resumption
+//
+// With Config.ReadTicket the client waits for the server's first
+// NewSessionTicket (Section 4.6.1) and returns it with its PSK as a
+// *Session; Config.Session offers one back (pre_shared_key with its
+// binder, Section 4.2.11). Only psk_dhe_ke is offered, so key shares are
+// still sent, forward secrecy holds and the group is still measured. A
+// server that accepts sends no Certificate or CertificateVerify and
+// Result.Resumed is set; one that declines gets a full handshake.
 //
 // # Load mode
 //

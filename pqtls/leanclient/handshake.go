@@ -54,7 +54,7 @@ func Handshake(ctx context.Context, conn net.Conn, cfg *Config) (*Result, error)
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	hs := &handshakeState{cfg: cfg, rc: newRecordConn(conn), res: &Result{RoundTrips: 1}}
+	hs := &handshakeState{cfg: cfg, rc: newRecordConn(conn), res: &Result{RoundTrips: 1}, deadline: deadline}
 	hs.rc.splitDelay = cfg.SplitDelay
 	if hs.rc.splitDelay <= 0 {
 		hs.rc.splitDelay = 20 * time.Millisecond
@@ -88,6 +88,11 @@ type handshakeState struct {
 	masterSecret     []byte
 	leafKey          any
 	serverFlightFrom int // rc.bytesReceived before the ServerHello
+	deadline         time.Time
+
+	session          *Session // offered for resumption; nil when none
+	serverAppSecret  []byte
+	resumptionSecret []byte
 }
 
 // handshake lists the steps of RFC 8446 Section 2 from the client's side.
@@ -121,17 +126,26 @@ func (hs *handshakeState) handshake() error {
 	if err := hs.readEncryptedExtensions(); err != nil {
 		return err
 	}
-	if err := hs.readCertificate(); err != nil {
-		return err
-	}
-	if err := hs.readCertificateVerify(); err != nil {
-		return err
+	if !hs.res.Resumed {
+		// RFC 8446 Section 2.2: a PSK handshake authenticates the server
+		// by the PSK, with no Certificate or CertificateVerify.
+		if err := hs.readCertificate(); err != nil {
+			return err
+		}
+		if err := hs.readCertificateVerify(); err != nil {
+			return err
+		}
 	}
 	if err := hs.readServerFinished(); err != nil {
 		return err
 	}
 	if err := hs.sendClientFinished(); err != nil {
 		return err
+	}
+	if hs.cfg.ReadTicket {
+		if err := hs.readTicket(); err != nil {
+			return err
+		}
 	}
 	if hs.cfg.CloseNotify {
 		return hs.closeNotify()
@@ -174,6 +188,18 @@ func (hs *handshakeState) makeClientHello() error {
 		}
 		hs.hello.shares = append(hs.hello.shares, ks)
 	}
+	// RFC 8446 Section 4.2.9: servers send no tickets to a client that
+	// lists no PSK mode (crypto/tls and OpenSSL both hold to it).
+	hs.hello.pskModes = cfg.ReadTicket
+	if now := time.Now(); cfg.Session.usable(cfg.ServerName, now) {
+		hs.hello.pskModes = true
+		hs.session = cfg.Session
+		hs.hello.psk = &pskOffer{
+			identity: cfg.Session.Ticket,
+			age:      cfg.Session.obfuscatedAge(now),
+			binder:   make([]byte, lookupCipherSuite(cfg.Session.CipherSuite).hash.Size()),
+		}
+	}
 	return nil
 }
 
@@ -194,6 +220,11 @@ func (hs *handshakeState) keyShare(g tls.CurveID) (*keyShare, error) {
 // sendClientHello writes the ClientHello, split as configured.
 func (hs *handshakeState) sendClientHello() error {
 	msg := hs.hello.marshal()
+	if p := hs.hello.psk; p != nil {
+		// After a HelloRetryRequest the binder also covers message_hash
+		// and the HelloRetryRequest (RFC 8446 Section 4.2.11.2).
+		signPSKBinder(lookupCipherSuite(hs.session.CipherSuite), hs.session.PSK, hs.transcript.h, msg, len(p.binder))
+	}
 	hs.transcript.add(msg)
 	hs.res.ClientHelloBytes = len(msg)
 	cut := 0
@@ -274,6 +305,16 @@ func (hs *handshakeState) processHelloRetryRequest() error {
 		hs.hello.shares = []*keyShare{ks}
 	}
 	hs.hello.cookie = sh.cookie
+	if hs.hello.psk != nil {
+		// RFC 8446 Section 4.1.4: recompute obfuscated_ticket_age and the
+		// binder; drop a PSK whose hash the chosen suite cannot use
+		// (Section 4.2.11).
+		if lookupCipherSuite(hs.session.CipherSuite).hash != hs.suite.hash {
+			hs.hello.psk, hs.session = nil, nil
+		} else {
+			hs.hello.psk.age = hs.session.obfuscatedAge(time.Now())
+		}
+	}
 	// Transcript: message_hash(Hash(ClientHello1)) || HelloRetryRequest.
 	ch1 := hs.transcript.pending[0]
 	hs.transcript = transcript{}
@@ -296,6 +337,20 @@ func (hs *handshakeState) checkServerHello() error {
 	if hs.suite == nil {
 		hs.suite = lookupCipherSuite(sh.suite)
 		hs.transcript.start(hs.suite.hash)
+	}
+	if sh.hasPSK {
+		// RFC 8446 Section 4.2.11: the selected identity must be one
+		// offered, and the suite must share the PSK's hash.
+		if hs.hello.psk == nil {
+			return malformed(op, "server selected a pre-shared key that was not offered")
+		}
+		if sh.pskIdentity != 0 {
+			return malformed(op, "server selected PSK identity %d, only 0 was offered", sh.pskIdentity)
+		}
+		if lookupCipherSuite(hs.session.CipherSuite).hash != hs.suite.hash {
+			return malformed(op, "server resumed with cipher suite 0x%04x, whose hash differs from the session's", sh.suite)
+		}
+		hs.res.Resumed = true
 	}
 	hs.transcript.add(sh.raw)
 	hs.res.Group = sh.group
@@ -323,7 +378,11 @@ func (hs *handshakeState) establishHandshakeKeys() error {
 		return &Error{Kind: KindMalformed, Op: op, Err: err}
 	}
 	s := hs.suite
-	hs.handshakeSecret = s.handshakeSecret(shared)
+	var psk []byte
+	if hs.res.Resumed {
+		psk = hs.session.PSK
+	}
+	hs.handshakeSecret = s.handshakeSecret(psk, shared)
 	th := hs.transcript.sum()
 	hs.clientHSSecret = s.deriveSecret(hs.handshakeSecret, "c hs traffic", th)
 	hs.serverHSSecret = s.deriveSecret(hs.handshakeSecret, "s hs traffic", th)
@@ -461,9 +520,18 @@ func (hs *handshakeState) sendClientFinished() error {
 	th := hs.transcript.sum()
 	hs.masterSecret = s.masterSecret(hs.handshakeSecret)
 	verify := s.finishedMAC(hs.clientHSSecret, th)
+	finished := handshakeMessage(typeFinished, verify)
+	if hs.cfg.ReadTicket {
+		// Tickets come under the server application keys; their PSKs hang
+		// off resumption_master_secret, which also covers the client
+		// Finished (RFC 8446 Section 7.1).
+		hs.serverAppSecret = s.deriveSecret(hs.masterSecret, "s ap traffic", th)
+		hs.transcript.add(finished)
+		hs.resumptionSecret = s.deriveSecret(hs.masterSecret, "res master", hs.transcript.sum())
+	}
 	var wire []byte
 	wire = append(wire, recordChangeCipherSpec, 3, 3, 0, 1, 1)
-	wire = hs.rc.appendRecord(wire, recordHandshake, handshakeMessage(typeFinished, verify))
+	wire = hs.rc.appendRecord(wire, recordHandshake, finished)
 	if hs.cfg.CloseNotify {
 		clientApp := s.deriveSecret(hs.masterSecret, "c ap traffic", th)
 		out, err := s.trafficProtection(clientApp)
@@ -475,6 +543,55 @@ func (hs *handshakeState) sendClientFinished() error {
 		wire = hs.rc.appendRecord(wire, recordAlert, []byte{1, 0})
 	}
 	return hs.rc.write("send client Finished", wire, 0)
+}
+
+// readTicket waits for the server's first NewSessionTicket (RFC 8446
+// Section 4.6.1). crypto/tls sends it with its Finished, OpenSSL once it
+// has read the client Finished.
+func (hs *handshakeState) readTicket() error {
+	const op = "read NewSessionTicket"
+	in, err := hs.suite.trafficProtection(hs.serverAppSecret)
+	if err != nil {
+		return &Error{Kind: KindMalformed, Op: op, Err: err}
+	}
+	if err := hs.rc.setReadKeys(op, in); err != nil {
+		return err
+	}
+	wait := hs.cfg.TicketTimeout
+	if wait <= 0 {
+		wait = time.Second
+	}
+	// The shorter deadline keeps a server that sends no tickets from
+	// costing every handshake the whole Timeout.
+	if d := time.Now().Add(wait); d.Before(hs.deadline) {
+		hs.rc.conn.SetReadDeadline(d)
+		defer hs.rc.conn.SetReadDeadline(hs.deadline)
+	}
+	msg, err := hs.rc.readHandshake(op)
+	if err != nil {
+		switch KindOf(err) {
+		case KindTimeout, KindDial:
+			return nil // no ticket in time, or the connection ended first
+		case KindAlert:
+			var e *Error
+			if errors.As(err, &e) && e.Alert == 0 {
+				return nil // close_notify
+			}
+		}
+		return err
+	}
+	if hs.cfg.onMessage != nil {
+		hs.cfg.onMessage(msg)
+	}
+	t, err := parseNewSessionTicket(msg)
+	if err != nil {
+		return err
+	}
+	if t.lifetime == 0 {
+		return nil // RFC 8446 Section 4.6.1: discard immediately
+	}
+	hs.res.Session = hs.sessionFromTicket(t, time.Now())
+	return nil
 }
 
 // closeNotify half-closes the connection and reads (and discards) what

@@ -88,10 +88,11 @@ func (s *cipherSuite) emptyHash() []byte {
 }
 
 // handshakeSecret runs the key schedule (RFC 8446 Section 7.1) from the
-// start to the Handshake Secret: no PSK, so the Early Secret is
-// HKDF-Extract(0, 0).
-func (s *cipherSuite) handshakeSecret(shared []byte) []byte {
-	early := s.extract(nil, nil)
+// start to the Handshake Secret. Without a PSK (nil) the Early Secret is
+// HKDF-Extract(0, 0); a resumed handshake starts from HKDF-Extract(0, PSK)
+// and still mixes in the (EC)DHE/KEM secret (psk_dhe_ke).
+func (s *cipherSuite) handshakeSecret(psk, shared []byte) []byte {
+	early := s.extract(psk, nil)
 	derived := s.deriveSecret(early, "derived", s.emptyHash())
 	return s.extract(shared, derived)
 }

@@ -50,6 +50,8 @@ type clientHello struct {
 	sigalgs    []tls.SignatureScheme
 	shares     []*keyShare
 	cookie     []byte
+	psk        *pskOffer // nil: no resumption offered
+	pskModes   bool      // send psk_key_exchange_modes; true whenever psk is set
 }
 
 func addU16Prefixed(b *cryptobyte.Builder, f func(b *cryptobyte.Builder)) {
@@ -131,6 +133,17 @@ func (ch *clientHello) marshalExtensions(b *cryptobyte.Builder) {
 			}
 		})
 	})
+	if ch.pskModes {
+		// psk_dhe_ke only: a resumed handshake still runs the key exchange,
+		// so it keeps forward secrecy and the group is still measured.
+		b.AddUint16(extPSKKeyExchangeModes)
+		addU16Prefixed(b, func(b *cryptobyte.Builder) {
+			b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddUint8(pskModeDHE) })
+		})
+	}
+	if ch.psk != nil {
+		ch.psk.marshal(b) // RFC 8446 Section 4.2.11: MUST be the last extension
+	}
 }
 
 // serverHello is a parsed ServerHello or HelloRetryRequest
@@ -145,6 +158,10 @@ type serverHello struct {
 	share       []byte // ServerHello key_share; nil in a HelloRetryRequest
 	cookie      []byte
 	hasKeyShare bool
+	// hasPSK says the server accepted the offered PSK number pskIdentity
+	// (RFC 8446 Section 4.2.11).
+	hasPSK      bool
+	pskIdentity uint16
 }
 
 // parseServerHello parses a whole ServerHello message, header included.
@@ -219,6 +236,11 @@ func parseServerHello(msg []byte) (*serverHello, error) {
 			if !readUint16Bytes(&data, &sh.cookie) || len(sh.cookie) == 0 || !data.Empty() {
 				return nil, malformed(op, "bad cookie")
 			}
+		case extPreSharedKey:
+			if sh.retry || !data.ReadUint16(&sh.pskIdentity) || !data.Empty() {
+				return nil, malformed(op, "bad pre_shared_key")
+			}
+			sh.hasPSK = true
 		}
 	}
 	return sh, nil
