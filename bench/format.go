@@ -35,6 +35,11 @@ func WriteTable(w io.Writer, r *Report) error {
 		}
 		row("server flight", "%d B, %s the initial window (%d B)", r.ServerFlightBytes, fits, certs.InitialWindowBytes)
 		row("HelloRetryRequest", "%.1f%%", 100*r.HRRRate)
+		if r.Resume {
+			row("resumed", "%.1f%% (session tickets offered after each worker's first handshake)", 100*r.ResumedRate)
+		} else {
+			row("resumed", "off (every handshake is full)")
+		}
 		if r.ServerCPU > 0 {
 			row("server CPU", "%s per handshake (/proc, %d ticks/s)", fmtDur(r.ServerCPU), ClockTicks())
 		}
@@ -67,7 +72,7 @@ func fmtDur(d time.Duration) string {
 var reportCSVHeader = []string{
 	"target", "groups", "mode", "concurrency", "rate", "attempts", "succeeded", "failed",
 	"elapsed_s", "handshakes_per_sec", "p50_us", "p90_us", "p99_us", "p999_us", "max_us",
-	"group", "signature", "hrr_rate", "client_bytes", "server_bytes", "server_flight_bytes",
+	"group", "signature", "hrr_rate", "resumed_rate", "client_bytes", "server_bytes", "server_flight_bytes",
 	"exceeds_initcwnd", "server_cpu_us", "client_cpu_us", "other_load", "errors",
 }
 
@@ -90,11 +95,11 @@ func WriteReportCSV(w io.Writer, reports ...*Report) error {
 		}
 		if r.Succeeded > 0 {
 			rec = append(rec, ff(r.HandshakesPerSec, 1), us(r.Latency.P50), us(r.Latency.P90), us(r.Latency.P99),
-				us(r.Latency.P999), us(r.Latency.Max), r.Group, r.Signature, ff(r.HRRRate, 4),
+				us(r.Latency.P999), us(r.Latency.Max), r.Group, r.Signature, ff(r.HRRRate, 4), optRate(r.Resume, r.ResumedRate),
 				ff(r.ClientBytes, 0), ff(r.ServerBytes, 0), strconv.Itoa(r.ServerFlightBytes),
 				strconv.FormatBool(r.ExceedsInitCwnd), optUS(r.ServerCPU), us(r.ClientCPU), ff(r.OtherLoad, 2))
 		} else {
-			rec = append(rec, make([]string, 16)...)
+			rec = append(rec, make([]string, 17)...)
 		}
 		cw.Write(append(rec, errs))
 	}
@@ -116,6 +121,15 @@ func joinNames(names []string) string {
 func ff(v float64, prec int) string { return strconv.FormatFloat(v, 'f', prec, 64) }
 
 func us(d time.Duration) string { return ff(float64(d)/float64(time.Microsecond), 1) }
+
+// optRate leaves the resumed rate empty when resumption was not tried:
+// "0" would read as "the server declined every ticket".
+func optRate(tried bool, rate float64) string {
+	if !tried {
+		return ""
+	}
+	return ff(rate, 4)
+}
 
 func optUS(d time.Duration) string {
 	if d == 0 {

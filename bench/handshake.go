@@ -48,6 +48,13 @@ type Options struct {
 	// Precompute makes every key share once (leanclient.ShareCache) so the
 	// client spends its CPU on the handshake, not on key generation.
 	Precompute bool
+	// Resume makes every handshake after a worker's first offer a session
+	// ticket (RFC 8446 PSK with psk_dhe_ke: key shares are still sent).
+	// Each worker keeps the first ticket it gets and reuses it, replacing
+	// it only when the server declined it (a full handshake, whose new
+	// ticket it takes); crypto/tls tickets are reusable, so against it
+	// every handshake but each worker's first resumes.
+	Resume bool
 	// ServerPID, when positive, is the server process whose CPU (with its
 	// children's) is read from /proc before and after the run.
 	ServerPID int
@@ -84,10 +91,15 @@ type Report struct {
 	HandshakesPerSec float64 `json:"handshakes_per_sec"`
 	Latency          Latency `json:"latency_ns"`
 
-	// Negotiated is what the last successful handshake chose.
+	// Negotiated is what the last successful handshake chose; Signature
+	// that of the last full handshake (a resumed one signs nothing).
 	Group     string  `json:"group,omitempty"`
 	Signature string  `json:"signature,omitempty"`
 	HRRRate   float64 `json:"hrr_rate"`
+	// Resume says handshakes offered a session ticket; ResumedRate is the
+	// share of successful handshakes the server actually resumed.
+	Resume      bool    `json:"resume"`
+	ResumedRate float64 `json:"resumed_rate"`
 
 	// Bytes are whole TLS records per handshake, averaged; TCP/IP headers
 	// are not counted.
@@ -128,6 +140,8 @@ type runState struct {
 	samples []time.Duration
 	errs    map[string]*ErrorCount
 	hrr     int
+	resumed int
+	sig     tls.SignatureScheme // of the last full (not resumed) handshake
 	sent    int64
 	recv    int64
 	flight  int
@@ -174,6 +188,7 @@ func newRunState(opts Options) (*runState, error) {
 		// The server must read the client Finished before its CPU for the
 		// handshake is complete; close_notify proves it did.
 		CloseNotify: true,
+		ReadTicket:  opts.Resume,
 		Timeout:     opts.Timeout,
 	}
 	if opts.Precompute {
@@ -241,6 +256,12 @@ func (s *runState) take() bool {
 	return s.started.Add(1) <= int64(s.opts.Count)
 }
 
+// worker is what one of the Concurrency handshake slots keeps between
+// handshakes; it is used by one goroutine at a time.
+type worker struct {
+	session *leanclient.Session // with Resume: the ticket to offer
+}
+
 // closedLoop runs Concurrency workers, each starting its next handshake
 // when the previous one ends.
 func (s *runState) closedLoop(ctx context.Context) {
@@ -248,9 +269,10 @@ func (s *runState) closedLoop(ctx context.Context) {
 	for range s.opts.Concurrency {
 		wg.Go(func() {
 			var local []time.Duration
+			w := &worker{}
 			for ctx.Err() == nil && s.take() {
 				t0 := time.Now()
-				if s.one(ctx, t0) {
+				if s.one(ctx, w, t0) {
 					local = append(local, time.Since(t0))
 				}
 			}
@@ -267,7 +289,12 @@ func (s *runState) closedLoop(ctx context.Context) {
 // intended start: the wait is what a real client would have seen.
 func (s *runState) openLoop(ctx context.Context, start time.Time) {
 	interval := time.Duration(float64(time.Second) / s.opts.Rate)
-	slots := make(chan struct{}, s.opts.Concurrency)
+	// A slot is a worker, so that a session ticket stays with the slot
+	// that got it, as in the closed loop.
+	slots := make(chan *worker, s.opts.Concurrency)
+	for range s.opts.Concurrency {
+		slots <- &worker{}
+	}
 	var wg sync.WaitGroup
 	for i := 0; ctx.Err() == nil && s.take(); i++ {
 		intended := start.Add(time.Duration(i) * interval)
@@ -283,13 +310,14 @@ func (s *runState) openLoop(ctx context.Context, start time.Time) {
 			}
 		}
 		wg.Go(func() {
+			var w *worker
 			select {
-			case slots <- struct{}{}:
+			case w = <-slots:
 			case <-ctx.Done():
 				return // the run ended before a slot freed: not attempted
 			}
-			defer func() { <-slots }()
-			if s.one(ctx, intended) {
+			defer func() { slots <- w }()
+			if s.one(ctx, w, intended) {
 				lat := time.Since(intended)
 				s.mu.Lock()
 				s.samples = append(s.samples, lat)
@@ -303,19 +331,34 @@ func (s *runState) openLoop(ctx context.Context, start time.Time) {
 // one makes a handshake and records its result. The handshake is not tied
 // to ctx: when the duration ends, handshakes in flight finish (within
 // Timeout) instead of being cut and counted as timeouts.
-func (s *runState) one(ctx context.Context, started time.Time) bool {
+func (s *runState) one(ctx context.Context, w *worker, started time.Time) bool {
 	hctx := context.WithoutCancel(ctx)
-	res, err := s.dial(hctx, s.opts.Target, s.client)
+	cfg := s.client
+	if w.session != nil {
+		c := *s.client
+		c.Session = w.session
+		cfg = &c
+	}
+	res, err := s.dial(hctx, s.opts.Target, cfg)
 	if err != nil {
 		s.failed.Add(1)
 		s.recordError(err)
 		return false
 	}
 	s.completed.Add(1)
+	if !res.Resumed && res.Session != nil {
+		// The first ticket, or a replacement for one the server declined.
+		w.session = res.Session
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if res.HelloRetry {
 		s.hrr++
+	}
+	if res.Resumed {
+		s.resumed++
+	} else {
+		s.sig = res.SignatureScheme
 	}
 	s.sent += int64(res.BytesSent)
 	s.recv += int64(res.BytesReceived)
@@ -399,8 +442,12 @@ func (s *runState) report(elapsed, serverCPU, clientCPU time.Duration) (*Report,
 	r.HandshakesPerSec = n / elapsed.Seconds()
 	r.Latency = summarize(s.samples)
 	r.Group = pqtls.GroupName(s.last.Group)
-	r.Signature = pqtls.SignatureName(s.last.SignatureScheme)
+	if s.sig != 0 {
+		r.Signature = pqtls.SignatureName(s.sig)
+	}
 	r.HRRRate = float64(s.hrr) / n
+	r.Resume = s.opts.Resume
+	r.ResumedRate = float64(s.resumed) / n
 	r.ClientBytes = float64(s.sent) / n
 	r.ServerBytes = float64(s.recv) / n
 	r.ServerFlightBytes = s.flight

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,11 +50,19 @@ func listen(t *testing.T, serve func(net.Conn)) string {
 
 func tlsServer(t *testing.T, alg certs.Alg) string {
 	t.Helper()
+	return tlsServerWith(t, alg, func(*tls.Config) {})
+}
+
+// tlsServerWith is tlsServer with its config changed by edit, and what
+// the server saw of each handshake: whether it resumed.
+func tlsServerWith(t *testing.T, alg certs.Alg, edit func(*tls.Config)) string {
+	t.Helper()
 	chain, err := MakeChain(t.TempDir(), alg, []string{"localhost"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{*chain.Cert}}
+	edit(cfg)
 	return listen(t, func(c net.Conn) {
 		defer c.Close()
 		tc := tls.Server(c, cfg)
@@ -208,5 +217,57 @@ func TestRunOptionErrors(t *testing.T) {
 		if _, err := Run(context.Background(), opts); err == nil || errors.Is(err, ErrNoSuccess) {
 			t.Errorf("Run(%+v) = %v, want an option error", opts, err)
 		}
+	}
+}
+
+// TestRunResume counts resumptions on the server side: the report's
+// resumed rate must be what crypto/tls saw, and a server that issues no
+// tickets must give full handshakes and no errors.
+func TestRunResume(t *testing.T) {
+	tests := []struct {
+		name      string
+		opts      Options
+		noTickets bool
+	}{
+		{name: "closed loop", opts: Options{Count: 20, Concurrency: 2, Precompute: true}},
+		{name: "open loop", opts: Options{Count: 15, Concurrency: 3, Rate: 2000}},
+		{name: "server issues no tickets", opts: Options{Count: 6, Concurrency: 2}, noTickets: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var serverResumed atomic.Int64
+			addr := tlsServerWith(t, certs.AlgECDSAP256, func(c *tls.Config) {
+				c.SessionTicketsDisabled = tt.noTickets
+				c.VerifyConnection = func(cs tls.ConnectionState) error {
+					if cs.DidResume {
+						serverResumed.Add(1)
+					}
+					return nil
+				}
+			})
+			opts := tt.opts
+			opts.Target, opts.Resume = addr, true
+			r, err := Run(context.Background(), opts)
+			if err != nil {
+				t.Fatalf("Run: %v (errors %+v)", err, r)
+			}
+			if r.Succeeded != opts.Count || r.Failed != 0 {
+				t.Fatalf("succeeded %d failed %d; errors %+v", r.Succeeded, r.Failed, r.Errors)
+			}
+			resumed := int(r.ResumedRate*float64(r.Succeeded) + 0.5)
+			if !r.Resume || int64(resumed) != serverResumed.Load() {
+				t.Errorf("report: resume %v, %d resumed; server resumed %d", r.Resume, resumed, serverResumed.Load())
+			}
+			full := r.Succeeded - resumed
+			switch {
+			case tt.noTickets && full != r.Succeeded:
+				t.Errorf("%d resumed without tickets", resumed)
+			case !tt.noTickets && (full < 1 || full > opts.Concurrency):
+				t.Errorf("%d full handshakes, want one per worker that ran (1..%d)", full, opts.Concurrency)
+			}
+			if r.Signature != "ecdsa_secp256r1_sha256" {
+				t.Errorf("signature %q, want the full handshakes' ecdsa", r.Signature)
+			}
+		})
 	}
 }

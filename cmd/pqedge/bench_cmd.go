@@ -25,10 +25,11 @@ const benchUsage = `usage: pqedge bench <command> [flags]
 commands:
   handshake -target HOST:PORT [-groups LIST] [-sigalgs LIST] [-concurrency N]
             [-duration D | -count N] [-rate R] [-server-pid PID] [-precompute]
-            [-servername NAME] [-timeout D] [-json] [-csv FILE]
-            full TLS 1.3 handshakes against one server: rate, latency
-            percentiles, bytes, first flight, HelloRetryRequests, errors by
-            kind and (with -server-pid) the server's CPU per handshake
+            [-resume on|off] [-servername NAME] [-timeout D] [-json] [-csv FILE]
+            TLS 1.3 handshakes against one server, full or (-resume on)
+            resumed: rate, latency percentiles, bytes, first flight,
+            HelloRetryRequests, resumptions, errors by kind and (with
+            -server-pid) the server's CPU per handshake
   matrix    [-groups LIST] [-certs LIST] [-servers pqedge,plain,nginx]
             [-runs N] [-duration D] [-concurrency N] [-out DIR] [-rtt D] [-initcwnd N]
             every group x certificate algorithm against pqedge, a plain
@@ -113,7 +114,7 @@ func benchHandshake(args []string, stdout, stderr io.Writer) error {
 	duration := fs.Duration("duration", 0, "how long to start handshakes (default 10s unless -count is given)")
 	count := fs.Int("count", 0, "how many handshakes to make")
 	rate := fs.Float64("rate", 0, "open loop: start this many handshakes per second, latency from the intended start (0: closed loop)")
-	resume := fs.String("resume", "off", "session resumption: off (on is not supported yet)")
+	resume := fs.String("resume", "off", "on: each worker's first handshake is full and gets a session ticket, which every later handshake of that worker offers again (psk_dhe_ke: key shares still sent); a ticket the server declines is replaced by the new one. off: every handshake is full")
 	serverPID := fs.Int("server-pid", 0, "the server's process id: report its CPU (with its children's) per handshake")
 	serverName := fs.String("servername", "localhost", "server name (SNI)")
 	timeout := fs.Duration("timeout", 5*time.Second, "deadline of each handshake, connect included")
@@ -131,10 +132,7 @@ func benchHandshake(args []string, stdout, stderr io.Writer) error {
 		return benchFlagError("handshake", errors.New("handshake needs -target HOST:PORT"), "try `pqedge bench handshake -target 127.0.0.1:8443 -duration 5s`")
 	}
 	switch *resume {
-	case "off":
-	case "on":
-		return withHint(errors.New("-resume on is not supported: the benchmark client (pqtls/leanclient) has no PSK session resumption"),
-			"leave -resume off; every handshake is a full handshake, the worst case a server must provision for")
+	case "off", "on":
 	default:
 		return benchFlagError("handshake", fmt.Errorf("-resume %q: want on or off", *resume))
 	}
@@ -147,7 +145,7 @@ func benchHandshake(args []string, stdout, stderr io.Writer) error {
 	opts := bench.Options{
 		Target: *target, ServerName: *serverName, Concurrency: *concurrency,
 		Count: *count, Duration: *duration, Rate: *rate, Timeout: *timeout,
-		Precompute: *precompute, ServerPID: *serverPID,
+		Precompute: *precompute, ServerPID: *serverPID, Resume: *resume == "on",
 	}
 	if opts.Groups, err = parseGroupList("handshake", *groups); err != nil {
 		return err

@@ -82,7 +82,6 @@ func TestRunBenchErrors(t *testing.T) {
 		{"no target", []string{"handshake"}, 2, []string{"needs -target HOST:PORT", "hint: try `pqedge bench handshake"}, true},
 		{"bad group", []string{"handshake", "-target", "127.0.0.1:1", "-groups", "x25519,nope"}, 2, []string{"-groups:", "hint: group names are IANA names"}, true},
 		{"bad sigalg", []string{"handshake", "-target", "127.0.0.1:1", "-sigalgs", "md5"}, 2, []string{"-sigalgs:", "hint: signature names"}, true},
-		{"resume on", []string{"handshake", "-target", "127.0.0.1:1", "-resume", "on"}, 1, []string{"-resume on is not supported", "hint: leave -resume off"}, true},
 		{"resume typo", []string{"handshake", "-target", "127.0.0.1:1", "-resume", "yes"}, 2, []string{`-resume "yes": want on or off`}, true},
 		{"bad pid", []string{"handshake", "-target", "127.0.0.1:1", "-count", "1", "-server-pid", "999999999"}, 2, []string{"-server-pid 999999999", "hint: give the pid"}, true},
 		{"matrix bad cert", []string{"matrix", "-certs", "dsa"}, 2, []string{`unknown certificate algorithm "dsa"`}, true},
@@ -142,6 +141,41 @@ func TestRunBenchHandshake(t *testing.T) {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, stdout.String())
 		}
+	}
+}
+
+// -resume on: each of the 2 workers makes one full handshake, then resumes
+// its ticket; crypto/tls accepts it again and again.
+func TestRunBenchHandshakeResume(t *testing.T) {
+	addr := benchTarget(t)
+	csvFile := filepath.Join(t.TempDir(), "out.csv")
+	var stdout, stderr bytes.Buffer
+	code := runBench([]string{"handshake", "-target", addr, "-count", "10", "-concurrency", "2", "-resume", "on", "-json", "-csv", csvFile}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("stdout is not a JSON report: %v\n%s", err, stdout.String())
+	}
+	if rep.Succeeded != 10 || !rep.Resume || rep.ResumedRate < 0.8 || rep.ResumedRate > 0.9 {
+		t.Errorf("report: succeeded %d, resume %v, resumed rate %v (want 0.8 or 0.9: one full handshake per worker)", rep.Succeeded, rep.Resume, rep.ResumedRate)
+	}
+	data, err := os.ReadFile(csvFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+	if err != nil || len(rows) != 2 || rows[0][18] != "resumed_rate" || (rows[1][18] != "0.8000" && rows[1][18] != "0.9000") {
+		t.Errorf("CSV %v: %q", err, rows)
+	}
+
+	stdout.Reset()
+	if code := runBench([]string{"handshake", "-target", addr, "-count", "3", "-concurrency", "1", "-resume", "on"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "resumed") || !strings.Contains(stdout.String(), "66.7%") {
+		t.Errorf("table lacks the resumed rate:\n%s", stdout.String())
 	}
 }
 
