@@ -44,3 +44,22 @@ func ExampleShareCache() {
 		}
 	}
 }
+
+// Resumption: the first handshake reads a ticket, the second offers it.
+// Result.Resumed says whether the server accepted it (no certificate was
+// sent) or made a full handshake instead.
+func ExampleSession() {
+	cfg := &leanclient.Config{ServerName: "localhost", ReadTicket: true, CloseNotify: true}
+	first, err := leanclient.Dial(context.Background(), "127.0.0.1:8443", cfg)
+	if err != nil || first.Session == nil {
+		fmt.Println("no ticket:", err)
+		return
+	}
+	cfg.Session = first.Session
+	res, err := leanclient.Dial(context.Background(), "127.0.0.1:8443", cfg)
+	if err != nil {
+		fmt.Println("handshake failed:", leanclient.KindOf(err), err)
+		return
+	}
+	fmt.Println("resumed:", res.Resumed, "server flight:", res.ServerFlightBytes, "B")
+}

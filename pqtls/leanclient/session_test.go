@@ -274,3 +274,37 @@ func FuzzNewSessionTicket(f *testing.F) {
 		}
 	})
 }
+
+// TestServerHelloPSKChecks: a ServerHello may select only the offered PSK,
+// identity 0, with a suite of the session's hash (RFC 8446 Section 4.2.11).
+func TestServerHelloPSKChecks(t *testing.T) {
+	sha384 := &Session{Ticket: []byte("t"), PSK: make([]byte, 48), CipherSuite: tls.TLS_AES_256_GCM_SHA384}
+	tests := []struct {
+		name    string
+		offered *Session
+		suite   uint16
+		id      uint16
+		wantErr bool
+	}{
+		{name: "accepted", offered: sha384, suite: tls.TLS_AES_256_GCM_SHA384},
+		{name: "not offered", suite: tls.TLS_AES_128_GCM_SHA256, wantErr: true},
+		{name: "identity 1", offered: sha384, suite: tls.TLS_AES_256_GCM_SHA384, id: 1, wantErr: true},
+		{name: "other hash", offered: sha384, suite: tls.TLS_AES_128_GCM_SHA256, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hs := &handshakeState{cfg: &Config{}, res: &Result{}, session: tt.offered}
+			if tt.offered != nil {
+				hs.hello.psk = &pskOffer{identity: tt.offered.Ticket}
+			}
+			hs.sh = &serverHello{raw: []byte{typeServerHello, 0, 0, 0}, suite: tt.suite, hasKeyShare: true, hasPSK: true, pskIdentity: tt.id}
+			err := hs.checkServerHello()
+			if (err != nil) != tt.wantErr || (err != nil && KindOf(err) != KindMalformed) {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if hs.res.Resumed != !tt.wantErr {
+				t.Errorf("Resumed = %v", hs.res.Resumed)
+			}
+		})
+	}
+}
