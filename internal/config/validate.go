@@ -82,12 +82,7 @@ func (v *validator) checkListeners() {
 	}
 	for i, l := range v.cfg.Listener {
 		key := fmt.Sprintf("listener.%d", i)
-		if l.Name == "" {
-			v.addf(key, "name every listener, e.g. name = \"https\"", "listener has no name")
-		} else if names[l.Name] {
-			v.addf(key+".name", "listener names must be unique", "duplicate listener name %q", l.Name)
-		}
-		names[l.Name] = true
+		v.checkName(key, "listener", "https", l.Name, names)
 		if l.Address == "" {
 			v.addf(key, "e.g. address = \"0.0.0.0:443\"", "listener %q has no address", l.Name)
 		} else {
@@ -157,16 +152,22 @@ func (v *validator) hasSite(name string) bool {
 	return slices.ContainsFunc(v.cfg.Site, func(s Site) bool { return s.Name == name })
 }
 
+// checkName reports a missing or repeated name of a listener, pool or site.
+func (v *validator) checkName(key, kind, example, name string, seen map[string]bool) {
+	switch {
+	case name == "":
+		v.addf(key, fmt.Sprintf("name every %s, e.g. name = %q", kind, example), "%s has no name", kind)
+	case seen[name]:
+		v.addf(key+".name", kind+" names must be unique", "duplicate %s name %q", kind, name)
+	}
+	seen[name] = true
+}
+
 func (v *validator) checkPools() {
 	names := map[string]bool{}
 	for i, p := range v.cfg.Pool {
 		key := fmt.Sprintf("pool.%d", i)
-		if p.Name == "" {
-			v.addf(key, "name every pool, e.g. name = \"app\"", "pool has no name")
-		} else if names[p.Name] {
-			v.addf(key+".name", "pool names must be unique", "duplicate pool name %q", p.Name)
-		}
-		names[p.Name] = true
+		v.checkName(key, "pool", "app", p.Name, names)
 		if len(p.Upstreams) == 0 {
 			v.addf(key, "e.g. upstreams = [\"127.0.0.1:3000\"]", "pool %q has no upstreams", p.Name)
 		}
@@ -216,12 +217,7 @@ func (v *validator) checkSites() {
 	for i := range v.cfg.Site {
 		s := &v.cfg.Site[i]
 		key := fmt.Sprintf("site.%d", i)
-		if s.Name == "" {
-			v.addf(key, "name every site, e.g. name = \"www\"", "site has no name")
-		} else if names[s.Name] {
-			v.addf(key+".name", "site names must be unique", "duplicate site name %q", s.Name)
-		}
-		names[s.Name] = true
+		v.checkName(key, "site", "www", s.Name, names)
 		if len(s.ServerNames) == 0 {
 			v.addf(key, "e.g. server_names = [\"example.com\"]", "site %q has no server_names", s.Name)
 		}
