@@ -93,9 +93,11 @@ func (srv *Server) handleConn(address string, raw net.Conn) {
 	raw.SetDeadline(time.Time{})
 
 	hello, _ := ec.ClientHello()
+	family := familyOf(hello)
 	if err != nil {
-		srv.metrics.handshakeFailed(l.cfg.Name, failureKind(err), hello)
-		srv.observeHandshake(gen, l, ec, nil, hello, err)
+		reason := failureKind(err)
+		srv.metrics.handshakeFailed(l.cfg.Name, reason, family)
+		srv.observeHandshake(l, ec, nil, hello, family, reason, err)
 		srv.log.Debug("handshake failed", "listener", l.cfg.Name, "remote", raw.RemoteAddr().String(), "err", err)
 		tc.Close()
 		return
@@ -111,8 +113,8 @@ func (srv *Server) handleConn(address string, raw net.Conn) {
 	ec.mu.Lock()
 	ec.record = &rec
 	ec.mu.Unlock()
-	srv.metrics.handshakeDone(l.cfg.Name, site, &rec)
-	srv.observeHandshake(gen, l, ec, &rec, hello, nil)
+	srv.metrics.handshakeDone(l.cfg.Name, site, &rec, family)
+	srv.observeHandshake(l, ec, &rec, hello, family, "", nil)
 
 	if l.stream != nil {
 		// A reload during the handshake retired l's stream proxy; the

@@ -31,23 +31,25 @@ type HandshakeEvent struct {
 
 // observeHandshake feeds one handshake outcome to the adoption counters, the
 // compat page's recent-handshake list and Options.OnHandshake. It runs on
-// the connection's goroutine.
-func (srv *Server) observeHandshake(gen *generation, l *listenerRuntime, ec *edgeConn, rec *pqtls.Handshake, hello *pqtls.ClientHello, err error) {
+// the connection's goroutine, for every handshake: the event (and the
+// formatted client address in it) is only built when something reads it.
+func (srv *Server) observeHandshake(l *listenerRuntime, ec *edgeConn, rec *pqtls.Handshake, hello *pqtls.ClientHello, family, reason string, err error) {
+	c := l.compat
+	if c == nil && rec != nil {
+		// Compat probes force one group each: counting them would make
+		// the adoption share describe the matrix, not the visitors.
+		srv.adoption.record(srv.now(), family, rec.PostQuantum())
+	}
+	if c == nil && srv.onHandshake == nil {
+		return
+	}
 	site, _ := ec.chosen()
-	ev := HandshakeEvent{Listener: l.cfg.Name, Handshake: rec, Hello: hello, Err: err, Remote: ec.RemoteAddr().String()}
+	ev := HandshakeEvent{Listener: l.cfg.Name, Compat: c != nil, Handshake: rec, Hello: hello, Err: err, Reason: reason, Remote: ec.RemoteAddr().String()}
 	if site != nil {
 		ev.Site = site.name
 	}
-	if err != nil {
-		ev.Reason = failureKind(err)
-	}
-	if c := gen.compat.listener(l); c != nil {
-		// Compat probes force one group each: counting them would make the
-		// adoption share describe the matrix, not the visitors.
-		ev.Compat = true
-		gen.compat.remember(c, ev, srv.now())
-	} else if rec != nil {
-		srv.adoption.record(srv.now(), familyOf(hello), rec.PostQuantum())
+	if c != nil {
+		c.set.remember(c, ev, srv.now())
 	}
 	if srv.onHandshake != nil {
 		srv.onHandshake(ev)

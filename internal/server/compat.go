@@ -34,6 +34,7 @@ type compatSet struct {
 // compatListener is one combination.
 type compatListener struct {
 	config.CompatCombination
+	set      *compatSet // the set it belongs to
 	listener *listenerRuntime
 	pqGroup  bool
 	pqCert   bool
@@ -54,19 +55,6 @@ type compatSeen struct {
 
 // compatRecentMax bounds the handshakes remembered across all visitors.
 const compatRecentMax = 512
-
-// listener returns the combination served by l, or nil.
-func (cs *compatSet) listener(l *listenerRuntime) *compatListener {
-	if cs == nil {
-		return nil
-	}
-	for _, c := range cs.listeners {
-		if c.listener == l {
-			return c
-		}
-	}
-	return nil
-}
 
 func (cs *compatSet) remember(c *compatListener, ev HandshakeEvent, now time.Time) {
 	seen := compatSeen{listener: c.listener.cfg.Name, at: now, ok: ev.Handshake != nil, reason: ev.Reason}
@@ -147,6 +135,7 @@ func (s *Server) addCompat(gen *generation, cs *certSource) error {
 		}
 		gen.listeners[lc.Name] = c.listener
 		gen.bySocket[socketKey(lc)] = c.listener
+		c.set, c.listener.compat = gen.compat, c
 		gen.compat.listeners = append(gen.compat.listeners, c)
 		cfg.Listener = append(cfg.Listener, lc)
 	}

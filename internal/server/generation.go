@@ -84,6 +84,7 @@ type listenerRuntime struct {
 	queue  *connQueue              // https: handshaken conns for the http.Server
 	http   *http.Server
 	stream *proxy.StreamProxy
+	compat *compatListener // set on [compat] combination listeners only
 }
 
 // buildGeneration turns a validated config into a generation. certificates

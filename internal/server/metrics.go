@@ -77,19 +77,19 @@ func newMetrics() *metrics {
 	return m
 }
 
-func (m *metrics) handshakeDone(listener string, site *siteRuntime, h *pqtls.Handshake) {
+func (m *metrics) handshakeDone(listener string, site *siteRuntime, h *pqtls.Handshake, family string) {
 	siteName := ""
 	if site != nil {
 		siteName = site.name
 	}
 	pq := strconv.FormatBool(h.PostQuantum())
-	m.handshakes.WithLabelValues(listener, siteName, h.GroupName(), pq, h.SignatureName(), familyOf(h.Client),
+	m.handshakes.WithLabelValues(listener, siteName, h.GroupName(), pq, h.SignatureName(), family,
 		strconv.FormatBool(h.HelloRetry), strconv.FormatBool(h.Resumed)).Inc()
 	m.handshakeSeconds.WithLabelValues(listener, pq).Observe(h.Duration.Seconds())
 }
 
-func (m *metrics) handshakeFailed(listener, reason string, hello *pqtls.ClientHello) {
-	m.handshakeFailures.WithLabelValues(listener, reason, familyOf(hello)).Inc()
+func (m *metrics) handshakeFailed(listener, reason, family string) {
+	m.handshakeFailures.WithLabelValues(listener, reason, family).Inc()
 }
 
 func (m *metrics) upstreamHealth(pool, addr string, healthy bool) {
