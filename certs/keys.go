@@ -13,6 +13,8 @@ import (
 	"encoding/pem"
 	"fmt"
 	"strings"
+
+	"github.com/pqedge/pqedge/pqtls"
 )
 
 // Alg names a key algorithm as pqedge's CLI and config spell it.
@@ -34,7 +36,8 @@ const (
 // chain costs on the wire.
 type KeyInfo struct {
 	Alg Alg
-	// Name is the human name ("ML-DSA-65", "ECDSA P-256", "RSA 2048").
+	// Name is the human name ("ML-DSA-65", "ECDSA P-256", "RSA-2048"), as
+	// pqtls.KeyAlgorithm spells it everywhere in pqedge.
 	Name string
 	// PublicKeyBytes is the size of the raw public key (the BIT STRING of
 	// the SubjectPublicKeyInfo).
@@ -53,10 +56,19 @@ type KeyInfo struct {
 // one switch over key types: every other function that depends on the
 // algorithm goes through it.
 func DescribeKey(pub crypto.PublicKey) (KeyInfo, error) {
+	info, err := describeKey(pub)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	info.Name = pqtls.KeyAlgorithm(pub)
+	return info, nil
+}
+
+func describeKey(pub crypto.PublicKey) (KeyInfo, error) {
 	switch k := pub.(type) {
 	case *mldsa.PublicKey:
 		p := k.Parameters()
-		info := KeyInfo{Name: p.String(), PublicKeyBytes: p.PublicKeySize(), SignatureBytes: p.SignatureSize(), PostQuantum: true}
+		info := KeyInfo{PublicKeyBytes: p.PublicKeySize(), SignatureBytes: p.SignatureSize(), PostQuantum: true}
 		switch p {
 		case mldsa.MLDSA44():
 			info.Alg, info.Scheme = AlgMLDSA44, tls.MLDSA44
@@ -72,20 +84,20 @@ func DescribeKey(pub crypto.PublicKey) (KeyInfo, error) {
 		switch k.Curve {
 		case elliptic.P256():
 			// 1 + 2*32 uncompressed point; DER signature at most 72 bytes.
-			return KeyInfo{Alg: AlgECDSAP256, Name: "ECDSA P-256", PublicKeyBytes: 65, SignatureBytes: 72, Scheme: tls.ECDSAWithP256AndSHA256}, nil
+			return KeyInfo{Alg: AlgECDSAP256, PublicKeyBytes: 65, SignatureBytes: 72, Scheme: tls.ECDSAWithP256AndSHA256}, nil
 		case elliptic.P384():
-			return KeyInfo{Alg: AlgECDSAP384, Name: "ECDSA P-384", PublicKeyBytes: 97, SignatureBytes: 104, Scheme: tls.ECDSAWithP384AndSHA384}, nil
+			return KeyInfo{Alg: AlgECDSAP384, PublicKeyBytes: 97, SignatureBytes: 104, Scheme: tls.ECDSAWithP384AndSHA384}, nil
 		case elliptic.P521():
-			return KeyInfo{Alg: "ecdsa-p521", Name: "ECDSA P-521", PublicKeyBytes: 133, SignatureBytes: 139, Scheme: tls.ECDSAWithP521AndSHA512}, nil
+			return KeyInfo{Alg: "ecdsa-p521", PublicKeyBytes: 133, SignatureBytes: 139, Scheme: tls.ECDSAWithP521AndSHA512}, nil
 		}
 		return KeyInfo{}, fmt.Errorf("unsupported ECDSA curve %s", k.Curve.Params().Name)
 	case ed25519.PublicKey:
-		return KeyInfo{Alg: AlgEd25519, Name: "Ed25519", PublicKeyBytes: ed25519.PublicKeySize, SignatureBytes: ed25519.SignatureSize, Scheme: tls.Ed25519}, nil
+		return KeyInfo{Alg: AlgEd25519, PublicKeyBytes: ed25519.PublicKeySize, SignatureBytes: ed25519.SignatureSize, Scheme: tls.Ed25519}, nil
 	case *rsa.PublicKey:
 		n := k.Size()
 		// The PKCS#1 RSAPublicKey adds the SEQUENCE, the modulus' INTEGER
 		// header and leading zero, and the exponent: about 14 bytes.
-		return KeyInfo{Alg: AlgRSA, Name: fmt.Sprintf("RSA %d", k.N.BitLen()), PublicKeyBytes: n + 14, SignatureBytes: n, Scheme: tls.PSSWithSHA256}, nil
+		return KeyInfo{Alg: AlgRSA, PublicKeyBytes: n + 14, SignatureBytes: n, Scheme: tls.PSSWithSHA256}, nil
 	default:
 		return KeyInfo{}, fmt.Errorf("unsupported key type %T", pub)
 	}

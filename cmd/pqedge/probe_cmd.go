@@ -176,7 +176,7 @@ func leafKey(res *leanclient.Result) string {
 	if len(res.Certificates) == 0 {
 		return ""
 	}
-	return leanclient.KeyDescription(res.Certificates[0].PublicKey)
+	return pqtls.KeyAlgorithm(res.Certificates[0].PublicKey)
 }
 
 // shortErr is the part of a handshake error a table cell can hold: the

@@ -86,10 +86,10 @@ handler = "inspect"
 			t.Errorf("pq-only pqedge accepted %s", pqtls.GroupName(g))
 		}
 	}
-	if c := probeCert(r, "ECDSA"); c.Err != nil || leanclient.KeyDescription(c.Result.Certificates[0].PublicKey) != "ECDSA P-256" {
+	if c := probeCert(r, "ECDSA"); c.Err != nil || pqtls.KeyAlgorithm(c.Result.Certificates[0].PublicKey) != "ECDSA P-256" {
 		t.Errorf("ECDSA list: %+v", c)
 	}
-	if c := probeCert(r, "mldsa65"); c.Err != nil || leanclient.KeyDescription(c.Result.Certificates[0].PublicKey) != "ML-DSA-65" {
+	if c := probeCert(r, "mldsa65"); c.Err != nil || pqtls.KeyAlgorithm(c.Result.Certificates[0].PublicKey) != "ML-DSA-65" {
 		t.Errorf("mldsa65 list: %+v", c)
 	}
 	if c := probeCert(r, "mldsa44"); c.Err == nil {
@@ -138,7 +138,7 @@ func TestProbeNginx(t *testing.T) {
 	if st[tls.X25519].Accepted() {
 		t.Error("nginx accepted x25519, which it was not configured with")
 	}
-	if c := probeCert(r, "mldsa44"); c.Err != nil || leanclient.KeyDescription(c.Result.Certificates[0].PublicKey) != "ML-DSA-44" {
+	if c := probeCert(r, "mldsa44"); c.Err != nil || pqtls.KeyAlgorithm(c.Result.Certificates[0].PublicKey) != "ML-DSA-44" {
 		t.Errorf("mldsa44 list: %+v", c)
 	}
 	if len(r.Preference) != 2 {

@@ -81,7 +81,7 @@ func TestProbeGoServer(t *testing.T) {
 			t.Errorf("%s: %v", tt.list, c.Err)
 			continue
 		}
-		if got := KeyDescription(c.Result.Certificates[0].PublicKey); got != tt.key || c.Result.SignatureScheme != tt.scheme || len(c.Result.Certificates) != 2 {
+		if got := pqtls.KeyAlgorithm(c.Result.Certificates[0].PublicKey); got != tt.key || c.Result.SignatureScheme != tt.scheme || len(c.Result.Certificates) != 2 {
 			t.Errorf("%s: %s %s %d certs, want %s %s", tt.list, got, pqtls.SignatureName(c.Result.SignatureScheme), len(c.Result.Certificates), tt.key, pqtls.SignatureName(tt.scheme))
 		}
 	}
@@ -115,7 +115,7 @@ func TestProbeOpenSSL(t *testing.T) {
 	if len(r.Preference) != 2 {
 		t.Errorf("preference %v, want both configured groups", r.Preference)
 	}
-	if c := certByName(r, "mldsa65"); c.Err != nil || KeyDescription(c.Result.Certificates[0].PublicKey) != "ML-DSA-65" {
+	if c := certByName(r, "mldsa65"); c.Err != nil || pqtls.KeyAlgorithm(c.Result.Certificates[0].PublicKey) != "ML-DSA-65" {
 		t.Errorf("mldsa65: %+v", c)
 	}
 	if c := certByName(r, "ECDSA"); c.Err == nil {

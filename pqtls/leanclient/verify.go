@@ -112,19 +112,3 @@ func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, serverName str
 	})
 	return err
 }
-
-// KeyDescription names a certificate's public key: "ECDSA P-256",
-// "RSA 2048", "Ed25519", "ML-DSA-65".
-func KeyDescription(pub crypto.PublicKey) string {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		return "ECDSA " + k.Curve.Params().Name
-	case *rsa.PublicKey:
-		return fmt.Sprintf("RSA %d", k.N.BitLen())
-	case ed25519.PublicKey:
-		return "Ed25519"
-	case *mldsa.PublicKey:
-		return k.Parameters().String()
-	}
-	return fmt.Sprintf("%T", pub)
-}
