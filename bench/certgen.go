@@ -1,15 +1,9 @@
 package bench
 
 import (
-	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"time"
@@ -79,76 +73,17 @@ type Chain struct {
 // MakeChain generates a chain for alg valid for names and writes it to dir
 // as NAME.crt, NAME.key and NAME-root.crt.
 func MakeChain(dir string, alg certs.Alg, names []string) (*Chain, error) {
-	rootKey, err := genKey(alg)
+	cert, root, err := certs.NewChain(alg, names, time.Now(), 30*24*time.Hour)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("failed to make the %s chain: %w", alg, err)
 	}
-	interKey, err := genKey(alg)
-	if err != nil {
-		return nil, err
-	}
-	leafKey, err := genKey(alg)
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	ca := func(cn string, serial int64) *x509.Certificate {
-		return &x509.Certificate{
-			SerialNumber:          big.NewInt(serial),
-			Subject:               pkix.Name{CommonName: cn},
-			NotBefore:             now.Add(-time.Hour),
-			NotAfter:              now.Add(30 * 24 * time.Hour),
-			KeyUsage:              x509.KeyUsageCertSign,
-			BasicConstraintsValid: true,
-			IsCA:                  true,
-		}
-	}
-	rootTmpl := ca("pqedge bench root "+string(alg), 1)
-	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
-	if err != nil {
-		return nil, fmt.Errorf("failed to create the %s root: %w", alg, err)
-	}
-	root, _ := x509.ParseCertificate(rootDER)
-	interTmpl := ca("pqedge bench intermediate "+string(alg), 2)
-	interDER, err := x509.CreateCertificate(rand.Reader, interTmpl, root, interKey.Public(), rootKey)
-	if err != nil {
-		return nil, fmt.Errorf("failed to create the %s intermediate: %w", alg, err)
-	}
-	inter, _ := x509.ParseCertificate(interDER)
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(3),
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(7 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, n := range names {
-		leafTmpl.DNSNames = append(leafTmpl.DNSNames, n)
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, inter, leafKey.Public(), interKey)
-	if err != nil {
-		return nil, fmt.Errorf("failed to create the %s leaf: %w", alg, err)
-	}
-	leaf, _ := x509.ParseCertificate(leafDER)
-	cert := &tls.Certificate{Certificate: [][]byte{leafDER, interDER}, PrivateKey: leafKey, Leaf: leaf}
-
 	base := filepath.Join(dir, string(alg))
 	if err := certs.WriteKeyPair(base, cert); err != nil {
 		return nil, err
 	}
 	rootFile := base + "-root.crt"
-	if err := os.WriteFile(rootFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER}), 0o644); err != nil {
+	if err := os.WriteFile(rootFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}), 0o644); err != nil {
 		return nil, fmt.Errorf("failed to write %s: %w", rootFile, err)
 	}
 	return &Chain{CertFile: base + ".crt", KeyFile: base + ".key", RootFile: rootFile, Cert: cert}, nil
-}
-
-// genKey makes a key; certs never generates RSA (it only loads it), so
-// RSA-2048 is made here.
-func genKey(alg certs.Alg) (crypto.Signer, error) {
-	if alg == certs.AlgRSA {
-		return rsa.GenerateKey(rand.Reader, 2048)
-	}
-	return certs.GenerateKey(alg)
 }

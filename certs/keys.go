@@ -113,7 +113,7 @@ func ParseAlg(s string) (Alg, error) {
 	return "", fmt.Errorf("unknown key algorithm %q (known: mldsa44, mldsa65, mldsa87, ecdsa-p256, ecdsa-p384, ed25519)", s)
 }
 
-// GenerateKey makes a new private key of algorithm a.
+// GenerateKey makes a new private key of algorithm a (AlgRSA: RSA-2048).
 func GenerateKey(a Alg) (crypto.Signer, error) {
 	switch a {
 	case AlgMLDSA44:
@@ -129,6 +129,9 @@ func GenerateKey(a Alg) (crypto.Signer, error) {
 	case AlgEd25519:
 		_, k, err := ed25519.GenerateKey(rand.Reader)
 		return k, err
+	case AlgRSA:
+		// Only for comparisons (pqedge bench): RSA is never a default.
+		return rsa.GenerateKey(rand.Reader, 2048)
 	}
 	return nil, fmt.Errorf("cannot generate keys of algorithm %q", a)
 }

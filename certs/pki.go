@@ -262,6 +262,33 @@ func (ca *CA) Issue(opts LeafOptions) (*tls.Certificate, error) {
 	return signCert(tmpl, key, parent)
 }
 
+// NewChain makes, in memory, a root, an intermediate and a leaf for names,
+// all three with keys of alg: the shape of a real deployment's chain, for
+// comparing algorithms (pqedge bench). The returned certificate is the leaf
+// and the intermediate; root is what clients trust.
+func NewChain(alg Alg, names []string, now time.Time, validity time.Duration) (leaf *tls.Certificate, root *x509.Certificate, err error) {
+	if len(names) == 0 {
+		return nil, nil, errors.New("a certificate needs at least one name")
+	}
+	rootCert, err := newCACert(alg, "pqedge "+string(alg)+" root", nil, now, validity)
+	if err != nil {
+		return nil, nil, err
+	}
+	inter, err := newCACert(alg, "pqedge "+string(alg)+" intermediate", rootCert, now, validity)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := GenerateKey(alg)
+	if err != nil {
+		return nil, nil, err
+	}
+	leaf, err = signCert(leafTemplate(names, now, validity), key, inter)
+	if err != nil {
+		return nil, nil, err
+	}
+	return leaf, rootCert.Leaf, nil
+}
+
 // IssueFrom issues a server certificate signed by issuer, a CA key pair
 // already loaded (such as a root of the local development CA). The returned
 // chain is the leaf alone.

@@ -284,3 +284,35 @@ func TestIssueFrom(t *testing.T) {
 		t.Error("a leaf certificate was accepted as an issuer")
 	}
 }
+
+func TestNewChain(t *testing.T) {
+	for _, alg := range []Alg{AlgECDSAP256, AlgEd25519, AlgRSA, AlgMLDSA44, AlgMLDSA65, AlgMLDSA87} {
+		t.Run(string(alg), func(t *testing.T) {
+			leaf, root, err := NewChain(alg, []string{"localhost", "127.0.0.1"}, time.Now(), 24*time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(leaf.Certificate) != 2 {
+				t.Fatalf("chain has %d certificates, want leaf + intermediate", len(leaf.Certificate))
+			}
+			inter, err := x509.ParseCertificate(leaf.Certificate[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			roots, inters := x509.NewCertPool(), x509.NewCertPool()
+			roots.AddCert(root)
+			inters.AddCert(inter)
+			if _, err := leaf.Leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, DNSName: "localhost"}); err != nil {
+				t.Errorf("chain does not verify: %v", err)
+			}
+			for _, c := range []*x509.Certificate{root, inter, leaf.Leaf} {
+				if k, _ := DescribeKey(c.PublicKey); k.Alg != alg {
+					t.Errorf("%s has a %s key, want %s", c.Subject, k.Alg, alg)
+				}
+			}
+		})
+	}
+	if _, _, err := NewChain(AlgMLDSA44, nil, time.Now(), time.Hour); err == nil {
+		t.Error("a chain without names was made")
+	}
+}
