@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pqedge/pqedge/certs"
 	"github.com/pqedge/pqedge/pqtls"
 )
 
@@ -47,8 +48,8 @@ func (v *validator) checkCompat() {
 		v.addf("compat", "e.g. certs = [\"ecdsa-p256\", \"mldsa65\"]", "compat has no certs")
 	}
 	for _, a := range c.Certs {
-		if !slices.Contains(CompatCertAlgs, a) {
-			v.addf("compat.certs", "known: "+strings.Join(CompatCertAlgs, ", "), "unknown certificate algorithm %q", a)
+		if _, err := certs.ParseAlg(a); err != nil {
+			v.addf("compat.certs", "", "%v", err)
 		}
 	}
 	if hasDuplicates(c.Groups) || hasDuplicates(c.Certs) {

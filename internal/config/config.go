@@ -233,8 +233,6 @@ type Compat struct {
 	Certs []string `toml:"certs"`
 }
 
-// CompatCertAlgs are the leaf algorithms compat.certs accepts.
-var CompatCertAlgs = []string{"ecdsa-p256", "ecdsa-p384", "ed25519", "mldsa44", "mldsa65", "mldsa87"}
 
 // Combinations lists the compat combinations in port order.
 func (c *Compat) Combinations() []CompatCombination {
