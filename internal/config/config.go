@@ -233,7 +233,6 @@ type Compat struct {
 	Certs []string `toml:"certs"`
 }
 
-
 // Combinations lists the compat combinations in port order.
 func (c *Compat) Combinations() []CompatCombination {
 	var out []CompatCombination
