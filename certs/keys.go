@@ -103,6 +103,11 @@ func describeKey(pub crypto.PublicKey) (KeyInfo, error) {
 	}
 }
 
+// PostQuantum reports whether a is an ML-DSA algorithm.
+func (a Alg) PostQuantum() bool {
+	return a == AlgMLDSA44 || a == AlgMLDSA65 || a == AlgMLDSA87
+}
+
 // ParseAlg parses an algorithm name as the CLI and config accept it.
 func ParseAlg(s string) (Alg, error) {
 	a := Alg(strings.ToLower(strings.TrimSpace(s)))

@@ -35,6 +35,29 @@ type LocalSet struct {
 	PQRoot        *x509.Certificate
 	// Issued lists the files (re)written by this call, for the log.
 	Issued []string
+
+	classicalCA, pqCA *CA // for Issue
+}
+
+// Issue makes another leaf from the local CAs, in memory: ML-DSA leaves from
+// the ML-DSA CA, the others from the classical one (the compatibility page
+// serves one per algorithm).
+func (s *LocalSet) Issue(opts LeafOptions) (*tls.Certificate, error) {
+	if opts.Alg.PostQuantum() {
+		return s.pqCA.Issue(opts)
+	}
+	return s.classicalCA.Issue(opts)
+}
+
+// LocalLeafFiles lists the certificate and key files of the leaves
+// EnsureLocal keeps in dir, so a caller can notice when they are re-issued.
+func LocalLeafFiles(dir string) []string {
+	var files []string
+	for _, f := range []localFamily{localClassical, localPQ} {
+		base := filepath.Join(dir, f.leafBase)
+		files = append(files, base+".crt", base+".key")
+	}
+	return files
 }
 
 // localFamily is one CA and its leaf in a local directory.
@@ -63,16 +86,17 @@ func EnsureLocal(dir string, names []string, now time.Time) (*LocalSet, error) {
 	}
 	set := &LocalSet{Dir: dir}
 	var err error
-	if set.Classical, set.ClassicalRoot, err = ensureLocalFamily(set, localClassical, names, now); err != nil {
+	if set.Classical, set.classicalCA, err = ensureLocalFamily(set, localClassical, names, now); err != nil {
 		return nil, err
 	}
-	if set.PQ, set.PQRoot, err = ensureLocalFamily(set, localPQ, names, now); err != nil {
+	if set.PQ, set.pqCA, err = ensureLocalFamily(set, localPQ, names, now); err != nil {
 		return nil, err
 	}
+	set.ClassicalRoot, set.PQRoot = set.classicalCA.Root, set.pqCA.Root
 	return set, nil
 }
 
-func ensureLocalFamily(set *LocalSet, f localFamily, names []string, now time.Time) (*tls.Certificate, *x509.Certificate, error) {
+func ensureLocalFamily(set *LocalSet, f localFamily, names []string, now time.Time) (*tls.Certificate, *CA, error) {
 	caPath := filepath.Join(set.Dir, f.caBase)
 	ca, err := loadLocalCA(caPath, now)
 	if err != nil {
@@ -92,7 +116,7 @@ func ensureLocalFamily(set *LocalSet, f localFamily, names []string, now time.Ti
 	leafPath := filepath.Join(set.Dir, f.leafBase)
 	leaf, err := LoadKeyPair(leafPath+".crt", leafPath+".key")
 	if err == nil && localLeafUsable(leaf.Leaf, ca.Root, names, now) {
-		return leaf, ca.Root, nil
+		return leaf, ca, nil
 	}
 	leaf, err = ca.Issue(LeafOptions{Names: names, Alg: f.leafAlg, Validity: localLeafValidity, Now: now})
 	if err != nil {
@@ -102,7 +126,7 @@ func ensureLocalFamily(set *LocalSet, f localFamily, names []string, now time.Ti
 		return nil, nil, err
 	}
 	set.Issued = append(set.Issued, leafPath+".crt")
-	return leaf, ca.Root, nil
+	return leaf, ca, nil
 }
 
 // loadLocalCA returns the CA at base, or nil when it must be (re)made: it is

@@ -289,17 +289,6 @@ func NewChain(alg Alg, names []string, now time.Time, validity time.Duration) (l
 	return leaf, rootCert.Leaf, nil
 }
 
-// IssueFrom issues a server certificate signed by issuer, a CA key pair
-// already loaded (such as a root of the local development CA). The returned
-// chain is the leaf alone.
-func IssueFrom(issuer *tls.Certificate, opts LeafOptions) (*tls.Certificate, error) {
-	key, ok := issuer.PrivateKey.(crypto.Signer)
-	if !ok || issuer.Leaf == nil || !issuer.Leaf.IsCA {
-		return nil, errors.New("failed to issue: the issuer is not a loaded CA key pair")
-	}
-	return (&CA{issuer: issuer.Leaf, issuerKey: key}).Issue(opts)
-}
-
 // leafTemplate is a TLS server certificate for names (RFC 5280 Section
 // 4.2.1.6: names go in the SAN; the CN is informative only).
 func leafTemplate(names []string, now time.Time, validity time.Duration) *x509.Certificate {

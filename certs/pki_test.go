@@ -261,27 +261,42 @@ func TestEnsureLocal(t *testing.T) {
 	})
 }
 
-func TestIssueFrom(t *testing.T) {
+func TestLocalSetIssue(t *testing.T) {
 	dir := t.TempDir()
 	set, err := EnsureLocal(dir, []string{"localhost"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := LoadKeyPair(filepath.Join(dir, "pq-ca.crt"), filepath.Join(dir, "pq-ca.key"))
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		alg  Alg
+		root *x509.Certificate
+	}{
+		{AlgMLDSA44, set.PQRoot}, {AlgMLDSA87, set.PQRoot}, {AlgECDSAP256, set.ClassicalRoot}, {AlgEd25519, set.ClassicalRoot},
+	} {
+		leaf, err := set.Issue(LeafOptions{Names: []string{"localhost"}, Alg: tt.alg})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.alg, err)
+		}
+		roots := x509.NewCertPool()
+		roots.AddCert(tt.root)
+		if _, err := leaf.Leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "localhost"}); err != nil {
+			t.Errorf("a %s leaf does not verify against the %s root: %v", tt.alg, tt.root.Subject, err)
+		}
 	}
-	leaf, err := IssueFrom(ca, LeafOptions{Names: []string{"localhost"}, Alg: AlgMLDSA44})
-	if err != nil {
-		t.Fatal(err)
+	// Reopening the directory issues from the same CAs.
+	again, err := EnsureLocal(dir, []string{"localhost"}, time.Now())
+	if err != nil || len(again.Issued) != 0 {
+		t.Fatalf("reopen: issued %v, %v", again.Issued, err)
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(set.PQRoot)
-	if _, err := leaf.Leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "localhost"}); err != nil {
-		t.Errorf("a leaf issued from the local ML-DSA CA does not verify: %v", err)
+	leaf, err := again.Issue(LeafOptions{Names: []string{"localhost"}, Alg: AlgMLDSA65})
+	if err != nil || leaf.Leaf.CheckSignatureFrom(set.PQRoot) != nil {
+		t.Errorf("a leaf issued after reopening is not from the same ML-DSA CA: %v", err)
 	}
-	if _, err := IssueFrom(set.Classical, LeafOptions{Names: []string{"x"}, Alg: AlgECDSAP256}); err == nil {
-		t.Error("a leaf certificate was accepted as an issuer")
+	files := LocalLeafFiles(dir)
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("LocalLeafFiles names %s, which EnsureLocal did not write", f)
+		}
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,9 +107,16 @@ func (s *Server) addCompat(gen *generation, cs *certSource) error {
 	if err != nil {
 		return fmt.Errorf("compat: %w", err)
 	}
+	signer, err := certs.ParseSignerKind(site.cfg.TLS.MLDSASigner)
+	if err != nil {
+		return fmt.Errorf("compat: %w", err)
+	}
 	leaves := map[string]*tls.Certificate{}
 	for _, alg := range cc.Certs {
-		leaf, err := issueCompatLeaf(set.Dir, certs.Alg(alg), site.cfg.ServerNames, cs.now)
+		leaf, err := set.Issue(certs.LeafOptions{Names: site.cfg.ServerNames, Alg: certs.Alg(alg), Validity: compatLeafValidity, Now: cs.now})
+		if err == nil {
+			err = certs.WrapSigner(leaf, signer) // the site's ML-DSA signer; a no-op for other keys
+		}
 		if err != nil {
 			return fmt.Errorf("compat: failed to issue the %s certificate: %w", alg, err)
 		}
@@ -172,7 +178,7 @@ func (g *generation) newCompatListener(lc config.Listener, site *siteRuntime, co
 	if err != nil {
 		return nil, err
 	}
-	pqCert := strings.HasPrefix(combo.Cert, "mldsa")
+	pqCert := certs.Alg(combo.Cert).PostQuantum()
 	sel := &certs.Selector{Classical: leaf, Mode: certs.PQOff}
 	if pqCert {
 		// The only certificate: clients that do not offer its scheme fail
@@ -207,28 +213,4 @@ func (g *generation) newCompatListener(lc config.Listener, site *siteRuntime, co
 		}
 	}
 	return &compatListener{CompatCombination: combo, listener: l, pqGroup: pqtls.IsPostQuantumGroup(group), pqCert: pqCert}, nil
-}
-
-// issueCompatLeaf issues a leaf of alg for names from the local CA in dir
-// (the files certs.EnsureLocal writes): ML-DSA leaves from the ML-DSA root,
-// the others from the ECDSA root.
-func issueCompatLeaf(dir string, alg certs.Alg, names []string, now time.Time) (*tls.Certificate, error) {
-	base := "classical-ca"
-	if strings.HasPrefix(string(alg), "mldsa") {
-		base = "pq-ca"
-	}
-	ca, err := certs.LoadKeyPair(filepath.Join(dir, base+".crt"), filepath.Join(dir, base+".key"))
-	if err != nil {
-		return nil, err
-	}
-	cert, err := certs.IssueFrom(ca, certs.LeafOptions{Names: names, Alg: alg, Validity: compatLeafValidity, Now: now})
-	if err != nil {
-		return nil, err
-	}
-	if strings.HasPrefix(string(alg), "mldsa") {
-		if err := certs.WrapSigner(cert, certs.DefaultSignerKind); err != nil {
-			return nil, err
-		}
-	}
-	return cert, nil
 }

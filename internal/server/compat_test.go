@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/mldsa"
 	"crypto/tls"
 	"encoding/json"
 	"io"
@@ -184,5 +185,34 @@ func getJSON(t *testing.T, c *http.Client, url string, v any) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("GET %s: bad JSON: %v", url, err)
+	}
+}
+
+// TestCompatUsesTheSiteSigner: the combination listeners' ML-DSA leaves sign
+// with the signer the site chose, like the site's own chain.
+func TestCompatUsesTheSiteSigner(t *testing.T) {
+	for _, tt := range []struct {
+		signer     string
+		wantStdlib bool
+	}{{"circl", false}, {"stdlib", true}} {
+		t.Run(tt.signer, func(t *testing.T) {
+			ts := startServer(t, strings.Replace(compatConfig, "server_names = [\"localhost\", \"127.0.0.1\"]",
+				"server_names = [\"localhost\", \"127.0.0.1\"]\n[site.tls]\nmldsa_signer = \""+tt.signer+"\"", 1))
+			set := ts.srv.current.Load().compat
+			checked := 0
+			for _, c := range set.listeners {
+				if !c.pqCert {
+					continue
+				}
+				key := c.listener.sites[0].selector.Load().PQ.PrivateKey
+				if _, isStdlib := key.(*mldsa.PrivateKey); isStdlib != tt.wantStdlib {
+					t.Errorf("%s signs with %T", c.listener.cfg.Name, key)
+				}
+				checked++
+			}
+			if checked == 0 {
+				t.Fatal("no ML-DSA combination listener")
+			}
+		})
 	}
 }

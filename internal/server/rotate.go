@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pqedge/pqedge/certs"
 	"github.com/pqedge/pqedge/internal/config"
 )
 
@@ -80,10 +81,7 @@ func certInputs(cfg *config.Config, site config.Site) string {
 	var files []string
 	switch site.Certs {
 	case "", config.CertsLocal:
-		dir := filepath.Join(cfg.DataDir, "local")
-		for _, base := range []string{"classical", "pq"} {
-			files = append(files, filepath.Join(dir, base+".crt"), filepath.Join(dir, base+".key"))
-		}
+		files = certs.LocalLeafFiles(filepath.Join(cfg.DataDir, "local"))
 	case config.CertsFiles, config.CertsACME: // an ACME site's files are its ML-DSA pair
 		for _, p := range site.Cert {
 			files = append(files, p.Cert, p.Key)
