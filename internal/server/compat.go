@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -202,15 +201,6 @@ func (g *generation) newCompatListener(lc config.Listener, site *siteRuntime, co
 		return nil, err
 	}
 	// newListener gave it every site; it serves only the combination.
-	l.sites = []*siteRuntime{rt}
-	l.byName, l.suffix = map[string]*siteRuntime{}, map[string]*siteRuntime{}
-	for _, n := range site.cfg.ServerNames {
-		n = strings.ToLower(n)
-		if rest, ok := strings.CutPrefix(n, "*."); ok {
-			l.suffix[rest] = rt
-		} else {
-			l.byName[n] = rt
-		}
-	}
+	l.serve([]*siteRuntime{rt})
 	return &compatListener{CompatCombination: combo, listener: l, pqGroup: pqtls.IsPostQuantumGroup(group), pqCert: pqCert}, nil
 }

@@ -227,9 +227,10 @@ func (s *siteRuntime) getCertificate(info *tls.ClientHelloInfo) (*tls.Certificat
 }
 
 func (g *generation) newListener(lc config.Listener) (*listenerRuntime, error) {
-	l := &listenerRuntime{cfg: lc, byName: map[string]*siteRuntime{}, suffix: map[string]*siteRuntime{}}
+	l := &listenerRuntime{cfg: lc}
 	if lc.Kind == config.KindStream {
-		l.sites = []*siteRuntime{g.sites[lc.Site]}
+		// Its one site serves every server name (siteFor's default).
+		l.serve([]*siteRuntime{g.sites[lc.Site]})
 		version := map[string]int{"": 0, "v1": 1, "v2": 2}[lc.ProxyProtocol]
 		sp, err := proxy.NewStreamProxy(g.pools[lc.Pool], proxy.StreamOptions{
 			ProxyProtocol: version,
@@ -242,21 +243,13 @@ func (g *generation) newListener(lc config.Listener) (*listenerRuntime, error) {
 		l.stream = sp
 		return l, nil
 	}
+	var sites []*siteRuntime
 	for _, sc := range g.cfg.Site {
 		if len(sc.Listeners) == 0 || slices.Contains(sc.Listeners, lc.Name) {
-			l.sites = append(l.sites, g.sites[sc.Name])
+			sites = append(sites, g.sites[sc.Name])
 		}
 	}
-	for _, s := range l.sites {
-		for _, n := range s.cfg.ServerNames {
-			n = strings.ToLower(n)
-			if rest, ok := strings.CutPrefix(n, "*."); ok {
-				l.suffix[rest] = s
-			} else {
-				l.byName[n] = s
-			}
-		}
-	}
+	l.serve(sites)
 	l.queue = newConnQueue()
 	l.http = &http.Server{
 		Handler:           &router{listener: l, gen: g},
@@ -269,6 +262,23 @@ func (g *generation) newListener(lc config.Listener) (*listenerRuntime, error) {
 		ErrorLog:    slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 	}
 	return l, nil
+}
+
+// serve makes l serve sites, the first being the default, indexed by their
+// server names (exact, and "*.example.com" wildcards by "example.com").
+func (l *listenerRuntime) serve(sites []*siteRuntime) {
+	l.sites = sites
+	l.byName, l.suffix = map[string]*siteRuntime{}, map[string]*siteRuntime{}
+	for _, s := range sites {
+		for _, n := range s.cfg.ServerNames {
+			n = strings.ToLower(n)
+			if rest, ok := strings.CutPrefix(n, "*."); ok {
+				l.suffix[rest] = s
+			} else {
+				l.byName[n] = s
+			}
+		}
+	}
 }
 
 // siteFor returns the site serving a server name on this listener: an exact
@@ -340,9 +350,6 @@ func tlsConfigFor(info *tls.ClientHelloInfo) (*tls.Config, error) {
 		return c, nil
 	}
 	site := ec.listener.siteFor(info.ServerName)
-	if ec.listener.cfg.Kind == config.KindStream {
-		site = ec.listener.sites[0]
-	}
 	if site == nil {
 		return nil, fmt.Errorf("no site serves %q on listener %q", info.ServerName, ec.listener.cfg.Name)
 	}
