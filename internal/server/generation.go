@@ -42,8 +42,9 @@ type generation struct {
 	listeners map[string]*listenerRuntime // by name
 	bySocket  map[string]*listenerRuntime // by socketKey, for the accept path
 	pools     map[string]*proxy.Pool
-	compat    *compatSet // the [compat] listeners; nil without one
-	acme      *acmeGen   // its ACME sites (acme.go); nil for generations built outside a Server
+	proxies   []*proxy.HTTPProxy // every route's proxy, to close their idle connections
+	compat    *compatSet         // the [compat] listeners; nil without one
+	acme      *acmeGen           // its ACME sites (acme.go); nil for generations built outside a Server
 
 	handshakeTimeout time.Duration
 	shutdownTimeout  time.Duration
@@ -176,6 +177,7 @@ func (g *generation) newSite(sc config.Site, sel func(config.Site) (*certs.Selec
 		NextProtos:     []string{"h2", "http/1.1"},
 	}
 	policy.Apply(s.tlsConfig)
+	proxies := map[string]*proxy.HTTPProxy{}
 	for _, rc := range sc.Route {
 		r := route{prefix: rc.Path, pool: rc.Pool}
 		switch {
@@ -184,11 +186,19 @@ func (g *generation) newSite(sc config.Site, sel func(config.Site) (*certs.Selec
 		case rc.Handler == "compat":
 			r.handler = &compatHandler{} // completed by Server.addCompat
 		case rc.Pool != "":
-			r.handler = proxy.NewHTTPProxy(g.pools[rc.Pool], proxy.HTTPOptions{
-				ResponseHeaderTimeout: g.cfg.Timeouts.UpstreamHeader.Or(defaultUpstreamHeader),
-				Headers:               s.headers,
-				Logger:                g.log,
-			})
+			// Routes of a site to one pool share one proxy, so they share
+			// its keep-alive connections to the upstreams.
+			hp, ok := proxies[rc.Pool]
+			if !ok {
+				hp = proxy.NewHTTPProxy(g.pools[rc.Pool], proxy.HTTPOptions{
+					ResponseHeaderTimeout: g.cfg.Timeouts.UpstreamHeader.Or(defaultUpstreamHeader),
+					Headers:               s.headers,
+					Logger:                g.log,
+				})
+				proxies[rc.Pool] = hp
+				g.proxies = append(g.proxies, hp)
+			}
+			r.handler = hp
 		default:
 			return nil, fmt.Errorf("site %q: route %q has no handler", sc.Name, rc.Path)
 		}
@@ -334,6 +344,11 @@ func (g *generation) shutdown(ctx context.Context) {
 func (g *generation) closePools() {
 	for _, p := range g.pools {
 		p.Close()
+	}
+	// Keep-alive connections to upstreams would otherwise linger until their
+	// idle timeout after a reload.
+	for _, hp := range g.proxies {
+		hp.CloseIdleConnections()
 	}
 }
 
