@@ -1,11 +1,13 @@
 package server
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pqedge/pqedge/pqtls"
+	"github.com/pqedge/pqedge/proxy"
 )
 
 // metrics are pqedge's Prometheus series, in a registry of their own (no
@@ -98,6 +100,19 @@ func (m *metrics) upstreamHealth(pool, addr string, healthy bool) {
 		v = 1
 	}
 	m.upstreamHealthy.WithLabelValues(pool, addr).Set(v)
+}
+
+// forgetUpstreams drops the health series of upstreams that old had and
+// gen no longer has, so a removed upstream does not look down forever.
+func (m *metrics) forgetUpstreams(old, gen *generation) {
+	for name, p := range old.pools {
+		for _, u := range p.Upstreams() {
+			if np, ok := gen.pools[name]; ok && slices.ContainsFunc(np.Upstreams(), func(n proxy.UpstreamState) bool { return n.Addr == u.Addr }) {
+				continue
+			}
+			m.upstreamHealthy.DeleteLabelValues(name, u.Addr)
+		}
+	}
 }
 
 func familyOf(hello *pqtls.ClientHello) string {

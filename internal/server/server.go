@@ -234,6 +234,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	gen.start()
 	old := s.current.Swap(gen)
 	s.acme.commit(gen)
+	s.metrics.forgetUpstreams(old, gen)
 	for _, sk := range opened {
 		sk.start()
 	}

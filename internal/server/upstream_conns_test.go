@@ -70,3 +70,31 @@ upstreams = ["` + strings.TrimPrefix(up.URL, "http://") + `"]
 		return closed == opened
 	})
 }
+
+// TestRemovedUpstreamLeavesMetrics: after a reload that drops an upstream,
+// its pqedge_upstream_healthy series is gone; kept upstreams keep theirs.
+func TestRemovedUpstreamLeavesMetrics(t *testing.T) {
+	pool := func(upstreams string) string {
+		return baseConfig + inspectSite + `
+[[pool]]
+name = "app"
+upstreams = [` + upstreams + `]
+`
+	}
+	ts := startServer(t, pool(`"127.0.0.1:1001", "127.0.0.1:1002"`))
+	gauge := func(addr string) string {
+		return ts.metric(`pqedge_upstream_healthy{pool="app",upstream="` + addr + `"}`)
+	}
+	if gauge("127.0.0.1:1001") != "1" || gauge("127.0.0.1:1002") != "1" {
+		t.Fatal("upstreams not reported healthy at start")
+	}
+	if err := ts.srv.Reload(loadConfig(t, ts.dir, pool(`"127.0.0.1:1001"`))); err != nil {
+		t.Fatal(err)
+	}
+	if gauge("127.0.0.1:1002") != "" {
+		t.Error("a removed upstream is still reported")
+	}
+	if gauge("127.0.0.1:1001") != "1" {
+		t.Error("a kept upstream lost its series")
+	}
+}
