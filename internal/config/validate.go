@@ -3,12 +3,15 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/pqedge/pqedge/pqtls"
 )
@@ -239,6 +242,7 @@ func (v *validator) checkSites() {
 			}
 		}
 		v.checkCerts(key, s)
+		v.checkHeaders(key+".headers", s.Headers)
 		v.checkTLS(key+".tls", s.TLS)
 		v.checkRoutes(key, s)
 	}
@@ -449,5 +453,28 @@ func (v *validator) checkACME(key string, s *Site) {
 	if len(s.Cert) > 1 {
 		v.addf(key+".cert.1", "an ACME site takes one [[site.cert]], its ML-DSA pair; the ACME certificate is the classical one",
 			"site %q has %d [[site.cert]] entries", s.Name, len(s.Cert))
+	}
+}
+
+// checkHeaders checks the names of the headers that carry handshake facts
+// upstream: each must be a valid field name (RFC 9110 Section 5.1) and
+// distinct, or upstreams would get a broken or ambiguous request.
+func (v *validator) checkHeaders(key string, h Headers) {
+	seen := map[string]string{}
+	for _, f := range []struct{ name, val string }{
+		{"group", h.Group}, {"pq", h.PQ}, {"signature", h.Signature}, {"version", h.Version}, {"cipher", h.Cipher},
+	} {
+		if f.val == "" {
+			continue
+		}
+		if !httpguts.ValidHeaderFieldName(f.val) {
+			v.addf(key+"."+f.name, "use letters, digits and dashes, e.g. \"X-TLS-Group\"", "%q is not a valid header name", f.val)
+			continue
+		}
+		canon := http.CanonicalHeaderKey(f.val)
+		if other, dup := seen[canon]; dup {
+			v.addf(key+"."+f.name, "give each fact its own header", "header %q is already used for %s", f.val, other)
+		}
+		seen[canon] = f.name
 	}
 }
