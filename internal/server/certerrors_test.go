@@ -34,13 +34,15 @@ func TestBadCertificatesStopStartup(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "garbage.crt"), []byte("not a certificate\n"), 0o644)
 
 	tests := []struct {
-		name, cert, key, want string
+		name, cert, key, extra, want string
 	}{
-		{"bad PEM", "garbage.crt", "good.key", "garbage.crt"},
-		{"mismatched key", "good.crt", "other.key", "good.crt"},
-		{"wrong name", "wrongname.crt", "wrongname.key", "wrongname.crt"},
-		{"expired", "expired.crt", "expired.key", "expired.crt"},
-		{"missing", "missing.crt", "missing.key", "missing.crt"},
+		{"bad PEM", "garbage.crt", "good.key", "", "garbage.crt"},
+		{"mismatched key", "good.crt", "other.key", "", "good.crt"},
+		{"wrong name", "wrongname.crt", "wrongname.key", "", "wrongname.crt"},
+		{"expired", "expired.crt", "expired.key", "", "expired.crt"},
+		{"missing", "missing.crt", "missing.key", "", "missing.crt"},
+		{"missing pq_root", "good.crt", "good.key", `pq_root = "` + filepath.Join(dir, "no-root.crt") + `"`, "no-root.crt"},
+		{"pq_root not PEM", "good.crt", "good.key", `pq_root = "` + filepath.Join(dir, "garbage.crt") + `"`, "pq_root"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,6 +51,7 @@ func TestBadCertificatesStopStartup(t *testing.T) {
 name = "local"
 server_names = ["localhost"]
 certs = "files"
+`+tt.extra+`
 [[site.cert]]
 cert = "`+filepath.Join(dir, tt.cert)+`"
 key = "`+filepath.Join(dir, tt.key)+`"
