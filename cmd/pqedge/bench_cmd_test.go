@@ -2,12 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/csv"
 	"encoding/json"
 	"math/big"
@@ -15,49 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/pqedge/pqedge/bench"
 )
-
-// benchTarget runs a crypto/tls server on loopback for the test's life.
-func benchTarget(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				c.Read(make([]byte, 1)) // handshake, then wait for close_notify
-			})
-		}
-	})
-	return ln.Addr().String()
-}
 
 func closedPort(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -109,7 +64,7 @@ func TestRunBenchErrors(t *testing.T) {
 }
 
 func TestRunBenchHandshake(t *testing.T) {
-	addr := benchTarget(t)
+	addr := startTLSTarget(t)
 	csvFile := filepath.Join(t.TempDir(), "out.csv")
 	var stdout, stderr bytes.Buffer
 	code := runBench([]string{"handshake", "-target", addr, "-count", "12", "-concurrency", "3", "-json", "-csv", csvFile, "-server-pid", itoa(os.Getpid())}, &stdout, &stderr)
@@ -147,7 +102,7 @@ func TestRunBenchHandshake(t *testing.T) {
 // -resume on: each of the 2 workers makes one full handshake, then resumes
 // its ticket; crypto/tls accepts it again and again.
 func TestRunBenchHandshakeResume(t *testing.T) {
-	addr := benchTarget(t)
+	addr := startTLSTarget(t)
 	csvFile := filepath.Join(t.TempDir(), "out.csv")
 	var stdout, stderr bytes.Buffer
 	code := runBench([]string{"handshake", "-target", addr, "-count", "10", "-concurrency", "2", "-resume", "on", "-json", "-csv", csvFile}, &stdout, &stderr)

@@ -2,67 +2,15 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"io"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
-	"time"
 )
 
-// startProbeTarget runs a crypto/tls server with an ECDSA P-256
-// certificate that supports X25519MLKEM768 and x25519 only.
-func startProbeTarget(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
-		Certificates:     []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-		CurvePreferences: []tls.CurveID{tls.X25519MLKEM768, tls.X25519},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				// Bounds a probe handshake that stalls.
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 func TestProbeCommand(t *testing.T) {
-	addr := startProbeTarget(t)
+	addr := startTLSTarget(t, tls.X25519MLKEM768, tls.X25519)
 
 	t.Run("table", func(t *testing.T) {
 		var stdout, stderr bytes.Buffer
@@ -75,7 +23,7 @@ func TestProbeCommand(t *testing.T) {
 			{"x25519", "x25519 no direct yes yes"},
 			{"SecP256r1MLKEM768", "SecP256r1MLKEM768 yes refused no no alert handshake_failure"},
 			{"preference:", "preference: X25519MLKEM768 > x25519 (server's own order)"},
-			{"ECDSA", "ECDSA ok ecdsa_secp256r1_sha256 ECDSA P-256 1"},
+			{"ECDSA", "ECDSA ok ecdsa_secp256r1_sha256 ECDSA P-256 2"}, // leaf + intermediate
 			{"mldsa44", "mldsa44 alert handshake_failure - - - - -"},
 			{"records+writes", "records+writes ok"},
 		} {
@@ -107,7 +55,7 @@ func TestProbeCommand(t *testing.T) {
 		var ecdsaOK bool
 		for _, c := range r.Certificates {
 			if c.SignatureList == "ECDSA" {
-				ecdsaOK = c.OK && c.LeafKey == "ECDSA P-256" && c.ChainLength == 1 && c.ServerFlightBytes > c.ChainBytes
+				ecdsaOK = c.OK && c.LeafKey == "ECDSA P-256" && c.ChainLength == 2 && c.ServerFlightBytes > c.ChainBytes
 			}
 		}
 		if !ecdsaOK {
