@@ -82,4 +82,7 @@ func servePlainConn(c net.Conn, cfg *tls.Config) {
 		return
 	}
 	io.Copy(io.Discard, tc) // until close_notify or EOF
+	// Answer with close_notify, as RFC 8446 Section 6.1 asks and as every
+	// real server (pqedge, nginx) does: the floor pays for it too.
+	tc.Close()
 }
