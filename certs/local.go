@@ -13,12 +13,14 @@ import (
 )
 
 // Lifetimes of the local development CA and its leaves. A leaf is re-issued
-// when less than localRenewBefore of it remains, so a long-running
+// when less than LocalRenewBefore of it remains, so a long-running
 // development server restarted now and then never serves an expired one.
 const (
 	localCAValidity   = 10 * 365 * 24 * time.Hour
 	localLeafValidity = 365 * 24 * time.Hour
-	localRenewBefore  = 30 * 24 * time.Hour
+	// LocalRenewBefore is how long before its end a local certificate is
+	// re-issued.
+	LocalRenewBefore = 30 * 24 * time.Hour
 )
 
 // LocalSet is the result of EnsureLocal: one classical and one ML-DSA chain
@@ -130,7 +132,7 @@ func ensureLocalFamily(set *LocalSet, f localFamily, names []string, now time.Ti
 }
 
 // loadLocalCA returns the CA at base, or nil when it must be (re)made: it is
-// missing or within localRenewBefore of its end. A CA that exists but does
+// missing or within LocalRenewBefore of its end. A CA that exists but does
 // not load is an error, not a reason to overwrite files someone may need.
 func loadLocalCA(base string, now time.Time) (*CA, error) {
 	keyFile := base + ".key"
@@ -144,16 +146,16 @@ func loadLocalCA(base string, now time.Time) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w; remove %s.crt and %s.key to make a new local CA", err, base, base)
 	}
-	if now.Add(localRenewBefore).After(c.Leaf.NotAfter) {
+	if now.Add(LocalRenewBefore).After(c.Leaf.NotAfter) {
 		return nil, nil
 	}
 	return &CA{Root: c.Leaf, issuer: c.Leaf, issuerKey: c.PrivateKey.(crypto.Signer)}, nil
 }
 
 // localLeafUsable reports whether leaf can be served again: it names every
-// name, is signed by root and has more than localRenewBefore left.
+// name, is signed by root and has more than LocalRenewBefore left.
 func localLeafUsable(leaf, root *x509.Certificate, names []string, now time.Time) bool {
 	return Check(leaf, names, now) == nil &&
-		now.Add(localRenewBefore).Before(leaf.NotAfter) &&
+		now.Add(LocalRenewBefore).Before(leaf.NotAfter) &&
 		leaf.CheckSignatureFrom(root) == nil
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -44,8 +45,11 @@ func (s *Server) refreshCerts() {
 	cs := &certSource{cfg: gen.cfg, now: s.now()}
 	for _, site := range gen.sites {
 		if site.cfg.Certs == "" || site.cfg.Certs == config.CertsLocal {
-			// EnsureLocal rewrites the files only when a leaf is due, which
-			// changes their fingerprint below.
+			if !localDue(site.selector.Load(), cs.now) {
+				break // nothing to renew: spare re-reading the CA every tick
+			}
+			// EnsureLocal rewrites the leaves, which changes their
+			// fingerprint below.
 			if _, err := cs.localSet(); err != nil {
 				s.log.Error("failed to renew local certificates; serving the current ones", "err", err)
 				s.metrics.certReloadFailures.WithLabelValues(site.name).Inc()
@@ -73,6 +77,17 @@ func (s *Server) refreshCerts() {
 	// ACME certificates renew in their Manager's own goroutine; only the
 	// expiry gauge follows them here.
 	s.refreshACMEExpiry(gen)
+}
+
+// localDue reports whether a chain of the local CA is within
+// certs.LocalRenewBefore of its end (and EnsureLocal would re-issue it).
+func localDue(sel *certs.Selector, now time.Time) bool {
+	for _, c := range []*tls.Certificate{sel.Classical, sel.PQ} {
+		if c != nil && c.Leaf != nil && now.Add(certs.LocalRenewBefore).After(c.Leaf.NotAfter) {
+			return true
+		}
+	}
+	return false
 }
 
 // certInputs fingerprints the files a site's certificates come from (path,

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,5 +172,42 @@ handler = "inspect"
 				t.Errorf("ML-DSA key is %T", sel.PQ.PrivateKey)
 			}
 		})
+	}
+}
+
+// TestLocalCertificatesRenew: a local leaf close to its end is re-issued by
+// the periodic check and served without a restart; before that, the check
+// leaves the files alone.
+func TestLocalCertificatesRenew(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	dir := t.TempDir()
+	cfg := loadConfig(t, dir, baseConfig+inspectSite)
+	srv, err := New(cfg, Options{Logger: testLogger(t), Now: clock, CertCheckInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(t.Context())
+	served := func() *x509.Certificate {
+		t.Helper()
+		c, err := tls.Dial("tcp", srv.ListenerAddr("https").String(), &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	first := served()
+	srv.refreshCerts()
+	if served().SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Fatal("a fresh local certificate was re-issued")
+	}
+	mu.Lock()
+	now = first.NotAfter.Add(-certs.LocalRenewBefore / 2)
+	mu.Unlock()
+	srv.refreshCerts()
+	if got := served(); got.SerialNumber.Cmp(first.SerialNumber) == 0 || !got.NotAfter.After(first.NotAfter) {
+		t.Errorf("a local certificate %v from its end was not renewed", certs.LocalRenewBefore/2)
 	}
 }
