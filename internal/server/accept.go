@@ -102,14 +102,15 @@ func (srv *Server) handleConn(address string, raw net.Conn) {
 		tc.Close()
 		return
 	}
-	if isChallenge(tc) {
+	cs := tc.ConnectionState()
+	if isChallenge(&cs) {
 		// A CA's TLS-ALPN-01 validation: the handshake was all of it
 		// (RFC 8737 section 3), and it is not a client's connection.
 		tc.Close()
 		return
 	}
 	site, cert := ec.chosen()
-	rec := pqtls.NewHandshake(tc.ConnectionState(), leafKey(cert), hello, took)
+	rec := pqtls.NewHandshake(cs, leafKey(cert), hello, took)
 	ec.mu.Lock()
 	ec.record = &rec
 	ec.mu.Unlock()

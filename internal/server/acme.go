@@ -500,8 +500,8 @@ func (st *acmeState) answerChallenge(raw net.Conn) {
 
 // isChallenge reports whether a completed handshake was a TLS-ALPN-01
 // validation, which ends with the handshake.
-func isChallenge(tc *tls.Conn) bool {
-	return tc.ConnectionState().NegotiatedProtocol == acme.ALPNProtocol
+func isChallenge(cs *tls.ConnectionState) bool {
+	return cs.NegotiatedProtocol == acme.ALPNProtocol
 }
 
 // onEvent counts a Manager's event by site and logs failures with what
