@@ -130,3 +130,30 @@ func TestNames(t *testing.T) {
 		t.Error("IsPostQuantumGroup wrong")
 	}
 }
+
+func TestCheckPolicyReportsEveryProblem(t *testing.T) {
+	_, problems := CheckPolicy("pq-only", []string{"x25519", "bogus"}, true, "1.2")
+	var got []string
+	for _, p := range problems {
+		got = append(got, p.Field+": "+p.Msg)
+	}
+	want := []string{
+		`groups: policy "pq-only" allows only post-quantum groups, but groups lists "x25519"`,
+		`groups: unknown group "bogus"`,
+		`min_version: min_version 1.2 conflicts with policy "pq-only"`,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("problems:\n%s\nwant %d", strings.Join(got, "\n"), len(want))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("problem %d = %q, want prefix %q", i, got[i], want[i])
+		}
+	}
+	if _, problems := CheckPolicy("", []string{"x25519"}, true, ""); len(problems) != 0 {
+		t.Errorf("an explicitly classical list was refused: %v", problems)
+	}
+	if _, problems := CheckPolicy("", nil, true, ""); len(problems) != 1 || problems[0].Field != "allow_classical_only" {
+		t.Errorf("allow_classical_only without groups: %v", problems)
+	}
+}

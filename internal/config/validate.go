@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/pqedge/pqedge/certs"
 	"github.com/pqedge/pqedge/pqtls"
 )
 
@@ -319,46 +320,12 @@ func (v *validator) checkCerts(key string, s *Site) {
 }
 
 func (v *validator) checkTLS(key string, t TLS) {
-	policy := t.Policy
-	if policy == "" {
-		policy = pqtls.DefaultPreset
+	_, problems := pqtls.CheckPolicy(t.Policy, t.Groups, t.AllowClassicalOnly, t.MinVersion)
+	for _, p := range problems {
+		v.addf(key+"."+p.Field, p.Hint, "%s", p.Msg)
 	}
-	preset, err := pqtls.LookupPreset(policy)
-	if err != nil {
-		v.addf(key+".policy", "", "%v", err)
-	}
-	var anyPQ bool
-	for _, name := range t.Groups {
-		id, err := pqtls.ParseServableGroup(name)
-		if err != nil {
-			v.addf(key+".groups", "", "%v", err)
-			continue
-		}
-		if pqtls.IsPostQuantumGroup(id) {
-			anyPQ = true
-		} else if preset.RequirePQ {
-			v.addf(key+".groups", "remove it, or use policy = \"pq-preferred\"", "policy %q allows only post-quantum groups, but groups lists %q", policy, name)
-		}
-	}
-	if len(t.Groups) > 0 && !anyPQ && !t.AllowClassicalOnly {
-		v.addf(key+".groups", "add X25519MLKEM768, or set allow_classical_only = true if you really mean it",
-			"groups has no post-quantum group: connections would lose protection against harvest-now-decrypt-later")
-	}
-	if t.AllowClassicalOnly && (len(t.Groups) == 0 || anyPQ) {
-		v.addf(key+".allow_classical_only", "remove it: it only applies to a groups list without post-quantum groups", "allow_classical_only has no effect here")
-	}
-	switch t.MLDSASigner {
-	case "", "circl", "stdlib":
-	default:
-		v.addf(key+".mldsa_signer", "use \"circl\" (default) or \"stdlib\"", "unknown ML-DSA signer %q", t.MLDSASigner)
-	}
-	switch t.MinVersion {
-	case "", "1.2", "1.3":
-		if t.MinVersion == "1.2" && preset.MinVersion == 0x0304 {
-			v.addf(key+".min_version", "pq-only needs TLS 1.3: hybrid key exchange does not exist in TLS 1.2", "min_version 1.2 conflicts with policy %q", policy)
-		}
-	default:
-		v.addf(key+".min_version", "use \"1.2\" or \"1.3\"", "unknown TLS version %q", t.MinVersion)
+	if _, err := certs.ParseSignerKind(t.MLDSASigner); err != nil {
+		v.addf(key+".mldsa_signer", "", "%v", err)
 	}
 }
 
