@@ -298,10 +298,8 @@ func (v *validator) checkCerts(key string, s *Site) {
 	default:
 		v.addf(key+".certs", "use \"local\", \"files\" or \"acme\"", "unknown certificate mode %q", s.Certs)
 	}
-	switch s.PQCerts {
-	case "", "off", "trusted", "always":
-	default:
-		v.addf(key+".pq_certs", "use \"off\", \"trusted\" or \"always\"", "unknown pq_certs mode %q", s.PQCerts)
+	if _, err := certs.ParsePQMode(s.PQCerts); err != nil {
+		v.addf(key+".pq_certs", "", "%v", err)
 	}
 	if s.PQRoot != "" && s.Certs != CertsFiles && s.Certs != CertsACME {
 		v.addf(key+".pq_root", "the local CA's root is known already; pq_root is for certs = \"files\" or \"acme\"", "pq_root is only used with certs = \"files\" or \"acme\"")
@@ -311,10 +309,8 @@ func (v *validator) checkCerts(key string, s *Site) {
 		if _, err := netip.ParsePrefix(r.Network); err != nil {
 			v.addf(rk+".network", "write a CIDR prefix, e.g. \"10.0.0.0/8\" or \"2001:db8::/32\"", "bad network %q", r.Network)
 		}
-		switch r.Mode {
-		case "off", "trusted", "always":
-		default:
-			v.addf(rk+".mode", "use \"off\", \"trusted\" or \"always\"", "unknown pq_rule mode %q", r.Mode)
+		if _, err := certs.ParsePQMode(r.Mode); err != nil || r.Mode == "" {
+			v.addf(rk+".mode", "", "unknown pq_rule mode %q (known: off, trusted, always)", r.Mode)
 		}
 	}
 }
