@@ -158,17 +158,13 @@ func (ch *ClientHello) parseExtension(typ uint16, data cryptobyte.String) error 
 	case extALPN:
 		err = ch.parseALPN(&data)
 	case extSupportedGroups:
-		var ids []uint16
-		ids, err = readUint16List(&data, 2)
-		for _, id := range ids {
-			ch.Groups = append(ch.Groups, tls.CurveID(id))
-		}
+		ch.Groups, err = readUint16List[tls.CurveID](&data)
 	case extKeyShare:
 		err = ch.parseKeyShares(&data)
 	case extSignatureAlgorithms:
-		ch.SignatureAlgorithms, err = readSignatureList(&data)
+		ch.SignatureAlgorithms, err = readUint16List[tls.SignatureScheme](&data)
 	case extSignatureAlgorithmsCert:
-		ch.SignatureAlgorithmsCert, err = readSignatureList(&data)
+		ch.SignatureAlgorithmsCert, err = readUint16List[tls.SignatureScheme](&data)
 	case extCertificateAuthorities:
 		err = ch.parseCertificateAuthorities(&data)
 	case extPSKKeyExchangeModes:
@@ -316,6 +312,7 @@ func (ch *ClientHello) parseSupportedVersions(data *cryptobyte.String) error {
 	if len(list)%2 != 0 {
 		return fmt.Errorf("versions: %w", errOdd)
 	}
+	ch.SupportedVersions = make([]uint16, 0, len(list)/2)
 	for !list.Empty() {
 		var v uint16
 		list.ReadUint16(&v)
@@ -355,36 +352,25 @@ func parsePreSharedKey(data *cryptobyte.String) error {
 	return nil
 }
 
-func readSignatureList(data *cryptobyte.String) ([]tls.SignatureScheme, error) {
-	ids, err := readUint16List(data, 2)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]tls.SignatureScheme, len(ids))
-	for i, id := range ids {
-		out[i] = tls.SignatureScheme(id)
-	}
-	return out, nil
-}
-
-// readUint16List reads a uint16-length-prefixed, non-empty list of uint16
-// values (minBytes is the vector's lower bound, 2 for every list here).
-func readUint16List(data *cryptobyte.String, minBytes int) ([]uint16, error) {
+// readUint16List reads a uint16-length-prefixed, non-empty list of 2-byte
+// codepoints (NamedGroup named_group_list<2..2^16-1>, SignatureScheme
+// supported_signature_algorithms<2..2^16-2>) straight into the field's type.
+func readUint16List[T ~uint16](data *cryptobyte.String) ([]T, error) {
 	var list cryptobyte.String
 	if !data.ReadUint16LengthPrefixed(&list) {
 		return nil, fmt.Errorf("list %w", errTrunc)
 	}
-	if len(list) < minBytes {
+	if list.Empty() {
 		return nil, errEmpty
 	}
 	if len(list)%2 != 0 {
 		return nil, errOdd
 	}
-	out := make([]uint16, 0, len(list)/2)
+	out := make([]T, 0, len(list)/2)
 	for !list.Empty() {
 		var v uint16
 		list.ReadUint16(&v)
-		out = append(out, v)
+		out = append(out, T(v))
 	}
 	return out, nil
 }
