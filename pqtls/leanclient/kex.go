@@ -85,6 +85,9 @@ type keyShare struct {
 	share  []byte // the key_exchange field sent
 	ecdhSK ecKey
 	kemSK  kem.PrivateKey
+	// serverShare is the exact size of the server's key_exchange, from
+	// pqtls' group table.
+	serverShare int
 }
 
 // newKeyShare generates a fresh ephemeral key for g.
@@ -96,7 +99,8 @@ func newKeyShare(g tls.CurveID) (*keyShare, error) {
 	if err != nil {
 		return nil, err
 	}
-	ks := &keyShare{group: g, impl: impl}
+	info, _ := pqtls.LookupGroup(g) // every group lookupGroupImpl knows is in the table
+	ks := &keyShare{group: g, impl: impl, serverShare: info.ServerShare}
 	var ecPub, kemPub []byte
 	if impl.curve != nil {
 		if ks.ecdhSK, err = impl.curve.generate(); err != nil {
@@ -122,18 +126,6 @@ func newKeyShare(g tls.CurveID) (*keyShare, error) {
 	return ks, nil
 }
 
-// serverShareSize is the exact size of the server's key_exchange for g.
-func (ks *keyShare) serverShareSize() int {
-	n := 0
-	if ks.ecdhSK != nil {
-		n += len(ks.ecdhSK.public())
-	}
-	if ks.kemSK != nil {
-		n += ks.impl.kem.CiphertextSize()
-	}
-	return n
-}
-
 // sharedSecret combines the server's key_exchange with the private key into
 // the (EC)DHE input of the key schedule (RFC 8446 Section 7.4; for the
 // hybrids the concatenation of draft-ietf-tls-ecdhe-mlkem Section 3.2).
@@ -141,8 +133,8 @@ func (ks *keyShare) sharedSecret(server []byte) ([]byte, error) {
 	if ks.ecdhSK == nil && ks.kemSK == nil {
 		return nil, fmt.Errorf("no key for group %s", pqtls.GroupName(ks.group))
 	}
-	if len(server) != ks.serverShareSize() {
-		return nil, fmt.Errorf("server key share for %s is %d bytes, want %d", pqtls.GroupName(ks.group), len(server), ks.serverShareSize())
+	if len(server) != ks.serverShare {
+		return nil, fmt.Errorf("server key share for %s is %d bytes, want %d", pqtls.GroupName(ks.group), len(server), ks.serverShare)
 	}
 	var ecPart, kemPart []byte
 	if ks.ecdhSK != nil {
