@@ -126,15 +126,16 @@ func (ch *ClientHello) ja4Lists() (ciphers, exts, sigs string) {
 	return hexList(c), hexList(e), hexList(s)
 }
 
+// hexList joins vs as 4-digit lower-case hex with commas ("1301,1302").
 func hexList(vs []uint16) string {
-	var b strings.Builder
+	b := make([]byte, 0, 5*len(vs))
 	for i, v := range vs {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		fmt.Fprintf(&b, "%04x", v)
+		b = hex.AppendEncode(b, []byte{byte(v >> 8), byte(v)})
 	}
-	return b.String()
+	return string(b)
 }
 
 // ja4Hash is the first 12 hex digits of sha256(s), or twelve zeros for an
