@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/pqedge/pqedge/internal/config"
 	"github.com/pqedge/pqedge/internal/server"
@@ -57,12 +56,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	log.Info("pqedge started", "version", version, "config", *file)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			if next := reload(srv, *file, log, level); next != nil {
-				cfg = next
-			}
+			reload(srv, *file, log, level)
 			continue
 		}
-		deadline := cfg.Timeouts.Shutdown.Or(15 * time.Second)
+		deadline := srv.ShutdownTimeout()
 		log.Info("draining", "signal", sig.String(), "deadline", deadline.String())
 		ctx, cancel := context.WithTimeout(context.Background(), deadline)
 		err := srv.Shutdown(ctx)
@@ -76,9 +73,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// reload loads the file again and swaps it in, returning the new config; any
-// problem is logged, the running config stays and reload returns nil.
-func reload(srv *server.Server, file string, log *slog.Logger, level *slog.LevelVar) *config.Config {
+// reload loads the file again and swaps it in; any problem is logged and the
+// running config stays.
+func reload(srv *server.Server, file string, log *slog.Logger, level *slog.LevelVar) {
 	cfg, err := config.Load(file)
 	if err != nil {
 		var ps config.Problems
@@ -86,17 +83,16 @@ func reload(srv *server.Server, file string, log *slog.Logger, level *slog.Level
 			for _, p := range ps {
 				log.Error("reload refused: invalid config; still serving the previous one", "problem", p.String())
 			}
-			return nil
+			return
 		}
 		log.Error("reload refused; still serving the previous config", "err", err)
-		return nil
+		return
 	}
 	if err := srv.Reload(cfg); err != nil {
 		log.Error("reload failed; still serving the previous config", "err", err)
-		return nil
+		return
 	}
 	level.Set(logLevel(cfg.Log.Level))
-	return cfg
 }
 
 func newLogger(w io.Writer, lc config.Log, level *slog.LevelVar) *slog.Logger {

@@ -290,6 +290,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// ShutdownTimeout is how long Shutdown should be given: the current
+// config's timeouts.shutdown, or its default.
+func (s *Server) ShutdownTimeout() time.Duration {
+	return s.current.Load().shutdownTimeout
+}
+
 // ListenerAddr returns the bound address of a listener of the current config
 // (useful with port 0), or nil.
 func (s *Server) ListenerAddr(name string) net.Addr {

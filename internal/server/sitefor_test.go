@@ -2,6 +2,7 @@ package server
 
 import (
 	"testing"
+	"time"
 
 	"github.com/pqedge/pqedge/internal/config"
 )
@@ -30,5 +31,18 @@ func TestSiteFor(t *testing.T) {
 	stream.serve([]*siteRuntime{site("dot", "dns.example.net")})
 	if got := stream.siteFor("other.example"); got == nil || got.name != "dot" {
 		t.Errorf("stream listener chose %v for another name", got)
+	}
+}
+
+func TestShutdownTimeoutFollowsConfig(t *testing.T) {
+	ts := startServer(t, baseConfig+inspectSite)
+	if got := ts.srv.ShutdownTimeout(); got != defaultShutdown {
+		t.Errorf("default drain deadline %v, want %v", got, defaultShutdown)
+	}
+	if err := ts.srv.Reload(loadConfig(t, ts.dir, baseConfig+"[timeouts]\nshutdown = \"3s\"\n"+inspectSite)); err != nil {
+		t.Fatal(err)
+	}
+	if got := ts.srv.ShutdownTimeout(); got != 3*time.Second {
+		t.Errorf("after reload the drain deadline is %v, want 3s", got)
 	}
 }
