@@ -178,17 +178,33 @@ func remoteAddr(c net.Conn) (netip.Addr, bool) {
 // clientTrusts reports whether one of the client's certificate_authorities
 // (RFC 8446 Section 4.2.4) is the subject of a PQ root or of a CA
 // certificate in the PQ chain.
+//
+// The loops run over pqedge's few CA certificates outside the client's list,
+// so each chain certificate's subject is sliced once per handshake rather
+// than once per name the client sends (a client may send its whole trust
+// store's subjects).
 func (s *Selector) clientTrusts(cas [][]byte) bool {
-	for _, dn := range cas {
-		for _, r := range s.PQRoots {
-			if string(dn) == string(r.RawSubject) {
-				return true
-			}
+	if len(cas) == 0 {
+		return false
+	}
+	for _, r := range s.PQRoots {
+		if containsName(cas, r.RawSubject) {
+			return true
 		}
-		for _, der := range s.PQ.Certificate[1:] {
-			if subj, ok := rawSubject(der); ok && string(dn) == string(subj) {
-				return true
-			}
+	}
+	for _, der := range s.PQ.Certificate[1:] {
+		if subj, ok := rawSubject(der); ok && containsName(cas, subj) {
+			return true
+		}
+	}
+	return false
+}
+
+// containsName reports whether the DER Name subject is one of cas.
+func containsName(cas [][]byte, subject []byte) bool {
+	for _, dn := range cas {
+		if string(dn) == string(subject) {
+			return true
 		}
 	}
 	return false
@@ -220,7 +236,9 @@ func pqScheme(c *tls.Certificate) tls.SignatureScheme {
 	} else if s, ok := c.PrivateKey.(crypto.Signer); ok {
 		pub = s.Public()
 	}
-	info, err := DescribeKey(pub)
+	// describeKey, not DescribeKey: Pick needs the scheme on every
+	// handshake, not the human name.
+	info, err := describeKey(pub)
 	if err != nil || !info.PostQuantum {
 		return 0
 	}
