@@ -60,6 +60,7 @@ func Handshake(ctx context.Context, conn net.Conn, cfg *Config) (*Result, error)
 		hs.rc.splitDelay = 20 * time.Millisecond
 	}
 	err := hs.handshake()
+	hs.rc.release()
 	hs.res.BytesSent, hs.res.BytesReceived = hs.rc.bytesSent, hs.rc.bytesReceived
 	if err != nil {
 		if ctx.Err() != nil && KindOf(err) == KindTimeout {
