@@ -154,12 +154,3 @@ func MarshalKeyPEM(key crypto.Signer) ([]byte, error) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
-
-// publicKeyOf returns the public key of a private key through crypto.Signer.
-func publicKeyOf(key crypto.PrivateKey) (crypto.PublicKey, error) {
-	s, ok := key.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("unsupported key type %T", key)
-	}
-	return s.Public(), nil
-}
