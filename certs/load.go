@@ -15,9 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
-	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
-	"github.com/cloudflare/circl/sign/mldsa/mldsa87"
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
@@ -235,34 +232,16 @@ func parseMLDSAPrivateKey(params mldsa.Parameters, s cryptobyte.String) (crypto.
 		// The file carries the key twice. Using the seed while a tool
 		// reading the expanded form would use different key material is
 		// how keys silently diverge: refuse unless both agree.
-		want, err := expandMLDSA(params, seed)
+		ck, err := newCirclKey(params, seed)
 		if err != nil {
 			return nil, err
 		}
+		want := ck.priv.Bytes()
 		if len(expanded) != len(want) || subtle.ConstantTimeCompare(expanded, want) != 1 {
 			return nil, fmt.Errorf("the %s private key's expanded key does not match its seed; the file is corrupt or was edited: regenerate the key", params)
 		}
 	}
 	return key, nil
-}
-
-// expandMLDSA returns the FIPS 204 skEncode of the key derived from seed,
-// computed with circl because crypto/mldsa does not expose it.
-func expandMLDSA(params mldsa.Parameters, seed []byte) ([]byte, error) {
-	var s [32]byte
-	copy(s[:], seed)
-	switch params {
-	case mldsa.MLDSA44():
-		_, sk := mldsa44.NewKeyFromSeed(&s)
-		return sk.Bytes(), nil
-	case mldsa.MLDSA65():
-		_, sk := mldsa65.NewKeyFromSeed(&s)
-		return sk.Bytes(), nil
-	case mldsa.MLDSA87():
-		_, sk := mldsa87.NewKeyFromSeed(&s)
-		return sk.Bytes(), nil
-	}
-	return nil, fmt.Errorf("unsupported ML-DSA parameter set %s", params)
 }
 
 // Check reports whether cert is valid at now and covers every name (DNS

@@ -56,31 +56,44 @@ var _ crypto.Signer = (*circlSigner)(nil)
 // checked against key's, so the two cannot disagree. Signatures are hedged
 // (randomized, FIPS 204 Algorithm 2 with fresh rnd), as crypto/mldsa's are.
 func NewCirclSigner(key *mldsa.PrivateKey) (crypto.Signer, error) {
-	var seed [32]byte
-	copy(seed[:], key.Bytes())
 	pub := key.PublicKey()
-	s := &circlSigner{std: key, pub: pub, sigSize: pub.Parameters().SignatureSize()}
-	var circlPub []byte
-	switch pub.Parameters() {
-	case mldsa.MLDSA44():
-		pk, sk := mldsa44.NewKeyFromSeed(&seed)
-		circlPub = pk.Bytes()
-		s.signTo = func(msg, ctx, sig []byte) error { return mldsa44.SignTo(sk, msg, ctx, true, sig) }
-	case mldsa.MLDSA65():
-		pk, sk := mldsa65.NewKeyFromSeed(&seed)
-		circlPub = pk.Bytes()
-		s.signTo = func(msg, ctx, sig []byte) error { return mldsa65.SignTo(sk, msg, ctx, true, sig) }
-	case mldsa.MLDSA87():
-		pk, sk := mldsa87.NewKeyFromSeed(&seed)
-		circlPub = pk.Bytes()
-		s.signTo = func(msg, ctx, sig []byte) error { return mldsa87.SignTo(sk, msg, ctx, true, sig) }
-	default:
-		return nil, fmt.Errorf("unsupported ML-DSA parameter set %s", pub.Parameters())
+	ck, err := newCirclKey(pub.Parameters(), key.Bytes())
+	if err != nil {
+		return nil, err
 	}
-	if string(circlPub) != string(pub.Bytes()) {
+	if string(ck.pub.Bytes()) != string(pub.Bytes()) {
 		return nil, errors.New("circl derived a different ML-DSA public key from the seed than crypto/mldsa")
 	}
-	return s, nil
+	return &circlSigner{std: key, pub: pub, sigSize: pub.Parameters().SignatureSize(), signTo: ck.signTo}, nil
+}
+
+// circlKey is circl's ML-DSA key pair derived from a 32-byte seed.
+type circlKey struct {
+	pub, priv interface{ Bytes() []byte } // priv.Bytes is FIPS 204 skEncode
+	signTo    func(msg, ctx, sig []byte) error
+}
+
+// newCirclKey is the package's one switch over circl's ML-DSA parameter
+// sets, used to sign (NewCirclSigner) and to check an expanded private key
+// against its seed (crypto/mldsa does not expose skEncode).
+func newCirclKey(params mldsa.Parameters, seed []byte) (circlKey, error) {
+	var s [32]byte
+	if len(seed) != len(s) {
+		return circlKey{}, fmt.Errorf("%s seed is %d bytes, want %d", params, len(seed), len(s))
+	}
+	copy(s[:], seed)
+	switch params {
+	case mldsa.MLDSA44():
+		pk, sk := mldsa44.NewKeyFromSeed(&s)
+		return circlKey{pk, sk, func(msg, ctx, sig []byte) error { return mldsa44.SignTo(sk, msg, ctx, true, sig) }}, nil
+	case mldsa.MLDSA65():
+		pk, sk := mldsa65.NewKeyFromSeed(&s)
+		return circlKey{pk, sk, func(msg, ctx, sig []byte) error { return mldsa65.SignTo(sk, msg, ctx, true, sig) }}, nil
+	case mldsa.MLDSA87():
+		pk, sk := mldsa87.NewKeyFromSeed(&s)
+		return circlKey{pk, sk, func(msg, ctx, sig []byte) error { return mldsa87.SignTo(sk, msg, ctx, true, sig) }}, nil
+	}
+	return circlKey{}, fmt.Errorf("unsupported ML-DSA parameter set %s", params)
 }
 
 // Public returns the standard library *mldsa.PublicKey.
