@@ -93,18 +93,18 @@ func (c *CaptureConn) record(b []byte) {
 		// record when its header tells the length (the common case of a
 		// ClientHello in one record), else to a typical browser hello.
 		size := 4096
-		if len(b) >= recordHeaderLen+handshakeHeaderLen && b[0] == recordTypeHandshake {
-			size = recordHeaderLen + handshakeHeaderLen + (int(b[6])<<16 | int(b[7])<<8 | int(b[8]))
+		if n, ok := firstMessageLen(b); ok {
+			size = recordHeaderLen + n
 		}
 		c.buf = make([]byte, 0, min(c.limit, max(len(b), size)))
 	}
 	c.buf = append(c.buf, b...)
 	done, err := c.framer.scan(c.buf)
 	need := c.framer.need
-	if need == 0 && c.framer.records == 0 && len(c.buf) >= recordHeaderLen+handshakeHeaderLen {
-		// The first record is still arriving, but its first bytes already
-		// give the message length: refuse a too-large one early.
-		need = handshakeHeaderLen + (int(c.buf[6])<<16 | int(c.buf[7])<<8 | int(c.buf[8]))
+	if need == 0 && c.framer.records == 0 {
+		// The first record is still arriving, but its first bytes may
+		// already give the message length: refuse a too-large one early.
+		need, _ = firstMessageLen(c.buf)
 	}
 	switch {
 	case err != nil:
@@ -117,6 +117,19 @@ func (c *CaptureConn) record(b []byte) {
 	case len(c.buf) >= c.limit:
 		c.stop(fmt.Errorf("failed to capture ClientHello: not complete within the capture limit of %d bytes", c.limit))
 	}
+}
+
+// firstMessageLen returns the handshake message length (its 4-byte header
+// included) announced at the start of the first record of b, when b holds
+// that record's header and the first record's payload is long enough to
+// carry the handshake header: with smaller records (a split ClientHello)
+// bytes 6..8 belong to the next record header, not to the length.
+func firstMessageLen(b []byte) (int, bool) {
+	if len(b) < recordHeaderLen+handshakeHeaderLen || b[0] != recordTypeHandshake ||
+		int(b[3])<<8|int(b[4]) < handshakeHeaderLen {
+		return 0, false
+	}
+	return handshakeHeaderLen + (int(b[6])<<16 | int(b[7])<<8 | int(b[8])), true
 }
 
 // stop ends capturing early with err and frees the buffer. Called with mu

@@ -336,3 +336,40 @@ func TestCaptureConnLimitKeepsHandshake(t *testing.T) {
 	clientEnd.Close()
 	serverEnd.Close()
 }
+
+// TestCaptureConnBufferSize checks the capture buffer is sized from the
+// first record's length when that record carries the handshake header, and
+// not from bytes of a later record header when records are tiny.
+func TestCaptureConnBufferSize(t *testing.T) {
+	msg := parseCaptures(t)["chromium"].Raw
+	tests := []struct {
+		name    string
+		stream  []byte
+		maxCap  int
+		wantCap int // exact capacity; 0 to check maxCap only
+	}{
+		{"one record", frameRecords(msg, 1<<14), 0, recordHeaderLen + len(msg)},
+		// 1-byte records: bytes 6..8 are the next record's header (22, 3,
+		// 1), which read as a length would ask for the whole limit.
+		{"one-byte records", frameRecords(msg, 1), 2 * (recordHeaderLen + 1) * len(msg), 0},
+		{"two-byte records", frameRecords(msg, 2), 2 * (recordHeaderLen + 2) * len(msg) / 2, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cc := NewCaptureConn(&chunkConn{data: tt.stream, chunk: 100}, 0)
+			if _, err := io.ReadAll(cc); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cc.ClientHello(); err != nil {
+				t.Fatal(err)
+			}
+			got := cap(cc.buf)
+			if tt.wantCap != 0 && got != tt.wantCap {
+				t.Errorf("buffer capacity %d, want %d", got, tt.wantCap)
+			}
+			if tt.maxCap != 0 && got > tt.maxCap {
+				t.Errorf("buffer capacity %d, want at most %d", got, tt.maxCap)
+			}
+		})
+	}
+}
