@@ -99,7 +99,7 @@ func parseNewSessionTicket(msg []byte) (*newSessionTicket, error) {
 type pskOffer struct {
 	identity []byte
 	age      uint32
-	binder   []byte // binderLen bytes; zero until setBinder
+	binder   []byte // one hash of zeros: signPSKBinder writes the binder into the marshaled ClientHello
 }
 
 // marshal appends pre_shared_key, which must be the last extension
@@ -116,11 +116,6 @@ func (p *pskOffer) marshal(b *cryptobyte.Builder) {
 		})
 	})
 }
-
-// bindersLen is the length of the binders list at the end of a
-// ClientHello offering p: what Truncate() removes (RFC 8446 Section
-// 4.2.11.2).
-func (p *pskOffer) bindersLen() int { return 2 + 1 + len(p.binder) }
 
 // binderKey is the "res binder" secret of the early secret of psk (RFC 8446
 // Section 7.1).
@@ -144,6 +139,8 @@ func signPSKBinder(s *cipherSuite, psk []byte, prefix hash.Hash, msg []byte, bin
 		}
 		h = c
 	}
+	// Truncate(ClientHello) drops the binders list: its 2-byte length, the
+	// binder's 1-byte length and the binder.
 	h.Write(msg[:len(msg)-(2+1+binderLen)])
 	binder := s.finishedMAC(s.binderKey(psk), h.Sum(nil))
 	copy(msg[len(msg)-binderLen:], binder)
