@@ -2,9 +2,7 @@ package bench
 
 import (
 	"crypto/tls"
-	"encoding/pem"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -64,16 +62,18 @@ func (a CertAlg) KeyName() string {
 // carries (leaf and intermediate, two signatures and two public keys, plus
 // the CertificateVerify) are what a real deployment of that algorithm
 // sends.
+//
+// The root is not kept: the harness verifies no chain (it measures the
+// server), so nothing would read it.
 type Chain struct {
 	CertFile, KeyFile string // leaf + intermediate (PEM), leaf key (PKCS#8)
-	RootFile          string
 	Cert              *tls.Certificate
 }
 
 // MakeChain generates a chain for alg valid for names and writes it to dir
-// as NAME.crt, NAME.key and NAME-root.crt.
+// as NAME.crt and NAME.key.
 func MakeChain(dir string, alg certs.Alg, names []string) (*Chain, error) {
-	cert, root, err := certs.NewChain(alg, names, time.Now(), 30*24*time.Hour)
+	cert, _, err := certs.NewChain(alg, names, time.Now(), 30*24*time.Hour)
 	if err != nil {
 		return nil, fmt.Errorf("failed to make the %s chain: %w", alg, err)
 	}
@@ -81,9 +81,5 @@ func MakeChain(dir string, alg certs.Alg, names []string) (*Chain, error) {
 	if err := certs.WriteKeyPair(base, cert); err != nil {
 		return nil, err
 	}
-	rootFile := base + "-root.crt"
-	if err := os.WriteFile(rootFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}), 0o644); err != nil {
-		return nil, fmt.Errorf("failed to write %s: %w", rootFile, err)
-	}
-	return &Chain{CertFile: base + ".crt", KeyFile: base + ".key", RootFile: rootFile, Cert: cert}, nil
+	return &Chain{CertFile: base + ".crt", KeyFile: base + ".key", Cert: cert}, nil
 }
