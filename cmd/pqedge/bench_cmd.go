@@ -150,6 +150,10 @@ func benchHandshake(args []string, stdout, stderr io.Writer) error {
 	if opts.Groups, err = parseGroupList("handshake", *groups); err != nil {
 		return err
 	}
+	if len(opts.Groups) == 0 {
+		// Else bench.Run would quietly measure its default group instead.
+		return benchFlagError("handshake", fmt.Errorf("-groups %q names no group", *groups))
+	}
 	if opts.SignatureAlgorithms, err = parseSigList("handshake", *sigalgs); err != nil {
 		return err
 	}
@@ -225,7 +229,11 @@ func selfCommand() ([]string, error) {
 
 func benchMatrix(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("matrix", stderr)
-	groups := fs.String("groups", "X25519MLKEM768,SecP256r1MLKEM768,SecP384r1MLKEM1024,x25519,secp256r1", "groups, comma-separated")
+	var groupNames []string
+	for _, g := range bench.DefaultMatrixGroups {
+		groupNames = append(groupNames, pqtls.GroupName(g))
+	}
+	groups := fs.String("groups", strings.Join(groupNames, ","), "groups, comma-separated")
 	var certNames []string
 	for _, a := range bench.CertAlgs() {
 		certNames = append(certNames, a.Name)
@@ -258,6 +266,9 @@ func benchMatrix(args []string, stdout, stderr io.Writer) error {
 	}
 	if opts.Groups, err = parseGroupList("matrix", *groups); err != nil {
 		return err
+	}
+	if len(opts.Groups) == 0 {
+		return benchFlagError("matrix", fmt.Errorf("-groups %q names no group", *groups))
 	}
 	for _, g := range opts.Groups {
 		if _, err := pqtls.ParseServableGroup(pqtls.GroupName(g)); err != nil {

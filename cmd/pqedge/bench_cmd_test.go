@@ -43,6 +43,16 @@ func TestRunBenchErrors(t *testing.T) {
 		{"matrix unservable group", []string{"matrix", "-groups", "MLKEM512"}, 2, []string{"-groups:", "hint: the matrix's servers"}, true},
 		{"matrix bad server", []string{"matrix", "-servers", "caddy"}, 2, []string{`unknown server "caddy"`, "hint: servers are pqedge, plain and nginx"}, true},
 		{"serve-plain without cert", []string{"serve-plain"}, 2, []string{"needs -cert FILE and -key FILE"}, true},
+		{"empty groups", []string{"handshake", "-target", "127.0.0.1:1", "-groups", " , "}, 2, []string{`-groups " , " names no group`}, true},
+		{"negative count", []string{"handshake", "-target", "127.0.0.1:1", "-count", "-1"}, 2, []string{"must not be negative"}, true},
+		{"zero concurrency", []string{"handshake", "-target", "127.0.0.1:1", "-concurrency", "0"}, 2, []string{"-concurrency must be at least 1"}, true},
+		{"handshake stray argument", []string{"handshake", "-target", "127.0.0.1:1", "extra"}, 2, []string{`unexpected argument "extra"`}, true},
+		{"matrix empty groups", []string{"matrix", "-groups", ","}, 2, []string{`-groups "," names no group`}, true},
+		{"matrix zero runs", []string{"matrix", "-runs", "0"}, 2, []string{"-runs, -concurrency and -initcwnd must be at least 1"}, true},
+		{"matrix negative rtt", []string{"matrix", "-rtt", "-1ms"}, 2, []string{"-rtt not negative"}, true},
+		{"matrix bad duration", []string{"matrix", "-duration", "soon"}, 2, []string{`invalid value "soon"`}, true},
+		{"serve-plain bad signer", []string{"serve-plain", "-cert", "c", "-key", "k", "-signer", "openssl"}, 2, []string{"-signer:"}, true},
+		{"serve-plain bad group", []string{"serve-plain", "-cert", "c", "-key", "k", "-groups", "x9"}, 2, []string{"-groups:", "hint: group names are IANA names"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
