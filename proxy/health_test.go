@@ -150,7 +150,15 @@ func TestNewPoolErrors(t *testing.T) {
 		{"no addresses", PoolOptions{}, "no upstream addresses"},
 		{"missing port", PoolOptions{Addresses: []string{"127.0.0.1"}}, "want host:port or unix:/path"},
 		{"empty unix path", PoolOptions{Addresses: []string{"unix:"}}, "empty unix socket path"},
+		{"empty host", PoolOptions{Addresses: []string{":8080"}}, "want host:port or unix:/path"},
+		{"empty port", PoolOptions{Addresses: []string{"127.0.0.1:"}}, "want host:port or unix:/path"},
+		{"service name port", PoolOptions{Addresses: []string{"127.0.0.1:http"}}, `port "http" is not a number from 1 to 65535`},
+		{"port zero", PoolOptions{Addresses: []string{"127.0.0.1:0"}}, `port "0" is not a number`},
+		{"port too large", PoolOptions{Addresses: []string{"127.0.0.1:65536"}}, `port "65536" is not a number`},
+		{"negative port", PoolOptions{Addresses: []string{"127.0.0.1:-1"}}, `port "-1" is not a number`},
 		{"duplicate", PoolOptions{Addresses: []string{"127.0.0.1:1", "127.0.0.1:1"}}, "listed twice"},
+		{"duplicate unix", PoolOptions{Addresses: []string{"unix:/run/app.sock", "unix:/run/app.sock"}}, "listed twice"},
+		{"duplicate but for case", PoolOptions{Addresses: []string{"app.internal:1", "App.Internal:1"}}, `upstream "App.Internal:1" listed twice`},
 		{"relative health path", PoolOptions{Addresses: []string{"127.0.0.1:1"}, Health: HealthOptions{Path: "healthz"}}, "must start with /"},
 	}
 	for _, tt := range tests {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,16 +140,19 @@ func NewPool(name string, opts PoolOptions) (*Pool, error) {
 		log = slog.Default()
 	}
 	p := &Pool{name: name, opts: opts, log: log.With("pool", name), wake: make(chan struct{}, 1)}
-	seen := map[string]bool{}
+	// Both maps matter: unix keys are distinct by index, and two TCP
+	// addresses differing only in the host's case share a transport key,
+	// so byKey would send the second one's requests to the first.
+	seenAddr, seenKey := map[string]bool{}, map[string]bool{}
 	for i, a := range opts.Addresses {
 		u, err := parseUpstream(a, i)
 		if err != nil {
 			return nil, fmt.Errorf("failed to create pool %q: %w", name, err)
 		}
-		if seen[u.addr] {
+		if seenAddr[u.addr] || seenKey[u.key] {
 			return nil, fmt.Errorf("failed to create pool %q: upstream %q listed twice", name, a)
 		}
-		seen[u.addr] = true
+		seenAddr[u.addr], seenKey[u.key] = true, true
 		p.ups = append(p.ups, u)
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
@@ -181,6 +185,11 @@ func parseUpstream(a string, index int) (*upstream, error) {
 	}
 	if port == "" || host == "" {
 		return nil, fmt.Errorf("upstream %q: want host:port or unix:/path", a)
+	}
+	// A service name or an out-of-range port would only fail at the first
+	// dial, on a client's request.
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return nil, fmt.Errorf("upstream %q: port %q is not a number from 1 to 65535", a, port)
 	}
 	// The transport lower-cases the host it dials; match it.
 	u.network, u.dialTo, u.key = "tcp", a, net.JoinHostPort(strings.ToLower(host), port)
