@@ -81,14 +81,16 @@ func (p *Pool) checker(u *upstream) {
 	}
 }
 
-// startProbe runs one out-of-band check of u unless one is in flight.
-// Called on the data path after an error; it never blocks.
+// startProbeLocked runs one out-of-band check of u unless one is in flight.
+// Called on the data path after an error; it never blocks. p.mu must be
+// held and the pool open: Close cancels under p.mu, so this wg.Add cannot
+// race its wg.Wait.
 //
 // With active checks disabled, no traffic reaches an upstream the probe
 // found unhealthy, so nothing else would ever look at it again: the probe
 // then repeats every EjectFor until the upstream is healthy.
-func (p *Pool) startProbe(u *upstream) {
-	if p.ctx.Err() != nil || !u.probing.CompareAndSwap(false, true) {
+func (p *Pool) startProbeLocked(u *upstream) {
+	if !u.probing.CompareAndSwap(false, true) {
 		return
 	}
 	p.wg.Add(1)

@@ -174,3 +174,26 @@ func TestNewPoolErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestReportFailureAfterClose checks that data-path failures of requests
+// that outlive Close (a reload retires a pool while requests finish) start
+// neither an ejection timer nor a probe goroutine.
+func TestReportFailureAfterClose(t *testing.T) {
+	p, err := NewPool("app", PoolOptions{Addresses: []string{"127.0.0.1:1"}, MaxFails: 1, Health: HealthOptions{Interval: -1}, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	u := p.ups[0]
+	for range 3 {
+		p.reportFailure(u)
+	}
+	if u.probing.Load() {
+		t.Error("a probe started after Close")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if u.ejectTimer != nil || u.consecFails != 0 {
+		t.Errorf("after Close: eject timer %v, %d failures counted; want none", u.ejectTimer, u.consecFails)
+	}
+}

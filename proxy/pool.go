@@ -215,7 +215,11 @@ func (p *Pool) Upstreams() []UpstreamState {
 // Close stops the health checkers, probes and the notifier and waits for
 // them. Connections already handed out are not touched.
 func (p *Pool) Close() error {
+	// Cancel under mu: reportFailure checks ctx and starts probes (wg.Add)
+	// under mu, so no probe or ejection timer starts once Wait may run.
+	p.mu.Lock()
 	p.cancel()
+	p.mu.Unlock()
 	p.wg.Wait()
 	p.mu.Lock()
 	for _, u := range p.ups {
@@ -325,6 +329,10 @@ func (p *Pool) dialUpstream(ctx context.Context, u *upstream) (net.Conn, error) 
 // the same), so a dead upstream is noticed before the next check interval.
 func (p *Pool) reportFailure(u *upstream) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx.Err() != nil {
+		return // a request that outlived Close: nobody reads the verdict
+	}
 	u.consecFails++
 	if u.consecFails >= p.opts.MaxFails && !time.Now().Before(u.ejectedUntil) {
 		u.consecFails = 0
@@ -345,8 +353,7 @@ func (p *Pool) reportFailure(u *upstream) {
 		})
 		p.updateUsableLocked(u)
 	}
-	p.mu.Unlock()
-	p.startProbe(u)
+	p.startProbeLocked(u)
 }
 
 // reportSuccess records that u served a request.
