@@ -115,8 +115,11 @@ func ParseAlg(s string) (Alg, error) {
 	case AlgMLDSA44, AlgMLDSA65, AlgMLDSA87, AlgECDSAP256, AlgECDSAP384, AlgEd25519:
 		return a, nil
 	}
-	return "", fmt.Errorf("unknown key algorithm %q (known: mldsa44, mldsa65, mldsa87, ecdsa-p256, ecdsa-p384, ed25519)", s)
+	return "", fmt.Errorf("unknown key algorithm %q (known: %s)", s, knownAlgs)
 }
+
+// knownAlgs lists what ParseAlg accepts, for error messages.
+const knownAlgs = "mldsa44, mldsa65, mldsa87, ecdsa-p256, ecdsa-p384, ed25519"
 
 // GenerateKey makes a new private key of algorithm a (AlgRSA: RSA-2048).
 func GenerateKey(a Alg) (crypto.Signer, error) {

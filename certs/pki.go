@@ -238,10 +238,9 @@ func (ca *CA) Issue(opts LeafOptions) (*tls.Certificate, error) {
 	if len(opts.Names) == 0 {
 		return nil, errors.New("a certificate needs at least one name")
 	}
-	switch opts.Alg {
-	case AlgMLDSA44, AlgMLDSA65, AlgMLDSA87, AlgECDSAP256, AlgECDSAP384, AlgEd25519:
-	default:
-		return nil, fmt.Errorf("cannot issue leaf certificates with key algorithm %q (known: mldsa44, mldsa65, mldsa87, ecdsa-p256, ecdsa-p384, ed25519)", opts.Alg)
+	// The algorithms a leaf may have are those the CLI and config accept.
+	if a, err := ParseAlg(string(opts.Alg)); err != nil || a != opts.Alg {
+		return nil, fmt.Errorf("cannot issue a leaf certificate: unknown key algorithm %q (known: %s)", opts.Alg, knownAlgs)
 	}
 	if opts.Validity <= 0 {
 		opts.Validity = DefaultLeafValidity

@@ -331,3 +331,57 @@ func TestNewChain(t *testing.T) {
 		t.Error("a chain without names was made")
 	}
 }
+
+// TestPKIOptionErrors: every option a caller can get wrong is refused with
+// an error that names it, before anything is written.
+func TestPKIOptionErrors(t *testing.T) {
+	now := time.Now()
+	ca, err := InitCA(t.TempDir(), CAOptions{Alg: AlgMLDSA44, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		run     func(dir string) error
+		wantErr string
+	}{
+		{"init: leaf-only algorithm", func(dir string) error {
+			_, err := InitCA(dir, CAOptions{Alg: AlgEd25519})
+			return err
+		}, `a root CA key must be mldsa87, mldsa65, mldsa44 or ecdsa-p384, not "ed25519"`},
+		{"init: RSA", func(dir string) error { _, err := InitCA(dir, CAOptions{Alg: AlgRSA}); return err }, `not "rsa"`},
+		{"init: unknown algorithm", func(dir string) error { _, err := InitCA(dir, CAOptions{Alg: "mldsa99"}); return err }, `not "mldsa99"`},
+		{"init: unknown intermediate algorithm", func(dir string) error {
+			_, err := InitCA(dir, CAOptions{Alg: AlgMLDSA44, Intermediate: true, IntermediateAlg: "mldsa99"})
+			return err
+		}, `cannot generate keys of algorithm "mldsa99"`},
+		{"issue: no names", func(string) error { _, err := ca.Issue(LeafOptions{Alg: AlgMLDSA44}); return err }, "at least one name"},
+		{"issue: no algorithm", func(string) error { _, err := ca.Issue(LeafOptions{Names: []string{"a.test"}}); return err }, `unknown key algorithm "" (known: mldsa44`},
+		{"issue: RSA", func(string) error {
+			_, err := ca.Issue(LeafOptions{Names: []string{"a.test"}, Alg: AlgRSA})
+			return err
+		}, `unknown key algorithm "rsa"`},
+		{"issue: unnormalised spelling", func(string) error {
+			_, err := ca.Issue(LeafOptions{Names: []string{"a.test"}, Alg: "MLDSA44"})
+			return err
+		}, `unknown key algorithm "MLDSA44"`},
+		{"local: no names", func(dir string) error { _, err := EnsureLocal(dir, nil, now); return err }, "at least one name"},
+		{"chain: unknown algorithm", func(string) error {
+			_, _, err := NewChain("mldsa99", []string{"a.test"}, now, time.Hour)
+			return err
+		}, `cannot generate keys of algorithm "mldsa99"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "out")
+			err := tt.run(dir)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+			}
+			// A refused call leaves no key behind.
+			if keys, _ := filepath.Glob(filepath.Join(dir, "*.key")); len(keys) > 0 {
+				t.Fatalf("refused call wrote %v", keys)
+			}
+		})
+	}
+}
