@@ -202,6 +202,10 @@ func (p *StreamProxy) ServeConn(ctx context.Context, c net.Conn) error {
 	if p.closing {
 		p.mu.Unlock()
 		c.Close()
+		// OnStreamEnd promises a call for every connection handed in.
+		if p.opts.OnStreamEnd != nil {
+			p.opts.OnStreamEnd(StreamInfo{Client: c.RemoteAddr(), Err: ErrStreamProxyClosed})
+		}
 		return ErrStreamProxyClosed
 	}
 	p.streams++

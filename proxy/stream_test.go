@@ -317,7 +317,8 @@ func TestStreamShutdown(t *testing.T) {
 	serverTLS, clientTLS := testTLS(t)
 	ln, upAddr := upstreamListener(t, false)
 	serveUpstream(t, ln, 0, nil, func(c net.Conn, r io.Reader) { io.Copy(c, r) })
-	sp := newTestStreamProxy(t, upAddr, StreamOptions{})
+	ended := make(chan StreamInfo, 2)
+	sp := newTestStreamProxy(t, upAddr, StreamOptions{OnStreamEnd: func(i StreamInfo) { ended <- i }})
 	tcpLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -357,6 +358,26 @@ func TestStreamShutdown(t *testing.T) {
 	}
 	if err := sp.Shutdown(context.Background()); err != nil {
 		t.Errorf("second Shutdown = %v, want nil once every stream ended", err)
+	}
+	// Every stream has ended (OnStreamEnd runs before a stream stops
+	// counting): one call for the stream Shutdown closed, one for the
+	// connection refused after it.
+	var refused int
+	for range 2 {
+		select {
+		case i := <-ended:
+			if i.Upstream == "" {
+				refused++
+				if !errors.Is(i.Err, ErrStreamProxyClosed) {
+					t.Errorf("OnStreamEnd for the refused connection: err %v, want ErrStreamProxyClosed", i.Err)
+				}
+			}
+		default:
+			t.Fatal("fewer than 2 OnStreamEnd calls")
+		}
+	}
+	if refused != 1 {
+		t.Errorf("%d OnStreamEnd calls without an upstream, want 1 (the refused connection)", refused)
 	}
 }
 
