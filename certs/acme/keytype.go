@@ -2,15 +2,12 @@ package acme
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/mldsa"
 	"crypto/rsa"
 	"fmt"
 	"strings"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/pqedge/pqedge/certs"
 )
 
 // KeyType is the kind of private key generated for each ACME certificate,
@@ -58,28 +55,18 @@ func (k KeyType) certmagic() (certmagic.KeyType, error) {
 	}
 }
 
-// describePublicKey names the key of a served certificate for Expiry. It
-// covers every key a certificate in certmagic's cache could hold, and ML-DSA
-// so that a surprise is named rather than reported as unknown.
+// describePublicKey names the key of a served certificate for Expiry, as
+// the config spells key algorithms. certs.DescribeKey is the one switch over
+// key types (it names ML-DSA too, so a surprise is named rather than
+// reported as unknown); only RSA is spelled with its size here, as KeyRSA2048
+// and KeyRSA4096 are.
 func describePublicKey(pub crypto.PublicKey) (string, error) {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return string(KeyECDSAP256), nil
-		case elliptic.P384():
-			return string(KeyECDSAP384), nil
-		case elliptic.P521():
-			return "ecdsa-p521", nil
-		}
-		return "", fmt.Errorf("unsupported ECDSA curve %s", k.Curve.Params().Name)
-	case *rsa.PublicKey:
+	if k, ok := pub.(*rsa.PublicKey); ok {
 		return fmt.Sprintf("rsa%d", k.N.BitLen()), nil
-	case ed25519.PublicKey:
-		return "ed25519", nil
-	case *mldsa.PublicKey:
-		return strings.ToLower(strings.ReplaceAll(k.Parameters().String(), "-", "")), nil
-	default:
-		return "", fmt.Errorf("unsupported key type %T", pub)
 	}
+	info, err := certs.DescribeKey(pub)
+	if err != nil {
+		return "", err
+	}
+	return string(info.Alg), nil
 }
