@@ -50,8 +50,7 @@ type CA struct {
 	// clients of the server under test.
 	IssuerRoots *x509.CertPool
 
-	srv  *httptest.Server
-	logs *lockedBuffer
+	srv *httptest.Server
 }
 
 // Start runs a Pebble CA until the test ends. It sets Pebble's environment
@@ -96,16 +95,12 @@ func Start(t testing.TB, opts Options) *CA {
 		APIRootPEM:   pemCert(srv.Certificate().Raw),
 		IssuerRoots:  issuerRoots,
 		srv:          srv,
-		logs:         logs,
 	}
 }
 
 // Close stops the CA before the test ends, to test what happens when it
 // goes away.
 func (c *CA) Close() { c.srv.Close() }
-
-// Log returns what Pebble logged so far.
-func (c *CA) Log() string { return c.logs.String() }
 
 // SkipIfUnrenewable skips a test that renews leaf when Pebble cannot: it
 // stores serials without the DER sign byte and looks up an ARI "replaces"
