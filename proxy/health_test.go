@@ -150,6 +150,7 @@ func TestNewPoolErrors(t *testing.T) {
 		{"no addresses", PoolOptions{}, "no upstream addresses"},
 		{"missing port", PoolOptions{Addresses: []string{"127.0.0.1"}}, "want host:port or unix:/path"},
 		{"empty unix path", PoolOptions{Addresses: []string{"unix:"}}, "empty unix socket path"},
+		{"relative unix path", PoolOptions{Addresses: []string{"unix:run/app.sock"}}, "is not absolute"},
 		{"empty host", PoolOptions{Addresses: []string{":8080"}}, "want host:port or unix:/path"},
 		{"empty port", PoolOptions{Addresses: []string{"127.0.0.1:"}}, "want host:port or unix:/path"},
 		{"service name port", PoolOptions{Addresses: []string{"127.0.0.1:http"}}, `port "http" is not a number from 1 to 65535`},

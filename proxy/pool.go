@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -167,11 +168,23 @@ func NewPool(name string, opts PoolOptions) (*Pool, error) {
 	return p, nil
 }
 
+// CheckUpstream reports what is wrong with an upstream address, as NewPool
+// would; config loaders call it to point at the line.
+func CheckUpstream(addr string) error {
+	_, err := parseUpstream(addr, 0)
+	return err
+}
+
 func parseUpstream(a string, index int) (*upstream, error) {
 	u := &upstream{addr: a, healthy: true, usable: true}
 	if path, ok := strings.CutPrefix(a, "unix:"); ok {
 		if path == "" {
 			return nil, fmt.Errorf("upstream %q: empty unix socket path", a)
+		}
+		if !filepath.IsAbs(path) {
+			// Relative to whatever directory pqedge was started in: a
+			// restart from elsewhere would dial another socket.
+			return nil, fmt.Errorf("upstream %q: unix socket path %q is not absolute", a, path)
 		}
 		u.network, u.dialTo = "unix", path
 		// The transport keys idle connections by host:port, so each socket

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pqedge/pqedge/certs"
 	"github.com/pqedge/pqedge/pqtls"
+	"github.com/pqedge/pqedge/proxy"
 )
 
 // validator collects every problem in one pass, so an operator sees them all
@@ -175,9 +176,9 @@ func (v *validator) checkPools() {
 		if len(p.Upstreams) == 0 {
 			v.addf(key, "e.g. upstreams = [\"127.0.0.1:3000\"]", "pool %q has no upstreams", p.Name)
 		}
-		for j, u := range p.Upstreams {
-			if err := CheckUpstreamAddress(u); err != nil {
-				v.addf(fmt.Sprintf("%s.upstreams", key), "write host:port or unix:/absolute/path", "upstream %d of pool %q: %v", j+1, p.Name, err)
+		for _, u := range p.Upstreams {
+			if err := proxy.CheckUpstream(u); err != nil {
+				v.addf(key+".upstreams", "", "pool %q: %v", p.Name, err)
 			}
 		}
 		if p.Health.Path != "" && !strings.HasPrefix(p.Health.Path, "/") {
@@ -192,24 +193,6 @@ func (v *validator) checkPools() {
 			}
 		}
 	}
-}
-
-// CheckUpstreamAddress checks a host:port or unix:/path upstream address.
-func CheckUpstreamAddress(u string) error {
-	if path, ok := strings.CutPrefix(u, "unix:"); ok {
-		if !strings.HasPrefix(path, "/") {
-			return fmt.Errorf("unix socket path %q is not absolute", path)
-		}
-		return nil
-	}
-	host, port, err := net.SplitHostPort(u)
-	if err != nil || host == "" {
-		return fmt.Errorf("bad address %q", u)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("bad port in %q", u)
-	}
-	return nil
 }
 
 func (v *validator) checkSites() {
