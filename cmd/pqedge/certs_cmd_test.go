@@ -134,3 +134,60 @@ func TestCertsCLIRefusesUnsafeCA(t *testing.T) {
 		}
 	})
 }
+
+// TestCertsCLIBadInput: every flag and argument answers garbage with exit 2
+// (usage) or 1 (failed) and a hint naming what to change, writing nothing.
+func TestCertsCLIBadInput(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.crt")
+	if err := os.WriteFile(garbage, []byte("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(text, []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStderr []string
+	}{
+		{"init unexpected argument", []string{"init", "--dir", out, "extra"}, 2, []string{`unexpected argument "extra"`}},
+		{"init leaf-only alg", []string{"init", "--dir", out, "--alg", "ed25519"}, 1, []string{"a root CA key must be", "hint: change --dir, or check --alg"}},
+		{"init intermediate-alg alone", []string{"init", "--dir", out, "--intermediate-alg", "mldsa44"}, 2, []string{"--intermediate-alg needs --intermediate"}},
+		{"init bad intermediate-alg", []string{"init", "--dir", out, "--intermediate", "--intermediate-alg", "mldsa-44"}, 1, []string{`unknown key algorithm "mldsa-44"`, "hint: set --intermediate-alg"}},
+		{"init bool flag with value", []string{"init", "--dir", out, "--intermediate=maybe"}, 2, []string{"invalid boolean value", "hint: see `pqedge certs init --help`"}},
+		{"issue days not a number", []string{"issue", "--ca", out, "--name", "a.test", "--out", out, "--days", "ninety"}, 2, []string{`invalid value "ninety" for flag -days`, "hint: see `pqedge certs issue --help`"}},
+		{"issue negative days", []string{"issue", "--ca", out, "--name", "a.test", "--out", out, "--days", "-1"}, 2, []string{"--days must be positive, not -1"}},
+		{"issue only commas for names", []string{"issue", "--ca", out, "--name", " , ,", "--out", out}, 2, []string{"no names given"}},
+		{"issue without out", []string{"issue", "--ca", out, "--name", "a.test"}, 2, []string{"no output path given", "hint: pass --out PATH"}},
+		{"issue without ca", []string{"issue", "--name", "a.test", "--out", out}, 2, []string{"no CA given", "hint: pass --ca DIR"}},
+		{"issue flag without value", []string{"issue", "--ca"}, 2, []string{"flag needs an argument: -ca"}},
+		{"inspect missing file", []string{"inspect", filepath.Join(dir, "none.crt")}, 1, []string{"failed to read certificate", "hint: check the FILE argument"}},
+		{"inspect garbage certificate", []string{"inspect", garbage}, 1, []string{"failed to parse certificate 1", "hint: pass a PEM or DER certificate file"}},
+		{"inspect text file", []string{"inspect", text}, 1, []string{"no CERTIFICATE PEM block found", "hint: pass a PEM or DER certificate file"}},
+		{"trust two directories", []string{"trust", dir, out}, 2, []string{"trust needs exactly one CA directory"}},
+		{"trust missing directory", []string{"trust", filepath.Join(dir, "none")}, 1, []string{"no CA root in"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCertsCLI(tt.args...)
+			if r.code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, tt.wantCode, r.stdout, r.stderr)
+			}
+			if !strings.HasPrefix(r.stderr, "pqedge: error: ") && !strings.Contains(r.stderr, "\npqedge: error: ") {
+				t.Errorf("stderr lacks the pqedge: error: line:\n%s", r.stderr)
+			}
+			for _, w := range tt.wantStderr {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
+				}
+			}
+			if keys, _ := filepath.Glob(filepath.Join(out, "*.key")); len(keys) > 0 {
+				t.Fatalf("a refused command wrote %v", keys)
+			}
+		})
+	}
+}
