@@ -106,7 +106,7 @@ func benchContext() (context.Context, context.CancelFunc) {
 }
 
 func benchHandshake(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("handshake", stderr)
+	fs := newFlagSet("bench handshake", stderr)
 	target := fs.String("target", "", "the server, HOST:PORT")
 	groups := fs.String("groups", "X25519MLKEM768", "groups to offer, comma-separated, in order; the first gets a key share")
 	sigalgs := fs.String("sigalgs", "", "signature algorithms to offer, comma-separated (default: ML-DSA, ECDSA, Ed25519, RSA)")
@@ -228,7 +228,7 @@ func selfCommand() ([]string, error) {
 }
 
 func benchMatrix(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("matrix", stderr)
+	fs := newFlagSet("bench matrix", stderr)
 	var groupNames []string
 	for _, g := range bench.DefaultMatrixGroups {
 		groupNames = append(groupNames, pqtls.GroupName(g))
@@ -347,7 +347,7 @@ func benchMatrix(args []string, stdout, stderr io.Writer) error {
 }
 
 func benchServePlain(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("serve-plain", stderr)
+	fs := newFlagSet("bench serve-plain", stderr)
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
 	certFile := fs.String("cert", "", "certificate chain (PEM)")
 	keyFile := fs.String("key", "", "private key (PEM)")

@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -64,33 +63,8 @@ func (n *names) Set(v string) error {
 	return nil
 }
 
-// parseFlags parses flags that may come before or after positional
-// arguments (`trust DIR --out X`), which package flag alone does not allow.
-func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, &cliError{err: err, hints: []string{"see `pqedge certs " + fs.Name() + " --help`"}, usage: true}
-		}
-		if fs.NArg() == 0 {
-			return positional, nil
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
-
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
-}
-
 func certsInit(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("init", stderr)
+	fs := newFlagSet("certs init", stderr)
 	dir := fs.String("dir", "", "directory for the CA files (made mode 0700)")
 	alg := fs.String("alg", string(certs.AlgMLDSA87), "root key algorithm: mldsa87, mldsa65, mldsa44 or ecdsa-p384")
 	inter := fs.Bool("intermediate", false, "add an intermediate CA that signs the leaves")
@@ -139,7 +113,7 @@ func printCert(w io.Writer, role string, c *x509.Certificate) {
 }
 
 func certsIssue(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("issue", stderr)
+	fs := newFlagSet("certs issue", stderr)
 	caDir := fs.String("ca", "", "CA directory made by `pqedge certs init`")
 	var ns names
 	fs.Var(&ns, "name", "DNS name or IP address (repeat, or comma-separate)")
@@ -194,7 +168,7 @@ func verdict(f certs.Flight) string {
 }
 
 func certsInspect(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("inspect", stderr)
+	fs := newFlagSet("certs inspect", stderr)
 	files, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -304,7 +278,7 @@ func validity(c certs.CertInfo, now time.Time) string {
 }
 
 func certsTrust(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("trust", stderr)
+	fs := newFlagSet("certs trust", stderr)
 	out := fs.String("out", "", "write pqedge-root.crt (PEM) and pqedge-root.cer (DER) here instead of printing the PEM")
 	pos, err := parseFlags(fs, args)
 	if err != nil {

@@ -43,3 +43,30 @@ func cliFail(stderr io.Writer, err error) int {
 	}
 	return 1
 }
+
+// parseFlags parses flags that may come before or after positional
+// arguments (`trust DIR --out X`), which package flag alone does not allow.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, &cliError{err: err, hints: []string{"see `pqedge " + fs.Name() + " --help`"}, usage: true}
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// newFlagSet makes the flag set of a subcommand; name is its whole path
+// after "pqedge" ("certs issue", "bench matrix"), which the hints quote.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -26,26 +25,15 @@ ClientHello split across records and TCP writes.
 
 // runProbe is `pqedge probe`.
 func runProbe(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("probe", stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, probeUsage); fs.PrintDefaults() }
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	serverName := fs.String("servername", "", "SNI and certificate name (default: the HOST of HOST:PORT unless it is an IP)")
 	timeout := fs.Duration("timeout", 5*time.Second, "limit for each handshake")
 	// Flags may come before or after HOST:PORT.
-	var positional []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 2
-			}
-			return cliFail(stderr, usageError("%v", err))
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+	positional, err := parseFlags(fs, args)
+	if err != nil {
+		return cliFail(stderr, err)
 	}
 	if len(positional) != 1 {
 		return cliFail(stderr, probeUsageError(fmt.Sprintf("probe needs exactly one HOST:PORT, got %d arguments", len(positional)),

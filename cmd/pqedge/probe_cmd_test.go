@@ -85,7 +85,7 @@ func TestProbeCommandErrors(t *testing.T) {
 		{name: "no address", args: nil, code: 2, wantErrs: []string{"pqedge: error: probe needs exactly one HOST:PORT", "hint: example"}},
 		{name: "no port", args: []string{"localhost"}, code: 2, wantErrs: []string{"bad address", "hint: give HOST:PORT"}},
 		{name: "bad timeout", args: []string{"-timeout", "0s", "127.0.0.1:1"}, code: 2, wantErrs: []string{"-timeout must be positive"}},
-		{name: "unknown flag", args: []string{"-bogus", "127.0.0.1:1"}, code: 2, wantErrs: []string{"flag provided but not defined"}},
+		{name: "unknown flag", args: []string{"-bogus", "127.0.0.1:1"}, code: 2, wantErrs: []string{"flag provided but not defined", "hint: see `pqedge probe --help`"}},
 		{name: "nothing listens", args: []string{closed, "-timeout", "2s"}, code: 1, wantErrs: []string{"failed to probe", "hint: check that a TLS server listens"}},
 	}
 	for _, tt := range tests {
