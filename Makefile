@@ -25,9 +25,13 @@ test: vet unit fuzz-smoke
 vet:
 	$(GO) vet ./...
 
-# The race detector needs cgo; the shipped binary does not.
+# The race detector needs cgo; the shipped binary does not. testsummary
+# prints what plain go test would, then every skipped test with its reason
+# (a machine without peers must not look all green), and exits with go
+# test's status.
 unit:
-	CGO_ENABLED=1 $(GO) test -race -timeout 20m ./...
+	CGO_ENABLED=1 $(GO) run ./scripts/testsummary -trim github.com/pqedge/pqedge/ \
+		$(GO) test -json -race -timeout 20m ./...
 
 # A few seconds of each fuzzer on top of its seed corpus, so a parser
 # regression on odd input fails `make test`, not a production handshake.
