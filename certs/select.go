@@ -22,7 +22,7 @@ const (
 	PQOff PQMode = "off"
 	// PQTrusted serves it only to clients that offer a matching ML-DSA
 	// signature scheme and name the PQ root (or an intermediate) in
-	// certificate_authorities, i.e. clients known to trust it. The default.
+	// certificate_authorities, i.e. clients known to trust it.
 	PQTrusted PQMode = "trusted"
 	// PQAlways serves it to every client offering a matching ML-DSA scheme.
 	// Chromium offers ML-DSA by default but trusts no private ML-DSA root:
@@ -30,8 +30,11 @@ const (
 	PQAlways PQMode = "always"
 )
 
-// DefaultPQMode is the mode a site gets when its config names none.
-const DefaultPQMode = PQTrusted
+// DefaultPQMode is the mode a site gets when its config names none, and
+// what a Selector's zero Mode means: off, so a site serves its ML-DSA chain
+// only when the operator opts in (issue #2). Chromium offers ML-DSA by
+// default and trusts no private ML-DSA root.
+const DefaultPQMode = PQOff
 
 // ParsePQMode parses a mode name; "" means DefaultPQMode.
 func ParsePQMode(s string) (PQMode, error) {

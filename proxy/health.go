@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// Defaults applied to zero fields of HealthOptions.
+// Defaults applied to zero fields of HealthOptions. A zero Interval means
+// no active checks (the product's default too: see internal/config).
 const (
-	DefaultHealthInterval     = 10 * time.Second
 	DefaultHealthTimeout      = 2 * time.Second
 	DefaultHealthyThreshold   = 2
 	DefaultUnhealthyThreshold = 3
@@ -22,10 +22,9 @@ const (
 // HealthOptions configure the active checks of a pool. Zero fields take the
 // documented default.
 type HealthOptions struct {
-	// Interval between two checks of one upstream. A negative Interval
-	// disables active checks; probes after data-path errors still run, and
-	// repeat every PoolOptions.EjectFor while the upstream is unhealthy.
-	// Default DefaultHealthInterval.
+	// Interval between two checks of one upstream. Zero or negative: no
+	// active checks; probes after data-path errors still run, and repeat
+	// every PoolOptions.EjectFor while the upstream is unhealthy.
 	Interval time.Duration
 	// Timeout bounds one check (connect, request and response), so a
 	// hung upstream fails its check instead of stalling the checker.
@@ -46,8 +45,8 @@ type HealthOptions struct {
 }
 
 func (h *HealthOptions) setDefaults() error {
-	if h.Interval == 0 {
-		h.Interval = DefaultHealthInterval
+	if h.Interval < 0 {
+		h.Interval = 0
 	}
 	if h.Timeout <= 0 {
 		h.Timeout = DefaultHealthTimeout
@@ -64,47 +63,47 @@ func (h *HealthOptions) setDefaults() error {
 	return nil
 }
 
-// checker runs the active checks of one upstream until the pool closes. The
-// first check runs at once so a dead upstream is found before the first
-// interval passes.
-func (p *Pool) checker(u *upstream) {
-	defer p.wg.Done()
-	t := time.NewTicker(p.opts.Health.Interval)
+// checker runs the active checks of one upstream until its state is
+// released. The first check runs at once so a dead upstream is found before
+// the first interval passes.
+func (st *upstreamState) checker() {
+	defer st.reg.wg.Done()
+	t := time.NewTicker(st.key.spec.Interval)
 	defer t.Stop()
 	for {
-		p.recordCheck(u, p.check(u))
+		st.recordCheck(st.check())
 		select {
-		case <-p.ctx.Done():
+		case <-st.ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
 }
 
-// startProbeLocked runs one out-of-band check of u unless one is in flight.
-// Called on the data path after an error; it never blocks. p.mu must be
-// held and the pool open: Close cancels under p.mu, so this wg.Add cannot
-// race its wg.Wait.
+// startProbeLocked runs one out-of-band check unless one is in flight.
+// Called on the data path after an error; it never blocks. Registry.mu must
+// be held: Close cancels under it, so this wg.Add cannot race its wg.Wait,
+// and nothing starts once the state is released.
 //
 // With active checks disabled, no traffic reaches an upstream the probe
 // found unhealthy, so nothing else would ever look at it again: the probe
-// then repeats every EjectFor until the upstream is healthy.
-func (p *Pool) startProbeLocked(u *upstream) {
-	if !u.probing.CompareAndSwap(false, true) {
+// then repeats every ejection period until the upstream is healthy.
+func (st *upstreamState) startProbeLocked() {
+	if st.ctx.Err() != nil || !st.probing.CompareAndSwap(false, true) {
 		return
 	}
-	p.wg.Add(1)
+	st.reg.wg.Add(1)
 	go func() {
-		defer p.wg.Done()
-		defer u.probing.Store(false)
+		defer st.reg.wg.Done()
+		defer st.probing.Store(false)
 		for {
-			p.recordCheck(u, p.check(u))
-			if p.opts.Health.Interval > 0 || p.isHealthy(u) {
+			st.recordCheck(st.check())
+			if st.key.spec.Interval > 0 || st.isHealthy() {
 				return
 			}
-			t := time.NewTimer(p.opts.EjectFor)
+			t := time.NewTimer(st.key.spec.ejectFor)
 			select {
-			case <-p.ctx.Done():
+			case <-st.ctx.Done():
 				t.Stop()
 				return
 			case <-t.C:
@@ -113,45 +112,47 @@ func (p *Pool) startProbeLocked(u *upstream) {
 	}()
 }
 
-func (p *Pool) isHealthy(u *upstream) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return u.healthy
+func (st *upstreamState) isHealthy() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.healthy
 }
 
 // recordCheck applies one check result to the thresholds.
-func (p *Pool) recordCheck(u *upstream, err error) {
-	if p.ctx.Err() != nil {
-		return // the pool closed mid-check; the result means nothing
+func (st *upstreamState) recordCheck(err error) {
+	if st.ctx.Err() != nil {
+		return // released mid-check; the result means nothing
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	spec := st.key.spec
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	if err == nil {
-		u.failStreak = 0
-		u.okStreak++
-		if !u.healthy && u.okStreak >= p.opts.Health.HealthyThreshold {
-			u.healthy = true
+		st.failStreak = 0
+		st.okStreak++
+		if !st.healthy && st.okStreak >= spec.HealthyThreshold {
+			st.healthy = true
 		}
-	} else {
-		p.log.Debug("health check failed", "upstream", u.addr, "err", err)
-		u.okStreak = 0
-		u.failStreak++
-		if u.healthy && u.failStreak >= p.opts.Health.UnhealthyThreshold {
-			u.healthy = false
-		}
+		st.updateUsableLocked(fmt.Sprintf("%d health checks passed", st.okStreak))
+		return
 	}
-	p.updateUsableLocked(u)
+	st.reg.log.Debug("health check failed", "upstream", st.key.addr, "err", err)
+	st.okStreak = 0
+	st.failStreak++
+	if st.healthy && st.failStreak >= spec.UnhealthyThreshold {
+		st.healthy = false
+	}
+	st.updateUsableLocked(fmt.Sprintf("%d health checks failed, the last: %v", st.failStreak, err))
 }
 
-// check runs one health check of u.
-func (p *Pool) check(u *upstream) error {
-	h := p.opts.Health
+// check runs one health check.
+func (st *upstreamState) check() error {
+	h := st.key.spec.HealthOptions
 	// The timeout covers connect, request and response: a check must end
 	// even if the upstream accepts and then says nothing.
-	ctx, cancel := context.WithTimeout(p.ctx, h.Timeout)
+	ctx, cancel := context.WithTimeout(st.ctx, h.Timeout)
 	defer cancel()
 	var d net.Dialer
-	c, err := d.DialContext(ctx, u.network, u.dialTo)
+	c, err := d.DialContext(ctx, st.network, st.dialTo)
 	if err != nil {
 		return err
 	}
@@ -165,8 +166,8 @@ func (p *Pool) check(u *upstream) error {
 	}
 	host := h.Host
 	if host == "" {
-		host = u.addr
-		if u.network == "unix" {
+		host = st.key.addr
+		if st.network == "unix" {
 			host = "localhost"
 		}
 	}

@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -51,7 +53,7 @@ func TestHealthCheckHTTPRecovery(t *testing.T) {
 	})
 	failing.Store(true)
 	waitFor(t, "upstream marked unhealthy", func() bool { return !healthyOf(pool, 0) })
-	if _, _, err := pool.Dial(t.Context()); err == nil || !strings.Contains(err.Error(), ErrNoHealthyUpstream.Error()) {
+	if _, _, err := pool.Dial(t.Context(), netip.Addr{}); err == nil || !strings.Contains(err.Error(), ErrNoHealthyUpstream.Error()) {
 		t.Errorf("Dial with no healthy upstream: err = %v", err)
 	}
 	failing.Store(false)
@@ -99,7 +101,7 @@ func TestHealthCheckTCPRecovery(t *testing.T) {
 			})
 			ln.Close()
 			if tt.kick {
-				if _, _, err := pool.Dial(t.Context()); err == nil {
+				if _, _, err := pool.Dial(t.Context(), netip.Addr{}); err == nil {
 					t.Fatal("dial to a closed socket succeeded")
 				}
 			}
@@ -107,7 +109,7 @@ func TestHealthCheckTCPRecovery(t *testing.T) {
 			ln = listen()
 			defer ln.Close()
 			waitFor(t, "upstream healthy again", func() bool { return healthyOf(pool, 0) })
-			c, addr, err := pool.Dial(t.Context())
+			c, addr, err := pool.Dial(t.Context(), netip.Addr{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,7 +129,7 @@ func TestPassiveEjectionEnds(t *testing.T) {
 		Health: HealthOptions{Interval: -1}, OnHealthChange: log.hook,
 	})
 	for i := range 2 {
-		if _, _, err := pool.Dial(t.Context()); err == nil {
+		if _, _, err := pool.Dial(t.Context(), netip.Addr{}); err == nil {
 			t.Fatalf("dial %d to a dead upstream succeeded", i)
 		}
 	}
@@ -187,14 +189,15 @@ func TestReportFailureAfterClose(t *testing.T) {
 	p.Close()
 	u := p.ups[0]
 	for range 3 {
-		p.reportFailure(u)
+		p.reportFailure(u, errors.New("refused"))
 	}
-	if u.probing.Load() {
+	st := u.state
+	if st.probing.Load() {
 		t.Error("a probe started after Close")
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if u.ejectTimer != nil || u.consecFails != 0 {
-		t.Errorf("after Close: eject timer %v, %d failures counted; want none", u.ejectTimer, u.consecFails)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ejectTimer != nil || st.consecFails != 0 {
+		t.Errorf("after Close: eject timer %v, %d failures counted; want none", st.ejectTimer, st.consecFails)
 	}
 }

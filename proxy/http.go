@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strconv"
 	"time"
 )
@@ -23,7 +24,7 @@ const (
 
 // Defaults applied to zero fields of HTTPOptions.
 const (
-	DefaultResponseHeaderTimeout = 30 * time.Second
+	DefaultResponseHeaderTimeout = 60 * time.Second
 	DefaultIdleConnTimeout       = 90 * time.Second
 	DefaultMaxIdleConnsPerHost   = 32
 	DefaultUpstreamIdleTimeout   = 5 * time.Minute
@@ -212,12 +213,13 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if info == nil {
 		info = new(RequestInfo)
 	}
-	up, err := p.pool.pick(nil)
+	up, err := p.pool.pick(clientAddr(r.RemoteAddr), nil)
 	if err != nil {
 		info.Err = err
 		p.writeError(w, http.StatusServiceUnavailable, "has no healthy upstream")
 		return
 	}
+	defer up.done()
 	info.Upstream = up.addr
 	st := &reqState{up: up, info: info}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), reqStateKey{}, st)))
@@ -306,14 +308,24 @@ func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 		p.log.Warn("upstream unreachable", "upstream", st.up.addr, "err", err)
 		p.writeError(w, http.StatusBadGateway, "unreachable")
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
-		p.pool.reportFailure(st.up)
+		p.pool.reportFailure(st.up, err)
 		p.log.Warn("upstream timeout", "upstream", st.up.addr, "err", err)
 		p.writeError(w, http.StatusGatewayTimeout, "did not answer in time")
 	default:
-		p.pool.reportFailure(st.up)
+		p.pool.reportFailure(st.up, err)
 		p.log.Warn("upstream error", "upstream", st.up.addr, "err", err)
 		p.writeError(w, http.StatusBadGateway, "failed")
 	}
+}
+
+// clientAddr is the IP of a request's RemoteAddr ("ip:port"), for the
+// balance policy; invalid when it has none (a unix socket client).
+func clientAddr(remote string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr()
 }
 
 // writeError writes a short plain-text answer such as

@@ -300,7 +300,7 @@ func TestHTTPProxyProbeOneInFlight(t *testing.T) {
 		return probes > 0
 	})
 	close(release)
-	waitFor(t, "the probe to finish", func() bool { return !pool.ups[0].probing.Load() })
+	waitFor(t, "the probe to finish", func() bool { return !pool.ups[0].state.probing.Load() })
 	mu <- struct{}{}
 	defer func() { <-mu }()
 	if maxInFlight != 1 || probes != 1 {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +19,10 @@ import (
 // ErrNoHealthyUpstream is returned by Pool.Dial when every upstream of the
 // pool is failing its health checks or is ejected.
 var ErrNoHealthyUpstream = errors.New("no healthy upstream")
+
+// MaxUpstreams is the most upstreams one pool may list; policies keep a
+// bit per upstream in one machine word.
+const MaxUpstreams = 64
 
 // Defaults applied by NewPool to zero fields of PoolOptions.
 const (
@@ -47,13 +53,17 @@ type PoolOptions struct {
 	// Health configures active health checks.
 	Health HealthOptions
 
+	// Policy picks the upstream of each request or stream; nil means
+	// DefaultPolicy (a new one per pool: policies keep per-pool state).
+	Policy Policy
+	// Registry shares upstream health with other pools; nil gives the pool
+	// a registry of its own, closed by Close.
+	Registry *Registry
+
 	// OnHealthChange, if set, is called each time an upstream becomes usable
-	// (healthy is true) or unusable (false), whether by an active check, a
-	// probe, a passive ejection or the end of one. It is called from the
-	// pool's single notifier goroutine, one call at a time and in the order
-	// the changes happened, so a slow hook delays later notifications but
-	// never the data path. It is not called for the initial state (every
-	// upstream starts usable) nor after Close.
+	// (healthy is true) or unusable (false), as RegistryOptions.OnChange
+	// is. Only for a pool with its own registry: with a shared one, set
+	// RegistryOptions.OnChange instead (NewPool refuses both).
 	OnHealthChange func(pool, addr string, healthy bool)
 
 	// Logger receives health transitions at Info and probe errors at Debug.
@@ -71,58 +81,46 @@ type UpstreamState struct {
 	Ejected bool
 	// ConsecutiveFailures counts data-path failures since the last success.
 	ConsecutiveFailures int
+	// InFlight counts requests and streams on it now, across the pools that
+	// share it.
+	InFlight int
 }
 
-// Pool is a named set of upstreams picked round-robin among the healthy ones.
-// It is safe for concurrent use.
+// Pool is a named set of upstreams, picked by a Policy among the usable
+// ones. Their health lives in a Registry, shared with other pools (of later
+// config generations) that use the same upstreams. It is safe for
+// concurrent use.
 type Pool struct {
-	name string
-	opts PoolOptions
-	log  *slog.Logger
-	ups  []*upstream
-	next atomic.Uint64 // round-robin cursor
-
-	ctx    context.Context // canceled by Close; stops checkers and probes
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // checker, probe and notifier goroutines
-
-	mu sync.Mutex // guards the health fields of every upstream and events
-	// events queues OnHealthChange notifications for the notifier goroutine.
-	events []healthEvent
-	wake   chan struct{} // signals the notifier; buffered 1
+	name   string
+	opts   PoolOptions
+	log    *slog.Logger
+	ups    []*upstream
+	policy Policy
+	reg    *Registry
+	ownReg bool        // reg was made for this pool alone; Close closes it
+	closed atomic.Bool // after Close, failures are not reported
 }
 
-// upstream is one member of a pool. Fields below mu are guarded by Pool.mu.
+// upstream is one member of a pool: how to reach it, and its shared state.
 type upstream struct {
 	addr    string // as configured
 	network string // "tcp" or "unix"
 	dialTo  string // address handed to net.Dialer
 	// key is the host[:port] the HTTP transport sees for this upstream; for a
 	// unix socket it is a synthetic name the transport's dialer maps back.
-	key string
-
-	probing atomic.Bool // a data-path-triggered probe is in flight
-
-	// Guarded by Pool.mu.
-	healthy      bool // verdict of active checks and probes
-	okStreak     int  // consecutive successful checks
-	failStreak   int  // consecutive failed checks
-	consecFails  int  // consecutive data-path failures
-	ejectedUntil time.Time
-	ejectTimer   *time.Timer
-	usable       bool // healthy && not ejected, as last reported
+	key   string
+	state *upstreamState
 }
 
-type healthEvent struct {
-	addr    string
-	healthy bool
-}
-
-// NewPool checks the addresses and starts the active health checkers (unless
-// opts.Health.Interval is negative). Call Close to stop them.
+// NewPool checks the addresses and takes each upstream's shared state from
+// opts.Registry (starting active checks for states new to it). Call Close
+// to release them.
 func NewPool(name string, opts PoolOptions) (*Pool, error) {
 	if len(opts.Addresses) == 0 {
 		return nil, fmt.Errorf("failed to create pool %q: no upstream addresses", name)
+	}
+	if len(opts.Addresses) > MaxUpstreams {
+		return nil, fmt.Errorf("failed to create pool %q: %d upstreams, at most %d", name, len(opts.Addresses), MaxUpstreams)
 	}
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = DefaultDialTimeout
@@ -136,11 +134,18 @@ func NewPool(name string, opts PoolOptions) (*Pool, error) {
 	if err := opts.Health.setDefaults(); err != nil {
 		return nil, fmt.Errorf("failed to create pool %q: %w", name, err)
 	}
+	policy := opts.Policy
+	if policy == nil {
+		policy, _ = ParsePolicy("")
+	}
+	if opts.Registry != nil && opts.OnHealthChange != nil {
+		return nil, fmt.Errorf("failed to create pool %q: OnHealthChange is for a pool with its own registry; set RegistryOptions.OnChange on the shared one", name)
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	p := &Pool{name: name, opts: opts, log: log.With("pool", name), wake: make(chan struct{}, 1)}
+	p := &Pool{name: name, opts: opts, log: log.With("pool", name), policy: policy, reg: opts.Registry}
 	// Both maps matter: unix keys are distinct by index, and two TCP
 	// addresses differing only in the host's case share a transport key,
 	// so byKey would send the second one's requests to the first.
@@ -156,14 +161,23 @@ func NewPool(name string, opts PoolOptions) (*Pool, error) {
 		seenAddr[u.addr], seenKey[u.key] = true, true
 		p.ups = append(p.ups, u)
 	}
-	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.wg.Add(1)
-	go p.notifier()
-	if opts.Health.Interval > 0 {
-		for _, u := range p.ups {
-			p.wg.Add(1)
-			go p.checker(u)
+	if p.reg == nil {
+		var onChange func(UpstreamChange)
+		if opts.OnHealthChange != nil {
+			onChange = func(c UpstreamChange) { opts.OnHealthChange(name, c.Addr, c.Usable) }
 		}
+		p.reg, p.ownReg = NewRegistry(RegistryOptions{OnChange: onChange, Logger: p.log}), true
+	}
+	spec := healthSpec{HealthOptions: opts.Health, maxFails: opts.MaxFails, ejectFor: opts.EjectFor}
+	for i, u := range p.ups {
+		st, err := p.reg.acquire(u, spec)
+		if err != nil {
+			for _, v := range p.ups[:i] {
+				p.reg.release(v.state)
+			}
+			return nil, fmt.Errorf("failed to create pool %q: %w", name, err)
+		}
+		u.state = st
 	}
 	return p, nil
 }
@@ -176,7 +190,7 @@ func CheckUpstream(addr string) error {
 }
 
 func parseUpstream(a string, index int) (*upstream, error) {
-	u := &upstream{addr: a, healthy: true, usable: true}
+	u := &upstream{addr: a}
 	if path, ok := strings.CutPrefix(a, "unix:"); ok {
 		if path == "" {
 			return nil, fmt.Errorf("upstream %q: empty unix socket path", a)
@@ -214,52 +228,65 @@ func (p *Pool) Name() string { return p.name }
 
 // Upstreams returns a snapshot of every upstream in configuration order.
 func (p *Pool) Upstreams() []UpstreamState {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	now := time.Now()
 	out := make([]UpstreamState, len(p.ups))
 	for i, u := range p.ups {
-		ejected := now.Before(u.ejectedUntil)
-		out[i] = UpstreamState{Addr: u.addr, Healthy: u.healthy && !ejected, Ejected: ejected, ConsecutiveFailures: u.consecFails}
+		out[i] = u.state.snapshot(now)
 	}
 	return out
 }
 
-// Close stops the health checkers, probes and the notifier and waits for
-// them. Connections already handed out are not touched.
+// Close releases the pool's upstream states (the registry stops checking an
+// upstream no pool uses any more). Connections already handed out are not
+// touched; failures they report after Close are ignored.
 func (p *Pool) Close() error {
-	// Cancel under mu: reportFailure checks ctx and starts probes (wg.Add)
-	// under mu, so no probe or ejection timer starts once Wait may run.
-	p.mu.Lock()
-	p.cancel()
-	p.mu.Unlock()
-	p.wg.Wait()
-	p.mu.Lock()
-	for _, u := range p.ups {
-		if u.ejectTimer != nil {
-			u.ejectTimer.Stop()
-		}
+	if p.closed.Swap(true) {
+		return nil
 	}
-	p.mu.Unlock()
+	for _, u := range p.ups {
+		p.reg.release(u.state)
+	}
+	if p.ownReg {
+		p.reg.Close()
+	}
 	return nil
 }
 
-// pick returns the next usable upstream in round-robin order, skipping
-// those in skip.
-func (p *Pool) pick(skip map[*upstream]bool) (*upstream, error) {
-	now := time.Now()
-	n := uint64(len(p.ups))
-	start := p.next.Add(1) - 1
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i := range n {
-		u := p.ups[(start+i)%n]
-		if u.healthy && !now.Before(u.ejectedUntil) && !skip[u] {
-			return u, nil
-		}
-	}
-	return nil, ErrNoHealthyUpstream
+// Len, Usable, InFlight and Addr make a Pool the UpstreamSet its Policy
+// picks from.
+func (p *Pool) Len() int                { return len(p.ups) }
+func (p *Pool) Usable(i int) bool       { return p.ups[i].state.usableNow(time.Now()) }
+func (p *Pool) InFlight(i int) int64    { return p.ups[i].state.inflight.Load() }
+func (p *Pool) Addr(i int) string       { return p.ups[i].addr }
+func (s *skipSet) Len() int             { return s.p.Len() }
+func (s *skipSet) Usable(i int) bool    { return !s.tried[i] && s.p.Usable(i) }
+func (s *skipSet) InFlight(i int) int64 { return s.p.InFlight(i) }
+func (s *skipSet) Addr(i int) string    { return s.p.Addr(i) }
+
+// skipSet is a pool without the upstreams already tried for one request.
+type skipSet struct {
+	p     *Pool
+	tried []bool
 }
+
+// pick returns the upstream the policy chooses for client, skipping those
+// tried (nil: none), and counts it in flight: the caller must call done.
+func (p *Pool) pick(client netip.Addr, tried []bool) (*upstream, error) {
+	var set UpstreamSet = p
+	if tried != nil {
+		set = &skipSet{p: p, tried: tried}
+	}
+	i := p.policy.Pick(set, client)
+	if i < 0 {
+		return nil, ErrNoHealthyUpstream
+	}
+	u := p.ups[i]
+	u.state.inflight.Add(1)
+	return u, nil
+}
+
+// done ends the in-flight count pick started.
+func (u *upstream) done() { u.state.inflight.Add(-1) }
 
 // byKey finds the upstream the HTTP transport is dialing.
 func (p *Pool) byKey(key string) *upstream {
@@ -271,27 +298,30 @@ func (p *Pool) byKey(key string) *upstream {
 	return nil
 }
 
-// Dial connects to the next healthy upstream. A failed attempt counts
-// against that upstream and the next one is tried, so a single dead upstream
-// costs latency, not an error; it returns the configured address of the
-// upstream it connected to. ctx bounds the whole call, DialTimeout each
-// attempt.
-func (p *Pool) Dial(ctx context.Context) (net.Conn, string, error) {
-	tried := map[*upstream]bool{}
+// Dial connects to an upstream picked for client (an invalid address when
+// unknown), counted in flight until the returned connection is closed. A
+// failed attempt
+// counts against that upstream and another one is tried, so a single dead
+// upstream costs latency, not an error; it returns the configured address
+// of the upstream it connected to. ctx bounds the whole call, DialTimeout
+// each attempt.
+func (p *Pool) Dial(ctx context.Context, client netip.Addr) (net.Conn, string, error) {
+	tried := make([]bool, len(p.ups))
 	var lastErr error
 	for range p.ups {
-		u, err := p.pick(tried)
+		u, err := p.pick(client, tried)
 		if err != nil {
 			break
 		}
-		tried[u] = true
+		tried[slices.Index(p.ups, u)] = true
 		c, err := p.dialUpstream(ctx, u)
 		if err == nil {
 			// For a stream a connect is the whole of what the pool can
 			// judge, so it counts as a success.
 			p.reportSuccess(u)
-			return c, u.addr, nil
+			return &releaseConn{Conn: c, release: u.done}, u.addr, nil
 		}
+		u.done()
 		lastErr = err
 		if ctx.Err() != nil {
 			break
@@ -308,9 +338,30 @@ func (p *Pool) Dial(ctx context.Context) (net.Conn, string, error) {
 // picks the upstream.
 func (p *Pool) DialContext() func(ctx context.Context, network, address string) (net.Conn, error) {
 	return func(ctx context.Context, _, _ string) (net.Conn, error) {
-		c, _, err := p.Dial(ctx)
+		c, _, err := p.Dial(ctx, netip.Addr{})
 		return c, err
 	}
+}
+
+// releaseConn ends an in-flight count when the connection closes.
+type releaseConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *releaseConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+// CloseWrite half-closes the connection (TCP and unix sockets can), so a
+// stream can pass on the end of one direction.
+func (c *releaseConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
 }
 
 // dialError marks a failure to connect, as opposed to a failure after
@@ -330,93 +381,22 @@ func (p *Pool) dialUpstream(ctx context.Context, u *upstream) (net.Conn, error) 
 	if err != nil {
 		// A dial the client abandoned says nothing about the upstream.
 		if ctx.Err() == nil {
-			p.reportFailure(u)
+			p.reportFailure(u, err)
 		}
 		return nil, &dialError{addr: u.addr, err: err}
 	}
 	return c, nil
 }
 
-// reportFailure records a data-path failure: it may eject the upstream and
-// it starts a probe unless one is already in flight (CoreDNS forward does
-// the same), so a dead upstream is noticed before the next check interval.
-func (p *Pool) reportFailure(u *upstream) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ctx.Err() != nil {
+// reportFailure records a failure the upstream caused (see HTTPProxy's
+// error classification: a client's own error never counts). It may eject
+// the upstream, and starts a probe.
+func (p *Pool) reportFailure(u *upstream, cause error) {
+	if p.closed.Load() {
 		return // a request that outlived Close: nobody reads the verdict
 	}
-	u.consecFails++
-	if u.consecFails >= p.opts.MaxFails && !time.Now().Before(u.ejectedUntil) {
-		u.consecFails = 0
-		u.ejectedUntil = time.Now().Add(p.opts.EjectFor)
-		p.log.Info("upstream ejected", "upstream", u.addr, "for", p.opts.EjectFor)
-		if u.ejectTimer != nil {
-			u.ejectTimer.Stop()
-		}
-		// The timer reports the end of the ejection; its goroutine only
-		// takes the lock and queues an event.
-		u.ejectTimer = time.AfterFunc(p.opts.EjectFor, func() {
-			p.mu.Lock()
-			// Failures of requests in flight during the ejection must
-			// not re-eject on the first new error.
-			u.consecFails = 0
-			p.updateUsableLocked(u)
-			p.mu.Unlock()
-		})
-		p.updateUsableLocked(u)
-	}
-	p.startProbeLocked(u)
+	u.state.reportFailure(cause)
 }
 
 // reportSuccess records that u served a request.
-func (p *Pool) reportSuccess(u *upstream) {
-	p.mu.Lock()
-	u.consecFails = 0
-	p.mu.Unlock()
-}
-
-// updateUsableLocked queues a notification if u's usability changed.
-// p.mu must be held.
-func (p *Pool) updateUsableLocked(u *upstream) {
-	usable := u.healthy && !time.Now().Before(u.ejectedUntil)
-	if usable == u.usable {
-		return
-	}
-	u.usable = usable
-	if p.ctx.Err() != nil {
-		return
-	}
-	p.events = append(p.events, healthEvent{addr: u.addr, healthy: usable})
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
-}
-
-// notifier delivers OnHealthChange calls one at a time, in order, off the
-// data path.
-func (p *Pool) notifier() {
-	defer p.wg.Done()
-	for {
-		select {
-		case <-p.ctx.Done():
-			return
-		case <-p.wake:
-		}
-		p.mu.Lock()
-		evs := p.events
-		p.events = nil
-		p.mu.Unlock()
-		for _, e := range evs {
-			if e.healthy {
-				p.log.Info("upstream usable", "upstream", e.addr)
-			} else {
-				p.log.Info("upstream unusable", "upstream", e.addr)
-			}
-			if p.opts.OnHealthChange != nil && p.ctx.Err() == nil {
-				p.opts.OnHealthChange(p.name, e.addr, e.healthy)
-			}
-		}
-	}
-}
+func (p *Pool) reportSuccess(u *upstream) { u.state.reportSuccess() }

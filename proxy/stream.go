@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -282,7 +283,11 @@ func (s *stream) handshake(ctx context.Context) error {
 }
 
 func (s *stream) dialUpstream(ctx context.Context) error {
-	up, addr, err := s.p.pool.Dial(ctx)
+	var client netip.Addr
+	if ap, err := netip.ParseAddrPort(s.client.RemoteAddr().String()); err == nil {
+		client = ap.Addr()
+	}
+	up, addr, err := s.p.pool.Dial(ctx, client)
 	if err != nil {
 		return err
 	}

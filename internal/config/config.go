@@ -62,6 +62,16 @@ type Listener struct {
 	Site          string `toml:"site"`           // the site whose certificates and policy apply
 	Pool          string `toml:"pool"`           // where the bytes go
 	ProxyProtocol string `toml:"proxy_protocol"` // "", "v1" or "v2"
+	// ALPN lists the application protocols a stream listener negotiates
+	// (default DefaultStreamALPN, "dot"); an empty list negotiates none. A
+	// client offering only protocols outside the list is refused
+	// (no_application_protocol, RFC 7301 section 3.2).
+	ALPN []string `toml:"alpn"`
+
+	// StrictSNI refuses handshakes whose server name no site of the
+	// listener serves, instead of answering them with the listener's first
+	// (default) site. Clients sending no SNI still get the default site.
+	StrictSNI bool `toml:"strict_sni"`
 }
 
 // Certificate modes of a site.
@@ -144,6 +154,12 @@ type TLS struct {
 	// MLDSASigner is who makes the site's ML-DSA signatures: "circl"
 	// (default, several times faster) or "stdlib" (crypto/mldsa).
 	MLDSASigner string `toml:"mldsa_signer"`
+	// SessionTickets turns TLS session resumption on (default true).
+	SessionTickets *bool `toml:"session_tickets"`
+	// TicketScope names the set of sites that resume each other's sessions:
+	// a ticket issued by one site resumes only on sites with the same
+	// scope. Default: the site's own name, so sites are isolated.
+	TicketScope string `toml:"ticket_scope"`
 }
 
 // Route sends requests whose path starts with Path to a pool or a built-in
@@ -172,7 +188,10 @@ type Pool struct {
 	Name string `toml:"name"`
 	// Upstreams are host:port or unix:/path addresses.
 	Upstreams []string `toml:"upstreams"`
-	Health    Health   `toml:"health"`
+	// Balance picks the upstream of each new request or stream:
+	// round_robin (default), least_conn, random_two, ip_hash or first.
+	Balance string `toml:"balance"`
+	Health  Health `toml:"health"`
 }
 
 // Health configures active and passive health checks of a pool.
@@ -194,21 +213,19 @@ type Health struct {
 // TextUnmarshalers).
 type Duration string
 
-// Or returns the duration, or def when it is unset. Call it only on a
-// validated config.
-func (d Duration) Or(def time.Duration) time.Duration {
-	if d == "" {
-		return def
-	}
-	v, err := time.ParseDuration(string(d))
-	if err != nil {
-		return def
-	}
+// Value returns the duration; 0 when it is unset. Configs from Parse are
+// effective (defaults.go filled every timeout in) and validated, so their
+// durations parse.
+func (d Duration) Value() time.Duration {
+	v, _ := time.ParseDuration(string(d))
 	return v
 }
 
 // AccessLog reports whether every request is logged.
 func (l Log) AccessLog() bool { return l.Access == nil || *l.Access }
+
+// TicketsOn reports whether the site resumes sessions.
+func (t TLS) TicketsOn() bool { return t.SessionTickets == nil || *t.SessionTickets }
 
 // Compat configures the compatibility matrix: one extra https listener per
 // combination of a group and a certificate algorithm, each restricted to

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestExampleConfigIsValid(t *testing.T) {
@@ -113,5 +114,73 @@ func TestDisplayKey(t *testing.T) {
 		if got := displayKey(in); got != want {
 			t.Errorf("displayKey(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestEffectiveConfig checks that Parse fills in every default from the one
+// table in defaults.go, so nothing downstream picks its own.
+func TestEffectiveConfig(t *testing.T) {
+	cfg, err := Parse("/etc/pqedge/pqedge.toml", []byte(`
+[[listener]]
+name = "https"
+address = "127.0.0.1:8443"
+[[listener]]
+name = "dot"
+kind = "stream"
+address = "127.0.0.1:8853"
+site = "a"
+pool = "app"
+[[site]]
+name = "a"
+server_names = ["a.example"]
+[[site.route]]
+path = "/"
+pool = "app"
+[[pool]]
+name = "app"
+upstreams = ["127.0.0.1:3000"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []struct {
+		key  string
+		got  Duration
+		want time.Duration
+	}{
+		{"handshake", cfg.Timeouts.Handshake, DefaultHandshakeTimeout},
+		{"read_header", cfg.Timeouts.ReadHeader, DefaultReadHeaderTimeout},
+		{"idle", cfg.Timeouts.Idle, DefaultIdleTimeout},
+		{"upstream_dial", cfg.Timeouts.UpstreamDial, DefaultUpstreamDialTimeout},
+		{"upstream_header", cfg.Timeouts.UpstreamHeader, DefaultUpstreamHeaderTimeout},
+		{"stream_idle", cfg.Timeouts.StreamIdle, DefaultStreamIdleTimeout},
+		{"shutdown", cfg.Timeouts.Shutdown, DefaultShutdownTimeout},
+	} {
+		if d.got.Value() != d.want {
+			t.Errorf("timeouts.%s = %q, want %s", d.key, d.got, d.want)
+		}
+	}
+	s, p := cfg.Site[0], cfg.Pool[0]
+	for _, c := range []struct{ what, got, want string }{
+		{"data_dir", cfg.DataDir, "/etc/pqedge/.pqedge"},
+		{"listener kind", cfg.Listener[0].Kind, KindHTTPS},
+		{"stream alpn", strings.Join(cfg.Listener[1].ALPN, ","), "dot"},
+		{"certs", s.Certs, CertsLocal},
+		{"pq_certs", s.PQCerts, "off"},
+		{"tls.policy", s.TLS.Policy, "pq-preferred"},
+		{"tls.mldsa_signer", s.TLS.MLDSASigner, "circl"},
+		{"tls.ticket_scope", s.TLS.TicketScope, "a"},
+		{"balance", p.Balance, "round_robin"},
+		{"health.interval", string(p.Health.Interval), ""},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.what, c.got, c.want)
+		}
+	}
+	if !cfg.Log.AccessLog() || !s.TLS.TicketsOn() {
+		t.Error("access log and session tickets should default on")
+	}
+	if cfg.Listener[0].ALPN != nil {
+		t.Error("an https listener got a stream ALPN list")
 	}
 }

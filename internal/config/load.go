@@ -88,6 +88,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	if len(v.problems) > 0 {
 		return nil, v.problems
 	}
+	cfg.applyDefaults()
 	cfg.resolvePaths(filepath.Dir(file))
 	return cfg, nil
 }
@@ -123,9 +124,6 @@ func (c *Config) resolvePaths(dir string) {
 			return a
 		}
 		return filepath.Join(dir, p)
-	}
-	if c.DataDir == "" {
-		c.DataDir = ".pqedge"
 	}
 	c.DataDir = abs(c.DataDir)
 	for i := range c.Site {

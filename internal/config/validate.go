@@ -100,6 +100,9 @@ func (v *validator) checkListeners() {
 					v.addf(key+"."+k.name, "only kind = \"stream\" listeners take it; https listeners route by [[site]]", "%s is not used by an https listener", k.name)
 				}
 			}
+			if l.ALPN != nil {
+				v.addf(key+".alpn", "https listeners negotiate h2 and http/1.1; alpn is for kind = \"stream\"", "alpn is not used by an https listener")
+			}
 		case KindStream:
 			if l.Pool == "" {
 				v.addf(key, "set pool = \"NAME\" of a [[pool]]", "stream listener %q has no pool", l.Name)
@@ -116,9 +119,28 @@ func (v *validator) checkListeners() {
 			default:
 				v.addf(key+".proxy_protocol", "use \"v1\", \"v2\" or leave it out", "unknown PROXY protocol version %q", l.ProxyProtocol)
 			}
+			v.checkStreamALPN(key+".alpn", l.ALPN)
 		default:
 			v.addf(key+".kind", "use \"https\" or \"stream\"", "unknown listener kind %q", l.Kind)
 		}
+	}
+}
+
+// checkStreamALPN checks a stream listener's ALPN list: protocol ids of 1 to
+// 255 bytes (RFC 7301 section 3.1), none repeated, and none an HTTP one,
+// since a stream carries raw bytes to its pool.
+func (v *validator) checkStreamALPN(key string, protos []string) {
+	seen := map[string]bool{}
+	for _, p := range protos {
+		switch {
+		case p == "" || len(p) > 255:
+			v.addf(key, "ALPN ids are 1 to 255 bytes, e.g. \"dot\"", "bad ALPN id %q", p)
+		case p == "h2" || p == "http/1.1" || p == "http/1.0" || p == "h3" || p == "h2c":
+			v.addf(key, "a stream listener relays raw bytes; serve HTTP on a kind = \"https\" listener", "stream listener must not negotiate %q", p)
+		case seen[p]:
+			v.addf(key, "list each protocol once", "ALPN id %q listed twice", p)
+		}
+		seen[p] = true
 	}
 }
 
@@ -179,6 +201,11 @@ func (v *validator) checkPools() {
 		for _, u := range p.Upstreams {
 			if err := proxy.CheckUpstream(u); err != nil {
 				v.addf(key+".upstreams", "", "pool %q: %v", p.Name, err)
+			}
+		}
+		if p.Balance != "" {
+			if _, err := proxy.ParsePolicy(p.Balance); err != nil {
+				v.addf(key+".balance", "use "+strings.Join(proxy.PolicyNames(), ", "), "pool %q: %v", p.Name, err)
 			}
 		}
 		if p.Health.Path != "" && !strings.HasPrefix(p.Health.Path, "/") {

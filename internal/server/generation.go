@@ -97,8 +97,8 @@ func buildGeneration(cfg *config.Config, log *slog.Logger, m *metrics, sel func(
 		listeners:        map[string]*listenerRuntime{},
 		bySocket:         map[string]*listenerRuntime{},
 		pools:            map[string]*proxy.Pool{},
-		handshakeTimeout: cfg.Timeouts.Handshake.Or(defaultHandshakeTimeout),
-		shutdownTimeout:  cfg.Timeouts.Shutdown.Or(defaultShutdown),
+		handshakeTimeout: cfg.Timeouts.Handshake.Value(),
+		shutdownTimeout:  cfg.Timeouts.Shutdown.Value(),
 	}
 	defer func() {
 		if err != nil {
@@ -136,19 +136,19 @@ func buildGeneration(cfg *config.Config, log *slog.Logger, m *metrics, sel func(
 
 func (g *generation) newPool(pc config.Pool) (*proxy.Pool, error) {
 	h := pc.Health
-	interval := h.Interval.Or(0)
+	interval := h.Interval.Value()
 	if interval == 0 {
 		interval = -1 // no active checks unless configured
 	}
 	return proxy.NewPool(pc.Name, proxy.PoolOptions{
 		Addresses:   pc.Upstreams,
-		DialTimeout: g.cfg.Timeouts.UpstreamDial.Or(defaultUpstreamDial),
+		DialTimeout: g.cfg.Timeouts.UpstreamDial.Value(),
 		MaxFails:    h.EjectAfter,
-		EjectFor:    h.EjectFor.Or(0),
+		EjectFor:    h.EjectFor.Value(),
 		Health: proxy.HealthOptions{
 			Interval:           interval,
 			Path:               h.Path,
-			Timeout:            h.Timeout.Or(0),
+			Timeout:            h.Timeout.Value(),
 			HealthyThreshold:   h.Healthy,
 			UnhealthyThreshold: h.Unhealth,
 		},
@@ -191,7 +191,7 @@ func (g *generation) newSite(sc config.Site, sel func(config.Site) (*certs.Selec
 			hp, ok := proxies[rc.Pool]
 			if !ok {
 				hp = proxy.NewHTTPProxy(g.pools[rc.Pool], proxy.HTTPOptions{
-					ResponseHeaderTimeout: g.cfg.Timeouts.UpstreamHeader.Or(defaultUpstreamHeader),
+					ResponseHeaderTimeout: g.cfg.Timeouts.UpstreamHeader.Value(),
 					Headers:               s.headers,
 					Logger:                g.log,
 				})
@@ -244,7 +244,7 @@ func (g *generation) newListener(lc config.Listener) (*listenerRuntime, error) {
 		version := map[string]int{"": 0, "v1": 1, "v2": 2}[lc.ProxyProtocol]
 		sp, err := proxy.NewStreamProxy(g.pools[lc.Pool], proxy.StreamOptions{
 			ProxyProtocol: version,
-			IdleTimeout:   g.cfg.Timeouts.StreamIdle.Or(defaultStreamIdle),
+			IdleTimeout:   g.cfg.Timeouts.StreamIdle.Value(),
 			Logger:        g.log.With("listener", lc.Name),
 		})
 		if err != nil {
@@ -263,8 +263,8 @@ func (g *generation) newListener(lc config.Listener) (*listenerRuntime, error) {
 	l.queue = newConnQueue()
 	l.http = &http.Server{
 		Handler:           &router{listener: l, gen: g},
-		ReadHeaderTimeout: g.cfg.Timeouts.ReadHeader.Or(defaultReadHeader),
-		IdleTimeout:       g.cfg.Timeouts.Idle.Or(defaultIdle),
+		ReadHeaderTimeout: g.cfg.Timeouts.ReadHeader.Value(),
+		IdleTimeout:       g.cfg.Timeouts.Idle.Value(),
 		// The handshake is done before the conn reaches the http.Server;
 		// TLSConfig only tells it to speak HTTP/2 where ALPN chose h2.
 		TLSConfig:   &tls.Config{NextProtos: []string{"h2", "http/1.1"}},

@@ -1,0 +1,139 @@
+package config
+
+import (
+	"time"
+
+	"github.com/pqedge/pqedge/certs"
+	"github.com/pqedge/pqedge/pqtls"
+	"github.com/pqedge/pqedge/proxy"
+)
+
+// This file is the one home of pqedge's defaults. Parse applies them after
+// validation (the "effective config" step), so every Config it returns has
+// every value set and nothing downstream chooses a default of its own.
+// Values that a library package also defaults for its zero value (proxy,
+// certs, pqtls) are taken from that package, so a library's zero value and
+// the product's default are the same thing by construction.
+
+// Timeouts. Each bounds what a slow or hostile peer can hold: a goroutine, a
+// socket, a slot in a pool.
+const (
+	// DefaultHandshakeTimeout bounds a client that stops mid-handshake.
+	DefaultHandshakeTimeout = proxy.DefaultHandshakeTimeout
+	// DefaultReadHeaderTimeout bounds slow-header (slowloris) clients.
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultIdleTimeout closes keep-alive connections idle this long.
+	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultUpstreamDialTimeout bounds a connect to a blackholed upstream.
+	DefaultUpstreamDialTimeout = proxy.DefaultDialTimeout
+	// DefaultUpstreamHeaderTimeout bounds an upstream that accepts a request
+	// and never answers.
+	DefaultUpstreamHeaderTimeout = proxy.DefaultResponseHeaderTimeout
+	// DefaultStreamIdleTimeout ends TCP streams with no traffic either way.
+	DefaultStreamIdleTimeout = proxy.DefaultStreamIdleTimeout
+	// DefaultShutdownTimeout is how long SIGTERM and a reload let in-flight
+	// requests and streams finish.
+	DefaultShutdownTimeout = 15 * time.Second
+)
+
+// Other defaults.
+const (
+	// DefaultDataDir holds the local CA and ACME state, relative to the
+	// config file's directory.
+	DefaultDataDir = ".pqedge"
+	// DefaultPQCerts is when a site serves its ML-DSA chain: never, unless
+	// the site opts in (issue #2: a private ML-DSA chain served to a client
+	// that offers ML-DSA but does not trust the root breaks that client,
+	// and Chromium offers ML-DSA by default).
+	DefaultPQCerts = certs.DefaultPQMode
+	// DefaultPolicy is a site's TLS policy preset.
+	DefaultPolicy = pqtls.DefaultPreset
+	// DefaultMLDSASigner makes a site's ML-DSA signatures.
+	DefaultMLDSASigner = certs.DefaultSignerKind
+	// DefaultBalance is how a pool spreads requests over its upstreams.
+	DefaultBalance = proxy.DefaultPolicy
+	// DefaultHealthInterval is "" (no active health checks): passive
+	// ejection alone is on unless a pool sets health.interval. The proxy
+	// package's zero Interval means the same.
+	DefaultHealthInterval Duration = ""
+)
+
+// DefaultStreamALPN is what a stream listener negotiates when it names no
+// alpn: "dot", DNS over TLS (RFC 7858 section 3.2, the IANA ALPN id), and a
+// client that offers no ALPN at all is served too. A stream listener never
+// offers h2 or http/1.1: it carries raw bytes, not HTTP.
+var DefaultStreamALPN = []string{"dot"}
+
+// applyDefaults fills in every unset value of a validated config.
+func (c *Config) applyDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.Log.Access == nil {
+		on := true
+		c.Log.Access = &on
+	}
+	t := &c.Timeouts
+	for _, d := range []struct {
+		val *Duration
+		def time.Duration
+	}{
+		{&t.Handshake, DefaultHandshakeTimeout},
+		{&t.ReadHeader, DefaultReadHeaderTimeout},
+		{&t.Idle, DefaultIdleTimeout},
+		{&t.UpstreamDial, DefaultUpstreamDialTimeout},
+		{&t.UpstreamHeader, DefaultUpstreamHeaderTimeout},
+		{&t.StreamIdle, DefaultStreamIdleTimeout},
+		{&t.Shutdown, DefaultShutdownTimeout},
+	} {
+		if *d.val == "" {
+			*d.val = Duration(d.def.String())
+		}
+	}
+	for i := range c.Listener {
+		l := &c.Listener[i]
+		if l.Kind == "" {
+			l.Kind = KindHTTPS
+		}
+		if l.Kind == KindStream && l.ALPN == nil {
+			l.ALPN = append([]string(nil), DefaultStreamALPN...)
+		}
+	}
+	for i := range c.Pool {
+		p := &c.Pool[i]
+		if p.Balance == "" {
+			p.Balance = string(DefaultBalance)
+		}
+		if p.Health.Interval == "" {
+			p.Health.Interval = DefaultHealthInterval
+		}
+	}
+	for i := range c.Site {
+		s := &c.Site[i]
+		if s.Certs == "" {
+			s.Certs = CertsLocal
+		}
+		if s.PQCerts == "" {
+			s.PQCerts = string(DefaultPQCerts)
+		}
+		if s.TLS.Policy == "" {
+			s.TLS.Policy = DefaultPolicy
+		}
+		if s.TLS.MLDSASigner == "" {
+			s.TLS.MLDSASigner = string(DefaultMLDSASigner)
+		}
+		if s.TLS.TicketScope == "" {
+			s.TLS.TicketScope = s.Name
+		}
+		if s.TLS.SessionTickets == nil {
+			on := true
+			s.TLS.SessionTickets = &on
+		}
+	}
+}
