@@ -2,6 +2,7 @@ package pqtls
 
 import (
 	"crypto/tls"
+	"fmt"
 )
 
 // ClientHello is the parsed form of a raw TLS ClientHello message
@@ -50,6 +51,50 @@ type KeyShare struct {
 // WireShape tells how a ClientHello arrived on the connection.
 type WireShape struct {
 	Size    int // bytes of the handshake message
-	Records int // TLS records it spanned
-	Reads   int // conn reads it took
+	Records int // TLS records it spanned (TCP only)
+	Reads   int // conn reads it took (TCP only)
+
+	// Transport is TransportTCP (the zero value) or TransportQUIC. Over
+	// QUIC the ClientHello travels in CRYPTO frames of Initial packets
+	// (RFC 9001 Section 4), not in records: Packets counts the Initial
+	// packets that carried it and Datagrams the UDP datagrams those came
+	// in (package pqtls/quichello fills them).
+	Transport Transport `json:",omitempty"`
+	Packets   int       `json:",omitempty"`
+	Datagrams int       `json:",omitempty"`
+}
+
+// Transport is what carried a TLS handshake.
+type Transport uint8
+
+const (
+	TransportTCP  Transport = iota // TLS records over TCP (RFC 8446)
+	TransportQUIC                  // CRYPTO frames over QUIC (RFC 9001)
+)
+
+// String returns "tcp" or "quic", as metrics labels and JSON spell them.
+func (t Transport) String() string {
+	switch t {
+	case TransportTCP:
+		return "tcp"
+	case TransportQUIC:
+		return "quic"
+	}
+	return fmt.Sprintf("transport(%d)", uint8(t))
+}
+
+// MarshalText spells the transport as String does.
+func (t Transport) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// UnmarshalText reads "tcp" or "quic".
+func (t *Transport) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "tcp":
+		*t = TransportTCP
+	case "quic":
+		*t = TransportQUIC
+	default:
+		return fmt.Errorf("unknown transport %q, want tcp or quic", b)
+	}
+	return nil
 }

@@ -9,10 +9,10 @@ import (
 )
 
 // JA4 returns the JA4 fingerprint of the ClientHello as FoxIO's JA4
-// specification defines it for TLS over TCP (technical_details/JA4.md in
-// FoxIO-LLC/ja4), e.g. "t13d1516h2_8daaf6152771_e5627efa2ab1":
+// specification defines it (technical_details/JA4.md in FoxIO-LLC/ja4),
+// e.g. "t13d1516h2_8daaf6152771_e5627efa2ab1":
 //
-//	a: "t", the version, "d" with SNI or "i" without, the cipher and
+//	a: the transport ("t" for TCP, "q" for QUIC, from Wire.Transport), the version, "d" with SNI or "i" without, the cipher and
 //	   extension counts, the first and last characters of the first ALPN
 //	b: the first 12 hex digits of sha256 of the sorted cipher suites
 //	c: the same of the sorted extensions (minus SNI and ALPN), "_", and the
@@ -38,7 +38,13 @@ func (ch *ClientHello) JA4R() string {
 // ja4a is the unhashed first part of JA4.
 func (ch *ClientHello) ja4a() string {
 	var b strings.Builder
-	b.WriteByte('t') // TLS over TCP: pqedge serves neither QUIC nor DTLS
+	// The spec's first character is the transport: "t" TCP, "q" QUIC,
+	// "d" DTLS (which pqedge does not serve).
+	if ch.Wire.Transport == TransportQUIC {
+		b.WriteByte('q')
+	} else {
+		b.WriteByte('t')
+	}
 	b.WriteString(ja4Version(ch.ja4VersionNumber()))
 	if slices.Contains(ch.Extensions, extServerName) {
 		b.WriteByte('d')

@@ -72,6 +72,11 @@ func TestJA4Spec(t *testing.T) {
 	}
 	noSigs := *specExample
 	noSigs.SignatureAlgorithms = nil
+	// The same ClientHello over QUIC: only the transport character
+	// changes (the spec's "q"; pqtls/quichello checks whole QUIC hellos
+	// against tshark).
+	overQUIC := *specExample
+	overQUIC.Wire.Transport = TransportQUIC
 	tests := []struct {
 		name string
 		ch   *ClientHello
@@ -79,6 +84,7 @@ func TestJA4Spec(t *testing.T) {
 	}{
 		{"spec example", specExample, "t13d1516h2_8daaf6152771_e5627efa2ab1"},
 		{"no signature algorithms", &noSigs, "t13d1516h2_8daaf6152771_6d807ffa2a79"},
+		{"over QUIC", &overQUIC, "q13d1516h2_8daaf6152771_e5627efa2ab1"},
 		{"nothing", &ClientHello{LegacyVersion: 0x0303}, "t12i000000_000000000000_000000000000"},
 	}
 	for _, tt := range tests {
