@@ -37,6 +37,9 @@ var (
 // interfaces in it (a veth goes with either end's namespace).
 type NetNS struct {
 	Name string // as `ip netns` knows it
+
+	mu   sync.Mutex  // guards cmds
+	cmds []*exec.Cmd // made by Command: killed first at the end, even if still entering the namespace
 }
 
 // RequireNetNS skips t (or fails it under PQEDGE_REQUIRE_PEERS=1) unless
@@ -59,6 +62,13 @@ func NewNetNS(t testing.TB, role string) *NetNS {
 		t.Fatalf("failed to create network namespace %s: %v: %s", n.Name, err, out)
 	}
 	t.Cleanup(func() {
+		n.mu.Lock()
+		for _, c := range n.cmds {
+			if c.Process != nil {
+				_ = c.Process.Kill()
+			}
+		}
+		n.mu.Unlock()
 		if err := removeNetNS(n.Name); err != nil {
 			t.Errorf("failed to clean up: %v", err)
 		}
@@ -81,6 +91,9 @@ func (n *NetNS) IP(t testing.TB, args ...string) {
 func (n *NetNS) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.cmds = append(n.cmds, cmd)
 	return cmd
 }
 
@@ -125,7 +138,8 @@ func (n *NetNS) Do(f func() error) error {
 	return <-errc
 }
 
-// removeNetNS kills every process in the namespace, waits for them to be
+// removeNetNS kills every process in the namespace (including those not
+// started by Command, such as a test binary's helpers), waits for them to be
 // gone (a namespace lives on while a process holds it), and deletes it.
 func removeNetNS(name string) error {
 	deadline := time.Now().Add(5 * time.Second)
