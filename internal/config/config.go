@@ -17,6 +17,9 @@ type Config struct {
 	// Compat opens the compatibility-matrix listeners; nil without a
 	// [compat] table.
 	Compat *Compat `toml:"compat"`
+	// Anycast announces service addresses through BIRD; nil without an
+	// [anycast] table.
+	Anycast *Anycast `toml:"anycast"`
 
 	// File is the path the config was loaded from; not a TOML key.
 	File string `toml:"-"`

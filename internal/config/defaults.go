@@ -58,6 +58,32 @@ const (
 	DefaultHealthInterval Duration = ""
 )
 
+// Anycast ([anycast], package anycast). Operators of anycast DNS and web
+// services damp route changes for seconds, not milliseconds: a route that
+// moves costs every client behind it a retry.
+const (
+	// DefaultAnycastDevice is the TUN device pqedge announces on; BIRD's
+	// direct protocol watches it.
+	DefaultAnycastDevice = "pqedge-any0"
+	// DefaultAnycastRise is how many healthy samples re-announce a prefix
+	// after a withdrawal (the first announcement after start needs one).
+	DefaultAnycastRise = 3
+	// DefaultAnycastFall is how many unhealthy samples withdraw a prefix:
+	// one, since the inputs (listener state, pool health with its own
+	// thresholds) are debounced already, and a node that cannot serve
+	// should stop attracting traffic at once.
+	DefaultAnycastFall = 1
+	// DefaultAnycastInterval is the time between samples while a count runs.
+	DefaultAnycastInterval = time.Second
+	// DefaultAnycastHoldDown is the least time from a withdrawal to the next
+	// announcement.
+	DefaultAnycastHoldDown = 10 * time.Second
+	// DefaultAnycastWithdrawGrace is how long pqedge keeps accepting after
+	// withdrawing on SIGTERM: BGP converges in well under a second between
+	// neighbours, a few seconds across a network.
+	DefaultAnycastWithdrawGrace = 5 * time.Second
+)
+
 // DefaultStreamALPN is what a stream listener negotiates when it names no
 // alpn: "dot", DNS over TLS (RFC 7858 section 3.2, the IANA ALPN id), and a
 // client that offers no ALPN at all is served too. A stream listener never
@@ -112,6 +138,29 @@ func (c *Config) applyDefaults() {
 		}
 		if p.Health.Interval == "" {
 			p.Health.Interval = DefaultHealthInterval
+		}
+	}
+	if a := c.Anycast; a != nil {
+		if a.Device == "" {
+			a.Device = DefaultAnycastDevice
+		}
+		if a.Rise == 0 {
+			a.Rise = DefaultAnycastRise
+		}
+		if a.Fall == 0 {
+			a.Fall = DefaultAnycastFall
+		}
+		for _, d := range []struct {
+			val *Duration
+			def time.Duration
+		}{
+			{&a.Interval, DefaultAnycastInterval},
+			{&a.HoldDown, DefaultAnycastHoldDown},
+			{&a.WithdrawGrace, DefaultAnycastWithdrawGrace},
+		} {
+			if *d.val == "" {
+				*d.val = Duration(d.def.String())
+			}
 		}
 	}
 	for i := range c.Site {

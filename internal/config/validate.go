@@ -41,6 +41,7 @@ func (v *validator) validate() {
 	v.checkPools()
 	v.checkSites()
 	v.checkCompat()
+	v.checkAnycast()
 }
 
 func (v *validator) checkLog() {
@@ -386,6 +387,11 @@ func (v *validator) checkDurations() {
 		check(fmt.Sprintf("pool.%d.health.interval", i), p.Health.Interval)
 		check(fmt.Sprintf("pool.%d.health.timeout", i), p.Health.Timeout)
 		check(fmt.Sprintf("pool.%d.health.eject_for", i), p.Health.EjectFor)
+	}
+	if a := v.cfg.Anycast; a != nil {
+		check("anycast.interval", a.Interval)
+		check("anycast.hold_down", a.HoldDown)
+		check("anycast.withdraw_grace", a.WithdrawGrace)
 	}
 }
 

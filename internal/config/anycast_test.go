@@ -1,0 +1,111 @@
+package config
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/pqedge/pqedge/internal/anycast"
+)
+
+func TestAnycastConfig(t *testing.T) {
+	const base = `
+[[listener]]
+name = "dot"
+address = "[::]:853"
+kind = "stream"
+site = "dns"
+pool = "resolvers"
+
+[[listener]]
+name = "https4"
+address = "192.0.2.53:443"
+
+[[site]]
+name = "dns"
+server_names = ["dns.example"]
+[[site.route]]
+path = "/"
+handler = "inspect"
+
+[[pool]]
+name = "resolvers"
+upstreams = ["127.0.0.1:53"]
+`
+	for _, tc := range []struct {
+		name        string
+		anycast     string
+		wantAnycast *Anycast
+		wantAnns    []anycast.Announcement
+	}{
+		{
+			name: "no [anycast] table",
+		},
+		{
+			name: "defaults",
+			anycast: `
+[[anycast.prefix]]
+prefix = "192.0.2.53/32"
+listeners = ["dot", "https4"]
+[[anycast.prefix]]
+prefix = "2001:db8::53/128"
+listeners = ["dot"]
+`,
+			wantAnycast: &Anycast{Device: "pqedge-any0", Rise: 3, Fall: 1, Interval: "1s", HoldDown: "10s", WithdrawGrace: "5s",
+				Prefix: []AnycastPrefix{{"192.0.2.53/32", []string{"dot", "https4"}}, {"2001:db8::53/128", []string{"dot"}}}},
+			wantAnns: []anycast.Announcement{
+				{Prefix: netip.MustParsePrefix("192.0.2.53/32"), Policy: anycast.Policy{Rise: 3, Fall: 1, Interval: time.Second, HoldDown: 10 * time.Second}},
+				{Prefix: netip.MustParsePrefix("2001:db8::53/128"), Policy: anycast.Policy{Rise: 3, Fall: 1, Interval: time.Second, HoldDown: 10 * time.Second}},
+			},
+		},
+		{
+			name: "every key set",
+			anycast: `
+[anycast]
+device = "anycast7"
+rise = 5
+fall = 2
+interval = "500ms"
+hold_down = "0s"
+withdraw_grace = "2s"
+[[anycast.prefix]]
+prefix = "192.0.2.53/32"
+listeners = ["https4"]
+`,
+			wantAnycast: &Anycast{Device: "anycast7", Rise: 5, Fall: 2, Interval: "500ms", HoldDown: "0s", WithdrawGrace: "2s",
+				Prefix: []AnycastPrefix{{"192.0.2.53/32", []string{"https4"}}}},
+			wantAnns: []anycast.Announcement{
+				{Prefix: netip.MustParsePrefix("192.0.2.53/32"), Policy: anycast.Policy{Rise: 5, Fall: 2, Interval: 500 * time.Millisecond}},
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("anycast.toml", []byte(base+tc.anycast))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if !reflect.DeepEqual(cfg.Anycast, tc.wantAnycast) {
+				t.Fatalf("Anycast = %+v, want %+v", cfg.Anycast, tc.wantAnycast)
+			}
+			if cfg.Anycast == nil {
+				return
+			}
+			anns := cfg.Anycast.Announcements()
+			if !reflect.DeepEqual(anns, tc.wantAnns) {
+				t.Errorf("Announcements = %+v, want %+v", anns, tc.wantAnns)
+			}
+			// What config accepts, the controller must accept too.
+			c := anycast.NewController(nopAnnouncer{}, anycast.Options{})
+			defer c.Close()
+			if err := c.Configure(anns); err != nil {
+				t.Errorf("the controller refuses a valid config: %v", err)
+			}
+		})
+	}
+}
+
+type nopAnnouncer struct{}
+
+func (nopAnnouncer) Announce(netip.Prefix) error { return nil }
+func (nopAnnouncer) Withdraw(netip.Prefix) error { return nil }
