@@ -11,8 +11,9 @@ import (
 
 // The files under testdata/ are birdc output captured from BIRD 2.0.12 on
 // these machines: a router that learned one prefix from two eBGP edges, an
-// edge's direct routes from its TUN device, and static, OSPF and multipath
-// routes with `timeformat route iso long`.
+// edge's direct routes from its TUN device, static, OSPF and multipath
+// routes with `timeformat route iso long`, and a router that learned
+// pqedge's prefixes as OSPF externals (docs/OPERATIONS.md's OSPF example).
 
 func TestParseRoutes(t *testing.T) {
 	v4 := netip.MustParsePrefix("192.0.2.53/32")
@@ -66,6 +67,12 @@ func TestParseRoutes(t *testing.T) {
 			v6static,
 		}},
 		{"all-multipath.txt", []Route{allMultipath}},
+		{"ospf-external.txt", []Route{
+			{Table: "master4", Prefix: netip.MustParsePrefix("198.51.100.0/24"), Type: "unicast", Protocol: "ospf4", Since: "05:34:21.056", Primary: true, Kind: "I", Preference: 150, Metric: "10", Info: "[198.51.100.10]", NextHops: []NextHop{{Dev: "eth0"}}},
+			{Table: "master4", Prefix: v4, Type: "unicast", Protocol: "ospf4", Since: "05:34:22.052", Primary: true, Kind: "E2", Preference: 150, Metric: "10/10000", Info: "[198.51.100.10]", NextHops: []NextHop{hop("198.51.100.10", "eth0")}},
+			{Table: "master6", Prefix: netip.MustParsePrefix("2001:db8:ffff::/64"), Type: "unicast", Protocol: "ospf6", Since: "05:34:27.064", Primary: true, Kind: "I", Preference: 150, Metric: "10", Info: "[198.51.100.10]", NextHops: []NextHop{{Dev: "eth0"}}},
+			{Table: "master6", Prefix: v6, Type: "unicast", Protocol: "ospf6", Since: "05:34:27.064", Primary: true, Kind: "E2", Preference: 150, Metric: "10/10000", Info: "[198.51.100.10]", NextHops: []NextHop{hop("fe80::c9a:cdff:fe29:2607", "eth0")}},
+		}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			out, err := os.ReadFile(filepath.Join("testdata", "route", tc.file))
