@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -60,11 +62,26 @@ func TestFreeBind(t *testing.T) {
 	}
 }
 
+// addToLo adds a to lo and waits until the kernel routes it locally: an
+// IPv6 address gets its local route from a work queue, even without
+// duplicate address detection, so a busy machine can take a while.
 func addToLo(t *testing.T, ns *birdtest.NetNS, a netip.Addr) {
+	t.Helper()
 	if a.Is4() {
 		ns.IP(t, "addr", "add", a.String()+"/32", "dev", "lo")
 	} else {
 		ns.IP(t, "addr", "add", a.String()+"/128", "dev", "lo", "nodad")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := exec.Command("ip", "-n", ns.Name, "route", "get", a.String()).CombinedOutput()
+		if err == nil && strings.HasPrefix(string(out), "local ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is not routed locally 10s after adding it to lo: %v: %s", a, err, out)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
