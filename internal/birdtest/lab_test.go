@@ -88,3 +88,32 @@ func TestNetNSCleanup(t *testing.T) {
 		t.Errorf("namespace %s is still there after its test:\n%s", name, out)
 	}
 }
+
+// TestSweepStale checks that the namespaces of a dead test binary are
+// removed and those of a live one are kept.
+func TestSweepStale(t *testing.T) {
+	RequireNetNS(t)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := fmt.Sprintf("%s%d-1-stale", nsPrefix, dead.Process.Pid)
+	live := fmt.Sprintf("%s1-1-live", nsPrefix) // PID 1 never dies
+	for _, name := range []string{stale, live} {
+		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+			t.Fatalf("ip netns add %s: %v: %s", name, err, out)
+		}
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	}
+	sweepStale()
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns list: %v: %s", err, out)
+	}
+	if strings.Contains(string(out), stale) {
+		t.Errorf("the dead binary's namespace %s survived the sweep", stale)
+	}
+	if !strings.Contains(string(out), live) {
+		t.Errorf("the sweep removed %s, whose binary lives", live)
+	}
+}
