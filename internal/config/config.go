@@ -11,6 +11,7 @@ type Config struct {
 	Admin    Admin      `toml:"admin"`
 	Log      Log        `toml:"log"`
 	Timeouts Timeouts   `toml:"timeouts"`
+	Limits   Limits     `toml:"limits"`
 	Listener []Listener `toml:"listener"`
 	Site     []Site     `toml:"site"`
 	Pool     []Pool     `toml:"pool"`
@@ -46,6 +47,47 @@ type Timeouts struct {
 	UpstreamHeader Duration `toml:"upstream_header"` // an upstream's response headers
 	StreamIdle     Duration `toml:"stream_idle"`     // a TCP stream with no bytes either way
 	Shutdown       Duration `toml:"shutdown"`        // draining on SIGTERM
+	// RequestBody is the longest a request body may stall without a byte
+	// (HTTP/1.1 and HTTP/2): a client that starts a body and stops would
+	// otherwise pin an upstream connection for as long as it likes.
+	RequestBody Duration `toml:"request_body"`
+	// ResponseWrite is the longest one write of a response to the client
+	// may block: a client that stops reading (slow read) would otherwise
+	// pin the upstream connection and its buffers.
+	ResponseWrite Duration `toml:"response_write"`
+	// UpstreamIdle is the longest an upstream connection may go without a
+	// byte in the direction pqedge waits on (response bodies, WebSockets).
+	UpstreamIdle Duration `toml:"upstream_idle"`
+}
+
+// Limits cap what one client or upstream can make pqedge hold.
+type Limits struct {
+	// RequestHeader caps a request's header block in bytes (HTTP/1.1 and
+	// HTTP/2), e.g. "64KiB".
+	RequestHeader Size `toml:"request_header"`
+	// ResponseHeader caps an upstream response's header block, so an
+	// upstream whose header never ends costs a 502, not megabytes.
+	ResponseHeader Size `toml:"response_header"`
+	// RequestBodyMinRate is the slowest average rate, in bytes per second,
+	// a request body may arrive at once timeouts.request_body has passed;
+	// 0 turns the floor off (the stall timeout still applies).
+	RequestBodyMinRate *int64 `toml:"request_body_min_rate"`
+	// Handshakes caps TLS handshakes in progress; connections beyond it
+	// wait (at most HandshakeQueue of them) or are closed before any
+	// cryptography is done. 0 means no cap.
+	Handshakes     *int `toml:"handshakes"`
+	HandshakeQueue *int `toml:"handshake_queue"`
+	// Connections caps client connections in total, ConnectionsPerClient
+	// per client address (an IPv4 address or an IPv6 /64); 0 means no cap.
+	Connections          *int `toml:"connections"`
+	ConnectionsPerClient *int `toml:"connections_per_client"`
+	// H2Resets is how many streams an HTTP/2 client may reset (and other
+	// cheap-to-send, costly-to-serve frames it may send) within
+	// H2ResetWindow before its connection is closed (rapid reset,
+	// CVE-2023-44487; CONTINUATION floods, CVE-2024-27316). 0 turns the
+	// check off.
+	H2Resets      *int     `toml:"h2_resets"`
+	H2ResetWindow Duration `toml:"h2_reset_window"`
 }
 
 // Listener kinds.
@@ -109,6 +151,12 @@ type Site struct {
 	TLS     TLS      `toml:"tls"`
 	Route   []Route  `toml:"route"`
 	Headers Headers  `toml:"headers"`
+	// AllowUnderscoreHeaders passes request header names containing "_"
+	// upstream. By default they are dropped (as nginx does): CGI, WSGI,
+	// PHP and Rack fold "_" and "-" into one variable, so "X_Forwarded_For"
+	// would overwrite what pqedge sets in X-Forwarded-For. Names that fold
+	// into a header pqedge sets are dropped either way.
+	AllowUnderscoreHeaders bool `toml:"allow_underscore_headers"`
 }
 
 // PQRule is one client rule: clients from Network get Mode.
@@ -171,6 +219,11 @@ type Route struct {
 	Path    string `toml:"path"`
 	Pool    string `toml:"pool"`
 	Handler string `toml:"handler"`
+	// AllowEncodedSlashes lets paths containing %2F or %5C through to this
+	// route (forwarded still encoded); by default they are refused with
+	// 400, because an upstream that decodes them would see a path no route
+	// allowed.
+	AllowEncodedSlashes bool `toml:"allow_encoded_slashes"`
 }
 
 // Built-in handlers a route may name.

@@ -36,6 +36,7 @@ func (v *validator) addf(key, hint, format string, args ...any) {
 
 func (v *validator) validate() {
 	v.checkDurations()
+	v.checkLimits()
 	v.checkLog()
 	v.checkListeners()
 	v.checkPools()
@@ -360,6 +361,10 @@ func (v *validator) checkRoutes(key string, s *Site) {
 		case r.Handler != "" && !slices.Contains(builtinHandlers, r.Handler):
 			v.addf(rk+".handler", "built-in handlers: "+strings.Join(builtinHandlers, ", "), "unknown handler %q", r.Handler)
 		}
+		if r.AllowEncodedSlashes && r.Pool == "" {
+			v.addf(rk+".allow_encoded_slashes", "remove it, or route the path to a pool",
+				"route %q takes allow_encoded_slashes, but only pool routes forward paths", r.Path)
+		}
 	}
 }
 
@@ -380,6 +385,8 @@ func (v *validator) checkDurations() {
 		{"timeouts.handshake", t.Handshake}, {"timeouts.read_header", t.ReadHeader}, {"timeouts.idle", t.Idle},
 		{"timeouts.upstream_dial", t.UpstreamDial}, {"timeouts.upstream_header", t.UpstreamHeader},
 		{"timeouts.stream_idle", t.StreamIdle}, {"timeouts.shutdown", t.Shutdown},
+		{"timeouts.request_body", t.RequestBody}, {"timeouts.response_write", t.ResponseWrite},
+		{"timeouts.upstream_idle", t.UpstreamIdle}, {"limits.h2_reset_window", v.cfg.Limits.H2ResetWindow},
 	} {
 		check(d.key, d.val)
 	}

@@ -1,0 +1,71 @@
+package config
+
+import "time"
+
+// Bounds of the header size limits: below 1 KiB ordinary browser requests
+// (cookies, user agents) no longer fit; above 16 MiB a limit protects
+// nothing.
+const (
+	minHeaderLimit = 1 << 10
+	maxHeaderLimit = 16 << 20
+)
+
+// Or returns *p, or def when the key was absent.
+func Or[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// checkLimits checks the [limits] table: sizes parse and are in range,
+// counts are not negative, and no cap is hidden behind a smaller one.
+func (v *validator) checkLimits() {
+	l := v.cfg.Limits
+	for _, s := range []struct {
+		key string
+		val Size
+	}{{"limits.request_header", l.RequestHeader}, {"limits.response_header", l.ResponseHeader}} {
+		if s.val == "" {
+			continue
+		}
+		n, err := ParseSize(string(s.val))
+		switch {
+		case err != nil:
+			v.addf(s.key, "write a byte count with an optional unit, like \"64KiB\" or \"1MiB\"", "%v", err)
+		case n < minHeaderLimit || n > maxHeaderLimit:
+			v.addf(s.key, "use a size from 1KiB to 16MiB", "%s %q is out of range", s.key[len("limits."):], string(s.val))
+		}
+	}
+	if l.RequestBodyMinRate != nil && *l.RequestBodyMinRate < 0 {
+		v.addf("limits.request_body_min_rate", "bytes per second; 0 turns the floor off", "request_body_min_rate must not be negative")
+	}
+	counts := []struct {
+		key string
+		val *int
+	}{
+		{"handshakes", l.Handshakes}, {"handshake_queue", l.HandshakeQueue},
+		{"connections", l.Connections}, {"connections_per_client", l.ConnectionsPerClient},
+		{"h2_resets", l.H2Resets},
+	}
+	for _, c := range counts {
+		if c.val != nil && *c.val < 0 {
+			v.addf("limits."+c.key, "use 0 for no cap, or leave it out for the default", "%s must not be negative", c.key)
+		}
+	}
+	total := Or(l.Connections, 0)
+	for _, c := range []struct {
+		key string
+		val *int
+	}{{"connections_per_client", l.ConnectionsPerClient}, {"handshakes", l.Handshakes}} {
+		if n := Or(c.val, 0); total > 0 && n > total {
+			v.addf("limits."+c.key, "it can never be reached; lower it or raise connections",
+				"%s %d exceeds connections %d (line %d)", c.key, n, total, v.pos.line("limits.connections"))
+		}
+	}
+	if w := l.H2ResetWindow; w != "" {
+		if d, err := time.ParseDuration(string(w)); err == nil && d == 0 {
+			v.addf("limits.h2_reset_window", "e.g. \"10s\"; set h2_resets = 0 to turn the check off", "h2_reset_window must be longer than 0")
+		}
+	}
+}
