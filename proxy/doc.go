@@ -30,20 +30,53 @@
 // # HTTP
 //
 // HTTPProxy is an http.Handler built on httputil.ReverseProxy with Rewrite.
-// It sets X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host, keeps the
-// client's Host header, and forwards what the client's TLS handshake
-// negotiated in request headers (PQEdge-TLS-Group, PQEdge-TLS-PQ,
-// PQEdge-TLS-Signature, PQEdge-TLS-Version, PQEdge-TLS-Cipher by default),
-// taken from the HandshakeFacts the server stored in the request context
-// with WithHandshakeFacts. Client-sent copies of those headers are always
-// removed, so an upstream may trust them.
+// It sets X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Real-IP
+// and Forwarded (RFC 7239), keeps the client's Host header, and forwards
+// what the client's TLS handshake negotiated in request headers
+// (PQEdge-TLS-Group, PQEdge-TLS-PQ, PQEdge-TLS-Signature,
+// PQEdge-TLS-Version, PQEdge-TLS-Cipher by default), taken from the
+// HandshakeFacts the server stored in the request context with
+// WithHandshakeFacts. Client-sent copies of all of these are removed in
+// every spelling CGI-style servers fold together ("X_Forwarded_For",
+// "pqedge_tls_pq"), as is every "PQEdge-*" name, and by default every
+// header name with "_" (HTTPOptions.AllowUnderscoreHeaders), so an upstream
+// may trust them.
 //
 // Failures answer with a short plain-text body: 502 when the upstream cannot
 // be reached or breaks the connection, 503 when the pool has no usable
 // upstream, 504 when the response headers do not arrive within
-// HTTPOptions.ResponseHeaderTimeout. WebSocket and other Upgrade requests
-// pass through. WithRequestInfo lets the server learn which upstream served
-// a request.
+// HTTPOptions.ResponseHeaderTimeout. WithRequestInfo lets the server learn
+// which upstream served a request, and why it failed.
+//
+// # Request rules
+//
+// CheckRequest is the router's first step, and HTTPProxy repeats it: it
+// closes HTTP/1.x connections whose framing net/http may have hidden,
+// refuses CONNECT (405), lets only WebSocket upgrades through (h2c and
+// other Upgrade tokens are stripped so the upstream answers normally), and
+// normalises the path (NormalizePath: RFC 3986 dot segments and
+// percent-encoding) so that routes match, and upstreams receive, the same
+// path; CheckRoute refuses encoded slashes unless the route allows them
+// (WithRouteOptions).
+//
+// # Whose fault
+//
+// Only the upstream's own failures count toward its ejection. A request
+// refused by the rules, a request body that is malformed (bad chunking),
+// stalls (HTTPOptions.RequestBodyTimeout), trickles below
+// HTTPOptions.RequestBodyMinRate, or is cut off, and a client that leaves,
+// are answered as the client's (400, 405, 408, 413, or 499 in the logs)
+// and marked RequestInfo.ClientError; a pool cannot be taken down by
+// sending it bad requests.
+//
+// # Deadlines and caps
+//
+// Every phase is bounded: the client's body by RequestBodyTimeout and
+// RequestBodyMinRate (HTTP/1.1 and HTTP/2, through
+// http.ResponseController), the upstream's response headers by
+// ResponseHeaderTimeout and MaxResponseHeaderBytes, each read and write on
+// the upstream connection by UpstreamIdleTimeout, and each write to the
+// client (WebSockets included) by ResponseWriteTimeout.
 //
 // # Streams
 //

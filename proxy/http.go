@@ -28,6 +28,13 @@ const (
 	DefaultIdleConnTimeout       = 90 * time.Second
 	DefaultMaxIdleConnsPerHost   = 32
 	DefaultUpstreamIdleTimeout   = 5 * time.Minute
+	DefaultRequestBodyTimeout    = 30 * time.Second
+	DefaultRequestBodyMinRate    = 1024 // bytes per second
+	DefaultResponseWriteTimeout  = 30 * time.Second
+	// DefaultMaxResponseHeaderBytes is of the order of the request header
+	// limit: Go's transport default (10 MB) let an upstream whose header
+	// never ended make pqedge buffer ~15 MB per request.
+	DefaultMaxResponseHeaderBytes = 64 << 10
 )
 
 // HandshakeFacts is what the TLS handshake of the client's connection
@@ -103,9 +110,34 @@ type HTTPOptions struct {
 	// negative: flush after every write).
 	FlushInterval time.Duration
 
+	// RequestBodyTimeout is the longest the client's request body may
+	// stall without a byte; the client then gets 408 and the upstream
+	// request is abandoned, so a client that starts a body and stops (slow
+	// POST) cannot pin an upstream connection. Default
+	// DefaultRequestBodyTimeout.
+	RequestBodyTimeout time.Duration
+	// RequestBodyMinRate is the slowest average rate, in bytes per second,
+	// a body may arrive at once RequestBodyTimeout has passed since the
+	// request started: a body trickled a byte at a time just inside the
+	// stall timeout fails too. Default DefaultRequestBodyMinRate; negative
+	// turns the floor off.
+	RequestBodyMinRate int64
+	// ResponseWriteTimeout bounds each write of the response to the client
+	// (and each write to a WebSocket client), so a client that stops
+	// reading (slow read) cannot hold the upstream connection. Default
+	// DefaultResponseWriteTimeout.
+	ResponseWriteTimeout time.Duration
+	// MaxResponseHeaderBytes caps an upstream response's header block; a
+	// larger one is answered with 502 and counts against the upstream.
+	// Default DefaultMaxResponseHeaderBytes.
+	MaxResponseHeaderBytes int64
+
 	// Headers name the handshake-fact headers. Client-sent copies of these
 	// names are always removed, so an upstream can trust them.
 	Headers HeaderNames
+	// AllowUnderscoreHeaders passes client header names containing "_"
+	// upstream; by default they are dropped (see HTTPProxy).
+	AllowUnderscoreHeaders bool
 
 	// ModifyResponse, if set, is called with each upstream response before
 	// it is copied to the client, on the request's goroutine. Returning an
@@ -123,10 +155,16 @@ type HTTPOptions struct {
 // once ServeHTTP has returned.
 type RequestInfo struct {
 	// Upstream is the configured address of the upstream picked, empty when
-	// none was healthy.
+	// none was healthy or the request was refused before one was picked.
 	Upstream string
-	// Err is the upstream error the proxy answered with 502, 503 or 504.
+	// Err is why the proxy answered by itself: an upstream error (502,
+	// 503, 504), or, with ClientError, the client's.
 	Err error
+	// ClientError is true when Err is the client's doing: a request
+	// refused before any upstream was picked (400, 405), a request body
+	// that was malformed, too slow or cut off (400, 408, 413), or a client
+	// that left (499). It never counts against the upstream.
+	ClientError bool
 }
 
 type requestInfoKey struct{}
@@ -146,6 +184,7 @@ type HTTPProxy struct {
 	log       *slog.Logger
 	rp        *httputil.ReverseProxy
 	transport *http.Transport
+	headers   headerPolicy
 }
 
 var _ http.Handler = (*HTTPProxy)(nil)
@@ -155,6 +194,7 @@ var _ http.Handler = (*HTTPProxy)(nil)
 type reqState struct {
 	up   *upstream
 	info *RequestInfo // never nil
+	body *clientBody  // nil for requests without a body
 }
 
 type reqStateKey struct{}
@@ -174,19 +214,33 @@ func NewHTTPProxy(pool *Pool, opts HTTPOptions) *HTTPProxy {
 	if opts.UpstreamIdleTimeout <= 0 {
 		opts.UpstreamIdleTimeout = DefaultUpstreamIdleTimeout
 	}
+	if opts.RequestBodyTimeout <= 0 {
+		opts.RequestBodyTimeout = DefaultRequestBodyTimeout
+	}
+	if opts.RequestBodyMinRate == 0 {
+		opts.RequestBodyMinRate = DefaultRequestBodyMinRate
+	}
+	if opts.ResponseWriteTimeout <= 0 {
+		opts.ResponseWriteTimeout = DefaultResponseWriteTimeout
+	}
+	if opts.MaxResponseHeaderBytes <= 0 {
+		opts.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
+	}
 	opts.Headers.setDefaults()
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	p := &HTTPProxy{pool: pool, opts: opts, log: log.With("pool", pool.name)}
+	p := &HTTPProxy{pool: pool, opts: opts, log: log.With("pool", pool.name),
+		headers: newHeaderPolicy(opts.Headers, opts.AllowUnderscoreHeaders)}
 	p.transport = &http.Transport{
 		// Proxy stays nil: environment proxies must not capture upstream
 		// traffic.
-		DialContext:           p.dial,
-		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
-		IdleConnTimeout:       opts.IdleConnTimeout,
-		MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
+		DialContext:            p.dial,
+		ResponseHeaderTimeout:  opts.ResponseHeaderTimeout,
+		MaxResponseHeaderBytes: opts.MaxResponseHeaderBytes,
+		IdleConnTimeout:        opts.IdleConnTimeout,
+		MaxIdleConnsPerHost:    opts.MaxIdleConnsPerHost,
 		// Bounds the wait for "100 Continue" before the body is sent anyway.
 		ExpectContinueTimeout: time.Second,
 		// Pass the client's Accept-Encoding through untouched instead of
@@ -207,11 +261,29 @@ func NewHTTPProxy(pool *Pool, opts HTTPOptions) *HTTPProxy {
 // CloseIdleConnections closes the keep-alive connections to upstreams.
 func (p *HTTPProxy) CloseIdleConnections() { p.transport.CloseIdleConnections() }
 
-// ServeHTTP picks an upstream and forwards r to it.
+// ServeHTTP checks r (CheckRequest, CheckRoute), picks an upstream and
+// forwards r to it.
 func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info, _ := r.Context().Value(requestInfoKey{}).(*RequestInfo)
 	if info == nil {
 		info = new(RequestInfo)
+	}
+	status, reason := CheckRequest(w, r)
+	if status == 0 {
+		status, reason = CheckRoute(r)
+	}
+	if status != 0 {
+		info.Err, info.ClientError = fmt.Errorf("%w: %s", errRefused, reason), true
+		WriteRefusal(w, status, reason)
+		return
+	}
+	if err := r.Context().Err(); err != nil {
+		// Reset (HTTP/2) or abandoned before it got here: nothing is
+		// sent upstream, which is most of what a rapid-reset attack
+		// would otherwise cost the upstreams.
+		info.Err, info.ClientError = err, true
+		w.WriteHeader(StatusClientClosedRequest)
+		return
 	}
 	up, err := p.pool.pick(clientAddr(r.RemoteAddr), nil)
 	if err != nil {
@@ -222,7 +294,16 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer up.done()
 	info.Upstream = up.addr
 	st := &reqState{up: up, info: info}
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), reqStateKey{}, st)))
+	ctl := http.NewResponseController(w)
+	out := r.WithContext(context.WithValue(r.Context(), reqStateKey{}, st))
+	if r.Body != nil && r.Body != http.NoBody {
+		st.body = newClientBody(r.Body, ctl, p.opts.RequestBodyTimeout, p.opts.RequestBodyMinRate)
+		defer st.body.finish()
+		out.Body = st.body
+	}
+	ww := &writeDeadline{ResponseWriter: w, ctl: ctl, timeout: p.opts.ResponseWriteTimeout}
+	defer ww.finish()
+	p.rp.ServeHTTP(ww, out)
 }
 
 func stateOf(r *http.Request) *reqState {
@@ -237,12 +318,12 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Host = st.up.key
 	// Keep the client's Host: the upstream serves the public name.
 	pr.Out.Host = pr.In.Host
-	pr.SetXForwarded()
+	// Remove client-sent copies, in every spelling, so an upstream never
+	// sees spoofed facts or addresses; then set pqedge's own.
+	p.headers.filter(pr.Out.Header)
+	p.headers.filter(pr.Out.Trailer)
+	setForwarded(pr)
 	h := p.opts.Headers
-	// Remove client-sent copies so an upstream never sees spoofed facts.
-	for _, name := range []string{h.Group, h.PQ, h.Signature, h.Version, h.Cipher} {
-		pr.Out.Header.Del(name)
-	}
 	if f, ok := HandshakeFactsFrom(pr.In.Context()); ok {
 		set := func(name, v string) {
 			if v != "" {
@@ -288,19 +369,37 @@ func (p *HTTPProxy) modifyResponse(resp *http.Response) error {
 	return nil
 }
 
-// errorHandler answers a failed round trip. Dial errors were already
-// counted against the upstream by dialUpstream.
+// errorHandler answers a failed round trip. The client's failures (its
+// body broke, stalled or was cut off; it left) are answered without
+// blaming the upstream; only the upstream's own count toward ejection.
+// Dial errors were already counted against the upstream by dialUpstream.
 func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	st := stateOf(r)
 	st.info.Err = err
+	var bodyErr error
+	if st.body != nil {
+		bodyErr = st.body.readErr()
+	}
+	clientGone := r.Context().Err() != nil
 	var de *dialError
 	var ne net.Error
 	var ue userResponseError
 	switch {
-	case r.Context().Err() != nil:
-		// The client left; the upstream is not to blame and nobody reads
-		// the answer. 502 keeps access logs honest about the missing reply.
-		w.WriteHeader(http.StatusBadGateway)
+	case bodyErr != nil || clientGone:
+		st.info.ClientError = true
+		if bodyErr != nil {
+			st.info.Err = bodyErr
+		}
+		code, what := clientStatus(bodyErr, clientGone)
+		if code == StatusClientClosedRequest {
+			// Nobody reads it; the status keeps access logs honest.
+			w.WriteHeader(code)
+			return
+		}
+		// The body was not read to its end: the connection's next bytes
+		// are not a request.
+		w.Header().Set("Connection", "close")
+		WriteRefusal(w, code, what)
 	case errors.As(err, &ue):
 		p.log.Warn("response rejected by hook", "upstream", st.up.addr, "err", err)
 		p.writeError(w, http.StatusBadGateway, "response rejected")

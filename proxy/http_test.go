@@ -47,13 +47,13 @@ func TestHTTPProxyHeaders(t *testing.T) {
 			want:  map[string]string{"PQEdge-TLS-Group": "", "PQEdge-TLS-PQ": "", "PQEdge-TLS-Cipher": "", "X-Forwarded-For": "127.0.0.1"},
 		},
 		{
-			name:  "custom names, classical handshake",
+			name:  "custom names, classical handshake; PQEdge-* still pqedge's",
 			facts: &HandshakeFacts{Group: "x25519", Version: "TLS 1.3", PQ: false},
 			names: HeaderNames{Group: "X-TLS-Group", PQ: "x-tls-pq"},
-			spoof: map[string]string{"X-TLS-Group": "X25519MLKEM768", "PQEdge-TLS-Group": "kept"},
+			spoof: map[string]string{"X-TLS-Group": "X25519MLKEM768", "PQEdge-TLS-Group": "spoofed"},
 			want: map[string]string{
 				"X-TLS-Group": "x25519", "X-TLS-PQ": "false", "PQEdge-TLS-Version": "TLS 1.3",
-				"PQEdge-TLS-Signature": "", "PQEdge-TLS-Group": "kept",
+				"PQEdge-TLS-Signature": "", "PQEdge-TLS-Group": "",
 			},
 		},
 		{

@@ -1,0 +1,297 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// infoFront serves px and keeps the RequestInfo of every request.
+type infoFront struct {
+	px    http.Handler
+	mu    sync.Mutex
+	infos []*RequestInfo
+}
+
+func (f *infoFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, info := WithRequestInfo(r.Context())
+	f.px.ServeHTTP(w, r.WithContext(ctx))
+	f.mu.Lock()
+	f.infos = append(f.infos, info)
+	f.mu.Unlock()
+}
+
+func (f *infoFront) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.infos)
+}
+
+func (f *infoFront) last() RequestInfo {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return *f.infos[len(f.infos)-1]
+}
+
+// TestClientFaultsKeepUpstreamHealthy sends each kind of client fault
+// five times to a pool that ejects after two consecutive failures. Each
+// gets the client's answer (400, 405, 408, or nothing when the client
+// left), is marked ClientError, and the upstream stays healthy with no
+// failure counted: a good request afterwards is served.
+func TestClientFaultsKeepUpstreamHealthy(t *testing.T) {
+	const stall = 300 * time.Millisecond
+	tests := []struct {
+		name    string
+		request string
+		hangUp  bool // close the connection right after writing
+		status  int  // 0: the client left, no answer read
+	}{
+		{name: "malformed chunk size", status: 400,
+			request: "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"},
+		{name: "chunk size overflow", status: 400,
+			request: "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nhello\r\n0\r\n\r\n"},
+		{name: "chunk line with bare LF", status: 400,
+			request: "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n"},
+		{name: "chunk data without CRLF", status: 400,
+			request: "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n"},
+		{name: "CONNECT", status: 405,
+			request: "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"},
+		{name: "encoded slash", status: 400,
+			request: "GET /a%2Fb HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"},
+		{name: "body stalls after 1000 of 100000 bytes", status: 408,
+			request: "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + strings.Repeat("a", 1000)},
+		{name: "client leaves mid-body", hangUp: true,
+			request: "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + strings.Repeat("a", 1000)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			px, _, pool := proxyTo(t, HTTPOptions{RequestBodyTimeout: stall})
+			front := &infoFront{px: px}
+			url := proxyServer(t, front)
+			for i := range 5 {
+				if tt.hangUp {
+					c, err := net.Dial("tcp", hostOf(url))
+					if err != nil {
+						t.Fatal(err)
+					}
+					io.WriteString(c, tt.request)
+					c.Close()
+					waitFor(t, "the proxy to finish the abandoned request", func() bool { return front.count() == i+1 })
+				} else {
+					resps, _, _ := rawExchange(t, hostOf(url), tt.request, 10*time.Second)
+					if len(resps) == 0 || resps[0].StatusCode != tt.status {
+						t.Fatalf("request %d: statuses %v, want %d", i, statuses(resps), tt.status)
+					}
+				}
+				if st := pool.Upstreams()[0]; !st.Healthy || st.ConsecutiveFailures != 0 {
+					t.Fatalf("after request %d: upstream %+v, want healthy with no failure counted", i, st)
+				}
+			}
+			if info := front.last(); !info.ClientError || info.Err == nil {
+				t.Errorf("RequestInfo = %+v, want a client error", info)
+			}
+			if status, body := get(t, testClient(), url+"/after"); status != 200 || body != "ok" {
+				t.Errorf("good request afterwards: %d %q", status, body)
+			}
+		})
+	}
+}
+
+// TestRequestBodyDeadlinesHTTP2 stalls and trickles request bodies over
+// HTTP/2: the client gets 408, the upstream's request is abandoned and
+// the upstream stays healthy.
+func TestRequestBodyDeadlinesHTTP2(t *testing.T) {
+	tests := []struct {
+		name  string
+		write func(w *io.PipeWriter, stop <-chan struct{})
+	}{
+		{"stalls after 1000 of 100000 bytes", func(w *io.PipeWriter, stop <-chan struct{}) {
+			w.Write(make([]byte, 1000))
+			<-stop
+		}},
+		{"trickles below the minimum rate", func(w *io.PipeWriter, stop <-chan struct{}) {
+			// A byte every 50ms never stalls for 300ms but is far below
+			// 1000 bytes per second.
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+					if _, err := w.Write([]byte{'a'}); err != nil {
+						return
+					}
+				}
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			px, rec, pool := proxyTo(t, HTTPOptions{RequestBodyTimeout: 300 * time.Millisecond, RequestBodyMinRate: 1000})
+			url, c := h2Front(t, px)
+			pr, pw := io.Pipe()
+			stop := make(chan struct{})
+			defer close(stop)
+			go tt.write(pw, stop)
+			req, _ := http.NewRequest("POST", url+"/up", pr)
+			req.ContentLength = 100000
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestTimeout || resp.ProtoMajor != 2 {
+				t.Errorf("%s status %d, want 408 over HTTP/2", resp.Proto, resp.StatusCode)
+			}
+			waitFor(t, "the upstream to see its request end", func() bool { return len(rec.requests()) == 1 })
+			if got := rec.requests()[0]; got.BodyErr == nil {
+				t.Errorf("the upstream read a complete body of %d bytes", len(got.Body))
+			}
+			if st := pool.Upstreams()[0]; !st.Healthy || st.ConsecutiveFailures != 0 {
+				t.Errorf("upstream %+v, want healthy with no failure counted", st)
+			}
+		})
+	}
+}
+
+// TestRequestBodyMinRateHTTP1 trickles an HTTP/1.1 body a byte at a time,
+// never stalling for the whole timeout: the rate floor ends it with 408.
+func TestRequestBodyMinRateHTTP1(t *testing.T) {
+	px, _, pool := proxyTo(t, HTTPOptions{RequestBodyTimeout: 300 * time.Millisecond, RequestBodyMinRate: 1000})
+	url := proxyServer(t, px)
+	c, err := net.Dial("tcp", hostOf(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			time.Sleep(50 * time.Millisecond)
+			if _, err := c.Write([]byte{'a'}); err != nil {
+				return
+			}
+		}
+	}()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(newReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
+		t.Errorf("status %d, close %v; want 408 and Connection: close", resp.StatusCode, resp.Close)
+	}
+	c.Close()
+	<-done
+	if st := pool.Upstreams()[0]; !st.Healthy || st.ConsecutiveFailures != 0 {
+		t.Errorf("upstream %+v, want healthy with no failure counted", st)
+	}
+}
+
+// TestResponseWriteTimeout: a client that asks for an endless response
+// and stops reading. The proxy's write to it times out, the proxy drops
+// the upstream response, and the upstream sees its connection end.
+func TestResponseWriteTimeout(t *testing.T) {
+	upstreamDone := make(chan error, 1)
+	up := httpUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				upstreamDone <- err
+				return
+			}
+		}
+	}))
+	pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}})
+	url := proxyServer(t, NewHTTPProxy(pool, HTTPOptions{ResponseWriteTimeout: 200 * time.Millisecond, Logger: quietLogger}))
+	c, err := net.Dial("tcp", hostOf(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetReadBuffer(4096) // keep the kernel from reading for us
+	io.WriteString(c, "GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+	// Read nothing more.
+	select {
+	case err := <-upstreamDone:
+		t.Logf("upstream write ended: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the upstream is still writing to a client that stopped reading")
+	}
+}
+
+// rawHeaderUpstream answers every connection with a status line and then
+// header lines that never end, until the peer goes away.
+func rawHeaderUpstream(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				buf := make([]byte, 4096)
+				c.Read(buf) // the request
+				io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+				line := "X-Filler: " + strings.Repeat("f", 1000) + "\r\n"
+				for i := 0; ; i++ {
+					if _, err := fmt.Fprintf(c, "X-%d%s", i, line); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestMaxResponseHeaderBytes: an upstream whose header never ends gets a
+// 502 once it passes the cap, counted against it.
+func TestMaxResponseHeaderBytes(t *testing.T) {
+	pool := newTestPool(t, PoolOptions{Addresses: []string{rawHeaderUpstream(t)}, Health: HealthOptions{Interval: -1}, MaxFails: 100})
+	url := proxyServer(t, NewHTTPProxy(pool, HTTPOptions{MaxResponseHeaderBytes: 16 << 10, Logger: quietLogger}))
+	status, body := get(t, testClient(), url)
+	if want := "502 Bad Gateway: upstream pool \"app\" failed\n"; status != 502 || body != want {
+		t.Errorf("got %d %q, want 502 %q", status, body, want)
+	}
+	if st := pool.Upstreams()[0]; st.ConsecutiveFailures != 1 {
+		t.Errorf("upstream %+v, want the failure counted", st)
+	}
+	if got := NewHTTPProxy(pool, HTTPOptions{}).transport.MaxResponseHeaderBytes; got != DefaultMaxResponseHeaderBytes {
+		t.Errorf("default MaxResponseHeaderBytes = %d, want %d", got, DefaultMaxResponseHeaderBytes)
+	}
+}
+
+// TestResetRequestNotForwarded: a request whose context ended before the
+// proxy ran (an HTTP/2 stream the client reset) goes nowhere.
+func TestResetRequestNotForwarded(t *testing.T) {
+	px, rec, _ := proxyTo(t, HTTPOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ctx, info := WithRequestInfo(ctx)
+	req := httptest.NewRequestWithContext(ctx, "GET", "/x", nil)
+	w := httptest.NewRecorder()
+	px.ServeHTTP(w, req)
+	if w.Code != StatusClientClosedRequest || !info.ClientError || info.Upstream != "" {
+		t.Errorf("status %d, info %+v; want 499, a client error and no upstream", w.Code, *info)
+	}
+	if n := len(rec.requests()); n != 0 {
+		t.Errorf("upstream saw %d requests", n)
+	}
+}

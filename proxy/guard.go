@@ -1,0 +1,157 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// allowedMethods is the Allow header of a 405 (RFC 9110 Section 15.5.6
+// requires one): every method pqedge forwards.
+const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+// CheckRequest applies the rules every request must pass before it is
+// routed, and puts the request in the form it is routed and forwarded in.
+// It returns 0 and "" when the request may go on, or the status to refuse
+// it with (400, 405) and a short reason; WriteRefusal answers it. The
+// router calls it before matching routes; HTTPProxy calls it again (it is
+// idempotent), so a proxy served without the router is held to the same
+// rules.
+//
+// In order:
+//
+//   - Framing (RFC 9112 Sections 6.1 and 6.3): net/http processes a request
+//     carrying both Content-Length and Transfer-Encoding by the latter and
+//     deletes Content-Length, and ignores Transfer-Encoding in HTTP/1.0, so
+//     a handler cannot tell whether the framing was ambiguous. Such a
+//     connection must not be reused, so every HTTP/1.x request with a
+//     chunked body, and every HTTP/1.0 request, gets "Connection: close":
+//     the bytes after it are never parsed as a request. (internal/h1guard,
+//     below net/http, refuses the ambiguous ones outright with 400.)
+//   - CONNECT gets 405: pqedge is not a forward proxy, and over HTTP/2 Go
+//     refuses extended CONNECT (RFC 8441) itself unless GODEBUG
+//     http2xconnect=1 is set, which pqedge does not support.
+//   - Protocol switches (RFC 9110 Section 7.8): only a WebSocket upgrade
+//     (RFC 6455 Section 4.1: GET, HTTP/1.1, "Upgrade: websocket" named in
+//     Connection) keeps its Upgrade header, reduced to "websocket".
+//     Anything else, h2c included, loses Upgrade, HTTP2-Settings and their
+//     Connection tokens, so the upstream answers normally and never opens
+//     a tunnel past routing and past pqedge's headers.
+//   - The path is normalised with NormalizePath (400 when it is malformed,
+//     climbs above "/" or hides dot segments), and r.URL.Path and
+//     r.URL.RawPath are set to the normalised form, which is what routes
+//     match and what upstreams receive. A path with an encoded slash is
+//     not refused here: CheckRoute decides, per route.
+func CheckRequest(w http.ResponseWriter, r *http.Request) (status int, reason string) {
+	if r.ProtoMajor == 1 && (r.ProtoMinor == 0 || len(r.TransferEncoding) > 0) {
+		w.Header().Set("Connection", "close")
+	}
+	if r.Method == http.MethodConnect {
+		w.Header().Set("Allow", allowedMethods)
+		return http.StatusMethodNotAllowed, "CONNECT is not supported: pqedge is not a forward proxy"
+	}
+	sanitizeUpgrade(r)
+	p, err := NormalizePath(requestPath(r))
+	if err != nil {
+		return http.StatusBadRequest, err.Error()
+	}
+	r.URL.Path, r.URL.RawPath = p.Decoded, p.Escaped
+	return 0, ""
+}
+
+// RouteOptions are per-route exceptions to CheckRequest's rules, carried in
+// the request context from the router to the HTTPProxy.
+type RouteOptions struct {
+	// AllowEncodedSlashes lets a path with "%2F" or "%5C" through, still
+	// encoded. For upstreams that keep them as data, e.g. APIs whose
+	// identifiers contain "/". Dot segments behind them are refused
+	// anyway.
+	AllowEncodedSlashes bool
+}
+
+type routeOptionsKey struct{}
+
+// WithRouteOptions returns a copy of ctx carrying the matched route's
+// options.
+func WithRouteOptions(ctx context.Context, o RouteOptions) context.Context {
+	return context.WithValue(ctx, routeOptionsKey{}, o)
+}
+
+func routeOptionsFrom(ctx context.Context) RouteOptions {
+	o, _ := ctx.Value(routeOptionsKey{}).(RouteOptions)
+	return o
+}
+
+// CheckRoute applies the rules that depend on the matched route, taken
+// from the context (WithRouteOptions): a path with an encoded slash is
+// refused with 400 unless the route allows it, because an upstream that
+// decodes "%2F" would see more segments than the router matched.
+// HTTPProxy calls it before picking an upstream.
+func CheckRoute(r *http.Request) (status int, reason string) {
+	p, err := NormalizePath(requestPath(r))
+	if err != nil {
+		return http.StatusBadRequest, err.Error()
+	}
+	if p.EncodedSlash && !routeOptionsFrom(r.Context()).AllowEncodedSlashes {
+		return http.StatusBadRequest, fmt.Sprintf("path %q has an encoded slash (%%2F or %%5C); this route does not allow them", requestPath(r))
+	}
+	return 0, ""
+}
+
+// WriteRefusal answers a request refused by CheckRequest or CheckRoute with
+// a short plain-text body such as "400 Bad Request: path escapes the root".
+func WriteRefusal(w http.ResponseWriter, status int, reason string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "%d %s: %s\n", status, http.StatusText(status), reason)
+}
+
+// sanitizeUpgrade keeps a WebSocket upgrade and strips every other one.
+func sanitizeUpgrade(r *http.Request) {
+	h := r.Header
+	upgrading := httpguts.HeaderValuesContainsToken(h["Connection"], "upgrade")
+	websocket := upgrading && r.Method == http.MethodGet && r.ProtoMajor == 1 && r.ProtoMinor >= 1 &&
+		httpguts.HeaderValuesContainsToken(h["Upgrade"], "websocket")
+	if websocket {
+		h["Upgrade"] = []string{"websocket"}
+	} else {
+		h.Del("Upgrade")
+		dropConnectionToken(h, "upgrade")
+	}
+	// RFC 9113 Section 3.1 retired the h2c upgrade; its settings header
+	// has no other use.
+	h.Del("Http2-Settings")
+	dropConnectionToken(h, "http2-settings")
+}
+
+// dropConnectionToken removes token (case-insensitively) from the
+// Connection header, deleting the header once it is empty.
+func dropConnectionToken(h http.Header, token string) {
+	vs, ok := h["Connection"]
+	if !ok {
+		return
+	}
+	var kept []string
+	for _, v := range vs {
+		for t := range strings.SplitSeq(v, ",") {
+			if t = strings.TrimSpace(t); t != "" && !strings.EqualFold(t, token) {
+				kept = append(kept, t)
+			}
+		}
+	}
+	if len(kept) == 0 {
+		h.Del("Connection")
+		return
+	}
+	h["Connection"] = []string{strings.Join(kept, ", ")}
+}
+
+// errRefused marks a request refused before any upstream was picked, for
+// RequestInfo.Err.
+var errRefused = errors.New("request refused")

@@ -1,0 +1,267 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Errors of NormalizePath; each is answered with 400 by CheckRequest.
+var (
+	// ErrPathSyntax: the path does not start with "/", has a malformed
+	// percent-escape, a control character or an encoded NUL.
+	ErrPathSyntax = errors.New("malformed path")
+	// ErrPathEscapesRoot: a ".." segment climbs above "/".
+	ErrPathEscapesRoot = errors.New("path escapes the root")
+	// ErrPathHiddenDots: a dot segment is hidden from routing, behind an
+	// encoded slash ("..%2F"), a second layer of encoding ("%252e%252e") or
+	// a path parameter ("..;"), so an upstream that decodes further, or
+	// treats ";" as Tomcat does, would climb out of the route.
+	ErrPathHiddenDots = errors.New("path hides a dot segment")
+)
+
+// NormalizedPath is a request path after NormalizePath.
+type NormalizedPath struct {
+	// Escaped is the path to forward: in the normal form of RFC 3986
+	// Section 6.2.2 (percent-encoded unreserved characters decoded, other
+	// escapes in upper-case hex, characters a path cannot carry encoded)
+	// with dot segments removed (Section 5.2.4). "%2F" and "%5C" stay
+	// encoded; a raw backslash is encoded as "%5C".
+	Escaped string
+	// Decoded is Escaped with every escape decoded, as net/url keeps it in
+	// URL.Path: what routes match.
+	Decoded string
+	// EncodedSlash reports "%2F" or "%5C" (or a raw backslash) in the
+	// path: an upstream that decodes them sees more segments than the
+	// router did, so only routes that allow it take such a path.
+	EncodedSlash bool
+}
+
+// NormalizePath normalises the escaped path of a request target (the part
+// before "?"); the empty path is "/". Errors wrap ErrPathSyntax,
+// ErrPathEscapesRoot or ErrPathHiddenDots and quote the path.
+//
+// It is the router's first step, so that "/app/../secret",
+// "/app/%2e%2e/secret" and "/app/./../secret" all route as "/secret" and
+// reach the upstream as "/secret", never as a path the upstream would
+// resolve differently from the router.
+func NormalizePath(escaped string) (NormalizedPath, error) {
+	if escaped == "" {
+		escaped = "/"
+	}
+	if escaped[0] != '/' {
+		return NormalizedPath{}, fmt.Errorf("%w %q: it must start with /", ErrPathSyntax, escaped)
+	}
+	var out NormalizedPath
+	segs := make([]string, 0, strings.Count(escaped, "/"))
+	trailingSlash := false
+	for rest := escaped[1:]; ; {
+		raw, tail, more := strings.Cut(rest, "/")
+		seg, err := normalizeSegment(raw)
+		if err != nil {
+			return NormalizedPath{}, fmt.Errorf("%w %q: %v", ErrPathSyntax, escaped, err)
+		}
+		// RFC 3986 Section 5.2.4: "." is dropped and ".." drops the
+		// segment before it; either, as the last segment, leaves the path
+		// ending in "/".
+		switch seg {
+		case ".":
+			trailingSlash = !more
+		case "..":
+			if len(segs) == 0 {
+				return NormalizedPath{}, fmt.Errorf("%w: %q", ErrPathEscapesRoot, escaped)
+			}
+			segs = segs[:len(segs)-1]
+			trailingSlash = !more
+		default:
+			if isDotSegment(strings.SplitN(seg, ";", 2)[0]) {
+				// Tomcat and other servlet containers strip ";params"
+				// before resolving dots: "/app/..;/secret" is "/secret".
+				return NormalizedPath{}, fmt.Errorf("%w: %q has a dot segment with parameters", ErrPathHiddenDots, escaped)
+			}
+			segs = append(segs, seg)
+			trailingSlash = false
+		}
+		if !more {
+			break
+		}
+		rest = tail
+	}
+	out.Escaped = "/" + strings.Join(segs, "/")
+	if trailingSlash && len(segs) > 0 {
+		out.Escaped += "/"
+	}
+	// Escapes are upper-case and a raw backslash is encoded by now; a
+	// slash in a segment that ".." removed does not count.
+	out.EncodedSlash = strings.Contains(out.Escaped, "%2F") || strings.Contains(out.Escaped, "%5C")
+	decoded, err := url.PathUnescape(out.Escaped)
+	if err != nil {
+		// Unreachable: every escape in Escaped was checked above.
+		return NormalizedPath{}, fmt.Errorf("%w %q: %v", ErrPathSyntax, escaped, err)
+	}
+	out.Decoded = decoded
+	if hidesDots(decoded) {
+		return NormalizedPath{}, fmt.Errorf("%w: %q decodes to %q", ErrPathHiddenDots, escaped, decoded)
+	}
+	return out, nil
+}
+
+// normalizeSegment puts one path segment in normal form.
+func normalizeSegment(raw string) (string, error) {
+	var b strings.Builder
+	b.Grow(len(raw))
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c == '%':
+			if i+2 >= len(raw) || !isHex(raw[i+1]) || !isHex(raw[i+2]) {
+				return "", fmt.Errorf("bad percent-escape at byte %d", i+1)
+			}
+			v := unhex(raw[i+1])<<4 | unhex(raw[i+2])
+			i += 2
+			switch {
+			case v == 0:
+				// A NUL truncates the path in C upstreams.
+				return "", errors.New("encoded NUL")
+			case isUnreserved(v):
+				b.WriteByte(v) // RFC 3986 Section 6.2.2.2
+			default:
+				writeEscape(&b, v) // upper-case hex, Section 6.2.2.1
+			}
+		case c < 0x20 || c == 0x7f:
+			return "", fmt.Errorf("control character 0x%02x", c)
+		case c == '\\':
+			// Windows upstreams and some frameworks read it as "/": it
+			// is forwarded, and counted, as the encoded slash "%5C".
+			writeEscape(&b, c)
+		case isPathChar(c):
+			b.WriteByte(c)
+		default:
+			// Bytes a path cannot carry raw (space, '"', '#', non-ASCII
+			// UTF-8...) are forwarded encoded, as Go's client would.
+			writeEscape(&b, c)
+		}
+	}
+	return b.String(), nil
+}
+
+// hidesDots reports whether the decoded path, read with "\" as a
+// separator too, decoded once more (for upstreams that decode twice), or
+// with overlong UTF-8 read as ASCII (for decoders that accept "%C0%AE" as
+// "."), has a "." or ".." segment. The normalised path itself has none, so
+// any found here were hidden behind an encoding.
+func hidesDots(decoded string) bool {
+	check := func(p string) bool {
+		for _, seg := range strings.FieldsFunc(p, func(r rune) bool { return r == '/' || r == '\\' }) {
+			if isDotSegment(seg) {
+				return true
+			}
+		}
+		return false
+	}
+	twice := decoded
+	if strings.Contains(decoded, "%") {
+		twice = unescapeLoose(decoded)
+	}
+	return check(decoded) || check(twice) || check(foldOverlong(twice))
+}
+
+// foldOverlong replaces overlong two- and three-byte UTF-8 encodings of
+// ASCII characters (never valid UTF-8, RFC 3629 Section 3) with the
+// character itself, as some lenient decoders do.
+func foldOverlong(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case (c == 0xC0 || c == 0xC1) && i+1 < len(s) && s[i+1]&0xC0 == 0x80:
+			b = append(b, (c&1)<<6|s[i+1]&0x3F)
+			i++
+		case c == 0xE0 && i+2 < len(s) && (s[i+1] == 0x80 || s[i+1] == 0x81) && s[i+2]&0xC0 == 0x80:
+			b = append(b, (s[i+1]&1)<<6|s[i+2]&0x3F)
+			i += 2
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+// unescapeLoose decodes the valid escapes of s and keeps the rest as is,
+// as a lenient upstream decoding a second time would.
+func unescapeLoose(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isDotSegment(s string) bool { return s == "." || s == ".." }
+
+// isUnreserved: RFC 3986 Section 2.3.
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+// isPathChar: pchar of RFC 3986 Section 3.3 without pct-encoded, which
+// the caller handles.
+func isPathChar(c byte) bool {
+	return isUnreserved(c) || strings.IndexByte("!$&'()*+,;=:@", c) >= 0
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
+}
+
+func writeEscape(b *strings.Builder, c byte) {
+	const hex = "0123456789ABCDEF"
+	b.WriteByte('%')
+	b.WriteByte(hex[c>>4])
+	b.WriteByte(hex[c&15])
+}
+
+// requestPath returns the escaped path of r's target as the client sent
+// it. net/url's EscapedPath re-encodes URL.Path when the raw form is not
+// one it would produce, which turns "%2F" into "/"; the request line (or
+// HTTP/2 :path) in RequestURI keeps what the client wrote.
+func requestPath(r *http.Request) string {
+	uri := r.RequestURI
+	if uri == "" {
+		return r.URL.EscapedPath() // a request built in-process
+	}
+	if !strings.HasPrefix(uri, "/") {
+		// absolute-form (RFC 9112 Section 3.2.2): skip scheme://authority.
+		_, rest, ok := strings.Cut(uri, "://")
+		if !ok {
+			return uri // authority-form or "*": not a path; refused
+		}
+		i := strings.IndexByte(rest, '/')
+		if i < 0 {
+			return "/"
+		}
+		uri = rest[i:]
+	}
+	if i := strings.IndexByte(uri, '?'); i >= 0 {
+		uri = uri[:i]
+	}
+	return uri
+}

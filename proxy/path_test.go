@@ -1,0 +1,162 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestNormalizePath(t *testing.T) {
+	tests := []struct {
+		in          string
+		escaped     string // "" when an error is wanted
+		decoded     string
+		slash       bool
+		err         error
+		errContains string
+	}{
+		{in: "", escaped: "/", decoded: "/"},
+		{in: "/", escaped: "/", decoded: "/"},
+		{in: "/app/a/b", escaped: "/app/a/b", decoded: "/app/a/b"},
+		// RFC 3986 Section 5.2.4 and its examples.
+		{in: "/app/../secret", escaped: "/secret", decoded: "/secret"},
+		{in: "/a/b/c/./../../g", escaped: "/a/g", decoded: "/a/g"},
+		{in: "/mid/content=5/../6", escaped: "/mid/6", decoded: "/mid/6"},
+		{in: "/app/x/..", escaped: "/app/", decoded: "/app/"},
+		{in: "/app/x/.", escaped: "/app/x/", decoded: "/app/x/"},
+		{in: "/./app/./x/.", escaped: "/app/x/", decoded: "/app/x/"},
+		{in: "/a//../b", escaped: "/a/b", decoded: "/a/b"},
+		{in: "/app/..", escaped: "/", decoded: "/"},
+		// Section 6.2.2: unreserved escapes decoded, others upper-cased.
+		{in: "/app/%2e%2e/secret", escaped: "/secret", decoded: "/secret"},
+		{in: "/app/.%2E/secret", escaped: "/secret", decoded: "/secret"},
+		{in: "/%7euser/%41%62c", escaped: "/~user/Abc", decoded: "/~user/Abc"},
+		{in: "/caf%c3%a9", escaped: "/caf%C3%A9", decoded: "/café"},
+		{in: "/a%3fb%23c", escaped: "/a%3Fb%23c", decoded: "/a?b#c"},
+		{in: "/a b\"<>", escaped: "/a%20b%22%3C%3E", decoded: "/a b\"<>"},
+		{in: "/a+b/c=d;e:f@g", escaped: "/a+b/c=d;e:f@g", decoded: "/a+b/c=d;e:f@g"},
+		// Encoded slashes: kept encoded and flagged.
+		{in: "/app/a%2fb", escaped: "/app/a%2Fb", decoded: "/app/a/b", slash: true},
+		{in: "/app/a%5Cb", escaped: "/app/a%5Cb", decoded: "/app/a\\b", slash: true},
+		{in: "/app/a\\b", escaped: "/app/a%5Cb", decoded: "/app/a\\b", slash: true},
+		// Refused.
+		{in: "app/x", err: ErrPathSyntax, errContains: "must start with /"},
+		{in: "*", err: ErrPathSyntax},
+		{in: "/app/%zz", err: ErrPathSyntax, errContains: "bad percent-escape"},
+		{in: "/app/%4", err: ErrPathSyntax},
+		{in: "/app/%00/x", err: ErrPathSyntax, errContains: "encoded NUL"},
+		{in: "/app/\x01", err: ErrPathSyntax, errContains: "control character"},
+		{in: "/../etc/passwd", err: ErrPathEscapesRoot},
+		{in: "/app/../../etc/passwd", err: ErrPathEscapesRoot},
+		{in: "/%2e%2e/x", err: ErrPathEscapesRoot},
+		{in: "/app/..%2fsecret", err: ErrPathHiddenDots},
+		{in: "/app/..%5Csecret", err: ErrPathHiddenDots},
+		{in: "/app/..\\secret", err: ErrPathHiddenDots},
+		{in: "/app/%252e%252e/secret", err: ErrPathHiddenDots},
+		{in: "/app/%c0%ae%c0%ae/secret", err: ErrPathHiddenDots},
+		{in: "/app/%e0%80%ae%e0%80%ae/secret", err: ErrPathHiddenDots},
+		{in: "/app/..;/secret", err: ErrPathHiddenDots, errContains: "parameters"},
+		{in: "/app/.;x/secret", err: ErrPathHiddenDots},
+		{in: "/app/%2e%2e;/secret", err: ErrPathHiddenDots},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := NormalizePath(tt.in)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) || !strings.Contains(err.Error(), tt.errContains) {
+					t.Fatalf("NormalizePath(%q) = %+v, %v; want an error wrapping %q containing %q", tt.in, got, err, tt.err, tt.errContains)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("NormalizePath(%q): %v", tt.in, err)
+			}
+			want := NormalizedPath{Escaped: tt.escaped, Decoded: tt.decoded, EncodedSlash: tt.slash}
+			if got != want {
+				t.Errorf("NormalizePath(%q) = %+v, want %+v", tt.in, got, want)
+			}
+		})
+	}
+}
+
+// TestNormalizePathCorpus runs every path of testdata/paths.txt through
+// the invariants FuzzNormalizePath checks.
+func TestNormalizePathCorpus(t *testing.T) {
+	for _, p := range readPaths(t) {
+		checkNormalized(t, p)
+	}
+}
+
+func readPaths(t testing.TB) []string {
+	f, err := os.Open("testdata/paths.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var paths []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if line := sc.Text(); line != "" && !strings.HasPrefix(line, "#") {
+			paths = append(paths, line)
+		}
+	}
+	return paths
+}
+
+func FuzzNormalizePath(f *testing.F) {
+	for _, p := range readPaths(f) {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		checkNormalized(t, p)
+	})
+}
+
+// checkNormalized checks what every result of NormalizePath promises: an
+// error of a known kind, or a path that starts with "/", has no dot
+// segment, is its own normal form, decodes to Decoded, and survives
+// net/url unchanged (so exactly it is forwarded).
+func checkNormalized(t *testing.T, in string) {
+	t.Helper()
+	got, err := NormalizePath(in)
+	if err != nil {
+		if !errors.Is(err, ErrPathSyntax) && !errors.Is(err, ErrPathEscapesRoot) && !errors.Is(err, ErrPathHiddenDots) {
+			t.Fatalf("NormalizePath(%q): error of no known kind: %v", in, err)
+		}
+		return
+	}
+	if !strings.HasPrefix(got.Escaped, "/") {
+		t.Fatalf("NormalizePath(%q).Escaped = %q does not start with /", in, got.Escaped)
+	}
+	for _, seg := range strings.Split(got.Escaped, "/") {
+		if seg == "." || seg == ".." {
+			t.Fatalf("NormalizePath(%q).Escaped = %q keeps a dot segment", in, got.Escaped)
+		}
+	}
+	again, err := NormalizePath(got.Escaped)
+	if err != nil || again != got {
+		t.Fatalf("NormalizePath is not idempotent on %q: %+v then %+v, %v", in, got, again, err)
+	}
+	if d, err := url.PathUnescape(got.Escaped); err != nil || d != got.Decoded {
+		t.Fatalf("NormalizePath(%q): Decoded %q, but Escaped %q decodes to %q (%v)", in, got.Decoded, got.Escaped, d, err)
+	}
+	u, err := url.Parse("http://h" + got.Escaped)
+	if err != nil || u.EscapedPath() != got.Escaped || u.Path != got.Decoded {
+		t.Fatalf("net/url does not keep %q: %v", got.Escaped, err)
+	}
+	for i := 0; i < len(got.Escaped); i++ {
+		if got.Escaped[i] != '%' {
+			continue
+		}
+		esc := got.Escaped[i+1 : i+3]
+		if esc != strings.ToUpper(esc) {
+			t.Fatalf("NormalizePath(%q) = %q: escape %%%s is not upper-case", in, got.Escaped, esc)
+		}
+		if isUnreserved(unhex(esc[0])<<4 | unhex(esc[1])) {
+			t.Fatalf("NormalizePath(%q) = %q: unreserved character left encoded as %%%s", in, got.Escaped, esc)
+		}
+	}
+}
