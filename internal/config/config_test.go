@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pqedge/pqedge/proxy"
 )
 
 func TestExampleConfigIsValid(t *testing.T) {
@@ -155,6 +157,9 @@ upstreams = ["127.0.0.1:3000"]
 		{"upstream_header", cfg.Timeouts.UpstreamHeader, DefaultUpstreamHeaderTimeout},
 		{"stream_idle", cfg.Timeouts.StreamIdle, DefaultStreamIdleTimeout},
 		{"shutdown", cfg.Timeouts.Shutdown, DefaultShutdownTimeout},
+		{"request_body", cfg.Timeouts.RequestBody, DefaultRequestBodyTimeout},
+		{"response_write", cfg.Timeouts.ResponseWrite, DefaultResponseWriteTimeout},
+		{"upstream_idle", cfg.Timeouts.UpstreamIdle, DefaultUpstreamIdleTimeout},
 	} {
 		if d.got.Value() != d.want {
 			t.Errorf("timeouts.%s = %q, want %s", d.key, d.got, d.want)
@@ -182,5 +187,12 @@ upstreams = ["127.0.0.1:3000"]
 	}
 	if cfg.Listener[0].ALPN != nil {
 		t.Error("an https listener got a stream ALPN list")
+	}
+	l := cfg.Limits
+	if got := l.ResponseHeader.Value(); got != proxy.DefaultMaxResponseHeaderBytes {
+		t.Errorf("limits.response_header = %q (%d bytes), want %d", l.ResponseHeader, got, proxy.DefaultMaxResponseHeaderBytes)
+	}
+	if l.RequestBodyMinRate == nil || *l.RequestBodyMinRate != DefaultRequestBodyMinRate {
+		t.Errorf("limits.request_body_min_rate = %v, want %d", l.RequestBodyMinRate, DefaultRequestBodyMinRate)
 	}
 }

@@ -34,6 +34,29 @@ const (
 	// DefaultShutdownTimeout is how long SIGTERM and a reload let in-flight
 	// requests and streams finish.
 	DefaultShutdownTimeout = 15 * time.Second
+	// DefaultRequestBodyTimeout bounds a request body that stalls (slow
+	// POST): without it a client pins an upstream connection at will.
+	DefaultRequestBodyTimeout = proxy.DefaultRequestBodyTimeout
+	// DefaultResponseWriteTimeout bounds each write to a client that stops
+	// reading (slow read).
+	DefaultResponseWriteTimeout = proxy.DefaultResponseWriteTimeout
+	// DefaultUpstreamIdleTimeout ends upstream responses and WebSockets
+	// stalled this long in the direction pqedge waits on.
+	DefaultUpstreamIdleTimeout = proxy.DefaultUpstreamIdleTimeout
+)
+
+// Limits ([limits]).
+var (
+	// DefaultResponseHeader caps an upstream's response header block: of
+	// the order of the request limit, where Go's transport default (10 MB)
+	// let an upstream make pqedge buffer ~15 MB per request.
+	DefaultResponseHeader = FormatSize(proxy.DefaultMaxResponseHeaderBytes)
+)
+
+const (
+	// DefaultRequestBodyMinRate is the slowest average body rate, in bytes
+	// per second, once timeouts.request_body has passed.
+	DefaultRequestBodyMinRate int64 = proxy.DefaultRequestBodyMinRate
 )
 
 // Other defaults.
@@ -117,11 +140,15 @@ func (c *Config) applyDefaults() {
 		{&t.UpstreamHeader, DefaultUpstreamHeaderTimeout},
 		{&t.StreamIdle, DefaultStreamIdleTimeout},
 		{&t.Shutdown, DefaultShutdownTimeout},
+		{&t.RequestBody, DefaultRequestBodyTimeout},
+		{&t.ResponseWrite, DefaultResponseWriteTimeout},
+		{&t.UpstreamIdle, DefaultUpstreamIdleTimeout},
 	} {
 		if *d.val == "" {
 			*d.val = Duration(d.def.String())
 		}
 	}
+	c.Limits.applyDefaults()
 	for i := range c.Listener {
 		l := &c.Listener[i]
 		if l.Kind == "" {
@@ -184,5 +211,16 @@ func (c *Config) applyDefaults() {
 			on := true
 			s.TLS.SessionTickets = &on
 		}
+	}
+}
+
+// applyDefaults fills in the unset keys of [limits].
+func (l *Limits) applyDefaults() {
+	if l.ResponseHeader == "" {
+		l.ResponseHeader = DefaultResponseHeader
+	}
+	if l.RequestBodyMinRate == nil {
+		r := DefaultRequestBodyMinRate
+		l.RequestBodyMinRate = &r
 	}
 }

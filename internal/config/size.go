@@ -43,15 +43,23 @@ func ParseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// Or returns the size in bytes, or def when it is unset. Call it only on a
-// validated config.
-func (z Size) Or(def int64) int64 {
-	if z == "" {
-		return def
-	}
-	n, err := ParseSize(string(z))
-	if err != nil {
-		return def
-	}
+// Value returns the size in bytes. Call it only on an effective config
+// (from Parse), where every size is set and valid.
+func (z Size) Value() int64 {
+	n, _ := ParseSize(string(z))
 	return n
+}
+
+// FormatSize writes n bytes as a Size, in the largest binary unit that
+// divides it: 65536 is "64KiB".
+func FormatSize(n int64) Size {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n > 0 && n%u.mult == 0 {
+			return Size(strconv.FormatInt(n/u.mult, 10) + u.suffix)
+		}
+	}
+	return Size(strconv.FormatInt(n, 10) + "B")
 }
