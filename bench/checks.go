@@ -25,7 +25,7 @@ func Checks(r *MatrixResult) []Check {
 	find := func(server, group, cert string) *Cell {
 		for i := range r.Cells {
 			c := &r.Cells[i]
-			if c.Server == server && c.Group == group && c.Cert == cert && c.Error == "" {
+			if c.Server == server && c.Transport != TransportQUIC && c.Group == group && c.Cert == cert && c.Error == "" {
 				return c
 			}
 		}
@@ -74,7 +74,7 @@ func Checks(r *MatrixResult) []Check {
 		n := 0
 		for _, c := range r.Cells {
 			alg, err := ParseCertAlg(c.Cert)
-			if c.Server != ServerPQEdge || c.Error != "" || err != nil || alg.PostQuantum() != pq {
+			if c.Server != ServerPQEdge || c.Transport == TransportQUIC || c.Error != "" || err != nil || alg.PostQuantum() != pq {
 				continue
 			}
 			cert := c.Cert

@@ -32,6 +32,21 @@
 // client to the other, repeats each cell, measures the crypto primitives
 // alone for comparison, and writes CSV, JSON and an SVG chart.
 //
+// # Over QUIC
+//
+// With Options.Transport TransportQUIC the handshakes are QUIC ones
+// (quic-go over crypto/tls, ALPN h3, pqtls/quicclient), against the same
+// port over UDP. Before the load, a few handshakes over a path with an
+// emulated round-trip time (ShapeRTT, applied in the client's socket)
+// measure the handshake's shape: the Initial packets of the ClientHello,
+// the anti-amplification budget (RFC 9000 Section 8.1: three times what
+// the client sent before the server could answer) against the bytes the
+// server sent up to its Finished, and the round trips that took. The
+// matrix's Transports axis adds a QUIC cell beside each TCP cell for the
+// servers that serve HTTP/3 (today the plain server, `serve-plain
+// -quic`), and CompareTransports says which chains cost an extra round
+// trip over QUIC but not over TCP, and the reverse.
+//
 // # Time to first byte
 //
 // ModelTTFB turns a first-flight size into a modeled time to first byte at

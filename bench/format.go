@@ -17,6 +17,9 @@ func WriteTable(w io.Writer, r *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
 	row("target", "%s", r.Target)
+	if r.Transport == TransportQUIC {
+		row("transport", "QUIC (quic-go, crypto/tls, ALPN h3)")
+	}
 	if r.Mode == "open" {
 		row("load", "open loop, %.0f/s, at most %d in flight", r.Rate, r.Concurrency)
 	} else {
@@ -29,11 +32,15 @@ func WriteTable(w io.Writer, r *Report) error {
 		row("latency", "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s",
 			fmtDur(r.Latency.P50), fmtDur(r.Latency.P90), fmtDur(r.Latency.P99), fmtDur(r.Latency.P999), fmtDur(r.Latency.Max))
 		row("bytes/handshake", "client %.0f B, server %.0f B (TLS records)", r.ClientBytes, r.ServerBytes)
-		fits := "fits"
-		if r.ExceedsInitCwnd {
-			fits = "EXCEEDS"
+		if r.QUIC != nil {
+			writeQUICRows(row, r.QUIC)
+		} else {
+			fits := "fits"
+			if r.ExceedsInitCwnd {
+				fits = "EXCEEDS"
+			}
+			row("server flight", "%d B, %s the initial window (%d B)", r.ServerFlightBytes, fits, certs.InitialWindowBytes)
 		}
-		row("server flight", "%d B, %s the initial window (%d B)", r.ServerFlightBytes, fits, certs.InitialWindowBytes)
 		row("HelloRetryRequest", "%.1f%%", 100*r.HRRRate)
 		if r.Resume {
 			row("resumed", "%.1f%% (session tickets offered after each worker's first handshake)", 100*r.ResumedRate)
@@ -74,6 +81,8 @@ var reportCSVHeader = []string{
 	"elapsed_s", "handshakes_per_sec", "p50_us", "p90_us", "p99_us", "p999_us", "max_us",
 	"group", "signature", "hrr_rate", "resumed_rate", "client_bytes", "server_bytes", "server_flight_bytes",
 	"exceeds_initcwnd", "server_cpu_us", "client_cpu_us", "other_load", "errors",
+	"transport", "initial_packets", "client_first_flight_bytes", "amplification_budget_bytes",
+	"server_handshake_bytes", "amplification_limited", "round_trips", "emulated_rtt_ms",
 }
 
 // WriteReportCSV writes reports as CSV with a header row. Runs without a
@@ -101,7 +110,15 @@ func WriteReportCSV(w io.Writer, reports ...*Report) error {
 		} else {
 			rec = append(rec, make([]string, 17)...)
 		}
-		cw.Write(append(rec, errs))
+		rec = append(rec, errs, r.Transport)
+		if q := r.QUIC; q != nil && q.Handshakes > 0 {
+			rec = append(rec, strconv.Itoa(q.InitialPackets), strconv.Itoa(q.ClientFirstFlight), strconv.Itoa(q.AmplificationBudget),
+				strconv.Itoa(q.ServerHandshakeBytes), strconv.FormatBool(q.AmplificationLimited), strconv.Itoa(q.RoundTrips),
+				ff(float64(q.RTT)/1e6, 1))
+		} else {
+			rec = append(rec, make([]string, 7)...)
+		}
+		cw.Write(rec)
 	}
 	cw.Flush()
 	return cw.Error()
@@ -136,4 +153,21 @@ func optUS(d time.Duration) string {
 		return ""
 	}
 	return us(d)
+}
+
+// writeQUICRows prints the shape of a QUIC handshake.
+func writeQUICRows(row func(k, format string, a ...any), q *QUICShape) {
+	if q.Handshakes == 0 {
+		row("QUIC shape", "unknown: %s", q.Error)
+		return
+	}
+	row("ClientHello", "%d Initial packets in %d datagrams", q.InitialPackets, q.ClientHelloDatagrams)
+	verdict := "within it"
+	if q.AmplificationLimited {
+		verdict = "EXCEEDS it: the server waits for the client before sending the rest"
+	}
+	row("amplification", "client first flight %d B, budget 3x = %d B (RFC 9000 8.1); server sent %d B up to its Finished, %s",
+		q.ClientFirstFlight, q.AmplificationBudget, q.ServerHandshakeBytes, verdict)
+	row("round trips", "%d to the server's Finished, %s (median of %d handshakes over an emulated %s round trip)",
+		q.RoundTrips, fmtDur(q.TimeToFinished), q.Handshakes, q.RTT)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/pqedge/pqedge/certs"
 	"github.com/pqedge/pqedge/pqtls"
 	"github.com/pqedge/pqedge/pqtls/leanclient"
+	"github.com/pqedge/pqedge/pqtls/quicclient"
 )
 
 // ErrNoSuccess is returned by Run when not one handshake succeeded: the
@@ -64,6 +65,17 @@ type Options struct {
 	Progress func(Progress)
 	// Dial is the handshake; nil means leanclient.Dial. Tests replace it.
 	Dial func(ctx context.Context, addr string, cfg *leanclient.Config) (*leanclient.Result, error)
+
+	// Transport is TransportTCP (the default: TLS 1.3 over TCP with
+	// leanclient) or TransportQUIC (QUIC with quic-go and crypto/tls, ALPN
+	// h3; see quic.go). Over QUIC, Precompute, Resume and
+	// SignatureAlgorithms are not available (crypto/tls chooses).
+	Transport string
+	// ShapeRTT is the emulated round-trip time of the QUIC shape
+	// handshakes made before the load (default DefaultShapeRTT);
+	// ShapeCount how many (default 3, negative for none).
+	ShapeRTT   time.Duration
+	ShapeCount int
 }
 
 // Progress is a snapshot of a running benchmark.
@@ -77,6 +89,7 @@ type Progress struct {
 // mean anything.
 type Report struct {
 	Target      string   `json:"target"`
+	Transport   string   `json:"transport"` // tcp or quic
 	Groups      []string `json:"groups"`
 	Mode        string   `json:"mode"` // "closed" or "open"
 	Concurrency int      `json:"concurrency"`
@@ -117,6 +130,9 @@ type Report struct {
 	// noise other work put on the measurement. Without ServerPID it
 	// includes the server.
 	OtherLoad float64 `json:"other_load"`
+
+	// QUIC is what the shape handshakes found over QUIC; nil over TCP.
+	QUIC *QUICShape `json:"quic,omitempty"`
 }
 
 // ErrorCount is how often one kind of failure happened, with one example.
@@ -131,6 +147,7 @@ type runState struct {
 	opts   Options
 	client *leanclient.Config
 	dial   func(context.Context, string, *leanclient.Config) (*leanclient.Result, error)
+	quic   *quicclient.Config // set for TransportQUIC: the load handshakes
 
 	started   atomic.Int64 // attempts handed out (Count bounds it)
 	completed atomic.Int64
@@ -145,7 +162,8 @@ type runState struct {
 	sent    int64
 	recv    int64
 	flight  int
-	last    *leanclient.Result
+	group   tls.CurveID // of the last successful handshake
+	shape   *QUICShape
 }
 
 // Run makes handshakes against opts.Target until Count or Duration is
@@ -201,10 +219,15 @@ func newRunState(opts Options) (*runState, error) {
 	if dial == nil {
 		dial = leanclient.Dial
 	}
-	return &runState{opts: opts, client: client, dial: dial, errs: map[string]*ErrorCount{}}, nil
+	s := &runState{opts: opts, client: client, dial: dial, errs: map[string]*ErrorCount{}}
+	if err := s.setupTransport(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func (s *runState) run(ctx context.Context) (*Report, error) {
+	s.measureShape(ctx) // before the load and its duration: it costs the load nothing
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if s.opts.Duration > 0 {
@@ -333,6 +356,9 @@ func (s *runState) openLoop(ctx context.Context, start time.Time) {
 // Timeout) instead of being cut and counted as timeouts.
 func (s *runState) one(ctx context.Context, w *worker, started time.Time) bool {
 	hctx := context.WithoutCancel(ctx)
+	if s.quic != nil {
+		return s.oneQUIC(hctx)
+	}
 	cfg := s.client
 	if w.session != nil {
 		c := *s.client
@@ -363,7 +389,7 @@ func (s *runState) one(ctx context.Context, w *worker, started time.Time) bool {
 	s.sent += int64(res.BytesSent)
 	s.recv += int64(res.BytesReceived)
 	s.flight = max(s.flight, res.ServerFlightBytes)
-	s.last = res
+	s.group = res.Group
 	return true
 }
 
@@ -385,7 +411,7 @@ func (s *runState) recordError(err error) {
 func errorKind(err error) string {
 	var le *leanclient.Error
 	if !errors.As(err, &le) {
-		return "other"
+		return quicclient.ErrorKind(err) // "other" for what it does not know either
 	}
 	if le.Kind == leanclient.KindAlert {
 		return "alert:" + leanclient.AlertName(le.Alert)
@@ -419,6 +445,8 @@ func (s *runState) report(elapsed, serverCPU, clientCPU time.Duration) (*Report,
 	defer s.mu.Unlock()
 	r := &Report{
 		Target:      s.opts.Target,
+		Transport:   s.opts.Transport,
+		QUIC:        s.shape,
 		Mode:        "closed",
 		Concurrency: s.opts.Concurrency,
 		Succeeded:   int(s.completed.Load()),
@@ -441,7 +469,7 @@ func (s *runState) report(elapsed, serverCPU, clientCPU time.Duration) (*Report,
 	n := float64(r.Succeeded)
 	r.HandshakesPerSec = n / elapsed.Seconds()
 	r.Latency = summarize(s.samples)
-	r.Group = pqtls.GroupName(s.last.Group)
+	r.Group = pqtls.GroupName(s.group)
 	if s.sig != 0 {
 		r.Signature = pqtls.SignatureName(s.sig)
 	}

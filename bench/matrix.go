@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +29,13 @@ const SpreadLimit = 0.10
 type MatrixOptions struct {
 	Groups []tls.CurveID // default DefaultMatrixGroups
 	Certs  []CertAlg     // default CertAlgs()
+	// Transports are TransportTCP and/or TransportQUIC (default tcp
+	// alone). QUIC cells are measured against servers that serve it (see
+	// QUICServer); the others get none.
+	Transports []string
+	// ShapeRTT is the emulated round-trip time of the QUIC cells' shape
+	// handshakes (default DefaultShapeRTT).
+	ShapeRTT time.Duration
 	// Servers start the servers under test, in order.
 	Servers []Launcher
 	Dir     string // where certificates and server configs go
@@ -49,10 +57,11 @@ type MatrixOptions struct {
 
 // Cell is one server x group x certificate combination.
 type Cell struct {
-	Server string `json:"server"`
-	Group  string `json:"group"`
-	Cert   string `json:"cert"`   // CertAlg.Name
-	Signer string `json:"signer"` // who signs: circl, stdlib, openssl, or "" (classical)
+	Server    string `json:"server"`
+	Transport string `json:"transport"` // tcp or quic
+	Group     string `json:"group"`
+	Cert      string `json:"cert"`   // CertAlg.Name
+	Signer    string `json:"signer"` // who signs: circl, stdlib, openssl, or "" (classical)
 
 	Runs []RunSummary `json:"runs"`
 	// Error is why the cell has no numbers; every field below is zero then.
@@ -69,11 +78,15 @@ type Cell struct {
 	// busy (Report.OtherLoad): high values explain noisy cells.
 	OtherLoad float64 `json:"other_load"`
 
-	ClientBytes       float64       `json:"client_bytes"`
-	ServerBytes       float64       `json:"server_bytes"`
-	ServerFlightBytes int           `json:"server_flight_bytes"`
-	ExtraRoundTrips   int           `json:"extra_round_trips"`
-	TTFB              time.Duration `json:"ttfb_model_ns"`
+	ClientBytes       float64 `json:"client_bytes"`
+	ServerBytes       float64 `json:"server_bytes"`
+	ServerFlightBytes int     `json:"server_flight_bytes"`
+	// ExtraRoundTrips is modeled over TCP (slow start, see ttfb.go) and
+	// measured over QUIC (QUIC.RoundTrips - 1 on an emulated path).
+	ExtraRoundTrips int           `json:"extra_round_trips"`
+	TTFB            time.Duration `json:"ttfb_model_ns"`
+	// QUIC is the shape of a QUIC cell's handshakes; nil over TCP.
+	QUIC *QUICShape `json:"quic,omitempty"`
 
 	// Primitives is the Go cost of the server's key exchange and signature
 	// for this cell; Overhead = ServerCPU - Primitives. Both are zero for
@@ -155,6 +168,14 @@ func (m *matrixRun) defaults() error {
 	}
 	if len(o.Certs) == 0 {
 		o.Certs = CertAlgs()
+	}
+	if len(o.Transports) == 0 {
+		o.Transports = []string{TransportTCP}
+	}
+	for _, tr := range o.Transports {
+		if tr != TransportTCP && tr != TransportQUIC {
+			return fmt.Errorf("unknown transport %q, want %s or %s", tr, TransportTCP, TransportQUIC)
+		}
 	}
 	if len(o.Servers) == 0 {
 		return errors.New("no servers to measure")
@@ -253,9 +274,15 @@ func (m *matrixRun) runServer(ctx context.Context, l Launcher, alg CertAlg) {
 	if !ok {
 		return
 	}
-	cells := make([]Cell, len(m.opts.Groups))
-	for i, g := range m.opts.Groups {
-		cells[i] = Cell{Server: l.Kind(), Group: pqtls.GroupName(g), Cert: alg.Name, Signer: signer}
+	transports := m.transportsOf(l)
+	if len(transports) == 0 {
+		return
+	}
+	var cells []Cell
+	for _, tr := range transports {
+		for _, g := range m.opts.Groups {
+			cells = append(cells, Cell{Server: l.Kind(), Transport: tr, Group: pqtls.GroupName(g), Cert: alg.Name, Signer: signer})
+		}
 	}
 	if signer == "openssl" {
 		for i := range cells {
@@ -269,7 +296,8 @@ func (m *matrixRun) runServer(ctx context.Context, l Launcher, alg CertAlg) {
 		m.failAll(cells, err)
 		return
 	}
-	p, err := l.Start(ctx, ServerSpec{Dir: dir, Chain: m.chains[alg.Alg], Alg: alg, Groups: m.opts.Groups})
+	p, err := l.Start(ctx, ServerSpec{Dir: dir, Chain: m.chains[alg.Alg], Alg: alg, Groups: m.opts.Groups,
+		QUIC: slices.Contains(transports, TransportQUIC)})
 	if err != nil {
 		m.failAll(cells, fmt.Errorf("failed to start %s: %w", l.Kind(), err))
 		return
@@ -281,8 +309,8 @@ func (m *matrixRun) runServer(ctx context.Context, l Launcher, alg CertAlg) {
 			return
 		}
 	}
-	for i, g := range m.opts.Groups {
-		m.runCell(ctx, &cells[i], g, p, alg)
+	for i := range cells {
+		m.runCell(ctx, &cells[i], m.opts.Groups[i%len(m.opts.Groups)], p, alg)
 	}
 }
 
@@ -297,10 +325,15 @@ func (m *matrixRun) runCell(ctx context.Context, c *Cell, g tls.CurveID, p *Proc
 	var cpu, rate []float64
 	var last *Report
 	for run := range m.opts.Runs {
-		r, err := Run(ctx, Options{
+		opts := Options{
 			Target: p.Addr, Groups: []tls.CurveID{g}, Concurrency: m.opts.Concurrency,
-			Duration: m.opts.Duration, Timeout: m.opts.Timeout, Precompute: true, ServerPID: p.PID,
-		})
+			Duration: m.opts.Duration, Timeout: m.opts.Timeout, Precompute: c.Transport == TransportTCP, ServerPID: p.PID,
+			Transport: c.Transport, ShapeRTT: m.opts.ShapeRTT,
+		}
+		if run > 0 {
+			opts.ShapeCount = -1 // the shape does not vary: measure it in the first run
+		}
+		r, err := Run(ctx, opts)
 		if err == nil && r.Failed > 0 {
 			err = fmt.Errorf("%d of %d handshakes failed: %s", r.Failed, r.Attempts, r.Errors[0].Example)
 		}
@@ -311,16 +344,19 @@ func (m *matrixRun) runCell(ctx context.Context, c *Cell, g tls.CurveID, p *Proc
 			if r != nil && len(r.Errors) > 0 && errors.Is(err, ErrNoSuccess) {
 				err = fmt.Errorf("%w: %d× %s, e.g. %s", err, r.Errors[0].Count, r.Errors[0].Kind, r.Errors[0].Example)
 			}
-			*c = Cell{Server: c.Server, Group: c.Group, Cert: c.Cert, Signer: c.Signer, Error: err.Error()}
-			fmt.Fprintf(m.opts.Log, "%-7s %-19s %-15s run %d: %v\n", c.Server, c.Group, c.Cert, run+1, err)
+			*c = Cell{Server: c.Server, Transport: c.Transport, Group: c.Group, Cert: c.Cert, Signer: c.Signer, Error: err.Error()}
+			fmt.Fprintf(m.opts.Log, "%-7s %-4s %-19s %-15s run %d: %v\n", c.Server, c.Transport, c.Group, c.Cert, run+1, err)
 			return
+		}
+		if r.QUIC != nil {
+			c.QUIC = r.QUIC
 		}
 		c.Runs = append(c.Runs, RunSummary{HandshakesPerSec: r.HandshakesPerSec, ServerCPU: r.ServerCPU, ClientCPU: r.ClientCPU, OtherLoad: r.OtherLoad})
 		cpu = append(cpu, float64(r.ServerCPU))
 		rate = append(rate, r.HandshakesPerSec)
 		last = r
-		fmt.Fprintf(m.opts.Log, "%-7s %-19s %-15s run %d: %7.0f/s  server %s  client %s  others %.2f CPUs\n",
-			c.Server, c.Group, c.Cert, run+1, r.HandshakesPerSec, fmtDur(r.ServerCPU), fmtDur(r.ClientCPU), r.OtherLoad)
+		fmt.Fprintf(m.opts.Log, "%-7s %-4s %-19s %-15s run %d: %7.0f/s  server %s  client %s  others %.2f CPUs\n",
+			c.Server, c.Transport, c.Group, c.Cert, run+1, r.HandshakesPerSec, fmtDur(r.ServerCPU), fmtDur(r.ClientCPU), r.OtherLoad)
 	}
 	var client, other []float64
 	for _, r := range c.Runs {
@@ -338,6 +374,11 @@ func (m *matrixRun) runCell(ctx context.Context, c *Cell, g tls.CurveID, p *Proc
 	c.ServerFlightBytes = last.ServerFlightBytes
 	c.ExtraRoundTrips = m.opts.Network.ExtraRoundTrips(c.ServerFlightBytes)
 	c.TTFB = m.opts.Network.ModelTTFB(c.ServerFlightBytes, c.ServerCPU)
+	if c.QUIC != nil && c.QUIC.Handshakes > 0 {
+		// Measured, not modeled: the QUIC handshake's own round trips.
+		c.ExtraRoundTrips = max(0, c.QUIC.RoundTrips-1)
+		c.TTFB = time.Duration(1+c.ExtraRoundTrips)*m.opts.Network.RTT + c.ServerCPU
+	}
 	if c.Signer != "openssl" {
 		c.Primitives = m.kem[c.Group].Encaps + m.signCost(alg, c.Signer)
 		c.Overhead = c.ServerCPU - c.Primitives
@@ -367,4 +408,25 @@ func cpuModel() string {
 		}
 	}
 	return "unknown"
+}
+
+// QUICServer is a Launcher that can also serve HTTP/3 on UDP at the same
+// address (ServerSpec.QUIC).
+type QUICServer interface {
+	ServesQUIC() bool
+}
+
+// transportsOf is the cell transports the matrix measures against l.
+func (m *matrixRun) transportsOf(l Launcher) []string {
+	var out []string
+	for _, tr := range m.opts.Transports {
+		if tr == TransportQUIC {
+			if q, ok := l.(QUICServer); !ok || !q.ServesQUIC() {
+				fmt.Fprintf(m.opts.Log, "%s: no quic cells (it does not serve HTTP/3)\n", l.Kind())
+				continue
+			}
+		}
+		out = append(out, tr)
+	}
+	return out
 }

@@ -20,7 +20,7 @@ func WriteMatrixTable(w io.Writer, r *MatrixResult) error {
 	}
 	fmt.Fprintf(w, "machine: %s, %d CPUs, %s; %d runs of %s, %d in flight\n\n", r.Machine, r.CPUs, pinned, r.Runs, r.Duration, r.Concurrency)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "server\tgroup\tcert\tsigner\ths/s\tserver CPU\tspread\tothers\tclient CPU\tprimitives\toverhead\tclient B\tserver B\tflight B\t+RTT\tTTFB model\t")
+	fmt.Fprintln(tw, "server\ttransport\tgroup\tcert\tsigner\ths/s\tserver CPU\tspread\tothers\tclient CPU\tprimitives\toverhead\tclient B\tserver B\tflight B\t+RTT\tTTFB model\t")
 	for _, c := range r.Cells {
 		if c.Error != "" {
 			continue // listed below the table, where a long reason cannot break the columns
@@ -33,18 +33,19 @@ func WriteMatrixTable(w io.Writer, r *MatrixResult) error {
 		if c.Primitives > 0 {
 			prim, over = fmtDur(c.Primitives), fmtDur(c.Overhead)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%s\t%.1f%%%s\t%.2f\t%s\t%s\t%s\t%.0f\t%.0f\t%d\t%d\t%s\t\n",
-			c.Server, c.Group, c.Cert, c.Signer, c.HandshakesPerSec, fmtDur(c.ServerCPU), 100*c.Spread, flag, c.OtherLoad,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.0f\t%s\t%.1f%%%s\t%.2f\t%s\t%s\t%s\t%.0f\t%.0f\t%d\t%d\t%s\t\n",
+			c.Server, c.Transport, c.Group, c.Cert, c.Signer, c.HandshakesPerSec, fmtDur(c.ServerCPU), 100*c.Spread, flag, c.OtherLoad,
 			fmtDur(c.ClientCPU), prim, over, c.ClientBytes, c.ServerBytes, c.ServerFlightBytes, c.ExtraRoundTrips, fmtDur(c.TTFB))
 	}
 	tw.Flush()
 	for _, c := range r.Cells {
 		if c.Error != "" {
-			fmt.Fprintf(w, "FAILED %s %s %s: %s\n", c.Server, c.Group, c.Cert, truncate(c.Error, 300))
+			fmt.Fprintf(w, "FAILED %s %s %s %s: %s\n", c.Server, c.Transport, c.Group, c.Cert, truncate(c.Error, 300))
 		}
 	}
 	fmt.Fprintf(w, "\n! = spread of server CPU over runs above %.0f%%; others = CPUs other processes kept busy (median over runs)\n", 100*SpreadLimit)
 	fmt.Fprintf(w, "TTFB model (RTT %s, initcwnd %d x %d B): %s\n\n", r.Network.RTT, r.Network.InitCwnd, r.Network.MSS, r.Model)
+	writeQUICMatrix(w, r)
 
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "group\tkeygen\tencaps (server)\tdecaps\t")
@@ -82,6 +83,8 @@ var matrixCSVHeader = []string{
 	"server", "group", "cert", "signer", "error", "runs", "handshakes_per_sec", "server_cpu_us", "spread",
 	"noisy", "other_load", "client_cpu_us", "primitives_us", "overhead_us", "p50_us", "p99_us", "client_bytes",
 	"server_bytes", "server_flight_bytes", "extra_round_trips", "ttfb_model_ms",
+	"transport", "initial_packets", "client_first_flight_bytes", "amplification_budget_bytes",
+	"server_handshake_bytes", "amplification_limited", "round_trips", "emulated_rtt_ms",
 }
 
 // WriteMatrixCSV writes one row per cell; failed cells have empty
@@ -101,8 +104,15 @@ func WriteMatrixCSV(w io.Writer, r *MatrixResult) error {
 				ff(c.ClientBytes, 0), ff(c.ServerBytes, 0), strconv.Itoa(c.ServerFlightBytes),
 				strconv.Itoa(c.ExtraRoundTrips), ff(float64(c.TTFB)/1e6, 3))
 		} else {
-			rec = append(rec, make([]string, len(matrixCSVHeader)-len(rec))...)
+			rec = append(rec, make([]string, 15)...)
 		}
+		rec = append(rec, c.Transport)
+		if q := c.QUIC; c.Error == "" && q != nil && q.Handshakes > 0 {
+			rec = append(rec, strconv.Itoa(q.InitialPackets), strconv.Itoa(q.ClientFirstFlight), strconv.Itoa(q.AmplificationBudget),
+				strconv.Itoa(q.ServerHandshakeBytes), strconv.FormatBool(q.AmplificationLimited), strconv.Itoa(q.RoundTrips),
+				ff(float64(q.RTT)/1e6, 1))
+		}
+		rec = append(rec, make([]string, len(matrixCSVHeader)-len(rec))...)
 		cw.Write(rec)
 	}
 	cw.Flush()

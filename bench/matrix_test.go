@@ -19,6 +19,9 @@ import (
 // the whole process's, which is enough to exercise the matrix.
 type inProcessPlain struct{}
 
+// ServesQUIC: ServePlain serves HTTP/3 with PlainOptions.QUIC.
+func (inProcessPlain) ServesQUIC() bool { return true }
+
 func (inProcessPlain) Kind() string                      { return ServerPlain }
 func (inProcessPlain) Signer(alg CertAlg) (string, bool) { return string(alg.Signer), true }
 func (inProcessPlain) Start(ctx context.Context, spec ServerSpec) (*Process, error) {
@@ -29,7 +32,7 @@ func (inProcessPlain) Start(ctx context.Context, spec ServerSpec) (*Process, err
 	wg.Go(func() {
 		errc <- ServePlain(ctx, PlainOptions{
 			Listen: "127.0.0.1:0", CertFile: spec.Chain.CertFile, KeyFile: spec.Chain.KeyFile,
-			Groups: spec.Groups, Signer: spec.Alg.Signer, Ready: func(a string) { ready <- a },
+			Groups: spec.Groups, Signer: spec.Alg.Signer, QUIC: spec.QUIC, Ready: func(a string) { ready <- a },
 		})
 	})
 	select {

@@ -21,6 +21,10 @@ type PlainOptions struct {
 	// Signer is the ML-DSA implementation; "" means the standard
 	// library's (crypto/tls's own behaviour).
 	Signer certs.SignerKind
+	// QUIC also serves HTTP/3 (quic-go over the same crypto/tls
+	// configuration, ALPN h3) on UDP at the same address: the floor of the
+	// matrix's quic transport.
+	QUIC bool
 	// Ready, when set, is called with the listening address.
 	Ready func(addr string)
 }
@@ -48,6 +52,14 @@ func ServePlain(ctx context.Context, opts PlainOptions) error {
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		return fmt.Errorf("failed to listen on %s: %w", opts.Listen, err)
+	}
+	if opts.QUIC {
+		stopQUIC, err := servePlainQUIC(ln.Addr().(*net.TCPAddr), cfg)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopQUIC()
 	}
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr().String())

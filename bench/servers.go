@@ -33,6 +33,9 @@ type ServerSpec struct {
 	Chain  *Chain
 	Alg    CertAlg
 	Groups []tls.CurveID
+	// QUIC asks for HTTP/3 on UDP at the same address too (only for
+	// servers that implement QUICServer).
+	QUIC bool
 }
 
 // Launcher starts one kind of server.
@@ -251,6 +254,9 @@ func (PlainLauncher) Kind() string { return ServerPlain }
 
 func (PlainLauncher) Signer(alg CertAlg) (string, bool) { return string(alg.Signer), true }
 
+// ServesQUIC: serve-plain -quic serves HTTP/3 with quic-go.
+func (PlainLauncher) ServesQUIC() bool { return true }
+
 func (l PlainLauncher) Start(ctx context.Context, spec ServerSpec) (*Process, error) {
 	addr, err := freeAddr()
 	if err != nil {
@@ -264,6 +270,9 @@ func (l PlainLauncher) Start(ctx context.Context, spec ServerSpec) (*Process, er
 		"-groups", strings.Join(groupNames(spec.Groups), ","))
 	if spec.Alg.Signer != "" {
 		args = append(args, "-signer", string(spec.Alg.Signer))
+	}
+	if spec.QUIC {
+		args = append(args, "-quic")
 	}
 	return startProcess(ctx, exec.CommandContext(ctx, l.Self[0], args...), addr)
 }

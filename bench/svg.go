@@ -34,6 +34,9 @@ func arrangeChart(r *MatrixResult) chartData {
 		}
 		combo := c.Group + " " + key
 		series := c.Server
+		if c.Transport == TransportQUIC {
+			series += " over QUIC"
+		}
 		if c.Signer == "stdlib" {
 			series += " (stdlib ML-DSA)"
 		}

@@ -26,15 +26,19 @@ commands:
   handshake -target HOST:PORT [-groups LIST] [-sigalgs LIST] [-concurrency N]
             [-duration D | -count N] [-rate R] [-server-pid PID] [-precompute]
             [-resume on|off] [-servername NAME] [-timeout D] [-json] [-csv FILE]
+            [-transport tcp|quic] [-shape-rtt D]
             TLS 1.3 handshakes against one server, full or (-resume on)
             resumed: rate, latency percentiles, bytes, first flight,
             HelloRetryRequests, resumptions, errors by kind and (with
-            -server-pid) the server's CPU per handshake
+            -server-pid) the server's CPU per handshake; over QUIC also the
+            Initial packets, the anti-amplification budget and the round
+            trips to the server's Finished
   matrix    [-groups LIST] [-certs LIST] [-servers pqedge,plain,nginx]
-            [-runs N] [-duration D] [-concurrency N] [-out DIR] [-rtt D] [-initcwnd N]
-            every group x certificate algorithm against pqedge, a plain
-            crypto/tls server and nginx + OpenSSL 3.5, each pinned to one core;
-            writes DIR/matrix.csv, matrix.json and matrix.svg
+            [-transports tcp,quic] [-runs N] [-duration D] [-concurrency N]
+            [-out DIR] [-rtt D] [-initcwnd N] [-shape-rtt D]
+            every group x certificate algorithm (x transport) against pqedge,
+            a plain crypto/tls server and nginx + OpenSSL 3.5, each pinned to
+            one core; writes DIR/matrix.csv, matrix.json and matrix.svg
 
 Run 'pqedge bench COMMAND -h' for a command's flags. See docs/BENCHMARKS.md.
 `
@@ -121,12 +125,26 @@ func benchHandshake(args []string, stdout, stderr io.Writer) error {
 	precompute := fs.Bool("precompute", true, "reuse one precomputed key share per group (benchmark only: no forward secrecy)")
 	jsonOut := fs.Bool("json", false, "print the report as JSON instead of a table")
 	csvFile := fs.String("csv", "", "also write the report as CSV to FILE")
+	transport := fs.String("transport", bench.TransportTCP, "tcp (TLS over TCP) or quic (QUIC with ALPN h3 on the same port over UDP)")
+	shapeRTT := fs.Duration("shape-rtt", bench.DefaultShapeRTT, "quic: emulated round-trip time of the 3 handshakes that measure Initial packets and round trips")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return benchFlagError("handshake", fmt.Errorf("unexpected argument %q", pos[0]), "the server goes in -target HOST:PORT")
+	}
+	switch *transport {
+	case bench.TransportTCP:
+	case bench.TransportQUIC:
+		if *resume == "on" || *sigalgs != "" {
+			return benchFlagError("handshake", errors.New("-transport quic measures full handshakes with crypto/tls's own signature algorithms"), "drop -resume on and -sigalgs")
+		}
+		if *shapeRTT <= 0 {
+			return benchFlagError("handshake", fmt.Errorf("-shape-rtt %s: want a positive duration", *shapeRTT))
+		}
+	default:
+		return benchFlagError("handshake", fmt.Errorf("-transport %q: want tcp or quic", *transport))
 	}
 	if *target == "" {
 		return benchFlagError("handshake", errors.New("handshake needs -target HOST:PORT"), "try `pqedge bench handshake -target 127.0.0.1:8443 -duration 5s`")
@@ -145,7 +163,8 @@ func benchHandshake(args []string, stdout, stderr io.Writer) error {
 	opts := bench.Options{
 		Target: *target, ServerName: *serverName, Concurrency: *concurrency,
 		Count: *count, Duration: *duration, Rate: *rate, Timeout: *timeout,
-		Precompute: *precompute, ServerPID: *serverPID, Resume: *resume == "on",
+		Precompute: *precompute && *transport == bench.TransportTCP, ServerPID: *serverPID, Resume: *resume == "on",
+		Transport: *transport, ShapeRTT: *shapeRTT,
 	}
 	if opts.Groups, err = parseGroupList("handshake", *groups); err != nil {
 		return err
@@ -248,6 +267,8 @@ func benchMatrix(args []string, stdout, stderr io.Writer) error {
 	rtt := fs.Duration("rtt", 50*time.Millisecond, "round-trip time of the TTFB model")
 	initcwnd := fs.Int("initcwnd", 10, "initial congestion window of the TTFB model, in segments of 1460 B")
 	pin := fs.Bool("pin", true, "pin each server to CPU 0 and the client to CPU 1")
+	transports := fs.String("transports", bench.TransportTCP, "tcp, quic or both, comma-separated (quic: servers that serve HTTP/3, today plain)")
+	shapeRTT := fs.Duration("shape-rtt", bench.DefaultShapeRTT, "emulated round-trip time of the quic cells' shape handshakes")
 	peersDir := fs.String("peers-dir", "/var/cache/pqedge/peers", "where scripts/peers made the trixie root with nginx")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -262,7 +283,19 @@ func benchMatrix(args []string, stdout, stderr io.Writer) error {
 	opts := bench.MatrixOptions{
 		Runs: *runs, Duration: *duration, Concurrency: *concurrency, Timeout: *timeout,
 		Network: bench.Network{RTT: *rtt, InitCwnd: *initcwnd, MSS: 1460},
-		Pin:     *pin, Log: stderr,
+		Pin:     *pin, Log: stderr, ShapeRTT: *shapeRTT,
+	}
+	for _, tr := range strings.Split(*transports, ",") {
+		switch tr = strings.TrimSpace(tr); tr {
+		case bench.TransportTCP, bench.TransportQUIC:
+			opts.Transports = append(opts.Transports, tr)
+		case "":
+		default:
+			return benchFlagError("matrix", fmt.Errorf("-transports: unknown transport %q", tr), "transports are tcp and quic")
+		}
+	}
+	if len(opts.Transports) == 0 || *shapeRTT <= 0 {
+		return benchFlagError("matrix", fmt.Errorf("-transports %q names no transport, or -shape-rtt %s is not positive", *transports, *shapeRTT))
 	}
 	if opts.Groups, err = parseGroupList("matrix", *groups); err != nil {
 		return err
@@ -353,13 +386,14 @@ func benchServePlain(args []string, stdout, stderr io.Writer) error {
 	keyFile := fs.String("key", "", "private key (PEM)")
 	groups := fs.String("groups", "", "groups to serve, comma-separated (default: crypto/tls's)")
 	signer := fs.String("signer", "", "ML-DSA signer: circl or stdlib (default: crypto/tls's own, stdlib)")
+	quicOn := fs.Bool("quic", false, "also serve HTTP/3 (quic-go) on UDP at the same address")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *certFile == "" || *keyFile == "" {
 		return benchFlagError("serve-plain", errors.New("serve-plain needs -cert FILE and -key FILE"))
 	}
-	opts := bench.PlainOptions{Listen: *listen, CertFile: *certFile, KeyFile: *keyFile}
+	opts := bench.PlainOptions{Listen: *listen, CertFile: *certFile, KeyFile: *keyFile, QUIC: *quicOn}
 	var err error
 	if opts.Groups, err = parseGroupList("serve-plain", *groups); err != nil {
 		return err

@@ -15,12 +15,14 @@ import (
 	"github.com/pqedge/pqedge/pqtls/leanclient"
 )
 
-const probeUsage = `usage: pqedge probe HOST:PORT [-json] [-servername NAME] [-timeout D]
+const probeUsage = `usage: pqedge probe HOST:PORT [-json] [-servername NAME] [-timeout D] [-quic=false] [-quic-timeout D]
 
 Reports which key-exchange groups a TLS 1.3 server accepts (directly, or
 only after a HelloRetryRequest), its group preference, the certificate it
 serves for each family of signature algorithms, and whether it survives a
-ClientHello split across records and TCP writes.
+ClientHello split across records and TCP writes. Over QUIC on the same UDP
+port: whether it speaks HTTP/3 (ALPN h3), which groups it accepts there,
+and whether its handshake fits the anti-amplification limit.
 `
 
 // runProbe is `pqedge probe`.
@@ -30,6 +32,8 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	serverName := fs.String("servername", "", "SNI and certificate name (default: the HOST of HOST:PORT unless it is an IP)")
 	timeout := fs.Duration("timeout", 5*time.Second, "limit for each handshake")
+	quicOn := fs.Bool("quic", true, "also probe HTTP/3 over QUIC on the same UDP port")
+	quicTimeout := fs.Duration("quic-timeout", defaultQUICTimeout, "limit for each QUIC handshake (a server without QUIC costs one)")
 	// Flags may come before or after HOST:PORT.
 	positional, err := parseFlags(fs, args)
 	if err != nil {
@@ -44,14 +48,19 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return cliFail(stderr, probeUsageError(fmt.Sprintf("bad address %q: %v", addr, err), "give HOST:PORT, e.g. example.com:443 or [::1]:8443"))
 	}
-	if *timeout <= 0 {
-		return cliFail(stderr, probeUsageError(fmt.Sprintf("-timeout must be positive, got %s", *timeout), "e.g. -timeout 5s"))
+	if *timeout <= 0 || *quicTimeout <= 0 {
+		return cliFail(stderr, probeUsageError(fmt.Sprintf("-timeout and -quic-timeout must be positive, got %s and %s", *timeout, *quicTimeout), "e.g. -timeout 5s -quic-timeout 2s"))
 	}
 	if *serverName == "" && net.ParseIP(host) == nil {
 		*serverName = host
 	}
 
+	quicReport := startQUICProbe(context.Background(), *quicOn, addr, *serverName, *quicTimeout)
 	report, err := leanclient.Probe(context.Background(), addr, leanclient.ProbeConfig{ServerName: *serverName, Timeout: *timeout})
+	qrep, qerr := quicReport()
+	if err == nil && qerr != nil {
+		err = qerr
+	}
 	if err != nil {
 		return cliFail(stderr, withHint(fmt.Errorf("failed to probe %s: %w", addr, err),
 			"check that a TLS server listens on "+addr, "raise -timeout if the server is slow"))
@@ -59,12 +68,15 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(probeJSON(report)); err != nil {
+		out := probeJSON(report)
+		out.QUIC = probeQUICJSON(qrep)
+		if err := enc.Encode(out); err != nil {
 			return cliFail(stderr, fmt.Errorf("failed to write JSON: %w", err))
 		}
 		return 0
 	}
 	printProbe(stdout, report)
+	printProbeQUIC(stdout, qrep, *quicTimeout)
 	return 0
 }
 
@@ -82,6 +94,7 @@ type probeReportJSON struct {
 	FollowsClientOrder bool              `json:"follows_client_order"`
 	Certificates       []certificateJSON `json:"certificates"`
 	Splits             []splitJSON       `json:"split_client_hello"`
+	QUIC               *quicJSON         `json:"quic,omitempty"` // absent with -quic=false
 }
 
 type groupJSON struct {
