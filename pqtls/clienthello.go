@@ -35,8 +35,12 @@ type ClientHello struct {
 	PSKModes               []uint8
 	ECPointFormats         []uint8
 	HasPreSharedKey        bool // pre_shared_key: the client tries resumption
-	HasEarlyData           bool
-	HasECH                 bool // encrypted_client_hello (0xfe0d) present
+	// PSKIdentity is the first identity of pre_shared_key: for a server
+	// that issues stateless tickets, the ticket the client resumes with
+	// (RFC 8446 Section 4.2.11). It aliases Raw.
+	PSKIdentity  []byte
+	HasEarlyData bool
+	HasECH       bool // encrypted_client_hello (0xfe0d) present
 
 	// How the ClientHello arrived; zero when it was parsed from bytes alone.
 	Wire WireShape

@@ -174,7 +174,7 @@ func (ch *ClientHello) parseExtension(typ uint16, data cryptobyte.String) error 
 	case extSupportedVersions:
 		err = ch.parseSupportedVersions(&data)
 	case extPreSharedKey:
-		err = parsePreSharedKey(&data)
+		ch.PSKIdentity, err = parsePreSharedKey(&data)
 		ch.HasPreSharedKey = true
 	case extEarlyData:
 		// The ClientHello form of early_data is empty (RFC 8446 Section 4.2.10).
@@ -324,32 +324,37 @@ func (ch *ClientHello) parseSupportedVersions(data *cryptobyte.String) error {
 // parsePreSharedKey checks the shape of OfferedPsks (RFC 8446
 // Section 4.2.11): PskIdentity identities<7..2^16-1>, each identity
 // opaque<1..2^16-1> plus a uint32 age; PskBinderEntry binders<33..2^16-1>,
-// each opaque<32..255>; one binder per identity.
-func parsePreSharedKey(data *cryptobyte.String) error {
+// each opaque<32..255>; one binder per identity. It returns the first
+// identity (a sub-slice of data: a session ticket, for crypto/tls servers).
+func parsePreSharedKey(data *cryptobyte.String) ([]byte, error) {
 	var ids, binders cryptobyte.String
 	if !data.ReadUint16LengthPrefixed(&ids) || !data.ReadUint16LengthPrefixed(&binders) {
-		return fmt.Errorf("OfferedPsks %w", errTrunc)
+		return nil, fmt.Errorf("OfferedPsks %w", errTrunc)
 	}
+	var first []byte
 	nIDs, nBinders := 0, 0
 	for !ids.Empty() {
 		var id cryptobyte.String
 		var age uint32
 		if !ids.ReadUint16LengthPrefixed(&id) || !ids.ReadUint32(&age) || len(id) == 0 {
-			return fmt.Errorf("psk identity %d is truncated or empty", nIDs)
+			return nil, fmt.Errorf("psk identity %d is truncated or empty", nIDs)
+		}
+		if nIDs == 0 {
+			first = id
 		}
 		nIDs++
 	}
 	for !binders.Empty() {
 		var b cryptobyte.String
 		if !binders.ReadUint8LengthPrefixed(&b) || len(b) < 32 {
-			return fmt.Errorf("psk binder %d is truncated or shorter than 32 bytes", nBinders)
+			return nil, fmt.Errorf("psk binder %d is truncated or shorter than 32 bytes", nBinders)
 		}
 		nBinders++
 	}
 	if nIDs == 0 || nIDs != nBinders {
-		return fmt.Errorf("%d psk identities but %d binders", nIDs, nBinders)
+		return nil, fmt.Errorf("%d psk identities but %d binders", nIDs, nBinders)
 	}
-	return nil
+	return first, nil
 }
 
 // readUint16List reads a uint16-length-prefixed, non-empty list of 2-byte

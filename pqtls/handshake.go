@@ -50,15 +50,17 @@ func (h *Handshake) SignatureName() string {
 	return SignatureName(h.Signature)
 }
 
-// NewHandshake builds the record of a completed handshake. leaf is the public
-// key of the certificate the server chose; crypto/tls does not report the
-// signature scheme it used, so it is derived from that key and the client's
-// signature_algorithms exactly as crypto/tls picks it.
-func NewHandshake(cs tls.ConnectionState, leaf crypto.PublicKey, hello *ClientHello, took time.Duration) Handshake {
-	h := Handshake{
+// NewHandshake builds the record of a completed handshake. sig is the
+// scheme the server signed with (zero when it did not sign: a resumed
+// session). crypto/tls does not report it; a server learns it by wrapping
+// its signer (see SchemeUsed), which tells what was really signed instead
+// of re-deriving crypto/tls's choice.
+func NewHandshake(cs tls.ConnectionState, sig tls.SignatureScheme, hello *ClientHello, took time.Duration) Handshake {
+	return Handshake{
 		Version:     cs.Version,
 		CipherSuite: cs.CipherSuite,
 		Group:       cs.CurveID,
+		Signature:   sig,
 		ALPN:        cs.NegotiatedProtocol,
 		ServerName:  cs.ServerName,
 		Resumed:     cs.DidResume,
@@ -66,14 +68,64 @@ func NewHandshake(cs tls.ConnectionState, leaf crypto.PublicKey, hello *ClientHe
 		Duration:    took,
 		Client:      hello,
 	}
-	if !cs.DidResume && leaf != nil {
-		var peer []tls.SignatureScheme
-		if hello != nil {
-			peer = hello.SignatureAlgorithms
-		}
-		h.Signature, _ = SignatureFor(leaf, cs.Version, peer)
+}
+
+// SchemeUsed returns the scheme of a signature crypto/tls made with the key
+// whose public half is pub, from the options it handed the signer: the hash
+// (or *rsa.PSSOptions) picks among the key's schemes (RFC 8446 section
+// 4.2.3; in TLS 1.2, RFC 5246 section 7.4.1.4.1, a client without
+// signature_algorithms gets SHA-1, which this reports as such).
+func SchemeUsed(pub crypto.PublicKey, opts crypto.SignerOpts) (tls.SignatureScheme, error) {
+	var hash crypto.Hash
+	if opts != nil {
+		hash = opts.HashFunc()
 	}
-	return h
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch hash {
+		case crypto.SHA1:
+			return tls.ECDSAWithSHA1, nil
+		case crypto.SHA256:
+			return tls.ECDSAWithP256AndSHA256, nil
+		case crypto.SHA384:
+			return tls.ECDSAWithP384AndSHA384, nil
+		case crypto.SHA512:
+			return tls.ECDSAWithP521AndSHA512, nil
+		}
+	case ed25519.PublicKey:
+		return tls.Ed25519, nil
+	case *rsa.PublicKey:
+		if _, pss := opts.(*rsa.PSSOptions); pss {
+			switch hash {
+			case crypto.SHA256:
+				return tls.PSSWithSHA256, nil
+			case crypto.SHA384:
+				return tls.PSSWithSHA384, nil
+			case crypto.SHA512:
+				return tls.PSSWithSHA512, nil
+			}
+			break
+		}
+		switch hash {
+		case crypto.SHA1:
+			return tls.PKCS1WithSHA1, nil
+		case crypto.SHA256:
+			return tls.PKCS1WithSHA256, nil
+		case crypto.SHA384:
+			return tls.PKCS1WithSHA384, nil
+		case crypto.SHA512:
+			return tls.PKCS1WithSHA512, nil
+		}
+	case *mldsa.PublicKey:
+		schemes, err := schemesForKey(k, tls.VersionTLS13)
+		if err != nil {
+			return 0, err
+		}
+		return schemes[0], nil
+	default:
+		return 0, fmt.Errorf("unsupported key type %T", pub)
+	}
+	return 0, fmt.Errorf("unexpected signing options %T (hash %v) for a %s key", opts, hash, KeyAlgorithm(pub))
 }
 
 // SignatureFor returns the signature scheme a crypto/tls server signs with

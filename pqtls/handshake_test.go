@@ -157,3 +157,43 @@ func TestCheckPolicyReportsEveryProblem(t *testing.T) {
 		t.Errorf("allow_classical_only without groups: %v", problems)
 	}
 }
+
+func TestSchemeUsed(t *testing.T) {
+	ec256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ec384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	edPub, _, _ := ed25519.GenerateKey(rand.Reader)
+	ml44, _ := mldsa.GenerateKey(mldsa.MLDSA44())
+	ml87, _ := mldsa.GenerateKey(mldsa.MLDSA87())
+	tests := []struct {
+		name string
+		pub  crypto.PublicKey
+		opts crypto.SignerOpts
+		want tls.SignatureScheme
+	}{
+		{"ecdsa sha256", &ec256.PublicKey, crypto.SHA256, tls.ECDSAWithP256AndSHA256},
+		{"ecdsa p384 sha384", &ec384.PublicKey, crypto.SHA384, tls.ECDSAWithP384AndSHA384},
+		{"ecdsa sha1 (TLS 1.2 without signature_algorithms)", &ec256.PublicKey, crypto.SHA1, tls.ECDSAWithSHA1},
+		{"rsa pss sha256", &rsaKey.PublicKey, &rsa.PSSOptions{Hash: crypto.SHA256}, tls.PSSWithSHA256},
+		{"rsa pss sha512", &rsaKey.PublicKey, &rsa.PSSOptions{Hash: crypto.SHA512}, tls.PSSWithSHA512},
+		{"rsa pkcs1 sha1", &rsaKey.PublicKey, crypto.SHA1, tls.PKCS1WithSHA1},
+		{"rsa pkcs1 sha384", &rsaKey.PublicKey, crypto.SHA384, tls.PKCS1WithSHA384},
+		{"ed25519", edPub, crypto.Hash(0), tls.Ed25519},
+		{"mldsa44", ml44.PublicKey(), crypto.Hash(0), tls.MLDSA44},
+		{"mldsa87", ml87.PublicKey(), crypto.Hash(0), tls.MLDSA87},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := SchemeUsed(tt.pub, tt.opts)
+			if err != nil || got != tt.want {
+				t.Errorf("SchemeUsed = %s, %v; want %s", SignatureName(got), err, SignatureName(tt.want))
+			}
+		})
+	}
+	if _, err := SchemeUsed(&ec256.PublicKey, crypto.MD5); err == nil {
+		t.Error("SchemeUsed accepted ECDSA with MD5")
+	}
+	if _, err := SchemeUsed("not a key", crypto.SHA256); err == nil || !strings.Contains(err.Error(), "unsupported key type string") {
+		t.Errorf("SchemeUsed(string) error = %v, want unsupported key type", err)
+	}
+}

@@ -115,3 +115,24 @@ func (p Policy) GroupNames() []string {
 	}
 	return names
 }
+
+// Permits says why a completed handshake does not meet the policy (nil when
+// it does): a version below the policy's minimum, or a key-exchange group
+// outside its groups. A handshake without a group of its own (a resumed
+// TLS 1.2 session) meets only a policy that does not require post-quantum
+// key exchange.
+func (p Policy) Permits(h *Handshake) error {
+	if p.MinVersion != 0 && h.Version < p.MinVersion {
+		return fmt.Errorf("%s is below the policy's minimum %s", VersionName(h.Version), VersionName(p.MinVersion))
+	}
+	if h.Group == 0 {
+		if p.RequirePQ {
+			return fmt.Errorf("policy %q requires post-quantum key exchange; this session had none of its own", p.Name)
+		}
+		return nil
+	}
+	if !slices.Contains(p.Groups, h.Group) {
+		return fmt.Errorf("group %s is not in policy %q (%v)", GroupName(h.Group), p.Name, p.GroupNames())
+	}
+	return nil
+}

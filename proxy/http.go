@@ -47,6 +47,9 @@ type HandshakeFacts struct {
 	Version   string // e.g. "TLS 1.3"
 	Cipher    string // e.g. "TLS_AES_128_GCM_SHA256"
 	PQ        bool   // the key exchange resists a quantum attacker
+	// ALPN and ServerName are the negotiated protocol and the client's
+	// SNI, for the PROXY v2 TLVs of streams.
+	ALPN, ServerName string
 }
 
 type factsKey struct{}

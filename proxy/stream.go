@@ -58,10 +58,31 @@ type StreamInfo struct {
 	// FromClient and ToClient count the payload bytes relayed each way
 	// (the PROXY header is not counted).
 	FromClient, ToClient int64
-	// Err is why the stream ended abnormally: handshake, dial, idle
-	// timeout, reset or Shutdown. nil when both sides closed cleanly.
+	// Err is why the stream ended abnormally: handshake, dial (see
+	// UpstreamUnreachable), idle timeout (see IsIdleTimeout), reset or
+	// Shutdown (ErrStreamProxyClosed). nil when both sides closed cleanly.
 	Err error
+	// Duration is from ServeConn's start to the end of the stream.
+	Duration time.Duration
+	// Facts are the client handshake's facts: from the context ServeConn
+	// was given (WithHandshakeFacts), else read off a *tls.Conn; nil for a
+	// connection without TLS.
+	Facts *HandshakeFacts
 }
+
+// UpstreamUnreachable reports whether a stream or request failed because no
+// upstream could be reached (none usable, or every connect failed).
+func UpstreamUnreachable(err error) bool {
+	var de *dialError
+	return errors.As(err, &de) || errors.Is(err, ErrNoHealthyUpstream)
+}
+
+// errIdle marks a stream ended by its idle timeout.
+var errIdle = errors.New("stream idle")
+
+// IsIdleTimeout reports whether a stream ended because no byte moved either
+// way for StreamOptions.IdleTimeout.
+func IsIdleTimeout(err error) bool { return errors.Is(err, errIdle) }
 
 // StreamProxy relays byte streams between accepted connections and the
 // upstreams of a pool. Its methods are safe for concurrent use.
@@ -213,9 +234,13 @@ func (p *StreamProxy) ServeConn(ctx context.Context, c net.Conn) error {
 	p.conns[c] = struct{}{}
 	p.mu.Unlock()
 
+	start := time.Now()
 	s := &stream{p: p, client: c, info: StreamInfo{Client: c.RemoteAddr()}}
+	if f, ok := HandshakeFactsFrom(ctx); ok {
+		s.info.Facts = &f
+	}
 	err := s.run(ctx)
-	s.info.Err = err
+	s.info.Err, s.info.Duration = err, time.Since(start)
 	if err != nil {
 		p.log.Debug("stream failed", "client", s.info.Client, "upstream", s.info.Upstream, "err", err)
 	}
@@ -238,7 +263,6 @@ type stream struct {
 	p        *StreamProxy
 	client   net.Conn
 	upstream net.Conn
-	tls      *tls.ConnectionState // nil when the client side is not TLS
 	info     StreamInfo
 	lastIO   atomic.Int64 // UnixNano of the last byte moved either way
 }
@@ -278,7 +302,10 @@ func (s *stream) handshake(ctx context.Context) error {
 		return fmt.Errorf("failed TLS handshake with %s: %w", s.info.Client, err)
 	}
 	st := tc.ConnectionState()
-	s.tls = &st
+	if s.info.Facts == nil {
+		f := factsOf(&st)
+		s.info.Facts = &f
+	}
 	return nil
 }
 
@@ -303,7 +330,7 @@ func (s *stream) sendProxyHeader() error {
 	if s.p.opts.ProxyProtocol == 0 {
 		return nil
 	}
-	h, err := proxyHeader(s.p.opts.ProxyProtocol, s.client, s.tls)
+	h, err := proxyHeader(s.p.opts.ProxyProtocol, s.client, s.info.Facts)
 	if err != nil {
 		return err
 	}
@@ -373,7 +400,7 @@ func (s *stream) copy(dst, src net.Conn, count *int64) error {
 		case isTimeout(err) && time.Since(time.Unix(0, s.lastIO.Load())) < idle:
 			// The other direction is busy; the stream is not idle.
 		case isTimeout(err):
-			return fmt.Errorf("stream idle for %v: %w", idle, err)
+			return fmt.Errorf("%w for %v: %w", errIdle, idle, err)
 		default:
 			return err
 		}

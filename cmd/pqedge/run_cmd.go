@@ -54,11 +54,16 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("pqedge started", "version", version, "config", *file)
+	// Reloads run beside the signal loop: one blocked on a slow ACME order
+	// must not hold up a SIGTERM, which cancels it (Shutdown does).
+	reloads, stopReloads := context.WithCancel(context.Background())
+	defer stopReloads()
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			reload(srv, *file, log, level)
+			go reload(reloads, srv, *file, log, level)
 			continue
 		}
+		stopReloads()
 		deadline := srv.ShutdownTimeout()
 		log.Info("draining", "signal", sig.String(), "deadline", deadline.String())
 		ctx, cancel := context.WithTimeout(context.Background(), deadline)
@@ -75,24 +80,19 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 
 // reload loads the file again and swaps it in; any problem is logged and the
 // running config stays.
-func reload(srv *server.Server, file string, log *slog.Logger, level *slog.LevelVar) {
-	cfg, err := config.Load(file)
-	if err != nil {
-		var ps config.Problems
-		if errors.As(err, &ps) {
-			for _, p := range ps {
-				log.Error("reload refused: invalid config; still serving the previous one", "problem", p.String())
-			}
-			return
+func reload(ctx context.Context, srv *server.Server, file string, log *slog.Logger, level *slog.LevelVar) {
+	cfg, err := srv.ReloadFile(ctx, file)
+	var ps config.Problems
+	switch {
+	case errors.As(err, &ps):
+		for _, p := range ps {
+			log.Error("reload refused: invalid config; still serving the previous one", "problem", p.String())
 		}
-		log.Error("reload refused; still serving the previous config", "err", err)
-		return
-	}
-	if err := srv.Reload(cfg); err != nil {
+	case err != nil:
 		log.Error("reload failed; still serving the previous config", "err", err)
-		return
+	default:
+		level.Set(logLevel(cfg.Log.Level))
 	}
-	level.Set(logLevel(cfg.Log.Level))
 }
 
 func newLogger(w io.Writer, lc config.Log, level *slog.LevelVar) *slog.Logger {

@@ -1,52 +1,108 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"os"
-	"strings"
-	"sync"
-	"syscall"
 	"time"
 
+	"github.com/pqedge/pqedge/internal/config"
+	"github.com/pqedge/pqedge/internal/pages"
 	"github.com/pqedge/pqedge/pqtls"
 	"github.com/pqedge/pqedge/proxy"
 )
 
-// socket is one listening socket. It lives across reloads as long as a
-// listener of the current config has its address.
-type socket struct {
-	address string // as configured; the key across generations
-	ln      net.Listener
-	srv     *Server
-	done    chan struct{} // closed when the accept loop has returned
-	// plain serves an ACME HTTP-01 listener (acme.go) instead of TLS.
-	plain *http.Server
-	once  sync.Once // start runs the accept loop once
+// edgeConn is what crypto/tls sees as the connection: the capture of the
+// ClientHello plus what the TLS callbacks decide during the handshake, so
+// the accept loop can record it afterwards. crypto/tls passes it back in
+// ClientHelloInfo.Conn. Its fields are written by those callbacks and read
+// after the handshake, all on the connection's goroutine.
+type edgeConn struct {
+	*pqtls.CaptureConn
+	listener *listenerRuntime
+
+	site       *siteRuntime        // chosen by GetConfigForClient
+	cert       *tls.Certificate    // chosen by GetCertificate (unwrapped)
+	sig        tls.SignatureScheme // what the certificate's signer was asked to sign with
+	certFailed bool                // no certificate fitted the client
+	info       *connInfo           // set once the handshake succeeded
 }
 
-// start runs the accept loop in its own goroutine, once: sockets of a config
-// with ACME sites start before the config is current (see startACME).
-func (s *socket) start() {
-	s.once.Do(func() { go s.acceptLoop() })
+// hello returns the captured ClientHello, nil when it was not captured.
+func (c *edgeConn) hello() *pqtls.ClientHello {
+	if c == nil {
+		return nil
+	}
+	h, _ := c.ClientHello()
+	return h
+}
+
+func (c *edgeConn) noteCertFailure() {
+	if c != nil {
+		c.certFailed = true
+	}
+}
+
+// recordingCertificate returns cert with its signer wrapped, so the scheme
+// crypto/tls signs with is recorded on c.
+func (c *edgeConn) recordingCertificate(cert *tls.Certificate) *tls.Certificate {
+	c.cert = cert
+	signer, ok := cert.PrivateKey.(crypto.Signer)
+	if !ok {
+		return cert
+	}
+	rc := *cert
+	rc.PrivateKey = &recordingSigner{Signer: signer, conn: c}
+	return &rc
+}
+
+// recordingSigner notes the scheme of each signature it makes. Its Public
+// is the wrapped key's, so crypto/tls chooses exactly as without it.
+type recordingSigner struct {
+	crypto.Signer
+	conn *edgeConn
+}
+
+func (r *recordingSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	r.conn.sig, _ = pqtls.SchemeUsed(r.Signer.Public(), opts)
+	return r.Signer.Sign(rand, digest, opts)
+}
+
+// SignMessage is the path crypto/tls takes for ML-DSA (crypto.SignMessage):
+// the whole message, no pre-hash.
+func (r *recordingSigner) SignMessage(rand io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+	r.conn.sig, _ = pqtls.SchemeUsed(r.Signer.Public(), opts)
+	return crypto.SignMessage(r.Signer, rand, msg, opts)
+}
+
+// connInfo is what the requests and streams of a connection know of it,
+// decided once at the handshake.
+type connInfo struct {
+	handshake *pqtls.Handshake
+	site      string            // name of the site the handshake chose
+	leaf      *x509.Certificate // the certificate sent, for Host checks
+	facts     proxy.HandshakeFacts
+	remote    net.Addr
 }
 
 // acceptLoop accepts until the socket is closed. Each connection's handshake
 // runs in its own goroutine, so a client that stalls mid-handshake holds
 // only its own goroutine, until the handshake timeout.
-func (s *socket) acceptLoop() {
-	defer close(s.done)
-	if s.plain != nil {
-		s.servePlain()
+func (sk *socket) acceptLoop() {
+	defer close(sk.done)
+	if sk.plain != nil {
+		sk.servePlain()
 		return
 	}
 	var backoff time.Duration
 	for {
-		c, err := s.ln.Accept()
+		c, err := sk.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -54,153 +110,153 @@ func (s *socket) acceptLoop() {
 			// Out of file descriptors and the like: wait instead of
 			// spinning, as net/http does.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.srv.log.Warn("accept failed", "address", s.address, "err", err, "retry_in", backoff)
+			sk.srv.log.Warn("accept failed", "address", sk.key, "err", err, "retry_in", backoff)
 			time.Sleep(backoff)
 			continue
 		}
 		backoff = 0
-		go s.srv.handleConn(s.address, c)
+		go sk.srv.handleConn(sk.key, c)
 	}
 }
 
-// baseTLS is the config every connection starts with: the site's own config
-// is chosen from the ClientHello.
-var baseTLS = &tls.Config{GetConfigForClient: tlsConfigFor}
-
-// handleConn runs the TLS handshake of one accepted connection, records it,
-// and hands the connection to its listener's HTTP server or stream proxy.
-func (srv *Server) handleConn(address string, raw net.Conn) {
-	gen := srv.current.Load()
+// handleConn is one accepted connection: handshake, record, hand-off.
+func (s *Server) handleConn(key string, raw net.Conn) {
+	g := s.current.Load()
 	var l *listenerRuntime
-	if gen != nil {
-		l = gen.listenerAt(address)
+	if g != nil {
+		l = g.listeners[key]
 	}
 	if l == nil {
-		// The listener was removed by a reload in between, or belongs to
-		// a config still obtaining its ACME certificates, which needs the
-		// CA's TLS-ALPN-01 validation answered here.
-		srv.acme.answerChallenge(raw)
+		// The socket belongs to a config still obtaining its ACME
+		// certificates (the CA's TLS-ALPN-01 validation must be answered
+		// here), or a reload just removed its listener.
+		s.acme.answerChallenge(raw, config.DefaultHandshakeTimeout)
 		return
 	}
-	ec := &edgeConn{CaptureConn: pqtls.NewCaptureConn(raw, 0), gen: gen, listener: l}
-	tc := tls.Server(ec, baseTLS)
+	ec := &edgeConn{CaptureConn: pqtls.NewCaptureConn(raw, 0), listener: l}
+	tc := tls.Server(ec, s.tlsBase)
 
 	// The deadline bounds clients that stop mid-handshake or send nothing.
-	raw.SetDeadline(srv.now().Add(gen.handshakeTimeout))
+	raw.SetDeadline(s.now().Add(g.plan.Timeouts.Handshake))
 	start := time.Now()
 	err := tc.Handshake()
 	took := time.Since(start)
 	raw.SetDeadline(time.Time{})
 
-	hello, _ := ec.ClientHello()
-	family := familyOf(hello)
-	if err != nil {
-		reason := failureKind(err)
-		srv.metrics.handshakeFailed(l.cfg.Name, reason, family)
-		srv.observeHandshake(l, ec, nil, hello, family, reason, err)
-		srv.log.Debug("handshake failed", "listener", l.cfg.Name, "remote", raw.RemoteAddr().String(), "err", err)
-		tc.Close()
-		return
-	}
-	cs := tc.ConnectionState()
-	if isChallenge(&cs) {
+	if err == nil && tc.ConnectionState().NegotiatedProtocol == acmeALPN {
 		// A CA's TLS-ALPN-01 validation: the handshake was all of it
 		// (RFC 8737 section 3), and it is not a client's connection.
 		tc.Close()
 		return
 	}
-	site, cert := ec.chosen()
-	rec := pqtls.NewHandshake(cs, leafKey(cert), hello, took)
-	ec.mu.Lock()
-	ec.record = &rec
-	ec.mu.Unlock()
-	srv.metrics.handshakeDone(l.cfg.Name, site, &rec, family)
-	srv.observeHandshake(l, ec, &rec, hello, family, "", nil)
-
-	if l.stream != nil {
-		// A reload during the handshake retired l's stream proxy; the
-		// generation now current takes the stream instead.
-		if cur := srv.current.Load().listenerAt(address); cur != nil && cur.stream != nil {
-			l = cur
+	ev := s.handshakeEvent(ec, tc, err, took)
+	s.observe(ev)
+	if err != nil {
+		if ev.Reason == reasonNotTLS {
+			answerPlainHTTP(raw, err)
 		}
-		srv.serveStream(l, tc, &rec)
+		tc.Close()
 		return
 	}
-	// A reload may have closed this generation's queue since the handshake
-	// began: the connection then goes to the generation now current.
+	ec.info = &connInfo{handshake: ev.Handshake, site: ev.Site, leaf: leafOf(ec.cert), facts: factsOf(ev.Handshake), remote: raw.RemoteAddr()}
+	s.handOff(key, tc, ec.info)
+}
+
+// configForClient is the GetConfigForClient of every listener: it resolves
+// the site of the server name on the connection's listener and returns
+// that site's config for the listener.
+func (s *Server) configForClient(info *tls.ClientHelloInfo) (*tls.Config, error) {
+	ec, ok := info.Conn.(*edgeConn)
+	if !ok {
+		return nil, fmt.Errorf("internal error: connection is %T, not an edge connection", info.Conn)
+	}
+	l := ec.listener
+	if c := l.gen.acme.challengeConfig(info); c != nil {
+		// A CA validating an ACME name: answered whatever the SNI's site
+		// and its policy (acme.go).
+		return c, nil
+	}
+	site, _ := l.Resolver.Resolve(info.ServerName)
+	if site == nil {
+		return nil, &unknownNameError{name: info.ServerName, listener: l.Name}
+	}
+	rt := l.site(site)
+	ec.site = rt
+	return l.tlsConfigs[rt], nil
+}
+
+// unknownNameError refuses a server name on a strict_sni listener.
+type unknownNameError struct{ name, listener string }
+
+func (e *unknownNameError) Error() string {
+	return fmt.Sprintf("no site serves %q on listener %q (strict_sni)", e.name, e.listener)
+}
+
+// handOff gives a handshaken connection to the current generation's
+// listener for its socket. A generation retired between the handshake and
+// the hand-off takes no connection; the one current by then does.
+func (s *Server) handOff(key string, tc *tls.Conn, ci *connInfo) {
 	for range 3 {
-		if l.queue.deliver(tc) {
-			return
+		g := s.current.Load()
+		l := g.listeners[key]
+		if l == nil {
+			break // a reload removed the listener meanwhile
 		}
-		if l = srv.current.Load().listenerAt(address); l == nil || l.queue == nil {
-			break
+		if l.take(tc, ci) {
+			return
 		}
 	}
 	tc.Close()
 }
 
-func (srv *Server) serveStream(l *listenerRuntime, tc *tls.Conn, rec *pqtls.Handshake) {
-	srv.metrics.streamsActive.Inc()
-	defer srv.metrics.streamsActive.Dec()
-	ctx := proxy.WithHandshakeFacts(srv.ctx, factsOf(rec))
-	l.stream.ServeConn(ctx, tc)
-}
-
-// failureKind classifies a failed handshake for metrics.
-func failureKind(err error) string {
-	var rhe tls.RecordHeaderError
-	var ne net.Error
-	msg := err.Error()
-	switch {
-	case errors.As(err, &rhe):
-		return "not_tls"
-	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
-		return "timeout"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
-		return "client_closed"
-	case strings.Contains(msg, "no ECDHE curve"), strings.Contains(msg, "no mutually supported group"), strings.Contains(msg, "no key exchange"):
-		return "no_common_group"
-	case strings.Contains(msg, "protocol version"), strings.Contains(msg, "unsupported versions"):
-		return "version"
-	case strings.Contains(msg, "certificate"), strings.Contains(msg, "signature"):
-		return "certificate"
+// take serves tc in l's generation unless the generation is retired; it
+// reports whether it took the connection.
+func (l *listenerRuntime) take(tc *tls.Conn, ci *connInfo) bool {
+	g := l.gen
+	g.handoff.RLock()
+	if g.retired {
+		g.handoff.RUnlock()
+		return false
 	}
-	return "other"
+	if l.stream != nil {
+		g.streams.Add(1)
+		g.handoff.RUnlock()
+		defer g.streams.Done()
+		l.serveStream(tc, ci)
+		return true
+	}
+	defer g.handoff.RUnlock()
+	// The HTTP server accepts from its queue until the generation is
+	// retired, which waits for this read lock: deliver cannot block for
+	// long.
+	return l.queue.deliver(tc)
 }
 
-// connContext gives each HTTP request on a connection the connection's
-// handshake record and facts.
+// connContext gives each HTTP request on a connection what the handshake
+// decided, and the connection's page view.
 func connContext(ctx context.Context, c net.Conn) context.Context {
 	tc, ok := c.(*tls.Conn)
 	if !ok {
 		return ctx
 	}
 	ec, ok := tc.NetConn().(*edgeConn)
-	if !ok {
+	if !ok || ec.info == nil {
 		return ctx
 	}
-	ec.mu.Lock()
-	rec, site := ec.record, ec.site
-	ec.mu.Unlock()
-	if rec == nil {
-		return ctx
-	}
-	ctx = context.WithValue(ctx, connInfoKey{}, &connInfo{handshake: rec, site: site, remote: c.RemoteAddr()})
-	return proxy.WithHandshakeFacts(ctx, factsOf(rec))
+	ctx = context.WithValue(ctx, connInfoKey{}, ec.info)
+	return proxy.WithHandshakeFacts(ctx, ec.info.facts)
 }
 
 type connInfoKey struct{}
 
-// connInfo is what a request knows of its connection.
-type connInfo struct {
-	handshake *pqtls.Handshake
-	site      *siteRuntime // the site SNI chose at handshake time
-	remote    net.Addr
-}
-
 func connInfoFrom(ctx context.Context) *connInfo {
 	ci, _ := ctx.Value(connInfoKey{}).(*connInfo)
 	return ci
+}
+
+// withPage stores the connection's page view for the built-in pages.
+func withPage(ctx context.Context, site *siteRuntime, ci *connInfo) context.Context {
+	return pages.WithConn(ctx, site.pageConn(ci))
 }
 
 func factsOf(h *pqtls.Handshake) proxy.HandshakeFacts {
@@ -210,11 +266,56 @@ func factsOf(h *pqtls.Handshake) proxy.HandshakeFacts {
 		Version:   pqtls.VersionName(h.Version),
 		Cipher:    tls.CipherSuiteName(h.CipherSuite),
 		PQ:        h.PostQuantum(),
+		ALPN:      h.ALPN, ServerName: h.ServerName,
 	}
 }
 
-// listenerAt returns the generation's listener whose socket key (see
-// socketKey) is address.
-func (g *generation) listenerAt(address string) *listenerRuntime {
-	return g.bySocket[address]
+func leafOf(cert *tls.Certificate) *x509.Certificate {
+	if cert == nil {
+		return nil
+	}
+	if cert.Leaf != nil {
+		return cert.Leaf
+	}
+	if len(cert.Certificate) > 0 {
+		if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil {
+			return leaf
+		}
+	}
+	return nil
+}
+
+// plainHTTPAnswerTimeout bounds writing the 400 answer to a client that sent
+// plain HTTP to a TLS port and then stopped reading.
+const plainHTTPAnswerTimeout = time.Second
+
+// answerPlainHTTP answers a client that spoke plain HTTP to a TLS port, as
+// Go's net/http and nginx do, instead of resetting it: a short 400 saying
+// to use https. Only when the first bytes look like an HTTP request line.
+func answerPlainHTTP(raw net.Conn, err error) {
+	var rhe tls.RecordHeaderError
+	if !errors.As(err, &rhe) || !looksLikeHTTP(rhe.RecordHeader[:]) {
+		return
+	}
+	raw.SetWriteDeadline(time.Now().Add(plainHTTPAnswerTimeout))
+	io.WriteString(raw, "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"+
+		"400 Bad Request: this port speaks HTTPS; use an https:// URL.\n")
+}
+
+// looksLikeHTTP reports whether the first bytes of a connection are the
+// start of an HTTP/1 request line: an upper-case method token and a space
+// (RFC 9112 section 3).
+func looksLikeHTTP(b []byte) bool {
+	i := bytes.IndexByte(b, ' ')
+	if i <= 0 {
+		// Five bytes hold a method of at most four letters and its
+		// space; a longer method ("OPTIONS", "CONNECT") fills them all.
+		i = len(b)
+	}
+	for _, c := range b[:i] {
+		if c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return i >= 3
 }

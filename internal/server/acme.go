@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,26 +20,30 @@ import (
 	"github.com/pqedge/pqedge/certs"
 	"github.com/pqedge/pqedge/certs/acme"
 	"github.com/pqedge/pqedge/internal/config"
+	"github.com/pqedge/pqedge/internal/plan"
 )
 
 // Sites with certs = "acme" get their classical certificate from an
 // acme.Manager. Managers keep a certificate cache and renewal goroutines, so
-// they live on the Server, not on a generation: a reload reuses the Managers
-// whose settings did not change and closes the ones nothing uses any more.
+// they are a component of the Server, not of a generation: a transaction
+// reuses the Managers whose settings did not change (prepareManagers),
+// makes the others, and on commit closes the ones nothing uses any more.
 //
 // Obtaining a certificate needs the CA's validation to reach pqedge, so the
 // sockets of a config are opened and accepting before its certificates are
-// obtained (startACME): TLS-ALPN-01 handshakes are answered on any socket
-// whatever generation it belongs to, and HTTP-01 on the plain listeners
-// opened for acme.http_port. Until the new generation is current, other
-// connections on sockets it newly opened fail their handshake.
+// obtained (obtain, the last step of prepare): TLS-ALPN-01 handshakes are
+// answered on any socket whatever generation it belongs to, and HTTP-01 on
+// the plain listeners opened for acme.http_port. Until the new generation is
+// current, other connections on sockets it newly opened fail their
+// handshake. The orders run without any server lock and end when the
+// transaction is canceled (Shutdown).
 
 // Bounds on ACME work done while building a config.
 const (
 	// acmeManageTimeout bounds obtaining every certificate of a config at
 	// startup or reload: a CA that accepts connections and never answers,
-	// or a validation that never completes, must not hang startup or hold
-	// the reload lock forever. Issuance normally takes seconds.
+	// or a validation that never completes, must not hang startup or a
+	// reload forever. Issuance normally takes seconds.
 	acmeManageTimeout = 2 * time.Minute
 	// plainDrain is how long a closing HTTP-01 listener lets in-flight
 	// requests finish: they are redirects and challenge answers, a few
@@ -79,16 +82,15 @@ type acmeEntry struct {
 	// names are the names Manage was asked for, including failed attempts
 	// (a failed Manage may have left some managed); a Manager with names a
 	// new config does not list is replaced rather than reused, so nothing
-	// keeps renewing certificates nobody serves. Only touched under
-	// Server.mu.
+	// keeps renewing certificates nobody serves. Only touched by
+	// transactions, which Server.txnMu serialises.
 	names []string
 }
 
-// acmeState is a Server's ACME state across generations.
+// acmeState is a Server's ACME Managers across generations.
 type acmeState struct {
-	log     *slog.Logger
-	dataDir func() string
-	events  *prometheus.CounterVec
+	log    *slog.Logger
+	events *prometheus.CounterVec
 	// challengeTLS answers TLS-ALPN-01 validation handshakes, whatever the
 	// site's policy: the CA's validator may offer no post-quantum group,
 	// and the handshake carries no data (RFC 8737 section 3: the CA closes
@@ -105,7 +107,7 @@ type acmeGen struct {
 	state *acmeState
 	sites []*acmeSite // certs = "acme" sites, in config order
 	// plain maps the address of each HTTP-01 listener to the https port
-	// its redirects point to (filled in by prepare, once ports are bound).
+	// its redirects point to.
 	plain map[string]int
 	// created are the entries made for this generation; they are closed if
 	// it never becomes current.
@@ -114,10 +116,24 @@ type acmeGen struct {
 
 // acmeSite is one certs = "acme" site of a generation.
 type acmeSite struct {
-	rt        *siteRuntime
-	https     string // configured address of its first https listener; "" without one
-	plainAddr string // its HTTP-01 listener address; "" without HTTP-01
-	entry     *acmeEntry
+	*plan.ACMESite
+	entry *acmeEntry
+}
+
+// acmeALPN is the ALPN protocol of TLS-ALPN-01 (RFC 8737 section 6.2).
+const acmeALPN = acme.ALPNProtocol
+
+// manager returns the Manager of an ACME site of the generation, or nil.
+func (ag *acmeGen) manager(site string) *acme.Manager {
+	if ag == nil {
+		return nil
+	}
+	for _, as := range ag.sites {
+		if as.Site.Name == site {
+			return as.entry.m
+		}
+	}
+	return nil
 }
 
 func newACMEState(log *slog.Logger, reg *prometheus.Registry) *acmeState {
@@ -136,71 +152,6 @@ func newACMEState(log *slog.Logger, reg *prometheus.Registry) *acmeState {
 	}
 	reg.MustRegister(st.events)
 	return st
-}
-
-// plan finds gen's ACME sites and the HTTP-01 listeners they need. It opens
-// nothing.
-func (st *acmeState) plan(gen *generation) *acmeGen {
-	ag := &acmeGen{state: st, plain: map[string]int{}}
-	for _, sc := range gen.cfg.Site {
-		if sc.Certs != config.CertsACME {
-			continue
-		}
-		as := &acmeSite{rt: gen.sites[sc.Name]}
-		for _, lc := range gen.cfg.Listener {
-			if (lc.Kind == config.KindHTTPS || lc.Kind == "") && (len(sc.Listeners) == 0 || slices.Contains(sc.Listeners, lc.Name)) {
-				as.https = lc.Address
-				break
-			}
-		}
-		if sc.ACME.HTTPPort > 0 {
-			// The HTTP-01 listener shares the host of the https listener,
-			// so a pqedge bound to one address stays on it.
-			host := ""
-			if h, _, err := net.SplitHostPort(bindAddress(as.https)); err == nil {
-				host = h
-			}
-			as.plainAddr = net.JoinHostPort(host, strconv.Itoa(sc.ACME.HTTPPort))
-			ag.plain[as.plainAddr] = 0
-		}
-		ag.sites = append(ag.sites, as)
-	}
-	return ag
-}
-
-// servesPlain reports whether addr is one of the generation's HTTP-01
-// listeners.
-func (ag *acmeGen) servesPlain(addr string) bool {
-	if ag == nil {
-		return false
-	}
-	_, ok := ag.plain[addr]
-	return ok
-}
-
-// openPlain binds gen's HTTP-01 listeners that are not bound yet.
-func (s *Server) openPlain(gen *generation) ([]*socket, error) {
-	var opened []*socket
-	for _, as := range gen.acme.sites {
-		addr := as.plainAddr
-		if addr == "" || s.sockets[addr] != nil || slices.ContainsFunc(opened, func(sk *socket) bool { return sk.address == addr }) {
-			continue
-		}
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			closeSockets(opened)
-			return nil, fmt.Errorf("failed to listen on %s for the HTTP-01 challenges of site %q (acme.http_port): %w", addr, as.rt.name, err)
-		}
-		sk := &socket{address: addr, ln: ln, srv: s, done: make(chan struct{})}
-		sk.plain = &http.Server{
-			Handler:           s.plainHandler(addr),
-			ReadHeaderTimeout: plainReadHeader,
-			IdleTimeout:       plainIdle,
-			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		}
-		opened = append(opened, sk)
-	}
-	return opened, nil
 }
 
 // servePlain serves an HTTP-01 listener until it is closed.
@@ -232,57 +183,25 @@ func (s *Server) plainHandler(addr string) http.Handler {
 	})
 }
 
-// startACME obtains or loads the certificates of gen's ACME sites. It makes
-// or reuses their Managers, starts accepting on the sockets just opened so
-// that the CA's validation reaches pqedge, and runs Manage under
-// acmeManageTimeout. On error the Managers it made are closed and the error
-// names the site, the directory and a hint. Called under s.mu (or before
-// the Server is shared).
-func (s *Server) startACME(gen *generation, opened []*socket) error {
-	ag := gen.acme
-	if ag == nil || len(ag.sites) == 0 {
-		return nil
-	}
-	if err := s.acme.prepare(gen, s.sockets); err != nil {
-		s.acme.abandon(gen)
-		return err
-	}
-	for _, sk := range opened {
-		sk.start()
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, acmeManageTimeout)
-	defer cancel()
-	for _, as := range ag.sites {
-		for _, n := range as.rt.cfg.ServerNames {
-			if !slices.Contains(as.entry.names, n) {
-				as.entry.names = append(as.entry.names, n)
-			}
-		}
-		if err := as.entry.m.Manage(ctx, as.rt.cfg.ServerNames); err != nil {
-			s.acme.abandon(gen)
-			return fmt.Errorf("site %q: %w", as.rt.name, err)
-		}
-	}
-	s.refreshACMEExpiry(gen)
-	return nil
-}
-
-// prepare gives each ACME site of gen a Manager, reusing open ones whose key
-// matches and whose names the new config still lists.
-func (st *acmeState) prepare(gen *generation, sockets map[string]*socket) error {
-	ag := gen.acme
-	keys := make([]acmeKey, len(ag.sites))
+// prepareManagers gives each ACME site of the transaction's plan a
+// Manager, reusing open ones whose key matches and whose names the new
+// config still lists. It makes Managers but orders nothing.
+func (t *txn) prepareManagers() error {
+	st := t.s.acme
+	ag := &acmeGen{state: st, plain: map[string]int{}}
+	t.acme = ag
+	keys := make([]acmeKey, len(t.plan.ACME))
 	want := map[acmeKey][]string{} // every name each key's Manager will manage
-	for i, as := range ag.sites {
-		k, err := st.keyFor(gen.cfg, as, sockets)
+	for i, ps := range t.plan.ACME {
+		k, err := st.keyFor(t.plan.Config, ps, t.s.sockets.port(ps.HTTPS, t.opened))
 		if err != nil {
-			return fmt.Errorf("site %q: %w", as.rt.name, err)
+			return fmt.Errorf("site %q: %w", ps.Site.Name, err)
 		}
 		keys[i] = k
-		want[k] = append(want[k], as.rt.cfg.ServerNames...)
+		want[k] = append(want[k], ps.Site.Config.ServerNames...)
 	}
 	chosen := map[acmeKey]*acmeEntry{}
-	for i, as := range ag.sites {
+	for i, ps := range t.plan.ACME {
 		k := keys[i]
 		e := chosen[k]
 		if e == nil {
@@ -291,37 +210,63 @@ func (st *acmeState) prepare(gen *generation, sockets map[string]*socket) error 
 		if e == nil {
 			var err error
 			if e, err = st.newEntry(k); err != nil {
-				return fmt.Errorf("site %q: %w", as.rt.name, err)
+				return fmt.Errorf("site %q: %w", ps.Site.Name, err)
 			}
 			ag.created = append(ag.created, e)
 		}
 		chosen[k] = e
-		as.entry = e
-		// Set before the generation is published (current.Store orders it
-		// before any handshake of this generation).
-		as.rt.acme = e.m
-		as.rt.tlsConfig.NextProtos = append(as.rt.tlsConfig.NextProtos, acme.ALPNProtocol)
-		if as.plainAddr != "" {
-			if p := listenPort(sockets[as.https]); p != 0 && ag.plain[as.plainAddr] == 0 {
-				ag.plain[as.plainAddr] = p
-			}
+		ag.sites = append(ag.sites, &acmeSite{ACMESite: ps, entry: e})
+		if ps.Plain != "" && ag.plain[ps.Plain] == 0 {
+			ag.plain[ps.Plain] = t.s.sockets.port(ps.HTTPS, t.opened)
 		}
 	}
 	st.mu.Lock()
-	for _, as := range ag.sites {
-		for _, n := range as.rt.cfg.ServerNames {
-			st.siteOf[n] = as.rt.name
+	for _, ps := range t.plan.ACME {
+		for _, n := range ps.Site.Config.ServerNames {
+			st.siteOf[n] = ps.Site.Name
 		}
 	}
 	st.mu.Unlock()
 	return nil
 }
 
-func (st *acmeState) keyFor(cfg *config.Config, as *acmeSite, sockets map[string]*socket) (acmeKey, error) {
-	a := as.rt.cfg.ACME
+// obtain orders or loads the certificates of the plan's ACME sites. It
+// starts accepting on the sockets the transaction opened, so the CA's
+// validation reaches pqedge, and runs Manage under acmeManageTimeout and
+// the transaction's context. The error names the site, the directory and a
+// hint.
+func (t *txn) obtain() error {
+	ag := t.acme
+	if len(ag.sites) == 0 {
+		return nil
+	}
+	for _, sk := range t.opened {
+		sk.start()
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, acmeManageTimeout)
+	defer cancel()
+	for _, as := range ag.sites {
+		names := as.Site.Config.ServerNames
+		for _, n := range names {
+			if !slices.Contains(as.entry.names, n) {
+				as.entry.names = append(as.entry.names, n)
+			}
+		}
+		if err := as.entry.m.Manage(ctx, names); err != nil {
+			if t.ctx.Err() != nil {
+				return fmt.Errorf("site %q: ACME order canceled: %w", as.Site.Name, context.Cause(t.ctx))
+			}
+			return fmt.Errorf("site %q: %w", as.Site.Name, err)
+		}
+	}
+	return nil
+}
+
+func (st *acmeState) keyFor(cfg *config.Config, ps *plan.ACMESite, httpsPort int) (acmeKey, error) {
+	a := ps.Site.Config.ACME
 	k := acmeKey{
 		email: a.Email, directory: a.Directory, caRoots: a.CARoots, dataDir: cfg.DataDir,
-		httpPort: a.HTTPPort, tlsALPN: a.TLSALPNEnabled(), tlsPort: listenPort(sockets[as.https]),
+		httpPort: a.HTTPPort, tlsALPN: a.TLSALPNEnabled(), tlsPort: httpsPort,
 	}
 	if k.directory == "" {
 		k.directory = acme.LetsEncryptDirectory
@@ -334,16 +279,6 @@ func (st *acmeState) keyFor(cfg *config.Config, as *acmeSite, sockets map[string
 		k.caRootsPEM = string(data)
 	}
 	return k, nil
-}
-
-func listenPort(sk *socket) int {
-	if sk == nil {
-		return 0
-	}
-	if a, ok := sk.ln.Addr().(*net.TCPAddr); ok {
-		return a.Port
-	}
-	return 0
 }
 
 // reusable returns an open entry for k whose names are all in want.
@@ -392,15 +327,13 @@ func (st *acmeState) newEntry(k acmeKey) (*acmeEntry, error) {
 	return e, nil
 }
 
-// commit makes gen's Managers the only open ones, closing the rest. Called
-// once gen is current.
-func (st *acmeState) commit(gen *generation) {
+// commit makes ag's Managers the only open ones, closing the rest. Called
+// once ag's generation is current.
+func (st *acmeState) commit(ag *acmeGen) {
 	var keep []*acmeEntry
-	if gen.acme != nil {
-		for _, as := range gen.acme.sites {
-			if as.entry != nil && !slices.Contains(keep, as.entry) {
-				keep = append(keep, as.entry)
-			}
+	for _, as := range ag.sites {
+		if !slices.Contains(keep, as.entry) {
+			keep = append(keep, as.entry)
 		}
 	}
 	st.mu.Lock()
@@ -421,17 +354,17 @@ func (st *acmeState) commit(gen *generation) {
 
 // abandon closes the Managers made for a generation that will not become
 // current.
-func (st *acmeState) abandon(gen *generation) {
-	if gen.acme == nil {
+func (st *acmeState) abandon(ag *acmeGen) {
+	if ag == nil {
 		return
 	}
 	st.mu.Lock()
-	st.entries = slices.DeleteFunc(st.entries, func(e *acmeEntry) bool { return slices.Contains(gen.acme.created, e) })
+	st.entries = slices.DeleteFunc(st.entries, func(e *acmeEntry) bool { return slices.Contains(ag.created, e) })
 	st.mu.Unlock()
-	for _, e := range gen.acme.created {
+	for _, e := range ag.created {
 		e.m.Close()
 	}
-	gen.acme.created = nil
+	ag.created = nil
 }
 
 // closeAll closes every Manager, at shutdown.
@@ -480,7 +413,7 @@ func (st *acmeState) challengeCertificate(info *tls.ClientHelloInfo) (*tls.Certi
 // does not use: one opened for a config whose certificates are being
 // obtained, or one a reload just removed. Only a CA's TLS-ALPN-01
 // validation handshake succeeds; everything else is refused.
-func (st *acmeState) answerChallenge(raw net.Conn) {
+func (st *acmeState) answerChallenge(raw net.Conn, timeout time.Duration) {
 	defer raw.Close()
 	if len(st.open()) == 0 {
 		return
@@ -494,19 +427,13 @@ func (st *acmeState) answerChallenge(raw net.Conn) {
 		},
 	})
 	// The deadline bounds validators and other clients that stall.
-	raw.SetDeadline(time.Now().Add(defaultHandshakeTimeout))
+	raw.SetDeadline(time.Now().Add(timeout))
 	tc.Handshake()
 }
 
-// isChallenge reports whether a completed handshake was a TLS-ALPN-01
-// validation, which ends with the handshake.
-func isChallenge(cs *tls.ConnectionState) bool {
-	return cs.NegotiatedProtocol == acme.ALPNProtocol
-}
-
 // onEvent counts a Manager's event by site and logs failures with what
-// happens next. It runs on the goroutine doing the ACME work, which may be
-// a Reload holding Server.mu, so it takes only st.mu.
+// happens next. It runs on the goroutine doing the ACME work (a
+// transaction's prepare, or a renewal), so it takes only st.mu.
 func (st *acmeState) onEvent(ev acme.Event) {
 	st.mu.Lock()
 	site := ""
@@ -537,7 +464,7 @@ func (s *Server) refreshACMEExpiry(gen *generation) {
 		var first time.Time
 		for _, c := range as.entry.m.Expiry() {
 			if !slices.ContainsFunc(c.Names, func(n string) bool {
-				return slices.ContainsFunc(as.rt.cfg.ServerNames, func(sn string) bool { return strings.EqualFold(sn, n) })
+				return slices.ContainsFunc(as.Site.Config.ServerNames, func(sn string) bool { return strings.EqualFold(sn, n) })
 			}) {
 				continue
 			}
@@ -546,17 +473,7 @@ func (s *Server) refreshACMEExpiry(gen *generation) {
 			}
 		}
 		if !first.IsZero() {
-			s.metrics.certExpiryDays.WithLabelValues(as.rt.name, "classical").Set(first.Sub(s.now()).Hours() / 24)
+			s.metrics.certExpiryDays.WithLabelValues(as.Site.Name, "classical").Set(first.Sub(s.now()).Hours() / 24)
 		}
 	}
-}
-
-// acmeCertificate returns the ACME chain for a handshake whose client the
-// selector gave the classical chain.
-func (s *siteRuntime) acmeCertificate(info *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	c, err := s.acme.GetCertificate(info)
-	if err != nil {
-		return nil, fmt.Errorf("site %q: %w", s.name, err)
-	}
-	return c, nil
 }

@@ -236,7 +236,7 @@ func TestACMEReload(t *testing.T) {
 	first := mustACMEHandshake(t, addr, acmeName, env.ca.IssuerRoots).PeerCertificates[0]
 	m := ts.srv.acme.open()[0].m
 
-	if err := ts.srv.Reload(loadConfig(t, ts.dir, cfgText)); err != nil {
+	if err := ts.srv.Reload(t.Context(), loadConfig(t, ts.dir, cfgText)); err != nil {
 		t.Fatalf("unchanged reload: %v", err)
 	}
 	if open := ts.srv.acme.open(); len(open) != 1 || open[0].m != m {
@@ -252,7 +252,7 @@ func TestACMEReload(t *testing.T) {
 	// A second site, over HTTP-01: its listener opens during the reload,
 	// and the CA validates it while the old config is still current.
 	second := acmeSiteConfig{name: "second", http01: true}
-	if err := ts.srv.Reload(loadConfig(t, ts.dir, env.config(acmeSiteConfig{}, second))); err != nil {
+	if err := ts.srv.Reload(t.Context(), loadConfig(t, ts.dir, env.config(acmeSiteConfig{}, second))); err != nil {
 		t.Fatalf("reload adding an ACME site: %v", err)
 	}
 	mustACMEHandshake(t, addr, "second.pqedge.test", env.ca.IssuerRoots)
@@ -262,7 +262,7 @@ func TestACMEReload(t *testing.T) {
 	}
 
 	unreachable := acmetest.UnreachableDirectory(t)
-	err := ts.srv.Reload(loadConfig(t, ts.dir, env.config(acmeSiteConfig{}, second, acmeSiteConfig{name: "broken", directory: unreachable})))
+	err := ts.srv.Reload(t.Context(), loadConfig(t, ts.dir, env.config(acmeSiteConfig{}, second, acmeSiteConfig{name: "broken", directory: unreachable})))
 	if err == nil {
 		t.Fatal("reload with an unreachable ACME directory succeeded")
 	}
@@ -280,7 +280,7 @@ func TestACMEReload(t *testing.T) {
 		t.Errorf("invalid reloads %q, want 1", got)
 	}
 
-	if err := ts.srv.Reload(loadConfig(t, ts.dir, baseConfig+`
+	if err := ts.srv.Reload(t.Context(), loadConfig(t, ts.dir, baseConfig+`
 [[site]]
 name = "local"
 server_names = ["localhost"]

@@ -8,39 +8,51 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pqedge/pqedge/internal/pages"
 )
 
-// setAdmin starts, moves or stops the admin listener to match address.
-// Called with s.mu held.
-func (s *Server) setAdmin(address string) error {
-	if address == s.adminAt && (s.admin != nil) == (address != "") {
-		return nil
-	}
-	var ln net.Listener
-	if address != "" {
-		var err error
-		if ln, err = net.Listen("tcp", address); err != nil {
-			return fmt.Errorf("failed to listen on %s for the admin listener: %w", address, err)
-		}
-	}
+// adminListener serves metrics, health and the adoption page.
+type adminListener struct {
+	addr string // as configured
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// Bounds on the admin listener: scrapers are trusted but may be slow or
+// stuck, and its answers take milliseconds.
+const (
+	adminReadHeader = 5 * time.Second
+	adminIdle       = time.Minute
+	adminDrain      = 5 * time.Second // a scrape in progress when it moves or stops
+)
+
+// openAdmin opens the admin listener when the new config moves it. It
+// starts serving at once: the endpoints read the server's state, not the
+// generation's.
+func (t *txn) openAdmin() error {
+	s := t.s
+	s.mu.Lock()
+	cur := ""
 	if s.admin != nil {
-		old := s.admin
-		go func() {
-			// The admin endpoints answer in milliseconds; five seconds is
-			// ample for a scrape in progress.
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			old.Shutdown(ctx)
-		}()
-		s.admin, s.adminLn = nil, nil
+		cur = s.admin.addr
 	}
-	s.adminAt = address
-	if ln == nil {
+	s.mu.Unlock()
+	want := t.plan.Admin
+	if want == cur {
 		return nil
+	}
+	t.adminMoved = true
+	if want == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", want)
+	if err != nil {
+		return fmt.Errorf("failed to listen on %s for the admin listener: %w", want, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	mux.Handle("GET /adoption", &adoptionHandler{a: s.adoption, now: s.now})
+	mux.Handle("GET /adoption", &pages.AdoptionPage{Adoption: s.adoption, Now: s.now})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -51,13 +63,26 @@ func (s *Server) setAdmin(address string) error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	s.admin = &http.Server{
-		Handler: mux,
-		// Scrapers are trusted but may be slow or stuck: bound them.
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       time.Minute,
+	a := &adminListener{addr: want, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: adminReadHeader, IdleTimeout: adminIdle}}
+	go a.srv.Serve(ln)
+	t.admin = a
+	return nil
+}
+
+// close stops an admin listener that never served a committed config.
+func (a *adminListener) close() { a.srv.Close() }
+
+// shutdownSoon lets scrapes in progress finish, then stops.
+func (a *adminListener) shutdownSoon() {
+	ctx, cancel := context.WithTimeout(context.Background(), adminDrain)
+	defer cancel()
+	a.shutdown(ctx)
+}
+
+func (a *adminListener) shutdown(ctx context.Context) error {
+	if err := a.srv.Shutdown(ctx); err != nil {
+		a.srv.Close()
+		return err
 	}
-	s.adminLn = ln
-	go s.admin.Serve(ln)
 	return nil
 }

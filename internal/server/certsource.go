@@ -14,8 +14,9 @@ import (
 	"github.com/pqedge/pqedge/internal/config"
 )
 
-// certSource builds each site's certificate selector for one generation. The
-// local development CA is shared by every site with certs = "local", so a
+// certSource builds sites' certificate selectors from their settings, for
+// the certificate store (a transaction's prepare, or a refresh). The local
+// development CA is shared by every site with certs = "local", so a
 // developer trusts one root for all of them.
 type certSource struct {
 	cfg   *config.Config
@@ -24,12 +25,9 @@ type certSource struct {
 }
 
 func (cs *certSource) selector(site config.Site) (*certs.Selector, error) {
-	mode := certs.PQOff // issue #2: off unless the site opts in
-	if site.PQCerts != "" {
-		var err error
-		if mode, err = certs.ParsePQMode(site.PQCerts); err != nil {
-			return nil, err
-		}
+	mode, err := certs.ParsePQMode(site.PQCerts)
+	if err != nil {
+		return nil, err
 	}
 	sel := &certs.Selector{Mode: mode}
 	for _, r := range site.PQRule {
@@ -37,7 +35,7 @@ func (cs *certSource) selector(site config.Site) (*certs.Selector, error) {
 		sel.ClientRules = append(sel.ClientRules, certs.ClientRule{Network: netip.MustParsePrefix(r.Network), Mode: certs.PQMode(r.Mode)})
 	}
 	switch site.Certs {
-	case "", config.CertsLocal:
+	case config.CertsLocal:
 		set, err := cs.localSet()
 		if err != nil {
 			return nil, err
@@ -115,7 +113,7 @@ func (cs *certSource) localSet() (*certs.LocalSet, error) {
 	}
 	var names []string
 	for _, s := range cs.cfg.Site {
-		if s.Certs == "" || s.Certs == config.CertsLocal {
+		if s.Certs == config.CertsLocal || cs.cfg.Compat != nil && cs.cfg.Compat.Site == s.Name {
 			names = append(names, s.ServerNames...)
 		}
 	}

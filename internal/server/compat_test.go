@@ -4,6 +4,7 @@ import (
 	"crypto/mldsa"
 	"crypto/tls"
 	"encoding/json"
+	"github.com/pqedge/pqedge/internal/pages"
 	"io"
 	"net/http"
 	"strconv"
@@ -52,7 +53,7 @@ func TestCompatListeners(t *testing.T) {
 	page := "https://" + ts.addr("https") + "/compat/"
 	origin := "https://localhost:" + strings.Split(ts.addr("https"), ":")[1]
 
-	var rep CompatReport
+	var rep pages.CompatReport
 	getJSON(t, ts.client(), page+"?format=json", &rep)
 	if len(rep.Combinations) != 10 {
 		t.Fatalf("compat page lists %d combinations, want 10: %+v", len(rep.Combinations), rep.Combinations)
@@ -75,7 +76,7 @@ func TestCompatListeners(t *testing.T) {
 			if got := resp.Header.Get("Access-Control-Allow-Origin"); got != origin {
 				t.Errorf("Access-Control-Allow-Origin = %q, want %q", got, origin)
 			}
-			var ir InspectReport
+			var ir pages.InspectReport
 			if err := json.NewDecoder(resp.Body).Decode(&ir); err != nil {
 				t.Fatal(err)
 			}
@@ -126,7 +127,7 @@ func TestCompatListeners(t *testing.T) {
 	if compat != 30 || plain != 2 {
 		t.Errorf("OnHandshake saw %d compat and %d other handshakes, want 30 and 2", compat, plain)
 	}
-	if w := srv.adoption.report(time.Now()).Windows[0]; w.Total != 2 {
+	if w := srv.adoption.Report(time.Now()).Windows[0]; w.Total != 2 {
 		t.Errorf("adoption counted %d handshakes, want only the 2 outside the compat listeners", w.Total)
 	}
 }
@@ -151,24 +152,6 @@ func TestCompatPageHTML(t *testing.T) {
 		want := `data-port="` + a.String()[strings.LastIndexByte(a.String(), ':')+1:] + `" data-listener="` + name + `"`
 		if !strings.Contains(body.String(), want) {
 			t.Errorf("page lacks %s", want)
-		}
-	}
-}
-
-func TestSameHost(t *testing.T) {
-	for _, tt := range []struct {
-		origin, host string
-		want         bool
-	}{
-		{"https://localhost:8443", "localhost:9443", true},
-		{"https://LOCALHOST", "localhost:9443", true},
-		{"https://[::1]:8443", "[::1]:9443", true},
-		{"http://localhost:8443", "localhost:9443", false},
-		{"https://evil.example", "localhost:9443", false},
-		{"null", "localhost:9443", false},
-	} {
-		if got := sameHost(tt.origin, tt.host); got != tt.want {
-			t.Errorf("sameHost(%q, %q) = %v, want %v", tt.origin, tt.host, got, tt.want)
 		}
 	}
 }
@@ -198,15 +181,14 @@ func TestCompatUsesTheSiteSigner(t *testing.T) {
 		t.Run(tt.signer, func(t *testing.T) {
 			ts := startServer(t, strings.Replace(compatConfig, "server_names = [\"localhost\", \"127.0.0.1\"]",
 				"server_names = [\"localhost\", \"127.0.0.1\"]\n[site.tls]\nmldsa_signer = \""+tt.signer+"\"", 1))
-			set := ts.srv.current.Load().compat
 			checked := 0
-			for _, c := range set.listeners {
-				if !c.pqCert {
+			for _, l := range ts.srv.current.Load().listeners {
+				if l.combo == nil || !l.Compat.PQCert {
 					continue
 				}
-				key := c.listener.sites[0].selector.Load().PQ.PrivateKey
+				key := l.combo.certs.selector().PQ.PrivateKey
 				if _, isStdlib := key.(*mldsa.PrivateKey); isStdlib != tt.wantStdlib {
-					t.Errorf("%s signs with %T", c.listener.cfg.Name, key)
+					t.Errorf("%s signs with %T", l.Name, key)
 				}
 				checked++
 			}

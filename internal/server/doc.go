@@ -1,25 +1,52 @@
-// Package server wires pqedge together: it opens the listeners of a config,
-// terminates TLS with each site's post-quantum policy and certificates,
-// records every handshake, routes requests to upstream pools or built-in
-// handlers, serves the admin endpoints, and swaps configurations on reload
-// without dropping connections.
-//
+// Package server runs pqedge: it owns the components whose state outlives a
+// configuration, and applies each configuration to them as one transaction.
 // It holds no protocol logic of its own: TLS policy and handshake records
-// are package pqtls, certificates package certs, proxying package proxy.
+// are package pqtls, certificates package certs, proxying package proxy,
+// the plan of a config package plan, the built-in pages package pages.
 //
-// # Generations
+// # Lifecycle
 //
-// Each loaded config becomes a generation: its sites, TLS configs, pools and
-// one http.Server per listener. Sockets outlive generations: one accept loop
-// per socket hands each new connection to the current generation, so a
-// reload never closes a listening socket that the new config still uses and
-// never refuses a connection. The old generation then shuts down gracefully:
-// in-flight requests and streams finish, idle keep-alive connections close.
+//	New       components, then apply(config) as the first transaction
+//	Reload    apply(config); the previous generation retires and drains
+//	Shutdown  not ready; cancel a transaction in progress; stop accepting;
+//	          drain every generation; close the components
 //
-// # Handshakes
+// # The transaction (txn.go)
 //
-// The accept loop wraps each connection in a pqtls.CaptureConn (the raw
-// ClientHello), runs the TLS handshake itself under the handshake timeout,
-// and records the outcome (group, signature, client family, duration) in
-// metrics before the connection reaches HTTP or a stream.
+// New and Reload share one transaction, prepare then commit, or abort:
+//
+//	prepare   plan (no I/O) → certificates → sockets → ACME managers →
+//	          generation → admin listener → ACME orders (network I/O)
+//	commit    under the server lock: publish the generation, start its
+//	          sockets, close the sockets it no longer uses, retire the
+//	          previous generation
+//	abort     close what prepare opened; the running generation is untouched
+//
+// Prepare runs outside the server lock and is canceled by Shutdown; no lock
+// is held across network I/O. A refused config, at any step, leaves the
+// running one serving and is counted in pqedge_config_reloads_total.
+//
+// # Components (state that outlives a generation)
+//
+//   - sockets (sockets.go): listening sockets by address; an unchanged
+//     address keeps its socket across reloads, so no connection is refused.
+//   - upstream health (proxy.Registry): an upstream that is down stays down
+//     across reloads; metrics exist for upstreams some live generation uses.
+//   - session-ticket keys (tickets.Keeper): resumption survives reloads;
+//     each site's tickets open only under its ticket scope.
+//   - certificates (certs.go): each site's chains, rotated when their files
+//     change or their local leaves are due, without a reload.
+//   - ACME managers (acme.go): one per account and CA, reused by reloads.
+//   - handshake sinks (handshake.go): metrics, adoption counters, the compat
+//     log and the OnHandshake hook receive one event per handshake.
+//
+// # A connection
+//
+// Each socket's accept loop runs, per connection: capture the ClientHello
+// (pqtls.CaptureConn), the TLS handshake under the handshake timeout (the
+// site by SNI through the listener's resolver, its certificate and policy),
+// one HandshakeEvent to the sinks, then the hand-off to the current
+// generation's HTTP server or stream proxy (accept.go). A generation being
+// retired takes no new connection; one that it already took is served to
+// its end (drain.go).
 package server

@@ -117,7 +117,7 @@ handler = "inspect"
 		t.Errorf("pq client got %q", rep.Group)
 	}
 	waitFor(t, "the refusal in /metrics", func() bool {
-		return ts.metric(`pqedge_handshake_failures_total{family="go",listener="https",reason="no_common_group"}`) == "1"
+		return ts.metric(`pqedge_handshake_failures_total{family="go",listener="https",reason="no_common_group",transport="tcp"}`) == "1"
 	})
 }
 
@@ -201,7 +201,7 @@ handler = "inspect"
 	}
 	check()
 	before := ts.addr("second")
-	if err := ts.srv.Reload(loadConfig(t, ts.dir, cfg)); err != nil {
+	if err := ts.srv.Reload(t.Context(), loadConfig(t, ts.dir, cfg)); err != nil {
 		t.Fatal(err)
 	}
 	check()

@@ -29,7 +29,7 @@ func processCPU() time.Duration {
 //	go test -run '^$' -bench BenchmarkHandshake -benchtime 3s -count 6 ./internal/server
 func BenchmarkHandshake(b *testing.B) {
 	ts := startServer(b, baseConfig+inspectSite)
-	cert := ts.srv.current.Load().sites["local"].selector.Load().Classical
+	cert := ts.srv.current.Load().sites["local"].certs.selector().Classical
 
 	plainLn, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
 		Certificates:     []tls.Certificate{*cert},

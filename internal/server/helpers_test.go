@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"github.com/pqedge/pqedge/internal/pages"
 	"io"
 	"log/slog"
 	"net"
@@ -107,7 +108,7 @@ func (ts *testServer) client(groups ...tls.CurveID) *http.Client {
 }
 
 // inspect fetches the inspect JSON.
-func inspect(t *testing.T, c *http.Client, url string) InspectReport {
+func inspect(t *testing.T, c *http.Client, url string) pages.InspectReport {
 	t.Helper()
 	resp, err := c.Get(url + "?format=json")
 	if err != nil {
@@ -117,7 +118,7 @@ func inspect(t *testing.T, c *http.Client, url string) InspectReport {
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET %s: %s", url, resp.Status)
 	}
-	var rep InspectReport
+	var rep pages.InspectReport
 	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
 		t.Fatalf("bad inspect JSON: %v", err)
 	}

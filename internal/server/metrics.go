@@ -1,30 +1,35 @@
 package server
 
 import (
-	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pqedge/pqedge/pqtls"
+	"github.com/pqedge/pqedge/internal/tickets"
 	"github.com/pqedge/pqedge/proxy"
 )
 
 // metrics are pqedge's Prometheus series, in a registry of their own (no
-// package globals, so tests can run servers side by side).
+// package globals, so tests can run servers side by side). It is the first
+// handshake sink.
 type metrics struct {
 	reg *prometheus.Registry
 
 	handshakes         *prometheus.CounterVec
 	handshakeFailures  *prometheus.CounterVec
 	handshakeSeconds   *prometheus.HistogramVec
+	resumptions        *prometheus.CounterVec
 	requests           *prometheus.CounterVec
 	requestSeconds     *prometheus.HistogramVec
+	misdirected        *prometheus.CounterVec
 	upstreamHealthy    *prometheus.GaugeVec
 	streamsActive      prometheus.Gauge
+	streams            *prometheus.CounterVec
 	reloads            *prometheus.CounterVec
 	certExpiryDays     *prometheus.GaugeVec
 	certReloadFailures *prometheus.CounterVec
+	ticketRefreshes    *prometheus.CounterVec
+	ticketKeys         prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -32,17 +37,21 @@ func newMetrics() *metrics {
 		reg: prometheus.NewRegistry(),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pqedge_handshakes_total",
-			Help: "Completed TLS handshakes by negotiated group, whether it is post-quantum, server signature scheme, client family and HelloRetryRequest.",
-		}, []string{"listener", "site", "group", "pq", "signature", "family", "hello_retry", "resumed"}),
+			Help: "Completed TLS handshakes by negotiated group, whether it is post-quantum, server signature scheme, client family, HelloRetryRequest, resumption and transport.",
+		}, []string{"listener", "site", "group", "pq", "signature", "family", "hello_retry", "resumed", "transport"}),
 		handshakeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pqedge_handshake_failures_total",
 			Help: "Failed TLS handshakes by reason and client family (no_common_group counts classical clients refused by pq-only).",
-		}, []string{"listener", "reason", "family"}),
+		}, []string{"listener", "reason", "family", "transport"}),
 		handshakeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "pqedge_handshake_duration_seconds",
 			Help:    "Time from accept to the end of the server's TLS handshake, including the client's round trips.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"listener", "pq"}),
+		resumptions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pqedge_resumptions_total",
+			Help: "Resumed TLS handshakes by site and by who issued the ticket: self (this node) or peer (another node sharing the ticket keys).",
+		}, []string{"site", "origin"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pqedge_http_requests_total",
 			Help: "HTTP requests by site and status code.",
@@ -52,17 +61,25 @@ func newMetrics() *metrics {
 			Help:    "Time to serve an HTTP request, until the response handler returned.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"site"}),
+		misdirected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pqedge_misdirected_requests_total",
+			Help: "Requests answered 421 because their Host belongs to a site this connection's handshake does not qualify for (its certificate does not cover the name, or its key exchange does not meet that site's policy), by the handshake's site.",
+		}, []string{"site", "reason"}),
 		upstreamHealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pqedge_upstream_healthy",
-			Help: "1 when an upstream is picked for new requests, 0 when it failed health checks or is ejected.",
+			Help: "1 when an upstream is picked for new requests, 0 when it failed health checks or is ejected; one series per upstream of a pool that a serving or draining config uses.",
 		}, []string{"pool", "upstream"}),
 		streamsActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pqedge_streams_active",
 			Help: "TCP streams being proxied now.",
 		}),
+		streams: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pqedge_streams_total",
+			Help: "Finished TCP streams by listener and how they ended (closed, idle_timeout, upstream_unreachable, shutdown, handshake, reset).",
+		}, []string{"listener", "end"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pqedge_config_reloads_total",
-			Help: "Configuration reloads by result (ok, invalid).",
+			Help: "Configuration reloads by result (ok, invalid): a file that does not load is invalid too.",
 		}, []string{"result"}),
 		certExpiryDays: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pqedge_certificate_expiry_days",
@@ -72,52 +89,88 @@ func newMetrics() *metrics {
 			Name: "pqedge_certificate_reload_failures_total",
 			Help: "Changed or due certificates that failed to load or renew; the site kept its current ones.",
 		}, []string{"site"}),
+		ticketRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pqedge_ticket_key_refreshes_total",
+			Help: "Session-ticket key refreshes from the key source by result (ok, error); on error the current keys stay in use.",
+		}, []string{"result"}),
+		ticketKeys: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pqedge_ticket_keys",
+			Help: "Session-ticket keys that can open tickets now.",
+		}),
 	}
-	m.reg.MustRegister(m.certReloadFailures, m.handshakes, m.handshakeFailures, m.handshakeSeconds, m.requests, m.requestSeconds,
-		m.upstreamHealthy, m.streamsActive, m.reloads, m.certExpiryDays,
+	m.reg.MustRegister(m.certReloadFailures, m.handshakes, m.handshakeFailures, m.handshakeSeconds, m.resumptions,
+		m.requests, m.requestSeconds, m.misdirected, m.upstreamHealthy, m.streamsActive, m.streams, m.reloads,
+		m.certExpiryDays, m.ticketRefreshes, m.ticketKeys,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
 
-func (m *metrics) handshakeDone(listener string, site *siteRuntime, h *pqtls.Handshake, family string) {
-	siteName := ""
-	if site != nil {
-		siteName = site.name
+// handshake counts one handshake event.
+func (m *metrics) handshake(ev *HandshakeEvent) {
+	h := ev.Handshake
+	if h == nil {
+		m.handshakeFailures.WithLabelValues(ev.Listener, ev.Reason, ev.Family, ev.Transport).Inc()
+		return
 	}
 	pq := strconv.FormatBool(h.PostQuantum())
-	m.handshakes.WithLabelValues(listener, siteName, h.GroupName(), pq, h.SignatureName(), family,
-		strconv.FormatBool(h.HelloRetry), strconv.FormatBool(h.Resumed)).Inc()
-	m.handshakeSeconds.WithLabelValues(listener, pq).Observe(h.Duration.Seconds())
-}
-
-func (m *metrics) handshakeFailed(listener, reason, family string) {
-	m.handshakeFailures.WithLabelValues(listener, reason, family).Inc()
-}
-
-func (m *metrics) upstreamHealth(pool, addr string, healthy bool) {
-	v := 0.0
-	if healthy {
-		v = 1
+	m.handshakes.WithLabelValues(ev.Listener, ev.Site, h.GroupName(), pq, h.SignatureName(), ev.Family,
+		strconv.FormatBool(h.HelloRetry), strconv.FormatBool(h.Resumed), ev.Transport).Inc()
+	m.handshakeSeconds.WithLabelValues(ev.Listener, pq).Observe(h.Duration.Seconds())
+	if h.Resumed && ev.Ticket != tickets.OriginNone {
+		m.resumptions.WithLabelValues(ev.Site, string(ev.Ticket)).Inc()
 	}
-	m.upstreamHealthy.WithLabelValues(pool, addr).Set(v)
 }
 
-// forgetUpstreams drops the health series of upstreams that old had and
-// gen no longer has, so a removed upstream does not look down forever.
-func (m *metrics) forgetUpstreams(old, gen *generation) {
-	for name, p := range old.pools {
-		for _, u := range p.Upstreams() {
-			if np, ok := gen.pools[name]; ok && slices.ContainsFunc(np.Upstreams(), func(n proxy.UpstreamState) bool { return n.Addr == u.Addr }) {
-				continue
+func (m *metrics) ticketRefresh(r tickets.RefreshResult) {
+	result := "ok"
+	if r.Err != nil {
+		result = "error"
+	}
+	m.ticketRefreshes.WithLabelValues(result).Inc()
+	m.ticketKeys.Set(float64(r.Keys))
+}
+
+// seriesKey names one pqedge_upstream_healthy series.
+type seriesKey struct{ pool, addr string }
+
+// upstreamChanged is the health registry's OnChange: the gauge follows the
+// registry for every pool that a live generation has.
+func (s *Server) upstreamChanged(proxy.UpstreamChange) {
+	s.syncUpstreamMetrics()
+}
+
+// syncUpstreamMetrics sets pqedge_upstream_healthy for every upstream of
+// every pool of a live generation (serving or draining) and deletes the
+// series of upstreams no live generation uses, so a removed upstream does
+// not look down forever and a retired pool does not leave a stale 0.
+func (s *Server) syncUpstreamMetrics() {
+	want := map[seriesKey]bool{}
+	for _, g := range s.liveGenerations() {
+		for name, p := range g.pools {
+			for _, u := range p.Upstreams() {
+				k := seriesKey{name, u.Addr}
+				// The newest generation's view wins: it is listed first.
+				if _, seen := want[k]; !seen {
+					want[k] = u.Healthy
+				}
 			}
-			m.upstreamHealthy.DeleteLabelValues(name, u.Addr)
 		}
 	}
-}
-
-func familyOf(hello *pqtls.ClientHello) string {
-	if hello == nil {
-		return "unknown"
+	m := s.metrics
+	s.metricsMu.Lock()
+	defer s.metricsMu.Unlock()
+	for k := range s.upstreamSeries {
+		if _, ok := want[k]; !ok {
+			m.upstreamHealthy.DeleteLabelValues(k.pool, k.addr)
+			delete(s.upstreamSeries, k)
+		}
 	}
-	return hello.Family()
+	for k, healthy := range want {
+		v := 0.0
+		if healthy {
+			v = 1
+		}
+		m.upstreamHealthy.WithLabelValues(k.pool, k.addr).Set(v)
+		s.upstreamSeries[k] = true
+	}
 }

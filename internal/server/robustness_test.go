@@ -91,8 +91,8 @@ func TestBadClientsAreClosedInTime(t *testing.T) {
 	}
 	wg.Wait()
 	waitFor(t, "not_tls and timeout failures in /metrics", func() bool {
-		return ts.metric(`pqedge_handshake_failures_total{family="unknown",listener="https",reason="not_tls"}`) == "1" &&
-			ts.metric(`pqedge_handshake_failures_total{family="unknown",listener="https",reason="timeout"}`) != ""
+		return ts.metric(`pqedge_handshake_failures_total{family="unknown",listener="https",reason="not_tls",transport="tcp"}`) == "1" &&
+			ts.metric(`pqedge_handshake_failures_total{family="unknown",listener="https",reason="timeout",transport="tcp"}`) != ""
 	})
 }
 
@@ -259,7 +259,7 @@ handler = "inspect"
 		if i%2 == 0 {
 			text = cfgB
 		}
-		if err := ts.srv.Reload(loadConfig(t, ts.dir, text)); err != nil {
+		if err := ts.srv.Reload(t.Context(), loadConfig(t, ts.dir, text)); err != nil {
 			t.Fatalf("reload %d: %v", i, err)
 		}
 		before := ok.Load()
@@ -267,7 +267,7 @@ handler = "inspect"
 	}
 	// The last reload applied cfgA; apply B and check that a classical
 	// client now gets the pq-warn header.
-	if err := ts.srv.Reload(loadConfig(t, ts.dir, cfgB)); err != nil {
+	if err := ts.srv.Reload(t.Context(), loadConfig(t, ts.dir, cfgB)); err != nil {
 		t.Fatal(err)
 	}
 	close(stop)
@@ -305,7 +305,7 @@ key = "{{DATA}}/missing.key"
 path = "/"
 handler = "inspect"
 `)
-	err := ts.srv.Reload(bad)
+	err := ts.srv.Reload(t.Context(), bad)
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("missing.crt")) {
 		t.Fatalf("reload error %v does not name the missing file", err)
 	}

@@ -1,105 +1,180 @@
 package server
 
 import (
+	"bufio"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pqedge/pqedge/internal/pages"
+	"github.com/pqedge/pqedge/internal/plan"
 	"github.com/pqedge/pqedge/proxy"
 )
 
 // PQWarningHeader is set on responses to classical connections of a site
 // under the pq-warn policy.
-const PQWarningHeader = "PQEdge-PQ-Warning"
+const PQWarningHeader = pages.PQWarningHeader
 
-// router serves one https listener of a generation: it finds the site (by
-// Host, falling back to the site SNI chose), the route by longest path
-// prefix, and logs and counts the request.
+// router serves one https listener of a generation: it finds the site of
+// the request, the route by longest path prefix, and logs and counts the
+// request.
 type router struct {
-	listener *listenerRuntime
-	gen      *generation
+	l *listenerRuntime
 }
 
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	g := rt.l.gen
 	ci := connInfoFrom(r.Context())
-	site := rt.siteFor(r, ci)
-	sw := &statusWriter{ResponseWriter: w}
-	ctx, info := proxy.WithRequestInfo(r.Context())
-	r = r.WithContext(ctx)
-
-	if site != nil && ci != nil && site.policy.WarnClassical && !ci.handshake.PostQuantum() {
-		sw.Header().Set(PQWarningHeader, "this connection uses classical key exchange ("+ci.handshake.GroupName()+"); it is not protected against harvest-now-decrypt-later. Update your browser or client.")
+	if ci == nil {
+		// Every connection reaches the server through the accept loop,
+		// which records its handshake before handing it over.
+		http.Error(w, "500 Internal Server Error: no TLS handshake record for this connection", http.StatusInternalServerError)
+		return
 	}
-	routeName := ""
-	switch h := site.match(r.URL.Path); {
+	sw := &statusWriter{ResponseWriter: w}
+	site, reason := rt.siteFor(r, ci)
+	siteName, routeName := "", ""
+	var info *proxy.RequestInfo
+	switch {
 	case site == nil:
-		http.Error(sw, "421 Misdirected Request: no site serves this host", http.StatusMisdirectedRequest)
-	case h == nil:
-		http.Error(sw, "404 Not Found: no route for this path", http.StatusNotFound)
+		g.server().metrics.misdirected.WithLabelValues(ci.site, reason).Inc()
+		http.Error(sw, "421 Misdirected Request: this connection cannot serve "+plan.HostName(r.Host)+" ("+reason+"); open a new connection for it", http.StatusMisdirectedRequest)
 	default:
-		routeName = h.prefix
-		h.handler.ServeHTTP(sw, r)
+		siteName = site.Name
+		if site.Policy.WarnClassical && !ci.handshake.PostQuantum() {
+			sw.Header().Set(PQWarningHeader, pqWarning(ci.handshake))
+		}
+		i := routeIndex(site.Site, r.URL.Path)
+		if i < 0 {
+			http.Error(sw, "404 Not Found: no route for this path", http.StatusNotFound)
+			break
+		}
+		routeName = site.Routes[i].Prefix
+		ctx, ri := proxy.WithRequestInfo(withPage(r.Context(), site, ci))
+		info = ri
+		if isUpgrade(r) {
+			// A hijacked connection outlives http.Server's tracking: the
+			// generation's drain waits for its handler instead.
+			g.upgraded.Add(1)
+			defer g.upgraded.Done()
+		}
+		site.routes[i].ServeHTTP(sw, r.WithContext(ctx))
 	}
 	took := time.Since(start)
-
-	siteName := ""
-	if site != nil {
-		siteName = site.name
-	}
 	code := sw.code()
-	rt.gen.metrics.requests.WithLabelValues(siteName, strconv.Itoa(code)).Inc()
-	rt.gen.metrics.requestSeconds.WithLabelValues(siteName).Observe(took.Seconds())
-	if !rt.gen.cfg.Log.AccessLog() {
+	m := g.server().metrics
+	m.requests.WithLabelValues(siteName, strconv.Itoa(code)).Inc()
+	m.requestSeconds.WithLabelValues(siteName).Observe(took.Seconds())
+	if !g.plan.AccessLog {
 		return
 	}
 	attrs := []any{
 		"site", siteName, "method", r.Method, "path", r.URL.Path, "proto", r.Proto,
 		"status", code, "bytes", sw.bytes, "duration_ms", float64(took.Microseconds()) / 1000,
 		"remote", r.RemoteAddr, "route", routeName,
+		"group", ci.handshake.GroupName(), "pq", ci.handshake.PostQuantum(), "signature", ci.handshake.SignatureName(),
 	}
-	if ci != nil {
-		attrs = append(attrs, "group", ci.handshake.GroupName(), "pq", ci.handshake.PostQuantum(), "signature", ci.handshake.SignatureName())
-	}
-	if info.Upstream != "" {
+	if info != nil && info.Upstream != "" {
 		attrs = append(attrs, "upstream", info.Upstream)
 	}
-	if info.Err != nil {
+	if info != nil && info.Err != nil {
 		attrs = append(attrs, "upstream_err", info.Err.Error())
 	}
-	rt.gen.log.Info("request", attrs...)
+	g.log.Info("request", attrs...)
 }
 
-// siteFor prefers the Host header's site, so a connection reused for several
-// names (HTTP/2 connection coalescing) reaches the right one; without a match
-// the site SNI chose serves.
-func (rt *router) siteFor(r *http.Request, ci *connInfo) *siteRuntime {
-	host := r.Host
-	if i := strings.LastIndexByte(host, ':'); i > 0 && !strings.HasSuffix(host, "]") {
-		host = host[:i]
-	}
-	host = strings.Trim(host, "[]")
-	l := rt.listener
-	if s, ok := l.byName[strings.ToLower(host)]; ok {
-		return s
-	}
-	if ci != nil && ci.site != nil {
-		return ci.site
-	}
-	return l.siteFor(host)
-}
-
-func (s *siteRuntime) match(path string) *route {
-	if s == nil {
-		return nil
-	}
-	for i := range s.routes {
-		if strings.HasPrefix(path, s.routes[i].prefix) {
-			return &s.routes[i]
-		}
+// server returns the Server that built g.
+func (g *generation) server() *Server {
+	for _, s := range g.sites {
+		return s.server
 	}
 	return nil
+}
+
+// siteFor returns the site that serves r on this connection, or nil and
+// why not (the request is then answered 421).
+//
+// The Host resolves through the listener's resolver like SNI did: exact
+// name, then wildcard; a Host that names no site here is served by the
+// site the handshake chose. A Host of another site than the handshake's is
+// served only if this connection qualifies for that site too (HTTP/2
+// connection coalescing, RFC 9113 section 9.1.1; RFC 9110 section 15.5.20
+// for 421): the certificate sent covers the name, and the negotiated key
+// exchange and version meet that site's policy. Otherwise a classical
+// client could reach a pq-only site through a pq-preferred one's handshake.
+// The handshake's site is looked up by name in this generation, so a
+// connection handed to a newer generation is served by its sites.
+func (rt *router) siteFor(r *http.Request, ci *connInfo) (*siteRuntime, string) {
+	l := rt.l
+	hs := l.site(l.gen.plan.Site(ci.site))
+	if hs == nil {
+		// Not in this generation (a reload renamed or removed the site
+		// between the handshake and the hand-off): the default serves,
+		// under the same rule as any other site.
+		hs = l.site(l.Resolver.Default())
+		if hs == nil {
+			return nil, "no site"
+		}
+		if reason := qualifies(hs, ci, ci.handshake.ServerName); reason != "" {
+			return nil, reason
+		}
+	}
+	host := plan.HostName(r.Host)
+	if host == "" || l.combo != nil {
+		return hs, ""
+	}
+	ps, _ := l.Resolver.ByName(host)
+	target := l.site(ps)
+	if target == nil || target == hs {
+		return hs, ""
+	}
+	if reason := qualifies(target, ci, host); reason != "" {
+		return nil, reason
+	}
+	return target, ""
+}
+
+// qualifies says why a connection may not serve a site under name ("" when
+// it may): the certificate it presented must cover name and its handshake
+// must meet the site's TLS policy.
+func qualifies(site *siteRuntime, ci *connInfo, name string) string {
+	if name != "" && (ci.leaf == nil || ci.leaf.VerifyHostname(name) != nil) {
+		return "certificate"
+	}
+	if err := site.Policy.Permits(ci.handshake); err != nil {
+		return "policy"
+	}
+	return ""
+}
+
+// routeIndex returns the index of the route for a path, longest prefix
+// first; -1 for none.
+func routeIndex(s *plan.Site, path string) int {
+	for i := range s.Routes {
+		if strings.HasPrefix(path, s.Routes[i].Prefix) {
+			return i
+		}
+	}
+	return -1
+}
+
+// isUpgrade reports a protocol-switch request (RFC 9110 section 7.8).
+func isUpgrade(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != "" && headerHasToken(r.Header, "Connection", "upgrade")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // statusWriter records the status code and body size for logs and metrics.
@@ -110,7 +185,9 @@ type statusWriter struct {
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
+	if w.status == 0 || w.status == http.StatusContinue || w.status == http.StatusEarlyHints {
+		// 1xx answers are interim (RFC 9110 section 15.2), except 101,
+		// which ends the HTTP exchange: that is what gets logged.
 		w.status = code
 	}
 	w.ResponseWriter.WriteHeader(code)
@@ -132,5 +209,16 @@ func (w *statusWriter) code() int {
 	return w.status
 }
 
-// Unwrap lets http.ResponseController reach Flush and Hijack (WebSockets).
+// Unwrap lets http.ResponseController reach Flush and the deadlines.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack takes the connection over for a protocol switch (WebSockets).
+// httputil.ReverseProxy writes the upstream's 101 itself after hijacking,
+// past WriteHeader: the hijack is what says the answer was 101.
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return c, brw, err
+}

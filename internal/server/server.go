@@ -2,287 +2,210 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"strings"
+	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pqedge/pqedge/certs"
 	"github.com/pqedge/pqedge/internal/config"
+	"github.com/pqedge/pqedge/internal/pages"
+	"github.com/pqedge/pqedge/internal/tickets"
+	"github.com/pqedge/pqedge/proxy"
 )
 
-// Options are the parts of a Server that tests control.
+// Options are the parts of a Server that its caller, or a test, controls.
 type Options struct {
 	Logger *slog.Logger // default slog.Default()
-	// Now is the clock for certificate checks and deadlines; default time.Now.
+	// Now is the clock for certificate checks, ticket keys and handshake
+	// deadlines; default time.Now.
 	Now func() time.Time
 	// CertCheckInterval is how often certificate files are checked for
-	// changes; default 30s, negative disables the check.
+	// changes and local certificates for renewal; default
+	// defaultCertCheckInterval, negative disables the check.
 	CertCheckInterval time.Duration
 	// OnHandshake, if set, is called after every TLS handshake, failed or
 	// not, from the connection's goroutine before any request on it is
 	// served. It must not block. Tests use it to assert what pqedge itself
 	// negotiated with a real client.
 	OnHandshake func(HandshakeEvent)
+	// TicketSource supplies session-ticket keys; nil means keys made in
+	// this process (tickets.LocalSource). A fleet passes its shared store.
+	TicketSource tickets.Source
+	// Node names this server in its session tickets; default the host
+	// name.
+	Node string
 }
 
 // Server is a running pqedge.
 type Server struct {
-	log     *slog.Logger
-	now     func() time.Time
-	metrics *metrics
-	// adoption counts handshakes per minute for the /adoption admin page.
-	adoption    *adoption
-	onHandshake func(HandshakeEvent)
-	acme        *acmeState      // ACME Managers, across generations (acme.go)
-	ctx         context.Context // canceled when the server has shut down
-	cancel      context.CancelFunc
+	log  *slog.Logger
+	now  func() time.Time
+	opts Options
+
+	// Components: state that outlives a config generation (see doc.go).
+	metrics   *metrics
+	sockets   *socketSet
+	health    *proxy.Registry
+	tickets   *tickets.Keeper
+	certs     *certStore
+	acme      *acmeState
+	adoption  *pages.Adoption
+	compatLog *pages.CompatLog
+	sinks     []handshakeSink
+
+	// tlsBase is the config every connection starts with; the site's own
+	// config is chosen from the ClientHello (configForClient).
+	tlsBase *tls.Config
+
+	ctx    context.Context // canceled once the server has stopped
+	cancel context.CancelFunc
+
+	// txnMu serialises transactions. It is held across prepare, which may
+	// do network I/O (ACME), and is never taken by Shutdown: Shutdown
+	// cancels the transaction through txnCancel instead.
+	txnMu sync.Mutex
 
 	current atomic.Pointer[generation] // the generation new connections go to
-	ready   atomic.Bool                // false before start and while draining
+	ready   atomic.Bool                // false before the first commit and once draining
 
-	mu       sync.Mutex // guards the fields below; serialises Reload and Shutdown
-	sockets  map[string]*socket
-	admin    *http.Server
-	adminLn  net.Listener
-	adminAt  string         // configured admin address
-	retiring sync.WaitGroup // old generations still draining
-	stopped  bool
+	mu        sync.Mutex // guards the fields below; never held across network I/O
+	live      []*generation
+	txnCancel context.CancelFunc // cancels the transaction in prepare, if any
+	stopping  bool
+	admin     *adminListener
+	retiring  sync.WaitGroup // generations draining in the background
+
+	metricsMu      sync.Mutex // guards upstreamSeries; serialises syncUpstreamMetrics
+	upstreamSeries map[seriesKey]bool
 }
 
-// New builds the config's generation, opens its sockets and starts serving.
-// On error nothing is left open.
+var errStopping = errors.New("the server is shutting down")
+
+// New starts the components, applies cfg as the first transaction and
+// serves it. On error nothing is left open or running.
 func New(cfg *config.Config, opts Options) (*Server, error) {
-	s := &Server{log: opts.Logger, now: opts.Now, metrics: newMetrics(), sockets: map[string]*socket{},
-		adoption: newAdoption(), onHandshake: opts.OnHandshake}
+	s := &Server{log: opts.Logger, now: opts.Now, opts: opts, adoption: &pages.Adoption{}, compatLog: &pages.CompatLog{},
+		upstreamSeries: map[seriesKey]bool{}}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.acme = newACMEState(s.log, s.metrics.reg)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	gen, err := s.build(cfg)
-	if err != nil {
+	s.tlsBase = &tls.Config{GetConfigForClient: s.configForClient}
+	s.metrics = newMetrics()
+	s.sockets = newSocketSet(s)
+	s.health = proxy.NewRegistry(proxy.RegistryOptions{OnChange: s.upstreamChanged, Logger: s.log})
+	s.certs = newCertStore(s.log, s.metrics)
+	s.acme = newACMEState(s.log, s.metrics.reg)
+	s.sinks = s.handshakeSinks()
+	if err := s.startTickets(); err != nil {
+		s.stopComponents()
 		return nil, err
 	}
-	opened, err := s.openSockets(gen)
-	if err != nil {
-		gen.closePools()
+	if err := s.apply(s.ctx, cfg); err != nil {
+		s.stopComponents()
 		return nil, err
-	}
-	if err := s.startACME(gen, opened); err != nil {
-		closeSockets(opened)
-		gen.closePools()
-		return nil, err
-	}
-	if err := s.setAdmin(cfg.Admin.Listen); err != nil {
-		closeSockets(opened)
-		gen.closePools()
-		s.acme.abandon(gen)
-		return nil, err
-	}
-	gen.start()
-	s.current.Store(gen)
-	s.acme.commit(gen)
-	for _, sk := range opened {
-		sk.start()
 	}
 	s.ready.Store(true)
-	every := opts.CertCheckInterval
-	if every == 0 {
-		every = defaultCertCheckInterval
-	}
-	if every > 0 {
+	if every := cmpOr(opts.CertCheckInterval, defaultCertCheckInterval); every > 0 {
 		go s.certLoop(every)
-	}
-	for _, sk := range opened {
-		s.log.Info("listening", "address", sk.ln.Addr().String(), "configured", sk.address)
 	}
 	return s, nil
 }
 
-func (s *Server) build(cfg *config.Config) (*generation, error) {
-	cs := &certSource{cfg: cfg, now: s.now()}
-	gen, err := buildGeneration(cfg, s.log, s.metrics, cs.selector)
+func cmpOr(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// startTickets starts the session-ticket Keeper with the configured source.
+func (s *Server) startTickets() error {
+	src := s.opts.TicketSource
+	if src == nil {
+		src = &tickets.LocalSource{}
+	}
+	node := s.opts.Node
+	if node == "" {
+		node, _ = os.Hostname()
+	}
+	k, err := tickets.NewKeeper(s.ctx, tickets.KeeperOptions{Source: src, Node: node, Now: s.now, Logger: s.log, OnRefresh: s.metrics.ticketRefresh})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := s.addCompat(gen, cs); err != nil {
-		gen.closePools()
-		return nil, err
-	}
-	gen.acme = s.acme.plan(gen)
-	for name, site := range gen.sites {
-		s.setExpiry(name, site.selector.Load())
-	}
-	if cs.local != nil && len(cs.local.Issued) > 0 {
-		s.log.Info("issued local development certificates", "dir", cs.local.Dir, "files", cs.local.Issued,
-			"hint", "trust the local CA with `pqedge certs trust "+cs.local.Dir+"`")
-	}
-	return gen, nil
+	s.tickets = k
+	go k.Run(s.ctx)
+	return nil
 }
 
-func (s *Server) setExpiry(site string, sel *certs.Selector) {
-	if d, ok := expiryDays(sel.Classical, s.now()); ok {
-		s.metrics.certExpiryDays.WithLabelValues(site, "classical").Set(d)
-	}
-	if d, ok := expiryDays(sel.PQ, s.now()); ok {
-		s.metrics.certExpiryDays.WithLabelValues(site, "pq").Set(d)
-	}
-}
-
-// openSockets binds the addresses of gen that are not bound yet and returns
-// the new sockets (not yet accepting).
-func (s *Server) openSockets(gen *generation) ([]*socket, error) {
-	var opened []*socket
-	for _, l := range gen.cfg.Listener {
-		key := socketKey(l)
-		if _, ok := s.sockets[key]; ok {
-			continue
-		}
-		ln, err := net.Listen("tcp", bindAddress(l.Address))
-		if err != nil {
-			closeSockets(opened)
-			return nil, fmt.Errorf("failed to listen on %s for listener %q: %w", l.Address, l.Name, err)
-		}
-		opened = append(opened, &socket{address: key, ln: ln, srv: s, done: make(chan struct{})})
-	}
-	plain, err := s.openPlain(gen)
-	if err != nil {
-		closeSockets(opened)
-		return nil, err
-	}
-	opened = append(opened, plain...)
-	for _, sk := range opened {
-		s.sockets[sk.address] = sk
-	}
-	return opened, nil
-}
-
-// socketKey identifies a listener's socket across reloads: its configured
-// address, so a reload keeps the socket of an unchanged address open. Port 0
-// ("any free port") is not one address but one per listener, so there the
-// listener's name is part of the key.
-func socketKey(l config.Listener) string {
-	if _, port, err := net.SplitHostPort(l.Address); err == nil && port == "0" {
-		return l.Address + "#" + l.Name
-	}
-	return l.Address
-}
-
-// bindAddress is the address to listen on for a socket key: what precedes
-// "#" (see socketKey).
-func bindAddress(address string) string {
-	a, _, _ := strings.Cut(address, "#")
-	return a
-}
-
-func closeSockets(socks []*socket) {
-	for _, sk := range socks {
-		sk.ln.Close()
-	}
-}
-
-// Reload swaps in a new config. It builds everything first: if the config
-// cannot be served (a certificate fails to load, an address cannot be
-// bound), the old config keeps serving and the error says why. Otherwise new
+// Reload applies cfg. If anything fails (a certificate does not load, an
+// address cannot be bound, the CA refuses an order, Shutdown cancels it)
+// the running config keeps serving and the error says why. Otherwise new
 // connections go to the new config at once, sockets it still uses stay
-// open, and the old generation drains in the background.
-func (s *Server) Reload(cfg *config.Config) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopped {
-		return errors.New("failed to reload: the server is shutting down")
-	}
-	gen, err := s.build(cfg)
-	if err != nil {
+// open, and the previous generation drains in the background. ctx bounds
+// the transaction.
+func (s *Server) Reload(ctx context.Context, cfg *config.Config) error {
+	if err := s.apply(ctx, cfg); err != nil {
 		s.metrics.reloads.WithLabelValues("invalid").Inc()
 		return err
 	}
-	opened, err := s.openSockets(gen)
-	if err != nil {
-		gen.closePools()
-		s.metrics.reloads.WithLabelValues("invalid").Inc()
-		return err
-	}
-	if err := s.startACME(gen, opened); err != nil {
-		for _, sk := range opened {
-			delete(s.sockets, sk.address)
-		}
-		closeSockets(opened)
-		gen.closePools()
-		s.metrics.reloads.WithLabelValues("invalid").Inc()
-		return err
-	}
-	if err := s.setAdmin(cfg.Admin.Listen); err != nil {
-		for _, sk := range opened {
-			delete(s.sockets, sk.address)
-		}
-		closeSockets(opened)
-		gen.closePools()
-		s.acme.abandon(gen)
-		s.metrics.reloads.WithLabelValues("invalid").Inc()
-		return err
-	}
-	gen.start()
-	old := s.current.Swap(gen)
-	s.acme.commit(gen)
-	s.metrics.forgetUpstreams(old, gen)
-	for _, sk := range opened {
-		sk.start()
-	}
-	// Sockets the new config no longer names stop accepting; connections
-	// they already accepted finish in the old generation.
-	for addr, sk := range s.sockets {
-		if gen.listenerAt(addr) == nil && !gen.acme.servesPlain(addr) {
-			sk.ln.Close()
-			delete(s.sockets, addr)
-		}
-	}
-	s.retiring.Add(1)
-	go func() {
-		defer s.retiring.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), old.shutdownTimeout)
-		defer cancel()
-		old.shutdown(ctx)
-	}()
 	s.metrics.reloads.WithLabelValues("ok").Inc()
 	s.log.Info("config reloaded", "file", cfg.File)
 	return nil
 }
 
-// Shutdown stops accepting, lets in-flight requests and streams finish until
-// ctx ends, then closes what is left.
+// ReloadFile loads the config at path and applies it, and returns it. A
+// file that does not load (syntax, unknown key, invalid value) is refused
+// and counted like any other failed reload; its error is config.Problems.
+func (s *Server) ReloadFile(ctx context.Context, path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		s.metrics.reloads.WithLabelValues("invalid").Inc()
+		return nil, err
+	}
+	return cfg, s.Reload(ctx, cfg)
+}
+
+// Shutdown stops the server: it turns /readyz off, cancels a transaction in
+// progress, stops accepting, lets in-flight requests, streams and upgraded
+// connections finish until ctx ends, then closes what is left and stops the
+// components. It returns within moments of ctx ending.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	if s.stopped {
+	if s.stopping {
 		s.mu.Unlock()
 		return nil
 	}
-	s.stopped = true
+	s.stopping = true
 	s.ready.Store(false)
-	for _, sk := range s.sockets {
-		sk.ln.Close()
+	if s.txnCancel != nil {
+		s.txnCancel()
 	}
-	for _, sk := range s.sockets {
-		<-sk.done
-	}
+	live := slices.Clone(s.live)
 	s.mu.Unlock()
 
-	s.current.Load().shutdown(ctx)
+	s.sockets.closeAll()
+	for _, g := range live {
+		s.retire(g, ctx)
+	}
 	s.retiring.Wait()
-	s.cancel()
-	s.acme.closeAll()
+	// A transaction canceled above may still be aborting: wait for it, so
+	// nothing it opened outlives Shutdown.
+	s.txnMu.Lock()
+	s.txnMu.Unlock()
+	s.stopComponents()
 	var err error
-	if s.admin != nil {
-		err = s.admin.Shutdown(ctx)
+	if a := s.takeAdmin(); a != nil {
+		err = a.shutdown(ctx)
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("drain deadline passed; remaining connections were closed: %w", ctx.Err())
@@ -290,33 +213,50 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// ShutdownTimeout is how long Shutdown should be given: the current
-// config's timeouts.shutdown, or its default.
-func (s *Server) ShutdownTimeout() time.Duration {
-	return s.current.Load().shutdownTimeout
+// stopComponents stops what New started.
+func (s *Server) stopComponents() {
+	s.cancel()
+	s.acme.closeAll()
+	s.health.Close()
 }
 
-// ListenerAddr returns the bound address of a listener of the current config
-// (useful with port 0), or nil.
-func (s *Server) ListenerAddr(name string) net.Addr {
+func (s *Server) takeAdmin() *adminListener {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l, ok := s.current.Load().listeners[name]
-	if !ok {
+	a := s.admin
+	s.admin = nil
+	return a
+}
+
+// ShutdownTimeout is how long Shutdown should be given: the current
+// config's timeouts.shutdown.
+func (s *Server) ShutdownTimeout() time.Duration {
+	return s.current.Load().plan.Timeouts.Shutdown
+}
+
+// ListenerAddr returns the bound address of a listener of the current
+// config (useful with port 0), or nil.
+func (s *Server) ListenerAddr(name string) net.Addr {
+	l := s.current.Load().plan.Listener(name)
+	if l == nil {
 		return nil
 	}
-	if sk, ok := s.sockets[socketKey(l.cfg)]; ok {
-		return sk.ln.Addr()
-	}
-	return nil
+	return s.sockets.addr(l.SocketKey)
 }
 
 // AdminAddr returns the bound admin address, or nil without one.
 func (s *Server) AdminAddr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.adminLn == nil {
+	if s.admin == nil {
 		return nil
 	}
-	return s.adminLn.Addr()
+	return s.admin.ln.Addr()
+}
+
+// liveGenerations returns the current generation and those still draining.
+func (s *Server) liveGenerations() []*generation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.live)
 }

@@ -1,6 +1,7 @@
-package server
+package pages
 
 import (
+	"context"
 	"crypto/tls"
 	_ "embed"
 	"encoding/json"
@@ -11,10 +12,39 @@ import (
 	"github.com/pqedge/pqedge/pqtls"
 )
 
-// inspectHandler is the built-in page about the visitor's own connection:
-// HTML for people, JSON for programs (Accept: application/json or
-// ?format=json).
-type inspectHandler struct{}
+// Inspect is the built-in page about the visitor's own connection: HTML
+// for people, JSON for programs (Accept: application/json or
+// ?format=json). It reads the connection from the request context
+// (WithConn).
+type Inspect struct{}
+
+// Conn is what the pages know of the visitor's connection. The server puts
+// it in every request's context with WithConn.
+type Conn struct {
+	Handshake *pqtls.Handshake
+	// Policy is the TLS policy of the site serving the request.
+	Policy pqtls.Policy
+	// Warning is the PQWarningHeader text sent on this classical connection
+	// to a pq-warn site; "" otherwise.
+	Warning string
+}
+
+// PQWarningHeader is set on responses to classical connections of a site
+// under the pq-warn policy.
+const PQWarningHeader = "PQEdge-PQ-Warning"
+
+type connKey struct{}
+
+// WithConn returns ctx carrying c.
+func WithConn(ctx context.Context, c *Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// ConnFrom returns the Conn stored by WithConn, or nil.
+func ConnFrom(ctx context.Context) *Conn {
+	c, _ := ctx.Value(connKey{}).(*Conn)
+	return c
+}
 
 // InspectReport is the JSON the inspect handler serves.
 type InspectReport struct {
@@ -69,19 +99,15 @@ var inspectHTML string
 
 var inspectTemplate = template.Must(template.New("inspect").Parse(inspectHTML))
 
-func (inspectHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ci := connInfoFrom(r.Context())
-	if ci == nil {
+func (Inspect) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := ConnFrom(r.Context())
+	if c == nil || c.Handshake == nil {
 		http.Error(w, "500 Internal Server Error: no TLS handshake record for this connection", http.StatusInternalServerError)
 		return
 	}
-	rep := newInspectReport(ci.handshake)
-	if ci.site != nil {
-		rep.IfMLKEM = whatIfMLKEM(ci.handshake, ci.site.policy)
-		if ci.site.policy.WarnClassical && !ci.handshake.PostQuantum() {
-			rep.Warning = w.Header().Get(PQWarningHeader)
-		}
-	}
+	rep := newInspectReport(c.Handshake)
+	rep.IfMLKEM = whatIfMLKEM(c.Handshake, c.Policy)
+	rep.Warning = c.Warning
 	render(w, r, inspectTemplate, "inspect", rep)
 }
 

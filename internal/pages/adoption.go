@@ -1,4 +1,4 @@
-package server
+package pages
 
 import (
 	_ "embed"
@@ -12,66 +12,23 @@ import (
 	"github.com/pqedge/pqedge/pqtls"
 )
 
-// HandshakeEvent is what Options.OnHandshake receives.
-type HandshakeEvent struct {
-	Listener string
-	Site     string // "" when the handshake failed before a site was chosen
-	// Compat is true on the [compat] combination listeners.
-	Compat bool
-	// Handshake is the record of a completed handshake; nil when it failed.
-	Handshake *pqtls.Handshake
-	// Hello is the client's ClientHello, nil when it was not captured.
-	Hello *pqtls.ClientHello
-	// Err is why the handshake failed, and Reason its metrics label
-	// (no_common_group, certificate, timeout...).
-	Err    error
-	Reason string
-	Remote string // the client's address
-}
-
-// observeHandshake feeds one handshake outcome to the adoption counters, the
-// compat page's recent-handshake list and Options.OnHandshake. It runs on
-// the connection's goroutine, for every handshake: the event (and the
-// formatted client address in it) is only built when something reads it.
-func (srv *Server) observeHandshake(l *listenerRuntime, ec *edgeConn, rec *pqtls.Handshake, hello *pqtls.ClientHello, family, reason string, err error) {
-	c := l.compat
-	if c == nil && rec != nil {
-		// Compat probes force one group each: counting them would make
-		// the adoption share describe the matrix, not the visitors.
-		srv.adoption.record(srv.now(), family, rec.PostQuantum())
-	}
-	if c == nil && srv.onHandshake == nil {
-		return
-	}
-	site, _ := ec.chosen()
-	ev := HandshakeEvent{Listener: l.cfg.Name, Compat: c != nil, Handshake: rec, Hello: hello, Err: err, Reason: reason, Remote: ec.RemoteAddr().String()}
-	if site != nil {
-		ev.Site = site.name
-	}
-	if c != nil {
-		c.set.remember(c, ev, srv.now())
-	}
-	if srv.onHandshake != nil {
-		srv.onHandshake(ev)
-	}
-}
-
 // adoptionMinutes is how far back the adoption counters reach: a day of
 // one-minute buckets.
 const adoptionMinutes = 24 * 60
 
 // adoptionFamilies are the client families counted, in display order; the
 // last entry stands for a ClientHello that was not captured.
-var adoptionFamilies = []string{
+var adoptionFamilies = [...]string{
 	pqtls.FamilyChromium, pqtls.FamilyFirefox, pqtls.FamilySafari,
 	pqtls.FamilyCurlOpenSSL, pqtls.FamilyGo, pqtls.FamilyOther, "unknown",
 }
 
-// adoption counts completed handshakes per minute, by client family and
+// Adoption counts completed handshakes per minute, by client family and
 // whether the key exchange was post-quantum, for the last day. It is a ring
 // indexed by the minute: a bucket whose minute is stale is reset on the next
-// write, so nothing needs a ticker.
-type adoption struct {
+// write, so nothing needs a ticker. It is safe for concurrent use; the
+// server keeps one across config generations.
+type Adoption struct {
 	mu      sync.Mutex // guards buckets
 	buckets [adoptionMinutes]adoptionBucket
 }
@@ -79,19 +36,18 @@ type adoption struct {
 type adoptionBucket struct {
 	minute int64 // Unix minute counted here
 	// counts[family][0] classical, [1] post-quantum.
-	counts [7][2]uint32
+	counts [len(adoptionFamilies)][2]uint32
 }
-
-func newAdoption() *adoption { return &adoption{} }
 
 func familyIndex(family string) int {
-	if i := slices.Index(adoptionFamilies, family); i >= 0 {
+	if i := slices.Index(adoptionFamilies[:], family); i >= 0 {
 		return i
 	}
-	return slices.Index(adoptionFamilies, pqtls.FamilyOther)
+	return slices.Index(adoptionFamilies[:], pqtls.FamilyOther)
 }
 
-func (a *adoption) record(now time.Time, family string, pq bool) {
+// Record counts one completed handshake at now.
+func (a *Adoption) Record(now time.Time, family string, pq bool) {
 	m := now.Unix() / 60
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -132,9 +88,9 @@ type AdoptionReport struct {
 
 // window sums the buckets of the last minutes minutes, the current one
 // included. Families without handshakes are left out.
-func (a *adoption) window(now time.Time, name string, minutes int) AdoptionWindow {
+func (a *Adoption) window(now time.Time, name string, minutes int) AdoptionWindow {
 	cur := now.Unix() / 60
-	var sums [7][2]uint64
+	var sums [len(adoptionFamilies)][2]uint64
 	a.mu.Lock()
 	for i := range a.buckets {
 		b := &a.buckets[i]
@@ -167,18 +123,19 @@ func share(part, total uint64) float64 {
 	return float64(part) / float64(total)
 }
 
-func (a *adoption) report(now time.Time) AdoptionReport {
+// Report sums the last hour and the last day at now.
+func (a *Adoption) Report(now time.Time) AdoptionReport {
 	return AdoptionReport{Now: now, Windows: []AdoptionWindow{
 		a.window(now, "last hour", 60),
 		a.window(now, "last day", adoptionMinutes),
 	}}
 }
 
-// adoptionHandler serves the /adoption admin page: HTML for people, JSON
-// with ?format=json or Accept: application/json.
-type adoptionHandler struct {
-	a   *adoption
-	now func() time.Time
+// AdoptionPage serves the /adoption admin page: HTML for people, JSON with
+// ?format=json or Accept: application/json.
+type AdoptionPage struct {
+	Adoption *Adoption
+	Now      func() time.Time
 }
 
 //go:embed adoption.html
@@ -188,8 +145,8 @@ var adoptionTemplate = template.Must(template.New("adoption").Funcs(template.Fun
 	"percent": func(f float64) string { return formatPercent(f) },
 }).Parse(adoptionHTML))
 
-func (h *adoptionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rep := h.a.report(h.now())
+func (h *AdoptionPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rep := h.Adoption.Report(h.Now())
 	render(w, r, adoptionTemplate, "adoption", rep)
 }
 

@@ -1,0 +1,169 @@
+package server
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+
+	"github.com/pqedge/pqedge/internal/pages"
+	"github.com/pqedge/pqedge/internal/plan"
+	"github.com/pqedge/pqedge/pqtls"
+	"github.com/pqedge/pqedge/proxy"
+)
+
+// buildGeneration turns the plan into runtime objects: pools on the health
+// registry, one TLS config per listener and site, handlers, one HTTP server
+// per https listener, one stream proxy per stream listener. It opens
+// nothing and starts nothing.
+func (t *txn) buildGeneration() (err error) {
+	s, p := t.s, t.plan
+	g := &generation{plan: p, log: s.log, sites: map[string]*siteRuntime{}, listeners: map[string]*listenerRuntime{},
+		pools: map[string]*proxy.Pool{}, acme: t.acme}
+	defer func() {
+		if err != nil {
+			g.closePools()
+		}
+	}()
+	for _, pp := range p.Pools {
+		opts := pp.Options
+		opts.Registry, opts.Logger = s.health, s.log
+		if opts.Policy, err = proxy.ParsePolicy(pp.Balance); err != nil {
+			return fmt.Errorf("pool %q: %w", pp.Name, err)
+		}
+		pool, err := proxy.NewPool(pp.Name, opts)
+		if err != nil {
+			return err
+		}
+		g.pools[pp.Name] = pool
+	}
+	compatPage := t.compatPage()
+	for _, ps := range p.Sites {
+		rt := &siteRuntime{Site: ps, certs: t.certs.entries[ps.Name], acme: t.acme.manager(ps.Name), server: s}
+		proxies := map[string]*proxy.HTTPProxy{}
+		for _, r := range ps.Routes {
+			var h http.Handler
+			switch {
+			case r.Pool != "":
+				// Routes of a site to one pool share one proxy, so they
+				// share its keep-alive connections to the upstreams.
+				hp, ok := proxies[r.Pool]
+				if !ok {
+					hp = proxy.NewHTTPProxy(g.pools[r.Pool], proxy.HTTPOptions{
+						ResponseHeaderTimeout: p.Timeouts.UpstreamHeader,
+						Headers:               ps.Headers,
+						Logger:                s.log,
+					})
+					proxies[r.Pool] = hp
+					g.proxies = append(g.proxies, hp)
+				}
+				h = hp
+			case r.Handler == "inspect":
+				h = pages.Inspect{}
+			case r.Handler == "compat" && compatPage != nil:
+				h = compatPage
+			default:
+				return fmt.Errorf("site %q: route %q has no handler", ps.Name, r.Prefix)
+			}
+			rt.routes = append(rt.routes, h)
+		}
+		g.sites[ps.Name] = rt
+	}
+	for _, pl := range p.Listeners {
+		l, err := t.newListener(g, pl)
+		if err != nil {
+			return err
+		}
+		g.listeners[pl.SocketKey] = l
+	}
+	t.gen = g
+	return nil
+}
+
+// newListener builds one listener of g: its TLS configs and its HTTP server
+// or stream proxy.
+func (t *txn) newListener(g *generation, pl *plan.Listener) (*listenerRuntime, error) {
+	s, p := t.s, t.plan
+	l := &listenerRuntime{Listener: pl, gen: g, tlsConfigs: map[*siteRuntime]*tls.Config{}}
+	if c := pl.Compat; c != nil {
+		l.combo = t.comboSite(c)
+	}
+	for _, ps := range pl.Resolver.Sites() {
+		rt := l.site(ps)
+		l.tlsConfigs[rt] = s.siteTLS(rt, pl.ALPN)
+	}
+	if pl.Kind == plan.KindStream {
+		site := pl.Resolver.Default()
+		sp, err := proxy.NewStreamProxy(g.pools[pl.Pool], proxy.StreamOptions{
+			ProxyProtocol: pl.ProxyProtocol,
+			IdleTimeout:   p.Timeouts.StreamIdle,
+			OnStreamEnd:   s.streamEnded(pl.Name, site.Name, p.AccessLog),
+			Logger:        s.log.With("listener", pl.Name),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("listener %q: %w", pl.Name, err)
+		}
+		l.stream = sp
+		return l, nil
+	}
+	l.queue = newConnQueue()
+	l.conns = newConnTracker()
+	l.http = &http.Server{
+		Handler:           &router{l: l},
+		ReadHeaderTimeout: p.Timeouts.ReadHeader,
+		IdleTimeout:       p.Timeouts.Idle,
+		// The handshake is done before the conn reaches the http.Server;
+		// TLSConfig only tells it to speak HTTP/2 where ALPN chose h2.
+		TLSConfig:   &tls.Config{NextProtos: []string{"h2", "http/1.1"}},
+		ConnContext: connContext,
+		ConnState:   l.conns.track,
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	return l, nil
+}
+
+// siteTLS is a site's TLS config on a listener: the site's policy and
+// certificates, the listener's ALPN, the site's session tickets.
+func (s *Server) siteTLS(rt *siteRuntime, alpn []string) *tls.Config {
+	c := &tls.Config{GetCertificate: rt.getCertificate, NextProtos: slices.Clone(alpn)}
+	rt.Policy.Apply(c)
+	if rt.Tickets {
+		s.tickets.Configure(c, rt.TicketScope)
+	} else {
+		c.SessionTicketsDisabled = true
+	}
+	if rt.acme != nil && rt.Config.ACME.TLSALPNEnabled() {
+		c.NextProtos = append(c.NextProtos, acmeALPN)
+	}
+	return c
+}
+
+// comboSite is the site of one compat matrix listener: the compat site's
+// names, exactly one group and one certificate, no session tickets (every
+// probe is a full handshake), and the inspect JSON for the compat page as
+// its only route.
+func (t *txn) comboSite(c *plan.Combination) *siteRuntime {
+	site := *t.plan.Compat.Site // a copy: the plan is not to be modified
+	site.Policy = pqtls.Policy{Preset: pqtls.Preset{Name: "compat", Groups: []tls.CurveID{c.Group}, MinVersion: tls.VersionTLS12}, Explicit: true}
+	site.Routes = []plan.Route{{Prefix: "/"}}
+	site.Tickets = false
+	return &siteRuntime{Site: &site, certs: t.certs.entries["compat/"+string(c.Cert)], routes: []http.Handler{pages.CORSInspect{}}, server: t.s}
+}
+
+// compatPage is the compat page handler of the plan's matrix, with each
+// combination listener's bound port; nil without [compat].
+func (t *txn) compatPage() *pages.Compat {
+	c := t.plan.Compat
+	if c == nil {
+		return nil
+	}
+	page := &pages.Compat{Log: t.s.compatLog, Now: t.s.now}
+	for _, combo := range c.Combinations {
+		page.Combinations = append(page.Combinations, pages.CompatEntry{
+			Listener: combo.Listener.Name, Group: combo.GroupName, Cert: string(combo.Cert),
+			PQGroup: combo.PQGroup, PQCert: combo.PQCert, Port: t.s.sockets.port(combo.Listener.SocketKey, t.opened),
+		})
+	}
+	return page
+}

@@ -1,0 +1,229 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"maps"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+)
+
+// retire stops a generation from taking connections and drains it in the
+// background until its timeouts.shutdown or parent ends, whichever is
+// first; then it is forgotten (its upstream series go). Retiring a
+// generation that is already retiring only adds parent's bound.
+func (s *Server) retire(g *generation, parent context.Context) {
+	g.retireOnce.Do(func() {
+		g.handoff.Lock()
+		g.retired = true
+		g.handoff.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), g.plan.Timeouts.Shutdown)
+		g.cancelDrain = cancel
+		s.retiring.Add(1)
+		go func() {
+			defer s.retiring.Done()
+			defer cancel()
+			g.drain(ctx)
+			s.forget(g)
+		}()
+	})
+	context.AfterFunc(parent, g.cancelDrain)
+}
+
+// forget drops a drained generation from the live list.
+func (s *Server) forget(g *generation) {
+	s.mu.Lock()
+	s.live = slices.DeleteFunc(s.live, func(x *generation) bool { return x == g })
+	s.mu.Unlock()
+	s.syncUpstreamMetrics()
+}
+
+// drain lets what the generation took finish, until ctx ends, then closes
+// what is left. It takes no new connection (retired is set).
+//
+// An HTTP/1 connection that has not sent its request yet must not meet
+// http.Server.Shutdown: a request read after Shutdown began is dropped
+// unanswered (net/http's conn.serve checks shuttingDown after reading it).
+// So keep-alives are turned off first, which answers every request still to
+// come with "Connection: close" and closes idle connections, and Shutdown
+// waits until no HTTP/1 connection is left. HTTP/2 connections then get
+// Shutdown's GOAWAY, which tells their clients which streams were not
+// served so they retry them elsewhere (RFC 9113 section 6.8).
+func (g *generation) drain(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, l := range g.listeners {
+		if l.http != nil {
+			wg.Go(func() { l.drainHTTP(ctx) })
+		}
+	}
+	wg.Go(func() {
+		waitOrDone(ctx, &g.streams)
+		for _, l := range g.listeners {
+			if l.stream != nil {
+				// Streams still running now are past the deadline:
+				// Shutdown closes them.
+				l.stream.Shutdown(ctx)
+			}
+		}
+	})
+	wg.Go(func() {
+		// Upgraded connections (WebSockets) are hijacked: http.Server
+		// no longer tracks them; their handlers do until they end.
+		waitOrDone(ctx, &g.upgraded)
+		for _, l := range g.listeners {
+			if l.conns != nil {
+				l.conns.closeHijacked()
+			}
+		}
+	})
+	wg.Wait()
+	g.closePools()
+}
+
+func (l *listenerRuntime) drainHTTP(ctx context.Context) {
+	l.http.SetKeepAlivesEnabled(false)
+	l.conns.waitHTTP1(ctx)
+	if err := l.http.Shutdown(ctx); err != nil {
+		l.http.Close()
+	}
+}
+
+// waitOrDone waits for wg or for ctx to end.
+func waitOrDone(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// connTracker follows the connections of one http.Server through its
+// ConnState hook, so a drain knows when no HTTP/1 connection is left and
+// every HTTP/2 connection is known to the HTTP/2 server (which reports a
+// connection's state only once it registered it for graceful shutdown).
+type connTracker struct {
+	mu       sync.Mutex // guards the fields below
+	phase    map[net.Conn]connPhase
+	hijacked map[net.Conn]bool
+	changed  chan struct{} // closed and replaced on every change
+}
+
+type connPhase uint8
+
+const (
+	phaseHTTP1     connPhase = iota // an HTTP/1 connection
+	phaseH2Pending                  // ALPN h2, not yet registered by the HTTP/2 server
+	phaseH2                         // registered: Shutdown's GOAWAY reaches it
+)
+
+func newConnTracker() *connTracker {
+	return &connTracker{phase: map[net.Conn]connPhase{}, hijacked: map[net.Conn]bool{}, changed: make(chan struct{})}
+}
+
+// track is the http.Server's ConnState hook.
+func (t *connTracker) track(c net.Conn, state http.ConnState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch state {
+	case http.StateNew:
+		ph := phaseHTTP1
+		if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+			ph = phaseH2Pending
+		}
+		t.phase[c] = ph
+	case http.StateActive, http.StateIdle:
+		if t.phase[c] == phaseH2Pending {
+			t.phase[c] = phaseH2
+		}
+	case http.StateHijacked:
+		delete(t.phase, c)
+		t.hijacked[c] = true
+	case http.StateClosed:
+		delete(t.phase, c)
+	}
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
+
+// waitHTTP1 waits until no HTTP/1 connection is left and no HTTP/2 one is
+// unregistered, or ctx ends.
+func (t *connTracker) waitHTTP1(ctx context.Context) {
+	for {
+		t.mu.Lock()
+		busy := slices.ContainsFunc(slices.Collect(maps.Values(t.phase)), func(p connPhase) bool { return p != phaseH2 })
+		changed := t.changed // taken with the state: no change can slip between
+		t.mu.Unlock()
+		if !busy {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// closeHijacked closes the upgraded connections still open.
+func (t *connTracker) closeHijacked() {
+	t.mu.Lock()
+	conns := make([]net.Conn, 0, len(t.hijacked))
+	for c := range t.hijacked {
+		conns = append(conns, c)
+	}
+	t.hijacked = map[net.Conn]bool{}
+	t.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// connQueue is a net.Listener fed by the accept loop with handshaken
+// connections; http.Server.Serve accepts from it.
+type connQueue struct {
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newConnQueue() *connQueue {
+	return &connQueue{conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+// deliver hands c to the http.Server; false when the queue is closed.
+func (q *connQueue) deliver(c net.Conn) bool {
+	select {
+	case q.conns <- c:
+		return true
+	case <-q.closed:
+		return false
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.conns:
+		return c, nil
+	case <-q.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.closed) })
+	return nil
+}
+
+// Addr is required by net.Listener; http.Server only logs it.
+func (q *connQueue) Addr() net.Addr { return queueAddr{} }
+
+type queueAddr struct{}
+
+func (queueAddr) Network() string { return "pqedge" }
+func (queueAddr) String() string  { return "pqedge-handshaken" }
