@@ -36,8 +36,8 @@
 //
 // # Limits
 //
-// Everything buffered is capped: the CRYPTO bytes of one attempt (64 KiB
-// by default, as for TCP captures), the CRYPTO fragments kept apart
+// Everything buffered is capped: the CRYPTO bytes of one attempt (16 KiB
+// by default, quic-go's own limit), the CRYPTO fragments kept apart
 // before they join, the datagrams one attempt may use, the attempts a
 // Tracker follows and how long it keeps them. Datagrams that cannot be
 // read (not QUIC, failed authentication, a spoofed copy) are skipped and

@@ -9,14 +9,15 @@ import (
 
 // Defaults of a Recorder's limits.
 const (
-	// DefaultLimit bounds the CRYPTO bytes one attempt buffers, as
-	// pqtls.DefaultCaptureLimit bounds a TCP capture: real ClientHellos are
-	// 0.3–2.5 KB.
-	DefaultLimit = pqtls.DefaultCaptureLimit
+	// DefaultLimit bounds the CRYPTO bytes one attempt buffers: 16 KiB,
+	// the most quic-go accepts on a crypto stream (MaxCryptoStreamOffset in
+	// its internal/protocol/params.go, v0.65), so a ClientHello the server
+	// would refuse is not recorded either. Real ones are 0.3–2.5 KB.
+	DefaultLimit = 16 << 10
 	// DefaultMaxDatagrams bounds the datagrams one attempt may take before
-	// the recorder gives up: a 64 KiB ClientHello fills ~55 Initials of
+	// the recorder gives up: a 16 KiB ClientHello fills 14 Initials of
 	// 1,200 bytes, real ones take one to three.
-	DefaultMaxDatagrams = 64
+	DefaultMaxDatagrams = 32
 )
 
 // ErrIncomplete is returned by Recorder.ClientHello while the ClientHello

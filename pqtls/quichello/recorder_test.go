@@ -254,7 +254,7 @@ func TestRecorderRefuses(t *testing.T) {
 				ds = append(ds, datagram(1200, initial(t, uint64(i), cryptoFrame(0, hello[:10]))))
 			}
 			return ds
-		}, "not complete after 64 datagrams"},
+		}, "not complete after 32 datagrams"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

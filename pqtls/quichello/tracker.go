@@ -13,8 +13,8 @@ import (
 // Defaults of a Tracker.
 const (
 	// DefaultMaxAttempts bounds the connection attempts a Tracker follows
-	// at once: with DefaultLimit that is at most 64 MiB in the worst case,
-	// a few MiB with real 2 KB ClientHellos.
+	// at once: with DefaultLimit that is at most 16 MiB of CRYPTO buffers
+	// in the worst case, 2–3 MiB with real 2 KB ClientHellos.
 	DefaultMaxAttempts = 1024
 	// DefaultTTL is how long an attempt is kept, complete or not: the
 	// handshake timeout's order of magnitude. A ClientHello nobody asked
