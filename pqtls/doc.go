@@ -27,6 +27,11 @@
 //
 //	ch, err := hello.Conn.(*pqtls.CaptureConn).ClientHello()
 //
+// Over QUIC there are no records: the ClientHello travels in CRYPTO frames
+// of the client's Initial packets, and package pqtls/quichello recovers it
+// from the datagrams (WireShape.Transport says which transport carried a
+// ClientHello, and JA4 starts with "q" for QUIC).
+//
 // ParseClientHello and ParseClientHelloRecords parse the message strictly
 // (RFC 8446 Section 4.1.2); ClientHello.JA4 is FoxIO's JA4 fingerprint and
 // ClientHello.Family a best-effort guess of the client's TLS stack
