@@ -29,6 +29,9 @@ type CertInfo struct {
 	// SignedByNext reports whether the next certificate of the chain
 	// verifies this one's signature; false for the last.
 	SignedByNext bool
+	// SPKIHash is SPKIHash(certificate): what Chromium's
+	// --ignore-certificate-errors-spki-list takes.
+	SPKIHash string
 }
 
 // DescribeChain describes every certificate of a chain, leaf first.
@@ -45,6 +48,7 @@ func DescribeChain(chain []*x509.Certificate) ([]CertInfo, error) {
 			SignatureBytes: len(c.Signature), DERBytes: len(c.Raw),
 			NotBefore: c.NotBefore, NotAfter: c.NotAfter,
 			IsCA: c.IsCA, SelfSigned: isSelfSigned(c),
+			SPKIHash: SPKIHash(c),
 		}
 		if len(c.DNSNames)+len(c.IPAddresses) > 0 {
 			info.Names = certNames(c)

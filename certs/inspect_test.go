@@ -34,7 +34,12 @@ func TestEstimateFlightMatchesCryptoTLS(t *testing.T) {
 		slack        int // DER ECDSA signatures vary by a few bytes
 		wantFits     bool
 		wantFitsKnow bool // whether wantFits is asserted
+		defaultInter bool // an intermediate of InitCA's default algorithm
 	}{
+		// What `pqedge certs init --intermediate` and `certs issue` make
+		// with their defaults, whatever the root.
+		{name: "defaults under an mldsa87 root", root: AlgMLDSA87, defaultInter: true, leaf: AlgMLDSA44, wantFits: true, wantFitsKnow: true},
+		{name: "defaults under an mldsa65 root", root: AlgMLDSA65, defaultInter: true, leaf: AlgMLDSA44, wantFits: true, wantFitsKnow: true},
 		{name: "ecdsa-p256 leaf", root: AlgECDSAP384, leaf: AlgECDSAP256, slack: 4, wantFits: true, wantFitsKnow: true},
 		{name: "mldsa44 leaf + mldsa44 intermediate", root: AlgMLDSA87, inter: AlgMLDSA44, leaf: AlgMLDSA44, wantFits: true, wantFitsKnow: true},
 		{name: "mldsa65 leaf + mldsa65 intermediate", root: AlgMLDSA87, inter: AlgMLDSA65, leaf: AlgMLDSA65, wantFits: false, wantFitsKnow: true},
@@ -43,7 +48,7 @@ func TestEstimateFlightMatchesCryptoTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ca, err := InitCA(t.TempDir(), CAOptions{Alg: tt.root, Intermediate: tt.inter != "", IntermediateAlg: tt.inter})
+			ca, err := InitCA(t.TempDir(), CAOptions{Alg: tt.root, Intermediate: tt.inter != "" || tt.defaultInter, IntermediateAlg: tt.inter})
 			if err != nil {
 				t.Fatal(err)
 			}

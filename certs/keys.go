@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pqedge/pqedge/pqtls"
@@ -108,18 +109,44 @@ func (a Alg) PostQuantum() bool {
 	return a == AlgMLDSA44 || a == AlgMLDSA65 || a == AlgMLDSA87
 }
 
-// ParseAlg parses an algorithm name as the CLI and config accept it.
+// ParseAlg parses an algorithm name as the CLI and config accept it: one
+// of LeafAlgs.
 func ParseAlg(s string) (Alg, error) {
 	a := Alg(strings.ToLower(strings.TrimSpace(s)))
-	switch a {
-	case AlgMLDSA44, AlgMLDSA65, AlgMLDSA87, AlgECDSAP256, AlgECDSAP384, AlgEd25519:
+	if slices.Contains(LeafAlgs(), a) {
 		return a, nil
 	}
-	return "", fmt.Errorf("unknown key algorithm %q (known: %s)", s, knownAlgs)
+	return "", fmt.Errorf("unknown key algorithm %q (known: %s)", s, AlgList(LeafAlgs(), ", "))
 }
 
-// knownAlgs lists what ParseAlg accepts, for error messages.
-const knownAlgs = "mldsa44, mldsa65, mldsa87, ecdsa-p256, ecdsa-p384, ed25519"
+// LeafAlgs are the algorithms a leaf may have (CA.Issue, ParseAlg), in
+// the order help texts list them.
+func LeafAlgs() []Alg {
+	return []Alg{AlgMLDSA44, AlgMLDSA65, AlgMLDSA87, AlgECDSAP256, AlgECDSAP384, AlgEd25519}
+}
+
+// CAAlgs are the algorithms a root or intermediate may have (InitCA).
+// Ed25519 and P-256 are left out: a CA outlives its leaves by years.
+func CAAlgs() []Alg {
+	return []Alg{AlgMLDSA87, AlgMLDSA65, AlgMLDSA44, AlgECDSAP384}
+}
+
+// AlgList joins algorithm names for a message: "mldsa44, mldsa65 or
+// ecdsa-p256" with last = " or ", or all with ", ".
+func AlgList(algs []Alg, last string) string {
+	var b strings.Builder
+	for i, a := range algs {
+		switch {
+		case i == 0:
+		case i == len(algs)-1:
+			b.WriteString(last)
+		default:
+			b.WriteString(", ")
+		}
+		b.WriteString(string(a))
+	}
+	return b.String()
+}
 
 // GenerateKey makes a new private key of algorithm a (AlgRSA: RSA-2048).
 func GenerateKey(a Alg) (crypto.Signer, error) {

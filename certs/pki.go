@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -38,14 +39,29 @@ type CAOptions struct {
 	// Intermediate adds an intermediate CA that signs the leaves, so the
 	// root key can stay offline.
 	Intermediate bool
-	// IntermediateAlg is the intermediate's algorithm; default Alg. A
-	// smaller one (mldsa44) shrinks every handshake by thousands of bytes,
-	// since the intermediate's key and the leaf's signature are sent.
+	// IntermediateAlg is the intermediate's algorithm: one of CAAlgs;
+	// default DefaultIntermediateAlg(Alg). Its public key and its signature
+	// on every leaf are sent in every handshake: with an ML-DSA-44
+	// intermediate and leaf the server's first flight is about 14.2 KB and
+	// fits TCP's initial window (InitialWindowBytes), with ML-DSA-65 or -87
+	// it is 17.6 to 19.2 KB and costs a round trip more.
 	IntermediateAlg Alg
 	// Name is the root's common name; default "pqedge root CA".
 	Name string
 	// Now is the clock; zero means time.Now().
 	Now time.Time
+}
+
+// DefaultIntermediateAlg is the intermediate InitCA makes under a root of
+// algorithm root: ML-DSA-44 under an ML-DSA root, so that a chain of an
+// ML-DSA-44 leaf and the intermediate fits TCP's initial window whatever
+// the root (the root itself is not sent), and the root's algorithm
+// otherwise.
+func DefaultIntermediateAlg(root Alg) Alg {
+	if root.PostQuantum() {
+		return AlgMLDSA44
+	}
+	return root
 }
 
 // CA is a certificate authority directory opened by OpenCA or made by
@@ -65,13 +81,14 @@ func InitCA(dir string, opts CAOptions) (*CA, error) {
 	if opts.Alg == "" {
 		opts.Alg = AlgMLDSA87
 	}
-	switch opts.Alg {
-	case AlgMLDSA87, AlgMLDSA65, AlgMLDSA44, AlgECDSAP384:
-	default:
-		return nil, fmt.Errorf("a root CA key must be mldsa87, mldsa65, mldsa44 or ecdsa-p384, not %q", opts.Alg)
+	if !slices.Contains(CAAlgs(), opts.Alg) {
+		return nil, fmt.Errorf("a root CA key must be %s, not %q", AlgList(CAAlgs(), " or "), opts.Alg)
 	}
 	if opts.IntermediateAlg == "" {
-		opts.IntermediateAlg = opts.Alg
+		opts.IntermediateAlg = DefaultIntermediateAlg(opts.Alg)
+	}
+	if opts.Intermediate && !slices.Contains(CAAlgs(), opts.IntermediateAlg) {
+		return nil, fmt.Errorf("an intermediate CA key must be %s, not %q", AlgList(CAAlgs(), " or "), opts.IntermediateAlg)
 	}
 	if opts.Name == "" {
 		opts.Name = "pqedge root CA"
@@ -240,7 +257,7 @@ func (ca *CA) Issue(opts LeafOptions) (*tls.Certificate, error) {
 	}
 	// The algorithms a leaf may have are those the CLI and config accept.
 	if a, err := ParseAlg(string(opts.Alg)); err != nil || a != opts.Alg {
-		return nil, fmt.Errorf("cannot issue a leaf certificate: unknown key algorithm %q (known: %s)", opts.Alg, knownAlgs)
+		return nil, fmt.Errorf("cannot issue a leaf certificate: unknown key algorithm %q (known: %s)", opts.Alg, AlgList(LeafAlgs(), ", "))
 	}
 	if opts.Validity <= 0 {
 		opts.Validity = DefaultLeafValidity

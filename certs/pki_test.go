@@ -22,7 +22,8 @@ func TestInitAndIssue(t *testing.T) {
 		leaf         Alg
 	}{
 		{name: "mldsa87 root, mldsa44 leaf", root: AlgMLDSA87, leaf: AlgMLDSA44},
-		{name: "mldsa87 root and intermediate, mldsa65 leaf", root: AlgMLDSA87, intermediate: true, leaf: AlgMLDSA65},
+		{name: "mldsa87 root and intermediate, mldsa65 leaf", root: AlgMLDSA87, intermediate: true, interAlg: AlgMLDSA87, leaf: AlgMLDSA65},
+		{name: "mldsa87 root, default (mldsa44) intermediate, mldsa44 leaf", root: AlgMLDSA87, intermediate: true, leaf: AlgMLDSA44},
 		{name: "mldsa65 root, mldsa44 intermediate, mldsa44 leaf", root: AlgMLDSA65, intermediate: true, interAlg: AlgMLDSA44, leaf: AlgMLDSA44},
 		{name: "mldsa44 root, mldsa87 leaf", root: AlgMLDSA44, leaf: AlgMLDSA87},
 		{name: "ecdsa-p384 root, ecdsa-p256 leaf", root: AlgECDSAP384, intermediate: true, leaf: AlgECDSAP256},
@@ -48,6 +49,15 @@ func TestInitAndIssue(t *testing.T) {
 			}
 			if (ca.Intermediate != nil) != tt.intermediate {
 				t.Fatalf("intermediate = %v, want %v", ca.Intermediate != nil, tt.intermediate)
+			}
+			if tt.intermediate {
+				want := tt.interAlg
+				if want == "" {
+					want = DefaultIntermediateAlg(tt.root)
+				}
+				if info, _ := DescribeKey(ca.Intermediate.PublicKey); info.Alg != want {
+					t.Errorf("intermediate alg %s, want %s", info.Alg, want)
+				}
 			}
 			leaf, err := ca.Issue(LeafOptions{Names: []string{"example.test", "127.0.0.1", "::1"}, Alg: tt.leaf, Validity: 30 * 24 * time.Hour, Now: now})
 			if err != nil {
@@ -354,7 +364,11 @@ func TestPKIOptionErrors(t *testing.T) {
 		{"init: unknown intermediate algorithm", func(dir string) error {
 			_, err := InitCA(dir, CAOptions{Alg: AlgMLDSA44, Intermediate: true, IntermediateAlg: "mldsa99"})
 			return err
-		}, `cannot generate keys of algorithm "mldsa99"`},
+		}, `an intermediate CA key must be mldsa87, mldsa65, mldsa44 or ecdsa-p384, not "mldsa99"`},
+		{"init: leaf-only intermediate algorithm", func(dir string) error {
+			_, err := InitCA(dir, CAOptions{Alg: AlgECDSAP384, Intermediate: true, IntermediateAlg: AlgEd25519})
+			return err
+		}, `an intermediate CA key must be mldsa87, mldsa65, mldsa44 or ecdsa-p384, not "ed25519"`},
 		{"issue: no names", func(string) error { _, err := ca.Issue(LeafOptions{Alg: AlgMLDSA44}); return err }, "at least one name"},
 		{"issue: no algorithm", func(string) error { _, err := ca.Issue(LeafOptions{Names: []string{"a.test"}}); return err }, `unknown key algorithm "" (known: mldsa44`},
 		{"issue: RSA", func(string) error {

@@ -20,36 +20,36 @@ import (
 	"github.com/pqedge/pqedge/pqtls"
 )
 
-const benchUsage = `usage: pqedge bench <command> [flags]
+const benchUsage = `usage: pqedge bench COMMAND [flags]
+
+Measures what post-quantum TLS handshakes cost. See docs/BENCHMARKS.md.
 
 commands:
-  handshake -target HOST:PORT [-groups LIST] [-sigalgs LIST] [-concurrency N]
-            [-duration D | -count N] [-rate R] [-server-pid PID] [-precompute]
-            [-resume on|off] [-servername NAME] [-timeout D] [-json] [-csv FILE]
-            [-transport tcp|quic] [-shape-rtt D]
-            TLS 1.3 handshakes against one server, full or (-resume on)
-            resumed: rate, latency percentiles, bytes, first flight,
-            HelloRetryRequests, resumptions, errors by kind and (with
-            -server-pid) the server's CPU per handshake; over QUIC also the
-            Initial packets, the anti-amplification budget and the round
-            trips to the server's Finished
-  matrix    [-groups LIST] [-certs LIST] [-servers pqedge,plain,nginx]
-            [-transports tcp,quic] [-runs N] [-duration D] [-concurrency N]
-            [-out DIR] [-rtt D] [-initcwnd N] [-shape-rtt D]
-            every group x certificate algorithm (x transport) against pqedge,
-            a plain crypto/tls server and nginx + OpenSSL 3.5, each pinned to
-            one core; writes DIR/matrix.csv, matrix.json and matrix.svg
+  handshake  TLS 1.3 handshakes against one server, over TCP or QUIC: rate,
+             latency, bytes, errors and (with -server-pid) the server's CPU
+             per handshake; over QUIC also the Initial packets, the
+             anti-amplification budget and the round trips
+  matrix     every group x certificate algorithm (x transport) against
+             pqedge, a plain crypto/tls server and nginx + OpenSSL 3.5, each
+             pinned to one core; writes CSV, JSON and SVG
 
-Run 'pqedge bench COMMAND -h' for a command's flags. See docs/BENCHMARKS.md.
+Run 'pqedge bench COMMAND -h' for a command's flags.
 `
 
-// runBench runs `pqedge bench ARGS...`: 0 on success, 1 when the
+// runBench runs `pqedge bench ARGS...`: 0 on success or help, 1 when the
 // benchmark failed (nothing succeeded, a server did not start), 2 on a
 // usage error.
 func runBench(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	switch {
+	case len(args) == 0:
 		fmt.Fprint(stderr, benchUsage)
 		return 2
+	case isHelp(args[0]):
+		if len(args) > 1 {
+			return runBench(append([]string{args[1]}, "-h"), stdout, stderr)
+		}
+		fmt.Fprint(stdout, benchUsage)
+		return 0
 	}
 	cmds := map[string]func([]string, io.Writer, io.Writer) error{
 		"handshake": benchHandshake,
@@ -109,25 +109,35 @@ func benchContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
+const benchHandshakeAbout = `Makes TLS 1.3 handshakes against the server at -target with pqedge's lean
+client, over TCP or (-transport quic) QUIC: full, or resumed with -resume
+on; closed loop (-concurrency in flight) or open loop (-rate per second);
+for -duration or -count. Reports the rate, latency percentiles, bytes each
+way, the server's first flight, HelloRetryRequests, resumptions, errors by
+kind and, with -server-pid, the server's CPU per handshake; over QUIC also
+the Initial packets, the anti-amplification budget and the round trips to
+the server's Finished.
+`
+
 func benchHandshake(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench handshake", stderr)
-	target := fs.String("target", "", "the server, HOST:PORT")
-	groups := fs.String("groups", "X25519MLKEM768", "groups to offer, comma-separated, in order; the first gets a key share")
-	sigalgs := fs.String("sigalgs", "", "signature algorithms to offer, comma-separated (default: ML-DSA, ECDSA, Ed25519, RSA)")
-	concurrency := fs.Int("concurrency", 4, "handshakes in flight at most")
-	duration := fs.Duration("duration", 0, "how long to start handshakes (default 10s unless -count is given)")
-	count := fs.Int("count", 0, "how many handshakes to make")
-	rate := fs.Float64("rate", 0, "open loop: start this many handshakes per second, latency from the intended start (0: closed loop)")
-	resume := fs.String("resume", "off", "on: each worker's first handshake is full and gets a session ticket, which every later handshake of that worker offers again (psk_dhe_ke: key shares still sent); a ticket the server declines is replaced by the new one. off: every handshake is full")
-	serverPID := fs.Int("server-pid", 0, "the server's process id: report its CPU (with its children's) per handshake")
-	serverName := fs.String("servername", "localhost", "server name (SNI)")
-	timeout := fs.Duration("timeout", 5*time.Second, "deadline of each handshake, connect included")
-	precompute := fs.Bool("precompute", true, "reuse one precomputed key share per group (benchmark only: no forward secrecy)")
+	fs := newFlagSet("bench handshake", "bench handshake -target HOST:PORT [-duration D | -count N] [flags]", benchHandshakeAbout, stdout)
+	target := fs.String("target", "", "the server `HOST:PORT`")
+	groups := fs.String("groups", "X25519MLKEM768", "groups to offer, comma-separated `LIST`, in order; the first gets a key share")
+	sigalgs := fs.String("sigalgs", "", "signature algorithms to offer, comma-separated `LIST` (default: ML-DSA, ECDSA, Ed25519, RSA)")
+	concurrency := fs.Int("concurrency", 4, "handshakes in flight at most, `N`")
+	duration := fs.Duration("duration", 0, "how long to start handshakes, `D` (default 10s unless -count is given)")
+	count := fs.Int("count", 0, "how many handshakes to make, `N`")
+	rate := fs.Float64("rate", 0, "open loop: start `R` handshakes per second, latency counted from the intended start (0: closed loop)")
+	resume := fs.String("resume", "off", "whether to resume, `on|off`. on: each worker's first handshake is full and gets a session ticket, which every later\nhandshake of that worker offers again (psk_dhe_ke: key shares are still sent); a ticket\nthe server declines is replaced by the new one. off: every handshake is full")
+	serverPID := fs.Int("server-pid", 0, "the server's process id `PID` on this machine: report its CPU (with its children's) per handshake")
+	serverName := fs.String("servername", "localhost", "server `NAME` (SNI)")
+	timeout := fs.Duration("timeout", 5*time.Second, "deadline `D` of each handshake, connect included")
+	precompute := fs.Bool("precompute", true, "reuse one precomputed key share per group, so the client's CPU goes to the server under\ntest; -precompute=false makes fresh key shares for every handshake. Benchmark only:\nreused key shares give no forward secrecy")
 	jsonOut := fs.Bool("json", false, "print the report as JSON instead of a table")
-	csvFile := fs.String("csv", "", "also write the report as CSV to FILE")
-	transport := fs.String("transport", bench.TransportTCP, "tcp (TLS over TCP) or quic (QUIC with ALPN h3 on the same port over UDP)")
-	shapeRTT := fs.Duration("shape-rtt", bench.DefaultShapeRTT, "quic: emulated round-trip time of the 3 handshakes that measure Initial packets and round trips")
-	pos, err := parseFlags(fs, args)
+	csvFile := fs.String("csv", "", "also write the report as CSV to `FILE`")
+	transport := fs.String("transport", bench.TransportTCP, "`tcp|quic`: TLS over TCP, or QUIC with ALPN h3 on the same port over UDP")
+	shapeRTT := fs.Duration("shape-rtt", bench.DefaultShapeRTT, "quic: emulated round-trip time `D` of the 3 handshakes that measure Initial packets and round trips")
+	pos, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
@@ -246,31 +256,40 @@ func selfCommand() ([]string, error) {
 	return []string{exe}, nil
 }
 
+const benchMatrixAbout = `Measures every group x certificate algorithm (x transport, -transports)
+against pqedge, a plain crypto/tls server and nginx + OpenSSL 3.5 (from the
+trixie peer root that make peers installs), each server pinned to CPU 0 and
+the client to CPU 1, and writes DIR/matrix.csv, matrix.json and matrix.svg,
+with a time-to-first-byte model of a link with -rtt and -initcwnd.
+Certificate names ending in -circl or -stdlib say which ML-DSA signer the Go
+servers use. See docs/BENCHMARKS.md for the method and results.
+`
+
 func benchMatrix(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench matrix", stderr)
+	fs := newFlagSet("bench matrix", "bench matrix [-groups LIST] [-certs LIST] [-servers LIST] [-out DIR] [flags]", benchMatrixAbout, stdout)
 	var groupNames []string
 	for _, g := range bench.DefaultMatrixGroups {
 		groupNames = append(groupNames, pqtls.GroupName(g))
 	}
-	groups := fs.String("groups", strings.Join(groupNames, ","), "groups, comma-separated")
+	groups := fs.String("groups", strings.Join(groupNames, ","), "groups, comma-separated `LIST`")
 	var certNames []string
 	for _, a := range bench.CertAlgs() {
 		certNames = append(certNames, a.Name)
 	}
-	certList := fs.String("certs", strings.Join(certNames, ","), "certificate algorithms (ML-DSA with its signer), comma-separated")
-	servers := fs.String("servers", "pqedge,plain,nginx", "servers to measure, comma-separated (nginx is skipped when the trixie peer root is missing)")
-	runs := fs.Int("runs", 3, "repetitions of each cell")
-	duration := fs.Duration("duration", 2*time.Second, "length of each run")
-	concurrency := fs.Int("concurrency", 8, "handshakes in flight")
-	timeout := fs.Duration("timeout", 5*time.Second, "deadline of each handshake")
-	out := fs.String("out", "bench-out", "directory for matrix.csv, matrix.json, matrix.svg and the generated certificates")
-	rtt := fs.Duration("rtt", 50*time.Millisecond, "round-trip time of the TTFB model")
-	initcwnd := fs.Int("initcwnd", 10, "initial congestion window of the TTFB model, in segments of 1460 B")
-	pin := fs.Bool("pin", true, "pin each server to CPU 0 and the client to CPU 1")
-	transports := fs.String("transports", bench.TransportTCP, "tcp, quic or both, comma-separated (quic: servers that serve HTTP/3, today plain)")
-	shapeRTT := fs.Duration("shape-rtt", bench.DefaultShapeRTT, "emulated round-trip time of the quic cells' shape handshakes")
-	peersDir := fs.String("peers-dir", "/var/cache/pqedge/peers", "where scripts/peers made the trixie root with nginx")
-	pos, err := parseFlags(fs, args)
+	certList := fs.String("certs", strings.Join(certNames, ","), "certificate algorithms, comma-separated `LIST` (ML-DSA with its signer: -circl or -stdlib)")
+	servers := fs.String("servers", "pqedge,plain,nginx", "servers to measure, comma-separated `LIST` of pqedge, plain, nginx (nginx is skipped when the trixie peer root is missing)")
+	runs := fs.Int("runs", 3, "repetitions `N` of each cell")
+	duration := fs.Duration("duration", 2*time.Second, "length `D` of each run")
+	concurrency := fs.Int("concurrency", 8, "handshakes in flight, `N`")
+	timeout := fs.Duration("timeout", 5*time.Second, "deadline `D` of each handshake")
+	out := fs.String("out", "bench-out", "output `DIR` for matrix.csv, matrix.json and matrix.svg (certificates and configs go to a work directory inside, removed at the end)")
+	rtt := fs.Duration("rtt", 50*time.Millisecond, "round-trip time `D` of the TTFB model")
+	initcwnd := fs.Int("initcwnd", 10, "initial congestion window `N` of the TTFB model, in segments of 1460 B")
+	pin := fs.Bool("pin", true, "pin each server to CPU 0 and the client to CPU 1 (taskset); -pin=false on a one-core machine")
+	transports := fs.String("transports", bench.TransportTCP, "tcp, quic or both, comma-separated `LIST` (quic: servers that serve HTTP/3, today plain)")
+	shapeRTT := fs.Duration("shape-rtt", bench.DefaultShapeRTT, "emulated round-trip time `D` of the quic cells' shape handshakes")
+	peersDir := fs.String("peers-dir", "/var/cache/pqedge/peers", "`DIR` where scripts/peers made the trixie root with nginx")
+	pos, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
@@ -379,15 +398,20 @@ func benchMatrix(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+const benchServePlainAbout = `The matrix's plain crypto/tls server, run by pqedge bench matrix as a child
+process so that its CPU can be read from /proc: serves -cert and -key on
+-listen until SIGTERM, completing handshakes and nothing else.
+`
+
 func benchServePlain(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench serve-plain", stderr)
-	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
-	certFile := fs.String("cert", "", "certificate chain (PEM)")
-	keyFile := fs.String("key", "", "private key (PEM)")
-	groups := fs.String("groups", "", "groups to serve, comma-separated (default: crypto/tls's)")
-	signer := fs.String("signer", "", "ML-DSA signer: circl or stdlib (default: crypto/tls's own, stdlib)")
+	fs := newFlagSet("bench serve-plain", "bench serve-plain -cert FILE -key FILE [-listen ADDR] [-groups LIST] [-signer circl|stdlib] [-quic]", benchServePlainAbout, stdout)
+	listen := fs.String("listen", "127.0.0.1:0", "the address `ADDR` to listen on")
+	certFile := fs.String("cert", "", "certificate chain `FILE` (PEM, leaf first)")
+	keyFile := fs.String("key", "", "private key `FILE` (PEM)")
+	groups := fs.String("groups", "", "groups to serve, comma-separated `LIST` (default: crypto/tls's)")
+	signer := fs.String("signer", "", "ML-DSA `SIGNER`: circl or stdlib (default: crypto/tls's own, stdlib)")
 	quicOn := fs.Bool("quic", false, "also serve HTTP/3 (quic-go) on UDP at the same address")
-	if _, err := parseFlags(fs, args); err != nil {
+	if _, err := fs.parse(args); err != nil {
 		return err
 	}
 	if *certFile == "" || *keyFile == "" {

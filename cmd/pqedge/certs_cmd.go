@@ -8,31 +8,44 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/pqedge/pqedge/certs"
 )
 
-const certsUsage = `usage: pqedge certs <command> [flags]
+const certsUsage = `usage: pqedge certs COMMAND [flags]
+
+A private post-quantum PKI: a CA, server certificates from it, and how to
+make clients trust it.
 
 commands:
-  init     --dir DIR [--alg mldsa87|mldsa65|mldsa44|ecdsa-p384] [--intermediate [--intermediate-alg ALG]]
-           make a private CA: DIR/root.crt, DIR/root.key (and intermediate.crt/.key)
-  issue    --ca DIR --name HOST [--name HOST...] --out PATH [--alg mldsa44|mldsa65|mldsa87|ecdsa-p256|ed25519] [--days N]
-           issue a server certificate: PATH.crt (leaf, then intermediates) and PATH.key
-  inspect  FILE...
-           print algorithms, sizes, names, validity, the issuer chain and the handshake bytes
-  trust    DIR [--out DIR]
-           print (or write as PEM and DER) the CA's root with the commands that install it
+  init     make a CA: a root and, with --intermediate, an intermediate
+  issue    issue a server certificate from a CA
+  inspect  algorithms, sizes, names, validity and handshake bytes of certificates
+  trust    how to make clients trust a CA's root
+
+Run 'pqedge certs COMMAND -h' for a command's flags. A chain whose handshake
+fits TCP's initial window (no extra round trip):
+
+  pqedge certs init --dir ca --alg mldsa87 --intermediate --intermediate-alg mldsa44
+  pqedge certs issue --ca ca --name www.example.com --alg mldsa44 --out www
 `
 
 // runCerts runs `pqedge certs ARGS...` and returns the process exit code:
-// 0 on success, 1 when the command failed, 2 on a usage error.
+// 0 on success or help, 1 when the command failed, 2 on a usage error.
 func runCerts(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	switch {
+	case len(args) == 0:
 		fmt.Fprint(stderr, certsUsage)
 		return 2
+	case isHelp(args[0]):
+		if len(args) > 1 {
+			return runCerts(append([]string{args[1]}, "-h"), stdout, stderr)
+		}
+		fmt.Fprint(stdout, certsUsage)
+		return 0
 	}
 	cmds := map[string]func([]string, io.Writer, io.Writer) error{
 		"init":    certsInit,
@@ -63,14 +76,29 @@ func (n *names) Set(v string) error {
 	return nil
 }
 
+const certsInitAbout = `Makes a private CA in DIR (created mode 0700): root.crt and root.key and,
+with --intermediate, intermediate.crt and intermediate.key; the
+intermediate then signs the leaves, so the root key can be kept offline.
+Keys are PKCS#8, mode 0600. A DIR that already holds a CA is refused.
+
+Clients already hold the root, so its size costs nothing per handshake; the
+intermediate's public key and its signature on the leaf are sent in every
+handshake. The default intermediate under an ML-DSA root is mldsa44: with
+an mldsa44 leaf the server's first flight (about 14.2 KB) stays within TCP's
+initial window; an mldsa65 or mldsa87 intermediate pushes it past the
+window, which costs every new connection a round trip.
+`
+
 func certsInit(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("certs init", stderr)
-	dir := fs.String("dir", "", "directory for the CA files (made mode 0700)")
-	alg := fs.String("alg", string(certs.AlgMLDSA87), "root key algorithm: mldsa87, mldsa65, mldsa44 or ecdsa-p384")
+	fs := newFlagSet("certs init", "certs init --dir DIR [--alg ALG] [--intermediate [--intermediate-alg ALG]] [--name NAME]", certsInitAbout, stdout)
+	caAlgs := certs.AlgList(certs.CAAlgs(), " or ")
+	dir := fs.String("dir", "", "the CA directory `DIR` to make (mode 0700)")
+	alg := fs.String("alg", string(certs.AlgMLDSA87), "root key algorithm `ALG`: "+caAlgs)
 	inter := fs.Bool("intermediate", false, "add an intermediate CA that signs the leaves")
-	interAlg := fs.String("intermediate-alg", "", "intermediate key algorithm (default: --alg)")
-	name := fs.String("name", "pqedge root CA", "the root's common name")
-	pos, err := parseFlags(fs, args)
+	interAlg := fs.String("intermediate-alg", "", "intermediate key algorithm `ALG`: "+caAlgs+
+		"\n(default mldsa44 under an ML-DSA root, else the root's)")
+	name := fs.String("name", "pqedge root CA", "the root's common `NAME`; a short key ID is appended, so two CAs never share a name")
+	pos, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
@@ -80,47 +108,95 @@ func certsInit(args []string, stdout, stderr io.Writer) error {
 	if *dir == "" {
 		return &cliError{err: errors.New("no CA directory given"), hints: []string{"pass --dir DIR"}, usage: true}
 	}
-	a, err := certs.ParseAlg(*alg)
+	a, err := parseCAAlg(*alg)
 	if err != nil {
-		return withHint(err, "set --alg to mldsa87 (default), mldsa65, mldsa44 or ecdsa-p384")
+		return withHint(err, "set --alg to "+caAlgs)
 	}
 	opts := certs.CAOptions{Alg: a, Intermediate: *inter, Name: *name}
 	if *interAlg != "" {
 		if !*inter {
 			return &cliError{err: errors.New("--intermediate-alg needs --intermediate"), hints: []string{"add --intermediate, or drop --intermediate-alg"}, usage: true}
 		}
-		if opts.IntermediateAlg, err = certs.ParseAlg(*interAlg); err != nil {
-			return withHint(err, "set --intermediate-alg to mldsa87, mldsa65, mldsa44 or ecdsa-p384")
+		if opts.IntermediateAlg, err = parseCAAlg(*interAlg); err != nil {
+			return withHint(err, "set --intermediate-alg to "+caAlgs)
 		}
 	}
 	ca, err := certs.InitCA(*dir, opts)
 	if err != nil {
-		return withHint(err, "change --dir, or check --alg")
+		return withHint(err, "choose another --dir")
 	}
 	fmt.Fprintf(stdout, "wrote %s and %s\n", filepath.Join(*dir, certs.RootCertFile), filepath.Join(*dir, certs.RootKeyFile))
-	printCert(stdout, "root", ca.Root)
+	printCert(stdout, "root", ca.Root, "")
 	if ca.Intermediate != nil {
+		note := ""
+		if *interAlg == "" {
+			note = "the default --intermediate-alg for this root"
+		}
 		fmt.Fprintf(stdout, "wrote %s and %s\n", filepath.Join(*dir, certs.IntermediateCertFile), filepath.Join(*dir, certs.IntermediateKeyFile))
-		printCert(stdout, "intermediate", ca.Intermediate)
+		printCert(stdout, "intermediate", ca.Intermediate, note)
+	}
+	// What a leaf issued with the defaults would cost, so the choice of
+	// algorithms is visible before any leaf exists.
+	if f, err := sampleFlight(ca, certs.AlgMLDSA44); err == nil {
+		fmt.Fprintf(stdout, "  handshake with an mldsa44 leaf from this CA: first flight %d B, %s\n", f.Total, verdict(f))
 	}
 	fmt.Fprintf(stdout, "next: pqedge certs issue --ca %s --name HOST --out PATH\n", *dir)
 	return nil
 }
 
-func printCert(w io.Writer, role string, c *x509.Certificate) {
-	k, _ := certs.DescribeKey(c.PublicKey)
-	fmt.Fprintf(w, "  %s: %s, %s, valid until %s\n", role, c.Subject, k.Name, c.NotAfter.UTC().Format(time.DateOnly))
+// parseCAAlg parses an algorithm a CA may have.
+func parseCAAlg(s string) (certs.Alg, error) {
+	a, err := certs.ParseAlg(s)
+	if err != nil {
+		return "", err
+	}
+	if !slices.Contains(certs.CAAlgs(), a) {
+		return "", fmt.Errorf("%s is for leaves, not CAs", a)
+	}
+	return a, nil
 }
 
+// sampleFlight issues a throwaway leaf of alg in memory and estimates the
+// first flight of a handshake that serves it.
+func sampleFlight(ca *certs.CA, alg certs.Alg) (certs.Flight, error) {
+	leaf, err := ca.Issue(certs.LeafOptions{Names: []string{"www.example.com"}, Alg: alg})
+	if err != nil {
+		return certs.Flight{}, err
+	}
+	k, err := certs.DescribeKey(leaf.Leaf.PublicKey)
+	if err != nil {
+		return certs.Flight{}, err
+	}
+	return certs.EstimateFlight(leaf.Certificate, k), nil
+}
+
+func printCert(w io.Writer, role string, c *x509.Certificate, note string) {
+	k, _ := certs.DescribeKey(c.PublicKey)
+	if note != "" {
+		note = " (" + note + ")"
+	}
+	fmt.Fprintf(w, "  %s: %s, %s%s, valid until %s\n", role, c.Subject, k.Name, note, c.NotAfter.UTC().Format(time.DateOnly))
+}
+
+const certsIssueAbout = `Issues a server certificate for the HOSTs (DNS names or IP addresses) from
+a CA made by pqedge certs init, signed by its intermediate if it has one.
+Writes PATH.crt (the leaf, then the intermediate: what a server sends) and
+PATH.key (PKCS#8, mode 0600), and prints the first flight of a handshake
+that serves this chain. An existing PATH.crt or PATH.key is only replaced
+with --force.
+`
+
 func certsIssue(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("certs issue", stderr)
-	caDir := fs.String("ca", "", "CA directory made by `pqedge certs init`")
+	fs := newFlagSet("certs issue", "certs issue --ca DIR --name HOST [--name HOST...] --out PATH [--alg ALG] [--days N] [--force]", certsIssueAbout, stdout)
+	leafAlgs := certs.AlgList(certs.LeafAlgs(), " or ")
+	caDir := fs.String("ca", "", "the CA directory `DIR` made by pqedge certs init")
 	var ns names
-	fs.Var(&ns, "name", "DNS name or IP address (repeat, or comma-separate)")
-	alg := fs.String("alg", string(certs.AlgMLDSA44), "leaf key algorithm: mldsa44, mldsa65, mldsa87, ecdsa-p256 or ed25519")
-	out := fs.String("out", "", "output path without extension: writes PATH.crt and PATH.key")
-	days := fs.Int("days", int(certs.DefaultLeafValidity/(24*time.Hour)), "validity in days")
-	pos, err := parseFlags(fs, args)
+	fs.Var(&ns, "name", "a DNS name or IP address `HOST` to cover (repeat, or separate with commas); the first is the common name")
+	alg := fs.String("alg", string(certs.AlgMLDSA44), "leaf key algorithm `ALG`: "+leafAlgs)
+	out := fs.String("out", "", "output `PATH` without extension: writes PATH.crt and PATH.key")
+	days := fs.Int("days", int(certs.DefaultLeafValidity/(24*time.Hour)), "validity in days `N`; cut to the issuing CA's")
+	force := fs.Bool("force", false, "replace an existing PATH.crt and PATH.key")
+	pos, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
@@ -138,16 +214,24 @@ func certsIssue(args []string, stdout, stderr io.Writer) error {
 	}
 	a, err := certs.ParseAlg(*alg)
 	if err != nil {
-		return withHint(err, "set --alg to mldsa44, mldsa65, mldsa87, ecdsa-p256 or ed25519")
+		return withHint(err, "set --alg to "+leafAlgs)
+	}
+	if !*force {
+		for _, f := range []string{*out + ".crt", *out + ".key"} {
+			if _, err := os.Stat(f); err == nil {
+				return withHint(fmt.Errorf("%s already exists; a new certificate would replace it and its key", f),
+					"choose another --out, or add --force to replace it")
+			}
+		}
 	}
 	now := time.Now()
 	ca, err := certs.OpenCA(*caDir, now)
 	if err != nil {
-		return withHint(err, "check --ca")
+		return withHint(err, "check --ca: it must be a directory made by `pqedge certs init --dir DIR`")
 	}
 	leaf, err := ca.Issue(certs.LeafOptions{Names: ns, Alg: a, Validity: time.Duration(*days) * 24 * time.Hour, Now: now})
 	if err != nil {
-		return withHint(err, "check --alg and --name")
+		return withHint(err, "check --name: DNS names or IP addresses")
 	}
 	if err := certs.WriteKeyPair(*out, leaf); err != nil {
 		return withHint(err, "change --out to a writable path")
@@ -157,6 +241,9 @@ func certsIssue(args []string, stdout, stderr io.Writer) error {
 	f := certs.EstimateFlight(leaf.Certificate, k)
 	fmt.Fprintf(stdout, "  %s for %s, valid until %s\n", k.Name, strings.Join(ns, ", "), leaf.Leaf.NotAfter.UTC().Format(time.DateOnly))
 	fmt.Fprintf(stdout, "  handshake: certificates + CertificateVerify %d B, first flight %d B: %s\n", f.ChainBytes(), f.Total, verdict(f))
+	if !f.FitsInitialWindow && k.PostQuantum {
+		fmt.Fprintf(stdout, "  to fit: an mldsa44 leaf (--alg mldsa44) from a CA whose intermediate is mldsa44 (pqedge certs init --intermediate)\n")
+	}
 	return nil
 }
 
@@ -167,9 +254,19 @@ func verdict(f certs.Flight) string {
 	return fmt.Sprintf("exceeds TCP's initial window (%d B) by %d B: an extra round trip", certs.InitialWindowBytes, f.Total-certs.InitialWindowBytes)
 }
 
+const certsInspectAbout = `Prints, for each PEM or DER certificate file (a chain, leaf first, or one
+certificate): every certificate's key algorithm and size, the signature it
+carries, its names and validity, whether the next certificate signed it,
+and the SHA-256 of its public key (SPKI, base64, the form Chromium's
+--ignore-certificate-errors-spki-list takes). For a leaf it adds the bytes
+a TLS 1.3 handshake sends and whether the server's first flight fits TCP's
+initial window (14600 B); beyond it every new connection waits one more
+round trip.
+`
+
 func certsInspect(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("certs inspect", stderr)
-	files, err := parseFlags(fs, args)
+	fs := newFlagSet("certs inspect", "certs inspect FILE...", certsInspectAbout, stdout)
+	files, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
@@ -191,7 +288,7 @@ func certsInspect(args []string, stdout, stderr io.Writer) error {
 func inspectFile(w io.Writer, file string, now time.Time) error {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return withHint(fmt.Errorf("failed to read certificate: %w", err), "check the FILE argument")
+		return withHint(fmt.Errorf("failed to read certificate: %w", err), "pass the path of a PEM or DER certificate file")
 	}
 	chain, err := certs.ParseCertificatesPEM(data)
 	if err != nil {
@@ -213,6 +310,7 @@ func inspectFile(w io.Writer, file string, now time.Time) error {
 		fmt.Fprintf(w, "    key:        %s, public key %d B\n", c.Key.Name, c.Key.PublicKeyBytes)
 		fmt.Fprintf(w, "    signature:  %s by %s, %d B\n", c.SignatureAlgorithm, c.Issuer, c.SignatureBytes)
 		fmt.Fprintf(w, "    size:       %d B DER\n", c.DERBytes)
+		fmt.Fprintf(w, "    spki:       %s (SHA-256 of the public key, base64)\n", c.SPKIHash)
 		if len(c.Names) > 0 {
 			fmt.Fprintf(w, "    names:      %s\n", strings.Join(c.Names, ", "))
 		}
@@ -277,15 +375,24 @@ func validity(c certs.CertInfo, now time.Time) string {
 	return fmt.Sprintf("%d days left", int(c.NotAfter.Sub(now).Hours()/24))
 }
 
+const certsTrustAbout = `Prints how to make clients trust the root of a CA directory: one made by
+pqedge certs init, or pqedge's local development CA (data_dir/local, which
+holds a classical and an ML-DSA root). Without --out it prints each root as
+PEM, to be saved under the file name the commands use; with --out it
+writes NAME.crt (PEM) and NAME.cer (DER) into OUTDIR and the commands name
+those files. For an ML-DSA root it says which clients can trust one today,
+and how.
+`
+
 func certsTrust(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("certs trust", stderr)
-	out := fs.String("out", "", "write pqedge-root.crt (PEM) and pqedge-root.cer (DER) here instead of printing the PEM")
-	pos, err := parseFlags(fs, args)
+	fs := newFlagSet("certs trust", "certs trust DIR [--out OUTDIR]", certsTrustAbout, stdout)
+	out := fs.String("out", "", "write each root as NAME.crt (PEM) and NAME.cer (DER) into `OUTDIR` instead of printing it")
+	pos, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return &cliError{err: errors.New("trust needs exactly one CA directory"), hints: []string{"pqedge certs trust DIR [--out DIR]"}, usage: true}
+		return &cliError{err: errors.New("trust needs exactly one CA directory"), hints: []string{"pqedge certs trust DIR [--out OUTDIR]"}, usage: true}
 	}
 	roots, err := certs.FindTrustRoots(pos[0])
 	if err != nil {
@@ -293,12 +400,12 @@ func certsTrust(args []string, stdout, stderr io.Writer) error {
 	}
 	for i, r := range roots {
 		if i > 0 {
-			fmt.Fprintln(stdout)
+			fmt.Fprint(stdout, "\n----\n\n")
 		}
 		if *out == "" {
-			fmt.Fprintf(stdout, "%s", pemOf(r.Cert))
-			fmt.Fprintf(stdout, "\nSave the PEM above as %s.crt (or run with --out DIR to write PEM and DER files), then:\n\n", r.Base)
-			fmt.Fprint(stdout, certs.TrustInstructions(r.Cert, r.Base, r.Base+".crt", r.Base+".cer"))
+			file := r.Base + ".crt"
+			fmt.Fprintf(stdout, "Save this root as %s:\n\n%s\n", file, pemOf(r.Cert))
+			fmt.Fprint(stdout, certs.TrustInstructions(r, file, ""))
 			continue
 		}
 		pemPath, derPath, err := certs.WriteTrustFiles(r.Cert, *out, r.Base)
@@ -306,7 +413,7 @@ func certsTrust(args []string, stdout, stderr io.Writer) error {
 			return withHint(err, "change --out to a writable directory")
 		}
 		fmt.Fprintf(stdout, "wrote %s (PEM) and %s (DER)\n\n", pemPath, derPath)
-		fmt.Fprint(stdout, certs.TrustInstructions(r.Cert, r.Base, pemPath, derPath))
+		fmt.Fprint(stdout, certs.TrustInstructions(r, pemPath, derPath))
 	}
 	return nil
 }

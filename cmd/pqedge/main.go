@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
 )
 
 // version is stamped by the Makefile (-ldflags "-X main.version=...").
@@ -19,15 +20,19 @@ var version = "dev"
 
 const usage = `pqedge: a post-quantum TLS edge proxy
 
-usage:
-  pqedge run -config FILE          serve the config (SIGHUP reloads, SIGTERM drains)
-  pqedge config check FILE...      validate configs; one FILE:LINE line per problem
-  pqedge certs <command>           private post-quantum PKI (init, issue, inspect, trust)
-  pqedge probe HOST:PORT           what a TLS server supports: groups, HRR, certificates
-  pqedge bench <command>           measure post-quantum handshake costs
-  pqedge version                   print the version
+usage: pqedge COMMAND [ARGUMENTS]
 
-Run 'pqedge COMMAND -h' for a command's flags.
+commands:
+  run -config FILE       serve FILE (SIGHUP reloads it; SIGTERM or SIGINT drain and exit)
+  config check FILE...   validate configs and every file they name; one FILE:LINE line per problem
+  certs COMMAND          a private post-quantum PKI: init, issue, inspect, trust
+  probe HOST:PORT        what a TLS server accepts: groups, HelloRetryRequest, certificates
+  bench COMMAND          what post-quantum handshakes cost: handshake, matrix
+  version                print the version and the Go toolchain
+  help [COMMAND]         this text, or a command's help (as pqedge COMMAND -h)
+
+Try it: pqedge run -config config.example.toml, then open https://localhost:8443.
+README.md and docs/ describe the configuration and how to operate pqedge.
 `
 
 // command runs a subcommand with its arguments and returns the exit code.
@@ -51,22 +56,34 @@ func main() {
 // dispatch runs the command named by args[0]; it is main without os.Exit,
 // so tests drive the real command line.
 func dispatch(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	if isHelp(args[0]) {
+		if len(args) == 1 {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		// pqedge help COMMAND [SUBCOMMAND] is the command's own -h.
+		return dispatch(append(slices.Clone(args[1:]), "-h"), stdout, stderr)
+	}
 	cmd, ok := commands()[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "pqedge: error: unknown command %q\nhint: commands are run, config, certs, probe, bench and version; see `pqedge -h`\n", args[0])
-		return 2
+		return cliFail(stderr, &cliError{err: fmt.Errorf("unknown command %q", args[0]),
+			hints: []string{"commands are run, config, certs, probe, bench and version; see `pqedge help`"}, usage: true})
 	}
 	return cmd(args[1:], stdout, stderr)
 }
 
 func runVersion(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		fmt.Fprint(stderr, "usage: pqedge version\n")
-		return 2
+	fs := newFlagSet("version", "version", "Prints pqedge's version and the Go toolchain it was built with.\n", stdout)
+	pos, err := fs.parse(args)
+	if err != nil {
+		return cliFail(stderr, err)
+	}
+	if len(pos) > 0 {
+		return cliFail(stderr, &cliError{err: fmt.Errorf("version takes no arguments, got %q", pos[0]), hints: []string{"run `pqedge version`"}, usage: true})
 	}
 	goVersion := "unknown"
 	if bi, ok := debug.ReadBuildInfo(); ok {

@@ -15,9 +15,7 @@ import (
 	"github.com/pqedge/pqedge/pqtls/leanclient"
 )
 
-const probeUsage = `usage: pqedge probe HOST:PORT [-json] [-servername NAME] [-timeout D] [-quic=false] [-quic-timeout D]
-
-Reports which key-exchange groups a TLS 1.3 server accepts (directly, or
+const probeAbout = `Reports which key-exchange groups a TLS 1.3 server accepts (directly, or
 only after a HelloRetryRequest), its group preference, the certificate it
 serves for each family of signature algorithms, and whether it survives a
 ClientHello split across records and TCP writes. Over QUIC on the same UDP
@@ -27,15 +25,14 @@ and whether its handshake fits the anti-amplification limit.
 
 // runProbe is `pqedge probe`.
 func runProbe(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("probe", stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, probeUsage); fs.PrintDefaults() }
+	fs := newFlagSet("probe", "probe HOST:PORT [-json] [-servername NAME] [-timeout D] [-quic=false] [-quic-timeout D]", probeAbout, stdout)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	serverName := fs.String("servername", "", "SNI and certificate name (default: the HOST of HOST:PORT unless it is an IP)")
-	timeout := fs.Duration("timeout", 5*time.Second, "limit for each handshake")
-	quicOn := fs.Bool("quic", true, "also probe HTTP/3 over QUIC on the same UDP port")
-	quicTimeout := fs.Duration("quic-timeout", defaultQUICTimeout, "limit for each QUIC handshake (a server without QUIC costs one)")
+	serverName := fs.String("servername", "", "SNI and certificate `NAME` (default: the HOST of HOST:PORT unless it is an IP address)")
+	timeout := fs.Duration("timeout", 5*time.Second, "limit `D` for each handshake")
+	quicOn := fs.Bool("quic", true, "also probe HTTP/3 over QUIC on the same UDP port; -quic=false skips it")
+	quicTimeout := fs.Duration("quic-timeout", defaultQUICTimeout, "limit `D` for each QUIC handshake (a server without QUIC costs one)")
 	// Flags may come before or after HOST:PORT.
-	positional, err := parseFlags(fs, args)
+	positional, err := fs.parse(args)
 	if err != nil {
 		return cliFail(stderr, err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,24 +14,26 @@ import (
 	"github.com/pqedge/pqedge/internal/server"
 )
 
-const runUsage = `usage: pqedge run -config FILE
+const runAbout = `Serves FILE until SIGTERM or SIGINT, which stop accepting new connections,
+drain in-flight requests and streams for up to timeouts.shutdown, and exit 0.
+SIGHUP reloads FILE: a config that is invalid, or whose certificates or
+addresses fail, is logged and the running one keeps serving.
 
-Serves FILE until SIGTERM or SIGINT, which stop accepting and drain
-in-flight requests and streams for timeouts.shutdown. SIGHUP reloads FILE:
-an invalid config is logged and the running one keeps serving.
+Check a config first with pqedge config check FILE.
 `
 
 func runServe(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("pqedge run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, runUsage); fs.PrintDefaults() }
+	fs := newFlagSet("run", "run -config FILE", runAbout, stdout)
 	file := fs.String("config", "", "the TOML config `FILE` to serve")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	pos, err := fs.parse(args)
+	if err != nil {
+		return cliFail(stderr, err)
 	}
-	if *file == "" || fs.NArg() > 0 {
-		fmt.Fprint(stderr, "pqedge: error: run needs -config FILE\nhint: try `pqedge run -config config.example.toml`\n")
-		return 2
+	switch {
+	case len(pos) > 0:
+		return cliFail(stderr, &cliError{err: fmt.Errorf("unexpected argument %q", pos[0]), hints: []string{"the config goes in -config FILE: pqedge run -config " + pos[0]}, usage: true})
+	case *file == "":
+		return cliFail(stderr, &cliError{err: errors.New("run needs -config FILE"), hints: []string{"try `pqedge run -config config.example.toml`"}, usage: true})
 	}
 	cfg, err := config.Load(*file)
 	if err != nil {
