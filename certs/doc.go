@@ -21,7 +21,8 @@
 // # Private PKI
 //
 // InitCA makes root.crt/root.key (ML-DSA-87 by default) and optionally an
-// intermediate; OpenCA reopens it, refusing keys readable by others and
+// intermediate (ML-DSA-44 under an ML-DSA root by default, so that a chain
+// with an ML-DSA-44 leaf fits TCP's initial window); OpenCA reopens it, refusing keys readable by others and
 // expired CAs; CA.Issue makes server leaves. Keys are PKCS#8, seed form for
 // ML-DSA, mode 0600. EnsureLocal keeps an ECDSA and an ML-DSA development CA
 // with leaves in one directory, re-issuing what is missing or ageing.
