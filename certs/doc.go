@@ -43,6 +43,10 @@
 //
 // Browsers offer ML-DSA without trusting any private ML-DSA root, so serving
 // the ML-DSA chain to every client that offers ML-DSA breaks them. Selector
-// serves it only as PQMode says: never, to clients that name the root in
-// certificate_authorities (the default), or to every ML-DSA client.
+// serves it only as PQMode says: never (the default), to clients that name
+// the root in certificate_authorities, or to every ML-DSA client. With
+// VerifiableChainsOnly it also serves a chain only to a client that can
+// verify every signature in it (RFC 8446 Section 4.4.2.2), using
+// signature_algorithms_cert when the client sent it, and otherwise falls
+// back to the next chain or fails with ErrNoVerifiableChain.
 package certs

@@ -73,6 +73,18 @@ type Selector struct {
 	// ClientRules are checked in order against the client's address; the
 	// first match replaces Mode.
 	ClientRules []ClientRule
+	// VerifiableChainsOnly makes Pick serve a chain only if the client can
+	// verify every signature in it (RFC 8446 Section 4.4.2.2, RFC 8422
+	// Section 5.1): the leaf's CertificateVerify with a scheme from
+	// signature_algorithms, and the signature on each certificate that is
+	// not self-signed with a scheme from signature_algorithms_cert (or
+	// signature_algorithms when the client sent no _cert list). A chain
+	// that fails is passed over for the next (PQ, then classical); when
+	// none is left Pick fails with ErrNoVerifiableChain. Go 1.27 clients
+	// leave ML-DSA out of signature_algorithms_cert (go.dev/issue/82536),
+	// so they get the classical chain. Without it Pick chooses by mode and
+	// the leaf's scheme alone, as before issue 12.
+	VerifiableChainsOnly bool
 }
 
 // Validate checks a Selector before use: the PQ chain must have an ML-DSA
@@ -89,6 +101,19 @@ func (s *Selector) Validate() error {
 			return fmt.Errorf("client rule for %s: unknown pq mode %q (known: off, trusted, always)", r.Network, r.Mode)
 		}
 	}
+	if s.VerifiableChainsOnly {
+		for _, c := range []struct {
+			kind string
+			cert *tls.Certificate
+		}{{"classical", s.Classical}, {"ML-DSA", s.PQ}} {
+			if c.cert == nil {
+				continue
+			}
+			if err := checkChainSignatures(c.cert); err != nil {
+				return fmt.Errorf("the %s chain: %w", c.kind, err)
+			}
+		}
+	}
 	if s.PQ == nil {
 		return nil
 	}
@@ -103,14 +128,19 @@ func (s *Selector) Validate() error {
 
 // Pick returns the chain for a handshake. hello is the parsed ClientHello
 // when the connection captured one, else nil (then PQTrusted cannot see
-// certificate_authorities and serves the classical chain). It runs on every
-// handshake and does not allocate.
+// certificate_authorities and serves the classical chain, and
+// VerifiableChainsOnly cannot see signature_algorithms_cert). It runs on
+// every handshake and does not allocate unless it fails.
 func (s *Selector) Pick(info *tls.ClientHelloInfo, hello *pqtls.ClientHello) (*tls.Certificate, error) {
-	if s.wantsPQ(info, hello) {
+	check := s.VerifiableChainsOnly
+	if s.wantsPQ(info, hello) && (!check || clientCanVerify(s.PQ, info, hello)) {
 		return s.PQ, nil
 	}
 	if s.Classical == nil {
-		return nil, errors.New("the client does not qualify for the ML-DSA chain and no classical certificate is configured")
+		return nil, fmt.Errorf("%w: the client does not qualify for the ML-DSA chain and no classical certificate is configured", ErrNoVerifiableChain)
+	}
+	if check && !clientCanVerify(s.Classical, info, hello) {
+		return nil, fmt.Errorf("%w: the client offers no signature scheme for the classical chain (or for the ML-DSA one, if it qualifies)", ErrNoVerifiableChain)
 	}
 	return s.Classical, nil
 }

@@ -1,0 +1,223 @@
+package certs
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/tls"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/pqedge/pqedge/pqtls"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+)
+
+// ErrNoVerifiableChain is wrapped by Pick's error when no configured chain
+// is one the client can verify: the handshake fails, and the server counts
+// it as a "certificate" failure.
+var ErrNoVerifiableChain = errors.New("no certificate chain the client can verify")
+
+// certSigAlgs maps the signatureAlgorithm of a certificate (RFC 5280
+// Section 4.1.1.2) to the TLS signature schemes that name it (RFC 8446
+// Section 4.2.3; in TLS 1.2, RFC 5246 Section 7.4.1.4.1, the same code
+// points are hash/signature pairs). ECDSA schemes are matched by hash, as
+// TLS 1.2 does. An RSASSA-PSS signature is named by its hash, through
+// pssSchemes.
+var certSigAlgs = []struct {
+	oid     []byte // OBJECT IDENTIFIER contents
+	schemes [2]tls.SignatureScheme
+}{
+	{oidBytes(1, 2, 840, 10045, 4, 3, 2), [2]tls.SignatureScheme{tls.ECDSAWithP256AndSHA256}},
+	{oidBytes(1, 2, 840, 10045, 4, 3, 3), [2]tls.SignatureScheme{tls.ECDSAWithP384AndSHA384}},
+	{oidBytes(1, 2, 840, 10045, 4, 3, 4), [2]tls.SignatureScheme{tls.ECDSAWithP521AndSHA512}},
+	{oidBytes(1, 2, 840, 10045, 4, 1), [2]tls.SignatureScheme{tls.ECDSAWithSHA1}},
+	{oidBytes(1, 2, 840, 113549, 1, 1, 11), [2]tls.SignatureScheme{tls.PKCS1WithSHA256}},
+	{oidBytes(1, 2, 840, 113549, 1, 1, 12), [2]tls.SignatureScheme{tls.PKCS1WithSHA384}},
+	{oidBytes(1, 2, 840, 113549, 1, 1, 13), [2]tls.SignatureScheme{tls.PKCS1WithSHA512}},
+	{oidBytes(1, 2, 840, 113549, 1, 1, 5), [2]tls.SignatureScheme{tls.PKCS1WithSHA1}},
+	{oidBytes(1, 3, 101, 112), [2]tls.SignatureScheme{tls.Ed25519}},
+	{oidBytes(1, 3, 101, 113), [2]tls.SignatureScheme{0x0808}}, // ed448
+	// RFC 9881 Section 2 (X.509) and draft-ietf-tls-mldsa (TLS 1.3).
+	{oidBytes(2, 16, 840, 1, 101, 3, 4, 3, 17), [2]tls.SignatureScheme{tls.MLDSA44}},
+	{oidBytes(2, 16, 840, 1, 101, 3, 4, 3, 18), [2]tls.SignatureScheme{tls.MLDSA65}},
+	{oidBytes(2, 16, 840, 1, 101, 3, 4, 3, 19), [2]tls.SignatureScheme{tls.MLDSA87}},
+}
+
+var oidRSAPSS = oidBytes(1, 2, 840, 113549, 1, 1, 10)
+
+// pssSchemes names an RSASSA-PSS signature by its hash (RFC 4055 Section
+// 3.1): rsa_pss_rsae_* for an issuer with an rsaEncryption key, or
+// rsa_pss_pss_* for one with an RSASSA-PSS key; either lets the client
+// verify it.
+var pssSchemes = []struct {
+	hash    []byte
+	schemes [2]tls.SignatureScheme
+}{
+	{oidBytes(2, 16, 840, 1, 101, 3, 4, 2, 1), [2]tls.SignatureScheme{tls.PSSWithSHA256, 0x0809}},
+	{oidBytes(2, 16, 840, 1, 101, 3, 4, 2, 2), [2]tls.SignatureScheme{tls.PSSWithSHA384, 0x080a}},
+	{oidBytes(2, 16, 840, 1, 101, 3, 4, 2, 3), [2]tls.SignatureScheme{tls.PSSWithSHA512, 0x080b}},
+}
+
+func oidBytes(arcs ...int) []byte {
+	der, err := asn1.Marshal(asn1.ObjectIdentifier(arcs))
+	if err != nil {
+		panic(err)
+	}
+	return der[2:] // tag and one-byte length: every OID above is short
+}
+
+// certSignature slices what Pick needs out of a DER certificate without
+// parsing the rest (so it does not allocate): issuer and subject, to skip
+// self-signed certificates, and the TLS schemes that name the signature
+// the issuer made on it. ok is false for a certificate it cannot read or
+// whose signature algorithm TLS has no name for.
+func certSignature(der []byte) (issuer, subject []byte, schemes [2]tls.SignatureScheme, ok bool) {
+	in := cryptobyte.String(der)
+	var cert, tbs, sigAlg, oid cryptobyte.String
+	var iss, sub cryptobyte.String
+	if !in.ReadASN1(&cert, cbasn1.SEQUENCE) ||
+		!cert.ReadASN1(&tbs, cbasn1.SEQUENCE) ||
+		!cert.ReadASN1(&sigAlg, cbasn1.SEQUENCE) ||
+		!sigAlg.ReadASN1(&oid, cbasn1.OBJECT_IDENTIFIER) ||
+		!tbs.SkipOptionalASN1(cbasn1.Tag(0).Constructed().ContextSpecific()) || // version
+		!tbs.SkipASN1(cbasn1.INTEGER) || // serialNumber
+		!tbs.SkipASN1(cbasn1.SEQUENCE) || // signature
+		!tbs.ReadASN1Element(&iss, cbasn1.SEQUENCE) ||
+		!tbs.SkipASN1(cbasn1.SEQUENCE) || // validity
+		!tbs.ReadASN1Element(&sub, cbasn1.SEQUENCE) {
+		return nil, nil, schemes, false
+	}
+	if bytes.Equal(oid, oidRSAPSS) {
+		schemes, ok = pssHash(sigAlg)
+		return iss, sub, schemes, ok
+	}
+	for _, a := range certSigAlgs {
+		if bytes.Equal(oid, a.oid) {
+			return iss, sub, a.schemes, true
+		}
+	}
+	return iss, sub, schemes, false
+}
+
+// pssHash reads the hash of RSASSA-PSS-params (RFC 4055 Section 3.1):
+// SEQUENCE { [0] EXPLICIT AlgorithmIdentifier, ... }. An absent hash means
+// SHA-1, which TLS never pairs with PSS.
+func pssHash(params cryptobyte.String) ([2]tls.SignatureScheme, bool) {
+	var seq, hashAlg, alg, oid cryptobyte.String
+	if !params.ReadASN1(&seq, cbasn1.SEQUENCE) ||
+		!seq.ReadASN1(&hashAlg, cbasn1.Tag(0).Constructed().ContextSpecific()) ||
+		!hashAlg.ReadASN1(&alg, cbasn1.SEQUENCE) ||
+		!alg.ReadASN1(&oid, cbasn1.OBJECT_IDENTIFIER) {
+		return [2]tls.SignatureScheme{}, false
+	}
+	for _, h := range pssSchemes {
+		if bytes.Equal(oid, h.hash) {
+			return h.schemes, true
+		}
+	}
+	return [2]tls.SignatureScheme{}, false
+}
+
+// checkChainSignatures reports a certificate of c whose signature no TLS
+// client could be known to verify, so Validate refuses the chain instead of
+// Pick never choosing it.
+func checkChainSignatures(c *tls.Certificate) error {
+	for i, der := range c.Certificate {
+		if _, _, _, ok := certSignature(der); !ok {
+			return fmt.Errorf("certificate %d of the chain is signed with an algorithm TLS has no signature scheme for", i+1)
+		}
+	}
+	return nil
+}
+
+// clientCanVerify reports whether the client can verify everything of c it
+// must: the CertificateVerify the leaf's key will make (RFC 8446 Section
+// 4.4.3, a scheme from signature_algorithms) and the signature on every
+// certificate of the chain that is not self-signed (Section 4.4.2.2:
+// signature_algorithms_cert when the client sent it, else
+// signature_algorithms; RFC 8422 Section 5.1 and RFC 5246 Section 7.4.2
+// for TLS 1.2). Self-signed certificates begin a path and are not
+// verified by their signature.
+func clientCanVerify(c *tls.Certificate, info *tls.ClientHelloInfo, hello *pqtls.ClientHello) bool {
+	var sigs, certSigs []tls.SignatureScheme
+	var versions []uint16
+	if info != nil {
+		sigs, versions = info.SignatureSchemes, info.SupportedVersions
+	}
+	if hello != nil {
+		if sigs == nil {
+			sigs = hello.SignatureAlgorithms
+		}
+		if versions == nil {
+			versions = hello.SupportedVersions
+		}
+		certSigs = hello.SignatureAlgorithmsCert
+	}
+	if len(certSigs) == 0 {
+		certSigs = sigs
+	}
+	// A client that lists no versions is taken for a TLS 1.3 one: real
+	// ClientHelloInfos always carry them.
+	tls13 := len(versions) == 0 || slices.Contains(versions, tls.VersionTLS13)
+	if !leafCanSign(c, sigs, tls13) {
+		return false
+	}
+	if len(certSigs) == 0 {
+		return true // TLS 1.2 without signature_algorithms: nothing is known
+	}
+	for _, der := range c.Certificate {
+		iss, sub, schemes, ok := certSignature(der)
+		if !ok {
+			return false
+		}
+		if bytes.Equal(iss, sub) {
+			continue
+		}
+		if !slices.Contains(certSigs, schemes[0]) && (schemes[1] == 0 || !slices.Contains(certSigs, schemes[1])) {
+			return false
+		}
+	}
+	return true
+}
+
+// leafCanSign reports whether c's key can make a CertificateVerify (or
+// TLS 1.2 ServerKeyExchange) signature with a scheme the client offered.
+// TLS 1.3 ties ECDSA to the key's curve and RSA to PSS; TLS 1.2 takes any
+// hash (crypto/tls refuses SHA-1 there too) and PKCS#1 v1.5; ML-DSA exists
+// only in TLS 1.3.
+func leafCanSign(c *tls.Certificate, offered []tls.SignatureScheme, tls13 bool) bool {
+	var pub crypto.PublicKey
+	if c.Leaf != nil {
+		pub = c.Leaf.PublicKey
+	} else if s, ok := c.PrivateKey.(crypto.Signer); ok {
+		pub = s.Public()
+	}
+	info, err := describeKey(pub)
+	if err != nil {
+		return false
+	}
+	ecdsa := info.Scheme == tls.ECDSAWithP256AndSHA256 || info.Scheme == tls.ECDSAWithP384AndSHA384 || info.Scheme == tls.ECDSAWithP521AndSHA512
+	if len(offered) == 0 {
+		// RFC 5246 Section 7.4.1.4.1: a TLS 1.2 client without the
+		// extension takes SHA-1 with the key's algorithm; TLS 1.3 requires
+		// the extension.
+		return !tls13 && (ecdsa || info.Alg == AlgRSA)
+	}
+	switch {
+	case info.PostQuantum:
+		return tls13 && slices.Contains(offered, info.Scheme)
+	case ecdsa && !tls13:
+		return slices.ContainsFunc(offered, func(s tls.SignatureScheme) bool {
+			return s == tls.ECDSAWithP256AndSHA256 || s == tls.ECDSAWithP384AndSHA384 || s == tls.ECDSAWithP521AndSHA512
+		})
+	case info.Alg == AlgRSA:
+		return slices.ContainsFunc(offered, func(s tls.SignatureScheme) bool {
+			pss := s == tls.PSSWithSHA256 || s == tls.PSSWithSHA384 || s == tls.PSSWithSHA512
+			pkcs1 := s == tls.PKCS1WithSHA256 || s == tls.PKCS1WithSHA384 || s == tls.PKCS1WithSHA512
+			return pss || !tls13 && pkcs1
+		})
+	}
+	return slices.Contains(offered, info.Scheme) // ECDSA in TLS 1.3, Ed25519
+}

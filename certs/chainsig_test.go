@@ -1,0 +1,308 @@
+package certs
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pqedge/pqedge/pqtls"
+)
+
+// testChain builds a chain: each entry of algs is a key algorithm, leaf
+// first, root last; the root is not included, as servers send chains. The
+// root may sign with a chosen algorithm (x509's default for its key if 0).
+func testChain(t testing.TB, rootSig x509.SignatureAlgorithm, algs ...Alg) *tls.Certificate {
+	t.Helper()
+	keys := make([]crypto.Signer, len(algs))
+	for i, a := range algs {
+		k, err := GenerateKey(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[i] = k
+	}
+	now := time.Now()
+	var parent *x509.Certificate
+	var chain [][]byte
+	for i := len(algs) - 1; i >= 0; i-- {
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(int64(i + 1)),
+			Subject:      pkix.Name{CommonName: string(algs[i]) + " " + string(rune('a'+i))},
+			NotBefore:    now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+			IsCA: i > 0, BasicConstraintsValid: true,
+			KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+			DNSNames: []string{"chain.test"},
+		}
+		signer, issuer := keys[i], tmpl // the root signs itself
+		if parent != nil {
+			signer, issuer = keys[i+1], parent
+		}
+		if i == len(algs)-2 || len(algs) == 1 {
+			tmpl.SignatureAlgorithm = rootSig
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, keys[i].Public(), signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parent = c
+		if i < len(algs)-1 || len(algs) == 1 {
+			chain = append([][]byte{der}, chain...)
+		}
+	}
+	leaf, _ := x509.ParseCertificate(chain[0])
+	return &tls.Certificate{Certificate: chain, PrivateKey: keys[0], Leaf: leaf}
+}
+
+// Client profiles, as FACTS.md and the clients' sources have them.
+type clientProfile struct {
+	sigs, certSigs []tls.SignatureScheme
+	versions       []uint16
+}
+
+var (
+	profChromium = clientProfile{
+		sigs: []tls.SignatureScheme{0x0a0a, tls.MLDSA44, tls.MLDSA65, tls.MLDSA87, tls.ECDSAWithP256AndSHA256, tls.PSSWithSHA256,
+			tls.PKCS1WithSHA256, tls.ECDSAWithP384AndSHA384, tls.PSSWithSHA384, tls.PKCS1WithSHA384, tls.PSSWithSHA512, tls.PKCS1WithSHA512},
+		versions: []uint16{0x0a0a, tls.VersionTLS13, tls.VersionTLS12},
+	}
+	// Go 1.27: signature_algorithms_cert without ML-DSA (go.dev/issue/82536).
+	profGo = clientProfile{
+		sigs: []tls.SignatureScheme{tls.MLDSA44, tls.MLDSA65, tls.MLDSA87, tls.PSSWithSHA256, tls.ECDSAWithP256AndSHA256, tls.Ed25519,
+			tls.PSSWithSHA384, tls.PSSWithSHA512, tls.PKCS1WithSHA256, tls.PKCS1WithSHA384, tls.PKCS1WithSHA512, tls.ECDSAWithP384AndSHA384, tls.ECDSAWithP521AndSHA512},
+		certSigs: []tls.SignatureScheme{tls.PSSWithSHA256, tls.ECDSAWithP256AndSHA256, tls.Ed25519, tls.PSSWithSHA384, tls.PSSWithSHA512,
+			tls.PKCS1WithSHA256, tls.PKCS1WithSHA384, tls.PKCS1WithSHA512, tls.ECDSAWithP384AndSHA384, tls.ECDSAWithP521AndSHA512, tls.PKCS1WithSHA1, tls.ECDSAWithSHA1},
+		versions: []uint16{tls.VersionTLS13, tls.VersionTLS12},
+	}
+	profFirefox = clientProfile{
+		sigs: []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384, tls.ECDSAWithP521AndSHA512, tls.PSSWithSHA256,
+			tls.PSSWithSHA384, tls.PSSWithSHA512, tls.PKCS1WithSHA256, tls.PKCS1WithSHA384, tls.PKCS1WithSHA512},
+		versions: []uint16{tls.VersionTLS13, tls.VersionTLS12},
+	}
+	// The issue's example: mldsa65 offered for CertificateVerify, only
+	// ECDSA for certificates.
+	profSplit = clientProfile{
+		sigs:     []tls.SignatureScheme{tls.MLDSA65, tls.ECDSAWithP256AndSHA256},
+		certSigs: []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384},
+		versions: []uint16{tls.VersionTLS13},
+	}
+	// openssl s_client -sigalgs mldsa65: one scheme, no _cert list.
+	profOnly65 = clientProfile{sigs: []tls.SignatureScheme{tls.MLDSA65}, versions: []uint16{tls.VersionTLS13}}
+	profMLDSA  = clientProfile{sigs: []tls.SignatureScheme{tls.MLDSA44, tls.MLDSA65, tls.MLDSA87}, versions: []uint16{tls.VersionTLS13}}
+	profTLS12  = clientProfile{
+		sigs:     []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384, tls.PKCS1WithSHA256, tls.PSSWithSHA256},
+		versions: []uint16{tls.VersionTLS12},
+	}
+)
+
+func (p clientProfile) hello() (*tls.ClientHelloInfo, *pqtls.ClientHello) {
+	return &tls.ClientHelloInfo{SignatureSchemes: p.sigs, SupportedVersions: p.versions, ServerName: "chain.test"},
+		&pqtls.ClientHello{SignatureAlgorithms: p.sigs, SignatureAlgorithmsCert: p.certSigs, SupportedVersions: p.versions}
+}
+
+// TestClientCanVerify runs every classical, hybrid and ML-DSA chain shape
+// against every client profile.
+func TestClientCanVerify(t *testing.T) {
+	profiles := map[string]clientProfile{
+		"chromium": profChromium, "go": profGo, "firefox": profFirefox, "split": profSplit,
+		"only-mldsa65": profOnly65, "mldsa-only": profMLDSA, "tls12": profTLS12,
+	}
+	tests := []struct {
+		name    string
+		chain   func(t testing.TB) *tls.Certificate
+		canSign string // space-separated profiles that can verify it
+	}{
+		{"ecdsa-p256 < ecdsa-p384 root", func(t testing.TB) *tls.Certificate {
+			return testChain(t, 0, AlgECDSAP256, AlgECDSAP384)
+		}, "chromium go firefox split tls12"},
+		{"ecdsa-p256 < ecdsa-p256 intermediate < ecdsa-p384 root", func(t testing.TB) *tls.Certificate {
+			return testChain(t, 0, AlgECDSAP256, AlgECDSAP256, AlgECDSAP384)
+		}, "chromium go firefox split tls12"},
+		{"ecdsa-p256 < ecdsa-p384 root signing with SHA-512", func(t testing.TB) *tls.Certificate {
+			return testChain(t, x509.ECDSAWithSHA512, AlgECDSAP256, AlgECDSAP384)
+		}, "go firefox"},
+		{"rsa < rsa root, PKCS#1 v1.5", func(t testing.TB) *tls.Certificate {
+			return testChain(t, x509.SHA256WithRSA, AlgRSA, AlgRSA)
+		}, "chromium go firefox tls12"},
+		{"rsa < rsa root, PSS", func(t testing.TB) *tls.Certificate {
+			return testChain(t, x509.SHA256WithRSAPSS, AlgRSA, AlgRSA)
+		}, "chromium go firefox tls12"},
+		{"ed25519 < ed25519 root", func(t testing.TB) *tls.Certificate {
+			return testChain(t, 0, AlgEd25519, AlgEd25519)
+		}, "go"},
+		{"mldsa65 < mldsa87 root (the local CA's PQ chain)", func(t testing.TB) *tls.Certificate {
+			return testChain(t, 0, AlgMLDSA65, AlgMLDSA87)
+		}, "chromium mldsa-only"},
+		{"mldsa65 < mldsa65 intermediate < mldsa87 root", func(t testing.TB) *tls.Certificate {
+			return testChain(t, 0, AlgMLDSA65, AlgMLDSA65, AlgMLDSA87)
+		}, "chromium mldsa-only"},
+		{"mldsa65 < mldsa65 root", func(t testing.TB) *tls.Certificate {
+			return testChain(t, 0, AlgMLDSA65, AlgMLDSA65)
+		}, "chromium mldsa-only only-mldsa65"},
+		{"mldsa44 < mldsa44 root", func(t testing.TB) *tls.Certificate {
+			return testChain(t, 0, AlgMLDSA44, AlgMLDSA44)
+		}, "chromium mldsa-only"},
+		{"mldsa87 < mldsa87 root", func(t testing.TB) *tls.Certificate {
+			return testChain(t, 0, AlgMLDSA87, AlgMLDSA87)
+		}, "chromium mldsa-only"},
+		{"hybrid: mldsa65 < ecdsa-p384 root", func(t testing.TB) *tls.Certificate {
+			return testChain(t, 0, AlgMLDSA65, AlgECDSAP384)
+		}, "chromium go split"},
+		{"hybrid: ecdsa-p256 < mldsa87 root", func(t testing.TB) *tls.Certificate {
+			return testChain(t, 0, AlgECDSAP256, AlgMLDSA87)
+		}, "chromium"},
+		{"self-signed ecdsa-p256 (its signature is not checked)", func(t testing.TB) *tls.Certificate {
+			return testChain(t, x509.ECDSAWithSHA512, AlgECDSAP256)
+		}, "chromium go firefox split tls12"},
+		{"self-signed mldsa65", func(t testing.TB) *tls.Certificate {
+			return testChain(t, 0, AlgMLDSA65)
+		}, "chromium mldsa-only only-mldsa65 go split"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.chain(t)
+			if err := checkChainSignatures(c); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]bool{}
+			for _, p := range strings.Fields(tt.canSign) {
+				want[p] = true
+			}
+			for name, p := range profiles {
+				info, hello := p.hello()
+				if got := clientCanVerify(c, info, hello); got != want[name] {
+					t.Errorf("client %s: can verify = %v, want %v", name, got, want[name])
+				}
+			}
+		})
+	}
+}
+
+// TestPickVerifiableChains: with VerifiableChainsOnly, Pick passes over a
+// chain the client cannot verify for the next, and fails with
+// ErrNoVerifiableChain when none is left.
+func TestPickVerifiableChains(t *testing.T) {
+	classical := testChain(t, 0, AlgECDSAP256, AlgECDSAP384)
+	pq := testChain(t, 0, AlgMLDSA65, AlgMLDSA87)
+	tests := []struct {
+		name    string
+		mode    PQMode
+		check   bool
+		client  clientProfile
+		noHello bool
+		want    *tls.Certificate // nil: ErrNoVerifiableChain
+	}{
+		{name: "chromium, always: ML-DSA", mode: PQAlways, check: true, client: profChromium, want: pq},
+		{name: "go, always: its _cert list lacks ML-DSA, classical", mode: PQAlways, check: true, client: profGo, want: classical},
+		{name: "split lists, always: classical", mode: PQAlways, check: true, client: profSplit, want: classical},
+		{name: "ML-DSA-only client, always: ML-DSA", mode: PQAlways, check: true, client: profMLDSA, want: pq},
+		{name: "mldsa65 alone cannot verify the mldsa87 signature, nor ECDSA: none", mode: PQAlways, check: true, client: profOnly65},
+		{name: "firefox, always: classical", mode: PQAlways, check: true, client: profFirefox, want: classical},
+		{name: "tls 1.2, always: classical", mode: PQAlways, check: true, client: profTLS12, want: classical},
+		{name: "ML-DSA-only client, off: nothing it can verify", mode: PQOff, check: true, client: profMLDSA},
+		{name: "no parsed hello: signature_algorithms alone", mode: PQAlways, check: true, client: profGo, noHello: true, want: pq},
+		{name: "without the check, go gets ML-DSA as before", mode: PQAlways, client: profGo, want: pq},
+		{name: "without the check, mldsa65 alone gets ML-DSA as before", mode: PQAlways, client: profOnly65, want: pq},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &Selector{Classical: classical, PQ: pq, Mode: tt.mode, VerifiableChainsOnly: tt.check}
+			if err := s.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			info, hello := tt.client.hello()
+			if tt.noHello {
+				hello = nil
+			}
+			got, err := s.Pick(info, hello)
+			if tt.want == nil {
+				if !errors.Is(err, ErrNoVerifiableChain) || !strings.Contains(err.Error(), "certificate") {
+					t.Fatalf("Pick = %v, %v; want ErrNoVerifiableChain", got, err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("Pick = %v, %v; want the %s chain", got, err, map[bool]string{true: "ML-DSA", false: "classical"}[tt.want == pq])
+			}
+		})
+	}
+	t.Run("PQ only, no classical", func(t *testing.T) {
+		s := &Selector{PQ: pq, Mode: PQAlways, VerifiableChainsOnly: true}
+		info, hello := profGo.hello()
+		if _, err := s.Pick(info, hello); !errors.Is(err, ErrNoVerifiableChain) {
+			t.Fatalf("Pick error = %v, want ErrNoVerifiableChain", err)
+		}
+	})
+	t.Run("Validate refuses a chain TLS cannot name", func(t *testing.T) {
+		broken := &tls.Certificate{Certificate: [][]byte{classical.Certificate[0], []byte("not a certificate")}, PrivateKey: classical.PrivateKey, Leaf: classical.Leaf}
+		s := &Selector{Classical: broken, VerifiableChainsOnly: true}
+		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "certificate 2 of the chain") {
+			t.Fatalf("Validate = %v", err)
+		}
+	})
+	t.Run("no allocation when it succeeds", func(t *testing.T) {
+		s := &Selector{Classical: classical, PQ: pq, Mode: PQAlways, VerifiableChainsOnly: true}
+		info, hello := profGo.hello()
+		if n := testing.AllocsPerRun(50, func() { s.Pick(info, hello) }); n != 0 {
+			t.Errorf("Pick allocates %v times", n)
+		}
+	})
+}
+
+// schemeOf is x509's view of a signature algorithm, for FuzzCertSignature.
+var schemeOf = map[x509.SignatureAlgorithm]tls.SignatureScheme{
+	x509.ECDSAWithSHA256: tls.ECDSAWithP256AndSHA256, x509.ECDSAWithSHA384: tls.ECDSAWithP384AndSHA384,
+	x509.ECDSAWithSHA512: tls.ECDSAWithP521AndSHA512, x509.ECDSAWithSHA1: tls.ECDSAWithSHA1,
+	x509.SHA256WithRSA: tls.PKCS1WithSHA256, x509.SHA384WithRSA: tls.PKCS1WithSHA384,
+	x509.SHA512WithRSA: tls.PKCS1WithSHA512, x509.SHA1WithRSA: tls.PKCS1WithSHA1,
+	x509.SHA256WithRSAPSS: tls.PSSWithSHA256, x509.SHA384WithRSAPSS: tls.PSSWithSHA384,
+	x509.SHA512WithRSAPSS: tls.PSSWithSHA512, x509.PureEd25519: tls.Ed25519,
+	x509.MLDSA44: tls.MLDSA44, x509.MLDSA65: tls.MLDSA65, x509.MLDSA87: tls.MLDSA87,
+}
+
+// FuzzCertSignature fuzzes the allocation-free certificate slicer behind
+// VerifiableChainsOnly: whatever it reads from a certificate crypto/x509
+// accepts must be what crypto/x509 reads.
+func FuzzCertSignature(f *testing.F) {
+	for _, file := range []string{"testdata/openssl-ecdsa.crt", "testdata/openssl-rsa.crt", "testdata/openssl-ed25519.crt",
+		"testdata/openssl-mldsa44.crt", "testdata/openssl-mldsa65.crt", "testdata/openssl-mldsa87.crt", "testdata/circl-mldsa65.crt"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		chain, err := ParseCertificatesPEM(b)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, c := range chain {
+			f.Add(c.Raw)
+		}
+	}
+	f.Add(testChain(f, x509.SHA384WithRSAPSS, AlgRSA, AlgRSA).Certificate[0])
+	f.Fuzz(func(t *testing.T, der []byte) {
+		iss, sub, schemes, ok := certSignature(der)
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return
+		}
+		want, known := schemeOf[c.SignatureAlgorithm]
+		if ok != known || ok && schemes[0] != want {
+			t.Fatalf("certSignature = %v, %v; x509 says %v", schemes, ok, c.SignatureAlgorithm)
+		}
+		if ok && (!bytes.Equal(iss, c.RawIssuer) || !bytes.Equal(sub, c.RawSubject)) {
+			t.Fatalf("certSignature sliced issuer %x subject %x; x509 says %x and %x", iss, sub, c.RawIssuer, c.RawSubject)
+		}
+	})
+}
