@@ -73,8 +73,9 @@ type Limits struct {
 	// 0 turns the floor off (the stall timeout still applies).
 	RequestBodyMinRate *int64 `toml:"request_body_min_rate"`
 	// Handshakes caps TLS handshakes in progress; connections beyond it
-	// wait (at most HandshakeQueue of them) or are closed before any
-	// cryptography is done. 0 means no cap.
+	// wait (at most HandshakeQueue of them, each until its handshake
+	// timeout) or are closed before any cryptography is done. Handshakes 0
+	// means no cap; HandshakeQueue 0 means none wait.
 	Handshakes     *int `toml:"handshakes"`
 	HandshakeQueue *int `toml:"handshake_queue"`
 	// Connections caps client connections in total, ConnectionsPerClient

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pqedge/pqedge/internal/connlimit"
 	"github.com/pqedge/pqedge/proxy"
 )
 
@@ -194,5 +195,17 @@ upstreams = ["127.0.0.1:3000"]
 	}
 	if l.RequestBodyMinRate == nil || *l.RequestBodyMinRate != DefaultRequestBodyMinRate {
 		t.Errorf("limits.request_body_min_rate = %v, want %d", l.RequestBodyMinRate, DefaultRequestBodyMinRate)
+	}
+	for _, c := range []struct {
+		key  string
+		got  *int
+		want int
+	}{
+		{"handshakes", l.Handshakes, connlimit.DefaultMaxHandshakes}, {"handshake_queue", l.HandshakeQueue, connlimit.DefaultHandshakeQueue},
+		{"connections", l.Connections, connlimit.DefaultMaxConns}, {"connections_per_client", l.ConnectionsPerClient, connlimit.DefaultMaxConnsPerClient},
+	} {
+		if c.got == nil || *c.got != c.want {
+			t.Errorf("limits.%s = %v, want %d", c.key, c.got, c.want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/pqedge/pqedge/certs"
+	"github.com/pqedge/pqedge/internal/connlimit"
 	"github.com/pqedge/pqedge/pqtls"
 	"github.com/pqedge/pqedge/proxy"
 )
@@ -54,6 +55,17 @@ var (
 )
 
 const (
+	// DefaultHandshakes bounds TLS handshakes in progress; beyond it
+	// connections wait in a queue of DefaultHandshakeQueue, then are closed
+	// before any cryptography (a handshake flood must not starve
+	// established connections).
+	DefaultHandshakes     = connlimit.DefaultMaxHandshakes
+	DefaultHandshakeQueue = connlimit.DefaultHandshakeQueue
+	// DefaultConnections bounds open client connections (~32 KiB each when
+	// idle), DefaultConnectionsPerClient those of one IPv4 address or
+	// IPv6 /64, with room for an office behind one NAT address.
+	DefaultConnections          = connlimit.DefaultMaxConns
+	DefaultConnectionsPerClient = connlimit.DefaultMaxConnsPerClient
 	// DefaultRequestBodyMinRate is the slowest average body rate, in bytes
 	// per second, once timeouts.request_body has passed.
 	DefaultRequestBodyMinRate int64 = proxy.DefaultRequestBodyMinRate
@@ -222,5 +234,17 @@ func (l *Limits) applyDefaults() {
 	if l.RequestBodyMinRate == nil {
 		r := DefaultRequestBodyMinRate
 		l.RequestBodyMinRate = &r
+	}
+	for _, c := range []struct {
+		p   **int
+		def int
+	}{
+		{&l.Handshakes, DefaultHandshakes}, {&l.HandshakeQueue, DefaultHandshakeQueue},
+		{&l.Connections, DefaultConnections}, {&l.ConnectionsPerClient, DefaultConnectionsPerClient},
+	} {
+		if *c.p == nil {
+			v := c.def
+			*c.p = &v
+		}
 	}
 }

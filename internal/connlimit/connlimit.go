@@ -1,0 +1,288 @@
+// Package connlimit bounds what new connections can take from a server
+// before any cryptography is done: connections in total, connections per
+// client address, and TLS handshakes in progress. A connection over a cap
+// is closed at once, costing the server an accept and a close; a handshake
+// over its cap waits in a bounded queue for a slot or is refused.
+//
+// It is the accept path's first step (issue 12, kind 10): a flood of new
+// handshakes must not starve connections that are already established, and
+// one address must not hold every socket. It knows nothing of TLS or HTTP:
+// the server calls Accept for each accepted connection and BeginHandshake
+// around each handshake, and reads Stats for its metrics.
+//
+// A client address is an IPv4 address, or an IPv6 /64: one host commonly
+// holds a whole /64, so counting single IPv6 addresses would let it open
+// as many connections as it has addresses. Clients behind one NAT share an
+// address; ConnsPerClient must leave room for them.
+package connlimit
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+)
+
+// Defaults applied to zero fields of Options.
+const (
+	// DefaultMaxConns bounds open client connections: at ~32 KiB per idle
+	// TLS connection (FACTS.md), 16384 hold about 512 MiB.
+	DefaultMaxConns = 16384
+	// DefaultMaxConnsPerClient leaves room for a large office behind one
+	// NAT address while keeping one host from holding every socket.
+	DefaultMaxConnsPerClient = 1024
+	// DefaultMaxHandshakes bounds TLS handshakes in progress, each holding
+	// a goroutine, a ClientHello and, once it arrives, a key exchange.
+	DefaultMaxHandshakes = 256
+	// DefaultHandshakeQueue is how many connections may wait for a
+	// handshake slot; they wait at most as long as the caller's context
+	// allows (the handshake timeout).
+	DefaultHandshakeQueue = 1024
+)
+
+// Errors of Accept and BeginHandshake.
+var (
+	ErrTooManyConns      = errors.New("too many connections")
+	ErrTooManyFromClient = errors.New("too many connections from this client address")
+	ErrHandshakeQueue    = errors.New("too many handshakes waiting")
+)
+
+// Options configure a Limiter. A zero field takes its default; a negative
+// one turns that cap off.
+type Options struct {
+	MaxConns          int // open client connections
+	MaxConnsPerClient int // open connections per client address
+	MaxHandshakes     int // TLS handshakes in progress
+	// HandshakeQueue is how many connections may wait for a handshake
+	// slot once MaxHandshakes are in progress; the rest are refused.
+	// Negative: none wait.
+	HandshakeQueue int
+}
+
+func (o *Options) setDefaults() {
+	for _, f := range []struct {
+		p   *int
+		def int
+	}{
+		{&o.MaxConns, DefaultMaxConns}, {&o.MaxConnsPerClient, DefaultMaxConnsPerClient},
+		{&o.MaxHandshakes, DefaultMaxHandshakes}, {&o.HandshakeQueue, DefaultHandshakeQueue},
+	} {
+		if *f.p == 0 {
+			*f.p = f.def
+		}
+	}
+}
+
+// Stats are the Limiter's counters, for metrics. The gauges are a snapshot;
+// the counters only grow.
+type Stats struct {
+	Conns             int // open connections (gauge)
+	Handshakes        int // handshakes in progress (gauge)
+	WaitingHandshakes int // connections waiting for a handshake slot (gauge)
+
+	Admitted          uint64 // connections Accept let through
+	RefusedTotal      uint64 // refused: MaxConns reached
+	RefusedPerClient  uint64 // refused: MaxConnsPerClient reached
+	HandshakesQueued  uint64 // handshakes that had to wait for a slot
+	HandshakesRefused uint64 // refused: the queue was full
+	HandshakesExpired uint64 // gave up waiting (the caller's context ended)
+}
+
+// Limiter enforces Options. It is safe for concurrent use.
+type Limiter struct {
+	opts Options
+
+	mu        sync.Mutex // guards the fields below
+	conns     int
+	perClient map[netip.Addr]int
+	running   int             // handshakes holding a slot
+	waiters   []chan struct{} // FIFO of handshakes waiting for a slot
+
+	admitted, refusedTotal, refusedClient atomic.Uint64
+	queued, hsRefused, hsExpired          atomic.Uint64
+}
+
+// New returns a Limiter for opts.
+func New(opts Options) *Limiter {
+	opts.setDefaults()
+	return &Limiter{opts: opts, perClient: map[netip.Addr]int{}}
+}
+
+// clientKey is the address connections are counted by: IPv4 as is, IPv6
+// by /64. ok is false for a non-IP address (a unix socket), which only the
+// total cap applies to.
+func clientKey(a net.Addr) (netip.Addr, bool) {
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	default:
+		return netip.Addr{}, false
+	}
+	ip := ap.Addr().Unmap()
+	if !ip.IsValid() {
+		return netip.Addr{}, false
+	}
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr(), true
+	}
+	return ip, true
+}
+
+// Accept counts a newly accepted connection against the caps. On success
+// it returns c wrapped so that closing it frees its slot; otherwise it
+// closes c at once (nothing has been read from it) and returns
+// ErrTooManyConns or ErrTooManyFromClient.
+func (l *Limiter) Accept(c net.Conn) (net.Conn, error) {
+	key, keyed := clientKey(c.RemoteAddr())
+	l.mu.Lock()
+	switch {
+	case l.opts.MaxConns > 0 && l.conns >= l.opts.MaxConns:
+		l.mu.Unlock()
+		l.refusedTotal.Add(1)
+		c.Close()
+		return nil, ErrTooManyConns
+	case keyed && l.opts.MaxConnsPerClient > 0 && l.perClient[key] >= l.opts.MaxConnsPerClient:
+		l.mu.Unlock()
+		l.refusedClient.Add(1)
+		c.Close()
+		return nil, ErrTooManyFromClient
+	}
+	l.conns++
+	if keyed {
+		l.perClient[key]++
+	}
+	l.mu.Unlock()
+	l.admitted.Add(1)
+	return &Conn{Conn: c, l: l, key: key, keyed: keyed}, nil
+}
+
+func (l *Limiter) release(key netip.Addr, keyed bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.conns--
+	if !keyed {
+		return
+	}
+	if n := l.perClient[key] - 1; n > 0 {
+		l.perClient[key] = n
+	} else {
+		delete(l.perClient, key) // the map holds only clients with connections
+	}
+}
+
+// Conn is a connection admitted by Accept. Closing it frees its slot, once.
+type Conn struct {
+	net.Conn
+	l     *Limiter
+	key   netip.Addr
+	keyed bool
+	once  sync.Once
+}
+
+// Close closes the connection and frees its slot.
+func (c *Conn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.release(c.key, c.keyed) })
+	return err
+}
+
+// NetConn returns the wrapped connection, as tls.Conn.NetConn does.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
+// BeginHandshake takes a handshake slot, waiting for one in FIFO order if
+// MaxHandshakes are in progress, until ctx ends (give it the handshake
+// deadline). It fails at once with ErrHandshakeQueue when HandshakeQueue
+// connections are already waiting. On success the caller must call done
+// when the handshake has finished, failed or not.
+func (l *Limiter) BeginHandshake(ctx context.Context) (done func(), err error) {
+	l.mu.Lock()
+	if l.opts.MaxHandshakes <= 0 || l.running < l.opts.MaxHandshakes {
+		l.running++
+		l.mu.Unlock()
+		return l.handshakeDone, nil
+	}
+	if l.opts.HandshakeQueue <= 0 || len(l.waiters) >= l.opts.HandshakeQueue {
+		l.mu.Unlock()
+		l.hsRefused.Add(1)
+		return nil, ErrHandshakeQueue
+	}
+	ch := make(chan struct{})
+	l.waiters = append(l.waiters, ch)
+	l.mu.Unlock()
+	l.queued.Add(1)
+
+	select {
+	case <-ch:
+		return l.handshakeDone, nil // the slot was handed over
+	case <-ctx.Done():
+	}
+	l.mu.Lock()
+	for i, w := range l.waiters {
+		if w == ch {
+			l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
+			l.mu.Unlock()
+			l.hsExpired.Add(1)
+			return nil, context.Cause(ctx)
+		}
+	}
+	l.mu.Unlock()
+	// A slot was handed over as ctx ended: pass it on.
+	l.handshakeDone()
+	l.hsExpired.Add(1)
+	return nil, context.Cause(ctx)
+}
+
+// handshakeDone frees a slot, handing it to the longest waiter if any.
+func (l *Limiter) handshakeDone() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.waiters) > 0 {
+		ch := l.waiters[0]
+		l.waiters[0] = nil
+		l.waiters = l.waiters[1:]
+		close(ch)
+		return
+	}
+	l.running--
+}
+
+// Stats returns the current counters.
+func (l *Limiter) Stats() Stats {
+	l.mu.Lock()
+	s := Stats{Conns: l.conns, Handshakes: l.running, WaitingHandshakes: len(l.waiters)}
+	l.mu.Unlock()
+	s.Admitted = l.admitted.Load()
+	s.RefusedTotal = l.refusedTotal.Load()
+	s.RefusedPerClient = l.refusedClient.Load()
+	s.HandshakesQueued = l.queued.Load()
+	s.HandshakesRefused = l.hsRefused.Load()
+	s.HandshakesExpired = l.hsExpired.Load()
+	return s
+}
+
+// Listener wraps ln so that Accept returns only connections the Limiter
+// admits; the others are closed and counted without being returned.
+func (l *Limiter) Listener(ln net.Listener) net.Listener { return &listener{Listener: ln, l: l} }
+
+type listener struct {
+	net.Listener
+	l *Limiter
+}
+
+func (ln *listener) Accept() (net.Conn, error) {
+	for {
+		c, err := ln.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if c, err := ln.l.Accept(c); err == nil {
+			return c, nil
+		}
+	}
+}

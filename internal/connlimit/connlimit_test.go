@@ -1,0 +1,333 @@
+package connlimit
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// dialFrom connects to addr from the loopback address from.
+func dialFrom(t *testing.T, from, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closedByServer reports whether the server closed c: a read returns EOF
+// (or a reset) instead of blocking.
+func closedByServer(c net.Conn) bool {
+	// Callers wait for the Limiter's verdict first, so a refused
+	// connection's FIN is already on its way.
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	_, err := c.Read(make([]byte, 1))
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// acceptAll serves a Limiter-wrapped listener, keeping what it admits.
+type acceptAll struct {
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (a *acceptAll) serve(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		a.mu.Lock()
+		a.conns = append(a.conns, c)
+		a.mu.Unlock()
+	}
+}
+
+func (a *acceptAll) closeAll() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range a.conns {
+		c.Close()
+	}
+	a.conns = nil
+}
+
+func TestConnectionCaps(t *testing.T) {
+	tests := []struct {
+		name  string
+		opts  Options
+		from  []string // one dial each, in order
+		open  []bool   // whether each stays open
+		stats Stats
+	}{
+		{
+			name: "total cap", opts: Options{MaxConns: 3, MaxConnsPerClient: -1},
+			from:  []string{"127.0.0.1", "127.0.0.2", "127.0.0.1", "127.0.0.3"},
+			open:  []bool{true, true, true, false},
+			stats: Stats{Conns: 3, Admitted: 3, RefusedTotal: 1},
+		},
+		{
+			name: "per-client cap", opts: Options{MaxConnsPerClient: 2},
+			from:  []string{"127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2"},
+			open:  []bool{true, true, false, true, true},
+			stats: Stats{Conns: 4, Admitted: 4, RefusedPerClient: 1},
+		},
+		{
+			name: "caps off", opts: Options{MaxConns: -1, MaxConnsPerClient: -1},
+			from:  []string{"127.0.0.1", "127.0.0.1", "127.0.0.1"},
+			open:  []bool{true, true, true},
+			stats: Stats{Conns: 3, Admitted: 3},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := New(tt.opts)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			var srv acceptAll
+			defer srv.closeAll()
+			go srv.serve(l.Listener(ln))
+			var conns []net.Conn
+			for i, from := range tt.from {
+				conns = append(conns, dialFrom(t, from, ln.Addr().String()))
+				want := tt.stats.Admitted
+				waitFor(t, "the server to take the connection", func() bool {
+					s := l.Stats()
+					return s.Admitted+s.RefusedTotal+s.RefusedPerClient == uint64(i+1) || s.Admitted > want
+				})
+			}
+			for i, c := range conns {
+				if closed := closedByServer(c); closed == tt.open[i] {
+					t.Errorf("connection %d from %s: closed = %v, want %v", i, tt.from[i], closed, !tt.open[i])
+				}
+			}
+			if got := l.Stats(); got != tt.stats {
+				t.Errorf("Stats = %+v, want %+v", got, tt.stats)
+			}
+			srv.closeAll()
+			if got := l.Stats(); got.Conns != 0 {
+				t.Errorf("after closing every connection: %d still counted", got.Conns)
+			}
+		})
+	}
+}
+
+func TestClientKey(t *testing.T) {
+	for addr, want := range map[string]string{
+		"192.0.2.7:443":                   "192.0.2.7",
+		"[::ffff:192.0.2.7]:443":          "192.0.2.7",
+		"[2001:db8:1:2:3:4:5:6]:443":      "2001:db8:1:2::",
+		"[2001:db8:1:2:ffff:ffff::1]:443": "2001:db8:1:2::",
+	} {
+		key, ok := clientKey(net.TCPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+		if !ok || key.String() != want {
+			t.Errorf("clientKey(%s) = %s, %v; want %s", addr, key, ok, want)
+		}
+	}
+	if _, ok := clientKey(&net.UnixAddr{Name: "/run/x.sock", Net: "unix"}); ok {
+		t.Error("a unix address got a client key")
+	}
+}
+
+// tlsServer serves TLS handshakes through a Limiter the way the server's
+// accept path does: Accept, then BeginHandshake around the handshake, with
+// the handshake deadline as the context. hellos counts ClientHellos that
+// reached crypto/tls's callbacks, i.e. handshakes whose cryptography
+// started.
+type tlsServer struct {
+	addr   string
+	hellos atomic.Int32
+	done   atomic.Int32 // completed handshakes
+}
+
+func startTLSServer(t *testing.T, l *Limiter, queueWait time.Duration) *tlsServer {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "limit.test"}, DNSNames: []string{"limit.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &tlsServer{}
+	cfg := &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		s.hellos.Add(1)
+		return nil, nil
+	}, Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	s.addr = ln.Addr().String()
+	lln := l.Listener(ln)
+	go func() {
+		for {
+			c, err := lln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), queueWait)
+				defer cancel()
+				done, err := l.BeginHandshake(ctx)
+				if err != nil {
+					return // closed before a byte of it was read
+				}
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				tc := tls.Server(c, cfg)
+				err = tc.Handshake()
+				done()
+				if err != nil {
+					return
+				}
+				s.done.Add(1)
+				io.Copy(io.Discard, tc) // hold the connection until the client closes
+			}()
+		}
+	}()
+	return s
+}
+
+func tlsDial(addr string) error {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true, ServerName: "limit.test"})
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// TestExcessHandshakesRefusedBeforeCrypto holds the only handshake slot
+// with a client that connects and sends nothing, then sends real TLS
+// clients.
+func TestExcessHandshakesRefusedBeforeCrypto(t *testing.T) {
+	t.Run("queue full: refused at once, no ClientHello processed", func(t *testing.T) {
+		l := New(Options{MaxHandshakes: 1, HandshakeQueue: -1})
+		s := startTLSServer(t, l, 10*time.Second)
+		staller := dialFrom(t, "127.0.0.1", s.addr)
+		waitFor(t, "the staller to hold the slot", func() bool { return l.Stats().Handshakes == 1 })
+		if err := tlsDial(s.addr); err == nil {
+			t.Fatal("a handshake beyond the cap succeeded")
+		}
+		st := l.Stats()
+		if st.HandshakesRefused != 1 || s.hellos.Load() != 0 {
+			t.Fatalf("refused %d handshakes, %d ClientHellos processed; want 1 and 0", st.HandshakesRefused, s.hellos.Load())
+		}
+		staller.Close()
+		waitFor(t, "the slot to be freed", func() bool { return l.Stats().Handshakes == 0 })
+		if err := tlsDial(s.addr); err != nil {
+			t.Fatalf("handshake with a free slot: %v", err)
+		}
+		if got := s.hellos.Load(); got != 1 {
+			t.Errorf("%d ClientHellos processed, want 1", got)
+		}
+	})
+	t.Run("queued: waits for the slot, then completes", func(t *testing.T) {
+		l := New(Options{MaxHandshakes: 1, HandshakeQueue: 1})
+		s := startTLSServer(t, l, 10*time.Second)
+		staller := dialFrom(t, "127.0.0.1", s.addr)
+		waitFor(t, "the staller to hold the slot", func() bool { return l.Stats().Handshakes == 1 })
+		result := make(chan error, 1)
+		go func() { result <- tlsDial(s.addr) }()
+		waitFor(t, "the second handshake to queue", func() bool { return l.Stats().WaitingHandshakes == 1 })
+		if s.hellos.Load() != 0 {
+			t.Fatal("a queued handshake was processed")
+		}
+		staller.Close()
+		if err := <-result; err != nil {
+			t.Fatalf("queued handshake: %v", err)
+		}
+		if st := l.Stats(); st.HandshakesQueued != 1 || st.HandshakesRefused != 0 {
+			t.Errorf("Stats = %+v, want one queued, none refused", st)
+		}
+	})
+	t.Run("queued past its deadline: expired, closed unprocessed", func(t *testing.T) {
+		l := New(Options{MaxHandshakes: 1, HandshakeQueue: 4})
+		s := startTLSServer(t, l, 200*time.Millisecond)
+		dialFrom(t, "127.0.0.1", s.addr) // holds the slot for its 10s handshake deadline
+		waitFor(t, "the staller to hold the slot", func() bool { return l.Stats().Handshakes == 1 })
+		if err := tlsDial(s.addr); err == nil {
+			t.Fatal("a handshake queued past its deadline succeeded")
+		}
+		st := l.Stats()
+		if st.HandshakesQueued != 1 || st.HandshakesExpired != 1 || st.WaitingHandshakes != 0 || s.hellos.Load() != 0 {
+			t.Errorf("Stats = %+v, ClientHellos %d; want one queued and expired, none waiting or processed", st, s.hellos.Load())
+		}
+	})
+}
+
+// TestConcurrentUse churns connections and handshakes from many
+// goroutines (run with -race): every slot taken is given back.
+func TestConcurrentUse(t *testing.T) {
+	l := New(Options{MaxConns: 50, MaxConnsPerClient: 20, MaxHandshakes: 4, HandshakeQueue: 8})
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				a, b := net.Pipe()
+				b.Close()
+				c, err := l.Accept(&fakeAddrConn{Conn: a, remote: &net.TCPAddr{IP: net.IPv4(10, 0, 0, byte(g%4)), Port: 1}})
+				if err != nil {
+					continue
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+				if done, err := l.BeginHandshake(ctx); err == nil {
+					done()
+				}
+				cancel()
+				c.Close()
+				c.Close() // twice: released once
+			}
+		}()
+	}
+	wg.Wait()
+	if st := l.Stats(); st.Conns != 0 || st.Handshakes != 0 || st.WaitingHandshakes != 0 {
+		t.Errorf("after the churn: %+v, want every gauge at 0", st)
+	}
+	if len(l.perClient) != 0 {
+		t.Errorf("per-client map keeps %d entries", len(l.perClient))
+	}
+}
+
+type fakeAddrConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c *fakeAddrConn) RemoteAddr() net.Addr { return c.remote }
