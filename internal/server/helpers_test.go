@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -162,4 +163,30 @@ func dialTimeout(t *testing.T, addr string) net.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// metricSum adds up the series of a metric whose labels contain every one
+// of labels (each `name="value"`).
+func (ts *testServer) metricSum(name string, labels ...string) float64 {
+	ts.t.Helper()
+	resp, err := http.Get("http://" + ts.srv.AdminAddr().String() + "/metrics")
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		match := true
+		for _, l := range labels {
+			match = match && strings.Contains(line, l)
+		}
+		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); match && err == nil {
+			sum += v
+		}
+	}
+	return sum
 }

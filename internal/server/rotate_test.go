@@ -211,3 +211,118 @@ func TestLocalCertificatesRenew(t *testing.T) {
 		t.Errorf("a local certificate %v from its end was not renewed", certs.LocalRenewBefore/2)
 	}
 }
+
+// TestCertificateChangeSeenByContent: a replacement of the same size and
+// modification time (what `cp -p` of a same-length file leaves) is seen,
+// since the check reads the contents.
+func TestCertificateChangeSeenByContent(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := certs.InitCA(filepath.Join(dir, "ca"), certs.CAOptions{Alg: certs.AlgECDSAP384})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(base string) {
+		leaf, err := ca.Issue(certs.LeafOptions{Names: []string{"localhost"}, Alg: certs.AlgECDSAP256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := certs.WriteKeyPair(filepath.Join(dir, base), leaf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size := func(base string) int64 {
+		fi, err := os.Stat(filepath.Join(dir, base+".crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	issue("site")
+	// ECDSA signatures vary by a byte or two: issue until a second leaf has
+	// exactly the first one's size.
+	for i := 0; ; i++ {
+		issue("next")
+		if size("next") == size("site") {
+			break
+		}
+		if i == 100 {
+			t.Skip("no same-size certificate in 100 tries")
+		}
+	}
+	ts := startServer(t, baseConfig+`
+[[site]]
+name = "local"
+server_names = ["localhost"]
+certs = "files"
+[[site.cert]]
+cert = "`+dir+`/site.crt"
+key = "`+dir+`/site.key"
+[[site.route]]
+path = "/"
+handler = "inspect"
+`)
+	served := func() *x509.Certificate {
+		t.Helper()
+		c, err := tls.Dial("tcp", ts.addr("https"), &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	first := served()
+	for _, ext := range []string{".crt", ".key"} {
+		src, dst := filepath.Join(dir, "next"+ext), filepath.Join(dir, "site"+ext)
+		fi, err := os.Stat(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := os.ReadFile(src)
+		if err := os.WriteFile(dst, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(dst, fi.ModTime(), fi.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts.srv.refreshCerts()
+	if served().SerialNumber.Cmp(first.SerialNumber) == 0 {
+		t.Error("a same-size, same-mtime replacement was not noticed")
+	}
+}
+
+// TestCompatCertificatesRenew: the compat matrix's in-memory leaves are
+// renewed by the certificate check, not only by a reload.
+func TestCompatCertificatesRenew(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	dir := t.TempDir()
+	cfg := loadConfig(t, dir, compatConfig)
+	srv, err := New(cfg, Options{Logger: testLogger(t), Now: clock, CertCheckInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(t.Context())
+	served := func() *x509.Certificate {
+		t.Helper()
+		c, err := tls.Dial("tcp", srv.ListenerAddr("compat-x25519-ecdsa-p256").String(), &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	first := served()
+	srv.refreshCerts()
+	if served().SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Fatal("a fresh compat certificate was re-issued")
+	}
+	mu.Lock()
+	now = first.NotAfter.Add(-compatLeafRenewBefore / 2)
+	mu.Unlock()
+	srv.refreshCerts()
+	if got := served(); got.SerialNumber.Cmp(first.SerialNumber) == 0 || !got.NotAfter.After(first.NotAfter) {
+		t.Errorf("a compat certificate %v from its end was not renewed", compatLeafRenewBefore/2)
+	}
+}
