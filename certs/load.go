@@ -11,7 +11,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -28,27 +27,11 @@ import (
 //
 // It does not check names or validity dates: see Check.
 func LoadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {
-	certPEM, err := os.ReadFile(certFile)
-	if err != nil {
-		return nil, fmt.Errorf("failed to read certificate: %w", err)
+	cert, err := loadPair(FilePair{Cert: certFile, Key: keyFile})
+	if pe, ok := err.(*pairError); ok {
+		return nil, pe.err
 	}
-	chain, err := ParseCertificatesPEM(certPEM)
-	if err != nil {
-		return nil, fmt.Errorf("failed to load certificate %q: %w", certFile, err)
-	}
-	keyPEM, err := os.ReadFile(keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("failed to read private key: %w", err)
-	}
-	key, err := ParseKeyPEM(keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("failed to load private key %q: %w", keyFile, err)
-	}
-	cert, err := keyPair(chain, key)
-	if err != nil {
-		return nil, fmt.Errorf("failed to pair %q with %q: %w", certFile, keyFile, err)
-	}
-	return cert, nil
+	return cert, err
 }
 
 // keyPair builds a tls.Certificate after checking that key belongs to the

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/pqedge/pqedge/internal/config"
 )
@@ -17,12 +18,13 @@ Run 'pqedge config check -h' for its flags.
 `
 
 const configCheckAbout = `Validates each FILE: its syntax, every key and value, the references
-between tables, and every file it names (certificate and key files exist,
-parse, belong together, are valid now and cover the site's server names;
-pq_root and acme.ca_roots hold PEM certificates).
+between tables, and every file it names: certificate and key files exist,
+parse, belong together, are valid now and cover the site's server_names;
+pq_root and acme.ca_roots hold PEM certificates.
 
 Exit status 0 when every FILE is valid, otherwise 1, with one line per
-problem on stderr: FILE:LINE: KEY: what is wrong (what to do).
+problem on stderr: FILE:LINE: KEY: what is wrong (what to do). Lines with
+"warning:" are likely mistakes that do not make the config invalid.
 `
 
 // runConfig is `pqedge config`; check is its only command.
@@ -41,7 +43,8 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 		return cliFail(stderr, &cliError{err: fmt.Errorf("unknown config command %q", args[0]),
 			hints: []string{"the command is check: pqedge config check FILE..."}, usage: true})
 	}
-	fs := newFlagSet("config check", "config check FILE...", configCheckAbout, stdout)
+	fs := newFlagSet("config check", "config check [-files=false] FILE...", configCheckAbout, stdout)
+	checkFiles := fs.Bool("files", true, "check the certificate, key and root files the config names;\n-files=false checks the config alone, on a machine that does not hold them")
 	files, err := fs.parse(args[1:])
 	if err != nil {
 		return cliFail(stderr, err)
@@ -51,19 +54,46 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	code := 0
 	for _, file := range files {
-		if _, err := config.Load(file); err != nil {
-			code = 1
-			var ps config.Problems
-			if errors.As(err, &ps) {
-				for _, p := range ps {
-					fmt.Fprintln(stderr, p.String())
-				}
-				continue
-			}
+		problems, warnings, err := checkConfig(file, *checkFiles, time.Now())
+		if err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", file, err)
+			code = 1
 			continue
 		}
-		fmt.Fprintf(stdout, "%s: ok\n", file)
+		for _, p := range append(problems, warnings...) {
+			fmt.Fprintln(stderr, p.String())
+		}
+		switch {
+		case len(problems) > 0:
+			code = 1
+		case len(warnings) > 0:
+			fmt.Fprintf(stdout, "%s: ok, %d warning(s)\n", file, len(warnings))
+		default:
+			fmt.Fprintf(stdout, "%s: ok\n", file)
+		}
 	}
 	return code
+}
+
+// checkConfig loads file and, with withFiles, checks the files it names.
+// err is set only when file cannot be read.
+func checkConfig(file string, withFiles bool, now time.Time) (problems, warnings config.Problems, err error) {
+	cfg, err := config.Load(file)
+	if err != nil {
+		if errors.As(err, &problems) {
+			return problems, nil, nil
+		}
+		return nil, nil, err
+	}
+	warnings = cfg.Warnings
+	if withFiles {
+		for _, p := range config.CheckFiles(cfg, now) {
+			if p.Warning {
+				warnings = append(warnings, p)
+			} else {
+				problems = append(problems, p)
+			}
+		}
+	}
+	return problems, warnings, nil
 }

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/pqedge/pqedge/internal/config"
 	"github.com/pqedge/pqedge/internal/server"
@@ -40,8 +42,20 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pqedge: error: invalid config:\n%v\nhint: `pqedge config check %s` lists every problem\n", err, *file)
 		return 1
 	}
+	// The files the config names are checked before anything starts, so
+	// that a missing or expired certificate is reported at the line that
+	// names it rather than as a failed start.
+	problems, warnings := splitWarnings(config.CheckFiles(cfg, time.Now()))
+	if len(problems) > 0 {
+		fmt.Fprintf(stderr, "pqedge: error: %s names files pqedge cannot serve:\n%v\n", *file, problems)
+		fmt.Fprintf(stderr, "hint: fix the files, or the keys that name them; `pqedge config check %s` checks again without starting\n", *file)
+		return 1
+	}
 	level := new(slog.LevelVar)
 	log := newLogger(stderr, cfg.Log, level)
+	for _, w := range append(cfg.Warnings, warnings...) {
+		log.Warn("config warning", "problem", w.String())
+	}
 
 	// Signals are registered before the server starts, so a SIGTERM that
 	// arrives during startup still drains instead of killing the process.
@@ -51,8 +65,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 
 	srv, err := server.New(cfg, server.Options{Logger: log})
 	if err != nil {
-		fmt.Fprintf(stderr, "pqedge: error: failed to start: %v\n", err)
-		return 1
+		return cliFail(stderr, withHint(fmt.Errorf("failed to start: %w", err), startHints(err, *file)...))
 	}
 	log.Info("pqedge started", "version", version, "config", *file)
 	// Reloads run beside the signal loop: one blocked on a slow ACME order
@@ -94,6 +107,36 @@ func reload(ctx context.Context, srv *server.Server, file string, log *slog.Logg
 	default:
 		level.Set(logLevel(cfg.Log.Level))
 	}
+}
+
+// splitWarnings separates CheckFiles' warnings from its problems.
+func splitWarnings(ps config.Problems) (problems, warnings config.Problems) {
+	for _, p := range ps {
+		if p.Warning {
+			warnings = append(warnings, p)
+		} else {
+			problems = append(problems, p)
+		}
+	}
+	return problems, warnings
+}
+
+// startHints says what to change when the server could not start: the
+// usual causes by the error they give, then where to look.
+func startHints(err error, file string) []string {
+	var hints []string
+	msg := err.Error()
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE) || strings.Contains(msg, "address already in use"):
+		hints = append(hints, "another process already listens on that address: stop it, or change the address in "+file)
+	case errors.Is(err, syscall.EADDRNOTAVAIL) || strings.Contains(msg, "cannot assign requested address"):
+		hints = append(hints, "that address is not on this machine: listen on one of its addresses, or 0.0.0.0")
+	case errors.Is(err, syscall.EACCES) || errors.Is(err, os.ErrPermission):
+		hints = append(hints, "ports below 1024 need root or CAP_NET_BIND_SERVICE (docs/OPERATIONS.md has a systemd unit), and data_dir must be writable")
+	case strings.Contains(msg, "ACME") || strings.Contains(msg, "acme"):
+		hints = append(hints, "docs/ACME.md: what the CA needs to reach, and how to test with a staging directory")
+	}
+	return append(hints, "`pqedge config check "+file+"` checks the config and every file it names without starting")
 }
 
 func newLogger(w io.Writer, lc config.Log, level *slog.LevelVar) *slog.Logger {

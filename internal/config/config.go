@@ -24,6 +24,11 @@ type Config struct {
 
 	// File is the path the config was loaded from; not a TOML key.
 	File string `toml:"-"`
+	// Warnings are likely mistakes in a valid config (Problem.Warning set),
+	// for `pqedge config check` and the log; not a TOML key.
+	Warnings Problems `toml:"-"`
+
+	pos positions // where each key is written, for CheckFiles' problems
 }
 
 // Admin is the listener for metrics and health endpoints.

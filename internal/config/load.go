@@ -18,6 +18,10 @@ type Problem struct {
 	Key  string // dotted key path, e.g. "site.0.tls.groups"; may be empty
 	Msg  string
 	Hint string
+	// Warning marks a likely mistake that does not make the config
+	// invalid: it is served as written, and the warning says what will
+	// surprise.
+	Warning bool
 }
 
 func (p Problem) String() string {
@@ -27,6 +31,9 @@ func (p Problem) String() string {
 		fmt.Fprintf(&b, ":%d", p.Line)
 	}
 	b.WriteString(": ")
+	if p.Warning {
+		b.WriteString("warning: ")
+	}
 	if p.Key != "" {
 		fmt.Fprintf(&b, "%s: ", displayKey(p.Key))
 	}
@@ -88,6 +95,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	if len(v.problems) > 0 {
 		return nil, v.problems
 	}
+	cfg.Warnings, cfg.pos = v.warnings, v.pos
 	cfg.applyDefaults()
 	cfg.resolvePaths(filepath.Dir(file))
 	return cfg, nil

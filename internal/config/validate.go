@@ -25,6 +25,15 @@ type validator struct {
 	pos      positions
 	dir      string
 	problems Problems
+	warnings Problems
+}
+
+// warnf records a likely mistake that leaves the config valid.
+func (v *validator) warnf(key, hint, format string, args ...any) {
+	v.warnings = append(v.warnings, Problem{
+		File: v.cfg.File, Line: v.pos.line(key), Key: key,
+		Msg: fmt.Sprintf(format, args...), Hint: hint, Warning: true,
+	})
 }
 
 func (v *validator) addf(key, hint, format string, args ...any) {
