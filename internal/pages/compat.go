@@ -53,6 +53,12 @@ type CompatSeen struct {
 	Reason    string `json:"reason,omitempty"` // failure kind, as in pqedge_handshake_failures_total
 	Group     string `json:"group,omitempty"`
 	Signature string `json:"signature,omitempty"`
+	// OfferedGroup and OfferedSignature say whether the ClientHello offered
+	// the combination's group and a signature scheme its certificate can
+	// sign with, so the page can tell "does not offer it" from "offered it,
+	// then rejected the certificate".
+	OfferedGroup     bool `json:"offered_group"`
+	OfferedSignature bool `json:"offered_signature"`
 }
 
 //go:embed compat.html

@@ -51,6 +51,10 @@ type InspectReport struct {
 	Group      string        `json:"group"`
 	PQ         bool          `json:"pq"`
 	Signature  string        `json:"signature"`
+	// PQSignature is true for an ML-DSA server signature: post-quantum
+	// authentication, which does not make recorded traffic safe (the key
+	// exchange does).
+	PQSignature bool `json:"pq_signature"`
 	Cipher     string        `json:"cipher"`
 	Version    string        `json:"version"`
 	ALPN       string        `json:"alpn"`
@@ -62,8 +66,9 @@ type InspectReport struct {
 	Client     *ClientReport `json:"client,omitempty"`
 
 	// IfMLKEM says what would change if the client offered ML-KEM, from its
-	// offer and the site's policy.
-	IfMLKEM string `json:"if_mlkem"`
+	// offer and the site's policy; empty when the connection already uses
+	// ML-KEM without a HelloRetryRequest (nothing would change).
+	IfMLKEM string `json:"if_mlkem,omitempty"`
 	// Warning is set for classical connections to a pq-warn site: the text
 	// of the PQEdge-PQ-Warning header the responses carry.
 	Warning string `json:"warning,omitempty"`
@@ -100,13 +105,20 @@ var inspectHTML string
 var inspectTemplate = template.Must(template.New("inspect").Parse(inspectHTML))
 
 func (Inspect) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/favicon.ico" {
+		// Browsers ask for it on every page; it is not the page.
+		http.NotFound(w, r)
+		return
+	}
 	c := ConnFrom(r.Context())
 	if c == nil || c.Handshake == nil {
 		http.Error(w, "500 Internal Server Error: no TLS handshake record for this connection", http.StatusInternalServerError)
 		return
 	}
 	rep := newInspectReport(c.Handshake)
-	rep.IfMLKEM = whatIfMLKEM(c.Handshake, c.Policy)
+	if !c.Handshake.PostQuantum() || c.Handshake.HelloRetry {
+		rep.IfMLKEM = whatIfMLKEM(c.Handshake, c.Policy)
+	}
 	rep.Warning = c.Warning
 	render(w, r, inspectTemplate, "inspect", rep)
 }
@@ -139,7 +151,7 @@ func wantsJSON(r *http.Request) bool {
 
 func newInspectReport(h *pqtls.Handshake) InspectReport {
 	rep := InspectReport{
-		Group: h.GroupName(), PQ: h.PostQuantum(), Signature: h.SignatureName(),
+		Group: h.GroupName(), PQ: h.PostQuantum(), Signature: h.SignatureName(), PQSignature: pqtls.IsPostQuantumSignature(h.Signature),
 		Cipher: tls.CipherSuiteName(h.CipherSuite), Version: pqtls.VersionName(h.Version),
 		ALPN: h.ALPN, ServerName: h.ServerName, Resumed: h.Resumed, HelloRetry: h.HelloRetry,
 	}
@@ -168,6 +180,7 @@ func newInspectReport(h *pqtls.Handshake) InspectReport {
 				cr.CipherSuites = append(cr.CipherSuites, "GREASE")
 				continue
 			}
+			// Unknown suites come out as 0xNNNN (crypto/tls's spelling).
 			cr.CipherSuites = append(cr.CipherSuites, tls.CipherSuiteName(cs))
 		}
 		rep.Client = cr

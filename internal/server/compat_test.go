@@ -7,6 +7,7 @@ import (
 	"github.com/pqedge/pqedge/internal/pages"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -107,13 +108,14 @@ func TestCompatListeners(t *testing.T) {
 
 	getJSON(t, ts.client(), page+"?format=json&seen="+strconv.FormatInt(rep.Since, 10), &rep)
 	for _, c := range rep.Combinations {
-		// The last handshake on each listener was the refused client.
-		if c.Seen == nil || c.Seen.OK || c.Seen.Reason != "no_common_group" {
-			t.Errorf("%s: seen %+v, want the failed handshake (no_common_group)", c.Listener, c.Seen)
+		// The last handshake on each listener was the refused client: it
+		// did not offer the group, and it did offer the certificate's
+		// signature (Go offers every scheme pqedge signs with).
+		if c.Seen == nil || c.Seen.OK || c.Seen.Reason != "no_common_group" || c.Seen.OfferedGroup || !c.Seen.OfferedSignature {
+			t.Errorf("%s: seen %+v, want the failed handshake (no_common_group, group not offered, signature offered)", c.Listener, c.Seen)
 		}
 	}
 	mu.Lock()
-	defer mu.Unlock()
 	var compat, plain int
 	for _, ev := range events {
 		if ev.Compat {
@@ -124,12 +126,34 @@ func TestCompatListeners(t *testing.T) {
 	}
 	// Three handshakes per combination (allowed, foreign origin, refused);
 	// the page itself twice.
+	mu.Unlock()
 	if compat != 30 || plain != 2 {
 		t.Errorf("OnHandshake saw %d compat and %d other handshakes, want 30 and 2", compat, plain)
 	}
 	if w := srv.adoption.Report(time.Now()).Windows[0]; w.Total != 2 {
 		t.Errorf("adoption counted %d handshakes, want only the 2 outside the compat listeners", w.Total)
 	}
+	// A client that offers everything but does not trust the local CA: the
+	// page can say "offered, then rejected the certificate".
+	ml := rep.Combinations[slices.IndexFunc(rep.Combinations, func(c pages.CompatEntry) bool { return c.Cert == "mldsa65" && c.Group == "X25519MLKEM768" })]
+	since := time.Now().UnixMilli()
+	if c, err := tls.Dial("tcp", "127.0.0.1:"+strconv.Itoa(ml.Port), &tls.Config{ServerName: "localhost"}); err == nil {
+		c.Close()
+		t.Fatal("a client without the local CA accepted its certificate")
+	}
+	waitFor(t, "the rejected handshake on the compat page", func() bool {
+		var again pages.CompatReport
+		getJSON(t, ts.client(), page+"?format=json&seen="+strconv.FormatInt(since, 10), &again)
+		for _, c := range again.Combinations {
+			if c.Listener == ml.Listener && c.Seen != nil {
+				if c.Seen.OK || c.Seen.Reason != "certificate" || !c.Seen.OfferedGroup || !c.Seen.OfferedSignature {
+					t.Errorf("rejected certificate seen as %+v", c.Seen)
+				}
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // TestCompatPageHTML checks the page lists every combination with its port.

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pqedge/pqedge/certs"
 	"github.com/pqedge/pqedge/internal/pages"
 	"github.com/pqedge/pqedge/internal/plan"
 	"github.com/pqedge/pqedge/internal/tickets"
@@ -43,6 +44,7 @@ type HandshakeEvent struct {
 	// Ticket says whose session ticket a resumed handshake used.
 	Ticket tickets.Origin
 	remote net.Addr
+	combo  *siteRuntime // the compat combination's site, on a compat listener
 }
 
 // Remote is the client's address, "ip:port".
@@ -71,7 +73,7 @@ func (s *Server) handshakeEvent(ec *edgeConn, tc *tls.Conn, err error, took time
 	l := ec.listener
 	hello := ec.hello()
 	ev := &HandshakeEvent{Time: s.now(), Listener: l.Name, Transport: "tcp", Compat: l.Compat != nil, Hello: hello,
-		Family: familyOf(hello), remote: ec.RemoteAddr()}
+		Family: familyOf(hello), remote: ec.RemoteAddr(), combo: l.combo}
 	if ec.site != nil {
 		ev.Site = ec.site.Name
 	}
@@ -148,6 +150,18 @@ func (s *Server) rememberCompat(ev *HandshakeEvent) {
 	seen := pages.CompatSeen{OK: ev.Handshake != nil, Reason: ev.Reason}
 	if ev.Handshake != nil {
 		seen.Group, seen.Signature = ev.Handshake.GroupName(), ev.Handshake.SignatureName()
+	}
+	if h, c := ev.Hello, ev.combo; h != nil && c != nil {
+		seen.OfferedGroup = slices.ContainsFunc(h.Groups, func(g tls.CurveID) bool { return slices.Contains(c.Policy.Groups, g) })
+		sel := c.certs.selector()
+		for _, cert := range []*tls.Certificate{sel.Classical, sel.PQ} {
+			if cert == nil || cert.Leaf == nil {
+				continue
+			}
+			if key, err := certs.DescribeKey(cert.Leaf.PublicKey); err == nil && slices.Contains(h.SignatureAlgorithms, key.Scheme) {
+				seen.OfferedSignature = true
+			}
+		}
 	}
 	s.compatLog.Remember(ev.Listener, ev.Remote(), ev.Time, seen)
 }
