@@ -48,22 +48,22 @@ func ConnFrom(ctx context.Context) *Conn {
 
 // InspectReport is the JSON the inspect handler serves.
 type InspectReport struct {
-	Group      string        `json:"group"`
-	PQ         bool          `json:"pq"`
-	Signature  string        `json:"signature"`
+	Group     string `json:"group"`
+	PQ        bool   `json:"pq"`
+	Signature string `json:"signature"`
 	// PQSignature is true for an ML-DSA server signature: post-quantum
 	// authentication, which does not make recorded traffic safe (the key
 	// exchange does).
-	PQSignature bool `json:"pq_signature"`
-	Cipher     string        `json:"cipher"`
-	Version    string        `json:"version"`
-	ALPN       string        `json:"alpn"`
-	ServerName string        `json:"server_name"`
-	Resumed    bool          `json:"resumed"`
-	HelloRetry bool          `json:"hello_retry"`
-	Verdict    string        `json:"verdict"`
-	Reason     string        `json:"reason"`
-	Client     *ClientReport `json:"client,omitempty"`
+	PQSignature bool          `json:"pq_signature"`
+	Cipher      string        `json:"cipher"`
+	Version     string        `json:"version"`
+	ALPN        string        `json:"alpn"`
+	ServerName  string        `json:"server_name"`
+	Resumed     bool          `json:"resumed"`
+	HelloRetry  bool          `json:"hello_retry"`
+	Verdict     string        `json:"verdict"`
+	Reason      string        `json:"reason"`
+	Client      *ClientReport `json:"client,omitempty"`
 
 	// IfMLKEM says what would change if the client offered ML-KEM, from its
 	// offer and the site's policy; empty when the connection already uses
