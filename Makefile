@@ -46,6 +46,7 @@ fuzz-smoke:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./pqtls/... ./certs/... ./proxy/... ./internal/server/...
 	$(BIN) bench matrix -runs 2 -duration 2s -groups X25519MLKEM768,x25519 -certs ecdsa-p256,mldsa44-circl,mldsa65-circl -out bench-out
+	$(BIN) bench proxy -runs 2 -duration 2s -idle-conns 1000 -out bench-out
 
 # The client compatibility suite (real browsers, curl, openssl s_client; see
 # internal/compat): fails when a peer is missing, and rewrites docs/COMPAT.md

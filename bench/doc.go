@@ -1,17 +1,19 @@
-// Package bench measures what post-quantum TLS costs a server: handshakes
-// per second, latency percentiles, bytes on the wire, the size of the
-// server's first flight against TCP's initial window, and the server's CPU
-// time per handshake read from /proc.
+// Package bench measures what pqedge costs a machine: for handshakes,
+// handshakes per second, latency percentiles, bytes on the wire, the size
+// of the server's first flight against TCP's initial window and the
+// server's CPU time per handshake; for proxied traffic, CPU per request,
+// per MiB and per connection, latency percentiles and memory per idle
+// connection. CPU and memory are read from /proc of the server under test.
 //
 // It drives handshakes with pqtls/leanclient, a client that spends little
 // CPU of its own (precomputed key shares, no chain verification), so that
-// the numbers describe the server under test. It is what `pqedge bench
-// handshake` and `pqedge bench matrix` run.
+// the numbers describe the server under test, and proxied requests with
+// h2load from the Debian peer root. It is what `pqedge bench handshake`,
+// `pqedge bench matrix` and `pqedge bench proxy` run.
 //
-// It is not a load tester for HTTP (no requests are sent after the
-// handshake), not a correctness test of the server (nothing is verified
-// unless asked), and not portable: server CPU comes from /proc and CPU
-// pinning from sched_setaffinity, so it is Linux only.
+// It is not a correctness test of the server (nothing is verified unless
+// asked), and not portable: CPU and memory come from /proc and CPU pinning
+// from sched_setaffinity, so it is Linux only.
 //
 // # One target
 //
@@ -46,6 +48,17 @@
 // servers that serve HTTP/3 (today the plain server, `serve-plain
 // -quic`), and CompareTransports says which chains cost an extra round
 // trip over QUIC but not over TCP, and the reverse.
+//
+// # Proxied traffic
+//
+// Proxy puts fronts (pqedge, ServePlainProxy as the Go floor, nginx) in
+// front of the same upstream, one fresh front per run pinned to one core,
+// with the upstream, the load generator and the harness on the other, and
+// measures them mode by mode: keep-alive HTTP/1.1 and HTTP/2 requests
+// (h2load), bytes through a TLS stream listener, handshakes with one
+// request each, and the memory of held idle and pre-handshake connections.
+// The Go fronts' allocations, collections and live heap come from their
+// debug listener (expvar, net/http/pprof), which also yields profiles.
 //
 // # Time to first byte
 //

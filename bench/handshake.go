@@ -293,7 +293,9 @@ func (s *runState) closedLoop(ctx context.Context) {
 		wg.Go(func() {
 			var local []time.Duration
 			w := &worker{}
-			for ctx.Err() == nil && s.take() {
+			// Each worker starts at least once, so that a short run on a
+			// starved machine still measures something.
+			for first := true; (first || ctx.Err() == nil) && s.take(); first = false {
 				t0 := time.Now()
 				if s.one(ctx, w, t0) {
 					local = append(local, time.Since(t0))

@@ -223,3 +223,75 @@ func parseMachineBusy(data []byte) (time.Duration, error) {
 	}
 	return ticks(busy), nil
 }
+
+// ProcessRSS returns the resident set size of pid in bytes, from the
+// second field of /proc/PID/statm (resident pages; proc(5)) times the page
+// size. It counts every page the process has in memory, shared ones
+// included: what a machine running the server must provide.
+func ProcessRSS(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid))
+	if err != nil {
+		return 0, fmt.Errorf("failed to read the memory of process %d: %w", pid, err)
+	}
+	pages, err := parseStatmResident(data)
+	if err != nil {
+		return 0, err
+	}
+	return pages * int64(os.Getpagesize()), nil
+}
+
+// parseStatmResident returns the resident pages of a /proc/PID/statm line
+// ("size resident shared text lib data dt", in pages).
+func parseStatmResident(data []byte) (int64, error) {
+	f := strings.Fields(string(data))
+	if len(f) < 2 {
+		return 0, fmt.Errorf("failed to parse /proc statm: %d fields, want at least 2", len(f))
+	}
+	n, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("failed to parse /proc statm resident pages %q", f[1])
+	}
+	return n, nil
+}
+
+// TreeRSS is ProcessRSS summed over pid and its live descendants (nginx:
+// master and worker). Pages shared between them are counted once per
+// process, as ps(1) does; the deltas the harness reports come from one
+// process (the Go servers, nginx's worker) and are not affected.
+func TreeRSS(pid int) (int64, error) {
+	return sumTree(pid, ProcessRSS)
+}
+
+// TreeOpenFiles counts the open file descriptors of pid and its live
+// descendants (/proc/PID/fd): the harness waits on it to know a server has
+// accepted the connections it opened.
+func TreeOpenFiles(pid int) (int64, error) {
+	return sumTree(pid, func(p int) (int64, error) {
+		entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p))
+		if err != nil {
+			return 0, fmt.Errorf("failed to list the open files of process %d: %w", p, err)
+		}
+		return int64(len(entries)), nil
+	})
+}
+
+// sumTree adds f over pid and its live descendants; a descendant that
+// exits between the scan and the read is skipped.
+func sumTree(pid int, f func(int) (int64, error)) (int64, error) {
+	pids, err := processTree(pid)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, p := range pids {
+		v, err := f(p)
+		if err != nil {
+			if p == pid {
+				return 0, err
+			}
+			continue
+		}
+		total += v
+	}
+	return total, nil
+}

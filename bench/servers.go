@@ -79,11 +79,19 @@ func (p *Process) Stop() {
 	}
 }
 
-// startProcess runs cmd and waits until addr accepts TCP connections, for
-// at most 20s (key loading and nginx start are quick; a server that takes
-// longer is broken).
+// startProcess runs cmd and waits until addr accepts TCP connections.
 func startProcess(ctx context.Context, cmd *exec.Cmd, addr string) (*Process, error) {
-	p := &Process{Addr: addr, cmd: cmd, exited: make(chan struct{}), stderr: &limitedBuffer{max: 8 << 10}}
+	return startProcessAt(ctx, cmd, []string{addr})
+}
+
+// startProcessAt runs cmd and waits until every address in addrs accepts
+// TCP connections, for at most 20s (key loading and nginx start are quick;
+// a server that takes longer is broken). The Process's Addr is addrs[0].
+func startProcessAt(ctx context.Context, cmd *exec.Cmd, addrs []string) (*Process, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("no address to wait for")
+	}
+	p := &Process{Addr: addrs[0], cmd: cmd, exited: make(chan struct{}), stderr: &limitedBuffer{max: 8 << 10}}
 	cmd.Stdout = p.stderr
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
@@ -98,27 +106,30 @@ func startProcess(ctx context.Context, cmd *exec.Cmd, addr string) (*Process, er
 		close(p.exited)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return p, nil
-		}
-		select {
-		case <-p.exited:
-			p.waitMu.Lock()
-			defer p.waitMu.Unlock()
-			return nil, fmt.Errorf("%s exited before listening on %s (%v): %s", filepath.Base(cmd.Path), addr, p.waitErr, strings.TrimSpace(p.stderr.String()))
-		case <-ctx.Done():
-			p.Stop()
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			p.Stop()
-			return nil, fmt.Errorf("%s did not listen on %s within 20s: %s", filepath.Base(cmd.Path), addr, strings.TrimSpace(p.stderr.String()))
+	for _, addr := range addrs {
+		for {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			select {
+			case <-p.exited:
+				p.waitMu.Lock()
+				defer p.waitMu.Unlock()
+				return nil, fmt.Errorf("%s exited before listening on %s (%v): %s", filepath.Base(cmd.Path), addr, p.waitErr, strings.TrimSpace(p.stderr.String()))
+			case <-ctx.Done():
+				p.Stop()
+				return nil, ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				p.Stop()
+				return nil, fmt.Errorf("%s did not listen on %s within 20s: %s", filepath.Base(cmd.Path), addr, strings.TrimSpace(p.stderr.String()))
+			}
 		}
 	}
+	return p, nil
 }
 
 // limitedBuffer keeps the first max bytes of a child's output for error
@@ -314,17 +325,13 @@ func (l NginxLauncher) Start(ctx context.Context, spec ServerSpec) (*Process, er
 	if err != nil {
 		return nil, err
 	}
-	host, err := os.MkdirTemp(filepath.Join(l.Root, "tmp"), "pqedge-bench-")
+	host, inside, err := l.workDir()
 	if err != nil {
-		return nil, fmt.Errorf("failed to make a directory in the peer root: %w", err)
+		return nil, err
 	}
-	inside := "/" + strings.TrimPrefix(strings.TrimPrefix(host, l.Root), "/")
 	for _, f := range []string{spec.Chain.CertFile, spec.Chain.KeyFile} {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(host, filepath.Base(f)), data, 0o600); err != nil {
+		if err := copyFile(f, filepath.Join(host, filepath.Base(f))); err != nil {
+			os.RemoveAll(host)
 			return nil, err
 		}
 	}
@@ -354,19 +361,5 @@ http {
     }
 }
 `, inside, addr, filepath.Base(spec.Chain.CertFile), filepath.Base(spec.Chain.KeyFile), strings.Join(groupNames(spec.Groups), ":"))
-	if err := os.WriteFile(filepath.Join(host, "nginx.conf"), []byte(conf), 0o600); err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, "chroot", l.Root, "/usr/sbin/nginx", "-c", inside+"/nginx.conf")
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
-	p, err := startProcess(ctx, cmd, addr)
-	if err != nil {
-		os.RemoveAll(host)
-		if data, rerr := os.ReadFile(filepath.Join(host, "error.log")); rerr == nil {
-			err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(data))
-		}
-		return nil, err
-	}
-	go func() { <-p.exited; os.RemoveAll(host) }()
-	return p, nil
+	return l.run(ctx, host, inside, conf, []string{addr})
 }

@@ -22,7 +22,8 @@ import (
 
 const benchUsage = `usage: pqedge bench COMMAND [flags]
 
-Measures what post-quantum TLS handshakes cost. See docs/BENCHMARKS.md.
+Measures what post-quantum TLS handshakes and proxied traffic cost. See
+docs/BENCHMARKS.md.
 
 commands:
   handshake  TLS 1.3 handshakes against one server, over TCP or QUIC: rate,
@@ -32,6 +33,11 @@ commands:
   matrix     every group x certificate algorithm (x transport) against
              pqedge, a plain crypto/tls server and nginx + OpenSSL 3.5, each
              pinned to one core; writes CSV, JSON and SVG
+  proxy      proxied keep-alive requests (HTTP/1.1, HTTP/2), TLS streams,
+             handshakes with one request, and memory per idle and
+             pre-handshake connection, for pqedge, the plain Go reverse proxy
+             and nginx + OpenSSL 3.5, each pinned to one core; writes CSV and
+             JSON
 
 Run 'pqedge bench COMMAND -h' for a command's flags.
 `
@@ -54,13 +60,14 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	cmds := map[string]func([]string, io.Writer, io.Writer) error{
 		"handshake": benchHandshake,
 		"matrix":    benchMatrix,
+		"proxy":     benchProxy,
 		// serve-plain is the matrix's plain crypto/tls server, run as a
 		// child process so that its CPU can be read from /proc.
 		"serve-plain": benchServePlain,
 	}
 	run, ok := cmds[args[0]]
 	if !ok {
-		return cliFail(stderr, &cliError{err: fmt.Errorf("unknown bench command %q", args[0]), hints: []string{"commands are handshake and matrix; see `pqedge bench --help`"}, usage: true})
+		return cliFail(stderr, &cliError{err: fmt.Errorf("unknown bench command %q", args[0]), hints: []string{"commands are handshake, matrix and proxy; see `pqedge bench --help`"}, usage: true})
 	}
 	if err := run(args[1:], stdout, stderr); err != nil {
 		return cliFail(stderr, err)
@@ -398,37 +405,71 @@ func benchMatrix(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-const benchServePlainAbout = `The matrix's plain crypto/tls server, run by pqedge bench matrix as a child
-process so that its CPU can be read from /proc: serves -cert and -key on
--listen until SIGTERM, completing handshakes and nothing else.
+const benchServePlainAbout = `The plain floors, run by pqedge bench matrix and bench proxy as child
+processes so that their CPU can be read from /proc. Alone, a crypto/tls
+server on -listen that completes handshakes and nothing else. With -upstream
+(and/or -stream-upstream), a minimal Go reverse proxy: crypto/tls, net/http
+and httputil.ReverseProxy with a keep-alive upstream pool on -listen, TLS
+streams relayed from -stream-listen. Serves until SIGTERM.
 `
 
 func benchServePlain(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench serve-plain", "bench serve-plain -cert FILE -key FILE [-listen ADDR] [-groups LIST] [-signer circl|stdlib] [-quic]", benchServePlainAbout, stdout)
-	listen := fs.String("listen", "127.0.0.1:0", "the address `ADDR` to listen on")
+	fs := newFlagSet("bench serve-plain", "bench serve-plain -cert FILE -key FILE [-listen ADDR] [-groups LIST] [-signer circl|stdlib] [-quic] [-upstream HOST:PORT] [-stream-listen ADDR -stream-upstream HOST:PORT] [-debug-listen ADDR]", benchServePlainAbout, stdout)
+	listen := fs.String("listen", "127.0.0.1:0", "the address `ADDR` to listen on (TLS handshakes only, or HTTPS with -upstream)")
 	certFile := fs.String("cert", "", "certificate chain `FILE` (PEM, leaf first)")
 	keyFile := fs.String("key", "", "private key `FILE` (PEM)")
 	groups := fs.String("groups", "", "groups to serve, comma-separated `LIST` (default: crypto/tls's)")
 	signer := fs.String("signer", "", "ML-DSA `SIGNER`: circl or stdlib (default: crypto/tls's own, stdlib)")
-	quicOn := fs.Bool("quic", false, "also serve HTTP/3 (quic-go) on UDP at the same address")
+	quicOn := fs.Bool("quic", false, "also serve HTTP/3 (quic-go) on UDP at the same address (handshakes only, not with -upstream)")
+	upstream := fs.String("upstream", "", "proxy HTTPS on -listen to this HTTP/1.1 upstream `HOST:PORT` (the floor of bench proxy)")
+	streamListen := fs.String("stream-listen", "", "also relay TLS streams accepted on `ADDR`...")
+	streamUpstream := fs.String("stream-upstream", "", "...to this TCP upstream `HOST:PORT`")
+	debugListen := fs.String("debug-listen", "", debugListenUsage)
 	if _, err := fs.parse(args); err != nil {
 		return err
 	}
 	if *certFile == "" || *keyFile == "" {
 		return benchFlagError("serve-plain", errors.New("serve-plain needs -cert FILE and -key FILE"))
 	}
-	opts := bench.PlainOptions{Listen: *listen, CertFile: *certFile, KeyFile: *keyFile, QUIC: *quicOn}
-	var err error
-	if opts.Groups, err = parseGroupList("serve-plain", *groups); err != nil {
+	if (*streamListen == "") != (*streamUpstream == "") {
+		return benchFlagError("serve-plain", errors.New("-stream-listen and -stream-upstream go together"))
+	}
+	if *quicOn && (*upstream != "" || *streamUpstream != "") {
+		return benchFlagError("serve-plain", errors.New("-quic serves handshakes only: not with -upstream or -stream-upstream"))
+	}
+	groupIDs, err := parseGroupList("serve-plain", *groups)
+	if err != nil {
 		return err
 	}
+	var signerKind certs.SignerKind
 	if *signer != "" {
-		if opts.Signer, err = certs.ParseSignerKind(*signer); err != nil {
+		if signerKind, err = certs.ParseSignerKind(*signer); err != nil {
 			return benchFlagError("serve-plain", fmt.Errorf("-signer: %w", err))
 		}
 	}
-	opts.Ready = func(addr string) { fmt.Fprintf(stderr, "serve-plain: listening on %s\n", addr) }
+	if *debugListen != "" {
+		addr, err := startDebugListener(*debugListen)
+		if err != nil {
+			return benchFlagError("serve-plain", err)
+		}
+		fmt.Fprintf(stderr, "serve-plain: debug listener on %s\n", addr)
+	}
 	ctx, stop := benchContext()
 	defer stop()
-	return bench.ServePlain(ctx, opts)
+	if *upstream == "" && *streamUpstream == "" {
+		opts := bench.PlainOptions{Listen: *listen, CertFile: *certFile, KeyFile: *keyFile, Groups: groupIDs, Signer: signerKind, QUIC: *quicOn}
+		opts.Ready = func(addr string) { fmt.Fprintf(stderr, "serve-plain: listening on %s\n", addr) }
+		return bench.ServePlain(ctx, opts)
+	}
+	opts := bench.PlainProxyOptions{
+		StreamListen: *streamListen, StreamUpstream: *streamUpstream,
+		CertFile: *certFile, KeyFile: *keyFile, Groups: groupIDs, Signer: signerKind,
+	}
+	if *upstream != "" {
+		opts.Listen, opts.Upstream = *listen, *upstream
+	}
+	opts.Ready = func(https, stream string) {
+		fmt.Fprintf(stderr, "serve-plain: proxying https on %q, streams on %q\n", https, stream)
+	}
+	return bench.ServePlainProxy(ctx, opts)
 }

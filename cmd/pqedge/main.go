@@ -27,7 +27,7 @@ commands:
   config check FILE...   validate configs and every file they name; one FILE:LINE line per problem
   certs COMMAND          a private post-quantum PKI: init, issue, inspect, trust
   probe HOST:PORT        what a TLS server accepts: groups, HelloRetryRequest, certificates
-  bench COMMAND          what post-quantum handshakes cost: handshake, matrix
+  bench COMMAND          what handshakes and proxied traffic cost: handshake, matrix, proxy
   version                print the version and the Go toolchain
   help [COMMAND]         this text, or a command's help (as pqedge COMMAND -h)
 

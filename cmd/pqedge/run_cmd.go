@@ -27,6 +27,7 @@ Check a config first with pqedge config check FILE.
 func runServe(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", "run -config FILE", runAbout, stdout)
 	file := fs.String("config", "", "the TOML config `FILE` to serve")
+	debugListen := fs.String("debug-listen", "", debugListenUsage)
 	pos, err := fs.parse(args)
 	if err != nil {
 		return cliFail(stderr, err)
@@ -55,6 +56,14 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	log := newLogger(stderr, cfg.Log, level)
 	for _, w := range append(cfg.Warnings, warnings...) {
 		log.Warn("config warning", "problem", w.String())
+	}
+	if *debugListen != "" {
+		addr, err := startDebugListener(*debugListen)
+		if err != nil {
+			fmt.Fprintf(stderr, "pqedge: error: %v\nhint: give -debug-listen a loopback address such as 127.0.0.1:6060\n", err)
+			return 2
+		}
+		log.Info("debug listener", "address", addr)
 	}
 
 	// Signals are registered before the server starts, so a SIGTERM that
