@@ -290,7 +290,8 @@ func TestProxyEndToEnd(t *testing.T) {
 		PeerRoot: root.Root, Dir: t.TempDir(),
 		Runs: 1, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond,
 		Connections: 4, Streams: 2, StreamConns: 2, HandshakeConcurrency: 2, IdleConns: 20, BodyBytes: 100,
-		Log: &log,
+		// Generous: the race detector on a shared machine is slow.
+		Timeout: 20 * time.Second, Log: &log,
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())

@@ -82,7 +82,7 @@ func TestRunBenchProxy(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, pqedge, "bench", "proxy", "-fronts", "pqedge,plain", "-modes", "h1,stream,idle",
 		"-runs", "1", "-duration", "300ms", "-warmup", "200ms", "-connections", "4", "-stream-conns", "2", "-idle-conns", "20",
-		"-pin=false", "-peers-dir", filepath.Dir(root.Root), "-out", out)
+		"-timeout", "20s", "-pin=false", "-peers-dir", filepath.Dir(root.Root), "-out", out)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
