@@ -123,6 +123,14 @@ type Listener struct {
 	// listener serves, instead of answering them with the listener's first
 	// (default) site. Clients sending no SNI still get the default site.
 	StrictSNI bool `toml:"strict_sni"`
+
+	// ProxyProtocolIn lists the networks of the load balancers in front of
+	// the listener (CIDR prefixes). A connection from one of them must
+	// start with a PROXY protocol header (v1 or v2), and the client address
+	// it carries is the connection's address everywhere (logs,
+	// X-Forwarded-For, pq_rule, limits); a connection from anywhere else
+	// must not send one. Empty: no PROXY protocol on this listener.
+	ProxyProtocolIn []string `toml:"proxy_protocol_in"`
 }
 
 // Certificate modes of a site.

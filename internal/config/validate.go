@@ -134,6 +134,29 @@ func (v *validator) checkListeners() {
 		default:
 			v.addf(key+".kind", "use \"https\" or \"stream\"", "unknown listener kind %q", l.Kind)
 		}
+		v.checkProxyProtocolIn(key+".proxy_protocol_in", l.ProxyProtocolIn)
+	}
+}
+
+// checkProxyProtocolIn checks the trusted networks of a listener's inbound
+// PROXY protocol: CIDR prefixes, none repeated. A prefix with host bits set
+// ("10.0.0.1/8") is refused: it reads as one host but trusts a network.
+func (v *validator) checkProxyProtocolIn(key string, nets []string) {
+	if nets != nil && len(nets) == 0 {
+		v.addf(key, "list the load balancers' networks, e.g. [\"10.0.0.0/24\"], or leave the key out", "proxy_protocol_in is empty: no source may send a PROXY header")
+	}
+	seen := map[netip.Prefix]bool{}
+	for _, n := range nets {
+		p, err := netip.ParsePrefix(n)
+		switch {
+		case err != nil:
+			v.addf(key, "write CIDR prefixes, e.g. \"10.0.0.0/24\" or \"192.0.2.7/32\"", "bad network %q", n)
+		case p != p.Masked():
+			v.addf(key, fmt.Sprintf("write %q for the network, or %s/%d for one host", p.Masked().String(), p.Addr(), p.Addr().BitLen()), "network %q has host bits set", n)
+		case seen[p]:
+			v.addf(key, "list each network once", "network %q listed twice", n)
+		}
+		seen[p] = true
 	}
 }
 

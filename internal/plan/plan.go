@@ -14,6 +14,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -130,6 +131,10 @@ type Listener struct {
 	// Stream listeners only.
 	Pool          string
 	ProxyProtocol int // 0, 1 or 2
+
+	// ProxyIn are the networks whose connections start with a PROXY
+	// protocol header (config proxy_protocol_in); empty for none.
+	ProxyIn []netip.Prefix
 
 	// Compat is set on the compat matrix's listeners.
 	Compat *Combination
@@ -276,6 +281,13 @@ func (p *Plan) addSite(sc config.Site) error {
 
 func (p *Plan) addListener(lc config.Listener) error {
 	l := &Listener{Name: lc.Name, Address: lc.Address, SocketKey: socketKey(lc.Address, lc.Name), Kind: lc.Kind}
+	for _, n := range lc.ProxyProtocolIn {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return fmt.Errorf("listener %q: proxy_protocol_in: %w", lc.Name, err)
+		}
+		l.ProxyIn = append(l.ProxyIn, p)
+	}
 	switch lc.Kind {
 	case config.KindStream:
 		site := p.sites[lc.Site]

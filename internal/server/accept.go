@@ -32,6 +32,7 @@ type edgeConn struct {
 	sig        tls.SignatureScheme // what the certificate's signer was asked to sign with
 	certFailed bool                // no certificate fitted the client
 	info       *connInfo           // set once the handshake succeeded
+	proxyIn    *proxyInConn        // the PROXY header reader, on listeners with proxy_protocol_in
 }
 
 // hello returns the captured ClientHello, nil when it was not captured.
@@ -133,15 +134,23 @@ func (s *Server) handleConn(key string, raw net.Conn) {
 		s.acme.answerChallenge(raw, config.DefaultHandshakeTimeout)
 		return
 	}
-	ec := &edgeConn{CaptureConn: pqtls.NewCaptureConn(raw, 0), listener: l}
+	conn := raw
+	var pin *proxyInConn
+	if len(l.ProxyIn) > 0 {
+		pin = wrapProxyIn(raw, l.ProxyIn, g.plan.Timeouts.Handshake)
+		conn = pin
+	}
+	ec := &edgeConn{CaptureConn: pqtls.NewCaptureConn(conn, 0), listener: l, proxyIn: pin}
 	tc := tls.Server(ec, s.tlsBase)
 
-	// The deadline bounds clients that stop mid-handshake or send nothing.
-	raw.SetDeadline(s.now().Add(g.plan.Timeouts.Handshake))
+	// The deadline bounds clients that stop mid-handshake or send nothing
+	// (or, behind a load balancer, no PROXY header). It is set through the
+	// PROXY reader, which restores it after the header.
+	conn.SetDeadline(s.now().Add(g.plan.Timeouts.Handshake))
 	start := time.Now()
 	err := tc.Handshake()
 	took := time.Since(start)
-	raw.SetDeadline(time.Time{})
+	conn.SetDeadline(time.Time{})
 
 	if err == nil && tc.ConnectionState().NegotiatedProtocol == acmeALPN {
 		// A CA's TLS-ALPN-01 validation: the handshake was all of it
@@ -158,7 +167,7 @@ func (s *Server) handleConn(key string, raw net.Conn) {
 		tc.Close()
 		return
 	}
-	ec.info = &connInfo{handshake: ev.Handshake, site: ev.Site, leaf: leafOf(ec.cert), facts: factsOf(ev.Handshake), remote: raw.RemoteAddr()}
+	ec.info = &connInfo{handshake: ev.Handshake, site: ev.Site, leaf: leafOf(ec.cert), facts: factsOf(ev.Handshake), remote: conn.RemoteAddr()}
 	s.handOff(key, tc, ec.info)
 }
 

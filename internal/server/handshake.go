@@ -65,6 +65,7 @@ const (
 	reasonVersion       = "version"         // no TLS version in common (min_version)
 	reasonCertificate   = "certificate"     // no chain fits the client's signature algorithms, or the client rejected ours
 	reasonUnknownName   = "unknown_name"    // a strict_sni listener does not serve the name
+	reasonProxyProtocol = "proxy_protocol"  // a PROXY header missing from a trusted load balancer, malformed, or sent by anyone else
 	reasonOther         = "other"
 )
 
@@ -84,6 +85,9 @@ func (s *Server) handshakeEvent(ec *edgeConn, tc *tls.Conn, err error, took time
 			site = ec.site.Site
 		}
 		ev.Reason = classifyFailure(err, hello, site, ec.certFailed)
+		if ec.proxyIn != nil && ec.proxyIn.headerErr != nil {
+			ev.Reason, ev.Err = reasonProxyProtocol, ec.proxyIn.headerErr
+		}
 		return ev
 	}
 	cs := tc.ConnectionState()

@@ -1,0 +1,65 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+)
+
+// proxyInConn reads the PROXY protocol header (v1 or v2) a load balancer in
+// front of the listener sends before the TLS bytes
+// (haproxy.org/download/3.0/doc/proxy-protocol.txt), with the library the
+// outbound side uses. From a trusted network the header is required and its
+// client address becomes the connection's RemoteAddr, so everything that
+// reads the peer address (logs, X-Forwarded-For, pq_rule, metrics) sees the
+// client; from anywhere else a header is refused. The header is read on
+// the connection's first Read, inside the TLS handshake and under its
+// deadline, never on the accept loop.
+type proxyInConn struct {
+	*proxyproto.Conn
+	// headerErr is the error of the first Read, when it came from the
+	// PROXY header (missing, malformed, or sent by an untrusted peer).
+	headerErr error
+	read      bool
+}
+
+// wrapProxyIn wraps raw for a listener whose load balancers are trusted;
+// timeout bounds the wait for the header (the handshake timeout).
+func wrapProxyIn(raw net.Conn, trusted []netip.Prefix, timeout time.Duration) *proxyInConn {
+	policy := proxyproto.REJECT
+	if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err == nil {
+		addr := ap.Addr().Unmap()
+		if slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(addr) }) {
+			policy = proxyproto.REQUIRE
+		}
+	}
+	return &proxyInConn{Conn: proxyproto.NewConn(raw, proxyproto.WithPolicy(policy), proxyproto.SetReadHeaderTimeout(timeout))}
+}
+
+func (c *proxyInConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if !c.read {
+		c.read = true
+		if err != nil && isProxyHeaderError(err) {
+			c.headerErr = err
+		}
+	}
+	return n, err
+}
+
+// isProxyHeaderError tells the PROXY library's refusals from the
+// connection's own errors (a client that left, a timeout).
+func isProxyHeaderError(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+		return false
+	}
+	return errors.Is(err, proxyproto.ErrNoProxyProtocol) || errors.Is(err, proxyproto.ErrSuperfluousProxyHeader) ||
+		strings.HasPrefix(err.Error(), "proxyproto:")
+}

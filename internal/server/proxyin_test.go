@@ -1,0 +1,256 @@
+package server
+
+import (
+	"context"
+	"crypto/mldsa"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+
+	"github.com/pqedge/pqedge/internal/peers"
+)
+
+// proxyInConfig is a listener behind a load balancer at 127.0.0.1, whose
+// site routes to an upstream that echoes the X-Forwarded-For it receives,
+// and serves its ML-DSA chain to clients of 192.0.2.0/24 (pq_rule).
+func proxyInConfig(upstream string) string {
+	return `
+data_dir = "{{DATA}}/data"
+[admin]
+listen = "127.0.0.1:0"
+[log]
+access = false
+[[listener]]
+name = "https"
+address = "127.0.0.1:0"
+proxy_protocol_in = ["127.0.0.1/32"]
+[[site]]
+name = "local"
+server_names = ["localhost"]
+[[site.pq_rule]]
+network = "192.0.2.0/24"
+mode = "always"
+[[site.route]]
+path = "/"
+pool = "echo"
+[[pool]]
+name = "echo"
+upstreams = ["` + upstream + `"]
+`
+}
+
+func xffUpstream(t *testing.T) string {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Header.Get("X-Forwarded-For"))
+	}))
+	t.Cleanup(up.Close)
+	return strings.TrimPrefix(up.URL, "http://")
+}
+
+// dialFrom connects from a loopback source address and first sends header
+// (nil: none).
+func dialFrom(ctx context.Context, src, addr string, header *proxyproto.Header) (net.Conn, error) {
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if header != nil {
+		if _, err := header.WriteTo(c); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func proxyHeaderFor(version byte, client string) *proxyproto.Header {
+	return &proxyproto.Header{Version: version, Command: proxyproto.PROXY, TransportProtocol: proxyproto.TCPv4,
+		SourceAddr:      &net.TCPAddr{IP: net.ParseIP(client), Port: 40000},
+		DestinationAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 443}}
+}
+
+// TestProxyProtocolIn sends PROXY headers, good and hostile, from a trusted
+// load balancer's address and from elsewhere, and checks who is served as
+// whom: the header's client address is the connection's address for the
+// upstream (X-Forwarded-For), for pq_rule and for the handshake record; a
+// missing, malformed or untrusted header is refused before TLS and
+// counted.
+func TestProxyProtocolIn(t *testing.T) {
+	var mu sync.Mutex
+	var events []HandshakeEvent
+	dir := t.TempDir()
+	cfg := loadConfig(t, dir, proxyInConfig(xffUpstream(t)))
+	srv, err := New(cfg, Options{Logger: testLogger(t), OnHandshake: func(ev HandshakeEvent) {
+		mu.Lock()
+		events = append(events, ev)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(t.Context()) })
+	ts := &testServer{t: t, srv: srv, cfg: cfg, dir: dir}
+	addr := ts.addr("https")
+	tests := []struct {
+		name   string
+		src    string // the connection's source: 127.0.0.1 is the trusted balancer
+		header *proxyproto.Header
+		raw    string // bytes sent instead of a header
+		client string // the address pqedge should see; "" when refused
+		mldsa  bool   // pq_rule gives this client the ML-DSA chain
+	}{
+		{"trusted, v1", "127.0.0.1", proxyHeaderFor(1, "198.51.100.7"), "", "198.51.100.7", false},
+		{"trusted, v2", "127.0.0.1", proxyHeaderFor(2, "198.51.100.8"), "", "198.51.100.8", false},
+		{"trusted, client in a pq_rule network", "127.0.0.1", proxyHeaderFor(2, "192.0.2.9"), "", "192.0.2.9", true},
+		{"trusted, no header", "127.0.0.1", nil, "", "", false},
+		{"trusted, malformed v1", "127.0.0.1", nil, "PROXY TCP4 not-an-address 127.0.0.1 1 2\r\n", "", false},
+		{"trusted, v2 of an unknown version", "127.0.0.1", nil, "\r\n\r\n\x00\r\nQUIT\n\x31\x11\x00\x0c", "", false},
+		{"untrusted, forged header", "127.0.0.2", proxyHeaderFor(2, "192.0.2.10"), "", "", false},
+		{"untrusted, plain TLS", "127.0.0.2", nil, "", "127.0.0.2", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			before := len(events)
+			mu.Unlock()
+			dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+				c, err := dialFrom(ctx, tt.src, addr, tt.header)
+				if err == nil && tt.raw != "" {
+					io.WriteString(c, tt.raw)
+				}
+				return c, err
+			}
+			var chain []*mldsa.PublicKey
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dial,
+				TLSClientConfig: &tls.Config{ServerName: "localhost", InsecureSkipVerify: true, VerifyConnection: func(cs tls.ConnectionState) error {
+					if k, ok := cs.PeerCertificates[0].PublicKey.(*mldsa.PublicKey); ok {
+						chain = append(chain, k)
+					}
+					return nil
+				}}}}
+			resp, err := c.Get("https://" + addr + "/")
+			if tt.client == "" {
+				if err == nil {
+					resp.Body.Close()
+					t.Fatal("served")
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if string(body) != tt.client {
+					t.Errorf("the upstream saw X-Forwarded-For %q, want %q", body, tt.client)
+				}
+				if (len(chain) > 0) != tt.mldsa {
+					t.Errorf("ML-DSA chain served: %v, want %v", len(chain) > 0, tt.mldsa)
+				}
+			}
+			var ev HandshakeEvent
+			waitFor(t, "the handshake event", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				if len(events) > before {
+					ev = events[before]
+					return true
+				}
+				return false
+			})
+			switch {
+			case tt.client == "" && ev.Reason != reasonProxyProtocol:
+				t.Errorf("refusal counted as %q (%v), want %q", ev.Reason, ev.Err, reasonProxyProtocol)
+			case tt.client != "" && !strings.HasPrefix(ev.Remote(), tt.client+":"):
+				t.Errorf("handshake recorded from %s, want %s", ev.Remote(), tt.client)
+			}
+		})
+	}
+	if got := ts.metricSum("pqedge_handshake_failures_total", `reason="proxy_protocol"`); got != 4 {
+		t.Errorf("proxy_protocol failures counted %v, want 4", got)
+	}
+}
+
+// TestProxyProtocolInFromHAProxy puts a real HAProxy 3.0 (send-proxy-v2)
+// in front of pqedge: a client connecting to HAProxy from 127.0.0.3 is that
+// address to pqedge's upstream.
+func TestProxyProtocolInFromHAProxy(t *testing.T) {
+	root := peers.Trixie(t)
+	if _, err := os.Stat(filepath.Join(root.Root, "usr/sbin/haproxy")); err != nil {
+		peers.Missing(t, "haproxy in the trixie root")
+	}
+	ts := startServer(t, proxyInConfig(xffUpstream(t)))
+	front := freeLoopbackPort(t)
+	host, inside := root.TempDir(t)
+	conf := `global
+  log stderr format raw local0 err
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend edge
+  bind 127.0.0.1:` + strconv.Itoa(front) + `
+  default_backend pqedge
+backend pqedge
+  server pqedge ` + ts.addr("https") + ` send-proxy-v2
+`
+	if err := os.WriteFile(filepath.Join(host, "haproxy.cfg"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := root.Command(ctx, "haproxy", "-db", "-f", inside+"/haproxy.cfg")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("haproxy:\n%s", out.String())
+		}
+	})
+	frontAddr := "127.0.0.1:" + strconv.Itoa(front)
+	waitFor(t, "haproxy to listen", func() bool {
+		c, err := net.DialTimeout("tcp", frontAddr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return dialFrom(ctx, "127.0.0.3", frontAddr, nil) },
+		TLSClientConfig: &tls.Config{ServerName: "localhost", RootCAs: ts.roots()},
+	}}
+	resp, err := c.Get("https://localhost/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "127.0.0.3" {
+		t.Errorf("behind HAProxy the upstream saw X-Forwarded-For %q, want the client's 127.0.0.3", body)
+	}
+}
+
+func freeLoopbackPort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
