@@ -232,7 +232,9 @@ backend pqedge
 		return err == nil
 	})
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return dialFrom(ctx, "127.0.0.3", frontAddr, nil) },
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialFrom(ctx, "127.0.0.3", frontAddr, nil)
+		},
 		TLSClientConfig: &tls.Config{ServerName: "localhost", RootCAs: ts.roots()},
 	}}
 	resp, err := c.Get("https://localhost/")
