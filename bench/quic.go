@@ -99,7 +99,6 @@ func (s *runState) oneQUIC(ctx context.Context) bool {
 	s.sig = res.Signature
 	s.sent += int64(res.BytesSent)
 	s.recv += int64(res.BytesReceived)
-	s.flight = max(s.flight, res.ServerHandshakeBytes)
 	s.group = res.Group
 	return true
 }

@@ -63,6 +63,9 @@ func TestRunQUIC(t *testing.T) {
 			if q == nil || q.Handshakes != 3 || q.InitialPackets != 2 || q.AmplificationLimited != tt.wantLimited || q.RoundTrips != tt.wantRTs {
 				t.Fatalf("shape %+v, want limited %v in %d round trips", q, tt.wantLimited, tt.wantRTs)
 			}
+			if rep.ServerFlightBytes != q.ServerHandshakeBytes || rep.ExceedsInitCwnd {
+				t.Errorf("flight %d B (exceeds initcwnd %v), want the shape's %d B", rep.ServerFlightBytes, rep.ExceedsInitCwnd, q.ServerHandshakeBytes)
+			}
 			var table, csvOut bytes.Buffer
 			WriteTable(&table, rep)
 			for _, want := range []string{"transport", "2 Initial packets", "round trips"} {
