@@ -17,10 +17,11 @@ const (
 
 // DefaultShapeRTT is the emulated round-trip time of the QUIC shape
 // handshakes: long enough that the server's flights stand apart from the
-// scheduling noise of a busy 2-core machine (a flight's datagrams arrive
-// within a millisecond or two of each other), short enough that three
-// handshakes take well under a second.
-const DefaultShapeRTT = 50 * time.Millisecond
+// scheduling noise of a busy 2-core machine (on one shared by a dozen
+// compilers a wakeup was seen to come 20–70 ms late, so flights are told
+// apart by gaps of more than RTT/2 = 50 ms), short enough that three
+// handshakes take about a second.
+const DefaultShapeRTT = 100 * time.Millisecond
 
 // QUICShape is what a few handshakes over an emulated path show about a
 // QUIC handshake's shape, apart from the load that measures its CPU: the
