@@ -26,7 +26,8 @@
 // Under the key prefix (DefaultKeyPrefix, "pqedge:"):
 //
 //	acme:KEY       a certmagic value, sealed
-//	acme-index     sorted set of certmagic keys, scored by modification time
+//	acme-index     sorted set of certmagic keys (score 0, for ranges)
+//	acme-modified  hash: certmagic key -> modification time (Unix ms)
 //	lock:NAME      a lock's token, with the lease as its expiry
 //	tickets        the ticket-key state, sealed
 //

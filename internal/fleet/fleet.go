@@ -303,6 +303,7 @@ type keyspace struct{ prefix string }
 
 func (k keyspace) acmeValue(key string) string { return k.prefix + acmeAD(key) }
 func (k keyspace) acmeIndex() string           { return k.prefix + "acme-index" }
+func (k keyspace) acmeModified() string        { return k.prefix + "acme-modified" }
 func (k keyspace) acmeValuePrefix() string     { return k.prefix + "acme:" }
 func (k keyspace) lock(name string) string     { return k.prefix + "lock:" + name }
 func (k keyspace) tickets() string             { return k.prefix + ticketsAD }

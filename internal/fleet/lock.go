@@ -68,7 +68,7 @@ return 1
 // fails, Lock returns the error instead of waiting out the outage.
 func (s *Storage) Lock(ctx context.Context, name string) error {
 	start := time.Now()
-	poll := lockPollMin
+	poll := s.pollMin
 	waited := false
 	defer func() {
 		if waited {
@@ -100,7 +100,7 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 			return fmt.Errorf("gave up waiting for fleet lock %q: %w", name, ctx.Err())
 		case <-t.C:
 		}
-		poll = min(2*poll, lockPollMax)
+		poll = min(2*poll, s.pollMax)
 	}
 }
 

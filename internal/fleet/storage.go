@@ -23,9 +23,12 @@ import (
 //
 // Each value is sealed (Key.Seal, associated data "acme:" + key) and kept
 // at PREFIX + "acme:" + key. A sorted set, PREFIX + "acme-index", holds
-// every key with its modification time (Unix ms) as score: List, Stat and
-// Exists read it instead of scanning a keyspace other fleets may share,
-// and Store and Delete change value and index in one transaction.
+// every key, all with score 0 so that ZRANGEBYLEX finds the keys under a
+// directory (lexicographic ranges are only defined among equal scores);
+// a hash, PREFIX + "acme-modified", holds each key's modification time
+// (Unix ms). List, Stat and Exists read them instead of scanning a
+// keyspace other fleets may share, and Store and Delete change value,
+// index and time in one transaction.
 //
 // # Contract
 //
@@ -41,15 +44,18 @@ import (
 // does not allow.
 type Storage struct {
 	f *Fleet
+	// pollMin and pollMax bound Lock's polling of a taken lock
+	// (lockPollMin, lockPollMax; tests shorten them).
+	pollMin, pollMax time.Duration
 
-	lockMu   sync.Mutex            // guards the fields below
-	held     map[string]*heldLock  // locks this node holds, by name
-	closed   bool                  // set by close; Lock and TryLock fail after it
-	waits    uint64                // Lock calls that found the lock taken
-	waitTime time.Duration         // total time those calls waited
-	waiting  int                   // Lock calls waiting now
-	lost     uint64                // leases that ran out while held
-	wg       sync.WaitGroup        // keepalive goroutines
+	lockMu   sync.Mutex           // guards the fields below
+	held     map[string]*heldLock // locks this node holds, by name
+	closed   bool                 // set by close; Lock and TryLock fail after it
+	waits    uint64               // Lock calls that found the lock taken
+	waitTime time.Duration        // total time those calls waited
+	waiting  int                  // Lock calls waiting now
+	lost     uint64               // leases that ran out while held
+	wg       sync.WaitGroup       // keepalive goroutines
 }
 
 var (
@@ -59,7 +65,7 @@ var (
 )
 
 func newStorage(f *Fleet) *Storage {
-	return &Storage{f: f, held: map[string]*heldLock{}}
+	return &Storage{f: f, held: map[string]*heldLock{}, pollMin: lockPollMin, pollMax: lockPollMax}
 }
 
 // String names the store in certmagic's log lines.
@@ -87,7 +93,8 @@ func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 	k := s.f.keys
 	_, err = s.f.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, k.acmeValue(key), sealed, 0)
-		p.ZAdd(ctx, k.acmeIndex(), redis.Z{Score: float64(time.Now().UnixMilli()), Member: key})
+		p.ZAdd(ctx, k.acmeIndex(), redis.Z{Score: 0, Member: key})
+		p.HSet(ctx, k.acmeModified(), key, time.Now().UnixMilli())
 		return nil
 	})
 	if err = s.f.observe(err); err != nil {
@@ -112,17 +119,19 @@ func (s *Storage) Load(ctx context.Context, key string) ([]byte, error) {
 }
 
 // deleteScript deletes a key and every key under KEY/ with their index
-// entries, atomically. KEYS[1] is the index, ARGV[1] the value-key
-// prefix, ARGV[2] the key. '0' is the byte after '/', so [KEY/ to (KEY0
-// is exactly the keys under KEY/.
+// and time entries, atomically. KEYS are the index and the time hash,
+// ARGV[1] the value-key prefix, ARGV[2] the key. '0' is the byte after
+// '/', so [KEY/ to (KEY0 is exactly the keys under KEY/.
 var deleteScript = redis.NewScript(`
-local idx, vp, k = KEYS[1], ARGV[1], ARGV[2]
+local idx, mod, vp, k = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local n = redis.call("DEL", vp .. k)
 redis.call("ZREM", idx, k)
+redis.call("HDEL", mod, k)
 local sub = redis.call("ZRANGEBYLEX", idx, "[" .. k .. "/", "(" .. k .. "0")
 for _, m in ipairs(sub) do
 	n = n + redis.call("DEL", vp .. m)
 	redis.call("ZREM", idx, m)
+	redis.call("HDEL", mod, m)
 end
 return n
 `)
@@ -134,7 +143,7 @@ func (s *Storage) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	k := s.f.keys
-	err := deleteScript.Run(ctx, s.f.client, []string{k.acmeIndex()}, k.acmeValuePrefix(), key).Err()
+	err := deleteScript.Run(ctx, s.f.client, []string{k.acmeIndex(), k.acmeModified()}, k.acmeValuePrefix(), key).Err()
 	if err = s.f.observe(err); err != nil {
 		return fmt.Errorf("failed to delete %q from the fleet store: %w", key, err)
 	}
@@ -163,17 +172,17 @@ func (s *Storage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, erro
 		return certmagic.KeyInfo{}, err
 	}
 	k := s.f.keys
-	var score *redis.FloatCmd
+	var modified *redis.StringCmd
 	var size *redis.IntCmd
 	_, err := s.f.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		score = p.ZScore(ctx, k.acmeIndex(), key)
+		modified = p.HGet(ctx, k.acmeModified(), key)
 		size = p.StrLen(ctx, k.acmeValue(key))
 		return nil
 	})
 	if err := s.f.observe(err); err != nil && !errors.Is(err, redis.Nil) {
 		return certmagic.KeyInfo{}, fmt.Errorf("failed to stat %q in the fleet store: %w", key, err)
 	}
-	if ms, err := score.Result(); err == nil {
+	if ms, err := modified.Int64(); err == nil && size.Val() > 0 {
 		return certmagic.KeyInfo{
 			Key:        key,
 			Modified:   time.UnixMilli(int64(ms)),

@@ -184,6 +184,12 @@ func newClient(u StoreURL, password string, roots *x509.CertPool) *redis.Client 
 		// One quick retry covers a connection the server closed while
 		// idle; more would only stretch an outage into every caller.
 		MaxRetries: 1,
+		// Fail a call at the first refused dial: every caller retries on
+		// its own schedule, and a store that is down should cost each
+		// call one round trip, not go-redis's five with backoff. After
+		// PoolSize refused dials go-redis fails calls at once and probes
+		// the server every second in the background.
+		DialerRetries: 1,
 		// CLIENT SETINFO is unknown to Redis before 7.2 and to some
 		// proxies; pqedge does not need it.
 		DisableIdentity: true,
