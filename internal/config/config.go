@@ -21,6 +21,10 @@ type Config struct {
 	// Anycast announces service addresses through BIRD; nil without an
 	// [anycast] table.
 	Anycast *Anycast `toml:"anycast"`
+	// Fleet joins this node to a fleet that shares ACME state and
+	// session-ticket keys through a Redis or Valkey store; nil without a
+	// [fleet] table.
+	Fleet *Fleet `toml:"fleet"`
 
 	// File is the path the config was loaded from; not a TOML key.
 	File string `toml:"-"`

@@ -134,6 +134,11 @@ func (c *Config) resolvePaths(dir string) {
 		return filepath.Join(dir, p)
 	}
 	c.DataDir = abs(c.DataDir)
+	if f := c.Fleet; f != nil {
+		f.PasswordFile = abs(f.PasswordFile)
+		f.CAFile = abs(f.CAFile)
+		f.EncryptionKeyFile = abs(f.EncryptionKeyFile)
+	}
 	for i := range c.Site {
 		c.Site[i].PQRoot = abs(c.Site[i].PQRoot)
 		c.Site[i].ACME.CARoots = abs(c.Site[i].ACME.CARoots)

@@ -52,6 +52,7 @@ func (v *validator) validate() {
 	v.checkSites()
 	v.checkCompat()
 	v.checkAnycast()
+	v.checkFleet()
 }
 
 func (v *validator) checkLog() {
@@ -421,6 +422,9 @@ func (v *validator) checkDurations() {
 		{"timeouts.upstream_idle", t.UpstreamIdle}, {"limits.h2_reset_window", v.cfg.Limits.H2ResetWindow},
 	} {
 		check(d.key, d.val)
+	}
+	if v.cfg.Fleet != nil {
+		check("fleet.ticket_rotation", v.cfg.Fleet.TicketRotation)
 	}
 	for i, p := range v.cfg.Pool {
 		check(fmt.Sprintf("pool.%d.health.interval", i), p.Health.Interval)

@@ -64,12 +64,21 @@ func (u StoreURL) String() string {
 // Query parameters other than unix's db are refused: pqedge sets its own
 // timeouts.
 func ParseStoreURL(s string) (StoreURL, error) {
+	if !strings.Contains(s, "://") {
+		// Not quoted: a URL without scheme may still carry user:password.
+		return StoreURL{}, errors.New("the store URL has no scheme: unknown scheme (use redis://HOST:PORT/DB, rediss:// or unix:///PATH)")
+	}
 	u, err := url.Parse(s)
 	if err != nil {
+		// url.Error quotes the whole URL, password included.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return StoreURL{}, fmt.Errorf("bad store URL: %v", err)
 	}
 	if _, set := u.User.Password(); set {
-		return StoreURL{}, errors.New("the store URL holds a password: keep secrets out of the config, in password_file or password_env")
+		return StoreURL{}, errors.New("the store URL holds a password: pqedge reads it from password_file or password_env, never from the config")
 	}
 	out := StoreURL{Scheme: u.Scheme, Username: u.User.Username()}
 	q := u.Query()
