@@ -12,7 +12,8 @@
 //
 // # Use
 //
-// New checks the options and opens storage under DataDir/acme; Manage
+// New checks the options and opens storage under DataDir/acme (or uses
+// Options.Storage: a fleet's shared store, see internal/fleet); Manage
 // obtains certificates for a site's names (or loads them from storage) and
 // hands them to a background renewer; GetCertificate serves them. Close stops
 // the renewer.

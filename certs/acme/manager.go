@@ -44,7 +44,18 @@ type Options struct {
 	// DataDir is pqedge's data directory. Accounts, keys, certificates and
 	// locks live in DataDir/acme (mode 0700), where certmagic's FileStorage
 	// lays them out; processes sharing it coordinate through its locks.
+	// Unused, and not required, with Storage.
 	DataDir string
+
+	// Storage, if set, replaces the file storage in DataDir: a fleet's
+	// shared store (internal/fleet), so that one node orders each
+	// certificate while the others wait for its lock and load it, any
+	// node answers the CA's challenge (certmagic's distributed solver
+	// keeps challenge data in storage), and a renewal happens once per
+	// fleet. It must implement certmagic.TryLocker; if it implements
+	// certmagic.LockLeaseRenewer, long orders renew their lock's lease.
+	// The Manager never closes it.
+	Storage certmagic.Storage
 
 	// HTTPChallenge enables HTTP-01: the CA fetches
 	// http://NAME/.well-known/acme-challenge/TOKEN on port 80.
@@ -109,18 +120,16 @@ func New(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	storageDir := filepath.Join(opts.DataDir, "acme")
-	// Create it now so that a read-only or mistyped data_dir fails at
-	// startup rather than at the first certificate.
-	if err := os.MkdirAll(storageDir, 0o700); err != nil {
-		return nil, fmt.Errorf("failed to create ACME storage directory %q: %w", storageDir, err)
+	st, err := openStorage(opts)
+	if err != nil {
+		return nil, err
 	}
 
 	m := &Manager{
 		log:       opts.Logger,
 		directory: dir,
 		onEvent:   opts.OnEvent,
-		storage:   &closableStorage{fs: &certmagic.FileStorage{Path: storageDir}},
+		storage:   &closableStorage{fs: st},
 	}
 	if m.log == nil {
 		m.log = slog.Default()
@@ -162,13 +171,31 @@ func New(opts Options) (*Manager, error) {
 	return m, nil
 }
 
+// openStorage returns Options.Storage, or the file storage in DataDir/acme.
+func openStorage(opts Options) (storage, error) {
+	if opts.Storage != nil {
+		st, ok := opts.Storage.(storage)
+		if !ok {
+			return nil, fmt.Errorf("ACME storage %T does not implement certmagic.TryLocker", opts.Storage)
+		}
+		return st, nil
+	}
+	storageDir := filepath.Join(opts.DataDir, "acme")
+	// Create it now so that a read-only or mistyped data_dir fails at
+	// startup rather than at the first certificate.
+	if err := os.MkdirAll(storageDir, 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create ACME storage directory %q: %w", storageDir, err)
+	}
+	return &certmagic.FileStorage{Path: storageDir}, nil
+}
+
 // checkOptions validates opts and returns the directory URL and certmagic key
 // type to use.
 func checkOptions(opts *Options) (string, certmagic.KeyType, error) {
 	if err := checkEmail(opts.Email); err != nil {
 		return "", "", err
 	}
-	if opts.DataDir == "" {
+	if opts.DataDir == "" && opts.Storage == nil {
 		return "", "", errors.New("no data directory for ACME storage: set data_dir")
 	}
 	if !opts.HTTPChallenge && !opts.TLSALPNChallenge {

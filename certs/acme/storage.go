@@ -3,7 +3,9 @@ package acme
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/certmagic"
 )
@@ -13,7 +15,9 @@ import (
 // yet" and would start an issuance.
 var errStorageClosed = errors.New("acme manager is closed")
 
-// closableStorage is certmagic's FileStorage behind a gate that Close shuts.
+// closableStorage is the Manager's storage (certmagic's FileStorage, or the
+// Storage of Options, such as a fleet's shared store) behind a gate that
+// Close shuts.
 // certmagic runs renewals on a process-wide job queue that outlives a Cache,
 // so without the gate a renewal already under way when its Manager closes
 // could still write keys and certificates, racing the Manager that replaces
@@ -21,15 +25,24 @@ var errStorageClosed = errors.New("acme manager is closed")
 // calls in progress; later calls fail, except Unlock, so locks held by a
 // job being cut short are still released.
 type closableStorage struct {
-	fs *certmagic.FileStorage
+	fs storage
 
 	mu     sync.RWMutex // held shared for each call, exclusively by close
 	closed bool         // guarded by mu
 }
 
+// storage is what the Manager needs of its storage: certmagic's Storage
+// and TryLocker (certmagic serialises ACME Renewal Information updates
+// with TryLock).
+type storage interface {
+	certmagic.Storage
+	certmagic.TryLocker
+}
+
 var (
-	_ certmagic.Storage   = (*closableStorage)(nil)
-	_ certmagic.TryLocker = (*closableStorage)(nil)
+	_ certmagic.Storage          = (*closableStorage)(nil)
+	_ certmagic.TryLocker        = (*closableStorage)(nil)
+	_ certmagic.LockLeaseRenewer = (*closableStorage)(nil)
 )
 
 func (s *closableStorage) begin() error {
@@ -69,6 +82,21 @@ func (s *closableStorage) TryLock(ctx context.Context, name string) (bool, error
 
 func (s *closableStorage) Unlock(ctx context.Context, name string) error {
 	return s.fs.Unlock(ctx, name)
+}
+
+// RenewLockLease extends a lock's lease if the storage has leases (a
+// fleet's store); certmagic calls it before each retry of a long order.
+// FileStorage has none: its lock files stay fresh by their own timer.
+func (s *closableStorage) RenewLockLease(ctx context.Context, name string, d time.Duration) error {
+	r, ok := s.fs.(certmagic.LockLeaseRenewer)
+	if !ok {
+		return nil
+	}
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.end()
+	return r.RenewLockLease(ctx, name, d)
 }
 
 func (s *closableStorage) Store(ctx context.Context, key string, value []byte) error {
@@ -119,5 +147,5 @@ func (s *closableStorage) Stat(ctx context.Context, key string) (certmagic.KeyIn
 	return s.fs.Stat(ctx, key)
 }
 
-// String keeps certmagic's log lines and lock keys naming the directory.
-func (s *closableStorage) String() string { return s.fs.String() }
+// String keeps certmagic's log lines naming the directory or store.
+func (s *closableStorage) String() string { return fmt.Sprint(s.fs) }
