@@ -28,6 +28,7 @@ commands:
   certs COMMAND          a private post-quantum PKI: init, issue, inspect, trust
   probe HOST:PORT        what a TLS server accepts: groups, HelloRetryRequest, certificates
   bench COMMAND          what handshakes and proxied traffic cost: handshake, matrix, proxy
+  fleet COMMAND          fleet mode: keygen (the encryption key), check (the shared store)
   version                print the version and the Go toolchain
   help [COMMAND]         this text, or a command's help (as pqedge COMMAND -h)
 
@@ -45,6 +46,7 @@ func commands() map[string]command {
 		"certs":   runCerts,
 		"probe":   runProbe,
 		"bench":   runBench,
+		"fleet":   runFleet,
 		"version": runVersion,
 	}
 }
@@ -71,7 +73,7 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	cmd, ok := commands()[args[0]]
 	if !ok {
 		return cliFail(stderr, &cliError{err: fmt.Errorf("unknown command %q", args[0]),
-			hints: []string{"commands are run, config, certs, probe, bench and version; see `pqedge help`"}, usage: true})
+			hints: []string{"commands are run, config, certs, probe, bench, fleet and version; see `pqedge help`"}, usage: true})
 	}
 	return cmd(args[1:], stdout, stderr)
 }

@@ -186,7 +186,7 @@ func CheckKeyPrefix(p string) error {
 		return fmt.Errorf("key prefix %q is longer than 64 bytes", p)
 	}
 	for _, r := range p {
-		if r <= ' ' || r > '~' || r == '*' || r == '?' || r == '[' || r == ']' {
+		if r <= ' ' || r > '~' || r == '*' || r == '?' || r == '[' || r == ']' || r == '\\' {
 			return fmt.Errorf("key prefix %q has %q: use letters, digits and punctuation such as : / - _ (no glob characters)", p, r)
 		}
 	}
