@@ -37,9 +37,10 @@ const rotateLock = "tickets-rotate"
 // key keeps sealing. Only if this process has no keys yet (it started
 // during the outage) does Keys fall back to the last state it cached,
 // sealed, in Options.CacheDir, and logs that it did. If the store comes
-// back empty (restarted without persistence), the first node to sync
-// republishes the state it knows, so tickets already issued still resume
-// and IDs never repeat; nodes then converge on the store's state.
+// back empty (restarted without persistence) or with an older state (a
+// backup), the first node to sync that knows a newer one republishes it,
+// so tickets already issued still resume and IDs never repeat; nodes then
+// converge on the store's state.
 type TicketSource struct {
 	f         *Fleet
 	rot       rotation
@@ -117,7 +118,7 @@ func (t *TicketSource) sync(ctx context.Context, now time.Time) (*ticketState, e
 	if err != nil {
 		return nil, err
 	}
-	if st != nil {
+	if st != nil && !t.behind(st) {
 		if next, err := t.rot.plan(st, now); err != nil {
 			return nil, err
 		} else if next == nil {
@@ -126,6 +127,15 @@ func (t *TicketSource) sync(ctx context.Context, now time.Time) (*ticketState, e
 		}
 	}
 	return t.rotate(ctx, now, st)
+}
+
+// behind reports whether the store holds an older state than this node
+// has seen: it was restored from a backup or replaced while the node was
+// cut off. The node then republishes what it knows, so tickets sealed
+// with keys the old state lacks still resume.
+func (t *TicketSource) behind(st *ticketState) bool {
+	k := t.known()
+	return k != nil && st.Generation < k.Generation
 }
 
 // rotate writes the next state under the fleet lock. read is what sync
@@ -160,14 +170,19 @@ func (t *TicketSource) rotate(ctx context.Context, now time.Time, read *ticketSt
 			return err
 		}
 		base := cur
-		if base == nil {
-			base = t.known() // the store lost its state: republish ours
+		republish := cur == nil || t.behind(cur)
+		if republish {
+			base = t.known() // the store lost or rolled back its state: republish ours
+		}
+		if republish && base != nil && cur != nil {
+			base = base.clone()
+			base.Generation = max(base.Generation, cur.Generation)
 		}
 		next, err := t.rot.plan(base, now)
 		if err != nil {
 			return err
 		}
-		if next == nil && cur == nil && base != nil {
+		if next == nil && republish && base != nil {
 			next = base.clone()
 			next.Generation++
 			next.UpdatedBy, next.UpdatedAt = t.rot.node, now
@@ -189,8 +204,8 @@ func (t *TicketSource) rotate(ctx context.Context, now time.Time, read *ticketSt
 		})
 		if err == nil {
 			written, wrote = next, true
-			if cur == nil && base != nil {
-				t.f.log.Warn("fleet store had no ticket keys; republished the keys this node knows", "generation", next.Generation)
+			if republish && base != nil {
+				t.f.log.Warn("fleet store had no ticket keys, or older ones than this node; republished the keys this node knows", "generation", next.Generation)
 			}
 		}
 		return err

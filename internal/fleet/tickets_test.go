@@ -418,3 +418,37 @@ func TestCacheFileIsTheStoredValue(t *testing.T) {
 		t.Fatalf("cache differs from the store's value (err %v)", err)
 	}
 }
+
+// TestTicketStoreRollback: a store restored from an old backup holds an
+// older state than the nodes; the first node to sync republishes its own
+// instead of dropping keys that sealed live tickets.
+func TestTicketStoreRollback(t *testing.T) {
+	m, url := startMiniredis(t)
+	ctx := context.Background()
+	a := newTestFleet(t, url, "a")
+	if _, err := a.Tickets().Keys(ctx, testEpoch); err != nil {
+		t.Fatal(err)
+	}
+	backup, _ := m.Get(a.keys.tickets())
+	later := testEpoch.Add(testEvery + time.Minute)
+	current, err := a.Tickets().Keys(ctx, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Set(a.keys.tickets(), backup)
+	got, err := a.Tickets().Keys(ctx, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameIDs(got, current) {
+		t.Errorf("after the rollback node a has keys %v, want %v", ids(got), ids(current))
+	}
+	b := newTestFleet(t, url, "b")
+	fromB, err := b.Tickets().Keys(ctx, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameIDs(fromB, current) || b.Status().Tickets.Generation <= 2 {
+		t.Errorf("node b sees keys %v generation %d, want %v after 2", ids(fromB), b.Status().Tickets.Generation, ids(current))
+	}
+}
