@@ -77,6 +77,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return cliFail(stderr, withHint(fmt.Errorf("failed to start: %w", err), startHints(err, *file)...))
 	}
 	log.Info("pqedge started", "version", version, "config", *file)
+	if cfg.Fleet != nil {
+		// Until the server's Keeper and ACME managers take the fleet's
+		// store (docs/FLEET.md), say so rather than ignore [fleet] quietly.
+		log.Warn("[fleet] is checked but not used yet: this node keeps its own ticket keys and ACME storage; see docs/FLEET.md")
+	}
 	// Reloads run beside the signal loop: one blocked on a slow ACME order
 	// must not hold up a SIGTERM, which cancels it (Shutdown does).
 	reloads, stopReloads := context.WithCancel(context.Background())

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,4 +121,65 @@ func containsAll(have, want []tickets.Key) bool {
 		}
 	}
 	return true
+}
+
+// fleetACL is the ACL docs/FLEET.md gives a fleet's user: its own keys,
+// and only the commands pqedge sends.
+const fleetACL = "on >s3cret-for-tests ~pqedge:* resetchannels -@all +@connection " +
+	"+get +set +del +exists +strlen +pttl +pexpire +zadd +zrem +zscore +zrangebylex +zcard +hset +hget +hdel " +
+	"+eval +evalsha +watch +unwatch +multi +exec +scan"
+
+// TestACLRealRedis runs the storage contract, locks, ticket keys and
+// `fleet check` as an ACL user limited as docs/FLEET.md says, with the
+// password from the environment.
+func TestACLRealRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	admin := newTestFleet(t, srv.URL, "admin")
+	if err := admin.client.Do(ctx, append([]any{"ACL", "SETUSER", "pqedge"}, toAny(strings.Fields(fleetACL))...)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PQEDGE_TEST_ACL_PASSWORD", "s3cret-for-tests")
+	pw, err := ReadPassword("", "PQEDGE_TEST_ACL_PASSWORD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := "unix://pqedge@" + srv.Socket
+	f := newTestFleet(t, u, "a", func(o *Options) { o.Password = pw })
+	testStorageContract(t, f)
+	if ok, err := f.Storage().TryLock(ctx, "l"); !ok || err != nil {
+		t.Fatalf("TryLock as the ACL user: %v, %v", ok, err)
+	}
+	if err := f.Storage().RenewLockLease(ctx, "l", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Storage().Unlock(ctx, "l"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Tickets().Keys(ctx, testEpoch); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Tickets().Keys(ctx, testEpoch.Add(testEvery)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Inspect(ctx, testEpoch); err != nil {
+		t.Fatal(err)
+	}
+	// Outside its prefix the user can do nothing.
+	other := newTestFleet(t, u, "b", func(o *Options) { o.Password = pw; o.KeyPrefix = "other:" })
+	if err := other.Storage().Store(ctx, "a/b", []byte("v")); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Errorf("store outside the ACL's key pattern: %v, want NOPERM", err)
+	}
+	wrong := newTestFleet(t, u, "c", func(o *Options) { o.Password = "wrong" })
+	if err := wrong.Ping(ctx); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Errorf("wrong password: %v", err)
+	}
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }

@@ -91,13 +91,13 @@ func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
 		return err
 	}
 	k := s.f.keys
-	_, err = s.f.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	cmds, err := s.f.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, k.acmeValue(key), sealed, 0)
 		p.ZAdd(ctx, k.acmeIndex(), redis.Z{Score: 0, Member: key})
 		p.HSet(ctx, k.acmeModified(), key, time.Now().UnixMilli())
 		return nil
 	})
-	if err = s.f.observe(err); err != nil {
+	if err = s.f.observe(firstError(err, cmds)); err != nil {
 		return fmt.Errorf("failed to store %q in the fleet store: %w", key, err)
 	}
 	return nil
@@ -252,4 +252,19 @@ func (s *Storage) children(ctx context.Context, dir string, limit int64) ([]stri
 	}
 	out, err := s.f.client.ZRangeByLex(ctx, s.f.keys.acmeIndex(), by).Result()
 	return out, s.f.observe(err)
+}
+
+// firstError returns the error of the first command of a transaction that
+// failed, rather than EXECABORT: "NOPERM ... no permissions to access the
+// 'pqedge:acme:...' key" tells an operator which ACL rule is missing.
+func firstError(err error, cmds []redis.Cmder) error {
+	if err == nil {
+		return nil
+	}
+	for _, c := range cmds {
+		if e := c.Err(); e != nil && !strings.HasPrefix(e.Error(), "EXECABORT") {
+			return e
+		}
+	}
+	return err
 }
