@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/pqedge/pqedge/certs"
+	"github.com/pqedge/pqedge/internal/fleet"
 	"github.com/pqedge/pqedge/internal/connlimit"
 	"github.com/pqedge/pqedge/pqtls"
 	"github.com/pqedge/pqedge/proxy"
@@ -119,6 +120,16 @@ const (
 	DefaultAnycastWithdrawGrace = 5 * time.Second
 )
 
+// Fleet mode ([fleet], docs/FLEET.md). node_id has no constant default:
+// empty means the host name, which fleet.New looks up when the node starts.
+const (
+	// DefaultFleetKeyPrefix starts every key a fleet writes in its store.
+	DefaultFleetKeyPrefix = fleet.DefaultKeyPrefix
+	// DefaultTicketRotation is how long one fleet ticket key seals new
+	// tickets (half of Go's own 24 h: a leaked key opens fewer sessions).
+	DefaultTicketRotation = fleet.DefaultTicketRotation
+)
+
 // DefaultStreamALPN is what a stream listener negotiates when it names no
 // alpn: "dot", DNS over TLS (RFC 7858 section 3.2, the IANA ALPN id), and a
 // client that offers no ALPN at all is served too. A stream listener never
@@ -200,6 +211,14 @@ func (c *Config) applyDefaults() {
 			if *d.val == "" {
 				*d.val = Duration(d.def.String())
 			}
+		}
+	}
+	if f := c.Fleet; f != nil {
+		if f.KeyPrefix == "" {
+			f.KeyPrefix = DefaultFleetKeyPrefix
+		}
+		if f.TicketRotation == "" {
+			f.TicketRotation = Duration(DefaultTicketRotation.String())
 		}
 	}
 	for i := range c.Site {

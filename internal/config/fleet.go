@@ -21,7 +21,7 @@ type Fleet struct {
 	// default: the system roots.
 	CAFile string `toml:"ca_file"`
 	// KeyPrefix starts every key the fleet writes, so fleets can share a
-	// server; default "pqedge:".
+	// server; default DefaultFleetKeyPrefix.
 	KeyPrefix string `toml:"key_prefix"`
 	// EncryptionKeyFile is the key (made by `pqedge fleet keygen`) that
 	// seals every value written; the same file on every node, mode 0600.
@@ -29,7 +29,7 @@ type Fleet struct {
 	// NodeID names this node in locks and logs; default: the host name.
 	NodeID string `toml:"node_id"`
 	// TicketRotation is how long each session-ticket key seals new
-	// tickets; default "12h".
+	// tickets; default DefaultTicketRotation.
 	TicketRotation Duration `toml:"ticket_rotation"`
 }
 
