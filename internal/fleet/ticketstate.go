@@ -177,8 +177,12 @@ func (r rotation) add(st *ticketState, from time.Time) error {
 	if err != nil {
 		return err
 	}
+	inUse := make(map[uint32]bool, len(st.Keys))
+	for _, k := range st.Keys {
+		inUse[k.ID] = true
+	}
 	id := st.NextID
-	for slices.ContainsFunc(st.Keys, func(k ticketKey) bool { return k.ID == id }) {
+	for inUse[id] {
 		id++ // only after 2^32 keys, or a state restored from a cache
 	}
 	st.NextID = id + 1
