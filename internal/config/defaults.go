@@ -4,8 +4,8 @@ import (
 	"time"
 
 	"github.com/pqedge/pqedge/certs"
-	"github.com/pqedge/pqedge/internal/fleet"
 	"github.com/pqedge/pqedge/internal/connlimit"
+	"github.com/pqedge/pqedge/internal/fleet"
 	"github.com/pqedge/pqedge/pqtls"
 	"github.com/pqedge/pqedge/proxy"
 )
