@@ -21,6 +21,10 @@ serves for each family of signature algorithms, and whether it survives a
 ClientHello split across records and TCP writes. Over QUIC on the same UDP
 port: whether it speaks HTTP/3 (ALPN h3), which groups it accepts there,
 and whether its handshake fits the anti-amplification limit.
+
+A service that does not speak TLS on HOST:PORT ends the probe with exit
+status 1: named when its answer shows what it is (HTTP, SSH, SMTP, FTP,
+POP3, IMAP, Redis), or reported as silent when it answers nothing.
 `
 
 // runProbe is `pqedge probe`.
@@ -59,8 +63,7 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 		err = qerr
 	}
 	if err != nil {
-		return cliFail(stderr, withHint(fmt.Errorf("failed to probe %s: %w", addr, err),
-			"check that a TLS server listens on "+addr, "raise -timeout if the server is slow"))
+		return cliFail(stderr, probeError(addr, err))
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -75,6 +78,21 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	printProbe(stdout, report)
 	printProbeQUIC(stdout, qrep, *quicTimeout)
 	return 0
+}
+
+// probeError says why a probe found nothing to report, with what to try.
+func probeError(addr string, err error) error {
+	var nt *leanclient.NotTLSError
+	switch {
+	case errors.As(err, &nt):
+		return withHint(fmt.Errorf("%s is %w", addr, nt),
+			"pqedge probe speaks TLS first: give the port of a TLS service (HTTPS is usually 443)")
+	case errors.Is(err, leanclient.ErrNoAnswer):
+		return withHint(fmt.Errorf("failed to probe %s: %w", addr, err),
+			"check that "+addr+" is the TLS port of the service", "raise -timeout if the server is slow")
+	}
+	return withHint(fmt.Errorf("failed to probe %s: %w", addr, err),
+		"check that a TLS server listens on "+addr, "raise -timeout if the server is slow")
 }
 
 // probeUsageError is a command-line mistake: exit code 2, with hints.

@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestProbeCommand(t *testing.T) {
@@ -76,6 +80,37 @@ func TestProbeCommandErrors(t *testing.T) {
 		defer ln.Close()
 		return ln.Addr().String()
 	}()
+	// A real plain HTTP server: net/http answers a ClientHello with a 400.
+	httpSrv := &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: 5 * time.Second}
+	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go httpSrv.Serve(httpLn)
+	t.Cleanup(func() { httpSrv.Close() })
+	plainHTTP := httpLn.Addr().String()
+	// A server that accepts and never says a word.
+	silentLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held sync.WaitGroup
+	t.Cleanup(func() { silentLn.Close(); held.Wait() })
+	held.Go(func() {
+		for {
+			c, err := silentLn.Accept()
+			if err != nil {
+				return
+			}
+			held.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second)) // bounds a client that stays
+				io.Copy(io.Discard, c)
+			})
+		}
+	})
+	silent := silentLn.Addr().String()
+
 	tests := []struct {
 		name     string
 		args     []string
@@ -87,6 +122,12 @@ func TestProbeCommandErrors(t *testing.T) {
 		{name: "bad timeout", args: []string{"-timeout", "0s", "127.0.0.1:1"}, code: 2, wantErrs: []string{"-timeout must be positive"}},
 		{name: "unknown flag", args: []string{"-bogus", "127.0.0.1:1"}, code: 2, wantErrs: []string{"flag provided but not defined", "hint: see `pqedge probe --help`"}},
 		{name: "nothing listens", args: []string{closed, "-timeout", "2s"}, code: 1, wantErrs: []string{"failed to probe", "hint: check that a TLS server listens"}},
+		{name: "plain HTTP server", args: []string{plainHTTP, "-quic=false"}, code: 1, wantErrs: []string{
+			"pqedge: error: " + plainHTTP + " is not a TLS server (it answered with HTTP); its first line: \"HTTP/1.1 400 Bad Request\"\n",
+			"hint: pqedge probe speaks TLS first: give the port of a TLS service"}},
+		{name: "silent server", args: []string{silent, "-quic=false", "-timeout", "300ms"}, code: 1, wantErrs: []string{
+			"answered nothing to a TLS ClientHello: it is not a TLS server, or it is stalled",
+			"hint: check that " + silent + " is the TLS port of the service", "hint: raise -timeout"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -48,6 +48,9 @@
 // # Errors
 //
 // Every failure is an *Error with a Kind (dial, timeout, alert, malformed,
-// verify, unsupported) so that a harness can count failures by kind.
-// Malformed server messages give KindMalformed, never a panic.
+// verify, unsupported, not-tls) so that a harness can count failures by
+// kind. Malformed server messages give KindMalformed, never a panic. A
+// server whose first bytes are not a TLS record gives KindNotTLS with a
+// *NotTLSError naming the protocol its answer shows (an HTTP 400, an SSH
+// or SMTP banner).
 package leanclient

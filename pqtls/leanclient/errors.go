@@ -29,6 +29,9 @@ const (
 	// KindUnsupported: the server chose something this client does not
 	// implement (TLS 1.2, an unknown cipher suite, a client certificate).
 	KindUnsupported
+	// KindNotTLS: the server answered with bytes that are not a TLS
+	// record; Error.Err is a *NotTLSError naming what it speaks.
+	KindNotTLS
 )
 
 func (k ErrorKind) String() string {
@@ -45,6 +48,8 @@ func (k ErrorKind) String() string {
 		return "verify"
 	case KindUnsupported:
 		return "unsupported"
+	case KindNotTLS:
+		return "not-tls"
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }

@@ -90,8 +90,9 @@ func TestMalformedServerReplies(t *testing.T) {
 		kind  ErrorKind
 		alert uint8
 	}{
-		{name: "HTTP garbage", reply: []byte("HTTP/1.1 400 Bad Request\r\n\r\n"), kind: KindMalformed},
-		{name: "random bytes", reply: bytes.Repeat([]byte{0x16, 0x99}, 40), kind: KindMalformed},
+		// Answers that are not TLS records name what they are.
+		{name: "HTTP answer", reply: []byte("HTTP/1.1 400 Bad Request\r\n\r\n"), kind: KindNotTLS},
+		{name: "random bytes", reply: bytes.Repeat([]byte{0x16, 0x99}, 40), kind: KindNotTLS},
 		{name: "empty reply", reply: nil, kind: KindDial},
 		{name: "truncated record header", reply: shRecord[:3], kind: KindMalformed},
 		{name: "truncated record body", reply: shRecord[:len(shRecord)-10], kind: KindMalformed},

@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
+
+	"github.com/pqedge/pqedge/pqtls"
 )
 
 // ProbeConfig says what Probe tries.
@@ -87,8 +90,9 @@ var probeSignatureLists = []struct {
 // Probe finds out which groups a server accepts (directly or only after a
 // HelloRetryRequest), its group preference, the certificate it serves for
 // each family of signature algorithms, and whether it survives a split
-// ClientHello. It returns an error only when the server cannot be reached
-// or completes no handshake at all.
+// ClientHello. It returns an error only when the server cannot be reached,
+// is not a TLS server (KindNotTLS: it answered in another protocol), or
+// answers no ClientHello at all (ErrNoAnswer).
 func Probe(ctx context.Context, addr string, pc ProbeConfig) (*ProbeReport, error) {
 	p := &prober{ctx: ctx, addr: addr, pc: pc, report: &ProbeReport{Address: addr, ServerName: pc.ServerName}}
 	if len(p.pc.Groups) == 0 {
@@ -121,13 +125,37 @@ func (p *prober) handshake(cfg Config) (*Result, error) {
 	return Dial(p.ctx, p.addr, &cfg)
 }
 
+// ErrNoAnswer is the Err of the KindTimeout error Probe returns when the
+// server accepts connections but answers neither a post-quantum nor a
+// small classical ClientHello: not a TLS server, or a stalled one.
+var ErrNoAnswer = errors.New("the server accepted the connection but answered nothing to a TLS ClientHello: it is not a TLS server, or it is stalled")
+
 // probeGroups tests each group twice: with its own key share, and with a
 // GREASE share that forces a HelloRetryRequest (RFC 8446 Section 4.1.4).
+// A server that speaks another protocol ends the probe at once, and so
+// does one that answers nothing, rather than costing two timeouts per
+// group.
 func (p *prober) probeGroups() error {
 	reached := false
-	for _, g := range p.pc.Groups {
+	for i, g := range p.pc.Groups {
 		gs := GroupSupport{Group: g}
 		res, err := p.handshake(Config{Groups: []tls.CurveID{g}})
+		if KindOf(err) == KindNotTLS {
+			return err
+		}
+		if i == 0 && silent(res, err) {
+			// Some servers and middleboxes stall on a large post-quantum
+			// ClientHello (split across TCP segments) but answer a small
+			// classical one: only both unanswered mean no TLS server.
+			res2, err2 := p.handshake(Config{Groups: []tls.CurveID{tls.X25519}})
+			if KindOf(err2) == KindNotTLS {
+				return err2
+			}
+			if silent(res2, err2) {
+				return &Error{Kind: KindTimeout, Op: "probe", Err: fmt.Errorf("%w (a %s ClientHello, then a small x25519 one, waited %s each)",
+					ErrNoAnswer, pqtls.GroupName(g), p.timeout())}
+			}
+		}
 		switch {
 		case err == nil && res.Group == g && !res.HelloRetry:
 			gs.Direct = true
@@ -147,6 +175,19 @@ func (p *prober) probeGroups() error {
 		p.report.Groups = append(p.report.Groups, gs)
 	}
 	return nil
+}
+
+// timeout is each handshake's limit, as Dial applies it.
+func (p *prober) timeout() time.Duration {
+	if p.pc.Timeout > 0 {
+		return p.pc.Timeout
+	}
+	return defaultTimeout
+}
+
+// silent reports a handshake that timed out without a byte from the server.
+func silent(res *Result, err error) bool {
+	return KindOf(err) == KindTimeout && res != nil && res.BytesReceived == 0
 }
 
 func (p *prober) acceptedGroups() []GroupSupport {

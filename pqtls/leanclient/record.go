@@ -90,6 +90,11 @@ func (c *recordConn) release() {
 // readRecord returns the next record that is not a compatibility
 // change_cipher_spec, decrypted when keys are set. Alerts become errors.
 func (c *recordConn) readRecord(op string) (typ uint8, body []byte, err error) {
+	if c.bytesReceived == 0 && c.in == nil {
+		if err := c.sniff(op); err != nil {
+			return 0, nil, err
+		}
+	}
 	for {
 		var hdr [5]byte
 		if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
@@ -149,6 +154,28 @@ func (c *recordConn) readRecord(op string) (typ uint8, body []byte, err error) {
 			return 0, nil, malformed(op, "unknown record type %d", typ)
 		}
 	}
+}
+
+// sniff looks at the first bytes of the server's answer: a server that is
+// not TLS answers in its own protocol (an HTTP 400, an SSH or SMTP banner),
+// which is worth naming instead of reporting a malformed record. It
+// returns nil when the bytes can start a TLS record, or when there are
+// none yet (the record read then reports the close or the timeout).
+func (c *recordConn) sniff(op string) error {
+	// Judge by the first byte, then the second: a short answer (a 3-byte
+	// "OK\n") must not wait for a whole record header that never comes.
+	for n := 1; n <= 2; n++ {
+		b, err := c.r.Peek(n)
+		if !looksLikeTLS(b) {
+			break
+		}
+		if err != nil || n == 2 {
+			return nil
+		}
+	}
+	// Quote what already arrived; never wait for more.
+	answer, _ := c.r.Peek(min(c.r.Buffered(), 512))
+	return &Error{Kind: KindNotTLS, Op: op, Err: notTLS(answer)}
 }
 
 // readErr classifies a failed read: a close in the middle of a record is
