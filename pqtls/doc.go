@@ -35,6 +35,7 @@
 // ParseClientHello and ParseClientHelloRecords parse the message strictly
 // (RFC 8446 Section 4.1.2); ClientHello.JA4 is FoxIO's JA4 fingerprint and
 // ClientHello.Family a best-effort guess of the client's TLS stack
-// (chromium, firefox, safari, curl-openssl, go, other), for statistics and
+// (chromium, firefox, safari, curl-openssl, go, pqedge for pqedge's own
+// probe and bench, other), for statistics and
 // for explaining failed handshakes, never for access control.
 package pqtls

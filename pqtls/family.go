@@ -1,6 +1,7 @@
 package pqtls
 
 import (
+	"crypto/tls"
 	"slices"
 )
 
@@ -11,8 +12,30 @@ const (
 	FamilySafari      = "safari"       // Safari and Apple's network stack
 	FamilyCurlOpenSSL = "curl-openssl" // OpenSSL libssl clients: curl, wget, openssl s_client...
 	FamilyGo          = "go"           // Go crypto/tls
-	FamilyOther       = "other"
+	// FamilyPQEdge is pqedge's own probe and bench traffic (package
+	// pqtls/leanclient), counted apart so that it does not pass for
+	// visitors in adoption numbers and failure alerts.
+	FamilyPQEdge = "pqedge"
+	FamilyOther  = "other"
 )
+
+// extCookie is the cookie extension (RFC 8446 Section 4.2.2).
+const extCookie uint16 = 44
+
+// pqedgeExtensions is the order in which pqtls/leanclient writes its
+// extensions; it sends no other, and those in brackets only sometimes:
+// [server_name] supported_groups signature_algorithms [alpn]
+// supported_versions [cookie] key_share [psk_key_exchange_modes]
+// [pre_shared_key]. leanclient's TestFamilyOfLeanClient keeps the two in
+// step.
+var pqedgeExtensions = []struct {
+	ext      uint16
+	optional bool
+}{
+	{extServerName, true}, {extSupportedGroups, false}, {extSignatureAlgorithms, false}, {extALPN, true},
+	{extSupportedVersions, false}, {extCookie, true}, {extKeyShare, false}, {extPSKKeyExchangeModes, true},
+	{extPreSharedKey, true},
+}
 
 // More extension codepoints the family signals use.
 const (
@@ -31,6 +54,11 @@ const (
 // is a heuristic meant for statistics and for explaining a failed handshake,
 // not for access control: any client can imitate another's ClientHello.
 func (ch *ClientHello) Family() string {
+	if ch.isPQEdge() {
+		// First: the probe lists GREASE groups, which would send it down
+		// the browsers' branch.
+		return FamilyPQEdge
+	}
 	if ch.hasGREASE() {
 		// GREASE (RFC 8701) comes from BoringSSL (Chromium) and Apple's
 		// stack; OpenSSL, NSS and Go do not send it.
@@ -67,6 +95,32 @@ func (ch *ClientHello) Family() string {
 		return FamilyGo
 	}
 	return FamilyOther
+}
+
+// isPQEdge recognises pqtls/leanclient's ClientHello: exactly its
+// extensions in its fixed order, TLS 1.3 alone in supported_versions and
+// only TLS 1.3 cipher suites. Every browser and TLS library seen sends
+// extensions it does not (ec_point_formats, psk_key_exchange_modes on every
+// hello, status_request...) or offers TLS 1.2 too.
+func (ch *ClientHello) isPQEdge() bool {
+	if len(ch.SupportedVersions) != 1 || ch.SupportedVersions[0] != tls.VersionTLS13 || len(ch.CipherSuites) == 0 {
+		return false
+	}
+	for _, c := range ch.CipherSuites {
+		if c < tls.TLS_AES_128_GCM_SHA256 || c > tls.TLS_CHACHA20_POLY1305_SHA256 {
+			return false
+		}
+	}
+	i := 0
+	for _, want := range pqedgeExtensions {
+		switch {
+		case i < len(ch.Extensions) && ch.Extensions[i] == want.ext:
+			i++
+		case !want.optional:
+			return false
+		}
+	}
+	return i == len(ch.Extensions)
 }
 
 func (ch *ClientHello) hasExtension(t uint16) bool { return slices.Contains(ch.Extensions, t) }

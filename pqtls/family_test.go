@@ -1,6 +1,7 @@
 package pqtls
 
 import (
+	"crypto/tls"
 	"slices"
 	"testing"
 )
@@ -51,11 +52,42 @@ func TestFamilySignals(t *testing.T) {
 	noPointFormats.ECPointFormats = nil
 	goPadded := *hellos["go"]
 	goPadded.Extensions = append(slices.Clone(goPadded.Extensions), extPadding)
+	// The shape of pqtls/leanclient's hello (its own test checks the real
+	// ones); each row below changes one thing about it.
+	lean := func(change func(ch *ClientHello)) *ClientHello {
+		ch := &ClientHello{
+			SupportedVersions: []uint16{0x0304},
+			CipherSuites:      []uint16{0x1301, 0x1302, 0x1303},
+			Extensions:        []uint16{extServerName, extSupportedGroups, extSignatureAlgorithms, extALPN, extSupportedVersions, extKeyShare},
+			Groups:            []tls.CurveID{tls.X25519MLKEM768},
+		}
+		if change != nil {
+			change(ch)
+		}
+		return ch
+	}
 	tests := []struct {
 		name string
 		ch   *ClientHello
 		want string
 	}{
+		{"leanclient", lean(nil), FamilyPQEdge},
+		{"leanclient, minimal", lean(func(ch *ClientHello) {
+			ch.Extensions = []uint16{extSupportedGroups, extSignatureAlgorithms, extSupportedVersions, extKeyShare}
+		}), FamilyPQEdge},
+		{"leanclient after HelloRetryRequest, resuming", lean(func(ch *ClientHello) {
+			ch.Extensions = []uint16{extServerName, extSupportedGroups, extSignatureAlgorithms, extSupportedVersions, extCookie, extKeyShare, extPSKKeyExchangeModes, extPreSharedKey}
+		}), FamilyPQEdge},
+		{"leanclient probing with a GREASE group", lean(func(ch *ClientHello) { ch.Groups = []tls.CurveID{0x0a0a, tls.X25519} }), FamilyPQEdge},
+		{"leanclient shape plus ec_point_formats", lean(func(ch *ClientHello) { ch.Extensions = append(ch.Extensions, extECPointFormats) }), FamilyOther},
+		{"leanclient shape offering TLS 1.2", lean(func(ch *ClientHello) { ch.SupportedVersions = []uint16{0x0304, 0x0303} }), FamilyOther},
+		{"leanclient shape with a TLS 1.2 suite", lean(func(ch *ClientHello) { ch.CipherSuites = append(ch.CipherSuites, 0xc02b) }), FamilyOther},
+		{"leanclient shape, key_share before supported_versions", lean(func(ch *ClientHello) {
+			ch.Extensions = []uint16{extSupportedGroups, extSignatureAlgorithms, extKeyShare, extSupportedVersions}
+		}), FamilyOther},
+		{"leanclient shape without signature_algorithms", lean(func(ch *ClientHello) {
+			ch.Extensions = []uint16{extSupportedGroups, extSupportedVersions, extKeyShare}
+		}), FamilyOther},
 		{"chromium without ALPS", without(hellos["chromium"], extApplicationSettings), FamilyOther},
 		{"GREASE, no ALPS, 3DES offered", &safari, FamilySafari},
 		{"firefox without delegated_credential", without(hellos["firefox"], extDelegatedCredential), FamilyOther},

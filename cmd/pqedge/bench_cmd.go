@@ -123,7 +123,8 @@ for -duration or -count. Reports the rate, latency percentiles, bytes each
 way, the server's first flight, HelloRetryRequests, resumptions, errors by
 kind and, with -server-pid, the server's CPU per handshake; over QUIC also
 the Initial packets, the anti-amplification budget and the round trips to
-the server's Finished.
+the server's Finished. A pqedge under test counts the TCP handshakes as
+client family "pqedge", apart from its visitors.
 `
 
 func benchHandshake(args []string, stdout, stderr io.Writer) error {

@@ -24,7 +24,9 @@ and whether its handshake fits the anti-amplification limit.
 
 A service that does not speak TLS on HOST:PORT ends the probe with exit
 status 1: named when its answer shows what it is (HTTP, SSH, SMTP, FTP,
-POP3, IMAP, Redis), or reported as silent when it answers nothing.
+POP3, IMAP, Redis), or reported as silent when it answers nothing. A
+pqedge being probed counts the TCP handshakes as client family "pqedge",
+apart from its visitors.
 `
 
 // runProbe is `pqedge probe`.

@@ -7,7 +7,10 @@
 //
 // It is for pqedge's benchmark harness (many cheap handshakes against a
 // server under test) and for `pqedge probe` (which groups, signature
-// algorithms and ClientHello shapes a server accepts).
+// algorithms and ClientHello shapes a server accepts). Its ClientHello has
+// a fixed shape (its extensions, always in one order, TLS 1.3 only) that
+// pqtls.ClientHello.Family recognises as pqtls.FamilyPQEdge, so a pqedge
+// under test counts this traffic apart from its visitors.
 //
 // It is NOT a general-purpose TLS client and must never protect data: it
 // sends no application data, no early data, no client certificates, no
