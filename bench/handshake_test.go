@@ -173,7 +173,7 @@ func TestRunFailures(t *testing.T) {
 		{"stalling server", stall, "timeout", Options{Count: 3, Concurrency: 3, Timeout: 200 * time.Millisecond}},
 		{"stalling server open loop", stall, "timeout", Options{Count: 4, Concurrency: 2, Rate: 100, Timeout: 200 * time.Millisecond}},
 		{"garbage reply", garbage, "malformed", Options{Count: 3}},
-		{"not TLS", httpServer, "malformed", Options{Count: 2}},
+		{"not TLS", httpServer, "not-tls", Options{Count: 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
