@@ -175,6 +175,12 @@ func (w *writeDeadline) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// ReverseProxy hijacks only to answer 101: from here the connection
+	// carries another protocol, so a guard watching it for HTTP/1.x
+	// framing (internal/h1guard) must stop, before the client hears 101.
+	if t, ok := c.(interface{ Tunnel() }); ok {
+		t.Tunnel()
+	}
 	w.wrote = false
 	return &writeIdleConn{Conn: c, timeout: w.timeout}, brw, nil
 }

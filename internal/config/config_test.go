@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pqedge/pqedge/internal/connlimit"
+	"github.com/pqedge/pqedge/internal/h1guard"
 	"github.com/pqedge/pqedge/proxy"
 )
 
@@ -190,6 +191,9 @@ upstreams = ["127.0.0.1:3000"]
 		t.Error("an https listener got a stream ALPN list")
 	}
 	l := cfg.Limits
+	if got := l.RequestHeader.Value(); got != h1guard.DefaultMaxHeaderBytes {
+		t.Errorf("limits.request_header = %q (%d bytes), want %d", l.RequestHeader, got, h1guard.DefaultMaxHeaderBytes)
+	}
 	if got := l.ResponseHeader.Value(); got != proxy.DefaultMaxResponseHeaderBytes {
 		t.Errorf("limits.response_header = %q (%d bytes), want %d", l.ResponseHeader, got, proxy.DefaultMaxResponseHeaderBytes)
 	}

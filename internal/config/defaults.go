@@ -6,6 +6,7 @@ import (
 	"github.com/pqedge/pqedge/certs"
 	"github.com/pqedge/pqedge/internal/connlimit"
 	"github.com/pqedge/pqedge/internal/fleet"
+	"github.com/pqedge/pqedge/internal/h1guard"
 	"github.com/pqedge/pqedge/pqtls"
 	"github.com/pqedge/pqedge/proxy"
 )
@@ -49,6 +50,10 @@ const (
 
 // Limits ([limits]).
 var (
+	// DefaultRequestHeader caps a request's header block, HTTP/1.1 and
+	// HTTP/2 (http.Server.MaxHeaderBytes, and the HTTP/1.1 framing guard's
+	// bound): Go's default is 1 MB.
+	DefaultRequestHeader = FormatSize(h1guard.DefaultMaxHeaderBytes)
 	// DefaultResponseHeader caps an upstream's response header block: of
 	// the order of the request limit, where Go's transport default (10 MB)
 	// let an upstream make pqedge buffer ~15 MB per request.
@@ -247,6 +252,9 @@ func (c *Config) applyDefaults() {
 
 // applyDefaults fills in the unset keys of [limits].
 func (l *Limits) applyDefaults() {
+	if l.RequestHeader == "" {
+		l.RequestHeader = DefaultRequestHeader
+	}
 	if l.ResponseHeader == "" {
 		l.ResponseHeader = DefaultResponseHeader
 	}
