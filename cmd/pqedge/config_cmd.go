@@ -20,7 +20,8 @@ Run 'pqedge config check -h' for its flags.
 const configCheckAbout = `Validates each FILE: its syntax, every key and value, the references
 between tables, and every file it names: certificate and key files exist,
 parse, belong together, are valid now and cover the site's server_names;
-pq_root and acme.ca_roots hold PEM certificates.
+pq_root and acme.ca_roots hold PEM certificates; [fleet]'s key file is a
+0600 fleet key, its password and CA files are readable.
 
 Exit status 0 when every FILE is valid, otherwise 1, with one line per
 problem on stderr: FILE:LINE: KEY: what is wrong (what to do). Lines with

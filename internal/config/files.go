@@ -14,7 +14,8 @@ import (
 // [[site.cert]] pairs and pq_root of sites with certs = "files" or "acme"
 // (through certs.LoadFiles, the loader the server serves them with: they
 // exist, parse, belong together, are valid at now and cover the site's
-// server_names) and acme.ca_roots (PEM certificates). Problems with Warning
+// server_names), acme.ca_roots (PEM certificates) and the [fleet] key,
+// password and CA files (checkFleetFiles). Problems with Warning
 // set (a chain out of order, a leaf about to expire) leave the files
 // usable.
 //
@@ -29,6 +30,7 @@ func CheckFiles(cfg *Config, now time.Time) Problems {
 		}
 		ps = append(ps, p)
 	}
+	checkFleetFiles(cfg.Fleet, add)
 	for i, s := range cfg.Site {
 		key := fmt.Sprintf("site.%d", i)
 		if s.ACME.CARoots != "" {

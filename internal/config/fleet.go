@@ -56,9 +56,8 @@ func (f *Fleet) Settings(dataDir string) fleet.Settings {
 	}
 }
 
-// checkFleet validates the [fleet] table. It reads no file: whether the
-// key file exists and has mode 0600 is checked when the server starts,
-// where it is used.
+// checkFleet validates the [fleet] table. It reads no file: CheckFiles
+// does (checkFleetFiles).
 func (v *validator) checkFleet() {
 	f := v.cfg.Fleet
 	if f == nil {
@@ -109,4 +108,35 @@ func isEnvName(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// checkFleetFiles reads the files a [fleet] table names, as the node will
+// when it starts: the encryption key (exists, mode 0600, one base64 key of
+// the right size), the password file (readable, not empty) and the CA
+// file (PEM certificates). An unset password_env is a warning only: the
+// environment `pqedge config check` runs in is often not the service's.
+func checkFleetFiles(f *Fleet, add func(key string, err error, warning bool)) {
+	if f == nil {
+		return
+	}
+	if f.EncryptionKeyFile != "" {
+		if _, err := fleet.LoadKeyFile(f.EncryptionKeyFile); err != nil {
+			add("fleet.encryption_key_file", err, false)
+		}
+	}
+	if f.PasswordFile != "" && f.PasswordEnv == "" {
+		if _, err := fleet.ReadPassword(f.PasswordFile, ""); err != nil {
+			add("fleet.password_file", err, false)
+		}
+	}
+	if f.PasswordEnv != "" && f.PasswordFile == "" && isEnvName(f.PasswordEnv) {
+		if _, err := fleet.ReadPassword("", f.PasswordEnv); err != nil {
+			add("fleet.password_env", err, true)
+		}
+	}
+	if f.CAFile != "" {
+		if _, err := fleet.LoadCARoots(f.CAFile); err != nil {
+			add("fleet.ca_file", err, false)
+		}
+	}
 }

@@ -1,8 +1,14 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/pqedge/pqedge/internal/fleet"
 )
 
 // TestFleetTable: a valid [fleet] table gets its defaults from defaults.go
@@ -50,5 +56,56 @@ handler = "inspect"
 	}
 	if cfg.Fleet.PasswordFile != "" {
 		t.Errorf("password_file made up: %q", cfg.Fleet.PasswordFile)
+	}
+}
+
+// TestFleetFiles: config check reads the files [fleet] names, each problem
+// at the line of its key.
+func TestFleetFiles(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := fleet.WriteKeyFile(filepath.Join(dir, "good.key"), false); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "good.key"))
+	os.WriteFile(filepath.Join(dir, "loose.key"), data, 0o644)
+	os.WriteFile(filepath.Join(dir, "short.key"), []byte("QkJC\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "redis.pass"), []byte("s3cret\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "empty.pass"), nil, 0o600)
+	os.WriteFile(filepath.Join(dir, "ca.pem"), []byte("not PEM"), 0o600)
+	site := "\n[[listener]]\nname = \"https\"\naddress = \"127.0.0.1:8443\"\n[[site]]\nname = \"a\"\nserver_names = [\"a.example\"]\n[[site.route]]\npath = \"/\"\nhandler = \"inspect\"\n"
+	tests := []struct {
+		name, fleet string
+		want        []string // "LINE: text" or "warn LINE: text"
+	}{
+		{name: "good", fleet: "store = \"redis://h/0\"\nencryption_key_file = \"good.key\"\npassword_file = \"redis.pass\""},
+		{name: "missing key", fleet: "store = \"redis://h/0\"\nencryption_key_file = \"none.key\"", want: []string{"3: failed to read fleet key file"}},
+		{name: "loose key", fleet: "store = \"redis://h/0\"\nencryption_key_file = \"loose.key\"", want: []string{"3: has mode 0644"}},
+		{name: "short key", fleet: "store = \"redis://h/0\"\nencryption_key_file = \"short.key\"", want: []string{"3: the key is 3 bytes, want 32"}},
+		{name: "empty password file", fleet: "store = \"redis://h/0\"\nencryption_key_file = \"good.key\"\npassword_file = \"empty.pass\"", want: []string{"4: is empty"}},
+		{name: "unset password env", fleet: "store = \"redis://h/0\"\nencryption_key_file = \"good.key\"\npassword_env = \"PQEDGE_TEST_SURELY_UNSET\"", want: []string{"warn 4: which is not set"}},
+		{name: "bad CA file", fleet: "store = \"rediss://h/0\"\nencryption_key_file = \"good.key\"\nca_file = \"ca.pem\"", want: []string{"4: holds no PEM certificate"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(dir, "pqedge.toml")
+			if err := os.WriteFile(file, []byte("[fleet]\n"+tt.fleet+"\n"+site), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := Load(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := CheckFiles(cfg, time.Now())
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+			for i, w := range tt.want {
+				warn := strings.HasPrefix(w, "warn ")
+				line, text, _ := strings.Cut(strings.TrimPrefix(w, "warn "), ": ")
+				if strconv.Itoa(got[i].Line) != line || !strings.Contains(got[i].Msg, text) || got[i].Warning != warn {
+					t.Errorf("problem %v, want line %s warning %v containing %q", got[i], line, warn, text)
+				}
+			}
+		})
 	}
 }
