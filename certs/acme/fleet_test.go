@@ -1,9 +1,13 @@
 package acme
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -15,7 +19,13 @@ import (
 // newFleetStorage returns a node's view of a fleet store on m.
 func newFleetStorage(t *testing.T, m *miniredis.Miniredis, node string) *fleet.Storage {
 	t.Helper()
-	u, err := fleet.ParseStoreURL("redis://" + m.Addr() + "/0")
+	return newFleetNode(t, m.Addr(), node).Storage()
+}
+
+// newFleetNode returns a node of a fleet whose store is at addr.
+func newFleetNode(t *testing.T, addr, node string) *fleet.Fleet {
+	t.Helper()
+	u, err := fleet.ParseStoreURL("redis://" + addr + "/0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +37,7 @@ func newFleetStorage(t *testing.T, m *miniredis.Miniredis, node string) *fleet.S
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return f.Storage()
+	return f
 }
 
 // fleetKey is the encryption key every node of the test fleet shares.
@@ -122,4 +132,52 @@ func TestFleetStorage(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestFleetLocalCache: a node that restarts while the store is down serves
+// the certificate it had from its sealed local cache.
+func TestFleetLocalCache(t *testing.T) {
+	store := miniredis.RunT(t)
+	site := newTestSite(t)
+	ca := startPebble(t, pebbleConfig{httpPort: site.httpPort(), tlsPort: site.tlsPort()})
+	cacheDir := t.TempDir()
+	withFleet := func(f *fleet.Fleet) func(*Options) {
+		return func(o *Options) {
+			local, err := f.LocalCache(cacheDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Storage, o.LocalCache, o.DataDir = f.Storage(), local, ""
+			o.TLSALPNChallenge = false
+		}
+	}
+	first, _ := newTestManager(t, ca, site, withFleet(newFleetNode(t, store.Addr(), "a")))
+	site.serve(t, first)
+	manage(t, first, "cached.pqedge.test")
+	want := first.Expiry()[0].Serial
+	first.Close()
+
+	addr := store.Addr()
+	store.Close()
+	restarted, events := newTestManager(t, ca, site, withFleet(newFleetNode(t, addr, "a")))
+	manage(t, restarted, "cached.pqedge.test")
+	if got := restarted.Expiry(); len(got) != 1 || got[0].Serial != want {
+		t.Errorf("restarted node serves %+v, want serial %s from its local cache", got, want)
+	}
+	if n := len(events.all()); n != 0 {
+		t.Errorf("restarted node had events %v", events.all())
+	}
+	err := filepath.WalkDir(cacheDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if bytes.Contains(data, []byte("PRIVATE KEY")) || bytes.Contains(data, []byte("BEGIN CERTIFICATE")) {
+			t.Errorf("%s holds plaintext PEM", path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -57,6 +57,14 @@ type Options struct {
 	// The Manager never closes it.
 	Storage certmagic.Storage
 
+	// LocalCache, if set with Storage, is a node-local copy of the
+	// certificates, keys and metadata certmagic loads and stores
+	// (certmagic's Config.LocalCache): certificates are served from it
+	// first, so a node that restarts while a shared Storage is down still
+	// serves them; renewals, issuance and locks always use Storage. A
+	// fleet's is internal/fleet's Fleet.LocalCache, sealed like the store.
+	LocalCache certmagic.Storage
+
 	// HTTPChallenge enables HTTP-01: the CA fetches
 	// http://NAME/.well-known/acme-challenge/TOKEN on port 80.
 	HTTPChallenge bool
@@ -151,6 +159,7 @@ func New(opts Options) (*Manager, error) {
 		ShouldEmitFunc: shouldEmit,
 		KeySource:      certmagic.StandardKeyGenerator{KeyType: keyType},
 		Storage:        m.storage,
+		LocalCache:     opts.LocalCache,
 		Logger:         zl,
 	})
 	m.issuer = certmagic.NewACMEIssuer(cfg, certmagic.ACMEIssuer{
@@ -197,6 +206,9 @@ func checkOptions(opts *Options) (string, certmagic.KeyType, error) {
 	}
 	if opts.DataDir == "" && opts.Storage == nil {
 		return "", "", errors.New("no data directory for ACME storage: set data_dir")
+	}
+	if opts.LocalCache != nil && opts.Storage == nil {
+		return "", "", errors.New("an ACME local cache needs a shared Storage: the file storage is local already")
 	}
 	if !opts.HTTPChallenge && !opts.TLSALPNChallenge {
 		return "", "", errors.New("no ACME challenge enabled: enable HTTP-01 (a port-80 listener) or TLS-ALPN-01 (port 443), or both")

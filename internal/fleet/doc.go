@@ -35,6 +35,7 @@
 //
 // Settings.Options reads the files a [fleet] table names; New makes a
 // Fleet without touching the network; Fleet.Storage goes to
-// certs/acme.Options.Storage, Fleet.Tickets to the Keeper; Fleet.Status
+// certs/acme.Options.Storage (with Fleet.LocalCache as its LocalCache),
+// Fleet.Tickets to the Keeper; Fleet.Status
 // feeds metrics and the admin page; Close releases locks and connections.
 package fleet
