@@ -12,6 +12,7 @@ import (
 
 	"github.com/pqedge/pqedge/internal/connlimit"
 	"github.com/pqedge/pqedge/internal/h1guard"
+	"github.com/pqedge/pqedge/internal/h2guard"
 	"github.com/pqedge/pqedge/proxy"
 )
 
@@ -191,6 +192,9 @@ upstreams = ["127.0.0.1:3000"]
 		t.Error("an https listener got a stream ALPN list")
 	}
 	l := cfg.Limits
+	if got := l.H2ResetWindow.Value(); got != h2guard.DefaultGlitchWindow {
+		t.Errorf("limits.h2_reset_window = %q, want %s", l.H2ResetWindow, h2guard.DefaultGlitchWindow)
+	}
 	if got := l.RequestHeader.Value(); got != h1guard.DefaultMaxHeaderBytes {
 		t.Errorf("limits.request_header = %q (%d bytes), want %d", l.RequestHeader, got, h1guard.DefaultMaxHeaderBytes)
 	}
@@ -207,6 +211,7 @@ upstreams = ["127.0.0.1:3000"]
 	}{
 		{"handshakes", l.Handshakes, connlimit.DefaultMaxHandshakes}, {"handshake_queue", l.HandshakeQueue, connlimit.DefaultHandshakeQueue},
 		{"connections", l.Connections, connlimit.DefaultMaxConns}, {"connections_per_client", l.ConnectionsPerClient, connlimit.DefaultMaxConnsPerClient},
+		{"h2_resets", l.H2Resets, h2guard.DefaultMaxGlitches},
 	} {
 		if c.got == nil || *c.got != c.want {
 			t.Errorf("limits.%s = %v, want %d", c.key, c.got, c.want)

@@ -7,6 +7,7 @@ import (
 	"github.com/pqedge/pqedge/internal/connlimit"
 	"github.com/pqedge/pqedge/internal/fleet"
 	"github.com/pqedge/pqedge/internal/h1guard"
+	"github.com/pqedge/pqedge/internal/h2guard"
 	"github.com/pqedge/pqedge/pqtls"
 	"github.com/pqedge/pqedge/proxy"
 )
@@ -72,6 +73,12 @@ const (
 	// IPv6 /64, with room for an office behind one NAT address.
 	DefaultConnections          = connlimit.DefaultMaxConns
 	DefaultConnectionsPerClient = connlimit.DefaultMaxConnsPerClient
+	// DefaultH2Resets RST_STREAM (and empty CONTINUATION or DATA) frames
+	// per DefaultH2ResetWindow close an HTTP/2 connection: a browser
+	// cancelling a page's requests stays far below, a rapid-reset client
+	// (CVE-2023-44487) is closed within milliseconds.
+	DefaultH2Resets      = h2guard.DefaultMaxGlitches
+	DefaultH2ResetWindow = h2guard.DefaultGlitchWindow
 	// DefaultRequestBodyMinRate is the slowest average body rate, in bytes
 	// per second, once timeouts.request_body has passed.
 	DefaultRequestBodyMinRate int64 = proxy.DefaultRequestBodyMinRate
@@ -268,10 +275,14 @@ func (l *Limits) applyDefaults() {
 	}{
 		{&l.Handshakes, DefaultHandshakes}, {&l.HandshakeQueue, DefaultHandshakeQueue},
 		{&l.Connections, DefaultConnections}, {&l.ConnectionsPerClient, DefaultConnectionsPerClient},
+		{&l.H2Resets, DefaultH2Resets},
 	} {
 		if *c.p == nil {
 			v := c.def
 			*c.p = &v
 		}
+	}
+	if l.H2ResetWindow == "" {
+		l.H2ResetWindow = Duration(DefaultH2ResetWindow.String())
 	}
 }

@@ -1,0 +1,125 @@
+package h2guard
+
+import "time"
+
+// clientPreface is what an HTTP/2 client sends first (RFC 9113 Section
+// 3.4); frames follow it.
+const clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// Frame types and flags the guard looks at (RFC 9113 Section 6).
+const (
+	frameData         = 0x0
+	frameHeaders      = 0x1
+	frameRSTStream    = 0x3
+	frameContinuation = 0x9
+
+	flagEndStream  = 0x1
+	flagEndHeaders = 0x4
+)
+
+// frameReader follows the frames a client sends, reading only their
+// 9-byte headers (RFC 9113 Section 4.1) and counting payload bytes past
+// without looking at them: it holds 9 bytes whatever the client sends.
+type frameReader struct {
+	preface int // preface bytes still to pass
+
+	hdr        [9]byte
+	hdrLen     int       // bytes of the current frame header so far
+	frameStart time.Time // when the current frame's first byte arrived
+	left       uint32    // payload bytes of the current frame still to pass
+
+	inBlock    bool      // a header block is open
+	blockEnds  bool      // the current frame's payload closes it
+	blockStart time.Time // when the open block's HEADERS frame began
+
+	resets, empties int // glitches since takeGlitches
+}
+
+func newFrameReader() frameReader { return frameReader{preface: len(clientPreface)} }
+
+// feed reads b, which arrived at now, counting glitches: frames that cost
+// the server work and the client nothing, a RST_STREAM (rapid reset,
+// CVE-2023-44487), an empty CONTINUATION (CVE-2024-27316), an empty DATA
+// frame that does not end its stream (CVE-2019-9518).
+func (r *frameReader) feed(b []byte, now time.Time) {
+	i := 0
+	if r.preface > 0 {
+		i = min(r.preface, len(b))
+		r.preface -= i
+	}
+	for i < len(b) {
+		if r.hdrLen < len(r.hdr) {
+			if r.hdrLen == 0 {
+				r.frameStart = now
+			}
+			r.hdr[r.hdrLen] = b[i]
+			r.hdrLen++
+			i++
+			if r.hdrLen == len(r.hdr) {
+				r.headerDone()
+			}
+			continue
+		}
+		n := min(int(r.left), len(b)-i)
+		r.left -= uint32(n)
+		i += n
+		if r.left == 0 {
+			r.frameDone()
+		}
+	}
+}
+
+// takeGlitches returns the glitches counted since the last call.
+func (r *frameReader) takeGlitches() (resets, empties int) {
+	resets, empties, r.resets, r.empties = r.resets, r.empties, 0, 0
+	return resets, empties
+}
+
+// headerDone runs when a frame header is complete.
+func (r *frameReader) headerDone() {
+	r.left = uint32(r.hdr[0])<<16 | uint32(r.hdr[1])<<8 | uint32(r.hdr[2])
+	typ, flags := r.hdr[3], r.hdr[4]
+	switch typ {
+	case frameHeaders:
+		r.blockEnds = flags&flagEndHeaders != 0
+		if !r.inBlock {
+			r.inBlock, r.blockStart = true, r.frameStart
+		}
+	case frameContinuation:
+		r.blockEnds = flags&flagEndHeaders != 0
+		if r.left == 0 && !r.blockEnds {
+			r.empties++
+		}
+	case frameRSTStream:
+		r.resets++
+	case frameData:
+		if r.left == 0 && flags&flagEndStream == 0 {
+			r.empties++
+		}
+	}
+	if r.left == 0 {
+		r.frameDone()
+	}
+}
+
+// frameDone runs when a frame's payload has passed.
+func (r *frameReader) frameDone() {
+	r.hdrLen = 0
+	if r.blockEnds {
+		r.blockEnds, r.inBlock = false, false
+	}
+}
+
+// waitingSince reports since when the client owes the rest of something
+// that must arrive within the header timeout: an open header block (RFC
+// 9113 Section 4.3: HEADERS and its CONTINUATIONs, which nothing else may
+// interleave), or a frame header it has begun.
+func (r *frameReader) waitingSince() (time.Time, bool) {
+	switch {
+	case r.inBlock:
+		return r.blockStart, true
+	case r.preface == 0 && r.hdrLen > 0 && r.hdrLen < len(r.hdr):
+		return r.frameStart, true
+	}
+	return time.Time{}, false
+}

@@ -1,0 +1,298 @@
+package h2guard
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// h2Server is a real net/http server speaking HTTP/2 over TLS, with each
+// connection under a guard, the way pqedge's accept path hands them over.
+type h2Server struct {
+	addr     string
+	handled  atomic.Int64
+	mu       sync.Mutex
+	reasons  []string
+	sawTLS   atomic.Bool
+	sawProto atomic.Value
+}
+
+func (s *h2Server) abuses() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.reasons...)
+}
+
+func selfSigned(t testing.TB) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+type guardedListener struct {
+	net.Listener
+	cfg  *tls.Config
+	opts Options
+}
+
+func (l guardedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc := tls.Server(c, l.cfg)
+		tc.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			continue
+		}
+		tc.SetDeadline(time.Time{})
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			return Wrap(tc, l.opts), nil
+		}
+		return tc, nil
+	}
+}
+
+func startH2Server(t testing.TB, opts Options, handler http.HandlerFunc) *h2Server {
+	t.Helper()
+	s := &h2Server{}
+	opts.OnAbuse = func(reason string) {
+		s.mu.Lock()
+		s.reasons = append(s.reasons, reason)
+		s.mu.Unlock()
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, NextProtos: []string{"h2", "http/1.1"}}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.handled.Add(1)
+			s.sawTLS.Store(r.TLS != nil)
+			s.sawProto.Store(r.Proto)
+			if handler != nil {
+				handler(w, r)
+				return
+			}
+			io.WriteString(w, "ok")
+		}),
+		TLSConfig: &tls.Config{NextProtos: []string{"h2", "http/1.1"}},
+		ErrorLog:  nil,
+	}
+	go srv.Serve(guardedListener{Listener: ln, cfg: cfg, opts: opts})
+	t.Cleanup(func() { srv.Close() })
+	s.addr = ln.Addr().String()
+	return s
+}
+
+// rawH2 is an HTTP/2 client that writes frames by hand and throws away
+// whatever the server sends, reporting when the server closes.
+type rawH2 struct {
+	c      *tls.Conn
+	closed chan struct{}
+}
+
+func dialRaw(t testing.TB, addr string) *rawH2 {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("negotiated %q", p)
+	}
+	r := &rawH2{c: c, closed: make(chan struct{})}
+	go func() {
+		io.Copy(io.Discard, c)
+		close(r.closed)
+	}()
+	t.Cleanup(func() { c.Close() })
+	// The client's preface and SETTINGS, and an ACK of the server's.
+	r.write(concat(prefaceAndSettings, frame(0x4, 0x1, 0, nil)))
+	return r
+}
+
+func (r *rawH2) write(b []byte) error {
+	r.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, err := r.c.Write(b)
+	return err
+}
+
+// waitClosed waits for the server to close the connection.
+func (r *rawH2) waitClosed(t testing.TB, within time.Duration) {
+	t.Helper()
+	select {
+	case <-r.closed:
+	case <-time.After(within):
+		t.Fatal("the server kept the abusive connection open")
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestAbusiveClientsAreClosed(t *testing.T) {
+	tests := []struct {
+		name   string
+		opts   Options
+		attack func(r *rawH2)
+		reason string
+	}{
+		{
+			name: "rapid reset", opts: Options{MaxGlitches: 100}, reason: ReasonRapidReset,
+			attack: func(r *rawH2) {
+				for id := uint32(1); id < 20000; id += 2 {
+					if r.write(concat(headers(id, flagEndHeaders|flagEndStream), rst(id))) != nil {
+						return
+					}
+				}
+			},
+		},
+		{
+			name: "empty CONTINUATION flood", opts: Options{MaxGlitches: 100}, reason: ReasonEmptyFrames,
+			attack: func(r *rawH2) {
+				if r.write(headers(1, 0)) != nil {
+					return
+				}
+				empty := frame(frameContinuation, 0, 1, nil)
+				for range 20000 {
+					if r.write(empty) != nil {
+						return
+					}
+				}
+			},
+		},
+		{
+			name: "empty DATA flood", opts: Options{MaxGlitches: 100}, reason: ReasonEmptyFrames,
+			attack: func(r *rawH2) {
+				if r.write(headers(1, flagEndHeaders)) != nil { // a request with a body to come
+					return
+				}
+				empty := frame(frameData, 0, 1, nil)
+				for range 20000 {
+					if r.write(empty) != nil {
+						return
+					}
+				}
+			},
+		},
+		{
+			name: "header block trickled a byte at a time", opts: Options{HeaderTimeout: 300 * time.Millisecond}, reason: ReasonHeaderTimeout,
+			attack: func(r *rawH2) {
+				h := headers(1, flagEndHeaders|flagEndStream)
+				r.write(h[:9]) // the frame header, announcing the block
+				for _, b := range h[9:] {
+					time.Sleep(100 * time.Millisecond)
+					if r.write([]byte{b}) != nil {
+						return
+					}
+				}
+			},
+		},
+		{
+			name: "CONTINUATION never ending the block", opts: Options{HeaderTimeout: 300 * time.Millisecond}, reason: ReasonHeaderTimeout,
+			attack: func(r *rawH2) {
+				r.write(headers(1, 0))
+				for range 50 {
+					time.Sleep(50 * time.Millisecond)
+					if r.write(frame(frameContinuation, 0, 1, []byte{0x40, 0x01, 'a', 0x01, 'b'})) != nil {
+						return
+					}
+				}
+			},
+		},
+		{
+			name: "frame header stalled midway", opts: Options{HeaderTimeout: 300 * time.Millisecond}, reason: ReasonHeaderTimeout,
+			attack: func(r *rawH2) { r.write(headers(1, flagEndHeaders)[:5]) },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := startH2Server(t, tt.opts, nil)
+			r := dialRaw(t, s.addr)
+			go tt.attack(r)
+			r.waitClosed(t, 15*time.Second)
+			waitFor(t, "the abuse to be reported", func() bool { return len(s.abuses()) == 1 })
+			if got := s.abuses(); got[0] != tt.reason {
+				t.Errorf("closed for %q, want %q", got[0], tt.reason)
+			}
+		})
+	}
+}
+
+// TestWellBehavedClient: net/http's own client over HTTP/2, with requests
+// it cancels mid-flight (each a RST_STREAM), stays well within the budget
+// and is served as HTTPS over HTTP/2.
+func TestWellBehavedClient(t *testing.T) {
+	release := make(chan struct{})
+	s := startH2Server(t, Options{MaxGlitches: 50, HeaderTimeout: time.Second}, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		io.WriteString(w, "ok")
+	})
+	defer close(release)
+	c := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true,
+	}}
+	for i := range 40 {
+		path := "/"
+		ctx, cancel := context.WithCancel(context.Background())
+		if i%2 == 1 {
+			path = "/slow"
+			time.AfterFunc(20*time.Millisecond, cancel) // RST_STREAM mid-request
+		}
+		req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+s.addr+path, nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.ProtoMajor != 2 {
+				t.Fatalf("spoke %s", resp.Proto)
+			}
+		} else if i%2 == 0 {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		cancel()
+	}
+	if a := s.abuses(); len(a) != 0 {
+		t.Errorf("a well-behaved client was closed for %q", a)
+	}
+	if !s.sawTLS.Load() || s.sawProto.Load() != "HTTP/2.0" {
+		t.Errorf("handler saw TLS %v proto %v; want TLS and HTTP/2.0", s.sawTLS.Load(), s.sawProto.Load())
+	}
+}
