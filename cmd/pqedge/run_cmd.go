@@ -16,10 +16,13 @@ import (
 	"github.com/pqedge/pqedge/internal/server"
 )
 
-const runAbout = `Serves FILE until SIGTERM or SIGINT, which stop accepting new connections,
-drain in-flight requests and streams for up to timeouts.shutdown, and exit 0.
-SIGHUP reloads FILE: a config that is invalid, or whose certificates or
-addresses fail, is logged and the running one keeps serving.
+const runAbout = `Serves FILE until SIGTERM or SIGINT. Then pqedge is a lame duck: /readyz
+answers 503 and every anycast prefix is withdrawn at once, it keeps accepting
+for timeouts.withdraw_grace, then stops accepting and drains in-flight
+requests, streams and WebSockets; it exits 0 within timeouts.shutdown of the
+signal. A second SIGTERM or SIGINT ends the grace at once. SIGHUP reloads
+FILE: a config that is invalid, or whose certificates or addresses fail, is
+logged and the running one keeps serving.
 
 Check a config first with pqedge config check FILE.
 `
@@ -93,17 +96,35 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 		stopReloads()
 		deadline := srv.ShutdownTimeout()
-		log.Info("draining", "signal", sig.String(), "deadline", deadline.String())
+		log.Info("shutting down", "signal", sig.String(), "deadline", deadline.String())
 		ctx, cancel := context.WithTimeout(context.Background(), deadline)
-		err := srv.Shutdown(ctx)
-		cancel()
-		if err != nil {
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- srv.Shutdown(ctx) }()
+		if err := waitShutdown(srv, sigs, done, log); err != nil {
 			log.Warn("shutdown incomplete", "err", err)
 		}
 		log.Info("stopped")
 		return 0
 	}
 	return 0
+}
+
+// waitShutdown waits for Shutdown's result. A second SIGTERM or SIGINT
+// (an impatient operator, a second Ctrl-C) ends the withdraw grace at once;
+// SIGHUP is ignored, since nothing reloads while shutting down.
+func waitShutdown(srv *server.Server, sigs <-chan os.Signal, done <-chan error, log *slog.Logger) error {
+	for {
+		select {
+		case err := <-done:
+			return err
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				log.Info("second signal: no more withdraw grace", "signal", sig.String())
+				srv.EndGrace()
+			}
+		}
+	}
 }
 
 // reload loads the file again and swaps it in; any problem is logged and the

@@ -104,9 +104,9 @@ upstreams = ["127.0.0.1:53"]
 		t.Fatalf("the [anycast] example is invalid:\n%v", err)
 	}
 	a := cfg.Anycast
-	got := []any{a.Device, a.Rise, a.Fall, a.Interval.Value(), a.HoldDown.Value(), a.WithdrawGrace.Value()}
+	got := []any{a.Device, a.Rise, a.Fall, a.Interval.Value(), a.HoldDown.Value(), cfg.Timeouts.WithdrawGrace.Value(), cfg.Timeouts.Shutdown.Value()}
 	want := []any{config.DefaultAnycastDevice, config.DefaultAnycastRise, config.DefaultAnycastFall,
-		config.DefaultAnycastInterval, config.DefaultAnycastHoldDown, config.DefaultAnycastWithdrawGrace}
+		config.DefaultAnycastInterval, config.DefaultAnycastHoldDown, config.DefaultAnycastWithdrawGrace, config.DefaultShutdownTimeout}
 	for i := range got {
 		if got[i] != want[i] {
 			t.Errorf("the example says %v where the default is %v (it promises \"defaults shown\")", got[i], want[i])

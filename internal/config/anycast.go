@@ -26,11 +26,10 @@ type Anycast struct {
 	// HoldDown is the least time from a withdrawal to the next
 	// announcement, so a flapping upstream does not flap the route.
 	HoldDown Duration `toml:"hold_down"`
-	// WithdrawGrace is how long pqedge keeps accepting after withdrawing
-	// everything on SIGTERM, while routers converge and the last packets
-	// routed here still arrive.
-	WithdrawGrace Duration        `toml:"withdraw_grace"`
-	Prefix        []AnycastPrefix `toml:"prefix"`
+	// How long SIGTERM keeps serving after withdrawing every prefix is
+	// timeouts.withdraw_grace, which applies without [anycast] too; with
+	// [anycast] its default is DefaultAnycastWithdrawGrace.
+	Prefix []AnycastPrefix `toml:"prefix"`
 }
 
 // AnycastPrefix is one announced service address and what it needs.

@@ -52,7 +52,7 @@ listeners = ["dot", "https4"]
 prefix = "2001:db8::53/128"
 listeners = ["dot"]
 `,
-			wantAnycast: &Anycast{Device: "pqedge-any0", Rise: 3, Fall: 1, Interval: "1s", HoldDown: "10s", WithdrawGrace: "5s",
+			wantAnycast: &Anycast{Device: "pqedge-any0", Rise: 3, Fall: 1, Interval: "1s", HoldDown: "10s",
 				Prefix: []AnycastPrefix{{"192.0.2.53/32", []string{"dot", "https4"}}, {"2001:db8::53/128", []string{"dot"}}}},
 			wantAnns: []anycast.Announcement{
 				{Prefix: netip.MustParsePrefix("192.0.2.53/32"), Policy: anycast.Policy{Rise: 3, Fall: 1, Interval: time.Second, HoldDown: 10 * time.Second}},
@@ -68,12 +68,11 @@ rise = 5
 fall = 2
 interval = "500ms"
 hold_down = "0s"
-withdraw_grace = "2s"
 [[anycast.prefix]]
 prefix = "192.0.2.53/32"
 listeners = ["https4"]
 `,
-			wantAnycast: &Anycast{Device: "anycast7", Rise: 5, Fall: 2, Interval: "500ms", HoldDown: "0s", WithdrawGrace: "2s",
+			wantAnycast: &Anycast{Device: "anycast7", Rise: 5, Fall: 2, Interval: "500ms", HoldDown: "0s",
 				Prefix: []AnycastPrefix{{"192.0.2.53/32", []string{"https4"}}}},
 			wantAnns: []anycast.Announcement{
 				{Prefix: netip.MustParsePrefix("192.0.2.53/32"), Policy: anycast.Policy{Rise: 5, Fall: 2, Interval: 500 * time.Millisecond}},

@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Config is a whole pqedge configuration file.
 type Config struct {
@@ -32,12 +35,24 @@ type Config struct {
 	// for `pqedge config check` and the log; not a TOML key.
 	Warnings Problems `toml:"-"`
 
-	pos positions // where each key is written, for CheckFiles' problems
+	pos positions // where each key is written, for CheckFiles' problems and Problem
+}
+
+// Problem is a problem with a key of this config found after Parse, such
+// as a change the running server cannot make by a reload, with the line
+// the key is written on (or its table's, for a default value).
+func (c *Config) Problem(key, hint, format string, args ...any) Problem {
+	return Problem{File: c.File, Line: c.pos.line(key), Key: key, Msg: fmt.Sprintf(format, args...), Hint: hint}
 }
 
 // Admin is the listener for metrics and health endpoints.
 type Admin struct {
 	Listen string `toml:"listen"` // empty disables the admin listener
+	// ReadyPools are the pools /readyz requires a healthy upstream in.
+	// None by default: when upstreams shared by every node fail, taking
+	// every node out of its load balancer (or a container HEALTHCHECK
+	// restarting a sound proxy) does not help.
+	ReadyPools []string `toml:"ready_pools"`
 }
 
 // Log configures logging.
@@ -55,7 +70,15 @@ type Timeouts struct {
 	UpstreamDial   Duration `toml:"upstream_dial"`   // connecting to an upstream
 	UpstreamHeader Duration `toml:"upstream_header"` // an upstream's response headers
 	StreamIdle     Duration `toml:"stream_idle"`     // a TCP stream with no bytes either way
-	Shutdown       Duration `toml:"shutdown"`        // draining on SIGTERM
+	// Shutdown is everything SIGTERM may take, counted from the signal:
+	// WithdrawGrace, then the drain of what is in flight. A reload's
+	// drain of the previous config gets all of it.
+	Shutdown Duration `toml:"shutdown"`
+	// WithdrawGrace is the first part of Shutdown: /readyz answers 503
+	// and every anycast prefix is withdrawn, but pqedge keeps accepting
+	// and serving, so load balancers and routers stop sending new clients
+	// before the listeners close. It must be shorter than Shutdown.
+	WithdrawGrace Duration `toml:"withdraw_grace"`
 	// RequestBody is the longest a request body may stall without a byte
 	// (HTTP/1.1 and HTTP/2): a client that starts a body and stops would
 	// otherwise pin an upstream connection for as long as it likes.

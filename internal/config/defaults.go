@@ -36,8 +36,15 @@ const (
 	// DefaultStreamIdleTimeout ends TCP streams with no traffic either way.
 	DefaultStreamIdleTimeout = proxy.DefaultStreamIdleTimeout
 	// DefaultShutdownTimeout is how long SIGTERM and a reload let in-flight
-	// requests and streams finish.
+	// requests and streams finish; for SIGTERM it includes the withdraw
+	// grace.
 	DefaultShutdownTimeout = 15 * time.Second
+	// DefaultWithdrawGrace is how long SIGTERM keeps accepting after
+	// /readyz turned 503, without [anycast]: none, since nothing is known
+	// to be waiting for /readyz; a load balancer that polls it needs its
+	// poll interval times its failure threshold. With [anycast] it is
+	// DefaultAnycastWithdrawGrace.
+	DefaultWithdrawGrace = 0 * time.Second
 	// DefaultRequestBodyTimeout bounds a request body that stalls (slow
 	// POST): without it a client pins an upstream connection at will.
 	DefaultRequestBodyTimeout = proxy.DefaultRequestBodyTimeout
@@ -126,9 +133,10 @@ const (
 	// DefaultAnycastHoldDown is the least time from a withdrawal to the next
 	// announcement.
 	DefaultAnycastHoldDown = 10 * time.Second
-	// DefaultAnycastWithdrawGrace is how long pqedge keeps accepting after
-	// withdrawing on SIGTERM: BGP converges in well under a second between
-	// neighbours, a few seconds across a network.
+	// DefaultAnycastWithdrawGrace is timeouts.withdraw_grace with
+	// [anycast]: how long pqedge keeps accepting after withdrawing on
+	// SIGTERM. BGP converges in well under a second between neighbours, a
+	// few seconds across a network.
 	DefaultAnycastWithdrawGrace = 5 * time.Second
 )
 
@@ -178,6 +186,7 @@ func (c *Config) applyDefaults() {
 		{&t.RequestBody, DefaultRequestBodyTimeout},
 		{&t.ResponseWrite, DefaultResponseWriteTimeout},
 		{&t.UpstreamIdle, DefaultUpstreamIdleTimeout},
+		{&t.WithdrawGrace, c.defaultWithdrawGrace()},
 	} {
 		if *d.val == "" {
 			*d.val = Duration(d.def.String())
@@ -218,7 +227,6 @@ func (c *Config) applyDefaults() {
 		}{
 			{&a.Interval, DefaultAnycastInterval},
 			{&a.HoldDown, DefaultAnycastHoldDown},
-			{&a.WithdrawGrace, DefaultAnycastWithdrawGrace},
 		} {
 			if *d.val == "" {
 				*d.val = Duration(d.def.String())
@@ -255,6 +263,15 @@ func (c *Config) applyDefaults() {
 			s.TLS.SessionTickets = &on
 		}
 	}
+}
+
+// defaultWithdrawGrace is timeouts.withdraw_grace when it is not set: it
+// depends on whether there are routes to withdraw.
+func (c *Config) defaultWithdrawGrace() time.Duration {
+	if c.Anycast != nil {
+		return DefaultAnycastWithdrawGrace
+	}
+	return DefaultWithdrawGrace
 }
 
 // applyDefaults fills in the unset keys of [limits].

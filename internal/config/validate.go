@@ -226,6 +226,19 @@ func (v *validator) checkName(key, kind, example, name string, seen map[string]b
 }
 
 func (v *validator) checkPools() {
+	ready := map[string]bool{}
+	for _, name := range v.cfg.Admin.ReadyPools {
+		switch {
+		case !v.hasPool(name):
+			v.addf("admin.ready_pools", "name a [[pool]] defined in this file", "ready_pools names unknown pool %q", name)
+		case ready[name]:
+			v.addf("admin.ready_pools", "list each pool once", "ready_pools lists pool %q twice", name)
+		}
+		ready[name] = true
+	}
+	if len(v.cfg.Admin.ReadyPools) > 0 && v.cfg.Admin.Listen == "" {
+		v.addf("admin.ready_pools", "set admin.listen, where /readyz is served", "ready_pools without an admin listener")
+	}
 	names := map[string]bool{}
 	for i, p := range v.cfg.Pool {
 		key := fmt.Sprintf("pool.%d", i)
@@ -419,7 +432,8 @@ func (v *validator) checkDurations() {
 		{"timeouts.upstream_dial", t.UpstreamDial}, {"timeouts.upstream_header", t.UpstreamHeader},
 		{"timeouts.stream_idle", t.StreamIdle}, {"timeouts.shutdown", t.Shutdown},
 		{"timeouts.request_body", t.RequestBody}, {"timeouts.response_write", t.ResponseWrite},
-		{"timeouts.upstream_idle", t.UpstreamIdle}, {"limits.h2_reset_window", v.cfg.Limits.H2ResetWindow},
+		{"timeouts.upstream_idle", t.UpstreamIdle}, {"timeouts.withdraw_grace", t.WithdrawGrace},
+		{"limits.h2_reset_window", v.cfg.Limits.H2ResetWindow},
 	} {
 		check(d.key, d.val)
 	}
@@ -434,8 +448,40 @@ func (v *validator) checkDurations() {
 	if a := v.cfg.Anycast; a != nil {
 		check("anycast.interval", a.Interval)
 		check("anycast.hold_down", a.HoldDown)
-		check("anycast.withdraw_grace", a.WithdrawGrace)
 	}
+	v.checkShutdown()
+}
+
+// checkShutdown checks that the withdraw grace leaves the SIGTERM drain
+// some time: timeouts.shutdown counts from the signal and includes it.
+// A value left out is checked at its default, and the problem is then
+// reported on the key that was written.
+func (v *validator) checkShutdown() {
+	t := v.cfg.Timeouts
+	shutdown, grace := DefaultShutdownTimeout, v.cfg.defaultWithdrawGrace()
+	for _, d := range []struct {
+		val Duration
+		dst *time.Duration
+	}{{t.Shutdown, &shutdown}, {t.WithdrawGrace, &grace}} {
+		if d.val == "" {
+			continue
+		}
+		x, err := time.ParseDuration(string(d.val))
+		if err != nil || x < 0 {
+			return // reported as an invalid duration
+		}
+		*d.dst = x
+	}
+	if grace < shutdown {
+		return
+	}
+	if t.WithdrawGrace == "" {
+		v.addf("timeouts.shutdown", "make it longer than the withdraw grace, or set a shorter timeouts.withdraw_grace",
+			"timeouts.shutdown (%v) leaves no time to drain after timeouts.withdraw_grace (%v, the default with [anycast])", shutdown, grace)
+		return
+	}
+	v.addf("timeouts.withdraw_grace", fmt.Sprintf("make it shorter than timeouts.shutdown (%v), which counts from SIGTERM and includes it", shutdown),
+		"withdraw_grace (%v) leaves no time to drain within timeouts.shutdown (%v)", grace, shutdown)
 }
 
 // checkACME checks a site with certs = "acme". The ACME certificate is the

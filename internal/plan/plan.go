@@ -50,6 +50,9 @@ type Plan struct {
 // Timeouts are the config's timeouts, as durations.
 type Timeouts struct {
 	Handshake, ReadHeader, Idle, UpstreamDial, UpstreamHeader, StreamIdle, Shutdown time.Duration
+	// WithdrawGrace is the first part of Shutdown on SIGTERM: not ready,
+	// still accepting.
+	WithdrawGrace time.Duration
 }
 
 // Site is one [[site]].
@@ -186,7 +189,7 @@ func Build(cfg *config.Config) (*Plan, error) {
 	p.Timeouts = Timeouts{
 		Handshake: t.Handshake.Value(), ReadHeader: t.ReadHeader.Value(), Idle: t.Idle.Value(),
 		UpstreamDial: t.UpstreamDial.Value(), UpstreamHeader: t.UpstreamHeader.Value(),
-		StreamIdle: t.StreamIdle.Value(), Shutdown: t.Shutdown.Value(),
+		StreamIdle: t.StreamIdle.Value(), Shutdown: t.Shutdown.Value(), WithdrawGrace: t.WithdrawGrace.Value(),
 	}
 	for _, pc := range cfg.Pool {
 		p.addPool(pc)

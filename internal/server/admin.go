@@ -12,7 +12,8 @@ import (
 	"github.com/pqedge/pqedge/internal/pages"
 )
 
-// adminListener serves metrics, health and the adoption page.
+// adminListener serves metrics, health, readiness, the anycast state and
+// the adoption page.
 type adminListener struct {
 	addr string // as configured
 	ln   net.Listener
@@ -56,13 +57,8 @@ func (t *txn) openAdmin() error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !s.ready.Load() {
-			http.Error(w, "not ready: draining", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
+	mux.HandleFunc("GET /readyz", s.serveReadyz)   // readiness.go
+	mux.HandleFunc("GET /anycast", s.serveAnycast) // anycast_admin.go
 	a := &adminListener{addr: want, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: adminReadHeader, IdleTimeout: adminIdle}}
 	go a.srv.Serve(ln)
 	t.admin = a

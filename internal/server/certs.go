@@ -286,6 +286,9 @@ func (s *Server) refreshCerts() {
 	// ACME certificates renew in their Manager's own goroutine; only the
 	// expiry gauge follows them here.
 	s.refreshACMEExpiry(g)
+	// A chain that expired (or was replaced) changes the health of the
+	// anycast prefixes served with it.
+	s.reportAnycast()
 }
 
 // localDue reports whether a chain of the local CA is within

@@ -134,9 +134,11 @@ func (m *metrics) ticketRefresh(r tickets.RefreshResult) {
 type seriesKey struct{ pool, addr string }
 
 // upstreamChanged is the health registry's OnChange: the gauge follows the
-// registry for every pool that a live generation has.
+// registry for every pool that a live generation has, and the anycast
+// prefixes whose listeners use the pool may change health.
 func (s *Server) upstreamChanged(proxy.UpstreamChange) {
 	s.syncUpstreamMetrics()
+	s.reportAnycast()
 }
 
 // syncUpstreamMetrics sets pqedge_upstream_healthy for every upstream of

@@ -328,10 +328,10 @@ handler = "inspect"
 	}
 }
 
-// TestAdminEndpoints checks /healthz, /readyz and that /readyz fails while
-// draining.
+// TestAdminEndpoints checks /healthz, /readyz and that /readyz fails once
+// Shutdown began (the withdraw grace keeps the admin listener up).
 func TestAdminEndpoints(t *testing.T) {
-	ts := startServer(t, baseConfig+inspectSite)
+	ts := startServer(t, baseConfig+"[timeouts]\nwithdraw_grace = \"5s\"\n"+inspectSite)
 	admin := "http://" + ts.srv.AdminAddr().String()
 	for _, path := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get(admin + path)
@@ -340,9 +340,15 @@ func TestAdminEndpoints(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	ts.srv.ready.Store(false)
-	resp, err := http.Get(admin + "/readyz")
-	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("readyz while draining: %v %v", resp, err)
-	}
+	done := make(chan error, 1)
+	go func() { done <- ts.srv.Shutdown(t.Context()) }()
+	defer func() { ts.srv.EndGrace(); <-done }()
+	waitFor(t, "/readyz to answer 503 while shutting down", func() bool {
+		resp, err := http.Get(admin + "/readyz")
+		if err != nil {
+			t.Fatalf("readyz while shutting down: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
 }

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pqedge/pqedge/internal/config"
 	"github.com/pqedge/pqedge/internal/pages"
 	"github.com/pqedge/pqedge/internal/tickets"
@@ -40,6 +42,12 @@ type Options struct {
 	// Node names this server in its session tickets; default the host
 	// name.
 	Node string
+	// OpenAnycastDevice opens the device an [anycast] block announces on,
+	// in the process's network namespace. It is called once, by the first
+	// config with an [anycast] block, from that config's transaction; the
+	// server closes the device when it stops. Nil means anycast.OpenDevice.
+	// Tests pass a fake that needs no CAP_NET_ADMIN.
+	OpenAnycastDevice func(name string) (AnycastDevice, error)
 }
 
 // Server is a running pqedge.
@@ -73,6 +81,7 @@ type Server struct {
 
 	current atomic.Pointer[generation] // the generation new connections go to
 	ready   atomic.Bool                // false before the first commit and once draining
+	started atomic.Bool                // New succeeded; never reset
 
 	mu        sync.Mutex // guards the fields below; never held across network I/O
 	live      []*generation
@@ -83,6 +92,16 @@ type Server struct {
 
 	metricsMu      sync.Mutex // guards upstreamSeries; serialises syncUpstreamMetrics
 	upstreamSeries map[seriesKey]bool
+
+	// anycast is the route announcement component (anycast.go); nil until
+	// a config with an [anycast] block commits.
+	anycast            atomic.Pointer[anycastNode]
+	anycastTransitions *prometheus.CounterVec
+	// lameDuck is set when Shutdown begins (lameduck.go); endGrace, closed
+	// by EndGrace, cuts its withdraw grace short.
+	lameDuck  atomic.Pointer[lameDuck]
+	endGrace  chan struct{}
+	graceOnce sync.Once
 }
 
 var errStopping = errors.New("the server is shutting down")
@@ -91,7 +110,7 @@ var errStopping = errors.New("the server is shutting down")
 // serves it. On error nothing is left open or running.
 func New(cfg *config.Config, opts Options) (*Server, error) {
 	s := &Server{log: opts.Logger, now: opts.Now, opts: opts, adoption: &pages.Adoption{}, compatLog: &pages.CompatLog{},
-		upstreamSeries: map[seriesKey]bool{}}
+		upstreamSeries: map[seriesKey]bool{}, endGrace: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -101,6 +120,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.tlsBase = &tls.Config{GetConfigForClient: s.configForClient}
 	s.metrics = newMetrics()
+	s.registerReadinessMetrics()
 	s.sockets = newSocketSet(s)
 	s.health = proxy.NewRegistry(proxy.RegistryOptions{OnChange: s.upstreamChanged, Logger: s.log})
 	s.certs = newCertStore(s.log, s.metrics)
@@ -114,7 +134,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		s.stopComponents()
 		return nil, err
 	}
+	s.started.Store(true)
 	s.ready.Store(true)
+	s.reportAnycast() // ready: the prefixes may be announced now
 	if every := cmpOr(opts.CertCheckInterval, defaultCertCheckInterval); every > 0 {
 		go s.certLoop(every)
 	}
@@ -175,10 +197,12 @@ func (s *Server) ReloadFile(ctx context.Context, path string) (*config.Config, e
 	return cfg, s.Reload(ctx, cfg)
 }
 
-// Shutdown stops the server: it turns /readyz off, cancels a transaction in
-// progress, stops accepting, lets in-flight requests, streams and upgraded
-// connections finish until ctx ends, then closes what is left and stops the
-// components. It returns within moments of ctx ending.
+// Shutdown stops the server as a lame duck (lameduck.go): it turns /readyz
+// off, cancels a transaction in progress and withdraws every anycast
+// prefix; keeps accepting and serving for timeouts.withdraw_grace (cut
+// short by ctx or EndGrace); then stops accepting, lets in-flight requests,
+// streams and upgraded connections finish until ctx ends, closes what is
+// left and stops the components. It returns within moments of ctx ending.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.stopping {
@@ -187,13 +211,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.stopping = true
 	s.ready.Store(false)
+	ld := s.beginLameDuck()
 	if s.txnCancel != nil {
 		s.txnCancel()
 	}
-	live := slices.Clone(s.live)
 	s.mu.Unlock()
 
+	s.withdrawAndWait(ctx, ld)
 	s.sockets.closeAll()
+	s.log.Info("stopped accepting; draining")
+	// Taken after the grace: no generation is added once stopping is set,
+	// and those that finished draining meanwhile are gone.
+	live := s.liveGenerations()
 	for _, g := range live {
 		s.retire(g, ctx)
 	}
@@ -218,6 +247,7 @@ func (s *Server) stopComponents() {
 	s.cancel()
 	s.acme.closeAll()
 	s.health.Close()
+	s.closeAnycast()
 }
 
 func (s *Server) takeAdmin() *adminListener {
@@ -229,7 +259,7 @@ func (s *Server) takeAdmin() *adminListener {
 }
 
 // ShutdownTimeout is how long Shutdown should be given: the current
-// config's timeouts.shutdown.
+// config's timeouts.shutdown, which includes timeouts.withdraw_grace.
 func (s *Server) ShutdownTimeout() time.Duration {
 	return s.current.Load().plan.Timeouts.Shutdown
 }

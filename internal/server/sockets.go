@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/pqedge/pqedge/internal/anycast"
 	"github.com/pqedge/pqedge/internal/plan"
 )
 
@@ -59,6 +60,9 @@ type socketWant struct {
 	key   string // socket key
 	what  string // for errors: `listener "https"`, `the HTTP-01 challenges of site "www" (acme.http_port)`
 	plain bool   // an HTTP-01 listener, not TLS
+	// freeBind binds an address the host may not have yet: an anycast
+	// service address (anycast.FreeBind).
+	freeBind bool
 }
 
 // open binds the wanted sockets that are not bound yet and returns them,
@@ -76,10 +80,13 @@ func (ss *socketSet) open(ctx context.Context, want []socketWant) ([]*socket, er
 		return nil, errStopping
 	}
 	var opened []*socket
-	var lc net.ListenConfig
 	for _, w := range want {
 		if have[w.key] {
 			continue
+		}
+		var lc net.ListenConfig
+		if w.freeBind {
+			lc.Control = anycast.FreeBind
 		}
 		addr := plan.BindAddress(w.key)
 		ln, err := lc.Listen(ctx, "tcp", addr)

@@ -26,6 +26,9 @@ type txn struct {
 	// adminMoved is set when the admin address changes (admin may then be
 	// nil: the new config has none).
 	adminMoved bool
+	// anycast is the anycast component when this config is the first with
+	// an [anycast] block (anycast.go); nil otherwise.
+	anycast *anycastNode
 }
 
 // apply runs one transaction for cfg. Transactions are serialised; Shutdown
@@ -71,6 +74,7 @@ func (t *txn) prepare() error {
 		{"planning", t.buildPlan},                    // config → immutable plan, no I/O
 		{"loading certificates", t.loadCertificates}, // each site's chains: kept, reloaded or issued
 		{"opening sockets", t.openSockets},           // bind the addresses not bound yet
+		{"preparing anycast", t.prepareAnycast},      // the announcement device; service addresses on lo
 		{"preparing ACME", t.prepareManagers},        // make or reuse the Managers of ACME sites
 		{"building", t.buildGeneration},              // TLS configs, pools, proxies, HTTP servers
 		{"opening the admin listener", t.openAdmin},
@@ -100,7 +104,7 @@ func (t *txn) loadCertificates() (err error) {
 func (t *txn) openSockets() (err error) {
 	var want []socketWant
 	for _, l := range t.plan.Listeners {
-		want = append(want, socketWant{key: l.SocketKey, what: fmt.Sprintf("listener %q", l.Name)})
+		want = append(want, socketWant{key: l.SocketKey, what: fmt.Sprintf("listener %q", l.Name), freeBind: isAnycastAddress(t.cfg, l.Address)})
 	}
 	for _, a := range t.plan.ACME {
 		if a.Plain != "" {
@@ -144,6 +148,7 @@ func (t *txn) commit() error {
 		s.retire(old, context.Background())
 	}
 	s.syncUpstreamMetrics()
+	t.commitAnycast()
 	s.refreshACMEExpiry(t.gen)
 	for _, sk := range opened {
 		s.log.Info("listening", "address", sk.ln.Addr().String(), "configured", plan.BindAddress(sk.key))
@@ -161,5 +166,8 @@ func (t *txn) abort() {
 	t.s.acme.abandon(t.acme)
 	if t.admin != nil {
 		t.admin.close()
+	}
+	if t.anycast != nil {
+		t.anycast.close()
 	}
 }
