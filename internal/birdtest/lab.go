@@ -26,6 +26,10 @@ type Options struct {
 	Interface string
 	// Edges is the number of edge nodes; default 1.
 	Edges int
+	// Install makes the router install its best route to each prefix in
+	// its namespace's kernel table (`protocol kernel`), so a client there
+	// reaches whichever edge the routing picked, and moves with it.
+	Install bool
 }
 
 // Lab is a router and edge nodes, each in its own network namespace and
@@ -33,7 +37,8 @@ type Options struct {
 // and fd00:99:i::1 on its side, .2 and ::2 on the router's, with an eBGP
 // session per address family: the edge (AS 65001+i) exports the routes of
 // its direct protocol, the router (AS 65000) imports everything and
-// installs nothing, so its table is exactly what the edges announce.
+// installs nothing (unless Options.Install), so its table is exactly what
+// the edges announce.
 type Lab struct {
 	Router *Node
 	Edges  []*Node
@@ -87,7 +92,7 @@ func Start(t testing.TB, opts Options) *Lab {
 	}
 	l.Router.Addr4, l.Router.Addr6 = peerOf(l.Edges[0].Addr4), peerOf(l.Edges[0].Addr6)
 
-	l.Router.write(t, dir, l.routerConfig())
+	l.Router.write(t, dir, l.routerConfig(opts.Install))
 	for _, e := range l.Edges {
 		e.write(t, dir, edgeConfig(e, opts.Interface))
 	}
@@ -127,9 +132,14 @@ const bgpTimers = `
 	hold time 6;
 	keepalive time 2;`
 
-func (l *Lab) routerConfig() string {
+func (l *Lab) routerConfig(install bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "log stderr all;\nrouter id 10.99.255.254;\nprotocol device {}\n")
+	if install {
+		// The best route of each prefix goes to the kernel; BIRD scans the
+		// table every second and leaves routes it did not make alone.
+		fmt.Fprintf(&b, "protocol kernel { ipv4 { export all; }; }\nprotocol kernel { ipv6 { export all; }; }\n")
+	}
 	for i, e := range l.Edges {
 		for _, af := range []struct {
 			name       string

@@ -117,3 +117,39 @@ func TestSweepStale(t *testing.T) {
 		t.Errorf("the sweep removed %s, whose binary lives", live)
 	}
 }
+
+// TestLabInstall: with Install the router's kernel table follows BIRD's
+// best route, so a client in the router namespace reaches the edge.
+func TestLabInstall(t *testing.T) {
+	l := Start(t, Options{Interface: "announce0", Install: true})
+	p4 := netip.MustParsePrefix("192.0.2.53/32")
+	e := l.Edges[0]
+	e.NS.IP(t, "link", "add", "announce0", "type", "veth", "peer", "name", "announce1")
+	e.NS.IP(t, "link", "set", "announce0", "up")
+	e.NS.IP(t, "addr", "add", p4.String(), "dev", "announce0")
+	kernelRoute := func() (string, error) {
+		out, err := exec.Command("ip", "-n", l.Router.NS.Name, "route", "show", p4.String()).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	err := poll(5*time.Second, func() error {
+		out, err := kernelRoute()
+		if err == nil && !strings.Contains(out, "via "+e.Addr4.String()) {
+			err = fmt.Errorf("router's kernel route to %s: %q", p4, out)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.NS.IP(t, "addr", "del", p4.String(), "dev", "announce0")
+	err = poll(5*time.Second, func() error {
+		out, err := kernelRoute()
+		if err == nil && out != "" {
+			err = fmt.Errorf("router's kernel still routes %s: %q", p4, out)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
