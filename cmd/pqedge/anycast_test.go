@@ -62,7 +62,9 @@ func nsClient(ns *birdtest.NetNS, tlsConfig *tls.Config) *http.Client {
 	return &http.Client{
 		Timeout: 10 * time.Second,
 		Transport: &http.Transport{
-			DialContext:       func(ctx context.Context, network, addr string) (net.Conn, error) { return nsDial(ns, ctx, network, addr) },
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return nsDial(ns, ctx, network, addr)
+			},
 			TLSClientConfig:   tlsConfig,
 			DisableKeepAlives: true,
 		},
