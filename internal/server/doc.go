@@ -8,15 +8,18 @@
 //
 //	New       components, then apply(config) as the first transaction
 //	Reload    apply(config); the previous generation retires and drains
-//	Shutdown  not ready; cancel a transaction in progress; stop accepting;
-//	          drain every generation; close the components
+//	Shutdown  not ready and every anycast prefix withdrawn; cancel a
+//	          transaction in progress; keep accepting for the withdraw
+//	          grace; stop accepting; drain every generation; close the
+//	          components (lameduck.go)
 //
 // # The transaction (txn.go)
 //
 // New and Reload share one transaction, prepare then commit, or abort:
 //
-//	prepare   plan (no I/O) → certificates → sockets → ACME managers →
-//	          generation → admin listener → ACME orders (network I/O)
+//	prepare   plan (no I/O) → certificates → sockets → anycast device →
+//	          ACME managers → generation → admin listener → ACME orders
+//	          (network I/O)
 //	commit    under the server lock: publish the generation, start its
 //	          sockets, close the sockets it no longer uses, retire the
 //	          previous generation
@@ -39,6 +42,16 @@
 //   - ACME managers (acme.go): one per account and CA, reused by reloads.
 //   - handshake sinks (handshake.go): metrics, adoption counters, the compat
 //     log and the OnHandshake hook receive one event per handshake.
+//   - anycast (anycast.go): the TUN device and the Controller announcing
+//     the [anycast] prefixes, fed each prefix's health; made by the first
+//     config with the block, closed after the drain.
+//
+// # Readiness (readiness.go)
+//
+// /readyz is 200 only when the server is started, not shutting down, every
+// listener is bound, every site's certificates are valid and every pool of
+// admin.ready_pools has a healthy upstream; the same checks, per listener,
+// decide whether an anycast prefix is healthy.
 //
 // # A connection
 //
