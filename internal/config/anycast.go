@@ -107,6 +107,58 @@ func (v *validator) checkAnycast() {
 			}
 		}
 	}
+	v.warnPassiveAnycastPools()
+}
+
+// warnPassiveAnycastPools warns about each pool an announced listener uses
+// without active health checks: its upstreams are taken out only when
+// requests to them fail, so a node without traffic keeps announcing a
+// dead service.
+func (v *validator) warnPassiveAnycastPools() {
+	warned := map[string]bool{}
+	for i, p := range v.cfg.Anycast.Prefix {
+		for _, name := range p.Listeners {
+			for _, pool := range v.listenerPools(name) {
+				pi := slices.IndexFunc(v.cfg.Pool, func(pc Pool) bool { return pc.Name == pool })
+				if pi < 0 || warned[pool] {
+					continue
+				}
+				if d, err := time.ParseDuration(string(v.cfg.Pool[pi].Health.Interval)); err == nil && d > 0 {
+					continue
+				}
+				warned[pool] = true
+				v.warnf(fmt.Sprintf("pool.%d", pi), "set [pool.health] interval, e.g. \"1s\", so a dead upstream withdraws the prefix at once",
+					"pool %q has no active health checks, and anycast prefix %s (line %d) depends on it through listener %q: with no traffic, a dead upstream is never noticed and the prefix stays announced",
+					pool, p.Prefix, v.pos.line(fmt.Sprintf("anycast.prefix.%d", i)), name)
+			}
+		}
+	}
+}
+
+// listenerPools lists the pools a listener's connections may reach: a
+// stream listener's pool, or the pools of the routes of the sites an https
+// listener serves.
+func (v *validator) listenerPools(name string) []string {
+	li := slices.IndexFunc(v.cfg.Listener, func(l Listener) bool { return l.Name == name })
+	if li < 0 {
+		return nil
+	}
+	l := v.cfg.Listener[li]
+	if l.Kind == KindStream {
+		return []string{l.Pool}
+	}
+	var pools []string
+	for _, s := range v.cfg.Site {
+		if len(s.Listeners) > 0 && !slices.Contains(s.Listeners, name) {
+			continue
+		}
+		for _, r := range s.Route {
+			if r.Pool != "" && !slices.Contains(pools, r.Pool) {
+				pools = append(pools, r.Pool)
+			}
+		}
+	}
+	return pools
 }
 
 // parseAnycastPrefix parses an [[anycast.prefix]] prefix, with a hint for

@@ -3,6 +3,7 @@ package config
 import (
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,6 +102,59 @@ listeners = ["https4"]
 				t.Errorf("the controller refuses a valid config: %v", err)
 			}
 		})
+	}
+}
+
+// TestAnycastPassivePoolWarning: a pool an announced listener depends on
+// without active health checks is a warning (the config stays valid); one
+// with checks, or one no prefix depends on, is not.
+func TestAnycastPassivePoolWarning(t *testing.T) {
+	const cfg = `
+[[listener]]
+name = "dot"
+address = "[::]:853"
+kind = "stream"
+site = "dns"
+pool = "resolvers"
+[[listener]]
+name = "https"
+address = "192.0.2.53:443"
+[[site]]
+name = "dns"
+server_names = ["dns.example"]
+listeners = ["https"]
+[[site.route]]
+path = "/api/"
+pool = "api"
+[[site.route]]
+path = "/"
+pool = "resolvers"
+[[pool]]
+name = "resolvers"
+upstreams = ["127.0.0.1:53"]
+[[pool]]
+name = "api"
+upstreams = ["127.0.0.1:3000"]
+[pool.health]
+interval = "1s"
+[[pool]]
+name = "unused"
+upstreams = ["127.0.0.1:3001"]
+[[anycast.prefix]]
+prefix = "192.0.2.53/32"
+listeners = ["https", "dot"]
+`
+	c, err := Parse("warn.toml", []byte(cfg))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if len(c.Warnings) != 1 {
+		t.Fatalf("warnings %v, want one about pool resolvers", c.Warnings)
+	}
+	w := c.Warnings[0]
+	want := `warn.toml:21: warning: pool[0]: pool "resolvers" has no active health checks, and anycast prefix 192.0.2.53/32 (line 32) depends on it through listener "https"`
+	if !w.Warning || !strings.HasPrefix(w.String(), want) {
+		t.Errorf("warning %q, want it to start with %q", w.String(), want)
 	}
 }
 
