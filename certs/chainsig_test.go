@@ -238,6 +238,31 @@ func TestPickVerifiableChains(t *testing.T) {
 			}
 		})
 	}
+	t.Run("ClassicalFor supplies the chain, and is judged", func(t *testing.T) {
+		calls := 0
+		s := &Selector{PQ: pq, Mode: PQAlways, VerifiableChainsOnly: true,
+			ClassicalFor: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { calls++; return classical, nil }}
+		if err := s.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			client clientProfile
+			want   *tls.Certificate
+		}{{profChromium, pq}, {profGo, classical}, {profOnly65, nil}} {
+			info, hello := c.client.hello()
+			got, err := s.Pick(info, hello)
+			if got != c.want || (c.want == nil) != errors.Is(err, ErrNoVerifiableChain) {
+				t.Errorf("Pick = %v, %v", got, err)
+			}
+		}
+		if calls != 2 {
+			t.Errorf("ClassicalFor called %d times, want 2 (not for the client that gets PQ)", calls)
+		}
+		both := &Selector{Classical: classical, ClassicalFor: s.ClassicalFor}
+		if err := both.Validate(); err == nil {
+			t.Error("Validate accepted both Classical and ClassicalFor")
+		}
+	})
 	t.Run("PQ only, no classical", func(t *testing.T) {
 		s := &Selector{PQ: pq, Mode: PQAlways, VerifiableChainsOnly: true}
 		info, hello := profGo.hello()

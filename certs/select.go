@@ -61,8 +61,15 @@ type ClientRule struct {
 // GetCertificate callback loads on every handshake.
 type Selector struct {
 	// Classical is served to every client that does not get PQ. It may be
-	// nil only when every client is expected to get PQ.
+	// nil only when every client is expected to get PQ, or when
+	// ClassicalFor supplies it.
 	Classical *tls.Certificate
+	// ClassicalFor, if set, supplies the classical chain for a handshake
+	// in place of Classical: a chain that changes without a new Selector,
+	// such as an ACME manager's current certificate. It is called from
+	// Pick, on the handshake's goroutine, only when the client does not
+	// get PQ; an error fails the handshake.
+	ClassicalFor func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// PQ is the ML-DSA chain, leaf first; nil disables PQ selection.
 	PQ *tls.Certificate
 	// Mode is the default policy; "" means DefaultPQMode.
@@ -90,8 +97,11 @@ type Selector struct {
 // Validate checks a Selector before use: the PQ chain must have an ML-DSA
 // key and the modes must be known.
 func (s *Selector) Validate() error {
-	if s.Classical == nil && s.PQ == nil {
+	if s.Classical == nil && s.ClassicalFor == nil && s.PQ == nil {
 		return errors.New("no certificate to serve")
+	}
+	if s.Classical != nil && s.ClassicalFor != nil {
+		return errors.New("both Classical and ClassicalFor are set: ClassicalFor would never be used")
 	}
 	if _, err := ParsePQMode(string(s.Mode)); err != nil {
 		return err
@@ -136,13 +146,21 @@ func (s *Selector) Pick(info *tls.ClientHelloInfo, hello *pqtls.ClientHello) (*t
 	if s.wantsPQ(info, hello) && (!check || clientCanVerify(s.PQ, info, hello)) {
 		return s.PQ, nil
 	}
-	if s.Classical == nil {
+	classical := s.Classical
+	if s.ClassicalFor != nil {
+		c, err := s.ClassicalFor(info)
+		if err != nil {
+			return nil, err
+		}
+		classical = c
+	}
+	if classical == nil {
 		return nil, fmt.Errorf("%w: the client does not qualify for the ML-DSA chain and no classical certificate is configured", ErrNoVerifiableChain)
 	}
-	if check && !clientCanVerify(s.Classical, info, hello) {
+	if check && !clientCanVerify(classical, info, hello) {
 		return nil, fmt.Errorf("%w: the client offers no signature scheme for the classical chain (or for the ML-DSA one, if it qualifies)", ErrNoVerifiableChain)
 	}
-	return s.Classical, nil
+	return classical, nil
 }
 
 func (s *Selector) wantsPQ(info *tls.ClientHelloInfo, hello *pqtls.ClientHello) bool {
