@@ -238,7 +238,12 @@ func (l *listenerRuntime) take(tc *tls.Conn, ci *connInfo) bool {
 	// The HTTP server accepts from its queue until the generation is
 	// retired, which waits for this read lock: deliver cannot block for
 	// long.
-	return l.queue.deliver(tc)
+	l.conns.expect(tc)
+	if !l.queue.deliver(tc) {
+		l.conns.forget(tc)
+		return false
+	}
+	return true
 }
 
 // connContext gives each HTTP request on a connection what the handshake

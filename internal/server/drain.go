@@ -126,17 +126,36 @@ func newConnTracker() *connTracker {
 	return &connTracker{phase: map[net.Conn]connPhase{}, hijacked: map[net.Conn]bool{}, changed: make(chan struct{})}
 }
 
+// expect records a connection about to be handed to the http.Server, before
+// it is: http.Server.Serve reports StateNew only after its Accept returned,
+// and a drain that looked in between would see no connection and start
+// Shutdown, which then drops the request that connection reads.
+func (t *connTracker) expect(c *tls.Conn) {
+	ph := phaseHTTP1
+	if c.ConnectionState().NegotiatedProtocol == "h2" {
+		ph = phaseH2Pending
+	}
+	t.mu.Lock()
+	t.phase[c] = ph
+	t.mu.Unlock()
+}
+
+// forget drops a connection expect recorded that was not handed over.
+func (t *connTracker) forget(c net.Conn) { t.track(c, http.StateClosed) }
+
 // track is the http.Server's ConnState hook.
 func (t *connTracker) track(c net.Conn, state http.ConnState) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch state {
 	case http.StateNew:
-		ph := phaseHTTP1
-		if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
-			ph = phaseH2Pending
+		if _, expected := t.phase[c]; !expected {
+			ph := phaseHTTP1
+			if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+				ph = phaseH2Pending
+			}
+			t.phase[c] = ph
 		}
-		t.phase[c] = ph
 	case http.StateActive, http.StateIdle:
 		if t.phase[c] == phaseH2Pending {
 			t.phase[c] = phaseH2
