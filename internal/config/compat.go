@@ -27,6 +27,7 @@ func (v *validator) checkCompat() {
 		}
 		return
 	}
+	v.checkCompatRoutes(c.Site)
 	switch idx := slices.IndexFunc(v.cfg.Site, func(s Site) bool { return s.Name == c.Site }); {
 	case c.Site == "":
 		v.addf("compat", "set site = \"NAME\" of the [[site]] whose names the certificates carry", "compat has no site")
@@ -69,6 +70,25 @@ func (v *validator) checkCompat() {
 			"base_port %d leaves no room for %d combinations", c.BasePort, n)
 	case c.BasePort > 0:
 		v.checkCompatPorts(c.BasePort, c.BasePort+n-1)
+	}
+}
+
+// checkCompatRoutes warns about a compat page served by a site other than
+// [compat].site. The usual cause is TOML's rule that a [[site.route]]
+// belongs to the [[site]] above it: uncommenting config.example.toml's
+// blocks in file order puts the /compat/ route under the last site.
+func (v *validator) checkCompatRoutes(compatSite string) {
+	for i, s := range v.cfg.Site {
+		if s.Name == compatSite {
+			continue
+		}
+		for j, r := range s.Route {
+			if r.Handler == "compat" {
+				v.warnf(fmt.Sprintf("site.%d.route.%d.handler", i, j),
+					fmt.Sprintf("a [[site.route]] belongs to the [[site]] above it in the file: move the route under the site named %q", compatSite),
+					"route %q serves the compat page in site %q, but [compat].site is %q", r.Path, s.Name, compatSite)
+			}
+		}
 	}
 }
 

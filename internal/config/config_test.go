@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -32,6 +33,41 @@ func TestExampleConfigIsValid(t *testing.T) {
 	}
 	if !filepath.IsAbs(cfg.DataDir) {
 		t.Errorf("data_dir %q was not made absolute", cfg.DataDir)
+	}
+}
+
+// TestExampleUncommented uncomments every commented TOML line of
+// config.example.toml, as an operator trying its blocks would, in file
+// order: the result must be valid and draw no warning (the compat route
+// once landed in the ACME site that way).
+func TestExampleUncommented(t *testing.T) {
+	data, err := os.ReadFile("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	toml := regexp.MustCompile(`^# (\[|[a-z_]+ = )`)
+	var out []string
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if toml.MatchString(line) {
+			line = strings.TrimPrefix(line, "# ")
+			n++
+		}
+		out = append(out, line)
+	}
+	if n < 40 {
+		t.Fatalf("uncommented only %d lines; the pattern no longer fits the example", n)
+	}
+	text := strings.Join(out, "\n")
+	cfg, err := Parse("../../config.example.toml", []byte(text))
+	if err != nil {
+		t.Fatalf("the example with every block uncommented is invalid:\n%v\n%s", err, text)
+	}
+	if len(cfg.Warnings) > 0 {
+		t.Errorf("the example with every block uncommented draws warnings:\n%v", cfg.Warnings)
+	}
+	if len(cfg.Site) < 2 || cfg.Compat == nil || len(cfg.Listener) < 3 {
+		t.Errorf("not every block was uncommented: %d sites, %d listeners, compat %v", len(cfg.Site), len(cfg.Listener), cfg.Compat != nil)
 	}
 }
 
@@ -77,6 +113,50 @@ func TestBadConfigs(t *testing.T) {
 				}
 				if !strings.HasPrefix(p.String(), prefix) {
 					t.Errorf("problem %q does not start with %q", p, prefix)
+				}
+			}
+		})
+	}
+}
+
+// TestValidConfigs loads each testdata/valid/*.toml: it must be valid,
+// and its warnings must be exactly its "# warn: LINE: TEXT" lines (none
+// when it has none).
+func TestValidConfigs(t *testing.T) {
+	files, _ := filepath.Glob("testdata/valid/*.toml")
+	if len(files) == 0 {
+		t.Fatal("no testdata/valid/*.toml")
+	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".toml"), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := Parse(file, data)
+			if err != nil {
+				t.Fatalf("invalid:\n%v", err)
+			}
+			var wants []want
+			sc := bufio.NewScanner(bytes.NewReader(data))
+			for sc.Scan() {
+				if rest, ok := strings.CutPrefix(sc.Text(), "# warn: "); ok {
+					num, text, _ := strings.Cut(rest, ": ")
+					n, err := strconv.Atoi(num)
+					if err != nil {
+						t.Fatalf("bad warn line %q", sc.Text())
+					}
+					wants = append(wants, want{n, text})
+				}
+			}
+			if len(cfg.Warnings) != len(wants) {
+				t.Fatalf("warnings:\n%v\nwant %d", cfg.Warnings, len(wants))
+			}
+			for i, w := range wants {
+				p := cfg.Warnings[i]
+				prefix := file + ":" + strconv.Itoa(w.line) + ": warning: "
+				if !p.Warning || !strings.HasPrefix(p.String(), prefix) || !strings.Contains(p.String(), w.text) {
+					t.Errorf("warning %q, want %q...%q", p.String(), prefix, w.text)
 				}
 			}
 		})

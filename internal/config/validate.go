@@ -384,7 +384,13 @@ func (v *validator) checkTLS(key string, t TLS) {
 }
 
 func (v *validator) checkRoutes(key string, s *Site) {
-	if len(s.Route) == 0 {
+	// A site that only stream listeners serve needs no route: its bytes go
+	// to the listener's pool. Without a listeners list it also answers on
+	// the https listeners, with 404 for every path.
+	streamOnly := len(s.Listeners) == 0 && slices.ContainsFunc(v.cfg.Listener, func(l Listener) bool {
+		return l.Kind == KindStream && l.Site == s.Name
+	})
+	if len(s.Route) == 0 && !streamOnly {
 		v.addf(key, "add [[site.route]] with path and pool or handler", "site %q has no routes", s.Name)
 	}
 	paths := map[string]bool{}
