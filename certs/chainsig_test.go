@@ -66,7 +66,8 @@ func testChain(t testing.TB, rootSig x509.SignatureAlgorithm, algs ...Alg) *tls.
 	return &tls.Certificate{Certificate: chain, PrivateKey: keys[0], Leaf: leaf}
 }
 
-// Client profiles, as FACTS.md and the clients' sources have them.
+// Client profiles, as the captures in pqtls/testdata/clienthello and the
+// clients' sources have them.
 type clientProfile struct {
 	sigs, certSigs []tls.SignatureScheme
 	versions       []uint16

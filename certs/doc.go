@@ -36,7 +36,7 @@
 // # Signing
 //
 // NewCirclSigner and WrapSigner swap crypto/mldsa for circl's ML-DSA, which
-// signs about 2.5 times faster; the public key stays the standard library's,
+// signs 4 to 5 times faster here (docs/BENCHMARKS.md); the public key stays the standard library's,
 // so crypto/tls negotiates ML-DSA as usual.
 //
 // # Selection

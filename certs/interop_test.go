@@ -222,8 +222,8 @@ func serveTLS(t *testing.T, cfg *tls.Config) string {
 // purpose (crypto/tls common.go, go.dev/issue/82536: non-compliant
 // middleboxes), and OpenSSL 3.5 refuses to serve a chain whose certificate
 // signatures are not in that list ("tls_choose_sigalg: no suitable
-// signature algorithm", a handshake_failure alert). This is the FACTS.md
-// interop gap. An ML-DSA leaf under a classical CA avoids it: the
+// signature algorithm", a handshake_failure alert): a known interop gap
+// between the two. An ML-DSA leaf under a classical CA avoids it: the
 // CertificateVerify is ML-DSA (allowed by signature_algorithms) and the
 // certificate signatures are ECDSA.
 func TestGoClientAgainstOpenSSLServer(t *testing.T) {
@@ -249,7 +249,7 @@ func TestGoClientAgainstOpenSSLServer(t *testing.T) {
 			if tt.wantGap {
 				if err == nil {
 					conn.Close()
-					t.Fatal("handshake succeeded: Go or OpenSSL changed; update FACTS.md and this test")
+					t.Fatal("handshake succeeded: Go or OpenSSL changed; update docs/COMPAT.md and this test")
 				}
 				t.Skipf("known upstream gap (Go 1.27 omits ML-DSA from signature_algorithms_cert, go.dev/issue/82536; OpenSSL then refuses the chain): %v", err)
 			}

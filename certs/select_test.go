@@ -43,7 +43,7 @@ func newSelectorFixture(t testing.TB) selectorFixture {
 	return selectorFixture{classical: classical, pq: pq, root: ca.Root, inter: ca.Intermediate, other: classicalCA.Root}
 }
 
-// Signature lists as the clients of FACTS.md send them.
+// Signature lists as the clients send them (pqtls/testdata/clienthello).
 var (
 	chromiumSigs = []tls.SignatureScheme{0x0a0a, tls.MLDSA44, tls.MLDSA65, tls.MLDSA87, tls.ECDSAWithP256AndSHA256, tls.PSSWithSHA256, tls.PKCS1WithSHA256}
 	firefoxSigs  = []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384, tls.PSSWithSHA256, tls.PKCS1WithSHA256}

@@ -122,7 +122,7 @@ func TrustInstructions(r TrustRoot, pemPath, derPath string) string {
 		mldsaInstructions(&b, r, k, pemPath)
 		return b.String()
 	}
-	fmt.Fprintf(&b, "Debian / Ubuntu (the system store: curl, wget, OpenSSL and Go programs):\n")
+	fmt.Fprintf(&b, "Debian / Ubuntu (the system store: curl, OpenSSL and Go programs):\n")
 	fmt.Fprintf(&b, "  sudo cp %s /usr/local/share/ca-certificates/%s.crt && sudo update-ca-certificates\n\n", pemPath, r.Base)
 	fmt.Fprintf(&b, "Chromium on Linux (its NSS database; the first two lines make it if it does not exist yet):\n")
 	fmt.Fprintf(&b, "  mkdir -p $HOME/.pki/nssdb\n")
@@ -152,7 +152,7 @@ func shellQuote(s string) string {
 // printed for them.
 func mldsaInstructions(b *strings.Builder, r TrustRoot, k KeyInfo, pemPath string) {
 	fmt.Fprintf(b, "This is an %s root. Few clients can trust one today:\n\n", k.Name)
-	fmt.Fprintf(b, "OpenSSL 3.5 or later (curl, wget, openssl s_client; Debian trixie), per command:\n")
+	fmt.Fprintf(b, "OpenSSL 3.5 or later (curl and openssl s_client on Debian trixie), per command:\n")
 	fmt.Fprintf(b, "  curl --cacert %s https://HOST/\n", pemPath)
 	fmt.Fprintf(b, "  openssl s_client -CAfile %s -connect HOST:443\n\n", pemPath)
 	fmt.Fprintf(b, "Go 1.27 or later programs (crypto/x509 verifies ML-DSA; Go reads SSL_CERT_FILE on Linux):\n")
@@ -161,9 +161,9 @@ func mldsaInstructions(b *strings.Builder, r TrustRoot, k KeyInfo, pemPath strin
 	fmt.Fprintf(b, "A test profile can accept this CA's chains by a public key they carry:\n")
 	if r.Served != nil {
 		sk, _ := DescribeKey(r.Served.PublicKey)
-		role := "the intermediate, which signs every leaf of this CA"
+		role := "the public key of the intermediate, which signs every leaf of this CA"
 		if !r.Served.IsCA {
-			role = "the development leaf"
+			role = "the public key of the development leaf"
 		}
 		fmt.Fprintf(b, "  chromium --user-data-dir=DIR --ignore-certificate-errors-spki-list=%s\n", SPKIHash(r.Served))
 		fmt.Fprintf(b, "  (the SHA-256 of %s, %s; Chromium ignores the flag without --user-data-dir)\n\n", role, sk.Name)

@@ -230,7 +230,8 @@ type Preset struct {
 	Name        string
 	Description string
 	// Groups in order of preference. crypto/tls ignores the order of
-	// CurvePreferences and prefers post-quantum groups itself (FACTS.md), so
+	// CurvePreferences and prefers post-quantum groups itself (leanclient's
+	// TestProbeGoServer shows it), so
 	// the order is informative: it is what pqedge documents and prints.
 	Groups     []tls.CurveID
 	MinVersion uint16

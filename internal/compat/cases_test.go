@@ -5,8 +5,8 @@ import (
 	"strings"
 )
 
-// cases lists the clients. Expectations come from FACTS.md (what each
-// client offers) and the server's rules (pq-only refuses classical groups;
+// cases lists the clients. Expectations come from what each client offers
+// (its capture in pqtls/testdata/clienthello) and the server's rules (pq-only refuses classical groups;
 // pq_certs=trusted needs certificate_authorities, which no browser sends;
 // always serves ML-DSA to every client offering the scheme); where the
 // outcome is what the suite exists to find out, it is recorded, not checked.

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ import (
 	"github.com/pqedge/pqedge/internal/config"
 	"github.com/pqedge/pqedge/internal/peers"
 	"github.com/pqedge/pqedge/internal/server"
+	"github.com/pqedge/pqedge/pqtls"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/COMPAT.md and docs/compat.json from this run")
@@ -48,10 +50,14 @@ var modes = []mode{
 
 var pqGroups = []string{"X25519MLKEM768", "SecP256r1MLKEM768", "SecP384r1MLKEM1024", "MLKEM1024"}
 
+// config is the mode's pqedge config. pq-only and pq-warn serve their
+// policy's own groups, as an operator who names only the policy gets;
+// pq-preferred lists its groups plus MLKEM1024 (explicitGroups), so that
+// s_client can try the pure ML-KEM group too.
 func (m mode) config(data string) string {
-	groups := pqGroups
-	if m.policy != "pq-only" {
-		groups = append(groups, "x25519", "secp256r1")
+	groups := ""
+	if m.policy == "pq-preferred" {
+		groups = "groups = [" + quoteList(explicitGroups) + "]\n"
 	}
 	cfg := fmt.Sprintf(`data_dir = %q
 [log]
@@ -65,14 +71,13 @@ server_names = ["localhost"]
 pq_certs = %q
 [site.tls]
 policy = %q
-groups = [%s]
-[[site.route]]
+%s[[site.route]]
 path = "/"
 handler = "inspect"
 [[site.route]]
 path = "/compat/"
 handler = "compat"
-`, data, m.pqCerts, m.policy, quoteList(groups))
+`, data, m.pqCerts, m.policy, groups)
 	if m.compat {
 		cfg += `[compat]
 site = "local"
@@ -84,6 +89,27 @@ certs = ["ecdsa-p256", "mldsa44", "mldsa65", "mldsa87"]
 	}
 	return cfg
 }
+
+// served is the mode with the groups its site serves.
+func (m mode) served(t *testing.T) Mode {
+	md := Mode{Name: m.name, Explicit: m.policy == "pq-preferred"}
+	if md.Explicit {
+		md.Groups = explicitGroups
+		return md
+	}
+	p, err := pqtls.LookupPreset(m.policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range p.Groups {
+		md.Groups = append(md.Groups, pqtls.GroupName(g))
+	}
+	return md
+}
+
+// explicitGroups are the pq-preferred modes' groups: the post-quantum ones
+// with MLKEM1024, then x25519 and secp256r1.
+var explicitGroups = append(slices.Clone(pqGroups), "x25519", "secp256r1")
 
 func quoteList(xs []string) string {
 	q := make([]string, len(xs))
@@ -216,6 +242,7 @@ func TestCompat(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	matrix := &Matrix{Versions: versions(t, chromium, firefox, curl, trixie)}
 	for _, m := range modes {
+		matrix.Modes = append(matrix.Modes, m.served(t))
 		e := startEdge(t, m, data)
 		host, inside := trixie.TempDir(t)
 		local := filepath.Join(data, "local")
