@@ -54,6 +54,21 @@ func paramsFor(version uint32) (*versionParams, bool) {
 	return nil, false
 }
 
+// The HkdfLabel structures of the derivations, built once: they depend on
+// nothing but the label and the length (RFC 8446 Section 7.1).
+var (
+	clientInInfo = mustLabelInfo("client in", secretLen)
+	infosV1      = [3]string{mustLabelInfo(paramsV1.keyLabel, keyLen), mustLabelInfo(paramsV1.ivLabel, ivLen), mustLabelInfo(paramsV1.hpLabel, hpKeyLen)}
+	infosV2      = [3]string{mustLabelInfo(paramsV2.keyLabel, keyLen), mustLabelInfo(paramsV2.ivLabel, ivLen), mustLabelInfo(paramsV2.hpLabel, hpKeyLen)}
+)
+
+func (p *versionParams) infos() *[3]string {
+	if p == &paramsV2 {
+		return &infosV2
+	}
+	return &infosV1
+}
+
 // initialKeys are the client's Initial packet protection keys of one
 // connection attempt: AEAD_AES_128_GCM for the payload and AES-128 for
 // header protection (RFC 9001 Sections 5.3 and 5.4.3).
@@ -79,7 +94,7 @@ func clientInitialSecret(p *versionParams, dcid []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return expandLabel(initial, "client in", secretLen)
+	return hkdf.Expand(sha256.New, initial, clientInInfo, secretLen)
 }
 
 // newInitialKeys derives the client's Initial keys for dcid.
@@ -88,15 +103,16 @@ func newInitialKeys(p *versionParams, dcid []byte) (*initialKeys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to derive the client initial secret: %w", err)
 	}
-	key, err := expandLabel(secret, p.keyLabel, keyLen)
+	infos := p.infos()
+	key, err := hkdf.Expand(sha256.New, secret, infos[0], keyLen)
 	if err != nil {
 		return nil, err
 	}
-	iv, err := expandLabel(secret, p.ivLabel, ivLen)
+	iv, err := hkdf.Expand(sha256.New, secret, infos[1], ivLen)
 	if err != nil {
 		return nil, err
 	}
-	hpKey, err := expandLabel(secret, p.hpLabel, hpKeyLen)
+	hpKey, err := hkdf.Expand(sha256.New, secret, infos[2], hpKeyLen)
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +136,28 @@ func newInitialKeys(p *versionParams, dcid []byte) (*initialKeys, error) {
 // expandLabel is HKDF-Expand-Label of RFC 8446 Section 7.1 with an empty
 // context, as RFC 9001 Section 5.1 uses it.
 func expandLabel(secret []byte, label string, length int) ([]byte, error) {
+	info, err := labelInfo(label, length)
+	if err != nil {
+		return nil, err
+	}
+	out, err := hkdf.Expand(sha256.New, secret, info, length)
+	if err != nil {
+		return nil, fmt.Errorf("failed to expand %q: %w", label, err)
+	}
+	return out, nil
+}
+
+func mustLabelInfo(label string, length int) string {
+	info, err := labelInfo(label, length)
+	if err != nil {
+		panic(err) // constant labels: cannot happen
+	}
+	return info
+}
+
+// labelInfo is the HkdfLabel structure: the length, "tls13 " + label and
+// an empty context, each length-prefixed.
+func labelInfo(label string, length int) (string, error) {
 	var b cryptobyte.Builder
 	b.AddUint16(uint16(length))
 	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) {
@@ -128,14 +166,7 @@ func expandLabel(secret []byte, label string, length int) ([]byte, error) {
 	})
 	b.AddUint8LengthPrefixed(func(*cryptobyte.Builder) {})
 	info, err := b.Bytes()
-	if err != nil {
-		return nil, err
-	}
-	out, err := hkdf.Expand(sha256.New, secret, string(info), length)
-	if err != nil {
-		return nil, fmt.Errorf("failed to expand %q: %w", label, err)
-	}
-	return out, nil
+	return string(info), err
 }
 
 // Header protection sample and mask sizes (RFC 9001 Section 5.4.2).
