@@ -12,6 +12,12 @@ import (
 	"github.com/pqedge/pqedge/certs"
 )
 
+// testShapeRTT is the emulated round-trip time of the tests that count round
+// trips: flights are told apart by gaps of half of it, which must stay
+// far above the scheduling delays of a loaded machine running the race
+// detector (tens of milliseconds seen).
+const testShapeRTT = 200 * time.Millisecond
+
 // startPlainQUIC runs ServePlain with HTTP/3 in the test process.
 func startPlainQUIC(t *testing.T, alg certs.Alg) string {
 	t.Helper()
@@ -52,7 +58,7 @@ func TestRunQUIC(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr := startPlainQUIC(t, tt.alg)
-			rep, err := Run(context.Background(), Options{Target: addr, Transport: TransportQUIC, Count: 4, Concurrency: 2, ShapeRTT: 100 * time.Millisecond})
+			rep, err := Run(context.Background(), Options{Target: addr, Transport: TransportQUIC, Count: 4, Concurrency: 2, ShapeRTT: testShapeRTT})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -112,7 +118,7 @@ func TestMatrixQUIC(t *testing.T) {
 	res, err := Matrix(context.Background(), MatrixOptions{
 		Groups: []tls.CurveID{tls.X25519MLKEM768}, Certs: algs, Transports: []string{TransportTCP, TransportQUIC},
 		Servers: []Launcher{inProcessPlain{}, brokenServer{}}, Dir: t.TempDir(), Runs: 1, Duration: 150 * time.Millisecond,
-		Concurrency: 2, PrimitiveTime: 2 * time.Millisecond, ShapeRTT: 100 * time.Millisecond, Log: &log,
+		Concurrency: 2, PrimitiveTime: 2 * time.Millisecond, ShapeRTT: testShapeRTT, Log: &log,
 	})
 	if err != nil {
 		t.Fatal(err)
