@@ -7,14 +7,14 @@
 // handshake with crypto/tls and hands the proxy either HTTP requests or an
 // accepted net.Conn. It reads no configuration file; every type takes plain
 // option structs whose zero fields mean a documented default. It speaks
-// only HTTP/1.1 to upstreams (no h2c) and does not retry requests that
-// reached an upstream.
+// only HTTP/1.1 to upstreams (no h2 or h2c) and does not retry requests
+// that reached an upstream.
 //
 // # Pools and health
 //
-// A Pool is a named list of upstreams ("host:port" or "unix:/path") picked
-// round-robin among those that are usable: passing active health checks and
-// not ejected. Active checks run every HealthOptions.Interval per upstream:
+// A Pool is a named list of upstreams ("host:port", "unix:/path" or
+// "https://host:port") picked by a Policy among those that are usable:
+// passing active health checks and not ejected. Active checks run every HealthOptions.Interval per upstream:
 // an HTTP GET of HealthOptions.Path that must answer 2xx or 3xx, or a plain
 // connect when Path is empty (stream pools). HealthyThreshold and
 // UnhealthyThreshold consecutive results flip the verdict. Every upstream
@@ -26,6 +26,22 @@
 // at most one probe in flight per upstream, so a dead upstream is noticed
 // before the next interval. Pool.Upstreams lists the state for metrics and
 // PoolOptions.OnHealthChange reports each change.
+//
+// # TLS to origins
+//
+// An https:// upstream is reached over TLS (PoolOptions.TLS): verified
+// against the system roots or given ones, under the upstream's host name
+// or a given one (SNI), with an optional client certificate, classical or
+// ML-DSA. X25519MLKEM768 is offered first, then the other hybrids, then
+// x25519 and secp256r1 (the pqtls pq-preferred preset); with
+// UpstreamTLS.PQRequired only the hybrids, over TLS 1.3 (pq-only), so an
+// origin that will not negotiate one fails the handshake. A failed
+// handshake is an UpstreamTLSError, classed by reason; it answers 502 and
+// counts against the upstream like a refused connect, and active checks of
+// such an upstream include the handshake. A pool's upstreams are all
+// https:// or none. The proxy still speaks HTTP/1.1 to origins (ALPN
+// "http/1.1"; no h2), and RequestInfo.UpstreamTLS and
+// PoolOptions.OnTLSHandshake report what each origin leg negotiated.
 //
 // # HTTP
 //

@@ -34,7 +34,8 @@ type HealthOptions struct {
 	// "/healthz") that must answer 2xx or 3xx. Empty means a plain connect,
 	// which is what stream pools use.
 	Path string
-	// Host is the Host header of HTTP checks. Default: the upstream address.
+	// Host is the Host header of HTTP checks. Default: the upstream address
+	// (for an https:// upstream, its TLS server name).
 	Host string
 	// HealthyThreshold consecutive passing checks make an unhealthy upstream
 	// healthy again. Default DefaultHealthyThreshold.
@@ -144,17 +145,27 @@ func (st *upstreamState) recordCheck(err error) {
 	st.updateUsableLocked(fmt.Sprintf("%d health checks failed, the last: %v", st.failStreak, err))
 }
 
-// check runs one health check.
+// check runs one health check. An https:// upstream's check includes the
+// TLS handshake, under the pool's TLS settings: an origin that fails it
+// (pq_required refused, a certificate that does not verify) is as
+// unusable as one that refuses connections.
 func (st *upstreamState) check() error {
 	h := st.key.spec.HealthOptions
-	// The timeout covers connect, request and response: a check must end
-	// even if the upstream accepts and then says nothing.
+	// The timeout covers connect, handshake, request and response: a
+	// check must end even if the upstream accepts and then says nothing.
 	ctx, cancel := context.WithTimeout(st.ctx, h.Timeout)
 	defer cancel()
 	var d net.Dialer
 	c, err := d.DialContext(ctx, st.network, st.dialTo)
 	if err != nil {
 		return err
+	}
+	if st.tls != nil {
+		tc, err := st.tls.handshake(ctx, c, st.key.addr, h.Timeout)
+		if err != nil {
+			return err
+		}
+		c = tc
 	}
 	defer c.Close()
 	if h.Path == "" {
@@ -164,14 +175,7 @@ func (st *upstreamState) check() error {
 	if err := c.SetDeadline(deadline); err != nil {
 		return err
 	}
-	host := h.Host
-	if host == "" {
-		host = st.key.addr
-		if st.network == "unix" {
-			host = "localhost"
-		}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+h.Path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+st.checkHost()+h.Path, nil)
 	if err != nil {
 		return err
 	}
@@ -182,6 +186,11 @@ func (st *upstreamState) check() error {
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(c), req)
 	if err != nil {
+		if st.tls != nil {
+			if te := st.tls.lateFailure(st.key.addr, err); te != nil {
+				return te
+			}
+		}
 		return err
 	}
 	// Read a little of the body so the upstream does not see a reset, but
@@ -192,4 +201,19 @@ func (st *upstreamState) check() error {
 		return fmt.Errorf("health check %s: status %d", h.Path, resp.StatusCode)
 	}
 	return nil
+}
+
+// checkHost is the Host header of HTTP checks: HealthOptions.Host, else
+// for an https:// upstream the TLS server name (the virtual host the
+// certificate names), else the address dialed.
+func (st *upstreamState) checkHost() string {
+	switch {
+	case st.key.spec.Host != "":
+		return st.key.spec.Host
+	case st.network == "unix":
+		return "localhost"
+	case st.tls != nil && net.ParseIP(st.tls.conf.ServerName) == nil:
+		return st.tls.conf.ServerName
+	}
+	return st.dialTo
 }

@@ -150,11 +150,11 @@ func TestNewPoolErrors(t *testing.T) {
 		want string
 	}{
 		{"no addresses", PoolOptions{}, "no upstream addresses"},
-		{"missing port", PoolOptions{Addresses: []string{"127.0.0.1"}}, "want host:port or unix:/path"},
+		{"missing port", PoolOptions{Addresses: []string{"127.0.0.1"}}, "want host:port, https://host:port or unix:/path"},
 		{"empty unix path", PoolOptions{Addresses: []string{"unix:"}}, "empty unix socket path"},
 		{"relative unix path", PoolOptions{Addresses: []string{"unix:run/app.sock"}}, "is not absolute"},
-		{"empty host", PoolOptions{Addresses: []string{":8080"}}, "want host:port or unix:/path"},
-		{"empty port", PoolOptions{Addresses: []string{"127.0.0.1:"}}, "want host:port or unix:/path"},
+		{"empty host", PoolOptions{Addresses: []string{":8080"}}, "want host:port, https://host:port or unix:/path"},
+		{"empty port", PoolOptions{Addresses: []string{"127.0.0.1:"}}, "want host:port, https://host:port or unix:/path"},
 		{"service name port", PoolOptions{Addresses: []string{"127.0.0.1:http"}}, `port "http" is not a number from 1 to 65535`},
 		{"port zero", PoolOptions{Addresses: []string{"127.0.0.1:0"}}, `port "0" is not a number`},
 		{"port too large", PoolOptions{Addresses: []string{"127.0.0.1:65536"}}, `port "65536" is not a number`},

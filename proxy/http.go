@@ -2,11 +2,13 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"net/netip"
 	"strconv"
@@ -168,9 +170,22 @@ type RequestInfo struct {
 	// that was malformed, too slow or cut off (400, 408, 413), or a client
 	// that left (499). It never counts against the upstream.
 	ClientError bool
+	// UpstreamTLS is what the TLS handshake of the connection that carried
+	// the request to an https:// upstream negotiated: the origin leg. That
+	// connection may have been opened for an earlier request (keep-alive).
+	// nil for other upstreams, and when no connection was had.
+	UpstreamTLS *HandshakeFacts
 }
 
 type requestInfoKey struct{}
+
+// gotConn records the origin leg of the connection the transport took for
+// the request (httptrace calls it before the request is written).
+func (info *RequestInfo) gotConn(ci httptrace.GotConnInfo) {
+	if dc, ok := ci.Conn.(*deadlineConn); ok && dc.origin != nil {
+		info.UpstreamTLS = dc.origin
+	}
+}
 
 // WithRequestInfo returns a context carrying a new RequestInfo to be filled
 // by HTTPProxy.ServeHTTP.
@@ -298,7 +313,11 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info.Upstream = up.addr
 	st := &reqState{up: up, info: info}
 	ctl := http.NewResponseController(w)
-	out := r.WithContext(context.WithValue(r.Context(), reqStateKey{}, st))
+	ctx := context.WithValue(r.Context(), reqStateKey{}, st)
+	if up.tls != nil {
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: info.gotConn})
+	}
+	out := r.WithContext(ctx)
 	if r.Body != nil && r.Body != http.NoBody {
 		st.body = newClientBody(r.Body, ctl, p.opts.RequestBodyTimeout, p.opts.RequestBodyMinRate)
 		defer st.body.finish()
@@ -352,7 +371,14 @@ func (p *HTTPProxy) dial(ctx context.Context, _, addr string) (net.Conn, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &deadlineConn{Conn: c, timeout: p.opts.UpstreamIdleTimeout}, nil
+	dc := &deadlineConn{Conn: c, timeout: p.opts.UpstreamIdleTimeout}
+	if tc, ok := c.(*tls.Conn); ok {
+		// Read once here: each request on the connection reports it.
+		cs := tc.ConnectionState()
+		f := factsOf(&cs)
+		dc.origin = &f
+	}
+	return dc, nil
 }
 
 // userResponseError marks an error returned by the ModifyResponse option.
@@ -387,6 +413,11 @@ func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 	var de *dialError
 	var ne net.Error
 	var ue userResponseError
+	var te *UpstreamTLSError
+	var late *UpstreamTLSError // an origin's alert after the handshake
+	if st.up.tls != nil {
+		late = st.up.tls.lateFailure(st.up.addr, err)
+	}
 	switch {
 	case bodyErr != nil || clientGone:
 		st.info.ClientError = true
@@ -406,6 +437,13 @@ func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 	case errors.As(err, &ue):
 		p.log.Warn("response rejected by hook", "upstream", st.up.addr, "err", err)
 		p.writeError(w, http.StatusBadGateway, "response rejected")
+	case errors.As(err, &te):
+		// Counted against the upstream by dialUpstream.
+		p.tlsFailed(w, st, te)
+	case late != nil:
+		p.pool.reportFailure(st.up, late)
+		p.pool.tlsHandshake(UpstreamHandshake{Pool: p.pool.name, Upstream: st.up.addr, Err: late})
+		p.tlsFailed(w, st, late)
 	case errors.As(err, &de):
 		p.log.Warn("upstream unreachable", "upstream", st.up.addr, "err", err)
 		p.writeError(w, http.StatusBadGateway, "unreachable")
@@ -418,6 +456,13 @@ func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 		p.log.Warn("upstream error", "upstream", st.up.addr, "err", err)
 		p.writeError(w, http.StatusBadGateway, "failed")
 	}
+}
+
+// tlsFailed answers a request whose origin leg failed its TLS handshake.
+func (p *HTTPProxy) tlsFailed(w http.ResponseWriter, st *reqState, te *UpstreamTLSError) {
+	st.info.Err, st.info.UpstreamTLS = te, nil
+	p.log.Warn("upstream TLS handshake failed", "upstream", st.up.addr, "reason", te.Reason, "err", te)
+	p.writeError(w, http.StatusBadGateway, "TLS handshake failed")
 }
 
 // clientAddr is the IP of a request's RemoteAddr ("ip:port"), for the
@@ -445,6 +490,7 @@ func (p *HTTPProxy) writeError(w http.ResponseWriter, code int, what string) {
 type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
+	origin  *HandshakeFacts // the TLS handshake of an https:// upstream; read-only
 }
 
 func (c *deadlineConn) Read(b []byte) (int, error) {

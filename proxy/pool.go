@@ -33,14 +33,27 @@ const (
 
 // PoolOptions configure a Pool. Zero fields take the documented default.
 type PoolOptions struct {
-	// Addresses lists the upstreams: "host:port" for TCP or "unix:/path" for
-	// a Unix stream socket. At least one is required.
+	// Addresses lists the upstreams: "host:port" for TCP, "unix:/path" for
+	// a Unix stream socket, or "https://host:port" (port 443 by default)
+	// for TLS to the origin, configured by TLS. At least one is required;
+	// a pool's upstreams are either all https:// or none (see NewPool).
 	Addresses []string
+
+	// TLS configures the handshakes with https:// upstreams; it must be
+	// zero for a pool without them.
+	TLS UpstreamTLS
+	// OnTLSHandshake, if set, is called after each TLS handshake with an
+	// https:// upstream on the data path, succeeded or failed, on the
+	// goroutine that dials (the HTTP transport's or the stream's), before
+	// the connection carries a request. Keep-alive connections are reused,
+	// so it counts connections, not requests. It must not block.
+	OnTLSHandshake func(UpstreamHandshake)
 
 	// DialTimeout bounds one connection attempt to an upstream, so a
 	// blackholed address (SYN without answer) fails fast instead of holding
-	// the client for the kernel's multi-minute connect timeout.
-	// Default DefaultDialTimeout.
+	// the client for the kernel's multi-minute connect timeout; for an
+	// https:// upstream it bounds the TLS handshake that follows as well,
+	// on its own. Default DefaultDialTimeout.
 	DialTimeout time.Duration
 
 	// MaxFails is the number of consecutive data-path failures (dial errors,
@@ -99,6 +112,7 @@ type Pool struct {
 	reg    *Registry
 	ownReg bool        // reg was made for this pool alone; Close closes it
 	closed atomic.Bool // after Close, failures are not reported
+	tls    bool        // the upstreams are https://
 }
 
 // upstream is one member of a pool: how to reach it, and its shared state.
@@ -106,6 +120,9 @@ type upstream struct {
 	addr    string // as configured
 	network string // "tcp" or "unix"
 	dialTo  string // address handed to net.Dialer
+	host    string // the host of dialTo (tcp), the default TLS server name
+	// tls is set for an https:// upstream: the handshake after connecting.
+	tls *upstreamTLS
 	// key is the host[:port] the HTTP transport sees for this upstream; for a
 	// unix socket it is a synthetic name the transport's dialer maps back.
 	key   string
@@ -161,6 +178,9 @@ func NewPool(name string, opts PoolOptions) (*Pool, error) {
 		seenAddr[u.addr], seenKey[u.key] = true, true
 		p.ups = append(p.ups, u)
 	}
+	if err := p.setupTLS(); err != nil {
+		return nil, fmt.Errorf("failed to create pool %q: %w", name, err)
+	}
 	if p.reg == nil {
 		var onChange func(UpstreamChange)
 		if opts.OnHealthChange != nil {
@@ -169,6 +189,9 @@ func NewPool(name string, opts PoolOptions) (*Pool, error) {
 		p.reg, p.ownReg = NewRegistry(RegistryOptions{OnChange: onChange, Logger: p.log}), true
 	}
 	spec := healthSpec{HealthOptions: opts.Health, maxFails: opts.MaxFails, ejectFor: opts.EjectFor}
+	if p.tls {
+		spec.tls = opts.TLS.id()
+	}
 	for i, u := range p.ups {
 		st, err := p.reg.acquire(u, spec)
 		if err != nil {
@@ -191,6 +214,12 @@ func CheckUpstream(addr string) error {
 
 func parseUpstream(a string, index int) (*upstream, error) {
 	u := &upstream{addr: a}
+	if rest, ok := cutScheme(a, "https://"); ok {
+		return parseHTTPSUpstream(u, rest)
+	}
+	if _, ok := cutScheme(a, "http://"); ok {
+		return nil, fmt.Errorf("upstream %q: plain HTTP upstreams are written host:port, without http://", a)
+	}
 	if path, ok := strings.CutPrefix(a, "unix:"); ok {
 		if path == "" {
 			return nil, fmt.Errorf("upstream %q: empty unix socket path", a)
@@ -208,19 +237,109 @@ func parseUpstream(a string, index int) (*upstream, error) {
 	}
 	host, port, err := net.SplitHostPort(a)
 	if err != nil {
-		return nil, fmt.Errorf("upstream %q: want host:port or unix:/path: %w", a, err)
+		return nil, fmt.Errorf("upstream %q: want host:port, https://host:port or unix:/path: %w", a, err)
 	}
+	return setTCPUpstream(u, host, port)
+}
+
+// setTCPUpstream fills in a TCP upstream at host and port.
+func setTCPUpstream(u *upstream, host, port string) (*upstream, error) {
 	if port == "" || host == "" {
-		return nil, fmt.Errorf("upstream %q: want host:port or unix:/path", a)
+		return nil, fmt.Errorf("upstream %q: want host:port, https://host:port or unix:/path", u.addr)
+	}
+	if !validHost(host) {
+		return nil, fmt.Errorf("upstream %q: host %q is neither an IP address nor a DNS name", u.addr, host)
 	}
 	// A service name or an out-of-range port would only fail at the first
 	// dial, on a client's request.
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		return nil, fmt.Errorf("upstream %q: port %q is not a number from 1 to 65535", a, port)
+		return nil, fmt.Errorf("upstream %q: port %q is not a number from 1 to 65535", u.addr, port)
 	}
 	// The transport lower-cases the host it dials; match it.
-	u.network, u.dialTo, u.key = "tcp", a, net.JoinHostPort(strings.ToLower(host), port)
+	u.network, u.dialTo, u.host = "tcp", net.JoinHostPort(host, port), host
+	u.key = net.JoinHostPort(strings.ToLower(host), port)
 	return u, nil
+}
+
+// validHost reports whether host is an IP address or made of DNS name
+// characters (letters, digits, "-", "." and, as in some internal names,
+// "_"); anything else could only fail at the first dial, or mean another
+// host than it seems to.
+func validHost(host string) bool {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	for _, r := range host {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// parseHTTPSUpstream parses what follows "https://": host[:port], port
+// 443 by default, and nothing else (no path, query or user).
+func parseHTTPSUpstream(u *upstream, rest string) (*upstream, error) {
+	if i := strings.IndexAny(rest, "/?#@"); i >= 0 {
+		return nil, fmt.Errorf("upstream %q: an https upstream is https://host:port, without %q and what follows; requests keep their own path", u.addr, rest[i:])
+	}
+	host, port, err := net.SplitHostPort(rest)
+	if err != nil {
+		// No port: the https default. A bare IPv6 address must be
+		// bracketed, as in URLs (RFC 3986 section 3.2.2).
+		host, port = rest, "443"
+		if h, ok := strings.CutPrefix(host, "["); ok && strings.HasSuffix(h, "]") {
+			host = strings.TrimSuffix(h, "]")
+		} else if strings.Contains(host, ":") {
+			return nil, fmt.Errorf("upstream %q: want https://host:port (IPv6 addresses in brackets, e.g. https://[2001:db8::1]:443)", u.addr)
+		}
+	}
+	if _, err := setTCPUpstream(u, host, port); err != nil {
+		return nil, err
+	}
+	// The configured TLS is set up once every address parsed (setupTLS);
+	// a non-nil value marks the upstream as https meanwhile.
+	u.tls = &upstreamTLS{}
+	return u, nil
+}
+
+// cutScheme cuts a URL scheme prefix, matched without regard to case (RFC
+// 3986 section 3.1).
+func cutScheme(a, scheme string) (string, bool) {
+	if len(a) >= len(scheme) && strings.EqualFold(a[:len(scheme)], scheme) {
+		return a[len(scheme):], true
+	}
+	return "", false
+}
+
+// setupTLS checks that the pool's upstreams are all https:// or none, and
+// gives each https:// upstream its client config.
+//
+// Mixing is refused: whether a request's origin leg is encrypted (and
+// post-quantum) would then depend on which upstream the balancer picked,
+// and pq_required or a client certificate would hold for some requests
+// only. Two pools, each routed on its own, say what is meant.
+func (p *Pool) setupTLS() error {
+	n := 0
+	for _, u := range p.ups {
+		if u.tls != nil {
+			n++
+		}
+	}
+	switch {
+	case n == 0 && !p.opts.TLS.isZero():
+		return errors.New("TLS settings are given, but no upstream is https://")
+	case n == 0:
+		return nil
+	case n < len(p.ups):
+		return errors.New("upstreams mix https:// and plain addresses; a request's origin leg would be encrypted or not by the upstream picked: use a pool for each")
+	}
+	p.tls = true
+	configFor := p.opts.TLS.clientConfigs()
+	for _, u := range p.ups {
+		u.tls = configFor(u.host)
+	}
+	return nil
 }
 
 // Name returns the pool's name.
@@ -374,7 +493,9 @@ type dialError struct {
 func (e *dialError) Error() string { return fmt.Sprintf("failed to connect to %s: %v", e.addr, e.err) }
 func (e *dialError) Unwrap() error { return e.err }
 
-// dialUpstream connects to u and reports the outcome to the health state.
+// dialUpstream connects to u, completes the TLS handshake of an https://
+// upstream, and reports the outcome to the health state (and the
+// handshake to OnTLSHandshake).
 func (p *Pool) dialUpstream(ctx context.Context, u *upstream) (net.Conn, error) {
 	d := net.Dialer{Timeout: p.opts.DialTimeout}
 	c, err := d.DialContext(ctx, u.network, u.dialTo)
@@ -385,7 +506,32 @@ func (p *Pool) dialUpstream(ctx context.Context, u *upstream) (net.Conn, error) 
 		}
 		return nil, &dialError{addr: u.addr, err: err}
 	}
-	return c, nil
+	if u.tls == nil {
+		return c, nil
+	}
+	start := time.Now()
+	tc, err := u.tls.handshake(ctx, c, u.addr, p.opts.DialTimeout)
+	hs := UpstreamHandshake{Pool: p.name, Upstream: u.addr, Duration: time.Since(start)}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, &dialError{addr: u.addr, err: err}
+		}
+		hs.Err = err.(*UpstreamTLSError)
+		p.reportFailure(u, err)
+		p.tlsHandshake(hs)
+		return nil, &dialError{addr: u.addr, err: err}
+	}
+	cs := tc.ConnectionState()
+	hs.Facts = factsOf(&cs)
+	p.tlsHandshake(hs)
+	return tc, nil
+}
+
+// tlsHandshake reports one origin handshake to OnTLSHandshake.
+func (p *Pool) tlsHandshake(hs UpstreamHandshake) {
+	if p.opts.OnTLSHandshake != nil {
+		p.opts.OnTLSHandshake(hs)
+	}
 }
 
 // reportFailure records a failure the upstream caused (see HTTPProxy's

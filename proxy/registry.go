@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -16,8 +17,9 @@ import (
 // and two generations draining side by side agree on it.
 //
 // State is keyed by the upstream's configured address and its health
-// settings (HealthOptions plus the ejection settings): pools that check one
-// address the same way share one state, one active checker and one probe.
+// settings (HealthOptions plus the ejection settings, and for an https://
+// upstream its TLS settings): pools that check one address the same way
+// share one state, one active checker and one probe.
 // When a pool asks for an address under new settings (a reload changed its
 // health block), the new state starts from the verdict of the existing one,
 // so the change does not make a dead upstream usable again.
@@ -101,6 +103,7 @@ type healthSpec struct {
 	HealthOptions
 	maxFails int
 	ejectFor time.Duration
+	tls      [sha256.Size]byte // UpstreamTLS.id of an https:// upstream
 }
 
 // upstreamState is the health of one upstream under one healthSpec, shared
@@ -109,8 +112,9 @@ type healthSpec struct {
 type upstreamState struct {
 	reg     *Registry
 	key     stateKey
-	network string // "tcp" or "unix"
-	dialTo  string // address handed to net.Dialer
+	network string       // "tcp" or "unix"
+	dialTo  string       // address handed to net.Dialer
+	tls     *upstreamTLS // the handshake of an https:// upstream's checks
 	refs    int
 	ctx     context.Context    // ends when the last pool releases it or the registry closes
 	stop    context.CancelFunc // cancels ctx
@@ -142,7 +146,7 @@ func (r *Registry) acquire(u *upstream, spec healthSpec) (*upstreamState, error)
 		st.refs++
 		return st, nil
 	}
-	st := &upstreamState{reg: r, key: k, network: u.network, dialTo: u.dialTo, refs: 1, healthy: true, usable: true}
+	st := &upstreamState{reg: r, key: k, network: u.network, dialTo: u.dialTo, tls: u.tls, refs: 1, healthy: true, usable: true}
 	// Another spec for the same address (a reload changed the health
 	// settings): start from its verdict, not from "usable".
 	for ok, o := range r.states {

@@ -102,6 +102,12 @@ type StreamProxy struct {
 // NewStreamProxy returns a proxy relaying to pool's upstreams. The pool is
 // not closed by the proxy.
 func NewStreamProxy(pool *Pool, opts StreamOptions) (*StreamProxy, error) {
+	if pool.tls {
+		// A stream relays raw bytes to a socket; TLS to the origin (and a
+		// PROXY header inside it, and half-closes through it) is not
+		// what an https:// upstream promises.
+		return nil, fmt.Errorf("failed to create stream proxy for pool %q: its upstreams are https://; a stream relays raw bytes to host:port or unix:/path upstreams", pool.name)
+	}
 	if opts.ProxyProtocol < 0 || opts.ProxyProtocol > 2 {
 		return nil, fmt.Errorf("failed to create stream proxy for pool %q: PROXY protocol version %d, want 0, 1 or 2", pool.name, opts.ProxyProtocol)
 	}
