@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -283,12 +285,39 @@ type Headers struct {
 // Pool is a set of upstream addresses.
 type Pool struct {
 	Name string `toml:"name"`
-	// Upstreams are host:port or unix:/path addresses.
+	// Upstreams are host:port or unix:/path addresses, or https://host:port
+	// origins reached over TLS; a pool's upstreams are all https:// or
+	// none.
 	Upstreams []string `toml:"upstreams"`
 	// Balance picks the upstream of each new request or stream:
 	// round_robin (default), least_conn, random_two, ip_hash or first.
 	Balance string `toml:"balance"`
 	Health  Health `toml:"health"`
+
+	// TLS to https:// upstreams (the origin leg). TLSCA is a PEM file of
+	// the roots that verify the origins' certificates, in place of the
+	// system roots; TLSServerName the name sent in SNI and checked in
+	// their certificates, in place of each upstream's host; TLSClientCert
+	// and TLSClientKey a client certificate (classical or ML-DSA) for
+	// origins that ask for one.
+	TLSCA         string `toml:"tls_ca"`
+	TLSServerName string `toml:"tls_server_name"`
+	TLSClientCert string `toml:"tls_client_cert"`
+	TLSClientKey  string `toml:"tls_client_key"`
+	// PQRequired refuses origins that will not negotiate a hybrid
+	// post-quantum group: only the hybrids are offered, over TLS 1.3.
+	PQRequired bool `toml:"pq_required"`
+}
+
+// HTTPS reports whether the pool's upstreams are https:// origins.
+func (p Pool) HTTPS() bool {
+	return len(p.Upstreams) > 0 && slices.ContainsFunc(p.Upstreams, isHTTPSUpstream)
+}
+
+// isHTTPSUpstream reports an https:// address (the scheme matched without
+// regard to case, as the proxy does).
+func isHTTPSUpstream(a string) bool {
+	return len(a) >= len("https://") && strings.EqualFold(a[:len("https://")], "https://")
 }
 
 // Health configures active and passive health checks of a pool.

@@ -113,6 +113,19 @@ const (
 	DefaultHealthInterval Duration = ""
 )
 
+// Origin TLS (a pool's https:// upstreams, package proxy's UpstreamTLS). An
+// empty tls_ca means the system roots, an empty tls_server_name each
+// upstream's own host, and the groups offered are those of the pqtls
+// pq-preferred preset (X25519MLKEM768 first, then the other hybrids, then
+// x25519 and secp256r1), or with pq_required the pq-only preset's hybrids
+// over TLS 1.3. ML-DSA client keys sign with DefaultMLDSASigner.
+const (
+	// DefaultPQRequired: an origin that negotiates only classical groups
+	// is served (and counted as such: pqedge_upstream_handshakes_total,
+	// the adoption page) unless the pool sets pq_required.
+	DefaultPQRequired = false
+)
+
 // Anycast ([anycast], package anycast). Operators of anycast DNS and web
 // services damp route changes for seconds, not milliseconds: a route that
 // moves costs every client behind it a retry.

@@ -14,10 +14,11 @@ import (
 // [[site.cert]] pairs and pq_root of sites with certs = "files" or "acme"
 // (through certs.LoadFiles, the loader the server serves them with: they
 // exist, parse, belong together, are valid at now and cover the site's
-// server_names), acme.ca_roots (PEM certificates) and the [fleet] key,
-// password and CA files (checkFleetFiles). Problems with Warning
-// set (a chain out of order, a leaf about to expire) leave the files
-// usable.
+// server_names), acme.ca_roots (PEM certificates), the [fleet] key,
+// password and CA files (checkFleetFiles), and each pool's origin TLS files
+// (tls_ca, tls_client_cert and tls_client_key, through PoolTLS, the loader
+// the server builds pools with). Problems with Warning set (a chain out of
+// order, a leaf about to expire) leave the files usable.
 //
 // Unlike Load, it does I/O: `pqedge config check` and `pqedge run` call it
 // before serving. cfg must come from Load or Parse.
@@ -54,6 +55,22 @@ func CheckFiles(cfg *Config, now time.Time) Problems {
 			continue
 		}
 		for _, w := range loaded.Warnings {
+			add(key+"."+w.Field, w.Err, true)
+		}
+	}
+	for i, p := range cfg.Pool {
+		key := fmt.Sprintf("pool.%d", i)
+		_, warnings, err := PoolTLS(p, now)
+		var fps certs.FileProblems
+		switch {
+		case errors.As(err, &fps):
+			for _, fp := range fps {
+				add(key+"."+fp.Field, fp.Err, false)
+			}
+		case err != nil:
+			add(key, err, false)
+		}
+		for _, w := range warnings {
 			add(key+"."+w.Field, w.Err, true)
 		}
 	}

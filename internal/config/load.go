@@ -139,6 +139,10 @@ func (c *Config) resolvePaths(dir string) {
 		f.CAFile = abs(f.CAFile)
 		f.EncryptionKeyFile = abs(f.EncryptionKeyFile)
 	}
+	for i := range c.Pool {
+		p := &c.Pool[i]
+		p.TLSCA, p.TLSClientCert, p.TLSClientKey = abs(p.TLSCA), abs(p.TLSClientCert), abs(p.TLSClientKey)
+	}
 	for i := range c.Site {
 		c.Site[i].PQRoot = abs(c.Site[i].PQRoot)
 		c.Site[i].ACME.CARoots = abs(c.Site[i].ACME.CARoots)

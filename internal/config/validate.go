@@ -120,6 +120,9 @@ func (v *validator) checkListeners() {
 				v.addf(key, "set pool = \"NAME\" of a [[pool]]", "stream listener %q has no pool", l.Name)
 			} else if !v.hasPool(l.Pool) {
 				v.addf(key+".pool", "define a [[pool]] with that name", "stream listener %q names unknown pool %q", l.Name, l.Pool)
+			} else if v.poolHTTPS(l.Pool) {
+				v.addf(key+".pool", "a stream relays raw bytes: give it a pool of host:port or unix:/path upstreams",
+					"stream listener %q names pool %q, whose upstreams are https://", l.Name, l.Pool)
 			}
 			if l.Site == "" {
 				v.addf(key, "set site = \"NAME\" of the [[site]] whose certificates it serves", "stream listener %q has no site", l.Name)
@@ -210,6 +213,12 @@ func (v *validator) hasPool(name string) bool {
 	return slices.ContainsFunc(v.cfg.Pool, func(p Pool) bool { return p.Name == name })
 }
 
+// poolHTTPS reports whether the pool named name has https:// upstreams.
+func (v *validator) poolHTTPS(name string) bool {
+	i := slices.IndexFunc(v.cfg.Pool, func(p Pool) bool { return p.Name == name })
+	return i >= 0 && v.cfg.Pool[i].HTTPS()
+}
+
 func (v *validator) hasSite(name string) bool {
 	return slices.ContainsFunc(v.cfg.Site, func(s Site) bool { return s.Name == name })
 }
@@ -251,6 +260,7 @@ func (v *validator) checkPools() {
 				v.addf(key+".upstreams", "", "pool %q: %v", p.Name, err)
 			}
 		}
+		v.checkPoolTLS(key, p)
 		if p.Balance != "" {
 			if _, err := proxy.ParsePolicy(p.Balance); err != nil {
 				v.addf(key+".balance", "use "+strings.Join(proxy.PolicyNames(), ", "), "pool %q: %v", p.Name, err)
@@ -266,6 +276,51 @@ func (v *validator) checkPools() {
 			if n.val < 0 {
 				v.addf(key+".health."+n.name, "use a positive count, or leave it out for the default", "%s must not be negative", n.name)
 			}
+		}
+	}
+}
+
+// checkPoolTLS checks a pool's origin TLS keys without reading the files
+// they name (CheckFiles does): they need https:// upstreams, which a pool
+// must not mix with plain ones (a request's protection would hang on the
+// upstream picked); a client certificate needs its key and the other way
+// round; the server name is a DNS name or an IP address.
+func (v *validator) checkPoolTLS(key string, p Pool) {
+	https := 0
+	for _, u := range p.Upstreams {
+		if isHTTPSUpstream(u) {
+			https++
+		}
+	}
+	if https > 0 && https < len(p.Upstreams) {
+		v.addf(key+".upstreams", "a pool's upstreams are all https:// or none; put each kind in a pool of its own",
+			"pool %q mixes https:// and plain upstreams: whether a request's origin leg is encrypted would depend on the upstream picked", p.Name)
+	}
+	keys := []struct {
+		name string
+		set  bool
+	}{
+		{"tls_ca", p.TLSCA != ""}, {"tls_server_name", p.TLSServerName != ""},
+		{"tls_client_cert", p.TLSClientCert != ""}, {"tls_client_key", p.TLSClientKey != ""}, {"pq_required", p.PQRequired},
+	}
+	if https == 0 {
+		for _, k := range keys {
+			if k.set {
+				v.addf(key+"."+k.name, "write the upstreams as \"https://host:port\", or remove "+k.name,
+					"pool %q: %s is for https:// upstreams, and the pool has none", p.Name, k.name)
+			}
+		}
+		return
+	}
+	switch {
+	case p.TLSClientCert != "" && p.TLSClientKey == "":
+		v.addf(key+".tls_client_cert", "set tls_client_key to the certificate's private key file", "pool %q has tls_client_cert but no tls_client_key", p.Name)
+	case p.TLSClientKey != "" && p.TLSClientCert == "":
+		v.addf(key+".tls_client_key", "set tls_client_cert to the certificate chain file", "pool %q has tls_client_key but no tls_client_cert", p.Name)
+	}
+	if n := p.TLSServerName; n != "" {
+		if err := checkServerName(n); err != nil || strings.HasPrefix(n, "*.") {
+			v.addf(key+".tls_server_name", "the name the origins' certificates carry, e.g. \"origin.example.com\"", "bad server name %q", n)
 		}
 	}
 }

@@ -24,10 +24,11 @@ var adoptionFamilies = [...]string{
 }
 
 // Adoption counts completed handshakes per minute, by client family and
-// whether the key exchange was post-quantum, for the last day. It is a ring
-// indexed by the minute: a bucket whose minute is stale is reset on the next
-// write, so nothing needs a ticker. It is safe for concurrent use; the
-// server keeps one across config generations.
+// whether the key exchange was post-quantum, and requests proxied to
+// https:// upstreams by whether their client and origin legs were, for the
+// last day. It is a ring indexed by the minute: a bucket whose minute is
+// stale is reset on the next write, so nothing needs a ticker. It is safe
+// for concurrent use; the server keeps one across config generations.
 type Adoption struct {
 	mu      sync.Mutex // guards buckets
 	buckets [adoptionMinutes]adoptionBucket
@@ -37,6 +38,9 @@ type adoptionBucket struct {
 	minute int64 // Unix minute counted here
 	// counts[family][0] classical, [1] post-quantum.
 	counts [len(adoptionFamilies)][2]uint32
+	// origin counts requests proxied to https:// upstreams: [0] all, [1]
+	// whose origin leg was post-quantum, [2] whose two legs both were.
+	origin [3]uint32
 }
 
 func familyIndex(family string) int {
@@ -62,6 +66,28 @@ func (a *Adoption) Record(now time.Time, family string, pq bool) {
 	b.counts[familyIndex(family)][pqi]++
 }
 
+// RecordOrigin counts one request proxied to an https:// upstream at now:
+// whether its client leg (the handshake of the client's connection) and
+// its origin leg (that of the upstream connection that carried it) were
+// post-quantum. A request counts once however many requests its
+// connections carried before: end to end is a property of each request.
+func (a *Adoption) RecordOrigin(now time.Time, clientPQ, originPQ bool) {
+	m := now.Unix() / 60
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b := &a.buckets[m%adoptionMinutes]
+	if b.minute != m {
+		*b = adoptionBucket{minute: m}
+	}
+	b.origin[0]++
+	if originPQ {
+		b.origin[1]++
+		if clientPQ {
+			b.origin[2]++
+		}
+	}
+}
+
 // AdoptionWindow is the post-quantum share of handshakes over one window.
 type AdoptionWindow struct {
 	Name     string           `json:"name"`
@@ -70,6 +96,18 @@ type AdoptionWindow struct {
 	PQ       uint64           `json:"pq"`
 	Share    float64          `json:"share"` // PQ/Total, 0 without handshakes
 	Families []AdoptionFamily `json:"families"`
+	// EndToEnd is the window's requests to https:// upstreams.
+	EndToEnd AdoptionEndToEnd `json:"end_to_end"`
+}
+
+// AdoptionEndToEnd is the share of requests proxied to https:// upstreams
+// whose client leg and origin leg were both post-quantum: protected
+// against harvest now, decrypt later all the way to the origin.
+type AdoptionEndToEnd struct {
+	Requests uint64  `json:"requests"`  // proxied to https:// upstreams
+	OriginPQ uint64  `json:"origin_pq"` // whose origin leg was post-quantum
+	PQ       uint64  `json:"pq"`        // whose two legs both were
+	Share    float64 `json:"share"`     // PQ/Requests, 0 without requests
 }
 
 // AdoptionFamily is one client family's part of a window.
@@ -91,6 +129,7 @@ type AdoptionReport struct {
 func (a *Adoption) window(now time.Time, name string, minutes int) AdoptionWindow {
 	cur := now.Unix() / 60
 	var sums [len(adoptionFamilies)][2]uint64
+	var origin [3]uint64
 	a.mu.Lock()
 	for i := range a.buckets {
 		b := &a.buckets[i]
@@ -99,10 +138,14 @@ func (a *Adoption) window(now time.Time, name string, minutes int) AdoptionWindo
 				sums[f][0] += uint64(b.counts[f][0])
 				sums[f][1] += uint64(b.counts[f][1])
 			}
+			for j := range b.origin {
+				origin[j] += uint64(b.origin[j])
+			}
 		}
 	}
 	a.mu.Unlock()
-	w := AdoptionWindow{Name: name, Minutes: minutes}
+	w := AdoptionWindow{Name: name, Minutes: minutes,
+		EndToEnd: AdoptionEndToEnd{Requests: origin[0], OriginPQ: origin[1], PQ: origin[2], Share: share(origin[2], origin[0])}}
 	for f, s := range sums {
 		total := s[0] + s[1]
 		if total == 0 {

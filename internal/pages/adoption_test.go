@@ -92,3 +92,34 @@ func TestAdoptionWindows(t *testing.T) {
 		})
 	}
 }
+
+// TestAdoptionEndToEnd: requests to https:// upstreams count per window by
+// whether their origin leg, and both legs, were post-quantum.
+func TestAdoptionEndToEnd(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC)
+	a := &Adoption{}
+	for _, r := range []struct {
+		at               time.Duration
+		client, upstream bool
+	}{
+		{0, true, true}, {0, true, true}, {0, false, true}, {0, true, false},
+		{-2 * time.Hour, true, true}, // the day only
+	} {
+		a.RecordOrigin(t0.Add(r.at), r.client, r.upstream)
+	}
+	rep := a.Report(t0)
+	for i, want := range []AdoptionEndToEnd{
+		{Requests: 4, OriginPQ: 3, PQ: 2, Share: 0.5},
+		{Requests: 5, OriginPQ: 4, PQ: 3, Share: 0.6},
+	} {
+		if got := rep.Windows[i].EndToEnd; got != want {
+			t.Errorf("%s: %+v, want %+v", rep.Windows[i].Name, got, want)
+		}
+	}
+	if rep.Windows[0].Total != 0 {
+		t.Errorf("origin requests counted as handshakes: %+v", rep.Windows[0])
+	}
+	if got := (&Adoption{}).Report(t0).Windows[0].EndToEnd; got != (AdoptionEndToEnd{}) {
+		t.Errorf("empty: %+v", got)
+	}
+}

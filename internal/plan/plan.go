@@ -144,11 +144,14 @@ type Listener struct {
 }
 
 // Pool is one [[pool]], with its settings as proxy options (without the
-// registry and logger, which are the server's).
+// registry and logger, which are the server's, nor the origin TLS settings,
+// which come from files: config.PoolTLS reads them from Config when the
+// server builds the pool).
 type Pool struct {
 	Name    string
 	Options proxy.PoolOptions
 	Balance string
+	Config  config.Pool
 }
 
 // ACMESite is a certs = "acme" site and where its challenges are answered.
@@ -229,7 +232,7 @@ func (p *Plan) Listener(name string) *Listener {
 
 func (p *Plan) addPool(pc config.Pool) {
 	h := pc.Health
-	pl := &Pool{Name: pc.Name, Balance: pc.Balance, Options: proxy.PoolOptions{
+	pl := &Pool{Name: pc.Name, Balance: pc.Balance, Config: pc, Options: proxy.PoolOptions{
 		Addresses:   pc.Upstreams,
 		DialTimeout: p.Timeouts.UpstreamDial,
 		MaxFails:    h.EjectAfter,

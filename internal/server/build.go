@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/pqedge/pqedge/certs"
+	"github.com/pqedge/pqedge/internal/config"
 	"github.com/pqedge/pqedge/internal/pages"
 	"github.com/pqedge/pqedge/internal/plan"
 	"github.com/pqedge/pqedge/pqtls"
@@ -32,6 +34,16 @@ func (t *txn) buildGeneration() (err error) {
 		if opts.Policy, err = proxy.ParsePolicy(pp.Balance); err != nil {
 			return fmt.Errorf("pool %q: %w", pp.Name, err)
 		}
+		// The origin TLS files are read on every start and reload, with
+		// the loader config check uses; one that fails refuses the config.
+		var warnings certs.FileProblems
+		if opts.TLS, warnings, err = config.PoolTLS(pp.Config, s.now()); err != nil {
+			return fmt.Errorf("pool %q: %w", pp.Name, err)
+		}
+		for _, w := range warnings {
+			s.log.Warn("origin TLS file", "pool", pp.Name, "key", w.Field, "warning", w.Err)
+		}
+		opts.OnTLSHandshake = s.metrics.upstreamHandshake
 		pool, err := proxy.NewPool(pp.Name, opts)
 		if err != nil {
 			return err

@@ -18,8 +18,8 @@
 // New and Reload share one transaction, prepare then commit, or abort:
 //
 //	prepare   plan (no I/O) → certificates → sockets → anycast device →
-//	          ACME managers → generation → admin listener → ACME orders
-//	          (network I/O)
+//	          ACME managers → generation (pools, with their origin TLS
+//	          files) → admin listener → ACME orders (network I/O)
 //	commit    under the server lock: publish the generation, start its
 //	          sockets, close the sockets it no longer uses, retire the
 //	          previous generation

@@ -23,6 +23,8 @@ type metrics struct {
 	requestSeconds     *prometheus.HistogramVec
 	misdirected        *prometheus.CounterVec
 	upstreamHealthy    *prometheus.GaugeVec
+	upstreamTLS        *prometheus.CounterVec
+	upstreamTLSFails   *prometheus.CounterVec
 	streamsActive      prometheus.Gauge
 	streams            *prometheus.CounterVec
 	reloads            *prometheus.CounterVec
@@ -69,6 +71,14 @@ func newMetrics() *metrics {
 			Name: "pqedge_upstream_healthy",
 			Help: "1 when an upstream is picked for new requests, 0 when it failed health checks or is ejected; one series per upstream of a pool that a serving or draining config uses.",
 		}, []string{"pool", "upstream"}),
+		upstreamTLS: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pqedge_upstream_handshakes_total",
+			Help: "Completed TLS handshakes with https:// upstreams (origin legs) by pool, negotiated group and whether it is post-quantum; connections, not requests (keep-alive connections carry many); health checks are not counted.",
+		}, []string{"pool", "group", "pq"}),
+		upstreamTLSFails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pqedge_upstream_handshake_failures_total",
+			Help: "Failed TLS handshakes with https:// upstreams by pool and reason (certificate, client_certificate, no_common_group: refused by pq_required, version, timeout, other); each counts against the upstream's health.",
+		}, []string{"pool", "reason"}),
 		streamsActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pqedge_streams_active",
 			Help: "TCP streams being proxied now.",
@@ -99,7 +109,7 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.certReloadFailures, m.handshakes, m.handshakeFailures, m.handshakeSeconds, m.resumptions,
-		m.requests, m.requestSeconds, m.misdirected, m.upstreamHealthy, m.streamsActive, m.streams, m.reloads,
+		m.requests, m.requestSeconds, m.misdirected, m.upstreamHealthy, m.upstreamTLS, m.upstreamTLSFails, m.streamsActive, m.streams, m.reloads,
 		m.certExpiryDays, m.ticketRefreshes, m.ticketKeys,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
@@ -119,6 +129,16 @@ func (m *metrics) handshake(ev *HandshakeEvent) {
 	if h.Resumed && ev.Ticket != tickets.OriginNone {
 		m.resumptions.WithLabelValues(ev.Site, string(ev.Ticket)).Inc()
 	}
+}
+
+// upstreamHandshake counts one origin-leg handshake; it is every pool's
+// proxy.PoolOptions.OnTLSHandshake.
+func (m *metrics) upstreamHandshake(h proxy.UpstreamHandshake) {
+	if h.Err != nil {
+		m.upstreamTLSFails.WithLabelValues(h.Pool, h.Err.Reason).Inc()
+		return
+	}
+	m.upstreamTLS.WithLabelValues(h.Pool, h.Facts.Group, strconv.FormatBool(h.Facts.PQ)).Inc()
 }
 
 func (m *metrics) ticketRefresh(r tickets.RefreshResult) {

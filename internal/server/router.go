@@ -68,6 +68,13 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m := g.server().metrics
 	m.requests.WithLabelValues(siteName, strconv.Itoa(code)).Inc()
 	m.requestSeconds.WithLabelValues(siteName).Observe(took.Seconds())
+	var origin *proxy.HandshakeFacts // the origin leg of a request to an https:// upstream
+	if info != nil {
+		origin = info.UpstreamTLS
+	}
+	if origin != nil {
+		g.server().adoption.RecordOrigin(g.server().now(), ci.handshake.PostQuantum(), origin.PQ)
+	}
 	if !g.plan.AccessLog {
 		return
 	}
@@ -76,6 +83,9 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"status", code, "bytes", sw.bytes, "duration_ms", float64(took.Microseconds()) / 1000,
 		"remote", r.RemoteAddr, "route", routeName,
 		"group", ci.handshake.GroupName(), "pq", ci.handshake.PostQuantum(), "signature", ci.handshake.SignatureName(),
+	}
+	if origin != nil {
+		attrs = append(attrs, "upstream_group", origin.Group, "upstream_pq", origin.PQ)
 	}
 	if info != nil && info.Upstream != "" {
 		attrs = append(attrs, "upstream", info.Upstream)
