@@ -405,13 +405,39 @@ func (p *proxyRun) runMode(ctx context.Context, mode string) error {
 	for i, f := range p.opts.Fronts {
 		summarizeCell(&cells[i])
 		if p.opts.ProfileDir != "" && cells[i].GoRuntime && cells[i].Error == "" {
-			if _, _, err := p.measure(ctx, f, mode, true); err != nil {
-				fmt.Fprintf(p.opts.Log, "%-12s %-7s profile: %v\n", mode, f.Kind(), err)
-			}
+			p.profile(ctx, f, mode)
 		}
 	}
 	p.res.Cells = append(p.res.Cells, cells...)
 	return nil
+}
+
+// profile measures one more run of a Go front with its profiles saved,
+// and appends the run's numbers to ProfileDir/profiles.txt: what a profile
+// holds is divided by the units done to get a cost per request, MiB or
+// connection. A failure is logged; it fails nothing.
+func (p *proxyRun) profile(ctx context.Context, f ProxyLauncher, mode string) {
+	r, errs, err := p.measure(ctx, f, mode, true)
+	if err == nil && len(errs) > 0 {
+		err = fmt.Errorf("%d failures: %s", countErrors(errs), errs[0].Example)
+	}
+	if err != nil {
+		fmt.Fprintf(p.opts.Log, "%-12s %-7s profile: %v\n", mode, f.Kind(), err)
+		return
+	}
+	line := fmt.Sprintf("%s-%s: %.0f %ss (%s)\n", f.Kind(), mode, r.Units, ModeUnit(mode), runLine(mode, r))
+	fmt.Fprintf(p.opts.Log, "%-12s %-7s profile: %s", mode, f.Kind(), line)
+	file := filepath.Join(p.opts.ProfileDir, "profiles.txt")
+	out, err := os.OpenFile(file, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err == nil {
+		_, err = io.WriteString(out, line)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(p.opts.Log, "failed to write %s: %v\n", file, err)
+	}
 }
 
 func countErrors(errs []ErrorCount) int {
