@@ -2,6 +2,8 @@ package bench
 
 import (
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -29,7 +31,7 @@ func summarizeCell(c *ProxyCell) {
 		}
 		c.Conns = c.Runs[0].Conns
 		c.RSSPerConn = Median(rss)
-		c.Spread = Spread(rss)
+		c.Spread = cellSpread(rss)
 		c.RSS = int64(med(func(r ProxyRun) float64 { return float64(r.RSS) }))
 		if c.GoRuntime {
 			c.HeapPerConn = med(perConn(func(r ProxyRun) int64 { return r.HeapDelta }))
@@ -44,7 +46,7 @@ func summarizeCell(c *ProxyCell) {
 		cpu[i] = float64(r.FrontCPU)
 	}
 	c.FrontCPU = time.Duration(Median(cpu))
-	c.Spread = Spread(cpu)
+	c.Spread = cellSpread(cpu)
 	c.Noisy = c.Spread > SpreadLimit
 	c.Rate = med(func(r ProxyRun) float64 { return r.Rate })
 	c.FrontCores = med(func(r ProxyRun) float64 { return r.FrontCores })
@@ -60,6 +62,20 @@ func summarizeCell(c *ProxyCell) {
 		c.AllocsPerUnit = med(func(r ProxyRun) float64 { return float64(r.Mallocs) / max(1, r.Units) })
 		c.AllocBytesPerUnit = med(func(r ProxyRun) float64 { return float64(r.AllocBytes) / max(1, r.Units) })
 	}
+}
+
+// cellSpread is Spread, finite: runs that all measured 0 (nginx's memory
+// per pre-handshake connection) agree, and runs around a median of 0 that
+// do not count as 100% apart. JSON has no infinity.
+func cellSpread(values []float64) float64 {
+	s := Spread(values)
+	if !math.IsInf(s, 0) {
+		return s
+	}
+	if slices.Min(values) == slices.Max(values) {
+		return 0
+	}
+	return 1
 }
 
 // Targets of issue 13 that ProxyChecks judges.

@@ -172,6 +172,15 @@ func TestSummarizeCell(t *testing.T) {
 		t.Errorf("memory: %+v", m)
 	}
 
+	zero := ProxyCell{Front: ServerNginx, Mode: ModePreHandshake, Runs: []ProxyRun{{Conns: 10}, {Conns: 10}}}
+	summarizeCell(&zero)
+	if zero.Spread != 0 || zero.Noisy {
+		t.Errorf("runs that all measured 0: spread %v", zero.Spread)
+	}
+	if _, err := json.Marshal(zero); err != nil {
+		t.Error(err)
+	}
+
 	failed := ProxyCell{Mode: ModeH1, Error: "boom", Runs: []ProxyRun{{Units: 1, FrontCPU: time.Second}}}
 	summarizeCell(&failed)
 	if failed.FrontCPU != 0 {
