@@ -340,3 +340,29 @@ func FuzzParseUpstream(f *testing.F) {
 		}
 	})
 }
+
+// TestOriginTLSTimeout: an origin that accepts the connection and never
+// answers the ClientHello fails the handshake within DialTimeout (502,
+// reason timeout) instead of holding the request.
+func TestOriginTLSTimeout(t *testing.T) {
+	var got []UpstreamHandshake
+	var mu sync.Mutex
+	pool := newTestPool(t, PoolOptions{
+		Addresses: []string{"https://" + silentUpstream(t)}, DialTimeout: 200 * time.Millisecond,
+		Health:         HealthOptions{Interval: -1},
+		OnTLSHandshake: func(h UpstreamHandshake) { mu.Lock(); got = append(got, h); mu.Unlock() },
+	})
+	log := &logBuffer{}
+	call := originProxy(t, pool, log)()
+	if call.status != http.StatusBadGateway || !log.contains("upstream TLS handshake failed", "reason="+TLSFailureTimeout) {
+		t.Errorf("got %d %q, want 502 and a timeout logged:\n%s", call.status, call.body, log)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0].Err == nil || got[0].Err.Reason != TLSFailureTimeout {
+		t.Errorf("OnTLSHandshake saw %+v, want one timeout", got)
+	}
+	if st := pool.Upstreams()[0]; st.ConsecutiveFailures != 1 {
+		t.Errorf("the timeout did not count against the upstream: %+v", st)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -283,4 +284,73 @@ func (b *syncBuffer) hasLine(parts ...string) bool {
 		}
 	}
 	return false
+}
+
+// TestOriginTLSReload: a pool's origin TLS files are read again on reload;
+// a reload whose tls_ca is gone is refused and the running config keeps
+// reaching the origin over TLS. The origin here is a Go server, so this
+// runs without the peers.
+func TestOriginTLSReload(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := certs.InitCA(filepath.Join(dir, "origin-ca"), certs.CAOptions{Alg: certs.AlgECDSAP384})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Issue(certs.LeafOptions{Names: []string{"origin.test"}, Alg: certs.AlgECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "origin saw "+r.TLS.ServerName)
+	}))
+	origin.TLS = &tls.Config{Certificates: []tls.Certificate{*leaf}}
+	origin.StartTLS()
+	defer origin.Close()
+	cfgText := baseConfig + `
+[[site]]
+name = "local"
+server_names = ["localhost"]
+[[site.route]]
+path = "/"
+pool = "origin"
+[[pool]]
+name = "origin"
+upstreams = ["https://` + origin.Listener.Addr().String() + `"]
+tls_ca = "origin-ca/root.crt"
+tls_server_name = "origin.test"
+pq_required = true
+`
+	cfg := loadConfig(t, dir, cfgText)
+	srv, err := New(cfg, Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	ts := &testServer{t: t, srv: srv, cfg: cfg, dir: dir}
+	get := func() string {
+		t.Helper()
+		resp, err := ts.client(tls.X25519MLKEM768).Get("https://" + ts.addr("https") + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return fmt.Sprintf("%d %s", resp.StatusCode, body)
+	}
+	if got := get(); got != "200 origin saw origin.test" {
+		t.Fatalf("before the reload: %q", got)
+	}
+	next := loadConfig(t, dir, cfgText)
+	if err := os.Rename(filepath.Join(dir, "origin-ca", "root.crt"), filepath.Join(dir, "root.crt.moved")); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Reload(t.Context(), next); err == nil || !strings.Contains(err.Error(), "root.crt") {
+		t.Errorf("reload without the tls_ca file: %v, want it refused naming the file", err)
+	}
+	if got := get(); got != "200 origin saw origin.test" {
+		t.Errorf("after the refused reload: %q", got)
+	}
+	if n := ts.metricSum("pqedge_upstream_handshakes_total", `pool="origin"`, `group="X25519MLKEM768"`, `pq="true"`); n < 1 {
+		t.Errorf("no post-quantum origin handshake counted: %v", n)
+	}
 }
