@@ -280,51 +280,6 @@ func (v *validator) checkPools() {
 	}
 }
 
-// checkPoolTLS checks a pool's origin TLS keys without reading the files
-// they name (CheckFiles does): they need https:// upstreams, which a pool
-// must not mix with plain ones (a request's protection would hang on the
-// upstream picked); a client certificate needs its key and the other way
-// round; the server name is a DNS name or an IP address.
-func (v *validator) checkPoolTLS(key string, p Pool) {
-	https := 0
-	for _, u := range p.Upstreams {
-		if isHTTPSUpstream(u) {
-			https++
-		}
-	}
-	if https > 0 && https < len(p.Upstreams) {
-		v.addf(key+".upstreams", "a pool's upstreams are all https:// or none; put each kind in a pool of its own",
-			"pool %q mixes https:// and plain upstreams: whether a request's origin leg is encrypted would depend on the upstream picked", p.Name)
-	}
-	keys := []struct {
-		name string
-		set  bool
-	}{
-		{"tls_ca", p.TLSCA != ""}, {"tls_server_name", p.TLSServerName != ""},
-		{"tls_client_cert", p.TLSClientCert != ""}, {"tls_client_key", p.TLSClientKey != ""}, {"pq_required", p.PQRequired},
-	}
-	if https == 0 {
-		for _, k := range keys {
-			if k.set {
-				v.addf(key+"."+k.name, "write the upstreams as \"https://host:port\", or remove "+k.name,
-					"pool %q: %s is for https:// upstreams, and the pool has none", p.Name, k.name)
-			}
-		}
-		return
-	}
-	switch {
-	case p.TLSClientCert != "" && p.TLSClientKey == "":
-		v.addf(key+".tls_client_cert", "set tls_client_key to the certificate's private key file", "pool %q has tls_client_cert but no tls_client_key", p.Name)
-	case p.TLSClientKey != "" && p.TLSClientCert == "":
-		v.addf(key+".tls_client_key", "set tls_client_cert to the certificate chain file", "pool %q has tls_client_key but no tls_client_cert", p.Name)
-	}
-	if n := p.TLSServerName; n != "" {
-		if err := checkServerName(n); err != nil || strings.HasPrefix(n, "*.") {
-			v.addf(key+".tls_server_name", "the name the origins' certificates carry, e.g. \"origin.example.com\"", "bad server name %q", n)
-		}
-	}
-}
-
 func (v *validator) checkSites() {
 	names := map[string]bool{}
 	serverNames := map[string]string{}
