@@ -375,7 +375,9 @@ func (m *matrixRun) runCell(ctx context.Context, c *Cell, g tls.CurveID, p *Proc
 	c.ExtraRoundTrips = m.opts.Network.ExtraRoundTrips(c.ServerFlightBytes)
 	c.TTFB = m.opts.Network.ModelTTFB(c.ServerFlightBytes, c.ServerCPU)
 	if c.QUIC != nil && c.QUIC.Handshakes > 0 {
-		// Measured, not modeled: the QUIC handshake's own round trips.
+		// Measured, not modeled: the QUIC handshake's own round trips,
+		// and its flight as the shape handshakes of the first run saw it.
+		c.ServerFlightBytes = c.QUIC.ServerHandshakeBytes
 		c.ExtraRoundTrips = max(0, c.QUIC.RoundTrips-1)
 		c.TTFB = time.Duration(1+c.ExtraRoundTrips)*m.opts.Network.RTT + c.ServerCPU
 	}

@@ -117,7 +117,7 @@ func TestMatrixQUIC(t *testing.T) {
 	var log bytes.Buffer
 	res, err := Matrix(context.Background(), MatrixOptions{
 		Groups: []tls.CurveID{tls.X25519MLKEM768}, Certs: algs, Transports: []string{TransportTCP, TransportQUIC},
-		Servers: []Launcher{inProcessPlain{}, brokenServer{}}, Dir: t.TempDir(), Runs: 1, Duration: 150 * time.Millisecond,
+		Servers: []Launcher{inProcessPlain{}, brokenServer{}}, Dir: t.TempDir(), Runs: 2, Duration: 150 * time.Millisecond,
 		Concurrency: 2, PrimitiveTime: 2 * time.Millisecond, ShapeRTT: testShapeRTT, Log: &log,
 	})
 	if err != nil {
@@ -126,6 +126,11 @@ func TestMatrixQUIC(t *testing.T) {
 	// plain: 2 certs x 2 transports; the broken nginx serves no QUIC: 2 TCP cells.
 	if len(res.Cells) != 6 {
 		t.Fatalf("%d cells, want 6:\n%s", len(res.Cells), log.String())
+	}
+	for _, c := range res.Cells {
+		if c.Transport == TransportQUIC && (c.QUIC == nil || c.ServerFlightBytes != c.QUIC.ServerHandshakeBytes || len(c.Runs) != 2) {
+			t.Errorf("quic cell %s: flight %d B, shape %+v, %d runs", c.Cert, c.ServerFlightBytes, c.QUIC, len(c.Runs))
+		}
 	}
 	cmps := CompareTransports(res)
 	if len(cmps) != 2 {
