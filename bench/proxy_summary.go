@@ -144,6 +144,7 @@ func ProxyChecks(r *ProxyResult) []Check {
 		memory("pqedge idle TLS connection <= 20 KiB", []string{ModeIdle, ModeIdleH2}, targetIdleTLS),
 		memory("pqedge pre-handshake connection <= 8 KiB", []string{ModePreHandshake}, targetPreHandshake),
 	}
+	out = append(out, quietCheck(r))
 	spread := Check{Name: fmt.Sprintf("repeated runs agree within %.0f%%", 100*SpreadLimit), Holds: true, Skipped: true}
 	var noisy []string
 	measured := 0
@@ -163,6 +164,31 @@ func ProxyChecks(r *ProxyResult) []Check {
 		spread.Detail += ": " + strings.Join(noisy, ", ")
 	}
 	return append(out, spread)
+}
+
+// quietLimit is the most CPUs other processes may keep busy, as a median
+// over a result's load runs, for its CPU numbers to be taken at face value:
+// above it the front shares its core and its CPU per unit rises with the
+// cache and scheduler noise.
+const quietLimit = 0.25
+
+// quietCheck says whether the machine was quiet during the load runs.
+func quietCheck(r *ProxyResult) Check {
+	ch := Check{Name: fmt.Sprintf("the machine was quiet: other processes kept at most %.2f CPUs busy (median over runs)", quietLimit), Skipped: true}
+	var other []float64
+	for _, c := range r.Cells {
+		for _, run := range c.Runs {
+			if !isMemoryMode(c.Mode) {
+				other = append(other, run.OtherLoad)
+			}
+		}
+	}
+	if len(other) > 0 {
+		m := Median(other)
+		ch.Skipped, ch.Holds = false, m <= quietLimit
+		ch.Detail = fmt.Sprintf("%.2f CPUs (from %.2f to %.2f over %d runs)", m, slices.Min(other), slices.Max(other), len(other))
+	}
+	return ch
 }
 
 // fmtKiB prints bytes as KiB with one decimal.

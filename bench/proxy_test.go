@@ -190,7 +190,7 @@ func TestSummarizeCell(t *testing.T) {
 
 func TestProxyChecks(t *testing.T) {
 	cell := func(front, mode string, cpu time.Duration, rss float64) ProxyCell {
-		return ProxyCell{Front: front, Mode: mode, FrontCPU: cpu, RSSPerConn: rss, Runs: []ProxyRun{{}, {}}}
+		return ProxyCell{Front: front, Mode: mode, FrontCPU: cpu, RSSPerConn: rss, Runs: []ProxyRun{{OtherLoad: 0.1}, {OtherLoad: 1.5}}}
 	}
 	r := &ProxyResult{Cells: []ProxyCell{
 		cell(ServerPQEdge, ModeH1, 150*time.Microsecond, 0),
@@ -211,6 +211,7 @@ func TestProxyChecks(t *testing.T) {
 		"pqedge CPU per conne": {true, true},   // no handshake cells
 		"pqedge idle TLS conn": {true, false},
 		"pqedge pre-handshake": {false, false},
+		"the machine was quie": {false, false}, // median of 0.1 and 1.5: 0.8 CPUs
 	} {
 		c, ok := got[prefix]
 		if !ok || c.Holds != want.holds || c.Skipped != want.skipped {
