@@ -32,12 +32,14 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // explain wraps a certmagic error with the name, the directory and a hint
 // chosen from the cause. The hint is a guess from the error's type, so it
-// names the likely fix without claiming more.
-func explain(directory, name string, err error) error {
-	return &Error{Name: name, Directory: directory, Hint: hintFor(name, err), Err: err}
+// names the likely fix without claiming more. ownRoots says whether the
+// directory's TLS certificate is checked against Options.CARoots
+// (acme.ca_roots) rather than the system's roots.
+func explain(directory, name string, ownRoots bool, err error) error {
+	return &Error{Name: name, Directory: directory, Hint: hintFor(name, ownRoots, err), Err: err}
 }
 
-func hintFor(name string, err error) string {
+func hintFor(name string, ownRoots bool, err error) string {
 	var (
 		prob     acme.Problem
 		unknown  x509.UnknownAuthorityError
@@ -53,7 +55,14 @@ func hintFor(name string, err error) string {
 	case errors.As(err, &prob):
 		return hintForProblem(name, prob)
 	case errors.As(err, &unknown), errors.As(err, &verify), errors.As(err, &hostname):
-		return "the ACME server's TLS certificate is not trusted; for a private CA, add its root certificate to the ACME CA roots"
+		if ownRoots {
+			return "the ACME server's TLS certificate is not trusted by the roots in acme.ca_roots; put there the root certificate of the CA that issued the directory's certificate"
+		}
+		// A public CA's certificate fails this way only when the roots are
+		// missing or stale, or something on the path re-signs TLS.
+		return "the ACME server's TLS certificate is not trusted by the system's CA roots, or by pqedge's built-in Mozilla roots where the system has none (`pqedge version` says which are used); " +
+			"for a public CA such as Let's Encrypt, update the system's roots (or set SSL_CERT_FILE to a current bundle) and check for a TLS-inspecting proxy on the way; " +
+			"for a private CA, set acme.ca_roots to its root certificate"
 	case errors.As(err, &dnsErr), errors.As(err, &opErr), errors.As(err, &netErr):
 		return "cannot reach the ACME directory; check acme.directory, DNS, and that this host may connect out to it (firewall, proxy)"
 	}

@@ -63,14 +63,20 @@ func TestTranslateEvent(t *testing.T) {
 
 func TestHints(t *testing.T) {
 	tests := []struct {
-		name string
-		err  error
-		want string // substring of the hint; "" for none
+		name     string
+		ownRoots bool // acme.ca_roots is set
+		err      error
+		want     string // substring of the hint; "" for none
 	}{
 		{name: "deadline", err: fmt.Errorf("obtain: %w", context.DeadlineExceeded), want: "deadline"},
 		{name: "refused", err: fmt.Errorf("x: %w", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}), want: "cannot reach"},
 		{name: "dns", err: fmt.Errorf("x: %w", &net.DNSError{Err: "no such host", Name: "acme.example"}), want: "cannot reach"},
-		{name: "untrusted", err: fmt.Errorf("x: %w", x509.UnknownAuthorityError{}), want: "not trusted"},
+		// Without acme.ca_roots the system's (or the built-in) roots failed:
+		// a public CA, so the hint is about those roots, and names
+		// acme.ca_roots only for private CAs.
+		{name: "untrusted public", err: fmt.Errorf("x: %w", x509.UnknownAuthorityError{}), want: "not trusted by the system's CA roots"},
+		{name: "untrusted public mentions the private CA key", err: fmt.Errorf("x: %w", x509.UnknownAuthorityError{}), want: "for a private CA, set acme.ca_roots"},
+		{name: "untrusted with ca_roots", ownRoots: true, err: fmt.Errorf("x: %w", x509.UnknownAuthorityError{}), want: "not trusted by the roots in acme.ca_roots"},
 		{name: "unauthorized", err: fmt.Errorf("x: %w", acme.Problem{Type: acme.ProblemTypeUnauthorized}), want: "validate control of \"a.example\""},
 		{name: "compound with connection subproblem", err: acme.Problem{Type: acme.ProblemTypeCompound,
 			Subproblems: []acme.Subproblem{{Problem: acme.Problem{Type: acme.ProblemTypeConnection}}}}, want: "port 80"},
@@ -84,7 +90,7 @@ func TestHints(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := explain("https://acme.example/dir", "a.example", tt.err)
+			err := explain("https://acme.example/dir", "a.example", tt.ownRoots, tt.err)
 			var e *Error
 			// DeepEqual: acme.Problem holds a slice, so errors.Is cannot
 			// compare it.

@@ -109,6 +109,7 @@ type Options struct {
 type Manager struct {
 	log       *slog.Logger
 	directory string
+	ownRoots  bool // Options.CARoots is set: the directory is checked against it
 	onEvent   func(Event)
 
 	cache   *certmagic.Cache
@@ -136,6 +137,7 @@ func New(opts Options) (*Manager, error) {
 	m := &Manager{
 		log:       opts.Logger,
 		directory: dir,
+		ownRoots:  opts.CARoots != nil,
 		onEvent:   opts.OnEvent,
 		storage:   &closableStorage{fs: st},
 	}
@@ -273,7 +275,7 @@ func (m *Manager) Manage(ctx context.Context, names []string) error {
 	for _, name := range todo {
 		// One at a time, so that the names before a failure are recorded.
 		if err := cfg.ManageSync(ctx, []string{name}); err != nil {
-			return explain(m.directory, name, err)
+			return explain(m.directory, name, m.ownRoots, err)
 		}
 		m.mu.Lock()
 		if !slices.Contains(m.names, name) {
@@ -335,7 +337,7 @@ func (m *Manager) RenewNow(ctx context.Context) error {
 	var errs []error
 	for _, name := range m.managedNames() {
 		if err := cfg.RenewCertSync(ctx, name, true); err != nil {
-			errs = append(errs, explain(m.directory, name, err))
+			errs = append(errs, explain(m.directory, name, m.ownRoots, err))
 			continue
 		}
 		if err := m.swapIn(ctx, cfg, name); err != nil {

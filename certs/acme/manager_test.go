@@ -242,7 +242,8 @@ func TestUnreachableDirectory(t *testing.T) {
 }
 
 // An ACME server whose TLS certificate is not trusted gets a hint about
-// the CA roots, not about reachability.
+// the CA roots, not about reachability: without acme.ca_roots, about the
+// system's roots.
 func TestUntrustedDirectory(t *testing.T) {
 	site := newTestSite(t)
 	ca := startPebble(t, pebbleConfig{httpPort: site.httpPort(), tlsPort: site.tlsPort()})
@@ -251,7 +252,7 @@ func TestUntrustedDirectory(t *testing.T) {
 	defer cancel()
 	err := m.Manage(ctx, []string{"untrusted.pqedge.test"})
 	var acmeErr *Error
-	if !errors.As(err, &acmeErr) || !strings.Contains(acmeErr.Hint, "not trusted") {
+	if !errors.As(err, &acmeErr) || !strings.Contains(acmeErr.Hint, "not trusted by the system's CA roots") {
 		t.Errorf("error = %v, want an *Error with a CA-roots hint", err)
 	}
 }

@@ -29,7 +29,8 @@ commands:
   probe HOST:PORT        what a TLS server accepts: groups, HelloRetryRequest, certificates
   bench COMMAND          what handshakes and proxied traffic cost: handshake, matrix, proxy
   fleet COMMAND          fleet mode: keygen (the encryption key), check (the shared store)
-  version                print the version and the Go toolchain
+  health [-config FILE]  exit 0 if a running pqedge is ready (its /readyz), else 1
+  version                print the version, the Go toolchain and the CA roots in use
   help [COMMAND]         this text, or a command's help (as pqedge COMMAND -h)
 
 Try it: pqedge run -config config.example.toml, then open https://localhost:8443.
@@ -47,6 +48,7 @@ func commands() map[string]command {
 		"probe":   runProbe,
 		"bench":   runBench,
 		"fleet":   runFleet,
+		"health":  runHealth,
 		"version": runVersion,
 	}
 }
@@ -73,13 +75,13 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	cmd, ok := commands()[args[0]]
 	if !ok {
 		return cliFail(stderr, &cliError{err: fmt.Errorf("unknown command %q", args[0]),
-			hints: []string{"commands are run, config, certs, probe, bench, fleet and version; see `pqedge help`"}, usage: true})
+			hints: []string{"commands are run, config, certs, probe, bench, fleet, health and version; see `pqedge help`"}, usage: true})
 	}
 	return cmd(args[1:], stdout, stderr)
 }
 
 func runVersion(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("version", "version", "Prints pqedge's version and the Go toolchain it was built with.\n", stdout)
+	fs := newFlagSet("version", "version", "Prints pqedge's version, the Go toolchain it was built with, and which CA\nroots verify public TLS servers such as an ACME directory: the system's, or\nMozilla's built into pqedge where the system has none (a scratch container).\n", stdout)
 	pos, err := fs.parse(args)
 	if err != nil {
 		return cliFail(stderr, err)
@@ -91,6 +93,6 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		goVersion = bi.GoVersion
 	}
-	fmt.Fprintf(stdout, "pqedge %s (%s)\n", version, goVersion)
+	fmt.Fprintf(stdout, "pqedge %s (%s)\nca roots: %s\n", version, goVersion, caRoots())
 	return 0
 }
