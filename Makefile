@@ -10,7 +10,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/pqedge
 
-.PHONY: all build run test vet unit fuzz-smoke bench peers compat clean
+.PHONY: all build run test vet unit fuzz-smoke bench peers compat image clean
 
 all: build
 
@@ -54,6 +54,18 @@ bench: build
 # when peers are absent.
 compat:
 	PQEDGE_REQUIRE_PEERS=1 $(GO) test -count=1 -timeout 15m -run '^TestCompat$$' ./internal/compat -update
+
+# The container image (internal/image, docs/OPERATIONS.md): pqedge for seven
+# platforms, built without Docker, into $(IMAGE_DIR)/oci (OCI layout, the
+# multi-arch index) and $(IMAGE_DIR)/pqedge.tar (docker load, this machine's
+# platform). Timestamps are the last commit's, so digests are reproducible.
+IMAGE_DIR    ?= bin/image
+IMAGE_SOURCE ?= https://github.com/pqedge/pqedge
+
+image:
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || date +%s) \
+	$(GO) run ./internal/image/mkimage -out $(IMAGE_DIR) -version $(VERSION) \
+		-revision="$$(git rev-parse HEAD 2>/dev/null)" -source=$(IMAGE_SOURCE)
 
 # Installs the real peers the tests run against (needs root).
 peers:

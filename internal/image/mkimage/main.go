@@ -59,8 +59,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *load != "" {
 		ps, err := image.ParsePlatforms(*load)
-		if err != nil || len(ps) != 1 {
-			return fail(stderr, fmt.Errorf("bad -load %q: %v", *load, err), "name one platform of -platforms, e.g. -load linux/arm64")
+		if err == nil && len(ps) != 1 {
+			err = fmt.Errorf("bad -load %q: the docker tarball holds one platform", *load)
+		}
+		if err != nil {
+			return fail(stderr, err, "name one platform of -platforms, e.g. -load linux/arm64")
 		}
 		opts.Load = &ps[0]
 	}
