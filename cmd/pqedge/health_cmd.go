@@ -99,6 +99,11 @@ func adminListen(file string) (string, error) {
 	if err != nil {
 		return "", withHint(fmt.Errorf("failed to read config: %w", err), "give the file pqedge runs with, or -admin ADDR")
 	}
+	return parseAdminListen(file, data)
+}
+
+// parseAdminListen is adminListen on the file's contents.
+func parseAdminListen(file string, data []byte) (string, error) {
 	var c struct {
 		Admin config.Admin `toml:"admin"`
 	}

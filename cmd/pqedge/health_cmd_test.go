@@ -218,3 +218,32 @@ func TestHealthOfRunningPqedge(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// FuzzHealthAddress: any config text gives an error or an address to dial
+// with a host and a fixed port, never a panic.
+func FuzzHealthAddress(f *testing.F) {
+	for _, seed := range []string{"../../config.example.toml", "../../internal/image/pqedge.toml", "testdata/script/config_check.txtar"} {
+		data, err := os.ReadFile(seed)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte("[admin]\nlisten = \"[::]:9180\"\n"))
+	f.Add([]byte("[admin]\nlisten = \":0\"\n"))
+	f.Add([]byte("admin = 1\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		listen, err := parseAdminListen("fuzz.toml", data)
+		if err != nil {
+			return
+		}
+		addr, err := dialAddress(listen)
+		if err != nil {
+			return
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || host == "" || port == "" || port == "0" {
+			t.Fatalf("admin.listen %q gave dial address %q (%v)", listen, addr, err)
+		}
+	})
+}
