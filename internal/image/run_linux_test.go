@@ -212,6 +212,7 @@ func serveFromLayer(t *testing.T, root string) {
 	}
 	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&page)
 	resp.Body.Close()
+	t.Logf("inspect page from the image's pqedge: %s, group %s, pq %v", resp.Status, page.Group, page.PQ)
 	if err != nil || resp.StatusCode != 200 || page.Group != "X25519MLKEM768" || !page.PQ {
 		t.Errorf("inspect page: %s, group %q pq %v, %v", resp.Status, page.Group, page.PQ, err)
 	}
