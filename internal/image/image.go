@@ -1,6 +1,7 @@
 package image
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,12 @@ type Options struct {
 	// Repository is the tarball's image name, tagged with Version;
 	// "" means "pqedge".
 	Repository string
+
+	// StoreLayers writes layers gzip-framed but uncompressed (level 0),
+	// about twice the size. Tests under the race detector need it: there
+	// compressing the layers (100 MB of binaries) takes many minutes.
+	// Otherwise layers are compressed at gzip.BestCompression.
+	StoreLayers bool
 
 	// Jobs bounds how many `go build` run at once; 0 means the number of
 	// CPUs (at most the number of platforms).
@@ -218,7 +225,12 @@ func (b *builder) platformImage(p Platform, binary string) (v1.Image, error) {
 		return nil, err
 	}
 	// Compressed once and kept: the layout and the tarball both need it.
-	layer, err := tarball.LayerFromFile(tarFile, tarball.WithMediaType(types.OCILayer), tarball.WithCompressedCaching)
+	level := gzip.BestCompression
+	if b.o.StoreLayers {
+		level = gzip.NoCompression
+	}
+	layer, err := tarball.LayerFromFile(tarFile, tarball.WithMediaType(types.OCILayer),
+		tarball.WithCompressionLevel(level), tarball.WithCompressedCaching)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read layer %s: %w", tarFile, err)
 	}

@@ -40,6 +40,7 @@ func TestImage(t *testing.T) {
 	res, err := Build(context.Background(), Options{
 		Source: "../..", Out: out, Version: "test", Revision: "0123abc",
 		SourceURL: "https://example.test/pqedge", Created: created,
+		StoreLayers: raceDetector,
 	})
 	if err != nil {
 		t.Fatal(err)
