@@ -20,7 +20,10 @@ build:
 run: build
 	$(BIN) run -config config.example.toml
 
-test: vet unit fuzz-smoke
+# image first: internal/image's test cross-compiles pqedge for seven
+# platforms, which from a cold build cache takes longer than a test may;
+# after `make image` it only relinks.
+test: vet image unit fuzz-smoke
 
 vet:
 	$(GO) vet ./...
