@@ -286,3 +286,21 @@ func (ln *listener) Accept() (net.Conn, error) {
 		}
 	}
 }
+
+// SetOptions changes the caps of a Limiter in use (a config reload).
+// Connections already admitted keep their slots even when a cap drops
+// below their number; new ones are judged by the new caps. Raising
+// MaxHandshakes hands the new slots to waiting handshakes at once.
+func (l *Limiter) SetOptions(opts Options) {
+	opts.setDefaults()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.opts = opts
+	for len(l.waiters) > 0 && (opts.MaxHandshakes <= 0 || l.running < opts.MaxHandshakes) {
+		ch := l.waiters[0]
+		l.waiters[0] = nil
+		l.waiters = l.waiters[1:]
+		l.running++
+		close(ch)
+	}
+}

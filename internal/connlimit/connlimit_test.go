@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -331,3 +332,42 @@ type fakeAddrConn struct {
 }
 
 func (c *fakeAddrConn) RemoteAddr() net.Addr { return c.remote }
+
+// TestSetOptions raises and lowers caps on a Limiter in use, as a reload
+// does: a raised handshake cap lets a waiting handshake through at once,
+// a lowered connection cap refuses the next connection.
+func TestSetOptions(t *testing.T) {
+	l := New(Options{MaxHandshakes: 1, HandshakeQueue: 4, MaxConns: -1, MaxConnsPerClient: -1})
+	done, err := l.BeginHandshake(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	got := make(chan error, 1)
+	go func() {
+		d, err := l.BeginHandshake(context.Background())
+		if err == nil {
+			d()
+		}
+		got <- err
+	}()
+	for l.Stats().WaitingHandshakes == 0 {
+		runtime.Gosched()
+	}
+	l.SetOptions(Options{MaxHandshakes: 2, HandshakeQueue: 4, MaxConns: 1, MaxConnsPerClient: -1})
+	if err := <-got; err != nil {
+		t.Fatalf("a waiting handshake after raising the cap: %v", err)
+	}
+	a, b := net.Pipe()
+	defer b.Close()
+	c1, err := l.Accept(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	x, y := net.Pipe()
+	defer y.Close()
+	if _, err := l.Accept(x); err != ErrTooManyConns {
+		t.Errorf("second connection under MaxConns 1: %v, want ErrTooManyConns", err)
+	}
+}

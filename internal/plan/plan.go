@@ -40,6 +40,7 @@ type Plan struct {
 	ACME []*ACMESite
 
 	Timeouts  Timeouts
+	Limits    Limits
 	AccessLog bool
 	Admin     string // admin listener address; "" for none
 
@@ -53,6 +54,22 @@ type Timeouts struct {
 	// WithdrawGrace is the first part of Shutdown on SIGTERM: not ready,
 	// still accepting.
 	WithdrawGrace time.Duration
+	// RequestBody, ResponseWrite and UpstreamIdle bound a request's body
+	// stall, each write to the client, and a stalled upstream.
+	RequestBody, ResponseWrite, UpstreamIdle time.Duration
+}
+
+// Limits are the config's [limits]. A count of 0 means no cap.
+type Limits struct {
+	RequestHeader        int   // bytes of a request head (HTTP/1.1 and HTTP/2)
+	ResponseHeader       int64 // bytes of an upstream response head
+	RequestBodyMinRate   int64 // bytes per second; 0: no floor
+	Handshakes           int   // TLS handshakes in progress
+	HandshakeQueue       int   // connections waiting for a handshake slot
+	Connections          int   // open client connections
+	ConnectionsPerClient int   // per client address (IPv4, IPv6 /64)
+	H2Resets             int   // cheap-to-send frames per H2ResetWindow; 0: no check
+	H2ResetWindow        time.Duration
 }
 
 // Site is one [[site]].
@@ -72,6 +89,8 @@ type Site struct {
 	Signer certs.SignerKind
 	ACME   bool // certs = "acme"
 	Compat bool // the [compat] site
+	// AllowUnderscoreHeaders passes client header names containing "_".
+	AllowUnderscoreHeaders bool
 }
 
 // Route sends requests under a path prefix to a pool or a built-in page.
@@ -79,6 +98,8 @@ type Route struct {
 	Prefix  string
 	Pool    string // "" for a built-in handler
 	Handler string // "inspect" or "compat" when Pool is ""
+	// AllowEncodedSlashes lets paths with %2F or %5C through to the pool.
+	AllowEncodedSlashes bool
 }
 
 // Match returns the route for a path: the longest prefix; nil for none.
@@ -193,6 +214,14 @@ func Build(cfg *config.Config) (*Plan, error) {
 		Handshake: t.Handshake.Value(), ReadHeader: t.ReadHeader.Value(), Idle: t.Idle.Value(),
 		UpstreamDial: t.UpstreamDial.Value(), UpstreamHeader: t.UpstreamHeader.Value(),
 		StreamIdle: t.StreamIdle.Value(), Shutdown: t.Shutdown.Value(), WithdrawGrace: t.WithdrawGrace.Value(),
+		RequestBody: t.RequestBody.Value(), ResponseWrite: t.ResponseWrite.Value(), UpstreamIdle: t.UpstreamIdle.Value(),
+	}
+	lim := cfg.Limits
+	p.Limits = Limits{
+		RequestHeader: int(lim.RequestHeader.Value()), ResponseHeader: lim.ResponseHeader.Value(),
+		RequestBodyMinRate: *lim.RequestBodyMinRate, Handshakes: *lim.Handshakes, HandshakeQueue: *lim.HandshakeQueue,
+		Connections: *lim.Connections, ConnectionsPerClient: *lim.ConnectionsPerClient,
+		H2Resets: *lim.H2Resets, H2ResetWindow: lim.H2ResetWindow.Value(),
 	}
 	for _, pc := range cfg.Pool {
 		p.addPool(pc)
@@ -264,11 +293,12 @@ func (p *Plan) addSite(sc config.Site) error {
 	}
 	s := &Site{
 		Name: sc.Name, Config: sc, Policy: policy, PQMode: mode, Signer: signer,
-		Headers:     proxy.HeaderNames{Group: sc.Headers.Group, PQ: sc.Headers.PQ, Signature: sc.Headers.Signature, Version: sc.Headers.Version, Cipher: sc.Headers.Cipher},
-		Tickets:     sc.TLS.TicketsOn(),
-		TicketScope: sc.TLS.TicketScope,
-		ACME:        sc.Certs == config.CertsACME,
-		Compat:      p.Config.Compat != nil && p.Config.Compat.Site == sc.Name,
+		Headers:                proxy.HeaderNames{Group: sc.Headers.Group, PQ: sc.Headers.PQ, Signature: sc.Headers.Signature, Version: sc.Headers.Version, Cipher: sc.Headers.Cipher},
+		Tickets:                sc.TLS.TicketsOn(),
+		TicketScope:            sc.TLS.TicketScope,
+		ACME:                   sc.Certs == config.CertsACME,
+		AllowUnderscoreHeaders: sc.AllowUnderscoreHeaders,
+		Compat:                 p.Config.Compat != nil && p.Config.Compat.Site == sc.Name,
 	}
 	for _, rc := range sc.Route {
 		if rc.Pool == "" && rc.Handler == "" {
@@ -277,7 +307,7 @@ func (p *Plan) addSite(sc config.Site) error {
 		if rc.Pool != "" && p.pools[rc.Pool] == nil {
 			return fmt.Errorf("site %q: route %q names unknown pool %q", sc.Name, rc.Path, rc.Pool)
 		}
-		s.Routes = append(s.Routes, Route{Prefix: rc.Path, Pool: rc.Pool, Handler: rc.Handler})
+		s.Routes = append(s.Routes, Route{Prefix: rc.Path, Pool: rc.Pool, Handler: rc.Handler, AllowEncodedSlashes: rc.AllowEncodedSlashes})
 	}
 	slices.SortStableFunc(s.Routes, func(a, b Route) int { return len(b.Prefix) - len(a.Prefix) })
 	p.Sites = append(p.Sites, s)

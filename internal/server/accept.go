@@ -116,7 +116,13 @@ func (sk *socket) acceptLoop() {
 			continue
 		}
 		backoff = 0
-		go sk.srv.handleConn(sk.key, c)
+		// The caps on connections act here, before a byte is read: a
+		// refused connection costs an accept and a close.
+		lc, err := sk.srv.limiter.Accept(c)
+		if err != nil {
+			continue
+		}
+		go sk.srv.handleConn(sk.key, lc)
 	}
 }
 
@@ -145,11 +151,22 @@ func (s *Server) handleConn(key string, raw net.Conn) {
 
 	// The deadline bounds clients that stop mid-handshake or send nothing
 	// (or, behind a load balancer, no PROXY header). It is set through the
-	// PROXY reader, which restores it after the header.
-	conn.SetDeadline(s.now().Add(g.plan.Timeouts.Handshake))
+	// PROXY reader, which restores it after the header. A handshake slot
+	// is waited for under the same deadline: a flood of new handshakes
+	// queues, or is closed, before it costs any cryptography.
+	deadline := s.now().Add(g.plan.Timeouts.Handshake)
+	conn.SetDeadline(deadline)
+	hctx, cancel := context.WithDeadline(s.ctx, deadline)
+	slot, err := s.limiter.BeginHandshake(hctx)
+	cancel()
+	if err != nil {
+		raw.Close()
+		return
+	}
 	start := time.Now()
-	err := tc.Handshake()
+	err = tc.Handshake()
 	took := time.Since(start)
+	slot()
 	conn.SetDeadline(time.Time{})
 
 	if err == nil && tc.ConnectionState().NegotiatedProtocol == acmeALPN {
@@ -238,9 +255,10 @@ func (l *listenerRuntime) take(tc *tls.Conn, ci *connInfo) bool {
 	// The HTTP server accepts from its queue until the generation is
 	// retired, which waits for this read lock: deliver cannot block for
 	// long.
-	l.conns.expect(tc)
-	if !l.queue.deliver(tc) {
-		l.conns.forget(tc)
+	c := l.guard(tc)
+	l.conns.expect(c)
+	if !l.queue.deliver(c) {
+		l.conns.forget(c)
 		return false
 	}
 	return true
@@ -249,7 +267,7 @@ func (l *listenerRuntime) take(tc *tls.Conn, ci *connInfo) bool {
 // connContext gives each HTTP request on a connection what the handshake
 // decided, and the connection's page view.
 func connContext(ctx context.Context, c net.Conn) context.Context {
-	tc, ok := c.(*tls.Conn)
+	tc, ok := tlsConnOf(c)
 	if !ok {
 		return ctx
 	}

@@ -21,7 +21,7 @@ import (
 // nothing and starts nothing.
 func (t *txn) buildGeneration() (err error) {
 	s, p := t.s, t.plan
-	g := &generation{plan: p, log: s.log, sites: map[string]*siteRuntime{}, listeners: map[string]*listenerRuntime{},
+	g := &generation{plan: p, srv: s, log: s.log, sites: map[string]*siteRuntime{}, listeners: map[string]*listenerRuntime{},
 		pools: map[string]*proxy.Pool{}, acme: t.acme}
 	defer func() {
 		if err != nil {
@@ -62,11 +62,7 @@ func (t *txn) buildGeneration() (err error) {
 				// share its keep-alive connections to the upstreams.
 				hp, ok := proxies[r.Pool]
 				if !ok {
-					hp = proxy.NewHTTPProxy(g.pools[r.Pool], proxy.HTTPOptions{
-						ResponseHeaderTimeout: p.Timeouts.UpstreamHeader,
-						Headers:               ps.Headers,
-						Logger:                s.log,
-					})
+					hp = proxy.NewHTTPProxy(g.pools[r.Pool], t.httpOptions(ps))
 					proxies[r.Pool] = hp
 					g.proxies = append(g.proxies, hp)
 				}
@@ -91,6 +87,26 @@ func (t *txn) buildGeneration() (err error) {
 	}
 	t.gen = g
 	return nil
+}
+
+// httpOptions are the HTTP proxy options of a site's routes to a pool.
+func (t *txn) httpOptions(ps *plan.Site) proxy.HTTPOptions {
+	p := t.plan
+	minRate := p.Limits.RequestBodyMinRate
+	if minRate == 0 {
+		minRate = -1 // the floor is off
+	}
+	return proxy.HTTPOptions{
+		ResponseHeaderTimeout:  p.Timeouts.UpstreamHeader,
+		UpstreamIdleTimeout:    p.Timeouts.UpstreamIdle,
+		RequestBodyTimeout:     p.Timeouts.RequestBody,
+		RequestBodyMinRate:     minRate,
+		ResponseWriteTimeout:   p.Timeouts.ResponseWrite,
+		MaxResponseHeaderBytes: p.Limits.ResponseHeader,
+		Headers:                ps.Headers,
+		AllowUnderscoreHeaders: ps.AllowUnderscoreHeaders,
+		Logger:                 t.s.log,
+	}
 }
 
 // newListener builds one listener of g: its TLS configs and its HTTP server
@@ -125,6 +141,7 @@ func (t *txn) newListener(g *generation, pl *plan.Listener) (*listenerRuntime, e
 		Handler:           &router{l: l},
 		ReadHeaderTimeout: p.Timeouts.ReadHeader,
 		IdleTimeout:       p.Timeouts.Idle,
+		MaxHeaderBytes:    p.Limits.RequestHeader,
 		// The handshake is done before the conn reaches the http.Server;
 		// TLSConfig only tells it to speak HTTP/2 where ALPN chose h2.
 		TLSConfig:   &tls.Config{NextProtos: []string{"h2", "http/1.1"}},

@@ -29,7 +29,10 @@ func (cs *certSource) selector(site config.Site) (*certs.Selector, error) {
 	if err != nil {
 		return nil, err
 	}
-	sel := &certs.Selector{Mode: mode}
+	// A chain is served only if the client can verify every signature in
+	// it (RFC 8446 section 4.4.2.2); else the next chain; else the
+	// handshake fails, counted as certificate (issue 12, kind 8).
+	sel := &certs.Selector{Mode: mode, VerifiableChainsOnly: true}
 	for _, r := range site.PQRule {
 		// Validated by package config.
 		sel.ClientRules = append(sel.ClientRules, certs.ClientRule{Network: netip.MustParsePrefix(r.Network), Mode: certs.PQMode(r.Mode)})

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"maps"
 	"net"
 	"net/http"
@@ -130,9 +129,9 @@ func newConnTracker() *connTracker {
 // it is: http.Server.Serve reports StateNew only after its Accept returned,
 // and a drain that looked in between would see no connection and start
 // Shutdown, which then drops the request that connection reads.
-func (t *connTracker) expect(c *tls.Conn) {
+func (t *connTracker) expect(c net.Conn) {
 	ph := phaseHTTP1
-	if c.ConnectionState().NegotiatedProtocol == "h2" {
+	if tc, ok := tlsConnOf(c); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
 		ph = phaseH2Pending
 	}
 	t.mu.Lock()
@@ -151,7 +150,7 @@ func (t *connTracker) track(c net.Conn, state http.ConnState) {
 	case http.StateNew:
 		if _, expected := t.phase[c]; !expected {
 			ph := phaseHTTP1
-			if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+			if tc, ok := tlsConnOf(c); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
 				ph = phaseH2Pending
 			}
 			t.phase[c] = ph

@@ -1,15 +1,16 @@
 package server
 
 import (
-	"crypto/mldsa"
 	"crypto/tls"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pqedge/pqedge/pqtls"
+	"github.com/pqedge/pqedge/pqtls/leanclient"
 )
 
 const baseConfig = `
@@ -123,17 +124,23 @@ handler = "inspect"
 
 // TestMLDSAChainOnlyWhenAllowed: the Go client offers ML-DSA first; it gets
 // the ML-DSA chain under pq_certs = "always" and the classical one otherwise
-// (under "trusted" because it does not send certificate_authorities).
+// TestMLDSAChainOnlyWhenAllowed: the ML-DSA chain goes only to clients the
+// site's pq_certs (and pq_rule) allow, and only if the client can verify
+// every signature in it (RFC 8446 section 4.4.2.2): the lean client offers
+// the local chain's ML-DSA schemes in signature_algorithms and sends no
+// signature_algorithms_cert, so it can; a Go 1.27 client leaves ML-DSA out
+// of signature_algorithms_cert (go.dev/issue/82536), so it gets the
+// classical chain even under "always".
 func TestMLDSAChainOnlyWhenAllowed(t *testing.T) {
 	for _, tt := range []struct {
 		name, mode, rule string
-		wantSig          string
+		wantSig          tls.SignatureScheme
 	}{
-		{"off", "off", "", "ecdsa_secp256r1_sha256"},
-		{"trusted", "trusted", "", "ecdsa_secp256r1_sha256"},
-		{"always", "always", "", "mldsa65"},
-		{"trusted with a rule for this network", "trusted", "127.0.0.0/8", "mldsa65"},
-		{"always with an off rule elsewhere", "always", "10.0.0.0/8", "mldsa65"},
+		{"off", "off", "", tls.ECDSAWithP256AndSHA256},
+		{"trusted", "trusted", "", tls.ECDSAWithP256AndSHA256},
+		{"always", "always", "", tls.MLDSA65},
+		{"trusted with a rule for this network", "trusted", "127.0.0.0/8", tls.MLDSA65},
+		{"always with an off rule elsewhere", "always", "10.0.0.0/8", tls.MLDSA65},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rule := ""
@@ -153,19 +160,23 @@ pq_certs = "`+tt.mode+`"
 path = "/"
 handler = "inspect"
 `)
-			conn, err := tls.Dial("tcp", ts.addr("https"), &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"})
+			res, err := leanclient.Dial(t.Context(), ts.addr("https"), &leanclient.Config{ServerName: "localhost", Groups: []tls.CurveID{tls.X25519MLKEM768},
+				SignatureAlgorithms: []tls.SignatureScheme{tls.MLDSA65, tls.MLDSA87, tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384},
+				Timeout:             5 * time.Second})
 			if err != nil {
 				t.Fatalf("handshake failed: %v", err)
 			}
-			defer conn.Close()
-			leaf := conn.ConnectionState().PeerCertificates[0]
-			_, isMLDSA := leaf.PublicKey.(*mldsa.PublicKey)
-			if isMLDSA != (tt.wantSig == "mldsa65") {
-				t.Errorf("served a %s leaf under pq_certs=%s", pqtls.KeyAlgorithm(leaf.PublicKey), tt.mode)
+			if res.SignatureScheme != tt.wantSig {
+				t.Errorf("signed with %s under pq_certs=%s, want %s", pqtls.SignatureName(res.SignatureScheme), tt.mode, pqtls.SignatureName(tt.wantSig))
 			}
-			rep := inspect(t, ts.client(tls.X25519MLKEM768), "https://"+ts.addr("https")+"/")
-			if rep.Signature != tt.wantSig {
-				t.Errorf("inspect says signature %q, want %q", rep.Signature, tt.wantSig)
+			// A Go client gets the classical chain whatever the mode.
+			conn, err := tls.Dial("tcp", ts.addr("https"), &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"})
+			if err != nil {
+				t.Fatalf("Go client: %v", err)
+			}
+			defer conn.Close()
+			if leaf := conn.ConnectionState().PeerCertificates[0]; pqtls.KeyAlgorithm(leaf.PublicKey) != "ECDSA P-256" {
+				t.Errorf("a Go 1.27 client got a %s leaf it cannot verify the chain of", pqtls.KeyAlgorithm(leaf.PublicKey))
 			}
 		})
 	}

@@ -21,6 +21,7 @@ import (
 // server's components, which its parts point to.
 type generation struct {
 	plan *plan.Plan
+	srv  *Server // the server that built it, for its components
 	log  *slog.Logger
 
 	sites     map[string]*siteRuntime     // by name
@@ -116,18 +117,18 @@ func (s *siteRuntime) getCertificate(info *tls.ClientHelloInfo) (*tls.Certificat
 	ec, _ := info.Conn.(*edgeConn)
 	var hello = ec.hello()
 	sel := s.certs.selector()
+	if s.acme != nil {
+		// An ACME site's classical chain is its Manager's current one,
+		// looked up per handshake so renewals need no rebuild; the
+		// selector judges that chain like any other.
+		view := *sel
+		view.Classical, view.ClassicalFor = nil, s.acme.GetCertificate
+		sel = &view
+	}
 	cert, err := sel.Pick(info, hello)
 	if err != nil {
 		ec.noteCertFailure()
-		return nil, err
-	}
-	if s.acme != nil && cert == sel.Classical {
-		// The selector chose the classical chain; ACME's current one is
-		// looked up per handshake so renewals need no rebuild.
-		if cert, err = s.acme.GetCertificate(info); err != nil {
-			ec.noteCertFailure()
-			return nil, fmt.Errorf("site %q: %w", s.Name, err)
-		}
+		return nil, fmt.Errorf("site %q: %w", s.Name, err)
 	}
 	if ec == nil {
 		return cert, nil

@@ -32,6 +32,9 @@ type metrics struct {
 	certReloadFailures *prometheus.CounterVec
 	ticketRefreshes    *prometheus.CounterVec
 	ticketKeys         prometheus.Gauge
+	h1Refused          *prometheus.CounterVec
+	h2Abuse            *prometheus.CounterVec
+	clientErrors       *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -107,10 +110,22 @@ func newMetrics() *metrics {
 			Name: "pqedge_ticket_keys",
 			Help: "Session-ticket keys that can open tickets now.",
 		}),
+		h1Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pqedge_http1_refused_total",
+			Help: "HTTP/1.x requests refused below the HTTP server for ambiguous framing (400 and the connection closed; RFC 9112 section 6.3), by listener and what was wrong.",
+		}, []string{"listener", "reason"}),
+		h2Abuse: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pqedge_http2_abuse_total",
+			Help: "HTTP/2 connections closed for abuse: rapid_reset, empty_frames (floods of cheap frames), header_timeout (a header block outlasting timeouts.read_header).",
+		}, []string{"listener", "reason"}),
+		clientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pqedge_client_errors_total",
+			Help: "Requests the client broke or was refused (malformed or stalled body, refused path or method, client gone), by site: answered as the client's fault, never counted against an upstream.",
+		}, []string{"site"}),
 	}
 	m.reg.MustRegister(m.certReloadFailures, m.handshakes, m.handshakeFailures, m.handshakeSeconds, m.resumptions,
 		m.requests, m.requestSeconds, m.misdirected, m.upstreamHealthy, m.upstreamTLS, m.upstreamTLSFails, m.streamsActive, m.streams, m.reloads,
-		m.certExpiryDays, m.ticketRefreshes, m.ticketKeys,
+		m.certExpiryDays, m.ticketRefreshes, m.ticketKeys, m.h1Refused, m.h2Abuse, m.clientErrors,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

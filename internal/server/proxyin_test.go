@@ -19,6 +19,8 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"github.com/pqedge/pqedge/internal/peers"
+	"github.com/pqedge/pqedge/pqtls"
+	"github.com/pqedge/pqedge/pqtls/leanclient"
 )
 
 // proxyInConfig is a listener behind a load balancer at 127.0.0.1, whose
@@ -113,7 +115,7 @@ func TestProxyProtocolIn(t *testing.T) {
 	}{
 		{"trusted, v1", "127.0.0.1", proxyHeaderFor(1, "198.51.100.7"), "", "198.51.100.7", false},
 		{"trusted, v2", "127.0.0.1", proxyHeaderFor(2, "198.51.100.8"), "", "198.51.100.8", false},
-		{"trusted, client in a pq_rule network", "127.0.0.1", proxyHeaderFor(2, "192.0.2.9"), "", "192.0.2.9", true},
+		{"trusted, client in a pq_rule network", "127.0.0.1", proxyHeaderFor(2, "192.0.2.9"), "", "192.0.2.9", false}, // the Go client cannot verify the ML-DSA chain: classical
 		{"trusted, no header", "127.0.0.1", nil, "", "", false},
 		{"trusted, malformed v1", "127.0.0.1", nil, "PROXY TCP4 not-an-address 127.0.0.1 1 2\r\n", "", false},
 		{"trusted, v2 of an unknown version", "127.0.0.1", nil, "\r\n\r\n\x00\r\nQUIT\n\x31\x11\x00\x0c", "", false},
@@ -179,6 +181,27 @@ func TestProxyProtocolIn(t *testing.T) {
 	}
 	if got := ts.metricSum("pqedge_handshake_failures_total", `reason="proxy_protocol"`); got != 4 {
 		t.Errorf("proxy_protocol failures counted %v, want 4", got)
+	}
+
+	// pq_rule judges the header's client address: a client of the
+	// rule's network that can verify the ML-DSA chain gets it.
+	for _, tt := range []struct {
+		client string
+		want   tls.SignatureScheme
+	}{{"192.0.2.9", tls.MLDSA65}, {"198.51.100.9", tls.ECDSAWithP256AndSHA256}} {
+		c, err := dialFrom(t.Context(), "127.0.0.1", addr, proxyHeaderFor(2, tt.client))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := leanclient.Handshake(t.Context(), c, &leanclient.Config{ServerName: "localhost", Groups: []tls.CurveID{tls.X25519MLKEM768},
+			SignatureAlgorithms: []tls.SignatureScheme{tls.MLDSA65, tls.MLDSA87, tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384}, Timeout: 5 * time.Second})
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.SignatureScheme != tt.want {
+			t.Errorf("client %s behind the balancer: signed with %s, want %s", tt.client, pqtls.SignatureName(res.SignatureScheme), pqtls.SignatureName(tt.want))
+		}
 	}
 }
 

@@ -26,7 +26,6 @@ type router struct {
 
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	g := rt.l.gen
 	ci := connInfoFrom(r.Context())
 	if ci == nil {
 		// Every connection reaches the server through the accept loop,
@@ -35,73 +34,107 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sw := &statusWriter{ResponseWriter: w}
-	site, reason := rt.siteFor(r, ci)
-	siteName, routeName := "", ""
-	var info *proxy.RequestInfo
-	switch {
-	case site == nil:
-		g.server().metrics.misdirected.WithLabelValues(ci.site, reason).Inc()
-		http.Error(sw, "421 Misdirected Request: this connection cannot serve "+plan.HostName(r.Host)+" ("+reason+"); open a new connection for it", http.StatusMisdirectedRequest)
-	default:
-		siteName = site.Name
-		if site.Policy.WarnClassical && !ci.handshake.PostQuantum() {
-			sw.Header().Set(PQWarningHeader, pqWarning(ci.handshake))
-		}
-		i := routeIndex(site.Site, r.URL.Path)
-		if i < 0 {
-			http.Error(sw, "404 Not Found: no route for this path", http.StatusNotFound)
-			break
-		}
-		routeName = site.Routes[i].Prefix
-		ctx, ri := proxy.WithRequestInfo(withPage(r.Context(), site, ci))
-		info = ri
-		if isUpgrade(r) {
-			// A hijacked connection outlives http.Server's tracking: the
-			// generation's drain waits for its handler instead.
-			g.upgraded.Add(1)
-			defer g.upgraded.Done()
-		}
-		site.routes[i].ServeHTTP(sw, r.WithContext(ctx))
+	var ex exchange
+	// Framing, method, protocol switch and path rules come first: what is
+	// routed below is the normalised request (proxy.CheckRequest).
+	if status, why := proxy.CheckRequest(sw, r); status != 0 {
+		proxy.WriteRefusal(sw, status, why)
+		ex.refused = why
+	} else {
+		ex = rt.route(sw, r, ci)
 	}
-	took := time.Since(start)
+	rt.account(r, sw, ci, &ex, time.Since(start))
+}
+
+// exchange is what the router did with one request, for the log.
+type exchange struct {
+	site    string // "" when no site served it
+	route   string
+	info    *proxy.RequestInfo // nil when nothing was proxied
+	refused string             // why the request was refused before routing
+}
+
+// route finds the request's site and route and serves it.
+func (rt *router) route(sw *statusWriter, r *http.Request, ci *connInfo) exchange {
+	g := rt.l.gen
+	site, reason := rt.siteFor(r, ci)
+	if site == nil {
+		g.srv.metrics.misdirected.WithLabelValues(ci.site, reason).Inc()
+		http.Error(sw, "421 Misdirected Request: this connection cannot serve "+plan.HostName(r.Host)+" ("+reason+"); open a new connection for it", http.StatusMisdirectedRequest)
+		return exchange{}
+	}
+	ex := exchange{site: site.Name}
+	if site.Policy.WarnClassical && !ci.handshake.PostQuantum() {
+		sw.Header().Set(PQWarningHeader, pqWarning(ci.handshake))
+	}
+	i := routeIndex(site.Site, r.URL.Path)
+	if i < 0 {
+		http.Error(sw, "404 Not Found: no route for this path", http.StatusNotFound)
+		return ex
+	}
+	route := &site.Routes[i]
+	ex.route = route.Prefix
+	ctx, info := proxy.WithRequestInfo(withPage(r.Context(), site, ci))
+	ex.info = info
+	if route.AllowEncodedSlashes {
+		ctx = proxy.WithRouteOptions(ctx, proxy.RouteOptions{AllowEncodedSlashes: true})
+	}
+	if isUpgrade(r) {
+		// A hijacked connection outlives http.Server's tracking: the
+		// generation's drain waits for its handler instead.
+		g.upgraded.Add(1)
+		defer g.upgraded.Done()
+	}
+	site.routes[i].ServeHTTP(sw, r.WithContext(ctx))
+	return ex
+}
+
+// account counts and logs one request.
+func (rt *router) account(r *http.Request, sw *statusWriter, ci *connInfo, ex *exchange, took time.Duration) {
+	g := rt.l.gen
+	m := g.srv.metrics
 	code := sw.code()
-	m := g.server().metrics
-	m.requests.WithLabelValues(siteName, strconv.Itoa(code)).Inc()
-	m.requestSeconds.WithLabelValues(siteName).Observe(took.Seconds())
+	m.requests.WithLabelValues(ex.site, strconv.Itoa(code)).Inc()
+	m.requestSeconds.WithLabelValues(ex.site).Observe(took.Seconds())
 	var origin *proxy.HandshakeFacts // the origin leg of a request to an https:// upstream
-	if info != nil {
-		origin = info.UpstreamTLS
+	if ex.info != nil {
+		origin = ex.info.UpstreamTLS
 	}
 	if origin != nil {
-		g.server().adoption.RecordOrigin(g.server().now(), ci.handshake.PostQuantum(), origin.PQ)
+		g.srv.adoption.RecordOrigin(g.srv.now(), ci.handshake.PostQuantum(), origin.PQ)
+	}
+	clientErr := ex.refused != "" || ex.info != nil && ex.info.ClientError
+	if clientErr {
+		m.clientErrors.WithLabelValues(ex.site).Inc()
 	}
 	if !g.plan.AccessLog {
 		return
 	}
 	attrs := []any{
-		"site", siteName, "method", r.Method, "path", r.URL.Path, "proto", r.Proto,
+		"site", ex.site, "method", r.Method, "path", r.URL.Path, "proto", r.Proto,
 		"status", code, "bytes", sw.bytes, "duration_ms", float64(took.Microseconds()) / 1000,
-		"remote", r.RemoteAddr, "route", routeName,
+		"remote", r.RemoteAddr, "route", ex.route,
 		"group", ci.handshake.GroupName(), "pq", ci.handshake.PostQuantum(), "signature", ci.handshake.SignatureName(),
 	}
 	if origin != nil {
 		attrs = append(attrs, "upstream_group", origin.Group, "upstream_pq", origin.PQ)
 	}
-	if info != nil && info.Upstream != "" {
-		attrs = append(attrs, "upstream", info.Upstream)
+	if ex.refused != "" {
+		attrs = append(attrs, "refused", ex.refused)
 	}
-	if info != nil && info.Err != nil {
-		attrs = append(attrs, "upstream_err", info.Err.Error())
+	if info := ex.info; info != nil {
+		if info.Upstream != "" {
+			attrs = append(attrs, "upstream", info.Upstream)
+		}
+		if info.Err != nil {
+			key := "upstream_err"
+			if info.ClientError {
+				key = "client_err"
+			}
+			attrs = append(attrs, key, info.Err.Error())
+		}
 	}
 	g.log.Info("request", attrs...)
-}
-
-// server returns the Server that built g.
-func (g *generation) server() *Server {
-	for _, s := range g.sites {
-		return s.server
-	}
-	return nil
 }
 
 // siteFor returns the site that serves r on this connection, or nil and

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pqedge/pqedge/internal/config"
+	"github.com/pqedge/pqedge/internal/connlimit"
 	"github.com/pqedge/pqedge/internal/pages"
 	"github.com/pqedge/pqedge/internal/tickets"
 	"github.com/pqedge/pqedge/proxy"
@@ -60,6 +61,7 @@ type Server struct {
 	metrics   *metrics
 	sockets   *socketSet
 	health    *proxy.Registry
+	limiter   *connlimit.Limiter // connection and handshake caps (limits.go)
 	tickets   *tickets.Keeper
 	certs     *certStore
 	acme      *acmeState
@@ -123,6 +125,8 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.registerReadinessMetrics()
 	s.sockets = newSocketSet(s)
 	s.health = proxy.NewRegistry(proxy.RegistryOptions{OnChange: s.upstreamChanged, Logger: s.log})
+	s.limiter = connlimit.New(connlimit.Options{}) // its caps come with each commit
+	s.metrics.reg.MustRegister(newLimiterCollector(s.limiter))
 	s.certs = newCertStore(s.log, s.metrics)
 	s.acme = newACMEState(s.log, s.metrics.reg)
 	s.sinks = s.handshakeSinks()

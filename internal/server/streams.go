@@ -11,10 +11,10 @@ import (
 // pool, with the handshake's facts for the PROXY v2 TLVs. It returns when
 // the stream has ended.
 func (l *listenerRuntime) serveStream(c net.Conn, ci *connInfo) {
-	m := l.gen.server().metrics
+	m := l.gen.srv.metrics
 	m.streamsActive.Inc()
 	defer m.streamsActive.Dec()
-	l.stream.ServeConn(proxy.WithHandshakeFacts(l.gen.server().ctx, ci.facts), c)
+	l.stream.ServeConn(proxy.WithHandshakeFacts(l.gen.srv.ctx, ci.facts), c)
 }
 
 // streamEnded is a stream listener's OnStreamEnd: one access-log line and a

@@ -1,0 +1,120 @@
+package server
+
+import (
+	"crypto/tls"
+	"net"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pqedge/pqedge/internal/connlimit"
+	"github.com/pqedge/pqedge/internal/h1guard"
+	"github.com/pqedge/pqedge/internal/h2guard"
+	"github.com/pqedge/pqedge/internal/plan"
+)
+
+// The connection limiter is a component of the Server: connections and
+// handshakes in progress are counted across generations, so a reload
+// cannot reset them. Each commit sets its caps from the plan's [limits]
+// (connlimit.Limiter.SetOptions).
+//
+// Where the limits act, in a connection's life:
+//
+//	accept          connlimit: total and per-client connection caps, before
+//	                any byte is read (acceptLoop)
+//	handshake       connlimit: a handshake slot, waiting in a bounded queue
+//	                under the handshake deadline (handleConn)
+//	hand-off        h1guard or h2guard, by ALPN, around the connection the
+//	                HTTP server reads (guard)
+//	request         proxy.CheckRequest in the router; body, write and
+//	                upstream bounds in proxy.HTTPProxy
+
+// limiterOptions are connlimit's options for a plan's limits: a config 0
+// (no cap) is connlimit's negative.
+func limiterOptions(l plan.Limits) connlimit.Options {
+	noCapIfZero := func(n int) int {
+		if n == 0 {
+			return -1
+		}
+		return n
+	}
+	return connlimit.Options{
+		MaxConns:          noCapIfZero(l.Connections),
+		MaxConnsPerClient: noCapIfZero(l.ConnectionsPerClient),
+		MaxHandshakes:     noCapIfZero(l.Handshakes),
+		HandshakeQueue:    noCapIfZero(l.HandshakeQueue),
+	}
+}
+
+// guard wraps a handshaken connection for its HTTP server: HTTP/2 with
+// h2guard (reset and empty-frame floods, header blocks that outlast
+// read_header), HTTP/1.x with h1guard (ambiguous framing refused below
+// net/http, RFC 9112 section 6.3). The result is still a TLS connection to
+// net/http (it has ConnectionState).
+func (l *listenerRuntime) guard(tc *tls.Conn) net.Conn {
+	g, m := l.gen.plan, l.gen.srv.metrics
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		resets := g.Limits.H2Resets
+		if resets == 0 {
+			resets = -1 // the check is off
+		}
+		return h2guard.Wrap(tc, h2guard.Options{
+			HeaderTimeout: g.Timeouts.ReadHeader,
+			MaxGlitches:   resets,
+			GlitchWindow:  g.Limits.H2ResetWindow,
+			OnAbuse:       func(reason string) { m.h2Abuse.WithLabelValues(l.Name, reason).Inc() },
+		})
+	}
+	return h1guard.Wrap(tc, h1guard.Options{
+		MaxHeaderBytes: g.Limits.RequestHeader,
+		OnRefuse:       func(reason string) { m.h1Refused.WithLabelValues(l.Name, reason).Inc() },
+	})
+}
+
+// tlsConnOf finds the *tls.Conn under the guards (they all have NetConn).
+func tlsConnOf(c net.Conn) (*tls.Conn, bool) {
+	for range 4 {
+		if tc, ok := c.(*tls.Conn); ok {
+			return tc, true
+		}
+		nc, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil, false
+		}
+		c = nc.NetConn()
+	}
+	return nil, false
+}
+
+// limiterCollector exports the limiter's counters at scrape time.
+type limiterCollector struct {
+	l                                 *connlimit.Limiter
+	open, handshaking, waiting, refus *prometheus.Desc
+}
+
+func newLimiterCollector(l *connlimit.Limiter) *limiterCollector {
+	return &limiterCollector{l: l,
+		open:        prometheus.NewDesc("pqedge_connections_open", "Client connections open now (limits.connections caps them).", nil, nil),
+		handshaking: prometheus.NewDesc("pqedge_handshakes_in_progress", "TLS handshakes holding a slot now (limits.handshakes caps them).", nil, nil),
+		waiting:     prometheus.NewDesc("pqedge_handshakes_waiting", "Connections waiting for a handshake slot now (limits.handshake_queue caps them).", nil, nil),
+		refus: prometheus.NewDesc("pqedge_connections_refused_total", "Connections closed before any cryptography by the limits: connections (total cap), per_client, handshake_queue (queue full), handshake_wait (the handshake deadline passed in the queue).",
+			[]string{"reason"}, nil),
+	}
+}
+
+func (c *limiterCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.open
+	ch <- c.handshaking
+	ch <- c.waiting
+	ch <- c.refus
+}
+
+func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.l.Stats()
+	ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(st.Conns))
+	ch <- prometheus.MustNewConstMetric(c.handshaking, prometheus.GaugeValue, float64(st.Handshakes))
+	ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(st.WaitingHandshakes))
+	for reason, n := range map[string]uint64{"connections": st.RefusedTotal, "per_client": st.RefusedPerClient,
+		"handshake_queue": st.HandshakesRefused, "handshake_wait": st.HandshakesExpired} {
+		ch <- prometheus.MustNewConstMetric(c.refus, prometheus.CounterValue, float64(n), reason)
+	}
+}
