@@ -141,6 +141,11 @@ func reload(ctx context.Context, srv *server.Server, file string, log *slog.Logg
 		log.Error("reload failed; still serving the previous config", "err", err)
 	default:
 		level.Set(logLevel(cfg.Log.Level))
+		// A reloaded config gets the warnings a start would print.
+		_, warnings := splitWarnings(config.CheckFiles(cfg, time.Now()))
+		for _, w := range append(cfg.Warnings, warnings...) {
+			log.Warn("config warning", "problem", w.String())
+		}
 	}
 }
 

@@ -152,3 +152,7 @@ func (c *Config) resolvePaths(dir string) {
 		}
 	}
 }
+
+// DisplayKey spells a dotted key path the way problems do:
+// "cert.1.key" is "cert[1].key".
+func DisplayKey(path string) string { return displayKey(path) }

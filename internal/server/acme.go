@@ -272,6 +272,8 @@ func (st *acmeState) keyFor(cfg *config.Config, ps *plan.ACMESite, httpsPort int
 		k.directory = acme.LetsEncryptDirectory
 	}
 	if a.CARoots != "" {
+		// Read as text for the key (a changed file makes a new Manager);
+		// certs.ReadCertificatesFile checks it in newEntry.
 		data, err := os.ReadFile(a.CARoots)
 		if err != nil {
 			return acmeKey{}, fmt.Errorf("failed to read acme.ca_roots: %w", err)

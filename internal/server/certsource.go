@@ -3,11 +3,12 @@ package server
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pqedge/pqedge/certs"
@@ -46,49 +47,18 @@ func (cs *certSource) selector(site config.Site) (*certs.Selector, error) {
 		sel.Classical, sel.PQ = set.Classical, set.PQ
 		sel.PQRoots = []*x509.Certificate{set.PQRoot}
 	case config.CertsFiles, config.CertsACME:
+		// The one loader of configured files, shared with `pqedge config
+		// check`, so the two cannot disagree.
+		loaded, err := certs.LoadFiles(config.SiteFiles(site), cs.now)
+		if err != nil {
+			return nil, namedFileProblems(err)
+		}
+		sel.Classical, sel.PQ, sel.PQRoots = loaded.Classical, loaded.PQ, loaded.PQRoots
 		if site.Certs == config.CertsACME {
 			// The classical chain comes from the site's ACME Manager on
-			// every handshake (acme.go), so renewals need no rebuild; this
-			// placeholder is what the selector returns when the client is
-			// to get it.
+			// every handshake (siteRuntime.getCertificate gives the
+			// selector ClassicalFor); this placeholder stands for it.
 			sel.Classical = &tls.Certificate{}
-		}
-		for _, pair := range site.Cert {
-			cert, err := certs.LoadKeyPair(pair.Cert, pair.Key)
-			if err != nil {
-				return nil, err
-			}
-			if err := certs.Check(cert.Leaf, site.ServerNames, cs.now); err != nil {
-				return nil, fmt.Errorf("certificate %s: %w", pair.Cert, err)
-			}
-			key, err := certs.DescribeKey(cert.Leaf.PublicKey)
-			if err != nil {
-				return nil, fmt.Errorf("certificate %s: %w", pair.Cert, err)
-			}
-			isPQ := key.PostQuantum
-			if site.Certs == config.CertsACME && !isPQ {
-				return nil, fmt.Errorf("certificate %s: an ACME site's [[site.cert]] is its ML-DSA pair, but this key is %s; the classical certificate comes from ACME", pair.Cert, key.Alg)
-			}
-			slot := &sel.Classical
-			if isPQ {
-				slot = &sel.PQ
-			}
-			if *slot != nil {
-				kind := map[bool]string{false: "classical", true: "ML-DSA"}[isPQ]
-				return nil, fmt.Errorf("certificate %s: the site already has a %s certificate; list at most one classical and one ML-DSA pair", pair.Cert, kind)
-			}
-			*slot = cert
-		}
-		if site.PQRoot != "" {
-			data, err := os.ReadFile(site.PQRoot)
-			if err != nil {
-				return nil, fmt.Errorf("failed to read pq_root: %w", err)
-			}
-			roots, err := certs.ParseCertificatesPEM(data)
-			if err != nil {
-				return nil, fmt.Errorf("failed to load pq_root %q: %w", site.PQRoot, err)
-			}
-			sel.PQRoots = roots
 		}
 	default:
 		return nil, fmt.Errorf("certificate mode %q is not available in this build", site.Certs)
@@ -135,4 +105,18 @@ func expiryDays(c *tls.Certificate, now time.Time) (float64, bool) {
 		return 0, false
 	}
 	return c.Leaf.NotAfter.Sub(now).Hours() / 24, true
+}
+
+// namedFileProblems says which setting named each file that failed to load
+// ("pq_root: ...", "cert[1].key: ..."), as config check does with a line.
+func namedFileProblems(err error) error {
+	var ps certs.FileProblems
+	if !errors.As(err, &ps) {
+		return err
+	}
+	msgs := make([]string, len(ps))
+	for i, p := range ps {
+		msgs[i] = fmt.Sprintf("%s: %v", config.DisplayKey(p.Field), p.Err)
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }

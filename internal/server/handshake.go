@@ -139,7 +139,7 @@ func (s *Server) handshakeSinks() []handshakeSink {
 // each and pqedge's own probe and bench traffic is not a visitor: counting
 // them would make the share describe the tools, not the visitors.
 func (s *Server) countAdoption(ev *HandshakeEvent) {
-	if ev.Handshake == nil || ev.Compat {
+	if ev.Handshake == nil || ev.Compat || ev.Family == pqtls.FamilyPQEdge {
 		return
 	}
 	s.adoption.Record(ev.Time, ev.Family, ev.Handshake.PostQuantum())
