@@ -177,7 +177,7 @@ func (ts *testServer) metricSum(name string, labels ...string) float64 {
 	body, _ := io.ReadAll(resp.Body)
 	var sum float64
 	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, name+"{") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
 		}
 		match := true
