@@ -24,15 +24,15 @@ const extCookie uint16 = 44
 
 // pqedgeExtensions is the order in which pqtls/leanclient writes its
 // extensions; it sends no other, and those in brackets only sometimes:
-// [server_name] supported_groups signature_algorithms [alpn]
-// supported_versions [cookie] key_share [psk_key_exchange_modes]
-// [pre_shared_key]. leanclient's TestFamilyOfLeanClient keeps the two in
+// [server_name] supported_groups signature_algorithms
+// [signature_algorithms_cert] [alpn] supported_versions [cookie] key_share
+// [psk_key_exchange_modes] [pre_shared_key]. leanclient's TestFamilyOfLeanClient keeps the two in
 // step.
 var pqedgeExtensions = []struct {
 	ext      uint16
 	optional bool
 }{
-	{extServerName, true}, {extSupportedGroups, false}, {extSignatureAlgorithms, false}, {extALPN, true},
+	{extServerName, true}, {extSupportedGroups, false}, {extSignatureAlgorithms, false}, {extSignatureAlgorithmsCert, true}, {extALPN, true},
 	{extSupportedVersions, false}, {extCookie, true}, {extKeyShare, false}, {extPSKKeyExchangeModes, true},
 	{extPreSharedKey, true},
 }

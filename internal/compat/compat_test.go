@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"flag"
 	"fmt"
+	"github.com/pqedge/pqedge/pqtls/leanclient"
 	"io"
 	"log/slog"
 	"net"
@@ -424,7 +425,9 @@ func errorf(format string, args ...any) error { return fmt.Errorf(format, args..
 
 // mldsaSPKIs collects the SPKI hashes of the ML-DSA leaves a mode serves:
 // the site's (under always) and the compat listeners', by asking for them
-// with a Go client that offers ML-DSA and verifies nothing.
+// with the lean client offering every ML-DSA scheme (a Go client would get
+// the site's classical chain: it leaves ML-DSA out of
+// signature_algorithms_cert, go.dev/issue/82536).
 func mldsaSPKIs(t *testing.T, e *edge, m mode) []string {
 	var listeners []string
 	if m.pqCerts == "always" {
@@ -439,12 +442,18 @@ func mldsaSPKIs(t *testing.T, e *edge, m mode) []string {
 	}
 	var out []string
 	for _, l := range listeners {
-		c, err := tls.Dial("tcp", "127.0.0.1:"+e.port(l), &tls.Config{ServerName: "localhost", InsecureSkipVerify: true})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		res, err := leanclient.Dial(ctx, "127.0.0.1:"+e.port(l), &leanclient.Config{ServerName: "localhost",
+			Groups:              []tls.CurveID{tls.X25519MLKEM768, tls.X25519},
+			SignatureAlgorithms: []tls.SignatureScheme{tls.MLDSA44, tls.MLDSA65, tls.MLDSA87}})
+		cancel()
 		if err != nil {
 			t.Fatalf("failed to fetch the ML-DSA leaf of %s: %v", l, err)
 		}
-		leaf := c.ConnectionState().PeerCertificates[0]
-		c.Close()
+		leaf, err := x509.ParseCertificate(res.RawCertificates[0])
+		if err != nil {
+			t.Fatal(err)
+		}
 		sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
 		out = append(out, base64.StdEncoding.EncodeToString(sum[:]))
 	}

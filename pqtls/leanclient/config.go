@@ -22,6 +22,10 @@ type Config struct {
 	KeyShares []tls.CurveID
 	// SignatureAlgorithms is the signature_algorithms list, in order.
 	SignatureAlgorithms []tls.SignatureScheme
+	// SignatureAlgorithmsCert, if set, is sent as signature_algorithms_cert
+	// (RFC 8446 Section 4.2.3): the schemes the client accepts in
+	// certificate signatures, when they differ from SignatureAlgorithms.
+	SignatureAlgorithmsCert []tls.SignatureScheme
 	// CipherSuites to offer; empty means DefaultCipherSuites.
 	CipherSuites []uint16
 	ALPN         []string

@@ -164,6 +164,7 @@ func (hs *handshakeState) makeClientHello() error {
 		alpn:       cfg.ALPN,
 		groups:     cfg.Groups,
 		sigalgs:    cfg.SignatureAlgorithms,
+		certAlgs:   cfg.SignatureAlgorithmsCert,
 	}
 	// A non-empty legacy_session_id asks for middlebox compatibility mode
 	// (RFC 8446 Appendix D.4), which is what browsers send.

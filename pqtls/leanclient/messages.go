@@ -26,10 +26,13 @@ const (
 	extServerName          = 0
 	extSupportedGroups     = 10
 	extSignatureAlgorithms = 13
-	extALPN                = 16
-	extSupportedVersions   = 43
-	extCookie              = 44
-	extKeyShare            = 51
+	// extSignatureAlgorithmsCert is signature_algorithms_cert (RFC 8446
+	// Section 4.2.3).
+	extSignatureAlgorithmsCert = 50
+	extALPN                    = 16
+	extSupportedVersions       = 43
+	extCookie                  = 44
+	extKeyShare                = 51
 )
 
 // helloRetryRandom is the ServerHello.random that marks a
@@ -48,6 +51,7 @@ type clientHello struct {
 	alpn       []string
 	groups     []tls.CurveID
 	sigalgs    []tls.SignatureScheme
+	certAlgs   []tls.SignatureScheme // signature_algorithms_cert; nil: not sent
 	shares     []*keyShare
 	cookie     []byte
 	psk        *pskOffer // nil: no resumption offered
@@ -104,6 +108,16 @@ func (ch *clientHello) marshalExtensions(b *cryptobyte.Builder) {
 			}
 		})
 	})
+	if len(ch.certAlgs) > 0 {
+		b.AddUint16(extSignatureAlgorithmsCert)
+		addU16Prefixed(b, func(b *cryptobyte.Builder) {
+			addU16Prefixed(b, func(b *cryptobyte.Builder) {
+				for _, s := range ch.certAlgs {
+					b.AddUint16(uint16(s))
+				}
+			})
+		})
+	}
 	if len(ch.alpn) > 0 {
 		b.AddUint16(extALPN)
 		addU16Prefixed(b, func(b *cryptobyte.Builder) {

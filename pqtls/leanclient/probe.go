@@ -87,6 +87,16 @@ var probeSignatureLists = []struct {
 	{"mldsa87", []tls.SignatureScheme{tls.MLDSA87}},
 }
 
+// probeCertAlgorithms is the signature_algorithms_cert of the certificate
+// probes: every scheme of every list.
+var probeCertAlgorithms = func() []tls.SignatureScheme {
+	var all []tls.SignatureScheme
+	for _, l := range probeSignatureLists {
+		all = append(all, l.schemes...)
+	}
+	return all
+}()
+
 // Probe finds out which groups a server accepts (directly or only after a
 // HelloRetryRequest), its group preference, the certificate it serves for
 // each family of signature algorithms, and whether it survives a split
@@ -260,6 +270,11 @@ func (p *prober) probeCertificates() {
 	for _, list := range probeSignatureLists {
 		cfg := p.bestGroup()
 		cfg.SignatureAlgorithms = list.schemes
+		// The list asks for a leaf of one family; any signature in the
+		// chain is fine (a server that serves only chains the client can
+		// verify, RFC 8446 Section 4.4.2.2, would otherwise refuse an
+		// ML-DSA leaf under a CA of another level).
+		cfg.SignatureAlgorithmsCert = probeCertAlgorithms
 		res, err := p.handshake(cfg)
 		cp := CertificateProbe{Name: list.name, Offered: list.schemes, Err: err}
 		if err == nil {
