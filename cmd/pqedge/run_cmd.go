@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pqedge/pqedge/internal/config"
+	"github.com/pqedge/pqedge/internal/fleet"
 	"github.com/pqedge/pqedge/internal/server"
 )
 
@@ -75,16 +76,14 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
+	// go-redis keeps its logger in a process-wide variable: set it once,
+	// before a fleet's store client exists.
+	fleet.SetClientLogger(log)
 	srv, err := server.New(cfg, server.Options{Logger: log})
 	if err != nil {
 		return cliFail(stderr, withHint(fmt.Errorf("failed to start: %w", err), startHints(err, *file)...))
 	}
 	log.Info("pqedge started", "version", version, "config", *file)
-	if cfg.Fleet != nil {
-		// Until the server's Keeper and ACME managers take the fleet's
-		// store (docs/FLEET.md), say so rather than ignore [fleet] quietly.
-		log.Warn("[fleet] is checked but not used yet: this node keeps its own ticket keys and ACME storage; see docs/FLEET.md")
-	}
 	// Reloads run beside the signal loop: one blocked on a slow ACME order
 	// must not hold up a SIGTERM, which cancels it (Shutdown does).
 	reloads, stopReloads := context.WithCancel(context.Background())
@@ -173,6 +172,8 @@ func startHints(err error, file string) []string {
 		hints = append(hints, "that address is not on this machine: listen on one of its addresses, or 0.0.0.0")
 	case errors.Is(err, syscall.EACCES) || errors.Is(err, os.ErrPermission):
 		hints = append(hints, "ports below 1024 need root or CAP_NET_BIND_SERVICE (docs/OPERATIONS.md has a systemd unit), and data_dir must be writable")
+	case strings.Contains(msg, "fleet"):
+		hints = append(hints, "`pqedge fleet check -config "+file+"` reads the fleet's store and key files without starting; docs/FLEET.md")
 	case strings.Contains(msg, "ACME") || strings.Contains(msg, "acme"):
 		hints = append(hints, "docs/ACME.md: what the CA needs to reach, and how to test with a staging directory")
 	}

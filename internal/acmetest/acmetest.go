@@ -11,9 +11,11 @@ package acmetest
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"log"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"sync"
@@ -35,6 +37,12 @@ type Options struct {
 	// Validity is the lifetime of issued certificates, rounded down to
 	// whole seconds; 0 means Pebble's default of about 90 days.
 	Validity time.Duration
+	// NoARI leaves renewalInfo out of the directory, as a CA without ACME
+	// Renewal Information (RFC 9773) does: renewal then falls due at a
+	// fixed share of the lifetime, the same moment on every node, instead
+	// of at a time the client picks at random in the CA's window (which
+	// for a certificate of a few seconds is its whole lifetime).
+	NoARI bool
 }
 
 // CA is a running Pebble. It stops when the test ends.
@@ -80,7 +88,11 @@ func Start(t testing.TB, opts Options) *CA {
 	validator := va.New(logger, opts.HTTPPort, opts.TLSPort, false, startDNS(t), store)
 	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
 
-	srv := httptest.NewUnstartedServer(front.Handler())
+	var handler http.Handler = front.Handler()
+	if opts.NoARI {
+		handler = withoutARI(handler)
+	}
+	srv := httptest.NewUnstartedServer(handler)
 	srv.Config.ErrorLog = logger // handshake errors from refused clients are expected
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
@@ -181,4 +193,28 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// withoutARI serves the ACME directory without its renewalInfo entry.
+func withoutARI(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != wfe.DirectoryPath {
+			h.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		var dir map[string]any
+		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &dir) != nil {
+			http.Error(w, "acmetest: Pebble's directory did not decode", http.StatusInternalServerError)
+			return
+		}
+		delete(dir, "renewalInfo")
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.Header().Del("Content-Length")
+		w.WriteHeader(rec.Code)
+		json.NewEncoder(w).Encode(dir)
+	})
 }

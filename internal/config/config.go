@@ -160,6 +160,14 @@ type Listener struct {
 	// X-Forwarded-For, pq_rule, limits); a connection from anywhere else
 	// must not send one. Empty: no PROXY protocol on this listener.
 	ProxyProtocolIn []string `toml:"proxy_protocol_in"`
+
+	// ReusePort opens the socket with SO_REUSEPORT, so that several pqedge
+	// processes (of the same user) can listen on the same address and
+	// port: the kernel spreads new connections over them by a hash of the
+	// connection's addresses, as ECMP spreads an anycast address over
+	// nodes. It applies when the socket is opened (at start, or when a
+	// reload changes the address). Linux only.
+	ReusePort bool `toml:"reuse_port"`
 }
 
 // Certificate modes of a site.

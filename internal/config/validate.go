@@ -139,6 +139,18 @@ func (v *validator) checkListeners() {
 			v.addf(key+".kind", "use \"https\" or \"stream\"", "unknown listener kind %q", l.Kind)
 		}
 		v.checkProxyProtocolIn(key+".proxy_protocol_in", l.ProxyProtocolIn)
+		v.checkReusePort(key, l)
+	}
+}
+
+// checkReusePort refuses reuse_port on port 0: each process would get a
+// port of its own, so nothing would be shared.
+func (v *validator) checkReusePort(key string, l Listener) {
+	if !l.ReusePort {
+		return
+	}
+	if _, port, err := net.SplitHostPort(l.Address); err == nil && port == "0" {
+		v.addf(key+".reuse_port", "give the listener a fixed port that every process sharing it names", "reuse_port needs a fixed port: with port 0 every process listens on a port of its own")
 	}
 }
 

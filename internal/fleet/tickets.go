@@ -151,7 +151,7 @@ func (t *TicketSource) rotate(ctx context.Context, now time.Time, read *ticketSt
 			t.adopt(read, nil) // rotated by the lock holder; seen at the next sync
 			return read, nil
 		}
-		return nil, errors.New("another node is writing the fleet's first ticket keys; retrying at the next refresh")
+		return t.awaitFirst(ctx)
 	}
 	defer func() {
 		if err := s.Unlock(context.WithoutCancel(ctx), rotateLock); err != nil {
@@ -225,6 +225,43 @@ func (t *TicketSource) rotate(ctx context.Context, now time.Time, read *ticketSt
 	}
 	t.adopt(written, sealed)
 	return written, nil
+}
+
+// Polling for the fleet's first ticket-key state (awaitFirst): the node
+// writing it needs one round trip, so the first poll comes soon; a
+// writer that died holding the lock is waited for no longer than the
+// caller's ctx.
+const (
+	firstPollMin = 10 * time.Millisecond
+	firstPollMax = 200 * time.Millisecond
+)
+
+// awaitFirst waits for the node holding the rotation lock to write the
+// fleet's first state, and adopts it. Nodes that start together meet here:
+// without the wait, every node but the writer would seal its first
+// tickets with a key of its own (the Keeper's fallback) until its next
+// refresh, a minute later, and those tickets would resume on no other
+// node.
+func (t *TicketSource) awaitFirst(ctx context.Context) (*ticketState, error) {
+	poll := firstPollMin
+	for {
+		timer := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, fmt.Errorf("another node is writing the fleet's first ticket keys and has not finished; retrying at the next refresh: %w", ctx.Err())
+		case <-timer.C:
+		}
+		st, raw, err := t.load(ctx, t.f.client)
+		if err != nil {
+			return nil, err
+		}
+		if st != nil {
+			t.adopt(st, raw)
+			return st, nil
+		}
+		poll = min(2*poll, firstPollMax)
+	}
 }
 
 // load reads and opens the store's state; a missing state is (nil, nil,

@@ -452,3 +452,77 @@ func TestTicketStoreRollback(t *testing.T) {
 		t.Errorf("node b sees keys %v generation %d, want %v after 2", ids(fromB), b.Status().Tickets.Generation, ids(current))
 	}
 }
+
+// TestFirstKeysWait: a node that finds another writing the fleet's first
+// ticket keys waits for them instead of failing (which would make its
+// Keeper seal with a key of its own until its next refresh); if the
+// writer never finishes, the wait ends with the caller's ctx.
+func TestFirstKeysWait(t *testing.T) {
+	t.Run("writer finishes", func(t *testing.T) {
+		m, url := startMiniredis(t)
+		waiter, writer := newTestFleet(t, url, "b"), newTestFleet(t, url, "c")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// c takes the rotation lock, as a node about to write the first
+		// state.
+		if ok, err := writer.Storage().TryLock(ctx, rotateLock); err != nil || !ok {
+			t.Fatalf("TryLock = %v, %v", ok, err)
+		}
+		type result struct {
+			keys []tickets.Key
+			err  error
+		}
+		done := make(chan result, 1)
+		base := m.CommandCount()
+		go func() {
+			keys, err := waiter.Tickets().Keys(ctx, testEpoch)
+			done <- result{keys, err}
+		}()
+		// b's connection setup, GET of the state, SET NX of the lock, then
+		// a GET of its polling: b is waiting.
+		for m.CommandCount() < base+4 {
+			if ctx.Err() != nil {
+				t.Fatal("node b never polled the store")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		// c writes the first state under its lock, as rotate does.
+		st, err := writer.Tickets().rot.plan(nil, testEpoch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, _ := st.encode()
+		sealed, err := writer.opts.Key.Seal(ticketsAD, plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writer.client.Set(ctx, writer.keys.tickets(), sealed, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		r := <-done
+		if r.err != nil {
+			t.Fatalf("waiting node: %v", r.err)
+		}
+		want, _, _ := st.usable(testEpoch)
+		if !slices.EqualFunc(r.keys, want, func(a, b tickets.Key) bool { return a.ID == b.ID && a.Secret == b.Secret }) {
+			t.Errorf("waiting node got keys %v, node c wrote %v", ids(r.keys), ids(want))
+		}
+		if n := waiter.Status().Tickets.Rotations; n != 0 {
+			t.Errorf("waiting node wrote %d states, want 0", n)
+		}
+	})
+	t.Run("writer never finishes", func(t *testing.T) {
+		_, url := startMiniredis(t)
+		waiter, holder := newTestFleet(t, url, "b"), newTestFleet(t, url, "c")
+		ctx := context.Background()
+		if ok, err := holder.Storage().TryLock(ctx, rotateLock); err != nil || !ok {
+			t.Fatalf("TryLock = %v, %v", ok, err)
+		}
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		_, err := waiter.Tickets().Keys(short, testEpoch)
+		if err == nil || !strings.Contains(err.Error(), "has not finished") || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Keys = %v, want the writer named and the deadline", err)
+		}
+	})
+}

@@ -160,6 +160,10 @@ type Listener struct {
 	// protocol header (config proxy_protocol_in); empty for none.
 	ProxyIn []netip.Prefix
 
+	// ReusePort shares the address with other processes (SO_REUSEPORT,
+	// config reuse_port).
+	ReusePort bool
+
 	// Compat is set on the compat matrix's listeners.
 	Compat *Combination
 }
@@ -316,7 +320,7 @@ func (p *Plan) addSite(sc config.Site) error {
 }
 
 func (p *Plan) addListener(lc config.Listener) error {
-	l := &Listener{Name: lc.Name, Address: lc.Address, SocketKey: socketKey(lc.Address, lc.Name), Kind: lc.Kind}
+	l := &Listener{Name: lc.Name, Address: lc.Address, SocketKey: socketKey(lc.Address, lc.Name), Kind: lc.Kind, ReusePort: lc.ReusePort}
 	for _, n := range lc.ProxyProtocolIn {
 		p, err := netip.ParsePrefix(n)
 		if err != nil {

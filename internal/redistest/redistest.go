@@ -10,6 +10,7 @@ package redistest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/pqedge/pqedge/internal/peers"
 )
@@ -155,4 +158,53 @@ func (s *Server) ping() error {
 		return fmt.Errorf("unexpected reply %q", buf[:n])
 	}
 	return nil
+}
+
+// Values returns every value the server holds, to check what a store
+// leaks to whoever reads it: a string's value under its key, a hash
+// field's under "KEY FIELD", a sorted set's members under "KEY member", and
+// every key name under "key name KEY". Other types fail the test.
+func (s *Server) Values(t testing.TB) map[string][]byte {
+	t.Helper()
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Network: "unix", Addr: s.Socket, DialTimeout: startTimeout, ReadTimeout: startTimeout})
+	defer c.Close()
+	out := map[string][]byte{}
+	iter := c.Scan(ctx, 0, "*", 100).Iterator()
+	for iter.Next(ctx) {
+		key := iter.Val()
+		out["key name "+key] = []byte(key)
+		switch typ, err := c.Type(ctx, key).Result(); {
+		case err != nil:
+			t.Fatalf("redistest: TYPE %s: %v", key, err)
+		case typ == "string":
+			v, err := c.Get(ctx, key).Bytes()
+			if err != nil {
+				t.Fatalf("redistest: GET %s: %v", key, err)
+			}
+			out[key] = v
+		case typ == "hash":
+			fields, err := c.HGetAll(ctx, key).Result()
+			if err != nil {
+				t.Fatalf("redistest: HGETALL %s: %v", key, err)
+			}
+			for f, v := range fields {
+				out[key+" "+f] = []byte(v)
+			}
+		case typ == "zset":
+			members, err := c.ZRange(ctx, key, 0, -1).Result()
+			if err != nil {
+				t.Fatalf("redistest: ZRANGE %s: %v", key, err)
+			}
+			for _, m := range members {
+				out[key+" member "+m] = []byte(m)
+			}
+		default:
+			t.Fatalf("redistest: %s is a %s, which Values does not read", key, typ)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatalf("redistest: SCAN: %v", err)
+	}
+	return out
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/pqedge/pqedge/certs"
 	"github.com/pqedge/pqedge/certs/acme"
 	"github.com/pqedge/pqedge/internal/config"
+	"github.com/pqedge/pqedge/internal/fleet"
 	"github.com/pqedge/pqedge/internal/plan"
 )
 
@@ -96,6 +97,11 @@ type acmeState struct {
 	// and the handshake carries no data (RFC 8737 section 3: the CA closes
 	// the connection once it has seen the certificate).
 	challengeTLS *tls.Config
+	// fleet, if set, is the store every Manager keeps its state in
+	// (fleet.go); set once by New before any Manager is made.
+	fleet *fleet.Fleet
+	// renewCheck is the Managers' RenewCheckInterval; 0 is certmagic's.
+	renewCheck time.Duration
 
 	mu      sync.Mutex // guards the fields below; never held while calling a Manager
 	entries []*acmeEntry
@@ -307,18 +313,23 @@ func (st *acmeState) newEntry(k acmeKey) (*acmeEntry, error) {
 			roots.AddCert(c)
 		}
 	}
-	m, err := acme.New(acme.Options{
-		Email:            k.email,
-		DirectoryURL:     k.directory,
-		CARoots:          roots,
-		DataDir:          k.dataDir,
-		HTTPChallenge:    k.httpPort != 0,
-		TLSALPNChallenge: k.tlsALPN,
-		AltHTTPPort:      k.httpPort,
-		AltTLSALPNPort:   k.tlsPort,
-		Logger:           st.log,
-		OnEvent:          st.onEvent,
-	})
+	o := acme.Options{
+		Email:              k.email,
+		DirectoryURL:       k.directory,
+		CARoots:            roots,
+		DataDir:            k.dataDir,
+		HTTPChallenge:      k.httpPort != 0,
+		TLSALPNChallenge:   k.tlsALPN,
+		AltHTTPPort:        k.httpPort,
+		AltTLSALPNPort:     k.tlsPort,
+		Logger:             st.log,
+		OnEvent:            st.onEvent,
+		RenewCheckInterval: st.renewCheck,
+	}
+	if err := st.useFleet(&o, k.dataDir); err != nil {
+		return nil, err
+	}
+	m, err := acme.New(o)
 	if err != nil {
 		return nil, err
 	}

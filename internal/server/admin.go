@@ -59,6 +59,7 @@ func (t *txn) openAdmin() error {
 	})
 	mux.HandleFunc("GET /readyz", s.serveReadyz)   // readiness.go
 	mux.HandleFunc("GET /anycast", s.serveAnycast) // anycast_admin.go
+	mux.HandleFunc("GET /fleet", s.serveFleet)     // fleet_admin.go
 	a := &adminListener{addr: want, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: adminReadHeader, IdleTimeout: adminIdle}}
 	go a.srv.Serve(ln)
 	t.admin = a

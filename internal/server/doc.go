@@ -17,9 +17,10 @@
 //
 // New and Reload share one transaction, prepare then commit, or abort:
 //
-//	prepare   plan (no I/O) → certificates → sockets → anycast device →
-//	          ACME managers → generation (pools, with their origin TLS
-//	          files) → admin listener → ACME orders (network I/O)
+//	prepare   plan (no I/O) → [fleet] unchanged → certificates → sockets →
+//	          anycast device → ACME managers → generation (pools, with
+//	          their origin TLS files) → admin listener → ACME orders
+//	          (network I/O)
 //	commit    under the server lock: publish the generation, start its
 //	          sockets, close the sockets it no longer uses, retire the
 //	          previous generation
@@ -45,13 +46,18 @@
 //   - anycast (anycast.go): the TUN device and the Controller announcing
 //     the [anycast] prefixes, fed each prefix's health; made by the first
 //     config with the block, closed after the drain.
+//   - fleet (fleet.go): the node's connection to its fleet's shared store,
+//     made from the first config's [fleet]: the Keeper's key source and the
+//     ACME managers' storage. A reload never swaps it; one that changes
+//     [fleet] is refused.
 //
 // # Readiness (readiness.go)
 //
 // /readyz is 200 only when the server is started, not shutting down, every
 // listener is bound, every site's certificates are valid and every pool of
 // admin.ready_pools has a healthy upstream; the same checks, per listener,
-// decide whether an anycast prefix is healthy.
+// decide whether an anycast prefix is healthy. A fleet's store is listed
+// but never makes a node unready: it is not in the handshake path.
 //
 // # A connection
 //

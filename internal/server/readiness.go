@@ -18,6 +18,8 @@ import (
 //	listener    each listener of the running config is bound
 //	certificates  each site's chains are within their validity
 //	pool        each pool of admin.ready_pools has a healthy upstream
+//	fleet store informational, always passes: the store is not in the
+//	            handshake path (fleet.go, fleetCheck)
 type readiness struct {
 	Ready  bool         `json:"ready"`
 	Checks []readyCheck `json:"checks"`
@@ -62,6 +64,9 @@ func (s *Server) readiness() readiness {
 			ok, detail := poolStatus(g, pool)
 			add(fmt.Sprintf("pool %q", pool), ok, detail)
 		}
+	}
+	if detail, inFleet := s.fleetCheck(); inFleet {
+		add("fleet store", true, detail)
 	}
 	r.Ready = true
 	for _, c := range r.Checks {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pqedge/pqedge/internal/config"
 	"github.com/pqedge/pqedge/internal/connlimit"
+	"github.com/pqedge/pqedge/internal/fleet"
 	"github.com/pqedge/pqedge/internal/pages"
 	"github.com/pqedge/pqedge/internal/tickets"
 	"github.com/pqedge/pqedge/proxy"
@@ -41,7 +42,7 @@ type Options struct {
 	// this process (tickets.LocalSource). A fleet passes its shared store.
 	TicketSource tickets.Source
 	// Node names this server in its session tickets; default the host
-	// name.
+	// name. In a fleet the config's node id names it.
 	Node string
 	// OpenAnycastDevice opens the device an [anycast] block announces on,
 	// in the process's network namespace. It is called once, by the first
@@ -49,6 +50,17 @@ type Options struct {
 	// server closes the device when it stops. Nil means anycast.OpenDevice.
 	// Tests pass a fake that needs no CAP_NET_ADMIN.
 	OpenAnycastDevice func(name string) (AnycastDevice, error)
+	// TicketRefresh is how often the Keeper asks its source for keys;
+	// default tickets.DefaultRefresh.
+	TicketRefresh time.Duration
+	// FleetOptions, if set, adjusts the options of the fleet a [fleet]
+	// table makes, after they are read from the table and its files and
+	// before the Fleet is made (fleet.go): tests shorten the rotation and
+	// the lock lease. It is called again, on a fresh copy, by each reload.
+	FleetOptions func(*fleet.Options)
+	// ACMERenewCheck is how often ACME certificates are checked for
+	// renewal; default certmagic's (10 minutes).
+	ACMERenewCheck time.Duration
 }
 
 // Server is a running pqedge.
@@ -63,6 +75,7 @@ type Server struct {
 	health    *proxy.Registry
 	limiter   *connlimit.Limiter // connection and handshake caps (limits.go)
 	tickets   *tickets.Keeper
+	fleet     *fleetMember // nil without [fleet]; set by New, never replaced (fleet.go)
 	certs     *certStore
 	acme      *acmeState
 	adoption  *pages.Adoption
@@ -129,7 +142,12 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.metrics.reg.MustRegister(newLimiterCollector(s.limiter))
 	s.certs = newCertStore(s.log, s.metrics)
 	s.acme = newACMEState(s.log, s.metrics.reg)
+	s.acme.renewCheck = opts.ACMERenewCheck
 	s.sinks = s.handshakeSinks()
+	if err := s.startFleet(cfg); err != nil {
+		s.stopComponents()
+		return nil, err
+	}
 	if err := s.startTickets(); err != nil {
 		s.stopComponents()
 		return nil, err
@@ -156,15 +174,18 @@ func cmpOr(d, def time.Duration) time.Duration {
 
 // startTickets starts the session-ticket Keeper with the configured source.
 func (s *Server) startTickets() error {
-	src := s.opts.TicketSource
+	src, node := s.opts.TicketSource, s.opts.Node
+	if s.fleet != nil {
+		src, node = s.fleet.f.Tickets(), s.fleet.f.NodeID()
+	}
 	if src == nil {
 		src = &tickets.LocalSource{}
 	}
-	node := s.opts.Node
 	if node == "" {
 		node, _ = os.Hostname()
 	}
-	k, err := tickets.NewKeeper(s.ctx, tickets.KeeperOptions{Source: src, Node: node, Now: s.now, Logger: s.log, OnRefresh: s.metrics.ticketRefresh})
+	k, err := tickets.NewKeeper(s.ctx, tickets.KeeperOptions{Source: src, Node: node, Now: s.now, Logger: s.log,
+		Refresh: s.opts.TicketRefresh, OnRefresh: s.metrics.ticketRefresh})
 	if err != nil {
 		return err
 	}
@@ -252,6 +273,7 @@ func (s *Server) stopComponents() {
 	s.acme.closeAll()
 	s.health.Close()
 	s.closeAnycast()
+	s.closeFleet()
 }
 
 func (s *Server) takeAdmin() *adminListener {

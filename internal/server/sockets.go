@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/pqedge/pqedge/internal/anycast"
 	"github.com/pqedge/pqedge/internal/plan"
 )
 
@@ -42,6 +41,8 @@ type socket struct {
 	once sync.Once     // start runs the accept loop once
 	// plain serves an ACME HTTP-01 listener (acme.go) instead of TLS.
 	plain *http.Server
+	// reusePort: opened with SO_REUSEPORT.
+	reusePort bool
 }
 
 func newSocketSet(s *Server) *socketSet {
@@ -63,6 +64,9 @@ type socketWant struct {
 	// freeBind binds an address the host may not have yet: an anycast
 	// service address (anycast.FreeBind).
 	freeBind bool
+	// reusePort shares the address with other processes (listener
+	// reuse_port; sockopt.go).
+	reusePort bool
 }
 
 // open binds the wanted sockets that are not bound yet and returns them,
@@ -84,17 +88,14 @@ func (ss *socketSet) open(ctx context.Context, want []socketWant) ([]*socket, er
 		if have[w.key] {
 			continue
 		}
-		var lc net.ListenConfig
-		if w.freeBind {
-			lc.Control = anycast.FreeBind
-		}
+		lc := net.ListenConfig{Control: w.control()}
 		addr := plan.BindAddress(w.key)
 		ln, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
 			closeSockets(opened)
 			return nil, fmt.Errorf("failed to listen on %s for %s: %w", addr, w.what, err)
 		}
-		sk := &socket{key: w.key, ln: ln, srv: ss.srv, done: make(chan struct{})}
+		sk := &socket{key: w.key, ln: ln, srv: ss.srv, done: make(chan struct{}), reusePort: w.reusePort}
 		if w.plain {
 			sk.plain = &http.Server{
 				Handler:           ss.srv.plainHandler(w.key),

@@ -72,6 +72,7 @@ func (t *txn) prepare() error {
 		run  func() error
 	}{
 		{"planning", t.buildPlan},                    // config → immutable plan, no I/O
+		{"checking the fleet", t.checkFleet},         // [fleet] as the node started with it (fleet.go)
 		{"loading certificates", t.loadCertificates}, // each site's chains: kept, reloaded or issued
 		{"opening sockets", t.openSockets},           // bind the addresses not bound yet
 		{"preparing anycast", t.prepareAnycast},      // the announcement device; service addresses on lo
@@ -104,13 +105,14 @@ func (t *txn) loadCertificates() (err error) {
 func (t *txn) openSockets() (err error) {
 	var want []socketWant
 	for _, l := range t.plan.Listeners {
-		want = append(want, socketWant{key: l.SocketKey, what: fmt.Sprintf("listener %q", l.Name), freeBind: isAnycastAddress(t.cfg, l.Address)})
+		want = append(want, socketWant{key: l.SocketKey, what: fmt.Sprintf("listener %q", l.Name), freeBind: isAnycastAddress(t.cfg, l.Address), reusePort: l.ReusePort})
 	}
 	for _, a := range t.plan.ACME {
 		if a.Plain != "" {
 			want = append(want, socketWant{key: a.Plain, what: fmt.Sprintf("the HTTP-01 challenges of site %q (acme.http_port)", a.Site.Name), plain: true})
 		}
 	}
+	t.s.sockets.warnKeptReusePort(want)
 	t.opened, err = t.s.sockets.open(t.ctx, want)
 	return err
 }
