@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Defaults applied to zero fields of Options.
@@ -236,6 +237,23 @@ func (l *Limiter) BeginHandshake(ctx context.Context) (done func(), err error) {
 	l.handshakeDone()
 	l.hsExpired.Add(1)
 	return nil, context.Cause(ctx)
+}
+
+// BeginHandshakeBy is BeginHandshake with a deadline instead of a context:
+// the slot is taken without allocating when one is free, and a timer is
+// made only when the handshake has to wait. This is the accept path's
+// form, run once per connection.
+func (l *Limiter) BeginHandshakeBy(deadline time.Time) (done func(), err error) {
+	l.mu.Lock()
+	if l.opts.MaxHandshakes <= 0 || l.running < l.opts.MaxHandshakes {
+		l.running++
+		l.mu.Unlock()
+		return l.handshakeDone, nil
+	}
+	l.mu.Unlock()
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	return l.BeginHandshake(ctx)
 }
 
 // handshakeDone frees a slot, handing it to the longest waiter if any.

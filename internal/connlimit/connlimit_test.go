@@ -371,3 +371,25 @@ func TestSetOptions(t *testing.T) {
 		t.Errorf("second connection under MaxConns 1: %v, want ErrTooManyConns", err)
 	}
 }
+
+// TestBeginHandshakeBy takes a free slot at once and, when none is free,
+// waits until the deadline and gives up with a deadline error.
+func TestBeginHandshakeBy(t *testing.T) {
+	l := New(Options{MaxHandshakes: 1, HandshakeQueue: 1, MaxConns: -1, MaxConnsPerClient: -1})
+	done, err := l.BeginHandshakeBy(time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.BeginHandshakeBy(time.Now().Add(20 * time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("waiting past the deadline: %v, want context.DeadlineExceeded", err)
+	}
+	if st := l.Stats(); st.HandshakesExpired != 1 || st.WaitingHandshakes != 0 {
+		t.Errorf("stats after the expired wait: %+v", st)
+	}
+	done()
+	again, err := l.BeginHandshakeBy(time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatalf("the freed slot: %v", err)
+	}
+	again()
+}

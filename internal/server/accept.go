@@ -156,9 +156,7 @@ func (s *Server) handleConn(key string, raw net.Conn) {
 	// queues, or is closed, before it costs any cryptography.
 	deadline := s.now().Add(g.plan.Timeouts.Handshake)
 	conn.SetDeadline(deadline)
-	hctx, cancel := context.WithDeadline(s.ctx, deadline)
-	slot, err := s.limiter.BeginHandshake(hctx)
-	cancel()
+	slot, err := s.limiter.BeginHandshakeBy(deadline)
 	if err != nil {
 		raw.Close()
 		return
