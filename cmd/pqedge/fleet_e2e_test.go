@@ -204,7 +204,7 @@ func resumeRun(t *testing.T, addr string, n int) (resumed int) {
 	for i := 0; i < n; i++ {
 		res, err := leanclient.Dial(t.Context(), addr, &leanclient.Config{
 			ServerName: "localhost", Groups: []tls.CurveID{tls.X25519MLKEM768},
-			SignatureAlgorithms: []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256},
+			SignatureAlgorithms: []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384}, // leaf and CA
 			Session:             session, ReadTicket: true, Timeout: 10 * time.Second,
 		})
 		if err != nil {

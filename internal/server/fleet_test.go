@@ -184,7 +184,7 @@ func (r *resumer) run(t *testing.T, n int) (resumed int) {
 		// The timeout only keeps a hung server from hanging the test.
 		res, err := leanclient.Dial(t.Context(), r.addr, &leanclient.Config{
 			ServerName: "localhost", Groups: []tls.CurveID{tls.X25519MLKEM768},
-			SignatureAlgorithms: []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256},
+			SignatureAlgorithms: []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384}, // leaf and CA
 			Session:             r.session, ReadTicket: true, Timeout: 10 * time.Second,
 		})
 		if err != nil {
