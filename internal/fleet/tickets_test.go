@@ -62,15 +62,15 @@ func TestRotationPlan(t *testing.T) {
 		want    []key         // nil: no change
 		wantGen uint64
 	}{
-		{name: "empty store: one key seals now, the next in one interval", st: nil, at: 0,
-			want: []key{{7, 0, 12*time.Hour + 7*day}, {8, 12 * time.Hour, 24*time.Hour + 7*day}}, wantGen: 1},
+		{name: "empty store: one key seals now (a minute early, for clock skew), the next in one interval", st: nil, at: 0,
+			want: []key{{7, -time.Minute, 12*time.Hour + 7*day}, {8, 12 * time.Hour, 24*time.Hour + 7*day}}, wantGen: 1},
 		{name: "within the interval: nothing to do", st: fresh, at: 11 * time.Hour},
 		{name: "next key seals: publish its successor one interval ahead", st: fresh, at: 12*time.Hour + time.Minute,
-			want: []key{{7, 0, 12*time.Hour + 7*day}, {8, 12 * time.Hour, 24*time.Hour + time.Minute + 7*day}, {9, 24*time.Hour + time.Minute, 36*time.Hour + time.Minute + 7*day}}, wantGen: 2},
+			want: []key{{7, -time.Minute, 12*time.Hour + 7*day}, {8, 12 * time.Hour, 24*time.Hour + time.Minute + 7*day}, {9, 24*time.Hour + time.Minute, 36*time.Hour + time.Minute + 7*day}}, wantGen: 2},
 		{name: "after a 3-day outage: the successor seals one interval after the sync", st: fresh, at: 3 * day,
-			want: []key{{7, 0, 12*time.Hour + 7*day}, {8, 12 * time.Hour, 3*day + 12*time.Hour + 7*day}, {9, 3*day + 12*time.Hour, 3*day + 24*time.Hour + 7*day}}, wantGen: 2},
+			want: []key{{7, -time.Minute, 12*time.Hour + 7*day}, {8, 12 * time.Hour, 3*day + 12*time.Hour + 7*day}, {9, 3*day + 12*time.Hour, 3*day + 24*time.Hour + 7*day}}, wantGen: 2},
 		{name: "everything expired: start over with fresh IDs", st: fresh, at: 30 * day,
-			want: []key{{9, 30 * day, 30*day + 12*time.Hour + 7*day}, {10, 30*day + 12*time.Hour, 30*day + 24*time.Hour + 7*day}}, wantGen: 2},
+			want: []key{{9, 30*day - time.Minute, 30*day + 12*time.Hour + 7*day}, {10, 30*day + 12*time.Hour, 30*day + 24*time.Hour + 7*day}}, wantGen: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -525,4 +525,26 @@ func TestFirstKeysWait(t *testing.T) {
 			t.Fatalf("Keys = %v, want the writer named and the deadline", err)
 		}
 	})
+}
+
+// TestFirstKeySealsForLateClocks: a node that asks for keys with a time a
+// little before the writer's (its clock is behind, or it read its clock
+// before the first state reached the store, as nodes starting together
+// do) still gets a key that seals, the writer's, instead of none.
+func TestFirstKeySealsForLateClocks(t *testing.T) {
+	_, url := startMiniredis(t)
+	writer, late := newTestFleet(t, url, "a"), newTestFleet(t, url, "b")
+	ctx := context.Background()
+	want, err := writer.Tickets().Keys(ctx, testEpoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, behind := range []time.Duration{time.Millisecond, 5 * time.Second, 50 * time.Second} {
+		if _, err := late.Tickets().Keys(ctx, testEpoch.Add(-behind)); err != nil {
+			t.Fatalf("a node %s behind the writer: %v", behind, err)
+		}
+		if got := late.Status().Tickets.SealingKeyID; got != want[0].ID {
+			t.Errorf("a node %s behind the writer seals with key %d, want %d", behind, got, want[0].ID)
+		}
+	}
 }

@@ -104,6 +104,15 @@ func (st *ticketState) usable(now time.Time) ([]tickets.Key, uint32, error) {
 	return out, sealing, nil
 }
 
+// firstKeyBackdate is how long before it is written the first key of a
+// state starts sealing. Every other key is published one interval before
+// it seals, but the first (of a new fleet, or after every key expired)
+// seals at once: a node whose clock is behind the writer's, or that read
+// its clock before the write reached the store (nodes starting together),
+// would otherwise find no key that seals "now" and seal with a key of its
+// own until its next refresh. A minute covers any clock kept by NTP.
+const firstKeyBackdate = time.Minute
+
 // rotation is the fleet's schedule: how long a key seals and how long a
 // ticket resumes.
 type rotation struct {
@@ -117,8 +126,8 @@ type rotation struct {
 // (nil: none in the store) needs no change. The rules:
 //
 //   - keys that open no ticket any more (DecryptUntil passed) are dropped;
-//   - with no key left, a key that seals from now and its successor are
-//     made;
+//   - with no key left, a key that seals from now (backdated by
+//     firstKeyBackdate) and its successor are made;
 //   - once the newest key seals (EncryptFrom <= now), its successor is
 //     made to seal from now + every: the next key is always published one
 //     interval before any node seals with it, so every node that syncs
@@ -151,7 +160,7 @@ func (r rotation) plan(st *ticketState, now time.Time) (*ticketState, error) {
 	}
 	next.Keys = live
 	if len(next.Keys) == 0 {
-		if err := r.add(next, now); err != nil {
+		if err := r.add(next, now.Add(-firstKeyBackdate)); err != nil {
 			return nil, err
 		}
 		changed = true
