@@ -19,6 +19,13 @@ const (
 	FamilyOther  = "other"
 )
 
+// ALPNPQEdge is the ALPN id pqedge's own QUIC probes and benchmarks
+// (package pqtls/quicclient) offer after "h3". Their ClientHello is
+// crypto/tls's, whose shape they cannot change, so they say who they are
+// the way a User-Agent does; a server ignores ids it does not know (RFC
+// 7301 Section 3.2), and Family reads it as FamilyPQEdge.
+const ALPNPQEdge = "x-pqedge-probe"
+
 // extCookie is the cookie extension (RFC 8446 Section 4.2.2).
 const extCookie uint16 = 44
 
@@ -54,7 +61,7 @@ const (
 // is a heuristic meant for statistics and for explaining a failed handshake,
 // not for access control: any client can imitate another's ClientHello.
 func (ch *ClientHello) Family() string {
-	if ch.isPQEdge() {
+	if ch.isPQEdge() || slices.Contains(ch.ALPN, ALPNPQEdge) {
 		// First: the probe lists GREASE groups, which would send it down
 		// the browsers' branch.
 		return FamilyPQEdge

@@ -50,6 +50,10 @@ func TestFamilySignals(t *testing.T) {
 	safari.CipherSuites = append(slices.Clone(safari.CipherSuites), 0xc008)
 	noPointFormats := *without(hellos["openssl-mldsa44"], extECPointFormats)
 	noPointFormats.ECPointFormats = nil
+	goQUICProbe := *hellos["go"] // crypto/tls under pqtls/quicclient: its ALPN says who it is
+	goQUICProbe.ALPN = []string{"h3", ALPNPQEdge}
+	goQUICBrowser := *hellos["go"]
+	goQUICBrowser.ALPN = []string{"h3"}
 	goPadded := *hellos["go"]
 	goPadded.Extensions = append(slices.Clone(goPadded.Extensions), extPadding)
 	// The shape of pqtls/leanclient's hello (its own test checks the real
@@ -95,6 +99,8 @@ func TestFamilySignals(t *testing.T) {
 		{"openssl -sigalgs mldsa44 without point formats", &noPointFormats, FamilyOther},
 		{"go without signature_algorithms_cert", without(hellos["go"], extSignatureAlgorithmsCert), FamilyOther},
 		{"go with padding", &goPadded, FamilyOther},
+		{"go offering pqedge's probe ALPN (quicclient)", &goQUICProbe, FamilyPQEdge},
+		{"go offering h3 alone", &goQUICBrowser, FamilyGo},
 		{"empty", &ClientHello{}, FamilyOther},
 	}
 	for _, tt := range tests {

@@ -153,6 +153,11 @@ type Listener struct {
 	// (default) site. Clients sending no SNI still get the default site.
 	StrictSNI bool `toml:"strict_sni"`
 
+	// HTTP3 also serves HTTP/3 (QUIC, RFC 9114) on UDP at the same address,
+	// with the same sites, policies, certificates and routes, and makes the
+	// TCP side's responses advertise it (Alt-Svc, RFC 7838). https only.
+	HTTP3 bool `toml:"http3"`
+
 	// ProxyProtocolIn lists the networks of the load balancers in front of
 	// the listener (CIDR prefixes). A connection from one of them must
 	// start with a PROXY protocol header (v1 or v2), and the client address

@@ -116,6 +116,9 @@ func (v *validator) checkListeners() {
 				v.addf(key+".alpn", "https listeners negotiate h2 and http/1.1; alpn is for kind = \"stream\"", "alpn is not used by an https listener")
 			}
 		case KindStream:
+			if l.HTTP3 {
+				v.addf(key+".http3", "serve HTTP/3 from a kind = \"https\" listener; a stream listener relays TLS over TCP", "http3 is not used by a stream listener")
+			}
 			if l.Pool == "" {
 				v.addf(key, "set pool = \"NAME\" of a [[pool]]", "stream listener %q has no pool", l.Name)
 			} else if !v.hasPool(l.Pool) {
@@ -139,6 +142,13 @@ func (v *validator) checkListeners() {
 			v.addf(key+".kind", "use \"https\" or \"stream\"", "unknown listener kind %q", l.Kind)
 		}
 		v.checkProxyProtocolIn(key+".proxy_protocol_in", l.ProxyProtocolIn)
+		if l.HTTP3 && len(l.ProxyProtocolIn) > 0 {
+			// QUIC has no PROXY header: UDP balancers must forward the
+			// client's own address (direct server return, transparent
+			// forwarding) for logs, pq_rule and limits to see it.
+			v.warnf(key+".http3", "have the balancer forward UDP with the client's source address, or leave http3 off on this listener",
+				"proxy_protocol_in applies to TCP only: HTTP/3 clients arriving through the balancers show the balancer's address")
+		}
 		v.checkReusePort(key, l)
 	}
 }

@@ -140,19 +140,41 @@ func clientKey(a net.Addr) (netip.Addr, bool) {
 // closes c at once (nothing has been read from it) and returns
 // ErrTooManyConns or ErrTooManyFromClient.
 func (l *Limiter) Accept(c net.Conn) (net.Conn, error) {
-	key, keyed := clientKey(c.RemoteAddr())
+	key, keyed, err := l.admit(c.RemoteAddr())
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &Conn{Conn: c, l: l, key: key, keyed: keyed}, nil
+}
+
+// Admit counts a new connection from addr against the caps, as Accept
+// does, for a transport that has no net.Conn to wrap: a QUIC connection,
+// which quic-go owns (the caps count connections whatever carries them).
+// On success the caller must call release once the connection is gone;
+// extra calls do nothing. Otherwise it returns ErrTooManyConns or
+// ErrTooManyFromClient.
+func (l *Limiter) Admit(addr net.Addr) (release func(), err error) {
+	key, keyed, err := l.admit(addr)
+	if err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { l.release(key, keyed) }) }, nil
+}
+
+func (l *Limiter) admit(addr net.Addr) (netip.Addr, bool, error) {
+	key, keyed := clientKey(addr)
 	l.mu.Lock()
 	switch {
 	case l.opts.MaxConns > 0 && l.conns >= l.opts.MaxConns:
 		l.mu.Unlock()
 		l.refusedTotal.Add(1)
-		c.Close()
-		return nil, ErrTooManyConns
+		return key, keyed, ErrTooManyConns
 	case keyed && l.opts.MaxConnsPerClient > 0 && l.perClient[key] >= l.opts.MaxConnsPerClient:
 		l.mu.Unlock()
 		l.refusedClient.Add(1)
-		c.Close()
-		return nil, ErrTooManyFromClient
+		return key, keyed, ErrTooManyFromClient
 	}
 	l.conns++
 	if keyed {
@@ -160,7 +182,7 @@ func (l *Limiter) Accept(c net.Conn) (net.Conn, error) {
 	}
 	l.mu.Unlock()
 	l.admitted.Add(1)
-	return &Conn{Conn: c, l: l, key: key, keyed: keyed}, nil
+	return key, keyed, nil
 }
 
 func (l *Limiter) release(key netip.Addr, keyed bool) {

@@ -393,3 +393,36 @@ func TestBeginHandshakeBy(t *testing.T) {
 	}
 	again()
 }
+
+// TestAdmit counts QUIC-style connections (an address, no net.Conn) under
+// the same caps as accepted ones, and frees each slot once however often
+// its release is called.
+func TestAdmit(t *testing.T) {
+	l := New(Options{MaxConns: 3, MaxConnsPerClient: 2})
+	a := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1000}
+	b := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 2), Port: 1000}
+	r1, err := l.Admit(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Admit(&net.UDPAddr{IP: a.IP, Port: 2000}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Admit(a); !errors.Is(err, ErrTooManyFromClient) {
+		t.Fatalf("third connection from one address: %v, want ErrTooManyFromClient", err)
+	}
+	if _, err := l.Admit(b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Admit(&net.UDPAddr{IP: net.IPv4(192, 0, 2, 3)}); !errors.Is(err, ErrTooManyConns) {
+		t.Fatalf("fourth connection: %v, want ErrTooManyConns", err)
+	}
+	r1()
+	r1()
+	if st := l.Stats(); st.Conns != 2 || st.RefusedPerClient != 1 || st.RefusedTotal != 1 {
+		t.Errorf("stats %+v, want 2 open, 1 refused per client, 1 in total", st)
+	}
+	if _, err := l.Admit(a); err != nil {
+		t.Errorf("a released slot is not free again: %v", err)
+	}
+}

@@ -166,7 +166,16 @@ type Listener struct {
 
 	// Compat is set on the compat matrix's listeners.
 	Compat *Combination
+
+	// QUICKey is the socket key of the listener's UDP socket (HTTP/3 on
+	// the same address, config http3 = true); "" without HTTP/3. It keeps
+	// its socket across reloads as SocketKey keeps the TCP one.
+	QUICKey string
 }
+
+// QUICKeyPrefix starts the socket key of a listener's UDP socket: the TCP
+// socket's key after it, so both bind the same address and port.
+const QUICKeyPrefix = "udp/"
 
 // Pool is one [[pool]], with its settings as proxy options (without the
 // registry and logger, which are the server's, nor the origin TLS settings,
@@ -348,6 +357,9 @@ func (p *Plan) addListener(lc config.Listener) error {
 		}
 		l.Resolver = NewResolver(sites, lc.StrictSNI)
 		l.ALPN = httpsALPN
+		if lc.HTTP3 {
+			l.QUICKey = QUICKeyPrefix + l.SocketKey
+		}
 	}
 	p.Listeners = append(p.Listeners, l)
 	return nil
@@ -365,7 +377,7 @@ func socketKey(address, name string) string {
 // BindAddress is the address to listen on for a socket key: what precedes
 // "#" (see Listener.SocketKey).
 func BindAddress(key string) string {
-	a, _, _ := strings.Cut(key, "#")
+	a, _, _ := strings.Cut(strings.TrimPrefix(key, QUICKeyPrefix), "#")
 	return a
 }
 
@@ -449,11 +461,14 @@ func (p *Plan) addACME() {
 }
 
 // SocketKeys lists every socket the plan listens on, HTTP-01 listeners
-// included, without repeats.
+// and the UDP sockets of HTTP/3 included, without repeats.
 func (p *Plan) SocketKeys() []string {
 	var keys []string
 	for _, l := range p.Listeners {
 		keys = append(keys, l.SocketKey)
+		if l.QUICKey != "" {
+			keys = append(keys, l.QUICKey)
+		}
 	}
 	for _, a := range p.ACME {
 		if a.Plain != "" && !slices.Contains(keys, a.Plain) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,7 +33,8 @@ type Config struct {
 	// x25519 also listed, crypto/tls adds an x25519 share). Empty means
 	// crypto/tls's defaults.
 	Groups []tls.CurveID
-	// ALPN is offered in order; empty means "h3".
+	// ALPN is offered in order; empty means "h3". pqtls.ALPNPQEdge is
+	// offered last, whatever the list.
 	ALPN []string
 	// Timeout bounds the handshake and the wait for confirmation (default
 	// DefaultTimeout).
@@ -124,6 +126,10 @@ func Dial(ctx context.Context, addr string, cfg *Config) (*Result, error) {
 	if len(alpn) == 0 {
 		alpn = []string{"h3"}
 	}
+	// Say who we are, so a pqedge server keeps probes and benchmarks out
+	// of its adoption numbers (pqtls.ALPNPQEdge); last, so a server that
+	// picks by its own preference never chooses it.
+	alpn = append(slices.Clone(alpn), pqtls.ALPNPQEdge)
 	tlsConf := &tls.Config{
 		ServerName: cfg.ServerName,
 		// A probe meets private CAs and a benchmark measures the server:

@@ -129,14 +129,20 @@ func (c *measuringConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 }
 
+// WriteTo records the client's own Initials before they leave: recorded
+// after the write, the server's answer (and the handshake's end) could
+// overtake the recording on a loaded machine, and Dial would find its own
+// ClientHello incomplete.
 func (c *measuringConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	c.mu.Lock()
+	if !c.hello.Done() {
+		c.hello.Datagram(p) // skipped ones change nothing
+	}
+	c.mu.Unlock()
 	n, err := c.udp.WriteTo(p, addr)
 	if n > 0 {
 		c.mu.Lock()
 		c.sent = append(c.sent, datagramEvent{at: time.Now(), size: n})
-		if !c.hello.Done() {
-			c.hello.Datagram(p[:n]) // the client's own Initials: skipped ones change nothing
-		}
 		c.mu.Unlock()
 	}
 	return n, err

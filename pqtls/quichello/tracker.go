@@ -58,6 +58,10 @@ type Tracker struct {
 	attempts  map[netip.AddrPort]*attempt
 	lastSweep time.Time
 	dropped   int
+	// unreadable holds the addresses with no attempt whose latest Initial
+	// could not be opened, and when; at most MaxAttempts of them.
+	unreadable  map[netip.AddrPort]time.Time
+	nUnreadable int
 }
 
 type attempt struct {
@@ -136,7 +140,21 @@ func (t *Tracker) Observe(d []byte, from net.Addr) {
 		t.dropped++
 		return
 	}
-	t.start(key, d, now)
+	if !t.start(key, d, now) {
+		t.noteUnreadable(key, now)
+	}
+}
+
+// noteUnreadable remembers that the latest Initial from key, which has no
+// attempt, could not be opened. Called with mu held.
+func (t *Tracker) noteUnreadable(key netip.AddrPort, now time.Time) {
+	t.nUnreadable++
+	if t.unreadable == nil {
+		t.unreadable = map[netip.AddrPort]time.Time{}
+	}
+	if _, ok := t.unreadable[key]; ok || len(t.unreadable) < t.maxAttempts() {
+		t.unreadable[key] = now
+	}
 }
 
 // isNewAttempt reports whether d, which a's recorder did not use, opens a
@@ -149,16 +167,18 @@ func (t *Tracker) isNewAttempt(a *attempt, d []byte) bool {
 }
 
 // start begins an attempt with d if d is an authentic Initial of a
-// connection of its own. Called with mu held.
-func (t *Tracker) start(key netip.AddrPort, d []byte, now time.Time) {
+// connection of its own, and reports whether it did. Called with mu held.
+func (t *Tracker) start(key netip.AddrPort, d []byte, now time.Time) bool {
 	rec := NewRecorder(t.Limit)
 	if err := rec.Datagram(d); errors.Is(err, ErrSkipped) {
-		return // not authentic: do not let noise take a slot
+		return false // not authentic: do not let noise take a slot
 	}
 	if t.attempts == nil {
 		t.attempts = map[netip.AddrPort]*attempt{}
 	}
 	t.attempts[key] = &attempt{rec: rec, started: now}
+	delete(t.unreadable, key)
+	return true
 }
 
 // sweep drops expired attempts, at most every quarter TTL so that its
@@ -171,6 +191,11 @@ func (t *Tracker) sweep(now time.Time) {
 	for k, a := range t.attempts {
 		if now.Sub(a.started) > t.ttl() {
 			delete(t.attempts, k)
+		}
+	}
+	for k, at := range t.unreadable {
+		if now.Sub(at) > t.ttl() {
+			delete(t.unreadable, k)
 		}
 	}
 }
@@ -193,6 +218,35 @@ func (t *Tracker) ClientHello(addr net.Addr) (*pqtls.ClientHello, error) {
 	return a.rec.ClientHello()
 }
 
+// Unreadable reports whether the latest Initial from addr could not be
+// opened (not QUIC, a datagram too small to carry an Initial, a payload
+// that fails authentication, RFC 9001 Section 5) while addr had no attempt
+// in progress. A server asks it when a new connection from addr begins:
+// quic-go creates a connection for any Initial whose header parses, and
+// one whose first packet nothing can open is noise, or an attack, to
+// refuse at once instead of keeping it until the handshake times out.
+//
+// It is false when the Tracker could not tell (it was full, or the verdict
+// expired): the caller then serves as usual.
+func (t *Tracker) Unreadable(addr net.Addr) bool {
+	key, ok := addrKey(addr)
+	if !ok {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at, ok := t.unreadable[key]
+	return ok && t.attempts[key] == nil && t.now().Sub(at) <= t.ttl()
+}
+
+// UnreadableInitials counts the Initials from addresses without an
+// attempt that could not be opened.
+func (t *Tracker) UnreadableInitials() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.nUnreadable
+}
+
 // Forget drops the attempt of addr, when the server has what it needs
 // (the handshake event is recorded) or the connection ended: its slot is
 // free at once instead of after TTL.
@@ -204,6 +258,7 @@ func (t *Tracker) Forget(addr net.Addr) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.attempts, key)
+	delete(t.unreadable, key)
 }
 
 // Len is the number of attempts followed now; Dropped how many attempts

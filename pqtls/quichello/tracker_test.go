@@ -83,8 +83,35 @@ func TestTracker(t *testing.T) {
 			tr.Observe(bad, udpAddr(1))
 			tr.Observe(bytes.Repeat([]byte{0x40}, 1200), udpAddr(1))
 			tr.Observe(a1[0][:1000], udpAddr(1)) // too small to be read
+			if !tr.Unreadable(udpAddr(1)) || tr.UnreadableInitials() != 2 {
+				t.Errorf("unreadable %v, %d counted; want true, 2 (the short header is not an Initial)", tr.Unreadable(udpAddr(1)), tr.UnreadableInitials())
+			}
 			return udpAddr(1), ErrNotRecorded
 		}, 0},
+		{"an authentic Initial clears the verdict", func(tr *Tracker, _ *fakeClock) (net.Addr, error) {
+			bad := bytes.Clone(a1[0])
+			bad[len(bad)-1200+100] ^= 0xff
+			tr.Observe(bad, udpAddr(1))
+			tr.Observe(a1[0], udpAddr(1))
+			tr.Observe(a1[1], udpAddr(1))
+			if tr.Unreadable(udpAddr(1)) {
+				t.Error("an address with an attempt is unreadable")
+			}
+			return udpAddr(1), nil
+		}, 1},
+		{"a client's later Initials are not counted", func(tr *Tracker, _ *fakeClock) (net.Addr, error) {
+			tr.Observe(a1[0], udpAddr(1))
+			tr.Observe(a1[1], udpAddr(1))
+			// Once the server answered, the client's Initials carry the
+			// server's connection ID but keep the first keys: nothing here
+			// can open them, and nothing is wrong with them.
+			later := datagram(1200, testPacket{dcid: []byte{3, 3, 3, 3}, keyDCID: []byte{1, 1, 1, 1, 1, 1, 1, 1}, pn: 2, payload: []byte{0x01}}.seal(t))
+			tr.Observe(later, udpAddr(1))
+			if tr.Unreadable(udpAddr(1)) || tr.UnreadableInitials() != 0 {
+				t.Errorf("unreadable %v, %d counted", tr.Unreadable(udpAddr(1)), tr.UnreadableInitials())
+			}
+			return udpAddr(1), nil
+		}, 1},
 		{"a new connection from the same socket replaces the old", func(tr *Tracker, _ *fakeClock) (net.Addr, error) {
 			tr.Observe(a1[0], udpAddr(1))
 			tr.Observe(a1[1], udpAddr(1))
