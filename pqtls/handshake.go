@@ -28,6 +28,9 @@ type Handshake struct {
 	HelloRetry bool
 	Duration   time.Duration
 	Client     *ClientHello // nil when the ClientHello was not captured
+	// Transport carried the handshake: TransportTCP (the zero value) or
+	// TransportQUIC (RFC 9001), whether or not Client was captured.
+	Transport Transport
 }
 
 // PostQuantum reports whether the key exchange resists a quantum attacker.

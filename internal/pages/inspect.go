@@ -54,16 +54,19 @@ type InspectReport struct {
 	// PQSignature is true for an ML-DSA server signature: post-quantum
 	// authentication, which does not make recorded traffic safe (the key
 	// exchange does).
-	PQSignature bool          `json:"pq_signature"`
-	Cipher      string        `json:"cipher"`
-	Version     string        `json:"version"`
-	ALPN        string        `json:"alpn"`
-	ServerName  string        `json:"server_name"`
-	Resumed     bool          `json:"resumed"`
-	HelloRetry  bool          `json:"hello_retry"`
-	Verdict     string        `json:"verdict"`
-	Reason      string        `json:"reason"`
-	Client      *ClientReport `json:"client,omitempty"`
+	PQSignature bool   `json:"pq_signature"`
+	Cipher      string `json:"cipher"`
+	Version     string `json:"version"`
+	ALPN        string `json:"alpn"`
+	// Transport is "tcp" (TLS over TCP: HTTP/1.1, HTTP/2) or "quic"
+	// (HTTP/3).
+	Transport  string        `json:"transport"`
+	ServerName string        `json:"server_name"`
+	Resumed    bool          `json:"resumed"`
+	HelloRetry bool          `json:"hello_retry"`
+	Verdict    string        `json:"verdict"`
+	Reason     string        `json:"reason"`
+	Client     *ClientReport `json:"client,omitempty"`
 
 	// IfMLKEM says what would change if the client offered ML-KEM, from its
 	// offer and the site's policy; empty when the connection already uses
@@ -89,9 +92,25 @@ type ClientReport struct {
 	Family                 string           `json:"family"`
 	JA4                    string           `json:"ja4"`
 	HelloBytes             int              `json:"hello_bytes"`
-	HelloRecords           int              `json:"hello_records"`
-	HelloReads             int              `json:"hello_reads"`
+	// HelloRecords and HelloReads are the TLS records and TCP reads the
+	// ClientHello took; 0 over QUIC, which has neither.
+	HelloRecords int `json:"hello_records"`
+	HelloReads   int `json:"hello_reads"`
+	// HelloPackets and HelloDatagrams are the Initial packets and UDP
+	// datagrams the ClientHello took over QUIC (an X25519MLKEM768 one does
+	// not fit one 1,200-byte Initial); 0 over TCP.
+	HelloPackets   int `json:"hello_packets,omitempty"`
+	HelloDatagrams int `json:"hello_datagrams,omitempty"`
+	// NotOverQUIC says, over QUIC, what the page cannot show there and
+	// why; "" over TCP.
+	NotOverQUIC string `json:"not_over_quic,omitempty"`
 }
+
+// notOverQUIC is ClientReport.NotOverQUIC.
+const notOverQUIC = "Over QUIC the ClientHello travels in CRYPTO frames of Initial packets (RFC 9001 Section 4), not in TLS records over a TCP stream: " +
+	"there are no records or reads to count, so the split-ClientHello shape shown over TCP does not exist here; the Initial packets and UDP datagrams it took are shown instead. " +
+	"The server reads it by decrypting those Initial packets a second time, with the keys their connection ID gives anyone (RFC 9001 Section 5.2); " +
+	"what the client sent after them (its own acknowledgements and Finished) is encrypted with keys only the connection has, and is not shown."
 
 // KeyShareReport is one key share the client sent.
 type KeyShareReport struct {
@@ -153,13 +172,17 @@ func newInspectReport(h *pqtls.Handshake) InspectReport {
 	rep := InspectReport{
 		Group: h.GroupName(), PQ: h.PostQuantum(), Signature: h.SignatureName(), PQSignature: pqtls.IsPostQuantumSignature(h.Signature),
 		Cipher: tls.CipherSuiteName(h.CipherSuite), Version: pqtls.VersionName(h.Version),
-		ALPN: h.ALPN, ServerName: h.ServerName, Resumed: h.Resumed, HelloRetry: h.HelloRetry,
+		ALPN: h.ALPN, Transport: h.Transport.String(), ServerName: h.ServerName, Resumed: h.Resumed, HelloRetry: h.HelloRetry,
 	}
 	if c := h.Client; c != nil {
 		cr := &ClientReport{
 			ALPN: c.ALPN, CertificateAuthorities: len(c.CertificateAuthorities), ECH: c.HasECH,
 			Family: c.Family(), JA4: c.JA4(),
 			HelloBytes: c.Wire.Size, HelloRecords: c.Wire.Records, HelloReads: c.Wire.Reads,
+			HelloPackets: c.Wire.Packets, HelloDatagrams: c.Wire.Datagrams,
+		}
+		if h.Transport == pqtls.TransportQUIC {
+			cr.NotOverQUIC = notOverQUIC
 		}
 		for _, g := range c.Groups {
 			cr.Groups = append(cr.Groups, pqtls.GroupName(g))

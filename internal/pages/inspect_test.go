@@ -31,6 +31,14 @@ func TestInspectPage(t *testing.T) {
 			[]string{`<td id="signature"><code>ecdsa_secp256r1_sha256</code> <span class="pq">`}},
 		{"pq after a HelloRetryRequest keeps the hint", "/", pqtls.Handshake{Group: tls.X25519MLKEM768, HelloRetry: true, Version: tls.VersionTLS13, Client: hello}, 200,
 			[]string{`id="if-mlkem"`}, nil},
+		{"over QUIC: Initial packets, and what QUIC does not have", "/", pqtls.Handshake{Group: tls.X25519MLKEM768, Version: tls.VersionTLS13, Transport: pqtls.TransportQUIC,
+			Client: &pqtls.ClientHello{Groups: []tls.CurveID{tls.X25519MLKEM768}, Wire: pqtls.WireShape{Size: 1790, Packets: 2, Datagrams: 2, Transport: pqtls.TransportQUIC}}}, 200,
+			[]string{`<td id="transport">QUIC (HTTP/3)</td>`, `<td id="hello-shape">1790 bytes in 2 Initial packet(s), 2 UDP datagram(s)</td>`, `id="not-over-quic"`, "no records or reads to count"},
+			[]string{"record(s)"}},
+		{"over TCP: records and reads", "/", pqtls.Handshake{Group: tls.X25519MLKEM768, Version: tls.VersionTLS13,
+			Client: &pqtls.ClientHello{Wire: pqtls.WireShape{Size: 1790, Records: 1, Reads: 2}}}, 200,
+			[]string{`<td id="transport">TCP</td>`, "1790 bytes in 1 record(s), 2 read(s)"},
+			[]string{`id="not-over-quic"`, "Initial packet"}},
 		{"favicon is not the page", "/favicon.ico", pqtls.Handshake{Group: tls.X25519MLKEM768}, 404, nil, []string{"post-quantum"}},
 	}
 	for _, tt := range tests {

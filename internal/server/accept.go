@@ -44,6 +44,8 @@ func (c *edgeConn) hello() *pqtls.ClientHello {
 	return h
 }
 
+func (c *edgeConn) clientHello() *pqtls.ClientHello { return c.hello() }
+
 func (c *edgeConn) noteCertFailure() {
 	if c != nil {
 		c.certFailed = true
@@ -54,12 +56,18 @@ func (c *edgeConn) noteCertFailure() {
 // crypto/tls signs with is recorded on c.
 func (c *edgeConn) recordingCertificate(cert *tls.Certificate) *tls.Certificate {
 	c.cert = cert
+	return recording(cert, &c.sig)
+}
+
+// recording returns cert with its signer wrapped so that the scheme of
+// each signature it makes is written to *sig.
+func recording(cert *tls.Certificate, sig *tls.SignatureScheme) *tls.Certificate {
 	signer, ok := cert.PrivateKey.(crypto.Signer)
 	if !ok {
 		return cert
 	}
 	rc := *cert
-	rc.PrivateKey = &recordingSigner{Signer: signer, conn: c}
+	rc.PrivateKey = &recordingSigner{Signer: signer, sig: sig}
 	return &rc
 }
 
@@ -67,18 +75,18 @@ func (c *edgeConn) recordingCertificate(cert *tls.Certificate) *tls.Certificate 
 // is the wrapped key's, so crypto/tls chooses exactly as without it.
 type recordingSigner struct {
 	crypto.Signer
-	conn *edgeConn
+	sig *tls.SignatureScheme // the handshake's record (edgeConn.sig, quicConn.sig)
 }
 
 func (r *recordingSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	r.conn.sig, _ = pqtls.SchemeUsed(r.Signer.Public(), opts)
+	*r.sig, _ = pqtls.SchemeUsed(r.Signer.Public(), opts)
 	return r.Signer.Sign(rand, digest, opts)
 }
 
 // SignMessage is the path crypto/tls takes for ML-DSA (crypto.SignMessage):
 // the whole message, no pre-hash.
 func (r *recordingSigner) SignMessage(rand io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
-	r.conn.sig, _ = pqtls.SchemeUsed(r.Signer.Public(), opts)
+	*r.sig, _ = pqtls.SchemeUsed(r.Signer.Public(), opts)
 	return crypto.SignMessage(r.Signer, rand, msg, opts)
 }
 

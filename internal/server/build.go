@@ -149,6 +149,9 @@ func (t *txn) newListener(g *generation, pl *plan.Listener) (*listenerRuntime, e
 		ConnState:   l.conns.track,
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	if pl.QUICKey != "" {
+		l.quic = t.newQUICListener(l, s.sockets.port(pl.QUICKey, t.opened))
+	}
 	return l, nil
 }
 

@@ -36,6 +36,7 @@ func (s *Server) forget(g *generation) {
 	s.mu.Lock()
 	s.live = slices.DeleteFunc(s.live, func(x *generation) bool { return x == g })
 	s.mu.Unlock()
+	s.sockets.closeUnused(s.liveGenerations()) // UDP sockets only its QUIC connections held
 	s.syncUpstreamMetrics()
 }
 
@@ -55,6 +56,9 @@ func (g *generation) drain(ctx context.Context) {
 	for _, l := range g.listeners {
 		if l.http != nil {
 			wg.Go(func() { l.drainHTTP(ctx) })
+		}
+		if l.quic != nil {
+			wg.Go(func() { l.quic.drain(ctx) })
 		}
 	}
 	wg.Go(func() {

@@ -11,6 +11,7 @@ import (
 	"github.com/pqedge/pqedge/certs/acme"
 	"github.com/pqedge/pqedge/internal/pages"
 	"github.com/pqedge/pqedge/internal/plan"
+	"github.com/pqedge/pqedge/pqtls"
 	"github.com/pqedge/pqedge/proxy"
 )
 
@@ -73,6 +74,10 @@ type listenerRuntime struct {
 
 	// stream
 	stream *proxy.StreamProxy
+
+	// quic is the HTTP/3 side of an https listener with http3 (quic.go);
+	// nil without.
+	quic *quicListener
 }
 
 // site returns the runtime of a plan site on this listener.
@@ -114,8 +119,11 @@ func (g *generation) closePools() {
 // signs through a recorder, so the handshake record reports the scheme
 // really used.
 func (s *siteRuntime) getCertificate(info *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	ec, _ := info.Conn.(*edgeConn)
-	var hello = ec.hello()
+	hs := handshakeStateOf(info) // over TCP or QUIC
+	var hello *pqtls.ClientHello
+	if hs != nil {
+		hello = hs.clientHello()
+	}
 	sel := s.certs.selector()
 	if s.acme != nil {
 		// An ACME site's classical chain is its Manager's current one,
@@ -127,13 +135,15 @@ func (s *siteRuntime) getCertificate(info *tls.ClientHelloInfo) (*tls.Certificat
 	}
 	cert, err := sel.Pick(info, hello)
 	if err != nil {
-		ec.noteCertFailure()
+		if hs != nil {
+			hs.noteCertFailure()
+		}
 		return nil, fmt.Errorf("site %q: %w", s.Name, err)
 	}
-	if ec == nil {
+	if hs == nil {
 		return cert, nil
 	}
-	return ec.recordingCertificate(cert), nil
+	return hs.recordingCertificate(cert), nil
 }
 
 // pageConn is what the built-in pages show of a request's connection.

@@ -26,7 +26,7 @@ import (
 type HandshakeEvent struct {
 	Time      time.Time
 	Listener  string
-	Transport string // "tcp"
+	Transport string // "tcp" or "quic" (HTTP/3 listeners)
 	Site      string // "" when the handshake failed before a site was chosen
 	// Compat is true on the [compat] combination listeners.
 	Compat bool

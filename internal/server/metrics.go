@@ -35,6 +35,7 @@ type metrics struct {
 	h1Refused          *prometheus.CounterVec
 	h2Abuse            *prometheus.CounterVec
 	clientErrors       *prometheus.CounterVec
+	quic               *quicMetrics // HTTP/3 listeners (quic_metrics.go)
 }
 
 func newMetrics() *metrics {
@@ -127,6 +128,7 @@ func newMetrics() *metrics {
 		m.requests, m.requestSeconds, m.misdirected, m.upstreamHealthy, m.upstreamTLS, m.upstreamTLSFails, m.streamsActive, m.streams, m.reloads,
 		m.certExpiryDays, m.ticketRefreshes, m.ticketKeys, m.h1Refused, m.h2Abuse, m.clientErrors,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.quic = newQUICMetrics(m.reg)
 	return m
 }
 

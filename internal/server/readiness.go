@@ -54,6 +54,11 @@ func (s *Server) readiness() readiness {
 		now := s.now()
 		for _, pl := range g.plan.Listeners {
 			ok, detail := s.listenerBound(pl.SocketKey)
+			if pl.QUICKey != "" && ok {
+				var udp string
+				ok, udp = s.listenerBound(pl.QUICKey)
+				detail += "; HTTP/3 (UDP) " + udp
+			}
 			add(fmt.Sprintf("listener %q", pl.Name), ok, detail)
 		}
 		for _, ps := range g.plan.Sites {

@@ -2,12 +2,15 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/pqedge/pqedge/internal/plan"
 )
@@ -21,21 +24,31 @@ import (
 // accept loop hands each connection to whatever generation is current.
 //
 // Transactions are serialised by Server.txnMu; mu guards the map against
-// the readers (ListenerAddr, Shutdown). A UDP socket (HTTP/3) is meant to
-// join the set under the same key scheme with a net.PacketConn beside ln.
+// the readers (ListenerAddr, Shutdown).
+//
+// The UDP socket of an https listener with HTTP/3 is in the set under the
+// listener's QUICKey (quic.go). Its connections live in its QUIC
+// transport, not in the kernel: when the set drops it (or Shutdown closes
+// everything) it only stops accepting and lingers until no live generation
+// serves its address any more, so drains end their connections with a
+// GOAWAY instead of cutting them (closeUnused).
 type socketSet struct {
 	srv *Server
 
-	mu    sync.Mutex // guards byKey and closed
+	mu    sync.Mutex // guards byKey, lingering and closed
 	byKey map[string]*socket
+	// lingering are the UDP sockets that stopped accepting and wait for
+	// their connections' generations to drain.
+	lingering []*socket
 	// closed is set by closeAll: nothing opens after it.
 	closed bool
 }
 
-// socket is one listening socket.
+// socket is one listening socket: TCP (ln) or, for HTTP/3, UDP (quic).
 type socket struct {
 	key  string // socket key; the bind address is what precedes "#"
 	ln   net.Listener
+	quic *quicSocket // instead of ln on a QUICKey
 	srv  *Server
 	done chan struct{} // closed when the accept loop has returned
 	once sync.Once     // start runs the accept loop once
@@ -53,7 +66,21 @@ func newSocketSet(s *Server) *socketSet {
 // config with ACME sites start before it is committed, so that the CA's
 // validation reaches them.
 func (sk *socket) start() {
-	sk.once.Do(func() { go sk.acceptLoop() })
+	sk.once.Do(func() {
+		if sk.quic != nil {
+			go sk.serveQUIC()
+			return
+		}
+		go sk.acceptLoop()
+	})
+}
+
+// addr is the socket's bound address.
+func (sk *socket) addr() net.Addr {
+	if sk.quic != nil {
+		return sk.quic.udp.LocalAddr()
+	}
+	return sk.ln.Addr()
 }
 
 // socketWant is a socket a plan needs.
@@ -84,30 +111,78 @@ func (ss *socketSet) open(ctx context.Context, want []socketWant) ([]*socket, er
 		return nil, errStopping
 	}
 	var opened []*socket
+	fail := func(err error) ([]*socket, error) {
+		for _, sk := range opened {
+			sk.close()
+		}
+		return nil, err
+	}
+	wants := map[string]socketWant{}
 	for _, w := range want {
+		wants[w.key] = w
 		if have[w.key] {
 			continue
 		}
-		lc := net.ListenConfig{Control: w.control()}
-		addr := plan.BindAddress(w.key)
-		ln, err := lc.Listen(ctx, "tcp", addr)
-		if err != nil {
-			closeSockets(opened)
-			return nil, fmt.Errorf("failed to listen on %s for %s: %w", addr, w.what, err)
+		var sk *socket
+		var err error
+		if strings.HasPrefix(w.key, plan.QUICKeyPrefix) {
+			sk, err = ss.openUDP(ctx, w, wants, opened)
+		} else {
+			sk, err = ss.openTCP(ctx, w)
 		}
-		sk := &socket{key: w.key, ln: ln, srv: ss.srv, done: make(chan struct{}), reusePort: w.reusePort}
-		if w.plain {
-			sk.plain = &http.Server{
-				Handler:           ss.srv.plainHandler(w.key),
-				ReadHeaderTimeout: plainReadHeader,
-				IdleTimeout:       plainIdle,
-				ErrorLog:          slog.NewLogLogger(ss.srv.log.Handler(), slog.LevelDebug),
-			}
+		if err != nil {
+			return fail(err)
 		}
 		opened = append(opened, sk)
 		have[w.key] = true
 	}
 	return opened, nil
+}
+
+// openTCP binds one wanted TCP socket.
+func (ss *socketSet) openTCP(ctx context.Context, w socketWant) (*socket, error) {
+	lc := net.ListenConfig{Control: w.control()}
+	addr := plan.BindAddress(w.key)
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("failed to listen on %s for %s: %w", addr, w.what, err)
+	}
+	sk := &socket{key: w.key, ln: ln, srv: ss.srv, done: make(chan struct{}), reusePort: w.reusePort}
+	if w.plain {
+		sk.plain = &http.Server{
+			Handler:           ss.srv.plainHandler(w.key),
+			ReadHeaderTimeout: plainReadHeader,
+			IdleTimeout:       plainIdle,
+			ErrorLog:          slog.NewLogLogger(ss.srv.log.Handler(), slog.LevelDebug),
+		}
+	}
+	return sk, nil
+}
+
+// openUDP binds the UDP socket of an HTTP/3 listener on the port of its
+// TCP socket, wanted before it. A TCP socket on "any free port" that this
+// transaction opened is moved when the UDP port of the same number is
+// taken, a few times: the kernel picks free TCP ports, not pairs.
+func (ss *socketSet) openUDP(ctx context.Context, w socketWant, wants map[string]socketWant, opened []*socket) (*socket, error) {
+	tcpKey := strings.TrimPrefix(w.key, plan.QUICKeyPrefix)
+	for try := 0; ; try++ {
+		port := ss.port(tcpKey, opened)
+		sk, err := ss.openQUIC(ctx, w, port)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || try == 8 {
+			return sk, err
+		}
+		i := slices.IndexFunc(opened, func(sk *socket) bool { return sk.key == tcpKey })
+		_, confPort, _ := net.SplitHostPort(plan.BindAddress(tcpKey))
+		if i < 0 || confPort != "0" {
+			return nil, err
+		}
+		tcp, terr := ss.openTCP(ctx, wants[tcpKey])
+		if terr != nil {
+			return nil, terr
+		}
+		opened[i].close()
+		opened[i] = tcp
+	}
 }
 
 // commit registers opened, starts them, and closes the sockets whose keys
@@ -129,13 +204,15 @@ func (ss *socketSet) commit(opened []*socket, keep []string) {
 	for _, sk := range opened {
 		sk.start()
 	}
-	closeSockets(drop)
+	ss.stopAccepting(drop)
 }
 
 // abort closes sockets a transaction opened and will not commit, and waits
 // for the accept loops it started.
 func (ss *socketSet) abort(opened []*socket) {
-	closeSockets(opened)
+	for _, sk := range opened {
+		sk.close()
+	}
 	for _, sk := range opened {
 		if started(sk) {
 			<-sk.done
@@ -162,7 +239,7 @@ func (ss *socketSet) closeAll() {
 	}
 	ss.byKey = map[string]*socket{}
 	ss.mu.Unlock()
-	closeSockets(socks)
+	ss.stopAccepting(socks)
 	for _, sk := range socks {
 		if started(sk) {
 			<-sk.done
@@ -175,32 +252,83 @@ func (ss *socketSet) addr(key string) net.Addr {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if sk, ok := ss.byKey[key]; ok {
-		return sk.ln.Addr()
+		return sk.addr()
 	}
 	return nil
 }
 
-// port returns the bound TCP port of a socket key, looking at opened first
-// (a transaction's new sockets are not in the set before commit); 0 if
-// unknown.
+// port returns the bound port of a socket key, TCP or UDP, looking at
+// opened first (a transaction's new sockets are not in the set before
+// commit); 0 if unknown.
 func (ss *socketSet) port(key string, opened []*socket) int {
 	var a net.Addr
 	for _, sk := range opened {
 		if sk.key == key {
-			a = sk.ln.Addr()
+			a = sk.addr()
 		}
 	}
 	if a == nil {
 		a = ss.addr(key)
 	}
-	if t, ok := a.(*net.TCPAddr); ok {
-		return t.Port
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.Port
+	case *net.UDPAddr:
+		return a.Port
 	}
 	return 0
 }
 
-func closeSockets(socks []*socket) {
+// close closes a socket that served nothing yet, or whose connections are
+// gone: a TCP listener, or a UDP socket with its QUIC transport.
+func (sk *socket) close() {
+	if sk.quic != nil {
+		sk.quic.close()
+		return
+	}
+	sk.ln.Close()
+}
+
+// stopAccepting closes sockets the set no longer holds. Connections TCP
+// sockets accepted live on in their generations; UDP sockets stop
+// accepting and linger for theirs (closeUnused).
+func (ss *socketSet) stopAccepting(socks []*socket) {
 	for _, sk := range socks {
-		sk.ln.Close()
+		if sk.quic == nil {
+			sk.ln.Close()
+			continue
+		}
+		sk.quic.ln.Close()
+		ss.mu.Lock()
+		ss.lingering = append(ss.lingering, sk)
+		ss.mu.Unlock()
+	}
+}
+
+// closeUnused closes the lingering UDP sockets that no generation in live
+// serves any more; called when a generation has drained.
+func (ss *socketSet) closeUnused(live []*generation) {
+	inUse := func(sk *socket) bool {
+		for _, g := range live {
+			for _, l := range g.listeners {
+				if l.quic != nil && l.QUICKey == sk.key {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	ss.mu.Lock()
+	var unused []*socket
+	ss.lingering = slices.DeleteFunc(ss.lingering, func(sk *socket) bool {
+		if inUse(sk) {
+			return false
+		}
+		unused = append(unused, sk)
+		return true
+	})
+	ss.mu.Unlock()
+	for _, sk := range unused {
+		sk.quic.close()
 	}
 }

@@ -105,7 +105,12 @@ func (t *txn) loadCertificates() (err error) {
 func (t *txn) openSockets() (err error) {
 	var want []socketWant
 	for _, l := range t.plan.Listeners {
-		want = append(want, socketWant{key: l.SocketKey, what: fmt.Sprintf("listener %q", l.Name), freeBind: isAnycastAddress(t.cfg, l.Address), reusePort: l.ReusePort})
+		w := socketWant{key: l.SocketKey, what: fmt.Sprintf("listener %q", l.Name), freeBind: isAnycastAddress(t.cfg, l.Address), reusePort: l.ReusePort}
+		want = append(want, w)
+		if l.QUICKey != "" {
+			w.key = l.QUICKey // HTTP/3: UDP on the same address, after the TCP socket (sockets.go)
+			want = append(want, w)
+		}
 	}
 	for _, a := range t.plan.ACME {
 		if a.Plain != "" {
@@ -154,7 +159,7 @@ func (t *txn) commit() error {
 	t.commitAnycast()
 	s.refreshACMEExpiry(t.gen)
 	for _, sk := range opened {
-		s.log.Info("listening", "address", sk.ln.Addr().String(), "configured", plan.BindAddress(sk.key))
+		s.log.Info("listening", "address", sk.addr().String(), "network", sk.addr().Network(), "configured", plan.BindAddress(sk.key))
 	}
 	return nil
 }

@@ -1,0 +1,304 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/pqedge/pqedge/internal/plan"
+	"github.com/pqedge/pqedge/pqtls"
+	"github.com/pqedge/pqedge/proxy"
+)
+
+// A QUIC connection's life in pqedge, beside a TCP one's (accept.go):
+//
+//	first Initial    quicConnContext: the listener of the current
+//	                 generation, refusals before any cryptography (an
+//	                 Initial nothing can open, the connection caps), the
+//	                 connection's state in its context
+//	ClientHello      quicConfigForClient: a handshake slot, the recorded
+//	                 ClientHello, the site by SNI; then the site's
+//	                 getCertificate as over TCP
+//	handshake end    handleQUIC (accepted) or quicConnEnded (failed): one
+//	                 HandshakeEvent, Transport "quic"
+//	hand-off         the current generation's http3.Server (quicListener.take)
+
+// quicConn is what pqedge knows of one QUIC connection from its first
+// Initial to its hand-off: the part of edgeConn that does not need a
+// net.Conn. It travels in the connection's context (quic-go passes it to
+// crypto/tls as ClientHelloInfo.Context). The TLS callbacks write their
+// fields on the connection's handshake goroutine; they are read once the
+// handshake has ended (quic-go's accept queue or its context's
+// cancellation orders the two).
+type quicConn struct {
+	sock     *quicSocket
+	listener *listenerRuntime // of the generation current at the first Initial
+	remote   net.Addr
+	start    time.Time
+	deadline time.Time // the handshake's: start + timeouts.handshake
+
+	releaseConn func() // the connection's slot in the limiter, freed when it ends
+
+	mu   sync.Mutex // guards slot
+	slot func()     // the handshake slot while held
+
+	hello      *pqtls.ClientHello
+	site       *siteRuntime
+	cert       *tls.Certificate
+	sig        tls.SignatureScheme
+	certFailed bool
+	noSlot     bool // no handshake slot in time: the limiter counted it
+
+	ended atomic.Bool // the handshake's outcome is recorded
+	info  *connInfo   // set before the hand-off
+}
+
+type quicConnKey struct{}
+
+func quicConnFrom(ctx context.Context) *quicConn {
+	qc, _ := ctx.Value(quicConnKey{}).(*quicConn)
+	return qc
+}
+
+var errNoQUICListener = errors.New("no listener serves HTTP/3 on this address now")
+
+// quicConnContext is a QUIC transport's ConnContext: called on its
+// packet-handling goroutine when an Initial opens a new connection, before
+// quic-go has decrypted anything. What it refuses costs quic-go one
+// CONNECTION_REFUSED packet.
+func (s *Server) quicConnContext(tcpKey string, q *quicSocket) func(context.Context, *quic.ClientInfo) (context.Context, error) {
+	return func(ctx context.Context, ci *quic.ClientInfo) (context.Context, error) {
+		var l *listenerRuntime
+		if g := s.current.Load(); g != nil {
+			l = g.listeners[tcpKey]
+		}
+		if l == nil || l.quic == nil {
+			s.metrics.quic.refused.WithLabelValues(quicRefusedNoListener).Inc()
+			return nil, errNoQUICListener
+		}
+		if q.tracker.Unreadable(ci.RemoteAddr) {
+			// The tracker saw this Initial first and could not open it.
+			s.metrics.quic.refused.WithLabelValues(quicRefusedUnreadable).Inc()
+			return nil, errors.New("the first Initial cannot be opened")
+		}
+		release, err := s.limiter.Admit(ci.RemoteAddr) // counted in pqedge_connections_refused_total
+		if err != nil {
+			return nil, err
+		}
+		now := time.Now()
+		qc := &quicConn{sock: q, listener: l, remote: ci.RemoteAddr, start: now,
+			deadline: now.Add(l.gen.plan.Timeouts.Handshake), releaseConn: release}
+		context.AfterFunc(ctx, func() { s.quicConnEnded(qc, context.Cause(ctx)) })
+		return context.WithValue(ctx, quicConnKey{}, qc), nil
+	}
+}
+
+// quicConfigForClient is the GetConfigForClient of every QUIC connection:
+// a handshake slot first (waited for under the handshake deadline, as a
+// TCP handshake does), then the ClientHello as the tracker recorded it,
+// then the site by SNI on the connection's listener, whose QUIC config it
+// returns.
+func (s *Server) quicConfigForClient(info *tls.ClientHelloInfo) (*tls.Config, error) {
+	qc := quicConnFrom(info.Context())
+	if qc == nil {
+		return nil, errors.New("internal error: a QUIC handshake without its connection state")
+	}
+	if err := qc.takeSlot(info.Context(), s); err != nil {
+		return nil, err
+	}
+	// quic-go has read every datagram of the ClientHello before crypto/tls
+	// asks, and the tracker saw each before quic-go did. Recording never
+	// fails a handshake: without it the event has no ClientHello.
+	qc.hello, _ = qc.sock.tracker.ClientHello(qc.remote)
+	l := qc.listener
+	site, _ := l.Resolver.Resolve(info.ServerName)
+	if site == nil {
+		return nil, &unknownNameError{name: info.ServerName, listener: l.Name}
+	}
+	rt := l.site(site)
+	qc.site = rt
+	return l.quic.tlsConfigs[rt], nil
+}
+
+// takeSlot waits for a handshake slot until the handshake deadline. It
+// blocks only this connection's handshake goroutine.
+func (qc *quicConn) takeSlot(ctx context.Context, s *Server) error {
+	ctx, cancel := context.WithDeadline(ctx, qc.deadline)
+	defer cancel()
+	slot, err := s.limiter.BeginHandshake(ctx)
+	if err != nil {
+		qc.noSlot = true
+		return fmt.Errorf("no handshake slot: %w", err)
+	}
+	qc.mu.Lock()
+	qc.slot = slot
+	qc.mu.Unlock()
+	return nil
+}
+
+// endHandshake frees the handshake slot, if one is held.
+func (qc *quicConn) endHandshake() {
+	qc.mu.Lock()
+	slot := qc.slot
+	qc.slot = nil
+	qc.mu.Unlock()
+	if slot != nil {
+		slot()
+	}
+}
+
+// handshakeState is what a site's certificate callback records about the
+// handshake it serves: an edgeConn over TCP, a quicConn over QUIC.
+type handshakeState interface {
+	clientHello() *pqtls.ClientHello
+	noteCertFailure()
+	recordingCertificate(*tls.Certificate) *tls.Certificate
+}
+
+var (
+	_ handshakeState = (*edgeConn)(nil)
+	_ handshakeState = (*quicConn)(nil)
+)
+
+// handshakeStateOf finds the state of the handshake info belongs to; nil
+// for a connection pqedge did not accept itself.
+func handshakeStateOf(info *tls.ClientHelloInfo) handshakeState {
+	if ec, ok := info.Conn.(*edgeConn); ok && ec != nil {
+		return ec
+	}
+	if qc := quicConnFrom(info.Context()); qc != nil {
+		return qc
+	}
+	return nil
+}
+
+func (qc *quicConn) clientHello() *pqtls.ClientHello { return qc.hello }
+func (qc *quicConn) noteCertFailure()                { qc.certFailed = true }
+
+func (qc *quicConn) recordingCertificate(cert *tls.Certificate) *tls.Certificate {
+	qc.cert = cert
+	return recording(cert, &qc.sig)
+}
+
+// handleQUIC is one connection whose handshake completed: its event, then
+// the hand-off to the current generation's HTTP/3 server.
+func (s *Server) handleQUIC(tcpKey string, q *quicSocket, conn *quic.Conn) {
+	qc := quicConnFrom(conn.Context())
+	if qc == nil || !qc.ended.CompareAndSwap(false, true) {
+		// Not ours, or it ended (and was recorded) while queued.
+		conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "")
+		return
+	}
+	qc.endHandshake()
+	cs := conn.ConnectionState().TLS
+	ev := s.quicHandshakeEvent(qc, &cs, nil)
+	s.observe(ev)
+	q.tracker.Forget(qc.remote) // its slot in the tracker is free at once
+	qc.info = &connInfo{handshake: ev.Handshake, site: ev.Site, leaf: leafOf(qc.cert), facts: factsOf(ev.Handshake), remote: qc.remote}
+	for range 3 {
+		g := s.current.Load()
+		l := g.listeners[tcpKey]
+		if l == nil || l.quic == nil {
+			break // a reload removed the listener, or its HTTP/3, meanwhile
+		}
+		if l.quic.take(conn) {
+			return
+		}
+	}
+	conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "")
+}
+
+// quicConnEnded runs when a connection's context ends: its slot in the
+// limiter is freed and, if its handshake never completed, the failure is
+// the handshake's event (unless it got no handshake slot: the limiter
+// counted that, as for TCP).
+func (s *Server) quicConnEnded(qc *quicConn, cause error) {
+	defer qc.releaseConn()
+	if !qc.ended.CompareAndSwap(false, true) {
+		return
+	}
+	qc.endHandshake()
+	if !qc.noSlot {
+		s.observe(s.quicHandshakeEvent(qc, nil, cause))
+	}
+	qc.sock.tracker.Forget(qc.remote)
+}
+
+// quicHandshakeEvent builds the event of a QUIC handshake: completed with
+// cs, or failed with err.
+func (s *Server) quicHandshakeEvent(qc *quicConn, cs *tls.ConnectionState, err error) *HandshakeEvent {
+	l := qc.listener
+	hello := qc.hello
+	if hello == nil && err != nil {
+		// It failed before crypto/tls asked for a config: what the
+		// tracker has may still be whole.
+		hello, _ = qc.sock.tracker.ClientHello(qc.remote)
+	}
+	ev := &HandshakeEvent{Time: s.now(), Listener: l.Name, Transport: pqtls.TransportQUIC.String(), Hello: hello,
+		Family: familyOf(hello), remote: qc.remote}
+	if qc.site != nil {
+		ev.Site = qc.site.Name
+	}
+	if err != nil {
+		var site *plan.Site
+		if qc.site != nil {
+			site = qc.site.Site
+		}
+		ev.Err, ev.Reason = err, classifyQUICFailure(err, hello, site, qc.certFailed)
+		return ev
+	}
+	if hello == nil {
+		s.metrics.quic.unrecorded.Inc()
+	}
+	rec := pqtls.NewHandshake(*cs, qc.sig, hello, time.Since(qc.start))
+	rec.Transport = pqtls.TransportQUIC
+	if cs.DidResume {
+		rec.Signature = 0 // nothing was signed
+		if hello != nil {
+			_, ev.Ticket = s.tickets.Describe(hello.PSKIdentity)
+		}
+	}
+	ev.Handshake = &rec
+	return ev
+}
+
+// classifyQUICFailure puts a failed QUIC handshake in the classes of TCP
+// ones. The client's own CONNECTION_CLOSE tells first: a TLS alert about
+// our certificate (RFC 9001 Section 4.8 carries alerts as CRYPTO_ERROR
+// 0x100+alert), or any other close, which is the client leaving.
+func classifyQUICFailure(err error, hello *pqtls.ClientHello, site *plan.Site, certFailed bool) string {
+	var te *quic.TransportError
+	var ae *quic.ApplicationError
+	switch {
+	case errors.As(err, &te) && te.Remote && te.ErrorCode.IsCryptoError() && certificateAlert(uint8(te.ErrorCode-0x100)):
+		return reasonCertificate
+	case errors.As(err, &te) && te.Remote, errors.As(err, &ae) && ae.Remote:
+		return reasonClientClosed
+	}
+	return classifyFailure(err, hello, site, certFailed)
+}
+
+// certificateAlert reports the TLS alerts by which a client rejects the
+// server's certificate or its signature (RFC 8446 Section 6.2).
+func certificateAlert(a uint8) bool {
+	switch a {
+	case 42, 43, 44, 45, 46, 48, 51: // bad, unsupported, revoked, expired, unknown certificate; unknown_ca; decrypt_error
+		return true
+	}
+	return false
+}
+
+// withConnInfo gives a request's context the handshake record of its
+// connection, as connContext does for TCP.
+func withConnInfo(ctx context.Context, ci *connInfo) context.Context {
+	ctx = context.WithValue(ctx, connInfoKey{}, ci)
+	return proxy.WithHandshakeFacts(ctx, ci.facts)
+}
