@@ -170,3 +170,44 @@ certs = ["ecdsa-p256", "mldsa44"]
 		t.Errorf("%d socket keys, want 6 (https, 4 compat, HTTP-01): %v", got, p.SocketKeys())
 	}
 }
+
+// TestHTTP3SocketKeys: an https listener with http3 has a UDP socket key of
+// its own, on the same address; its BindAddress is the TCP socket's.
+func TestHTTP3SocketKeys(t *testing.T) {
+	p := mustPlan(t, `
+[[listener]]
+name = "https"
+address = "127.0.0.1:8443"
+http3 = true
+[[listener]]
+name = "any"
+address = "127.0.0.1:0"
+http3 = true
+[[listener]]
+name = "tcp-only"
+address = "127.0.0.1:8444"
+[[site]]
+name = "www"
+server_names = ["www.example.com"]
+[[site.route]]
+path = "/"
+handler = "inspect"
+`)
+	tests := []struct{ listener, quicKey, bind string }{
+		{"https", "udp/127.0.0.1:8443", "127.0.0.1:8443"},
+		{"any", "udp/127.0.0.1:0#any", "127.0.0.1:0"},
+		{"tcp-only", "", ""},
+	}
+	for _, tt := range tests {
+		l := p.Listener(tt.listener)
+		if l.QUICKey != tt.quicKey {
+			t.Errorf("listener %s: QUICKey %q, want %q", tt.listener, l.QUICKey, tt.quicKey)
+		}
+		if tt.quicKey != "" && BindAddress(l.QUICKey) != tt.bind {
+			t.Errorf("listener %s: UDP binds %q, want %q", tt.listener, BindAddress(l.QUICKey), tt.bind)
+		}
+	}
+	if got := strings.Join(p.SocketKeys(), " "); got != "127.0.0.1:8443 udp/127.0.0.1:8443 127.0.0.1:0#any udp/127.0.0.1:0#any 127.0.0.1:8444" {
+		t.Errorf("socket keys %s", got)
+	}
+}

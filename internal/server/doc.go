@@ -34,6 +34,8 @@
 //
 //   - sockets (sockets.go): listening sockets by address; an unchanged
 //     address keeps its socket across reloads, so no connection is refused.
+//     An HTTP/3 listener's UDP socket is one too, with its QUIC transport
+//     and ClientHello tracker (quic.go).
 //   - upstream health (proxy.Registry): an upstream that is down stays down
 //     across reloads; metrics exist for upstreams some live generation uses.
 //   - session-ticket keys (tickets.Keeper): resumption survives reloads;
@@ -67,5 +69,6 @@
 // one HandshakeEvent to the sinks, then the hand-off to the current
 // generation's HTTP server or stream proxy (accept.go). A generation being
 // retired takes no new connection; one that it already took is served to
-// its end (drain.go).
+// its end (drain.go). A QUIC connection takes the same steps inside quic-go,
+// through its transport's callbacks (quic_accept.go).
 package server

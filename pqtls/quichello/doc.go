@@ -28,7 +28,9 @@
 //   - Tracker keeps one Recorder per client address for the attempts in
 //     progress, bounded in number, bytes and time, and answers
 //     ClientHello(remoteAddr) from GetConfigForClient, where quic-go puts
-//     the client's UDP address in ClientHelloInfo.Conn.
+//     the client's UDP address in ClientHelloInfo.Conn. Unreadable tells a
+//     server, when quic-go opens a connection, that the Initial behind it
+//     could not be opened, so it can refuse it at once.
 //   - PacketConn wraps the server's *net.UDPConn for quic.Transport and
 //     shows every received long-header Initial to a Tracker. quic-go still
 //     sees a UDP socket with batched reads, GSO and ECN; a short-header
