@@ -82,6 +82,11 @@ func (ch *ClientHello) Family() string {
 		return FamilyOther
 	}
 	switch {
+	case ch.hasExtension(extApplicationSettings) || ch.hasExtension(extApplicationSettingsO):
+		// Chromium over QUIC sends no GREASE in the fields above (its
+		// QUIC ClientHello, pqtls/quichello's chromium capture), but ALPS
+		// (for h3), which only it sends.
+		return FamilyChromium
 	case ch.hasExtension(extRecordSizeLimit) && ch.hasExtension(extDelegatedCredential):
 		// NSS sends record_size_limit (RFC 8449) and delegated_credential
 		// (RFC 9345) by default; the other libraries here do not.

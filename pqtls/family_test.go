@@ -50,6 +50,14 @@ func TestFamilySignals(t *testing.T) {
 	safari.CipherSuites = append(slices.Clone(safari.CipherSuites), 0xc008)
 	noPointFormats := *without(hellos["openssl-mldsa44"], extECPointFormats)
 	noPointFormats.ECPointFormats = nil
+	// Chromium over QUIC: no GREASE in suites, extensions or groups, ALPS
+	// still there.
+	chromiumQUIC := *hellos["chromium"]
+	isGREASE := func(v uint16) bool { return IsGREASE(v) }
+	chromiumQUIC.CipherSuites = slices.DeleteFunc(slices.Clone(chromiumQUIC.CipherSuites), isGREASE)
+	chromiumQUIC.Extensions = slices.DeleteFunc(slices.Clone(chromiumQUIC.Extensions), isGREASE)
+	chromiumQUIC.Groups = slices.DeleteFunc(slices.Clone(chromiumQUIC.Groups), func(g tls.CurveID) bool { return IsGREASE(uint16(g)) })
+	chromiumQUICNoALPS := *without(&chromiumQUIC, extApplicationSettings, extApplicationSettingsO)
 	goQUICProbe := *hellos["go"] // crypto/tls under pqtls/quicclient: its ALPN says who it is
 	goQUICProbe.ALPN = []string{"h3", ALPNPQEdge}
 	goQUICBrowser := *hellos["go"]
@@ -100,6 +108,8 @@ func TestFamilySignals(t *testing.T) {
 		{"go without signature_algorithms_cert", without(hellos["go"], extSignatureAlgorithmsCert), FamilyOther},
 		{"go with padding", &goPadded, FamilyOther},
 		{"go offering pqedge's probe ALPN (quicclient)", &goQUICProbe, FamilyPQEdge},
+		{"chromium without GREASE (its QUIC hello)", &chromiumQUIC, FamilyChromium},
+		{"chromium without GREASE or ALPS", &chromiumQUICNoALPS, FamilyOther},
 		{"go offering h3 alone", &goQUICBrowser, FamilyGo},
 		{"empty", &ClientHello{}, FamilyOther},
 	}

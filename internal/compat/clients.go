@@ -92,11 +92,21 @@ func nssDB(ctx context.Context, certutil, dir string, roots Trust) error {
 // ignore (--ignore-certificate-errors-spki-list); the handshake signature is
 // still verified.
 func Chromium(ctx context.Context, chromium, certutil, dir, url string, roots Trust, spki []string, virtualTime int) Outcome {
+	return chromium1(ctx, chromium, certutil, dir, url, roots, spki, virtualTime, peers.ChromiumFlags(filepath.Join(dir, "profile")))
+}
+
+// ChromiumQUIC is Chromium forced onto QUIC (HTTP/3) for localhost:port,
+// the port of url, with a fresh profile trusting roots.
+func ChromiumQUIC(ctx context.Context, chromium, certutil, dir, url string, port int, roots Trust) Outcome {
+	return chromium1(ctx, chromium, certutil, dir, url, roots, nil, 0, peers.ChromiumQUICFlags(filepath.Join(dir, "profile"), port))
+}
+
+func chromium1(ctx context.Context, chromium, certutil, dir, url string, roots Trust, spki []string, virtualTime int, flags []string) Outcome {
 	home := filepath.Join(dir, "home")
 	if err := nssDB(ctx, certutil, filepath.Join(home, ".pki", "nssdb"), roots); err != nil {
 		return Outcome{Err: err}
 	}
-	args := append(peers.ChromiumFlags(filepath.Join(dir, "profile")), "--dump-dom")
+	args := append(flags, "--dump-dom")
 	if len(spki) > 0 {
 		args = append(args, "--ignore-certificate-errors-spki-list="+strings.Join(spki, ","))
 	}

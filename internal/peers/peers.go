@@ -9,9 +9,11 @@ package peers
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -99,4 +101,16 @@ func ChromiumFlags(userDataDir string) []string {
 		"--disable-component-update", "--disable-sync",
 		"--user-data-dir=" + userDataDir,
 	}
+}
+
+// ChromiumQUICFlags are ChromiumFlags for a page that must be loaded over
+// QUIC (HTTP/3) from localhost:port: QUIC on and forced for that origin,
+// without the Alt-Svc discovery that Chromium allows only for publicly
+// trusted roots. localhost is mapped to 127.0.0.1: Chromium tries ::1
+// first, and over UDP an unserved address fails the load instead of
+// falling back as TCP's connection attempts do.
+func ChromiumQUICFlags(userDataDir string, port int) []string {
+	flags := slices.DeleteFunc(ChromiumFlags(userDataDir), func(f string) bool { return f == "--disable-quic" })
+	return append(flags, "--enable-quic", fmt.Sprintf("--origin-to-force-quic-on=localhost:%d", port),
+		"--host-resolver-rules=MAP localhost 127.0.0.1")
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -227,6 +228,25 @@ func curlClient(name string, extra ...string) quicClient {
 	}}
 }
 
+// chromiumClient is headless Chromium forced onto QUIC for the capture
+// server (its certificate errors ignored: only the ClientHello matters).
+func chromiumClient(name string) quicClient {
+	return quicClient{name: name, client: "headless Chromium, QUIC forced for the origin", run: func(t *testing.T, ctx context.Context, port int) (string, <-chan error) {
+		chromium := peers.Binary(t, "chromium")
+		args := append(peers.ChromiumQUICFlags(t.TempDir(), port), "--ignore-certificate-errors", "--dump-dom", fmt.Sprintf("https://localhost:%d/", port))
+		cmd := exec.CommandContext(ctx, chromium, args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("failed to start chromium: %v", err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); <-done })
+		shown := append(peers.ChromiumQUICFlags("DIR", port), "--ignore-certificate-errors", "--dump-dom", fmt.Sprintf("https://localhost:%d/", port))
+		return strings.ReplaceAll("chromium "+strings.Join(shown, " "), fmt.Sprint(port), "PORT"), done
+	}}
+}
+
 var quicClients = []quicClient{
 	goClient("quic-go"),
 	goClient("quic-go-x25519", tls.X25519),
@@ -234,6 +254,7 @@ var quicClients = []quicClient{
 	curlClient("curl-trixie-secp256r1mlkem768", "--curves", "SecP256r1MLKEM768"),
 	curlClient("curl-trixie-secp384r1mlkem1024", "--curves", "SecP384r1MLKEM1024"),
 	curlClient("curl-trixie-x25519", "--curves", "X25519"),
+	chromiumClient("chromium"),
 }
 
 func TestUpdateCaptures(t *testing.T) {
@@ -304,4 +325,33 @@ func hasEntry(idx []captureEntry, name string) bool {
 		}
 	}
 	return false
+}
+
+// TestCaptureFamilies: the client family pqedge counts a QUIC client under
+// (adoption, metrics) is its family over TCP. Chromium's QUIC ClientHello
+// has no GREASE where its TCP one has it; its ALPS still tells.
+func TestCaptureFamilies(t *testing.T) {
+	want := map[string]string{"quic-go": pqtls.FamilyGo, "quic-go-x25519": pqtls.FamilyGo, "chromium": pqtls.FamilyChromium}
+	for _, e := range readCaptureIndex(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			r := NewRecorder(0)
+			for _, d := range readCaptureDatagrams(t, e.Name) {
+				r.Datagram(d)
+			}
+			ch, err := r.ClientHello()
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, ok := want[e.Name]
+			if !ok && strings.HasPrefix(e.Name, "curl-") {
+				w, ok = pqtls.FamilyCurlOpenSSL, true
+			}
+			if !ok {
+				t.Fatalf("capture %s has no expected family in this test", e.Name)
+			}
+			if got := ch.Family(); got != w {
+				t.Errorf("family %s, want %s", got, w)
+			}
+		})
+	}
 }
