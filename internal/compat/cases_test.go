@@ -2,6 +2,7 @@ package compat
 
 import (
 	"os/exec"
+	"strconv"
 	"strings"
 )
 
@@ -86,6 +87,27 @@ func cases(chromium, firefox, certutil, curl string) []clientCase {
 				return Command(e.trixie.Command(e.ctx, "curl", "-sS", "-i", "--cacert", e.inRoot, e.url+"/"), "")
 			},
 			want: func(m mode) expect { return protected(sigFor(m, true)) },
+		},
+		{
+			name: "curl (trixie, OpenSSL 3.5)", target: "inspect page over HTTP/3 (--http3-only)", quic: true,
+			run: func(e *env) Outcome {
+				return Command(e.trixie.Command(e.ctx, "curl", "-sS", "-i", "--http3-only", "--cacert", e.inRoot, e.url+"/"), "")
+			},
+			// As over TCP: OpenSSL offers ML-DSA and trusts the ML-DSA
+			// root, and the chain (ML-DSA-65 leaf, ML-DSA-87 CA) exceeds
+			// the anti-amplification budget but still arrives.
+			want: func(m mode) expect { return protected(sigFor(m, true)) },
+		},
+		{
+			name: "chromium", target: "inspect page over HTTP/3 (QUIC forced, classical root trusted)", quic: true,
+			run: func(e *env) Outcome {
+				port, _ := strconv.Atoi(e.port)
+				return ChromiumQUIC(e.ctx, chromium, certutil, e.t.TempDir(), e.url+"/", port, Trust{e.class})
+			},
+			// Unlike over TCP, Chromium's QUIC ClientHello offers no
+			// ML-DSA signature (pqtls/quichello's chromium capture): even
+			// under always it gets the classical chain and stays served.
+			want: func(m mode) expect { return protected("ecdsa_secp256r1_sha256") },
 		},
 		{
 			name: "go", target: "inspect page",

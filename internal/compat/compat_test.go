@@ -66,6 +66,7 @@ access = false
 [[listener]]
 name = "https"
 address = "127.0.0.1:0"
+http3 = true
 [[site]]
 name = "local"
 server_names = ["localhost"]
@@ -171,16 +172,17 @@ func (e *edge) mark() int {
 	return len(e.evs)
 }
 
-// since waits until a handshake on listener after mark has been recorded
+// since waits until a handshake on listener over transport ("tcp",
+// "quic") after mark has been recorded
 // (a failing client may exit before the server has classified the failure)
 // and returns the first completed one, else the first failure.
-func (e *edge) since(t *testing.T, mark int, listener string) (server.HandshakeEvent, bool) {
+func (e *edge) since(t *testing.T, mark int, listener, transport string) (server.HandshakeEvent, bool) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		e.mu.Lock()
 		var found []server.HandshakeEvent
 		for _, ev := range e.evs[mark:] {
-			if ev.Listener == listener {
+			if ev.Listener == listener && ev.Transport == transport {
 				found = append(found, ev)
 			}
 		}
@@ -220,6 +222,7 @@ type env struct {
 type clientCase struct {
 	name     string
 	target   string
+	quic     bool                // HTTP/3: the handshake is looked for over QUIC
 	listener func(e *env) string // default "https"
 	run      func(e *env) Outcome
 	want     func(m mode) expect
@@ -267,10 +270,14 @@ func TestCompat(t *testing.T) {
 				if c.listener != nil {
 					listener = c.listener(ev)
 				}
+				transport := "tcp"
+				if c.quic {
+					transport = "quic"
+				}
 				mark := e.mark()
 				out := c.run(ev)
-				rec, ok := e.since(t, mark, listener)
-				row := Row{Client: c.name, Mode: m.name, Target: c.target, Page: out.Verdict}
+				rec, ok := e.since(t, mark, listener, transport)
+				row := Row{Client: c.name, Mode: m.name, Target: c.target, Transport: transport, Page: out.Verdict}
 				if !ok {
 					row.Handshake = "none"
 				} else {

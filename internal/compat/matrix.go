@@ -14,6 +14,8 @@ type Row struct {
 	Client string `json:"client"`
 	Mode   string `json:"mode"`   // server policy and pq_certs
 	Target string `json:"target"` // what was fetched: "inspect page", a compat combination...
+	// Transport carried the handshake: "tcp", or "quic" for HTTP/3.
+	Transport string `json:"transport"`
 	// From pqedge's handshake record:
 	Family     string `json:"family,omitempty"`
 	Group      string `json:"group,omitempty"`
@@ -74,7 +76,9 @@ below ("preset": the policy's own groups, as a config that names only the
 policy gets them). The classical chain is ECDSA P-256 from the local
 classical CA; the ML-DSA chain is an ML-DSA-65 leaf from the local ML-DSA-87
 CA. "compat" targets are [compat] listeners with one group and one
-certificate each.
+certificate each. The site's listener also serves HTTP/3 (` + "`http3 = true`" + `):
+rows whose transport is quic are clients over HTTP/3, their handshake
+looked up among pqedge's QUIC handshakes.
 `)
 	b.WriteString("\n| server mode | groups |\n|---|---|\n")
 	for _, md := range m.Modes {
@@ -87,7 +91,10 @@ certificate each.
 	b.WriteString(`
 How the browsers are made to trust the local CA: each run gets a fresh
 profile whose NSS database (Chromium: $HOME/.pki/nssdb; Firefox: the
-profile) trusts the classical root, written with certutil. NSS 3.87's
+profile) trusts the classical root, written with certutil. Chromium over
+HTTP/3 is forced onto QUIC for the origin (` + "`--origin-to-force-quic-on=localhost:PORT`" + `,
+localhost mapped to 127.0.0.1): it does not follow Alt-Svc to QUIC for a
+locally trusted root. NSS 3.87's
 certutil (bookworm) cannot import the ML-DSA root, so "ML-DSA leaf allowed by
 SPKI" rows pass Chromium --ignore-certificate-errors-spki-list with the
 ML-DSA leaves' key hashes: the chain's trust is bypassed, but Chromium still
@@ -101,14 +108,14 @@ verifies the ML-DSA CertificateVerify signature.
 	for _, k := range sortedKeys(m.Versions) {
 		fmt.Fprintf(&b, "| %s | %s |\n", k, m.Versions[k])
 	}
-	b.WriteString("\n## Matrix\n\n| client | server mode | target | family | group | signature | HRR | handshake | client shows | note |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n## Matrix\n\n| client | server mode | target | transport | family | group | signature | HRR | handshake | client shows | note |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range m.Rows {
 		hrr := ""
 		if r.HelloRetry {
 			hrr = "yes"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			r.Client, r.Mode, r.Target, r.Family, r.Group, r.Signature, hrr, r.Handshake, cell(r.Page), cell(r.Note))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.Client, r.Mode, r.Target, r.Transport, r.Family, r.Group, r.Signature, hrr, r.Handshake, cell(r.Page), cell(r.Note))
 	}
 	return b.String()
 }
