@@ -11,6 +11,7 @@ package redistest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -177,8 +178,13 @@ func (s *Server) Values(t testing.TB) map[string][]byte {
 		switch typ, err := c.Type(ctx, key).Result(); {
 		case err != nil:
 			t.Fatalf("redistest: TYPE %s: %v", key, err)
+		case typ == "none":
+			// Gone since SCAN listed it (an expired or released lock).
 		case typ == "string":
 			v, err := c.Get(ctx, key).Bytes()
+			if errors.Is(err, redis.Nil) {
+				continue // gone since TYPE (a lock released meanwhile)
+			}
 			if err != nil {
 				t.Fatalf("redistest: GET %s: %v", key, err)
 			}
