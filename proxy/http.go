@@ -28,11 +28,15 @@ const (
 const (
 	DefaultResponseHeaderTimeout = 60 * time.Second
 	DefaultIdleConnTimeout       = 90 * time.Second
-	DefaultMaxIdleConnsPerHost   = 32
-	DefaultUpstreamIdleTimeout   = 5 * time.Minute
-	DefaultRequestBodyTimeout    = 30 * time.Second
-	DefaultRequestBodyMinRate    = 1024 // bytes per second
-	DefaultResponseWriteTimeout  = 30 * time.Second
+	// DefaultMaxIdleConnsPerHost is sized for the requests a pool has in
+	// flight at once: net/http's Transport closes every connection that
+	// finishes beyond it instead of parking it, and the next request
+	// dials again (golang/go#13801).
+	DefaultMaxIdleConnsPerHost  = 512
+	DefaultUpstreamIdleTimeout  = 5 * time.Minute
+	DefaultRequestBodyTimeout   = 30 * time.Second
+	DefaultRequestBodyMinRate   = 1024 // bytes per second
+	DefaultResponseWriteTimeout = 30 * time.Second
 	// DefaultMaxResponseHeaderBytes is of the order of the request header
 	// limit: Go's transport default (10 MB) let an upstream whose header
 	// never ended make pqedge buffer ~15 MB per request.
@@ -103,8 +107,11 @@ type HTTPOptions struct {
 	// IdleConnTimeout closes keep-alive connections to upstreams unused this
 	// long. Default DefaultIdleConnTimeout.
 	IdleConnTimeout time.Duration
-	// MaxIdleConnsPerHost is the number of keep-alive connections kept per
-	// upstream. Default DefaultMaxIdleConnsPerHost.
+	// MaxIdleConnsPerHost is the number of idle keep-alive connections
+	// kept per upstream. Set it at or above the requests in flight to one
+	// upstream at peak: a connection that finishes beyond it is closed,
+	// and a later request pays a new connect (golang/go#13801). Default
+	// DefaultMaxIdleConnsPerHost.
 	MaxIdleConnsPerHost int
 	// UpstreamIdleTimeout is the read and write deadline set before every
 	// read and write on an upstream connection: it ends response bodies and

@@ -306,6 +306,10 @@ type Pool struct {
 	// round_robin (default), least_conn, random_two, ip_hash or first.
 	Balance string `toml:"balance"`
 	Health  Health `toml:"health"`
+	// IdleConns is how many keep-alive connections to each upstream stay
+	// open while idle, for the next requests; 0 means
+	// DefaultPoolIdleConns.
+	IdleConns int `toml:"idle_conns"`
 
 	// TLS to https:// upstreams (the origin leg). TLSCA is a PEM file of
 	// the roots that verify the origins' certificates, in place of the

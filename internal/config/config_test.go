@@ -265,6 +265,9 @@ upstreams = ["127.0.0.1:3000"]
 			t.Errorf("%s = %q, want %q", c.what, c.got, c.want)
 		}
 	}
+	if p.IdleConns != DefaultPoolIdleConns {
+		t.Errorf("idle_conns = %d, want %d", p.IdleConns, DefaultPoolIdleConns)
+	}
 	if !cfg.Log.AccessLog() || !s.TLS.TicketsOn() {
 		t.Error("access log and session tickets should default on")
 	}

@@ -111,6 +111,14 @@ const (
 	// ejection alone is on unless a pool sets health.interval. The proxy
 	// package's zero Interval means the same.
 	DefaultHealthInterval Duration = ""
+	// DefaultPoolIdleConns is how many idle keep-alive connections a pool
+	// keeps per upstream. It must cover the requests a pool has in flight
+	// at its peaks: net/http's Transport closes, instead of parking, every
+	// connection that finishes beyond it, and the next request dials a new
+	// one (golang/go#13801). 32 made pqedge re-dial 700 times per 1,000
+	// HTTP/2 requests at 320 in flight (docs/BENCHMARKS.md); an idle
+	// connection costs ~20 KiB and closes after 90 s unused.
+	DefaultPoolIdleConns = proxy.DefaultMaxIdleConnsPerHost
 )
 
 // Origin TLS (a pool's https:// upstreams, package proxy's UpstreamTLS). An
@@ -222,6 +230,9 @@ func (c *Config) applyDefaults() {
 		}
 		if p.Health.Interval == "" {
 			p.Health.Interval = DefaultHealthInterval
+		}
+		if p.IdleConns == 0 {
+			p.IdleConns = DefaultPoolIdleConns
 		}
 	}
 	if a := c.Anycast; a != nil {

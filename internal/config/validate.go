@@ -288,6 +288,10 @@ func (v *validator) checkPools() {
 				v.addf(key+".balance", "use "+strings.Join(proxy.PolicyNames(), ", "), "pool %q: %v", p.Name, err)
 			}
 		}
+		if p.IdleConns < 0 {
+			v.addf(key+".idle_conns", fmt.Sprintf("use a positive count, or leave it out for the default (%d)", DefaultPoolIdleConns),
+				"pool %q: idle_conns must not be negative", p.Name)
+		}
 		if p.Health.Path != "" && !strings.HasPrefix(p.Health.Path, "/") {
 			v.addf(key+".health.path", "e.g. path = \"/healthz\"", "health check path %q must start with /", p.Health.Path)
 		}

@@ -185,7 +185,10 @@ type Pool struct {
 	Name    string
 	Options proxy.PoolOptions
 	Balance string
-	Config  config.Pool
+	// IdleConns is the keep-alive connections kept per upstream while
+	// idle, for the HTTP proxies of the routes to the pool.
+	IdleConns int
+	Config    config.Pool
 }
 
 // ACMESite is a certs = "acme" site and where its challenges are answered.
@@ -274,7 +277,7 @@ func (p *Plan) Listener(name string) *Listener {
 
 func (p *Plan) addPool(pc config.Pool) {
 	h := pc.Health
-	pl := &Pool{Name: pc.Name, Balance: pc.Balance, Config: pc, Options: proxy.PoolOptions{
+	pl := &Pool{Name: pc.Name, Balance: pc.Balance, IdleConns: pc.IdleConns, Config: pc, Options: proxy.PoolOptions{
 		Addresses:   pc.Upstreams,
 		DialTimeout: p.Timeouts.UpstreamDial,
 		MaxFails:    h.EjectAfter,

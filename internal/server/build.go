@@ -62,7 +62,7 @@ func (t *txn) buildGeneration() (err error) {
 				// share its keep-alive connections to the upstreams.
 				hp, ok := proxies[r.Pool]
 				if !ok {
-					hp = proxy.NewHTTPProxy(g.pools[r.Pool], t.httpOptions(ps))
+					hp = proxy.NewHTTPProxy(g.pools[r.Pool], t.httpOptions(ps, p.Pool(r.Pool)))
 					proxies[r.Pool] = hp
 					g.proxies = append(g.proxies, hp)
 				}
@@ -90,7 +90,7 @@ func (t *txn) buildGeneration() (err error) {
 }
 
 // httpOptions are the HTTP proxy options of a site's routes to a pool.
-func (t *txn) httpOptions(ps *plan.Site) proxy.HTTPOptions {
+func (t *txn) httpOptions(ps *plan.Site, pp *plan.Pool) proxy.HTTPOptions {
 	p := t.plan
 	minRate := p.Limits.RequestBodyMinRate
 	if minRate == 0 {
@@ -103,6 +103,7 @@ func (t *txn) httpOptions(ps *plan.Site) proxy.HTTPOptions {
 		RequestBodyMinRate:     minRate,
 		ResponseWriteTimeout:   p.Timeouts.ResponseWrite,
 		MaxResponseHeaderBytes: p.Limits.ResponseHeader,
+		MaxIdleConnsPerHost:    pp.IdleConns,
 		Headers:                ps.Headers,
 		AllowUnderscoreHeaders: ps.AllowUnderscoreHeaders,
 		Logger:                 t.s.log,

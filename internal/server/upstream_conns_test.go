@@ -2,6 +2,7 @@ package server
 
 import (
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -99,5 +100,111 @@ upstreams = [` + upstreams + `]
 	waitFor(t, "the removed upstream's series to go", func() bool { return gauge("127.0.0.1:1002") == "" })
 	if gauge("127.0.0.1:1001") != "1" {
 		t.Error("a kept upstream lost its series")
+	}
+}
+
+// TestIdleConnsKeepsConcurrentConnections: a pool keeps idle_conns
+// keep-alive connections per upstream once a burst of concurrent requests
+// ends, so the next burst reuses them instead of dialling again (net/http's
+// Transport closes every connection beyond its idle cap, golang/go#13801).
+// With the default, a burst above the old cap of 32 keeps all of them.
+func TestIdleConnsKeepsConcurrentConnections(t *testing.T) {
+	const burst = 48
+	for _, tc := range []struct {
+		name      string
+		idleConns string // the pool's idle_conns line, "" for the default
+		closed    int    // upstream connections pqedge closes after a burst
+	}{
+		{"below the burst", "idle_conns = 16", burst - 16},
+		{"default", "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			opened, closed, waiting := 0, 0, 0
+			release := make(chan struct{})
+			up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				// Each burst is answered only once all of it arrived, so it
+				// holds burst upstream connections at once.
+				mu.Lock()
+				waiting++
+				if waiting == burst {
+					waiting = 0
+					close(release)
+					release = make(chan struct{})
+				}
+				ch := release
+				if waiting == 0 {
+					ch = nil
+				}
+				mu.Unlock()
+				if ch != nil {
+					<-ch
+				}
+				io.WriteString(w, "ok")
+			}))
+			up.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+				mu.Lock()
+				defer mu.Unlock()
+				switch st {
+				case http.StateNew:
+					opened++
+				case http.StateClosed:
+					closed++
+				}
+			}
+			up.Start()
+			defer up.Close()
+			ts := startServer(t, baseConfig+`
+[[site]]
+name = "local"
+server_names = ["localhost"]
+[[site.route]]
+path = "/"
+pool = "app"
+[[pool]]
+name = "app"
+upstreams = ["`+strings.TrimPrefix(up.URL, "http://")+`"]
+`+tc.idleConns+"\n")
+			c := ts.client(tls.X25519MLKEM768)
+			sendBurst := func(round int) {
+				var wg sync.WaitGroup
+				errs := make(chan error, burst)
+				for i := range burst {
+					wg.Go(func() {
+						resp, err := c.Get(fmt.Sprintf("https://%s/r%d/%d", ts.addr("https"), round, i))
+						if err != nil {
+							errs <- err
+							return
+						}
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					})
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					t.Fatal(err)
+				}
+			}
+			sendBurst(1)
+			waitFor(t, fmt.Sprintf("pqedge to close %d upstream connections", tc.closed), func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return closed >= tc.closed
+			})
+			sendBurst(2)
+			mu.Lock()
+			defer mu.Unlock()
+			// Each burst ends with the connections beyond the cap closed.
+			if closed > 2*tc.closed+burst/8 {
+				t.Errorf("pqedge closed %d upstream connections after two bursts of %d, want %d", closed, burst, 2*tc.closed)
+			}
+			// The second burst dials again exactly what was closed; a
+			// connection the transport had not parked yet when the burst
+			// began may cost one more dial, rarely.
+			if want := burst + tc.closed; opened < want || opened > want+burst/8 {
+				t.Errorf("two bursts of %d opened %d upstream connections, want %d", burst, opened, want)
+			}
+		})
 	}
 }
