@@ -48,6 +48,34 @@ type NormalizedPath struct {
 // reach the upstream as "/secret", never as a path the upstream would
 // resolve differently from the router.
 func NormalizePath(escaped string) (NormalizedPath, error) {
+	if isNormalPath(escaped) {
+		// Nothing to decode, encode or remove: the path is its own
+		// normal form, and normalizing it would only copy it.
+		return NormalizedPath{Escaped: escaped, Decoded: escaped}, nil
+	}
+	return normalizePath(escaped)
+}
+
+// isNormalPath reports whether NormalizePath would return escaped as it
+// is: it starts with "/", holds only characters a path carries unencoded
+// (no "%" or backslash, nothing to encode) and no segment starts with "." (so
+// there is no dot segment, hidden or not). Most request paths are like
+// this; the fuzzer checks that normalizePath agrees.
+func isNormalPath(escaped string) bool {
+	if escaped == "" || escaped[0] != '/' {
+		return false
+	}
+	for i := 1; i < len(escaped); i++ {
+		c := escaped[i]
+		if c == '.' && escaped[i-1] == '/' || c != '/' && !isPathChar(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// normalizePath is NormalizePath for every path, the slow way.
+func normalizePath(escaped string) (NormalizedPath, error) {
 	if escaped == "" {
 		escaped = "/"
 	}
@@ -215,8 +243,17 @@ func isUnreserved(c byte) bool {
 // isPathChar: pchar of RFC 3986 Section 3.3 without pct-encoded, which
 // the caller handles.
 func isPathChar(c byte) bool {
-	return isUnreserved(c) || strings.IndexByte("!$&'()*+,;=:@", c) >= 0
+	return pathChars[c]
 }
+
+// pathChars is isPathChar's table: the unreserved characters and
+// "!$&'()*+,;=:@".
+var pathChars = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = isUnreserved(byte(c)) || strings.IndexByte("!$&'()*+,;=:@", byte(c)) >= 0
+	}
+	return t
+}()
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'

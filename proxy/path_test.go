@@ -122,6 +122,11 @@ func FuzzNormalizePath(f *testing.F) {
 func checkNormalized(t *testing.T, in string) {
 	t.Helper()
 	got, err := NormalizePath(in)
+	// The fast path for paths already normal must agree with the full
+	// algorithm, error or not.
+	if slow, serr := normalizePath(in); slow != got || (serr == nil) != (err == nil) || serr != nil && serr.Error() != err.Error() {
+		t.Fatalf("NormalizePath(%q) = %+v, %v; the full algorithm says %+v, %v", in, got, err, slow, serr)
+	}
 	if err != nil {
 		if !errors.Is(err, ErrPathSyntax) && !errors.Is(err, ErrPathEscapesRoot) && !errors.Is(err, ErrPathHiddenDots) {
 			t.Fatalf("NormalizePath(%q): error of no known kind: %v", in, err)
