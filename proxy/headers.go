@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"strings"
 )
 
@@ -20,10 +21,7 @@ const (
 // trustedNames are the folded names (see foldName) of the headers pqedge
 // sets itself; any client header that folds to one of them is dropped.
 // PQEdge-* names are matched by prefix (pqedgePrefix).
-var trustedNames = map[string]bool{
-	"x-forwarded-for": true, "x-forwarded-host": true, "x-forwarded-proto": true,
-	"x-real-ip": true, "forwarded": true,
-}
+var trustedNames = []string{"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "forwarded"}
 
 // pqedgePrefix: every "PQEdge-..." header is pqedge's to set (the TLS facts
 // today, anything later), so no client copy of one reaches an upstream.
@@ -37,18 +35,48 @@ func foldName(name string) string {
 	return strings.ToLower(strings.ReplaceAll(name, "_", "-"))
 }
 
+// foldsTo reports whether name folds (foldName) to folded, a folded name,
+// without building the folded copy: it runs for every header of every
+// request.
+func foldsTo(name, folded string) bool {
+	return len(name) == len(folded) && foldsPrefix(name, folded)
+}
+
+// foldsPrefix reports whether name, folded, starts with folded.
+func foldsPrefix(name, folded string) bool {
+	if len(name) < len(folded) {
+		return false
+	}
+	for i := 0; i < len(folded); i++ {
+		c := name[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != folded[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // headerPolicy decides which client header names reach an upstream.
 type headerPolicy struct {
 	allowUnderscores bool
-	// facts are the folded names of the handshake-fact headers of this
-	// proxy (they may be renamed away from PQEdge-*).
-	facts map[string]bool
+	// dropped are the folded names of trustedNames and of the
+	// handshake-fact headers of this proxy (they may be renamed away from
+	// PQEdge-*).
+	dropped []string
 }
 
 func newHeaderPolicy(names HeaderNames, allowUnderscores bool) headerPolicy {
-	p := headerPolicy{allowUnderscores: allowUnderscores, facts: map[string]bool{}}
+	p := headerPolicy{allowUnderscores: allowUnderscores, dropped: slices.Clone(trustedNames)}
 	for _, n := range []string{names.Group, names.PQ, names.Signature, names.Version, names.Cipher} {
-		p.facts[foldName(n)] = true
+		if f := foldName(n); !slices.Contains(p.dropped, f) {
+			p.dropped = append(p.dropped, f)
+		}
 	}
 	return p
 }
@@ -58,16 +86,15 @@ func newHeaderPolicy(names HeaderNames, allowUnderscores bool) headerPolicy {
 // "_" and the site does not allow that (nginx's underscores_in_headers
 // default), because the application cannot tell "X_Forwarded_For" from
 // "X-Forwarded-For".
-func (p headerPolicy) drops(name string) bool {
-	f := foldName(name)
-	if trustedNames[f] || p.facts[f] || strings.HasPrefix(f, pqedgePrefix) {
+func (p *headerPolicy) drops(name string) bool {
+	if foldsPrefix(name, pqedgePrefix) || slices.ContainsFunc(p.dropped, func(f string) bool { return foldsTo(name, f) }) {
 		return true
 	}
 	return !p.allowUnderscores && strings.IndexByte(name, '_') >= 0
 }
 
 // filter removes the dropped names from h (request headers or trailers).
-func (p headerPolicy) filter(h http.Header) {
+func (p *headerPolicy) filter(h http.Header) {
 	for name := range h {
 		if p.drops(name) {
 			delete(h, name)
@@ -75,20 +102,33 @@ func (p headerPolicy) filter(h http.Header) {
 	}
 }
 
-// setForwarded sets pqedge's own X-Forwarded-*, X-Real-IP and Forwarded
-// headers on the outbound request, from the connection, never from what
-// the client sent.
-func setForwarded(pr *httputil.ProxyRequest) {
-	pr.SetXForwarded()
+// forwarded are the values of the X-Forwarded-*, X-Real-IP and Forwarded
+// headers for one client address and Host. They are the same for every
+// request of a connection (unless its Host changes), so a connection's
+// facts keep the last ones made (connFacts.forwarded) and each request
+// shares their slices instead of building them again.
+type forwarded struct {
+	remote, host string // what they were made for
+	https        bool
+
+	forwardedFor, realIP, forwarded []string // nil when remote is not an IP address
+	xfHost, xfProto                 []string
+}
+
+// newForwarded makes the headers' values for a request from remote (the
+// request's RemoteAddr) for host over HTTPS or not.
+func newForwarded(remote, host string, https bool) *forwarded {
+	f := &forwarded{remote: remote, host: host, https: https, xfHost: []string{host}, xfProto: protoHTTP}
 	proto := "http"
-	if pr.In.TLS != nil {
-		proto = "https"
+	if https {
+		proto, f.xfProto = "https", protoHTTPS
 	}
-	ip, _, err := net.SplitHostPort(pr.In.RemoteAddr)
+	ip, _, err := net.SplitHostPort(remote)
 	if err != nil {
-		return // not an IP connection (tests over pipes): nothing to say
+		return f // not an IP connection (tests over pipes): nothing to say
 	}
-	pr.Out.Header.Set(RealIPHeader, ip)
+	f.forwardedFor = []string{ip}
+	f.realIP = f.forwardedFor
 	// RFC 7239 Section 4: an IPv6 address is bracketed and, like any
 	// value with ":" or "[", quoted; the host is quoted for its port.
 	node := ip
@@ -96,10 +136,46 @@ func setForwarded(pr *httputil.ProxyRequest) {
 		node = quotedString("[" + ip + "]")
 	}
 	fwd := "for=" + node + ";proto=" + proto
-	if pr.In.Host != "" {
-		fwd += ";host=" + quotedString(pr.In.Host)
+	if host != "" {
+		fwd += ";host=" + quotedString(host)
 	}
-	pr.Out.Header.Set(ForwardedHeader, fwd)
+	f.forwarded = []string{fwd}
+	return f
+}
+
+var (
+	protoHTTP  = []string{"http"}
+	protoHTTPS = []string{"https"}
+)
+
+// setForwarded sets pqedge's own X-Forwarded-*, X-Real-IP and Forwarded
+// headers on the outbound request, from the connection, never from what
+// the client sent (the policy removed the client's copies before). They
+// are what httputil.ProxyRequest.SetXForwarded sets, plus X-Real-IP and
+// Forwarded; cf, when the server stored the connection's facts, keeps the
+// values for the next request. The slices are shared: nobody modifies a
+// header value in place.
+func setForwarded(pr *httputil.ProxyRequest, cf *connFacts) {
+	in, h := pr.In, pr.Out.Header
+	var f *forwarded
+	if cf != nil {
+		f = cf.fwd.Load()
+	}
+	if f == nil || f.remote != in.RemoteAddr || f.host != in.Host || f.https != (in.TLS != nil) {
+		f = newForwarded(in.RemoteAddr, in.Host, in.TLS != nil)
+		if cf != nil {
+			cf.fwd.Store(f)
+		}
+	}
+	h["X-Forwarded-Host"] = f.xfHost
+	h["X-Forwarded-Proto"] = f.xfProto
+	if f.forwardedFor == nil {
+		delete(h, "X-Forwarded-For")
+		return
+	}
+	h["X-Forwarded-For"] = f.forwardedFor
+	h[RealIPHeader] = f.realIP
+	h[ForwardedHeader] = f.forwarded
 }
 
 // quotedString quotes s as an RFC 9110 Section 5.6.4 quoted-string.

@@ -1,8 +1,13 @@
 package proxy
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -94,5 +99,86 @@ func TestForwardedIPv6(t *testing.T) {
 	}
 	if g := got.Get("X-Real-Ip"); g != "2001:db8::1" {
 		t.Errorf("X-Real-IP = %q", g)
+	}
+}
+
+// TestConnectionHeaders: the facts stored once per connection
+// (http.Server.ConnContext, as pqedge's server does) reach every request
+// on it, and the forwarded headers follow each request's own Host.
+func TestConnectionHeaders(t *testing.T) {
+	pool := newTestPool(t, PoolOptions{Addresses: []string{httpUpstream(t, echoHeaders)}, Health: HealthOptions{Interval: -1}})
+	px := NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger})
+	front := httptest.NewUnstartedServer(px)
+	front.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return WithHandshakeFacts(ctx, HandshakeFacts{Group: "X25519MLKEM768", Version: "TLS 1.3", PQ: true})
+	}
+	front.Start()
+	t.Cleanup(front.Close)
+	const req = "GET / HTTP/1.1\r\nHost: %s\r\n%s\r\n"
+	resps, bodies, _ := rawExchange(t, hostOf(front.URL), fmt.Sprintf(req, "a.example", "")+fmt.Sprintf(req, "a.example", "")+
+		fmt.Sprintf(req, "b.example", "Connection: close\r\n"), 10*time.Second)
+	if len(resps) != 3 {
+		t.Fatalf("statuses %v", statuses(resps))
+	}
+	for i, host := range []string{"a.example", "a.example", "b.example"} {
+		var got http.Header
+		if err := json.Unmarshal([]byte(bodies[i]), &got); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range map[string]string{
+			"X-Forwarded-Host": host, "Forwarded": `for=127.0.0.1;proto=http;host="` + host + `"`,
+			"X-Forwarded-For": "127.0.0.1", "X-Real-Ip": "127.0.0.1", "X-Forwarded-Proto": "http",
+			"Pqedge-Tls-Group": "X25519MLKEM768", "Pqedge-Tls-Version": "TLS 1.3", "Pqedge-Tls-Pq": "true",
+		} {
+			if vs := got.Values(k); len(vs) != 1 || vs[0] != v {
+				t.Errorf("request %d (Host %s): upstream saw %s = %q, want %q", i+1, host, k, vs, v)
+			}
+		}
+		// A fact that is empty is not sent at all.
+		if vs := got.Values("Pqedge-Tls-Signature"); len(vs) > 0 {
+			t.Errorf("request %d: upstream saw PQEdge-TLS-Signature = %q for a handshake without one", i+1, vs)
+		}
+	}
+}
+
+// TestHeaderPolicyFolding: the policy drops a name exactly when its CGI
+// folding (foldName) is one of pqedge's names or starts with "pqedge-",
+// and names with "_" unless they are allowed.
+func TestHeaderPolicyFolding(t *testing.T) {
+	names := HeaderNames{Group: "X-TLS-Group"}
+	names.setDefaults()
+	p := newHeaderPolicy(names, true)
+	strict := newHeaderPolicy(names, false)
+	for _, tc := range []struct {
+		name   string
+		drops  bool // with underscores allowed
+		strict bool // with underscores dropped
+	}{
+		{"X-Forwarded-For", true, true},
+		{"x_FORWARDED_for", true, true},
+		{"X-Forwarded-Fo", false, false},
+		{"X-Forwarded-Forx", false, false},
+		{"Forwarded", true, true},
+		{"X-Real-Ip", true, true},
+		{"X-Tls-Group", true, true},
+		{"x_tls_group", true, true},
+		{"Pqedge-Tls-Group", true, true},
+		{"PQEDGE_anything", true, true},
+		{"Pqedge", false, false},
+		{"Foo_Bar", false, true},
+		{"Content-Type", false, false},
+		{"X-Forwarded-F\xc3\xb6r", false, false},
+		{"", false, false},
+	} {
+		want := slices.Contains(p.dropped, foldName(tc.name)) || strings.HasPrefix(foldName(tc.name), pqedgePrefix)
+		if want != tc.drops {
+			t.Fatalf("table error for %q: foldName says %v", tc.name, want)
+		}
+		if got := p.drops(tc.name); got != tc.drops {
+			t.Errorf("drops(%q) = %v, want %v (underscores allowed)", tc.name, got, tc.drops)
+		}
+		if got := strict.drops(tc.name); got != tc.strict {
+			t.Errorf("drops(%q) = %v, want %v (underscores dropped)", tc.name, got, tc.strict)
+		}
 	}
 }

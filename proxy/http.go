@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,16 +61,43 @@ type HandshakeFacts struct {
 
 type factsKey struct{}
 
-// WithHandshakeFacts returns a copy of ctx carrying f.
+// connFacts is what WithHandshakeFacts stores: the facts, the values of
+// their request headers, made once for every request of the connection,
+// and the last forwarded headers made for it.
+type connFacts struct {
+	facts                                 HandshakeFacts
+	group, pq, signature, version, cipher []string // nil for a fact that is ""
+	fwd                                   atomic.Pointer[forwarded]
+}
+
+// WithHandshakeFacts returns a copy of ctx carrying f. The server calls it
+// once per connection (http.Server.ConnContext): the header values of
+// every request on the connection are made here.
 func WithHandshakeFacts(ctx context.Context, f HandshakeFacts) context.Context {
-	return context.WithValue(ctx, factsKey{}, f)
+	cf := &connFacts{facts: f, pq: []string{strconv.FormatBool(f.PQ)}}
+	for _, v := range []struct {
+		dst *[]string
+		val string
+	}{{&cf.group, f.Group}, {&cf.signature, f.Signature}, {&cf.version, f.Version}, {&cf.cipher, f.Cipher}} {
+		if v.val != "" {
+			*v.dst = []string{v.val}
+		}
+	}
+	return context.WithValue(ctx, factsKey{}, cf)
+}
+
+func connFactsFrom(ctx context.Context) *connFacts {
+	cf, _ := ctx.Value(factsKey{}).(*connFacts)
+	return cf
 }
 
 // HandshakeFactsFrom returns the facts stored by WithHandshakeFacts; ok is
 // false for a connection without TLS (or whose server did not store them).
 func HandshakeFactsFrom(ctx context.Context) (f HandshakeFacts, ok bool) {
-	f, ok = ctx.Value(factsKey{}).(HandshakeFacts)
-	return f, ok
+	if cf := connFactsFrom(ctx); cf != nil {
+		return cf.facts, true
+	}
+	return HandshakeFacts{}, false
 }
 
 // HeaderNames name the request headers carrying HandshakeFacts upstream.
@@ -351,19 +379,21 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 	// sees spoofed facts or addresses; then set pqedge's own.
 	p.headers.filter(pr.Out.Header)
 	p.headers.filter(pr.Out.Trailer)
-	setForwarded(pr)
-	h := p.opts.Headers
-	if f, ok := HandshakeFactsFrom(pr.In.Context()); ok {
-		set := func(name, v string) {
-			if v != "" {
-				pr.Out.Header.Set(name, v)
-			}
+	cf := connFactsFrom(pr.In.Context())
+	setForwarded(pr, cf)
+	if cf == nil {
+		return
+	}
+	// The values were made once for the connection; every request shares
+	// them (nobody modifies a header value in place).
+	h, names := pr.Out.Header, &p.opts.Headers
+	for _, f := range []struct {
+		name string
+		val  []string
+	}{{names.Group, cf.group}, {names.Signature, cf.signature}, {names.Version, cf.version}, {names.Cipher, cf.cipher}, {names.PQ, cf.pq}} {
+		if f.val != nil {
+			h[f.name] = f.val
 		}
-		set(h.Group, f.Group)
-		set(h.Signature, f.Signature)
-		set(h.Version, f.Version)
-		set(h.Cipher, f.Cipher)
-		pr.Out.Header.Set(h.PQ, strconv.FormatBool(f.PQ))
 	}
 }
 
