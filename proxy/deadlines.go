@@ -32,10 +32,6 @@ type clientBody struct {
 	armed  bool // a read deadline is set on the client's connection
 }
 
-func newClientBody(body io.ReadCloser, ctl *http.ResponseController, stall time.Duration, minRate int64) *clientBody {
-	return &clientBody{body: body, ctl: ctl, stall: stall, minRate: minRate, start: time.Now()}
-}
-
 func (b *clientBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	if b.closed {

@@ -222,11 +222,19 @@ func (info *RequestInfo) gotConn(ci httptrace.GotConnInfo) {
 	}
 }
 
+// request is one request's RequestInfo and the proxy's own state of it, in
+// one allocation: the server makes it (WithRequestInfo) with the context
+// value that carries it, and the proxy needs no context of its own.
+type request struct {
+	info RequestInfo
+	st   reqState
+}
+
 // WithRequestInfo returns a context carrying a new RequestInfo to be filled
 // by HTTPProxy.ServeHTTP.
 func WithRequestInfo(ctx context.Context) (context.Context, *RequestInfo) {
-	info := new(RequestInfo)
-	return context.WithValue(ctx, requestInfoKey{}, info), info
+	rq := new(request)
+	return context.WithValue(ctx, requestInfoKey{}, rq), &rq.info
 }
 
 // HTTPProxy is an http.Handler that forwards requests over HTTP/1.1 to the
@@ -242,15 +250,17 @@ type HTTPProxy struct {
 
 var _ http.Handler = (*HTTPProxy)(nil)
 
-// reqState travels in the request context from ServeHTTP to the
-// ReverseProxy hooks.
+// reqState is what ServeHTTP hands the ReverseProxy hooks through the
+// request context (inside a request).
 type reqState struct {
-	up   *upstream
-	info *RequestInfo // never nil
-	body *clientBody  // nil for requests without a body
+	claimed bool // a ServeHTTP uses it (a second proxy the request reaches makes its own)
+	up      *upstream
+	info    *RequestInfo // never nil
+	ctl     http.ResponseController
+	body    *clientBody // nil for requests without a body; else &bodyBuf
+	bodyBuf clientBody
+	ww      writeDeadline
 }
-
-type reqStateKey struct{}
 
 // NewHTTPProxy returns a handler forwarding to pool. The pool is not closed
 // by the proxy.
@@ -317,10 +327,15 @@ func (p *HTTPProxy) CloseIdleConnections() { p.transport.CloseIdleConnections() 
 // ServeHTTP checks r (CheckRequest, CheckRoute), picks an upstream and
 // forwards r to it.
 func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	info, _ := r.Context().Value(requestInfoKey{}).(*RequestInfo)
-	if info == nil {
-		info = new(RequestInfo)
+	rq, _ := r.Context().Value(requestInfoKey{}).(*request)
+	if rq == nil || rq.st.claimed {
+		// No WithRequestInfo (or a second proxy for the same request):
+		// a state of its own, in a context of its own.
+		rq = new(request)
+		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, rq))
 	}
+	st, info := &rq.st, &rq.info
+	st.claimed, st.info = true, info
 	status, reason := CheckRequest(w, r)
 	if status == 0 {
 		status, reason = CheckRoute(r)
@@ -346,25 +361,32 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer up.done()
 	info.Upstream = up.addr
-	st := &reqState{up: up, info: info}
-	ctl := http.NewResponseController(w)
-	ctx := context.WithValue(r.Context(), reqStateKey{}, st)
+	st.up = up
+	// A copy of the controller's one field: NewResponseController's
+	// result does not escape, so this allocates nothing.
+	st.ctl = *http.NewResponseController(w)
+	out := r
 	if up.tls != nil {
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: info.gotConn})
+		out = r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{GotConn: info.gotConn}))
 	}
-	out := r.WithContext(ctx)
-	if r.Body != nil && r.Body != http.NoBody {
-		st.body = newClientBody(r.Body, ctl, p.opts.RequestBodyTimeout, p.opts.RequestBodyMinRate)
+	// A request without a body (ContentLength 0: an HTTP/2 GET's Body is
+	// not http.NoBody) is sent without one (ReverseProxy drops it).
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		st.bodyBuf = clientBody{body: r.Body, ctl: &st.ctl, stall: p.opts.RequestBodyTimeout, minRate: p.opts.RequestBodyMinRate, start: time.Now()}
+		st.body = &st.bodyBuf
 		defer st.body.finish()
+		if out == r {
+			out = r.WithContext(r.Context())
+		}
 		out.Body = st.body
 	}
-	ww := &writeDeadline{ResponseWriter: w, ctl: ctl, timeout: p.opts.ResponseWriteTimeout}
-	defer ww.finish()
-	p.rp.ServeHTTP(ww, out)
+	st.ww = writeDeadline{ResponseWriter: w, ctl: &st.ctl, timeout: p.opts.ResponseWriteTimeout}
+	defer st.ww.finish()
+	p.rp.ServeHTTP(&st.ww, out)
 }
 
 func stateOf(r *http.Request) *reqState {
-	return r.Context().Value(reqStateKey{}).(*reqState)
+	return &r.Context().Value(requestInfoKey{}).(*request).st
 }
 
 // rewrite builds the upstream request. ReverseProxy has already removed

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"net/http"
 	"strconv"
@@ -74,10 +75,16 @@ func (rt *router) route(sw *statusWriter, r *http.Request, ci *connInfo) exchang
 	}
 	route := &site.Routes[i]
 	ex.route = route.Prefix
-	ctx, info := proxy.WithRequestInfo(withPage(r.Context(), site, ci))
-	ex.info = info
-	if route.AllowEncodedSlashes {
-		ctx = proxy.WithRouteOptions(ctx, proxy.RouteOptions{AllowEncodedSlashes: true})
+	h := site.routes[i]
+	var ctx context.Context
+	if _, proxied := h.(*proxy.HTTPProxy); proxied {
+		ctx, ex.info = proxy.WithRequestInfo(r.Context())
+		if route.AllowEncodedSlashes {
+			ctx = proxy.WithRouteOptions(ctx, proxy.RouteOptions{AllowEncodedSlashes: true})
+		}
+	} else {
+		// Only the built-in pages show the connection.
+		ctx = withPage(r.Context(), site, ci)
 	}
 	if isUpgrade(r) {
 		// A hijacked connection outlives http.Server's tracking: the
@@ -85,7 +92,7 @@ func (rt *router) route(sw *statusWriter, r *http.Request, ci *connInfo) exchang
 		g.upgraded.Add(1)
 		defer g.upgraded.Done()
 	}
-	site.routes[i].ServeHTTP(sw, r.WithContext(ctx))
+	h.ServeHTTP(sw, r.WithContext(ctx))
 	return ex
 }
 
