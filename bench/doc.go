@@ -45,9 +45,10 @@
 // the client sent before the server could answer) against the bytes the
 // server sent up to its Finished, and the round trips that took. The
 // matrix's Transports axis adds a QUIC cell beside each TCP cell for the
-// servers that serve HTTP/3 (today the plain server, `serve-plain
-// -quic`), and CompareTransports says which chains cost an extra round
-// trip over QUIC but not over TCP, and the reverse.
+// servers that serve HTTP/3 (pqedge with http3 = true, the plain server
+// with `serve-plain -quic`, nginx with `listen ... quic`), and
+// CompareTransports says which chains cost an extra round trip over QUIC
+// but not over TCP, and the reverse.
 //
 // # Proxied traffic
 //

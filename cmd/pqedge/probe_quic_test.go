@@ -5,11 +5,19 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/pqedge/pqedge/bench"
 	"github.com/pqedge/pqedge/certs"
+	"github.com/pqedge/pqedge/internal/config"
+	"github.com/pqedge/pqedge/internal/server"
+	"github.com/pqedge/pqedge/pqtls"
 )
 
 // startHTTP3Target runs bench's plain server with HTTP/3: TLS over TCP and
@@ -103,4 +111,68 @@ func quicRow(out, prefix string) string {
 		}
 	}
 	return ""
+}
+
+// TestProbeQUICPQEdge probes pqedge's own HTTP/3 listener (pq-only): it
+// speaks HTTP/3, accepts the hybrids and refuses the classical groups
+// over QUIC as over TCP, and pqedge counts every probe handshake under its
+// own family, pqedge, not as a visitor's.
+func TestProbeQUICPQEdge(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pqedge.toml")
+	os.WriteFile(file, []byte(`
+data_dir = "data"
+[log]
+access = false
+[[listener]]
+name = "https"
+address = "127.0.0.1:0"
+http3 = true
+[[site]]
+name = "local"
+server_names = ["localhost"]
+[site.tls]
+policy = "pq-only"
+[[site.route]]
+path = "/"
+handler = "inspect"
+`), 0o600)
+	cfg, err := config.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	families := map[string]int{}
+	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnHandshake: func(ev server.HandshakeEvent) {
+		if ev.Transport == "quic" {
+			mu.Lock()
+			families[ev.Family]++
+			mu.Unlock()
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	var stdout, stderr bytes.Buffer
+	if code := runProbe([]string{srv.ListenerAddr("https").String(), "-servername", "localhost"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	out := stdout.String()
+	for _, r := range []struct{ row, want string }{
+		{"speaks HTTP/3", "speaks HTTP/3: yes (QUIC v1, ALPN h3, X25519MLKEM768, ecdsa_secp256r1_sha256)"},
+		{"  X25519MLKEM768", "X25519MLKEM768 yes yes"},
+		{"  SecP256r1MLKEM768", "SecP256r1MLKEM768 yes yes"},
+		{"  SecP384r1MLKEM1024", "SecP384r1MLKEM1024 yes yes"},
+		{"  x25519", "x25519 no no"},
+	} {
+		if got := quicRow(out, r.row); !strings.HasPrefix(got, r.want) {
+			t.Errorf("row %q is %q, want %q...\n%s", r.row, got, r.want, out)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(families) != 1 || families[pqtls.FamilyPQEdge] < 5 {
+		t.Errorf("pqedge counted the probe's QUIC handshakes under families %v, want pqedge alone", families)
+	}
 }
