@@ -52,18 +52,43 @@ func (t *txn) openAdmin() error {
 		return fmt.Errorf("failed to listen on %s for the admin listener: %w", want, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	mux.Handle("GET /adoption", &pages.AdoptionPage{Adoption: s.adoption, Now: s.now})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", s.serveReadyz)   // readiness.go
-	mux.HandleFunc("GET /anycast", s.serveAnycast) // anycast_admin.go
-	mux.HandleFunc("GET /fleet", s.serveFleet)     // fleet_admin.go
+	for _, e := range s.adminEndpoints() {
+		mux.Handle("GET "+e.path, e.handler)
+	}
+	mux.HandleFunc("GET /{$}", s.serveAdminIndex)
 	a := &adminListener{addr: want, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: adminReadHeader, IdleTimeout: adminIdle}}
 	go a.srv.Serve(ln)
 	t.admin = a
 	return nil
+}
+
+// adminEndpoint is one page of the admin listener.
+type adminEndpoint struct {
+	path, what string
+	handler    http.Handler
+}
+
+// adminEndpoints lists the admin listener's pages, for its mux and its
+// index.
+func (s *Server) adminEndpoints() []adminEndpoint {
+	return []adminEndpoint{
+		{"/metrics", "Prometheus metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})},
+		{"/healthz", "the process is alive (always 200)", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })},
+		{"/readyz", "200 when serving, 503 with the failed check otherwise (?format=json)", http.HandlerFunc(s.serveReadyz)}, // readiness.go
+		{"/adoption", "post-quantum share of handshakes by client family (?format=json)", &pages.AdoptionPage{Adoption: s.adoption, Now: s.now}},
+		{"/anycast", "announced prefixes and their transitions (?format=json)", http.HandlerFunc(s.serveAnycast)}, // anycast_admin.go
+		{"/fleet", "fleet store, ticket keys and locks (?format=json)", http.HandlerFunc(s.serveFleet)},           // fleet_admin.go
+	}
+}
+
+// serveAdminIndex lists the admin pages at /.
+func (s *Server) serveAdminIndex(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprintln(w, "pqedge admin listener")
+	for _, e := range s.adminEndpoints() {
+		fmt.Fprintf(w, "  %-10s %s\n", e.path, e.what)
+	}
 }
 
 // close stops an admin listener that never served a committed config.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -339,6 +340,31 @@ func TestAdminEndpoints(t *testing.T) {
 			t.Fatalf("GET %s: %v %v", path, resp, err)
 		}
 		resp.Body.Close()
+	}
+	// The index lists every page, and each it lists answers.
+	resp, err := http.Get(admin + "/")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /: %v %v", resp, err)
+	}
+	index, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, path := range []string{"/metrics", "/healthz", "/readyz", "/adoption", "/anycast", "/fleet"} {
+		if !strings.Contains(string(index), "  "+path+" ") {
+			t.Errorf("the admin index lacks %s:\n%s", path, index)
+		}
+		r, err := http.Get(admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode == http.StatusNotFound {
+			t.Errorf("%s, listed by the index, is a 404", path)
+		}
+	}
+	if r, _ := http.Get(admin + "/nothing"); r == nil || r.StatusCode != http.StatusNotFound {
+		t.Errorf("an unknown admin path did not get 404")
+	} else {
+		r.Body.Close()
 	}
 	done := make(chan error, 1)
 	go func() { done <- ts.srv.Shutdown(t.Context()) }()
