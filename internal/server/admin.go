@@ -87,6 +87,9 @@ func (s *Server) serveAdminIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	fmt.Fprintln(w, "pqedge admin listener")
 	for _, e := range s.adminEndpoints() {
+		if e.path == "/anycast" && s.anycast.Load() == nil {
+			continue // a 404 until the config has an [anycast] block
+		}
 		fmt.Fprintf(w, "  %-10s %s\n", e.path, e.what)
 	}
 }

@@ -341,14 +341,18 @@ func TestAdminEndpoints(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	// The index lists every page, and each it lists answers.
+	// The index lists every page this config has, and each it lists
+	// answers; /anycast only with an [anycast] block.
 	resp, err := http.Get(admin + "/")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("GET /: %v %v", resp, err)
 	}
 	index, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, path := range []string{"/metrics", "/healthz", "/readyz", "/adoption", "/anycast", "/fleet"} {
+	if strings.Contains(string(index), "/anycast") {
+		t.Errorf("the admin index lists /anycast without an [anycast] block:\n%s", index)
+	}
+	for _, path := range []string{"/metrics", "/healthz", "/readyz", "/adoption", "/fleet"} {
 		if !strings.Contains(string(index), "  "+path+" ") {
 			t.Errorf("the admin index lacks %s:\n%s", path, index)
 		}
