@@ -132,21 +132,54 @@ func clientStatus(bodyErr error, clientGone bool) (int, string) {
 // before the answer (nginx's 499); nobody receives it.
 const StatusClientClosedRequest = 499
 
+// slackDivisor sets how lazily idle deadlines move: a deadline of timeout
+// from the last read or write is moved forward only once timeout/16 of it
+// has passed, so a busy connection updates its deadline a few times per
+// timeout instead of before every read and write (each update is a timer
+// change in the runtime, and on an HTTP/2 stream a message to the
+// connection's goroutine and a timer allocation), while a stall still
+// fails after between 15/16 of the timeout and all of it.
+const slackDivisor = 16
+
+// idleDeadline is one direction's deadline that follows the I/O: "no
+// progress for timeout" rather than a fixed end.
+type idleDeadline struct {
+	until time.Time // the deadline set last; zero: none
+}
+
+// next returns the deadline to set before an I/O at now, and false when
+// the one set is recent enough to keep.
+func (d *idleDeadline) next(now time.Time, timeout time.Duration) (time.Time, bool) {
+	if !d.until.IsZero() && d.until.Sub(now) >= timeout-timeout/slackDivisor {
+		return time.Time{}, false
+	}
+	d.until = now.Add(timeout)
+	return d.until, true
+}
+
 // writeDeadline wraps the client's ResponseWriter so that every write and
-// flush of the response must complete within timeout: a client that stops
-// reading (slow read) fails the write instead of holding the upstream
-// connection and the copy buffers. A hijacked connection (WebSocket) keeps
-// the same bound on each write.
+// flush of the response must complete within timeout (see slackDivisor):
+// a client that stops reading (slow read) fails the write instead of
+// holding the upstream connection and the copy buffers. A hijacked
+// connection (WebSocket) keeps the same bound on each write.
 type writeDeadline struct {
 	http.ResponseWriter
 	ctl     *http.ResponseController
 	timeout time.Duration
-	wrote   bool // a status or body was written (set on the handler's goroutine)
+	// stream: the deadline is the HTTP/2 stream's, which ends with it;
+	// else it is the HTTP/1.x connection's and must be cleared.
+	stream   bool
+	deadline idleDeadline
+	wrote    bool // a status or body was written (set on the handler's goroutine)
 }
 
 var _ http.Flusher = (*writeDeadline)(nil)
 
-func (w *writeDeadline) arm() { w.ctl.SetWriteDeadline(time.Now().Add(w.timeout)) }
+func (w *writeDeadline) arm() {
+	if dl, ok := w.deadline.next(time.Now(), w.timeout); ok {
+		w.ctl.SetWriteDeadline(dl)
+	}
+}
 
 func (w *writeDeadline) WriteHeader(code int) {
 	w.wrote = true
@@ -185,25 +218,69 @@ func (w *writeDeadline) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (w *writeDeadline) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // finish flushes what the handler left buffered under the deadline, then
-// clears it: net/http sets no write deadline of its own, so one left on an
-// HTTP/1.1 connection would fail the next request's response.
+// clears an HTTP/1.x connection's: net/http sets no write deadline of its
+// own, so one left on the connection would fail the next request's
+// response. An HTTP/2 stream's ends with the stream.
 func (w *writeDeadline) finish() {
 	if !w.wrote {
 		return // hijacked, or answered elsewhere: nothing of ours is buffered
 	}
 	w.FlushError()
-	w.ctl.SetWriteDeadline(time.Time{})
+	if !w.stream && !w.deadline.until.IsZero() {
+		w.ctl.SetWriteDeadline(time.Time{})
+	}
 }
 
 // writeIdleConn bounds each write on a hijacked client connection.
 type writeIdleConn struct {
 	net.Conn
-	timeout time.Duration
+	timeout  time.Duration
+	deadline idleDeadline
 }
 
 func (c *writeIdleConn) Write(b []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
+	if dl, ok := c.deadline.next(time.Now(), c.timeout); ok {
+		if err := c.Conn.SetWriteDeadline(dl); err != nil {
+			return 0, err
+		}
 	}
 	return c.Conn.Write(b)
+}
+
+// deadlineConn is an upstream connection whose reads and writes each must
+// make progress within timeout (see slackDivisor): an idle timeout per
+// direction. Reads come from the transport's read loop and writes from
+// its write loop, so each direction's deadline has one goroutine.
+type deadlineConn struct {
+	net.Conn
+	timeout       time.Duration
+	origin        *HandshakeFacts // the TLS handshake of an https:// upstream; read-only
+	read, written idleDeadline
+}
+
+func (c *deadlineConn) Read(b []byte) (int, error) {
+	if dl, ok := c.read.next(time.Now(), c.timeout); ok {
+		if err := c.Conn.SetReadDeadline(dl); err != nil {
+			return 0, err
+		}
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *deadlineConn) Write(b []byte) (int, error) {
+	if dl, ok := c.written.next(time.Now(), c.timeout); ok {
+		if err := c.Conn.SetWriteDeadline(dl); err != nil {
+			return 0, err
+		}
+	}
+	return c.Conn.Write(b)
+}
+
+// CloseWrite half-closes the upstream connection when the underlying
+// connection can (TCP and unix both can).
+func (c *deadlineConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
 }

@@ -141,10 +141,11 @@ type HTTPOptions struct {
 	// and a later request pays a new connect (golang/go#13801). Default
 	// DefaultMaxIdleConnsPerHost.
 	MaxIdleConnsPerHost int
-	// UpstreamIdleTimeout is the read and write deadline set before every
-	// read and write on an upstream connection: it ends response bodies and
-	// WebSocket streams that stall this long in one direction, which the
-	// header timeout cannot. Default DefaultUpstreamIdleTimeout.
+	// UpstreamIdleTimeout bounds every read and write on an upstream
+	// connection (a deadline moved forward with the I/O, lazily: a stall
+	// fails after between 15/16 of it and all of it): it ends response
+	// bodies and WebSocket streams that stall this long in one direction,
+	// which the header timeout cannot. Default DefaultUpstreamIdleTimeout.
 	UpstreamIdleTimeout time.Duration
 	// FlushInterval is passed to httputil.ReverseProxy (0: its default,
 	// negative: flush after every write).
@@ -164,8 +165,9 @@ type HTTPOptions struct {
 	RequestBodyMinRate int64
 	// ResponseWriteTimeout bounds each write of the response to the client
 	// (and each write to a WebSocket client), so a client that stops
-	// reading (slow read) cannot hold the upstream connection. Default
-	// DefaultResponseWriteTimeout.
+	// reading (slow read) cannot hold the upstream connection; like
+	// UpstreamIdleTimeout, a stall fails after between 15/16 of it and all
+	// of it. Default DefaultResponseWriteTimeout.
 	ResponseWriteTimeout time.Duration
 	// MaxResponseHeaderBytes caps an upstream response's header block; a
 	// larger one is answered with 502 and counts against the upstream.
@@ -380,7 +382,7 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Body = st.body
 	}
-	st.ww = writeDeadline{ResponseWriter: w, ctl: &st.ctl, timeout: p.opts.ResponseWriteTimeout}
+	st.ww = writeDeadline{ResponseWriter: w, ctl: &st.ctl, timeout: p.opts.ResponseWriteTimeout, stream: r.ProtoMajor == 2}
 	defer st.ww.finish()
 	p.rp.ServeHTTP(&st.ww, out)
 }
@@ -542,35 +544,4 @@ func (p *HTTPProxy) writeError(w http.ResponseWriter, code int, what string) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	fmt.Fprintf(w, "%d %s: upstream pool %q %s\n", code, http.StatusText(code), p.pool.name, what)
-}
-
-// deadlineConn refreshes a read or write deadline before every read and
-// write, turning the deadline into an idle timeout per direction.
-type deadlineConn struct {
-	net.Conn
-	timeout time.Duration
-	origin  *HandshakeFacts // the TLS handshake of an https:// upstream; read-only
-}
-
-func (c *deadlineConn) Read(b []byte) (int, error) {
-	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Read(b)
-}
-
-func (c *deadlineConn) Write(b []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Write(b)
-}
-
-// CloseWrite half-closes the upstream connection when the underlying
-// connection can (TCP and unix both can).
-func (c *deadlineConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Conn.Close()
 }
