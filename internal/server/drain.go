@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -110,11 +109,15 @@ func waitOrDone(ctx context.Context, wg *sync.WaitGroup) {
 // ConnState hook, so a drain knows when no HTTP/1 connection is left and
 // every HTTP/2 connection is known to the HTTP/2 server (which reports a
 // connection's state only once it registered it for graceful shutdown).
+//
+// The hook runs twice per request (Active, Idle); for almost every
+// request nothing a drain waits on changes, so that costs one map lookup,
+// and a change wakes a waiter only when there is one.
 type connTracker struct {
 	mu       sync.Mutex // guards the fields below
 	phase    map[net.Conn]connPhase
 	hijacked map[net.Conn]bool
-	changed  chan struct{} // closed and replaced on every change
+	changed  chan struct{} // made by a waiter, closed at the next change; nil when nobody waits
 }
 
 type connPhase uint8
@@ -126,7 +129,15 @@ const (
 )
 
 func newConnTracker() *connTracker {
-	return &connTracker{phase: map[net.Conn]connPhase{}, hijacked: map[net.Conn]bool{}, changed: make(chan struct{})}
+	return &connTracker{phase: map[net.Conn]connPhase{}, hijacked: map[net.Conn]bool{}}
+}
+
+// phaseOf is where a connection starts: HTTP/2 pending when ALPN chose h2.
+func phaseOf(c net.Conn) connPhase {
+	if tc, ok := tlsConnOf(c); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+		return phaseH2Pending
+	}
+	return phaseHTTP1
 }
 
 // expect records a connection about to be handed to the http.Server, before
@@ -134,10 +145,7 @@ func newConnTracker() *connTracker {
 // and a drain that looked in between would see no connection and start
 // Shutdown, which then drops the request that connection reads.
 func (t *connTracker) expect(c net.Conn) {
-	ph := phaseHTTP1
-	if tc, ok := tlsConnOf(c); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
-		ph = phaseH2Pending
-	}
+	ph := phaseOf(c)
 	t.mu.Lock()
 	t.phase[c] = ph
 	t.mu.Unlock()
@@ -152,25 +160,25 @@ func (t *connTracker) track(c net.Conn, state http.ConnState) {
 	defer t.mu.Unlock()
 	switch state {
 	case http.StateNew:
-		if _, expected := t.phase[c]; !expected {
-			ph := phaseHTTP1
-			if tc, ok := tlsConnOf(c); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
-				ph = phaseH2Pending
-			}
-			t.phase[c] = ph
+		if _, expected := t.phase[c]; expected {
+			return
 		}
+		t.phase[c] = phaseOf(c)
 	case http.StateActive, http.StateIdle:
-		if t.phase[c] == phaseH2Pending {
-			t.phase[c] = phaseH2
+		if ph, ok := t.phase[c]; !ok || ph != phaseH2Pending {
+			return // a request began or ended: nothing a drain waits on
 		}
+		t.phase[c] = phaseH2
 	case http.StateHijacked:
 		delete(t.phase, c)
 		t.hijacked[c] = true
 	case http.StateClosed:
 		delete(t.phase, c)
 	}
-	close(t.changed)
-	t.changed = make(chan struct{})
+	if t.changed != nil {
+		close(t.changed)
+		t.changed = nil
+	}
 }
 
 // waitHTTP1 waits until no HTTP/1 connection is left and no HTTP/2 one is
@@ -178,12 +186,23 @@ func (t *connTracker) track(c net.Conn, state http.ConnState) {
 func (t *connTracker) waitHTTP1(ctx context.Context) {
 	for {
 		t.mu.Lock()
-		busy := slices.ContainsFunc(slices.Collect(maps.Values(t.phase)), func(p connPhase) bool { return p != phaseH2 })
-		changed := t.changed // taken with the state: no change can slip between
-		t.mu.Unlock()
+		busy := false
+		for _, ph := range t.phase {
+			if ph != phaseH2 {
+				busy = true
+				break
+			}
+		}
 		if !busy {
+			t.mu.Unlock()
 			return
 		}
+		// Taken with the state: no change can slip between.
+		if t.changed == nil {
+			t.changed = make(chan struct{})
+		}
+		changed := t.changed
+		t.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
