@@ -52,7 +52,7 @@ func (t *txn) buildGeneration() (err error) {
 	}
 	compatPage := t.compatPage()
 	for _, ps := range p.Sites {
-		rt := &siteRuntime{Site: ps, certs: t.certs.entries[ps.Name], acme: t.acme.manager(ps.Name), server: s}
+		rt := &siteRuntime{Site: ps, certs: t.certs.entries[ps.Name], acme: t.acme.manager(ps.Name), server: s, series: s.metrics.requestSeries(ps.Name)}
 		proxies := map[string]*proxy.HTTPProxy{}
 		for _, r := range ps.Routes {
 			var h http.Handler
@@ -114,7 +114,7 @@ func (t *txn) httpOptions(ps *plan.Site, pp *plan.Pool) proxy.HTTPOptions {
 // or stream proxy.
 func (t *txn) newListener(g *generation, pl *plan.Listener) (*listenerRuntime, error) {
 	s, p := t.s, t.plan
-	l := &listenerRuntime{Listener: pl, gen: g, tlsConfigs: map[*siteRuntime]*tls.Config{}}
+	l := &listenerRuntime{Listener: pl, gen: g, tlsConfigs: map[*siteRuntime]*tls.Config{}, noSite: s.metrics.requestSeries("")}
 	if c := pl.Compat; c != nil {
 		l.combo = t.comboSite(c)
 	}
@@ -181,7 +181,8 @@ func (t *txn) comboSite(c *plan.Combination) *siteRuntime {
 	site.Policy = pqtls.Policy{Preset: pqtls.Preset{Name: "compat", Groups: []tls.CurveID{c.Group}, MinVersion: tls.VersionTLS12}, Explicit: true}
 	site.Routes = []plan.Route{{Prefix: "/"}}
 	site.Tickets = false
-	return &siteRuntime{Site: &site, certs: t.certs.entries["compat/"+string(c.Cert)], routes: []http.Handler{pages.CORSInspect{}}, server: t.s}
+	return &siteRuntime{Site: &site, certs: t.certs.entries["compat/"+string(c.Cert)], routes: []http.Handler{pages.CORSInspect{}}, server: t.s,
+		series: t.s.metrics.requestSeries(site.Name)}
 }
 
 // compatPage is the compat page handler of the plan's matrix, with each

@@ -54,12 +54,16 @@ type siteRuntime struct {
 	acme   *acme.Manager // the classical chain of a certs = "acme" site
 	routes []http.Handler
 	server *Server
+	series *requestSeries // its per-request metrics
 }
 
 // listenerRuntime is one listener of a generation.
 type listenerRuntime struct {
 	*plan.Listener
 	gen *generation
+	// noSite counts the requests no site served (refused before routing,
+	// 421).
+	noSite *requestSeries
 	// combo is the site runtime of a compat matrix listener: one group, one
 	// certificate. nil for other listeners.
 	combo *siteRuntime

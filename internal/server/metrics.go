@@ -2,6 +2,8 @@ package server
 
 import (
 	"strconv"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -130,6 +132,59 @@ func newMetrics() *metrics {
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.quic = newQUICMetrics(m.reg)
 	return m
+}
+
+// requestSeries are the per-request series of one site (or of the requests
+// no site served, site ""): pqedge_http_requests_total by status code, the
+// duration histogram and client errors. A router looks them up here, once
+// per series and generation, instead of per request: a label lookup
+// checks and hashes the label values and takes the vector's lock. Each
+// series is made at its first use, as WithLabelValues would.
+type requestSeries struct {
+	site   string
+	m      *metrics
+	byCode [500]atomic.Pointer[counterRef] // status 100 to 599
+	// seconds and clientErrors hold a prometheus.Observer and Counter.
+	seconds      atomic.Pointer[observerRef]
+	clientErrors atomic.Pointer[counterRef]
+}
+
+type (
+	counterRef  struct{ prometheus.Counter }
+	observerRef struct{ prometheus.Observer }
+)
+
+func (m *metrics) requestSeries(site string) *requestSeries {
+	return &requestSeries{site: site, m: m}
+}
+
+// request counts one request answered with code, which took took.
+func (rs *requestSeries) request(code int, took time.Duration, clientErr bool) {
+	if code >= 100 && code <= 599 {
+		p := &rs.byCode[code-100]
+		c := p.Load()
+		if c == nil {
+			c = &counterRef{rs.m.requests.WithLabelValues(rs.site, strconv.Itoa(code))}
+			p.Store(c)
+		}
+		c.Inc()
+	} else {
+		rs.m.requests.WithLabelValues(rs.site, strconv.Itoa(code)).Inc()
+	}
+	o := rs.seconds.Load()
+	if o == nil {
+		o = &observerRef{rs.m.requestSeconds.WithLabelValues(rs.site)}
+		rs.seconds.Store(o)
+	}
+	o.Observe(took.Seconds())
+	if clientErr {
+		c := rs.clientErrors.Load()
+		if c == nil {
+			c = &counterRef{rs.m.clientErrors.WithLabelValues(rs.site)}
+			rs.clientErrors.Store(c)
+		}
+		c.Inc()
+	}
 }
 
 // handshake counts one handshake event.

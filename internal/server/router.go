@@ -5,7 +5,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -49,7 +48,8 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // exchange is what the router did with one request, for the log.
 type exchange struct {
-	site    string // "" when no site served it
+	site    string         // "" when no site served it
+	series  *requestSeries // the site's; nil when no site served it
 	route   string
 	info    *proxy.RequestInfo // nil when nothing was proxied
 	refused string             // why the request was refused before routing
@@ -64,7 +64,7 @@ func (rt *router) route(sw *statusWriter, r *http.Request, ci *connInfo) exchang
 		http.Error(sw, "421 Misdirected Request: this connection cannot serve "+plan.HostName(r.Host)+" ("+reason+"); open a new connection for it", http.StatusMisdirectedRequest)
 		return exchange{}
 	}
-	ex := exchange{site: site.Name}
+	ex := exchange{site: site.Name, series: site.series}
 	if site.Policy.WarnClassical && !ci.handshake.PostQuantum() {
 		sw.Header().Set(PQWarningHeader, pqWarning(ci.handshake))
 	}
@@ -99,20 +99,19 @@ func (rt *router) route(sw *statusWriter, r *http.Request, ci *connInfo) exchang
 // account counts and logs one request.
 func (rt *router) account(r *http.Request, sw *statusWriter, ci *connInfo, ex *exchange, took time.Duration) {
 	g := rt.l.gen
-	m := g.srv.metrics
 	code := sw.code()
-	m.requests.WithLabelValues(ex.site, strconv.Itoa(code)).Inc()
-	m.requestSeconds.WithLabelValues(ex.site).Observe(took.Seconds())
+	series := rt.l.noSite
+	if ex.series != nil {
+		series = ex.series
+	}
+	clientErr := ex.refused != "" || ex.info != nil && ex.info.ClientError
+	series.request(code, took, clientErr)
 	var origin *proxy.HandshakeFacts // the origin leg of a request to an https:// upstream
 	if ex.info != nil {
 		origin = ex.info.UpstreamTLS
 	}
 	if origin != nil {
 		g.srv.adoption.RecordOrigin(g.srv.now(), ci.handshake.PostQuantum(), origin.PQ)
-	}
-	clientErr := ex.refused != "" || ex.info != nil && ex.info.ClientError
-	if clientErr {
-		m.clientErrors.WithLabelValues(ex.site).Inc()
 	}
 	if !g.plan.AccessLog {
 		return
