@@ -288,6 +288,30 @@ func PresetNames() []string {
 	return names
 }
 
+// CipherSuiteName returns the IANA name of a cipher suite, as
+// tls.CipherSuiteName does ("0x%04X" for an unknown one). crypto/tls
+// builds its whole list of suites on every call of that function (some
+// thirty allocations); the names are looked up here in a table made once,
+// since the server names the suite of every handshake.
+func CipherSuiteName(id uint16) string {
+	if name, ok := cipherSuiteNames[id]; ok {
+		return name
+	}
+	return tls.CipherSuiteName(id)
+}
+
+// cipherSuiteNames are the names of every suite crypto/tls knows, secure
+// or not: a client may offer any of them.
+var cipherSuiteNames = func() map[uint16]string {
+	m := map[uint16]string{}
+	for _, list := range [][]*tls.CipherSuite{tls.CipherSuites(), tls.InsecureCipherSuites()} {
+		for _, cs := range list {
+			m[cs.ID] = cs.Name
+		}
+	}
+	return m
+}()
+
 // VersionName returns "TLS 1.3" style names for TLS versions.
 func VersionName(v uint16) string {
 	switch v {

@@ -129,6 +129,16 @@ func TestNames(t *testing.T) {
 	if !IsPostQuantumGroup(tls.X25519MLKEM768) || IsPostQuantumGroup(tls.X25519) {
 		t.Error("IsPostQuantumGroup wrong")
 	}
+	// Every suite's name is crypto/tls's, known or not.
+	for _, id := range []uint16{tls.TLS_AES_128_GCM_SHA256, tls.TLS_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_RSA_WITH_RC4_128_SHA, 0x0a0a, 0x1234} {
+		if got, want := CipherSuiteName(id), tls.CipherSuiteName(id); got != want {
+			t.Errorf("CipherSuiteName(0x%04x) = %q, want %q", id, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(10, func() { CipherSuiteName(tls.TLS_AES_128_GCM_SHA256) }); n != 0 {
+		t.Errorf("CipherSuiteName allocates %v times per call", n)
+	}
 }
 
 func TestCheckPolicyReportsEveryProblem(t *testing.T) {

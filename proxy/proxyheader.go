@@ -71,7 +71,7 @@ func tlsTLVs(f *HandshakeFacts) ([]proxyproto.TLV, error) {
 // handed in without them.
 func factsOf(st *tls.ConnectionState) HandshakeFacts {
 	f := HandshakeFacts{
-		Version: pqtls.VersionName(st.Version), Cipher: tls.CipherSuiteName(st.CipherSuite),
+		Version: pqtls.VersionName(st.Version), Cipher: pqtls.CipherSuiteName(st.CipherSuite),
 		PQ: pqtls.IsPostQuantumGroup(st.CurveID), ALPN: st.NegotiatedProtocol, ServerName: st.ServerName,
 	}
 	if st.CurveID != 0 {

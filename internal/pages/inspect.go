@@ -2,7 +2,6 @@ package pages
 
 import (
 	"context"
-	"crypto/tls"
 	_ "embed"
 	"encoding/json"
 	"html/template"
@@ -171,7 +170,7 @@ func wantsJSON(r *http.Request) bool {
 func newInspectReport(h *pqtls.Handshake) InspectReport {
 	rep := InspectReport{
 		Group: h.GroupName(), PQ: h.PostQuantum(), Signature: h.SignatureName(), PQSignature: pqtls.IsPostQuantumSignature(h.Signature),
-		Cipher: tls.CipherSuiteName(h.CipherSuite), Version: pqtls.VersionName(h.Version),
+		Cipher: pqtls.CipherSuiteName(h.CipherSuite), Version: pqtls.VersionName(h.Version),
 		ALPN: h.ALPN, Transport: h.Transport.String(), ServerName: h.ServerName, Resumed: h.Resumed, HelloRetry: h.HelloRetry,
 	}
 	if c := h.Client; c != nil {
@@ -204,7 +203,7 @@ func newInspectReport(h *pqtls.Handshake) InspectReport {
 				continue
 			}
 			// Unknown suites come out as 0xNNNN (crypto/tls's spelling).
-			cr.CipherSuites = append(cr.CipherSuites, tls.CipherSuiteName(cs))
+			cr.CipherSuites = append(cr.CipherSuites, pqtls.CipherSuiteName(cs))
 		}
 		rep.Client = cr
 	}

@@ -302,7 +302,7 @@ func factsOf(h *pqtls.Handshake) proxy.HandshakeFacts {
 		Group:     h.GroupName(),
 		Signature: h.SignatureName(),
 		Version:   pqtls.VersionName(h.Version),
-		Cipher:    tls.CipherSuiteName(h.CipherSuite),
+		Cipher:    pqtls.CipherSuiteName(h.CipherSuite),
 		PQ:        h.PostQuantum(),
 		ALPN:      h.ALPN, ServerName: h.ServerName,
 	}
