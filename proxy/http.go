@@ -264,6 +264,10 @@ type reqState struct {
 	ww      writeDeadline
 }
 
+// copyBuffers are shared by every HTTPProxy of the process: a proxy
+// borrows a buffer only while it copies one response.
+var copyBuffers = newBufferPool()
+
 // NewHTTPProxy returns a handler forwarding to pool. The pool is not closed
 // by the proxy.
 func NewHTTPProxy(pool *Pool, opts HTTPOptions) *HTTPProxy {
@@ -319,6 +323,7 @@ func NewHTTPProxy(pool *Pool, opts HTTPOptions) *HTTPProxy {
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BufferPool:     copyBuffers,
 	}
 	return p
 }
