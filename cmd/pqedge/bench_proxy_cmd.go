@@ -19,6 +19,7 @@ type benchProxyFlags struct {
 	runs, connections, streams, streamConns, hsConns, idleConns, body int
 	duration, warmup, timeout                                         time.Duration
 	pin                                                               bool
+	maxOthers                                                         float64
 }
 
 const benchProxyAbout = `Measures what proxied traffic costs pqedge, the plain Go reverse proxy (the
@@ -52,6 +53,7 @@ func benchProxy(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "deadline `D` of every connection, handshake and request")
 	fs.StringVar(&f.out, "out", "bench-out", "output `DIR` for proxy.csv and proxy.json (certificates and configs go to a work directory inside, removed at the end)")
 	fs.StringVar(&f.profile, "profile", "", "also write CPU and allocation (load modes), heap and goroutine (memory modes) profiles of the Go fronts to `DIR`, from one extra run per cell")
+	fs.Float64Var(&f.maxOthers, "max-others", 0, "measure a load run again (up to 3 times) when other processes kept more than `CPUS` busy during it; 0: never")
 	fs.BoolVar(&f.pin, "pin", true, "pin each front to CPU 0 and the load generator, upstream and harness to CPU 1; -pin=false on a one-core machine")
 	fs.StringVar(&f.peersDir, "peers-dir", "/var/cache/pqedge/peers", "`DIR` where scripts/peers made the trixie root (nginx, h2load)")
 	pos, err := fs.parse(args)
@@ -109,6 +111,9 @@ func (f *benchProxyFlags) proxyOptions(self []string, stderr io.Writer) (bench.P
 	if f.runs < 1 || f.connections < 1 || f.streams < 1 || f.streamConns < 1 || f.hsConns < 1 || f.idleConns < 1 || f.body < 1 {
 		return o, benchFlagError("proxy", errors.New("-runs, -connections, -streams, -stream-conns, -handshake-conns, -idle-conns and -body must be at least 1"))
 	}
+	if f.maxOthers < 0 {
+		return o, benchFlagError("proxy", fmt.Errorf("-max-others %v: must not be negative", f.maxOthers))
+	}
 	if f.duration <= 0 || f.warmup < 0 || f.timeout <= 0 {
 		return o, benchFlagError("proxy", errors.New("-duration and -timeout must be positive, -warmup not negative"))
 	}
@@ -136,6 +141,7 @@ func (f *benchProxyFlags) proxyOptions(self []string, stderr io.Writer) (bench.P
 		Modes: modes, Group: group, Cert: cert, Runs: f.runs, Duration: f.duration, Warmup: f.warmup,
 		Connections: f.connections, Streams: f.streams, StreamConns: f.streamConns, HandshakeConcurrency: f.hsConns,
 		IdleConns: f.idleConns, BodyBytes: f.body, Timeout: f.timeout, Pin: f.pin, ProfileDir: f.profile, Log: stderr,
+		MaxOtherLoad: f.maxOthers,
 	}
 	if f.warmup == 0 {
 		o.Warmup = time.Millisecond // bench.Proxy's zero means its default

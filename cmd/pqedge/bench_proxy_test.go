@@ -33,6 +33,7 @@ func TestRunBenchProxyErrors(t *testing.T) {
 		{"too many idle connections", []string{"proxy", "-idle-conns", "9000"}, 2, []string{"-idle-conns 9000: at most 8000"}},
 		{"bad group", []string{"proxy", "-group", "MLKEM512"}, 2, []string{"-group:", "hint: use a group"}},
 		{"bad cert", []string{"proxy", "-cert", "dsa"}, 2, []string{`-cert: unknown certificate algorithm "dsa"`}},
+		{"negative max-others", []string{"proxy", "-max-others", "-1"}, 2, []string{"-max-others -1: must not be negative"}},
 		{"stray argument", []string{"proxy", "now"}, 2, []string{`unexpected argument "now"`}},
 		{"no peer root", []string{"proxy", "-peers-dir", "/nonexistent"}, 1, []string{"bench proxy needs the trixie peer root", "hint: the upstream (nginx) and the load generator (h2load)"}},
 		{"serve-plain half a stream", []string{"serve-plain", "-cert", "c", "-key", "k", "-stream-listen", "127.0.0.1:0"}, 2, []string{"-stream-listen and -stream-upstream go together"}},
