@@ -39,7 +39,10 @@ func WriteMatrixTable(w io.Writer, r *MatrixResult) error {
 	}
 	tw.Flush()
 	for _, c := range r.Cells {
-		if c.Error != "" {
+		switch {
+		case c.Skipped:
+			fmt.Fprintf(w, "SKIPPED %s %s %s %s: %s\n", c.Server, c.Transport, c.Group, c.Cert, truncate(c.Error, 300))
+		case c.Error != "":
 			fmt.Fprintf(w, "FAILED %s %s %s %s: %s\n", c.Server, c.Transport, c.Group, c.Cert, truncate(c.Error, 300))
 		}
 	}

@@ -170,3 +170,41 @@ func TestSVGEscapesNames(t *testing.T) {
 		t.Error("a failed cell is drawn")
 	}
 }
+
+// TestUnmeasurableCells: only pqedge's ML-DSA cells over QUIC are skipped
+// (its QUIC load client cannot verify them, go.dev/issue/82536), and the
+// table says SKIPPED with the reason, not FAILED.
+func TestUnmeasurableCells(t *testing.T) {
+	for _, tc := range []struct {
+		server, transport, cert string
+		skip                    bool
+	}{
+		{ServerPQEdge, TransportQUIC, "mldsa44-circl", true},
+		{ServerPQEdge, TransportQUIC, "mldsa65-stdlib", true},
+		{ServerPQEdge, TransportQUIC, "ecdsa-p256", false},
+		{ServerPQEdge, TransportTCP, "mldsa44-circl", false},
+		{ServerPlain, TransportQUIC, "mldsa44-circl", false},
+	} {
+		t.Run(tc.server+"/"+tc.transport+"/"+tc.cert, func(t *testing.T) {
+			alg, err := ParseCertAlg(tc.cert)
+			if err != nil {
+				t.Fatal(err)
+			}
+			why := unmeasurable(tc.server, tc.transport, alg)
+			if (why != "") != tc.skip {
+				t.Fatalf("unmeasurable = %q, want skipped %v", why, tc.skip)
+			}
+			if !tc.skip {
+				return
+			}
+			var out strings.Builder
+			r := &MatrixResult{Cells: []Cell{{Server: tc.server, Transport: tc.transport, Group: "X25519MLKEM768", Cert: tc.cert, Error: why, Skipped: true}}}
+			if err := WriteMatrixTable(&out, r); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), "SKIPPED pqedge quic") || strings.Contains(out.String(), "FAILED") || !strings.Contains(out.String(), "82536") {
+				t.Errorf("table:\n%s", out.String())
+			}
+		})
+	}
+}
