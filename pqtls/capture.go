@@ -1,6 +1,7 @@
 package pqtls
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -89,14 +90,7 @@ func (c *CaptureConn) record(b []byte) {
 		b = b[:c.limit-len(c.buf)]
 	}
 	if c.buf == nil {
-		// The buffer lives as long as the conn: size it to the first
-		// record when its header tells the length (the common case of a
-		// ClientHello in one record), else to a typical browser hello.
-		size := 4096
-		if n, ok := firstMessageLen(b); ok {
-			size = recordHeaderLen + n
-		}
-		c.buf = make([]byte, 0, min(c.limit, max(len(b), size)))
+		c.buf = make([]byte, 0, min(c.limit, max(len(b), firstBufferSize(b))))
 	}
 	c.buf = append(c.buf, b...)
 	done, err := c.framer.scan(c.buf)
@@ -118,6 +112,32 @@ func (c *CaptureConn) record(b []byte) {
 		c.stop(fmt.Errorf("failed to capture ClientHello: not complete within the capture limit of %d bytes", c.limit))
 	}
 }
+
+// firstBufferSize is the capacity of the capture buffer made for the first
+// bytes read, b. When the first record's header is there, that record is
+// what crypto/tls reads next, so the buffer holds it exactly (the common
+// case of a ClientHello in one record needs no other allocation). It is
+// not sized by the handshake message length: a client could announce 16 MB
+// in 9 bytes and hold the connection for the handshake timeout, and the
+// record length is at most 2^14 + 256 before crypto/tls refuses it (RFC
+// 8446 section 5.2). Without a header yet, a typical browser hello.
+func firstBufferSize(b []byte) int {
+	if len(b) < recordHeaderLen || b[0] != recordTypeHandshake {
+		return typicalHelloRecords
+	}
+	size := recordHeaderLen + (int(b[3])<<8 | int(b[4]))
+	if n, ok := firstMessageLen(b); ok {
+		// A message shorter than its record: the rest is another message,
+		// which the capture drops.
+		size = min(size, recordHeaderLen+n)
+	}
+	return size
+}
+
+// typicalHelloRecords sizes the capture buffer before a record header has
+// arrived: a browser's ClientHello with a post-quantum key share is 1.5–2.1
+// KB.
+const typicalHelloRecords = 2048
 
 // firstMessageLen returns the handshake message length (its 4-byte header
 // included) announced at the start of the first record of b, when b holds
@@ -154,19 +174,25 @@ func (c *CaptureConn) ClientHello() (*ClientHello, error) {
 	if c.capturing.Load() {
 		return nil, ErrClientHelloIncomplete
 	}
+	c.parseLocked()
+	return c.ch, c.err
+}
+
+// parseLocked parses the completed capture once, into ch and err. Called
+// with mu held, after capturing ended.
+func (c *CaptureConn) parseLocked() {
 	c.parsed = true
 	if c.stopErr != nil {
 		c.err = c.stopErr
-		return nil, c.err
+		return
 	}
 	ch, err := ParseClientHello(c.framer.message(c.buf))
 	if err != nil {
 		c.err = err
-		return nil, err
+		return
 	}
 	ch.Wire = WireShape{Size: len(ch.Raw), Records: c.framer.records, Reads: c.reads}
 	c.ch = ch
-	return ch, nil
 }
 
 // RawRecords returns the captured TLS records that carry the ClientHello, as
@@ -179,4 +205,52 @@ func (c *CaptureConn) RawRecords() []byte {
 		return nil
 	}
 	return c.buf
+}
+
+// Release ends the capture's hold on the ClientHello's bytes, for a server
+// that has recorded its handshake and keeps the connection open: the
+// buffer of captured records (1.5–2.1 KB for a browser's post-quantum
+// hello, up to the limit for a hostile one) is dropped, and the parsed
+// ClientHello is replaced by its Detached copy, which keeps every field
+// the inspect page, JA4 and the client family read. It returns that copy
+// and the error ClientHello would have returned; after it, ClientHello
+// returns the same and RawRecords nil. A capture still under way when
+// Release is called stops with an error. Safe for concurrent use, and to
+// call more than once.
+func (c *CaptureConn) Release() (*ClientHello, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.capturing.Load() {
+		c.stop(errReleased)
+	}
+	if !c.parsed {
+		c.parseLocked()
+	}
+	if c.ch != nil && c.buf != nil {
+		c.ch = c.ch.Detached()
+	}
+	c.buf = nil
+	c.framer = helloFramer{}
+	return c.ch, c.err
+}
+
+var errReleased = errors.New("failed to capture ClientHello: the capture was released before it was complete")
+
+// Detached returns a copy of ch that shares no bytes with the buffer it was
+// parsed from, so that buffer can be collected while the copy lives on:
+// Raw and PSKIdentity (a session ticket, needed only while the handshake
+// is recorded) are nil, the distinguished names of CertificateAuthorities
+// are copied, and every other field, Wire included, is as in ch (the
+// parser already copies names and lists out of the message). Wire.Size
+// still gives the message's length.
+func (ch *ClientHello) Detached() *ClientHello {
+	d := *ch
+	d.Raw, d.PSKIdentity = nil, nil
+	if ch.CertificateAuthorities != nil {
+		d.CertificateAuthorities = make([][]byte, len(ch.CertificateAuthorities))
+		for i, dn := range ch.CertificateAuthorities {
+			d.CertificateAuthorities[i] = bytes.Clone(dn)
+		}
+	}
+	return &d
 }

@@ -190,8 +190,21 @@ func (s *Server) handleConn(key string, raw net.Conn) {
 		tc.Close()
 		return
 	}
-	ec.info = &connInfo{handshake: ev.Handshake, site: ev.Site, leaf: leafOf(ec.cert), facts: factsOf(ev.Handshake), remote: conn.RemoteAddr()}
+	ec.info = &connInfo{handshake: keptHandshake(ec, ev), site: ev.Site, leaf: leafOf(ec.cert), facts: factsOf(ev.Handshake), remote: conn.RemoteAddr()}
 	s.handOff(key, tc, ec.info)
+}
+
+// keptHandshake is the record a connection keeps for its life, once the
+// sinks have seen the event: the same facts, with a ClientHello detached
+// from the capture buffer, which is released. The inspect page and the
+// upstream headers read only parsed fields; the captured records (1.5–2.1
+// KB for a browser's post-quantum hello) would otherwise stay with every
+// idle keep-alive connection. The event's own record is left as the sinks
+// saw it.
+func keptHandshake(ec *edgeConn, ev *HandshakeEvent) *pqtls.Handshake {
+	h := *ev.Handshake
+	h.Client, _ = ec.Release()
+	return &h
 }
 
 // configForClient is the GetConfigForClient of every listener: it resolves
