@@ -47,9 +47,12 @@ type Options struct {
 	// MaxHeaderBytes is the http.Server's MaxHeaderBytes; heads longer
 	// than it (with slack) are refused. Default DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
-	// OnRefuse, if set, is called once per refused request with the
-	// reason, on the goroutine reading the connection, for metrics.
-	OnRefuse func(reason string)
+	// OnRefuse, if set, is called once per refused request with the kind
+	// of mistake, on the goroutine reading the connection, for metrics.
+	// The kind is one of a fixed set of phrases ("unsupported version",
+	// "invalid byte in the method"...) and never carries the client's
+	// bytes, so it is safe as a metric label; Error.Reason has the detail.
+	OnRefuse func(kind string)
 }
 
 // Error is what a read of a refused request returns. net/http answers any
@@ -140,7 +143,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 	}
 	c.err = &Error{Reason: r.reason}
 	if c.onRefuse != nil {
-		c.onRefuse(r.reason)
+		c.onRefuse(r.kind)
 	}
 	if read > 0 {
 		return read, nil

@@ -91,11 +91,25 @@ const maxChunkLine = 4096
 
 // refusal is why a request is refused; the byte at which it was found is
 // not delivered.
-type refusal struct{ reason string }
+type refusal struct {
+	// kind is one fixed phrase per class of mistake, never a byte of the
+	// client's: it becomes a metric label (Options.OnRefuse), and a label
+	// a client could choose would let it mint a time series per request.
+	kind string
+	// reason is kind with the offending detail, for the error.
+	reason string
+}
 
 func (r *refusal) Error() string { return r.reason }
 
-func refuse(format string, args ...any) *refusal { return &refusal{fmt.Sprintf(format, args...)} }
+// refuse is a refusal whose reason is its kind.
+func refuse(kind string) *refusal { return &refusal{kind: kind, reason: kind} }
+
+// refusef is a refusal of a fixed kind whose reason also names what the
+// client sent (a byte, a version).
+func refusef(kind, format string, args ...any) *refusal {
+	return &refusal{kind: kind, reason: fmt.Sprintf(format, args...)}
+}
 
 // feed runs b through the parser. It returns how many bytes of b were
 // read before a refusal (all of them when refusal is nil).
@@ -115,7 +129,7 @@ func (p *parser) step(c byte) *refusal {
 		sTrailerStart, sTrailerLF:
 		p.head++
 		if p.head > p.maxHead {
-			return refuse("header block longer than %d bytes", p.maxHead)
+			return refusef("header block too long", "header block longer than %d bytes", p.maxHead)
 		}
 	}
 	switch p.state {
@@ -138,7 +152,7 @@ func (p *parser) step(c byte) *refusal {
 			}
 			p.state, p.tokenLen = sVersion, 0
 		case c < 0x21 || c == 0x7f:
-			return refuse("byte 0x%02x in the request target", c)
+			return refusef("invalid byte in the request target", "byte 0x%02x in the request target", c)
 		default:
 			p.tokenLen++
 		}
@@ -146,7 +160,7 @@ func (p *parser) step(c byte) *refusal {
 		if c == '\r' {
 			v := string(p.version[:p.tokenLen])
 			if p.tokenLen != len(p.version) || v != "HTTP/1.1" && v != "HTTP/1.0" {
-				return refuse("unsupported version %q", v)
+				return refusef("unsupported version", "unsupported version %q", v)
 			}
 			p.http10 = v == "HTTP/1.0"
 			p.state = sVersionLF
@@ -230,7 +244,7 @@ func (p *parser) step(c byte) *refusal {
 		case c == '\r':
 			p.state = sChunkLF
 		default:
-			return refuse("byte 0x%02x in a chunk size", c)
+			return refusef("invalid byte in a chunk size", "byte 0x%02x in a chunk size", c)
 		}
 	case sChunkOWS:
 		p.chunkLine++
@@ -240,7 +254,7 @@ func (p *parser) step(c byte) *refusal {
 			p.state = sChunkLF
 		default:
 			// net/http trims whitespace only at the end of the line.
-			return refuse("byte 0x%02x after a chunk size", c)
+			return refusef("invalid byte after a chunk size", "byte 0x%02x after a chunk size", c)
 		}
 	case sChunkExt:
 		p.chunkLine++
@@ -268,7 +282,7 @@ func (p *parser) step(c byte) *refusal {
 	}
 	if p.state == sChunkSize || p.state == sChunkOWS || p.state == sChunkExt {
 		if p.chunkLine >= maxChunkLine {
-			return refuse("chunk line longer than %d bytes", maxChunkLine)
+			return refusef("chunk line too long", "chunk line longer than %d bytes", maxChunkLine)
 		}
 	}
 	return nil
@@ -288,7 +302,7 @@ func (p *parser) method(c byte) *refusal {
 	case isTokenChar(c):
 		p.tokenLen++
 	default:
-		return refuse("byte 0x%02x in the method", c)
+		return refusef("invalid byte in the method", "byte 0x%02x in the method", c)
 	}
 	return nil
 }
@@ -327,7 +341,7 @@ func (p *parser) nameByte(c byte) *refusal {
 		p.nameLen++
 	default:
 		// Whitespace before the colon included (RFC 9112 Section 5.1).
-		return refuse("byte 0x%02x in a field name", c)
+		return refusef("invalid byte in a field name", "byte 0x%02x in a field name", c)
 	}
 	return nil
 }
@@ -346,7 +360,7 @@ func (p *parser) valueByte(c byte) *refusal {
 		p.owsRun++
 		return nil
 	case c < 0x20 || c == 0x7f:
-		return refuse("control byte 0x%02x in a field value", c)
+		return refusef("control byte in a field value", "control byte 0x%02x in a field value", c)
 	}
 	if p.owsRun > 0 {
 		// Whitespace inside the value: no framing value has any.

@@ -125,6 +125,57 @@ func TestParserHeadLimit(t *testing.T) {
 	}
 }
 
+// TestRefusalKindsAreFixed: requests refused for the same mistake with
+// different bytes get one kind, which carries none of those bytes. The kind
+// is pqedge_http1_refused_total's reason label: before, "unsupported
+// version %q" let each client request mint a new time series.
+func TestRefusalKindsAreFixed(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		inputs []string // the same mistake, different client bytes
+		kind   string
+	}{
+		{name: "version", kind: "unsupported version", inputs: []string{
+			"GET / HTTP/7.7\r\nHost: x\r\n\r\n",
+			"GET / ABCDEFGH\r\nHost: x\r\n\r\n",
+			"GET / \xff\xfeHTTP\r\nHost: x\r\n\r\n",
+		}},
+		{name: "method", kind: "invalid byte in the method", inputs: []string{
+			"G@T / HTTP/1.1\r\nHost: x\r\n\r\n",
+			"G\x80T / HTTP/1.1\r\nHost: x\r\n\r\n",
+		}},
+		{name: "target", kind: "invalid byte in the request target", inputs: []string{
+			"GET /a\x00b HTTP/1.1\r\nHost: x\r\n\r\n",
+			"GET /a\x7fb HTTP/1.1\r\nHost: x\r\n\r\n",
+		}},
+		{name: "field name", kind: "invalid byte in a field name", inputs: []string{
+			"GET / HTTP/1.1\r\nHo(t: x\r\n\r\n",
+			"GET / HTTP/1.1\r\nHo\xc3t: x\r\n\r\n",
+		}},
+		{name: "field value", kind: "control byte in a field value", inputs: []string{
+			"GET / HTTP/1.1\r\nHost: x\x01\r\n\r\n",
+			"GET / HTTP/1.1\r\nHost: x\x1b\r\n\r\n",
+		}},
+		{name: "chunk size", kind: "invalid byte in a chunk size", inputs: []string{
+			"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5z\r\n",
+			"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\x00\r\n",
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, in := range tt.inputs {
+				p := parser{maxHead: DefaultMaxHeaderBytes + headSlack}
+				_, r := p.feed([]byte(in))
+				if r == nil {
+					t.Fatalf("%q: not refused", in)
+				}
+				if r.kind != tt.kind {
+					t.Errorf("%q: kind %q (reason %q), want %q", in, r.kind, r.reason, tt.kind)
+				}
+			}
+		})
+	}
+}
+
 // FuzzParser checks the guard against net/http on arbitrary client bytes:
 // wherever the guard lets requests through, net/http must read them with
 // the same boundaries, so a request the guard has not judged can never
