@@ -116,7 +116,11 @@ func decodeProblems(file string, err error) Problems {
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		line, _ := de.Position()
-		return Problems{{File: file, Line: line, Key: strings.Join(de.Key(), "."), Msg: de.Error()}}
+		p := Problem{File: file, Line: line, Key: strings.Join(de.Key(), "."), Msg: strings.TrimPrefix(de.Error(), "toml: ")}
+		if msg, hint, ok := typeProblem(de.Error(), de.Key()); ok {
+			p.Msg, p.Hint = msg, hint
+		}
+		return Problems{p}
 	}
 	return Problems{{File: file, Msg: err.Error()}}
 }
