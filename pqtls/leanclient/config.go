@@ -56,7 +56,21 @@ type Config struct {
 	// the write side and reads until the server closes. This proves the
 	// server processed the Finished (it read the alert behind it), and
 	// avoids a TCP reset that unread NewSessionTicket bytes would cause.
+	// With Request it comes after the response instead (see Request).
 	CloseNotify bool
+
+	// Request, when set, is sent right behind the client Finished, in the
+	// same write, as application data under the client traffic keys (RFC
+	// 8446 Section 7.1): one whole HTTP/1.1 request, which should ask the
+	// server to close (Connection: close), since the client then reads
+	// and decrypts the response until the server's close_notify or close.
+	// Result.Status and Result.ResponseBytes say what came back; a
+	// response without a complete status line is a KindMalformed error.
+	// NewSessionTicket messages before or inside the response are
+	// skipped. With CloseNotify the client's close_notify follows the
+	// response, as browsers and curl do: sent before it, net/http servers
+	// read it as the client going away and cancel the request.
+	Request []byte
 
 	// Session, when set and still usable (within its lifetime, issued for
 	// ServerName), is offered for resumption: psk_key_exchange_modes
@@ -121,4 +135,11 @@ type Result struct {
 	Resumed bool
 	// Session is the server's first NewSessionTicket, with ReadTicket.
 	Session *Session
+
+	// Status is the HTTP status code of the response to Config.Request
+	// (0 without a Request); ResponseBytes counts the response's
+	// decrypted bytes, status line, headers and body, up to the server's
+	// close.
+	Status        int
+	ResponseBytes int
 }

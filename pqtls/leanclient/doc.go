@@ -12,11 +12,12 @@
 // pqtls.ClientHello.Family recognises as pqtls.FamilyPQEdge, so a pqedge
 // under test counts this traffic apart from its visitors.
 //
-// It is NOT a general-purpose TLS client and must never protect data: it
-// sends no application data, no early data, no client certificates, no
-// TLS 1.2, and in load mode (Config.Precomputed) it reuses
-// ephemeral keys, which destroys forward secrecy. Use crypto/tls for
-// anything that carries data.
+// It is NOT a general-purpose TLS client and must never protect data: its
+// only application data is the one benchmark request of Config.Request
+// (see "# One request"); it sends no early data, no client certificates,
+// no TLS 1.2, and in load mode (Config.Precomputed) it reuses ephemeral
+// keys, which destroys forward secrecy. Use crypto/tls for anything that
+// carries data.
 //
 // # Protocol
 //
@@ -39,6 +40,15 @@
 // still sent, forward secrecy holds and the group is still measured. A
 // server that accepts sends no Certificate or CertificateVerify and
 // Result.Resumed is set; one that declines gets a full handshake.
+//
+// # One request
+//
+// With Config.Request the client does what a browser's first visit does:
+// handshake, one HTTP/1.1 request sent with the client Finished, the
+// response read and decrypted until the server closes, then close_notify.
+// Result.Status and Result.ResponseBytes report the answer. The response
+// is not parsed beyond its status line (RFC 9112 Section 4): the request
+// should carry Connection: close, since its end is the server's close.
 //
 // # Load mode
 //

@@ -93,6 +93,7 @@ type handshakeState struct {
 
 	session          *Session // offered for resumption; nil when none
 	serverAppSecret  []byte
+	appKeysIn        bool // reads use the server application keys
 	resumptionSecret []byte
 }
 
@@ -145,6 +146,11 @@ func (hs *handshakeState) handshake() error {
 	}
 	if hs.cfg.ReadTicket {
 		if err := hs.readTicket(); err != nil {
+			return err
+		}
+	}
+	if hs.cfg.Request != nil {
+		if err := hs.readResponse(); err != nil {
 			return err
 		}
 	}
@@ -523,28 +529,39 @@ func (hs *handshakeState) sendClientFinished() error {
 	hs.masterSecret = s.masterSecret(hs.handshakeSecret)
 	verify := s.finishedMAC(hs.clientHSSecret, th)
 	finished := handshakeMessage(typeFinished, verify)
-	if hs.cfg.ReadTicket {
-		// Tickets come under the server application keys; their PSKs hang
-		// off resumption_master_secret, which also covers the client
-		// Finished (RFC 8446 Section 7.1).
+	if hs.cfg.ReadTicket || hs.cfg.Request != nil {
+		// Tickets and responses come under the server application keys.
 		hs.serverAppSecret = s.deriveSecret(hs.masterSecret, "s ap traffic", th)
+	}
+	if hs.cfg.ReadTicket {
+		// A ticket's PSK hangs off resumption_master_secret, which also
+		// covers the client Finished (RFC 8446 Section 7.1).
 		hs.transcript.add(finished)
 		hs.resumptionSecret = s.deriveSecret(hs.masterSecret, "res master", hs.transcript.sum())
 	}
 	var wire []byte
 	wire = append(wire, recordChangeCipherSpec, 3, 3, 0, 1, 1)
 	wire = hs.rc.appendRecord(wire, recordHandshake, finished)
-	if hs.cfg.CloseNotify {
+	if hs.cfg.CloseNotify || hs.cfg.Request != nil {
 		clientApp := s.deriveSecret(hs.masterSecret, "c ap traffic", th)
 		out, err := s.trafficProtection(clientApp)
 		if err != nil {
 			return &Error{Kind: KindMalformed, Op: "compute application keys", Err: err}
 		}
 		hs.rc.out = out
-		// close_notify: level warning (1), description 0 (RFC 8446 Section 6.1).
-		wire = hs.rc.appendRecord(wire, recordAlert, []byte{1, 0})
+	}
+	if hs.cfg.Request != nil {
+		wire = append(wire, hs.rc.records(recordApplicationData, hs.cfg.Request, 0)...)
+	} else if hs.cfg.CloseNotify {
+		wire = appendCloseNotify(hs.rc, wire)
 	}
 	return hs.rc.write("send client Finished", wire, 0)
+}
+
+// appendCloseNotify appends a close_notify alert: level warning (1),
+// description 0 (RFC 8446 Section 6.1).
+func appendCloseNotify(rc *recordConn, wire []byte) []byte {
+	return rc.appendRecord(wire, recordAlert, []byte{1, 0})
 }
 
 // readTicket waits for the server's first NewSessionTicket (RFC 8446
@@ -552,11 +569,7 @@ func (hs *handshakeState) sendClientFinished() error {
 // has read the client Finished.
 func (hs *handshakeState) readTicket() error {
 	const op = "read NewSessionTicket"
-	in, err := hs.suite.trafficProtection(hs.serverAppSecret)
-	if err != nil {
-		return &Error{Kind: KindMalformed, Op: op, Err: err}
-	}
-	if err := hs.rc.setReadKeys(op, in); err != nil {
+	if err := hs.setServerAppKeys(op); err != nil {
 		return err
 	}
 	wait := hs.cfg.TicketTimeout
@@ -596,9 +609,33 @@ func (hs *handshakeState) readTicket() error {
 	return nil
 }
 
+// setServerAppKeys switches incoming records to the server application
+// traffic keys, once: readTicket and readResponse both read under them.
+func (hs *handshakeState) setServerAppKeys(op string) error {
+	if hs.appKeysIn {
+		return nil
+	}
+	in, err := hs.suite.trafficProtection(hs.serverAppSecret)
+	if err != nil {
+		return &Error{Kind: KindMalformed, Op: op, Err: err}
+	}
+	if err := hs.rc.setReadKeys(op, in); err != nil {
+		return err
+	}
+	hs.appKeysIn = true
+	return nil
+}
+
 // closeNotify half-closes the connection and reads (and discards) what
 // the server still sends until it closes, within the handshake deadline.
+// After a Request it first sends the close_notify the Finished did not
+// carry.
 func (hs *handshakeState) closeNotify() error {
+	if hs.cfg.Request != nil {
+		// The server has usually closed already: a failed write or a
+		// reset only says so.
+		hs.rc.write("send close_notify", appendCloseNotify(hs.rc, nil), 0)
+	}
 	if cw, ok := hs.rc.conn.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
