@@ -25,6 +25,9 @@ func WriteTable(w io.Writer, r *Report) error {
 	} else {
 		row("load", "closed loop, %d in flight", r.Concurrency)
 	}
+	if r.Request != "" {
+		row("request", "GET %s after each handshake, response read to the server's close", r.Request)
+	}
 	row("handshakes", "%d ok, %d failed, in %s", r.Succeeded, r.Failed, r.Elapsed.Round(time.Millisecond))
 	if r.Succeeded > 0 {
 		row("negotiated", "%s, %s", r.Group, r.Signature)
@@ -32,6 +35,9 @@ func WriteTable(w io.Writer, r *Report) error {
 		row("latency", "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s",
 			fmtDur(r.Latency.P50), fmtDur(r.Latency.P90), fmtDur(r.Latency.P99), fmtDur(r.Latency.P999), fmtDur(r.Latency.Max))
 		row("bytes/handshake", "client %.0f B, server %.0f B (TLS records)", r.ClientBytes, r.ServerBytes)
+		if r.Request != "" {
+			row("response", "%.0f B decrypted (status line, headers, body)", r.ResponseBytes)
+		}
 		if r.QUIC != nil {
 			writeQUICRows(row, r.QUIC)
 		} else {
@@ -83,6 +89,7 @@ var reportCSVHeader = []string{
 	"exceeds_initcwnd", "server_cpu_us", "client_cpu_us", "other_load", "errors",
 	"transport", "initial_packets", "client_first_flight_bytes", "amplification_budget_bytes",
 	"server_handshake_bytes", "amplification_limited", "round_trips", "emulated_rtt_ms",
+	"request", "response_bytes",
 }
 
 // WriteReportCSV writes reports as CSV with a header row. Runs without a
@@ -117,6 +124,10 @@ func WriteReportCSV(w io.Writer, reports ...*Report) error {
 				ff(float64(q.RTT)/1e6, 1))
 		} else {
 			rec = append(rec, make([]string, 7)...)
+		}
+		rec = append(rec, r.Request, "")
+		if r.Request != "" && r.Succeeded > 0 {
+			rec[len(rec)-1] = ff(r.ResponseBytes, 0)
 		}
 		cw.Write(rec)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,14 @@ type Options struct {
 	// ServerPID, when positive, is the server process whose CPU (with its
 	// children's) is read from /proc before and after the run.
 	ServerPID int
+
+	// Request, when set, is a path: every handshake then sends
+	// `GET Request HTTP/1.1` (Host: ServerName, Connection: close) with
+	// its Finished and reads the response to the server's close, so a
+	// handshake is what a first visit costs the server (see
+	// leanclient.Config.Request). A response outside 2xx counts as a
+	// failed handshake (kind "http-CODE"). Over TCP only.
+	Request string
 
 	// Progress, when set, is called about once a second from a separate
 	// goroutine with the counts so far. It must return quickly.
@@ -135,6 +144,47 @@ type Report struct {
 
 	// QUIC is what the shape handshakes found over QUIC; nil over TCP.
 	QUIC *QUICShape `json:"quic,omitempty"`
+
+	// Request is Options.Request; ResponseBytes the decrypted response
+	// per successful handshake (status line, headers, body), averaged.
+	// ClientBytes and ServerBytes then include the request and response
+	// records.
+	Request       string  `json:"request,omitempty"`
+	ResponseBytes float64 `json:"response_bytes,omitempty"`
+}
+
+// StatusError is a response to Options.Request outside 2xx.
+type StatusError struct {
+	Path   string
+	Status int
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("GET %s answered HTTP status %d", e.Path, e.Status)
+}
+
+// CheckRequestPath accepts "" (no request) or an absolute path with no
+// byte that could end or split the request line (RFC 9112 Section 3.2.1,
+// origin-form).
+func CheckRequestPath(path string) error {
+	if path == "" {
+		return nil
+	}
+	if !strings.HasPrefix(path, "/") || strings.ContainsFunc(path, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return fmt.Errorf("path %q: want an absolute path such as /bench, printable ASCII, no spaces", path)
+	}
+	return nil
+}
+
+// benchRequest is the request Options.Request sends.
+func benchRequest(path, host string) ([]byte, error) {
+	if err := CheckRequestPath(path); err != nil {
+		return nil, err
+	}
+	if host == "" || strings.ContainsFunc(host, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return nil, fmt.Errorf("server name %q cannot be a Host header", host)
+	}
+	return []byte("GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: pqedge-bench\r\nConnection: close\r\n\r\n"), nil
 }
 
 // ErrorCount is how often one kind of failure happened, with one example.
@@ -160,6 +210,7 @@ type runState struct {
 	errs    map[string]*ErrorCount
 	hrr     int
 	resumed int
+	resp    int64               // response bytes, with Request
 	sig     tls.SignatureScheme // of the last full (not resumed) handshake
 	sent    int64
 	recv    int64
@@ -210,6 +261,16 @@ func newRunState(opts Options) (*runState, error) {
 		CloseNotify: true,
 		ReadTicket:  opts.Resume,
 		Timeout:     opts.Timeout,
+	}
+	if opts.Request != "" {
+		if opts.Transport == TransportQUIC {
+			return nil, errors.New("a request after the handshake is measured over TCP only")
+		}
+		req, err := benchRequest(opts.Request, opts.ServerName)
+		if err != nil {
+			return nil, err
+		}
+		client.Request = req
 	}
 	if opts.Precompute {
 		client.Precomputed = leanclient.NewShareCache()
@@ -370,6 +431,9 @@ func (s *runState) one(ctx context.Context, w *worker, started time.Time) bool {
 		cfg = &c
 	}
 	res, err := s.dial(hctx, s.opts.Target, cfg)
+	if err == nil && s.opts.Request != "" && (res.Status < 200 || res.Status > 299) {
+		err = &StatusError{Path: s.opts.Request, Status: res.Status}
+	}
 	if err != nil {
 		s.failed.Add(1)
 		s.recordError(err)
@@ -392,6 +456,7 @@ func (s *runState) one(ctx context.Context, w *worker, started time.Time) bool {
 	}
 	s.sent += int64(res.BytesSent)
 	s.recv += int64(res.BytesReceived)
+	s.resp += int64(res.ResponseBytes)
 	s.flight = max(s.flight, res.ServerFlightBytes)
 	s.group = res.Group
 	return true
@@ -413,6 +478,10 @@ func (s *runState) recordError(err error) {
 // the alert's name for alerts so that "handshake_failure" (nothing in
 // common) and "decrypt_error" are told apart.
 func errorKind(err error) string {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("http-%d", se.Status)
+	}
 	var le *leanclient.Error
 	if !errors.As(err, &le) {
 		return quicclient.ErrorKind(err) // "other" for what it does not know either
@@ -483,6 +552,10 @@ func (s *runState) report(elapsed, serverCPU, clientCPU time.Duration) (*Report,
 	r.ClientBytes = float64(s.sent) / n
 	r.ServerBytes = float64(s.recv) / n
 	r.ServerFlightBytes = s.flight
+	if s.opts.Request != "" {
+		r.Request = s.opts.Request
+		r.ResponseBytes = float64(s.resp) / n
+	}
 	r.ExceedsInitCwnd = s.flight > certs.InitialWindowBytes
 	if s.quic != nil {
 		// Under load the datagrams quic-go read before a handshake

@@ -48,6 +48,19 @@ type MatrixOptions struct {
 	PrimitiveTime time.Duration
 	Network       Network // the TTFB model's path; zero means DefaultNetwork
 
+	// Request, when set, is a path every handshake asks for (Options.
+	// Request): each cell then measures handshake + one request + close,
+	// a first visit, and every server proxies the request to one upstream
+	// (ServerSpec.Upstream). TCP only.
+	Request string
+	// Upstream is that upstream's host:port; empty means nginx from
+	// PeerRoot serving UpstreamBody bytes at BenchPath (StartNginxUpstream),
+	// started after the pinning so it shares the client's core, not the
+	// servers'.
+	Upstream     string
+	PeerRoot     string
+	UpstreamBody int // default 1024
+
 	// Pin puts each server on CPU 0 and this process on CPU 1 (ignored on
 	// a machine with one CPU).
 	Pin bool
@@ -115,12 +128,15 @@ type MatrixResult struct {
 	Runs        int           `json:"runs"`
 	Duration    time.Duration `json:"duration_ns"`
 	Concurrency int           `json:"concurrency"`
-	Network     Network       `json:"network"`
-	Model       string        `json:"ttfb_model"`
-	KEM         []KEMCost     `json:"kem"`
-	Sign        []SignCost    `json:"sign"`
-	Cells       []Cell        `json:"cells"`
-	Checks      []Check       `json:"checks"`
+	// Request is MatrixOptions.Request: with it ServerCPU and the bytes
+	// are per handshake + request + close.
+	Request string     `json:"request,omitempty"`
+	Network Network    `json:"network"`
+	Model   string     `json:"ttfb_model"`
+	KEM     []KEMCost  `json:"kem"`
+	Sign    []SignCost `json:"sign"`
+	Cells   []Cell     `json:"cells"`
+	Checks  []Check    `json:"checks"`
 }
 
 // Matrix measures every cell of the grid. A server that cannot start or a
@@ -149,6 +165,11 @@ func (m *matrixRun) run(ctx context.Context) (*MatrixResult, error) {
 	if err := m.pinClient(); err != nil {
 		return nil, err
 	}
+	stopUpstream, err := m.startUpstream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer stopUpstream()
 	if err := m.measurePrimitives(); err != nil {
 		return nil, err
 	}
@@ -179,6 +200,18 @@ func (m *matrixRun) defaults() error {
 		if tr != TransportTCP && tr != TransportQUIC {
 			return fmt.Errorf("unknown transport %q, want %s or %s", tr, TransportTCP, TransportQUIC)
 		}
+		if tr == TransportQUIC && o.Request != "" {
+			return errors.New("cells with a request are measured over tcp only")
+		}
+	}
+	if err := CheckRequestPath(o.Request); err != nil {
+		return fmt.Errorf("request %w", err)
+	}
+	if o.Request != "" && o.Upstream == "" && o.PeerRoot == "" {
+		return errors.New("cells with a request need an upstream or the peer root to run one")
+	}
+	if o.UpstreamBody <= 0 {
+		o.UpstreamBody = 1024
 	}
 	if len(o.Servers) == 0 {
 		return errors.New("no servers to measure")
@@ -211,9 +244,24 @@ func (m *matrixRun) defaults() error {
 	m.res = &MatrixResult{
 		Date: time.Now().UTC(), Machine: cpuModel(), CPUs: runtime.NumCPU(),
 		Runs: o.Runs, Duration: o.Duration, Concurrency: o.Concurrency,
-		Network: o.Network, Model: ModelDescription,
+		Network: o.Network, Model: ModelDescription, Request: o.Request,
 	}
 	return nil
+}
+
+// startUpstream starts the nginx upstream of the request cells unless
+// one was given. It runs on the client's core: its CPU is not the
+// servers', and serving a small file costs nginx a few µs per request.
+func (m *matrixRun) startUpstream(ctx context.Context) (stop func(), err error) {
+	if m.opts.Request == "" || m.opts.Upstream != "" {
+		return func() {}, nil
+	}
+	u, err := StartNginxUpstream(ctx, m.opts.PeerRoot, m.opts.UpstreamBody, m.opts.Concurrency*2)
+	if err != nil {
+		return nil, err
+	}
+	m.opts.Upstream = u.Addr
+	return u.Stop, nil
 }
 
 // makeChains makes one chain per key algorithm: the cells of one key with
@@ -300,7 +348,7 @@ func (m *matrixRun) runServer(ctx context.Context, l Launcher, alg CertAlg) {
 		return
 	}
 	p, err := l.Start(ctx, ServerSpec{Dir: dir, Chain: m.chains[alg.Alg], Alg: alg, Groups: m.opts.Groups,
-		QUIC: slices.Contains(transports, TransportQUIC)})
+		QUIC: slices.Contains(transports, TransportQUIC), Upstream: m.opts.Upstream, MaxConns: m.opts.Concurrency})
 	if err != nil {
 		m.failAll(cells, fmt.Errorf("failed to start %s: %w", l.Kind(), err))
 		return
@@ -352,7 +400,7 @@ func (m *matrixRun) runCell(ctx context.Context, c *Cell, g tls.CurveID, p *Proc
 		opts := Options{
 			Target: p.Addr, Groups: []tls.CurveID{g}, Concurrency: m.opts.Concurrency,
 			Duration: m.opts.Duration, Timeout: m.opts.Timeout, Precompute: c.Transport == TransportTCP, ServerPID: p.PID,
-			Transport: c.Transport, ShapeRTT: m.opts.ShapeRTT,
+			Transport: c.Transport, ShapeRTT: m.opts.ShapeRTT, Request: m.opts.Request,
 		}
 		if run > 0 {
 			opts.ShapeCount = -1 // the shape does not vary: measure it in the first run

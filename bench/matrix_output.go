@@ -18,7 +18,11 @@ func WriteMatrixTable(w io.Writer, r *MatrixResult) error {
 	if r.Pinned {
 		pinned = "server on CPU 0, client on CPU 1"
 	}
-	fmt.Fprintf(w, "machine: %s, %d CPUs, %s; %d runs of %s, %d in flight\n\n", r.Machine, r.CPUs, pinned, r.Runs, r.Duration, r.Concurrency)
+	fmt.Fprintf(w, "machine: %s, %d CPUs, %s; %d runs of %s, %d in flight\n", r.Machine, r.CPUs, pinned, r.Runs, r.Duration, r.Concurrency)
+	if r.Request != "" {
+		fmt.Fprintf(w, "each handshake: + GET %s, response read to the server's close; servers proxy it to one upstream; CPU and bytes per handshake + request\n", r.Request)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "server\ttransport\tgroup\tcert\tsigner\ths/s\tserver CPU\tspread\tothers\tclient CPU\tprimitives\toverhead\tclient B\tserver B\tflight B\t+RTT\tTTFB model\t")
 	for _, c := range r.Cells {
@@ -88,6 +92,7 @@ var matrixCSVHeader = []string{
 	"server_bytes", "server_flight_bytes", "extra_round_trips", "ttfb_model_ms",
 	"transport", "initial_packets", "client_first_flight_bytes", "amplification_budget_bytes",
 	"server_handshake_bytes", "amplification_limited", "round_trips", "emulated_rtt_ms",
+	"request",
 }
 
 // WriteMatrixCSV writes one row per cell; failed cells have empty
@@ -115,7 +120,8 @@ func WriteMatrixCSV(w io.Writer, r *MatrixResult) error {
 				strconv.Itoa(q.ServerHandshakeBytes), strconv.FormatBool(q.AmplificationLimited), strconv.Itoa(q.RoundTrips),
 				ff(float64(q.RTT)/1e6, 1))
 		}
-		rec = append(rec, make([]string, len(matrixCSVHeader)-len(rec))...)
+		rec = append(rec, make([]string, len(matrixCSVHeader)-1-len(rec))...)
+		rec = append(rec, r.Request)
 		cw.Write(rec)
 	}
 	cw.Flush()

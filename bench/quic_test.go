@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/csv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,7 +84,7 @@ func TestRunQUIC(t *testing.T) {
 				t.Fatal(err)
 			}
 			rows, err := csv.NewReader(&csvOut).ReadAll()
-			if err != nil || len(rows) != 2 || rows[1][len(rows[1])-8] != TransportQUIC {
+			if err != nil || len(rows) != 2 || rows[1][slices.Index(rows[0], "transport")] != TransportQUIC {
 				t.Errorf("CSV %v, %v", rows, err)
 			}
 		})

@@ -36,6 +36,14 @@ type ServerSpec struct {
 	// QUIC asks for HTTP/3 on UDP at the same address too (only for
 	// servers that implement QUICServer).
 	QUIC bool
+	// Upstream, when set (host:port of an HTTP/1.1 server), makes the
+	// server a reverse proxy to it for every path, as `bench proxy`
+	// configures it (see ProxySpec), instead of answering by itself: the
+	// matrix's cells with a request (MatrixOptions.Request). Not with QUIC.
+	Upstream string
+	// MaxConns is how many client connections the server must hold at
+	// once (nginx's worker_connections is sized from it).
+	MaxConns int
 }
 
 // Launcher starts one kind of server.
@@ -248,10 +256,7 @@ groups = [%s]
 %s
 %s
 
-[[site.route]]
-path = "/"
-handler = "inspect"
-`, filepath.Join(spec.Dir, "data"), addr, http3, pq, spec.Chain.CertFile, spec.Chain.KeyFile, strings.Join(quoted, ", "), classicalOnly, signer)
+%s`, filepath.Join(spec.Dir, "data"), addr, http3, pq, spec.Chain.CertFile, spec.Chain.KeyFile, strings.Join(quoted, ", "), classicalOnly, signer, pqedgeRoute(spec.Upstream))
 	file := filepath.Join(spec.Dir, "pqedge.toml")
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("failed to write %s: %w", file, err)
@@ -261,6 +266,16 @@ handler = "inspect"
 	}
 	args := append(append([]string{}, l.Self[1:]...), "run", "-config", file)
 	return startProcess(ctx, exec.CommandContext(ctx, l.Self[0], args...), addr)
+}
+
+// pqedgeRoute is the matrix pqedge's only route: its inspect page, or
+// with an upstream the same pool as PQEdgeProxyConfig's, pqedge's
+// defaults unchanged.
+func pqedgeRoute(upstream string) string {
+	if upstream == "" {
+		return "[[site.route]]\npath = \"/\"\nhandler = \"inspect\"\n"
+	}
+	return fmt.Sprintf("[[site.route]]\npath = \"/\"\npool = \"app\"\n\n[[pool]]\nname = \"app\"\nupstreams = [%q]\n", upstream)
 }
 
 // PlainLauncher runs `pqedge bench serve-plain`: crypto/tls and nothing
@@ -292,6 +307,11 @@ func (l PlainLauncher) Start(ctx context.Context, spec ServerSpec) (*Process, er
 	}
 	if spec.QUIC {
 		args = append(args, "-quic")
+	}
+	if spec.Upstream != "" {
+		// The floor of bench proxy, ServePlainProxy: crypto/tls, net/http
+		// and httputil.ReverseProxy with a keep-alive upstream pool.
+		args = append(args, "-upstream", spec.Upstream)
 	}
 	return startProcess(ctx, exec.CommandContext(ctx, l.Self[0], args...), addr)
 }
@@ -349,6 +369,12 @@ func (l NginxLauncher) Start(ctx context.Context, spec ServerSpec) (*Process, er
 			os.RemoveAll(host)
 			return nil, err
 		}
+	}
+	if spec.Upstream != "" {
+		// Proxying as bench proxy's nginx front does: upstream keep-alive,
+		// no limits that would close connections during a run.
+		conf := NginxProxyConfig(ProxySpec{Chain: spec.Chain, Groups: spec.Groups, Upstream: spec.Upstream, MaxConns: spec.MaxConns}, inside, addr, "")
+		return l.run(ctx, host, inside, conf, []string{addr})
 	}
 	quicListen := "" // HTTP/3 on the same port over UDP (nginx 1.25+ syntax)
 	if spec.QUIC {

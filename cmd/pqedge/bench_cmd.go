@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -123,8 +124,12 @@ for -duration or -count. Reports the rate, latency percentiles, bytes each
 way, the server's first flight, HelloRetryRequests, resumptions, errors by
 kind and, with -server-pid, the server's CPU per handshake; over QUIC also
 the Initial packets, the anti-amplification budget and the round trips to
-the server's Finished. A pqedge under test counts the TCP handshakes as
-client family "pqedge", apart from its visitors.
+the server's Finished. With -request PATH each TCP handshake also sends
+GET PATH (Host from -servername, Connection: close) and reads the response
+to the server's close, as a first visit does: the server CPU is then per
+handshake + request, and a status outside 2xx is an error. A pqedge under
+test counts the TCP handshakes as client family "pqedge", apart from its
+visitors.
 `
 
 func benchHandshake(args []string, stdout, stderr io.Writer) error {
@@ -145,6 +150,7 @@ func benchHandshake(args []string, stdout, stderr io.Writer) error {
 	csvFile := fs.String("csv", "", "also write the report as CSV to `FILE`")
 	transport := fs.String("transport", bench.TransportTCP, "`tcp|quic`: TLS over TCP, or QUIC with ALPN h3 on the same port over UDP")
 	shapeRTT := fs.Duration("shape-rtt", bench.DefaultShapeRTT, "quic: emulated round-trip time `D` of the 3 handshakes that measure Initial packets and round trips")
+	request := fs.String("request", "", "after each handshake send GET `PATH` HTTP/1.1 (Host: -servername, Connection: close) and read the\nresponse to the server's close; non-2xx answers count as errors (tcp only)")
 	pos, err := fs.parse(args)
 	if err != nil {
 		return err
@@ -157,6 +163,9 @@ func benchHandshake(args []string, stdout, stderr io.Writer) error {
 	case bench.TransportQUIC:
 		if *resume == "on" || *sigalgs != "" {
 			return benchFlagError("handshake", errors.New("-transport quic measures full handshakes with crypto/tls's own signature algorithms"), "drop -resume on and -sigalgs")
+		}
+		if *request != "" {
+			return benchFlagError("handshake", errors.New("-request is measured over tcp only"), "drop -request or -transport quic")
 		}
 		if *shapeRTT <= 0 {
 			return benchFlagError("handshake", fmt.Errorf("-shape-rtt %s: want a positive duration", *shapeRTT))
@@ -182,7 +191,10 @@ func benchHandshake(args []string, stdout, stderr io.Writer) error {
 		Target: *target, ServerName: *serverName, Concurrency: *concurrency,
 		Count: *count, Duration: *duration, Rate: *rate, Timeout: *timeout,
 		Precompute: *precompute && *transport == bench.TransportTCP, ServerPID: *serverPID, Resume: *resume == "on",
-		Transport: *transport, ShapeRTT: *shapeRTT,
+		Transport: *transport, ShapeRTT: *shapeRTT, Request: *request,
+	}
+	if err := bench.CheckRequestPath(*request); err != nil {
+		return benchFlagError("handshake", fmt.Errorf("-request: %w", err))
 	}
 	if opts.Groups, err = parseGroupList("handshake", *groups); err != nil {
 		return err
@@ -270,7 +282,11 @@ trixie peer root that make peers installs), each server pinned to CPU 0 and
 the client to CPU 1, and writes DIR/matrix.csv, matrix.json and matrix.svg,
 with a time-to-first-byte model of a link with -rtt and -initcwnd.
 Certificate names ending in -circl or -stdlib say which ML-DSA signer the Go
-servers use. See docs/BENCHMARKS.md for the method and results.
+servers use. With -request PATH every handshake also sends GET PATH and
+reads the response to the server's close (a first visit), and every server
+proxies it to one nginx upstream that serves 1 KiB at /bench: pqedge with
+its defaults, plain as the Go reverse proxy of serve-plain -upstream, nginx
+with proxy_pass. See docs/BENCHMARKS.md for the method and results.
 `
 
 func benchMatrix(args []string, stdout, stderr io.Writer) error {
@@ -297,12 +313,16 @@ func benchMatrix(args []string, stdout, stderr io.Writer) error {
 	transports := fs.String("transports", bench.TransportTCP, "tcp, quic or both, comma-separated `LIST` (quic: servers that serve HTTP/3, today plain)")
 	shapeRTT := fs.Duration("shape-rtt", bench.DefaultShapeRTT, "emulated round-trip time `D` of the quic cells' shape handshakes")
 	peersDir := fs.String("peers-dir", "/var/cache/pqedge/peers", "`DIR` where scripts/peers made the trixie root with nginx")
+	request := fs.String("request", "", "after each handshake send GET `PATH` and read the response to the close; the servers proxy it to\nan nginx upstream serving 1 KiB at "+bench.BenchPath+" (tcp only; needs the trixie peer root)")
 	pos, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return benchFlagError("matrix", fmt.Errorf("unexpected argument %q", pos[0]))
+	}
+	if err := bench.CheckRequestPath(*request); err != nil {
+		return benchFlagError("matrix", fmt.Errorf("-request: %w", err), "the upstream serves "+bench.BenchPath)
 	}
 	if *runs < 1 || *duration <= 0 || *concurrency < 1 || *rtt < 0 || *initcwnd < 1 {
 		return benchFlagError("matrix", errors.New("-runs, -concurrency and -initcwnd must be at least 1, -duration positive, -rtt not negative"))
@@ -323,6 +343,16 @@ func benchMatrix(args []string, stdout, stderr io.Writer) error {
 	}
 	if len(opts.Transports) == 0 || *shapeRTT <= 0 {
 		return benchFlagError("matrix", fmt.Errorf("-transports %q names no transport, or -shape-rtt %s is not positive", *transports, *shapeRTT))
+	}
+	if *request != "" {
+		if slices.Contains(opts.Transports, bench.TransportQUIC) {
+			return benchFlagError("matrix", errors.New("-request is measured over tcp only"), "drop quic from -transports")
+		}
+		root, err := bench.NginxRoot(*peersDir)
+		if err != nil {
+			return withHint(fmt.Errorf("-request needs the nginx upstream: %w", err), "run `make peers`, or point -peers-dir at the directory holding trixie/")
+		}
+		opts.Request, opts.PeerRoot = *request, root
 	}
 	if opts.Groups, err = parseGroupList("matrix", *groups); err != nil {
 		return err

@@ -2,16 +2,20 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pqedge/pqedge/bench"
+	"github.com/pqedge/pqedge/internal/peers"
 )
 
 func closedPort(t *testing.T) string {
@@ -53,6 +57,11 @@ func TestRunBenchErrors(t *testing.T) {
 		{"matrix negative rtt", []string{"matrix", "-rtt", "-1ms"}, 2, []string{"-rtt not negative"}, true},
 		{"matrix bad duration", []string{"matrix", "-duration", "soon"}, 2, []string{`invalid value "soon"`}, true},
 		{"serve-plain bad signer", []string{"serve-plain", "-cert", "c", "-key", "k", "-signer", "openssl"}, 2, []string{"-signer:"}, true},
+		{"relative request path", []string{"handshake", "-target", "127.0.0.1:1", "-request", "bench"}, 2, []string{`-request: path "bench": want an absolute path`}, true},
+		{"request over quic", []string{"handshake", "-target", "127.0.0.1:1", "-transport", "quic", "-request", "/bench"}, 2, []string{"-request is measured over tcp only", "hint: drop -request"}, true},
+		{"matrix request with spaces", []string{"matrix", "-request", "/a b"}, 2, []string{`-request: path "/a b"`, "hint: the upstream serves /bench"}, true},
+		{"matrix request over quic", []string{"matrix", "-request", "/bench", "-transports", "tcp,quic"}, 2, []string{"-request is measured over tcp only", "hint: drop quic"}, true},
+		{"matrix request without peers", []string{"matrix", "-request", "/bench", "-peers-dir", "/nonexistent"}, 1, []string{"-request needs the nginx upstream", "hint: run `make peers`"}, true},
 		{"serve-plain bad group", []string{"serve-plain", "-cert", "c", "-key", "k", "-groups", "x9"}, 2, []string{"-groups:", "hint: group names are IANA names"}, true},
 	}
 	for _, tt := range tests {
@@ -166,4 +175,74 @@ func TestRunBenchHandshakeNothingSucceeds(t *testing.T) {
 	}
 }
 
+// -request: a handshake, GET, the response read to the close; a path the
+// server does not serve makes every handshake an http-404 error.
+func TestRunBenchHandshakeRequest(t *testing.T) {
+	addr := startHTTPSTarget(t)
+	var stdout, stderr bytes.Buffer
+	code := runBench([]string{"handshake", "-target", addr, "-count", "6", "-concurrency", "2", "-request", "/hello", "-json"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("stdout is not a JSON report: %v\n%s", err, stdout.String())
+	}
+	if rep.Succeeded != 6 || rep.Request != "/hello" || rep.ResponseBytes < float64(len("HTTP/1.1 200 OK\r\n\r\nhello\n")) {
+		t.Errorf("report: succeeded %d, request %q, response %.0f B", rep.Succeeded, rep.Request, rep.ResponseBytes)
+	}
+
+	stdout.Reset()
+	stderr.Reset()
+	code = runBench([]string{"handshake", "-target", addr, "-count", "2", "-request", "/nothing-here"}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stdout.String(), "error http-404") || !strings.Contains(stdout.String(), "GET /nothing-here answered HTTP status 404") {
+		t.Errorf("exit %d; stdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+}
+
 func itoa(n int) string { return big.NewInt(int64(n)).String() }
+
+// `bench matrix -request` through the real main: pqedge, the plain Go
+// proxy and nginx proxy GET /bench to the nginx upstream from the peer
+// root, and every cell measures handshake + request + close. Not pinned:
+// tests share the machine.
+func TestRunBenchMatrixRequest(t *testing.T) {
+	root := peers.Trixie(t)
+	pqedge, err := exec.LookPath("pqedge")
+	if err != nil {
+		t.Fatalf("testscript put no pqedge on PATH: %v", err)
+	}
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, pqedge, "bench", "matrix", "-request", bench.BenchPath, "-servers", "pqedge,plain,nginx",
+		"-groups", "X25519MLKEM768", "-certs", "ecdsa-p256", "-runs", "1", "-duration", "300ms", "-concurrency", "2",
+		"-pin=false", "-peers-dir", filepath.Dir(root.Root), "-out", out)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{"each handshake: + GET /bench", "pqedge server CPU <= 1.05x the plain Go proxy"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	if strings.Contains(stdout.String(), "FAILED") {
+		t.Errorf("a cell failed:\n%s\n%s", stdout.String(), stderr.String())
+	}
+	var res bench.MatrixResult
+	data, err := os.ReadFile(filepath.Join(out, "matrix.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &res); err != nil || res.Request != bench.BenchPath || len(res.Cells) != 3 {
+		t.Fatalf("matrix.json: %v, request %q, %d cells", err, res.Request, len(res.Cells))
+	}
+	for _, c := range res.Cells {
+		// The upstream's 1 KiB answer comes on top of the handshake.
+		if c.Error != "" || c.ServerBytes < float64(c.ServerFlightBytes+1024) {
+			t.Errorf("cell %s: error %q, server bytes %.0f, flight %d", c.Server, c.Error, c.ServerBytes, c.ServerFlightBytes)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"io"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -39,5 +40,25 @@ func startTLSTarget(t *testing.T, groups ...tls.CurveID) string {
 			})
 		}
 	})
+	return ln.Addr().String()
+}
+
+// startHTTPSTarget is crypto/tls + net/http on loopback, answering
+// /hello with "hello\n" and anything else with 404.
+func startHTTPSTarget(t *testing.T) string {
+	t.Helper()
+	cert, _, err := certs.NewChain(certs.AlgECDSAP256, []string{"localhost"}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{*cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello\n") })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
 }
