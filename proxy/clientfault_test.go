@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pqedge/pqedge/internal/h1guard"
 )
 
 // infoFront serves px and keeps the RequestInfo of every request.
@@ -99,6 +101,56 @@ func TestClientFaultsKeepUpstreamHealthy(t *testing.T) {
 			}
 			if status, body := get(t, testClient(), url+"/after"); status != 200 || body != "ok" {
 				t.Errorf("good request afterwards: %d %q", status, body)
+			}
+		})
+	}
+}
+
+// guardedListener wraps every connection in h1guard, as pqedge's server
+// does: a malformed chunk line then fails the body read with a refusal and
+// net/http cancels the request's context.
+type guardedListener struct{ net.Listener }
+
+func (l guardedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return h1guard.Wrap(c, h1guard.Options{}), nil
+}
+
+var _ refusedRequest = (*h1guard.Error)(nil)
+
+// TestGuardedChunkRefusalIs400: behind h1guard, a chunk line refused
+// mid-body is answered 400 to the client still waiting (not 499, the log's
+// code for a client that left), as the client's fault, and the upstream
+// stays healthy.
+func TestGuardedChunkRefusalIs400(t *testing.T) {
+	for _, tt := range []struct{ name, request string }{
+		{name: "chunk size not hexadecimal",
+			request: "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nxyz\r\n0\r\n\r\n"},
+		{name: "chunk size overflow",
+			request: "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nhello\r\n0\r\n\r\n"},
+		{name: "chunk data without CRLF",
+			request: "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			px, _, pool := proxyTo(t, HTTPOptions{RequestBodyTimeout: 5 * time.Second})
+			front := &infoFront{px: px}
+			s := httptest.NewUnstartedServer(front)
+			s.Listener = guardedListener{s.Listener}
+			s.Start()
+			t.Cleanup(s.Close)
+			resps, bodies, _ := rawExchange(t, hostOf(s.URL), tt.request, 10*time.Second)
+			if len(resps) != 1 || resps[0].StatusCode != http.StatusBadRequest || !strings.Contains(bodies[0], "malformed request body") {
+				t.Fatalf("statuses %v, bodies %q; want one 400 about the malformed body", statuses(resps), bodies)
+			}
+			waitFor(t, "the proxy to record the request", func() bool { return front.count() == 1 })
+			if info := front.last(); !info.ClientError {
+				t.Errorf("RequestInfo = %+v, want a client error", info)
+			}
+			if st := pool.Upstreams()[0]; !st.Healthy || st.ConsecutiveFailures != 0 {
+				t.Errorf("upstream %+v, want healthy with no failure counted", st)
 			}
 		})
 	}

@@ -113,11 +113,27 @@ func (b *clientBody) readErr() error {
 	return b.err
 }
 
+// refusedRequest is the error a guard below net/http fails a read with
+// when the client's framing is malformed (internal/h1guard's *Error, which
+// proxy cannot import: h1guard's tests use proxy).
+type refusedRequest interface {
+	error
+	RefusedReason() string
+}
+
 // clientStatus is the answer to a request whose body could not be read.
 func clientStatus(bodyErr error, clientGone bool) (int, string) {
 	var ne net.Error
 	var mbe *http.MaxBytesError
+	var refused refusedRequest
 	switch {
+	case errors.As(bodyErr, &refused):
+		// h1guard refused a chunk line mid-body. net/http then marks the
+		// connection broken and cancels the request's context, which
+		// looks like a client that left; but the client is still there,
+		// waiting for an answer, and this one is its to read (a 499 on
+		// the wire helps nobody).
+		return http.StatusBadRequest, "malformed request body: " + refused.RefusedReason()
 	case errors.As(bodyErr, &ne) && ne.Timeout():
 		return http.StatusRequestTimeout, "request body too slow"
 	case errors.As(bodyErr, &mbe):

@@ -61,6 +61,11 @@ type Error struct{ Reason string }
 
 func (e *Error) Error() string { return "h1guard: refused request: " + e.Reason }
 
+// RefusedReason is Reason. Through it the proxy tells a refusal that
+// fails a request body mid-read (answered 400) from a client that left,
+// without importing this package.
+func (e *Error) RefusedReason() string { return e.Reason }
+
 // Conn is an HTTP/1.x connection under watch.
 type Conn struct {
 	net.Conn
