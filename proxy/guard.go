@@ -35,6 +35,10 @@ const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 //   - CONNECT gets 405: pqedge is not a forward proxy, and over HTTP/2 Go
 //     refuses extended CONNECT (RFC 8441) itself unless GODEBUG
 //     http2xconnect=1 is set, which pqedge does not support.
+//   - TRACE gets 405, as nginx answers it: an upstream that implements it
+//     echoes the request's header fields back (RFC 9110 Section 9.3.8),
+//     cookies and pqedge's own headers included, to whatever script made
+//     the request (cross-site tracing).
 //   - Protocol switches (RFC 9110 Section 7.8): only a WebSocket upgrade
 //     (RFC 6455 Section 4.1: GET, HTTP/1.1, "Upgrade: websocket" named in
 //     Connection) keeps its Upgrade header, reduced to "websocket".
@@ -53,6 +57,10 @@ func CheckRequest(w http.ResponseWriter, r *http.Request) (status int, reason st
 	if r.Method == http.MethodConnect {
 		w.Header().Set("Allow", allowedMethods)
 		return http.StatusMethodNotAllowed, "CONNECT is not supported: pqedge is not a forward proxy"
+	}
+	if r.Method == http.MethodTrace {
+		w.Header().Set("Allow", allowedMethods)
+		return http.StatusMethodNotAllowed, "TRACE is not supported"
 	}
 	sanitizeUpgrade(r)
 	p, err := NormalizePath(requestPath(r))

@@ -208,6 +208,11 @@ func TestProtocolSwitches(t *testing.T) {
 			request: "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
 			status:  405, body: "405 Method Not Allowed: CONNECT is not supported: pqedge is not a forward proxy\n",
 		},
+		{
+			name:    "TRACE gets 405",
+			request: "TRACE / HTTP/1.1\r\nHost: x\r\nCookie: session=secret\r\n\r\n",
+			status:  405, body: "405 Method Not Allowed: TRACE is not supported\n",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
