@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/pqedge/pqedge/internal/connlimit"
 	"github.com/pqedge/pqedge/pqtls"
 )
 
@@ -27,6 +28,11 @@ type ProxySpec struct {
 	// MaxConns is how many client connections the front must hold at once
 	// (nginx's worker_connections is sized from it).
 	MaxConns int
+	// HeldConns is how many connections a memory mode holds at once, all
+	// from 127.0.0.1 and, in prehandshake, all before their ClientHello;
+	// 0 in the load modes. pqedge's caps per client address and on
+	// handshakes in progress are raised to it (PQEdgeProxyConfig).
+	HeldConns int
 }
 
 // Front is a running front of `bench proxy`.
@@ -123,6 +129,20 @@ listen = ""
 level = "warn"
 access = false
 `, dataDir)
+	if spec.HeldConns > 0 {
+		// The harness is one client address holding thousands of
+		// connections: the caps that protect pqedge from such a client
+		// would close most of them at accept, which no real population of
+		// visitors sees (nginx runs without such caps). Raised, never
+		// lowered; the load modes keep the shipped defaults.
+		n := spec.HeldConns + heldConnsMargin
+		fmt.Fprintf(&b, `
+[limits]
+connections = %d
+connections_per_client = %d
+handshakes = %d
+`, max(connlimit.DefaultMaxConns, n), max(connlimit.DefaultMaxConnsPerClient, n), max(connlimit.DefaultMaxHandshakes, n))
+	}
 	if https != "" {
 		fmt.Fprintf(&b, `
 [[listener]]
@@ -185,6 +205,10 @@ upstreams = [%q]
 	}
 	return b.String()
 }
+
+// heldConnsMargin covers the connections of a memory mode's warm-up that
+// are still closing when the held ones open.
+const heldConnsMargin = 256
 
 // StartProxy runs `pqedge bench serve-plain -upstream ...`, the Go floor
 // (ServePlainProxy), with its debug listener on.

@@ -20,6 +20,9 @@ func (p *proxyRun) measure(ctx context.Context, l ProxyLauncher, mode string, pr
 	}
 	defer os.RemoveAll(dir)
 	spec := ProxySpec{Dir: dir, Chain: p.chain, Groups: []tls.CurveID{p.opts.Group}, MaxConns: p.maxConns()}
+	if isMemoryMode(mode) {
+		spec.HeldConns = p.opts.IdleConns
+	}
 	if mode == ModeStream {
 		spec.StreamUpstream = p.echo.Addr
 	} else {

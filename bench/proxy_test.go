@@ -18,8 +18,13 @@ import (
 
 	"github.com/pqedge/pqedge/certs"
 	"github.com/pqedge/pqedge/internal/config"
+	"github.com/pqedge/pqedge/internal/connlimit"
 	"github.com/pqedge/pqedge/internal/peers"
 )
+
+// shippedLimits are pqedge's default caps on connections in total, per
+// client address and on handshakes in progress.
+var shippedLimits = [3]int{connlimit.DefaultMaxConns, connlimit.DefaultMaxConnsPerClient, connlimit.DefaultMaxHandshakes}
 
 // The config pqedge runs with is one its own loader accepts, for every
 // combination of listeners and for classical-only groups.
@@ -34,15 +39,21 @@ func TestPQEdgeProxyConfig(t *testing.T) {
 		groups                   []tls.CurveID
 		upstream, streamUpstream string
 		https, stream            string
+		held                     int // ProxySpec.HeldConns
+		// the limits pqedge runs with: connections, per client, handshakes
+		wantLimits [3]int
 	}{
-		{"https", []tls.CurveID{tls.X25519MLKEM768}, "127.0.0.1:8080", "", "127.0.0.1:9443", ""},
-		{"stream", []tls.CurveID{tls.X25519MLKEM768}, "", "127.0.0.1:5353", "", "127.0.0.1:9853"},
-		{"both", []tls.CurveID{tls.X25519MLKEM768, tls.X25519}, "127.0.0.1:8080", "127.0.0.1:5353", "127.0.0.1:9443", "127.0.0.1:9853"},
-		{"classical only", []tls.CurveID{tls.X25519}, "unix:/run/app.sock", "", "127.0.0.1:9443", ""},
+		{"https", []tls.CurveID{tls.X25519MLKEM768}, "127.0.0.1:8080", "", "127.0.0.1:9443", "", 0, shippedLimits},
+		{"stream", []tls.CurveID{tls.X25519MLKEM768}, "", "127.0.0.1:5353", "", "127.0.0.1:9853", 0, shippedLimits},
+		{"both", []tls.CurveID{tls.X25519MLKEM768, tls.X25519}, "127.0.0.1:8080", "127.0.0.1:5353", "127.0.0.1:9443", "127.0.0.1:9853", 0, shippedLimits},
+		{"classical only", []tls.CurveID{tls.X25519}, "unix:/run/app.sock", "", "127.0.0.1:9443", "", 0, shippedLimits},
+		// A memory mode holding 4,000 connections from one address.
+		{"held connections", []tls.CurveID{tls.X25519MLKEM768}, "127.0.0.1:8080", "", "127.0.0.1:9443", "", 4000,
+			[3]int{connlimit.DefaultMaxConns, 4000 + heldConnsMargin, 4000 + heldConnsMargin}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			spec := ProxySpec{Chain: chain, Groups: tt.groups, Upstream: tt.upstream, StreamUpstream: tt.streamUpstream}
+			spec := ProxySpec{Chain: chain, Groups: tt.groups, Upstream: tt.upstream, StreamUpstream: tt.streamUpstream, HeldConns: tt.held}
 			conf := PQEdgeProxyConfig(spec, filepath.Join(dir, "data"), tt.https, tt.stream)
 			file := filepath.Join(t.TempDir(), "pqedge.toml")
 			if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
@@ -54,6 +65,11 @@ func TestPQEdgeProxyConfig(t *testing.T) {
 			}
 			if cfg.Log.AccessLog() || cfg.Admin.Listen != "" {
 				t.Error("access log or admin listener on: the other fronts have neither")
+			}
+			if l := cfg.Limits; l.Connections == nil || l.ConnectionsPerClient == nil || l.Handshakes == nil ||
+				[3]int{*l.Connections, *l.ConnectionsPerClient, *l.Handshakes} != tt.wantLimits {
+				t.Errorf("limits connections, connections_per_client, handshakes = %v, %v, %v; want %v",
+					l.Connections, l.ConnectionsPerClient, l.Handshakes, tt.wantLimits)
 			}
 			var addrs, pools []string
 			for _, l := range cfg.Listener {
