@@ -170,6 +170,12 @@ func startHints(err error, file string) []string {
 		hints = append(hints, "another process already listens on that address: stop it, or change the address in "+file)
 	case errors.Is(err, syscall.EADDRNOTAVAIL) || strings.Contains(msg, "cannot assign requested address"):
 		hints = append(hints, "that address is not on this machine: listen on one of its addresses, or 0.0.0.0")
+	case strings.Contains(msg, "anycast device") && errors.Is(err, os.ErrPermission):
+		// Checked before the generic permission case: its hint is about
+		// ports and data_dir, which send an anycast operator the wrong way.
+		hints = append(hints, "[anycast] needs CAP_NET_ADMIN: run pqedge as root, or give its service AmbientCapabilities=CAP_NET_ADMIN (docs/OPERATIONS.md, \"Capabilities\" under \"Anycast with BIRD\")")
+	case strings.Contains(msg, "/dev/net/tun"):
+		hints = append(hints, "[anycast] needs /dev/net/tun: pass it into the container (--device /dev/net/tun, or devices: [\"/dev/net/tun\"] in compose)")
 	case errors.Is(err, syscall.EACCES) || errors.Is(err, os.ErrPermission):
 		hints = append(hints, "ports below 1024 need root or CAP_NET_BIND_SERVICE (docs/OPERATIONS.md has a systemd unit), and data_dir must be writable")
 	case strings.Contains(msg, "fleet"):

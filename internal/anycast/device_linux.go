@@ -83,7 +83,7 @@ func (d *Device) create() error {
 		case errors.Is(err, fs.ErrNotExist):
 			return fmt.Errorf("failed to create anycast device %q: /dev/net/tun is missing (containers need it passed in): %w", d.name, err)
 		case errors.Is(err, fs.ErrPermission):
-			return fmt.Errorf("failed to create anycast device %q: permission denied (pqedge needs CAP_NET_ADMIN): %w", d.name, err)
+			return fmt.Errorf("failed to create anycast device %q: pqedge needs CAP_NET_ADMIN: %w", d.name, err)
 		}
 		return fmt.Errorf("failed to create anycast device %q: %w", d.name, err)
 	}
