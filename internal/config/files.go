@@ -28,6 +28,11 @@ func CheckFiles(cfg *Config, now time.Time) Problems {
 		p := Problem{File: cfg.File, Line: cfg.pos.line(key), Key: key, Msg: err.Error(), Warning: warning}
 		if errors.Is(err, fs.ErrNotExist) {
 			p.Hint = "relative paths are relative to the config file's directory"
+			if key == "fleet.encryption_key_file" {
+				// A new fleet's first node has no key yet: say how to make one.
+				p.Hint = "make the fleet's key once with `pqedge fleet keygen -o " + cfg.Fleet.EncryptionKeyFile +
+					"` and give every node the same file; " + p.Hint
+			}
 		}
 		ps = append(ps, p)
 	}

@@ -76,9 +76,11 @@ func TestFleetFiles(t *testing.T) {
 	tests := []struct {
 		name, fleet string
 		want        []string // "LINE: text" or "warn LINE: text"
+		hint        string   // in the first problem's hint
 	}{
 		{name: "good", fleet: "store = \"redis://h/0\"\nencryption_key_file = \"good.key\"\npassword_file = \"redis.pass\""},
-		{name: "missing key", fleet: "store = \"redis://h/0\"\nencryption_key_file = \"none.key\"", want: []string{"3: failed to read fleet key file"}},
+		{name: "missing key", fleet: "store = \"redis://h/0\"\nencryption_key_file = \"none.key\"", want: []string{"3: failed to read fleet key file"},
+			hint: "make the fleet's key once with `pqedge fleet keygen -o " + filepath.Join(dir, "none.key") + "`"},
 		{name: "loose key", fleet: "store = \"redis://h/0\"\nencryption_key_file = \"loose.key\"", want: []string{"3: has mode 0644"}},
 		{name: "short key", fleet: "store = \"redis://h/0\"\nencryption_key_file = \"short.key\"", want: []string{"3: the key is 3 bytes, want 32"}},
 		{name: "empty password file", fleet: "store = \"redis://h/0\"\nencryption_key_file = \"good.key\"\npassword_file = \"empty.pass\"", want: []string{"4: is empty"}},
@@ -105,6 +107,9 @@ func TestFleetFiles(t *testing.T) {
 				if strconv.Itoa(got[i].Line) != line || !strings.Contains(got[i].Msg, text) || got[i].Warning != warn {
 					t.Errorf("problem %v, want line %s warning %v containing %q", got[i], line, warn, text)
 				}
+			}
+			if tt.hint != "" && !strings.Contains(got[0].Hint, tt.hint) {
+				t.Errorf("hint %q, want it to contain %q", got[0].Hint, tt.hint)
 			}
 		})
 	}
