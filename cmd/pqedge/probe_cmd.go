@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -92,6 +93,11 @@ func probeError(addr string, err error) error {
 	case errors.Is(err, leanclient.ErrNoAnswer):
 		return withHint(fmt.Errorf("failed to probe %s: %w", addr, err),
 			"check that "+addr+" is the TLS port of the service", "raise -timeout if the server is slow")
+	case errors.Is(err, syscall.ECONNREFUSED):
+		// Refused at once: nothing listens, and a longer -timeout would
+		// not change that.
+		return withHint(fmt.Errorf("failed to probe %s: %w", addr, err),
+			"nothing listens on "+addr+": check the host and port, and that the server runs")
 	}
 	return withHint(fmt.Errorf("failed to probe %s: %w", addr, err),
 		"check that a TLS server listens on "+addr, "raise -timeout if the server is slow")

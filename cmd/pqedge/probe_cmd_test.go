@@ -116,12 +116,14 @@ func TestProbeCommandErrors(t *testing.T) {
 		args     []string
 		code     int
 		wantErrs []string
+		notErrs  []string // hints meant for another cause
 	}{
 		{name: "no address", args: nil, code: 2, wantErrs: []string{"pqedge: error: probe needs exactly one HOST:PORT", "hint: example"}},
 		{name: "no port", args: []string{"localhost"}, code: 2, wantErrs: []string{"bad address", "hint: give HOST:PORT"}},
 		{name: "bad timeout", args: []string{"-timeout", "0s", "127.0.0.1:1"}, code: 2, wantErrs: []string{"-timeout must be positive"}},
 		{name: "unknown flag", args: []string{"-bogus", "127.0.0.1:1"}, code: 2, wantErrs: []string{"flag provided but not defined", "hint: see `pqedge probe --help`"}},
-		{name: "nothing listens", args: []string{closed, "-timeout", "2s"}, code: 1, wantErrs: []string{"failed to probe", "hint: check that a TLS server listens"}},
+		{name: "nothing listens", args: []string{closed, "-timeout", "2s"}, code: 1, wantErrs: []string{"failed to probe", "connection refused", "hint: nothing listens on " + closed + ": check the host and port"},
+			notErrs: []string{"raise -timeout"}},
 		{name: "plain HTTP server", args: []string{plainHTTP, "-quic=false"}, code: 1, wantErrs: []string{
 			"pqedge: error: " + plainHTTP + " is not a TLS server (it answered with HTTP); its first line: \"HTTP/1.1 400 Bad Request\"\n",
 			"hint: pqedge probe speaks TLS first: give the port of a TLS service"}},
@@ -139,6 +141,11 @@ func TestProbeCommandErrors(t *testing.T) {
 			for _, w := range tt.wantErrs {
 				if !strings.Contains(stderr.String(), w) {
 					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
+				}
+			}
+			for _, w := range tt.notErrs {
+				if strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr has %q:\n%s", w, stderr.String())
 				}
 			}
 		})
