@@ -108,8 +108,12 @@ func decodeProblems(file string, err error) Problems {
 		var ps Problems
 		for _, e := range strict.Errors {
 			line, _ := e.Position()
+			hint := "check the spelling against config.example.toml"
+			if k := suggestKey(e.Key()); k != "" {
+				hint = "did you mean " + k + "?"
+			}
 			ps = append(ps, Problem{File: file, Line: line, Key: strings.Join(e.Key(), "."),
-				Msg: "unknown key", Hint: "check the spelling against config.example.toml"})
+				Msg: "unknown key", Hint: hint})
 		}
 		return ps
 	}
