@@ -255,6 +255,11 @@ func (ca *CA) Issue(opts LeafOptions) (*tls.Certificate, error) {
 	if len(opts.Names) == 0 {
 		return nil, errors.New("a certificate needs at least one name")
 	}
+	for _, n := range opts.Names {
+		if err := CheckName(n); err != nil {
+			return nil, fmt.Errorf("cannot issue a leaf certificate: %w", err)
+		}
+	}
 	// The algorithms a leaf may have are those the CLI and config accept.
 	if a, err := ParseAlg(string(opts.Alg)); err != nil || a != opts.Alg {
 		return nil, fmt.Errorf("cannot issue a leaf certificate: unknown key algorithm %q (known: %s)", opts.Alg, AlgList(LeafAlgs(), ", "))

@@ -370,6 +370,14 @@ func TestPKIOptionErrors(t *testing.T) {
 			return err
 		}, `an intermediate CA key must be mldsa87, mldsa65, mldsa44 or ecdsa-p384, not "ed25519"`},
 		{"issue: no names", func(string) error { _, err := ca.Issue(LeafOptions{Alg: AlgMLDSA44}); return err }, "at least one name"},
+		{"issue: bad name", func(string) error {
+			_, err := ca.Issue(LeafOptions{Names: []string{"a.test", "bad name!"}, Alg: AlgMLDSA44})
+			return err
+		}, `bad server name "bad name!": ' ' is not allowed`},
+		{"issue: empty label", func(string) error {
+			_, err := ca.Issue(LeafOptions{Names: []string{"a..test"}, Alg: AlgMLDSA44})
+			return err
+		}, `bad server name "a..test"`},
 		{"issue: no algorithm", func(string) error { _, err := ca.Issue(LeafOptions{Names: []string{"a.test"}}); return err }, `unknown key algorithm "" (known: mldsa44`},
 		{"issue: RSA", func(string) error {
 			_, err := ca.Issue(LeafOptions{Names: []string{"a.test"}, Alg: AlgRSA})

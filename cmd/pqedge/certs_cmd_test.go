@@ -49,6 +49,7 @@ func TestCertsCLI(t *testing.T) {
 		{name: "issue", args: []string{"issue", "--ca", ca, "--name", "pq.test", "--name", "127.0.0.1", "--alg", "mldsa44", "--out", leaf, "--days", "30"}, wantStdout: []string{"site.crt (2 certificate(s)", "ML-DSA-44 for pq.test, 127.0.0.1", "first flight", "fits TCP's initial window"}},
 		{name: "issue without name", args: []string{"issue", "--ca", ca, "--out", leaf}, wantCode: 2, wantStderr: []string{"no names given", "hint: pass --name HOST"}},
 		{name: "issue bad alg", args: []string{"issue", "--ca", ca, "--name", "a.test", "--alg", "mldsa99", "--out", leaf}, wantCode: 1, wantStderr: []string{"unknown key algorithm", "hint: set --alg"}},
+		{name: "issue bad name", args: []string{"issue", "--ca", ca, "--name", "bad name!", "--out", filepath.Join(dir, "badname")}, wantCode: 1, wantStderr: []string{`bad server name "bad name!"`, "hint: check --name"}},
 		{name: "issue without CA", args: []string{"issue", "--ca", filepath.Join(dir, "none"), "--name", "a.test", "--out", filepath.Join(dir, "other")}, wantCode: 1, wantStderr: []string{"pqedge certs init", "hint: check --ca"}},
 		{name: "issue over an existing leaf", args: []string{"issue", "--ca", ca, "--name", "a.test", "--out", leaf}, wantCode: 1, wantStderr: []string{"site.crt already exists", "hint: choose another --out, or add --force"}},
 		{name: "issue --force", args: []string{"issue", "--ca", ca, "--name", "pq.test", "--name", "127.0.0.1", "--out", leaf, "--days", "30", "--force"}, wantStdout: []string{"site.crt (2 certificate(s)"}},

@@ -343,26 +343,9 @@ func (v *validator) checkSites() {
 	}
 }
 
-func checkServerName(n string) error {
-	if n == "" {
-		return fmt.Errorf("empty server name")
-	}
-	if _, err := netip.ParseAddr(n); err == nil {
-		return nil
-	}
-	name := strings.TrimPrefix(n, "*.")
-	for _, label := range strings.Split(name, ".") {
-		if label == "" || len(label) > 63 {
-			return fmt.Errorf("bad server name %q", n)
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-				return fmt.Errorf("bad server name %q: %q is not allowed", n, r)
-			}
-		}
-	}
-	return nil
-}
+// checkServerName is the rule certificates' names follow too: one home,
+// so config check and certs issue accept the same names.
+func checkServerName(n string) error { return certs.CheckName(n) }
 
 func (v *validator) checkCerts(key string, s *Site) {
 	if s.Certs != CertsFiles && s.Certs != CertsACME && len(s.Cert) > 0 {
