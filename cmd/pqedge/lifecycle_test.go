@@ -218,6 +218,20 @@ func TestSIGHUPReloads(t *testing.T) {
 		t.Fatalf("after a refused reload the old config stopped serving: %v", err)
 	}
 
+	// A certificate file that is missing: refused at the line naming it,
+	// as config check and a start report it.
+	missing := strings.Replace(lifecycleConfig(dir, port, "127.0.0.1:9", "pq-preferred"), "[site.tls]",
+		"certs = \"files\"\n[[site.cert]]\ncert = \"nope.crt\"\nkey = \"nope.key\"\n[site.tls]", 1)
+	os.WriteFile(file, []byte(missing), 0o600)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitLog(t, "nope.crt")
+	if out := p.stderr.String(); !strings.Contains(out, "pqedge.toml:15: site[0].cert[0].cert: failed to read certificate") {
+		t.Errorf("the refused reload does not name the missing file's FILE:LINE and key:\n%s", out)
+	}
+	if err := get(); err != nil {
+		t.Fatalf("after a refused reload the old config stopped serving: %v", err)
+	}
+
 	os.WriteFile(file, []byte(lifecycleConfig(dir, port, "127.0.0.1:9", "pq-only")), 0o600)
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	p.waitLog(t, "config reloaded")

@@ -137,6 +137,15 @@ func reload(ctx context.Context, srv *server.Server, file string, log *slog.Logg
 			log.Error("reload refused: invalid config; still serving the previous one", "problem", p.String())
 		}
 	case err != nil:
+		// A file the config names (a certificate, a key) that cannot be
+		// served fails the reload further in, without a line; the check a
+		// start makes says which key names it, at FILE:LINE.
+		if ps := fileProblems(file); len(ps) > 0 {
+			for _, p := range ps {
+				log.Error("reload refused: the config names files pqedge cannot serve; still serving the previous one", "problem", p.String())
+			}
+			return
+		}
 		log.Error("reload failed; still serving the previous config", "err", err)
 	default:
 		level.Set(logLevel(cfg.Log.Level))
@@ -146,6 +155,17 @@ func reload(ctx context.Context, srv *server.Server, file string, log *slog.Logg
 			log.Warn("config warning", "problem", w.String())
 		}
 	}
+}
+
+// fileProblems is what CheckFiles finds wrong, warnings aside, with the
+// files file names; nil when it does not load.
+func fileProblems(file string) config.Problems {
+	cfg, err := config.Load(file)
+	if err != nil {
+		return nil
+	}
+	problems, _ := splitWarnings(config.CheckFiles(cfg, time.Now()))
+	return problems
 }
 
 // splitWarnings separates CheckFiles' warnings from its problems.
