@@ -154,7 +154,14 @@ func mldsaInstructions(b *strings.Builder, r TrustRoot, k KeyInfo, pemPath strin
 	fmt.Fprintf(b, "This is an %s root. Few clients can trust one today:\n\n", k.Name)
 	fmt.Fprintf(b, "OpenSSL 3.5 or later (curl and openssl s_client on Debian trixie), per command:\n")
 	fmt.Fprintf(b, "  curl --cacert %s https://HOST/\n", pemPath)
-	fmt.Fprintf(b, "  openssl s_client -CAfile %s -connect HOST:443\n\n", pemPath)
+	fmt.Fprintf(b, "  openssl s_client -CAfile %s -connect HOST:443\n", pemPath)
+	// Neither names its roots in certificate_authorities, so under
+	// pq_certs = "trusted" pqedge serves them the classical chain, which
+	// this root does not verify (curl: exit 60).
+	fmt.Fprintf(b, "  They name no root in certificate_authorities: pqedge sends them the ML-DSA chain\n")
+	fmt.Fprintf(b, "  only with pq_certs = \"always\", or a [[site.pq_rule]] with mode = \"always\"\n")
+	fmt.Fprintf(b, "  for their network; otherwise they get the classical chain, which this root\n")
+	fmt.Fprintf(b, "  does not verify.\n\n")
 	fmt.Fprintf(b, "Go 1.27 or later programs (crypto/x509 verifies ML-DSA; Go reads SSL_CERT_FILE on Linux):\n")
 	fmt.Fprintf(b, "  SSL_CERT_FILE=%s PROGRAM\n\n", pemPath)
 	fmt.Fprintf(b, "Chromium: cannot trust an ML-DSA root (its NSS certutil refuses to import one).\n")

@@ -36,7 +36,7 @@ func TestTrustInstructions(t *testing.T) {
 				"$HOME/.mozilla/firefox/*/", "security add-trusted-cert", "certutil -addstore -f Root 'my dir/pqedge-root.cer'"},
 			dontWant: []string{"ML-DSA"}},
 		{name: "mldsa87 with intermediate", root: AlgMLDSA87, inter: true,
-			want: []string{"This is an ML-DSA-87 root", "curl --cacert 'my dir/pqedge-root.crt'", "SSL_CERT_FILE=", "Chromium: cannot trust",
+			want: []string{"This is an ML-DSA-87 root", "curl --cacert 'my dir/pqedge-root.crt'", `only with pq_certs = "always", or a [[site.pq_rule]]`, "SSL_CERT_FILE=", "Chromium: cannot trust",
 				"--ignore-certificate-errors-spki-list=", "the intermediate, which signs every leaf of this CA, ML-DSA-44", "no known way"},
 			dontWant: []string{"certutil -d", "update-ca-certificates", "security add-trusted-cert"}},
 		{name: "mldsa65 without intermediate", root: AlgMLDSA65,
