@@ -190,20 +190,22 @@ func (s *Server) handleConn(key string, raw net.Conn) {
 		tc.Close()
 		return
 	}
-	ec.info = &connInfo{handshake: keptHandshake(ec, ev), site: ev.Site, leaf: leafOf(ec.cert), facts: factsOf(ev.Handshake), remote: conn.RemoteAddr()}
+	hello, _ := ec.Release()
+	ec.info = &connInfo{handshake: keptHandshake(ev, hello), site: ev.Site, leaf: leafOf(ec.cert), facts: factsOf(ev.Handshake), remote: conn.RemoteAddr()}
 	s.handOff(key, tc, ec.info)
 }
 
 // keptHandshake is the record a connection keeps for its life, once the
-// sinks have seen the event: the same facts, with a ClientHello detached
-// from the capture buffer, which is released. The inspect page and the
-// upstream headers read only parsed fields; the captured records (1.5–2.1
-// KB for a browser's post-quantum hello) would otherwise stay with every
-// idle keep-alive connection. The event's own record is left as the sinks
-// saw it.
-func keptHandshake(ec *edgeConn, ev *HandshakeEvent) *pqtls.Handshake {
+// sinks have seen the event: the same facts, with hello, the ClientHello
+// detached from the bytes it was captured in (CaptureConn.Release over
+// TCP, ClientHello.Detached over QUIC), so that those can be collected.
+// The inspect page and the upstream headers read only parsed fields; the
+// captured records (1.5–2.1 KB for a browser's post-quantum hello) would
+// otherwise stay with every idle keep-alive connection. The event's own
+// record is left as the sinks saw it.
+func keptHandshake(ev *HandshakeEvent, hello *pqtls.ClientHello) *pqtls.Handshake {
 	h := *ev.Handshake
-	h.Client, _ = ec.Release()
+	h.Client = hello
 	return &h
 }
 

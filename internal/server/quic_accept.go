@@ -202,7 +202,13 @@ func (s *Server) handleQUIC(tcpKey string, q *quicSocket, conn *quic.Conn) {
 	ev := s.quicHandshakeEvent(qc, &cs, nil)
 	s.observe(ev)
 	q.tracker.Forget(qc.remote) // its slot in the tracker is free at once
-	qc.info = &connInfo{handshake: ev.Handshake, site: ev.Site, leaf: leafOf(qc.cert), facts: factsOf(ev.Handshake), remote: qc.remote}
+	if qc.hello != nil {
+		// The message bytes (the tracker's copy of the Initials' CRYPTO
+		// data, ~1.5 KB for a hybrid key share) go; the connection keeps
+		// the parsed fields.
+		qc.hello = qc.hello.Detached()
+	}
+	qc.info = &connInfo{handshake: keptHandshake(ev, qc.hello), site: ev.Site, leaf: leafOf(qc.cert), facts: factsOf(ev.Handshake), remote: qc.remote}
 	for range 3 {
 		g := s.current.Load()
 		l := g.listeners[tcpKey]
