@@ -27,6 +27,12 @@
 //
 //	ch, err := hello.Conn.(*pqtls.CaptureConn).ClientHello()
 //
+// A server that keeps connections open releases the captured bytes once it
+// has recorded the handshake: CaptureConn.Release drops them and keeps a
+// Detached copy of the parsed ClientHello, which is all JA4, Family and an
+// inspect page read (an idle connection otherwise holds the 1.5–2.1 KB of
+// a post-quantum ClientHello for its whole life).
+//
 // Over QUIC there are no records: the ClientHello travels in CRYPTO frames
 // of the client's Initial packets, and package pqtls/quichello recovers it
 // from the datagrams (WireShape.Transport says which transport carried a
