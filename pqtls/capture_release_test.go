@@ -111,3 +111,50 @@ func TestCaptureConnReleaseIncomplete(t *testing.T) {
 		t.Errorf("ClientHello after Release: %v, want the release error", again)
 	}
 }
+
+// FuzzCaptureConn reads arbitrary bytes through a CaptureConn in reads of
+// arbitrary size, under an arbitrary limit: the bytes pass through
+// untouched, the capture never holds more than the limit, a captured
+// ClientHello is what ParseClientHelloRecords makes of the recorded
+// records (a prefix of the stream), and Release keeps it without the
+// bytes.
+func FuzzCaptureConn(f *testing.F) {
+	for _, e := range readCaptureIndex(f) {
+		recs := readCapture(f, e.Name)
+		f.Add(recs, uint16(512), uint16(0))
+		f.Add(recs, uint16(1), uint16(300))
+	}
+	f.Add([]byte{recordTypeHandshake, 3, 1, 0, 100, handshakeTypeClientHello, 0, 0xea, 0x5c}, uint16(3), uint16(0))
+	f.Fuzz(func(t *testing.T, stream []byte, chunk, limit uint16) {
+		cc := NewCaptureConn(&chunkConn{data: slices.Clone(stream), chunk: max(1, int(chunk))}, int(limit))
+		got, err := readAllChunks(cc)
+		if err != nil || !slices.Equal(got, stream) {
+			t.Fatalf("read %d of %d bytes (%v): bytes must pass through", len(got), len(stream), err)
+		}
+		if len(cc.buf) > cc.limit {
+			t.Fatalf("the capture holds %d bytes, over its limit of %d", len(cc.buf), cc.limit)
+		}
+		ch, err := cc.ClientHello()
+		if err != nil {
+			if released, rerr := cc.Release(); released != nil || rerr == nil {
+				t.Fatalf("Release after a failed capture: %v, %v", released, rerr)
+			}
+			return
+		}
+		recs := cc.RawRecords()
+		if !slices.Equal(recs, stream[:len(recs)]) {
+			t.Fatal("the recorded records are not the start of the stream")
+		}
+		want, err := ParseClientHelloRecords(recs)
+		if err == nil {
+			want.Wire.Reads = ch.Wire.Reads // bytes alone do not tell how they were read
+		}
+		if err != nil || !equalHello(ch, want) {
+			t.Fatalf("the capture's ClientHello differs from its records' (%v)", err)
+		}
+		released, err := cc.Release()
+		if err != nil || released.Raw != nil || released.PSKIdentity != nil || released.Wire != ch.Wire || released.JA4() != ch.JA4() {
+			t.Fatalf("Release: %v; the released ClientHello must keep every parsed field and no bytes", err)
+		}
+	})
+}
