@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"syscall"
 	"time"
 
 	"github.com/pqedge/pqedge/internal/config"
@@ -117,6 +119,12 @@ func fleetCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return withHint(err, "fix the [fleet] table in "+*file)
 	}
+	// check reports the outcome itself: the Fleet's outage warnings
+	// ("serving with the keys ... this node has") and go-redis's pool
+	// lines would only repeat it on stderr, in other words and formats.
+	quiet := slog.New(slog.DiscardHandler)
+	fleet.SetClientLogger(quiet)
+	opts.Logger = quiet
 	f, err := fleet.New(opts)
 	if err != nil {
 		return withHint(err, "fix the [fleet] table in "+*file)
@@ -126,6 +134,9 @@ func fleetCheck(args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	r, err := f.Inspect(ctx, time.Now())
 	fmt.Fprintf(stdout, "store:      %s\nnode:       %s\nkey:        fingerprint %s\n", opts.Store, f.NodeID(), opts.Key.Fingerprint())
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return withHint(err, "nothing listens at "+opts.Store.String()+": check that the Redis or Valkey server runs there, and fleet.store's host and port")
+	}
 	if err != nil {
 		return withHint(err, "check fleet.store and the password, and that this node's encryption_key_file is the fleet's")
 	}
