@@ -9,7 +9,8 @@
 // CPU of its own (precomputed key shares, no chain verification), so that
 // the numbers describe the server under test, and proxied requests with
 // h2load from the Debian peer root. It is what `pqedge bench handshake`,
-// `pqedge bench matrix` and `pqedge bench proxy` run.
+// `pqedge bench matrix`, `pqedge bench proxy` and `pqedge bench overload`
+// run.
 //
 // It is not a correctness test of the server (nothing is verified unless
 // asked), and not portable: CPU and memory come from /proc and CPU pinning
@@ -60,6 +61,14 @@
 // request each, and the memory of held idle and pre-handshake connections.
 // The Go fronts' allocations, collections and live heap come from their
 // debug listener (expvar, net/http/pprof), which also yields profiles.
+//
+// # Overload
+//
+// Overload asks whether a flood of new handshakes starves the connections
+// a front has already established: the p99 of keep-alive requests sent at
+// a fixed rate, alone and under a flood at several times the front's
+// measured handshake capacity, from many loopback source addresses
+// (SpreadDial), with pqedge's [limits] counters read from its metrics.
 //
 // # Time to first byte
 //

@@ -39,6 +39,9 @@ commands:
              pre-handshake connection, for pqedge, the plain Go reverse proxy
              and nginx + OpenSSL 3.5, each pinned to one core; writes CSV and
              JSON
+  overload   keep-alive request latency alone and under a flood of new
+             handshakes at several times the front's capacity, for pqedge
+             (default [limits]) and the plain Go floor; writes JSON
 
 Run 'pqedge bench COMMAND -h' for a command's flags.
 `
@@ -62,13 +65,14 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		"handshake": benchHandshake,
 		"matrix":    benchMatrix,
 		"proxy":     benchProxy,
+		"overload":  benchOverload,
 		// serve-plain is the matrix's plain crypto/tls server, run as a
 		// child process so that its CPU can be read from /proc.
 		"serve-plain": benchServePlain,
 	}
 	run, ok := cmds[args[0]]
 	if !ok {
-		return cliFail(stderr, &cliError{err: fmt.Errorf("unknown bench command %q", args[0]), hints: []string{"commands are handshake, matrix and proxy; see `pqedge bench --help`"}, usage: true})
+		return cliFail(stderr, &cliError{err: fmt.Errorf("unknown bench command %q", args[0]), hints: []string{"commands are handshake, matrix, proxy and overload; see `pqedge bench --help`"}, usage: true})
 	}
 	if err := run(args[1:], stdout, stderr); err != nil {
 		return cliFail(stderr, err)
@@ -146,6 +150,7 @@ func benchHandshake(args []string, stdout, stderr io.Writer) error {
 	serverName := fs.String("servername", "localhost", "server `NAME` (SNI)")
 	timeout := fs.Duration("timeout", 5*time.Second, "deadline `D` of each handshake, connect included")
 	precompute := fs.Bool("precompute", true, "reuse one precomputed key share per group, so the client's CPU goes to the server under\ntest; -precompute=false makes fresh key shares for every handshake. Benchmark only:\nreused key shares give no forward secrecy")
+	sources := fs.Int("sources", 0, "tcp, loopback targets: connect from `N` source addresses 127.1.x.y in turn, as N clients\n(a distributed flood, which a per-client-address cap does not stop); 0: the system's choice")
 	jsonOut := fs.Bool("json", false, "print the report as JSON instead of a table")
 	csvFile := fs.String("csv", "", "also write the report as CSV to `FILE`")
 	transport := fs.String("transport", bench.TransportTCP, "`tcp|quic`: TLS over TCP, or QUIC with ALPN h3 on the same port over UDP")
@@ -195,6 +200,14 @@ func benchHandshake(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := bench.CheckRequestPath(*request); err != nil {
 		return benchFlagError("handshake", fmt.Errorf("-request: %w", err))
+	}
+	if *sources != 0 {
+		if *transport != bench.TransportTCP {
+			return benchFlagError("handshake", errors.New("-sources works over TCP only"))
+		}
+		if opts.Dial, err = bench.SpreadDial(*sources); err != nil {
+			return benchFlagError("handshake", fmt.Errorf("-sources: %w", err))
+		}
 	}
 	if opts.Groups, err = parseGroupList("handshake", *groups); err != nil {
 		return err

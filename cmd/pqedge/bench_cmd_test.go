@@ -38,7 +38,7 @@ func TestRunBenchErrors(t *testing.T) {
 	}{
 		{"no command", nil, 2, []string{"usage: pqedge bench"}, true},
 		{"unknown flag", []string{"matrix", "-frob"}, 2, []string{"flag provided but not defined: -frob", "hint: see `pqedge bench matrix --help`"}, true},
-		{"unknown command", []string{"frob"}, 2, []string{`pqedge: error: unknown bench command "frob"`, "hint: commands are handshake, matrix and proxy"}, true},
+		{"unknown command", []string{"frob"}, 2, []string{`pqedge: error: unknown bench command "frob"`, "hint: commands are handshake, matrix, proxy and overload"}, true},
 		{"no target", []string{"handshake"}, 2, []string{"needs -target HOST:PORT", "hint: try `pqedge bench handshake"}, true},
 		{"bad group", []string{"handshake", "-target", "127.0.0.1:1", "-groups", "x25519,nope"}, 2, []string{"-groups:", "hint: group names are IANA names"}, true},
 		{"bad sigalg", []string{"handshake", "-target", "127.0.0.1:1", "-sigalgs", "md5"}, 2, []string{"-sigalgs:", "hint: signature names"}, true},

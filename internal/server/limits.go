@@ -87,8 +87,8 @@ func tlsConnOf(c net.Conn) (*tls.Conn, bool) {
 
 // limiterCollector exports the limiter's counters at scrape time.
 type limiterCollector struct {
-	l                                 *connlimit.Limiter
-	open, handshaking, waiting, refus *prometheus.Desc
+	l                                         *connlimit.Limiter
+	open, handshaking, waiting, refus, queued *prometheus.Desc
 }
 
 func newLimiterCollector(l *connlimit.Limiter) *limiterCollector {
@@ -98,6 +98,7 @@ func newLimiterCollector(l *connlimit.Limiter) *limiterCollector {
 		waiting:     prometheus.NewDesc("pqedge_handshakes_waiting", "Connections waiting for a handshake slot now (limits.handshake_queue caps them).", nil, nil),
 		refus: prometheus.NewDesc("pqedge_connections_refused_total", "Connections closed before any cryptography by the limits: connections (total cap), per_client, handshake_queue (queue full), handshake_wait (the handshake deadline passed in the queue).",
 			[]string{"reason"}, nil),
+		queued: prometheus.NewDesc("pqedge_handshakes_queued_total", "Connections that found every handshake slot taken and waited in the queue (those that then got a slot, and those refused as handshake_wait).", nil, nil),
 	}
 }
 
@@ -106,6 +107,7 @@ func (c *limiterCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.handshaking
 	ch <- c.waiting
 	ch <- c.refus
+	ch <- c.queued
 }
 
 func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
@@ -113,6 +115,7 @@ func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(st.Conns))
 	ch <- prometheus.MustNewConstMetric(c.handshaking, prometheus.GaugeValue, float64(st.Handshakes))
 	ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(st.WaitingHandshakes))
+	ch <- prometheus.MustNewConstMetric(c.queued, prometheus.CounterValue, float64(st.HandshakesQueued))
 	for reason, n := range map[string]uint64{"connections": st.RefusedTotal, "per_client": st.RefusedPerClient,
 		"handshake_queue": st.HandshakesRefused, "handshake_wait": st.HandshakesExpired} {
 		ch <- prometheus.MustNewConstMetric(c.refus, prometheus.CounterValue, float64(n), reason)
