@@ -117,8 +117,8 @@ func (l PQEdgeLauncher) StartProxy(ctx context.Context, spec ProxySpec) (*Front,
 // PQEdgeProxyConfig is the config `bench proxy` runs pqedge with: the
 // spec's chain from files, its groups, one route "/" to a pool holding the
 // HTTP upstream and a stream listener relaying to a second pool. Defaults
-// stay as they are (timeouts, upstream keep-alive, health: passive only,
-// [limits]) because they are what pqedge ships; the access log is off and
+// stay as they are (timeouts, upstream keep-alive, health: passive only)
+// because they are what pqedge ships; the access log is off and
 // the admin listener closed unless spec.AdminAddr asks for it, as on the
 // other fronts.
 func PQEdgeProxyConfig(spec ProxySpec, dataDir, https, stream string) string {

@@ -7,8 +7,9 @@
 // It is the accept path's first step (issue 12, kind 10): a flood of new
 // handshakes must not starve connections that are already established, and
 // one address must not hold every socket. It knows nothing of TLS or HTTP:
-// the server calls Accept for each accepted connection and BeginHandshake
-// around each handshake, and reads Stats for its metrics.
+// the server calls Accept for each accepted connection, BeginHandshake
+// around each handshake and BeginCrypto around its key exchange and
+// signature (CryptoGate), and reads Stats for its metrics.
 //
 // A client address is an IPv4 address, or an IPv6 /64: one host commonly
 // holds a whole /64, so counting single IPv6 addresses would let it open
@@ -60,6 +61,9 @@ type Options struct {
 	// slot once MaxHandshakes are in progress; the rest are refused.
 	// Negative: none wait.
 	HandshakeQueue int
+	// MaxCrypto caps handshakes doing their cryptography at once
+	// (BeginCrypto, CryptoGate); zero means GOMAXPROCS, negative no cap.
+	MaxCrypto int
 }
 
 func (o *Options) setDefaults() {
@@ -89,11 +93,14 @@ type Stats struct {
 	HandshakesQueued  uint64 // handshakes that had to wait for a slot
 	HandshakesRefused uint64 // refused: the queue was full
 	HandshakesExpired uint64 // gave up waiting (the caller's context ended)
+
+	Crypto CryptoStats // the crypto gate (BeginCrypto)
 }
 
 // Limiter enforces Options. It is safe for concurrent use.
 type Limiter struct {
-	opts Options
+	opts   Options
+	crypto *CryptoGate
 
 	mu        sync.Mutex // guards the fields below
 	conns     int
@@ -108,7 +115,15 @@ type Limiter struct {
 // New returns a Limiter for opts.
 func New(opts Options) *Limiter {
 	opts.setDefaults()
-	return &Limiter{opts: opts, perClient: map[netip.Addr]int{}}
+	return &Limiter{opts: opts, perClient: map[netip.Addr]int{}, crypto: NewCryptoGate(opts.MaxCrypto)}
+}
+
+// BeginCrypto takes a slot of the crypto gate (CryptoGate.BeginCrypto),
+// waiting until deadline at most: call it once the ClientHello is read,
+// before the key exchange and the signature, and done when the server
+// reads the client's next flight.
+func (l *Limiter) BeginCrypto(deadline time.Time) (done func(), err error) {
+	return l.crypto.BeginCrypto(deadline)
 }
 
 // clientKey is the address connections are counted by: IPv4 as is, IPv6
@@ -261,6 +276,22 @@ func (l *Limiter) BeginHandshake(ctx context.Context) (done func(), err error) {
 	return nil, context.Cause(ctx)
 }
 
+// RefuseHandshake reports whether BeginHandshake would fail at once
+// because every slot is taken and the queue is full, and counts such a
+// refusal (HandshakesRefused) as BeginHandshake would. An accept loop
+// asks it before starting anything for a new connection: under a flood,
+// a refusal then costs an accept and a close, without a goroutine.
+func (l *Limiter) RefuseHandshake() bool {
+	l.mu.Lock()
+	full := l.opts.MaxHandshakes > 0 && l.running >= l.opts.MaxHandshakes &&
+		(l.opts.HandshakeQueue <= 0 || len(l.waiters) >= l.opts.HandshakeQueue)
+	l.mu.Unlock()
+	if full {
+		l.hsRefused.Add(1)
+	}
+	return full
+}
+
 // BeginHandshakeBy is BeginHandshake with a deadline instead of a context:
 // the slot is taken without allocating when one is free, and a timer is
 // made only when the handshake has to wait. This is the accept path's
@@ -303,6 +334,7 @@ func (l *Limiter) Stats() Stats {
 	s.HandshakesQueued = l.queued.Load()
 	s.HandshakesRefused = l.hsRefused.Load()
 	s.HandshakesExpired = l.hsExpired.Load()
+	s.Crypto = l.crypto.Stats()
 	return s
 }
 
@@ -333,6 +365,7 @@ func (ln *listener) Accept() (net.Conn, error) {
 // MaxHandshakes hands the new slots to waiting handshakes at once.
 func (l *Limiter) SetOptions(opts Options) {
 	opts.setDefaults()
+	l.crypto.setLimit(opts.MaxCrypto)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.opts = opts

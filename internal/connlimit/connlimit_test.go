@@ -426,3 +426,123 @@ func TestAdmit(t *testing.T) {
 		t.Errorf("a released slot is not free again: %v", err)
 	}
 }
+
+// TestCryptoGate: at most the cap compute at once, waiters get freed
+// slots in arrival order, a wait ends at its deadline, and raising the cap
+// lets waiters through at once.
+func TestCryptoGate(t *testing.T) {
+	far := time.Now().Add(10 * time.Second)
+	t.Run("cap and FIFO hand-over", func(t *testing.T) {
+		g := NewCryptoGate(1)
+		done, err := g.BeginCrypto(far)
+		if err != nil {
+			t.Fatal(err)
+		}
+		order := make(chan int, 2)
+		var wg sync.WaitGroup
+		for i := range 2 {
+			// Start the second waiter only once the first waits.
+			waitFor(t, "earlier waiters", func() bool { return g.Stats().Waiting == i })
+			wg.Go(func() {
+				d, err := g.BeginCrypto(far)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				order <- i
+				d()
+			})
+		}
+		waitFor(t, "two waiters", func() bool { return g.Stats().Waiting == 2 })
+		if st := g.Stats(); st.Running != 1 {
+			t.Fatalf("%d running with a cap of 1", st.Running)
+		}
+		done()
+		done() // a second call does nothing
+		wg.Wait()
+		if a, b := <-order, <-order; a != 0 || b != 1 {
+			t.Errorf("slots went to waiters %d then %d, want 0 then 1", a, b)
+		}
+		if st := g.Stats(); st.Running != 0 || st.Waiting != 0 || st.Queued != 2 || st.Expired != 0 {
+			t.Errorf("Stats = %+v, want all free, 2 queued", st)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		g := NewCryptoGate(1)
+		done, _ := g.BeginCrypto(far)
+		defer done()
+		if _, err := g.BeginCrypto(time.Now().Add(20 * time.Millisecond)); !errors.Is(err, ErrCryptoWait) {
+			t.Fatalf("err %v, want ErrCryptoWait", err)
+		}
+		if st := g.Stats(); st.Waiting != 0 || st.Expired != 1 {
+			t.Errorf("Stats = %+v, want no waiter left, 1 expired", st)
+		}
+	})
+	t.Run("raised cap and no cap", func(t *testing.T) {
+		g := NewCryptoGate(1)
+		done, _ := g.BeginCrypto(far)
+		defer done()
+		got := make(chan error, 1)
+		go func() {
+			d, err := g.BeginCrypto(far)
+			if err == nil {
+				d()
+			}
+			got <- err
+		}()
+		waitFor(t, "a waiter", func() bool { return g.Stats().Waiting == 1 })
+		g.setLimit(-1)
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+		d, err := g.BeginCrypto(time.Now()) // no cap: never waits
+		if err != nil {
+			t.Fatal(err)
+		}
+		d()
+	})
+	t.Run("default follows GOMAXPROCS", func(t *testing.T) {
+		g := NewCryptoGate(0)
+		var dones []func()
+		for range runtime.GOMAXPROCS(0) {
+			d, err := g.BeginCrypto(far)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dones = append(dones, d)
+		}
+		if _, err := g.BeginCrypto(time.Now().Add(10 * time.Millisecond)); err == nil {
+			t.Error("a slot beyond GOMAXPROCS was free")
+		}
+		for _, d := range dones {
+			d()
+		}
+	})
+}
+
+// TestRefuseHandshake: the accept loop's check refuses (and counts) only
+// when BeginHandshake would fail at once.
+func TestRefuseHandshake(t *testing.T) {
+	l := New(Options{MaxHandshakes: 1, HandshakeQueue: 1})
+	if l.RefuseHandshake() {
+		t.Fatal("refused with a free slot")
+	}
+	done, err := l.BeginHandshake(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	if l.RefuseHandshake() {
+		t.Fatal("refused with room in the queue")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go l.BeginHandshake(ctx)
+	waitFor(t, "a waiter", func() bool { return l.Stats().WaitingHandshakes == 1 })
+	if !l.RefuseHandshake() {
+		t.Error("not refused with every slot taken and the queue full")
+	}
+	cancel()
+	if st := l.Stats(); st.HandshakesRefused != 1 {
+		t.Errorf("refusals counted %d, want 1", st.HandshakesRefused)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pqedge/pqedge/internal/config"
+	"github.com/pqedge/pqedge/internal/connlimit"
 	"github.com/pqedge/pqedge/internal/pages"
 	"github.com/pqedge/pqedge/pqtls"
 	"github.com/pqedge/pqedge/proxy"
@@ -33,6 +34,45 @@ type edgeConn struct {
 	certFailed bool                // no certificate fitted the client
 	info       *connInfo           // set once the handshake succeeded
 	proxyIn    *proxyInConn        // the PROXY header reader, on listeners with proxy_protocol_in
+
+	// The crypto gate (connlimit.CryptoGate): used by the connection's
+	// goroutine only, until the hand-off.
+	limiter    *connlimit.Limiter
+	deadline   time.Time // the handshake's: the longest a slot is waited for
+	cryptoDone func()    // frees the crypto slot held, nil when none
+}
+
+// beginCrypto takes a slot of the crypto gate for the handshake's key
+// exchange and signature, unless one is held: from GetConfigForClient,
+// and again from GetCertificate after a HelloRetryRequest (whose second
+// ClientHello was read, freeing the first slot), so that no path to a
+// signature skips the gate.
+func (c *edgeConn) beginCrypto() error {
+	if c.cryptoDone != nil || c.limiter == nil {
+		return nil
+	}
+	done, err := c.limiter.BeginCrypto(c.deadline)
+	if err != nil {
+		return err
+	}
+	c.cryptoDone = done
+	return nil
+}
+
+// endCrypto frees the crypto slot, if one is held.
+func (c *edgeConn) endCrypto() {
+	if c.cryptoDone != nil {
+		c.cryptoDone()
+		c.cryptoDone = nil
+	}
+}
+
+// Read frees the crypto slot before reading: once crypto/tls reads again
+// after the ClientHello, it has sent its flight and waits for the
+// client's, with no costly cryptography left.
+func (c *edgeConn) Read(b []byte) (int, error) {
+	c.endCrypto()
+	return c.CaptureConn.Read(b)
 }
 
 // hello returns the captured ClientHello, nil when it was not captured.
@@ -55,6 +95,10 @@ func (c *edgeConn) noteCertFailure() {
 // recordingCertificate returns cert with its signer wrapped, so the scheme
 // crypto/tls signs with is recorded on c.
 func (c *edgeConn) recordingCertificate(cert *tls.Certificate) *tls.Certificate {
+	// After a HelloRetryRequest the slot was freed; the signature is
+	// still to come. A wait that outlasts the deadline fails the
+	// handshake at its next I/O, whose deadline has passed too.
+	c.beginCrypto()
 	c.cert = cert
 	return recording(cert, &c.sig)
 }
@@ -130,6 +174,13 @@ func (sk *socket) acceptLoop() {
 		if err != nil {
 			continue
 		}
+		// A full handshake queue refuses here too: under a flood most
+		// connections are refused, and a goroutine each would crowd
+		// Go's run queue ahead of established connections.
+		if sk.srv.limiter.RefuseHandshake() {
+			lc.Close()
+			continue
+		}
 		go sk.srv.handleConn(sk.key, lc)
 	}
 }
@@ -154,15 +205,19 @@ func (s *Server) handleConn(key string, raw net.Conn) {
 		pin = wrapProxyIn(raw, l.ProxyIn, g.plan.Timeouts.Handshake)
 		conn = pin
 	}
-	ec := &edgeConn{CaptureConn: pqtls.NewCaptureConn(conn, 0), listener: l, proxyIn: pin}
+	deadline := s.now().Add(g.plan.Timeouts.Handshake)
+	ec := &edgeConn{CaptureConn: pqtls.NewCaptureConn(conn, 0), listener: l, proxyIn: pin, limiter: s.limiter, deadline: deadline}
 	tc := tls.Server(ec, s.tlsBase)
 
 	// The deadline bounds clients that stop mid-handshake or send nothing
 	// (or, behind a load balancer, no PROXY header). It is set through the
 	// PROXY reader, which restores it after the header. A handshake slot
 	// is waited for under the same deadline: a flood of new handshakes
-	// queues, or is closed, before it costs any cryptography.
-	deadline := s.now().Add(g.plan.Timeouts.Handshake)
+	// queues, or is closed, before it costs any cryptography. Then its
+	// key exchange and signature wait for a slot of the crypto gate
+	// (beginCrypto), so that handshakes in progress compute a few at a
+	// time and established connections do not wait behind hundreds of
+	// them in Go's run queue (connlimit.CryptoGate).
 	conn.SetDeadline(deadline)
 	slot, err := s.limiter.BeginHandshakeBy(deadline)
 	if err != nil {
@@ -172,6 +227,7 @@ func (s *Server) handleConn(key string, raw net.Conn) {
 	start := time.Now()
 	err = tc.Handshake()
 	took := time.Since(start)
+	ec.endCrypto() // a failed handshake may not have read again
 	slot()
 	conn.SetDeadline(time.Time{})
 
@@ -229,6 +285,9 @@ func (s *Server) configForClient(info *tls.ClientHelloInfo) (*tls.Config, error)
 	}
 	rt := l.site(site)
 	ec.site = rt
+	if err := ec.beginCrypto(); err != nil {
+		return nil, err
+	}
 	return l.tlsConfigs[rt], nil
 }
 

@@ -22,7 +22,10 @@ import (
 //	accept          connlimit: total and per-client connection caps, before
 //	                any byte is read (acceptLoop)
 //	handshake       connlimit: a handshake slot, waiting in a bounded queue
-//	                under the handshake deadline (handleConn)
+//	                under the handshake deadline (handleConn; a full queue
+//	                is refused in acceptLoop, without a goroutine); then a
+//	                crypto slot for the key exchange and signature, at most
+//	                GOMAXPROCS at once (edgeConn.beginCrypto)
 //	hand-off        h1guard or h2guard, by ALPN, around the connection the
 //	                HTTP server reads (guard)
 //	request         proxy.CheckRequest in the router; body, write and
@@ -89,6 +92,7 @@ func tlsConnOf(c net.Conn) (*tls.Conn, bool) {
 type limiterCollector struct {
 	l                                         *connlimit.Limiter
 	open, handshaking, waiting, refus, queued *prometheus.Desc
+	cryptoWaiting                             *prometheus.Desc
 }
 
 func newLimiterCollector(l *connlimit.Limiter) *limiterCollector {
@@ -98,7 +102,8 @@ func newLimiterCollector(l *connlimit.Limiter) *limiterCollector {
 		waiting:     prometheus.NewDesc("pqedge_handshakes_waiting", "Connections waiting for a handshake slot now (limits.handshake_queue caps them).", nil, nil),
 		refus: prometheus.NewDesc("pqedge_connections_refused_total", "Connections closed before any cryptography by the limits: connections (total cap), per_client, handshake_queue (queue full), handshake_wait (the handshake deadline passed in the queue).",
 			[]string{"reason"}, nil),
-		queued: prometheus.NewDesc("pqedge_handshakes_queued_total", "Connections that found every handshake slot taken and waited in the queue (those that then got a slot, and those refused as handshake_wait).", nil, nil),
+		cryptoWaiting: prometheus.NewDesc("pqedge_handshakes_crypto_waiting", "Handshakes that read their ClientHello and wait for a crypto slot now (GOMAXPROCS handshakes do their key exchange and signature at once).", nil, nil),
+		queued:        prometheus.NewDesc("pqedge_handshakes_queued_total", "Connections that found every handshake slot taken and waited in the queue (those that then got a slot, and those refused as handshake_wait).", nil, nil),
 	}
 }
 
@@ -108,6 +113,7 @@ func (c *limiterCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.waiting
 	ch <- c.refus
 	ch <- c.queued
+	ch <- c.cryptoWaiting
 }
 
 func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
@@ -116,6 +122,7 @@ func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.handshaking, prometheus.GaugeValue, float64(st.Handshakes))
 	ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(st.WaitingHandshakes))
 	ch <- prometheus.MustNewConstMetric(c.queued, prometheus.CounterValue, float64(st.HandshakesQueued))
+	ch <- prometheus.MustNewConstMetric(c.cryptoWaiting, prometheus.GaugeValue, float64(st.Crypto.Waiting))
 	for reason, n := range map[string]uint64{"connections": st.RefusedTotal, "per_client": st.RefusedPerClient,
 		"handshake_queue": st.HandshakesRefused, "handshake_wait": st.HandshakesExpired} {
 		ch <- prometheus.MustNewConstMetric(c.refus, prometheus.CounterValue, float64(n), reason)

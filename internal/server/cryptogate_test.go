@@ -1,0 +1,53 @@
+package server
+
+import (
+	"crypto/tls"
+	"testing"
+)
+
+// TestCryptoSlotsReturned: every kind of handshake, finished or failed,
+// gives its crypto slot back (a leaked slot would stall every later
+// handshake once GOMAXPROCS of them leaked).
+func TestCryptoSlotsReturned(t *testing.T) {
+	ts := startServer(t, baseConfig+inspectSite)
+	addr := ts.addr("https")
+	tests := []struct {
+		name   string
+		cfg    *tls.Config
+		wantOK bool
+	}{
+		{"post-quantum TLS 1.3", &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"}, true},
+		{"classical group", &tls.Config{RootCAs: ts.roots(), ServerName: "localhost", CurvePreferences: []tls.CurveID{tls.CurveP256}}, true},
+		{"TLS 1.2", &tls.Config{RootCAs: ts.roots(), ServerName: "localhost", MaxVersion: tls.VersionTLS12}, true},
+		// The client refuses the chain after the server's flight: the
+		// server's handshake fails at its next read.
+		{"client aborts", &tls.Config{ServerName: "localhost"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := tls.Dial("tcp", addr, tt.cfg)
+			if (err == nil) != tt.wantOK {
+				t.Fatalf("handshake error %v, want success %v", err, tt.wantOK)
+			}
+			if err == nil {
+				c.Close()
+			}
+			waitFor(t, "the crypto slot to be free", func() bool {
+				st := ts.srv.limiter.Stats().Crypto
+				return st.Running == 0 && st.Waiting == 0
+			})
+		})
+	}
+	t.Run("ClientHello never finished", func(t *testing.T) {
+		c := dialTimeout(t, addr)
+		c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}) // a record header and one byte
+		c.Close()
+		waitFor(t, "the handshake slot to be free", func() bool { return ts.srv.limiter.Stats().Handshakes == 0 })
+		if st := ts.srv.limiter.Stats().Crypto; st.Running != 0 || st.Queued != 0 {
+			t.Errorf("crypto gate %+v: a client that sent no ClientHello took a slot", st)
+		}
+	})
+	if n := ts.metricSum("pqedge_handshakes_crypto_waiting"); n != 0 {
+		t.Errorf("pqedge_handshakes_crypto_waiting = %v, want 0", n)
+	}
+}
