@@ -224,6 +224,7 @@ func (s *Server) handleConn(key string, raw net.Conn) {
 		raw.Close()
 		return
 	}
+	reserveHandshakeStack(0) // before crypto/tls, not in the middle of ML-KEM (stack.go)
 	start := time.Now()
 	err = tc.Handshake()
 	took := time.Since(start)

@@ -25,6 +25,7 @@ type router struct {
 }
 
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reserveRequestStack(0) // before the handler chain, not in the middle of it (stack.go)
 	start := time.Now()
 	ci := connInfoFrom(r.Context())
 	if ci == nil {
