@@ -1,7 +1,7 @@
 package server
 
 // Goroutine stack reserved up front, at a shallow point, for a handshake
-// and for a request, by reserveStack.
+// and for a request, by reserveHandshakeStack and reserveRequestStack.
 //
 // Why: a goroutine starts with a small stack (2 KiB, or the runtime's
 // running average), and the runtime doubles it when a call would
