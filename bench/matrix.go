@@ -375,8 +375,8 @@ func (m *matrixRun) runServer(ctx context.Context, l Launcher, alg CertAlg) {
 // signature_algorithms_cert (go.dev/issue/82536); pqedge serves a chain
 // only to a client that can verify every signature in it (RFC 8446
 // Section 4.4.2.2, certs.Selector.VerifiableChainsOnly), so it refuses
-// that client an ML-DSA chain signed by an ML-DSA intermediate, with
-// internal_error from crypto/tls. The plain floor and nginx serve the
+// that client an ML-DSA chain signed by an ML-DSA intermediate (the
+// handshake_failure alert). The plain floor and nginx serve the
 // chain regardless. Clients that do offer ML-DSA there (curl 8.14 over
 // HTTP/3) get it: see the compat suite.
 func unmeasurable(server, transport string, alg CertAlg) string {

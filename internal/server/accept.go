@@ -28,12 +28,12 @@ type edgeConn struct {
 	*pqtls.CaptureConn
 	listener *listenerRuntime
 
-	site       *siteRuntime        // chosen by GetConfigForClient
-	cert       *tls.Certificate    // chosen by GetCertificate (unwrapped)
-	sig        tls.SignatureScheme // what the certificate's signer was asked to sign with
-	certFailed bool                // no certificate fitted the client
-	info       *connInfo           // set once the handshake succeeded
-	proxyIn    *proxyInConn        // the PROXY header reader, on listeners with proxy_protocol_in
+	site    *siteRuntime        // chosen by GetConfigForClient
+	cert    *tls.Certificate    // chosen by GetCertificate (unwrapped)
+	sig     tls.SignatureScheme // what the certificate's signer was asked to sign with
+	certErr error               // why no certificate fitted the client (Selector.Pick's error)
+	info    *connInfo           // set once the handshake succeeded
+	proxyIn *proxyInConn        // the PROXY header reader, on listeners with proxy_protocol_in
 
 	// The crypto gate (connlimit.CryptoGate): used by the connection's
 	// goroutine only, until the hand-off.
@@ -86,9 +86,9 @@ func (c *edgeConn) hello() *pqtls.ClientHello {
 
 func (c *edgeConn) clientHello() *pqtls.ClientHello { return c.hello() }
 
-func (c *edgeConn) noteCertFailure() {
+func (c *edgeConn) noteCertFailure(err error) {
 	if c != nil {
-		c.certFailed = true
+		c.certErr = err
 	}
 }
 

@@ -3,12 +3,14 @@ package server
 import (
 	"bufio"
 	"crypto/tls"
+	"errors"
 	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pqedge/pqedge/certs"
 	"github.com/pqedge/pqedge/pqtls/leanclient"
 )
 
@@ -107,13 +109,19 @@ handler = "inspect"
 		{"no chain fits the client's signature algorithms", "https", func(addr string) {
 			_, err := leanclient.Dial(t.Context(), addr, &leanclient.Config{ServerName: "localhost", Groups: []tls.CurveID{tls.X25519},
 				SignatureAlgorithms: []tls.SignatureScheme{tls.Ed25519}, Timeout: 5 * time.Second})
-			if err == nil {
-				t.Error("the handshake succeeded")
+			// RFC 8446 Section 6.2: no acceptable parameters is
+			// handshake_failure; internal_error would blame the server.
+			var le *leanclient.Error
+			if !errors.As(err, &le) || le.Kind != leanclient.KindAlert || le.Alert != 40 {
+				t.Errorf("the client got %v, want the handshake_failure alert (40)", err)
 			}
 		}, reasonCertificate},
 		{"strict_sni and an unknown name", "strict",
 			goTLS(&tls.Config{ServerName: "nothing.test", InsecureSkipVerify: true}),
 			reasonUnknownName},
+	}
+	wantErr := map[string]string{
+		"no chain fits the client's signature algorithms": certs.ErrNoVerifiableChain.Error(),
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,6 +141,10 @@ handler = "inspect"
 			})
 			if ev.Handshake != nil || ev.Reason != tt.reason {
 				t.Errorf("counted as %q (err %v), want %q", ev.Reason, ev.Err, tt.reason)
+			}
+			// The event says why in pqedge's words, not crypto/tls's.
+			if want := wantErr[tt.name]; want != "" && (ev.Err == nil || !strings.Contains(ev.Err.Error(), want)) {
+				t.Errorf("the event's error is %v, want one saying %q", ev.Err, want)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -139,10 +140,16 @@ func (s *siteRuntime) getCertificate(info *tls.ClientHelloInfo) (*tls.Certificat
 	}
 	cert, err := sel.Pick(info, hello)
 	if err != nil {
+		err = fmt.Errorf("site %q: %w", s.Name, err)
 		if hs != nil {
-			hs.noteCertFailure()
+			hs.noteCertFailure(err)
 		}
-		return nil, fmt.Errorf("site %q: %w", s.Name, err)
+		if errors.Is(err, certs.ErrNoVerifiableChain) {
+			// The client's choice, not a fault: handshake_failure, not
+			// the internal_error crypto/tls sends for an error here.
+			return certs.RefusalCertificate(), nil
+		}
+		return nil, err
 	}
 	if hs == nil {
 		return cert, nil

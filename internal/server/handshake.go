@@ -84,7 +84,10 @@ func (s *Server) handshakeEvent(ec *edgeConn, tc *tls.Conn, err error, took time
 		if ec.site != nil {
 			site = ec.site.Site
 		}
-		ev.Reason = classifyFailure(err, hello, site, ec.certFailed)
+		ev.Reason = classifyFailure(err, hello, site, ec.certErr != nil)
+		if ec.certErr != nil {
+			ev.Err = ec.certErr // crypto/tls's own error names only the refusal's key type
+		}
 		if ec.proxyIn != nil && ec.proxyIn.headerErr != nil {
 			ev.Reason, ev.Err = reasonProxyProtocol, ec.proxyIn.headerErr
 		}

@@ -50,12 +50,12 @@ type quicConn struct {
 	mu   sync.Mutex // guards slot
 	slot func()     // the handshake slot while held
 
-	hello      *pqtls.ClientHello
-	site       *siteRuntime
-	cert       *tls.Certificate
-	sig        tls.SignatureScheme
-	certFailed bool
-	noSlot     bool // no handshake slot in time: the limiter counted it
+	hello   *pqtls.ClientHello
+	site    *siteRuntime
+	cert    *tls.Certificate
+	sig     tls.SignatureScheme
+	certErr error // why no certificate fitted the client (Selector.Pick's error)
+	noSlot  bool  // no handshake slot in time: the limiter counted it
 
 	ended atomic.Bool // the handshake's outcome is recorded
 	info  *connInfo   // set before the hand-off
@@ -159,7 +159,7 @@ func (qc *quicConn) endHandshake() {
 // handshake it serves: an edgeConn over TCP, a quicConn over QUIC.
 type handshakeState interface {
 	clientHello() *pqtls.ClientHello
-	noteCertFailure()
+	noteCertFailure(err error)
 	recordingCertificate(*tls.Certificate) *tls.Certificate
 }
 
@@ -181,7 +181,7 @@ func handshakeStateOf(info *tls.ClientHelloInfo) handshakeState {
 }
 
 func (qc *quicConn) clientHello() *pqtls.ClientHello { return qc.hello }
-func (qc *quicConn) noteCertFailure()                { qc.certFailed = true }
+func (qc *quicConn) noteCertFailure(err error)       { qc.certErr = err }
 
 func (qc *quicConn) recordingCertificate(cert *tls.Certificate) *tls.Certificate {
 	qc.cert = cert
@@ -258,7 +258,10 @@ func (s *Server) quicHandshakeEvent(qc *quicConn, cs *tls.ConnectionState, err e
 		if qc.site != nil {
 			site = qc.site.Site
 		}
-		ev.Err, ev.Reason = err, classifyQUICFailure(err, hello, site, qc.certFailed)
+		ev.Err, ev.Reason = err, classifyQUICFailure(err, hello, site, qc.certErr != nil)
+		if qc.certErr != nil {
+			ev.Err = qc.certErr
+		}
 		return ev
 	}
 	if hello == nil {
