@@ -22,6 +22,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -257,7 +258,11 @@ func (l *Limiter) BeginHandshake(ctx context.Context) (done func(), err error) {
 
 	select {
 	case <-ch:
-		return l.handshakeDone, nil // the slot was handed over
+		// The slot was handed over; yield, as CryptoGate.BeginCrypto
+		// does, so that a flood's handshakes do not chain through the
+		// scheduler's runnext ahead of established connections.
+		runtime.Gosched()
+		return l.handshakeDone, nil
 	case <-ctx.Done():
 	}
 	l.mu.Lock()

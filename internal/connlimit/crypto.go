@@ -96,7 +96,17 @@ func (g *CryptoGate) BeginCrypto(deadline time.Time) (done func(), err error) {
 	defer t.Stop()
 	select {
 	case <-w.ch:
-		return g.slot(), nil // the slot was handed over
+		// The slot was handed over. Closing w.ch put this goroutine in
+		// its P's runnext, where it inherits the time slice of the
+		// handshake that freed the slot: under a flood that chain would
+		// go on from handshake to handshake, and Go's scheduler, which
+		// looks at its global queue (where the network poller puts the
+		// goroutines of established connections) only once its own is
+		// empty or a slice has passed, left requests waiting for
+		// seconds (docs/BENCHMARKS.md, "Overload"). Yielding puts this
+		// handshake at the back of the global queue, behind them.
+		runtime.Gosched()
+		return g.slot(), nil
 	case <-t.C:
 	}
 	g.mu.Lock()
