@@ -24,7 +24,7 @@ var ErrCryptoWait = errors.New("handshake deadline passed waiting for a crypto s
 // Go's scheduler runs ready goroutines first come, first served: with
 // hundreds of handshakes ready to compute, a request on an established
 // connection waits behind all of them (measured: 256 handshakes in
-// progress put ~120 ms on a keep-alive request's p50 on one core,
+// progress put 60-140 ms on a keep-alive request's p50 on one core,
 // docs/BENCHMARKS.md "Overload"). Handshakes that wait here are parked,
 // not ready, so an established connection waits behind at most
 // GOMAXPROCS handshakes' cryptography.
