@@ -2,8 +2,10 @@ package acme
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -38,13 +40,15 @@ func (m *Manager) HTTPChallengeHandler(next http.Handler) http.Handler {
 // RedirectToHTTPS returns a handler that answers every request with a 308
 // redirect to the same host and path over https, on httpsPort (0 or 443
 // leave the port out of the URL). 308 keeps the method and body (RFC 9110
-// section 15.4.9). A Host header that is not a plain host name or IP address
-// gets 400 rather than a redirect to somewhere odd.
+// section 15.4.9). A Host header that is not a plain host name or IP address,
+// or a request target that would make no valid URL (an absolute-form target
+// whose opaque part net/http does not check, such as "a:%"), gets 400
+// rather than a redirect to somewhere odd.
 func RedirectToHTTPS(httpsPort int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		target, ok := httpsURL(r.Host, httpsPort, r.URL.RequestURI())
-		if !ok {
-			http.Error(w, "bad Host header", http.StatusBadRequest)
+		target, err := httpsURL(r.Host, httpsPort, r.URL.RequestURI())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		// Close rather than keep alive: a client that follows the
@@ -54,16 +58,23 @@ func RedirectToHTTPS(httpsPort int) http.Handler {
 	})
 }
 
-// httpsURL builds the redirect target; ok is false for a host that must not
-// be echoed into a Location header.
-func httpsURL(hostport string, httpsPort int, requestURI string) (string, bool) {
+// Errors of httpsURL, which RedirectToHTTPS answers with 400.
+var (
+	errBadHost   = errors.New("bad Host header")
+	errBadTarget = errors.New("bad request target")
+)
+
+// httpsURL builds the redirect target. It fails with errBadHost for a host
+// that must not be echoed into a Location header, and with errBadTarget
+// when the result would not parse as a URL.
+func httpsURL(hostport string, httpsPort int, requestURI string) (string, error) {
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
 	}
 	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	if !validHost(host) {
-		return "", false
+		return "", errBadHost
 	}
 	if strings.Contains(host, ":") { // IPv6 literal
 		host = "[" + host + "]"
@@ -78,7 +89,11 @@ func httpsURL(hostport string, httpsPort int, requestURI string) (string, bool) 
 	// scheme-relative URL pointing at another host once a client
 	// re-parses the path; collapse the leading slashes.
 	requestURI = "/" + strings.TrimLeft(requestURI, "/")
-	return "https://" + host + requestURI, true
+	target := "https://" + host + requestURI
+	if _, err := url.Parse(target); err != nil {
+		return "", errBadTarget
+	}
+	return target, nil
 }
 
 // validHost accepts DNS names (letters, digits, '-', '_', '.') and IP

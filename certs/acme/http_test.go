@@ -1,12 +1,17 @@
 package acme
 
 import (
+	"bufio"
 	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRedirectToHTTPS(t *testing.T) {
@@ -66,8 +71,8 @@ func FuzzHTTPSURL(f *testing.F) {
 		if _, err := url.ParseRequestURI(uri); err != nil {
 			return
 		}
-		target, ok := httpsURL(host, 8443, uri)
-		if !ok {
+		target, err := httpsURL(host, 8443, uri)
+		if err != nil {
 			return
 		}
 		u, err := url.Parse(target)
@@ -142,4 +147,33 @@ func TestHTTPChallengeHandlerPassesThrough(t *testing.T) {
 			t.Errorf("code = %d, want 404", w.Code)
 		}
 	})
+}
+
+// TestRedirectToHTTPSBadTarget: an absolute-form request target whose
+// opaque part net/http passes unchecked ("a:0%") would make a Location no
+// client can parse; it gets 400 instead, over a real connection (the
+// fuzzer found it).
+func TestRedirectToHTTPSBadTarget(t *testing.T) {
+	srv := httptest.NewServer(RedirectToHTTPS(8443))
+	t.Cleanup(srv.Close)
+	for _, target := range []string{"a:0%", "x:%zz"} {
+		t.Run(target, func(t *testing.T) {
+			c, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: example.com\r\n\r\n", target)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "bad request target") || resp.Header.Get("Location") != "" {
+				t.Errorf("got %d %q, Location %q; want 400 saying bad request target", resp.StatusCode, body, resp.Header.Get("Location"))
+			}
+		})
+	}
 }
