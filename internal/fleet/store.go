@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -43,11 +45,16 @@ func (u StoreURL) String() string {
 		user = url.PathEscape(u.Username) + "@"
 	}
 	if u.Scheme == "unix" {
-		s := "unix://" + user + u.Addr
-		if u.DB != 0 {
-			s += "?db=" + strconv.Itoa(u.DB)
+		// url.URL escapes what a path may hold and a URL may not
+		// ("%", "?", "#", spaces).
+		v := &url.URL{Scheme: "unix", Path: u.Addr}
+		if u.Username != "" {
+			v.User = url.User(u.Username)
 		}
-		return s
+		if u.DB != 0 {
+			v.RawQuery = "db=" + strconv.Itoa(u.DB)
+		}
+		return v.String()
 	}
 	return fmt.Sprintf("%s://%s%s/%d", u.Scheme, user, u.Addr, u.DB)
 }
@@ -88,6 +95,9 @@ func ParseStoreURL(s string) (StoreURL, error) {
 			return StoreURL{}, fmt.Errorf("store URL %q has no host: write %s://HOST:PORT/DB", s, u.Scheme)
 		}
 		host, port := u.Hostname(), u.Port()
+		if host == "" || strings.Contains(host, ":") && !isIPv6(host) {
+			return StoreURL{}, fmt.Errorf("store URL %q has a bad host %q: write a name, an IPv4 address or [IPv6]", s, host)
+		}
 		if port == "" {
 			port = "6379"
 		}
@@ -107,6 +117,9 @@ func ParseStoreURL(s string) (StoreURL, error) {
 	case "unix":
 		if u.Host != "" || !filepath.IsAbs(u.Path) {
 			return StoreURL{}, fmt.Errorf("store URL %q: a unix socket URL is unix:///ABSOLUTE/PATH (three slashes)", s)
+		}
+		if i := strings.IndexFunc(u.Path, unicode.IsControl); i >= 0 {
+			return StoreURL{}, fmt.Errorf("store URL %q: the socket path holds a control character (%q)", s, u.Path[i])
 		}
 		out.Addr = u.Path
 		for name, vals := range q {
@@ -211,4 +224,14 @@ func newClient(u StoreURL, password string, roots *x509.CertPool) *redis.Client 
 		opts.TLSConfig = &tls.Config{ServerName: host, RootCAs: roots, MinVersion: tls.VersionTLS12}
 	}
 	return redis.NewClient(opts)
+}
+
+// isIPv6 says whether host, a URL's host without brackets, is an IPv6
+// address without a zone; anything else with a colon in it is no host at
+// all (url.Parse lets "redis://::" through with host ":"). Zones are
+// refused: a link-local store is no fleet's, and the zone would not
+// survive StoreURL.String.
+func isIPv6(host string) bool {
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Is6() && a.Zone() == ""
 }

@@ -27,12 +27,17 @@ func TestParseStoreURL(t *testing.T) {
 		{in: "127.0.0.1:6379", wantErr: "unknown scheme"},
 		{in: "redis://", wantErr: "has no host"},
 		{in: "redis://127.0.0.1:99999/0", wantErr: "bad port"},
+		{in: "redis://::", wantErr: `bad host ":"`},
+		{in: "redis://:6379/0", wantErr: `bad host ""`},
+		{in: "redis://[fe80::1%25eth0]:6379/0", wantErr: "bad host"},
 		{in: "redis://127.0.0.1:6379/x", wantErr: `bad database number "x"`},
 		{in: "redis://127.0.0.1:6379/0/1", wantErr: "bad database number"},
 		{in: "redis://127.0.0.1:6379/0?dial_timeout=1s", wantErr: "query parameters"},
 		{in: "unix://run/redis.sock", wantErr: "three slashes"},
 		{in: "unix:///run/redis.sock?timeout=1", wantErr: `unknown query parameter "timeout"`},
 		{in: "unix:///run/redis.sock?db=-1", wantErr: "bad database number"},
+		{in: "unix:///run/a%00b", wantErr: "control character"},
+		{in: "unix:///run/my%20redis%25.sock?db=1", want: StoreURL{Scheme: "unix", Addr: "/run/my redis%.sock", DB: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
