@@ -30,8 +30,9 @@ import (
 
 // Defaults applied to zero fields of Options.
 const (
-	// DefaultMaxConns bounds open client connections: at ~32 KiB per idle
-	// TLS connection (FACTS.md), 16384 hold about 512 MiB.
+	// DefaultMaxConns bounds open client connections: at ~45 KiB of RSS
+	// per idle TLS connection (docs/BENCHMARKS.md, "What an idle
+	// connection holds"), 16384 hold about 720 MiB.
 	DefaultMaxConns = 16384
 	// DefaultMaxConnsPerClient leaves room for a large office behind one
 	// NAT address while keeping one host from holding every socket.

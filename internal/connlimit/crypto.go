@@ -14,9 +14,9 @@ var ErrCryptoWait = errors.New("handshake deadline passed waiting for a crypto s
 
 // CryptoGate bounds the handshakes doing their cryptography at once (key
 // exchange and signature: ~0.15 ms with ECDSA, up to ~0.7 ms with ML-DSA,
-// FACTS.md) to the number
-// of CPUs Go runs on, GOMAXPROCS, read at each BeginCrypto since the
-// runtime updates it when the CPU affinity or the cgroup quota changes.
+// docs/BENCHMARKS.md "The primitives alone") to the number of CPUs Go runs
+// on, GOMAXPROCS, read at each BeginCrypto since the runtime updates it
+// when the CPU affinity or the cgroup quota changes.
 //
 // Why not only MaxHandshakes: a handshake slot is held from before the
 // ClientHello to the client's Finished, mostly waiting on the network, so
