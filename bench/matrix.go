@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -216,15 +215,10 @@ func (m *matrixRun) defaults() error {
 	if len(o.Servers) == 0 {
 		return errors.New("no servers to measure")
 	}
-	if o.Dir == "" {
-		return errors.New("no directory for certificates and configs")
+	var err error
+	if o.Dir, err = absWorkDir(o.Dir); err != nil {
+		return err
 	}
-	// Servers resolve paths relative to their own config files.
-	abs, err := filepath.Abs(o.Dir)
-	if err != nil {
-		return fmt.Errorf("failed to resolve %s: %w", o.Dir, err)
-	}
-	o.Dir = abs
 	o.Runs = max(o.Runs, 1)
 	if o.Duration <= 0 {
 		o.Duration = 2 * time.Second
@@ -267,21 +261,11 @@ func (m *matrixRun) startUpstream(ctx context.Context) (stop func(), err error) 
 // makeChains makes one chain per key algorithm: the cells of one key with
 // different signers serve the very same certificate.
 func (m *matrixRun) makeChains() error {
-	dir := filepath.Join(m.opts.Dir, "certs")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("failed to make %s: %w", dir, err)
+	chains, err := makeChains(m.opts.Dir, m.opts.Certs)
+	if err != nil {
+		return err
 	}
-	m.chains = map[certs.Alg]*Chain{}
-	for _, a := range m.opts.Certs {
-		if m.chains[a.Alg] != nil {
-			continue
-		}
-		c, err := MakeChain(dir, a.Alg, []string{"localhost"})
-		if err != nil {
-			return err
-		}
-		m.chains[a.Alg] = c
-	}
+	m.chains = chains
 	return nil
 }
 

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"time"
@@ -205,12 +203,11 @@ func (o *overloadRun) run(ctx context.Context) (*OverloadResult, error) {
 	if err := o.makeChain(); err != nil {
 		return nil, err
 	}
-	if o.opts.Pin && runtime.NumCPU() >= 2 {
-		if err := PinSelf(1); err != nil {
-			return nil, err
-		}
-		o.res.Pinned = true
+	pinned, err := pinHarness(o.opts.Pin)
+	if err != nil {
+		return nil, err
 	}
+	o.res.Pinned = pinned
 	u, err := StartNginxUpstream(ctx, o.opts.PeerRoot, 1024, o.opts.Conns+64)
 	if err != nil {
 		return nil, err
@@ -261,17 +258,13 @@ func (o *overloadRun) defaults() error {
 	if len(p.Self) == 0 {
 		return errors.New("no pqedge binary to run the flood with")
 	}
-	if p.Dir == "" {
-		return errors.New("no directory for certificates and configs")
-	}
 	if p.PeerRoot == "" {
 		return errors.New("no peer root: the upstream (nginx) comes from it")
 	}
-	abs, err := filepath.Abs(p.Dir)
-	if err != nil {
-		return fmt.Errorf("failed to resolve %s: %w", p.Dir, err)
+	var err error
+	if p.Dir, err = absWorkDir(p.Dir); err != nil {
+		return err
 	}
-	p.Dir = abs
 	if p.Cert.Name == "" {
 		p.Cert = CertAlgs()[0]
 	}
@@ -305,15 +298,11 @@ func (o *overloadRun) defaults() error {
 }
 
 func (o *overloadRun) makeChain() error {
-	dir := filepath.Join(o.opts.Dir, "certs")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("failed to make %s: %w", dir, err)
-	}
-	c, err := MakeChain(dir, o.opts.Cert.Alg, []string{"localhost"})
+	chains, err := makeChains(o.opts.Dir, []CertAlg{o.opts.Cert})
 	if err != nil {
 		return err
 	}
-	o.chain = c
+	o.chain = chains[o.opts.Cert.Alg]
 	return nil
 }
 

@@ -233,9 +233,12 @@ func (p *proxyRun) run(ctx context.Context) (*ProxyResult, error) {
 	if err := p.makeChain(); err != nil {
 		return nil, err
 	}
-	if err := p.pinHarness(); err != nil {
+	// The upstream and h2load inherit CPU 1.
+	pinned, err := pinHarness(p.opts.Pin)
+	if err != nil {
 		return nil, err
 	}
+	p.res.Pinned = pinned
 	if err := p.startUpstreams(ctx); err != nil {
 		return nil, err
 	}
@@ -255,17 +258,13 @@ func (p *proxyRun) defaults() error {
 	if len(o.Fronts) == 0 {
 		return errors.New("no fronts to measure")
 	}
-	if o.Dir == "" {
-		return errors.New("no directory for certificates and configs")
-	}
 	if o.PeerRoot == "" {
 		return errors.New("no peer root: the upstream (nginx) and h2load come from it")
 	}
-	abs, err := filepath.Abs(o.Dir)
-	if err != nil {
-		return fmt.Errorf("failed to resolve %s: %w", o.Dir, err)
+	var err error
+	if o.Dir, err = absWorkDir(o.Dir); err != nil {
+		return err
 	}
-	o.Dir = abs
 	if len(o.Modes) == 0 {
 		o.Modes = ProxyModes
 	}
@@ -310,29 +309,11 @@ func setDefault[T int | time.Duration](v *T, def T) {
 }
 
 func (p *proxyRun) makeChain() error {
-	dir := filepath.Join(p.opts.Dir, "certs")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("failed to make %s: %w", dir, err)
-	}
-	c, err := MakeChain(dir, p.opts.Cert.Alg, []string{"localhost"})
+	chains, err := makeChains(p.opts.Dir, []CertAlg{p.opts.Cert})
 	if err != nil {
 		return err
 	}
-	p.chain = c
-	return nil
-}
-
-// pinHarness moves this process to CPU 1 before anything starts: the
-// upstream and h2load inherit it, and each front is moved to CPU 0 once
-// running.
-func (p *proxyRun) pinHarness() error {
-	if !p.opts.Pin || runtime.NumCPU() < 2 {
-		return nil
-	}
-	if err := PinSelf(1); err != nil {
-		return err
-	}
-	p.res.Pinned = true
+	p.chain = chains[p.opts.Cert.Alg]
 	return nil
 }
 
