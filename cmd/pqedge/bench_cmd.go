@@ -413,12 +413,9 @@ func benchMatrix(args []string, stdout, stderr io.Writer) error {
 	if len(opts.Servers) == 0 {
 		return benchFlagError("matrix", errors.New("no server to measure"), "list at least one of pqedge, plain, nginx in -servers")
 	}
-	if err := os.MkdirAll(*out, 0o755); err != nil {
-		return fmt.Errorf("failed to make -out %s: %w", *out, err)
-	}
-	work, err := os.MkdirTemp(*out, "work-")
+	work, err := benchWorkDir(*out)
 	if err != nil {
-		return fmt.Errorf("failed to make a work directory in %s: %w", *out, err)
+		return err
 	}
 	defer os.RemoveAll(work) // keys and configs; the results stay
 	opts.Dir = work
@@ -516,4 +513,18 @@ func benchServePlain(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "serve-plain: proxying https on %q, streams on %q\n", https, stream)
 	}
 	return bench.ServePlainProxy(ctx, opts)
+}
+
+// benchWorkDir makes the -out directory of a bench command and, inside it,
+// a fresh work directory for the certificates, keys and configs of one run,
+// which the caller removes when done.
+func benchWorkDir(out string) (string, error) {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return "", fmt.Errorf("failed to make -out %s: %w", out, err)
+	}
+	work, err := os.MkdirTemp(out, "work-")
+	if err != nil {
+		return "", fmt.Errorf("failed to make a work directory in %s: %w", out, err)
+	}
+	return work, nil
 }

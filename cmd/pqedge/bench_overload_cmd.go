@@ -120,12 +120,9 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 	}
 	opts.PeerRoot = root
 
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return fmt.Errorf("failed to make -out %s: %w", out, err)
-	}
-	work, err := os.MkdirTemp(out, "work-")
+	work, err := benchWorkDir(out)
 	if err != nil {
-		return fmt.Errorf("failed to make a work directory in %s: %w", out, err)
+		return err
 	}
 	defer os.RemoveAll(work) // keys and configs; the results stay
 	opts.Dir = work

@@ -71,12 +71,9 @@ func benchProxy(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(f.out, 0o755); err != nil {
-		return fmt.Errorf("failed to make -out %s: %w", f.out, err)
-	}
-	work, err := os.MkdirTemp(f.out, "work-")
+	work, err := benchWorkDir(f.out)
 	if err != nil {
-		return fmt.Errorf("failed to make a work directory in %s: %w", f.out, err)
+		return err
 	}
 	defer os.RemoveAll(work) // keys and configs; the results stay
 	opts.Dir = work
