@@ -126,6 +126,9 @@ type Result struct {
 	// ServerFlightBytes is ServerHello through Finished as on the wire
 	// (records, headers, change_cipher_spec included).
 	ServerFlightBytes int
+	// ServerFlightRecords is how many TLS records those bytes are: what
+	// ReadFlight counts to know a replayed ClientHello's answer is whole.
+	ServerFlightRecords int
 	// RoundTrips is 1, or 2 after a HelloRetryRequest.
 	RoundTrips int
 

@@ -58,6 +58,18 @@
 // reuse is for benchmarking only: every handshake made with the cache can
 // be decrypted by whoever learns one private key.
 //
+// # Replayed ClientHellos
+//
+// A real handshake flood does no cryptography: it sends ClientHellos made
+// once and reads, or ignores, what comes back, while the server pays for
+// each one (its key share, the key exchange, the CertificateVerify
+// signature). ClientHelloRecord makes such a ClientHello (fresh keys, which
+// are then dropped), Calibrate learns from one full handshake how many
+// records the server's flight is, and ReadFlight waits for that many
+// records on a new connection: once they are in, the server has done all of
+// its cryptography for the connection and the client none. `pqedge bench
+// handshake -replay` floods a server this way.
+//
 // # Errors
 //
 // Every failure is an *Error with a Kind (dial, timeout, alert, malformed,

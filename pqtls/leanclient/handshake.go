@@ -83,13 +83,14 @@ type handshakeState struct {
 	suite      *cipherSuite
 	transcript transcript
 
-	handshakeSecret  []byte
-	clientHSSecret   []byte
-	serverHSSecret   []byte
-	masterSecret     []byte
-	leafKey          any
-	serverFlightFrom int // rc.bytesReceived before the ServerHello
-	deadline         time.Time
+	handshakeSecret   []byte
+	clientHSSecret    []byte
+	serverHSSecret    []byte
+	masterSecret      []byte
+	leafKey           any
+	serverFlightFrom  int // rc.bytesReceived before the ServerHello
+	serverRecordsFrom int // rc.recordsReceived before the ServerHello
+	deadline          time.Time
 
 	session          *Session // offered for resumption; nil when none
 	serverAppSecret  []byte
@@ -249,6 +250,7 @@ func (hs *handshakeState) sendClientHello() error {
 
 func (hs *handshakeState) readServerHello() error {
 	hs.serverFlightFrom = hs.rc.bytesReceived
+	hs.serverRecordsFrom = hs.rc.recordsReceived
 	msg, err := hs.rc.readHandshake("read ServerHello")
 	if err != nil {
 		return err
@@ -512,6 +514,7 @@ func (hs *handshakeState) readServerFinished() error {
 	}
 	hs.transcript.add(msg)
 	hs.res.ServerFlightBytes = hs.rc.bytesReceived - hs.serverFlightFrom
+	hs.res.ServerFlightRecords = hs.rc.recordsReceived - hs.serverRecordsFrom
 	if len(hs.rc.hsBuf) != 0 {
 		return malformed(op, "handshake data after server Finished in the same key epoch")
 	}

@@ -64,6 +64,7 @@ type recordConn struct {
 	hsBuf []byte // handshake bytes read but not yet returned as messages
 
 	bytesSent, bytesReceived int // whole records, headers included
+	recordsReceived          int // whole records, change_cipher_spec included
 	splitDelay               time.Duration
 }
 
@@ -120,6 +121,7 @@ func (c *recordConn) readRecord(op string) (typ uint8, body []byte, err error) {
 			return 0, nil, readErr(op, err)
 		}
 		c.bytesReceived += 5 + n
+		c.recordsReceived++
 		switch typ {
 		case recordChangeCipherSpec:
 			// RFC 8446 Section 5: a change_cipher_spec of one byte 0x01 is
