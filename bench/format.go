@@ -28,10 +28,25 @@ func WriteTable(w io.Writer, r *Report) error {
 	if r.Request != "" {
 		row("request", "GET %s after each handshake, response read to the server's close", r.Request)
 	}
-	row("handshakes", "%d ok, %d failed, in %s", r.Succeeded, r.Failed, r.Elapsed.Round(time.Millisecond))
+	if p := r.Replay; p != nil {
+		row("client", "%s", p.Client)
+		row("replayed", "%d distinct ClientHellos of %d B in turn; each attempt waits for the server's flight of %d records, %d B (ServerHello..Finished, measured by one full handshake)",
+			p.Pool, p.ClientHelloBytes, p.FlightRecords, p.FlightBytes)
+		row("attempts", "%d whole flights, %d failed, in %s", r.Succeeded, r.Failed, r.Elapsed.Round(time.Millisecond))
+	} else {
+		row("handshakes", "%d ok, %d failed, in %s", r.Succeeded, r.Failed, r.Elapsed.Round(time.Millisecond))
+	}
+	unit := "handshake"
+	if r.Replay != nil {
+		unit = "whole flight"
+	}
 	if r.Succeeded > 0 {
 		row("negotiated", "%s, %s", r.Group, r.Signature)
-		row("rate", "%.1f handshakes/s", r.HandshakesPerSec)
+		if r.Replay != nil {
+			row("rate", "%.1f whole flights/s (the server's key exchange and signature each)", r.HandshakesPerSec)
+		} else {
+			row("rate", "%.1f handshakes/s", r.HandshakesPerSec)
+		}
 		row("latency", "p50 %s  p90 %s  p99 %s  p99.9 %s  max %s",
 			fmtDur(r.Latency.P50), fmtDur(r.Latency.P90), fmtDur(r.Latency.P99), fmtDur(r.Latency.P999), fmtDur(r.Latency.Max))
 		row("bytes/handshake", "client %.0f B, server %.0f B (TLS records)", r.ClientBytes, r.ServerBytes)
@@ -47,16 +62,20 @@ func WriteTable(w io.Writer, r *Report) error {
 			}
 			row("server flight", "%d B, %s the initial window (%d B)", r.ServerFlightBytes, fits, certs.InitialWindowBytes)
 		}
-		row("HelloRetryRequest", "%.1f%%", 100*r.HRRRate)
-		if r.Resume {
+		if r.Replay == nil {
+			row("HelloRetryRequest", "%.1f%%", 100*r.HRRRate)
+		}
+		if r.Replay != nil {
+			row("resumed", "never (replayed ClientHellos offer no ticket)")
+		} else if r.Resume {
 			row("resumed", "%.1f%% (session tickets offered after each worker's first handshake)", 100*r.ResumedRate)
 		} else {
 			row("resumed", "off (every handshake is full)")
 		}
 		if r.ServerCPU > 0 {
-			row("server CPU", "%s per handshake (/proc, %d ticks/s)", fmtDur(r.ServerCPU), ClockTicks())
+			row("server CPU", "%s per %s (/proc, %d ticks/s)", fmtDur(r.ServerCPU), unit, ClockTicks())
 		}
-		row("client CPU", "%s per handshake (getrusage)", fmtDur(r.ClientCPU))
+		row("client CPU", "%s per %s (getrusage)", fmtDur(r.ClientCPU), unit)
 		other := "other processes"
 		if r.ServerCPU == 0 {
 			other = "the server and other processes"

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -72,8 +73,21 @@ type Options struct {
 	// Progress, when set, is called about once a second from a separate
 	// goroutine with the counts so far. It must return quickly.
 	Progress func(Progress)
-	// Dial is the handshake; nil means leanclient.Dial. Tests replace it.
+	// Dial is the handshake; nil means leanclient.Dial, or SpreadDial with
+	// Sources. Tests replace it.
 	Dial func(ctx context.Context, addr string, cfg *leanclient.Config) (*leanclient.Result, error)
+	// Sources, when positive, makes each TCP connection from the next of
+	// that many loopback source addresses (SpreadDial, SpreadConnDial): a
+	// distributed flood.
+	Sources int
+
+	// Replay floods instead of handshaking (see replay.go): each attempt
+	// sends one of a pool of ClientHellos made before the run and reads
+	// the server's flight up to its Finished, whose size one full
+	// handshake measured first, then closes; the client does no
+	// cryptography. An attempt succeeds when the whole flight arrived.
+	// Over TCP, without Resume or Request.
+	Replay bool
 
 	// Transport is TransportTCP (the default: TLS 1.3 over TCP with
 	// leanclient) or TransportQUIC (QUIC with quic-go and crypto/tls, ALPN
@@ -144,6 +158,12 @@ type Report struct {
 
 	// QUIC is what the shape handshakes found over QUIC; nil over TCP.
 	QUIC *QUICShape `json:"quic,omitempty"`
+	// Replay is set for a replay flood (Options.Replay): Succeeded then
+	// counts whole server flights, HandshakesPerSec flights per second,
+	// Latency runs to a flight's last byte, and ClientBytes are the
+	// ClientHello alone. Group and Signature are those of the full
+	// handshake that measured the flight.
+	Replay *ReplayShape `json:"replay,omitempty"`
 
 	// Request is Options.Request; ResponseBytes the decrypted response
 	// per successful handshake (status line, headers, body), averaged.
@@ -200,6 +220,10 @@ type runState struct {
 	client *leanclient.Config
 	dial   func(context.Context, string, *leanclient.Config) (*leanclient.Result, error)
 	quic   *quicclient.Config // set for TransportQUIC: the load handshakes
+	// dialConn opens the replay flood's connections; replay is set by
+	// prepareReplay with Options.Replay.
+	dialConn ConnDialer
+	replay   *replayState
 
 	started   atomic.Int64 // attempts handed out (Count bounds it)
 	completed atomic.Int64
@@ -278,11 +302,26 @@ func newRunState(opts Options) (*runState, error) {
 			return nil, fmt.Errorf("failed to precompute a key share for %s: %w", pqtls.GroupName(opts.Groups[0]), err)
 		}
 	}
-	dial := opts.Dial
+	dial, dialConn := opts.Dial, ConnDialer(plainConnDial)
+	if opts.Sources != 0 {
+		if opts.Transport == TransportQUIC {
+			return nil, errors.New("source addresses are spread over TCP only")
+		}
+		var err error
+		if dialConn, err = SpreadConnDial(opts.Sources); err != nil {
+			return nil, err
+		}
+		if dial == nil {
+			dial, _ = SpreadDial(opts.Sources)
+		}
+	}
 	if dial == nil {
 		dial = leanclient.Dial
 	}
-	s := &runState{opts: opts, client: client, dial: dial, errs: map[string]*ErrorCount{}}
+	if opts.Replay && (opts.Transport == TransportQUIC || opts.Resume || opts.Request != "") {
+		return nil, errors.New("a replay flood is over TCP, without resumption or a request")
+	}
+	s := &runState{opts: opts, client: client, dial: dial, dialConn: dialConn, errs: map[string]*ErrorCount{}}
 	if err := s.setupTransport(); err != nil {
 		return nil, err
 	}
@@ -291,6 +330,9 @@ func newRunState(opts Options) (*runState, error) {
 
 func (s *runState) run(ctx context.Context) (*Report, error) {
 	s.measureShape(ctx) // before the load and its duration: it costs the load nothing
+	if err := s.prepareReplay(ctx); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if s.opts.Duration > 0 {
@@ -346,6 +388,7 @@ func (s *runState) take() bool {
 // handshakes; it is used by one goroutine at a time.
 type worker struct {
 	session *leanclient.Session // with Resume: the ticket to offer
+	br      *bufio.Reader       // with Replay: reads the server's flight
 }
 
 // closedLoop runs Concurrency workers, each starting its next handshake
@@ -424,6 +467,9 @@ func (s *runState) one(ctx context.Context, w *worker, started time.Time) bool {
 	if s.quic != nil {
 		return s.oneQUIC(hctx)
 	}
+	if s.replay != nil {
+		return s.oneReplay(hctx, w)
+	}
 	cfg := s.client
 	if w.session != nil {
 		c := *s.client
@@ -463,7 +509,10 @@ func (s *runState) one(ctx context.Context, w *worker, started time.Time) bool {
 }
 
 func (s *runState) recordError(err error) {
-	kind := errorKind(err)
+	s.recordErrorKind(errorKind(err), err)
+}
+
+func (s *runState) recordErrorKind(kind string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ec := s.errs[kind]
@@ -536,6 +585,9 @@ func (s *runState) report(elapsed, serverCPU, clientCPU time.Duration) (*Report,
 	for _, k := range slices.Sorted(maps.Keys(s.errs)) {
 		r.Errors = append(r.Errors, *s.errs[k])
 	}
+	if s.replay != nil {
+		s.replayReport(r)
+	}
 	if r.Succeeded == 0 {
 		return r, ErrNoSuccess
 	}
@@ -555,6 +607,9 @@ func (s *runState) report(elapsed, serverCPU, clientCPU time.Duration) (*Report,
 	if s.opts.Request != "" {
 		r.Request = s.opts.Request
 		r.ResponseBytes = float64(s.resp) / n
+	}
+	if s.replay != nil {
+		s.replayReport(r) // the calibrated flight, not the largest read
 	}
 	r.ExceedsInitCwnd = s.flight > certs.InitialWindowBytes
 	if s.quic != nil {

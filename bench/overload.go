@@ -25,9 +25,10 @@ import (
 //     at RequestRate in all, open loop, for Duration: the unloaded phase;
 //  4. start a flood of new handshakes at Flood x the capacity (open loop,
 //     `pqedge bench handshake` in a child process at the lowest CPU
-//     priority, so the keep-alive client on the same core comes first),
-//     let it run FloodLead, and send the same requests for Duration again:
-//     the flooded phase;
+//     priority, so the keep-alive client on the same core comes first;
+//     with FloodReplay it replays ClientHellos, see Options.Replay), let
+//     it run FloodLead, and send the same requests for Duration again: the
+//     flooded phase;
 //  5. read what the flood got (the child's report) and, from pqedge's
 //     metrics, what the front did with it: handshakes completed, queued,
 //     refused by reason.
@@ -70,6 +71,13 @@ type OverloadOptions struct {
 	// enough that connections held in a front's queue do not throttle the
 	// offered rate.
 	FloodConns int
+	// FloodClient is how the flood makes its handshakes: FloodReplay (the
+	// default) replays ClientHellos and reads the server's flight, so the
+	// server does all its cryptography and the client none, as an
+	// attacker would; FloodFull makes full handshakes with the lean
+	// client, which costs the client's one core as much as the server's
+	// and so offers at most 1-2x the capacity.
+	FloodClient string
 	// FloodSources is how many loopback source addresses the flood comes
 	// from (default 256, see SpreadDial): a distributed flood, which
 	// pqedge's per-client-address cap does not stop. 1 is one client.
@@ -95,8 +103,23 @@ type OverloadPhase struct {
 	Latency Latency `json:"latency_ns"`
 }
 
-// FloodReport is what the flood's client saw.
+// The flood clients of OverloadOptions.FloodClient.
+const (
+	FloodReplay = "replay"
+	FloodFull   = "full"
+)
+
+// floodClientNames says in reports what each flood client does.
+var floodClientNames = map[string]string{
+	FloodReplay: ReplayClient,
+	FloodFull:   "full TLS 1.3 handshakes by the lean client: as much cryptography as the server's",
+}
+
+// FloodReport is what the flood's client saw. With FloodReplay an attempt
+// succeeded when the front's whole flight (ServerHello..Finished) arrived;
+// with FloodFull when the handshake completed.
 type FloodReport struct {
+	Client    string       `json:"client"`       // FloodReplay or FloodFull
 	Rate      float64      `json:"offered_rate"` // handshakes per second asked for
 	Attempted int          `json:"attempted"`    // started (a free client slot was found)
 	Succeeded int          `json:"succeeded"`
@@ -104,8 +127,10 @@ type FloodReport struct {
 	Errors    []ErrorCount `json:"errors,omitempty"`
 	// AttemptRate is what the client managed to start per second: below
 	// Rate when its own core could not keep up.
-	AttemptRate float64       `json:"attempt_rate"`
-	Elapsed     time.Duration `json:"elapsed_ns"`
+	AttemptRate float64 `json:"attempt_rate"`
+	// Reached is AttemptRate over Rate: 1 when the client kept up.
+	Reached float64       `json:"reached"`
+	Elapsed time.Duration `json:"elapsed_ns"`
 }
 
 // FrontCounters are pqedge's metrics over the whole flood (after minus
@@ -152,6 +177,9 @@ type OverloadFront struct {
 	RatioMax    float64       `json:"ratio_max"`
 	// Failed is keep-alive requests that failed in either phase, all runs.
 	Failed int64 `json:"failed"`
+	// FloodReached is the median of the runs' FloodReport.Reached: the
+	// share of the asked flood rate the client attempted.
+	FloodReached float64 `json:"flood_reached"`
 }
 
 // OverloadResult is everything Overload measured.
@@ -171,6 +199,10 @@ type OverloadResult struct {
 	Duration    time.Duration `json:"duration_ns"`
 	FloodLead   time.Duration `json:"flood_lead_ns"`
 	Sources     int           `json:"flood_sources"`
+	// FloodClient is OverloadOptions.FloodClient; FloodClientAbout says
+	// what it does.
+	FloodClient      string `json:"flood_client"`
+	FloodClientAbout string `json:"flood_client_about"`
 
 	Fronts []OverloadFront `json:"fronts"`
 	Checks []Check         `json:"checks"`
@@ -275,6 +307,12 @@ func (o *overloadRun) defaults() error {
 	if p.Flood <= 0 {
 		p.Flood = 5
 	}
+	if p.FloodClient == "" {
+		p.FloodClient = FloodReplay
+	}
+	if floodClientNames[p.FloodClient] == "" {
+		return fmt.Errorf("flood client %q: want %s or %s", p.FloodClient, FloodReplay, FloodFull)
+	}
 	if p.RequestRate <= 0 {
 		p.RequestRate = 200
 	}
@@ -293,6 +331,7 @@ func (o *overloadRun) defaults() error {
 		Date: time.Now().UTC(), Machine: cpuModel(), CPUs: runtime.NumCPU(), LoadAvg: [2]float64{loadAverage(), 0},
 		Group: pqtls.GroupName(p.Group), Cert: p.Cert.Name, Runs: p.Runs, Flood: p.Flood, Conns: p.Conns,
 		RequestRate: p.RequestRate, Duration: p.Duration, FloodLead: p.FloodLead, Sources: p.FloodSources,
+		FloodClient: p.FloodClient, FloodClientAbout: floodClientNames[p.FloodClient],
 	}
 	return nil
 }
@@ -311,9 +350,10 @@ func summarizeOverload(f *OverloadFront) {
 	if f.Error != "" || len(f.Runs) == 0 {
 		return
 	}
-	var capacity, unloaded, flooded, ratios []float64
+	var capacity, unloaded, flooded, ratios, reached []float64
 	for _, r := range f.Runs {
 		capacity = append(capacity, r.Capacity)
+		reached = append(reached, r.Flood.Reached)
 		unloaded = append(unloaded, float64(r.Unloaded.Latency.P99))
 		flooded = append(flooded, float64(r.Flooded.Latency.P99))
 		ratios = append(ratios, r.Ratio)
@@ -323,6 +363,7 @@ func summarizeOverload(f *OverloadFront) {
 	f.UnloadedP99 = time.Duration(Median(unloaded))
 	f.FloodedP99 = time.Duration(Median(flooded))
 	f.Ratio = Median(ratios)
+	f.FloodReached = Median(reached)
 	f.RatioMin, f.RatioMax = slices.Min(ratios), slices.Max(ratios)
 }
 
@@ -343,7 +384,8 @@ func OverloadChecks(r *OverloadResult) []Check {
 			continue
 		}
 		c.Holds = f.Ratio <= OverloadTarget && f.Failed == 0
-		c.Detail = fmt.Sprintf("median %.2fx (runs %.2f-%.2f), %d requests failed", f.Ratio, f.RatioMin, f.RatioMax, f.Failed)
+		c.Detail = fmt.Sprintf("median %.2fx (runs %.2f-%.2f), %d requests failed; the %s flood client attempted %.0f%% of the asked rate",
+			f.Ratio, f.RatioMin, f.RatioMax, f.Failed, r.FloodClient, 100*f.FloodReached)
 		out = append(out, c)
 	}
 	return out

@@ -73,7 +73,7 @@ func (o *overloadRun) measure(ctx context.Context, l ProxyLauncher, run int) (Ov
 	r.Unloaded = ka.phase(ctx, o.opts.RequestRate, o.opts.Duration)
 
 	rate := o.opts.Flood * r.Capacity
-	step(fmt.Sprintf("flood of %.0f handshakes/s (%.1fx %.0f/s)", rate, o.opts.Flood, r.Capacity))
+	step(fmt.Sprintf("flood of %.0f handshakes/s (%.1fx %.0f/s), %s client", rate, o.opts.Flood, r.Capacity, o.opts.FloodClient))
 	var before map[string]float64
 	if spec.AdminAddr != "" {
 		if before, err = scrapeCounters(ctx, spec.AdminAddr); err != nil {
@@ -112,6 +112,7 @@ func (o *overloadRun) measure(ctx context.Context, l ProxyLauncher, run int) (Ov
 	}
 	r.Flood = fr.report
 	r.Flood.Rate = rate
+	r.Flood.Reached = r.Flood.AttemptRate / rate
 	if spec.AdminAddr != "" {
 		after, err := scrapeCounters(ctx, spec.AdminAddr)
 		if err != nil {
@@ -157,6 +158,9 @@ func (o *overloadRun) handshakes(ctx context.Context, f *Front, rate float64, co
 	name := o.opts.Self[0]
 	if nice {
 		args = append(args, "-sources", strconv.Itoa(o.opts.FloodSources))
+		if o.opts.FloodClient == FloodReplay {
+			args = append(args, "-replay")
+		}
 		args = append([]string{"-n", "19", name}, args...)
 		name = "nice"
 	}
@@ -195,7 +199,7 @@ func (o *overloadRun) startFlood(ctx context.Context, f *Front, rate float64, d 
 			ch <- floodResult{err: err}
 			return
 		}
-		fr := FloodReport{Attempted: rep.Attempts, Succeeded: rep.Succeeded, Failed: rep.Failed, Errors: rep.Errors, Elapsed: rep.Elapsed}
+		fr := FloodReport{Client: o.opts.FloodClient, Attempted: rep.Attempts, Succeeded: rep.Succeeded, Failed: rep.Failed, Errors: rep.Errors, Elapsed: rep.Elapsed}
 		if rep.Elapsed > 0 {
 			fr.AttemptRate = float64(rep.Attempts) / rep.Elapsed.Seconds()
 		}

@@ -20,11 +20,18 @@ func WriteOverloadTable(w io.Writer, r *OverloadResult) error {
 		pinned = "front on CPU 0; upstream, clients and flood on CPU 1"
 	}
 	fmt.Fprintf(w, "machine: %s, %d CPUs, %s; load average %.2f before, %.2f after\n", r.Machine, r.CPUs, pinned, r.LoadAvg[0], r.LoadAvg[1])
-	fmt.Fprintf(w, "%s, %s; %d runs; %d keep-alive connections, %.0f requests/s in all, %s per phase; flood at %.1fx capacity from %d addresses, measured after %s\n\n",
+	fmt.Fprintf(w, "%s, %s; %d runs; %d keep-alive connections, %.0f requests/s in all, %s per phase; flood at %.1fx capacity from %d addresses, measured after %s\n",
 		r.Group, r.Cert, r.Runs, r.Conns, r.RequestRate, r.Duration, r.Flood, r.Sources, r.FloodLead)
+	fmt.Fprintf(w, "flood client: %s (%s)\n\n", r.FloodClient, r.FloodClientAbout)
+	completedCol := "completed"
+	if r.FloodClient == FloodReplay {
+		// Replayed handshakes never complete at the front: what counts
+		// is how many whole flights (the front's cryptography) went out.
+		completedCol = "whole flights"
+	}
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "front\trun\tcapacity\tunloaded p50\tp99\tp99.9\tflooded p50\tp99\tp99.9\tratio\tfailed\tflood offered\tattempted\tcompleted\tqueued\trefused\tfront cores\tothers\t")
+	fmt.Fprintln(tw, "front\trun\tcapacity\tunloaded p50\tp99\tp99.9\tflooded p50\tp99\tp99.9\tratio\tfailed\tflood asked\tattempted\treached\t"+completedCol+"\tqueued\trefused\tfront cores\tothers\t")
 	for _, f := range r.Fronts {
 		for i, run := range f.Runs {
 			queued, refused := "-", "-"
@@ -32,16 +39,16 @@ func WriteOverloadTable(w io.Writer, r *OverloadResult) error {
 				queued, refused = ff(s.Queued, 0), ff(s.RefusedTotal(), 0)
 			}
 			completed := fmt.Sprintf("%d", run.Flood.Succeeded)
-			if s := run.Server; s != nil {
+			if s := run.Server; s != nil && r.FloodClient != FloodReplay {
 				// The front's own count: the client misses handshakes
 				// it gave up on after the front finished them.
 				completed = ff(s.Handshakes, 0)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%.0f/s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2fx\t%d\t%.0f/s\t%.0f/s\t%s\t%s\t%s\t%.2f\t%.2f\t\n",
+			fmt.Fprintf(tw, "%s\t%d\t%.0f/s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2fx\t%d\t%.0f/s\t%.0f/s\t%.0f%%\t%s\t%s\t%s\t%.2f\t%.2f\t\n",
 				f.Front, i+1, run.Capacity,
 				fmtDur(run.Unloaded.Latency.P50), fmtDur(run.Unloaded.Latency.P99), fmtDur(run.Unloaded.Latency.P999),
 				fmtDur(run.Flooded.Latency.P50), fmtDur(run.Flooded.Latency.P99), fmtDur(run.Flooded.Latency.P999),
-				run.Ratio, run.Unloaded.Failed+run.Flooded.Failed, run.Flood.Rate, run.Flood.AttemptRate,
+				run.Ratio, run.Unloaded.Failed+run.Flooded.Failed, run.Flood.Rate, run.Flood.AttemptRate, 100*run.Flood.Reached,
 				completed, queued, refused, run.FrontCores, run.OtherLoad)
 		}
 	}
@@ -49,13 +56,13 @@ func WriteOverloadTable(w io.Writer, r *OverloadResult) error {
 	fmt.Fprintln(w)
 
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "front\truns\tcapacity\tunloaded p99\tflooded p99\tratio (median)\tratio range\trequests failed\t")
+	fmt.Fprintln(tw, "front\truns\tcapacity\tunloaded p99\tflooded p99\tratio (median)\tratio range\trequests failed\tflood reached (median)\t")
 	for _, f := range r.Fronts {
 		if f.Error != "" {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f/s\t%s\t%s\t%.2fx\t%.2f-%.2f\t%d\t\n", f.Front, len(f.Runs), f.Capacity,
-			fmtDur(f.UnloadedP99), fmtDur(f.FloodedP99), f.Ratio, f.RatioMin, f.RatioMax, f.Failed)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f/s\t%s\t%s\t%.2fx\t%.2f-%.2f\t%d\t%.0f%% of %.1fx\t\n", f.Front, len(f.Runs), f.Capacity,
+			fmtDur(f.UnloadedP99), fmtDur(f.FloodedP99), f.Ratio, f.RatioMin, f.RatioMax, f.Failed, 100*f.FloodReached, r.Flood)
 	}
 	tw.Flush()
 
@@ -113,8 +120,13 @@ func fmtErrorCounts(errs []ErrorCount) string {
 
 // overloadLine is a run's progress line.
 func overloadLine(r OverloadRun) string {
-	return fmt.Sprintf("capacity %.0f/s; p99 %s unloaded, %s flooded (%.2fx); flood %.0f/s attempted, %d completed; front %.2f cores, others %.2f CPUs",
-		r.Capacity, fmtDur(r.Unloaded.Latency.P99), fmtDur(r.Flooded.Latency.P99), r.Ratio, r.Flood.AttemptRate, r.Flood.Succeeded, r.FrontCores, r.OtherLoad)
+	done := "completed"
+	if r.Flood.Client == FloodReplay {
+		done = "whole flights"
+	}
+	return fmt.Sprintf("capacity %.0f/s; p99 %s unloaded, %s flooded (%.2fx); %s flood %.0f/s attempted of %.0f/s asked (%.0f%%), %d %s; front %.2f cores, others %.2f CPUs",
+		r.Capacity, fmtDur(r.Unloaded.Latency.P99), fmtDur(r.Flooded.Latency.P99), r.Ratio, r.Flood.Client, r.Flood.AttemptRate, r.Flood.Rate,
+		100*r.Flood.Reached, r.Flood.Succeeded, done, r.FrontCores, r.OtherLoad)
 }
 
 // WriteOverloadJSON writes overload.json to dir and returns its path.

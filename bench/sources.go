@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/pqedge/pqedge/pqtls/leanclient"
 )
@@ -13,6 +14,10 @@ import (
 // MaxSources bounds SpreadDial's source addresses: 127.1.0.0/16 holds
 // them.
 const MaxSources = 1 << 16
+
+// ConnDialer opens a TCP connection to addr, giving up after timeout.
+// Failures are *leanclient.Error (KindDial or KindTimeout).
+type ConnDialer func(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error)
 
 // SpreadDial returns an Options.Dial that makes each connection from the
 // next of n loopback source addresses 127.1.x.y in turn, so that a flood
@@ -22,23 +27,56 @@ const MaxSources = 1 << 16
 // measured is how the server copes with the handshakes themselves. Linux
 // accepts any 127.0.0.0/8 source on the loopback interface.
 func SpreadDial(n int) (func(ctx context.Context, addr string, cfg *leanclient.Config) (*leanclient.Result, error), error) {
-	if n < 1 || n > MaxSources {
-		return nil, fmt.Errorf("%d source addresses: want 1 to %d", n, MaxSources)
+	dial, err := SpreadConnDial(n)
+	if err != nil {
+		return nil, err
 	}
-	var next atomic.Uint32
 	return func(ctx context.Context, addr string, cfg *leanclient.Config) (*leanclient.Result, error) {
-		i := next.Add(1) % uint32(n)
-		src := netip.AddrFrom4([4]byte{127, 1, byte(i >> 8), byte(i)})
-		d := net.Dialer{Timeout: cfg.Timeout, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
-		conn, err := d.DialContext(ctx, "tcp", addr)
+		conn, err := dial(ctx, addr, cfg.Timeout)
 		if err != nil {
-			kind := leanclient.KindDial
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				kind = leanclient.KindTimeout
-			}
-			return nil, &leanclient.Error{Kind: kind, Op: "dial " + addr + " from " + src.String(), Err: err}
+			return nil, err
 		}
 		defer conn.Close()
 		return leanclient.Handshake(ctx, conn, cfg)
 	}, nil
+}
+
+// SpreadConnDial is SpreadDial's connection alone, for the replay flood
+// (Options.Replay), which sends no handshake of its own.
+func SpreadConnDial(n int) (ConnDialer, error) {
+	if n < 1 || n > MaxSources {
+		return nil, fmt.Errorf("%d source addresses: want 1 to %d", n, MaxSources)
+	}
+	var next atomic.Uint32
+	return func(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
+		i := next.Add(1) % uint32(n)
+		src := netip.AddrFrom4([4]byte{127, 1, byte(i >> 8), byte(i)})
+		return dialFrom(ctx, addr, timeout, net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
+	}, nil
+}
+
+// plainConnDial is the ConnDialer without -sources: the system picks the
+// source address.
+func plainConnDial(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
+	return dialFrom(ctx, addr, timeout, nil)
+}
+
+// dialFrom connects from src (nil: the system's choice). The timeout
+// protects against a host that drops SYNs.
+func dialFrom(ctx context.Context, addr string, timeout time.Duration, src *net.TCPAddr) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	op := "dial " + addr
+	if src != nil {
+		d.LocalAddr = src
+		op += " from " + src.IP.String()
+	}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		kind := leanclient.KindDial
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			kind = leanclient.KindTimeout
+		}
+		return nil, &leanclient.Error{Kind: kind, Op: op, Err: err}
+	}
+	return conn, nil
 }

@@ -134,6 +134,16 @@ to the server's close, as a first visit does: the server CPU is then per
 handshake + request, and a status outside 2xx is an error. A pqedge under
 test counts the TCP handshakes as client family "pqedge", apart from its
 visitors.
+
+With -replay it floods instead, as an attacker would: after one full
+handshake that measures the server's flight, each attempt connects, sends
+one of 64 ClientHellos made before the run (fresh key shares each), reads
+the server's flight up to its Finished (the server has then made its key
+share, done the key exchange and signed) and closes. Replayed ClientHellos
+cost the server its cryptography and the client none, so one client core
+offers several times what one server core can answer. An attempt succeeds
+when the whole flight arrived; failures are refused, reset, timeout,
+short-flight, or what the server said (an alert, not-tls).
 `
 
 func benchHandshake(args []string, stdout, stderr io.Writer) error {
@@ -156,6 +166,7 @@ func benchHandshake(args []string, stdout, stderr io.Writer) error {
 	transport := fs.String("transport", bench.TransportTCP, "`tcp|quic`: TLS over TCP, or QUIC with ALPN h3 on the same port over UDP")
 	shapeRTT := fs.Duration("shape-rtt", bench.DefaultShapeRTT, "quic: emulated round-trip time `D` of the 3 handshakes that measure Initial packets and round trips")
 	request := fs.String("request", "", "after each handshake send GET `PATH` HTTP/1.1 (Host: -servername, Connection: close) and read the\nresponse to the server's close; non-2xx answers count as errors (tcp only)")
+	replay := fs.Bool("replay", false, "flood with replayed ClientHellos: each attempt sends a ClientHello made before the run and reads\nthe server's flight to its Finished, then closes; the server's cryptography, no client cryptography\n(tcp only, not with -resume on or -request)")
 	pos, err := fs.parse(args)
 	if err != nil {
 		return err
@@ -192,11 +203,14 @@ func benchHandshake(args []string, stdout, stderr io.Writer) error {
 	if *count == 0 && *duration == 0 {
 		*duration = 10 * time.Second
 	}
+	if *replay && (*transport != bench.TransportTCP || *resume == "on" || *request != "") {
+		return benchFlagError("handshake", errors.New("-replay floods over tcp with full handshakes and no request"), "drop -transport quic, -resume on and -request")
+	}
 	opts := bench.Options{
 		Target: *target, ServerName: *serverName, Concurrency: *concurrency,
 		Count: *count, Duration: *duration, Rate: *rate, Timeout: *timeout,
 		Precompute: *precompute && *transport == bench.TransportTCP, ServerPID: *serverPID, Resume: *resume == "on",
-		Transport: *transport, ShapeRTT: *shapeRTT, Request: *request,
+		Transport: *transport, ShapeRTT: *shapeRTT, Request: *request, Replay: *replay,
 	}
 	if err := bench.CheckRequestPath(*request); err != nil {
 		return benchFlagError("handshake", fmt.Errorf("-request: %w", err))
@@ -205,9 +219,10 @@ func benchHandshake(args []string, stdout, stderr io.Writer) error {
 		if *transport != bench.TransportTCP {
 			return benchFlagError("handshake", errors.New("-sources works over TCP only"))
 		}
-		if opts.Dial, err = bench.SpreadDial(*sources); err != nil {
+		if _, err = bench.SpreadConnDial(*sources); err != nil {
 			return benchFlagError("handshake", fmt.Errorf("-sources: %w", err))
 		}
+		opts.Sources = *sources
 	}
 	if opts.Groups, err = parseGroupList("handshake", *groups); err != nil {
 		return err
@@ -225,8 +240,12 @@ func benchHandshake(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	var last bench.Progress
+	ok := "ok"
+	if *replay {
+		ok = "flights"
+	}
 	opts.Progress = func(p bench.Progress) {
-		fmt.Fprintf(stderr, "bench: %4.0fs  %8d ok  %7.0f/s  %d errors\n", p.Elapsed.Seconds(), p.Completed, float64(p.Completed-last.Completed)/(p.Elapsed-last.Elapsed).Seconds(), p.Errors)
+		fmt.Fprintf(stderr, "bench: %4.0fs  %8d %s  %7.0f/s  %d errors\n", p.Elapsed.Seconds(), p.Completed, ok, float64(p.Completed-last.Completed)/(p.Elapsed-last.Elapsed).Seconds(), p.Errors)
 		last = p
 	}
 	ctx, stop := benchContext()
@@ -250,7 +269,11 @@ func benchHandshake(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if errors.Is(runErr, bench.ErrNoSuccess) {
-		return withHint(fmt.Errorf("no handshake with %s succeeded (%d attempts)", *target, rep.Attempts),
+		err := fmt.Errorf("no handshake with %s succeeded (%d attempts)", *target, rep.Attempts)
+		if *replay {
+			err = fmt.Errorf("no replayed ClientHello got the whole flight from %s (%d attempts)", *target, rep.Attempts)
+		}
+		return withHint(err,
 			"check that the server listens on -target and serves TLS 1.3 with one of -groups")
 	}
 	return runErr

@@ -19,10 +19,15 @@ upstream, it measures the front's handshake capacity (closed loop), then the
 latency of keep-alive HTTP/1.1 requests sent at a fixed rate (open loop)
 alone, and again while new handshakes are offered at -flood times that
 capacity (open loop, pqedge bench handshake in a child process at the
-lowest CPU priority, on CPU 1 with the upstream and this harness). Reports
+lowest CPU priority, on CPU 1 with the upstream and this harness). The
+flood client (-flood-client) replays ClientHellos by default (bench
+handshake -replay: the front does all its cryptography, the client none,
+as an attacker's flood); full makes full handshakes, which cost the
+client's core as much as the front's and reach only 1-2x. Reports
 p50/p99/p99.9 of both phases, the flooded/unloaded p99 ratio (target: at
-most 2x), failed requests, the flood's attempts and outcomes, and pqedge's
-handshakes completed, queued and refused (from its metrics). Writes
+most 2x), failed requests, the rate the flood client attempted against
+the rate asked, its outcomes, and pqedge's handshakes completed, queued
+and refused (from its metrics). Writes
 DIR/overload.json. Needs root (chroot into the peer root). See
 docs/BENCHMARKS.md.
 `
@@ -31,6 +36,7 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench overload", "bench overload [-fronts LIST] [-flood X] [-runs N] [-duration D] [-out DIR] [flags]", benchOverloadAbout, stdout)
 	var (
 		fronts, group, cert, out, peersDir = "pqedge,plain", "", "", "", ""
+		floodClient                        string
 		runs, conns, capConc, floodConns   int
 		sources                            int
 		flood, rate                        float64
@@ -46,6 +52,7 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&lead, "flood-lead", time.Second, "how long `D` the flood runs before the flooded phase starts")
 	fs.DurationVar(&capDur, "capacity-duration", 3*time.Second, "length `D` of the closed-loop capacity run")
 	fs.IntVar(&capConc, "capacity-concurrency", 16, "handshakes in flight `N` in the capacity run")
+	fs.StringVar(&floodClient, "flood-client", bench.FloodReplay, "how the flood makes handshakes, `replay|full`: replay sends ClientHellos made before the run and reads\nthe front's flight (the front's cryptography, no client cryptography); full makes whole handshakes")
 	fs.IntVar(&floodConns, "flood-conns", 2048, "flood handshakes in flight at most, `N`")
 	fs.IntVar(&sources, "flood-sources", 256, "loopback source addresses `N` the flood comes from (127.1.x.y): a distributed flood; 1 is one client, which limits.connections_per_client stops at accept")
 	fs.StringVar(&group, "group", "X25519MLKEM768", "key-exchange `GROUP` every client offers")
@@ -82,6 +89,9 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 		return benchFlagError("overload", fmt.Errorf("-rate %v over -conns %d: more than 1,000 requests/s per connection", rate, conns),
 			"the measured traffic is meant to be modest: lower -rate or raise -conns")
 	}
+	if floodClient != bench.FloodReplay && floodClient != bench.FloodFull {
+		return benchFlagError("overload", fmt.Errorf("-flood-client %q: want replay or full", floodClient))
+	}
 	g, err := pqtls.ParseServableGroup(group)
 	if err != nil {
 		return benchFlagError("overload", fmt.Errorf("-group: %w", err), "use a group crypto/tls serves, such as X25519MLKEM768 or x25519")
@@ -97,7 +107,7 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 	opts := bench.OverloadOptions{
 		Self: self, Cert: alg, Group: g, Runs: runs, Flood: flood, Conns: conns, RequestRate: rate,
 		Duration: duration, FloodLead: lead, CapacityDuration: capDur, CapacityConcurrency: capConc,
-		FloodConns: floodConns, FloodSources: sources, Timeout: timeout, Pin: pin, Log: stderr,
+		FloodConns: floodConns, FloodSources: sources, FloodClient: floodClient, Timeout: timeout, Pin: pin, Log: stderr,
 	}
 	names := splitList(fronts)
 	if len(names) == 0 {

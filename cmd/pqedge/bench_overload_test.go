@@ -33,6 +33,9 @@ func TestRunBenchOverloadErrors(t *testing.T) {
 		{"bad group", []string{"overload", "-group", "MLKEM512"}, 2, []string{"-group:"}},
 		{"stray argument", []string{"overload", "now"}, 2, []string{`unexpected argument "now"`}},
 		{"no peer root", []string{"overload", "-peers-dir", "/nonexistent"}, 1, []string{"bench overload needs the trixie peer root", "hint: the upstream (nginx) runs from it"}},
+		{"bad flood client", []string{"overload", "-flood-client", "fast"}, 2, []string{`-flood-client "fast": want replay or full`}},
+		{"replay over quic", []string{"handshake", "-target", "127.0.0.1:1", "-transport", "quic", "-replay"}, 2, []string{"-replay floods over tcp", "hint: drop -transport quic"}},
+		{"replay with a request", []string{"handshake", "-target", "127.0.0.1:1", "-replay", "-request", "/"}, 2, []string{"-replay floods over tcp"}},
 		{"handshake sources over quic", []string{"handshake", "-target", "127.0.0.1:1", "-transport", "quic", "-sources", "4"}, 2, []string{"-sources works over TCP only"}},
 	}
 	for _, tt := range tests {
@@ -76,7 +79,8 @@ func TestRunBenchOverload(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("%v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
-	for _, want := range []string{"unloaded p50", "flooded p50", "ratio (median)", "pqedge: flooded p99 <= 2x unloaded"} {
+	for _, want := range []string{"unloaded p50", "flooded p50", "ratio (median)", "pqedge: flooded p99 <= 2x unloaded",
+		"flood client: replay (" + bench.ReplayClient + ")", "whole flights", "flood reached"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, stdout.String())
 		}
@@ -93,8 +97,8 @@ func TestRunBenchOverload(t *testing.T) {
 		t.Fatal(err)
 	}
 	var res bench.OverloadResult
-	if err := json.Unmarshal(data, &res); err != nil || len(res.Fronts) != 2 || len(res.Checks) != 1 {
-		t.Fatalf("overload.json: %v, %d fronts, %d checks", err, len(res.Fronts), len(res.Checks))
+	if err := json.Unmarshal(data, &res); err != nil || len(res.Fronts) != 2 || len(res.Checks) != 1 || res.FloodClient != bench.FloodReplay {
+		t.Fatalf("overload.json: %v, %d fronts, %d checks, flood client %q", err, len(res.Fronts), len(res.Checks), res.FloodClient)
 	}
 	for _, f := range res.Fronts {
 		if len(f.Runs) != 1 {
@@ -105,8 +109,8 @@ func TestRunBenchOverload(t *testing.T) {
 			t.Errorf("%s: capacity %.0f/s, requests %d unloaded and %d flooded, p99 %v and %v", f.Front, r.Capacity,
 				r.Unloaded.Requests, r.Flooded.Requests, r.Unloaded.Latency.P99, r.Flooded.Latency.P99)
 		}
-		if r.Flood.Attempted == 0 || r.Flood.Rate != 2*r.Capacity {
-			t.Errorf("%s: flood attempted %d at %.0f/s offered, want >0 at 2x %.0f/s", f.Front, r.Flood.Attempted, r.Flood.Rate, r.Capacity)
+		if r.Flood.Attempted == 0 || r.Flood.Rate != 2*r.Capacity || r.Flood.Client != bench.FloodReplay || r.Flood.Reached <= 0 {
+			t.Errorf("%s: %s flood attempted %d (%.2f of the rate) at %.0f/s offered, want >0 at 2x %.0f/s", f.Front, r.Flood.Client, r.Flood.Attempted, r.Flood.Reached, r.Flood.Rate, r.Capacity)
 		}
 		if r.Ratio <= 0 || f.Ratio != r.Ratio {
 			t.Errorf("%s: ratio %v, median %v", f.Front, r.Ratio, f.Ratio)

@@ -98,7 +98,7 @@ func ReadFlight(r *bufio.Reader, want Flight) (int, error) {
 	n := 0
 	for rec := 0; rec < want.Records; rec++ {
 		if rec == 0 {
-			if err := sniffReader(r, op); err != nil {
+			if err := sniffReader(r, op, want.Records); err != nil {
 				return n, err
 			}
 		}
@@ -116,7 +116,7 @@ func ReadFlight(r *bufio.Reader, want Flight) (int, error) {
 			return n, malformed(op, "record of %d bytes exceeds 2^14+256 (RFC 8446 Section 5.2)", size)
 		}
 		if rec == 0 {
-			if err := checkFirstRecord(r, op, typ, size); err != nil {
+			if err := checkFirstRecord(r, op, typ, size, want.Records); err != nil {
 				return n, err
 			}
 		}
@@ -130,8 +130,10 @@ func ReadFlight(r *bufio.Reader, want Flight) (int, error) {
 }
 
 // sniffReader is recordConn.sniff for ReadFlight: an answer whose first
-// bytes cannot start a TLS record names the protocol it shows.
-func sniffReader(r *bufio.Reader, op string) error {
+// bytes cannot start a TLS record names the protocol it shows. A failed
+// read is reported here: bufio hands a read error out once, and a reset
+// must not turn into a close at the next Peek.
+func sniffReader(r *bufio.Reader, op string, want int) error {
 	for n := 1; n <= 2; n++ {
 		b, err := r.Peek(n)
 		if !looksLikeTLS(b) {
@@ -139,7 +141,7 @@ func sniffReader(r *bufio.Reader, op string) error {
 			return &Error{Kind: KindNotTLS, Op: op, Err: notTLS(answer)}
 		}
 		if err != nil {
-			return nil // the header read reports the close or the timeout
+			return flightErr(op, err, 0, want)
 		}
 	}
 	return nil
@@ -149,12 +151,12 @@ func sniffReader(r *bufio.Reader, op string) error {
 // 8446 Section 4.1.3): a plaintext alert is the server's refusal, and a
 // HelloRetryRequest would leave the server waiting for a second
 // ClientHello that never comes.
-func checkFirstRecord(r *bufio.Reader, op string, typ uint8, size int) error {
+func checkFirstRecord(r *bufio.Reader, op string, typ uint8, size, want int) error {
 	switch typ {
 	case recordAlert:
 		body, err := r.Peek(5 + min(size, 2))
 		if err != nil {
-			return flightErr(op, err, 0, 1)
+			return flightErr(op, err, 0, want)
 		}
 		return alertErr(op, body[5:])
 	case recordHandshake:
@@ -168,7 +170,7 @@ func checkFirstRecord(r *bufio.Reader, op string, typ uint8, size int) error {
 	}
 	b, err := r.Peek(randomEnd)
 	if err != nil {
-		return flightErr(op, err, 0, 1)
+		return flightErr(op, err, 0, want)
 	}
 	if b[5] != typeServerHello {
 		return malformed(op, "the flight starts with handshake message type %d, want a ServerHello", b[5])
