@@ -69,6 +69,10 @@
 // a fixed rate, alone and under a flood at several times the front's
 // measured handshake capacity, from many loopback source addresses
 // (SpreadDial), with pqedge's [limits] counters read from its metrics.
+// The flood replays ClientHellos by default (Options.Replay): the front
+// does all of its cryptography and the flood client none, as in a real
+// attack, so one client core can offer several times the capacity of one
+// front core.
 //
 // # Time to first byte
 //
