@@ -142,7 +142,9 @@ func sanitizeUpgrade(r *http.Request) {
 // Connection header, deleting the header once it is empty.
 func dropConnectionToken(h http.Header, token string) {
 	vs, ok := h["Connection"]
-	if !ok {
+	if !ok || !httpguts.HeaderValuesContainsToken(vs, token) {
+		// Nothing to drop: a browser's "keep-alive" or a client's
+		// "close" is kept as sent, without rebuilding it per request.
 		return
 	}
 	var kept []string

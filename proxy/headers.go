@@ -113,12 +113,17 @@ type forwarded struct {
 
 	forwardedFor, realIP, forwarded []string // nil when remote is not an IP address
 	xfHost, xfProto                 []string
+	// values backs xfHost, forwardedFor and forwarded: one allocation
+	// for the connection's headers instead of one per slice.
+	values [3]string
 }
 
 // newForwarded makes the headers' values for a request from remote (the
 // request's RemoteAddr) for host over HTTPS or not.
 func newForwarded(remote, host string, https bool) *forwarded {
-	f := &forwarded{remote: remote, host: host, https: https, xfHost: []string{host}, xfProto: protoHTTP}
+	f := &forwarded{remote: remote, host: host, https: https, xfProto: protoHTTP}
+	f.values[0] = host
+	f.xfHost = f.values[0:1:1]
 	proto := "http"
 	if https {
 		proto, f.xfProto = "https", protoHTTPS
@@ -127,7 +132,8 @@ func newForwarded(remote, host string, https bool) *forwarded {
 	if err != nil {
 		return f // not an IP connection (tests over pipes): nothing to say
 	}
-	f.forwardedFor = []string{ip}
+	f.values[1] = ip
+	f.forwardedFor = f.values[1:2:2]
 	f.realIP = f.forwardedFor
 	// RFC 7239 Section 4: an IPv6 address is bracketed and, like any
 	// value with ":" or "[", quoted; the host is quoted for its port.
@@ -135,11 +141,12 @@ func newForwarded(remote, host string, https bool) *forwarded {
 	if strings.Contains(ip, ":") {
 		node = quotedString("[" + ip + "]")
 	}
-	fwd := "for=" + node + ";proto=" + proto
 	if host != "" {
-		fwd += ";host=" + quotedString(host)
+		f.values[2] = "for=" + node + ";proto=" + proto + ";host=" + quotedString(host)
+	} else {
+		f.values[2] = "for=" + node + ";proto=" + proto
 	}
-	f.forwarded = []string{fwd}
+	f.forwarded = f.values[2:3:3]
 	return f
 }
 
@@ -180,7 +187,11 @@ func setForwarded(pr *httputil.ProxyRequest, cf *connFacts) {
 
 // quotedString quotes s as an RFC 9110 Section 5.6.4 quoted-string.
 func quotedString(s string) string {
+	if !strings.ContainsAny(s, "\"\\") {
+		return `"` + s + `"`
+	}
 	var b strings.Builder
+	b.Grow(len(s) + 4)
 	b.WriteByte('"')
 	for i := 0; i < len(s); i++ {
 		if s[i] == '"' || s[i] == '\\' {

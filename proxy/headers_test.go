@@ -182,3 +182,22 @@ func TestHeaderPolicyFolding(t *testing.T) {
 		}
 	}
 }
+
+// TestQuotedString: RFC 9110 Section 5.6.4 quoting, with and without
+// characters to escape.
+func TestQuotedString(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"a.example:8443", `"a.example:8443"`},
+		{"[2001:db8::1]", `"[2001:db8::1]"`},
+		{"", `""`},
+		{`a"b`, `"a\"b"`},
+		{`a\b`, `"a\\b"`},
+		{`"\`, `"\"\\"`},
+	} {
+		t.Run(tt.in, func(t *testing.T) {
+			if got := quotedString(tt.in); got != tt.want {
+				t.Errorf("quotedString(%q) = %s, want %s", tt.in, got, tt.want)
+			}
+		})
+	}
+}

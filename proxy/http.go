@@ -68,19 +68,20 @@ type connFacts struct {
 	facts                                 HandshakeFacts
 	group, pq, signature, version, cipher []string // nil for a fact that is ""
 	fwd                                   atomic.Pointer[forwarded]
+	// values backs the one-element slices above, so that a connection's
+	// facts are one allocation, not six (one per slice).
+	values [5]string
 }
 
 // WithHandshakeFacts returns a copy of ctx carrying f. The server calls it
 // once per connection (http.Server.ConnContext): the header values of
 // every request on the connection are made here.
 func WithHandshakeFacts(ctx context.Context, f HandshakeFacts) context.Context {
-	cf := &connFacts{facts: f, pq: []string{strconv.FormatBool(f.PQ)}}
-	for _, v := range []struct {
-		dst *[]string
-		val string
-	}{{&cf.group, f.Group}, {&cf.signature, f.Signature}, {&cf.version, f.Version}, {&cf.cipher, f.Cipher}} {
-		if v.val != "" {
-			*v.dst = []string{v.val}
+	cf := &connFacts{facts: f}
+	cf.values = [5]string{strconv.FormatBool(f.PQ), f.Group, f.Signature, f.Version, f.Cipher}
+	for i, dst := range []*[]string{&cf.pq, &cf.group, &cf.signature, &cf.version, &cf.cipher} {
+		if cf.values[i] != "" {
+			*dst = cf.values[i : i+1 : i+1]
 		}
 	}
 	return context.WithValue(ctx, factsKey{}, cf)

@@ -1,13 +1,16 @@
 package server
 
 import (
+	"crypto/tls"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pqedge/pqedge/internal/tickets"
+	"github.com/pqedge/pqedge/pqtls"
 	"github.com/pqedge/pqedge/proxy"
 )
 
@@ -38,6 +41,29 @@ type metrics struct {
 	h2Abuse            *prometheus.CounterVec
 	clientErrors       *prometheus.CounterVec
 	quic               *quicMetrics // HTTP/3 listeners (quic_metrics.go)
+
+	// handshakeSeries caches the children of handshakes and
+	// handshakeSeconds by handshakeKey (sync.Map of *handshakeRefs).
+	handshakeSeries sync.Map
+}
+
+// handshakeKey is what the labels of one pqedge_handshakes_total series
+// are made from, before any string is: the event's names and the raw
+// group and scheme. A label lookup (WithLabelValues) validates and
+// hashes nine strings and takes the vector's lock, about 4,000
+// instructions per handshake in callgrind (docs/BENCHMARKS.md, "Handshake
+// with one request"); a lookup of this key is a tenth of that.
+type handshakeKey struct {
+	listener, site, family, transport string
+	group                             tls.CurveID
+	signature                         tls.SignatureScheme
+	helloRetry, resumed               bool
+}
+
+// handshakeRefs are the series of one handshakeKey.
+type handshakeRefs struct {
+	count   prometheus.Counter
+	seconds prometheus.Observer
 }
 
 func newMetrics() *metrics {
@@ -194,13 +220,32 @@ func (m *metrics) handshake(ev *HandshakeEvent) {
 		m.handshakeFailures.WithLabelValues(ev.Listener, ev.Reason, ev.Family, ev.Transport).Inc()
 		return
 	}
-	pq := strconv.FormatBool(h.PostQuantum())
-	m.handshakes.WithLabelValues(ev.Listener, ev.Site, h.GroupName(), pq, h.SignatureName(), ev.Family,
-		strconv.FormatBool(h.HelloRetry), strconv.FormatBool(h.Resumed), ev.Transport).Inc()
-	m.handshakeSeconds.WithLabelValues(ev.Listener, pq).Observe(h.Duration.Seconds())
+	refs := m.handshakeRefs(ev, h)
+	refs.count.Inc()
+	refs.seconds.Observe(h.Duration.Seconds())
 	if h.Resumed && ev.Ticket != tickets.OriginNone {
 		m.resumptions.WithLabelValues(ev.Site, string(ev.Ticket)).Inc()
 	}
+}
+
+// handshakeRefs returns the series of a completed handshake's labels,
+// made at their first use as WithLabelValues would. The series of a
+// listener or site a reload removed stay in the vectors as they did
+// before the cache; the cache holds no more than the vectors.
+func (m *metrics) handshakeRefs(ev *HandshakeEvent, h *pqtls.Handshake) *handshakeRefs {
+	k := handshakeKey{listener: ev.Listener, site: ev.Site, family: ev.Family, transport: ev.Transport,
+		group: h.Group, signature: h.Signature, helloRetry: h.HelloRetry, resumed: h.Resumed}
+	if r, ok := m.handshakeSeries.Load(k); ok {
+		return r.(*handshakeRefs)
+	}
+	pq := strconv.FormatBool(h.PostQuantum())
+	r := &handshakeRefs{
+		count: m.handshakes.WithLabelValues(ev.Listener, ev.Site, h.GroupName(), pq, h.SignatureName(), ev.Family,
+			strconv.FormatBool(h.HelloRetry), strconv.FormatBool(h.Resumed), ev.Transport),
+		seconds: m.handshakeSeconds.WithLabelValues(ev.Listener, pq),
+	}
+	actual, _ := m.handshakeSeries.LoadOrStore(k, r)
+	return actual.(*handshakeRefs)
 }
 
 // upstreamHandshake counts one origin-leg handshake; it is every pool's
