@@ -139,8 +139,9 @@ func checkChainSignatures(c *tls.Certificate) error {
 // signature_algorithms_cert when the client sent it, else
 // signature_algorithms; RFC 8422 Section 5.1 and RFC 5246 Section 7.4.2
 // for TLS 1.2). Self-signed certificates begin a path and are not
-// verified by their signature.
-func clientCanVerify(c *tls.Certificate, info *tls.ClientHelloInfo, hello *pqtls.ClientHello) bool {
+// verified by their signature. cached is c's parsed chain when the
+// caller kept one (nil: parse it now).
+func clientCanVerify(c *tls.Certificate, cached *chainSigs, info *tls.ClientHelloInfo, hello *pqtls.ClientHello) bool {
 	var sigs, certSigs []tls.SignatureScheme
 	var versions []uint16
 	if info != nil {
@@ -167,19 +168,63 @@ func clientCanVerify(c *tls.Certificate, info *tls.ClientHelloInfo, hello *pqtls
 	if len(certSigs) == 0 {
 		return true // TLS 1.2 without signature_algorithms: nothing is known
 	}
+	verifies := func(cs certSig) bool {
+		return cs.selfSigned || slices.Contains(certSigs, cs.schemes[0]) || (cs.schemes[1] != 0 && slices.Contains(certSigs, cs.schemes[1]))
+	}
+	if chain := cached.of(c); chain != nil {
+		return chain.ok && !slices.ContainsFunc(chain.certs, func(cs certSig) bool { return !verifies(cs) })
+	}
+	// Parsed as it is walked, without allocating (Pick's promise).
 	for _, der := range c.Certificate {
 		iss, sub, schemes, ok := certSignature(der)
-		if !ok {
-			return false
-		}
-		if bytes.Equal(iss, sub) {
-			continue
-		}
-		if !slices.Contains(certSigs, schemes[0]) && (schemes[1] == 0 || !slices.Contains(certSigs, schemes[1])) {
+		if !ok || !verifies(certSig{selfSigned: bytes.Equal(iss, sub), schemes: schemes}) {
 			return false
 		}
 	}
 	return true
+}
+
+// chainSigs is what clientCanVerify needs of a chain's certificates,
+// parsed from their DER once: Selector.Validate keeps it for the
+// Classical and PQ chains, so that a handshake does not walk the ASN.1 of
+// every certificate again (about 3,500 instructions for a leaf and an
+// intermediate, docs/BENCHMARKS.md "Handshake with one request").
+type chainSigs struct {
+	cert  *tls.Certificate // the chain it was parsed from
+	n     int              // len(cert.Certificate) then
+	ok    bool             // every signature algorithm has a TLS scheme
+	certs []certSig
+}
+
+// certSig is one certificate's signature: whether it is self-signed (it
+// begins a path, and no one verifies its signature) and the schemes that
+// verify it.
+type certSig struct {
+	selfSigned bool
+	schemes    [2]tls.SignatureScheme
+}
+
+func parseChainSigs(c *tls.Certificate) *chainSigs {
+	cs := &chainSigs{cert: c, n: len(c.Certificate), ok: true, certs: make([]certSig, 0, len(c.Certificate))}
+	for _, der := range c.Certificate {
+		iss, sub, schemes, ok := certSignature(der)
+		if !ok {
+			cs.ok = false
+			return cs
+		}
+		cs.certs = append(cs.certs, certSig{selfSigned: bytes.Equal(iss, sub), schemes: schemes})
+	}
+	return cs
+}
+
+// of returns cs when it was parsed from c as c is now, else nil: a chain
+// passed to Pick in place of the one Validate saw (ClassicalFor's) is
+// parsed afresh.
+func (cs *chainSigs) of(c *tls.Certificate) *chainSigs {
+	if cs == nil || cs.cert != c || cs.n != len(c.Certificate) {
+		return nil
+	}
+	return cs
 }
 
 // leafCanSign reports whether c's key can make a CertificateVerify (or

@@ -183,8 +183,12 @@ func TestClientCanVerify(t *testing.T) {
 			}
 			for name, p := range profiles {
 				info, hello := p.hello()
-				if got := clientCanVerify(c, info, hello); got != want[name] {
-					t.Errorf("client %s: can verify = %v, want %v", name, got, want[name])
+				// Parsed per call, and once for the chain as
+				// Selector.Validate keeps it: the same answer.
+				for _, cached := range []*chainSigs{nil, parseChainSigs(c)} {
+					if got := clientCanVerify(c, cached, info, hello); got != want[name] {
+						t.Errorf("client %s (cached chain %v): can verify = %v, want %v", name, cached != nil, got, want[name])
+					}
 				}
 			}
 		})
@@ -279,10 +283,18 @@ func TestPickVerifiableChains(t *testing.T) {
 		}
 	})
 	t.Run("no allocation when it succeeds", func(t *testing.T) {
-		s := &Selector{Classical: classical, PQ: pq, Mode: PQAlways, VerifiableChainsOnly: true}
-		info, hello := profGo.hello()
-		if n := testing.AllocsPerRun(50, func() { s.Pick(info, hello) }); n != 0 {
-			t.Errorf("Pick allocates %v times", n)
+		for _, validated := range []bool{false, true} {
+			s := &Selector{Classical: classical, PQ: pq, Mode: PQAlways, VerifiableChainsOnly: true}
+			if validated {
+				// Validate keeps the chains parsed for Pick.
+				if err := s.Validate(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			info, hello := profGo.hello()
+			if n := testing.AllocsPerRun(50, func() { s.Pick(info, hello) }); n != 0 {
+				t.Errorf("Pick (validated %v) allocates %v times", validated, n)
+			}
 		}
 	})
 }

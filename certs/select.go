@@ -92,11 +92,34 @@ type Selector struct {
 	// so they get the classical chain. Without it Pick chooses by mode and
 	// the leaf's scheme alone, as before issue 12.
 	VerifiableChainsOnly bool
+
+	// classicalSigs and pqSigs are the parsed signatures of Classical and
+	// PQ, made by Validate for VerifiableChainsOnly; nil until then.
+	classicalSigs, pqSigs *chainSigs
 }
 
 // Validate checks a Selector before use: the PQ chain must have an ML-DSA
-// key and the modes must be known.
+// key and the modes must be known. With VerifiableChainsOnly it also
+// keeps the parsed signatures of Classical and PQ for Pick, so a
+// Selector must not be changed after Validate (Pick parses a chain that
+// differs from the one Validate saw, so a change costs time, not
+// correctness).
 func (s *Selector) Validate() error {
+	if err := s.validate(); err != nil {
+		return err
+	}
+	if s.VerifiableChainsOnly {
+		if s.Classical != nil {
+			s.classicalSigs = parseChainSigs(s.Classical)
+		}
+		if s.PQ != nil {
+			s.pqSigs = parseChainSigs(s.PQ)
+		}
+	}
+	return nil
+}
+
+func (s *Selector) validate() error {
 	if s.Classical == nil && s.ClassicalFor == nil && s.PQ == nil {
 		return errors.New("no certificate to serve")
 	}
@@ -143,7 +166,7 @@ func (s *Selector) Validate() error {
 // every handshake and does not allocate unless it fails.
 func (s *Selector) Pick(info *tls.ClientHelloInfo, hello *pqtls.ClientHello) (*tls.Certificate, error) {
 	check := s.VerifiableChainsOnly
-	if s.wantsPQ(info, hello) && (!check || clientCanVerify(s.PQ, info, hello)) {
+	if s.wantsPQ(info, hello) && (!check || clientCanVerify(s.PQ, s.pqSigs, info, hello)) {
 		return s.PQ, nil
 	}
 	classical := s.Classical
@@ -157,7 +180,7 @@ func (s *Selector) Pick(info *tls.ClientHelloInfo, hello *pqtls.ClientHello) (*t
 	if classical == nil {
 		return nil, fmt.Errorf("%w: the client does not qualify for the ML-DSA chain and no classical certificate is configured", ErrNoVerifiableChain)
 	}
-	if check && !clientCanVerify(classical, info, hello) {
+	if check && !clientCanVerify(classical, s.classicalSigs, info, hello) {
 		return nil, fmt.Errorf("%w: the client offers no signature scheme for the classical chain (or for the ML-DSA one, if it qualifies)", ErrNoVerifiableChain)
 	}
 	return classical, nil
