@@ -144,10 +144,13 @@ func firstError(lists ...[]ErrorCount) string {
 
 // handshakes runs `pqedge bench handshake` against the front in a child
 // process: closed loop with concurrency workers (rate 0) or open loop at
-// rate, for d, with the front's CPU read (-server-pid). nice puts the
-// child at the lowest CPU priority (the flood: on the clients' core, the
-// keep-alive client and the upstream come first).
-func (o *overloadRun) handshakes(ctx context.Context, f *Front, rate float64, concurrency int, d time.Duration, nice bool) (*Report, error) {
+// rate, for d, with the front's CPU read (-server-pid). idle puts the
+// child in the SCHED_IDLE class (chrt --idle, sched(7)): it runs only
+// when the clients' core has nothing else to run, so the keep-alive
+// client and the upstream come first, even when the harness runs in a
+// real-time class to keep other machines' load off the measurement
+// (nice 19 would not lower a real-time child).
+func (o *overloadRun) handshakes(ctx context.Context, f *Front, rate float64, concurrency int, d time.Duration, idle bool) (*Report, error) {
 	args := append(append([]string{}, o.opts.Self[1:]...), "bench", "handshake", "-json",
 		"-target", f.HTTPS, "-groups", pqtls.GroupName(o.opts.Group),
 		"-concurrency", strconv.Itoa(concurrency), "-duration", d.String(),
@@ -156,13 +159,13 @@ func (o *overloadRun) handshakes(ctx context.Context, f *Front, rate float64, co
 		args = append(args, "-rate", strconv.FormatFloat(rate, 'f', 1, 64))
 	}
 	name := o.opts.Self[0]
-	if nice {
+	if idle {
 		args = append(args, "-sources", strconv.Itoa(o.opts.FloodSources))
 		if o.opts.FloodClient == FloodReplay {
 			args = append(args, "-replay")
 		}
-		args = append([]string{"-n", "19", name}, args...)
-		name = "nice"
+		args = append([]string{"--idle", "0", name}, args...)
+		name = "chrt"
 	}
 	// The child's handshakes end within Timeout of d.
 	ctx, cancel := context.WithTimeout(ctx, d+o.opts.Timeout+30*time.Second)

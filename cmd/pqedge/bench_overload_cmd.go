@@ -27,8 +27,10 @@ client's core as much as the front's and reach only 1-2x. Reports
 p50/p99/p99.9 of both phases, the flooded/unloaded p99 ratio (target: at
 most 2x), failed requests, the rate the flood client attempted against
 the rate asked, its outcomes, and pqedge's handshakes completed, queued
-and refused (from its metrics). Writes
-DIR/overload.json. Needs root (chroot into the peer root). See
+and refused (from its metrics). Writes DIR/overload.json. Needs root
+(chroot into the peer root). On a shared machine, run it in a real-time
+class (chrt -r 10 pqedge bench overload ...) so that other processes' load
+stays off the fronts and clients; the flood stays in SCHED_IDLE. See
 docs/BENCHMARKS.md.
 `
 

@@ -8,8 +8,9 @@
 // handshakes must not starve connections that are already established, and
 // one address must not hold every socket. It knows nothing of TLS or HTTP:
 // the server calls Accept for each accepted connection, BeginHandshake
-// around each handshake and BeginCrypto around its key exchange and
-// signature (CryptoGate), and reads Stats for its metrics.
+// around each handshake and AcquireCrypto/ReleaseCrypto around each burst
+// of its CPU (CryptoGate, which paces handshakes through the network
+// poller while they queue), and reads Stats for its metrics.
 //
 // A client address is an IPv4 address, or an IPv6 /64: one host commonly
 // holds a whole /64, so counting single IPv6 addresses would let it open
@@ -127,6 +128,13 @@ func New(opts Options) *Limiter {
 func (l *Limiter) BeginCrypto(deadline time.Time) (done func(), err error) {
 	return l.crypto.BeginCrypto(deadline)
 }
+
+// AcquireCrypto and ReleaseCrypto are BeginCrypto without the done
+// function's allocation (CryptoGate.Acquire, CryptoGate.Release).
+func (l *Limiter) AcquireCrypto(deadline time.Time) error { return l.crypto.Acquire(deadline) }
+
+// ReleaseCrypto frees a slot taken by AcquireCrypto.
+func (l *Limiter) ReleaseCrypto() { l.crypto.Release() }
 
 // clientKey is the address connections are counted by: IPv4 as is, IPv6
 // by /64. ok is false for a non-IP address (a unix socket), which only the
@@ -256,6 +264,7 @@ func (l *Limiter) BeginHandshake(ctx context.Context) (done func(), err error) {
 	l.waiters = append(l.waiters, ch)
 	l.mu.Unlock()
 	l.queued.Add(1)
+	l.crypto.pace()
 
 	select {
 	case <-ch:

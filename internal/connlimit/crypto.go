@@ -12,11 +12,11 @@ import (
 // crypto slot was free.
 var ErrCryptoWait = errors.New("handshake deadline passed waiting for a crypto slot")
 
-// CryptoGate bounds the handshakes doing their cryptography at once (key
-// exchange and signature: ~0.15 ms with ECDSA, up to ~0.7 ms with ML-DSA,
+// CryptoGate bounds the handshakes using the CPU at once (key exchange
+// and signature: ~0.15 ms with ECDSA, up to ~0.7 ms with ML-DSA,
 // docs/BENCHMARKS.md "The primitives alone") to the number of CPUs Go runs
-// on, GOMAXPROCS, read at each BeginCrypto since the runtime updates it
-// when the CPU affinity or the cgroup quota changes.
+// on, GOMAXPROCS, read at each Acquire since the runtime updates it when
+// the CPU affinity or the cgroup quota changes.
 //
 // Why not only MaxHandshakes: a handshake slot is held from before the
 // ClientHello to the client's Finished, mostly waiting on the network, so
@@ -26,20 +26,36 @@ var ErrCryptoWait = errors.New("handshake deadline passed waiting for a crypto s
 // connection waits behind all of them (measured: 256 handshakes in
 // progress put 60-140 ms on a keep-alive request's p50 on one core,
 // docs/BENCHMARKS.md "Overload"). Handshakes that wait here are parked,
-// not ready, so an established connection waits behind at most
-// GOMAXPROCS handshakes' cryptography.
+// not ready.
 //
-// The gate is taken once the ClientHello has been read (a client that
-// sends nothing holds no crypto slot) and released when the server reads
-// the client's second flight. It is safe for concurrent use; the zero
-// value is not usable: use NewCryptoGate.
+// That alone is not enough on a busy CPU: handshakes that find a slot
+// free in turn still run one after another, and Go's scheduler polls the
+// network, where established connections' requests come from, only when
+// it has nothing else to run or every 10 ms. So while handshakes queue,
+// the gate paces them: a freed slot goes through the relay (pollRelay),
+// which hands it on only when the network poller runs, in the same poll
+// that readies the established connections whose data arrived
+// meanwhile. A request then waits behind one burst of a handshake's
+// cryptography at most.
+//
+// The server takes a slot for each burst of a handshake's CPU, from a
+// read's return to its next read (a client that sends nothing holds no
+// slot). It is safe for concurrent use; the zero value is not usable:
+// use NewCryptoGate.
 type CryptoGate struct {
-	mu      sync.Mutex // guards the fields below
-	fixed   int        // > 0: the cap; 0: GOMAXPROCS; < 0: no cap
-	running int
+	mu      sync.Mutex      // guards the fields below
+	fixed   int             // > 0: the cap; 0: GOMAXPROCS; < 0: no cap
+	running int             // slots taken, in transit ones included
 	waiters []*cryptoWaiter // FIFO
+	// relay carries freed slots to waiters through the network poller
+	// (relay.go); inTransit is how many it has yet to hand over.
+	relay     *pollRelay
+	inTransit int
+	// pacedUntil is when pacing ends (pace): until then every freed
+	// slot goes through the relay, waiters or not.
+	pacedUntil time.Time
 
-	queued, expired atomic.Uint64
+	queued, expired, relayed atomic.Uint64
 }
 
 // cryptoWaiter is a handshake waiting for a crypto slot; its channel is
@@ -68,27 +84,37 @@ func (g *CryptoGate) setLimit(n int) {
 	defer g.mu.Unlock()
 	g.fixed = n
 	for len(g.waiters) > 0 && (g.limit() == 0 || g.running < g.limit()) {
-		w := g.waiters[0]
-		g.waiters[0] = nil
-		g.waiters = g.waiters[1:]
 		g.running++
-		close(w.ch)
+		g.handOver()
 	}
 }
 
-// BeginCrypto takes a crypto slot, waiting for one in FIFO order until
-// deadline. On success the caller must call done exactly once when its
-// cryptography is over (extra calls do nothing); otherwise it returns
-// ErrCryptoWait.
+// BeginCrypto takes a crypto slot as Acquire does. On success the caller
+// must call done exactly once when its cryptography is over (extra calls
+// do nothing); otherwise it returns ErrCryptoWait.
 func (g *CryptoGate) BeginCrypto(deadline time.Time) (done func(), err error) {
+	if err := g.Acquire(deadline); err != nil {
+		return nil, err
+	}
+	return g.slot(), nil
+}
+
+// Acquire takes a crypto slot, waiting for one in FIFO order until
+// deadline, and returns ErrCryptoWait when the deadline passed first. On
+// success the caller must call Release exactly once when its
+// cryptography is over. (BeginCrypto is the same with a done function,
+// which costs an allocation: the accept path, run per connection, keeps
+// a flag instead.)
+func (g *CryptoGate) Acquire(deadline time.Time) error {
 	g.mu.Lock()
 	if n := g.limit(); n == 0 || g.running < n {
 		g.running++
 		g.mu.Unlock()
-		return g.slot(), nil
+		return nil
 	}
 	w := &cryptoWaiter{ch: make(chan struct{})}
 	g.waiters = append(g.waiters, w)
+	g.pacedUntil = time.Now().Add(pacedHold)
 	g.mu.Unlock()
 	g.queued.Add(1)
 
@@ -96,17 +122,15 @@ func (g *CryptoGate) BeginCrypto(deadline time.Time) (done func(), err error) {
 	defer t.Stop()
 	select {
 	case <-w.ch:
-		// The slot was handed over. Closing w.ch put this goroutine in
-		// its P's runnext, where it inherits the time slice of the
-		// handshake that freed the slot: under a flood that chain would
-		// go on from handshake to handshake, and Go's scheduler, which
-		// looks at its global queue (where the network poller puts the
-		// goroutines of established connections) only once its own is
-		// empty or a slice has passed, left requests waiting for
-		// seconds (docs/BENCHMARKS.md, "Overload"). Yielding puts this
-		// handshake at the back of the global queue, behind them.
+		// The slot was handed over, by the relay in the same run of the
+		// network poller that woke the established connections whose
+		// data arrived meanwhile. Closing w.ch put this goroutine in
+		// its P's runnext, ahead of them; yielding puts it at the back
+		// of the global queue, behind them. (Without either, the
+		// handshakes chained through runnext from one to the next and
+		// requests waited for seconds: docs/BENCHMARKS.md, "Overload".)
 		runtime.Gosched()
-		return g.slot(), nil
+		return nil
 	case <-t.C:
 	}
 	g.mu.Lock()
@@ -115,35 +139,108 @@ func (g *CryptoGate) BeginCrypto(deadline time.Time) (done func(), err error) {
 			g.waiters = append(g.waiters[:i], g.waiters[i+1:]...)
 			g.mu.Unlock()
 			g.expired.Add(1)
-			return nil, ErrCryptoWait
+			return ErrCryptoWait
 		}
 	}
 	g.mu.Unlock()
 	// A slot was handed over as the deadline passed: pass it on.
-	g.release()
+	g.Release()
 	g.expired.Add(1)
-	return nil, ErrCryptoWait
+	return ErrCryptoWait
 }
 
 // slot returns the done function of a slot: it frees the slot once.
 func (g *CryptoGate) slot() func() {
 	var once sync.Once
-	return func() { once.Do(g.release) }
+	return func() { once.Do(g.Release) }
 }
 
-// release frees a slot, handing it to the longest waiter
-// while the cap allows (it may have dropped since the slot was taken).
-func (g *CryptoGate) release() {
+// Release frees a slot taken by Acquire. While handshakes wait, or while the gate paces
+// (pace), it goes through the relay (pollRelay), which gives it to the
+// longest waiter, or frees it, only when the network poller runs next;
+// without a relay it goes to the longest waiter directly. Otherwise, or
+// when the cap dropped since the slot was taken, it is freed at once.
+func (g *CryptoGate) Release() {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if n := g.limit(); len(g.waiters) > 0 && (n == 0 || g.running <= n) {
-		w := g.waiters[0]
-		g.waiters[0] = nil
-		g.waiters = g.waiters[1:]
-		close(w.ch)
-		return
+	n := g.limit()
+	if n != 0 && g.running <= n && (len(g.waiters) > g.inTransit || time.Now().Before(g.pacedUntil)) {
+		if g.relay == nil {
+			g.relay = startRelay(g)
+		}
+		if rl := g.relay; rl != nil {
+			g.inTransit++
+			g.mu.Unlock()
+			g.relayed.Add(1)
+			rl.notify()
+			return
+		}
+		if len(g.waiters) > 0 {
+			g.handOver()
+			g.mu.Unlock()
+			return
+		}
 	}
 	g.running--
+	g.mu.Unlock()
+}
+
+// pacedHold is how long pacing lasts after the last handshake queued.
+const pacedHold = 100 * time.Millisecond
+
+// pace makes the gate pace for pacedHold: every freed slot goes through
+// the relay, so that a handshake's cryptography never starts straight
+// after another's, only after the network poller ran. Handshakes that
+// find a free slot in turn do not queue here: on one CPU they run one
+// after another as the scheduler takes them from its run queue, ahead of
+// the established connections the poller readies meanwhile (a trace
+// under a flood showed requests ready for 11 ms while 25 handshakes ran
+// back to back). The server calls pace when handshakes queue for a
+// handshake slot (Limiter.BeginHandshake), a flood's first sign; the
+// gate paces itself when they queue for a crypto slot. A relay hop costs
+// ~5 µs per handshake's burst of cryptography, paid only while pacing.
+func (g *CryptoGate) pace() {
+	g.mu.Lock()
+	g.pacedUntil = time.Now().Add(pacedHold)
+	g.mu.Unlock()
+}
+
+// handOver gives a taken slot to the longest waiter; g.mu is held and
+// there is a waiter.
+func (g *CryptoGate) handOver() {
+	w := g.waiters[0]
+	g.waiters[0] = nil
+	g.waiters = g.waiters[1:]
+	close(w.ch)
+}
+
+// dispatch hands over n slots the relay carried, each to the longest
+// waiter while the cap allows, freeing the rest (their waiters gave up
+// meanwhile).
+func (g *CryptoGate) dispatch(n int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.inTransit -= n
+	for range n {
+		if l := g.limit(); len(g.waiters) > 0 && (l == 0 || g.running <= l) {
+			g.handOver()
+		} else {
+			g.running--
+		}
+	}
+}
+
+// endRelay reports whether rl, idle, may end: only when it has no slot
+// to carry. It then stops being g's relay.
+func (g *CryptoGate) endRelay(rl *pollRelay) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.relay == rl && g.inTransit > 0 {
+		return false
+	}
+	if g.relay == rl {
+		g.relay = nil
+	}
+	return true
 }
 
 // CryptoStats are the gate's counters, for metrics.
@@ -152,6 +249,9 @@ type CryptoStats struct {
 	Waiting int    // handshakes waiting for a slot (gauge)
 	Queued  uint64 // handshakes that had to wait
 	Expired uint64 // gave up waiting: the handshake deadline passed
+	// Relayed is slots freed through the relay (pollRelay): handed over
+	// while handshakes waited or the gate paced.
+	Relayed uint64
 }
 
 // Stats returns the current counters.
@@ -159,6 +259,6 @@ func (g *CryptoGate) Stats() CryptoStats {
 	g.mu.Lock()
 	s := CryptoStats{Running: g.running, Waiting: len(g.waiters)}
 	g.mu.Unlock()
-	s.Queued, s.Expired = g.queued.Load(), g.expired.Load()
+	s.Queued, s.Expired, s.Relayed = g.queued.Load(), g.expired.Load(), g.relayed.Load()
 	return s
 }

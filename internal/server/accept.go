@@ -37,42 +37,52 @@ type edgeConn struct {
 
 	// The crypto gate (connlimit.CryptoGate): used by the connection's
 	// goroutine only, until the hand-off.
-	limiter    *connlimit.Limiter
-	deadline   time.Time // the handshake's: the longest a slot is waited for
-	cryptoDone func()    // frees the crypto slot held, nil when none
+	limiter     *connlimit.Limiter
+	deadline    time.Time // the handshake's: the longest a slot is waited for
+	cryptoHeld  bool      // a crypto slot is held
+	handshaking bool      // the handshake runs: its reads take crypto slots
 }
 
-// beginCrypto takes a slot of the crypto gate for the handshake's key
-// exchange and signature, unless one is held: from GetConfigForClient,
-// and again from GetCertificate after a HelloRetryRequest (whose second
-// ClientHello was read, freeing the first slot), so that no path to a
-// signature skips the gate.
+// beginCrypto takes a slot of the crypto gate unless one is held: from
+// Read when data arrived during the handshake, from GetConfigForClient,
+// and from GetCertificate after a HelloRetryRequest, so that no path to a
+// key exchange or a signature skips the gate.
 func (c *edgeConn) beginCrypto() error {
-	if c.cryptoDone != nil || c.limiter == nil {
+	if c.cryptoHeld || c.limiter == nil {
 		return nil
 	}
-	done, err := c.limiter.BeginCrypto(c.deadline)
-	if err != nil {
+	if err := c.limiter.AcquireCrypto(c.deadline); err != nil {
 		return err
 	}
-	c.cryptoDone = done
+	c.cryptoHeld = true
 	return nil
 }
 
 // endCrypto frees the crypto slot, if one is held.
 func (c *edgeConn) endCrypto() {
-	if c.cryptoDone != nil {
-		c.cryptoDone()
-		c.cryptoDone = nil
+	if c.cryptoHeld {
+		c.cryptoHeld = false
+		c.limiter.ReleaseCrypto()
 	}
 }
 
-// Read frees the crypto slot before reading: once crypto/tls reads again
-// after the ClientHello, it has sent its flight and waits for the
-// client's, with no costly cryptography left.
+// Read frees the crypto slot before reading and, during the handshake,
+// takes one again once data arrived: each burst of a handshake's CPU,
+// from a read's return to the next read (the ClientHello's parse, the key
+// exchange and signature, the server's flight; then the client's
+// Finished), holds a slot of the crypto gate, and none is held while
+// waiting on the client. Under a flood the handshakes that wait for a
+// slot are parked rather than queued in Go's run queue, where they would
+// run ahead of established connections (connlimit.CryptoGate).
 func (c *edgeConn) Read(b []byte) (int, error) {
 	c.endCrypto()
-	return c.CaptureConn.Read(b)
+	n, err := c.CaptureConn.Read(b)
+	if n > 0 && c.handshaking {
+		if gerr := c.beginCrypto(); gerr != nil {
+			return 0, gerr
+		}
+	}
+	return n, err
 }
 
 // hello returns the captured ClientHello, nil when it was not captured.
@@ -213,11 +223,11 @@ func (s *Server) handleConn(key string, raw net.Conn) {
 	// (or, behind a load balancer, no PROXY header). It is set through the
 	// PROXY reader, which restores it after the header. A handshake slot
 	// is waited for under the same deadline: a flood of new handshakes
-	// queues, or is closed, before it costs any cryptography. Then its
-	// key exchange and signature wait for a slot of the crypto gate
-	// (beginCrypto), so that handshakes in progress compute a few at a
-	// time and established connections do not wait behind hundreds of
-	// them in Go's run queue (connlimit.CryptoGate).
+	// queues, or is closed, before it costs any cryptography. Then each
+	// burst of its CPU waits for a slot of the crypto gate (edgeConn.Read),
+	// so that handshakes in progress compute a few at a time and
+	// established connections do not wait behind hundreds of them in Go's
+	// run queue (connlimit.CryptoGate).
 	conn.SetDeadline(deadline)
 	slot, err := s.limiter.BeginHandshakeBy(deadline)
 	if err != nil {
@@ -226,20 +236,25 @@ func (s *Server) handleConn(key string, raw net.Conn) {
 	}
 	reserveHandshakeStack(0) // before crypto/tls, not in the middle of ML-KEM (stack.go)
 	start := time.Now()
+	ec.handshaking = true
 	err = tc.Handshake()
+	ec.handshaking = false
 	took := time.Since(start)
-	ec.endCrypto() // a failed handshake may not have read again
 	slot()
 	conn.SetDeadline(time.Time{})
 
 	if err == nil && tc.ConnectionState().NegotiatedProtocol == acmeALPN {
 		// A CA's TLS-ALPN-01 validation: the handshake was all of it
 		// (RFC 8737 section 3), and it is not a client's connection.
+		ec.endCrypto()
 		tc.Close()
 		return
 	}
 	ev := s.handshakeEvent(ec, tc, err, took)
 	s.observe(ev)
+	// The handshake's last burst of CPU, from the client's Finished (or
+	// the failure) to its record, ends here.
+	ec.endCrypto()
 	if err != nil {
 		if ev.Reason == reasonNotTLS {
 			answerPlainHTTP(raw, err)

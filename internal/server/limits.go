@@ -24,8 +24,9 @@ import (
 //	handshake       connlimit: a handshake slot, waiting in a bounded queue
 //	                under the handshake deadline (handleConn; a full queue
 //	                is refused in acceptLoop, without a goroutine); then a
-//	                crypto slot for the key exchange and signature, at most
-//	                GOMAXPROCS at once (edgeConn.beginCrypto)
+//	                crypto slot for each burst of its CPU, at most
+//	                GOMAXPROCS at once, paced through the network poller
+//	                while handshakes queue (edgeConn.Read)
 //	hand-off        h1guard or h2guard, by ALPN, around the connection the
 //	                HTTP server reads (guard)
 //	request         proxy.CheckRequest in the router; body, write and
@@ -92,7 +93,7 @@ func tlsConnOf(c net.Conn) (*tls.Conn, bool) {
 type limiterCollector struct {
 	l                                         *connlimit.Limiter
 	open, handshaking, waiting, refus, queued *prometheus.Desc
-	cryptoWaiting                             *prometheus.Desc
+	cryptoWaiting, cryptoQueued, relayed      *prometheus.Desc
 }
 
 func newLimiterCollector(l *connlimit.Limiter) *limiterCollector {
@@ -103,6 +104,8 @@ func newLimiterCollector(l *connlimit.Limiter) *limiterCollector {
 		refus: prometheus.NewDesc("pqedge_connections_refused_total", "Connections closed before any cryptography by the limits: connections (total cap), per_client, handshake_queue (queue full), handshake_wait (the handshake deadline passed in the queue).",
 			[]string{"reason"}, nil),
 		cryptoWaiting: prometheus.NewDesc("pqedge_handshakes_crypto_waiting", "Handshakes that read their ClientHello and wait for a crypto slot now (GOMAXPROCS handshakes do their key exchange and signature at once).", nil, nil),
+		cryptoQueued:  prometheus.NewDesc("pqedge_handshakes_crypto_queued_total", "Handshakes that found every crypto slot taken and waited for one.", nil, nil),
+		relayed:       prometheus.NewDesc("pqedge_handshakes_crypto_relayed_total", "Crypto slots handed over through the network poller (connlimit's relay) rather than directly, while handshakes queued: each let established connections' ready requests run before the next handshake's cryptography.", nil, nil),
 		queued:        prometheus.NewDesc("pqedge_handshakes_queued_total", "Connections that found every handshake slot taken and waited in the queue (those that then got a slot, and those refused as handshake_wait).", nil, nil),
 	}
 }
@@ -114,6 +117,8 @@ func (c *limiterCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.refus
 	ch <- c.queued
 	ch <- c.cryptoWaiting
+	ch <- c.cryptoQueued
+	ch <- c.relayed
 }
 
 func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
@@ -123,6 +128,8 @@ func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(st.WaitingHandshakes))
 	ch <- prometheus.MustNewConstMetric(c.queued, prometheus.CounterValue, float64(st.HandshakesQueued))
 	ch <- prometheus.MustNewConstMetric(c.cryptoWaiting, prometheus.GaugeValue, float64(st.Crypto.Waiting))
+	ch <- prometheus.MustNewConstMetric(c.cryptoQueued, prometheus.CounterValue, float64(st.Crypto.Queued))
+	ch <- prometheus.MustNewConstMetric(c.relayed, prometheus.CounterValue, float64(st.Crypto.Relayed))
 	for reason, n := range map[string]uint64{"connections": st.RefusedTotal, "per_client": st.RefusedPerClient,
 		"handshake_queue": st.HandshakesRefused, "handshake_wait": st.HandshakesExpired} {
 		ch <- prometheus.MustNewConstMetric(c.refus, prometheus.CounterValue, float64(n), reason)

@@ -1,0 +1,169 @@
+package connlimit
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+)
+
+// settled reports whether every slot of g is free, none in transit.
+func (g *CryptoGate) settled() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.running == 0 && len(g.waiters) == 0 && g.inTransit == 0
+}
+
+func (g *CryptoGate) hasRelay() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.relay != nil
+}
+
+// TestRelayHandOver: which releases go through the network poller's relay
+// and that every slot they carry arrives (a lost one would stall every
+// later handshake once GOMAXPROCS of them were lost).
+func TestRelayHandOver(t *testing.T) {
+	far := time.Now().Add(10 * time.Second)
+	tests := []struct {
+		name        string
+		pace        bool // the gate paces before the release
+		waiter      bool // a handshake waits for the slot
+		wantRelayed uint64
+	}{
+		{"idle gate frees at once", false, false, 0},
+		{"paced gate relays even with no waiter", true, false, 1},
+		{"a waiter gets the slot through the relay", false, true, 1},
+		{"paced, with a waiter", true, true, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewCryptoGate(1)
+			if err := g.Acquire(far); err != nil {
+				t.Fatal(err)
+			}
+			got := make(chan error, 1)
+			if tt.waiter {
+				go func() {
+					err := g.Acquire(far)
+					if err == nil {
+						g.Release()
+					}
+					got <- err
+				}()
+				waitFor(t, "the waiter", func() bool { return g.Stats().Waiting == 1 })
+			}
+			if tt.pace {
+				g.pace()
+			}
+			g.Release()
+			if !tt.pace && !tt.waiter {
+				// Freed in the call: no poller round trip when
+				// nothing queues (the cost stays off the handshake
+				// benchmarks).
+				if st := g.Stats(); st.Running != 0 {
+					t.Fatalf("Running = %d right after an unpaced release, want 0", st.Running)
+				}
+			}
+			if tt.waiter {
+				if err := <-got; err != nil {
+					t.Fatalf("the waiter got %v, want the slot", err)
+				}
+			}
+			waitFor(t, "every slot free", g.settled)
+			if st := g.Stats(); st.Relayed < tt.wantRelayed || (tt.wantRelayed == 0 && st.Relayed != 0) {
+				t.Errorf("Relayed = %d, want %d", st.Relayed, tt.wantRelayed)
+			}
+		})
+	}
+}
+
+// TestRelayEndsWhenIdle: an idle relay closes its pipe and ends; the next
+// hand-over starts another.
+func TestRelayEndsWhenIdle(t *testing.T) {
+	g := NewCryptoGate(1)
+	far := time.Now().Add(10 * time.Second)
+	for round := range 2 {
+		if err := g.Acquire(far); err != nil {
+			t.Fatal(err)
+		}
+		g.pace()
+		g.Release()
+		waitFor(t, "every slot free", g.settled)
+		if st := g.Stats(); st.Relayed != uint64(round+1) {
+			t.Fatalf("round %d: Relayed = %d, want %d", round, st.Relayed, round+1)
+		}
+		waitFor(t, "the idle relay to end", func() bool { return !g.hasRelay() })
+	}
+}
+
+// TestQueuedHandshakePacesCrypto: a connection waiting for a handshake
+// slot, a flood's first sign, makes the crypto gate pace.
+func TestQueuedHandshakePacesCrypto(t *testing.T) {
+	l := New(Options{MaxHandshakes: 1, HandshakeQueue: 1, MaxCrypto: 1})
+	done, err := l.BeginHandshake(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	waited := make(chan struct{})
+	go func() {
+		defer close(waited)
+		if d, err := l.BeginHandshake(ctx); err == nil {
+			d()
+		}
+	}()
+	waitFor(t, "a queued handshake", func() bool { return l.Stats().WaitingHandshakes == 1 })
+	if err := l.AcquireCrypto(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	l.ReleaseCrypto()
+	waitFor(t, "the crypto slot free", l.crypto.settled)
+	if st := l.Stats(); st.Crypto.Relayed != 1 {
+		t.Errorf("crypto Relayed = %d with a handshake queued, want 1 (paced)", st.Crypto.Relayed)
+	}
+	cancel()
+	<-waited
+	done()
+}
+
+// TestRelayUnderContention: many handshakes taking and freeing slots,
+// some giving up at their deadline while slots are in transit, leave the
+// gate with every slot free and every waiter accounted for.
+func TestRelayUnderContention(t *testing.T) {
+	g := NewCryptoGate(2)
+	g.pace()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var ok, expired int
+	for range 32 {
+		wg.Go(func() {
+			for range 50 {
+				d := time.Duration(rand.IntN(2000)) * time.Microsecond
+				if err := g.Acquire(time.Now().Add(d)); err != nil {
+					mu.Lock()
+					expired++
+					mu.Unlock()
+					continue
+				}
+				if rand.IntN(4) == 0 {
+					g.pace()
+				}
+				g.Release()
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(t, "every slot free", g.settled)
+	st := g.Stats()
+	if ok+expired != 32*50 || st.Expired != uint64(expired) {
+		t.Errorf("%d took a slot and %d expired of %d; gate counted %d expired", ok, expired, 32*50, st.Expired)
+	}
+	if ok == 0 || st.Relayed == 0 {
+		t.Errorf("%d slots taken, %d relayed: the test did not exercise the relay", ok, st.Relayed)
+	}
+}
