@@ -148,7 +148,7 @@ func firstError(lists ...[]ErrorCount) string {
 // child in the SCHED_IDLE class (chrt --idle, sched(7)): it runs only
 // when the clients' core has nothing else to run, so the keep-alive
 // client and the upstream come first, even when the harness runs in a
-// real-time class to keep other machines' load off the measurement
+// real-time class to keep other processes' load off the measurement
 // (nice 19 would not lower a real-time child).
 func (o *overloadRun) handshakes(ctx context.Context, f *Front, rate float64, concurrency int, d time.Duration, idle bool) (*Report, error) {
 	args := append(append([]string{}, o.opts.Self[1:]...), "bench", "handshake", "-json",
