@@ -418,44 +418,51 @@ func (s *runState) closedLoop(ctx context.Context) {
 // openLoop starts handshake i at start + i/Rate. A handshake that finds all
 // Concurrency slots busy waits for one, and its latency still runs from its
 // intended start: the wait is what a real client would have seen.
+//
+// A slot is a worker goroutine that lives for the whole run (so a session
+// ticket stays with the slot that got it, as in the closed loop), fed the
+// intended start times by this loop. A goroutine per attempt, parked until
+// a slot freed, cost the client more than a replayed attempt itself: tens
+// of thousands of them piled up behind a saturated server, each a new
+// stack grown by the dial.
 func (s *runState) openLoop(ctx context.Context, start time.Time) {
 	interval := time.Duration(float64(time.Second) / s.opts.Rate)
-	// A slot is a worker, so that a session ticket stays with the slot
-	// that got it, as in the closed loop.
-	slots := make(chan *worker, s.opts.Concurrency)
-	for range s.opts.Concurrency {
-		slots <- &worker{}
-	}
+	due := make(chan time.Time) // unbuffered: a send waits for a free slot
 	var wg sync.WaitGroup
+	for range s.opts.Concurrency {
+		wg.Go(func() {
+			var local []time.Duration
+			w := &worker{}
+			for intended := range due {
+				if s.one(ctx, w, intended) {
+					local = append(local, time.Since(intended))
+				}
+			}
+			s.mu.Lock()
+			s.samples = append(s.samples, local...)
+			s.mu.Unlock()
+		})
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
 	for i := 0; ctx.Err() == nil && s.take(); i++ {
 		intended := start.Add(time.Duration(i) * interval)
 		if d := time.Until(intended); d > 0 {
-			t := time.NewTimer(d)
+			t.Reset(d)
 			select {
 			case <-ctx.Done():
-				t.Stop()
 			case <-t.C:
 			}
 			if ctx.Err() != nil {
 				break
 			}
 		}
-		wg.Go(func() {
-			var w *worker
-			select {
-			case w = <-slots:
-			case <-ctx.Done():
-				return // the run ended before a slot freed: not attempted
-			}
-			defer func() { slots <- w }()
-			if s.one(ctx, w, intended) {
-				lat := time.Since(intended)
-				s.mu.Lock()
-				s.samples = append(s.samples, lat)
-				s.mu.Unlock()
-			}
-		})
+		select {
+		case due <- intended:
+		case <-ctx.Done(): // the run ended before a slot freed: not attempted
+		}
 	}
+	close(due)
 	wg.Wait()
 }
 

@@ -108,7 +108,7 @@ func (r *replayState) attempt(ctx context.Context, addr string, timeout time.Dur
 	if err != nil {
 		return 0, 0, err
 	}
-	defer conn.Close()
+	defer closeReset(conn)
 	if err := conn.SetDeadline(deadline); err != nil {
 		return 0, 0, fmt.Errorf("failed to set a deadline: %w", err)
 	}
@@ -125,6 +125,18 @@ func (r *replayState) attempt(ctx context.Context, addr string, timeout time.Dur
 	defer w.br.Reset(nil)
 	n, err := leanclient.ReadFlight(w.br, r.flight)
 	return len(hello), n, err
+}
+
+// closeReset closes conn with a reset (SO_LINGER 0), as a flood does: no
+// FIN exchange, and no TIME_WAIT state left in the client's kernel, which
+// at thousands of attempts a second would hold hundreds of thousands of
+// sockets and overflow tcp_max_tw_buckets. The server sees the reset
+// where it waited for the client's Finished, after all its cryptography.
+func closeReset(conn net.Conn) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	conn.Close()
 }
 
 // replayErrorKind names a failed replay attempt for the error table:
