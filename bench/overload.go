@@ -82,8 +82,18 @@ type OverloadOptions struct {
 	// from (default 256, see SpreadDial): a distributed flood, which
 	// pqedge's per-client-address cap does not stop. 1 is one client.
 	FloodSources int
-	// Timeout bounds every request, connection and handshake (default 5s).
+	// Timeout bounds every request, connection and handshake (default 5s)
+	// but the flood's.
 	Timeout time.Duration
+	// FloodTimeout is how long a flood attempt waits for the front's
+	// flight or handshake (default 250ms). An attacker does not wait: with
+	// FloodConns attempts in flight at most, the flood offers at most
+	// FloodConns/FloodTimeout attempts per second beyond what the front
+	// answers (2,048 / 250 ms = 8,192/s), and a front that queues every
+	// connection (the Go floor) would otherwise hold the flood to about
+	// its own capacity. An abandoned attempt still costs a front that
+	// reads its ClientHello all its cryptography.
+	FloodTimeout time.Duration
 
 	// Pin puts each front on CPU 0 and this process, the upstream and the
 	// clients on CPU 1.
@@ -201,8 +211,9 @@ type OverloadResult struct {
 	Sources     int           `json:"flood_sources"`
 	// FloodClient is OverloadOptions.FloodClient; FloodClientAbout says
 	// what it does.
-	FloodClient      string `json:"flood_client"`
-	FloodClientAbout string `json:"flood_client_about"`
+	FloodClient      string        `json:"flood_client"`
+	FloodClientAbout string        `json:"flood_client_about"`
+	FloodTimeout     time.Duration `json:"flood_timeout_ns"`
 
 	Fronts []OverloadFront `json:"fronts"`
 	Checks []Check         `json:"checks"`
@@ -324,6 +335,7 @@ func (o *overloadRun) defaults() error {
 	setDefault(&p.FloodConns, 2048)
 	setDefault(&p.FloodSources, 256)
 	setDefault(&p.Timeout, 5*time.Second)
+	setDefault(&p.FloodTimeout, 250*time.Millisecond)
 	if p.Log == nil {
 		p.Log = io.Discard
 	}
@@ -331,7 +343,7 @@ func (o *overloadRun) defaults() error {
 		Date: time.Now().UTC(), Machine: cpuModel(), CPUs: runtime.NumCPU(), LoadAvg: [2]float64{loadAverage(), 0},
 		Group: pqtls.GroupName(p.Group), Cert: p.Cert.Name, Runs: p.Runs, Flood: p.Flood, Conns: p.Conns,
 		RequestRate: p.RequestRate, Duration: p.Duration, FloodLead: p.FloodLead, Sources: p.FloodSources,
-		FloodClient: p.FloodClient, FloodClientAbout: floodClientNames[p.FloodClient],
+		FloodClient: p.FloodClient, FloodClientAbout: floodClientNames[p.FloodClient], FloodTimeout: p.FloodTimeout,
 	}
 	return nil
 }

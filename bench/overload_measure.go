@@ -51,7 +51,7 @@ func (o *overloadRun) measure(ctx context.Context, l ProxyLauncher, run int) (Ov
 	step := func(what string) { fmt.Fprintf(o.opts.Log, "overload %-7s run %d: %s\n", l.Kind(), run+1, what) }
 
 	step("capacity")
-	capRep, err := o.handshakes(ctx, f, 0, o.opts.CapacityConcurrency, o.opts.CapacityDuration, false)
+	capRep, err := o.handshakes(ctx, f, 0, o.opts.CapacityConcurrency, o.opts.CapacityDuration, o.opts.Timeout, false)
 	if err != nil {
 		return r, fmt.Errorf("capacity: %w", err)
 	}
@@ -150,11 +150,11 @@ func firstError(lists ...[]ErrorCount) string {
 // client and the upstream come first, even when the harness runs in a
 // real-time class to keep other processes' load off the measurement
 // (nice 19 would not lower a real-time child).
-func (o *overloadRun) handshakes(ctx context.Context, f *Front, rate float64, concurrency int, d time.Duration, idle bool) (*Report, error) {
+func (o *overloadRun) handshakes(ctx context.Context, f *Front, rate float64, concurrency int, d, timeout time.Duration, idle bool) (*Report, error) {
 	args := append(append([]string{}, o.opts.Self[1:]...), "bench", "handshake", "-json",
 		"-target", f.HTTPS, "-groups", pqtls.GroupName(o.opts.Group),
 		"-concurrency", strconv.Itoa(concurrency), "-duration", d.String(),
-		"-timeout", o.opts.Timeout.String(), "-server-pid", strconv.Itoa(f.PID))
+		"-timeout", timeout.String(), "-server-pid", strconv.Itoa(f.PID))
 	if rate > 0 {
 		args = append(args, "-rate", strconv.FormatFloat(rate, 'f', 1, 64))
 	}
@@ -168,7 +168,7 @@ func (o *overloadRun) handshakes(ctx context.Context, f *Front, rate float64, co
 		name = "chrt"
 	}
 	// The child's handshakes end within Timeout of d.
-	ctx, cancel := context.WithTimeout(ctx, d+o.opts.Timeout+30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, d+max(timeout, o.opts.Timeout)+30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	var stdout bytes.Buffer
@@ -197,7 +197,7 @@ type floodResult struct {
 func (o *overloadRun) startFlood(ctx context.Context, f *Front, rate float64, d time.Duration) <-chan floodResult {
 	ch := make(chan floodResult, 1)
 	go func() {
-		rep, err := o.handshakes(ctx, f, rate, o.opts.FloodConns, d, true)
+		rep, err := o.handshakes(ctx, f, rate, o.opts.FloodConns, d, o.opts.FloodTimeout, true)
 		if err != nil {
 			ch <- floodResult{err: err}
 			return

@@ -22,7 +22,7 @@ func WriteOverloadTable(w io.Writer, r *OverloadResult) error {
 	fmt.Fprintf(w, "machine: %s, %d CPUs, %s; load average %.2f before, %.2f after\n", r.Machine, r.CPUs, pinned, r.LoadAvg[0], r.LoadAvg[1])
 	fmt.Fprintf(w, "%s, %s; %d runs; %d keep-alive connections, %.0f requests/s in all, %s per phase; flood at %.1fx capacity from %d addresses, measured after %s\n",
 		r.Group, r.Cert, r.Runs, r.Conns, r.RequestRate, r.Duration, r.Flood, r.Sources, r.FloodLead)
-	fmt.Fprintf(w, "flood client: %s (%s)\n\n", r.FloodClient, r.FloodClientAbout)
+	fmt.Fprintf(w, "flood client: %s (%s), each attempt given up after %s\n\n", r.FloodClient, r.FloodClientAbout, r.FloodTimeout)
 	completedCol := "completed"
 	if r.FloodClient == FloodReplay {
 		// Replayed handshakes never complete at the front: what counts

@@ -23,7 +23,10 @@ lowest CPU priority, on CPU 1 with the upstream and this harness). The
 flood client (-flood-client) replays ClientHellos by default (bench
 handshake -replay: the front does all its cryptography, the client none,
 as an attacker's flood); full makes full handshakes, which cost the
-client's core as much as the front's and reach only 1-2x. Reports
+client's core as much as the front's and reach only 1-2x. A flood attempt
+waits -flood-timeout for the front's answer, as an attacker would not wait
+long either: a front that queues every connection would otherwise hold the
+flood to about its own capacity. Reports
 p50/p99/p99.9 of both phases, the flooded/unloaded p99 ratio (target: at
 most 2x), failed requests, the rate the flood client attempted against
 the rate asked, its outcomes, and pqedge's handshakes completed, queued
@@ -43,6 +46,7 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 		sources                            int
 		flood, rate                        float64
 		duration, lead, capDur, timeout    time.Duration
+		floodTimeout                       time.Duration
 		pin                                bool
 	)
 	fs.StringVar(&fronts, "fronts", fronts, "fronts to measure, comma-separated `LIST` of pqedge and plain (the Go floor)")
@@ -59,7 +63,8 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&sources, "flood-sources", 256, "loopback source addresses `N` the flood comes from (127.1.x.y): a distributed flood; 1 is one client, which limits.connections_per_client stops at accept")
 	fs.StringVar(&group, "group", "X25519MLKEM768", "key-exchange `GROUP` every client offers")
 	fs.StringVar(&cert, "cert", "ecdsa-p256", "certificate algorithm `ALG` of the fronts (as in bench matrix -certs)")
-	fs.DurationVar(&timeout, "timeout", 5*time.Second, "deadline `D` of every request, connection and handshake")
+	fs.DurationVar(&timeout, "timeout", 5*time.Second, "deadline `D` of every request, connection and handshake but the flood's")
+	fs.DurationVar(&floodTimeout, "flood-timeout", 250*time.Millisecond, "how long `D` a flood attempt waits for the front's answer: the flood offers at most\n-flood-conns / D attempts per second beyond what the front answers")
 	fs.StringVar(&out, "out", "bench-out", "output `DIR` for overload.json (certificates and configs go to a work directory inside, removed at the end)")
 	fs.BoolVar(&pin, "pin", true, "pin each front to CPU 0 and the upstream, clients and harness to CPU 1; -pin=false on a one-core machine")
 	fs.StringVar(&peersDir, "peers-dir", "/var/cache/pqedge/peers", "`DIR` where scripts/peers made the trixie root (nginx)")
@@ -79,8 +84,8 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 	if flood <= 0 || rate <= 0 {
 		return benchFlagError("overload", fmt.Errorf("-flood %v and -rate %v must be positive", flood, rate))
 	}
-	if duration <= 0 || lead <= 0 || capDur <= 0 || timeout <= 0 {
-		return benchFlagError("overload", errors.New("-duration, -flood-lead, -capacity-duration and -timeout must be positive"))
+	if duration <= 0 || lead <= 0 || capDur <= 0 || timeout <= 0 || floodTimeout <= 0 {
+		return benchFlagError("overload", errors.New("-duration, -flood-lead, -capacity-duration, -timeout and -flood-timeout must be positive"))
 	}
 	// Every flood connection is a file descriptor here and one in the
 	// front; stay well inside the usual limit of 20,000.
@@ -109,7 +114,7 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 	opts := bench.OverloadOptions{
 		Self: self, Cert: alg, Group: g, Runs: runs, Flood: flood, Conns: conns, RequestRate: rate,
 		Duration: duration, FloodLead: lead, CapacityDuration: capDur, CapacityConcurrency: capConc,
-		FloodConns: floodConns, FloodSources: sources, FloodClient: floodClient, Timeout: timeout, Pin: pin, Log: stderr,
+		FloodConns: floodConns, FloodSources: sources, FloodClient: floodClient, FloodTimeout: floodTimeout, Timeout: timeout, Pin: pin, Log: stderr,
 	}
 	names := splitList(fronts)
 	if len(names) == 0 {

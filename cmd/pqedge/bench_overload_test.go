@@ -26,7 +26,7 @@ func TestRunBenchOverloadErrors(t *testing.T) {
 		{"no front", []string{"overload", "-fronts", ","}, 2, []string{"no front to measure"}},
 		{"zero flood", []string{"overload", "-flood", "0"}, 2, []string{"-flood 0 and -rate 200 must be positive"}},
 		{"zero runs", []string{"overload", "-runs", "0"}, 2, []string{"must be at least 1"}},
-		{"zero duration", []string{"overload", "-duration", "0s"}, 2, []string{"-duration, -flood-lead, -capacity-duration and -timeout must be positive"}},
+		{"zero duration", []string{"overload", "-duration", "0s"}, 2, []string{"-duration, -flood-lead, -capacity-duration, -timeout and -flood-timeout must be positive"}},
 		{"too many sources", []string{"overload", "-flood-sources", "70000"}, 2, []string{"-flood-sources 70000: at most 65536"}},
 		{"too many flood conns", []string{"overload", "-flood-conns", "9000"}, 2, []string{"-flood-conns 9000: at most 8000"}},
 		{"rate per connection", []string{"overload", "-conns", "1", "-rate", "5000"}, 2, []string{"more than 1,000 requests/s per connection", "hint: the measured traffic is meant to be modest"}},
