@@ -67,9 +67,9 @@ type OverloadOptions struct {
 	// capacity run (defaults 3s and 16).
 	CapacityDuration    time.Duration
 	CapacityConcurrency int
-	// FloodConns bounds the flood's handshakes in flight (default 2048):
-	// enough that connections held in a front's queue do not throttle the
-	// offered rate.
+	// FloodConns bounds the flood's handshakes in flight (default 4096):
+	// with FloodTimeout, enough that a front holding every connection in
+	// its queue does not throttle the offered rate (see FloodTimeout).
 	FloodConns int
 	// FloodClient is how the flood makes its handshakes: FloodReplay (the
 	// default) replays ClientHellos and reads the server's flight, so the
@@ -89,7 +89,7 @@ type OverloadOptions struct {
 	// flight or handshake (default 250ms). An attacker does not wait: with
 	// FloodConns attempts in flight at most, the flood offers at most
 	// FloodConns/FloodTimeout attempts per second beyond what the front
-	// answers (2,048 / 250 ms = 8,192/s), and a front that queues every
+	// answers (4,096 / 250 ms = 16,384/s), and a front that queues every
 	// connection (the Go floor) would otherwise hold the flood to about
 	// its own capacity. An abandoned attempt still costs a front that
 	// reads its ClientHello all its cryptography.
@@ -332,7 +332,7 @@ func (o *overloadRun) defaults() error {
 	setDefault(&p.FloodLead, time.Second)
 	setDefault(&p.CapacityDuration, 3*time.Second)
 	setDefault(&p.CapacityConcurrency, 16)
-	setDefault(&p.FloodConns, 2048)
+	setDefault(&p.FloodConns, 4096)
 	setDefault(&p.FloodSources, 256)
 	setDefault(&p.Timeout, 5*time.Second)
 	setDefault(&p.FloodTimeout, 250*time.Millisecond)

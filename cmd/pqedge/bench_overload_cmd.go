@@ -59,7 +59,7 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&capDur, "capacity-duration", 3*time.Second, "length `D` of the closed-loop capacity run")
 	fs.IntVar(&capConc, "capacity-concurrency", 16, "handshakes in flight `N` in the capacity run")
 	fs.StringVar(&floodClient, "flood-client", bench.FloodReplay, "how the flood makes handshakes, `replay|full`: replay sends ClientHellos made before the run and reads\nthe front's flight (the front's cryptography, no client cryptography); full makes whole handshakes")
-	fs.IntVar(&floodConns, "flood-conns", 2048, "flood handshakes in flight at most, `N`")
+	fs.IntVar(&floodConns, "flood-conns", 4096, "flood handshakes in flight at most, `N` (with -flood-timeout, what bounds the flood against a front that\nholds every connection)")
 	fs.IntVar(&sources, "flood-sources", 256, "loopback source addresses `N` the flood comes from (127.1.x.y): a distributed flood; 1 is one client, which limits.connections_per_client stops at accept")
 	fs.StringVar(&group, "group", "X25519MLKEM768", "key-exchange `GROUP` every client offers")
 	fs.StringVar(&cert, "cert", "ecdsa-p256", "certificate algorithm `ALG` of the fronts (as in bench matrix -certs)")
