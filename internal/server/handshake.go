@@ -45,6 +45,9 @@ type HandshakeEvent struct {
 	Ticket tickets.Origin
 	remote net.Addr
 	combo  *siteRuntime // the compat combination's site, on a compat listener
+	// record is what Handshake points to: held in the event so that the
+	// two are one allocation per handshake.
+	record pqtls.Handshake
 }
 
 // Remote is the client's address, "ip:port".
@@ -94,14 +97,14 @@ func (s *Server) handshakeEvent(ec *edgeConn, tc *tls.Conn, err error, took time
 		return ev
 	}
 	cs := tc.ConnectionState()
-	rec := pqtls.NewHandshake(cs, ec.sig, hello, took)
+	ev.record = pqtls.NewHandshake(cs, ec.sig, hello, took)
 	if cs.DidResume {
-		rec.Signature = 0 // nothing was signed; a stale value must not leak in
+		ev.record.Signature = 0 // nothing was signed; a stale value must not leak in
 		if hello != nil {
 			_, ev.Ticket = s.tickets.Describe(hello.PSKIdentity)
 		}
 	}
-	ev.Handshake = &rec
+	ev.Handshake = &ev.record
 	return ev
 }
 

@@ -267,15 +267,15 @@ func (s *Server) quicHandshakeEvent(qc *quicConn, cs *tls.ConnectionState, err e
 	if hello == nil {
 		s.metrics.quic.unrecorded.Inc()
 	}
-	rec := pqtls.NewHandshake(*cs, qc.sig, hello, time.Since(qc.start))
-	rec.Transport = pqtls.TransportQUIC
+	ev.record = pqtls.NewHandshake(*cs, qc.sig, hello, time.Since(qc.start))
+	ev.record.Transport = pqtls.TransportQUIC
 	if cs.DidResume {
-		rec.Signature = 0 // nothing was signed
+		ev.record.Signature = 0 // nothing was signed
 		if hello != nil {
 			_, ev.Ticket = s.tickets.Describe(hello.PSKIdentity)
 		}
 	}
-	ev.Handshake = &rec
+	ev.Handshake = &ev.record
 	return ev
 }
 
