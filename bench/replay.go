@@ -43,6 +43,9 @@ type ReplayShape struct {
 	FlightBytes      int `json:"flight_bytes"`
 }
 
+// calibrateTimeout is the least time the calibrating handshake gets.
+const calibrateTimeout = 10 * time.Second
+
 // replayState is what the workers of a replay run share; it is read-only
 // once prepareReplay returns.
 type replayState struct {
@@ -60,7 +63,12 @@ func (s *runState) prepareReplay(ctx context.Context) error {
 		return nil
 	}
 	r := &replayState{dial: s.dialConn}
-	flight, res, err := leanclient.Calibrate(ctx, s.opts.Target, s.client)
+	// The calibrating handshake is one, before the load: a flood's short
+	// per-attempt Timeout (bench overload gives 250 ms) must not fail the
+	// run because a busy machine took longer for it.
+	cal := *s.client
+	cal.Timeout = max(cal.Timeout, calibrateTimeout)
+	flight, res, err := leanclient.Calibrate(ctx, s.opts.Target, &cal)
 	if err != nil {
 		return fmt.Errorf("failed to measure the server's flight with a full handshake: %w", err)
 	}

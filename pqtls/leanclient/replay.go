@@ -75,6 +75,10 @@ func Calibrate(ctx context.Context, addr string, cfg *Config) (Flight, *Result, 
 	return Flight{Records: res.ServerFlightRecords, Bytes: res.ServerFlightBytes}, res, nil
 }
 
+// minFlightReader is the smallest buffer ReadFlight reads through: a
+// record header and a ServerHello up to its random.
+const minFlightReader = 64
+
 // ErrShortFlight says the server closed the connection before its whole
 // flight arrived; ReadFlight wraps it in a KindDial *Error.
 var ErrShortFlight = errors.New("short flight")
@@ -89,11 +93,16 @@ var ErrShortFlight = errors.New("short flight")
 // plaintext alert is KindAlert, an answer that is no TLS KindNotTLS, bad
 // headers KindMalformed, a close before the whole flight KindDial wrapping
 // ErrShortFlight, a reset KindDial, a missed deadline KindTimeout. The
-// deadlines are the caller's, set on the connection behind r.
+// deadlines are the caller's, set on the connection behind r, whose buffer
+// must hold at least 64 bytes (bufio's default holds 4,096).
 func ReadFlight(r *bufio.Reader, want Flight) (int, error) {
 	const op = "read the server's flight"
 	if want.Records < 1 || want.Records > maxFlightRecords {
 		return 0, fmt.Errorf("flight of %d records: want 1 to %d", want.Records, maxFlightRecords)
+	}
+	if r.Size() < minFlightReader {
+		// Peek of a ServerHello's first bytes needs them in the buffer.
+		return 0, fmt.Errorf("a reader of %d bytes: want at least %d", r.Size(), minFlightReader)
 	}
 	n := 0
 	for rec := 0; rec < want.Records; rec++ {

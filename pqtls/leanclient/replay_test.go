@@ -201,6 +201,9 @@ func TestReadFlightRejectsBadWant(t *testing.T) {
 			t.Errorf("ReadFlight of %d records: no error", records)
 		}
 	}
+	if _, err := ReadFlight(bufio.NewReaderSize(bytes.NewReader(nil), 16), Flight{Records: 6}); err == nil {
+		t.Error("ReadFlight through a 16-byte buffer: no error")
+	}
 }
 
 // FuzzReadFlight reads mutated real flights: it never panics, never
