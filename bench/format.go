@@ -108,11 +108,13 @@ var reportCSVHeader = []string{
 	"exceeds_initcwnd", "server_cpu_us", "client_cpu_us", "other_load", "errors",
 	"transport", "initial_packets", "client_first_flight_bytes", "amplification_budget_bytes",
 	"server_handshake_bytes", "amplification_limited", "round_trips", "emulated_rtt_ms",
-	"request", "response_bytes",
+	"client", "request", "response_bytes",
 }
 
 // WriteReportCSV writes reports as CSV with a header row. Runs without a
-// successful handshake have empty measurement columns, never zeros.
+// successful handshake have empty measurement columns, never zeros. The
+// client column is "replay" for a replay flood (its rows count whole
+// server flights, not handshakes) and "full" otherwise.
 func WriteReportCSV(w io.Writer, reports ...*Report) error {
 	cw := csv.NewWriter(w)
 	cw.Write(reportCSVHeader)
@@ -144,7 +146,11 @@ func WriteReportCSV(w io.Writer, reports ...*Report) error {
 		} else {
 			rec = append(rec, make([]string, 7)...)
 		}
-		rec = append(rec, r.Request, "")
+		client := "full"
+		if r.Replay != nil {
+			client = "replay"
+		}
+		rec = append(rec, client, r.Request, "")
 		if r.Request != "" && r.Succeeded > 0 {
 			rec[len(rec)-1] = ff(r.ResponseBytes, 0)
 		}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -71,6 +73,14 @@ func TestRunReplay(t *testing.T) {
 				if !strings.Contains(table.String(), want) {
 					t.Errorf("table lacks %q:\n%s", want, table.String())
 				}
+			}
+			var csvOut bytes.Buffer
+			if err := WriteReportCSV(&csvOut, r); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := csv.NewReader(&csvOut).ReadAll()
+			if err != nil || len(rows) != 2 || rows[1][slices.Index(rows[0], "client")] != "replay" {
+				t.Errorf("CSV %v: %v", rows, err)
 			}
 			js, _ := json.Marshal(r)
 			if !bytes.Contains(js, []byte(`"client":"`+ReplayClient+`"`)) {
