@@ -144,12 +144,9 @@ func firstError(lists ...[]ErrorCount) string {
 
 // handshakes runs `pqedge bench handshake` against the front in a child
 // process: closed loop with concurrency workers (rate 0) or open loop at
-// rate, for d, with the front's CPU read (-server-pid). idle puts the
-// child in the SCHED_IDLE class (chrt --idle, sched(7)): it runs only
-// when the clients' core has nothing else to run, so the keep-alive
-// client and the upstream come first, even when the harness runs in a
-// real-time class to keep other processes' load off the measurement
-// (nice 19 would not lower a real-time child).
+// rate, for d, with the front's CPU read (-server-pid). idle marks the
+// flood: its child runs under floodPriority, below the keep-alive client
+// and the upstream on the clients' core.
 func (o *overloadRun) handshakes(ctx context.Context, f *Front, rate float64, concurrency int, d, timeout time.Duration, idle bool) (*Report, error) {
 	args := append(append([]string{}, o.opts.Self[1:]...), "bench", "handshake", "-json",
 		"-target", f.HTTPS, "-groups", pqtls.GroupName(o.opts.Group),
@@ -164,8 +161,10 @@ func (o *overloadRun) handshakes(ctx context.Context, f *Front, rate float64, co
 		if o.opts.FloodClient == FloodReplay {
 			args = append(args, "-replay")
 		}
-		args = append([]string{"--idle", "0", name}, args...)
-		name = "chrt"
+		if prefix := floodPriority(); len(prefix) > 0 {
+			args = append(append(prefix[1:], name), args...)
+			name = prefix[0]
+		}
 	}
 	// The child's handshakes end within Timeout of d.
 	ctx, cancel := context.WithTimeout(ctx, d+max(timeout, o.opts.Timeout)+30*time.Second)

@@ -136,6 +136,10 @@ func (l *Limiter) AcquireCrypto(deadline time.Time) error { return l.crypto.Acqu
 // ReleaseCrypto frees a slot taken by AcquireCrypto.
 func (l *Limiter) ReleaseCrypto() { l.crypto.Release() }
 
+// YieldToPoller waits for Go's network poller to run once while the
+// crypto gate paces, a flood's sign (CryptoGate.YieldToPoller).
+func (l *Limiter) YieldToPoller() { l.crypto.YieldToPoller() }
+
 // clientKey is the address connections are counted by: IPv4 as is, IPv6
 // by /64. ok is false for a non-IP address (a unix socket), which only the
 // total cap applies to.

@@ -51,6 +51,10 @@ type CryptoGate struct {
 	// (relay.go); inTransit is how many it has yet to hand over.
 	relay     *pollRelay
 	inTransit int
+	// yielders wait in YieldToPoller for the poller to run; yieldNotes
+	// is how many of their notes the relay has yet to read.
+	yielders   []chan struct{}
+	yieldNotes int
 	// pacedUntil is when pacing ends (pace): until then every freed
 	// slot goes through the relay, waiters or not.
 	pacedUntil time.Time
@@ -219,6 +223,15 @@ func (g *CryptoGate) handOver() {
 func (g *CryptoGate) dispatch(n int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	// Notes look alike: the yielders' go first. A slot's note counted
+	// as a yielder's is followed at once by that yielder's own.
+	k := min(n, g.yieldNotes)
+	g.yieldNotes -= k
+	for _, ch := range g.yielders[:k] {
+		close(ch)
+	}
+	g.yielders = g.yielders[k:]
+	n -= k
 	g.inTransit -= n
 	for range n {
 		if l := g.limit(); len(g.waiters) > 0 && (l == 0 || g.running <= l) {
@@ -229,12 +242,40 @@ func (g *CryptoGate) dispatch(n int) {
 	}
 }
 
+// YieldToPoller waits, while the gate paces (pace), until Go's network
+// poller has run once, so that the established connections whose data
+// arrived meanwhile run before the caller goes on; otherwise it returns
+// at once. An accept loop calls it every few connections: under a flood
+// it otherwise accepts (and refuses) thousands in a row, ~9 µs each,
+// while requests wait (a trace showed 2,900 in 26 ms).
+func (g *CryptoGate) YieldToPoller() {
+	g.mu.Lock()
+	if !time.Now().Before(g.pacedUntil) {
+		g.mu.Unlock()
+		return
+	}
+	if g.relay == nil {
+		g.relay = startRelay(g)
+	}
+	rl := g.relay
+	if rl == nil {
+		g.mu.Unlock()
+		return
+	}
+	ch := make(chan struct{})
+	g.yielders = append(g.yielders, ch)
+	g.yieldNotes++
+	g.mu.Unlock()
+	rl.notify()
+	<-ch
+}
+
 // endRelay reports whether rl, idle, may end: only when it has no slot
 // to carry. It then stops being g's relay.
 func (g *CryptoGate) endRelay(rl *pollRelay) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.relay == rl && g.inTransit > 0 {
+	if g.relay == rl && (g.inTransit > 0 || g.yieldNotes > 0) {
 		return false
 	}
 	if g.relay == rl {

@@ -49,9 +49,9 @@ func startRelay(g *CryptoGate) *pollRelay {
 	return rl
 }
 
-// notify asks the relay to hand over one freed slot; g.mu is not held.
-// A failed write (the relay ended meanwhile) hands the slot over
-// directly.
+// notify writes one note, a freed slot's or a yielder's (YieldToPoller);
+// g.mu is not held. A failed write (the relay ended meanwhile) delivers
+// the note directly.
 func (rl *pollRelay) notify() {
 	if _, err := rl.w.Write([]byte{0}); err != nil {
 		rl.g.dispatch(1)
@@ -59,8 +59,8 @@ func (rl *pollRelay) notify() {
 }
 
 // run reads hand-over notes until none came for relayIdle, then ends the
-// relay. Each byte read is one slot freed: dispatch gives it to the
-// longest waiter, or frees it when none is left.
+// relay. Each byte read is one note: dispatch wakes a yielder, or gives a
+// freed slot to the longest waiter, or frees it when none is left.
 func (rl *pollRelay) run() {
 	var buf [64]byte
 	for {

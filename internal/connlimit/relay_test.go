@@ -12,7 +12,8 @@ import (
 func (g *CryptoGate) settled() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.running == 0 && len(g.waiters) == 0 && g.inTransit == 0
+	return g.running == 0 && len(g.waiters) == 0 && g.inTransit == 0 &&
+		g.yieldNotes == 0 && len(g.yielders) == 0
 }
 
 func (g *CryptoGate) hasRelay() bool {
@@ -151,6 +152,9 @@ func TestRelayUnderContention(t *testing.T) {
 					g.pace()
 				}
 				g.Release()
+				if rand.IntN(4) == 0 {
+					g.YieldToPoller() // an accept loop's burst ends
+				}
 				mu.Lock()
 				ok++
 				mu.Unlock()
@@ -166,4 +170,29 @@ func TestRelayUnderContention(t *testing.T) {
 	if ok == 0 || st.Relayed == 0 {
 		t.Errorf("%d slots taken, %d relayed: the test did not exercise the relay", ok, st.Relayed)
 	}
+}
+
+// TestYieldToPoller: a yield waits for the relay while the gate paces
+// and costs nothing otherwise.
+func TestYieldToPoller(t *testing.T) {
+	g := NewCryptoGate(1)
+	g.YieldToPoller()
+	if g.hasRelay() {
+		t.Fatal("an unpaced yield started a relay")
+	}
+	g.pace()
+	done := make(chan struct{})
+	go func() {
+		g.YieldToPoller()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a paced yield never returned: its note was lost")
+	}
+	if !g.hasRelay() {
+		t.Error("a paced yield did not go through the relay")
+	}
+	waitFor(t, "the yield's note read", g.settled)
 }
