@@ -120,9 +120,16 @@ func recording(cert *tls.Certificate, sig *tls.SignatureScheme) *tls.Certificate
 	if !ok {
 		return cert
 	}
-	rc := *cert
-	rc.PrivateKey = &recordingSigner{Signer: signer, sig: sig}
-	return &rc
+	rc := &recordedCert{cert: *cert, signer: recordingSigner{Signer: signer, sig: sig}}
+	rc.cert.PrivateKey = &rc.signer
+	return &rc.cert
+}
+
+// recordedCert holds a handshake's copy of a certificate and its
+// recording signer together: one allocation per handshake, not two.
+type recordedCert struct {
+	cert   tls.Certificate
+	signer recordingSigner
 }
 
 // recordingSigner notes the scheme of each signature it makes. Its Public
@@ -147,11 +154,12 @@ func (r *recordingSigner) SignMessage(rand io.Reader, msg []byte, opts crypto.Si
 // connInfo is what the requests and streams of a connection know of it,
 // decided once at the handshake.
 type connInfo struct {
-	handshake *pqtls.Handshake
+	handshake *pqtls.Handshake  // &kept
 	site      string            // name of the site the handshake chose
 	leaf      *x509.Certificate // the certificate sent, for Host checks
 	facts     proxy.HandshakeFacts
 	remote    net.Addr
+	kept      pqtls.Handshake // the record, held here (newConnInfo)
 }
 
 // acceptLoop accepts until the socket is closed. Each connection's handshake
@@ -273,22 +281,24 @@ func (s *Server) handleConn(key string, raw net.Conn) {
 		return
 	}
 	hello, _ := ec.Release()
-	ec.info = &connInfo{handshake: keptHandshake(ev, hello), site: ev.Site, leaf: leafOf(ec.cert), facts: factsOf(ev.Handshake), remote: conn.RemoteAddr()}
+	ec.info = newConnInfo(ev, hello, ec.cert, conn.RemoteAddr())
 	s.handOff(key, tc, ec.info)
 }
 
-// keptHandshake is the record a connection keeps for its life, once the
-// sinks have seen the event: the same facts, with hello, the ClientHello
-// detached from the bytes it was captured in (CaptureConn.Release over
-// TCP, ClientHello.Detached over QUIC), so that those can be collected.
-// The inspect page and the upstream headers read only parsed fields; the
+// newConnInfo is what a connection keeps of its handshake for its life,
+// once the sinks have seen the event, in one allocation: the event's
+// facts, and a copy of its record with hello, the ClientHello detached
+// from the bytes it was captured in (CaptureConn.Release over TCP,
+// ClientHello.Detached over QUIC), so that those can be collected. The
+// inspect page and the upstream headers read only parsed fields; the
 // captured records (1.5–2.1 KB for a browser's post-quantum hello) would
 // otherwise stay with every idle keep-alive connection. The event's own
 // record is left as the sinks saw it.
-func keptHandshake(ev *HandshakeEvent, hello *pqtls.ClientHello) *pqtls.Handshake {
-	h := *ev.Handshake
-	h.Client = hello
-	return &h
+func newConnInfo(ev *HandshakeEvent, hello *pqtls.ClientHello, cert *tls.Certificate, remote net.Addr) *connInfo {
+	ci := &connInfo{site: ev.Site, leaf: leafOf(cert), facts: factsOf(ev.Handshake), remote: remote, kept: *ev.Handshake}
+	ci.kept.Client = hello
+	ci.handshake = &ci.kept
+	return ci
 }
 
 // configForClient is the GetConfigForClient of every listener: it resolves

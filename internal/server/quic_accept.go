@@ -208,7 +208,7 @@ func (s *Server) handleQUIC(tcpKey string, q *quicSocket, conn *quic.Conn) {
 		// the parsed fields.
 		qc.hello = qc.hello.Detached()
 	}
-	qc.info = &connInfo{handshake: keptHandshake(ev, qc.hello), site: ev.Site, leaf: leafOf(qc.cert), facts: factsOf(ev.Handshake), remote: qc.remote}
+	qc.info = newConnInfo(ev, qc.hello, qc.cert, qc.remote)
 	for range 3 {
 		g := s.current.Load()
 		l := g.listeners[tcpKey]
