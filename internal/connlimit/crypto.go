@@ -200,8 +200,9 @@ const pacedHold = 100 * time.Millisecond
 // under a flood showed requests ready for 11 ms while 25 handshakes ran
 // back to back). The server calls pace when handshakes queue for a
 // handshake slot (Limiter.BeginHandshake), a flood's first sign; the
-// gate paces itself when they queue for a crypto slot. A relay hop costs
-// ~5 µs per handshake's burst of cryptography, paid only while pacing.
+// gate paces itself when they queue for a crypto slot. A relay hop takes
+// ~11 µs per burst of a handshake's CPU (BenchmarkCryptoSlot), paid only
+// while pacing.
 func (g *CryptoGate) pace() {
 	g.mu.Lock()
 	g.pacedUntil = time.Now().Add(pacedHold)

@@ -196,3 +196,29 @@ func TestYieldToPoller(t *testing.T) {
 	}
 	waitFor(t, "the yield's note read", g.settled)
 }
+
+// BenchmarkCryptoSlot: a slot taken and freed by one goroutine, with the
+// gate idle (freed at once) and pacing (each slot back through the relay
+// before it can be taken again: the cost of a hop, a pipe write, a poll
+// and a read).
+func BenchmarkCryptoSlot(b *testing.B) {
+	far := time.Now().Add(time.Hour)
+	for _, paced := range []bool{false, true} {
+		name := "idle"
+		if paced {
+			name = "paced"
+		}
+		b.Run(name, func(b *testing.B) {
+			g := NewCryptoGate(1)
+			for b.Loop() {
+				if paced {
+					g.pace()
+				}
+				if err := g.Acquire(far); err != nil {
+					b.Fatal(err)
+				}
+				g.Release()
+			}
+		})
+	}
+}
