@@ -2,7 +2,9 @@ package server
 
 import (
 	"crypto/tls"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // TestCryptoSlotsReturned: every kind of handshake, finished or failed,
@@ -49,5 +51,50 @@ func TestCryptoSlotsReturned(t *testing.T) {
 	})
 	if n := ts.metricSum("pqedge_handshakes_crypto_waiting"); n != 0 {
 		t.Errorf("pqedge_handshakes_crypto_waiting = %v, want 0", n)
+	}
+}
+
+// TestQUICHandshakeWaitsForCryptoGate: a QUIC handshake takes its turn at
+// the crypto gate before its key exchange, as a TCP one does, so that a
+// QUIC flood is paced with the TCP handshakes.
+func TestQUICHandshakeWaitsForCryptoGate(t *testing.T) {
+	ts, hs := startH3(t, h3Config+inspectSite)
+	far := time.Now().Add(time.Minute)
+	n := runtime.GOMAXPROCS(0)
+	for range n {
+		if err := ts.srv.limiter.AcquireCrypto(far); err != nil {
+			t.Fatal(err)
+		}
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			for range n {
+				ts.srv.limiter.ReleaseCrypto()
+			}
+		}
+	}
+	defer release()
+	mark := hs.mark()
+	client, _ := ts.h3Client()
+	got := make(chan error, 1)
+	go func() {
+		resp, err := client.Get(ts.h3URL("https") + "/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		got <- err
+	}()
+	waitFor(t, "the QUIC handshake to wait for a crypto slot", func() bool {
+		return ts.srv.limiter.Stats().Crypto.Waiting == 1
+	})
+	release()
+	if err := <-got; err != nil {
+		t.Fatalf("request over HTTP/3 after the gate opened: %v", err)
+	}
+	ev := hs.wait(t, mark, "a QUIC handshake", overQUIC)
+	if ev.Err != nil {
+		t.Errorf("handshake failed: %v", ev.Err)
 	}
 }

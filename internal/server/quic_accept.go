@@ -103,7 +103,8 @@ func (s *Server) quicConnContext(tcpKey string, q *quicSocket) func(context.Cont
 
 // quicConfigForClient is the GetConfigForClient of every QUIC connection:
 // a handshake slot first (waited for under the handshake deadline, as a
-// TCP handshake does), then the ClientHello as the tracker recorded it,
+// TCP handshake does), its turn at the crypto gate, then the ClientHello
+// as the tracker recorded it,
 // then the site by SNI on the connection's listener, whose QUIC config it
 // returns.
 func (s *Server) quicConfigForClient(info *tls.ClientHelloInfo) (*tls.Config, error) {
@@ -114,6 +115,17 @@ func (s *Server) quicConfigForClient(info *tls.ClientHelloInfo) (*tls.Config, er
 	if err := qc.takeSlot(info.Context(), s); err != nil {
 		return nil, err
 	}
+	// The crypto gate as a turnstile: the handshake's key exchange and
+	// signature follow on this goroutine, so it starts them in the gate's
+	// order and, while the gate paces under a flood, only after the
+	// network poller ran (connlimit.CryptoGate). It does not hold the slot
+	// to the signature, as a TCP handshake does between two reads: over
+	// QUIC nothing marks the end of the flight, and a HelloRetryRequest
+	// would keep the slot across the client's round trip.
+	if err := s.limiter.AcquireCrypto(qc.deadline); err != nil {
+		return nil, err
+	}
+	s.limiter.ReleaseCrypto()
 	// quic-go has read every datagram of the ClientHello before crypto/tls
 	// asks, and the tracker saw each before quic-go did. Recording never
 	// fails a handshake: without it the event has no ClientHello.
