@@ -65,7 +65,7 @@ type Options struct {
 	// Negative: none wait.
 	HandshakeQueue int
 	// MaxCrypto caps handshakes doing their cryptography at once
-	// (BeginCrypto, CryptoGate); zero means GOMAXPROCS, negative no cap.
+	// (AcquireCrypto, CryptoGate); zero means GOMAXPROCS, negative no cap.
 	MaxCrypto int
 }
 
@@ -97,7 +97,7 @@ type Stats struct {
 	HandshakesRefused uint64 // refused: the queue was full
 	HandshakesExpired uint64 // gave up waiting (the caller's context ended)
 
-	Crypto CryptoStats // the crypto gate (BeginCrypto)
+	Crypto CryptoStats // the crypto gate (AcquireCrypto)
 }
 
 // Limiter enforces Options. It is safe for concurrent use.
@@ -121,16 +121,9 @@ func New(opts Options) *Limiter {
 	return &Limiter{opts: opts, perClient: map[netip.Addr]int{}, crypto: NewCryptoGate(opts.MaxCrypto)}
 }
 
-// BeginCrypto takes a slot of the crypto gate (CryptoGate.BeginCrypto),
-// waiting until deadline at most: call it once the ClientHello is read,
-// before the key exchange and the signature, and done when the server
-// reads the client's next flight.
-func (l *Limiter) BeginCrypto(deadline time.Time) (done func(), err error) {
-	return l.crypto.BeginCrypto(deadline)
-}
-
-// AcquireCrypto and ReleaseCrypto are BeginCrypto without the done
-// function's allocation (CryptoGate.Acquire, CryptoGate.Release).
+// AcquireCrypto takes a slot of the crypto gate (CryptoGate.Acquire),
+// waiting until deadline at most: call it when a burst of a handshake's
+// CPU begins, and ReleaseCrypto when it ends.
 func (l *Limiter) AcquireCrypto(deadline time.Time) error { return l.crypto.Acquire(deadline) }
 
 // ReleaseCrypto frees a slot taken by AcquireCrypto.
@@ -272,7 +265,7 @@ func (l *Limiter) BeginHandshake(ctx context.Context) (done func(), err error) {
 
 	select {
 	case <-ch:
-		// The slot was handed over; yield, as CryptoGate.BeginCrypto
+		// The slot was handed over; yield, as CryptoGate.Acquire
 		// does, so that a flood's handshakes do not chain through the
 		// scheduler's runnext ahead of established connections.
 		runtime.Gosched()

@@ -434,8 +434,7 @@ func TestCryptoGate(t *testing.T) {
 	far := time.Now().Add(10 * time.Second)
 	t.Run("cap and FIFO hand-over", func(t *testing.T) {
 		g := NewCryptoGate(1)
-		done, err := g.BeginCrypto(far)
-		if err != nil {
+		if err := g.Acquire(far); err != nil {
 			t.Fatal(err)
 		}
 		order := make(chan int, 2)
@@ -444,21 +443,19 @@ func TestCryptoGate(t *testing.T) {
 			// Start the second waiter only once the first waits.
 			waitFor(t, "earlier waiters", func() bool { return g.Stats().Waiting == i })
 			wg.Go(func() {
-				d, err := g.BeginCrypto(far)
-				if err != nil {
+				if err := g.Acquire(far); err != nil {
 					t.Error(err)
 					return
 				}
 				order <- i
-				d()
+				g.Release()
 			})
 		}
 		waitFor(t, "two waiters", func() bool { return g.Stats().Waiting == 2 })
 		if st := g.Stats(); st.Running != 1 {
 			t.Fatalf("%d running with a cap of 1", st.Running)
 		}
-		done()
-		done() // a second call does nothing
+		g.Release()
 		wg.Wait()
 		if a, b := <-order, <-order; a != 0 || b != 1 {
 			t.Errorf("slots went to waiters %d then %d, want 0 then 1", a, b)
@@ -472,9 +469,11 @@ func TestCryptoGate(t *testing.T) {
 	})
 	t.Run("deadline", func(t *testing.T) {
 		g := NewCryptoGate(1)
-		done, _ := g.BeginCrypto(far)
-		defer done()
-		if _, err := g.BeginCrypto(time.Now().Add(20 * time.Millisecond)); !errors.Is(err, ErrCryptoWait) {
+		if err := g.Acquire(far); err != nil {
+			t.Fatal(err)
+		}
+		defer g.Release()
+		if err := g.Acquire(time.Now().Add(20 * time.Millisecond)); !errors.Is(err, ErrCryptoWait) {
 			t.Fatalf("err %v, want ErrCryptoWait", err)
 		}
 		if st := g.Stats(); st.Waiting != 0 || st.Expired != 1 {
@@ -483,13 +482,15 @@ func TestCryptoGate(t *testing.T) {
 	})
 	t.Run("raised cap and no cap", func(t *testing.T) {
 		g := NewCryptoGate(1)
-		done, _ := g.BeginCrypto(far)
-		defer done()
+		if err := g.Acquire(far); err != nil {
+			t.Fatal(err)
+		}
+		defer g.Release()
 		got := make(chan error, 1)
 		go func() {
-			d, err := g.BeginCrypto(far)
+			err := g.Acquire(far)
 			if err == nil {
-				d()
+				g.Release()
 			}
 			got <- err
 		}()
@@ -498,27 +499,24 @@ func TestCryptoGate(t *testing.T) {
 		if err := <-got; err != nil {
 			t.Fatal(err)
 		}
-		d, err := g.BeginCrypto(time.Now()) // no cap: never waits
-		if err != nil {
+		if err := g.Acquire(time.Now()); err != nil { // no cap: never waits
 			t.Fatal(err)
 		}
-		d()
+		g.Release()
 	})
 	t.Run("default follows GOMAXPROCS", func(t *testing.T) {
 		g := NewCryptoGate(0)
-		var dones []func()
-		for range runtime.GOMAXPROCS(0) {
-			d, err := g.BeginCrypto(far)
-			if err != nil {
+		n := runtime.GOMAXPROCS(0)
+		for range n {
+			if err := g.Acquire(far); err != nil {
 				t.Fatal(err)
 			}
-			dones = append(dones, d)
 		}
-		if _, err := g.BeginCrypto(time.Now().Add(10 * time.Millisecond)); err == nil {
+		if err := g.Acquire(time.Now().Add(10 * time.Millisecond)); err == nil {
 			t.Error("a slot beyond GOMAXPROCS was free")
 		}
-		for _, d := range dones {
-			d()
+		for range n {
+			g.Release()
 		}
 	})
 }

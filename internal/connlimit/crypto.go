@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// ErrCryptoWait is BeginCrypto's error when the deadline passed before a
+// ErrCryptoWait is Acquire's error when the deadline passed before a
 // crypto slot was free.
 var ErrCryptoWait = errors.New("handshake deadline passed waiting for a crypto slot")
 
@@ -93,22 +93,10 @@ func (g *CryptoGate) setLimit(n int) {
 	}
 }
 
-// BeginCrypto takes a crypto slot as Acquire does. On success the caller
-// must call done exactly once when its cryptography is over (extra calls
-// do nothing); otherwise it returns ErrCryptoWait.
-func (g *CryptoGate) BeginCrypto(deadline time.Time) (done func(), err error) {
-	if err := g.Acquire(deadline); err != nil {
-		return nil, err
-	}
-	return g.slot(), nil
-}
-
 // Acquire takes a crypto slot, waiting for one in FIFO order until
 // deadline, and returns ErrCryptoWait when the deadline passed first. On
-// success the caller must call Release exactly once when its
-// cryptography is over. (BeginCrypto is the same with a done function,
-// which costs an allocation: the accept path, run per connection, keeps
-// a flag instead.)
+// success the caller must call Release exactly once when its burst of
+// CPU is over.
 func (g *CryptoGate) Acquire(deadline time.Time) error {
 	g.mu.Lock()
 	if n := g.limit(); n == 0 || g.running < n {
@@ -153,15 +141,10 @@ func (g *CryptoGate) Acquire(deadline time.Time) error {
 	return ErrCryptoWait
 }
 
-// slot returns the done function of a slot: it frees the slot once.
-func (g *CryptoGate) slot() func() {
-	var once sync.Once
-	return func() { once.Do(g.Release) }
-}
-
-// Release frees a slot taken by Acquire. While handshakes wait, or while the gate paces
-// (pace), it goes through the relay (pollRelay), which gives it to the
-// longest waiter, or frees it, only when the network poller runs next;
+// Release frees a slot taken by Acquire. While handshakes wait, or
+// while the gate paces (pace), it goes through the relay (pollRelay),
+// which gives it to the longest waiter, or frees it, only when the
+// network poller runs next;
 // without a relay it goes to the longest waiter directly. Otherwise, or
 // when the cap dropped since the slot was taken, it is freed at once.
 func (g *CryptoGate) Release() {
