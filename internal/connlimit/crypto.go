@@ -144,9 +144,9 @@ func (g *CryptoGate) Acquire(deadline time.Time) error {
 // Release frees a slot taken by Acquire. While handshakes wait, or
 // while the gate paces (pace), it goes through the relay (pollRelay),
 // which gives it to the longest waiter, or frees it, only when the
-// network poller runs next;
-// without a relay it goes to the longest waiter directly. Otherwise, or
-// when the cap dropped since the slot was taken, it is freed at once.
+// network poller runs next; without a relay it goes to the longest
+// waiter directly. Otherwise, or when the cap dropped since the slot was
+// taken, it is freed at once.
 func (g *CryptoGate) Release() {
 	g.mu.Lock()
 	n := g.limit()
