@@ -51,10 +51,9 @@ type CryptoGate struct {
 	// (relay.go); inTransit is how many it has yet to hand over.
 	relay     *pollRelay
 	inTransit int
-	// yielders wait in YieldToPoller for the poller to run; yieldNotes
-	// is how many of their notes the relay has yet to read.
-	yielders   []chan struct{}
-	yieldNotes int
+	// yielders wait in YieldToPoller for the poller to run, each with a
+	// note the relay has yet to read.
+	yielders []chan struct{}
 	// pacedUntil is when pacing ends (pace): until then every freed
 	// slot goes through the relay, waiters or not.
 	pacedUntil time.Time
@@ -151,10 +150,7 @@ func (g *CryptoGate) Release() {
 	g.mu.Lock()
 	n := g.limit()
 	if n != 0 && g.running <= n && (len(g.waiters) > g.inTransit || time.Now().Before(g.pacedUntil)) {
-		if g.relay == nil {
-			g.relay = startRelay(g)
-		}
-		if rl := g.relay; rl != nil {
+		if rl := g.currentRelay(); rl != nil {
 			g.inTransit++
 			g.mu.Unlock()
 			g.relayed.Add(1)
@@ -209,8 +205,7 @@ func (g *CryptoGate) dispatch(n int) {
 	defer g.mu.Unlock()
 	// Notes look alike: the yielders' go first. A slot's note counted
 	// as a yielder's is followed at once by that yielder's own.
-	k := min(n, g.yieldNotes)
-	g.yieldNotes -= k
+	k := min(n, len(g.yielders))
 	for _, ch := range g.yielders[:k] {
 		close(ch)
 	}
@@ -238,20 +233,25 @@ func (g *CryptoGate) YieldToPoller() {
 		g.mu.Unlock()
 		return
 	}
-	if g.relay == nil {
-		g.relay = startRelay(g)
-	}
-	rl := g.relay
+	rl := g.currentRelay()
 	if rl == nil {
 		g.mu.Unlock()
 		return
 	}
 	ch := make(chan struct{})
 	g.yielders = append(g.yielders, ch)
-	g.yieldNotes++
 	g.mu.Unlock()
 	rl.notify()
 	<-ch
+}
+
+// currentRelay is g's relay, started if none runs; nil when none could
+// be started. g.mu is held.
+func (g *CryptoGate) currentRelay() *pollRelay {
+	if g.relay == nil {
+		g.relay = startRelay(g)
+	}
+	return g.relay
 }
 
 // endRelay reports whether rl, idle, may end: only when it has no slot
@@ -259,7 +259,7 @@ func (g *CryptoGate) YieldToPoller() {
 func (g *CryptoGate) endRelay(rl *pollRelay) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.relay == rl && (g.inTransit > 0 || g.yieldNotes > 0) {
+	if g.relay == rl && (g.inTransit > 0 || len(g.yielders) > 0) {
 		return false
 	}
 	if g.relay == rl {

@@ -13,7 +13,7 @@ func (g *CryptoGate) settled() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.running == 0 && len(g.waiters) == 0 && g.inTransit == 0 &&
-		g.yieldNotes == 0 && len(g.yielders) == 0
+		len(g.yielders) == 0
 }
 
 func (g *CryptoGate) hasRelay() bool {
