@@ -4,7 +4,19 @@ import "golang.org/x/sys/unix"
 
 // floodPriority is the command prefix the flood's child runs under:
 // below everything the measurement needs on the clients' core (the
-// keep-alive client, the upstream), above as much else as it can be.
+// keep-alive client, the upstream), above as much else as it can be. It
+// reads this process's scheduling policy (sched(7)) and leaves the choice
+// to floodPriorityFor.
+func floodPriority() []string {
+	policy := -1
+	if attr, err := unix.SchedGetAttr(0, 0); err == nil {
+		policy = int(attr.Policy)
+	}
+	return floodPriorityFor(policy)
+}
+
+// floodPriorityFor is floodPriority's choice for the harness's scheduling
+// policy (-1: unknown).
 //
 // When the harness runs in a real-time class (chrt -r 10 pqedge bench
 // overload ...), so do the fronts, the upstream and the keep-alive client
@@ -16,9 +28,8 @@ import "golang.org/x/sys/unix"
 // asked while other engineers' builds ran on its core, its connections
 // timing out half-open. Otherwise (no real-time harness) it runs in
 // SCHED_IDLE, behind everything on its core.
-func floodPriority() []string {
-	if attr, err := unix.SchedGetAttr(0, 0); err == nil &&
-		(attr.Policy == unix.SCHED_FIFO || attr.Policy == unix.SCHED_RR) {
+func floodPriorityFor(policy int) []string {
+	if policy == unix.SCHED_FIFO || policy == unix.SCHED_RR {
 		return []string{"chrt", "--other", "0", "nice", "-n", "-10"}
 	}
 	return []string{"chrt", "--idle", "0"}
