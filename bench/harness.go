@@ -59,5 +59,12 @@ func pinHarness(pin bool) (bool, error) {
 	if err := PinSelf(1); err != nil {
 		return false, err
 	}
+	// Go sized GOMAXPROCS from the CPUs it could use at start (two) and
+	// does not resize it when the affinity changes. Two Ps on one CPU
+	// make two OS threads that take turns on it, and under a real-time
+	// class (chrt -r 10) neither preempts the other: a runnable thread
+	// waits until the running one blocks, or for a 100 ms round-robin
+	// quantum.
+	runtime.GOMAXPROCS(1)
 	return true, nil
 }

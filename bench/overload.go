@@ -58,6 +58,13 @@ type OverloadOptions struct {
 	// saturating the front, whose latency is what the flood may hurt.
 	Conns       int
 	RequestRate float64
+	// ControlRate is the requests per second (default 50; negative:
+	// none) that ControlConns keep-alive connections send in clear text
+	// straight to the upstream in both phases, alongside the measured
+	// requests: the control. The front is not on their path, so their
+	// flooded p99 over their unloaded p99 is what the flood costs the
+	// clients, the upstream and the kernel on this machine.
+	ControlRate float64
 	// Duration is the length of each measured phase (default 5s);
 	// FloodLead how long the flood runs before the flooded phase starts,
 	// so that queues have filled (default 1s).
@@ -164,6 +171,10 @@ type OverloadRun struct {
 	// Ratio is the flooded phase's p99 over the unloaded phase's.
 	Ratio float64 `json:"ratio"`
 
+	// Control is the requests sent straight to the upstream in the same
+	// phases (OverloadOptions.ControlRate); nil without a control.
+	Control *OverloadControl `json:"control,omitempty"`
+
 	Flood  FloodReport    `json:"flood"`
 	Server *FrontCounters `json:"server,omitempty"`
 	// FrontCores is the front's CPU over the flooded phase; OtherLoad the
@@ -171,6 +182,18 @@ type OverloadRun struct {
 	FrontCores float64 `json:"front_cores"`
 	OtherLoad  float64 `json:"other_load"`
 }
+
+// OverloadControl is the control's requests in one run: the same phases
+// as the measured requests, sent straight to the upstream.
+type OverloadControl struct {
+	Unloaded OverloadPhase `json:"unloaded"`
+	Flooded  OverloadPhase `json:"flooded"`
+	// Ratio is the flooded phase's p99 over the unloaded phase's.
+	Ratio float64 `json:"ratio"`
+}
+
+// controlConns is how many connections carry the control's requests.
+const controlConns = 4
 
 // OverloadFront is one front over its runs; the numbers are medians.
 type OverloadFront struct {
@@ -190,6 +213,9 @@ type OverloadFront struct {
 	// FloodReached is the median of the runs' FloodReport.Reached: the
 	// share of the asked flood rate the client attempted.
 	FloodReached float64 `json:"flood_reached"`
+	// ControlRatio is the median of the runs' OverloadControl.Ratio; 0
+	// without a control.
+	ControlRatio float64 `json:"control_ratio,omitempty"`
 }
 
 // OverloadResult is everything Overload measured.
@@ -206,6 +232,7 @@ type OverloadResult struct {
 	Flood       float64       `json:"flood"`
 	Conns       int           `json:"conns"`
 	RequestRate float64       `json:"request_rate"`
+	ControlRate float64       `json:"control_rate"` // 0: no control
 	Duration    time.Duration `json:"duration_ns"`
 	FloodLead   time.Duration `json:"flood_lead_ns"`
 	Sources     int           `json:"flood_sources"`
@@ -327,6 +354,12 @@ func (o *overloadRun) defaults() error {
 	if p.RequestRate <= 0 {
 		p.RequestRate = 200
 	}
+	switch {
+	case p.ControlRate == 0:
+		p.ControlRate = 50
+	case p.ControlRate < 0:
+		p.ControlRate = 0
+	}
 	setDefault(&p.Conns, 16)
 	setDefault(&p.Duration, 5*time.Second)
 	setDefault(&p.FloodLead, time.Second)
@@ -342,7 +375,7 @@ func (o *overloadRun) defaults() error {
 	o.res = &OverloadResult{
 		Date: time.Now().UTC(), Machine: cpuModel(), CPUs: runtime.NumCPU(), LoadAvg: [2]float64{loadAverage(), 0},
 		Group: pqtls.GroupName(p.Group), Cert: p.Cert.Name, Runs: p.Runs, Flood: p.Flood, Conns: p.Conns,
-		RequestRate: p.RequestRate, Duration: p.Duration, FloodLead: p.FloodLead, Sources: p.FloodSources,
+		RequestRate: p.RequestRate, ControlRate: p.ControlRate, Duration: p.Duration, FloodLead: p.FloodLead, Sources: p.FloodSources,
 		FloodClient: p.FloodClient, FloodClientAbout: floodClientNames[p.FloodClient], FloodTimeout: p.FloodTimeout,
 	}
 	return nil
@@ -362,8 +395,11 @@ func summarizeOverload(f *OverloadFront) {
 	if f.Error != "" || len(f.Runs) == 0 {
 		return
 	}
-	var capacity, unloaded, flooded, ratios, reached []float64
+	var capacity, unloaded, flooded, ratios, reached, control []float64
 	for _, r := range f.Runs {
+		if r.Control != nil {
+			control = append(control, r.Control.Ratio)
+		}
 		capacity = append(capacity, r.Capacity)
 		reached = append(reached, r.Flood.Reached)
 		unloaded = append(unloaded, float64(r.Unloaded.Latency.P99))
@@ -377,6 +413,9 @@ func summarizeOverload(f *OverloadFront) {
 	f.Ratio = Median(ratios)
 	f.FloodReached = Median(reached)
 	f.RatioMin, f.RatioMax = slices.Min(ratios), slices.Max(ratios)
+	if len(control) > 0 {
+		f.ControlRatio = Median(control)
+	}
 }
 
 // OverloadChecks judges issue 12's target on every front that has numbers:
@@ -398,6 +437,9 @@ func OverloadChecks(r *OverloadResult) []Check {
 		c.Holds = f.Ratio <= OverloadTarget && f.Failed == 0
 		c.Detail = fmt.Sprintf("median %.2fx (runs %.2f-%.2f), %d requests failed; the %s flood client attempted %.0f%% of the asked rate",
 			f.Ratio, f.RatioMin, f.RatioMax, f.Failed, r.FloodClient, 100*f.FloodReached)
+		if f.ControlRatio > 0 {
+			c.Detail += fmt.Sprintf("; requests straight to the upstream (the control): median %.2fx", f.ControlRatio)
+		}
 		out = append(out, c)
 	}
 	return out

@@ -14,17 +14,18 @@ import (
 
 // keepAlive is the established traffic of `bench overload`: HTTP/1.1
 // connections opened before the flood, each with its own goroutine sending
-// requests one at a time, open loop.
+// requests one at a time, open loop. Over TLS to the front, or in clear
+// text straight to the upstream (the control, cfg nil).
 type keepAlive struct {
 	addr    string
-	cfg     *tls.Config
+	cfg     *tls.Config // nil: plain TCP
 	timeout time.Duration
 	conns   []*kaConn // each used by one goroutine at a time
 }
 
-// kaConn is one keep-alive connection; nil tc means it must be dialed again.
+// kaConn is one keep-alive connection; nil c means it must be dialed again.
 type kaConn struct {
-	tc *tls.Conn
+	c  net.Conn
 	br *bufio.Reader
 }
 
@@ -34,12 +35,19 @@ var kaRequest = []byte("GET " + BenchPath + " HTTP/1.1\r\nHost: localhost\r\nUse
 // maxKABody caps what one answer may make the client read.
 const maxKABody = 1 << 20
 
-// openKeepAlive opens n connections to addr, each with one request
-// answered, so they are established (handshake done, upstream connection
-// warm) before anything is measured.
-func openKeepAlive(ctx context.Context, addr string, group tls.CurveID, n int, timeout time.Duration) (*keepAlive, error) {
-	ka := &keepAlive{addr: addr, cfg: clientTLS([]tls.CurveID{group}), timeout: timeout}
-	ka.cfg.NextProtos = []string{"http/1.1"}
+// frontTLS is the keep-alive clients' TLS configuration: HTTP/1.1 over
+// group.
+func frontTLS(group tls.CurveID) *tls.Config {
+	cfg := clientTLS([]tls.CurveID{group})
+	cfg.NextProtos = []string{"http/1.1"}
+	return cfg
+}
+
+// openKeepAlive opens n connections to addr, over TLS with cfg (nil: in
+// clear text), each with one request answered, so they are established
+// (handshake done, upstream connection warm) before anything is measured.
+func openKeepAlive(ctx context.Context, addr string, cfg *tls.Config, n int, timeout time.Duration) (*keepAlive, error) {
+	ka := &keepAlive{addr: addr, cfg: cfg, timeout: timeout}
 	for range n {
 		c := &kaConn{}
 		ka.conns = append(ka.conns, c)
@@ -53,8 +61,8 @@ func openKeepAlive(ctx context.Context, addr string, group tls.CurveID, n int, t
 
 func (ka *keepAlive) Close() {
 	for _, c := range ka.conns {
-		if c.tc != nil {
-			c.tc.Close()
+		if c.c != nil {
+			c.c.Close()
 		}
 	}
 }
@@ -63,12 +71,19 @@ func (ka *keepAlive) Close() {
 func (ka *keepAlive) dial(ctx context.Context, c *kaConn) error {
 	ctx, cancel := context.WithTimeout(ctx, ka.timeout)
 	defer cancel()
-	conn, err := (&tls.Dialer{NetDialer: &net.Dialer{Timeout: ka.timeout}, Config: ka.cfg}).DialContext(ctx, "tcp", ka.addr)
+	nd := &net.Dialer{Timeout: ka.timeout}
+	var conn net.Conn
+	var err error
+	if ka.cfg == nil {
+		conn, err = nd.DialContext(ctx, "tcp", ka.addr)
+	} else {
+		conn, err = (&tls.Dialer{NetDialer: nd, Config: ka.cfg}).DialContext(ctx, "tcp", ka.addr)
+	}
 	if err != nil {
 		return err
 	}
-	c.tc = conn.(*tls.Conn)
-	c.br = bufio.NewReaderSize(c.tc, 16<<10)
+	c.c = conn
+	c.br = bufio.NewReaderSize(conn, 16<<10)
 	return nil
 }
 
@@ -76,22 +91,22 @@ func (ka *keepAlive) dial(ctx context.Context, c *kaConn) error {
 // timeout; c is dialed first if it has no connection, and dropped on any
 // failure (the next request dials again).
 func (ka *keepAlive) request(ctx context.Context, c *kaConn) error {
-	if c.tc == nil {
+	if c.c == nil {
 		if err := ka.dial(ctx, c); err != nil {
 			return err
 		}
 	}
 	err := ka.roundTrip(c)
 	if err != nil {
-		c.tc.Close()
-		c.tc, c.br = nil, nil
+		c.c.Close()
+		c.c, c.br = nil, nil
 	}
 	return err
 }
 
 func (ka *keepAlive) roundTrip(c *kaConn) error {
-	c.tc.SetDeadline(time.Now().Add(ka.timeout))
-	if _, err := c.tc.Write(kaRequest); err != nil {
+	c.c.SetDeadline(time.Now().Add(ka.timeout))
+	if _, err := c.c.Write(kaRequest); err != nil {
 		return err
 	}
 	resp, err := http.ReadResponse(c.br, nil)

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -48,6 +49,11 @@ func (o *overloadRun) measure(ctx context.Context, l ProxyLauncher, run int) (Ov
 			return r, err
 		}
 	}
+	if normal, nice := frontPolicy(); normal {
+		if err := NormalTree(f.PID, nice); err != nil {
+			return r, fmt.Errorf("failed to move %s out of the real-time class: %w", l.Kind(), err)
+		}
+	}
 	step := func(what string) { fmt.Fprintf(o.opts.Log, "overload %-7s run %d: %s\n", l.Kind(), run+1, what) }
 
 	step("capacity")
@@ -61,16 +67,25 @@ func (o *overloadRun) measure(ctx context.Context, l ProxyLauncher, run int) (Ov
 		return r, errors.New("capacity: no handshake succeeded")
 	}
 
-	ka, err := openKeepAlive(ctx, f.HTTPS, o.opts.Group, o.opts.Conns, o.opts.Timeout)
+	ka, err := openKeepAlive(ctx, f.HTTPS, frontTLS(o.opts.Group), o.opts.Conns, o.opts.Timeout)
 	if err != nil {
 		return r, fmt.Errorf("failed to open the keep-alive connections: %w", err)
 	}
 	defer ka.Close()
+	var ctl *keepAlive
+	if o.opts.ControlRate > 0 {
+		if ctl, err = openKeepAlive(ctx, o.upstream.Addr, nil, controlConns, o.opts.Timeout); err != nil {
+			return r, fmt.Errorf("failed to open the control's connections to the upstream: %w", err)
+		}
+		defer ctl.Close()
+		r.Control = &OverloadControl{}
+	}
 	// A short warm-up, not counted: the front's upstream connections and
 	// both processes' buffers settle.
-	ka.phase(ctx, o.opts.RequestRate, min(time.Second, o.opts.Duration))
+	o.phase(ctx, ka, ctl, min(time.Second, o.opts.Duration))
 	step(fmt.Sprintf("unloaded, %.0f requests/s on %d connections", o.opts.RequestRate, o.opts.Conns))
-	r.Unloaded = ka.phase(ctx, o.opts.RequestRate, o.opts.Duration)
+	var unloadedCtl OverloadPhase
+	r.Unloaded, unloadedCtl = o.phase(ctx, ka, ctl, o.opts.Duration)
 
 	rate := o.opts.Flood * r.Capacity
 	step(fmt.Sprintf("flood of %.0f handshakes/s (%.1fx %.0f/s), %s client", rate, o.opts.Flood, r.Capacity, o.opts.FloodClient))
@@ -94,7 +109,8 @@ func (o *overloadRun) measure(ctx context.Context, l ProxyLauncher, run int) (Ov
 	busy0, _ := MachineBusy()
 	self0 := SelfCPU()
 	t0 := time.Now()
-	r.Flooded = ka.phase(ctx, o.opts.RequestRate, o.opts.Duration)
+	var floodedCtl OverloadPhase
+	r.Flooded, floodedCtl = o.phase(ctx, ka, ctl, o.opts.Duration)
 	elapsed := time.Since(t0)
 	cpu1, err := TreeCPU(f.PID)
 	if err != nil {
@@ -130,7 +146,26 @@ func (o *overloadRun) measure(ctx context.Context, l ProxyLauncher, run int) (Ov
 	if r.Unloaded.Latency.P99 > 0 {
 		r.Ratio = float64(r.Flooded.Latency.P99) / float64(r.Unloaded.Latency.P99)
 	}
+	if c := r.Control; c != nil {
+		c.Unloaded, c.Flooded = unloadedCtl, floodedCtl
+		if c.Unloaded.Latency.P99 > 0 {
+			c.Ratio = float64(c.Flooded.Latency.P99) / float64(c.Unloaded.Latency.P99)
+		}
+	}
 	return r, nil
+}
+
+// phase sends the measured requests (ka) and the control's (ctl, if any)
+// for d at once, and returns what each got.
+func (o *overloadRun) phase(ctx context.Context, ka, ctl *keepAlive, d time.Duration) (measured, control OverloadPhase) {
+	if ctl == nil {
+		return ka.phase(ctx, o.opts.RequestRate, d), control
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { control = ctl.phase(ctx, o.opts.ControlRate, d) })
+	measured = ka.phase(ctx, o.opts.RequestRate, d)
+	wg.Wait()
+	return measured, control
 }
 
 func firstError(lists ...[]ErrorCount) string {

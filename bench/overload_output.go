@@ -22,7 +22,11 @@ func WriteOverloadTable(w io.Writer, r *OverloadResult) error {
 	fmt.Fprintf(w, "machine: %s, %d CPUs, %s; load average %.2f before, %.2f after\n", r.Machine, r.CPUs, pinned, r.LoadAvg[0], r.LoadAvg[1])
 	fmt.Fprintf(w, "%s, %s; %d runs; %d keep-alive connections, %.0f requests/s in all, %s per phase; flood at %.1fx capacity from %d addresses, measured after %s\n",
 		r.Group, r.Cert, r.Runs, r.Conns, r.RequestRate, r.Duration, r.Flood, r.Sources, r.FloodLead)
-	fmt.Fprintf(w, "flood client: %s (%s), each attempt given up after %s\n\n", r.FloodClient, r.FloodClientAbout, r.FloodTimeout)
+	fmt.Fprintf(w, "flood client: %s (%s), each attempt given up after %s\n", r.FloodClient, r.FloodClientAbout, r.FloodTimeout)
+	if r.ControlRate > 0 {
+		fmt.Fprintf(w, "control: %.0f requests/s on %d connections straight to the upstream in both phases; the front is not on their path\n", r.ControlRate, controlConns)
+	}
+	fmt.Fprintln(w)
 	completedCol := "completed"
 	if r.FloodClient == FloodReplay {
 		// Replayed handshakes never complete at the front: what counts
@@ -31,7 +35,7 @@ func WriteOverloadTable(w io.Writer, r *OverloadResult) error {
 	}
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "front\trun\tcapacity\tunloaded p50\tp99\tp99.9\tflooded p50\tp99\tp99.9\tratio\tfailed\tflood asked\tattempted\treached\t"+completedCol+"\tqueued\trefused\tfront cores\tothers\t")
+	fmt.Fprintln(tw, "front\trun\tcapacity\tunloaded p50\tp99\tp99.9\tflooded p50\tp99\tp99.9\tratio\tfailed\tcontrol p99\tratio\tflood asked\tattempted\treached\t"+completedCol+"\tqueued\trefused\tfront cores\tothers\t")
 	for _, f := range r.Fronts {
 		for i, run := range f.Runs {
 			queued, refused := "-", "-"
@@ -44,11 +48,16 @@ func WriteOverloadTable(w io.Writer, r *OverloadResult) error {
 				// it gave up on after the front finished them.
 				completed = ff(s.Handshakes, 0)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%.0f/s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2fx\t%d\t%.0f/s\t%.0f/s\t%.0f%%\t%s\t%s\t%s\t%.2f\t%.2f\t\n",
+			ctlP99, ctlRatio := "-", "-"
+			if c := run.Control; c != nil {
+				ctlP99 = fmtDur(c.Unloaded.Latency.P99) + " / " + fmtDur(c.Flooded.Latency.P99)
+				ctlRatio = fmt.Sprintf("%.2fx", c.Ratio)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.0f/s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2fx\t%d\t%s\t%s\t%.0f/s\t%.0f/s\t%.0f%%\t%s\t%s\t%s\t%.2f\t%.2f\t\n",
 				f.Front, i+1, run.Capacity,
 				fmtDur(run.Unloaded.Latency.P50), fmtDur(run.Unloaded.Latency.P99), fmtDur(run.Unloaded.Latency.P999),
 				fmtDur(run.Flooded.Latency.P50), fmtDur(run.Flooded.Latency.P99), fmtDur(run.Flooded.Latency.P999),
-				run.Ratio, run.Unloaded.Failed+run.Flooded.Failed, run.Flood.Rate, run.Flood.AttemptRate, 100*run.Flood.Reached,
+				run.Ratio, run.Unloaded.Failed+run.Flooded.Failed, ctlP99, ctlRatio, run.Flood.Rate, run.Flood.AttemptRate, 100*run.Flood.Reached,
 				completed, queued, refused, run.FrontCores, run.OtherLoad)
 		}
 	}
@@ -56,13 +65,17 @@ func WriteOverloadTable(w io.Writer, r *OverloadResult) error {
 	fmt.Fprintln(w)
 
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "front\truns\tcapacity\tunloaded p99\tflooded p99\tratio (median)\tratio range\trequests failed\tflood reached (median)\t")
+	fmt.Fprintln(tw, "front\truns\tcapacity\tunloaded p99\tflooded p99\tratio (median)\tratio range\trequests failed\tcontrol ratio (median)\tflood reached (median)\t")
 	for _, f := range r.Fronts {
 		if f.Error != "" {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f/s\t%s\t%s\t%.2fx\t%.2f-%.2f\t%d\t%.0f%% of %.1fx\t\n", f.Front, len(f.Runs), f.Capacity,
-			fmtDur(f.UnloadedP99), fmtDur(f.FloodedP99), f.Ratio, f.RatioMin, f.RatioMax, f.Failed, 100*f.FloodReached, r.Flood)
+		ctl := "-"
+		if f.ControlRatio > 0 {
+			ctl = fmt.Sprintf("%.2fx", f.ControlRatio)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f/s\t%s\t%s\t%.2fx\t%.2f-%.2f\t%d\t%s\t%.0f%% of %.1fx\t\n", f.Front, len(f.Runs), f.Capacity,
+			fmtDur(f.UnloadedP99), fmtDur(f.FloodedP99), f.Ratio, f.RatioMin, f.RatioMax, f.Failed, ctl, 100*f.FloodReached, r.Flood)
 	}
 	tw.Flush()
 
@@ -124,8 +137,12 @@ func overloadLine(r OverloadRun) string {
 	if r.Flood.Client == FloodReplay {
 		done = "whole flights"
 	}
-	return fmt.Sprintf("capacity %.0f/s; p99 %s unloaded, %s flooded (%.2fx); %s flood %.0f/s attempted of %.0f/s asked (%.0f%%), %d %s; front %.2f cores, others %.2f CPUs",
-		r.Capacity, fmtDur(r.Unloaded.Latency.P99), fmtDur(r.Flooded.Latency.P99), r.Ratio, r.Flood.Client, r.Flood.AttemptRate, r.Flood.Rate,
+	ctl := ""
+	if c := r.Control; c != nil {
+		ctl = fmt.Sprintf("; control p99 %s unloaded, %s flooded (%.2fx)", fmtDur(c.Unloaded.Latency.P99), fmtDur(c.Flooded.Latency.P99), c.Ratio)
+	}
+	return fmt.Sprintf("capacity %.0f/s; p99 %s unloaded, %s flooded (%.2fx)%s; %s flood %.0f/s attempted of %.0f/s asked (%.0f%%), %d %s; front %.2f cores, others %.2f CPUs",
+		r.Capacity, fmtDur(r.Unloaded.Latency.P99), fmtDur(r.Flooded.Latency.P99), r.Ratio, ctl, r.Flood.Client, r.Flood.AttemptRate, r.Flood.Rate,
 		100*r.Flood.Reached, r.Flood.Succeeded, done, r.FrontCores, r.OtherLoad)
 }
 

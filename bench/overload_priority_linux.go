@@ -34,3 +34,44 @@ func floodPriorityFor(policy int) []string {
 	}
 	return []string{"chrt", "--idle", "0"}
 }
+
+// frontPolicy says what a front under overload runs as: in the normal
+// class (SCHED_OTHER) at nice when normal is set, otherwise as it was
+// started. It reads this process's policy and leaves the choice to
+// frontPolicyFor.
+func frontPolicy() (normal bool, nice int) {
+	policy := -1
+	if attr, err := unix.SchedGetAttr(0, 0); err == nil {
+		policy = int(attr.Policy)
+	}
+	return frontPolicyFor(policy)
+}
+
+// frontPolicyFor is frontPolicy's choice for the harness's scheduling
+// policy (-1: unknown).
+//
+// Under a real-time harness the front leaves the real-time class it
+// inherited, for SCHED_OTHER at nice -10 (ahead of ordinary processes on
+// its core), as an edge proxy runs in production. A front saturated by
+// the flood in SCHED_RR measures the real-time class, not the front:
+// `perf sched timehist` over a flooded phase showed
+//
+//   - the Go runtime's thread waiting in epoll for the front's network
+//     events held off up to 29 ms by a sibling thread of the same
+//     real-time priority on the same CPU, which it cannot preempt
+//     (SCHED_RR threads of equal priority give way only when they block
+//     or after a 100 ms quantum);
+//   - ksoftirqd/0, which carries the loopback packets the front's
+//     softirqs could not finish, waiting up to 30 ms behind the front;
+//   - and a front above 95% of its CPU would be stopped for the rest of
+//     each second by the kernel's real-time throttle
+//     (sched_rt_runtime_us, 950 ms per 1 s by default).
+//
+// The clients and the upstream stay in the real-time class, so that they
+// measure without the noise of the machine's other processes.
+func frontPolicyFor(policy int) (normal bool, nice int) {
+	if policy == unix.SCHED_FIFO || policy == unix.SCHED_RR {
+		return true, -10
+	}
+	return false, 0
+}

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -110,5 +113,58 @@ func TestSpreadDial(t *testing.T) {
 		if _, err := SpreadDial(n); err == nil {
 			t.Errorf("SpreadDial(%d) accepted", n)
 		}
+	}
+}
+
+// The control's requests go in clear text straight to an HTTP/1.1 server
+// on kept-alive connections, and each phase counts what was answered.
+func TestKeepAliveInClearText(t *testing.T) {
+	var mu sync.Mutex
+	conns := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != BenchPath {
+			http.NotFound(w, r)
+			return
+		}
+		mu.Lock()
+		conns[r.RemoteAddr]++
+		mu.Unlock()
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	ka, err := openKeepAlive(ctx, srv.Listener.Addr().String(), nil, 2, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ka.Close()
+	p := ka.phase(ctx, 40, 500*time.Millisecond)
+	if p.Failed != 0 || p.Requests < 10 {
+		t.Errorf("phase answered %d, failed %d (%v); want about 20 answered, none failed", p.Requests, p.Failed, p.Errors)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(conns) != 2 {
+		t.Errorf("requests came on %d connections, want the 2 kept alive: %v", len(conns), conns)
+	}
+}
+
+// A front's control ratio is the median of its runs'; runs without a
+// control leave it 0.
+func TestSummarizeOverloadControl(t *testing.T) {
+	run := func(ratio float64, control *OverloadControl) OverloadRun {
+		return OverloadRun{Ratio: ratio, Control: control}
+	}
+	f := OverloadFront{Runs: []OverloadRun{
+		run(3, &OverloadControl{Ratio: 1.5}), run(2, &OverloadControl{Ratio: 4}), run(5, &OverloadControl{Ratio: 2}),
+	}}
+	summarizeOverload(&f)
+	if f.Ratio != 3 || f.ControlRatio != 2 {
+		t.Errorf("ratio %v, control ratio %v; want 3 and 2", f.Ratio, f.ControlRatio)
+	}
+	g := OverloadFront{Runs: []OverloadRun{run(3, nil)}}
+	summarizeOverload(&g)
+	if g.ControlRatio != 0 {
+		t.Errorf("control ratio without a control %v, want 0", g.ControlRatio)
 	}
 }

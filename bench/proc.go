@@ -158,25 +158,60 @@ func SelfCPU() time.Duration {
 // cpu. Threads and processes created later inherit the mask from the
 // thread that creates them, so pinning a running server once is enough.
 func PinTree(pid, cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	return eachThreadOfTree(pid, func(tid int) error {
+		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+			return fmt.Errorf("failed to pin it to CPU %d: %w", cpu, err)
+		}
+		return nil
+	})
+}
+
+// PinSelf restricts every thread of this process to cpu; new Go runtime
+// threads are cloned from pinned ones and inherit the mask.
+func PinSelf(cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	return eachThread(os.Getpid(), func(tid int) error {
+		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+			return fmt.Errorf("failed to pin it to CPU %d: %w", cpu, err)
+		}
+		return nil
+	})
+}
+
+// NormalTree moves pid, every thread of it and of its live descendants,
+// to the normal time-sharing class (SCHED_OTHER, sched(7)) at nice. As
+// with PinTree, what they create later inherits it.
+func NormalTree(pid, nice int) error {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL, Nice: int32(nice)}
+	return eachThreadOfTree(pid, func(tid int) error {
+		if err := unix.SchedSetAttr(tid, &attr, 0); err != nil {
+			return fmt.Errorf("failed to move it to SCHED_OTHER at nice %d: %w", nice, err)
+		}
+		return nil
+	})
+}
+
+// eachThreadOfTree calls do for every thread of pid and of its live
+// descendants.
+func eachThreadOfTree(pid int, do func(tid int) error) error {
 	pids, err := processTree(pid)
 	if err != nil {
 		return err
 	}
 	for _, p := range pids {
-		if err := pinThreads(p, cpu); err != nil {
+		if err := eachThread(p, do); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// PinSelf restricts every thread of this process to cpu; new Go runtime
-// threads are cloned from pinned ones and inherit the mask.
-func PinSelf(cpu int) error { return pinThreads(os.Getpid(), cpu) }
-
-func pinThreads(pid, cpu int) error {
-	var set unix.CPUSet
-	set.Set(cpu)
+// eachThread calls do for every thread of pid; a thread that exited
+// meanwhile (ESRCH) is skipped, any other error names the thread.
+func eachThread(pid int, do func(tid int) error) error {
 	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
 	if err != nil || len(tasks) == 0 {
 		return fmt.Errorf("failed to list the threads of process %d", pid)
@@ -186,8 +221,8 @@ func pinThreads(pid, cpu int) error {
 		if err != nil {
 			continue
 		}
-		if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
-			return fmt.Errorf("failed to pin thread %d of process %d to CPU %d: %w", tid, pid, cpu, err)
+		if err := do(tid); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("thread %d of process %d: %w", tid, pid, err)
 		}
 	}
 	return nil

@@ -18,23 +18,30 @@ the plain Go floor (no limits), each pinned to CPU 0 before an nginx
 upstream, it measures the front's handshake capacity (closed loop), then the
 latency of keep-alive HTTP/1.1 requests sent at a fixed rate (open loop)
 alone, and again while new handshakes are offered at -flood times that
-capacity (open loop, pqedge bench handshake in a child process at the
-lowest CPU priority, on CPU 1 with the upstream and this harness). The
-flood client (-flood-client) replays ClientHellos by default (bench
-handshake -replay: the front does all its cryptography, the client none,
-as an attacker's flood); full makes full handshakes, which cost the
-client's core as much as the front's and reach only 1-2x. A flood attempt
-waits -flood-timeout for the front's answer, as an attacker would not wait
-long either: a front that queues every connection would otherwise hold the
-flood to about its own capacity. Reports
-p50/p99/p99.9 of both phases, the flooded/unloaded p99 ratio (target: at
-most 2x), failed requests, the rate the flood client attempted against
+capacity (open loop, pqedge bench handshake in a child process, on CPU 1
+with the upstream and this harness). The flood client (-flood-client)
+replays ClientHellos by default (bench handshake -replay: the front does
+all its cryptography, the client none, as an attacker's flood); full makes
+full handshakes, which cost the client's core as much as the front's and
+reach only 1-2x. A flood attempt waits -flood-timeout for the front's
+answer, as an attacker would not wait long either: a front that queues
+every connection would otherwise hold the flood to about its own capacity.
+In both phases a control (-control-rate) sends requests straight to the
+upstream, past the front: its flooded/unloaded p99 is what the flood costs
+the clients' core and the kernel, not the front. Reports p50/p99/p99.9 of
+both phases, the flooded/unloaded p99 ratio (target: at most 2x), the
+control's, failed requests, the rate the flood client attempted against
 the rate asked, its outcomes, and pqedge's handshakes completed, queued
 and refused (from its metrics). Writes DIR/overload.json. Needs root
-(chroot into the peer root). On a shared machine, run it in a real-time
-class (chrt -r 10 pqedge bench overload ...) so that other processes' load
-stays off the fronts and clients; the flood stays in SCHED_IDLE. See
-docs/BENCHMARKS.md.
+(chroot into the peer root).
+
+On a shared machine, run it in a real-time class (chrt -r 10 pqedge bench
+overload ...): the clients and the upstream then keep their core against
+other processes' load. The fronts leave the real-time class once started
+(SCHED_OTHER at nice -10, as an edge runs in production; a saturated
+real-time front would measure the real-time class: see docs/BENCHMARKS.md),
+and the flood runs at nice -10 below the clients; without a real-time
+harness the flood runs in SCHED_IDLE. See docs/BENCHMARKS.md.
 `
 
 func benchOverload(args []string, stdout, stderr io.Writer) error {
@@ -44,7 +51,7 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 		floodClient                        string
 		runs, conns, capConc, floodConns   int
 		sources                            int
-		flood, rate                        float64
+		flood, rate, controlRate           float64
 		duration, lead, capDur, timeout    time.Duration
 		floodTimeout                       time.Duration
 		pin                                bool
@@ -54,6 +61,7 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&runs, "runs", 3, "repetitions `N` per front, each on a freshly started front")
 	fs.IntVar(&conns, "conns", 16, "keep-alive connections `N` carrying the measured requests")
 	fs.Float64Var(&rate, "rate", 200, "requests per second `R` over all keep-alive connections (open loop)")
+	fs.Float64Var(&controlRate, "control-rate", 50, "requests per second `R` the control sends straight to the upstream (on 4 connections) in both phases; 0: no control")
 	fs.DurationVar(&duration, "duration", 5*time.Second, "length `D` of each phase (unloaded, flooded)")
 	fs.DurationVar(&lead, "flood-lead", time.Second, "how long `D` the flood runs before the flooded phase starts")
 	fs.DurationVar(&capDur, "capacity-duration", 3*time.Second, "length `D` of the closed-loop capacity run")
@@ -84,6 +92,9 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 	if flood <= 0 || rate <= 0 {
 		return benchFlagError("overload", fmt.Errorf("-flood %v and -rate %v must be positive", flood, rate))
 	}
+	if controlRate < 0 || controlRate/4 > 1000 {
+		return benchFlagError("overload", fmt.Errorf("-control-rate %v: want 0 (no control) up to 4000 requests/s", controlRate))
+	}
 	if duration <= 0 || lead <= 0 || capDur <= 0 || timeout <= 0 || floodTimeout <= 0 {
 		return benchFlagError("overload", errors.New("-duration, -flood-lead, -capacity-duration, -timeout and -flood-timeout must be positive"))
 	}
@@ -112,7 +123,7 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	opts := bench.OverloadOptions{
-		Self: self, Cert: alg, Group: g, Runs: runs, Flood: flood, Conns: conns, RequestRate: rate,
+		Self: self, Cert: alg, Group: g, Runs: runs, Flood: flood, Conns: conns, RequestRate: rate, ControlRate: controlRateOption(controlRate),
 		Duration: duration, FloodLead: lead, CapacityDuration: capDur, CapacityConcurrency: capConc,
 		FloodConns: floodConns, FloodSources: sources, FloodClient: floodClient, FloodTimeout: floodTimeout, Timeout: timeout, Pin: pin, Log: stderr,
 	}
@@ -168,4 +179,13 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 		failed = append(failed, f.Front)
 	}
 	return withHint(fmt.Errorf("every front failed (%s)", strings.Join(failed, ", ")), "the FAILED lines above say why")
+}
+
+// controlRateOption is -control-rate as OverloadOptions.ControlRate, whose
+// zero means the default: 0 (no control) becomes negative.
+func controlRateOption(r float64) float64 {
+	if r == 0 {
+		return -1
+	}
+	return r
 }

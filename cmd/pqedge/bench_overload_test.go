@@ -33,6 +33,8 @@ func TestRunBenchOverloadErrors(t *testing.T) {
 		{"bad group", []string{"overload", "-group", "MLKEM512"}, 2, []string{"-group:"}},
 		{"stray argument", []string{"overload", "now"}, 2, []string{`unexpected argument "now"`}},
 		{"no peer root", []string{"overload", "-peers-dir", "/nonexistent"}, 1, []string{"bench overload needs the trixie peer root", "hint: the upstream (nginx) runs from it"}},
+		{"negative control rate", []string{"overload", "-control-rate", "-5"}, 2, []string{"-control-rate -5: want 0 (no control) up to 4000 requests/s"}},
+		{"control rate too high", []string{"overload", "-control-rate", "5000"}, 2, []string{"-control-rate 5000: want 0 (no control) up to 4000 requests/s"}},
 		{"bad flood client", []string{"overload", "-flood-client", "fast"}, 2, []string{`-flood-client "fast": want replay or full`}},
 		{"replay over quic", []string{"handshake", "-target", "127.0.0.1:1", "-transport", "quic", "-replay"}, 2, []string{"-replay floods over tcp", "hint: drop -transport quic"}},
 		{"replay with a request", []string{"handshake", "-target", "127.0.0.1:1", "-replay", "-request", "/"}, 2, []string{"-replay floods over tcp"}},
