@@ -2,18 +2,20 @@ package bench
 
 import "golang.org/x/sys/unix"
 
+// harnessPolicy is this process's scheduling policy (sched(7)), -1 when
+// it cannot be read.
+func harnessPolicy() int {
+	if attr, err := unix.SchedGetAttr(0, 0); err == nil {
+		return int(attr.Policy)
+	}
+	return -1
+}
+
 // floodPriority is the command prefix the flood's child runs under:
 // below everything the measurement needs on the clients' core (the
-// keep-alive client, the upstream), above as much else as it can be. It
-// reads this process's scheduling policy (sched(7)) and leaves the choice
-// to floodPriorityFor.
-func floodPriority() []string {
-	policy := -1
-	if attr, err := unix.SchedGetAttr(0, 0); err == nil {
-		policy = int(attr.Policy)
-	}
-	return floodPriorityFor(policy)
-}
+// keep-alive client, the upstream), above as much else as it can be
+// (floodPriorityFor the harness's policy).
+func floodPriority() []string { return floodPriorityFor(harnessPolicy()) }
 
 // floodPriorityFor is floodPriority's choice for the harness's scheduling
 // policy (-1: unknown).
@@ -37,15 +39,8 @@ func floodPriorityFor(policy int) []string {
 
 // frontPolicy says what a front under overload runs as: in the normal
 // class (SCHED_OTHER) at nice when normal is set, otherwise as it was
-// started. It reads this process's policy and leaves the choice to
-// frontPolicyFor.
-func frontPolicy() (normal bool, nice int) {
-	policy := -1
-	if attr, err := unix.SchedGetAttr(0, 0); err == nil {
-		policy = int(attr.Policy)
-	}
-	return frontPolicyFor(policy)
-}
+// started (frontPolicyFor the harness's policy).
+func frontPolicy() (normal bool, nice int) { return frontPolicyFor(harnessPolicy()) }
 
 // frontPolicyFor is frontPolicy's choice for the harness's scheduling
 // policy (-1: unknown).
