@@ -157,28 +157,22 @@ func SelfCPU() time.Duration {
 // PinTree restricts pid, every thread of it and of its live descendants to
 // cpu. Threads and processes created later inherit the mask from the
 // thread that creates them, so pinning a running server once is enough.
-func PinTree(pid, cpu int) error {
-	var set unix.CPUSet
-	set.Set(cpu)
-	return eachThreadOfTree(pid, func(tid int) error {
-		if err := unix.SchedSetaffinity(tid, &set); err != nil {
-			return fmt.Errorf("failed to pin it to CPU %d: %w", cpu, err)
-		}
-		return nil
-	})
-}
+func PinTree(pid, cpu int) error { return eachThreadOfTree(pid, pinTo(cpu)) }
 
 // PinSelf restricts every thread of this process to cpu; new Go runtime
 // threads are cloned from pinned ones and inherit the mask.
-func PinSelf(cpu int) error {
+func PinSelf(cpu int) error { return eachThread(os.Getpid(), pinTo(cpu)) }
+
+// pinTo is what PinTree and PinSelf do to each thread.
+func pinTo(cpu int) func(tid int) error {
 	var set unix.CPUSet
 	set.Set(cpu)
-	return eachThread(os.Getpid(), func(tid int) error {
+	return func(tid int) error {
 		if err := unix.SchedSetaffinity(tid, &set); err != nil {
 			return fmt.Errorf("failed to pin it to CPU %d: %w", cpu, err)
 		}
 		return nil
-	})
+	}
 }
 
 // NormalTree moves pid, every thread of it and of its live descendants,

@@ -82,7 +82,8 @@ func TestRunBenchOverload(t *testing.T) {
 		t.Fatalf("%v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 	for _, want := range []string{"unloaded p50", "flooded p50", "ratio (median)", "pqedge: flooded p99 <= 2x unloaded",
-		"flood client: replay (" + bench.ReplayClient + ")", "whole flights", "flood reached"} {
+		"flood client: replay (" + bench.ReplayClient + ")", "whole flights", "flood reached", "control p99", "control ratio (median)",
+		"control: 50 requests/s on 4 connections straight to the upstream"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, stdout.String())
 		}
@@ -107,6 +108,9 @@ func TestRunBenchOverload(t *testing.T) {
 			t.Fatalf("%s: %d runs, want 1 (%s)", f.Front, len(f.Runs), f.Error)
 		}
 		r := f.Runs[0]
+		if c := r.Control; c == nil || c.Unloaded.Requests == 0 || c.Flooded.Requests == 0 || c.Unloaded.Failed+c.Flooded.Failed != 0 {
+			t.Errorf("%s: the control (requests straight to the upstream) = %+v, want requests answered in both phases, none failed", f.Front, c)
+		}
 		if r.Capacity <= 0 || r.Unloaded.Requests == 0 || r.Flooded.Requests == 0 || r.Unloaded.Latency.P99 == 0 || r.Flooded.Latency.P99 == 0 {
 			t.Errorf("%s: capacity %.0f/s, requests %d unloaded and %d flooded, p99 %v and %v", f.Front, r.Capacity,
 				r.Unloaded.Requests, r.Flooded.Requests, r.Unloaded.Latency.P99, r.Flooded.Latency.P99)
