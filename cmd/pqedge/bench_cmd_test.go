@@ -38,6 +38,7 @@ func TestRunBenchErrors(t *testing.T) {
 	}{
 		{"no command", nil, 2, []string{"usage: pqedge bench"}, true},
 		{"unknown flag", []string{"matrix", "-frob"}, 2, []string{"flag provided but not defined: -frob", "hint: see `pqedge bench matrix --help`"}, true},
+		{"infinite handshake rate", []string{"handshake", "-target", "127.0.0.1:1", "-rate", "Inf"}, 2, []string{`invalid value "+Inf" for flag -rate: want a finite number`, "hint: see `pqedge bench handshake --help`"}, true},
 		{"unknown command", []string{"frob"}, 2, []string{`pqedge: error: unknown bench command "frob"`, "hint: commands are handshake, matrix, proxy and overload"}, true},
 		{"no target", []string{"handshake"}, 2, []string{"needs -target HOST:PORT", "hint: try `pqedge bench handshake"}, true},
 		{"bad group", []string{"handshake", "-target", "127.0.0.1:1", "-groups", "x25519,nope"}, 2, []string{"-groups:", "hint: group names are IANA names"}, true},

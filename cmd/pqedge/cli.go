@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 )
 
@@ -97,11 +98,37 @@ func (fs *cmdFlags) parse(args []string) ([]string, error) {
 			return nil, &cliError{err: err, hints: []string{"see `pqedge " + fs.Name() + " --help`"}, usage: true}
 		}
 		if fs.NArg() == 0 {
+			if err := fs.checkFinite(); err != nil {
+				return nil, err
+			}
 			return positional, nil
 		}
 		positional = append(positional, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+}
+
+// checkFinite refuses NaN and ±Inf in every number flag given:
+// strconv.ParseFloat, which package flag uses, accepts them, and no rate,
+// multiple or share of a command means anything at either (an infinite
+// -rate or a NaN -flood would pass a "must be positive" check, or fail
+// it, without saying why).
+func (fs *cmdFlags) checkFinite() error {
+	var bad *flag.Flag
+	fs.Visit(func(f *flag.Flag) {
+		g, ok := f.Value.(flag.Getter)
+		if !ok || bad != nil {
+			return
+		}
+		if v, ok := g.Get().(float64); ok && (math.IsNaN(v) || math.IsInf(v, 0)) {
+			bad = f
+		}
+	})
+	if bad == nil {
+		return nil
+	}
+	return &cliError{err: fmt.Errorf("invalid value %q for flag %s%s: want a finite number", bad.Value.String(), fs.dash, bad.Name),
+		hints: []string{"see `pqedge " + fs.Name() + " --help`"}, usage: true}
 }
 
 // printHelp writes the usage line, the description and every flag with
