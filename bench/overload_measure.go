@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/pqedge/pqedge/internal/freeport"
 	"github.com/pqedge/pqedge/pqtls"
 )
 
@@ -35,7 +36,7 @@ func (o *overloadRun) measure(ctx context.Context, l ProxyLauncher, run int) (Ov
 	spec := ProxySpec{Dir: dir, Chain: o.chain, Groups: []tls.CurveID{o.opts.Group}, Upstream: o.upstream.Addr,
 		MaxConns: o.opts.Conns + o.opts.FloodConns}
 	if l.Kind() == ServerPQEdge {
-		if spec.AdminAddr, err = freeAddr(); err != nil {
+		if spec.AdminAddr, err = freeport.Addr(); err != nil {
 			return r, err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/pqedge/pqedge/internal/connlimit"
+	"github.com/pqedge/pqedge/internal/freeport"
 	"github.com/pqedge/pqedge/pqtls"
 )
 
@@ -69,7 +70,7 @@ func frontAddrs(spec ProxySpec, debug bool) (https, stream, dbg string, err erro
 			return ""
 		}
 		var a string
-		a, err = freeAddr()
+		a, err = freeport.Addr()
 		return a
 	}
 	https = pick(spec.Upstream != "")

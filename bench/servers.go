@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pqedge/pqedge/certs"
+	"github.com/pqedge/pqedge/internal/freeport"
 	"github.com/pqedge/pqedge/pqtls"
 )
 
@@ -163,17 +164,6 @@ func (b *limitedBuffer) String() string {
 	return b.buf.String()
 }
 
-// freeAddr returns a loopback address with a port that was free a moment
-// ago; the server binds it soon after.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("failed to find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 func groupNames(groups []tls.CurveID) []string {
 	var names []string
 	for _, g := range groups {
@@ -200,7 +190,7 @@ func (PQEdgeLauncher) Signer(alg CertAlg) (string, bool) {
 func (PQEdgeLauncher) ServesQUIC() bool { return true }
 
 func (l PQEdgeLauncher) Start(ctx context.Context, spec ServerSpec) (*Process, error) {
-	addr, err := freeAddr()
+	addr, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +282,7 @@ func (PlainLauncher) Signer(alg CertAlg) (string, bool) { return string(alg.Sign
 func (PlainLauncher) ServesQUIC() bool { return true }
 
 func (l PlainLauncher) Start(ctx context.Context, spec ServerSpec) (*Process, error) {
-	addr, err := freeAddr()
+	addr, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}
@@ -356,7 +346,7 @@ func (NginxLauncher) Signer(alg CertAlg) (string, bool) {
 }
 
 func (l NginxLauncher) Start(ctx context.Context, spec ServerSpec) (*Process, error) {
-	addr, err := freeAddr()
+	addr, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}

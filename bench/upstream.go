@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pqedge/pqedge/internal/freeport"
 )
 
 // BenchPath is the path every proxied request of `bench proxy` asks for.
@@ -40,7 +42,7 @@ type Upstream struct {
 // bodyBytes; maxConns sizes its worker_connections.
 func StartNginxUpstream(ctx context.Context, root string, bodyBytes, maxConns int) (*Upstream, error) {
 	l := NginxLauncher{Root: root}
-	addr, err := freeAddr()
+	addr, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}

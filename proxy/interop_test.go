@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pqedge/pqedge/internal/freeport"
 	"github.com/pqedge/pqedge/internal/peers"
 )
 
@@ -25,7 +26,7 @@ func TestStreamProxyHeaderToNginx(t *testing.T) {
 	root := peers.Trixie(t)
 	for _, version := range []int{1, 2} {
 		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
-			port := freePort(t)
+			port := freeport.Must(t)
 			host, inside := root.TempDir(t)
 			conf := fmt.Sprintf(`daemon off;
 master_process off;
@@ -104,15 +105,4 @@ http {
 			}
 		})
 	}
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/pqedge/pqedge/certs"
 	"github.com/pqedge/pqedge/internal/acmetest"
 	"github.com/pqedge/pqedge/internal/fleet"
+	"github.com/pqedge/pqedge/internal/freeport"
 	"github.com/pqedge/pqedge/internal/redistest"
 	"github.com/pqedge/pqedge/pqtls/leanclient"
 )
@@ -61,7 +62,7 @@ type fleetSetup struct {
 
 func newFleetSetup(t *testing.T) *fleetSetup {
 	t.Helper()
-	fs := &fleetSetup{dir: t.TempDir(), redis: redistest.Start(t), shared: freePort(t), fleet: true}
+	fs := &fleetSetup{dir: t.TempDir(), redis: redistest.Start(t), shared: freeport.Must(t), fleet: true}
 	fs.keyFile = filepath.Join(fs.dir, "fleet.key")
 	if _, err := fleet.WriteKeyFile(fs.keyFile, false); err != nil {
 		t.Fatal(err)
@@ -74,7 +75,7 @@ func (fs *fleetSetup) procs(t *testing.T) []*fleetProc {
 	t.Helper()
 	var procs []*fleetProc
 	for _, node := range fleetNodes {
-		procs = append(procs, &fleetProc{node: node, admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)), own: fmt.Sprintf("127.0.0.1:%d", freePort(t))})
+		procs = append(procs, &fleetProc{node: node, admin: fmt.Sprintf("127.0.0.1:%d", freeport.Must(t)), own: fmt.Sprintf("127.0.0.1:%d", freeport.Must(t))})
 	}
 	return procs
 }
@@ -283,8 +284,8 @@ func TestFleetResumptionE2E(t *testing.T) {
 func TestFleetACMEE2E(t *testing.T) {
 	const name = "acme.pqedge.test"
 	fs := newFleetSetup(t)
-	validation := freePort(t)
-	ca := acmetest.Start(t, acmetest.Options{TLSPort: validation, HTTPPort: freePort(t)})
+	validation := freeport.Must(t)
+	ca := acmetest.Start(t, acmetest.Options{TLSPort: validation, HTTPPort: freeport.Must(t)})
 	rootsFile := filepath.Join(fs.dir, "pebble.pem")
 	if err := os.WriteFile(rootsFile, ca.APIRootPEM, 0o644); err != nil {
 		t.Fatal(err)

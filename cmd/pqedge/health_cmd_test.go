@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pqedge/pqedge/internal/freeport"
 )
 
 // runPqedgeProcess runs the real pqedge (this test binary under that name)
@@ -194,9 +196,9 @@ func TestDialAddress(t *testing.T) {
 // it serves, and reads the address from the same config file.
 func TestHealthOfRunningPqedge(t *testing.T) {
 	dir := t.TempDir()
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	admin := fmt.Sprintf("127.0.0.1:%d", freeport.Must(t))
 	file := filepath.Join(dir, "pqedge.toml")
-	cfg := lifecycleConfig(dir, freePort(t), "127.0.0.1:9", "pq-preferred") + fmt.Sprintf("\n[admin]\nlisten = %q\n", admin)
+	cfg := lifecycleConfig(dir, freeport.Must(t), "127.0.0.1:9", "pq-preferred") + fmt.Sprintf("\n[admin]\nlisten = %q\n", admin)
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

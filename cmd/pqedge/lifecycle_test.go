@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pqedge/pqedge/internal/freeport"
 )
 
 // pqedgeProcess is the real binary (this test binary under the name
@@ -75,16 +77,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func lifecycleConfig(dir string, port int, upstream, policy string) string {
 	return fmt.Sprintf(`
 data_dir = %q
@@ -127,7 +119,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	defer up.Close()
 
 	dir := t.TempDir()
-	port := freePort(t)
+	port := freeport.Must(t)
 	file := filepath.Join(dir, "pqedge.toml")
 	os.WriteFile(file, []byte(lifecycleConfig(dir, port, upLn.Addr().String(), "pq-preferred")), 0o600)
 	p := startPqedge(t, file)
@@ -189,7 +181,7 @@ func TestSIGTERMDrains(t *testing.T) {
 // refused with its problems logged while the old config keeps serving.
 func TestSIGHUPReloads(t *testing.T) {
 	dir := t.TempDir()
-	port := freePort(t)
+	port := freeport.Must(t)
 	file := filepath.Join(dir, "pqedge.toml")
 	os.WriteFile(file, []byte(lifecycleConfig(dir, port, "127.0.0.1:9", "pq-preferred")), 0o600)
 	p := startPqedge(t, file)

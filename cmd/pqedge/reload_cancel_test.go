@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pqedge/pqedge/internal/freeport"
 )
 
 // TestSIGTERMDuringSlowReload: a SIGHUP whose config orders a certificate
@@ -32,7 +34,7 @@ func TestSIGTERMDuringSlowReload(t *testing.T) {
 		}
 	}()
 	file := filepath.Join(dir, "pqedge.toml")
-	base := lifecycleConfig(dir, freePort(t), "127.0.0.1:1", "pq-preferred")
+	base := lifecycleConfig(dir, freeport.Must(t), "127.0.0.1:1", "pq-preferred")
 	if err := os.WriteFile(file, []byte(base), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pqedge/pqedge/internal/freeport"
 )
 
 // TestRunStartupErrorsHaveHints: when the server cannot start, run says why
@@ -25,7 +27,7 @@ func TestRunStartupErrorsHaveHints(t *testing.T) {
 	file := filepath.Join(dir, "pqedge.toml")
 	// The admin listener takes the busy port: the https one is free, so
 	// the error is the bind, not a config problem.
-	cfg := strings.Replace(lifecycleConfig(dir, freePort(t), "127.0.0.1:1", "pq-preferred"), "[log]",
+	cfg := strings.Replace(lifecycleConfig(dir, freeport.Must(t), "127.0.0.1:1", "pq-preferred"), "[log]",
 		"[admin]\nlisten = \""+busy.Addr().String()+"\"\n[log]", 1)
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -27,6 +27,8 @@ import (
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/miekg/dns"
+
+	"github.com/pqedge/pqedge/internal/freeport"
 )
 
 // Options says where the CA validates and what it issues.
@@ -127,25 +129,10 @@ func SkipIfUnrenewable(t testing.TB, leaf *x509.Certificate) {
 	}
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago. Pebble
-// must know the validation ports before the server under test starts, and a
-// server that obtains certificates at startup cannot report a port it has
-// not bound yet; another process may take the port in between, which fails
-// the test with a bind error rather than passing it wrongly.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // UnreachableDirectory returns an https directory URL on a loopback port
 // nothing listens on, so connecting to it is refused at once.
 func UnreachableDirectory(t testing.TB) string {
-	return "https://127.0.0.1:" + strconv.Itoa(FreePort(t)) + "/dir"
+	return "https://127.0.0.1:" + strconv.Itoa(freeport.Must(t)) + "/dir"
 }
 
 // startDNS serves A 127.0.0.1 for every name, over TCP as Pebble's VA asks,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pqedge/pqedge/certs"
 	"github.com/pqedge/pqedge/internal/acmetest"
+	"github.com/pqedge/pqedge/internal/freeport"
 	"github.com/pqedge/pqedge/pqtls"
 	"github.com/pqedge/pqedge/pqtls/leanclient"
 )
@@ -39,7 +40,7 @@ type acmeEnv struct {
 
 func newACMEEnv(t *testing.T, validity time.Duration) *acmeEnv {
 	t.Helper()
-	e := &acmeEnv{httpsPort: acmetest.FreePort(t), httpPort: acmetest.FreePort(t)}
+	e := &acmeEnv{httpsPort: freeport.Must(t), httpPort: freeport.Must(t)}
 	e.ca = acmetest.Start(t, acmetest.Options{HTTPPort: e.httpPort, TLSPort: e.httpsPort, Validity: validity})
 	e.roots = filepath.Join(t.TempDir(), "pebble-api.pem")
 	if err := os.WriteFile(e.roots, e.ca.APIRootPEM, 0o644); err != nil {
@@ -318,7 +319,7 @@ func TestACMEStartupErrors(t *testing.T) {
 	if err := certs.WriteKeyPair(filepath.Join(dir, "classical"), leaf); err != nil {
 		t.Fatal(err)
 	}
-	env := &acmeEnv{httpsPort: acmetest.FreePort(t), httpPort: acmetest.FreePort(t), roots: filepath.Join(dir, "roots.pem")}
+	env := &acmeEnv{httpsPort: freeport.Must(t), httpPort: freeport.Must(t), roots: filepath.Join(dir, "roots.pem")}
 	os.WriteFile(env.roots, []byte("not PEM\n"), 0o644)
 	unreachable := acmetest.UnreachableDirectory(t)
 	for _, tt := range []struct {

@@ -21,6 +21,7 @@ import (
 	"github.com/pqedge/pqedge/internal/acmetest"
 	"github.com/pqedge/pqedge/internal/config"
 	"github.com/pqedge/pqedge/internal/fleet"
+	"github.com/pqedge/pqedge/internal/freeport"
 	"github.com/pqedge/pqedge/internal/redistest"
 	"github.com/pqedge/pqedge/pqtls/leanclient"
 )
@@ -50,7 +51,7 @@ type fleetLab struct {
 
 func newFleetLab(t *testing.T) *fleetLab {
 	t.Helper()
-	lab := &fleetLab{t: t, redis: redistest.Start(t), dir: t.TempDir(), port: acmetest.FreePort(t)}
+	lab := &fleetLab{t: t, redis: redistest.Start(t), dir: t.TempDir(), port: freeport.Must(t)}
 	lab.keyFile = filepath.Join(lab.dir, "fleet.key")
 	if _, err := fleet.WriteKeyFile(lab.keyFile, false); err != nil {
 		t.Fatal(err)
@@ -386,7 +387,7 @@ func TestFleetACMERenewal(t *testing.T) {
 	lab := newFleetLab(t)
 	// A 20 s certificate falls due a third before its end, at 13 s, on
 	// every node at once; NoARI keeps the CA from moving that moment.
-	ca := acmetest.Start(t, acmetest.Options{TLSPort: lab.port, HTTPPort: acmetest.FreePort(t), Validity: 20 * time.Second, NoARI: true})
+	ca := acmetest.Start(t, acmetest.Options{TLSPort: lab.port, HTTPPort: freeport.Must(t), Validity: 20 * time.Second, NoARI: true})
 	rootsFile := filepath.Join(lab.dir, "pebble.pem")
 	if err := os.WriteFile(rootsFile, ca.APIRootPEM, 0o644); err != nil {
 		t.Fatal(err)

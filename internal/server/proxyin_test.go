@@ -18,6 +18,7 @@ import (
 
 	"github.com/pires/go-proxyproto"
 
+	"github.com/pqedge/pqedge/internal/freeport"
 	"github.com/pqedge/pqedge/internal/peers"
 	"github.com/pqedge/pqedge/pqtls"
 	"github.com/pqedge/pqedge/pqtls/leanclient"
@@ -214,7 +215,7 @@ func TestProxyProtocolInFromHAProxy(t *testing.T) {
 		peers.Missing(t, "haproxy in the trixie root")
 	}
 	ts := startServer(t, proxyInConfig(xffUpstream(t)))
-	front := freeLoopbackPort(t)
+	front := freeport.Must(t)
 	host, inside := root.TempDir(t)
 	conf := `global
   log stderr format raw local0 err
@@ -269,13 +270,4 @@ backend pqedge
 	if string(body) != "127.0.0.3" {
 		t.Errorf("behind HAProxy the upstream saw X-Forwarded-For %q, want the client's 127.0.0.3", body)
 	}
-}
-
-func freeLoopbackPort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

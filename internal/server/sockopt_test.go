@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/pqedge/pqedge/internal/acmetest"
+	"github.com/pqedge/pqedge/internal/freeport"
 )
 
 // reusePortConfig is a one-site config listening on port, with or
@@ -35,7 +35,7 @@ handler = "inspect"
 // does not; a reload that only toggles reuse_port keeps the open socket
 // and says the change waits for a restart.
 func TestReusePort(t *testing.T) {
-	port := acmetest.FreePort(t)
+	port := freeport.Must(t)
 	startOn := func(port int, reuse bool) (*Server, error) {
 		return New(loadConfig(t, t.TempDir(), reusePortConfig(port, reuse)), Options{Logger: testLogger(t)})
 	}
@@ -60,7 +60,7 @@ func TestReusePort(t *testing.T) {
 		t.Errorf("error %v, want address already in use", err)
 	}
 
-	other := acmetest.FreePort(t)
+	other := freeport.Must(t)
 	plain, err := startOn(other, false)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +76,7 @@ func TestReusePort(t *testing.T) {
 	t.Run("reload toggling it", func(t *testing.T) {
 		var logs syncBuffer
 		dir := t.TempDir()
-		port := acmetest.FreePort(t)
+		port := freeport.Must(t)
 		s, err := New(loadConfig(t, dir, reusePortConfig(port, false)), Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		if err != nil {
 			t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pqedge/pqedge/internal/freeport"
 	"github.com/pqedge/pqedge/internal/peers"
 )
 
@@ -66,7 +67,7 @@ func startOpenSSL(t testing.TB, alg, groups string, extra ...string) *opensslSer
 	}
 	roots.AddCert(cert)
 
-	port := freePort(t)
+	port := freeport.Must(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	args = append([]string{"s_server", "-accept", addr, "-cert", inside + "/cert.pem", "-key", inside + "/key.pem",
 		"-tls1_3", "-www", "-quiet", "-groups", groups}, extra...)
@@ -99,16 +100,6 @@ func startOpenSSL(t testing.TB, alg, groups string, extra ...string) *opensslSer
 		}
 	}
 	return &opensslServer{addr: addr, roots: roots, log: &log}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("failed to find a free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func opensslGroups(ids ...string) string { return strings.Join(ids, ":") }
