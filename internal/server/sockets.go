@@ -141,7 +141,7 @@ func (ss *socketSet) open(ctx context.Context, want []socketWant) ([]*socket, er
 
 // openTCP binds one wanted TCP socket.
 func (ss *socketSet) openTCP(ctx context.Context, w socketWant) (*socket, error) {
-	lc := net.ListenConfig{Control: w.control()}
+	lc := net.ListenConfig{Control: w.control(), KeepAlive: acceptKeepAlive}
 	addr := plan.BindAddress(w.key)
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {

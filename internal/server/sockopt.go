@@ -10,7 +10,9 @@ import (
 // control is the net.ListenConfig Control function a wanted socket is
 // opened with: its socket options, each set before bind, in order.
 func (w socketWant) control() func(network, address string, c syscall.RawConn) error {
-	var fns []func(network, address string, c syscall.RawConn) error
+	// Keep-alive for the connections a TCP socket accepts (UDP sockets
+	// are left alone), with acceptKeepAlive in the ListenConfig.
+	fns := []func(network, address string, c syscall.RawConn) error{keepAliveOnListener}
 	if w.freeBind {
 		fns = append(fns, anycast.FreeBind)
 	}
