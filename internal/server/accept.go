@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/pqedge/pqedge/internal/config"
@@ -38,9 +39,10 @@ type edgeConn struct {
 	// The crypto gate (connlimit.CryptoGate): used by the connection's
 	// goroutine only, until the hand-off.
 	limiter     *connlimit.Limiter
-	deadline    time.Time // the handshake's: the longest a slot is waited for
-	cryptoHeld  bool      // a crypto slot is held
-	handshaking bool      // the handshake runs: its reads take crypto slots
+	deadline    time.Time       // the handshake's: the longest a slot is waited for
+	socket      syscall.RawConn // the client's TCP socket, for peerGone; nil if none
+	cryptoHeld  bool            // a crypto slot is held
+	handshaking bool            // the handshake runs: its reads take crypto slots
 }
 
 // beginCrypto takes a slot of the crypto gate unless one is held: from
@@ -56,6 +58,26 @@ func (c *edgeConn) beginCrypto() error {
 	}
 	c.cryptoHeld = true
 	return nil
+}
+
+// errClientLeft ends a handshake whose client reset or closed the
+// connection after sending its ClientHello, before the server's key
+// exchange: GetConfigForClient asks the socket (peerGone).
+var errClientLeft = errors.New("the client left while its handshake waited, before the key exchange")
+
+// socketOf is the RawConn of the socket under c's wrappers (connlimit's,
+// the PROXY reader's), nil when there is none, as over a net.Pipe in
+// tests.
+func socketOf(c net.Conn) syscall.RawConn {
+	sc, ok := under[syscall.Conn](c)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
 }
 
 // endCrypto frees the crypto slot, if one is held.
@@ -234,7 +256,7 @@ func (s *Server) handleConn(key string, raw net.Conn) {
 		conn = pin
 	}
 	deadline := s.now().Add(g.plan.Timeouts.Handshake)
-	ec := &edgeConn{CaptureConn: pqtls.NewCaptureConn(conn, 0), listener: l, proxyIn: pin, limiter: s.limiter, deadline: deadline}
+	ec := &edgeConn{CaptureConn: pqtls.NewCaptureConn(conn, 0), listener: l, proxyIn: pin, limiter: s.limiter, deadline: deadline, socket: socketOf(raw)}
 	tc := tls.Server(ec, s.tlsBase)
 
 	// The deadline bounds clients that stop mid-handshake or send nothing
@@ -323,6 +345,15 @@ func (s *Server) configForClient(info *tls.ClientHelloInfo) (*tls.Config, error)
 	ec.site = rt
 	if err := ec.beginCrypto(); err != nil {
 		return nil, err
+	}
+	// The key exchange and signature come next, for a whole ClientHello.
+	// Under a flood a handshake waits for its handshake slot and then for
+	// a crypto slot longer than a flooding client waits for an answer, and
+	// the front would compute for a client that had already reset (in a 5x
+	// flood, 14,325 of 42,594 failed handshakes in 8 s: docs/BENCHMARKS.md
+	// "Overload"), so it asks the socket first (peerGone).
+	if ec.socket != nil && peerGone(ec.socket) {
+		return nil, errClientLeft
 	}
 	return l.tlsConfigs[rt], nil
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"crypto/tls"
+	"net"
 	"runtime"
 	"testing"
 	"time"
@@ -63,22 +64,7 @@ func TestCryptoSlotsReturned(t *testing.T) {
 // QUIC flood is paced with the TCP handshakes.
 func TestQUICHandshakeWaitsForCryptoGate(t *testing.T) {
 	ts, hs := startH3(t, h3Config+inspectSite)
-	far := time.Now().Add(time.Minute)
-	n := runtime.GOMAXPROCS(0)
-	for range n {
-		if err := ts.srv.limiter.AcquireCrypto(far); err != nil {
-			t.Fatal(err)
-		}
-	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			for range n {
-				ts.srv.limiter.ReleaseCrypto()
-			}
-		}
-	}
+	release := holdCryptoSlots(t, ts)
 	defer release()
 	mark := hs.mark()
 	client, _ := ts.h3Client()
@@ -100,5 +86,90 @@ func TestQUICHandshakeWaitsForCryptoGate(t *testing.T) {
 	ev := hs.wait(t, mark, "a QUIC handshake", overQUIC)
 	if ev.Err != nil {
 		t.Errorf("handshake failed: %v", ev.Err)
+	}
+}
+
+// holdCryptoSlots takes every slot of the server's crypto gate, so that the
+// next handshake waits for one; release (idempotent) gives them back.
+func holdCryptoSlots(t *testing.T, ts *testServer) (release func()) {
+	t.Helper()
+	far := time.Now().Add(time.Minute)
+	n := runtime.GOMAXPROCS(0)
+	for range n {
+		if err := ts.srv.limiter.AcquireCrypto(far); err != nil {
+			t.Fatal(err)
+		}
+	}
+	released := false
+	return func() {
+		if !released {
+			released = true
+			for range n {
+				ts.srv.limiter.ReleaseCrypto()
+			}
+		}
+	}
+}
+
+// TestDepartedClientCostsNoCrypto: a client that resets or closes while its
+// handshake waits for a crypto slot (a flood's attempts, which give up
+// sooner than a queued handshake's turn comes) has its handshake ended
+// once it has the slot, as client_left, before any key exchange or
+// signature; a client that waits it out gets its handshake.
+func TestDepartedClientCostsNoCrypto(t *testing.T) {
+	ts := startServer(t, baseConfig+inspectSite)
+	addr := ts.addr("https")
+	tests := []struct {
+		name       string
+		leave      func(c *net.TCPConn) // nil: the client stays
+		wantReason string               // "": the handshake succeeds
+	}{
+		{name: "reset", leave: func(c *net.TCPConn) { c.SetLinger(0); c.Close() }, wantReason: reasonClientLeft},
+		{name: "FIN", leave: func(c *net.TCPConn) { c.CloseWrite() }, wantReason: reasonClientLeft},
+		{name: "client stays"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			left := ts.metricSum("pqedge_handshake_failures_total", `reason="client_left"`)
+			done0 := ts.metricSum("pqedge_handshakes_total")
+			release := holdCryptoSlots(t, ts)
+			defer release()
+			raw := dialTimeout(t, addr).(*net.TCPConn)
+			tc := tls.Client(raw, &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"})
+			done := make(chan error, 1)
+			go func() { done <- tc.Handshake() }()
+			waitFor(t, "the handshake to wait for a crypto slot", func() bool {
+				return ts.srv.limiter.Stats().Crypto.Waiting == 1
+			})
+			if tt.leave != nil {
+				tt.leave(raw)
+				// The kernel has the reset or the FIN on loopback before
+				// the call returns; the slot is handed over after.
+			}
+			release()
+			err := <-done
+			if tt.wantReason == "" {
+				if err != nil {
+					t.Fatalf("handshake of a client that waited: %v", err)
+				}
+				// Closing right after its Finished: the server still
+				// reads the Finished and counts a whole handshake.
+				tc.Close()
+				waitFor(t, "the server to count the handshake", func() bool {
+					return ts.metricSum("pqedge_handshakes_total") == done0+1
+				})
+				if n := ts.metricSum("pqedge_handshake_failures_total", `reason="client_left"`); n != left {
+					t.Errorf("a client that stayed counted as client_left (%v, was %v)", n, left)
+				}
+				return
+			}
+			waitFor(t, "the handshake to fail as "+tt.wantReason, func() bool {
+				return ts.metricSum("pqedge_handshake_failures_total", `reason="`+tt.wantReason+`"`) == left+1
+			})
+			waitFor(t, "the slots to be free", func() bool {
+				st := ts.srv.limiter.Stats()
+				return st.Handshakes == 0 && st.Crypto.Running == 0 && st.Crypto.Waiting == 0
+			})
+		})
 	}
 }

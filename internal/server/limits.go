@@ -75,18 +75,24 @@ func (l *listenerRuntime) guard(tc *tls.Conn) net.Conn {
 }
 
 // tlsConnOf finds the *tls.Conn under the guards (they all have NetConn).
-func tlsConnOf(c net.Conn) (*tls.Conn, bool) {
+func tlsConnOf(c net.Conn) (*tls.Conn, bool) { return under[*tls.Conn](c) }
+
+// under finds the first connection of type T in c or under it, following
+// NetConn (crypto/tls's, connlimit's, the guards' and the PROXY reader's),
+// a few wrappers deep.
+func under[T any](c net.Conn) (T, bool) {
 	for range 4 {
-		if tc, ok := c.(*tls.Conn); ok {
-			return tc, true
+		if t, ok := c.(T); ok {
+			return t, true
 		}
 		nc, ok := c.(interface{ NetConn() net.Conn })
 		if !ok {
-			return nil, false
+			break
 		}
 		c = nc.NetConn()
 	}
-	return nil, false
+	var zero T
+	return zero, false
 }
 
 // limiterCollector exports the limiter's counters at scrape time.

@@ -1,0 +1,33 @@
+package server
+
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// peerGone reports whether the client of a TCP connection has reset it or
+// sent its FIN, from the socket's state (TCP_INFO, tcp(7)): a reset
+// leaves it CLOSE, a FIN CLOSE_WAIT; while a handshake runs it is
+// ESTABLISHED. It costs one getsockopt and reads nothing, so the
+// ClientHello stays where crypto/tls will read it. A socket it cannot ask
+// counts as not gone.
+func peerGone(rc syscall.RawConn) bool {
+	var state uint8
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		var info *unix.TCPInfo
+		if info, serr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); serr == nil {
+			state = info.State
+		}
+	}); err != nil || serr != nil {
+		return false
+	}
+	return state == tcpClose || state == tcpCloseWait
+}
+
+// TCP states of include/net/tcp_states.h, as TCPInfo.State gives them.
+const (
+	tcpClose     = 7 // TCP_CLOSE: reset (or never connected)
+	tcpCloseWait = 8 // TCP_CLOSE_WAIT: the peer's FIN arrived
+)
