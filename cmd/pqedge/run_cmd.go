@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -88,9 +89,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	// must not hold up a SIGTERM, which cancels it (Shutdown does).
 	reloads, stopReloads := context.WithCancel(context.Background())
 	defer stopReloads()
+	var reloading sync.WaitGroup
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			go reload(reloads, srv, *file, log, level)
+			reloading.Go(func() { reload(reloads, srv, *file, log, level) })
 			continue
 		}
 		stopReloads()
@@ -103,6 +105,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		if err := waitShutdown(srv, sigs, done, log); err != nil {
 			log.Warn("shutdown incomplete", "err", err)
 		}
+		// A reload the shutdown cancelled says how it ended before the
+		// process does (an operator reading the log must not wonder
+		// whether a half-applied config was running).
+		waitReloads(ctx, &reloading, log)
 		log.Info("stopped")
 		return 0
 	}
@@ -123,6 +129,21 @@ func waitShutdown(srv *server.Server, sigs <-chan os.Signal, done <-chan error, 
 				srv.EndGrace()
 			}
 		}
+	}
+}
+
+// waitReloads waits for reloads in flight, cancelled by then, until ctx
+// (the shutdown deadline) ends.
+func waitReloads(ctx context.Context, reloading *sync.WaitGroup, log *slog.Logger) {
+	done := make(chan struct{})
+	go func() {
+		reloading.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		log.Warn("a cancelled reload had not ended by the shutdown deadline")
 	}
 }
 
