@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -71,9 +72,22 @@ func TreeCPU(pid int) (time.Duration, error) {
 	return total, nil
 }
 
+// ticks converts n clock ticks (USER_HZ, ClockTicks a second) to a
+// duration: whole seconds first, so that a large counter (an aggregate
+// CPU line of a many-core machine up for a year holds ~10^11 ticks) does
+// not overflow in nanoseconds. A count beyond what a Duration holds
+// (~292 years) gives maxTicksDuration; n must not be negative.
 func ticks(n int64) time.Duration {
-	return time.Duration(n) * time.Second / time.Duration(ClockTicks())
+	hz := int64(ClockTicks())
+	secs := n / hz
+	if secs > int64(maxTicksDuration/time.Second)-1 {
+		return maxTicksDuration
+	}
+	return time.Duration(secs)*time.Second + time.Duration(n%hz)*time.Second/time.Duration(hz)
 }
+
+// maxTicksDuration is the longest duration ticks returns.
+const maxTicksDuration = time.Duration(math.MaxInt64)
 
 type procStat struct {
 	ppid         int
@@ -238,19 +252,26 @@ func MachineBusy() (time.Duration, error) {
 func parseMachineBusy(data []byte) (time.Duration, error) {
 	line, _, _ := bytes.Cut(data, []byte("\n"))
 	f := strings.Fields(string(line))
-	if len(f) < 9 || f[0] != "cpu" {
+	// The aggregate line is the file's first, "cpu" at its very start
+	// (proc_stat(5)); "cpu0" and the like are per-CPU lines.
+	if len(f) < 9 || !bytes.HasPrefix(line, []byte("cpu ")) {
 		return 0, errors.New("failed to parse /proc/stat: no aggregate cpu line with 8 times")
 	}
 	var busy int64
 	// user nice system idle iowait irq softirq steal: skip idle (4) and iowait (5).
 	for _, i := range []int{1, 2, 3, 6, 7, 8} {
-		v, err := strconv.ParseInt(f[i], 10, 64)
+		// Counters of ticks: unsigned, and small enough that six of them
+		// add up without overflowing (2^59 ticks is 1.8e8 years at 100 Hz).
+		v, err := strconv.ParseUint(f[i], 10, 59)
 		if err != nil {
 			return 0, fmt.Errorf("failed to parse /proc/stat field %d %q: %w", i, f[i], err)
 		}
-		busy += v
+		busy += int64(v)
 	}
-	return ticks(busy), nil
+	if d := ticks(busy); d < maxTicksDuration {
+		return d, nil
+	}
+	return 0, fmt.Errorf("failed to parse /proc/stat: %d busy ticks are beyond what a duration holds", busy)
 }
 
 // ProcessRSS returns the resident set size of pid in bytes, from the

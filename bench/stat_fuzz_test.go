@@ -56,8 +56,15 @@ func FuzzParseMachineBusy(f *testing.F) {
 	}
 	f.Add(data)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if d, err := parseMachineBusy(data); err == nil && !bytes.HasPrefix(data, []byte("cpu")) {
-			t.Fatalf("parsed %v from a file not starting with the cpu line", d)
+		d, err := parseMachineBusy(data)
+		if err != nil {
+			return
+		}
+		if !bytes.HasPrefix(data, []byte("cpu ")) {
+			t.Fatalf("parsed %v from a file not starting with the aggregate cpu line", d)
+		}
+		if d < 0 {
+			t.Fatalf("parsed a negative busy time %v", d)
 		}
 	})
 }

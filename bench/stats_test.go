@@ -115,6 +115,13 @@ func TestParseMachineBusy(t *testing.T) {
 		{"per-CPU line first", "cpu0 1 2 3 4 5 6 7 8\n", 0, true},
 		{"too few fields", "cpu 1 2 3\n", 0, true},
 		{"not a number", "cpu 1 x 3 4 5 6 7 8\n", 0, true},
+		{"not at the start of the file", " cpu 0 0 0 0 0 0 0 0\n", 0, true},
+		{"a negative counter", "cpu 1 -2 3 4 5 6 7 8\n", 0, true},
+		{"counters too large to add", "cpu 9223372036854775807 9223372036854775807 1 1 1 1 1 1\n", 0, true},
+		// 64 CPUs busy for a year at 100 Hz: 2e11 ticks, whose nanoseconds
+		// overflow an int64 if multiplied first.
+		{"a large many-core machine", "cpu 201830400000 0 0 0 0 0 0 0\n", 201830400000 * hz, false},
+		{"beyond what a duration holds", "cpu 576460752303423487 0 0 0 0 0 0 0\n", 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
