@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -76,4 +79,55 @@ handler = "inspect"
 		t.Fatal("pqedge did not exit after SIGTERM during a blocked reload")
 	}
 	p.waitLog(t, "reload failed")
+}
+
+// TestWaitReloads: after a shutdown, waitReloads waits for the reloads in
+// flight and warns only when one outlives the shutdown deadline and its
+// grace; with none in flight it says nothing, even when the shutdown used
+// its whole deadline.
+func TestWaitReloads(t *testing.T) {
+	tests := []struct {
+		name      string
+		reload    time.Duration // how long the one reload runs; 0: none, -1: stuck
+		cancelled bool          // the shutdown deadline has passed
+		wantWarn  bool
+	}{
+		{name: "none in flight, deadline passed", cancelled: true},
+		{name: "none in flight", cancelled: false},
+		{name: "one ending before the deadline", reload: 50 * time.Millisecond},
+		{name: "one ending just after the deadline", reload: 50 * time.Millisecond, cancelled: true},
+		{name: "one stuck", reload: -1, cancelled: true, wantWarn: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs syncBuffer
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			if tt.cancelled {
+				cancel()
+			}
+			stuck := make(chan struct{})
+			defer close(stuck)
+			var r inflight
+			ended := make(chan struct{})
+			switch {
+			case tt.reload > 0:
+				r.Go(func() { time.Sleep(tt.reload); close(ended) })
+			case tt.reload < 0:
+				r.Go(func() { <-stuck })
+			}
+			waitReloads(ctx, &r, log)
+			if tt.reload > 0 {
+				select {
+				case <-ended:
+				default:
+					t.Error("waitReloads returned before the reload ended")
+				}
+			}
+			if warned := strings.Contains(logs.String(), "had not ended"); warned != tt.wantWarn {
+				t.Errorf("warned %v, want %v; log: %s", warned, tt.wantWarn, logs.String())
+			}
+		})
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -89,7 +90,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	// must not hold up a SIGTERM, which cancels it (Shutdown does).
 	reloads, stopReloads := context.WithCancel(context.Background())
 	defer stopReloads()
-	var reloading sync.WaitGroup
+	var reloading inflight
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			reloading.Go(func() { reload(reloads, srv, *file, log, level) })
@@ -132,20 +133,58 @@ func waitShutdown(srv *server.Server, sigs <-chan os.Signal, done <-chan error, 
 	}
 }
 
-// waitReloads waits for reloads in flight, cancelled by then, until ctx
-// (the shutdown deadline) ends.
-func waitReloads(ctx context.Context, reloading *sync.WaitGroup, log *slog.Logger) {
+// inflight counts goroutines started with Go until they return.
+type inflight struct {
+	n  atomic.Int32
+	wg sync.WaitGroup
+}
+
+// Go runs f in a goroutine of its own, counted until it returns.
+func (r *inflight) Go(f func()) {
+	r.n.Add(1)
+	r.wg.Go(func() {
+		defer r.n.Add(-1)
+		f()
+	})
+}
+
+// waitReloads waits for the reloads in flight, cancelled by then, until
+// ctx (the shutdown deadline) ends, and says so when one is still running
+// then. With none in flight it returns at once, whatever ctx.
+func waitReloads(ctx context.Context, reloading *inflight, log *slog.Logger) {
+	if reloading.n.Load() == 0 {
+		return
+	}
 	done := make(chan struct{})
 	go func() {
-		reloading.Wait()
+		reloading.wg.Wait()
 		close(done)
 	}()
 	select {
 	case <-done:
+		return
+	default:
+	}
+	select {
+	case <-done:
+		return
 	case <-ctx.Done():
-		log.Warn("a cancelled reload had not ended by the shutdown deadline")
+	}
+	// A cancelled reload ends within moments: give it those even when the
+	// shutdown used its whole deadline.
+	grace := time.NewTimer(reloadEndGrace)
+	defer grace.Stop()
+	select {
+	case <-done:
+	case <-grace.C:
+		log.Warn("a cancelled reload had not ended by the shutdown deadline", "waited_after", reloadEndGrace.String())
 	}
 }
+
+// reloadEndGrace is how long waitReloads waits past the shutdown deadline
+// for a cancelled reload to end: its ACME order and socket binds return
+// promptly once cancelled, so only a stuck one takes longer.
+const reloadEndGrace = time.Second
 
 // reload loads the file again and swaps it in; any problem is logged and the
 // running config stays.
