@@ -41,6 +41,7 @@ type edgeConn struct {
 	limiter     *connlimit.Limiter
 	deadline    time.Time       // the handshake's: the longest a slot is waited for
 	socket      syscall.RawConn // the client's TCP socket, for peerGone; nil if none
+	peerSeen    bool            // peerGone said no since the client's last data (checkPeer)
 	cryptoHeld  bool            // a crypto slot is held
 	handshaking bool            // the handshake runs: its reads take crypto slots
 }
@@ -103,6 +104,7 @@ func (c *edgeConn) Read(b []byte) (int, error) {
 		if gerr := c.beginCrypto(); gerr != nil {
 			return 0, gerr
 		}
+		c.peerSeen = false // the wait for the slot may have outlasted the client
 	}
 	return n, err
 }
@@ -125,14 +127,43 @@ func (c *edgeConn) noteCertFailure(err error) {
 }
 
 // recordingCertificate returns cert with its signer wrapped, so the scheme
-// crypto/tls signs with is recorded on c.
-func (c *edgeConn) recordingCertificate(cert *tls.Certificate) *tls.Certificate {
+// crypto/tls signs with is recorded on c; errClientLeft when the client
+// left after a HelloRetryRequest, before the signature (checkPeer).
+func (c *edgeConn) recordingCertificate(cert *tls.Certificate) (*tls.Certificate, error) {
 	// After a HelloRetryRequest the slot was freed; the signature is
 	// still to come. A wait that outlasts the deadline fails the
 	// handshake at its next I/O, whose deadline has passed too.
 	c.beginCrypto()
+	if err := c.checkPeer(); err != nil {
+		return nil, err
+	}
 	c.cert = cert
-	return recording(cert, &c.sig)
+	return recording(cert, &c.sig), nil
+}
+
+// checkPeer returns errClientLeft when the client reset or closed the
+// connection (peerGone), asking the socket only if data arrived since it
+// last answered: GetConfigForClient asks before the key exchange, and
+// GetCertificate asks again only after a HelloRetryRequest, whose second
+// ClientHello waited for a crypto slot of its own.
+//
+// Under a flood a handshake waits for its handshake slot and then for a
+// crypto slot longer than a flooding client waits for an answer, and the
+// front would compute for a client that had already reset (in a 5x
+// flood, 26,912 of 46,359 failed handshakes in 10 s: docs/BENCHMARKS.md
+// "Overload", set G). On a plain TCP connection (and a Multipath TCP one
+// that fell back to it, as every non-MPTCP client's does) a reset leaves
+// the socket CLOSE and a FIN CLOSE_WAIT; an MPTCP client's FIN is not
+// seen, and its handshake goes on as before.
+func (c *edgeConn) checkPeer() error {
+	if c.socket == nil || c.peerSeen {
+		return nil
+	}
+	if peerGone(c.socket) {
+		return errClientLeft
+	}
+	c.peerSeen = true
+	return nil
 }
 
 // recording returns cert with its signer wrapped so that the scheme of
@@ -346,14 +377,10 @@ func (s *Server) configForClient(info *tls.ClientHelloInfo) (*tls.Config, error)
 	if err := ec.beginCrypto(); err != nil {
 		return nil, err
 	}
-	// The key exchange and signature come next, for a whole ClientHello.
-	// Under a flood a handshake waits for its handshake slot and then for
-	// a crypto slot longer than a flooding client waits for an answer, and
-	// the front would compute for a client that had already reset (in a 5x
-	// flood, 14,325 of 42,594 failed handshakes in 8 s: docs/BENCHMARKS.md
-	// "Overload"), so it asks the socket first (peerGone).
-	if ec.socket != nil && peerGone(ec.socket) {
-		return nil, errClientLeft
+	// The key exchange and signature come next, for a whole ClientHello:
+	// not for a client that has left (checkPeer).
+	if err := ec.checkPeer(); err != nil {
+		return nil, err
 	}
 	return l.tlsConfigs[rt], nil
 }

@@ -154,7 +154,7 @@ func (s *siteRuntime) getCertificate(info *tls.ClientHelloInfo) (*tls.Certificat
 	if hs == nil {
 		return cert, nil
 	}
-	return hs.recordingCertificate(cert), nil
+	return hs.recordingCertificate(cert)
 }
 
 // pageConn is what the built-in pages show of a request's connection.

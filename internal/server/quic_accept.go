@@ -172,7 +172,9 @@ func (qc *quicConn) endHandshake() {
 type handshakeState interface {
 	clientHello() *pqtls.ClientHello
 	noteCertFailure(err error)
-	recordingCertificate(*tls.Certificate) *tls.Certificate
+	// recordingCertificate wraps the chosen chain's signer to record the
+	// scheme used, or says why the handshake must end instead.
+	recordingCertificate(*tls.Certificate) (*tls.Certificate, error)
 }
 
 var (
@@ -195,9 +197,9 @@ func handshakeStateOf(info *tls.ClientHelloInfo) handshakeState {
 func (qc *quicConn) clientHello() *pqtls.ClientHello { return qc.hello }
 func (qc *quicConn) noteCertFailure(err error)       { qc.certErr = err }
 
-func (qc *quicConn) recordingCertificate(cert *tls.Certificate) *tls.Certificate {
+func (qc *quicConn) recordingCertificate(cert *tls.Certificate) (*tls.Certificate, error) {
 	qc.cert = cert
-	return recording(cert, &qc.sig)
+	return recording(cert, &qc.sig), nil
 }
 
 // handleQUIC is one connection whose handshake completed: its event, then
