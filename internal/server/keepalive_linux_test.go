@@ -7,8 +7,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestAcceptedConnectionsKeepAlive: a connection pqedge accepted has TCP
@@ -66,4 +69,63 @@ func tcpTimer(t *testing.T, local, remote int) (timer, due int) {
 		return int(a), int(b)
 	}
 	return -1, -1
+}
+
+// TestListenerKeepAliveInherited: a socket accepted from a listener opened
+// as openTCP opens it carries the listener's four keep-alive options, and
+// only from the listener: without keepAliveOnListener the same
+// ListenConfig accepts sockets with keep-alive off, so Go sets nothing per
+// connection.
+func TestListenerKeepAliveInherited(t *testing.T) {
+	without := acceptedSocket(t, net.ListenConfig{KeepAlive: acceptKeepAlive})
+	var on int
+	without.Control(func(fd uintptr) { on, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE) })
+	if on != 0 {
+		t.Errorf("SO_KEEPALIVE = %d on a socket accepted without keepAliveOnListener: Go still sets it per connection", on)
+	}
+	rc := acceptedSocket(t, net.ListenConfig{Control: socketWant{}.control(), KeepAlive: acceptKeepAlive})
+	tests := []struct {
+		name       string
+		level, opt int
+		want       int
+	}{
+		{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+		{"TCP_KEEPIDLE", unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(keepAliveIdle / time.Second)},
+		{"TCP_KEEPINTVL", unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(keepAliveInterval / time.Second)},
+		{"TCP_KEEPCNT", unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveCount},
+	}
+	for _, tt := range tests {
+		var got int
+		var gerr error
+		rc.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), tt.level, tt.opt) })
+		if gerr != nil || got != tt.want {
+			t.Errorf("%s on the accepted socket = %d, %v; want %d", tt.name, got, gerr, tt.want)
+		}
+	}
+}
+
+// acceptedSocket is the server side of a loopback connection accepted from
+// a listener lc opens.
+func acceptedSocket(t *testing.T, lc net.ListenConfig) syscall.RawConn {
+	t.Helper()
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc
 }
