@@ -40,7 +40,7 @@ func TestOriginTLSAgainstNginx(t *testing.T) {
 	addrs := map[string]string{}
 	var blocks strings.Builder
 	for _, s := range servers {
-		addrs[s.name] = fmt.Sprintf("127.0.0.1:%d", freeport.Must(t))
+		addrs[s.name] = freeport.MustAddr(t)
 		fmt.Fprintf(&blocks, `	server {
 		listen %s ssl;
 		ssl_certificate %s/origin.crt;
@@ -137,7 +137,7 @@ func TestOriginMLDSAClientCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	addr := fmt.Sprintf("127.0.0.1:%d", freeport.Must(t))
+	addr := freeport.MustAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := root.Command(ctx, "openssl", "s_server", "-accept", addr, "-cert", inside+"/origin.crt", "-key", inside+"/origin.key",
 		"-groups", "X25519MLKEM768:SecP256r1MLKEM768", "-Verify", "1", "-CAfile", inside+"/ca.crt", "-www", "-quiet")

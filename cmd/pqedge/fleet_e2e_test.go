@@ -75,7 +75,7 @@ func (fs *fleetSetup) procs(t *testing.T) []*fleetProc {
 	t.Helper()
 	var procs []*fleetProc
 	for _, node := range fleetNodes {
-		procs = append(procs, &fleetProc{node: node, admin: fmt.Sprintf("127.0.0.1:%d", freeport.Must(t)), own: fmt.Sprintf("127.0.0.1:%d", freeport.Must(t))})
+		procs = append(procs, &fleetProc{node: node, admin: freeport.MustAddr(t), own: freeport.MustAddr(t)})
 	}
 	return procs
 }

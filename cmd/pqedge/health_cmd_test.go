@@ -196,7 +196,7 @@ func TestDialAddress(t *testing.T) {
 // it serves, and reads the address from the same config file.
 func TestHealthOfRunningPqedge(t *testing.T) {
 	dir := t.TempDir()
-	admin := fmt.Sprintf("127.0.0.1:%d", freeport.Must(t))
+	admin := freeport.MustAddr(t)
 	file := filepath.Join(dir, "pqedge.toml")
 	cfg := lifecycleConfig(dir, freeport.Must(t), "127.0.0.1:9", "pq-preferred") + fmt.Sprintf("\n[admin]\nlisten = %q\n", admin)
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {

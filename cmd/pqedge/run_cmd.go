@@ -163,11 +163,6 @@ func waitReloads(ctx context.Context, reloading *inflight, log *slog.Logger) {
 	select {
 	case <-done:
 		return
-	default:
-	}
-	select {
-	case <-done:
-		return
 	case <-ctx.Done():
 	}
 	// A cancelled reload ends within moments: give it those even when the

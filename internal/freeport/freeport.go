@@ -70,8 +70,11 @@ func Addr() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
+	return loopback(port), nil
 }
+
+// loopback is the IPv4 loopback address with port.
+func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 // TB is the part of testing.TB that Must uses; the package does not import
 // testing, so that bench, which is not a test, can use Port and Addr.
@@ -90,14 +93,10 @@ func Must(t TB) int {
 	return port
 }
 
-// MustAddr returns an address from Addr and ends the test if there is none.
+// MustAddr returns "127.0.0.1:PORT" for a port from Must.
 func MustAddr(t TB) string {
 	t.Helper()
-	addr, err := Addr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	return loopback(Must(t))
 }
 
 // probe asks the kernel for a free TCP port and checks UDP on it too.
@@ -108,7 +107,7 @@ func probe() (int, error) {
 	}
 	defer tcp.Close()
 	port := tcp.Addr().(*net.TCPAddr).Port
-	udp, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	udp, err := net.ListenPacket("udp", loopback(port))
 	if err != nil {
 		return 0, errors.Join(fmt.Errorf("port %d is free for TCP but not for UDP", port), err)
 	}
