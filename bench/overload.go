@@ -37,7 +37,8 @@ import (
 // default.
 type OverloadOptions struct {
 	// Fronts are the fronts measured, in order: pqedge (whose [limits]
-	// are its defaults) and the plain Go floor, which has no limits.
+	// are its defaults), the plain Go floor and nginx (NginxLauncher:
+	// one worker, OpenSSL), which have no limits.
 	Fronts []ProxyLauncher
 	// Self runs this binary: the flood and the capacity runs are its
 	// `bench handshake` in child processes.

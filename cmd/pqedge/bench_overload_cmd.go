@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,9 +14,10 @@ import (
 )
 
 const benchOverloadAbout = `Measures whether a flood of new TLS handshakes starves connections a front
-has already established (issue 12): for pqedge with its default [limits] and
-the plain Go floor (no limits), each pinned to CPU 0 before an nginx
-upstream, it measures the front's handshake capacity (closed loop), then the
+has already established (issue 12): for pqedge with its default [limits],
+the plain Go floor (no limits) and nginx (one worker, OpenSSL 3.5, no
+limits: an event loop's answer to the same flood), each pinned to CPU 0
+before an nginx upstream, it measures the front's handshake capacity (closed loop), then the
 latency of keep-alive HTTP/1.1 requests sent at a fixed rate (open loop)
 alone, and again while new handshakes are offered at -flood times that
 capacity (open loop, pqedge bench handshake in a child process, on CPU 1
@@ -44,10 +46,14 @@ and the flood runs at nice -10 below the clients; without a real-time
 harness the flood runs in SCHED_IDLE. See docs/BENCHMARKS.md.
 `
 
+// overloadFronts are the fronts bench overload knows, in the order it
+// measures them by default.
+var overloadFronts = []string{bench.ServerPQEdge, bench.ServerPlain, bench.ServerNginx}
+
 func benchOverload(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench overload", "bench overload [-fronts LIST] [-flood X] [-runs N] [-duration D] [-out DIR] [flags]", benchOverloadAbout, stdout)
 	var (
-		fronts, group, cert, out, peersDir = "pqedge,plain", "", "", "", ""
+		fronts, group, cert, out, peersDir = strings.Join(overloadFronts, ","), "", "", "", ""
 		floodClient                        string
 		runs, conns, capConc, floodConns   int
 		sources                            int
@@ -56,7 +62,7 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 		floodTimeout                       time.Duration
 		pin                                bool
 	)
-	fs.StringVar(&fronts, "fronts", fronts, "fronts to measure, comma-separated `LIST` of pqedge and plain (the Go floor)")
+	fs.StringVar(&fronts, "fronts", fronts, "fronts to measure, comma-separated `LIST` of pqedge, plain (the Go floor) and nginx")
 	fs.Float64Var(&flood, "flood", 5, "offered rate of new handshakes as a multiple `X` of the front's measured capacity")
 	fs.IntVar(&runs, "runs", 3, "repetitions `N` per front, each on a freshly started front")
 	fs.IntVar(&conns, "conns", 16, "keep-alive connections `N` carrying the measured requests")
@@ -129,7 +135,17 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 	}
 	names := splitList(fronts)
 	if len(names) == 0 {
-		return benchFlagError("overload", errors.New("no front to measure"), "list pqedge and/or plain in -fronts")
+		return benchFlagError("overload", errors.New("no front to measure"), "list some of "+strings.Join(overloadFronts, ", ")+" in -fronts")
+	}
+	for _, s := range names {
+		if !slices.Contains(overloadFronts, s) {
+			return benchFlagError("overload", fmt.Errorf("-fronts: unknown front %q", s), "fronts are "+strings.Join(overloadFronts, ", "))
+		}
+	}
+	root, err := bench.NginxRoot(peersDir)
+	if err != nil {
+		return withHint(fmt.Errorf("bench overload needs the trixie peer root: %w", err),
+			"the upstream (nginx) runs from it; `make peers` (as root) makes it, -peers-dir says where it is")
 	}
 	for _, s := range names {
 		switch s {
@@ -137,14 +153,9 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 			opts.Fronts = append(opts.Fronts, bench.PQEdgeLauncher{Self: self})
 		case bench.ServerPlain:
 			opts.Fronts = append(opts.Fronts, bench.PlainLauncher{Self: self})
-		default:
-			return benchFlagError("overload", fmt.Errorf("-fronts: unknown front %q", s), "fronts are pqedge and plain")
+		case bench.ServerNginx:
+			opts.Fronts = append(opts.Fronts, bench.NginxLauncher{Root: root})
 		}
-	}
-	root, err := bench.NginxRoot(peersDir)
-	if err != nil {
-		return withHint(fmt.Errorf("bench overload needs the trixie peer root: %w", err),
-			"the upstream (nginx) runs from it; `make peers` (as root) makes it, -peers-dir says where it is")
 	}
 	opts.PeerRoot = root
 

@@ -22,7 +22,8 @@ func TestRunBenchOverloadErrors(t *testing.T) {
 		code   int
 		stderr []string
 	}{
-		{"unknown front", []string{"overload", "-fronts", "nginx"}, 2, []string{`-fronts: unknown front "nginx"`, "hint: fronts are pqedge and plain"}},
+		{"unknown front", []string{"overload", "-fronts", "pqedge,haproxy"}, 2, []string{`-fronts: unknown front "haproxy"`, "hint: fronts are pqedge, plain, nginx"}},
+		{"unknown front without a peer root", []string{"overload", "-fronts", "caddy", "-peers-dir", "/nonexistent"}, 2, []string{`-fronts: unknown front "caddy"`}},
 		{"no front", []string{"overload", "-fronts", ","}, 2, []string{"no front to measure"}},
 		{"zero flood", []string{"overload", "-flood", "0"}, 2, []string{"-flood 0 and -rate 200 must be positive"}},
 		{"zero runs", []string{"overload", "-runs", "0"}, 2, []string{"must be at least 1"}},
@@ -61,8 +62,8 @@ func TestRunBenchOverloadErrors(t *testing.T) {
 	}
 }
 
-// A tiny `bench overload` through the real main, as a user runs it: both
-// fronts, the upstream nginx from the peer root, the flood a child
+// A tiny `bench overload` through the real main, as a user runs it: the
+// three fronts, the upstream nginx from the peer root, the flood a child
 // process. Its numbers mean nothing (not pinned, a fraction of a second
 // per phase on a shared machine); the report must still be whole: requests
 // answered in both phases, a flood attempted, pqedge's counters read.
@@ -75,7 +76,7 @@ func TestRunBenchOverload(t *testing.T) {
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, pqedge, "bench", "overload", "-fronts", "pqedge,plain", "-runs", "1",
+	cmd := exec.CommandContext(ctx, pqedge, "bench", "overload", "-fronts", "pqedge,plain,nginx", "-runs", "1",
 		"-duration", "500ms", "-flood-lead", "200ms", "-capacity-duration", "300ms", "-capacity-concurrency", "2",
 		"-flood", "2", "-flood-conns", "32", "-flood-sources", "4", "-conns", "2", "-rate", "40",
 		"-timeout", "20s", "-pin=false", "-peers-dir", filepath.Dir(root.Root), "-out", out)
@@ -94,8 +95,8 @@ func TestRunBenchOverload(t *testing.T) {
 	if strings.Contains(stdout.String(), "FAILED") {
 		t.Errorf("a front failed:\n%s\n%s", stdout.String(), stderr.String())
 	}
-	if n := strings.Count(stderr.String(), " run 1: capacity "); n != 2 {
-		t.Errorf("%d run summaries on stderr, want 2:\n%s", n, stderr.String())
+	if n := strings.Count(stderr.String(), " run 1: capacity "); n != 3 {
+		t.Errorf("%d run summaries on stderr, want 3:\n%s", n, stderr.String())
 	}
 
 	data, err := os.ReadFile(filepath.Join(out, "overload.json"))
@@ -103,7 +104,7 @@ func TestRunBenchOverload(t *testing.T) {
 		t.Fatal(err)
 	}
 	var res bench.OverloadResult
-	if err := json.Unmarshal(data, &res); err != nil || len(res.Fronts) != 2 || len(res.Checks) != 1 || res.FloodClient != bench.FloodReplay {
+	if err := json.Unmarshal(data, &res); err != nil || len(res.Fronts) != 3 || len(res.Checks) != 1 || res.FloodClient != bench.FloodReplay {
 		t.Fatalf("overload.json: %v, %d fronts, %d checks, flood client %q", err, len(res.Fronts), len(res.Checks), res.FloodClient)
 	}
 	for _, f := range res.Fronts {
@@ -133,9 +134,9 @@ func TestRunBenchOverload(t *testing.T) {
 			if r.Server == nil || r.Server.Handshakes == 0 || len(r.Server.Refused) != 4 {
 				t.Errorf("pqedge counters: %+v", r.Server)
 			}
-		case bench.ServerPlain:
+		case bench.ServerPlain, bench.ServerNginx:
 			if r.Server != nil {
-				t.Errorf("the plain floor has no metrics, yet counters %+v", r.Server)
+				t.Errorf("%s has no metrics, yet counters %+v", f.Front, r.Server)
 			}
 		}
 	}
