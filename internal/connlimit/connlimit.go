@@ -96,6 +96,10 @@ type Stats struct {
 	HandshakesQueued  uint64 // handshakes that had to wait for a slot
 	HandshakesRefused uint64 // refused: the queue was full
 	HandshakesExpired uint64 // gave up waiting (the caller's context ended)
+	AcceptPauses      uint64 // accept loops that waited for room (WaitForRoom)
+	// AcceptPaused is the time accept loops spent waiting for room, summed
+	// over the loops.
+	AcceptPaused time.Duration
 
 	Crypto CryptoStats // the crypto gate (AcquireCrypto)
 }
@@ -110,9 +114,14 @@ type Limiter struct {
 	perClient map[netip.Addr]int
 	running   int             // handshakes holding a slot
 	waiters   []chan struct{} // FIFO of handshakes waiting for a slot
+	// room is closed, and replaced by nil, when a handshake could start
+	// or queue again after every slot was taken and the queue was full
+	// (WaitForRoom).
+	room chan struct{}
 
 	admitted, refusedTotal, refusedClient atomic.Uint64
 	queued, hsRefused, hsExpired          atomic.Uint64
+	pauses, pausedNanos                   atomic.Uint64
 }
 
 // New returns a Limiter for opts.
@@ -276,6 +285,7 @@ func (l *Limiter) BeginHandshake(ctx context.Context) (done func(), err error) {
 	for i, w := range l.waiters {
 		if w == ch {
 			l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
+			l.signalRoom()
 			l.mu.Unlock()
 			l.hsExpired.Add(1)
 			return nil, context.Cause(ctx)
@@ -295,13 +305,64 @@ func (l *Limiter) BeginHandshake(ctx context.Context) (done func(), err error) {
 // a refusal then costs an accept and a close, without a goroutine.
 func (l *Limiter) RefuseHandshake() bool {
 	l.mu.Lock()
-	full := l.opts.MaxHandshakes > 0 && l.running >= l.opts.MaxHandshakes &&
-		(l.opts.HandshakeQueue <= 0 || len(l.waiters) >= l.opts.HandshakeQueue)
+	full := l.full()
 	l.mu.Unlock()
 	if full {
 		l.hsRefused.Add(1)
 	}
 	return full
+}
+
+// HandshakesFull reports whether a new connection's handshake would be
+// refused now (every slot taken, the queue full), without counting it.
+func (l *Limiter) HandshakesFull() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.full()
+}
+
+// full: every handshake slot is taken and the queue is full; l.mu is held.
+func (l *Limiter) full() bool {
+	return l.opts.MaxHandshakes > 0 && l.running >= l.opts.MaxHandshakes &&
+		(l.opts.HandshakeQueue <= 0 || len(l.waiters) >= l.opts.HandshakeQueue)
+}
+
+// WaitForRoom waits while every handshake slot is taken and the queue is
+// full, until a new connection's handshake could start or queue, or stop
+// is closed; it reports whether there is room. An accept loop calls it
+// instead of accepting connections it would only refuse: they stay in
+// the kernel, whose listen backlog refuses the rest (the server shrinks
+// it meanwhile). The waits are counted in Stats (AcceptPauses,
+// AcceptPaused).
+func (l *Limiter) WaitForRoom(stop <-chan struct{}) bool {
+	l.mu.Lock()
+	if !l.full() {
+		l.mu.Unlock()
+		return true
+	}
+	if l.room == nil {
+		l.room = make(chan struct{})
+	}
+	room := l.room
+	l.mu.Unlock()
+	start := time.Now()
+	l.pauses.Add(1)
+	defer func() { l.pausedNanos.Add(uint64(time.Since(start))) }()
+	select {
+	case <-room:
+		return true
+	case <-stop:
+		return false
+	}
+}
+
+// signalRoom wakes the WaitForRoom callers once the limiter is no longer
+// full; l.mu is held.
+func (l *Limiter) signalRoom() {
+	if l.room != nil && !l.full() {
+		close(l.room)
+		l.room = nil
+	}
 }
 
 // BeginHandshakeBy is BeginHandshake with a deadline instead of a context:
@@ -321,10 +382,12 @@ func (l *Limiter) BeginHandshakeBy(deadline time.Time) (done func(), err error) 
 	return l.BeginHandshake(ctx)
 }
 
-// handshakeDone frees a slot, handing it to the longest waiter if any.
+// handshakeDone frees a slot, handing it to the longest waiter if any;
+// either way a new connection's handshake can queue or start again.
 func (l *Limiter) handshakeDone() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	defer l.signalRoom()
 	if len(l.waiters) > 0 {
 		ch := l.waiters[0]
 		l.waiters[0] = nil
@@ -346,6 +409,8 @@ func (l *Limiter) Stats() Stats {
 	s.HandshakesQueued = l.queued.Load()
 	s.HandshakesRefused = l.hsRefused.Load()
 	s.HandshakesExpired = l.hsExpired.Load()
+	s.AcceptPauses = l.pauses.Load()
+	s.AcceptPaused = time.Duration(l.pausedNanos.Load())
 	s.Crypto = l.crypto.Stats()
 	return s
 }
@@ -388,4 +453,5 @@ func (l *Limiter) SetOptions(opts Options) {
 		l.running++
 		close(ch)
 	}
+	l.signalRoom()
 }

@@ -547,3 +547,77 @@ func TestRefuseHandshake(t *testing.T) {
 		t.Errorf("refusals counted %d, want 1", st.HandshakesRefused)
 	}
 }
+
+// TestWaitForRoom: an accept loop's pause ends when a handshake could
+// start or queue again, by each way room is made, or when it is stopped;
+// each pause is counted.
+func TestWaitForRoom(t *testing.T) {
+	tests := []struct {
+		name string
+		// makeRoom frees room in a limiter whose one slot is held (done)
+		// and, with a queue, whose queue is full (cancel ends the
+		// waiter); nil when stop ends the pause instead.
+		makeRoom func(l *Limiter, done func(), cancel context.CancelFunc)
+		queue    int
+		want     bool
+	}{
+		{"the handshake ends (no queue)", func(_ *Limiter, done func(), _ context.CancelFunc) { done() }, -1, true},
+		{"the slot is handed to the waiter: its queue place frees", func(_ *Limiter, done func(), _ context.CancelFunc) { done() }, 1, true},
+		{"the waiter gives up", func(_ *Limiter, _ func(), cancel context.CancelFunc) { cancel() }, 1, true},
+		{"a reload raises the cap", func(l *Limiter, _ func(), _ context.CancelFunc) {
+			l.SetOptions(Options{MaxHandshakes: 2, HandshakeQueue: 1})
+		}, 1, true},
+		{"stopped (the socket closed)", nil, -1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := New(Options{MaxHandshakes: 1, HandshakeQueue: tt.queue})
+			if !l.WaitForRoom(nil) {
+				t.Fatal("no room in an idle limiter")
+			}
+			held, err := l.BeginHandshake(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := sync.OnceFunc(held) // once: makeRoom may end it first
+			defer done()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.queue > 0 {
+				go func() {
+					if d, err := l.BeginHandshake(ctx); err == nil {
+						d()
+					}
+				}()
+				waitFor(t, "a waiter", func() bool { return l.Stats().WaitingHandshakes == 1 })
+			}
+			if !l.HandshakesFull() {
+				t.Fatal("HandshakesFull = false with the slot taken and no queue room")
+			}
+			stop := make(chan struct{})
+			got := make(chan bool, 1)
+			go func() { got <- l.WaitForRoom(stop) }()
+			select {
+			case r := <-got:
+				t.Fatalf("WaitForRoom returned %v while full", r)
+			case <-time.After(50 * time.Millisecond):
+			}
+			if tt.makeRoom != nil {
+				tt.makeRoom(l, done, cancel)
+			} else {
+				close(stop)
+			}
+			select {
+			case r := <-got:
+				if r != tt.want {
+					t.Errorf("WaitForRoom = %v, want %v", r, tt.want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("WaitForRoom still waiting")
+			}
+			if st := l.Stats(); st.AcceptPauses != 1 || st.AcceptPaused < 50*time.Millisecond || st.HandshakesRefused != 0 {
+				t.Errorf("Stats = %+v, want one pause of at least 50ms and no refusal counted", st)
+			}
+		})
+	}
+}

@@ -231,6 +231,12 @@ func (sk *socket) acceptLoop() {
 			// between bursts of accepts (connlimit.CryptoGate).
 			sk.srv.limiter.YieldToPoller()
 		}
+		// Every handshake slot taken and the queue full: accept no more
+		// until there is room, and let the kernel refuse the rest
+		// (waitForRoom).
+		if sk.srv.limiter.HandshakesFull() && !sk.waitForRoom() {
+			return // closed while waiting
+		}
 		c, err := sk.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -260,6 +266,41 @@ func (sk *socket) acceptLoop() {
 		go sk.srv.handleConn(sk.key, lc)
 	}
 }
+
+// waitForRoom pauses an accept loop while every handshake slot is taken
+// and the handshake queue is full, so that a flood's excess is refused by
+// the kernel instead of accepted and closed; it reports false when the
+// socket was closed meanwhile.
+//
+// Why: accepting a connection only to close it costs the front an accept,
+// a close (whose FIN or reset the kernel sends inside the call) and a
+// wake-up, on the same core as the established connections. Under a 5x
+// flood that was most of the front's core, and the connections the
+// handshake queue held had mostly been given up by their clients when
+// their turn came (docs/BENCHMARKS.md, "Overload", sets G and H).
+// Pausing alone is not enough: the kernel's accept queue (the listen
+// backlog, somaxconn: 4096) goes on taking connections, which are stale
+// by the time the loop resumes. So the backlog shrinks to pausedBacklog
+// while the loop waits (listen(2) on a listening socket sets its backlog
+// again), the kernel drops the SYNs beyond it (counted as
+// TcpExtListenDrops in /proc/net/netstat; the client retries after its
+// SYN timeout, 1 s on Linux), and it grows back when the loop resumes.
+func (sk *socket) waitForRoom() bool {
+	shrunk := setBacklog(sk.ln, pausedBacklog) == nil
+	room := sk.srv.limiter.WaitForRoom(sk.stopped)
+	if shrunk && room {
+		if err := setBacklog(sk.ln, listenBacklog()); err != nil {
+			sk.srv.log.Warn("failed to restore the listen backlog after a pause", "address", sk.key, "err", err)
+		}
+	}
+	return room
+}
+
+// pausedBacklog is the listen backlog while an accept loop waits for
+// handshake room: the connections it holds are accepted first when the
+// loop resumes, so it is small enough that they are still fresh (at
+// ~2,000 handshakes a second per core, 16 wait ~8 ms).
+const pausedBacklog = 16
 
 // acceptBurst is how many connections an accept loop takes in a row
 // while handshakes queue, before it lets the network poller run: ~150 µs

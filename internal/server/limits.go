@@ -100,6 +100,7 @@ type limiterCollector struct {
 	l                                         *connlimit.Limiter
 	open, handshaking, waiting, refus, queued *prometheus.Desc
 	cryptoWaiting, cryptoQueued, relayed      *prometheus.Desc
+	pauses, paused                            *prometheus.Desc
 }
 
 func newLimiterCollector(l *connlimit.Limiter) *limiterCollector {
@@ -112,6 +113,8 @@ func newLimiterCollector(l *connlimit.Limiter) *limiterCollector {
 		cryptoWaiting: prometheus.NewDesc("pqedge_handshakes_crypto_waiting", "Handshakes that read their ClientHello and wait for a crypto slot now (GOMAXPROCS handshakes do their key exchange and signature at once).", nil, nil),
 		cryptoQueued:  prometheus.NewDesc("pqedge_handshakes_crypto_queued_total", "Handshakes that found every crypto slot taken and waited for one.", nil, nil),
 		relayed:       prometheus.NewDesc("pqedge_handshakes_crypto_relayed_total", "Crypto slots handed over through the network poller (connlimit's relay) rather than directly, while handshakes queued: each let established connections' ready requests run before the next handshake's cryptography.", nil, nil),
+		pauses:        prometheus.NewDesc("pqedge_accept_pauses_total", "Times an accept loop stopped accepting because every handshake slot was taken and the queue was full; meanwhile its listen backlog shrinks to 16 and the kernel drops new SYNs (TcpExtListenDrops in /proc/net/netstat).", nil, nil),
+		paused:        prometheus.NewDesc("pqedge_accept_paused_seconds_total", "Time accept loops spent paused for handshake room, summed over the loops.", nil, nil),
 		queued:        prometheus.NewDesc("pqedge_handshakes_queued_total", "Connections that found every handshake slot taken and waited in the queue (those that then got a slot, and those refused as handshake_wait).", nil, nil),
 	}
 }
@@ -125,6 +128,8 @@ func (c *limiterCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.cryptoWaiting
 	ch <- c.cryptoQueued
 	ch <- c.relayed
+	ch <- c.pauses
+	ch <- c.paused
 }
 
 func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
@@ -136,6 +141,8 @@ func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.cryptoWaiting, prometheus.GaugeValue, float64(st.Crypto.Waiting))
 	ch <- prometheus.MustNewConstMetric(c.cryptoQueued, prometheus.CounterValue, float64(st.Crypto.Queued))
 	ch <- prometheus.MustNewConstMetric(c.relayed, prometheus.CounterValue, float64(st.Crypto.Relayed))
+	ch <- prometheus.MustNewConstMetric(c.pauses, prometheus.CounterValue, float64(st.AcceptPauses))
+	ch <- prometheus.MustNewConstMetric(c.paused, prometheus.CounterValue, st.AcceptPaused.Seconds())
 	for reason, n := range map[string]uint64{"connections": st.RefusedTotal, "per_client": st.RefusedPerClient,
 		"handshake_queue": st.HandshakesRefused, "handshake_wait": st.HandshakesExpired} {
 		ch <- prometheus.MustNewConstMetric(c.refus, prometheus.CounterValue, float64(n), reason)

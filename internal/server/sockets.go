@@ -56,6 +56,16 @@ type socket struct {
 	plain *http.Server
 	// reusePort: opened with SO_REUSEPORT.
 	reusePort bool
+	// stopped is closed with ln (closeTCP): it ends an accept loop's
+	// wait for handshake room (waitForRoom).
+	stopped  chan struct{}
+	stopOnce sync.Once
+}
+
+// closeTCP closes the TCP listener and ends a wait for room.
+func (sk *socket) closeTCP() {
+	sk.stopOnce.Do(func() { close(sk.stopped) })
+	sk.ln.Close()
 }
 
 func newSocketSet(s *Server) *socketSet {
@@ -147,7 +157,7 @@ func (ss *socketSet) openTCP(ctx context.Context, w socketWant) (*socket, error)
 	if err != nil {
 		return nil, fmt.Errorf("failed to listen on %s for %s: %w", addr, w.what, err)
 	}
-	sk := &socket{key: w.key, ln: ln, srv: ss.srv, done: make(chan struct{}), reusePort: w.reusePort}
+	sk := &socket{key: w.key, ln: ln, srv: ss.srv, done: make(chan struct{}), reusePort: w.reusePort, stopped: make(chan struct{})}
 	if w.plain {
 		sk.plain = &http.Server{
 			Handler:           ss.srv.plainHandler(w.key),
@@ -286,7 +296,7 @@ func (sk *socket) close() {
 		sk.quic.close()
 		return
 	}
-	sk.ln.Close()
+	sk.closeTCP()
 }
 
 // stopAccepting closes sockets the set no longer holds. Connections TCP
@@ -295,7 +305,7 @@ func (sk *socket) close() {
 func (ss *socketSet) stopAccepting(socks []*socket) {
 	for _, sk := range socks {
 		if sk.quic == nil {
-			sk.ln.Close()
+			sk.closeTCP()
 			continue
 		}
 		sk.quic.ln.Close()
