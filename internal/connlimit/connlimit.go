@@ -253,27 +253,73 @@ func (c *Conn) NetConn() net.Conn { return c.Conn }
 // MaxHandshakes are in progress, until ctx ends (give it the handshake
 // deadline). It fails at once with ErrHandshakeQueue when HandshakeQueue
 // connections are already waiting. On success the caller must call done
-// when the handshake has finished, failed or not.
+// when the handshake has finished, failed or not. It is ReserveHandshake
+// and HandshakeTicket.Wait in one call.
 func (l *Limiter) BeginHandshake(ctx context.Context) (done func(), err error) {
+	t, err := l.ReserveHandshake()
+	if err != nil {
+		return nil, err
+	}
+	return t.wait(ctx)
+}
+
+// HandshakeTicket is a connection's place taken by ReserveHandshake: a
+// handshake slot, or a place in the queue for one. Exactly one of Wait
+// and Cancel must be called on it, once.
+type HandshakeTicket struct {
+	l  *Limiter
+	ch chan struct{} // nil: a slot was free; else closed when one is handed over
+}
+
+// ReserveHandshake takes a handshake slot if one is free, otherwise a
+// place in the queue, without waiting; it fails with ErrHandshakeQueue
+// (counted as refused) when every slot is taken and the queue is full.
+// An accept loop calls it for each connection before starting its
+// goroutine, which then waits (HandshakeTicket.Wait): the limiter is full
+// as soon as the accepted connections fill it, so the loop pauses
+// (WaitForRoom) instead of accepting connections that would find the
+// queue full once their goroutines ran.
+func (l *Limiter) ReserveHandshake() (HandshakeTicket, error) {
 	l.mu.Lock()
 	if l.opts.MaxHandshakes <= 0 || l.running < l.opts.MaxHandshakes {
 		l.running++
 		l.mu.Unlock()
-		return l.handshakeDone, nil
+		return HandshakeTicket{l: l}, nil
 	}
 	if l.opts.HandshakeQueue <= 0 || len(l.waiters) >= l.opts.HandshakeQueue {
 		l.mu.Unlock()
 		l.hsRefused.Add(1)
-		return nil, ErrHandshakeQueue
+		return HandshakeTicket{}, ErrHandshakeQueue
 	}
 	ch := make(chan struct{})
 	l.waiters = append(l.waiters, ch)
 	l.mu.Unlock()
 	l.queued.Add(1)
 	l.crypto.pace()
+	return HandshakeTicket{l: l, ch: ch}, nil
+}
 
+// Wait waits for the ticket's slot until deadline, the handshake's: at
+// once if it was free, a timer made only when the handshake has to wait.
+// On success the caller must call done when the handshake has finished,
+// failed or not; otherwise the error is context.DeadlineExceeded and the
+// place is given up (counted as expired).
+func (t HandshakeTicket) Wait(deadline time.Time) (done func(), err error) {
+	if t.ch == nil {
+		return t.l.handshakeDone, nil
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	return t.wait(ctx)
+}
+
+func (t HandshakeTicket) wait(ctx context.Context) (done func(), err error) {
+	l := t.l
+	if t.ch == nil {
+		return l.handshakeDone, nil
+	}
 	select {
-	case <-ch:
+	case <-t.ch:
 		// The slot was handed over; yield, as CryptoGate.Acquire
 		// does, so that a flood's handshakes do not chain through the
 		// scheduler's runnext ahead of established connections.
@@ -281,36 +327,35 @@ func (l *Limiter) BeginHandshake(ctx context.Context) (done func(), err error) {
 		return l.handshakeDone, nil
 	case <-ctx.Done():
 	}
-	l.mu.Lock()
-	for i, w := range l.waiters {
-		if w == ch {
-			l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
-			l.signalRoom()
-			l.mu.Unlock()
-			l.hsExpired.Add(1)
-			return nil, context.Cause(ctx)
-		}
-	}
-	l.mu.Unlock()
-	// A slot was handed over as ctx ended: pass it on.
-	l.handshakeDone()
+	t.giveUp()
 	l.hsExpired.Add(1)
 	return nil, context.Cause(ctx)
 }
 
-// RefuseHandshake reports whether BeginHandshake would fail at once
-// because every slot is taken and the queue is full, and counts such a
-// refusal (HandshakesRefused) as BeginHandshake would. An accept loop
-// asks it before starting anything for a new connection: under a flood,
-// a refusal then costs an accept and a close, without a goroutine.
-func (l *Limiter) RefuseHandshake() bool {
-	l.mu.Lock()
-	full := l.full()
-	l.mu.Unlock()
-	if full {
-		l.hsRefused.Add(1)
+// Cancel gives the ticket's place up without a handshake: the connection
+// went elsewhere before its goroutine waited (it is not counted).
+func (t HandshakeTicket) Cancel() {
+	if t.ch == nil {
+		t.l.handshakeDone()
+		return
 	}
-	return full
+	t.giveUp()
+}
+
+// giveUp leaves the queue, or passes on the slot handed over meanwhile.
+func (t HandshakeTicket) giveUp() {
+	l := t.l
+	l.mu.Lock()
+	for i, w := range l.waiters {
+		if w == t.ch {
+			l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
+			l.signalRoom()
+			l.mu.Unlock()
+			return
+		}
+	}
+	l.mu.Unlock()
+	l.handshakeDone()
 }
 
 // HandshakesFull reports whether a new connection's handshake would be
@@ -363,23 +408,6 @@ func (l *Limiter) signalRoom() {
 		close(l.room)
 		l.room = nil
 	}
-}
-
-// BeginHandshakeBy is BeginHandshake with a deadline instead of a context:
-// the slot is taken without allocating when one is free, and a timer is
-// made only when the handshake has to wait. This is the accept path's
-// form, run once per connection.
-func (l *Limiter) BeginHandshakeBy(deadline time.Time) (done func(), err error) {
-	l.mu.Lock()
-	if l.opts.MaxHandshakes <= 0 || l.running < l.opts.MaxHandshakes {
-		l.running++
-		l.mu.Unlock()
-		return l.handshakeDone, nil
-	}
-	l.mu.Unlock()
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	return l.BeginHandshake(ctx)
 }
 
 // handshakeDone frees a slot, handing it to the longest waiter if any;

@@ -163,8 +163,9 @@ func TestClientKey(t *testing.T) {
 }
 
 // tlsServer serves TLS handshakes through a Limiter the way the server's
-// accept path does: Accept, then BeginHandshake around the handshake, with
-// the handshake deadline as the context. hellos counts ClientHellos that
+// accept path does: Accept and ReserveHandshake in the accept loop, then
+// the ticket's Wait (under the handshake deadline) and its done around
+// the handshake in the connection's goroutine. hellos counts ClientHellos that
 // reached crypto/tls's callbacks, i.e. handshakes whose cryptography
 // started.
 type tlsServer struct {
@@ -200,11 +201,14 @@ func startTLSServer(t *testing.T, l *Limiter, queueWait time.Duration) *tlsServe
 			if err != nil {
 				return
 			}
+			ticket, err := l.ReserveHandshake()
+			if err != nil {
+				c.Close() // refused before a byte of it was read
+				continue
+			}
 			go func() {
 				defer c.Close()
-				ctx, cancel := context.WithTimeout(context.Background(), queueWait)
-				defer cancel()
-				done, err := l.BeginHandshake(ctx)
+				done, err := ticket.Wait(time.Now().Add(queueWait))
 				if err != nil {
 					return // closed before a byte of it was read
 				}
@@ -372,26 +376,58 @@ func TestSetOptions(t *testing.T) {
 	}
 }
 
-// TestBeginHandshakeBy takes a free slot at once and, when none is free,
-// waits until the deadline and gives up with a deadline error.
-func TestBeginHandshakeBy(t *testing.T) {
+// TestHandshakeTicket: a ticket for a free slot is granted at once; a
+// queued one waits until its deadline and gives its place up with a
+// deadline error, or is handed the slot; Cancel gives either kind back
+// without counting.
+func TestHandshakeTicket(t *testing.T) {
 	l := New(Options{MaxHandshakes: 1, HandshakeQueue: 1, MaxConns: -1, MaxConnsPerClient: -1})
-	done, err := l.BeginHandshakeBy(time.Now().Add(time.Hour))
+	first, err := l.ReserveHandshake()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.BeginHandshakeBy(time.Now().Add(20 * time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
+	done, err := first.Wait(time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued, err := l.ReserveHandshake()
+	if err != nil {
+		t.Fatalf("a place in the queue: %v", err)
+	}
+	if st := l.Stats(); !l.HandshakesFull() || st.WaitingHandshakes != 1 || st.HandshakesQueued != 1 {
+		t.Fatalf("after reserving a slot and a queue place: full %v, %+v", l.HandshakesFull(), st)
+	}
+	if _, err := queued.Wait(time.Now().Add(20 * time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("waiting past the deadline: %v, want context.DeadlineExceeded", err)
 	}
-	if st := l.Stats(); st.HandshakesExpired != 1 || st.WaitingHandshakes != 0 {
-		t.Errorf("stats after the expired wait: %+v", st)
+	if st := l.Stats(); st.HandshakesExpired != 1 || st.WaitingHandshakes != 0 || l.HandshakesFull() {
+		t.Errorf("after the expired wait: full %v, %+v", l.HandshakesFull(), st)
 	}
-	done()
-	again, err := l.BeginHandshakeBy(time.Now().Add(time.Hour))
+
+	handed, err := l.ReserveHandshake()
 	if err != nil {
-		t.Fatalf("the freed slot: %v", err)
+		t.Fatal(err)
 	}
-	again()
+	done() // hands the slot to the queued ticket
+	d, err := handed.Wait(time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatalf("the handed-over slot: %v", err)
+	}
+
+	canceled, err := l.ReserveHandshake()
+	if err != nil {
+		t.Fatal(err)
+	}
+	canceled.Cancel() // leaves the queue
+	d()
+	free, err := l.ReserveHandshake()
+	if err != nil {
+		t.Fatal(err)
+	}
+	free.Cancel() // gives the slot back
+	if st := l.Stats(); st.Handshakes != 0 || st.WaitingHandshakes != 0 || st.HandshakesExpired != 1 {
+		t.Errorf("after both cancels: %+v, want nothing held and still one expiry", st)
+	}
 }
 
 // TestAdmit counts QUIC-style connections (an address, no net.Conn) under
@@ -521,28 +557,24 @@ func TestCryptoGate(t *testing.T) {
 	})
 }
 
-// TestRefuseHandshake: the accept loop's check refuses (and counts) only
-// when BeginHandshake would fail at once.
-func TestRefuseHandshake(t *testing.T) {
+// TestReserveHandshakeRefusesWhenFull: the accept loop's reservation
+// refuses (and counts) only when every slot is taken and the queue is
+// full, and is what makes the limiter full for the next connection.
+func TestReserveHandshakeRefusesWhenFull(t *testing.T) {
 	l := New(Options{MaxHandshakes: 1, HandshakeQueue: 1})
-	if l.RefuseHandshake() {
-		t.Fatal("refused with a free slot")
+	for i, wantFull := range []bool{false, true} {
+		tk, err := l.ReserveHandshake()
+		if err != nil {
+			t.Fatalf("reservation %d: %v", i+1, err)
+		}
+		defer tk.Cancel()
+		if l.HandshakesFull() != wantFull {
+			t.Errorf("after reservation %d: full %v, want %v", i+1, !wantFull, wantFull)
+		}
 	}
-	done, err := l.BeginHandshake(context.Background())
-	if err != nil {
-		t.Fatal(err)
+	if _, err := l.ReserveHandshake(); !errors.Is(err, ErrHandshakeQueue) {
+		t.Errorf("a third reservation: %v, want ErrHandshakeQueue", err)
 	}
-	defer done()
-	if l.RefuseHandshake() {
-		t.Fatal("refused with room in the queue")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go l.BeginHandshake(ctx)
-	waitFor(t, "a waiter", func() bool { return l.Stats().WaitingHandshakes == 1 })
-	if !l.RefuseHandshake() {
-		t.Error("not refused with every slot taken and the queue full")
-	}
-	cancel()
 	if st := l.Stats(); st.HandshakesRefused != 1 {
 		t.Errorf("refusals counted %d, want 1", st.HandshakesRefused)
 	}

@@ -256,14 +256,18 @@ func (sk *socket) acceptLoop() {
 		if err != nil {
 			continue
 		}
-		// A full handshake queue refuses here too: under a flood most
-		// connections are refused, and a goroutine each would crowd
-		// Go's run queue ahead of established connections.
-		if sk.srv.limiter.RefuseHandshake() {
+		// The handshake's place (a slot or a place in the queue) is
+		// taken here, before its goroutine starts, so that the limiter
+		// is full as soon as the accepted connections fill it and the
+		// loop pauses (waitForRoom); a full queue refuses here, without
+		// a goroutine that would crowd Go's run queue ahead of
+		// established connections.
+		ticket, err := sk.srv.limiter.ReserveHandshake()
+		if err != nil {
 			lc.Close()
 			continue
 		}
-		go sk.srv.handleConn(sk.key, lc)
+		go sk.srv.handleConn(sk.key, lc, ticket)
 	}
 }
 
@@ -308,7 +312,9 @@ const pausedBacklog = 16
 const acceptBurst = 16
 
 // handleConn is one accepted connection: handshake, record, hand-off.
-func (s *Server) handleConn(key string, raw net.Conn) {
+// ticket is its place in the limiter (a handshake slot or a place in the
+// queue), taken by the accept loop.
+func (s *Server) handleConn(key string, raw net.Conn, ticket connlimit.HandshakeTicket) {
 	g := s.current.Load()
 	var l *listenerRuntime
 	if g != nil {
@@ -318,6 +324,7 @@ func (s *Server) handleConn(key string, raw net.Conn) {
 		// The socket belongs to a config still obtaining its ACME
 		// certificates (the CA's TLS-ALPN-01 validation must be answered
 		// here), or a reload just removed its listener.
+		ticket.Cancel()
 		s.acme.answerChallenge(raw, config.DefaultHandshakeTimeout)
 		return
 	}
@@ -341,7 +348,7 @@ func (s *Server) handleConn(key string, raw net.Conn) {
 	// established connections do not wait behind hundreds of them in Go's
 	// run queue (connlimit.CryptoGate).
 	conn.SetDeadline(deadline)
-	slot, err := s.limiter.BeginHandshakeBy(deadline)
+	slot, err := ticket.Wait(deadline)
 	if err != nil {
 		raw.Close()
 		return
