@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -46,14 +45,10 @@ and the flood runs at nice -10 below the clients; without a real-time
 harness the flood runs in SCHED_IDLE. See docs/BENCHMARKS.md.
 `
 
-// overloadFronts are the fronts bench overload knows, in the order it
-// measures them by default.
-var overloadFronts = []string{bench.ServerPQEdge, bench.ServerPlain, bench.ServerNginx}
-
 func benchOverload(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench overload", "bench overload [-fronts LIST] [-flood X] [-runs N] [-duration D] [-out DIR] [flags]", benchOverloadAbout, stdout)
 	var (
-		fronts, group, cert, out, peersDir = strings.Join(overloadFronts, ","), "", "", "", ""
+		fronts, group, cert, out, peersDir = strings.Join(benchFronts, ","), "", "", "", ""
 		floodClient                        string
 		runs, conns, capConc, floodConns   int
 		sources                            int
@@ -135,28 +130,17 @@ func benchOverload(args []string, stdout, stderr io.Writer) error {
 	}
 	names := splitList(fronts)
 	if len(names) == 0 {
-		return benchFlagError("overload", errors.New("no front to measure"), "list some of "+strings.Join(overloadFronts, ", ")+" in -fronts")
+		return benchFlagError("overload", errors.New("no front to measure"), "list at least one of "+strings.Join(benchFronts, ", ")+" in -fronts")
 	}
-	for _, s := range names {
-		if !slices.Contains(overloadFronts, s) {
-			return benchFlagError("overload", fmt.Errorf("-fronts: unknown front %q", s), "fronts are "+strings.Join(overloadFronts, ", "))
-		}
+	if err := checkFronts("overload", names); err != nil {
+		return err
 	}
 	root, err := bench.NginxRoot(peersDir)
 	if err != nil {
 		return withHint(fmt.Errorf("bench overload needs the trixie peer root: %w", err),
 			"the upstream (nginx) runs from it; `make peers` (as root) makes it, -peers-dir says where it is")
 	}
-	for _, s := range names {
-		switch s {
-		case bench.ServerPQEdge:
-			opts.Fronts = append(opts.Fronts, bench.PQEdgeLauncher{Self: self})
-		case bench.ServerPlain:
-			opts.Fronts = append(opts.Fronts, bench.PlainLauncher{Self: self})
-		case bench.ServerNginx:
-			opts.Fronts = append(opts.Fronts, bench.NginxLauncher{Root: root})
-		}
-	}
+	opts.Fronts = frontLaunchers(names, self, root)
 	opts.PeerRoot = root
 
 	work, err := benchWorkDir(out)

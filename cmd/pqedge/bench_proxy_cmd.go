@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -144,15 +145,11 @@ func (f *benchProxyFlags) proxyOptions(self []string, stderr io.Writer) (bench.P
 		o.Warmup = time.Millisecond // bench.Proxy's zero means its default
 	}
 	fronts := splitList(f.fronts)
-	for _, s := range fronts {
-		switch s {
-		case bench.ServerPQEdge, bench.ServerPlain, bench.ServerNginx:
-		default:
-			return o, benchFlagError("proxy", fmt.Errorf("-fronts: unknown front %q", s), "fronts are pqedge, plain and nginx")
-		}
+	if err := checkFronts("proxy", fronts); err != nil {
+		return o, err
 	}
 	if len(fronts) == 0 {
-		return o, benchFlagError("proxy", errors.New("no front to measure"), "list at least one of pqedge, plain, nginx in -fronts")
+		return o, benchFlagError("proxy", errors.New("no front to measure"), "list at least one of "+strings.Join(benchFronts, ", ")+" in -fronts")
 	}
 	root, err := bench.NginxRoot(f.peersDir)
 	if err != nil {
@@ -160,16 +157,7 @@ func (f *benchProxyFlags) proxyOptions(self []string, stderr io.Writer) (bench.P
 			"the upstream (nginx) and the load generator (h2load) run from it; `make peers` (as root) makes it, -peers-dir says where it is")
 	}
 	o.PeerRoot = root
-	for _, s := range fronts {
-		switch s {
-		case bench.ServerPQEdge:
-			o.Fronts = append(o.Fronts, bench.PQEdgeLauncher{Self: self})
-		case bench.ServerPlain:
-			o.Fronts = append(o.Fronts, bench.PlainLauncher{Self: self})
-		case bench.ServerNginx:
-			o.Fronts = append(o.Fronts, bench.NginxLauncher{Root: root})
-		}
-	}
+	o.Fronts = frontLaunchers(fronts, self, root)
 	return o, nil
 }
 
@@ -179,6 +167,38 @@ func splitList(s string) []string {
 	for _, p := range strings.Split(s, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// benchFronts are the fronts bench proxy and bench overload measure, in
+// their default order.
+var benchFronts = []string{bench.ServerPQEdge, bench.ServerPlain, bench.ServerNginx}
+
+// checkFronts fails with a usage error naming the first front of names
+// that is not one of benchFronts.
+func checkFronts(cmd string, names []string) error {
+	for _, s := range names {
+		if !slices.Contains(benchFronts, s) {
+			return benchFlagError(cmd, fmt.Errorf("-fronts: unknown front %q", s), "fronts are "+strings.Join(benchFronts, ", "))
+		}
+	}
+	return nil
+}
+
+// frontLaunchers are the launchers of names (checked by checkFronts), in
+// order; nginx runs from the peer root.
+func frontLaunchers(names, self []string, root string) []bench.ProxyLauncher {
+	var out []bench.ProxyLauncher
+	for _, s := range names {
+		switch s {
+		case bench.ServerPQEdge:
+			out = append(out, bench.PQEdgeLauncher{Self: self})
+		case bench.ServerPlain:
+			out = append(out, bench.PlainLauncher{Self: self})
+		case bench.ServerNginx:
+			out = append(out, bench.NginxLauncher{Root: root})
 		}
 	}
 	return out

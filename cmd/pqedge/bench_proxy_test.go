@@ -26,7 +26,7 @@ func TestRunBenchProxyErrors(t *testing.T) {
 	}{
 		{"unknown mode", []string{"proxy", "-modes", "h1,h3"}, 2, []string{`-modes: unknown mode "h3"`, "hint: see `pqedge bench proxy -h`"}},
 		{"no mode", []string{"proxy", "-modes", " , "}, 2, []string{"names no mode"}},
-		{"unknown front", []string{"proxy", "-fronts", "caddy"}, 2, []string{`unknown front "caddy"`, "hint: fronts are pqedge, plain and nginx"}},
+		{"unknown front", []string{"proxy", "-fronts", "caddy"}, 2, []string{`unknown front "caddy"`, "hint: fronts are pqedge, plain, nginx"}},
 		{"no front", []string{"proxy", "-fronts", ","}, 2, []string{"no front to measure"}},
 		{"zero runs", []string{"proxy", "-runs", "0"}, 2, []string{"must be at least 1"}},
 		{"zero duration", []string{"proxy", "-duration", "0s"}, 2, []string{"-duration and -timeout must be positive"}},

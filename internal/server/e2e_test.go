@@ -99,16 +99,7 @@ upstreams = ["`+strings.TrimPrefix(upstream.URL, "http://")+`"]
 }
 
 func TestPQOnlyRefusesClassicalClients(t *testing.T) {
-	ts := startServer(t, baseConfig+`
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[site.tls]
-policy = "pq-only"
-[[site.route]]
-path = "/"
-handler = "inspect"
-`)
+	ts := startServer(t, baseConfig+pqOnlyInspectSite)
 	base := "https://" + ts.addr("https")
 	if _, err := ts.client(tls.X25519, tls.CurveP256).Get(base + "/"); err == nil {
 		t.Fatal("a classical-only client completed a handshake with a pq-only site")

@@ -88,16 +88,7 @@ func startHRRRelay(t *testing.T, ts *testServer) *hrrRelay {
 // client always sends an X25519MLKEM768 share and is never asked to retry.
 func TestDepartedClientAfterHelloRetryRequest(t *testing.T) {
 	trixie := peers.Trixie(t)
-	ts := startServer(t, baseConfig+`
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[site.tls]
-policy = "pq-only"
-[[site.route]]
-path = "/"
-handler = "inspect"
-`)
+	ts := startServer(t, baseConfig+pqOnlyInspectSite)
 	retried := func() float64 {
 		return ts.metricSum("pqedge_handshakes_total", `hello_retry="true"`, `group="X25519MLKEM768"`)
 	}

@@ -202,16 +202,7 @@ upstreams = ["`+strings.TrimPrefix(upstream.URL, "http://")+`"]
 // handshake and counts it as no_common_group over quic; a post-quantum
 // client is served.
 func TestHTTP3PQOnly(t *testing.T) {
-	ts, hs := startH3(t, h3Config+`
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[site.tls]
-policy = "pq-only"
-[[site.route]]
-path = "/"
-handler = "inspect"
-`)
+	ts, hs := startH3(t, h3Config+pqOnlyInspectSite)
 	base := ts.h3URL("https")
 	c, _ := ts.h3Client(tls.X25519, tls.CurveP256)
 	mark := hs.mark()

@@ -34,6 +34,19 @@ path = "/"
 handler = "inspect"
 `
 
+// pqOnlyInspectSite is inspectSite under the pq-only policy: hybrid
+// post-quantum groups only.
+const pqOnlyInspectSite = `
+[[site]]
+name = "local"
+server_names = ["localhost"]
+[site.tls]
+policy = "pq-only"
+[[site.route]]
+path = "/"
+handler = "inspect"
+`
+
 // TestBadClientsAreClosedInTime: garbage instead of a ClientHello, a client
 // that stops mid-handshake and a slow-header client are each closed within
 // the configured timeouts, while a good client is served meanwhile.
