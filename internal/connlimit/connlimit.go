@@ -7,10 +7,13 @@
 // It is the accept path's first step (issue 12, kind 10): a flood of new
 // handshakes must not starve connections that are already established, and
 // one address must not hold every socket. It knows nothing of TLS or HTTP:
-// the server calls Accept for each accepted connection, BeginHandshake
-// around each handshake and AcquireCrypto/ReleaseCrypto around each burst
-// of its CPU (CryptoGate, which paces handshakes through the network
-// poller while they queue), and reads Stats for its metrics.
+// the server's accept loop calls Accept and ReserveHandshake for each
+// accepted connection, and WaitForRoom instead of accepting while every
+// handshake slot is taken and the queue is full; the connection's
+// goroutine waits on its HandshakeTicket before the handshake (QUIC's
+// calls BeginHandshake) and takes AcquireCrypto/ReleaseCrypto around each
+// burst of its CPU (CryptoGate, which paces handshakes through the network
+// poller while they queue); Stats feeds the metrics.
 //
 // A client address is an IPv4 address, or an IPv6 /64: one host commonly
 // holds a whole /64, so counting single IPv6 addresses would let it open

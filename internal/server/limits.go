@@ -21,12 +21,15 @@ import (
 //
 //	accept          connlimit: total and per-client connection caps, before
 //	                any byte is read (acceptLoop)
-//	handshake       connlimit: a handshake slot, waiting in a bounded queue
-//	                under the handshake deadline (handleConn; a full queue
-//	                is refused in acceptLoop, without a goroutine); then a
-//	                crypto slot for each burst of its CPU, at most
-//	                GOMAXPROCS at once, paced through the network poller
-//	                while handshakes queue (edgeConn.Read)
+//	handshake       connlimit: a handshake slot or a place in a bounded
+//	                queue, reserved in acceptLoop before the connection's
+//	                goroutine starts (a full queue is refused there, and
+//	                the loop then pauses with a small listen backlog:
+//	                waitForRoom) and waited for under the handshake
+//	                deadline (handleConn); then a crypto slot for each
+//	                burst of its CPU, at most GOMAXPROCS at once, paced
+//	                through the network poller while handshakes queue
+//	                (edgeConn.Read)
 //	hand-off        h1guard or h2guard, by ALPN, around the connection the
 //	                HTTP server reads (guard)
 //	request         proxy.CheckRequest in the router; body, write and
