@@ -101,7 +101,7 @@ type Stats struct {
 	HandshakesExpired uint64 // gave up waiting (the caller's context ended)
 	AcceptPauses      uint64 // accept loops that waited for room (WaitForRoom)
 	// AcceptPaused is the time accept loops spent waiting for room, summed
-	// over the loops.
+	// over the loops, pauses still going on included.
 	AcceptPaused time.Duration
 
 	Crypto CryptoStats // the crypto gate (AcquireCrypto)
@@ -121,6 +121,12 @@ type Limiter struct {
 	// or queue again after every slot was taken and the queue was full
 	// (WaitForRoom).
 	room chan struct{}
+	// pausing WaitForRoom callers wait now, since pauseStarts in sum
+	// (offsets from epoch): Stats counts their time so far, so that
+	// AcceptPaused grows during a long pause, not only when it ends.
+	pausing     int
+	pauseStarts time.Duration
+	epoch       time.Time
 
 	admitted, refusedTotal, refusedClient atomic.Uint64
 	queued, hsRefused, hsExpired          atomic.Uint64
@@ -130,7 +136,7 @@ type Limiter struct {
 // New returns a Limiter for opts.
 func New(opts Options) *Limiter {
 	opts.setDefaults()
-	return &Limiter{opts: opts, perClient: map[netip.Addr]int{}, crypto: NewCryptoGate(opts.MaxCrypto)}
+	return &Limiter{opts: opts, perClient: map[netip.Addr]int{}, crypto: NewCryptoGate(opts.MaxCrypto), epoch: time.Now()}
 }
 
 // AcquireCrypto takes a slot of the crypto gate (CryptoGate.Acquire),
@@ -392,10 +398,18 @@ func (l *Limiter) WaitForRoom(stop <-chan struct{}) bool {
 		l.room = make(chan struct{})
 	}
 	room := l.room
+	start := time.Since(l.epoch)
+	l.pausing++
+	l.pauseStarts += start
 	l.mu.Unlock()
-	start := time.Now()
 	l.pauses.Add(1)
-	defer func() { l.pausedNanos.Add(uint64(time.Since(start))) }()
+	defer func() {
+		l.mu.Lock()
+		l.pausing--
+		l.pauseStarts -= start
+		l.pausedNanos.Add(uint64(time.Since(l.epoch) - start))
+		l.mu.Unlock()
+	}()
 	select {
 	case <-room:
 		return true
@@ -433,6 +447,8 @@ func (l *Limiter) handshakeDone() {
 func (l *Limiter) Stats() Stats {
 	l.mu.Lock()
 	s := Stats{Conns: l.conns, Handshakes: l.running, WaitingHandshakes: len(l.waiters)}
+	s.AcceptPaused = time.Duration(l.pausing)*time.Since(l.epoch) - l.pauseStarts
+	s.AcceptPaused += time.Duration(l.pausedNanos.Load())
 	l.mu.Unlock()
 	s.Admitted = l.admitted.Load()
 	s.RefusedTotal = l.refusedTotal.Load()
@@ -441,7 +457,6 @@ func (l *Limiter) Stats() Stats {
 	s.HandshakesRefused = l.hsRefused.Load()
 	s.HandshakesExpired = l.hsExpired.Load()
 	s.AcceptPauses = l.pauses.Load()
-	s.AcceptPaused = time.Duration(l.pausedNanos.Load())
 	s.Crypto = l.crypto.Stats()
 	return s
 }

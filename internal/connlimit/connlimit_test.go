@@ -634,6 +634,12 @@ func TestWaitForRoom(t *testing.T) {
 				t.Fatalf("WaitForRoom returned %v while full", r)
 			case <-time.After(50 * time.Millisecond):
 			}
+			// An operator watching a pause that has not ended yet sees
+			// its time grow.
+			waitFor(t, "the ongoing pause to be counted", func() bool {
+				st := l.Stats()
+				return st.AcceptPauses == 1 && st.AcceptPaused > 0
+			})
 			if tt.makeRoom != nil {
 				tt.makeRoom(l, done, cancel)
 			} else {

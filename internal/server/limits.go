@@ -117,7 +117,7 @@ func newLimiterCollector(l *connlimit.Limiter) *limiterCollector {
 		cryptoQueued:  prometheus.NewDesc("pqedge_handshakes_crypto_queued_total", "Handshakes that found every crypto slot taken and waited for one.", nil, nil),
 		relayed:       prometheus.NewDesc("pqedge_handshakes_crypto_relayed_total", "Crypto slots handed over through the network poller (connlimit's relay) rather than directly, while handshakes queued: each let established connections' ready requests run before the next handshake's cryptography.", nil, nil),
 		pauses:        prometheus.NewDesc("pqedge_accept_pauses_total", "Times an accept loop stopped accepting because every handshake slot was taken and the queue was full; meanwhile its listen backlog shrinks to 16 and the kernel drops new SYNs (TcpExtListenDrops in /proc/net/netstat).", nil, nil),
-		paused:        prometheus.NewDesc("pqedge_accept_paused_seconds_total", "Time accept loops spent paused for handshake room, summed over the loops.", nil, nil),
+		paused:        prometheus.NewDesc("pqedge_accept_paused_seconds_total", "Time accept loops spent paused for handshake room, summed over the loops, pauses still going on included.", nil, nil),
 		queued:        prometheus.NewDesc("pqedge_handshakes_queued_total", "Connections that found every handshake slot taken and waited in the queue (those that then got a slot, and those refused as handshake_wait).", nil, nil),
 	}
 }
