@@ -225,6 +225,7 @@ func (sk *socket) acceptLoop() {
 		return
 	}
 	var backoff time.Duration
+	var bl backlogState
 	for accepted := 1; ; accepted++ {
 		if accepted%acceptBurst == 0 {
 			// Under a flood, established connections' requests run
@@ -234,7 +235,7 @@ func (sk *socket) acceptLoop() {
 		// Every handshake slot taken and the queue full: accept no more
 		// until there is room, and let the kernel refuse the rest
 		// (waitForRoom).
-		if sk.srv.limiter.HandshakesFull() && !sk.waitForRoom() {
+		if sk.srv.limiter.HandshakesFull() && !sk.waitForRoom(&bl) {
 			return // closed while waiting
 		}
 		c, err := sk.ln.Accept()
@@ -250,6 +251,11 @@ func (sk *socket) acceptLoop() {
 			continue
 		}
 		backoff = 0
+		if bl.shrunk && time.Since(bl.lastPause) >= backlogHold {
+			// The first connection after a quiet spell: the rest of its
+			// burst queues in the kernel as before the pause.
+			sk.restoreBacklog(&bl)
+		}
 		// The caps on connections act here, before a byte is read: a
 		// refused connection costs an accept and a close.
 		lc, err := sk.srv.limiter.Accept(c)
@@ -288,17 +294,40 @@ func (sk *socket) acceptLoop() {
 // while the loop waits (listen(2) on a listening socket sets its backlog
 // again), the kernel drops the SYNs beyond it (counted as
 // TcpExtListenDrops in /proc/net/netstat; the client retries after its
-// SYN timeout, 1 s on Linux), and it grows back when the loop resumes.
-func (sk *socket) waitForRoom() bool {
-	shrunk := setBacklog(sk.ln, pausedBacklog) == nil
-	room := sk.srv.limiter.WaitForRoom(sk.stopped)
-	if shrunk && room {
-		if err := setBacklog(sk.ln, listenBacklog()); err != nil {
-			sk.srv.log.Warn("failed to restore the listen backlog after a pause", "address", sk.key, "err", err)
-		}
+// SYN timeout, 1 s on Linux), and it grows back at the first connection
+// accepted backlogHold or more after the last pause: under a sustained flood every freed slot
+// ends a pause and the next connection starts another, and restoring the
+// backlog in between would cost two listen(2) calls per handshake and let
+// the kernel queue beyond pausedBacklog meanwhile.
+func (sk *socket) waitForRoom(bl *backlogState) bool {
+	if !bl.shrunk {
+		bl.shrunk = setBacklog(sk.ln, pausedBacklog) == nil
 	}
+	room := sk.srv.limiter.WaitForRoom(sk.stopped)
+	bl.lastPause = time.Now()
 	return room
 }
+
+// backlogState is an accept loop's record of its listen backlog.
+type backlogState struct {
+	shrunk    bool      // the backlog is pausedBacklog
+	lastPause time.Time // when the loop last came out of a pause
+}
+
+// restoreBacklog sets the backlog back to somaxconn; on failure it stays
+// shrunk and is tried again after another backlogHold.
+func (sk *socket) restoreBacklog(bl *backlogState) {
+	if err := setBacklog(sk.ln, listenBacklog()); err != nil {
+		sk.srv.log.Warn("failed to restore the listen backlog after a pause", "address", sk.key, "err", err)
+		bl.lastPause = time.Now()
+		return
+	}
+	bl.shrunk = false
+}
+
+// backlogHold is how long an accept loop keeps its backlog shrunk after
+// its last pause.
+const backlogHold = time.Second
 
 // pausedBacklog is the listen backlog while an accept loop waits for
 // handshake room: the connections it holds are accepted first when the

@@ -43,16 +43,18 @@ func listenBacklogOf(t *testing.T, ts *testServer, addr string) (backlog, queued
 // and no queue room, the accept loop stops accepting and the listen
 // backlog shrinks, so that the kernel refuses new connections (their SYNs
 // time out) instead of pqedge accepting and closing each one; once a
-// slot frees, the backlog is restored and handshakes complete again.
+// slot frees, handshakes complete again, and the backlog is restored by
+// the first connection backlogHold after the last pause.
 func TestAcceptPauseLeavesExcessToTheKernel(t *testing.T) {
-	ts := startServer(t, baseConfig+"[limits]\nhandshakes = 1\nhandshake_queue = 0\n"+inspectSite)
+	ts := startServer(t, baseConfig+"[limits]\nhandshakes = 2\nhandshake_queue = 0\n"+inspectSite)
 	addr := ts.addr("https")
 	if b, _ := listenBacklogOf(t, ts, addr); b != listenBacklog() {
 		t.Fatalf("backlog before any pause %d, want %d (somaxconn)", b, listenBacklog())
 	}
 
-	staller := dialTimeout(t, addr) // sends no ClientHello: holds the one slot
-	// The accept loop reserved the slot for it before its goroutine ran,
+	// Two clients that send no ClientHello hold both slots.
+	stallers := []net.Conn{dialTimeout(t, addr), dialTimeout(t, addr)}
+	// The accept loop reserved their slots before their goroutines ran,
 	// so it pauses at once, without accepting another connection.
 	waitFor(t, "the accept loop to pause", func() bool { return ts.srv.limiter.Stats().AcceptPauses == 1 })
 	if b, _ := listenBacklogOf(t, ts, addr); b != pausedBacklog {
@@ -88,27 +90,34 @@ func TestAcceptPauseLeavesExcessToTheKernel(t *testing.T) {
 		t.Errorf("%d of %d connections timed out, %d wait in the accept queue; want some refused by the kernel, at most %d queued",
 			timedOut, burst, queued, pausedBacklog+1)
 	}
-	if st := ts.srv.limiter.Stats(); st.HandshakesRefused != 0 || st.Conns != 1 {
-		t.Errorf("limiter: %d refused after an accept, %d connections open; want 0 and 1 (the staller): the burst was left to the kernel",
+	if st := ts.srv.limiter.Stats(); st.HandshakesRefused != 0 || st.Conns != 2 {
+		t.Errorf("limiter: %d refused after an accept, %d connections open; want 0 and 2 (the stallers): the burst was left to the kernel",
 			st.HandshakesRefused, st.Conns)
 	}
 
-	// The queued connections leave, the staller too: the slot frees, the
-	// loop accepts what the kernel queued (each fails at once), and the
-	// backlog is restored.
-	for _, c := range held {
+	// The queued connections leave, the stallers too: the slots free, the
+	// loop accepts what the kernel queued (each fails at once).
+	for _, c := range append(held, stallers...) {
 		c.Close()
 	}
-	staller.Close()
-	waitFor(t, "the backlog to be restored", func() bool {
-		b, q := listenBacklogOf(t, ts, addr)
-		return b == listenBacklog() && q == 0 && ts.srv.limiter.Stats().Handshakes == 0
+	waitFor(t, "the queued connections to be taken", func() bool {
+		_, q := listenBacklogOf(t, ts, addr)
+		return q == 0 && ts.srv.limiter.Stats().Handshakes == 0
 	})
+	// The backlog stays small for backlogHold after the last pause (a
+	// sustained flood would pause again at once); the first connection
+	// accepted after that restores it (it takes one slot of two: no new
+	// pause).
+	time.Sleep(backlogHold)
 	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"})
 	if err != nil {
 		t.Fatalf("handshake after the pause: %v", err)
 	}
 	c.Close()
+	waitFor(t, "the backlog to be restored", func() bool {
+		b, _ := listenBacklogOf(t, ts, addr)
+		return b == listenBacklog()
+	})
 	if n := ts.metricSum("pqedge_accept_pauses_total"); n < 1 {
 		t.Errorf("pqedge_accept_pauses_total = %v, want at least 1", n)
 	}
