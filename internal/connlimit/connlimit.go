@@ -278,7 +278,15 @@ func (l *Limiter) BeginHandshake(ctx context.Context) (done func(), err error) {
 type HandshakeTicket struct {
 	l  *Limiter
 	ch chan struct{} // nil: a slot was free; else closed when one is handed over
+	// leftFull: this reservation took the last slot or queue place.
+	leftFull bool
 }
+
+// LeftFull reports whether the reservation took the last free slot or
+// queue place, so that the next connection would be refused: an accept
+// loop then waits for room (WaitForRoom) without asking the limiter again
+// for each connection.
+func (t HandshakeTicket) LeftFull() bool { return t.leftFull }
 
 // ReserveHandshake takes a handshake slot if one is free, otherwise a
 // place in the queue, without waiting; it fails with ErrHandshakeQueue
@@ -292,8 +300,9 @@ func (l *Limiter) ReserveHandshake() (HandshakeTicket, error) {
 	l.mu.Lock()
 	if l.opts.MaxHandshakes <= 0 || l.running < l.opts.MaxHandshakes {
 		l.running++
+		full := l.full()
 		l.mu.Unlock()
-		return HandshakeTicket{l: l}, nil
+		return HandshakeTicket{l: l, leftFull: full}, nil
 	}
 	if l.opts.HandshakeQueue <= 0 || len(l.waiters) >= l.opts.HandshakeQueue {
 		l.mu.Unlock()
@@ -302,10 +311,11 @@ func (l *Limiter) ReserveHandshake() (HandshakeTicket, error) {
 	}
 	ch := make(chan struct{})
 	l.waiters = append(l.waiters, ch)
+	full := l.full()
 	l.mu.Unlock()
 	l.queued.Add(1)
 	l.crypto.pace()
-	return HandshakeTicket{l: l, ch: ch}, nil
+	return HandshakeTicket{l: l, ch: ch, leftFull: full}, nil
 }
 
 // Wait waits for the ticket's slot until deadline, the handshake's: at
@@ -365,14 +375,6 @@ func (t HandshakeTicket) giveUp() {
 	}
 	l.mu.Unlock()
 	l.handshakeDone()
-}
-
-// HandshakesFull reports whether a new connection's handshake would be
-// refused now (every slot taken, the queue full), without counting it.
-func (l *Limiter) HandshakesFull() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.full()
 }
 
 // full: every handshake slot is taken and the queue is full; l.mu is held.

@@ -394,14 +394,14 @@ func TestHandshakeTicket(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a place in the queue: %v", err)
 	}
-	if st := l.Stats(); !l.HandshakesFull() || st.WaitingHandshakes != 1 || st.HandshakesQueued != 1 {
-		t.Fatalf("after reserving a slot and a queue place: full %v, %+v", l.HandshakesFull(), st)
+	if st := l.Stats(); !isFull(l) || st.WaitingHandshakes != 1 || st.HandshakesQueued != 1 {
+		t.Fatalf("after reserving a slot and a queue place: full %v, %+v", isFull(l), st)
 	}
 	if _, err := queued.Wait(time.Now().Add(20 * time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("waiting past the deadline: %v, want context.DeadlineExceeded", err)
 	}
-	if st := l.Stats(); st.HandshakesExpired != 1 || st.WaitingHandshakes != 0 || l.HandshakesFull() {
-		t.Errorf("after the expired wait: full %v, %+v", l.HandshakesFull(), st)
+	if st := l.Stats(); st.HandshakesExpired != 1 || st.WaitingHandshakes != 0 || isFull(l) {
+		t.Errorf("after the expired wait: full %v, %+v", isFull(l), st)
 	}
 
 	handed, err := l.ReserveHandshake()
@@ -568,8 +568,8 @@ func TestReserveHandshakeRefusesWhenFull(t *testing.T) {
 			t.Fatalf("reservation %d: %v", i+1, err)
 		}
 		defer tk.Cancel()
-		if l.HandshakesFull() != wantFull {
-			t.Errorf("after reservation %d: full %v, want %v", i+1, !wantFull, wantFull)
+		if isFull(l) != wantFull || tk.LeftFull() != wantFull {
+			t.Errorf("after reservation %d: full %v, LeftFull %v, want %v", i+1, isFull(l), tk.LeftFull(), wantFull)
 		}
 	}
 	if _, err := l.ReserveHandshake(); !errors.Is(err, ErrHandshakeQueue) {
@@ -623,8 +623,8 @@ func TestWaitForRoom(t *testing.T) {
 				}()
 				waitFor(t, "a waiter", func() bool { return l.Stats().WaitingHandshakes == 1 })
 			}
-			if !l.HandshakesFull() {
-				t.Fatal("HandshakesFull = false with the slot taken and no queue room")
+			if !isFull(l) {
+				t.Fatal("not full with the slot taken and no queue room")
 			}
 			stop := make(chan struct{})
 			got := make(chan bool, 1)
@@ -658,4 +658,12 @@ func TestWaitForRoom(t *testing.T) {
 			}
 		})
 	}
+}
+
+// isFull reports whether every handshake slot is taken and the queue is
+// full, as the limiter sees it.
+func isFull(l *Limiter) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.full()
 }

@@ -226,6 +226,9 @@ func (sk *socket) acceptLoop() {
 	}
 	var backoff time.Duration
 	var bl backlogState
+	// full: the last reservation took the last handshake place, or was
+	// refused; the limiter is asked only once per connection.
+	full := false
 	for accepted := 1; ; accepted++ {
 		if accepted%acceptBurst == 0 {
 			// Under a flood, established connections' requests run
@@ -235,9 +238,10 @@ func (sk *socket) acceptLoop() {
 		// Every handshake slot taken and the queue full: accept no more
 		// until there is room, and let the kernel refuse the rest
 		// (waitForRoom).
-		if sk.srv.limiter.HandshakesFull() && !sk.waitForRoom(&bl) {
+		if full && !sk.waitForRoom(&bl) {
 			return // closed while waiting
 		}
+		full = false
 		c, err := sk.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -271,8 +275,10 @@ func (sk *socket) acceptLoop() {
 		ticket, err := sk.srv.limiter.ReserveHandshake()
 		if err != nil {
 			lc.Close()
+			full = true // another listener's loop or QUIC filled it
 			continue
 		}
+		full = ticket.LeftFull()
 		go sk.srv.handleConn(sk.key, lc, ticket)
 	}
 }
