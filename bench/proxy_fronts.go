@@ -34,6 +34,11 @@ type ProxySpec struct {
 	// 0 in the load modes. pqedge's caps per client address and on
 	// handshakes in progress are raised to it (PQEdgeProxyConfig).
 	HeldConns int
+	// ClientConns is the most connections a load mode opens at once, all
+	// from 127.0.0.1, which stands for many visitors: pqedge's cap on one
+	// address's handshakes (limits.handshakes_per_client) is raised to it
+	// when above the default, as the memory modes' caps are to HeldConns.
+	ClientConns int
 	// AdminAddr, when set, is where pqedge serves its admin listener
 	// (/metrics), for `bench overload`; the other fronts have none.
 	AdminAddr string
@@ -146,7 +151,14 @@ access = false
 connections = %d
 connections_per_client = %d
 handshakes = %d
-`, max(connlimit.DefaultMaxConns, n), max(connlimit.DefaultMaxConnsPerClient, n), max(connlimit.DefaultMaxHandshakes, n))
+handshakes_per_client = %d
+`, max(connlimit.DefaultMaxConns, n), max(connlimit.DefaultMaxConnsPerClient, n), max(connlimit.DefaultMaxHandshakes, n),
+			max(connlimit.DefaultMaxHandshakesPerClient, n))
+	} else if spec.ClientConns > connlimit.DefaultMaxHandshakesPerClient {
+		fmt.Fprintf(&b, `
+[limits]
+handshakes_per_client = %d
+`, min(spec.ClientConns, connlimit.DefaultMaxConnsPerClient))
 	}
 	if https != "" {
 		fmt.Fprintf(&b, `

@@ -22,6 +22,8 @@ func (p *proxyRun) measure(ctx context.Context, l ProxyLauncher, mode string, pr
 	spec := ProxySpec{Dir: dir, Chain: p.chain, Groups: []tls.CurveID{p.opts.Group}, MaxConns: p.maxConns()}
 	if isMemoryMode(mode) {
 		spec.HeldConns = p.opts.IdleConns
+	} else {
+		spec.ClientConns = p.maxConns()
 	}
 	if mode == ModeStream {
 		spec.StreamUpstream = p.echo.Addr

@@ -23,8 +23,10 @@ import (
 )
 
 // shippedLimits are pqedge's default caps on connections in total, per
-// client address and on handshakes in progress.
-var shippedLimits = [3]int{connlimit.DefaultMaxConns, connlimit.DefaultMaxConnsPerClient, connlimit.DefaultMaxHandshakes}
+// client address, on handshakes in progress and on one address's
+// handshakes.
+var shippedLimits = [4]int{connlimit.DefaultMaxConns, connlimit.DefaultMaxConnsPerClient, connlimit.DefaultMaxHandshakes,
+	connlimit.DefaultMaxHandshakesPerClient}
 
 // The config pqedge runs with is one its own loader accepts, for every
 // combination of listeners and for classical-only groups.
@@ -40,20 +42,26 @@ func TestPQEdgeProxyConfig(t *testing.T) {
 		upstream, streamUpstream string
 		https, stream            string
 		held                     int // ProxySpec.HeldConns
-		// the limits pqedge runs with: connections, per client, handshakes
-		wantLimits [3]int
+		client                   int // ProxySpec.ClientConns
+		// the limits pqedge runs with: connections, per client,
+		// handshakes, handshakes per client
+		wantLimits [4]int
 	}{
-		{"https", []tls.CurveID{tls.X25519MLKEM768}, "127.0.0.1:8080", "", "127.0.0.1:9443", "", 0, shippedLimits},
-		{"stream", []tls.CurveID{tls.X25519MLKEM768}, "", "127.0.0.1:5353", "", "127.0.0.1:9853", 0, shippedLimits},
-		{"both", []tls.CurveID{tls.X25519MLKEM768, tls.X25519}, "127.0.0.1:8080", "127.0.0.1:5353", "127.0.0.1:9443", "127.0.0.1:9853", 0, shippedLimits},
-		{"classical only", []tls.CurveID{tls.X25519}, "unix:/run/app.sock", "", "127.0.0.1:9443", "", 0, shippedLimits},
+		{"https", []tls.CurveID{tls.X25519MLKEM768}, "127.0.0.1:8080", "", "127.0.0.1:9443", "", 0, 0, shippedLimits},
+		{"stream", []tls.CurveID{tls.X25519MLKEM768}, "", "127.0.0.1:5353", "", "127.0.0.1:9853", 0, 0, shippedLimits},
+		{"both", []tls.CurveID{tls.X25519MLKEM768, tls.X25519}, "127.0.0.1:8080", "127.0.0.1:5353", "127.0.0.1:9443", "127.0.0.1:9853", 0, 0, shippedLimits},
+		{"classical only", []tls.CurveID{tls.X25519}, "unix:/run/app.sock", "", "127.0.0.1:9443", "", 0, 0, shippedLimits},
 		// A memory mode holding 4,000 connections from one address.
-		{"held connections", []tls.CurveID{tls.X25519MLKEM768}, "127.0.0.1:8080", "", "127.0.0.1:9443", "", 4000,
-			[3]int{connlimit.DefaultMaxConns, 4000 + heldConnsMargin, 4000 + heldConnsMargin}},
+		{"held connections", []tls.CurveID{tls.X25519MLKEM768}, "127.0.0.1:8080", "", "127.0.0.1:9443", "", 4000, 0,
+			[4]int{connlimit.DefaultMaxConns, 4000 + heldConnsMargin, 4000 + heldConnsMargin, 4000 + heldConnsMargin}},
+		// A load mode opening 200 connections at once from one address.
+		{"many client connections", []tls.CurveID{tls.X25519MLKEM768}, "127.0.0.1:8080", "", "127.0.0.1:9443", "", 0, 200,
+			[4]int{connlimit.DefaultMaxConns, connlimit.DefaultMaxConnsPerClient, connlimit.DefaultMaxHandshakes, 200}},
+		{"few client connections", []tls.CurveID{tls.X25519MLKEM768}, "127.0.0.1:8080", "", "127.0.0.1:9443", "", 0, 32, shippedLimits},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			spec := ProxySpec{Chain: chain, Groups: tt.groups, Upstream: tt.upstream, StreamUpstream: tt.streamUpstream, HeldConns: tt.held}
+			spec := ProxySpec{Chain: chain, Groups: tt.groups, Upstream: tt.upstream, StreamUpstream: tt.streamUpstream, HeldConns: tt.held, ClientConns: tt.client}
 			conf := PQEdgeProxyConfig(spec, filepath.Join(dir, "data"), tt.https, tt.stream)
 			file := filepath.Join(t.TempDir(), "pqedge.toml")
 			if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
@@ -66,10 +74,10 @@ func TestPQEdgeProxyConfig(t *testing.T) {
 			if cfg.Log.AccessLog() || cfg.Admin.Listen != "" {
 				t.Error("access log or admin listener on: the other fronts have neither")
 			}
-			if l := cfg.Limits; l.Connections == nil || l.ConnectionsPerClient == nil || l.Handshakes == nil ||
-				[3]int{*l.Connections, *l.ConnectionsPerClient, *l.Handshakes} != tt.wantLimits {
-				t.Errorf("limits connections, connections_per_client, handshakes = %v, %v, %v; want %v",
-					l.Connections, l.ConnectionsPerClient, l.Handshakes, tt.wantLimits)
+			if l := cfg.Limits; l.Connections == nil || l.ConnectionsPerClient == nil || l.Handshakes == nil || l.HandshakesPerClient == nil ||
+				[4]int{*l.Connections, *l.ConnectionsPerClient, *l.Handshakes, *l.HandshakesPerClient} != tt.wantLimits {
+				t.Errorf("limits connections, connections_per_client, handshakes, handshakes_per_client = %v, %v, %v, %v; want %v",
+					l.Connections, l.ConnectionsPerClient, l.Handshakes, l.HandshakesPerClient, tt.wantLimits)
 			}
 			var addrs, pools []string
 			for _, l := range cfg.Listener {

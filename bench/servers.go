@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pqedge/pqedge/certs"
+	"github.com/pqedge/pqedge/internal/connlimit"
 	"github.com/pqedge/pqedge/internal/freeport"
 	"github.com/pqedge/pqedge/pqtls"
 )
@@ -247,6 +248,11 @@ groups = [%s]
 %s
 
 %s`, filepath.Join(spec.Dir, "data"), addr, http3, pq, spec.Chain.CertFile, spec.Chain.KeyFile, strings.Join(quoted, ", "), classicalOnly, signer, pqedgeRoute(spec.Upstream))
+	if spec.MaxConns > connlimit.DefaultMaxHandshakesPerClient {
+		// The client is one address standing for many: its handshakes
+		// in flight must not meet the cap on one address's.
+		conf += fmt.Sprintf("\n[limits]\nhandshakes_per_client = %d\n", min(spec.MaxConns, connlimit.DefaultMaxConnsPerClient))
+	}
 	file := filepath.Join(spec.Dir, "pqedge.toml")
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("failed to write %s: %w", file, err)

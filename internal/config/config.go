@@ -116,6 +116,10 @@ type Limits struct {
 	// per client address (an IPv4 address or an IPv6 /64); 0 means no cap.
 	Connections          *int `toml:"connections"`
 	ConnectionsPerClient *int `toml:"connections_per_client"`
+	// HandshakesPerClient caps the handshake slots and queue places one
+	// client address holds at once; its further connections are closed
+	// before any byte is read. 0 means no cap.
+	HandshakesPerClient *int `toml:"handshakes_per_client"`
 	// H2Resets is how many streams an HTTP/2 client may reset (and other
 	// cheap-to-send, costly-to-serve frames it may send) within
 	// H2ResetWindow before its connection is closed (rapid reset,

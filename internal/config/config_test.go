@@ -294,6 +294,7 @@ upstreams = ["127.0.0.1:3000"]
 	}{
 		{"handshakes", l.Handshakes, connlimit.DefaultMaxHandshakes}, {"handshake_queue", l.HandshakeQueue, connlimit.DefaultHandshakeQueue},
 		{"connections", l.Connections, connlimit.DefaultMaxConns}, {"connections_per_client", l.ConnectionsPerClient, connlimit.DefaultMaxConnsPerClient},
+		{"handshakes_per_client", l.HandshakesPerClient, connlimit.DefaultMaxHandshakesPerClient},
 		{"h2_resets", l.H2Resets, h2guard.DefaultMaxGlitches},
 	} {
 		if c.got == nil || *c.got != c.want {

@@ -80,6 +80,10 @@ const (
 	// IPv6 /64, with room for an office behind one NAT address.
 	DefaultConnections          = connlimit.DefaultMaxConns
 	DefaultConnectionsPerClient = connlimit.DefaultMaxConnsPerClient
+	// DefaultHandshakesPerClient bounds the handshake slots and queue
+	// places of one client address: a quarter of DefaultHandshakes, so
+	// that one address cannot hold them all for the handshake timeout.
+	DefaultHandshakesPerClient = connlimit.DefaultMaxHandshakesPerClient
 	// DefaultH2Resets RST_STREAM (and empty CONTINUATION or DATA) frames
 	// per DefaultH2ResetWindow close an HTTP/2 connection: a browser
 	// cancelling a page's requests stays far below, a rapid-reset client
@@ -316,7 +320,7 @@ func (l *Limits) applyDefaults() {
 	}{
 		{&l.Handshakes, DefaultHandshakes}, {&l.HandshakeQueue, DefaultHandshakeQueue},
 		{&l.Connections, DefaultConnections}, {&l.ConnectionsPerClient, DefaultConnectionsPerClient},
-		{&l.H2Resets, DefaultH2Resets},
+		{&l.HandshakesPerClient, DefaultHandshakesPerClient}, {&l.H2Resets, DefaultH2Resets},
 	} {
 		if *c.p == nil {
 			v := c.def

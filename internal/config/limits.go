@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Bounds of the header size limits: below 1 KiB ordinary browser requests
 // (cookies, user agents) no longer fit; above 16 MiB a limit protects
@@ -46,7 +49,7 @@ func (v *validator) checkLimits() {
 	}{
 		{"handshakes", l.Handshakes}, {"handshake_queue", l.HandshakeQueue},
 		{"connections", l.Connections}, {"connections_per_client", l.ConnectionsPerClient},
-		{"h2_resets", l.H2Resets},
+		{"handshakes_per_client", l.HandshakesPerClient}, {"h2_resets", l.H2Resets},
 	}
 	for _, c := range counts {
 		if c.val != nil && *c.val < 0 {
@@ -62,6 +65,16 @@ func (v *validator) checkLimits() {
 			v.addf("limits."+c.key, "it can never be reached; lower it or raise connections",
 				"%s %d exceeds connections %d (line %d)", c.key, n, total, v.pos.line("limits.connections"))
 		}
+	}
+	// Each handshake holds a connection: a client never has more
+	// handshakes than connections.
+	if n, per := Or(l.HandshakesPerClient, 0), Or(l.ConnectionsPerClient, DefaultConnectionsPerClient); per > 0 && n > per {
+		where := "the default"
+		if l.ConnectionsPerClient != nil {
+			where = fmt.Sprintf("line %d", v.pos.line("limits.connections_per_client"))
+		}
+		v.addf("limits.handshakes_per_client", "it can never be reached; lower it or raise connections_per_client",
+			"handshakes_per_client %d exceeds connections_per_client %d (%s)", n, per, where)
 	}
 	if w := l.H2ResetWindow; w != "" {
 		if d, err := time.ParseDuration(string(w)); err == nil && d == 0 {

@@ -48,6 +48,13 @@ const (
 	// handshake slot; they wait at most as long as the caller's context
 	// allows (the handshake timeout).
 	DefaultHandshakeQueue = 1024
+	// DefaultMaxHandshakesPerClient bounds the handshake slots and queue
+	// places one client address holds at once: a quarter of the slots,
+	// so that one address that sends ClientHellos and then nothing (or
+	// nothing at all) cannot hold every slot and the queue for the
+	// handshake timeout, which would pause every accept loop; room for
+	// an office behind one NAT address opening pages at once.
+	DefaultMaxHandshakesPerClient = 64
 )
 
 // Errors of Accept and BeginHandshake.
@@ -55,6 +62,9 @@ var (
 	ErrTooManyConns      = errors.New("too many connections")
 	ErrTooManyFromClient = errors.New("too many connections from this client address")
 	ErrHandshakeQueue    = errors.New("too many handshakes waiting")
+	// ErrTooManyHandshakesFromClient: the client address holds
+	// MaxHandshakesPerClient handshake slots and queue places already.
+	ErrTooManyHandshakesFromClient = errors.New("too many handshakes from this client address")
 )
 
 // Options configure a Limiter. A zero field takes its default; a negative
@@ -67,6 +77,10 @@ type Options struct {
 	// slot once MaxHandshakes are in progress; the rest are refused.
 	// Negative: none wait.
 	HandshakeQueue int
+	// MaxHandshakesPerClient caps the handshake slots and queue places
+	// one client address holds at once; the rest of its connections are
+	// refused (ReserveHandshake).
+	MaxHandshakesPerClient int
 	// MaxCrypto caps handshakes doing their cryptography at once
 	// (AcquireCrypto, CryptoGate); zero means GOMAXPROCS, negative no cap.
 	MaxCrypto int
@@ -79,6 +93,7 @@ func (o *Options) setDefaults() {
 	}{
 		{&o.MaxConns, DefaultMaxConns}, {&o.MaxConnsPerClient, DefaultMaxConnsPerClient},
 		{&o.MaxHandshakes, DefaultMaxHandshakes}, {&o.HandshakeQueue, DefaultHandshakeQueue},
+		{&o.MaxHandshakesPerClient, DefaultMaxHandshakesPerClient},
 	} {
 		if *f.p == 0 {
 			*f.p = f.def
@@ -98,8 +113,11 @@ type Stats struct {
 	RefusedPerClient  uint64 // refused: MaxConnsPerClient reached
 	HandshakesQueued  uint64 // handshakes that had to wait for a slot
 	HandshakesRefused uint64 // refused: the queue was full
-	HandshakesExpired uint64 // gave up waiting (the caller's context ended)
-	AcceptPauses      uint64 // accept loops that waited for room (WaitForRoom)
+	// HandshakesRefusedPerClient: refused, the client address held
+	// MaxHandshakesPerClient slots and queue places.
+	HandshakesRefusedPerClient uint64
+	HandshakesExpired          uint64 // gave up waiting (the caller's context ended)
+	AcceptPauses               uint64 // accept loops that waited for room (WaitForRoom)
 	// AcceptPaused is the time accept loops spent waiting for room, summed
 	// over the loops, pauses still going on included.
 	AcceptPaused time.Duration
@@ -117,6 +135,9 @@ type Limiter struct {
 	perClient map[netip.Addr]int
 	running   int             // handshakes holding a slot
 	waiters   []chan struct{} // FIFO of handshakes waiting for a slot
+	// pending counts the slots and queue places each client address
+	// holds (MaxHandshakesPerClient); it holds only addresses with some.
+	pending map[netip.Addr]int
 	// room is closed, and replaced by nil, when a handshake could start
 	// or queue again after every slot was taken and the queue was full
 	// (WaitForRoom).
@@ -130,13 +151,14 @@ type Limiter struct {
 
 	admitted, refusedTotal, refusedClient atomic.Uint64
 	queued, hsRefused, hsExpired          atomic.Uint64
+	hsRefusedClient                       atomic.Uint64
 	pauses, pausedNanos                   atomic.Uint64
 }
 
 // New returns a Limiter for opts.
 func New(opts Options) *Limiter {
 	opts.setDefaults()
-	return &Limiter{opts: opts, perClient: map[netip.Addr]int{}, crypto: NewCryptoGate(opts.MaxCrypto), epoch: time.Now()}
+	return &Limiter{opts: opts, perClient: map[netip.Addr]int{}, pending: map[netip.Addr]int{}, crypto: NewCryptoGate(opts.MaxCrypto), epoch: time.Now()}
 }
 
 // AcquireCrypto takes a slot of the crypto gate (CryptoGate.Acquire),
@@ -258,14 +280,15 @@ func (c *Conn) Close() error {
 // NetConn returns the wrapped connection, as tls.Conn.NetConn does.
 func (c *Conn) NetConn() net.Conn { return c.Conn }
 
-// BeginHandshake takes a handshake slot, waiting for one in FIFO order if
-// MaxHandshakes are in progress, until ctx ends (give it the handshake
-// deadline). It fails at once with ErrHandshakeQueue when HandshakeQueue
-// connections are already waiting. On success the caller must call done
+// BeginHandshake takes a handshake slot for a connection from addr,
+// waiting for one in FIFO order if MaxHandshakes are in progress, until
+// ctx ends (give it the handshake deadline). It fails at once with
+// ErrHandshakeQueue when HandshakeQueue connections are already waiting,
+// or ErrTooManyHandshakesFromClient. On success the caller must call done
 // when the handshake has finished, failed or not. It is ReserveHandshake
 // and HandshakeTicket.Wait in one call.
-func (l *Limiter) BeginHandshake(ctx context.Context) (done func(), err error) {
-	t, err := l.ReserveHandshake()
+func (l *Limiter) BeginHandshake(ctx context.Context, addr net.Addr) (done func(), err error) {
+	t, err := l.ReserveHandshake(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -278,6 +301,10 @@ func (l *Limiter) BeginHandshake(ctx context.Context) (done func(), err error) {
 type HandshakeTicket struct {
 	l  *Limiter
 	ch chan struct{} // nil: a slot was free; else closed when one is handed over
+	// client is the address the place is counted against (pending),
+	// when keyed.
+	client netip.Addr
+	keyed  bool
 	// leftFull: this reservation took the last slot or queue place.
 	leftFull bool
 }
@@ -288,34 +315,47 @@ type HandshakeTicket struct {
 // for each connection.
 func (t HandshakeTicket) LeftFull() bool { return t.leftFull }
 
-// ReserveHandshake takes a handshake slot if one is free, otherwise a
-// place in the queue, without waiting; it fails with ErrHandshakeQueue
-// (counted as refused) when every slot is taken and the queue is full.
+// ReserveHandshake takes a handshake slot for a connection from addr if
+// one is free, otherwise a place in the queue, without waiting; it fails
+// with ErrHandshakeQueue (counted as refused) when every slot is taken
+// and the queue is full, and with ErrTooManyHandshakesFromClient when
+// addr's client address holds MaxHandshakesPerClient slots and places
+// already (a non-IP addr is not counted per client).
 // An accept loop calls it for each connection before starting its
 // goroutine, which then waits (HandshakeTicket.Wait): the limiter is full
 // as soon as the accepted connections fill it, so the loop pauses
 // (WaitForRoom) instead of accepting connections that would find the
 // queue full once their goroutines ran.
-func (l *Limiter) ReserveHandshake() (HandshakeTicket, error) {
+func (l *Limiter) ReserveHandshake(addr net.Addr) (HandshakeTicket, error) {
+	key, keyed := clientKey(addr)
 	l.mu.Lock()
+	if keyed && l.opts.MaxHandshakesPerClient > 0 && l.pending[key] >= l.opts.MaxHandshakesPerClient {
+		l.mu.Unlock()
+		l.hsRefusedClient.Add(1)
+		return HandshakeTicket{}, ErrTooManyHandshakesFromClient
+	}
+	t := HandshakeTicket{l: l, client: key, keyed: keyed}
 	if l.opts.MaxHandshakes <= 0 || l.running < l.opts.MaxHandshakes {
 		l.running++
-		full := l.full()
-		l.mu.Unlock()
-		return HandshakeTicket{l: l, leftFull: full}, nil
+	} else {
+		if l.opts.HandshakeQueue <= 0 || len(l.waiters) >= l.opts.HandshakeQueue {
+			l.mu.Unlock()
+			l.hsRefused.Add(1)
+			return HandshakeTicket{}, ErrHandshakeQueue
+		}
+		t.ch = make(chan struct{})
+		l.waiters = append(l.waiters, t.ch)
 	}
-	if l.opts.HandshakeQueue <= 0 || len(l.waiters) >= l.opts.HandshakeQueue {
-		l.mu.Unlock()
-		l.hsRefused.Add(1)
-		return HandshakeTicket{}, ErrHandshakeQueue
+	if keyed {
+		l.pending[key]++
 	}
-	ch := make(chan struct{})
-	l.waiters = append(l.waiters, ch)
-	full := l.full()
+	t.leftFull = l.full()
 	l.mu.Unlock()
-	l.queued.Add(1)
-	l.crypto.pace()
-	return HandshakeTicket{l: l, ch: ch, leftFull: full}, nil
+	if t.ch != nil {
+		l.queued.Add(1)
+		l.crypto.pace()
+	}
+	return t, nil
 }
 
 // Wait waits for the ticket's slot until deadline, the handshake's: at
@@ -325,7 +365,7 @@ func (l *Limiter) ReserveHandshake() (HandshakeTicket, error) {
 // place is given up (counted as expired).
 func (t HandshakeTicket) Wait(deadline time.Time) (done func(), err error) {
 	if t.ch == nil {
-		return t.l.handshakeDone, nil
+		return t.done, nil
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
@@ -335,7 +375,7 @@ func (t HandshakeTicket) Wait(deadline time.Time) (done func(), err error) {
 func (t HandshakeTicket) wait(ctx context.Context) (done func(), err error) {
 	l := t.l
 	if t.ch == nil {
-		return l.handshakeDone, nil
+		return t.done, nil
 	}
 	select {
 	case <-t.ch:
@@ -343,7 +383,7 @@ func (t HandshakeTicket) wait(ctx context.Context) (done func(), err error) {
 		// does, so that a flood's handshakes do not chain through the
 		// scheduler's runnext ahead of established connections.
 		runtime.Gosched()
-		return l.handshakeDone, nil
+		return t.done, nil
 	case <-ctx.Done():
 	}
 	t.giveUp()
@@ -355,25 +395,47 @@ func (t HandshakeTicket) wait(ctx context.Context) (done func(), err error) {
 // went elsewhere before its goroutine waited (it is not counted).
 func (t HandshakeTicket) Cancel() {
 	if t.ch == nil {
-		t.l.handshakeDone()
+		t.done()
 		return
 	}
 	t.giveUp()
+}
+
+// done ends the ticket's handshake: its slot goes to the longest waiter
+// or is freed, and its client holds one place less.
+func (t HandshakeTicket) done() {
+	l := t.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.releasePending(t)
+	l.handshakeDone()
+}
+
+// releasePending takes t's place off its client's count; l.mu is held.
+func (l *Limiter) releasePending(t HandshakeTicket) {
+	if !t.keyed {
+		return
+	}
+	if n := l.pending[t.client] - 1; n > 0 {
+		l.pending[t.client] = n
+	} else {
+		delete(l.pending, t.client)
+	}
 }
 
 // giveUp leaves the queue, or passes on the slot handed over meanwhile.
 func (t HandshakeTicket) giveUp() {
 	l := t.l
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.releasePending(t)
 	for i, w := range l.waiters {
 		if w == t.ch {
 			l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
 			l.signalRoom()
-			l.mu.Unlock()
 			return
 		}
 	}
-	l.mu.Unlock()
 	l.handshakeDone()
 }
 
@@ -430,10 +492,9 @@ func (l *Limiter) signalRoom() {
 }
 
 // handshakeDone frees a slot, handing it to the longest waiter if any;
-// either way a new connection's handshake can queue or start again.
+// either way a new connection's handshake can queue or start again. l.mu
+// is held.
 func (l *Limiter) handshakeDone() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	defer l.signalRoom()
 	if len(l.waiters) > 0 {
 		ch := l.waiters[0]
@@ -457,6 +518,7 @@ func (l *Limiter) Stats() Stats {
 	s.RefusedPerClient = l.refusedClient.Load()
 	s.HandshakesQueued = l.queued.Load()
 	s.HandshakesRefused = l.hsRefused.Load()
+	s.HandshakesRefusedPerClient = l.hsRefusedClient.Load()
 	s.HandshakesExpired = l.hsExpired.Load()
 	s.AcceptPauses = l.pauses.Load()
 	s.Crypto = l.crypto.Stats()

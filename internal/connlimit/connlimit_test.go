@@ -201,7 +201,7 @@ func startTLSServer(t *testing.T, l *Limiter, queueWait time.Duration) *tlsServe
 			if err != nil {
 				return
 			}
-			ticket, err := l.ReserveHandshake()
+			ticket, err := l.ReserveHandshake(nil)
 			if err != nil {
 				c.Close() // refused before a byte of it was read
 				continue
@@ -312,7 +312,7 @@ func TestConcurrentUse(t *testing.T) {
 					continue
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-				if done, err := l.BeginHandshake(ctx); err == nil {
+				if done, err := l.BeginHandshake(ctx, nil); err == nil {
 					done()
 				}
 				cancel()
@@ -342,14 +342,14 @@ func (c *fakeAddrConn) RemoteAddr() net.Addr { return c.remote }
 // a lowered connection cap refuses the next connection.
 func TestSetOptions(t *testing.T) {
 	l := New(Options{MaxHandshakes: 1, HandshakeQueue: 4, MaxConns: -1, MaxConnsPerClient: -1})
-	done, err := l.BeginHandshake(context.Background())
+	done, err := l.BeginHandshake(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer done()
 	got := make(chan error, 1)
 	go func() {
-		d, err := l.BeginHandshake(context.Background())
+		d, err := l.BeginHandshake(context.Background(), nil)
 		if err == nil {
 			d()
 		}
@@ -382,7 +382,7 @@ func TestSetOptions(t *testing.T) {
 // without counting.
 func TestHandshakeTicket(t *testing.T) {
 	l := New(Options{MaxHandshakes: 1, HandshakeQueue: 1, MaxConns: -1, MaxConnsPerClient: -1})
-	first, err := l.ReserveHandshake()
+	first, err := l.ReserveHandshake(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +390,7 @@ func TestHandshakeTicket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	queued, err := l.ReserveHandshake()
+	queued, err := l.ReserveHandshake(nil)
 	if err != nil {
 		t.Fatalf("a place in the queue: %v", err)
 	}
@@ -404,7 +404,7 @@ func TestHandshakeTicket(t *testing.T) {
 		t.Errorf("after the expired wait: full %v, %+v", isFull(l), st)
 	}
 
-	handed, err := l.ReserveHandshake()
+	handed, err := l.ReserveHandshake(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,13 +414,13 @@ func TestHandshakeTicket(t *testing.T) {
 		t.Fatalf("the handed-over slot: %v", err)
 	}
 
-	canceled, err := l.ReserveHandshake()
+	canceled, err := l.ReserveHandshake(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	canceled.Cancel() // leaves the queue
 	d()
-	free, err := l.ReserveHandshake()
+	free, err := l.ReserveHandshake(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,7 +563,7 @@ func TestCryptoGate(t *testing.T) {
 func TestReserveHandshakeRefusesWhenFull(t *testing.T) {
 	l := New(Options{MaxHandshakes: 1, HandshakeQueue: 1})
 	for i, wantFull := range []bool{false, true} {
-		tk, err := l.ReserveHandshake()
+		tk, err := l.ReserveHandshake(nil)
 		if err != nil {
 			t.Fatalf("reservation %d: %v", i+1, err)
 		}
@@ -572,7 +572,7 @@ func TestReserveHandshakeRefusesWhenFull(t *testing.T) {
 			t.Errorf("after reservation %d: full %v, LeftFull %v, want %v", i+1, isFull(l), tk.LeftFull(), wantFull)
 		}
 	}
-	if _, err := l.ReserveHandshake(); !errors.Is(err, ErrHandshakeQueue) {
+	if _, err := l.ReserveHandshake(nil); !errors.Is(err, ErrHandshakeQueue) {
 		t.Errorf("a third reservation: %v, want ErrHandshakeQueue", err)
 	}
 	if st := l.Stats(); st.HandshakesRefused != 1 {
@@ -607,7 +607,7 @@ func TestWaitForRoom(t *testing.T) {
 			if !l.WaitForRoom(nil) {
 				t.Fatal("no room in an idle limiter")
 			}
-			held, err := l.BeginHandshake(context.Background())
+			held, err := l.BeginHandshake(context.Background(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -617,7 +617,7 @@ func TestWaitForRoom(t *testing.T) {
 			defer cancel()
 			if tt.queue > 0 {
 				go func() {
-					if d, err := l.BeginHandshake(ctx); err == nil {
+					if d, err := l.BeginHandshake(ctx, nil); err == nil {
 						d()
 					}
 				}()
@@ -666,4 +666,103 @@ func isFull(l *Limiter) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.full()
+}
+
+// TestHandshakesPerClient: one client address holds at most
+// MaxHandshakesPerClient slots and queue places; IPv6 addresses count by
+// /64, a non-IP address not at all; a refusal leaves the limiter open to
+// other addresses (no accept pause), and every way a place ends (done,
+// Cancel, a queued wait that expires) gives it back to its client.
+func TestHandshakesPerClient(t *testing.T) {
+	tcp := func(s string) net.Addr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
+	tests := []struct {
+		name    string
+		held    []net.Addr // reserved in order, all granted
+		next    net.Addr
+		refused bool
+	}{
+		{"under the cap", []net.Addr{tcp("192.0.2.1:1")}, tcp("192.0.2.1:2"), false},
+		{"at the cap", []net.Addr{tcp("192.0.2.1:1"), tcp("192.0.2.1:2")}, tcp("192.0.2.1:3"), true},
+		{"another address", []net.Addr{tcp("192.0.2.1:1"), tcp("192.0.2.1:2")}, tcp("192.0.2.2:1"), false},
+		{"a v4-mapped address is the v4 one", []net.Addr{tcp("192.0.2.1:1"), tcp("192.0.2.1:2")}, tcp("[::ffff:192.0.2.1]:3"), true},
+		{"one IPv6 /64", []net.Addr{tcp("[2001:db8:0:1::1]:1"), tcp("[2001:db8:0:1::2]:1")}, tcp("[2001:db8:0:1:ffff::3]:1"), true},
+		{"another IPv6 /64", []net.Addr{tcp("[2001:db8:0:1::1]:1"), tcp("[2001:db8:0:1::2]:1")}, tcp("[2001:db8:0:2::1]:1"), false},
+		{"queued places count", []net.Addr{tcp("192.0.2.9:1"), tcp("192.0.2.1:1"), tcp("192.0.2.1:2")}, tcp("192.0.2.1:3"), true},
+		{"not an IP address", []net.Addr{&net.UnixAddr{Name: "@a"}, &net.UnixAddr{Name: "@a"}}, &net.UnixAddr{Name: "@a"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// One slot: the second reservation on queues.
+			l := New(Options{MaxHandshakes: 1, HandshakeQueue: 8, MaxHandshakesPerClient: 2})
+			for _, a := range tt.held {
+				if _, err := l.ReserveHandshake(a); err != nil {
+					t.Fatalf("reserving for %v: %v", a, err)
+				}
+			}
+			_, err := l.ReserveHandshake(tt.next)
+			if got := errors.Is(err, ErrTooManyHandshakesFromClient); got != tt.refused {
+				t.Fatalf("reserving for %v: %v, want refused %v", tt.next, err, tt.refused)
+			}
+			want := uint64(0)
+			if tt.refused {
+				want = 1
+			}
+			st := l.Stats()
+			if st.HandshakesRefusedPerClient != want || st.HandshakesRefused != 0 {
+				t.Errorf("refused per client %d, queue full %d; want %d, 0", st.HandshakesRefusedPerClient, st.HandshakesRefused, want)
+			}
+			if tt.refused && !l.WaitForRoom(closedChan()) {
+				t.Error("a client over its own cap made the limiter full: accept loops would pause")
+			}
+		})
+	}
+
+	t.Run("places come back", func(t *testing.T) {
+		l := New(Options{MaxHandshakes: 1, HandshakeQueue: 8, MaxHandshakesPerClient: 2})
+		a := tcp("192.0.2.1:1")
+		reserve := func() HandshakeTicket {
+			t.Helper()
+			tk, err := l.ReserveHandshake(a)
+			if err != nil {
+				t.Fatalf("a freed place is not free again: %v", err)
+			}
+			return tk
+		}
+		first, second := reserve(), reserve() // a slot, a queued place
+		done, err := first.Wait(time.Now().Add(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done() // the slot passes to second, a place comes back
+		third := reserve()
+		if _, err := third.Wait(time.Now().Add(10 * time.Millisecond)); err == nil {
+			t.Fatal("a queued wait behind a held slot got one")
+		}
+		fourth := reserve() // the expired wait gave its place back
+		fourth.Cancel()
+		fifth := reserve() // so did Cancel
+		if _, err := l.ReserveHandshake(a); !errors.Is(err, ErrTooManyHandshakesFromClient) {
+			t.Fatalf("a third place for one client: %v, want ErrTooManyHandshakesFromClient", err)
+		}
+		d2, err := second.Wait(time.Now().Add(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d2()
+		fifth.Cancel()
+		l.mu.Lock()
+		left := len(l.pending)
+		l.mu.Unlock()
+		if left != 0 {
+			t.Errorf("%d client addresses still counted with no handshake left", left)
+		}
+	})
+}
+
+// closedChan is a closed channel: WaitForRoom given it returns at once,
+// reporting whether there was room.
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
 }

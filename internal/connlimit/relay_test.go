@@ -103,7 +103,7 @@ func TestRelayEndsWhenIdle(t *testing.T) {
 // slot, a flood's first sign, makes the crypto gate pace.
 func TestQueuedHandshakePacesCrypto(t *testing.T) {
 	l := New(Options{MaxHandshakes: 1, HandshakeQueue: 1, MaxCrypto: 1})
-	done, err := l.BeginHandshake(context.Background())
+	done, err := l.BeginHandshake(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestQueuedHandshakePacesCrypto(t *testing.T) {
 	waited := make(chan struct{})
 	go func() {
 		defer close(waited)
-		if d, err := l.BeginHandshake(ctx); err == nil {
+		if d, err := l.BeginHandshake(ctx, nil); err == nil {
 			d()
 		}
 	}()

@@ -68,6 +68,7 @@ type Limits struct {
 	HandshakeQueue       int   // connections waiting for a handshake slot
 	Connections          int   // open client connections
 	ConnectionsPerClient int   // per client address (IPv4, IPv6 /64)
+	HandshakesPerClient  int   // handshake slots and queue places per client address
 	H2Resets             int   // cheap-to-send frames per H2ResetWindow; 0: no check
 	H2ResetWindow        time.Duration
 }
@@ -236,7 +237,7 @@ func Build(cfg *config.Config) (*Plan, error) {
 	p.Limits = Limits{
 		RequestHeader: int(lim.RequestHeader.Value()), ResponseHeader: lim.ResponseHeader.Value(),
 		RequestBodyMinRate: *lim.RequestBodyMinRate, Handshakes: *lim.Handshakes, HandshakeQueue: *lim.HandshakeQueue,
-		Connections: *lim.Connections, ConnectionsPerClient: *lim.ConnectionsPerClient,
+		Connections: *lim.Connections, ConnectionsPerClient: *lim.ConnectionsPerClient, HandshakesPerClient: *lim.HandshakesPerClient,
 		H2Resets: *lim.H2Resets, H2ResetWindow: lim.H2ResetWindow.Value(),
 	}
 	for _, pc := range cfg.Pool {

@@ -272,15 +272,31 @@ func (sk *socket) acceptLoop() {
 		// loop pauses (waitForRoom); a full queue refuses here, without
 		// a goroutine that would crowd Go's run queue ahead of
 		// established connections.
-		ticket, err := sk.srv.limiter.ReserveHandshake()
+		ticket, err := sk.srv.limiter.ReserveHandshake(sk.handshakeClient(c))
 		if err != nil {
 			lc.Close()
-			full = true // another listener's loop or QUIC filled it
+			// A full queue: another listener's loop or QUIC filled it.
+			// A client over its own cap leaves room for the others.
+			full = errors.Is(err, connlimit.ErrHandshakeQueue)
 			continue
 		}
 		full = ticket.LeftFull()
 		go sk.srv.handleConn(sk.key, lc, ticket)
 	}
+}
+
+// handshakeClient is the address a connection's handshake slot or queue
+// place counts against (limits.handshakes_per_client): its peer's, but
+// none (nil) for a load balancer the listener trusts for PROXY headers
+// (proxy_protocol_in), which carries many clients whose addresses are
+// known only once the header is read, after the reservation.
+func (sk *socket) handshakeClient(c net.Conn) net.Addr {
+	if g := sk.srv.current.Load(); g != nil {
+		if l := g.listeners[sk.key]; l != nil && trustedProxy(c.RemoteAddr(), l.ProxyIn) {
+			return nil
+		}
+	}
+	return c.RemoteAddr()
 }
 
 // waitForRoom pauses an accept loop while every handshake slot is taken

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -284,6 +285,48 @@ func TestConnectionCapPerClient(t *testing.T) {
 	if n := ts.metricSum("pqedge_connections_open"); n != 2 {
 		t.Errorf("open connections %v, want 2", n)
 	}
+}
+
+// TestHandshakeCapPerClient: limits.handshakes_per_client refuses a
+// client address's connection at accept once it holds that many handshake
+// slots and queue places (here two connections that send nothing), counts
+// it, and leaves other addresses, and the same one once a place is free,
+// to handshake as before.
+func TestHandshakeCapPerClient(t *testing.T) {
+	ts := startServer(t, baseConfig+"[limits]\nhandshakes_per_client = 2\n"+inspectSite)
+	cfg := &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"}
+	var silent []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", ts.addr("https"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		silent = append(silent, c)
+	}
+	waitFor(t, "two handshakes in progress", func() bool { return ts.metricSum("pqedge_handshakes_in_progress") == 2 })
+
+	if c, err := tls.Dial("tcp", ts.addr("https"), cfg); err == nil {
+		c.Close()
+		t.Error("a third handshake from one address got through a cap of 2")
+	}
+	if n := ts.metricSum("pqedge_connections_refused_total", `reason="handshakes_per_client"`); n != 1 {
+		t.Errorf("per-client handshake refusals counted %v, want 1", n)
+	}
+	other := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
+	c, err := tls.DialWithDialer(other, "tcp", ts.addr("https"), cfg)
+	if err != nil {
+		t.Fatalf("another address was refused too: %v", err)
+	}
+	c.Close()
+
+	silent[0].Close()
+	waitFor(t, "the closed connection's place back", func() bool { return ts.metricSum("pqedge_handshakes_in_progress") == 1 })
+	c, err = tls.Dial("tcp", ts.addr("https"), cfg)
+	if err != nil {
+		t.Fatalf("a handshake after one place came back: %v", err)
+	}
+	c.Close()
 }
 
 // h2frame encodes one HTTP/2 frame (RFC 9113 section 4.1).

@@ -34,13 +34,24 @@ type proxyInConn struct {
 // timeout bounds the wait for the header (the handshake timeout).
 func wrapProxyIn(raw net.Conn, trusted []netip.Prefix, timeout time.Duration) *proxyInConn {
 	policy := proxyproto.REJECT
-	if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err == nil {
-		addr := ap.Addr().Unmap()
-		if slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(addr) }) {
-			policy = proxyproto.REQUIRE
-		}
+	if trustedProxy(raw.RemoteAddr(), trusted) {
+		policy = proxyproto.REQUIRE
 	}
 	return &proxyInConn{Conn: proxyproto.NewConn(raw, proxyproto.WithPolicy(policy), proxyproto.SetReadHeaderTimeout(timeout))}
+}
+
+// trustedProxy reports whether addr, a connection's peer, is in one of
+// the trusted load balancers' networks (proxy_protocol_in).
+func trustedProxy(addr net.Addr, trusted []netip.Prefix) bool {
+	if len(trusted) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	return slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(a) })
 }
 
 func (c *proxyInConn) Read(b []byte) (int, error) {

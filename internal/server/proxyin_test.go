@@ -271,3 +271,40 @@ backend pqedge
 		t.Errorf("behind HAProxy the upstream saw X-Forwarded-For %q, want the client's 127.0.0.3", body)
 	}
 }
+
+// TestHandshakeCapSparesTrustedBalancers: limits.handshakes_per_client
+// does not count a trusted load balancer's connections, which carry many
+// clients, while an untrusted address on the same listener is capped.
+func TestHandshakeCapSparesTrustedBalancers(t *testing.T) {
+	ts := startServer(t, proxyInConfig(xffUpstream(t))+"[limits]\nhandshakes_per_client = 1\n")
+	addr := ts.addr("https")
+	cfg := &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"}
+	for _, src := range []string{"127.0.0.1", "127.0.0.1", "127.0.0.2"} {
+		c, err := dialFrom(t.Context(), src, addr, nil) // sends nothing: holds a slot
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	waitFor(t, "three handshakes in progress", func() bool { return ts.metricSum("pqedge_handshakes_in_progress") == 3 })
+
+	c, err := dialFrom(t.Context(), "127.0.0.1", addr, proxyHeaderFor(2, "198.51.100.7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := tls.Client(c, cfg).HandshakeContext(t.Context()); err != nil {
+		t.Errorf("a trusted balancer's third handshake: %v, want it served", err)
+	}
+	c2, err := dialFrom(t.Context(), "127.0.0.2", addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if err := tls.Client(c2, cfg).HandshakeContext(t.Context()); err == nil {
+		t.Error("an untrusted address's second handshake got through a cap of 1")
+	}
+	if n := ts.metricSum("pqedge_connections_refused_total", `reason="handshakes_per_client"`); n != 1 {
+		t.Errorf("per-client handshake refusals counted %v, want 1", n)
+	}
+}

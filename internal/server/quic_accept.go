@@ -145,7 +145,7 @@ func (s *Server) quicConfigForClient(info *tls.ClientHelloInfo) (*tls.Config, er
 func (qc *quicConn) takeSlot(ctx context.Context, s *Server) error {
 	ctx, cancel := context.WithDeadline(ctx, qc.deadline)
 	defer cancel()
-	slot, err := s.limiter.BeginHandshake(ctx)
+	slot, err := s.limiter.BeginHandshake(ctx, qc.remote)
 	if err != nil {
 		qc.noSlot = true
 		return fmt.Errorf("no handshake slot: %w", err)
