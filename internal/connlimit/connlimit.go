@@ -318,9 +318,9 @@ func (t HandshakeTicket) LeftFull() bool { return t.leftFull }
 // ReserveHandshake takes a handshake slot for a connection from addr if
 // one is free, otherwise a place in the queue, without waiting; it fails
 // with ErrHandshakeQueue (counted as refused) when every slot is taken
-// and the queue is full, and with ErrTooManyHandshakesFromClient when
-// addr's client address holds MaxHandshakesPerClient slots and places
-// already (a non-IP addr is not counted per client).
+// and the queue is full, otherwise with ErrTooManyHandshakesFromClient
+// when addr's client address holds MaxHandshakesPerClient slots and
+// places already (a non-IP addr is not counted per client).
 // An accept loop calls it for each connection before starting its
 // goroutine, which then waits (HandshakeTicket.Wait): the limiter is full
 // as soon as the accepted connections fill it, so the loop pauses
@@ -329,6 +329,15 @@ func (t HandshakeTicket) LeftFull() bool { return t.leftFull }
 func (l *Limiter) ReserveHandshake(addr net.Addr) (HandshakeTicket, error) {
 	key, keyed := clientKey(addr)
 	l.mu.Lock()
+	// A full limiter refuses as full whoever asks, so that the accept
+	// loop pauses (WaitForRoom) instead of accepting and closing the
+	// connections of addresses at their own cap for as long as others
+	// fill the rest: a per-client refusal means there was room.
+	if l.full() {
+		l.mu.Unlock()
+		l.hsRefused.Add(1)
+		return HandshakeTicket{}, ErrHandshakeQueue
+	}
 	if keyed && l.opts.MaxHandshakesPerClient > 0 && l.pending[key] >= l.opts.MaxHandshakesPerClient {
 		l.mu.Unlock()
 		l.hsRefusedClient.Add(1)
@@ -338,11 +347,6 @@ func (l *Limiter) ReserveHandshake(addr net.Addr) (HandshakeTicket, error) {
 	if l.opts.MaxHandshakes <= 0 || l.running < l.opts.MaxHandshakes {
 		l.running++
 	} else {
-		if l.opts.HandshakeQueue <= 0 || len(l.waiters) >= l.opts.HandshakeQueue {
-			l.mu.Unlock()
-			l.hsRefused.Add(1)
-			return HandshakeTicket{}, ErrHandshakeQueue
-		}
 		t.ch = make(chan struct{})
 		l.waiters = append(l.waiters, t.ch)
 	}

@@ -717,6 +717,71 @@ func TestHandshakesPerClient(t *testing.T) {
 		})
 	}
 
+	t.Run("a full limiter refuses as full", func(t *testing.T) {
+		// A holds the only slot and the only queue place, so it is at
+		// its cap too: its next connection must make the accept loop
+		// pause like anyone's, not be accepted and closed one by one.
+		l := New(Options{MaxHandshakes: 1, HandshakeQueue: 1, MaxHandshakesPerClient: 2})
+		a := tcp("192.0.2.1:1")
+		for range 2 {
+			if _, err := l.ReserveHandshake(a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, next := range []net.Addr{a, tcp("192.0.2.2:1")} {
+			if _, err := l.ReserveHandshake(next); !errors.Is(err, ErrHandshakeQueue) {
+				t.Errorf("reserving for %v in a full limiter: %v, want ErrHandshakeQueue", next, err)
+			}
+		}
+		if st := l.Stats(); st.HandshakesRefused != 2 || st.HandshakesRefusedPerClient != 0 {
+			t.Errorf("refused queue full %d, per client %d; want 2, 0", st.HandshakesRefused, st.HandshakesRefusedPerClient)
+		}
+		if l.WaitForRoom(closedChan()) {
+			t.Error("WaitForRoom saw room in a full limiter")
+		}
+	})
+
+	t.Run("a reload moves the cap", func(t *testing.T) {
+		// Places held above a lowered cap stay; the address gets no
+		// new one until it holds fewer than the new cap.
+		l := New(Options{MaxHandshakes: 8, HandshakeQueue: 8, MaxHandshakesPerClient: 4})
+		a, b := tcp("192.0.2.1:1"), tcp("192.0.2.2:1")
+		var held []HandshakeTicket
+		for range 3 {
+			tk, err := l.ReserveHandshake(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, tk)
+		}
+		l.SetOptions(Options{MaxHandshakes: 8, HandshakeQueue: 8, MaxHandshakesPerClient: 1})
+		if _, err := l.ReserveHandshake(a); !errors.Is(err, ErrTooManyHandshakesFromClient) {
+			t.Fatalf("an address holding 3 under a lowered cap of 1: %v, want ErrTooManyHandshakesFromClient", err)
+		}
+		if tk, err := l.ReserveHandshake(b); err != nil {
+			t.Fatalf("another address under the lowered cap: %v", err)
+		} else {
+			tk.Cancel()
+		}
+		held[0].Cancel()
+		held[1].Cancel()
+		if _, err := l.ReserveHandshake(a); !errors.Is(err, ErrTooManyHandshakesFromClient) {
+			t.Fatalf("an address holding 1 under a cap of 1: %v, want ErrTooManyHandshakesFromClient", err)
+		}
+		held[2].Cancel()
+		tk, err := l.ReserveHandshake(a)
+		if err != nil {
+			t.Fatalf("an address holding none under a cap of 1: %v", err)
+		}
+		l.SetOptions(Options{MaxHandshakes: 8, HandshakeQueue: 8, MaxHandshakesPerClient: -1})
+		for range 4 {
+			if _, err := l.ReserveHandshake(a); err != nil {
+				t.Fatalf("with the cap turned off: %v", err)
+			}
+		}
+		tk.Cancel()
+	})
+
 	t.Run("places come back", func(t *testing.T) {
 		l := New(Options{MaxHandshakes: 1, HandshakeQueue: 8, MaxHandshakesPerClient: 2})
 		a := tcp("192.0.2.1:1")
