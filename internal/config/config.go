@@ -117,8 +117,9 @@ type Limits struct {
 	Connections          *int `toml:"connections"`
 	ConnectionsPerClient *int `toml:"connections_per_client"`
 	// HandshakesPerClient caps the handshake slots and queue places one
-	// client address holds at once; its further connections are closed
-	// before any byte is read. 0 means no cap.
+	// client address holds at once, TCP and QUIC together; its further
+	// TCP connections are closed before any byte is read, its QUIC ones
+	// at their ClientHello. 0 means no cap.
 	HandshakesPerClient *int `toml:"handshakes_per_client"`
 	// H2Resets is how many streams an HTTP/2 client may reset (and other
 	// cheap-to-send, costly-to-serve frames it may send) within

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
 )
 
 // seenRequest is what the test upstream received.
@@ -327,6 +330,50 @@ func TestHandshakeCapPerClient(t *testing.T) {
 		t.Fatalf("a handshake after one place came back: %v", err)
 	}
 	c.Close()
+}
+
+// TestHandshakeCapSparesForgeableQUIC: a QUIC Initial's source address
+// is not proven (anyone can send one in another address's name), so a
+// QUIC handshake whose client never answers does not take a place of
+// that address's handshakes: under handshakes_per_client = 1, a TCP
+// client of the same address still handshakes while it hangs.
+func TestHandshakeCapSparesForgeableQUIC(t *testing.T) {
+	ts := startServer(t, h3Config+"[limits]\nhandshakes_per_client = 1\n"+inspectSite)
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 7)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &quic.Transport{Conn: deafConn{udp}}
+	defer tr.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go tr.Dial(ctx, ts.srv.QUICAddr("https"), &tls.Config{ServerName: "localhost", NextProtos: []string{"h3"}},
+		&quic.Config{HandshakeIdleTimeout: 10 * time.Second})
+	waitFor(t, "the QUIC handshake holding a slot", func() bool { return ts.metricSum("pqedge_handshakes_in_progress") == 1 })
+
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 7)}, Timeout: 5 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", ts.addr("https"), &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"})
+	if err != nil {
+		t.Fatalf("TCP from the address an unanswered QUIC Initial came from: %v, want served", err)
+	}
+	c.Close()
+	if n := ts.metricSum("pqedge_connections_refused_total", `reason="handshakes_per_client"`); n != 0 {
+		t.Errorf("per-client handshake refusals counted %v, want 0", n)
+	}
+}
+
+// deafConn sends what a QUIC client sends and drops what comes back, as
+// a forged source address does.
+// (Only net.PacketConn's methods: quic-go would read a *net.UDPConn's
+// ReadMsgUDP directly.)
+type deafConn struct{ net.PacketConn }
+
+func (c deafConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		if _, _, err := c.PacketConn.ReadFrom(b); err != nil {
+			return 0, nil, err
+		}
+	}
 }
 
 // h2frame encodes one HTTP/2 frame (RFC 9113 section 4.1).

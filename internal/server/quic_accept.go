@@ -42,6 +42,10 @@ type quicConn struct {
 	sock     *quicSocket
 	listener *listenerRuntime // of the generation current at the first Initial
 	remote   net.Addr
+	// verified: the client proved remote is its address (a Retry or
+	// NEW_TOKEN token, RFC 9000 section 8.1), so its handshake counts
+	// against that address (limits.handshakes_per_client).
+	verified bool
 	start    time.Time
 	deadline time.Time // the handshake's: start + timeouts.handshake
 
@@ -94,7 +98,7 @@ func (s *Server) quicConnContext(tcpKey string, q *quicSocket) func(context.Cont
 			return nil, err
 		}
 		now := time.Now()
-		qc := &quicConn{sock: q, listener: l, remote: ci.RemoteAddr, start: now,
+		qc := &quicConn{sock: q, listener: l, remote: ci.RemoteAddr, verified: ci.AddrVerified, start: now,
 			deadline: now.Add(l.gen.plan.Timeouts.Handshake), releaseConn: release}
 		context.AfterFunc(ctx, func() { s.quicConnEnded(qc, context.Cause(ctx)) })
 		return context.WithValue(ctx, quicConnKey{}, qc), nil
@@ -145,7 +149,17 @@ func (s *Server) quicConfigForClient(info *tls.ClientHelloInfo) (*tls.Config, er
 func (qc *quicConn) takeSlot(ctx context.Context, s *Server) error {
 	ctx, cancel := context.WithDeadline(ctx, qc.deadline)
 	defer cancel()
-	slot, err := s.limiter.BeginHandshake(ctx, qc.remote)
+	// An Initial's source address is not proven and costs nothing to
+	// forge (RFC 9000 section 8): counted against it, two datagrams
+	// sent in another address's name would take a place of that
+	// address's handshakes, over TCP too. Unproven, it counts only in
+	// the totals; once handshakes queue, every new client must prove its
+	// address first (VerifySourceAddress) and is counted against it.
+	var client net.Addr
+	if qc.verified {
+		client = qc.remote
+	}
+	slot, err := s.limiter.BeginHandshake(ctx, client)
 	if err != nil {
 		qc.noSlot = true
 		return fmt.Errorf("no handshake slot: %w", err)
