@@ -179,6 +179,15 @@ func (v *validator) checkProxyProtocolIn(key string, nets []string) {
 			v.addf(key, "write CIDR prefixes, e.g. \"10.0.0.0/24\" or \"192.0.2.7/32\"", "bad network %q", n)
 		case p != p.Masked():
 			v.addf(key, fmt.Sprintf("write %q for the network, or %s/%d for one host", p.Masked().String(), p.Addr(), p.Addr().BitLen()), "network %q has host bits set", n)
+		case p.Addr().Is4In6():
+			// A peer's address is compared in IPv4 form (dual-stack
+			// sockets report IPv4 clients as ::ffff:a.b.c.d), so an
+			// IPv4-mapped network would trust no balancer.
+			hint := "write the IPv4 network"
+			if p.Bits() >= 96 {
+				hint = fmt.Sprintf("write %q", netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).String())
+			}
+			v.addf(key, hint, "network %q is IPv4-mapped IPv6 and matches no client", n)
 		case seen[p]:
 			v.addf(key, "list each network once", "network %q listed twice", n)
 		}
