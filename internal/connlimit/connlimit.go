@@ -1,8 +1,9 @@
 // Package connlimit bounds what new connections can take from a server
 // before any cryptography is done: connections in total, connections per
-// client address, and TLS handshakes in progress. A connection over a cap
-// is closed at once, costing the server an accept and a close; a handshake
-// over its cap waits in a bounded queue for a slot or is refused.
+// client address, and TLS handshakes in progress or queued, in total and
+// per client address. A connection over a cap is closed at once, costing
+// the server an accept and a close; a handshake over its cap waits in a
+// bounded queue for a slot or is refused.
 //
 // It is the accept path's first step (issue 12, kind 10): a flood of new
 // handshakes must not starve connections that are already established, and
