@@ -363,6 +363,35 @@ func (l *Limiter) ReserveHandshake(addr net.Addr) (HandshakeTicket, error) {
 	return t, nil
 }
 
+// HasClient reports whether the ticket's place counts against a client
+// address (MaxHandshakesPerClient).
+func (t HandshakeTicket) HasClient() bool { return t.keyed }
+
+// SetClient counts the place of a ticket reserved without a client
+// address (ReserveHandshake(nil)) against addr's client from now on: a
+// trusted load balancer's connection, whose client is known only once its
+// PROXY header is read. It fails with ErrTooManyHandshakesFromClient
+// (counted) when that client holds MaxHandshakesPerClient places already;
+// the ticket is then unchanged and must still be waited for or cancelled.
+// A ticket that has a client, or a non-IP addr, is left as it is.
+func (t *HandshakeTicket) SetClient(addr net.Addr) error {
+	key, keyed := clientKey(addr)
+	if t.keyed || !keyed {
+		return nil
+	}
+	l := t.l
+	l.mu.Lock()
+	if l.opts.MaxHandshakesPerClient > 0 && l.pending[key] >= l.opts.MaxHandshakesPerClient {
+		l.mu.Unlock()
+		l.hsRefusedClient.Add(1)
+		return ErrTooManyHandshakesFromClient
+	}
+	l.pending[key]++
+	t.client, t.keyed = key, true
+	l.mu.Unlock()
+	return nil
+}
+
 // Wait waits for the ticket's slot until deadline, the handshake's: at
 // once if it was free, a timer made only when the handshake has to wait.
 // On success the caller must call done when the handshake has finished,

@@ -782,6 +782,42 @@ func TestHandshakesPerClient(t *testing.T) {
 		tk.Cancel()
 	})
 
+	t.Run("a balancer's connections get their client later", func(t *testing.T) {
+		l := New(Options{MaxHandshakes: 1, HandshakeQueue: 8, MaxHandshakesPerClient: 1})
+		client := tcp("198.51.100.9:1")
+		first, err := l.ReserveHandshake(nil) // a trusted balancer's: no client yet
+		if err != nil || first.HasClient() {
+			t.Fatalf("reserved %v, has client %v; want a place without a client", err, first.HasClient())
+		}
+		if err := first.SetClient(client); err != nil || !first.HasClient() {
+			t.Fatalf("SetClient: %v, has client %v", err, first.HasClient())
+		}
+		second, err := l.ReserveHandshake(nil) // queued behind the first
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := second.SetClient(tcp("198.51.100.9:2")); !errors.Is(err, ErrTooManyHandshakesFromClient) {
+			t.Fatalf("a second place for one client behind the balancer: %v, want ErrTooManyHandshakesFromClient", err)
+		}
+		second.Cancel() // the refused ticket is still the caller's to end
+		if err := first.SetClient(tcp("198.51.100.10:1")); err != nil {
+			t.Fatalf("SetClient on a ticket that has a client: %v, want nil (left as it is)", err)
+		}
+		done, err := first.Wait(time.Now().Add(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done()
+		st := l.Stats()
+		l.mu.Lock()
+		left, running, waiting := len(l.pending), l.running, len(l.waiters)
+		l.mu.Unlock()
+		if left != 0 || running != 0 || waiting != 0 || st.HandshakesRefusedPerClient != 1 {
+			t.Errorf("after both: %d clients counted, %d running, %d waiting, %d refused; want 0, 0, 0, 1",
+				left, running, waiting, st.HandshakesRefusedPerClient)
+		}
+	})
+
 	t.Run("places come back", func(t *testing.T) {
 		l := New(Options{MaxHandshakes: 1, HandshakeQueue: 8, MaxHandshakesPerClient: 2})
 		a := tcp("192.0.2.1:1")

@@ -399,6 +399,22 @@ func (s *Server) handleConn(key string, raw net.Conn, ticket connlimit.Handshake
 	// established connections do not wait behind hundreds of them in Go's
 	// run queue (connlimit.CryptoGate).
 	conn.SetDeadline(deadline)
+	if pin != nil && !ticket.HasClient() {
+		// A trusted balancer's connection was not counted against a
+		// client at accept (socket.handshakeClient): its client is in
+		// the PROXY header, read here, before its turn for a slot,
+		// under the handshake deadline, so that one client behind the
+		// balancer holds at most limits.handshakes_per_client places.
+		// A missing or refused header leaves the balancer's address,
+		// and the handshake's first read then fails with it.
+		if client := pin.RemoteAddr(); client.String() != raw.RemoteAddr().String() {
+			if err := ticket.SetClient(client); err != nil {
+				ticket.Cancel()
+				raw.Close()
+				return
+			}
+		}
+	}
 	slot, err := ticket.Wait(deadline)
 	if err != nil {
 		raw.Close()

@@ -304,7 +304,51 @@ func TestHandshakeCapSparesTrustedBalancers(t *testing.T) {
 	if err := tls.Client(c2, cfg).HandshakeContext(t.Context()); err == nil {
 		t.Error("an untrusted address's second handshake got through a cap of 1")
 	}
-	if n := ts.metricSum("pqedge_connections_refused_total", `reason="handshakes_per_client"`); n != 1 {
-		t.Errorf("per-client handshake refusals counted %v, want 1", n)
+
+	// One client behind the balancer: its first handshake stops after
+	// the server's flight and holds its place; its second is refused.
+	held, err := dialFrom(t.Context(), "127.0.0.1", addr, proxyHeaderFor(2, "198.51.100.9"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer held.Close()
+	flight := make(chan struct{})
+	go tls.Client(&stallAfterFirstRead{Conn: held, first: flight, stop: t.Context().Done()}, cfg).HandshakeContext(t.Context())
+	select {
+	case <-flight:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no server flight for the held handshake")
+	}
+	c3, err := dialFrom(t.Context(), "127.0.0.1", addr, proxyHeaderFor(2, "198.51.100.9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	if err := tls.Client(c3, cfg).HandshakeContext(t.Context()); err == nil {
+		t.Error("a second handshake of one client behind the balancer got through a cap of 1")
+	}
+	if n := ts.metricSum("pqedge_connections_refused_total", `reason="handshakes_per_client"`); n != 2 {
+		t.Errorf("per-client handshake refusals counted %v, want 2", n)
+	}
+}
+
+// stallAfterFirstRead lets a TLS client read the server's first bytes,
+// says so on first, and then blocks its reads until stop: a handshake
+// that holds its place after the server's flight.
+type stallAfterFirstRead struct {
+	net.Conn
+	first chan struct{}
+	stop  <-chan struct{}
+	read  bool
+}
+
+func (c *stallAfterFirstRead) Read(b []byte) (int, error) {
+	if c.read {
+		<-c.stop
+		return 0, io.EOF
+	}
+	c.read = true
+	n, err := c.Conn.Read(b)
+	close(c.first)
+	return n, err
 }
