@@ -75,6 +75,10 @@ func (v *validator) checkLimits() {
 		}
 		v.addf("limits.handshakes_per_client", "it can never be reached; lower it or raise connections_per_client",
 			"handshakes_per_client %d exceeds connections_per_client %d (%s)", n, per, where)
+	} else if hs, q := Or(l.Handshakes, DefaultHandshakes), max(0, Or(l.HandshakeQueue, DefaultHandshakeQueue)); l.HandshakesPerClient != nil && hs > 0 && n > hs+q {
+		// Nor more places than there are: slots and the queue.
+		v.addf("limits.handshakes_per_client", "it can never be reached; lower it, or raise handshakes or handshake_queue",
+			"handshakes_per_client %d exceeds the %d handshake places (handshakes %d + handshake_queue %d)", n, hs+q, hs, q)
 	}
 	if w := l.H2ResetWindow; w != "" {
 		if d, err := time.ParseDuration(string(w)); err == nil && d == 0 {
