@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"time"
 )
 
 // retire stops a generation from taking connections and drains it in the
@@ -49,7 +50,12 @@ func (s *Server) forget(g *generation) {
 // come with "Connection: close" and closes idle connections, and Shutdown
 // waits until no HTTP/1 connection is left. HTTP/2 connections then get
 // Shutdown's GOAWAY, which tells their clients which streams were not
-// served so they retry them elsewhere (RFC 9113 section 6.8).
+// served so they retry them elsewhere (RFC 9113 section 6.8). A connection
+// handed over just before the reload, whose client has not sent its first
+// request yet, gets up to h2FirstRequestGrace to send it first: Go's
+// client does not retry a first request on a connection that closed
+// before it (net/http's "http2: client conn could not be established"),
+// which a reload under load produced now and then.
 func (g *generation) drain(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, l := range g.listeners {
@@ -116,6 +122,8 @@ func waitOrDone(ctx context.Context, wg *sync.WaitGroup) {
 type connTracker struct {
 	mu       sync.Mutex // guards the fields below
 	phase    map[net.Conn]connPhase
+	fresh    map[net.Conn]time.Time // when each phaseH2Fresh connection became so
+	grace    time.Duration          // h2FirstRequestGrace
 	hijacked map[net.Conn]bool
 	changed  chan struct{} // made by a waiter, closed at the next change; nil when nobody waits
 }
@@ -125,11 +133,20 @@ type connPhase uint8
 const (
 	phaseHTTP1     connPhase = iota // an HTTP/1 connection
 	phaseH2Pending                  // ALPN h2, not yet registered by the HTTP/2 server
-	phaseH2                         // registered: Shutdown's GOAWAY reaches it
+	phaseH2Fresh                    // registered, no request yet (fresh holds since when)
+	phaseH2                         // registered and past its first request: Shutdown's GOAWAY may come
 )
 
+// h2FirstRequestGrace is how long a drain waits for a fresh HTTP/2
+// connection's first request before its GOAWAY: a client sends it with
+// the connection preface, within a round trip of the handshake; one that
+// opened the connection ahead of need (a browser's preconnect) gets the
+// GOAWAY after this and opens another when it needs one.
+const h2FirstRequestGrace = time.Second
+
 func newConnTracker() *connTracker {
-	return &connTracker{phase: map[net.Conn]connPhase{}, hijacked: map[net.Conn]bool{}}
+	return &connTracker{phase: map[net.Conn]connPhase{}, fresh: map[net.Conn]time.Time{}, hijacked: map[net.Conn]bool{},
+		grace: h2FirstRequestGrace}
 }
 
 // phaseOf is where a connection starts: HTTP/2 pending when ALPN chose h2.
@@ -165,15 +182,25 @@ func (t *connTracker) track(c net.Conn, state http.ConnState) {
 		}
 		t.phase[c] = phaseOf(c)
 	case http.StateActive, http.StateIdle:
-		if ph, ok := t.phase[c]; !ok || ph != phaseH2Pending {
+		// The HTTP/2 server reports Active then Idle as it registers a
+		// connection, then Active at its first stream.
+		switch ph := t.phase[c]; {
+		case ph == phaseH2Pending && state == http.StateActive:
+			t.phase[c] = phaseH2Fresh
+			t.fresh[c] = time.Now()
+		case ph == phaseH2Fresh && state == http.StateActive:
+			t.phase[c] = phaseH2
+			delete(t.fresh, c)
+		default:
 			return // a request began or ended: nothing a drain waits on
 		}
-		t.phase[c] = phaseH2
 	case http.StateHijacked:
 		delete(t.phase, c)
+		delete(t.fresh, c)
 		t.hijacked[c] = true
 	case http.StateClosed:
 		delete(t.phase, c)
+		delete(t.fresh, c)
 	}
 	if t.changed != nil {
 		close(t.changed)
@@ -181,19 +208,24 @@ func (t *connTracker) track(c net.Conn, state http.ConnState) {
 	}
 }
 
-// waitHTTP1 waits until no HTTP/1 connection is left and no HTTP/2 one is
-// unregistered, or ctx ends.
+// waitHTTP1 waits until no HTTP/1 connection is left, no HTTP/2 one is
+// unregistered, and every fresh HTTP/2 one has sent its first request or
+// had h2FirstRequestGrace to, or ctx ends.
 func (t *connTracker) waitHTTP1(ctx context.Context) {
 	for {
 		t.mu.Lock()
 		busy := false
-		for _, ph := range t.phase {
-			if ph != phaseH2 {
+		var graceLeft time.Duration // the longest a fresh connection still has
+		for c, ph := range t.phase {
+			switch ph {
+			case phaseH2:
+			case phaseH2Fresh:
+				graceLeft = max(graceLeft, t.grace-time.Since(t.fresh[c]))
+			default:
 				busy = true
-				break
 			}
 		}
-		if !busy {
+		if !busy && graceLeft <= 0 {
 			t.mu.Unlock()
 			return
 		}
@@ -203,10 +235,22 @@ func (t *connTracker) waitHTTP1(ctx context.Context) {
 		}
 		changed := t.changed
 		t.mu.Unlock()
+		var graceOver <-chan time.Time
+		var tm *time.Timer
+		if graceLeft > 0 {
+			tm = time.NewTimer(graceLeft)
+			graceOver = tm.C
+		}
 		select {
 		case <-ctx.Done():
-			return
 		case <-changed:
+		case <-graceOver:
+		}
+		if tm != nil {
+			tm.Stop()
+		}
+		if ctx.Err() != nil {
+			return
 		}
 	}
 }

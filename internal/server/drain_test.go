@@ -20,13 +20,15 @@ func TestConnTrackerDrain(t *testing.T) {
 	}{
 		{"HTTP/1 connection closes", phaseHTTP1, []http.ConnState{http.StateNew, http.StateActive, http.StateIdle, http.StateActive, http.StateIdle}, http.StateClosed},
 		{"HTTP/1 connection is hijacked", phaseHTTP1, []http.ConnState{http.StateNew, http.StateActive}, http.StateHijacked},
-		{"HTTP/2 connection registers", phaseH2Pending, []http.ConnState{http.StateNew}, http.StateActive},
+		{"HTTP/2 connection registers, then its first request", phaseH2Pending, []http.ConnState{http.StateNew, http.StateActive, http.StateIdle}, http.StateActive},
+		{"fresh HTTP/2 connection closes", phaseH2Pending, []http.ConnState{http.StateNew, http.StateActive, http.StateIdle}, http.StateClosed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, peer := net.Pipe()
 			defer c.Close()
 			defer peer.Close()
 			tr := newConnTracker()
+			tr.grace = time.Hour // a fresh HTTP/2 connection holds the drain
 			tr.expect(c)
 			tr.mu.Lock()
 			tr.phase[c] = tc.start // net.Pipe has no ALPN to set it
@@ -57,6 +59,25 @@ func TestConnTrackerDrain(t *testing.T) {
 			}
 		})
 	}
+	t.Run("fresh HTTP/2 connection past its grace", func(t *testing.T) {
+		c, peer := net.Pipe()
+		defer c.Close()
+		defer peer.Close()
+		tr := newConnTracker()
+		tr.grace = 10 * time.Millisecond
+		tr.expect(c)
+		tr.mu.Lock()
+		tr.phase[c] = phaseH2Pending
+		tr.mu.Unlock()
+		tr.track(c, http.StateActive) // registered, no request yet
+		tr.track(c, http.StateIdle)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		tr.waitHTTP1(ctx)
+		if ctx.Err() != nil {
+			t.Fatal("a connection that never sent a request held the drain to its deadline")
+		}
+	})
 	t.Run("nothing open", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()

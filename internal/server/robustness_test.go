@@ -17,6 +17,7 @@ import (
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
+	"golang.org/x/net/http2"
 )
 
 const shortTimeouts = `
@@ -213,6 +214,49 @@ upstreams = ["`+up.Addr().String()+`"]
 	}
 	if host, _, _ := net.SplitHostPort(s.src); host != "127.0.0.1" || s.src == up.Addr().String() {
 		t.Errorf("PROXY header source %q is not the client", s.src)
+	}
+}
+
+// TestReloadSparesFreshHTTP2Connection: a reload right after an HTTP/2
+// connection's handshake, before its client's first request, still serves
+// that request. The retired generation's drain used to send its GOAWAY at
+// once, closing the connection before the request; Go's client does not
+// retry a first request on it ("http2: client conn could not be
+// established"), which made TestReloadUnderLoadLosesNoRequest fail now and
+// then under load.
+func TestReloadSparesFreshHTTP2Connection(t *testing.T) {
+	ts := startServer(t, baseConfig+inspectSite)
+	cfg := &tls.Config{RootCAs: ts.roots(), ServerName: "localhost", NextProtos: []string{"h2"}}
+	tc, err := tls.Dial("tcp", ts.addr("https"), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if p := tc.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("ALPN chose %q, want h2", p)
+	}
+	cc, err := (&http2.Transport{}).NewClientConn(tc) // the preface, no request yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.srv.Reload(t.Context(), loadConfig(t, ts.dir, baseConfig+inspectSite)); err != nil {
+		t.Fatal(err)
+	}
+	// Long enough for the retired generation's drain to reach its GOAWAY
+	// had it not waited for this connection's first request (it waits up
+	// to h2FirstRequestGrace, 1 s).
+	time.Sleep(100 * time.Millisecond)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://localhost/?format=json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cc.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("the first request on a connection made just before a reload: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("status %s, want 200", resp.Status)
 	}
 }
 
