@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -352,3 +353,41 @@ func (c *stallAfterFirstRead) Read(b []byte) (int, error) {
 	close(c.first)
 	return n, err
 }
+
+// TestTrustedProxyMatches checks which peers proxy_protocol_in trusts:
+// IPv4 over IPv6 sockets and link-local balancers (whose addresses carry
+// their interface's zone) match the networks an operator writes.
+func TestTrustedProxyMatches(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("fe80::/64"), netip.MustParsePrefix("2001:db8::/48")}
+	tests := []struct {
+		name string
+		addr net.Addr
+		want bool
+	}{
+		{"IPv4 in the network", &net.TCPAddr{IP: net.ParseIP("10.0.0.7"), Port: 4000}, true},
+		{"IPv4 outside it", &net.TCPAddr{IP: net.ParseIP("10.0.1.7"), Port: 4000}, false},
+		{"IPv4-mapped, in the IPv4 network", &net.TCPAddr{IP: net.ParseIP("::ffff:10.0.0.7"), Port: 4000}, true},
+		{"link-local with its zone", &net.TCPAddr{IP: net.ParseIP("fe80::1"), Zone: "eth0", Port: 4000}, true},
+		{"link-local without a zone", &net.TCPAddr{IP: net.ParseIP("fe80::2"), Port: 4000}, true},
+		{"link-local outside the /64", &net.TCPAddr{IP: net.ParseIP("fe80:0:0:1::1"), Zone: "eth0", Port: 4000}, false},
+		{"IPv6 in the network", &net.TCPAddr{IP: net.ParseIP("2001:db8:0:5::1"), Port: 4000}, true},
+		{"QUIC peer (UDP) with a zone", &net.UDPAddr{IP: net.ParseIP("fe80::3"), Zone: "veth1", Port: 4000}, true},
+		{"another kind of address, parsed", stringAddr("[fe80::4%eth1]:4000"), true},
+		{"a unix socket", &net.UnixAddr{Name: "/run/lb.sock", Net: "unix"}, false},
+		{"an IP without a port", stringAddr("10.0.0.7"), false},
+	}
+	for _, tt := range tests {
+		if got := trustedProxy(tt.addr, trusted); got != tt.want {
+			t.Errorf("%s: trustedProxy(%v) = %v, want %v", tt.name, tt.addr, got, tt.want)
+		}
+	}
+	if trustedProxy(&net.TCPAddr{IP: net.ParseIP("10.0.0.7")}, nil) {
+		t.Error("a listener without proxy_protocol_in trusts a peer")
+	}
+}
+
+// stringAddr is a net.Addr known only by its string.
+type stringAddr string
+
+func (a stringAddr) Network() string { return "tcp" }
+func (a stringAddr) String() string  { return string(a) }
