@@ -214,16 +214,66 @@ func (l *Limiter) Accept(c net.Conn) (net.Conn, error) {
 // Admit counts a new connection from addr against the caps, as Accept
 // does, for a transport that has no net.Conn to wrap: a QUIC connection,
 // which quic-go owns (the caps count connections whatever carries them).
-// On success the caller must call release once the connection is gone;
-// extra calls do nothing. Otherwise it returns ErrTooManyConns or
-// ErrTooManyFromClient.
-func (l *Limiter) Admit(addr net.Addr) (release func(), err error) {
+// A nil addr counts in MaxConns only, for a connection whose address is
+// not proven yet (Admission.SetClient counts it later). On success the
+// caller must call Release once the connection is gone. Otherwise it
+// returns ErrTooManyConns or ErrTooManyFromClient.
+func (l *Limiter) Admit(addr net.Addr) (*Admission, error) {
 	key, keyed, err := l.admit(addr)
 	if err != nil {
 		return nil, err
 	}
-	var once sync.Once
-	return func() { once.Do(func() { l.release(key, keyed) }) }, nil
+	return &Admission{l: l, key: key, keyed: keyed}, nil
+}
+
+// Admission is a connection counted by Admit.
+type Admission struct {
+	l *Limiter
+	// Guarded by l.mu: the client the connection counts against, when
+	// keyed, and whether Release ran.
+	key      netip.Addr
+	keyed    bool
+	released bool
+}
+
+// Release frees the connection's place; calls after the first do nothing.
+func (a *Admission) Release() {
+	a.l.mu.Lock()
+	defer a.l.mu.Unlock()
+	if a.released {
+		return
+	}
+	a.released = true
+	a.l.releaseLocked(a.key, a.keyed)
+}
+
+// SetClient counts a connection admitted without an address (Admit(nil))
+// against addr's client from now on, once the address is proven: a QUIC
+// client's source address is proven by its handshake (RFC 9000 section
+// 8.1), while its first Initial's can be forged, and counting forged
+// Initials against an address would let anyone use up that address's
+// MaxConnsPerClient, over TCP too. It fails with ErrTooManyFromClient
+// (counted) when that client has MaxConnsPerClient connections already;
+// the connection then still holds its place in MaxConns until Release. An
+// admission that has a client, or was released, or a non-IP addr, is left
+// as it is.
+func (a *Admission) SetClient(addr net.Addr) error {
+	key, keyed := clientKey(addr)
+	l := a.l
+	l.mu.Lock()
+	if a.keyed || a.released || !keyed {
+		l.mu.Unlock()
+		return nil
+	}
+	if l.opts.MaxConnsPerClient > 0 && l.perClient[key] >= l.opts.MaxConnsPerClient {
+		l.mu.Unlock()
+		l.refusedClient.Add(1)
+		return ErrTooManyFromClient
+	}
+	l.perClient[key]++
+	a.key, a.keyed = key, true
+	l.mu.Unlock()
+	return nil
 }
 
 func (l *Limiter) admit(addr net.Addr) (netip.Addr, bool, error) {
@@ -251,6 +301,11 @@ func (l *Limiter) admit(addr net.Addr) (netip.Addr, bool, error) {
 func (l *Limiter) release(key netip.Addr, keyed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.releaseLocked(key, keyed)
+}
+
+// releaseLocked frees a connection's place; l.mu is held.
+func (l *Limiter) releaseLocked(key netip.Addr, keyed bool) {
 	l.conns--
 	if !keyed {
 		return

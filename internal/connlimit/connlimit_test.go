@@ -453,13 +453,61 @@ func TestAdmit(t *testing.T) {
 	if _, err := l.Admit(&net.UDPAddr{IP: net.IPv4(192, 0, 2, 3)}); !errors.Is(err, ErrTooManyConns) {
 		t.Fatalf("fourth connection: %v, want ErrTooManyConns", err)
 	}
-	r1()
-	r1()
+	r1.Release()
+	r1.Release()
 	if st := l.Stats(); st.Conns != 2 || st.RefusedPerClient != 1 || st.RefusedTotal != 1 {
 		t.Errorf("stats %+v, want 2 open, 1 refused per client, 1 in total", st)
 	}
 	if _, err := l.Admit(a); err != nil {
 		t.Errorf("a released slot is not free again: %v", err)
+	}
+}
+
+// TestAdmitUnproven: a connection admitted before its address is proven
+// (a QUIC Initial's source can be forged) counts in the total only, so
+// that forged ones cannot use up an address's per-client cap; once
+// proven it counts against its client, and is refused if that client is
+// at its cap.
+func TestAdmitUnproven(t *testing.T) {
+	l := New(Options{MaxConns: 10, MaxConnsPerClient: 2})
+	victim := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1000}
+	var forged []*Admission
+	for range 5 { // more than the per-client cap, in the victim's name
+		adm, err := l.Admit(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		forged = append(forged, adm)
+	}
+	own, err := l.Admit(&net.TCPAddr{IP: victim.IP, Port: 2000})
+	if err != nil {
+		t.Fatalf("the victim's own connection after 5 unproven ones: %v, want admitted", err)
+	}
+	if err := forged[0].SetClient(victim); err != nil {
+		t.Fatalf("first proven connection: %v", err)
+	}
+	if err := forged[1].SetClient(victim); !errors.Is(err, ErrTooManyFromClient) {
+		t.Fatalf("third connection of the client, proven: %v, want ErrTooManyFromClient", err)
+	}
+	if err := forged[0].SetClient(&net.UDPAddr{IP: net.IPv4(192, 0, 2, 9)}); err != nil {
+		t.Errorf("a second SetClient: %v, want ignored", err)
+	}
+	if st := l.Stats(); st.Conns != 6 || st.RefusedPerClient != 1 {
+		t.Errorf("stats %+v, want 6 open, 1 refused per client", st)
+	}
+	for _, adm := range forged {
+		adm.Release()
+	}
+	forged[1].SetClient(victim) // released: nothing to count
+	own.Release()
+	if _, err := l.Admit(victim); err != nil {
+		t.Fatalf("after the releases: %v", err)
+	}
+	if _, err := l.Admit(victim); err != nil {
+		t.Fatalf("after the releases, a second: %v (the proven connection's place was not freed)", err)
+	}
+	if st := l.Stats(); st.Conns != 2 {
+		t.Errorf("open %d, want 2", st.Conns)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 )
 
 // seenRequest is what the test upstream received.
@@ -359,6 +361,63 @@ func TestHandshakeCapSparesForgeableQUIC(t *testing.T) {
 	c.Close()
 	if n := ts.metricSum("pqedge_connections_refused_total", `reason="handshakes_per_client"`); n != 0 {
 		t.Errorf("per-client handshake refusals counted %v, want 0", n)
+	}
+}
+
+// TestConnCapCountsProvenQUICOnly: limits.connections_per_client counts a
+// QUIC connection against its source address only once the handshake
+// proved it. Unanswered Initials in an address's name leave its TCP
+// connections alone; a QUIC client that completes its handshake while
+// its address is at the cap is refused with H3_EXCESSIVE_LOAD and the
+// cap's message, and counted.
+func TestConnCapCountsProvenQUICOnly(t *testing.T) {
+	ts := startServer(t, h3Config+"[limits]\nconnections_per_client = 1\nhandshakes_per_client = 1\n"+inspectSite)
+	client := net.IPv4(127, 0, 0, 8)
+	forged, err := net.ListenUDP("udp", &net.UDPAddr{IP: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deaf := &quic.Transport{Conn: deafConn{forged}}
+	defer deaf.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go deaf.Dial(ctx, ts.srv.QUICAddr("https"), &tls.Config{ServerName: "localhost", NextProtos: []string{"h3"}},
+		&quic.Config{HandshakeIdleTimeout: 10 * time.Second})
+	waitFor(t, "the unanswered QUIC handshake", func() bool { return ts.metricSum("pqedge_handshakes_in_progress") == 1 })
+
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: client}, Timeout: 5 * time.Second}
+	tcp, err := tls.DialWithDialer(d, "tcp", ts.addr("https"), &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"})
+	if err != nil {
+		t.Fatalf("TCP from the address of an unanswered QUIC Initial: %v, want served", err)
+	}
+	defer tcp.Close()
+	if n := ts.metricSum("pqedge_connections_refused_total", `reason="per_client"`); n != 0 {
+		t.Fatalf("per-client refusals %v after an unproven Initial and one TCP connection, want 0", n)
+	}
+
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &quic.Transport{Conn: udp}
+	defer tr.Close()
+	conn, err := tr.Dial(ctx, ts.srv.QUICAddr("https"), &tls.Config{RootCAs: ts.roots(), ServerName: "localhost", NextProtos: []string{"h3"}},
+		&quic.Config{HandshakeIdleTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("QUIC handshake: %v", err)
+	}
+	select {
+	case <-conn.Context().Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a proven QUIC connection over the client's cap was not closed")
+	}
+	var ae *quic.ApplicationError
+	if err := context.Cause(conn.Context()); !errors.As(err, &ae) || ae.ErrorCode != quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad) ||
+		!strings.Contains(ae.ErrorMessage, "too many connections from this client address") {
+		t.Errorf("the refused QUIC client saw %v, want H3_EXCESSIVE_LOAD saying too many connections from this client address", err)
+	}
+	if n := ts.metricSum("pqedge_connections_refused_total", `reason="per_client"`); n != 1 {
+		t.Errorf("per-client refusals %v, want 1", n)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/pqedge/pqedge/internal/connlimit"
 	"github.com/pqedge/pqedge/internal/plan"
 	"github.com/pqedge/pqedge/pqtls"
 	"github.com/pqedge/pqedge/proxy"
@@ -49,7 +50,9 @@ type quicConn struct {
 	start    time.Time
 	deadline time.Time // the handshake's: start + timeouts.handshake
 
-	releaseConn func() // the connection's slot in the limiter, freed when it ends
+	// admission is the connection's place in the limiter, freed when it
+	// ends; counted against remote's client once the address is proven.
+	admission *connlimit.Admission
 
 	mu   sync.Mutex // guards slot
 	slot func()     // the handshake slot while held
@@ -93,13 +96,22 @@ func (s *Server) quicConnContext(tcpKey string, q *quicSocket) func(context.Cont
 			s.metrics.quic.refused.WithLabelValues(quicRefusedUnreadable).Inc()
 			return nil, errors.New("the first Initial cannot be opened")
 		}
-		release, err := s.limiter.Admit(ci.RemoteAddr) // counted in pqedge_connections_refused_total
+		// An Initial's source address is counted against its client
+		// (limits.connections_per_client) only when proven: by a Retry
+		// or NEW_TOKEN token now, otherwise by the handshake (handleQUIC).
+		// Forged Initials would otherwise use up another address's
+		// connections, over TCP too (RFC 9000 section 8).
+		var client net.Addr
+		if ci.AddrVerified {
+			client = ci.RemoteAddr
+		}
+		adm, err := s.limiter.Admit(client) // counted in pqedge_connections_refused_total
 		if err != nil {
 			return nil, err
 		}
 		now := time.Now()
 		qc := &quicConn{sock: q, listener: l, remote: ci.RemoteAddr, verified: ci.AddrVerified, start: now,
-			deadline: now.Add(l.gen.plan.Timeouts.Handshake), releaseConn: release}
+			deadline: now.Add(l.gen.plan.Timeouts.Handshake), admission: adm}
 		context.AfterFunc(ctx, func() { s.quicConnEnded(qc, context.Cause(ctx)) })
 		return context.WithValue(ctx, quicConnKey{}, qc), nil
 	}
@@ -226,6 +238,14 @@ func (s *Server) handleQUIC(tcpKey string, q *quicSocket, conn *quic.Conn) {
 		return
 	}
 	qc.endHandshake()
+	// The handshake proved the client's address (RFC 9000 section 8.1):
+	// from now on the connection counts against its client's cap, which
+	// refuses it when the client has its share over TCP and QUIC already.
+	if err := qc.admission.SetClient(qc.remote); err != nil {
+		q.tracker.Forget(qc.remote)
+		conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad), err.Error())
+		return
+	}
 	cs := conn.ConnectionState().TLS
 	ev := s.quicHandshakeEvent(qc, &cs, nil)
 	s.observe(ev)
@@ -255,7 +275,7 @@ func (s *Server) handleQUIC(tcpKey string, q *quicSocket, conn *quic.Conn) {
 // the handshake's event (unless it got no handshake slot: the limiter
 // counted that, as for TCP).
 func (s *Server) quicConnEnded(qc *quicConn, cause error) {
-	defer qc.releaseConn()
+	defer qc.admission.Release()
 	if !qc.ended.CompareAndSwap(false, true) {
 		return
 	}
