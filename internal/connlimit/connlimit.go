@@ -118,7 +118,10 @@ type Stats struct {
 	// MaxHandshakesPerClient slots and queue places.
 	HandshakesRefusedPerClient uint64
 	HandshakesExpired          uint64 // gave up waiting (the caller's context ended)
-	AcceptPauses               uint64 // accept loops that waited for room (WaitForRoom)
+	// HandshakesEvicted: connections closed to make room while the
+	// limiter was full, their client having sent nothing (evict.go).
+	HandshakesEvicted uint64
+	AcceptPauses      uint64 // accept loops that waited for room (WaitForRoom)
 	// AcceptPaused is the time accept loops spent waiting for room, summed
 	// over the loops, pauses still going on included.
 	AcceptPaused time.Duration
@@ -134,8 +137,11 @@ type Limiter struct {
 	mu        sync.Mutex // guards the fields below
 	conns     int
 	perClient map[netip.Addr]int
-	running   int             // handshakes holding a slot
-	waiters   []chan struct{} // FIFO of handshakes waiting for a slot
+	running   int      // handshakes holding a slot
+	waiters   []waiter // FIFO of handshakes waiting for a slot
+	// oldest and newest end the list of watched places (evict.go), in
+	// the order they were reserved.
+	oldest, newest *place
 	// pending counts the slots and queue places each client address
 	// holds (MaxHandshakesPerClient); it holds only addresses with some.
 	pending map[netip.Addr]int
@@ -152,6 +158,7 @@ type Limiter struct {
 
 	admitted, refusedTotal, refusedClient atomic.Uint64
 	queued, hsRefused, hsExpired          atomic.Uint64
+	hsEvicted                             atomic.Uint64
 	hsRefusedClient                       atomic.Uint64
 	pauses, pausedNanos                   atomic.Uint64
 }
@@ -363,6 +370,16 @@ type HandshakeTicket struct {
 	keyed  bool
 	// leftFull: this reservation took the last slot or queue place.
 	leftFull bool
+	// p is the place's entry in the watched list (evict.go), nil when
+	// the connection is not watched.
+	p *place
+}
+
+// waiter is a handshake waiting in the queue: the channel closed when a
+// slot is handed over, and its watched place if any.
+type waiter struct {
+	ch chan struct{}
+	p  *place
 }
 
 // LeftFull reports whether the reservation took the last free slot or
@@ -383,6 +400,18 @@ func (t HandshakeTicket) LeftFull() bool { return t.leftFull }
 // (WaitForRoom) instead of accepting connections that would find the
 // queue full once their goroutines ran.
 func (l *Limiter) ReserveHandshake(addr net.Addr) (HandshakeTicket, error) {
+	return l.reserve(addr, nil)
+}
+
+// ReserveWatchedHandshake is ReserveHandshake for a connection the
+// limiter may evict while it is full, if w says the client has sent
+// nothing for SilentGrace (evict.go); a ticket whose connection was
+// evicted fails its Wait with ErrEvicted.
+func (l *Limiter) ReserveWatchedHandshake(addr net.Addr, w Watcher) (HandshakeTicket, error) {
+	return l.reserve(addr, w)
+}
+
+func (l *Limiter) reserve(addr net.Addr, w Watcher) (HandshakeTicket, error) {
 	key, keyed := clientKey(addr)
 	l.mu.Lock()
 	// A full limiter refuses as full whoever asks, so that the accept
@@ -400,11 +429,18 @@ func (l *Limiter) ReserveHandshake(addr net.Addr) (HandshakeTicket, error) {
 		return HandshakeTicket{}, ErrTooManyHandshakesFromClient
 	}
 	t := HandshakeTicket{l: l, client: key, keyed: keyed}
+	if w != nil {
+		t.p = &place{since: time.Now(), w: w, client: key, keyed: keyed}
+		l.linkPlace(t.p)
+	}
 	if l.opts.MaxHandshakes <= 0 || l.running < l.opts.MaxHandshakes {
 		l.running++
 	} else {
 		t.ch = make(chan struct{})
-		l.waiters = append(l.waiters, t.ch)
+		l.waiters = append(l.waiters, waiter{ch: t.ch, p: t.p})
+		if t.p != nil {
+			t.p.queued = true
+		}
 	}
 	if keyed {
 		l.pending[key]++
@@ -443,6 +479,9 @@ func (t *HandshakeTicket) SetClient(addr net.Addr) error {
 	}
 	l.pending[key]++
 	t.client, t.keyed = key, true
+	if t.p != nil {
+		t.p.client, t.p.keyed = key, true
+	}
 	l.mu.Unlock()
 	return nil
 }
@@ -468,6 +507,9 @@ func (t HandshakeTicket) wait(ctx context.Context) (done func(), err error) {
 	}
 	select {
 	case <-t.ch:
+		if t.evicted() {
+			return nil, ErrEvicted
+		}
 		// The slot was handed over; yield, as CryptoGate.Acquire
 		// does, so that a flood's handshakes do not chain through the
 		// scheduler's runnext ahead of established connections.
@@ -475,10 +517,18 @@ func (t HandshakeTicket) wait(ctx context.Context) (done func(), err error) {
 		return t.done, nil
 	case <-ctx.Done():
 	}
-	t.giveUp()
+	if !t.giveUp() {
+		return nil, ErrEvicted
+	}
 	l.hsExpired.Add(1)
 	return nil, context.Cause(ctx)
 }
+
+// Evicted reports whether the limiter closed the ticket's connection to
+// make room, the client having sent nothing (evict.go).
+func (t HandshakeTicket) Evicted() bool { return t.evicted() }
+
+func (t HandshakeTicket) evicted() bool { return t.p != nil && t.p.evicted.Load() }
 
 // Cancel gives the ticket's place up without a handshake: the connection
 // went elsewhere before its goroutine waited (it is not counted).
@@ -491,41 +541,61 @@ func (t HandshakeTicket) Cancel() {
 }
 
 // done ends the ticket's handshake: its slot goes to the longest waiter
-// or is freed, and its client holds one place less.
+// or is freed, and its client holds one place less. After an eviction,
+// which did both, it does nothing.
 func (t HandshakeTicket) done() {
 	l := t.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.releasePending(t)
+	if !t.leave() {
+		return
+	}
 	l.handshakeDone()
 }
 
-// releasePending takes t's place off its client's count; l.mu is held.
-func (l *Limiter) releasePending(t HandshakeTicket) {
-	if !t.keyed {
+// leave takes the ticket's place off its client's count and off the
+// watched list; false when an eviction did so already. l.mu is held.
+func (t HandshakeTicket) leave() bool {
+	if t.p != nil {
+		if t.p.evicted.Load() {
+			return false
+		}
+		t.l.unlinkPlace(t.p)
+	}
+	t.l.releasePending(t.client, t.keyed)
+	return true
+}
+
+// releasePending takes a place off client's count; l.mu is held.
+func (l *Limiter) releasePending(client netip.Addr, keyed bool) {
+	if !keyed {
 		return
 	}
-	if n := l.pending[t.client] - 1; n > 0 {
-		l.pending[t.client] = n
+	if n := l.pending[client] - 1; n > 0 {
+		l.pending[client] = n
 	} else {
-		delete(l.pending, t.client)
+		delete(l.pending, client)
 	}
 }
 
-// giveUp leaves the queue, or passes on the slot handed over meanwhile.
-func (t HandshakeTicket) giveUp() {
+// giveUp leaves the queue, or passes on the slot handed over meanwhile;
+// false when the ticket's connection was evicted (nothing to give up).
+func (t HandshakeTicket) giveUp() bool {
 	l := t.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.releasePending(t)
+	if !t.leave() {
+		return false
+	}
 	for i, w := range l.waiters {
-		if w == t.ch {
+		if w.ch == t.ch {
 			l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
 			l.signalRoom()
-			return
+			return true
 		}
 	}
 	l.handshakeDone()
+	return true
 }
 
 // full: every handshake slot is taken and the queue is full; l.mu is held.
@@ -539,8 +609,9 @@ func (l *Limiter) full() bool {
 // is closed; it reports whether there is room. An accept loop calls it
 // instead of accepting connections it would only refuse: they stay in
 // the kernel, whose listen backlog refuses the rest (the server shrinks
-// it meanwhile). The waits are counted in Stats (AcceptPauses,
-// AcceptPaused).
+// it meanwhile). While it waits, watched connections whose client has
+// sent nothing for SilentGrace are evicted to make room (evict.go). The
+// waits are counted in Stats (AcceptPauses, AcceptPaused).
 func (l *Limiter) WaitForRoom(stop <-chan struct{}) bool {
 	l.mu.Lock()
 	if !l.full() {
@@ -563,11 +634,20 @@ func (l *Limiter) WaitForRoom(stop <-chan struct{}) bool {
 		l.pausedNanos.Add(uint64(time.Since(l.epoch) - start))
 		l.mu.Unlock()
 	}()
-	select {
-	case <-room:
-		return true
-	case <-stop:
-		return false
+	// Silent connections give way, now and while the loop waits
+	// (evict.go); an eviction makes room.
+	l.EvictSilent()
+	tick := time.NewTicker(evictTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-room:
+			return true
+		case <-stop:
+			return false
+		case <-tick.C:
+			l.EvictSilent()
+		}
 	}
 }
 
@@ -586,13 +666,22 @@ func (l *Limiter) signalRoom() {
 func (l *Limiter) handshakeDone() {
 	defer l.signalRoom()
 	if len(l.waiters) > 0 {
-		ch := l.waiters[0]
-		l.waiters[0] = nil
-		l.waiters = l.waiters[1:]
-		close(ch)
+		close(l.popWaiter())
 		return
 	}
 	l.running--
+}
+
+// popWaiter takes the longest waiter off the queue, its place now
+// holding a slot, and returns its channel to close; l.mu is held.
+func (l *Limiter) popWaiter() chan struct{} {
+	w := l.waiters[0]
+	l.waiters[0] = waiter{}
+	l.waiters = l.waiters[1:]
+	if w.p != nil {
+		w.p.queued = false
+	}
+	return w.ch
 }
 
 // Stats returns the current counters.
@@ -609,6 +698,7 @@ func (l *Limiter) Stats() Stats {
 	s.HandshakesRefused = l.hsRefused.Load()
 	s.HandshakesRefusedPerClient = l.hsRefusedClient.Load()
 	s.HandshakesExpired = l.hsExpired.Load()
+	s.HandshakesEvicted = l.hsEvicted.Load()
 	s.AcceptPauses = l.pauses.Load()
 	s.Crypto = l.crypto.Stats()
 	return s
@@ -646,11 +736,8 @@ func (l *Limiter) SetOptions(opts Options) {
 	defer l.mu.Unlock()
 	l.opts = opts
 	for len(l.waiters) > 0 && (opts.MaxHandshakes <= 0 || l.running < opts.MaxHandshakes) {
-		ch := l.waiters[0]
-		l.waiters[0] = nil
-		l.waiters = l.waiters[1:]
 		l.running++
-		close(ch)
+		close(l.popWaiter())
 	}
 	l.signalRoom()
 }

@@ -272,7 +272,9 @@ func (sk *socket) acceptLoop() {
 		// loop pauses (waitForRoom); a full queue refuses here, without
 		// a goroutine that would crowd Go's run queue ahead of
 		// established connections.
-		ticket, err := sk.srv.limiter.ReserveHandshake(sk.handshakeClient(c))
+		// A connection whose client sends nothing may be evicted while
+		// the limiter is full (connlimit's evict.go).
+		ticket, err := sk.srv.limiter.ReserveWatchedHandshake(sk.handshakeClient(c), newSocketWatch(lc, c))
 		if err != nil {
 			lc.Close()
 			// A full queue: another listener's loop or QUIC filled it.
@@ -284,6 +286,23 @@ func (sk *socket) acceptLoop() {
 		go sk.srv.handleConn(sk.key, lc, ticket)
 	}
 }
+
+// socketWatch is what the limiter asks of an accepted connection that
+// holds a handshake place (connlimit.Watcher): whether its client has
+// sent anything (clientSilent), and to close it.
+type socketWatch struct {
+	conn net.Conn        // the limiter's wrapper: closing it frees the connection's place
+	rc   syscall.RawConn // the socket; nil when there is none
+}
+
+// newSocketWatch watches lc, accepted on raw.
+func newSocketWatch(lc, raw net.Conn) *socketWatch {
+	return &socketWatch{conn: lc, rc: socketOf(raw)}
+}
+
+func (w *socketWatch) Silent() bool { return w.rc != nil && clientSilent(w.rc) }
+
+func (w *socketWatch) Evict() { w.conn.Close() }
 
 // handshakeClient is the address a connection's handshake slot or queue
 // place counts against (limits.handshakes_per_client): its peer's, but
@@ -428,6 +447,13 @@ func (s *Server) handleConn(key string, raw net.Conn, ticket connlimit.Handshake
 	took := time.Since(start)
 	slot()
 	conn.SetDeadline(time.Time{})
+	if err != nil && ticket.Evicted() {
+		// Closed to make room, its client having sent nothing: not a
+		// handshake, and counted by the limiter (reason "silent").
+		ec.endCrypto()
+		tc.Close()
+		return
+	}
 
 	if err == nil && tc.ConnectionState().NegotiatedProtocol == acmeALPN {
 		// A CA's TLS-ALPN-01 validation: the handshake was all of it

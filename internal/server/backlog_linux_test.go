@@ -52,8 +52,15 @@ func TestAcceptPauseLeavesExcessToTheKernel(t *testing.T) {
 		t.Fatalf("backlog before any pause %d, want %d (somaxconn)", b, listenBacklog())
 	}
 
-	// Two clients that send no ClientHello hold both slots.
+	// Two clients that send the first byte of a ClientHello and stall hold
+	// both slots (clients that sent nothing would be evicted after
+	// connlimit.SilentGrace: TestSilentConnectionsGiveWay).
 	stallers := []net.Conn{dialTimeout(t, addr), dialTimeout(t, addr)}
+	for _, c := range stallers {
+		if _, err := c.Write([]byte{0x16}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// The accept loop reserved their slots before their goroutines ran,
 	// so it pauses at once, without accepting another connection.
 	waitFor(t, "the accept loop to pause", func() bool { return ts.srv.limiter.Stats().AcceptPauses == 1 })

@@ -114,7 +114,7 @@ func newLimiterCollector(l *connlimit.Limiter) *limiterCollector {
 		open:        prometheus.NewDesc("pqedge_connections_open", "Client connections open now (limits.connections caps them).", nil, nil),
 		handshaking: prometheus.NewDesc("pqedge_handshakes_in_progress", "TLS handshakes holding a slot now (limits.handshakes caps them).", nil, nil),
 		waiting:     prometheus.NewDesc("pqedge_handshakes_waiting", "Connections waiting for a handshake slot now (limits.handshake_queue caps them).", nil, nil),
-		refus: prometheus.NewDesc("pqedge_connections_refused_total", "Connections closed before any cryptography by the limits: connections (total cap), per_client, handshake_queue (queue full), handshakes_per_client (the client address holds limits.handshakes_per_client handshake slots and queue places), handshake_wait (the handshake deadline passed in the queue).",
+		refus: prometheus.NewDesc("pqedge_connections_refused_total", "Connections closed before any cryptography by the limits: connections (total cap), per_client, handshake_queue (queue full), handshakes_per_client (the client address holds limits.handshakes_per_client handshake slots and queue places), handshake_wait (the handshake deadline passed in the queue), silent (evicted to make room while every handshake place was taken: the client had sent nothing for a second).",
 			[]string{"reason"}, nil),
 		cryptoWaiting: prometheus.NewDesc("pqedge_handshakes_crypto_waiting", "Handshakes that read their ClientHello and wait for a crypto slot now (GOMAXPROCS handshakes do their key exchange and signature at once).", nil, nil),
 		cryptoQueued:  prometheus.NewDesc("pqedge_handshakes_crypto_queued_total", "Handshakes that found every crypto slot taken and waited for one.", nil, nil),
@@ -151,7 +151,7 @@ func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.paused, prometheus.CounterValue, st.AcceptPaused.Seconds())
 	for reason, n := range map[string]uint64{"connections": st.RefusedTotal, "per_client": st.RefusedPerClient,
 		"handshake_queue": st.HandshakesRefused, "handshakes_per_client": st.HandshakesRefusedPerClient,
-		"handshake_wait": st.HandshakesExpired} {
+		"handshake_wait": st.HandshakesExpired, "silent": st.HandshakesEvicted} {
 		ch <- prometheus.MustNewConstMetric(c.refus, prometheus.CounterValue, float64(n), reason)
 	}
 }

@@ -26,6 +26,20 @@ func peerGone(rc syscall.RawConn) bool {
 	return state == tcpClose || state == tcpCloseWait
 }
 
+// clientSilent reports whether the client of a TCP connection has sent
+// nothing at all: no byte received by the kernel (tcpi_bytes_received,
+// Linux 4.1), read by pqedge or not. A socket it cannot ask counts as not
+// silent, so that it is never evicted for it (connlimit.Watcher).
+func clientSilent(rc syscall.RawConn) bool {
+	silent := false
+	rc.Control(func(fd uintptr) {
+		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			silent = info.Bytes_received == 0
+		}
+	})
+	return silent
+}
+
 // TCP states of include/net/tcp_states.h, as TCPInfo.State gives them.
 const (
 	tcpClose     = 7 // TCP_CLOSE: reset (or never connected)

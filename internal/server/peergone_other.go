@@ -7,3 +7,7 @@ import "syscall"
 // peerGone does not know elsewhere: every handshake goes on to its
 // cryptography, as it would without the check.
 func peerGone(syscall.RawConn) bool { return false }
+
+// clientSilent does not know elsewhere: no connection is evicted as
+// silent (connlimit.Watcher).
+func clientSilent(syscall.RawConn) bool { return false }
