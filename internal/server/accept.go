@@ -283,7 +283,7 @@ func (sk *socket) acceptLoop() {
 			continue
 		}
 		full = ticket.LeftFull()
-		go sk.srv.handleConn(sk.key, lc, ticket)
+		go sk.srv.handleConn(sk, lc, ticket)
 	}
 }
 
@@ -311,7 +311,7 @@ func (w *socketWatch) Evict() { w.conn.Close() }
 // known only once the header is read, after the reservation.
 func (sk *socket) handshakeClient(c net.Conn) net.Addr {
 	if g := sk.srv.current.Load(); g != nil {
-		if l := g.listeners[sk.key]; l != nil && trustedProxy(c.RemoteAddr(), l.ProxyIn) {
+		if l := g.bySocket[sk]; l != nil && trustedProxy(c.RemoteAddr(), l.ProxyIn) {
 			return nil
 		}
 	}
@@ -384,11 +384,11 @@ const acceptBurst = 16
 // handleConn is one accepted connection: handshake, record, hand-off.
 // ticket is its place in the limiter (a handshake slot or a place in the
 // queue), taken by the accept loop.
-func (s *Server) handleConn(key string, raw net.Conn, ticket connlimit.HandshakeTicket) {
+func (s *Server) handleConn(sk *socket, raw net.Conn, ticket connlimit.HandshakeTicket) {
 	g := s.current.Load()
 	var l *listenerRuntime
 	if g != nil {
-		l = g.listeners[key]
+		l = g.bySocket[sk]
 	}
 	if l == nil {
 		// The socket belongs to a config still obtaining its ACME
@@ -476,7 +476,7 @@ func (s *Server) handleConn(key string, raw net.Conn, ticket connlimit.Handshake
 	}
 	hello, _ := ec.Release()
 	ec.info = newConnInfo(ev, hello, ec.cert, conn.RemoteAddr())
-	s.handOff(key, tc, ec.info)
+	s.handOff(sk, tc, ec.info)
 }
 
 // newConnInfo is what a connection keeps of its handshake for its life,
@@ -536,10 +536,10 @@ func (e *unknownNameError) Error() string {
 // handOff gives a handshaken connection to the current generation's
 // listener for its socket. A generation retired between the handshake and
 // the hand-off takes no connection; the one current by then does.
-func (s *Server) handOff(key string, tc *tls.Conn, ci *connInfo) {
+func (s *Server) handOff(sk *socket, tc *tls.Conn, ci *connInfo) {
 	for range 3 {
 		g := s.current.Load()
-		l := g.listeners[key]
+		l := g.bySocket[sk]
 		if l == nil {
 			break // a reload removed the listener meanwhile
 		}

@@ -112,9 +112,9 @@ type acmeState struct {
 type acmeGen struct {
 	state *acmeState
 	sites []*acmeSite // certs = "acme" sites, in config order
-	// plain maps the address of each HTTP-01 listener to the https port
+	// plain maps the socket of each HTTP-01 listener to the https port
 	// its redirects point to.
-	plain map[string]int
+	plain map[*socket]int
 	// created are the entries made for this generation; they are closed if
 	// it never becomes current.
 	created []*acmeEntry
@@ -172,11 +172,11 @@ func (sk *socket) servePlain() {
 
 // plainHandler answers HTTP-01 challenges and redirects every other request
 // to https on the port of the current config's ACME site.
-func (s *Server) plainHandler(addr string) http.Handler {
+func (s *Server) plainHandler(sk *socket) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		port := 443
-		if gen := s.current.Load(); gen != nil && gen.acme != nil && gen.acme.plain[addr] != 0 {
-			port = gen.acme.plain[addr]
+		if gen := s.current.Load(); gen != nil && gen.acme != nil && gen.acme.plain[sk] != 0 {
+			port = gen.acme.plain[sk]
 		}
 		var h http.Handler = acme.RedirectToHTTPS(port)
 		// Any Manager answers challenges of any other in the process
@@ -194,12 +194,12 @@ func (s *Server) plainHandler(addr string) http.Handler {
 // config still lists. It makes Managers but orders nothing.
 func (t *txn) prepareManagers() error {
 	st := t.s.acme
-	ag := &acmeGen{state: st, plain: map[string]int{}}
+	ag := &acmeGen{state: st, plain: map[*socket]int{}}
 	t.acme = ag
 	keys := make([]acmeKey, len(t.plan.ACME))
 	want := map[acmeKey][]string{} // every name each key's Manager will manage
 	for i, ps := range t.plan.ACME {
-		k, err := st.keyFor(t.plan.Config, ps, t.s.sockets.port(ps.HTTPS, t.opened))
+		k, err := st.keyFor(t.plan.Config, ps, t.bound.port(ps.HTTPS))
 		if err != nil {
 			return fmt.Errorf("site %q: %w", ps.Site.Name, err)
 		}
@@ -222,8 +222,8 @@ func (t *txn) prepareManagers() error {
 		}
 		chosen[k] = e
 		ag.sites = append(ag.sites, &acmeSite{ACMESite: ps, entry: e})
-		if ps.Plain != "" && ag.plain[ps.Plain] == 0 {
-			ag.plain[ps.Plain] = t.s.sockets.port(ps.HTTPS, t.opened)
+		if sk := t.bound.socket(ps.Plain); sk != nil && ag.plain[sk] == 0 {
+			ag.plain[sk] = t.bound.port(ps.HTTPS)
 		}
 	}
 	st.mu.Lock()
@@ -246,7 +246,7 @@ func (t *txn) obtain() error {
 	if len(ag.sites) == 0 {
 		return nil
 	}
-	for _, sk := range t.opened {
+	for _, sk := range t.bound.opened {
 		sk.start()
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, acmeManageTimeout)

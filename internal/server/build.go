@@ -22,7 +22,7 @@ import (
 func (t *txn) buildGeneration() (err error) {
 	s, p := t.s, t.plan
 	g := &generation{plan: p, srv: s, log: s.log, sites: map[string]*siteRuntime{}, listeners: map[string]*listenerRuntime{},
-		pools: map[string]*proxy.Pool{}, acme: t.acme}
+		bySocket: map[*socket]*listenerRuntime{}, pools: map[string]*proxy.Pool{}, acme: t.acme}
 	defer func() {
 		if err != nil {
 			g.closePools()
@@ -84,6 +84,11 @@ func (t *txn) buildGeneration() (err error) {
 			return err
 		}
 		g.listeners[pl.SocketKey] = l
+		for _, key := range []string{pl.SocketKey, pl.QUICKey} {
+			if sk := t.bound.socket(key); sk != nil {
+				g.bySocket[sk] = l
+			}
+		}
 	}
 	t.gen = g
 	return nil
@@ -151,7 +156,7 @@ func (t *txn) newListener(g *generation, pl *plan.Listener) (*listenerRuntime, e
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	if pl.QUICKey != "" {
-		l.quic = t.newQUICListener(l, s.sockets.port(pl.QUICKey, t.opened))
+		l.quic = t.newQUICListener(l, t.bound.port(pl.QUICKey))
 	}
 	return l, nil
 }
@@ -196,7 +201,7 @@ func (t *txn) compatPage() *pages.Compat {
 	for _, combo := range c.Combinations {
 		page.Combinations = append(page.Combinations, pages.CompatEntry{
 			Listener: combo.Listener.Name, Group: combo.GroupName, Cert: string(combo.Cert),
-			PQGroup: combo.PQGroup, PQCert: combo.PQCert, Port: t.s.sockets.port(combo.Listener.SocketKey, t.opened),
+			PQGroup: combo.PQGroup, PQCert: combo.PQCert, Port: t.bound.port(combo.Listener.SocketKey),
 		})
 	}
 	return page

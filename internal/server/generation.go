@@ -28,9 +28,14 @@ type generation struct {
 
 	sites     map[string]*siteRuntime     // by name
 	listeners map[string]*listenerRuntime // by socket key
-	pools     map[string]*proxy.Pool
-	proxies   []*proxy.HTTPProxy // one per site and pool, to close idle upstream connections
-	acme      *acmeGen           // nil without ACME sites
+	// bySocket is the listener each socket of the plan (TCP, and UDP for
+	// HTTP/3) serves: how an accept loop finds its listener, since a
+	// reload may name a socket under another key (socketSet.open).
+	bySocket map[*socket]*listenerRuntime
+
+	pools   map[string]*proxy.Pool
+	proxies []*proxy.HTTPProxy // one per site and pool, to close idle upstream connections
+	acme    *acmeGen           // nil without ACME sites
 
 	// handoff orders hand-offs against retirement: a hand-off holds the
 	// read lock while it gives a connection to this generation, retire

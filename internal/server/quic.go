@@ -59,9 +59,9 @@ type quicSocket struct {
 }
 
 // openQUIC binds the UDP socket of an https listener at host:port (the
-// port of its TCP socket) and starts its QUIC transport. tcpKey is the
-// listener's TCP socket key, by which each connection finds the listener
-// of the current generation.
+// port of its TCP socket) and starts its QUIC transport. Each connection
+// finds the listener of the current generation by the socket
+// (generation.bySocket).
 func (ss *socketSet) openQUIC(ctx context.Context, w socketWant, port int) (*socket, error) {
 	s := ss.srv
 	host, _, err := net.SplitHostPort(plan.BindAddress(w.key))
@@ -75,10 +75,10 @@ func (ss *socketSet) openQUIC(ctx context.Context, w socketWant, port int) (*soc
 		return nil, fmt.Errorf("failed to listen on UDP %s for %s (http3): %w", addr, w.what, err)
 	}
 	q := &quicSocket{udp: pc.(*net.UDPConn), tracker: &quichello.Tracker{}}
-	tcpKey := w.key[len(plan.QUICKeyPrefix):]
+	sk := &socket{key: w.key, srv: s, done: make(chan struct{}), reusePort: w.reusePort, quic: q}
 	q.transport = &quic.Transport{
 		Conn:        quichello.NewPacketConn(q.udp, q.tracker),
-		ConnContext: s.quicConnContext(tcpKey, q),
+		ConnContext: s.quicConnContext(sk),
 		// Under a handshake flood (handshakes already queue for a slot),
 		// a new client must first prove its address with a Retry (RFC
 		// 9000 Section 8.1.2): a spoofed source then costs one stateless
@@ -89,13 +89,13 @@ func (ss *socketSet) openQUIC(ctx context.Context, w socketWant, port int) (*soc
 	// Every connection starts from this config; its site's config comes
 	// from the ClientHello (quicConfigForClient).
 	base := &tls.Config{GetConfigForClient: s.quicConfigForClient, NextProtos: []string{http3.NextProtoH3}}
-	q.ln, err = q.transport.Listen(base, &quic.Config{GetConfigForClient: s.quicConfigFor(tcpKey)})
+	q.ln, err = q.transport.Listen(base, &quic.Config{GetConfigForClient: s.quicConfigFor(sk)})
 	if err != nil {
 		q.transport.Close()
 		q.udp.Close()
 		return nil, fmt.Errorf("failed to start QUIC on %s for %s: %w", addr, w.what, err)
 	}
-	return &socket{key: w.key, srv: s, done: make(chan struct{}), reusePort: w.reusePort, quic: q}, nil
+	return sk, nil
 }
 
 // serveQUIC accepts handshaken QUIC connections until the socket closes.
@@ -103,13 +103,12 @@ func (ss *socketSet) openQUIC(ctx context.Context, w socketWant, port int) (*soc
 // loop only takes them from its queue.
 func (sk *socket) serveQUIC() {
 	defer close(sk.done)
-	tcpKey := sk.key[len(plan.QUICKeyPrefix):]
 	for {
 		conn, err := sk.quic.ln.Accept(context.Background())
 		if err != nil {
 			return // the listener was closed
 		}
-		go sk.srv.handleQUIC(tcpKey, sk.quic, conn)
+		go sk.srv.handleQUIC(sk, conn)
 	}
 }
 
@@ -136,10 +135,10 @@ func (s *Server) QUICAddr(name string) net.Addr {
 // quicConfigFor is the quic.Config of each new connection on a socket:
 // the current generation's (timeouts change with reloads), or the
 // defaults when the listener is gone (its ConnContext refuses it anyway).
-func (s *Server) quicConfigFor(tcpKey string) func(*quic.ClientInfo) (*quic.Config, error) {
+func (s *Server) quicConfigFor(sk *socket) func(*quic.ClientInfo) (*quic.Config, error) {
 	return func(*quic.ClientInfo) (*quic.Config, error) {
 		if g := s.current.Load(); g != nil {
-			if l := g.listeners[tcpKey]; l != nil && l.quic != nil {
+			if l := g.bySocket[sk]; l != nil && l.quic != nil {
 				return l.quic.conf, nil
 			}
 		}

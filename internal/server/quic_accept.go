@@ -81,11 +81,12 @@ var errNoQUICListener = errors.New("no listener serves HTTP/3 on this address no
 // packet-handling goroutine when an Initial opens a new connection, before
 // quic-go has decrypted anything. What it refuses costs quic-go one
 // CONNECTION_REFUSED packet.
-func (s *Server) quicConnContext(tcpKey string, q *quicSocket) func(context.Context, *quic.ClientInfo) (context.Context, error) {
+func (s *Server) quicConnContext(sk *socket) func(context.Context, *quic.ClientInfo) (context.Context, error) {
+	q := sk.quic
 	return func(ctx context.Context, ci *quic.ClientInfo) (context.Context, error) {
 		var l *listenerRuntime
 		if g := s.current.Load(); g != nil {
-			l = g.listeners[tcpKey]
+			l = g.bySocket[sk]
 		}
 		if l == nil || l.quic == nil {
 			s.metrics.quic.refused.WithLabelValues(quicRefusedNoListener).Inc()
@@ -230,7 +231,8 @@ func (qc *quicConn) recordingCertificate(cert *tls.Certificate) (*tls.Certificat
 
 // handleQUIC is one connection whose handshake completed: its event, then
 // the hand-off to the current generation's HTTP/3 server.
-func (s *Server) handleQUIC(tcpKey string, q *quicSocket, conn *quic.Conn) {
+func (s *Server) handleQUIC(sk *socket, conn *quic.Conn) {
+	q := sk.quic
 	qc := quicConnFrom(conn.Context())
 	if qc == nil || !qc.ended.CompareAndSwap(false, true) {
 		// Not ours, or it ended (and was recorded) while queued.
@@ -259,7 +261,7 @@ func (s *Server) handleQUIC(tcpKey string, q *quicSocket, conn *quic.Conn) {
 	qc.info = newConnInfo(ev, qc.hello, qc.cert, qc.remote)
 	for range 3 {
 		g := s.current.Load()
-		l := g.listeners[tcpKey]
+		l := g.bySocket[sk]
 		if l == nil || l.quic == nil {
 			break // a reload removed the listener, or its HTTP/3, meanwhile
 		}

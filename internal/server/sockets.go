@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,11 +20,15 @@ import (
 
 // socketSet is the server's listening sockets, keyed by the listener's
 // socket key (plan.Listener.SocketKey, or an HTTP-01 listener's address).
-// It outlives generations: a transaction opens the sockets its plan needs
-// and that are not open yet (open), and on commit the set starts them and
-// closes the ones the plan no longer names (commit). A socket whose address
-// stays is never closed by a reload, so no connection is refused; its
-// accept loop hands each connection to whatever generation is current.
+// It outlives generations: a transaction binds each socket key of its plan
+// to a socket (open): the one the set holds under that key, else one the
+// set holds bound to exactly the address the key names (adoptable: the
+// kernel's port of a port-0 listener, now written in the config), else a
+// new one; on commit the set starts the new ones and closes those no key
+// names any more (commit). A socket whose address stays is never closed by
+// a reload, so no connection is refused; its accept loop hands each
+// connection to the listener that the current generation serves on it
+// (generation.bySocket).
 //
 // Transactions are serialised by Server.txnMu; mu guards the map against
 // the readers (ListenerAddr, Shutdown).
@@ -45,8 +52,10 @@ type socketSet struct {
 }
 
 // socket is one listening socket: TCP (ln) or, for HTTP/3, UDP (quic).
+// Generations find their listener by the socket itself (bySocket), not by
+// key: a reload may name it under another key (adoptable).
 type socket struct {
-	key  string // socket key; the bind address is what precedes "#"
+	key  string // the socket key it was opened under, for logs; the bind address is what precedes "#"
 	ln   net.Listener
 	quic *quicSocket // instead of ln on a QUICKey
 	srv  *Server
@@ -106,23 +115,64 @@ type socketWant struct {
 	reusePort bool
 }
 
-// open binds the wanted sockets that are not bound yet and returns them,
-// not accepting yet; on error it closes the ones it opened. Called from a
-// transaction's prepare, without the server lock.
-func (ss *socketSet) open(ctx context.Context, want []socketWant) ([]*socket, error) {
+// socketBinding is where a transaction's plan listens: a socket for each
+// of its socket keys.
+type socketBinding struct {
+	byKey  map[string]*socket // every wanted key: kept, adopted or opened
+	opened []*socket          // bound by this transaction, not in the set yet
+	// adopted are the wanted keys whose socket the set holds under
+	// another key (for the commit's log).
+	adopted []string
+}
+
+// socket returns the socket bound to a wanted key, or nil.
+func (b *socketBinding) socket(key string) *socket {
+	if b == nil {
+		return nil
+	}
+	return b.byKey[key]
+}
+
+// port returns the bound port of a wanted key's socket, TCP or UDP; 0 if
+// the key is not wanted.
+func (b *socketBinding) port(key string) int {
+	sk := b.socket(key)
+	if sk == nil {
+		return 0
+	}
+	switch a := sk.addr().(type) {
+	case *net.TCPAddr:
+		return a.Port
+	case *net.UDPAddr:
+		return a.Port
+	}
+	return 0
+}
+
+// open binds each wanted socket key to a socket: the set's under that key,
+// else the set's that adoptable finds, else a new one, not accepting yet.
+// On error it closes the ones it opened. Called from a transaction's
+// prepare, without the server lock.
+func (ss *socketSet) open(ctx context.Context, want []socketWant) (*socketBinding, error) {
 	ss.mu.Lock()
 	closed := ss.closed
-	have := map[string]bool{}
-	for k := range ss.byKey {
-		have[k] = true
-	}
+	have := maps.Clone(ss.byKey)
 	ss.mu.Unlock()
 	if closed {
 		return nil, errStopping
 	}
-	var opened []*socket
-	fail := func(err error) ([]*socket, error) {
-		for _, sk := range opened {
+	b := &socketBinding{byKey: map[string]*socket{}}
+	// A socket whose key the plan names again is that key's, whatever
+	// else could match its address.
+	claimed := map[*socket]bool{}
+	for _, w := range want {
+		if sk, ok := have[w.key]; ok {
+			b.byKey[w.key] = sk
+			claimed[sk] = true
+		}
+	}
+	fail := func(err error) (*socketBinding, error) {
+		for _, sk := range b.opened {
 			sk.close()
 		}
 		return nil, err
@@ -130,23 +180,97 @@ func (ss *socketSet) open(ctx context.Context, want []socketWant) ([]*socket, er
 	wants := map[string]socketWant{}
 	for _, w := range want {
 		wants[w.key] = w
-		if have[w.key] {
+		if sk := b.byKey[w.key]; sk != nil {
+			ss.warnKeptReusePort(w, sk)
+			continue
+		}
+		if sk := adoptable(have, claimed, w); sk != nil {
+			ss.warnKeptReusePort(w, sk)
+			b.byKey[w.key] = sk
+			b.adopted = append(b.adopted, w.key)
+			claimed[sk] = true
 			continue
 		}
 		var sk *socket
 		var err error
 		if strings.HasPrefix(w.key, plan.QUICKeyPrefix) {
-			sk, err = ss.openUDP(ctx, w, wants, opened)
+			sk, err = ss.openUDP(ctx, w, wants, b)
 		} else {
 			sk, err = ss.openTCP(ctx, w)
 		}
 		if err != nil {
 			return fail(err)
 		}
-		opened = append(opened, sk)
-		have[w.key] = true
+		b.opened = append(b.opened, sk)
+		b.byKey[w.key] = sk
 	}
-	return opened, nil
+	return b, nil
+}
+
+// adoptable returns the socket of have, not claimed by another key, that a
+// wanted key no socket is held under can take over: of the same kind (TCP
+// or UDP; TLS or HTTP-01) and bound to exactly the address w names
+// (bindsTo). So a listener configured with port 0 whose config then names
+// the port the kernel chose ("127.0.0.1:0" became "127.0.0.1:40091"), or
+// an address written another way ("0.0.0.0:443" became "[::]:443"), keeps
+// its socket and its connections instead of failing to bind a port its
+// own socket holds (EADDRINUSE), and a reload that swaps two such
+// listeners' ports swaps their sockets. A wanted port 0 matches nothing:
+// it asks for a new port.
+func adoptable(have map[string]*socket, claimed map[*socket]bool, w socketWant) *socket {
+	udp := strings.HasPrefix(w.key, plan.QUICKeyPrefix)
+	// In key order, so that the choice does not depend on map order
+	// (two reuse_port sockets may share an address).
+	for _, key := range slices.Sorted(maps.Keys(have)) {
+		sk := have[key]
+		if claimed[sk] || (sk.quic != nil) != udp || (sk.plain != nil) != w.plain {
+			continue
+		}
+		if bindsTo(plan.BindAddress(w.key), sk.addr()) {
+			return sk
+		}
+	}
+	return nil
+}
+
+// bindsTo reports whether listening on address ("host:port" as configured)
+// would bind exactly bound, a socket's bound address. The host must be an
+// IP address (a name is resolved only when bound, so it never matches) or
+// empty. Go binds an empty host, 0.0.0.0 and :: alike, as one dual-stack
+// socket reported as [::] (net's favoriteAddrFamily for "tcp" and "udp"),
+// and an IPv4-mapped address as IPv4: the comparison does the same.
+func bindsTo(address string, bound net.Addr) bool {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return false
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return false
+	}
+	var b netip.AddrPort
+	switch a := bound.(type) {
+	case *net.TCPAddr:
+		b = a.AddrPort()
+	case *net.UDPAddr:
+		b = a.AddrPort()
+	default:
+		return false
+	}
+	if b.Port() != uint16(p) {
+		return false
+	}
+	want := netip.IPv6Unspecified()
+	if host != "" {
+		if want, err = netip.ParseAddr(host); err != nil {
+			return false
+		}
+	}
+	want, have := want.Unmap(), b.Addr().Unmap()
+	if want.IsUnspecified() {
+		return have.IsUnspecified()
+	}
+	return want == have
 }
 
 // openTCP binds one wanted TCP socket.
@@ -160,7 +284,7 @@ func (ss *socketSet) openTCP(ctx context.Context, w socketWant) (*socket, error)
 	sk := &socket{key: w.key, ln: ln, srv: ss.srv, done: make(chan struct{}), reusePort: w.reusePort, stopped: make(chan struct{})}
 	if w.plain {
 		sk.plain = &http.Server{
-			Handler:           ss.srv.plainHandler(w.key),
+			Handler:           ss.srv.plainHandler(sk),
 			ReadHeaderTimeout: plainReadHeader,
 			IdleTimeout:       plainIdle,
 			ErrorLog:          slog.NewLogLogger(ss.srv.log.Handler(), slog.LevelDebug),
@@ -170,18 +294,17 @@ func (ss *socketSet) openTCP(ctx context.Context, w socketWant) (*socket, error)
 }
 
 // openUDP binds the UDP socket of an HTTP/3 listener on the port of its
-// TCP socket, wanted before it. A TCP socket on "any free port" that this
+// TCP socket, bound before it. A TCP socket on "any free port" that this
 // transaction opened is moved when the UDP port of the same number is
 // taken, a few times: the kernel picks free TCP ports, not pairs.
-func (ss *socketSet) openUDP(ctx context.Context, w socketWant, wants map[string]socketWant, opened []*socket) (*socket, error) {
+func (ss *socketSet) openUDP(ctx context.Context, w socketWant, wants map[string]socketWant, b *socketBinding) (*socket, error) {
 	tcpKey := strings.TrimPrefix(w.key, plan.QUICKeyPrefix)
 	for try := 0; ; try++ {
-		port := ss.port(tcpKey, opened)
-		sk, err := ss.openQUIC(ctx, w, port)
+		sk, err := ss.openQUIC(ctx, w, b.port(tcpKey))
 		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || try == 8 {
 			return sk, err
 		}
-		i := slices.IndexFunc(opened, func(sk *socket) bool { return sk.key == tcpKey })
+		i := slices.Index(b.opened, b.socket(tcpKey))
 		_, confPort, _ := net.SplitHostPort(plan.BindAddress(tcpKey))
 		if i < 0 || confPort != "0" {
 			return nil, err
@@ -190,28 +313,33 @@ func (ss *socketSet) openUDP(ctx context.Context, w socketWant, wants map[string
 		if terr != nil {
 			return nil, terr
 		}
-		opened[i].close()
-		opened[i] = tcp
+		b.opened[i].close()
+		b.opened[i] = tcp
+		b.byKey[tcpKey] = tcp
 	}
 }
 
-// commit registers opened, starts them, and closes the sockets whose keys
-// are not in keep. Connections those sockets accepted finish in the
-// generation that took them. Called under the server lock.
-func (ss *socketSet) commit(opened []*socket, keep []string) {
+// commit makes b the set's sockets: it registers each key's socket,
+// starts the opened ones, and stops accepting on those no key names any
+// more. Connections those sockets accepted finish in the generation that
+// took them. Called under the server lock.
+func (ss *socketSet) commit(b *socketBinding) {
 	ss.mu.Lock()
-	for _, sk := range opened {
-		ss.byKey[sk.key] = sk
+	old := ss.byKey
+	ss.byKey = maps.Clone(b.byKey)
+	kept := map[*socket]bool{}
+	for _, sk := range b.byKey {
+		kept[sk] = true
 	}
 	var drop []*socket
-	for key, sk := range ss.byKey {
-		if !slices.Contains(keep, key) {
+	for _, sk := range old {
+		if !kept[sk] {
+			kept[sk] = true // once, even if it was under two keys
 			drop = append(drop, sk)
-			delete(ss.byKey, key)
 		}
 	}
 	ss.mu.Unlock()
-	for _, sk := range opened {
+	for _, sk := range b.opened {
 		sk.start()
 	}
 	ss.stopAccepting(drop)
@@ -219,7 +347,11 @@ func (ss *socketSet) commit(opened []*socket, keep []string) {
 
 // abort closes sockets a transaction opened and will not commit, and waits
 // for the accept loops it started.
-func (ss *socketSet) abort(opened []*socket) {
+func (ss *socketSet) abort(b *socketBinding) {
+	if b == nil {
+		return
+	}
+	opened := b.opened
 	for _, sk := range opened {
 		sk.close()
 	}
@@ -267,28 +399,6 @@ func (ss *socketSet) addr(key string) net.Addr {
 	return nil
 }
 
-// port returns the bound port of a socket key, TCP or UDP, looking at
-// opened first (a transaction's new sockets are not in the set before
-// commit); 0 if unknown.
-func (ss *socketSet) port(key string, opened []*socket) int {
-	var a net.Addr
-	for _, sk := range opened {
-		if sk.key == key {
-			a = sk.addr()
-		}
-	}
-	if a == nil {
-		a = ss.addr(key)
-	}
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		return a.Port
-	case *net.UDPAddr:
-		return a.Port
-	}
-	return 0
-}
-
 // close closes a socket that served nothing yet, or whose connections are
 // gone: a TCP listener, or a UDP socket with its QUIC transport.
 func (sk *socket) close() {
@@ -320,10 +430,8 @@ func (ss *socketSet) stopAccepting(socks []*socket) {
 func (ss *socketSet) closeUnused(live []*generation) {
 	inUse := func(sk *socket) bool {
 		for _, g := range live {
-			for _, l := range g.listeners {
-				if l.quic != nil && l.QUICKey == sk.key {
-					return true
-				}
+			if l := g.bySocket[sk]; l != nil && l.quic != nil {
+				return true
 			}
 		}
 		return false

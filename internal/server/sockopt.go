@@ -41,17 +41,14 @@ func chainControl(fns ...func(network, address string, c syscall.RawConn) error)
 	}
 }
 
-// warnKeptReusePort logs the listeners whose reuse_port a reload changed
-// on an address that stays open: a socket's options are set when it is
-// opened, and a reload never closes a socket whose address stays (no
-// connection may be refused), so the change waits for a restart.
-func (ss *socketSet) warnKeptReusePort(want []socketWant) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	for _, w := range want {
-		if sk, ok := ss.byKey[w.key]; ok && sk.reusePort != w.reusePort {
-			ss.srv.log.Warn("reuse_port changed on an address that stays open; it applies when pqedge restarts",
-				"socket", w.what, "address", plan.BindAddress(w.key), "reuse_port", w.reusePort)
-		}
+// warnKeptReusePort logs a listener whose reuse_port a reload changed on
+// a socket that stays open (its address stays, or it is adopted): a
+// socket's options are set when it is opened, and a reload never closes a
+// socket whose address stays (no connection may be refused), so the change
+// waits for a restart.
+func (ss *socketSet) warnKeptReusePort(w socketWant, sk *socket) {
+	if sk.reusePort != w.reusePort {
+		ss.srv.log.Warn("reuse_port changed on an address that stays open; it applies when pqedge restarts",
+			"socket", w.what, "address", plan.BindAddress(w.key), "reuse_port", w.reusePort)
 	}
 }

@@ -17,12 +17,14 @@ type txn struct {
 	ctx context.Context // canceled by Shutdown
 	cfg *config.Config
 
-	plan   *plan.Plan
-	certs  *certBatch
-	opened []*socket // sockets bound for this config, not yet in the set
-	acme   *acmeGen
-	gen    *generation
-	admin  *adminListener // a new admin listener when the address changed
+	plan  *plan.Plan
+	certs *certBatch
+	// bound is the socket of each socket key of the plan; the ones it
+	// opened are not in the set yet.
+	bound *socketBinding
+	acme  *acmeGen
+	gen   *generation
+	admin *adminListener // a new admin listener when the address changed
 	// adminMoved is set when the admin address changes (admin may then be
 	// nil: the new config has none).
 	adminMoved bool
@@ -117,8 +119,7 @@ func (t *txn) openSockets() (err error) {
 			want = append(want, socketWant{key: a.Plain, what: fmt.Sprintf("the HTTP-01 challenges of site %q (acme.http_port)", a.Site.Name), plain: true})
 		}
 	}
-	t.s.sockets.warnKeptReusePort(want)
-	t.opened, err = t.s.sockets.open(t.ctx, want)
+	t.bound, err = t.s.sockets.open(t.ctx, want)
 	return err
 }
 
@@ -135,9 +136,9 @@ func (t *txn) commit() error {
 	t.gen.start()
 	s.current.Store(t.gen)
 	s.live = append([]*generation{t.gen}, s.live...)
-	s.sockets.commit(t.opened, t.plan.SocketKeys())
-	opened := t.opened
-	t.opened = nil // the set owns them now
+	s.sockets.commit(t.bound)
+	bound := t.bound
+	t.bound = nil // the set owns them now
 	s.acme.commit(t.acme)
 	t.acme = nil
 	s.certs.commit(t.certs, s.now())
@@ -158,8 +159,13 @@ func (t *txn) commit() error {
 	s.syncUpstreamMetrics()
 	t.commitAnycast()
 	s.refreshACMEExpiry(t.gen)
-	for _, sk := range opened {
+	for _, sk := range bound.opened {
 		s.log.Info("listening", "address", sk.addr().String(), "network", sk.addr().Network(), "configured", plan.BindAddress(sk.key))
+	}
+	for _, key := range bound.adopted {
+		sk := bound.byKey[key]
+		s.log.Info("listening on the socket kept from the previous config", "address", sk.addr().String(), "network", sk.addr().Network(),
+			"configured", plan.BindAddress(key))
 	}
 	return nil
 }
@@ -170,7 +176,7 @@ func (t *txn) abort() {
 	if t.gen != nil {
 		t.gen.closePools()
 	}
-	t.s.sockets.abort(t.opened)
+	t.s.sockets.abort(t.bound)
 	t.s.acme.abandon(t.acme)
 	if t.admin != nil {
 		t.admin.close()
