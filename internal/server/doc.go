@@ -32,8 +32,10 @@
 //
 // # Components (state that outlives a generation)
 //
-//   - sockets (sockets.go): listening sockets by address; an unchanged
-//     address keeps its socket across reloads, so no connection is refused.
+//   - sockets (sockets.go): listening sockets by address; an address the
+//     new config still binds (unchanged, or the port a port-0 listener was
+//     given, written out) keeps its socket across reloads, so no
+//     connection is refused.
 //     An HTTP/3 listener's UDP socket is one too, with its QUIC transport
 //     and ClientHello tracker (quic.go).
 //   - upstream health (proxy.Registry): an upstream that is down stays down
