@@ -11,8 +11,9 @@
 // the server's accept loop calls Accept and ReserveHandshake for each
 // accepted connection, and WaitForRoom instead of accepting while every
 // handshake slot is taken and the queue is full; the connection's
-// goroutine waits on its HandshakeTicket before the handshake (QUIC's
-// calls BeginHandshake) and takes AcquireCrypto/ReleaseCrypto around each
+// goroutine waits on its HandshakeTicket before the handshake (QUIC
+// reserves at a connection's first Initial and waits at its ClientHello,
+// WaitContext) and takes AcquireCrypto/ReleaseCrypto around each
 // burst of its CPU (CryptoGate, which paces handshakes through the network
 // poller while they queue); Stats feeds the metrics.
 //
@@ -497,6 +498,13 @@ func (t HandshakeTicket) Wait(deadline time.Time) (done func(), err error) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	return t.wait(ctx)
+}
+
+// WaitContext is Wait until ctx ends rather than until a deadline: a
+// QUIC handshake waits under its connection's context, which carries the
+// handshake deadline and ends with the connection.
+func (t HandshakeTicket) WaitContext(ctx context.Context) (done func(), err error) {
 	return t.wait(ctx)
 }
 

@@ -178,7 +178,7 @@ const pacedHold = 100 * time.Millisecond
 // the established connections the poller readies meanwhile (a trace
 // under a flood showed requests ready for 11 ms while 25 handshakes ran
 // back to back). The server calls pace when handshakes queue for a
-// handshake slot (Limiter.BeginHandshake), a flood's first sign; the
+// handshake slot (Limiter.ReserveHandshake), a flood's first sign; the
 // gate paces itself when they queue for a crypto slot. A relay hop takes
 // ~11 µs per burst of a handshake's CPU (BenchmarkCryptoSlot), paid only
 // while pacing.

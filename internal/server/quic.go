@@ -56,6 +56,10 @@ type quicSocket struct {
 	tracker   *quichello.Tracker
 	transport *quic.Transport
 	ln        *quic.Listener
+	// refusals are the connection attempts the limits refused, so that
+	// their later Initials are refused once more without being counted
+	// again (quic_refusals.go).
+	refusals refusedAttempts
 }
 
 // openQUIC binds the UDP socket of an https listener at host:port (the

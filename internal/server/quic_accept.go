@@ -23,11 +23,12 @@ import (
 //
 //	first Initial    quicConnContext: the listener of the current
 //	                 generation, refusals before any cryptography (an
-//	                 Initial nothing can open, the connection caps), the
-//	                 connection's state in its context
-//	ClientHello      quicConfigForClient: a handshake slot, the recorded
-//	                 ClientHello, the site by SNI; then the site's
-//	                 getCertificate as over TCP
+//	                 Initial nothing can open, the connection caps, no
+//	                 handshake place: CONNECTION_REFUSED), the handshake
+//	                 place, the connection's state in its context
+//	ClientHello      quicConfigForClient: the wait for a handshake slot,
+//	                 the recorded ClientHello, the site by SNI; then the
+//	                 site's getCertificate as over TCP
 //	handshake end    handleQUIC (accepted) or quicConnEnded (failed): one
 //	                 HandshakeEvent, Transport "quic"
 //	hand-off         the current generation's http3.Server (quicListener.take)
@@ -43,10 +44,6 @@ type quicConn struct {
 	sock     *quicSocket
 	listener *listenerRuntime // of the generation current at the first Initial
 	remote   net.Addr
-	// verified: the client proved remote is its address (a Retry or
-	// NEW_TOKEN token, RFC 9000 section 8.1), so its handshake counts
-	// against that address (limits.handshakes_per_client).
-	verified bool
 	start    time.Time
 	deadline time.Time // the handshake's: start + timeouts.handshake
 
@@ -54,8 +51,15 @@ type quicConn struct {
 	// ends; counted against remote's client once the address is proven.
 	admission *connlimit.Admission
 
-	mu   sync.Mutex // guards slot
-	slot func()     // the handshake slot while held
+	mu sync.Mutex // guards ticket, slot and over
+	// ticket is the handshake place taken at the first Initial, until
+	// the ClientHello waits on it (takeSlot) or the connection ends;
+	// counted against remote's client (limits.handshakes_per_client)
+	// only if that Initial proved the address (a Retry or NEW_TOKEN
+	// token, RFC 9000 section 8.1).
+	ticket *connlimit.HandshakeTicket
+	slot   func() // the handshake slot while held
+	over   bool   // the handshake ended: a slot handed over now is freed at once
 
 	hello   *pqtls.ClientHello
 	site    *siteRuntime
@@ -106,21 +110,41 @@ func (s *Server) quicConnContext(sk *socket) func(context.Context, *quic.ClientI
 		if ci.AddrVerified {
 			client = ci.RemoteAddr
 		}
+		if err := q.refusals.refused(q.tracker, ci.RemoteAddr); err != nil {
+			return nil, err // a later Initial of an attempt refused below, counted then
+		}
 		adm, err := s.limiter.Admit(client) // counted in pqedge_connections_refused_total
 		if err != nil {
+			q.refusals.note(q.tracker, ci.RemoteAddr, err)
+			return nil, err
+		}
+		// The handshake's place (a slot or a place in the queue) is
+		// taken here, as a TCP accept loop takes it at accept: refused
+		// here (every place taken, or the client's share of them), the
+		// client gets CONNECTION_REFUSED (RFC 9000 section 20.1), a
+		// stateless packet, where a refusal in the TLS callbacks would
+		// cost a connection and read as a TLS internal_error
+		// (CRYPTO_ERROR 0x150). quic-go sends no reason phrase with
+		// either (docs/OPERATIONS.md, "HTTP/3 (QUIC)"). Counted in
+		// pqedge_connections_refused_total.
+		ticket, err := s.limiter.ReserveHandshake(client)
+		if err != nil {
+			adm.Release()
+			q.refusals.note(q.tracker, ci.RemoteAddr, err)
 			return nil, err
 		}
 		now := time.Now()
-		qc := &quicConn{sock: q, listener: l, remote: ci.RemoteAddr, verified: ci.AddrVerified, start: now,
-			deadline: now.Add(l.gen.plan.Timeouts.Handshake), admission: adm}
+		qc := &quicConn{sock: q, listener: l, remote: ci.RemoteAddr, start: now,
+			deadline: now.Add(l.gen.plan.Timeouts.Handshake), admission: adm, ticket: &ticket}
 		context.AfterFunc(ctx, func() { s.quicConnEnded(qc, context.Cause(ctx)) })
 		return context.WithValue(ctx, quicConnKey{}, qc), nil
 	}
 }
 
 // quicConfigForClient is the GetConfigForClient of every QUIC connection:
-// a handshake slot first (waited for under the handshake deadline, as a
-// TCP handshake does), its turn at the crypto gate, then the ClientHello
+// a handshake slot first (its place was taken at the first Initial; the
+// slot is waited for under the handshake deadline, as a TCP handshake
+// does), its turn at the crypto gate, then the ClientHello
 // as the tracker recorded it,
 // then the site by SNI on the connection's listener, whose QUIC config it
 // returns.
@@ -129,7 +153,7 @@ func (s *Server) quicConfigForClient(info *tls.ClientHelloInfo) (*tls.Config, er
 	if qc == nil {
 		return nil, errors.New("internal error: a QUIC handshake without its connection state")
 	}
-	if err := qc.takeSlot(info.Context(), s); err != nil {
+	if err := qc.takeSlot(info.Context()); err != nil {
 		return nil, err
 	}
 	// The crypto gate as a turnstile: the handshake's key exchange and
@@ -157,38 +181,54 @@ func (s *Server) quicConfigForClient(info *tls.ClientHelloInfo) (*tls.Config, er
 	return l.quic.tlsConfigs[rt], nil
 }
 
-// takeSlot waits for a handshake slot until the handshake deadline. It
-// blocks only this connection's handshake goroutine.
-func (qc *quicConn) takeSlot(ctx context.Context, s *Server) error {
+// takeSlot waits for the handshake slot of the connection's place until
+// the handshake deadline or the connection's end. It blocks only this
+// connection's handshake goroutine.
+//
+// The place counts against the client address only if the address was
+// proven at the first Initial (quicConnContext): an Initial's source
+// address is not proven and costs nothing to forge (RFC 9000 section 8),
+// so counted against it, two datagrams sent in another address's name
+// would take a place of that address's handshakes, over TCP too.
+// Unproven, it counts only in the totals; once handshakes queue, every
+// new client must prove its address first (VerifySourceAddress) and is
+// counted against it.
+func (qc *quicConn) takeSlot(ctx context.Context) error {
+	qc.mu.Lock()
+	t := qc.ticket
+	qc.ticket = nil
+	qc.mu.Unlock()
+	if t == nil {
+		return errors.New("no handshake place: the connection ended")
+	}
 	ctx, cancel := context.WithDeadline(ctx, qc.deadline)
 	defer cancel()
-	// An Initial's source address is not proven and costs nothing to
-	// forge (RFC 9000 section 8): counted against it, two datagrams
-	// sent in another address's name would take a place of that
-	// address's handshakes, over TCP too. Unproven, it counts only in
-	// the totals; once handshakes queue, every new client must prove its
-	// address first (VerifySourceAddress) and is counted against it.
-	var client net.Addr
-	if qc.verified {
-		client = qc.remote
-	}
-	slot, err := s.limiter.BeginHandshake(ctx, client)
+	slot, err := t.WaitContext(ctx)
 	if err != nil {
 		qc.noSlot = true
 		return fmt.Errorf("no handshake slot: %w", err)
 	}
 	qc.mu.Lock()
+	if qc.over {
+		qc.mu.Unlock()
+		slot()
+		return errors.New("no handshake slot: the connection ended")
+	}
 	qc.slot = slot
 	qc.mu.Unlock()
 	return nil
 }
 
-// endHandshake frees the handshake slot, if one is held.
+// endHandshake frees the handshake slot, or the place not waited on yet;
+// nothing is taken after it.
 func (qc *quicConn) endHandshake() {
 	qc.mu.Lock()
-	slot := qc.slot
-	qc.slot = nil
+	t, slot := qc.ticket, qc.slot
+	qc.ticket, qc.slot, qc.over = nil, nil, true
 	qc.mu.Unlock()
+	if t != nil {
+		t.Cancel()
+	}
 	if slot != nil {
 		slot()
 	}

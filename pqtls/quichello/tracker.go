@@ -218,6 +218,27 @@ func (t *Tracker) ClientHello(addr net.Addr) (*pqtls.ClientHello, error) {
 	return a.rec.ClientHello()
 }
 
+// Attempt names the latest connection attempt from addr: the Destination
+// Connection ID its first Initial was sent to, from which its Initial
+// keys come (RFC 9001 Section 5.2). Every Initial of that attempt,
+// retransmissions included, is of the same attempt; a new connection from
+// the same socket is another (see Tracker). False when the Tracker follows
+// no attempt from addr (none seen, expired, forgotten, or the Tracker was
+// full).
+func (t *Tracker) Attempt(addr net.Addr) (string, bool) {
+	key, ok := addrKey(addr)
+	if !ok {
+		return "", false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a := t.attempts[key]
+	if a == nil || t.now().Sub(a.started) > t.ttl() || a.rec.odcid == nil {
+		return "", false
+	}
+	return string(a.rec.odcid), true
+}
+
 // Unreadable reports whether the latest Initial from addr could not be
 // opened (not QUIC, a datagram too small to carry an Initial, a payload
 // that fails authentication, RFC 9001 Section 5) while addr had no attempt

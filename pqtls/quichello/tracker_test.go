@@ -176,3 +176,31 @@ func BenchmarkRecordHello(b *testing.B) {
 		}
 	}
 }
+
+// TestTrackerAttempt: the Initials of one connection attempt name the same
+// attempt; a new connection from the same socket names another.
+func TestTrackerAttempt(t *testing.T) {
+	a1 := helloDatagrams(t, []byte{1, 1, 1, 1, 1, 1, 1, 1})
+	a2 := helloDatagrams(t, []byte{2, 2, 2, 2, 2, 2, 2, 2})
+	tr := &Tracker{}
+	if _, ok := tr.Attempt(udpAddr(1)); ok {
+		t.Fatal("an attempt before any Initial")
+	}
+	tr.Observe(a1[0], udpAddr(1))
+	first, ok := tr.Attempt(udpAddr(1))
+	if !ok || first != string([]byte{1, 1, 1, 1, 1, 1, 1, 1}) {
+		t.Fatalf("attempt %x, %v after the first Initial, want its DCID", first, ok)
+	}
+	tr.Observe(a1[1], udpAddr(1))
+	tr.Observe(a1[0], udpAddr(1)) // a retransmission
+	if got, _ := tr.Attempt(mappedAddr(1)); got != first {
+		t.Errorf("attempt %x after the rest of its ClientHello, want %x", got, first)
+	}
+	if _, ok := tr.Attempt(udpAddr(2)); ok {
+		t.Error("an attempt for an address that sent nothing")
+	}
+	tr.Observe(a2[0], udpAddr(1))
+	if got, _ := tr.Attempt(udpAddr(1)); got == first {
+		t.Error("a new connection from the same socket is the same attempt")
+	}
+}
