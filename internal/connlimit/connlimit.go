@@ -465,6 +465,10 @@ func (t HandshakeTicket) HasClient() bool { return t.keyed }
 // PROXY header is read. It fails with ErrTooManyHandshakesFromClient
 // (counted) when that client holds MaxHandshakesPerClient places already;
 // the ticket is then unchanged and must still be waited for or cancelled.
+// It fails with ErrEvicted when the limiter evicted the connection
+// meanwhile (its client's first bytes, the header, arrived after the
+// eviction pass found it silent): the place is freed already, and
+// counting it now would hold one of the client's places for good.
 // A ticket that has a client, or a non-IP addr, is left as it is.
 func (t *HandshakeTicket) SetClient(addr net.Addr) error {
 	key, keyed := clientKey(addr)
@@ -473,6 +477,10 @@ func (t *HandshakeTicket) SetClient(addr net.Addr) error {
 	}
 	l := t.l
 	l.mu.Lock()
+	if t.evicted() {
+		l.mu.Unlock()
+		return ErrEvicted
+	}
 	if l.opts.MaxHandshakesPerClient > 0 && l.pending[key] >= l.opts.MaxHandshakesPerClient {
 		l.mu.Unlock()
 		l.hsRefusedClient.Add(1)

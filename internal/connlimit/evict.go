@@ -45,7 +45,7 @@ type Watcher interface {
 	// it cannot tell. Once false it must stay false.
 	Silent() bool
 	// Evict closes the connection. It is called without the limiter's
-	// lock and must not call the limiter.
+	// lock held, so it may free the connection's place (Conn.Close).
 	Evict()
 }
 
