@@ -2,6 +2,7 @@ package server
 
 import (
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,16 +30,26 @@ func peerGone(rc syscall.RawConn) bool {
 // clientSilent reports whether the client of a TCP connection has sent
 // nothing at all: no byte received by the kernel (tcpi_bytes_received,
 // Linux 4.1), read by pqedge or not. A socket it cannot ask counts as not
-// silent, so that it is never evicted for it (connlimit.Watcher).
+// silent, so that it is never evicted for it (connlimit.Watcher); so does
+// a kernel whose tcp_info ends before tcpi_bytes_received (Go supports
+// Linux 3.2 and later): unix.GetsockoptTCPInfo hides the length the kernel
+// wrote and leaves the field zero there, which would make every connection
+// look silent and evict clients whose ClientHello waits in the queue.
 func clientSilent(rc syscall.RawConn) bool {
 	silent := false
 	rc.Control(func(fd uintptr) {
-		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
-			silent = info.Bytes_received == 0
-		}
+		var info unix.TCPInfo
+		n := uint32(unix.SizeofTCPInfo)
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO,
+			uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&n)), 0)
+		silent = errno == 0 && uintptr(n) >= bytesReceivedEnd && info.Bytes_received == 0
 	})
 	return silent
 }
+
+// bytesReceivedEnd is how long a tcp_info must be to hold
+// tcpi_bytes_received.
+const bytesReceivedEnd = unsafe.Offsetof(unix.TCPInfo{}.Bytes_received) + unsafe.Sizeof(unix.TCPInfo{}.Bytes_received)
 
 // TCP states of include/net/tcp_states.h, as TCPInfo.State gives them.
 const (
