@@ -18,9 +18,11 @@ import (
 // (ReserveWatchedHandshake) whose client has sent no byte SilentGrace
 // after it was accepted is evicted: closed, its place freed at once,
 // counted in Stats.HandshakesEvicted. A real client sends its ClientHello
-// (or its PROXY header) as soon as its TCP handshake completes, half a
-// round trip after the accept, so only clients more than two seconds away
-// could be mistaken for silent ones, and only while the limiter is full.
+// (or its PROXY header) right after the ACK that completes its TCP
+// handshake, so it arrives with the accept whatever the distance: only a
+// client that waits before writing, or whose first segment is lost and
+// retransmitted more than SilentGrace after the accept, can be mistaken
+// for a silent one, and only while the limiter is full.
 
 // SilentGrace is how long a watched connection may have sent nothing
 // before it can be evicted while the limiter is full.
