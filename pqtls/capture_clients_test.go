@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -261,23 +260,13 @@ var realClients = []realClient{
 	{name: "firefox", client: "Firefox ESR (host)", run: runFirefox},
 }
 
-// startClient starts cmd in its own process group, so that the whole group
-// (browsers fork helpers) can be ended by its id when the capture is done.
+// startClient starts cmd with peers.Start (its own process group, killed
+// with the browsers' helpers when the capture is done) and returns the
+// command line to record, the port shown as PORT.
 func startClient(t *testing.T, cmd *exec.Cmd, name string, args []string, port int) (string, <-chan error) {
 	t.Helper()
 	cmd.Stdin = nil // openssl s_client exits at end of input
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second // do not hang on a helper holding stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("failed to start %s: %v", name, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	})
+	done := peers.Start(t, cmd, name)
 	command := name + " " + strings.Join(args, " ")
 	return strings.ReplaceAll(command, fmt.Sprint(port), "PORT"), done
 }

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -217,13 +216,7 @@ func curlClient(name string, extra ...string) quicClient {
 		args := append([]string{"-sk", "--http3-only", "--max-time", "20"}, extra...)
 		args = append(args, fmt.Sprintf("https://localhost:%d/", port))
 		cmd := root.Command(ctx, "curl", args...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("failed to start curl: %v", err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); <-done })
+		done := peers.Start(t, cmd, "curl")
 		return strings.ReplaceAll("curl "+strings.Join(args, " "), fmt.Sprint(port), "PORT"), done
 	}}
 }
@@ -235,13 +228,7 @@ func chromiumClient(name string) quicClient {
 		chromium := peers.Binary(t, "chromium")
 		args := append(peers.ChromiumQUICFlags(t.TempDir(), port), "--ignore-certificate-errors", "--dump-dom", fmt.Sprintf("https://localhost:%d/", port))
 		cmd := exec.CommandContext(ctx, chromium, args...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("failed to start chromium: %v", err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); <-done })
+		done := peers.Start(t, cmd, "chromium")
 		shown := append(peers.ChromiumQUICFlags("DIR", port), "--ignore-certificate-errors", "--dump-dom", fmt.Sprintf("https://localhost:%d/", port))
 		return strings.ReplaceAll("chromium "+strings.Join(shown, " "), fmt.Sprint(port), "PORT"), done
 	}}
