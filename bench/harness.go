@@ -68,3 +68,22 @@ func pinHarness(pin bool) (bool, error) {
 	runtime.GOMAXPROCS(1)
 	return true, nil
 }
+
+// placeFront puts a started front (pid and its threads) where every
+// measurement runs it: on CPU 0 when the harness is pinned, and out of
+// the real-time class it inherited from a real-time harness (frontPolicy:
+// SCHED_OTHER at nice -10, as an edge proxy runs in production). kind
+// names the front in the error.
+func placeFront(pid int, pinned bool, kind string) error {
+	if pinned {
+		if err := PinTree(pid, 0); err != nil {
+			return err
+		}
+	}
+	if normal, nice := frontPolicy(); normal {
+		if err := NormalTree(pid, nice); err != nil {
+			return fmt.Errorf("failed to move %s out of the real-time class: %w", kind, err)
+		}
+	}
+	return nil
+}

@@ -338,11 +338,9 @@ func (m *matrixRun) runServer(ctx context.Context, l Launcher, alg CertAlg) {
 		return
 	}
 	defer p.Stop()
-	if m.res.Pinned {
-		if err := PinTree(p.PID, 0); err != nil {
-			m.failAll(cells, err)
-			return
-		}
+	if err := placeFront(p.PID, m.res.Pinned, l.Kind()); err != nil {
+		m.failAll(cells, err)
+		return
 	}
 	for i := range cells {
 		if why := unmeasurable(l.Kind(), cells[i].Transport, alg); why != "" {

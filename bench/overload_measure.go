@@ -45,15 +45,8 @@ func (o *overloadRun) measure(ctx context.Context, l ProxyLauncher, run int) (Ov
 		return r, fmt.Errorf("failed to start %s: %w", l.Kind(), err)
 	}
 	defer f.Stop()
-	if o.res.Pinned {
-		if err := PinTree(f.PID, 0); err != nil {
-			return r, err
-		}
-	}
-	if normal, nice := frontPolicy(); normal {
-		if err := NormalTree(f.PID, nice); err != nil {
-			return r, fmt.Errorf("failed to move %s out of the real-time class: %w", l.Kind(), err)
-		}
+	if err := placeFront(f.PID, o.res.Pinned, l.Kind()); err != nil {
+		return r, err
 	}
 	step := func(what string) { fmt.Fprintf(o.opts.Log, "overload %-7s run %d: %s\n", l.Kind(), run+1, what) }
 

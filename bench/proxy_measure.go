@@ -35,10 +35,8 @@ func (p *proxyRun) measure(ctx context.Context, l ProxyLauncher, mode string, pr
 		return ProxyRun{}, nil, fmt.Errorf("failed to start %s: %w", l.Kind(), err)
 	}
 	defer f.Stop()
-	if p.res.Pinned {
-		if err := PinTree(f.PID, 0); err != nil {
-			return ProxyRun{}, nil, err
-		}
+	if err := placeFront(f.PID, p.res.Pinned, l.Kind()); err != nil {
+		return ProxyRun{}, nil, err
 	}
 	m := &meter{front: f, dbg: newDebugClient(f.Debug)}
 	if mode != ModeStream {
