@@ -338,9 +338,16 @@ func (m *matrixRun) runServer(ctx context.Context, l Launcher, alg CertAlg) {
 		return
 	}
 	defer p.Stop()
-	if err := placeFront(p.PID, m.res.Pinned, l.Kind()); err != nil {
-		m.failAll(cells, err)
-		return
+	// Unlike overload's and proxy's fronts (placeFront), the matrix's
+	// stays in a real-time harness's class: it measures CPU time per
+	// handshake, not latency, and the real-time class keeps the
+	// machine's other processes off its core (docs/BENCHMARKS.md,
+	// "Handshake with one request": every cell's spread under 5%).
+	if m.res.Pinned {
+		if err := PinTree(p.PID, 0); err != nil {
+			m.failAll(cells, err)
+			return
+		}
 	}
 	for i := range cells {
 		if why := unmeasurable(l.Kind(), cells[i].Transport, alg); why != "" {
