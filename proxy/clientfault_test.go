@@ -133,9 +133,16 @@ func TestGuardedChunkRefusalIs400(t *testing.T) {
 			request: "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nhello\r\n0\r\n\r\n"},
 		{name: "chunk data without CRLF",
 			request: "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n"},
+		// net/http peeks at a trailer for its end before parsing it and
+		// reports its own error ("suspiciously long trailer"), while
+		// h1guard's refusal of the peeked bytes cancels the request.
+		{name: "request line in the trailer",
+			request: "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{name: "trailer field without a colon",
+			request: "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nno colon here\r\n\r\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			px, _, pool := proxyTo(t, HTTPOptions{RequestBodyTimeout: 5 * time.Second})
+			px, rec, pool := proxyTo(t, HTTPOptions{RequestBodyTimeout: 5 * time.Second})
 			front := &infoFront{px: px}
 			s := httptest.NewUnstartedServer(front)
 			s.Listener = guardedListener{s.Listener}
@@ -151,6 +158,11 @@ func TestGuardedChunkRefusalIs400(t *testing.T) {
 			}
 			if st := pool.Upstreams()[0]; !st.Healthy || st.ConsecutiveFailures != 0 {
 				t.Errorf("upstream %+v, want healthy with no failure counted", st)
+			}
+			for _, uri := range rec.uris() {
+				if uri != "/up" {
+					t.Errorf("the upstream saw a request for %q", uri)
+				}
 			}
 		})
 	}

@@ -122,7 +122,8 @@ type refusedRequest interface {
 }
 
 // clientStatus is the answer to a request whose body could not be read.
-func clientStatus(bodyErr error, clientGone bool) (int, string) {
+// http1 is whether the request came over HTTP/1.x.
+func clientStatus(bodyErr error, clientGone, http1 bool) (int, string) {
 	var ne net.Error
 	var mbe *http.MaxBytesError
 	var refused refusedRequest
@@ -138,9 +139,19 @@ func clientStatus(bodyErr error, clientGone bool) (int, string) {
 		return http.StatusRequestTimeout, "request body too slow"
 	case errors.As(bodyErr, &mbe):
 		return http.StatusRequestEntityTooLarge, "request body too large"
-	case clientGone, errors.Is(bodyErr, io.ErrUnexpectedEOF), errors.Is(bodyErr, net.ErrClosed):
+	case errors.Is(bodyErr, io.ErrUnexpectedEOF), errors.Is(bodyErr, net.ErrClosed):
+		return StatusClientClosedRequest, "client closed the request"
+	case clientGone && (!http1 || bodyErr == nil || errors.As(bodyErr, &ne)):
 		return StatusClientClosedRequest, "client closed the request"
 	}
+	// Over HTTP/1.x a cancelled request does not mean the client left:
+	// net/http cancels it whenever a read of the connection fails,
+	// h1guard's refusal of bytes it only peeked at included (the end of
+	// a trailer section), and then reports its own parse error for the
+	// body ("suspiciously long trailer after chunked body", "malformed
+	// MIME header line"). A client that left shows in the body's error
+	// as an unexpected EOF or a failed read of the connection (a
+	// net.Error); anything else is its malformed body.
 	return http.StatusBadRequest, "malformed request body"
 }
 

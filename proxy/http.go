@@ -491,7 +491,7 @@ func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 		if bodyErr != nil {
 			st.info.Err = bodyErr
 		}
-		code, what := clientStatus(bodyErr, clientGone)
+		code, what := clientStatus(bodyErr, clientGone, r.ProtoMajor == 1)
 		if code == StatusClientClosedRequest {
 			// Nobody reads it; the status keeps access logs honest.
 			w.WriteHeader(code)
