@@ -54,9 +54,10 @@
 // HandshakeFacts the server stored in the request context with
 // WithHandshakeFacts. Client-sent copies of all of these are removed in
 // every spelling CGI-style servers fold together ("X_Forwarded_For",
-// "pqedge_tls_pq"), as is every "PQEdge-*" name, and by default every
-// header name with "_" (HTTPOptions.AllowUnderscoreHeaders), so an upstream
-// may trust them.
+// "pqedge_tls_pq"), as is every "PQEdge-*" and "X-Forwarded-*" name, every
+// name with a byte other than a letter, a digit, "-" or "_" (PHP folds "."
+// into "_"), and by default every header name with "_"
+// (HTTPOptions.AllowUnderscoreHeaders), so an upstream may trust them.
 //
 // Failures answer with a short plain-text body: 502 when the upstream cannot
 // be reached or breaks the connection, 503 when the pool has no usable

@@ -27,6 +27,14 @@ var trustedNames = []string{"x-forwarded-for", "x-forwarded-host", "x-forwarded-
 // today, anything later), so no client copy of one reaches an upstream.
 const pqedgePrefix = "pqedge-"
 
+// forwardedPrefix: the X-Forwarded-* family belongs to the proxies in front
+// of an application, and pqedge is the first of them: besides the three it
+// sets, frameworks trust X-Forwarded-Port and -Prefix for the URLs they
+// build (Rack, Spring, Django's USE_X_FORWARDED_PORT) and -Ssl and -Scheme
+// for the scheme (Rack), so no client copy of any of them reaches an
+// upstream.
+const forwardedPrefix = "x-forwarded-"
+
 // foldName spells a header name the way CGI (RFC 3875 Section 4.1.18),
 // WSGI, PHP and Rack do once they turn it into a variable, up to case:
 // "_" and "-" become the same character. Two names that fold alike reach
@@ -82,15 +90,29 @@ func newHeaderPolicy(names HeaderNames, allowUnderscores bool) headerPolicy {
 }
 
 // drops reports whether a client-sent header name must not reach the
-// upstream: it is, in any spelling, one pqedge sets itself, or it contains
-// "_" and the site does not allow that (nginx's underscores_in_headers
-// default), because the application cannot tell "X_Forwarded_For" from
-// "X-Forwarded-For".
+// upstream: it is, in any spelling, one pqedge sets itself or an
+// X-Forwarded-* one; or it has a byte other than a letter, a digit or
+// "-", where "_" is allowed only if the site says so. That is nginx's
+// default (ignore_invalid_headers, underscores_in_headers off), and for
+// the reason nginx has it: an application cannot tell "X_Forwarded_For"
+// from "X-Forwarded-For", and PHP folds "." (and " ", "[") into "_" as
+// well when it registers $_SERVER variables, so "X.Forwarded.For" reaches
+// it as HTTP_X_FORWARDED_FOR. RFC 9110 Section 5.6.2 allows those bytes
+// in a field name; no browser sends them.
 func (p *headerPolicy) drops(name string) bool {
-	if foldsPrefix(name, pqedgePrefix) || slices.ContainsFunc(p.dropped, func(f string) bool { return foldsTo(name, f) }) {
+	if foldsPrefix(name, pqedgePrefix) || foldsPrefix(name, forwardedPrefix) ||
+		slices.ContainsFunc(p.dropped, func(f string) bool { return foldsTo(name, f) }) {
 		return true
 	}
-	return !p.allowUnderscores && strings.IndexByte(name, '_') >= 0
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-':
+		case c == '_' && p.allowUnderscores:
+		default:
+			return true
+		}
+	}
+	return false
 }
 
 // filter removes the dropped names from h (request headers or trailers).

@@ -23,6 +23,10 @@ func TestTrustedHeaderSpellings(t *testing.T) {
 		"X-Real-IP", "x_real_ip", "Forwarded", "FORWARDED",
 		"PQEdge_TLS_PQ", "pqedge-tls-pq", "PQEDGE_TLS_SIGNATURE", "PQEdge-TLS-Group", "pqedge_tls_group",
 		"PQEdge-Anything-Later", "X-TLS-Group", "x_tls_group",
+		// PHP folds "." into "_" too; frameworks trust the rest of the
+		// X-Forwarded-* family.
+		"X.Forwarded.For", "PQEdge.TLS.PQ", "x.real.ip", "X-Forwarded-Port", "X_Forwarded_Prefix",
+		"X-Forwarded-Ssl", "X-Forwarded-Scheme",
 	}
 	facts := HandshakeFacts{Group: "X25519MLKEM768", Signature: "mldsa65", Version: "TLS 1.3", Cipher: "TLS_AES_128_GCM_SHA256", PQ: true}
 	tests := []struct {
@@ -142,8 +146,9 @@ func TestConnectionHeaders(t *testing.T) {
 }
 
 // TestHeaderPolicyFolding: the policy drops a name exactly when its CGI
-// folding (foldName) is one of pqedge's names or starts with "pqedge-",
-// and names with "_" unless they are allowed.
+// folding (foldName) is one of pqedge's names or starts with "pqedge-" or
+// "x-forwarded-", or it has a byte other than a letter, digit, "-" or
+// "_", and names with "_" unless they are allowed.
 func TestHeaderPolicyFolding(t *testing.T) {
 	names := HeaderNames{Group: "X-TLS-Group"}
 	names.setDefaults()
@@ -156,8 +161,18 @@ func TestHeaderPolicyFolding(t *testing.T) {
 	}{
 		{"X-Forwarded-For", true, true},
 		{"x_FORWARDED_for", true, true},
-		{"X-Forwarded-Fo", false, false},
-		{"X-Forwarded-Forx", false, false},
+		{"X-Forwarded-Fo", true, true},
+		{"X-Forwarded-Forx", true, true},
+		{"X-Forwarded-Port", true, true},
+		{"x_forwarded_ssl", true, true},
+		{"X-Forwarded", false, false},
+		{"X.Forwarded.For", true, true},
+		{"Pqedge.Tls.Pq", true, true},
+		{"X-Real-Ip.", true, true},
+		{"Foo.Bar", true, true},
+		{"Foo~Bar", true, true},
+		{"Foo+Bar", true, true},
+		{"X-Custom-9", false, false},
 		{"Forwarded", true, true},
 		{"X-Real-Ip", true, true},
 		{"X-Tls-Group", true, true},
@@ -167,10 +182,13 @@ func TestHeaderPolicyFolding(t *testing.T) {
 		{"Pqedge", false, false},
 		{"Foo_Bar", false, true},
 		{"Content-Type", false, false},
-		{"X-Forwarded-F\xc3\xb6r", false, false},
+		{"X-Forwarded-F\xc3\xb6r", true, true},
+		{"Caf\xc3\xa9", true, true},
 		{"", false, false},
 	} {
-		want := slices.Contains(p.dropped, foldName(tc.name)) || strings.HasPrefix(foldName(tc.name), pqedgePrefix)
+		f := foldName(tc.name)
+		want := slices.Contains(p.dropped, f) || strings.HasPrefix(f, pqedgePrefix) || strings.HasPrefix(f, forwardedPrefix) ||
+			strings.ContainsFunc(f, func(r rune) bool { return !(r == '-' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9') })
 		if want != tc.drops {
 			t.Fatalf("table error for %q: foldName says %v", tc.name, want)
 		}
