@@ -359,3 +359,64 @@ func TestResetRequestNotForwarded(t *testing.T) {
 		t.Errorf("upstream saw %d requests", n)
 	}
 }
+
+// interimUpstream answers every request with the interim response head,
+// again and again, until the peer goes away, and never with a final one.
+func interimUpstream(t *testing.T, head string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				buf := make([]byte, 4096)
+				c.Read(buf) // the request
+				for {
+					if _, err := io.WriteString(c, head); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestInterimResponsesCapped: an upstream that sends interim (1xx)
+// responses without end. net/http hands each to the proxy, which relays
+// it (RFC 9110 Section 15.2), and leaves counting them to whoever
+// examines them; their heads count toward MaxResponseHeaderBytes
+// together, so the client gets at most that much of them and then a 502,
+// counted against the upstream, long before the header timeout.
+func TestInterimResponsesCapped(t *testing.T) {
+	const limit = 4 << 10
+	for _, tt := range []struct{ name, head string }{
+		{"100 Continue", "HTTP/1.1 100 Continue\r\n\r\n"},
+		{"103 Early Hints", "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pool := newTestPool(t, PoolOptions{Addresses: []string{interimUpstream(t, tt.head)}, Health: HealthOptions{Interval: -1}, MaxFails: 100})
+			px := NewHTTPProxy(pool, HTTPOptions{MaxResponseHeaderBytes: limit, ResponseHeaderTimeout: 3 * time.Second, Logger: quietLogger})
+			url := proxyServer(t, px)
+			resps, _, _ := rawExchange(t, hostOf(url), "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 10*time.Second)
+			if len(resps) == 0 || resps[len(resps)-1].StatusCode != http.StatusBadGateway {
+				t.Fatalf("%d responses, the last %v; want a 502 last", len(resps), statuses(resps[max(0, len(resps)-1):]))
+			}
+			if interim := len(resps) - 1; interim*len(tt.head) > limit+len(tt.head) {
+				t.Errorf("the client got %d interim responses (%d bytes), want at most %d bytes", interim, interim*len(tt.head), limit)
+			}
+			if st := pool.Upstreams()[0]; st.ConsecutiveFailures != 1 {
+				t.Errorf("upstream %+v, want the failure counted", st)
+			}
+		})
+	}
+}

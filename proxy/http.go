@@ -11,6 +11,7 @@ import (
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/netip"
+	"net/textproto"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -170,9 +171,10 @@ type HTTPOptions struct {
 	// UpstreamIdleTimeout, a stall fails after between 15/16 of it and all
 	// of it. Default DefaultResponseWriteTimeout.
 	ResponseWriteTimeout time.Duration
-	// MaxResponseHeaderBytes caps an upstream response's header block; a
-	// larger one is answered with 502 and counts against the upstream.
-	// Default DefaultMaxResponseHeaderBytes.
+	// MaxResponseHeaderBytes caps an upstream response's header block, and
+	// separately the heads of the interim (1xx) responses before it, all
+	// together; a larger one is answered with 502 and counts against the
+	// upstream. Default DefaultMaxResponseHeaderBytes.
 	MaxResponseHeaderBytes int64
 
 	// Headers name the handshake-fact headers. Client-sent copies of these
@@ -263,6 +265,34 @@ type reqState struct {
 	body    *clientBody // nil for requests without a body; else &bodyBuf
 	bodyBuf clientBody
 	ww      writeDeadline
+	trace   httptrace.ClientTrace
+
+	interimLeft int64 // bytes of interim (1xx) response heads still allowed
+}
+
+// errInterimResponses fails a round trip whose interim responses outgrew
+// the response header limit.
+var errInterimResponses = errors.New("interim (1xx) responses exceeded the response header limit")
+
+// got1xx counts an interim response's head, which ReverseProxy relays to
+// the client (RFC 9110 Section 15.2), against the response header limit.
+// Once net/http hands a 1xx to a Got1xxResponse hook it resets its own
+// header limit and leaves counting them to the hook (net/http
+// transport.go, "they're responsible for limiting the number of
+// responses"), so without this an upstream could send 1xx heads without
+// end, each relayed, until the header timeout. Called on the transport's
+// read goroutine, one response at a time.
+func (st *reqState) got1xx(code int, h textproto.MIMEHeader) error {
+	st.interimLeft -= int64(len("HTTP/1.1 100 \r\n\r\n") + len(http.StatusText(code)))
+	for k, vs := range h {
+		for _, v := range vs {
+			st.interimLeft -= int64(len(k) + len(": \r\n") + len(v))
+		}
+	}
+	if st.interimLeft < 0 {
+		return errInterimResponses
+	}
+	return nil
 }
 
 // copyBuffers are shared by every HTTPProxy of the process: a proxy
@@ -373,19 +403,18 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A copy of the controller's one field: NewResponseController's
 	// result does not escape, so this allocates nothing.
 	st.ctl = *http.NewResponseController(w)
-	out := r
+	st.interimLeft = p.opts.MaxResponseHeaderBytes
+	st.trace = httptrace.ClientTrace{Got1xxResponse: st.got1xx}
 	if up.tls != nil {
-		out = r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{GotConn: info.gotConn}))
+		st.trace.GotConn = info.gotConn
 	}
+	out := r.WithContext(httptrace.WithClientTrace(r.Context(), &st.trace))
 	// A request without a body (ContentLength 0: an HTTP/2 GET's Body is
 	// not http.NoBody) is sent without one (ReverseProxy drops it).
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		st.bodyBuf = clientBody{body: r.Body, ctl: &st.ctl, stall: p.opts.RequestBodyTimeout, minRate: p.opts.RequestBodyMinRate, start: time.Now()}
 		st.body = &st.bodyBuf
 		defer st.body.finish()
-		if out == r {
-			out = r.WithContext(r.Context())
-		}
 		out.Body = st.body
 	}
 	st.ww = writeDeadline{ResponseWriter: w, ctl: &st.ctl, timeout: p.opts.ResponseWriteTimeout, stream: r.ProtoMajor == 2}
