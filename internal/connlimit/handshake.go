@@ -1,0 +1,365 @@
+package connlimit
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"runtime"
+	"time"
+)
+
+// BeginHandshake takes a handshake slot for a connection from addr,
+// waiting for one in FIFO order if MaxHandshakes are in progress, until
+// ctx ends (give it the handshake deadline). It fails at once with
+// ErrHandshakeQueue when HandshakeQueue connections are already waiting,
+// or ErrTooManyHandshakesFromClient. On success the caller must call done
+// when the handshake has finished, failed or not. It is ReserveHandshake
+// and HandshakeTicket.Wait in one call.
+func (l *Limiter) BeginHandshake(ctx context.Context, addr net.Addr) (done func(), err error) {
+	t, err := l.ReserveHandshake(addr)
+	if err != nil {
+		return nil, err
+	}
+	return t.wait(ctx)
+}
+
+// HandshakeTicket is a connection's place taken by ReserveHandshake: a
+// handshake slot, or a place in the queue for one. Exactly one of Wait
+// and Cancel must be called on it, once.
+type HandshakeTicket struct {
+	l  *Limiter
+	ch chan struct{} // nil: a slot was free; else closed when one is handed over
+	// client is the address the place is counted against (pending),
+	// when keyed.
+	client netip.Addr
+	keyed  bool
+	// leftFull: this reservation took the last slot or queue place.
+	leftFull bool
+	// p is the place's entry in the watched list (evict.go), nil when
+	// the connection is not watched.
+	p *place
+}
+
+// waiter is a handshake waiting in the queue: the channel closed when a
+// slot is handed over, and its watched place if any.
+type waiter struct {
+	ch chan struct{}
+	p  *place
+}
+
+// LeftFull reports whether the reservation took the last free slot or
+// queue place, so that the next connection would be refused: an accept
+// loop then waits for room (WaitForRoom) without asking the limiter again
+// for each connection.
+func (t HandshakeTicket) LeftFull() bool { return t.leftFull }
+
+// ReserveHandshake takes a handshake slot for a connection from addr if
+// one is free, otherwise a place in the queue, without waiting; it fails
+// with ErrHandshakeQueue (counted as refused) when every slot is taken
+// and the queue is full, otherwise with ErrTooManyHandshakesFromClient
+// when addr's client address holds MaxHandshakesPerClient slots and
+// places already (a non-IP addr is not counted per client).
+// An accept loop calls it for each connection before starting its
+// goroutine, which then waits (HandshakeTicket.Wait): the limiter is full
+// as soon as the accepted connections fill it, so the loop pauses
+// (WaitForRoom) instead of accepting connections that would find the
+// queue full once their goroutines ran.
+func (l *Limiter) ReserveHandshake(addr net.Addr) (HandshakeTicket, error) {
+	return l.reserve(addr, nil)
+}
+
+// ReserveWatchedHandshake is ReserveHandshake for a connection the
+// limiter may evict while it is full, if w says the client has sent
+// nothing for SilentGrace (evict.go); a ticket whose connection was
+// evicted fails its Wait with ErrEvicted.
+func (l *Limiter) ReserveWatchedHandshake(addr net.Addr, w Watcher) (HandshakeTicket, error) {
+	return l.reserve(addr, w)
+}
+
+func (l *Limiter) reserve(addr net.Addr, w Watcher) (HandshakeTicket, error) {
+	key, keyed := clientKey(addr)
+	l.mu.Lock()
+	// A full limiter refuses as full whoever asks, so that the accept
+	// loop pauses (WaitForRoom) instead of accepting and closing the
+	// connections of addresses at their own cap for as long as others
+	// fill the rest: a per-client refusal means there was room.
+	if l.full() {
+		l.mu.Unlock()
+		l.hsRefused.Add(1)
+		return HandshakeTicket{}, ErrHandshakeQueue
+	}
+	if keyed && l.opts.MaxHandshakesPerClient > 0 && l.pending[key] >= l.opts.MaxHandshakesPerClient {
+		l.mu.Unlock()
+		l.hsRefusedClient.Add(1)
+		return HandshakeTicket{}, ErrTooManyHandshakesFromClient
+	}
+	t := HandshakeTicket{l: l, client: key, keyed: keyed}
+	if w != nil {
+		t.p = &place{since: time.Now(), w: w, client: key, keyed: keyed}
+		l.linkPlace(t.p)
+	}
+	if l.opts.MaxHandshakes <= 0 || l.running < l.opts.MaxHandshakes {
+		l.running++
+	} else {
+		t.ch = make(chan struct{})
+		l.waiters = append(l.waiters, waiter{ch: t.ch, p: t.p})
+		if t.p != nil {
+			t.p.queued = true
+		}
+	}
+	if keyed {
+		l.pending[key]++
+	}
+	t.leftFull = l.full()
+	l.mu.Unlock()
+	if t.ch != nil {
+		l.queued.Add(1)
+		l.crypto.pace()
+	}
+	return t, nil
+}
+
+// HasClient reports whether the ticket's place counts against a client
+// address (MaxHandshakesPerClient).
+func (t HandshakeTicket) HasClient() bool { return t.keyed }
+
+// SetClient counts the place of a ticket reserved without a client
+// address (ReserveHandshake(nil)) against addr's client from now on: a
+// trusted load balancer's connection, whose client is known only once its
+// PROXY header is read. It fails with ErrTooManyHandshakesFromClient
+// (counted) when that client holds MaxHandshakesPerClient places already;
+// the ticket is then unchanged and must still be waited for or cancelled.
+// It fails with ErrEvicted when the limiter evicted the connection
+// meanwhile (its client's first bytes, the header, arrived after the
+// eviction pass found it silent): the place is freed already, and
+// counting it now would hold one of the client's places for good.
+// A ticket that has a client, or a non-IP addr, is left as it is.
+func (t *HandshakeTicket) SetClient(addr net.Addr) error {
+	key, keyed := clientKey(addr)
+	if t.keyed || !keyed {
+		return nil
+	}
+	l := t.l
+	l.mu.Lock()
+	if t.evicted() {
+		l.mu.Unlock()
+		return ErrEvicted
+	}
+	if l.opts.MaxHandshakesPerClient > 0 && l.pending[key] >= l.opts.MaxHandshakesPerClient {
+		l.mu.Unlock()
+		l.hsRefusedClient.Add(1)
+		return ErrTooManyHandshakesFromClient
+	}
+	l.pending[key]++
+	t.client, t.keyed = key, true
+	if t.p != nil {
+		t.p.client, t.p.keyed = key, true
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// Wait waits for the ticket's slot until deadline, the handshake's: at
+// once if it was free, a timer made only when the handshake has to wait.
+// On success the caller must call done when the handshake has finished,
+// failed or not; otherwise the error is context.DeadlineExceeded and the
+// place is given up (counted as expired).
+func (t HandshakeTicket) Wait(deadline time.Time) (done func(), err error) {
+	if t.ch == nil {
+		return t.done, nil
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	return t.wait(ctx)
+}
+
+// WaitContext is Wait until ctx ends rather than until a deadline: a
+// QUIC handshake waits under its connection's context, which carries the
+// handshake deadline and ends with the connection.
+func (t HandshakeTicket) WaitContext(ctx context.Context) (done func(), err error) {
+	return t.wait(ctx)
+}
+
+func (t HandshakeTicket) wait(ctx context.Context) (done func(), err error) {
+	l := t.l
+	if t.ch == nil {
+		return t.done, nil
+	}
+	select {
+	case <-t.ch:
+		if t.evicted() {
+			return nil, ErrEvicted
+		}
+		// The slot was handed over; yield, as CryptoGate.Acquire
+		// does, so that a flood's handshakes do not chain through the
+		// scheduler's runnext ahead of established connections.
+		runtime.Gosched()
+		return t.done, nil
+	case <-ctx.Done():
+	}
+	if !t.giveUp() {
+		return nil, ErrEvicted
+	}
+	l.hsExpired.Add(1)
+	return nil, context.Cause(ctx)
+}
+
+// Evicted reports whether the limiter closed the ticket's connection to
+// make room, the client having sent nothing (evict.go).
+func (t HandshakeTicket) Evicted() bool { return t.evicted() }
+
+func (t HandshakeTicket) evicted() bool { return t.p != nil && t.p.evicted.Load() }
+
+// Cancel gives the ticket's place up without a handshake: the connection
+// went elsewhere before its goroutine waited (it is not counted).
+func (t HandshakeTicket) Cancel() {
+	if t.ch == nil {
+		t.done()
+		return
+	}
+	t.giveUp()
+}
+
+// done ends the ticket's handshake: its slot goes to the longest waiter
+// or is freed, and its client holds one place less. After an eviction,
+// which did both, it does nothing.
+func (t HandshakeTicket) done() {
+	l := t.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !t.leave() {
+		return
+	}
+	l.handshakeDone()
+}
+
+// leave takes the ticket's place off its client's count and off the
+// watched list; false when an eviction did so already. l.mu is held.
+func (t HandshakeTicket) leave() bool {
+	if t.p != nil {
+		if t.p.evicted.Load() {
+			return false
+		}
+		t.l.unlinkPlace(t.p)
+	}
+	t.l.releasePending(t.client, t.keyed)
+	return true
+}
+
+// releasePending takes a place off client's count; l.mu is held.
+func (l *Limiter) releasePending(client netip.Addr, keyed bool) {
+	if !keyed {
+		return
+	}
+	if n := l.pending[client] - 1; n > 0 {
+		l.pending[client] = n
+	} else {
+		delete(l.pending, client)
+	}
+}
+
+// giveUp leaves the queue, or passes on the slot handed over meanwhile;
+// false when the ticket's connection was evicted (nothing to give up).
+func (t HandshakeTicket) giveUp() bool {
+	l := t.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !t.leave() {
+		return false
+	}
+	for i, w := range l.waiters {
+		if w.ch == t.ch {
+			l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
+			l.signalRoom()
+			return true
+		}
+	}
+	l.handshakeDone()
+	return true
+}
+
+// full: every handshake slot is taken and the queue is full; l.mu is held.
+func (l *Limiter) full() bool {
+	return l.opts.MaxHandshakes > 0 && l.running >= l.opts.MaxHandshakes &&
+		(l.opts.HandshakeQueue <= 0 || len(l.waiters) >= l.opts.HandshakeQueue)
+}
+
+// WaitForRoom waits while every handshake slot is taken and the queue is
+// full, until a new connection's handshake could start or queue, or stop
+// is closed; it reports whether there is room. An accept loop calls it
+// instead of accepting connections it would only refuse: they stay in
+// the kernel, whose listen backlog refuses the rest (the server shrinks
+// it meanwhile). While it waits, watched connections whose client has
+// sent nothing for SilentGrace are evicted to make room (evict.go). The
+// waits are counted in Stats (AcceptPauses, AcceptPaused).
+func (l *Limiter) WaitForRoom(stop <-chan struct{}) bool {
+	l.mu.Lock()
+	if !l.full() {
+		l.mu.Unlock()
+		return true
+	}
+	if l.room == nil {
+		l.room = make(chan struct{})
+	}
+	room := l.room
+	start := time.Since(l.epoch)
+	l.pausing++
+	l.pauseStarts += start
+	l.mu.Unlock()
+	l.pauses.Add(1)
+	defer func() {
+		l.mu.Lock()
+		l.pausing--
+		l.pauseStarts -= start
+		l.pausedNanos.Add(uint64(time.Since(l.epoch) - start))
+		l.mu.Unlock()
+	}()
+	// Silent connections give way, now and while the loop waits
+	// (evict.go); an eviction makes room.
+	l.EvictSilent()
+	tick := time.NewTicker(evictTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-room:
+			return true
+		case <-stop:
+			return false
+		case <-tick.C:
+			l.EvictSilent()
+		}
+	}
+}
+
+// signalRoom wakes the WaitForRoom callers once the limiter is no longer
+// full; l.mu is held.
+func (l *Limiter) signalRoom() {
+	if l.room != nil && !l.full() {
+		close(l.room)
+		l.room = nil
+	}
+}
+
+// handshakeDone frees a slot, handing it to the longest waiter if any;
+// either way a new connection's handshake can queue or start again. l.mu
+// is held.
+func (l *Limiter) handshakeDone() {
+	defer l.signalRoom()
+	if len(l.waiters) > 0 {
+		close(l.popWaiter())
+		return
+	}
+	l.running--
+}
+
+// popWaiter takes the longest waiter off the queue, its place now
+// holding a slot, and returns its channel to close; l.mu is held.
+func (l *Limiter) popWaiter() chan struct{} {
+	w := l.waiters[0]
+	l.waiters[0] = waiter{}
+	l.waiters = l.waiters[1:]
+	if w.p != nil {
+		w.p.queued = false
+	}
+	return w.ch
+}
