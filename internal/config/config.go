@@ -92,6 +92,12 @@ type Timeouts struct {
 	// UpstreamIdle is the longest an upstream connection may go without a
 	// byte in the direction pqedge waits on (response bodies, WebSockets).
 	UpstreamIdle Duration `toml:"upstream_idle"`
+	// HandshakeIdle is how long a TCP client may keep its handshake
+	// waiting, sending no byte since the accept or none while its
+	// ClientHello (or PROXY header) is being read, before its connection
+	// is closed to make room while other handshakes wait for a slot. It
+	// must be at least 200ms, TCP's minimum retransmission timeout.
+	HandshakeIdle Duration `toml:"handshake_idle"`
 }
 
 // Limits cap what one client or upstream can make pqedge hold.

@@ -202,6 +202,42 @@ func TestDisplayKey(t *testing.T) {
 	}
 }
 
+// TestHandshakeIdle: timeouts.handshake_idle defaults to 2s, takes a
+// duration of TCP's minimum retransmission timeout or more, and refuses a
+// shorter one with its FILE:LINE and key (testdata/bad/handshake_idle.toml
+// has the message).
+func TestHandshakeIdle(t *testing.T) {
+	const base = "[[listener]]\nname = \"https\"\naddress = \"127.0.0.1:8443\"\n" +
+		"[[site]]\nname = \"a\"\nserver_names = [\"a.example\"]\n[[site.route]]\npath = \"/\"\nhandler = \"inspect\"\n"
+	for _, tt := range []struct {
+		name, toml string
+		want       time.Duration
+		wantErr    string
+	}{
+		{"default", "", 2 * time.Second, ""},
+		{"set", "[timeouts]\nhandshake_idle = \"5s\"\n", 5 * time.Second, ""},
+		{"the minimum", "[timeouts]\nhandshake_idle = \"200ms\"\n", 200 * time.Millisecond, ""},
+		{"below it", "[timeouts]\nhandshake_idle = \"199ms\"\n", 0, "pqedge.toml:11: timeouts.handshake_idle: handshake_idle (199ms) is shorter than"},
+		{"not a duration", "[timeouts]\nhandshake_idle = \"2\"\n", 0, "pqedge.toml:11: timeouts.handshake_idle: invalid duration \"2\""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("/etc/pqedge/pqedge.toml", []byte(base+tt.toml))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Timeouts.HandshakeIdle.Value(); got != tt.want {
+				t.Errorf("handshake_idle = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 // TestEffectiveConfig checks that Parse fills in every default from the one
 // table in defaults.go, so nothing downstream picks its own.
 func TestEffectiveConfig(t *testing.T) {
@@ -243,6 +279,7 @@ upstreams = ["127.0.0.1:3000"]
 		{"request_body", cfg.Timeouts.RequestBody, DefaultRequestBodyTimeout},
 		{"response_write", cfg.Timeouts.ResponseWrite, DefaultResponseWriteTimeout},
 		{"upstream_idle", cfg.Timeouts.UpstreamIdle, DefaultUpstreamIdleTimeout},
+		{"handshake_idle", cfg.Timeouts.HandshakeIdle, DefaultHandshakeIdle},
 	} {
 		if d.got.Value() != d.want {
 			t.Errorf("timeouts.%s = %q, want %s", d.key, d.got, d.want)

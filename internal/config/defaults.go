@@ -54,6 +54,15 @@ const (
 	// DefaultUpstreamIdleTimeout ends upstream responses and WebSockets
 	// stalled this long in the direction pqedge waits on.
 	DefaultUpstreamIdleTimeout = proxy.DefaultUpstreamIdleTimeout
+	// DefaultHandshakeIdle frees the handshake places of clients that
+	// send nothing, or stall mid-ClientHello, while others queue; long
+	// enough for a real client's lost first segment to be retransmitted
+	// (connlimit.DefaultIdleGrace says why).
+	DefaultHandshakeIdle = connlimit.DefaultIdleGrace
+	// MinHandshakeIdle is TCP's minimum retransmission timeout (RFC 6298
+	// section 2.4, Linux's TCP_RTO_MIN): a shorter timeouts.handshake_idle
+	// would take a client whose first segment was lost once for idle.
+	MinHandshakeIdle = 200 * time.Millisecond
 )
 
 // Limits ([limits]).
@@ -211,6 +220,7 @@ func (c *Config) applyDefaults() {
 		{&t.RequestBody, DefaultRequestBodyTimeout},
 		{&t.ResponseWrite, DefaultResponseWriteTimeout},
 		{&t.UpstreamIdle, DefaultUpstreamIdleTimeout},
+		{&t.HandshakeIdle, DefaultHandshakeIdle},
 		{&t.WithdrawGrace, c.defaultWithdrawGrace()},
 	} {
 		if *d.val == "" {

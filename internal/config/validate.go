@@ -467,9 +467,14 @@ func (v *validator) checkDurations() {
 		{"timeouts.stream_idle", t.StreamIdle}, {"timeouts.shutdown", t.Shutdown},
 		{"timeouts.request_body", t.RequestBody}, {"timeouts.response_write", t.ResponseWrite},
 		{"timeouts.upstream_idle", t.UpstreamIdle}, {"timeouts.withdraw_grace", t.WithdrawGrace},
+		{"timeouts.handshake_idle", t.HandshakeIdle},
 		{"limits.h2_reset_window", v.cfg.Limits.H2ResetWindow},
 	} {
 		check(d.key, d.val)
+	}
+	if x, err := time.ParseDuration(string(t.HandshakeIdle)); err == nil && x >= 0 && x < MinHandshakeIdle {
+		v.addf("timeouts.handshake_idle", fmt.Sprintf("make it %v or more", MinHandshakeIdle),
+			"handshake_idle (%v) is shorter than TCP's minimum retransmission timeout (%v): a client whose first segment was lost would be closed as idle", x, MinHandshakeIdle)
 	}
 	if v.cfg.Fleet != nil {
 		check("fleet.ticket_rotation", v.cfg.Fleet.TicketRotation)

@@ -3,7 +3,14 @@
 // client address, and TLS handshakes in progress or queued, in total and
 // per client address. A connection over a cap is closed at once, costing
 // the server an accept and a close; a handshake over its cap waits in a
-// bounded queue for a slot or is refused.
+// bounded queue for a slot or is refused; and while handshakes wait, a
+// connection whose client keeps its handshake waiting (silent or stalled
+// for IdleGrace) is closed to make room (evict.go).
+//
+// Files: connlimit.go holds the connection caps, the options and the
+// counters; handshake.go the handshake slots, their queue and the accept
+// loops' pause; evict.go the eviction of idle handshakes; crypto.go and
+// relay.go the crypto gate.
 //
 // It is the accept path's first step (issue 12, kind 10): a flood of new
 // handshakes must not starve connections that are already established, and
@@ -84,6 +91,11 @@ type Options struct {
 	// MaxCrypto caps handshakes doing their cryptography at once
 	// (AcquireCrypto, CryptoGate); zero means GOMAXPROCS, negative no cap.
 	MaxCrypto int
+	// IdleGrace is how long a watched handshake's client may keep it
+	// waiting (silent since the accept, or stalled mid-ClientHello)
+	// before the connection is evicted while other handshakes wait
+	// (evict.go); zero means DefaultIdleGrace, negative no eviction.
+	IdleGrace time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -98,6 +110,9 @@ func (o *Options) setDefaults() {
 		if *f.p == 0 {
 			*f.p = f.def
 		}
+	}
+	if o.IdleGrace == 0 {
+		o.IdleGrace = DefaultIdleGrace
 	}
 }
 
@@ -117,10 +132,12 @@ type Stats struct {
 	// MaxHandshakesPerClient slots and queue places.
 	HandshakesRefusedPerClient uint64
 	HandshakesExpired          uint64 // gave up waiting (the caller's context ended)
-	// HandshakesEvicted: connections closed to make room while the
-	// limiter was full, their client having sent nothing (evict.go).
-	HandshakesEvicted uint64
-	AcceptPauses      uint64 // accept loops that waited for room (WaitForRoom)
+	// HandshakesSilent and HandshakesStalled: connections closed to
+	// make room while handshakes waited, their client having sent
+	// nothing since the accept, or nothing more while its handshake read
+	// (evict.go), for IdleGrace.
+	HandshakesSilent, HandshakesStalled uint64
+	AcceptPauses                        uint64 // accept loops that waited for room (WaitForRoom)
 	// AcceptPaused is the time accept loops spent waiting for room, summed
 	// over the loops, pauses still going on included.
 	AcceptPaused time.Duration
@@ -139,8 +156,14 @@ type Limiter struct {
 	running   int      // handshakes holding a slot
 	waiters   []waiter // FIFO of handshakes waiting for a slot
 	// oldest and newest end the list of watched places (evict.go), in
-	// the order they were reserved.
+	// the order of their next check.
 	oldest, newest *place
+	// evictTimer runs an eviction pass at the oldest watched place's
+	// next check while handshakes wait (evict.go); evictArmed says it is
+	// pending, for evictAt. Made at the first wait.
+	evictTimer *time.Timer
+	evictArmed bool
+	evictAt    time.Time
 	// pending counts the slots and queue places each client address
 	// holds (MaxHandshakesPerClient); it holds only addresses with some.
 	pending map[netip.Addr]int
@@ -157,7 +180,7 @@ type Limiter struct {
 
 	admitted, refusedTotal, refusedClient atomic.Uint64
 	queued, hsRefused, hsExpired          atomic.Uint64
-	hsEvicted                             atomic.Uint64
+	hsSilent, hsStalled                   atomic.Uint64
 	hsRefusedClient                       atomic.Uint64
 	pauses, pausedNanos                   atomic.Uint64
 }
@@ -180,21 +203,37 @@ func (l *Limiter) ReleaseCrypto() { l.crypto.Release() }
 // crypto gate paces, a flood's sign (CryptoGate.YieldToPoller).
 func (l *Limiter) YieldToPoller() { l.crypto.YieldToPoller() }
 
-// clientKey is the address connections are counted by: IPv4 as is, IPv6
-// by /64. ok is false for a non-IP address (a unix socket), which only the
-// total cap applies to.
-func clientKey(a net.Addr) (netip.Addr, bool) {
+// AddrIP is a's IP address, IPv4-mapped addresses unmapped and the zone
+// dropped; ok is false for an address that is not an IP one (a unix
+// socket's). TCP and UDP addresses are read as they are (this runs for
+// each accepted connection); others are parsed from their string. The
+// server matches trusted load balancers' networks with it too, so that
+// both agree on who a peer is.
+func AddrIP(a net.Addr) (netip.Addr, bool) {
 	var ap netip.AddrPort
 	switch a := a.(type) {
+	case nil:
+		return netip.Addr{}, false
 	case *net.TCPAddr:
 		ap = a.AddrPort()
 	case *net.UDPAddr:
 		ap = a.AddrPort()
 	default:
-		return netip.Addr{}, false
+		var err error
+		if ap, err = netip.ParseAddrPort(a.String()); err != nil {
+			return netip.Addr{}, false
+		}
 	}
-	ip := ap.Addr().Unmap()
-	if !ip.IsValid() {
+	ip := ap.Addr().Unmap().WithZone("")
+	return ip, ip.IsValid()
+}
+
+// clientKey is the address connections are counted by: IPv4 as is, IPv6
+// by /64 (AddrIP). ok is false for a non-IP address, which only the total
+// cap applies to.
+func clientKey(a net.Addr) (netip.Addr, bool) {
+	ip, ok := AddrIP(a)
+	if !ok {
 		return netip.Addr{}, false
 	}
 	if ip.Is6() {
@@ -264,21 +303,43 @@ func (a *Admission) Release() {
 // admission that has a client, or was released, or a non-IP addr, is left
 // as it is.
 func (a *Admission) SetClient(addr net.Addr) error {
-	key, keyed := clientKey(addr)
 	l := a.l
-	l.mu.Lock()
-	if a.keyed || a.released || !keyed {
-		l.mu.Unlock()
+	return l.setClient(addr, clientCount{l.perClient, l.opts.MaxConnsPerClient, &l.refusedClient, ErrTooManyFromClient},
+		func() (bool, error) { return a.keyed || a.released, nil },
+		func(key netip.Addr) { a.key, a.keyed = key, true })
+}
+
+// clientCount is one of the per-client counts (perClient, pending): the
+// map, its cap (none when not positive), the refusals' counter and error.
+type clientCount struct {
+	counts  map[netip.Addr]int
+	max     int
+	refused *atomic.Uint64
+	err     error
+}
+
+// setClient counts a place taken without a client address against
+// addr's client from now on (Admission.SetClient,
+// HandshakeTicket.SetClient), in c unless that client holds c.max places
+// already: c.err then, counted. Under l.mu, check runs first: a skip
+// leaves the place as it is, an error is returned as is; set then records
+// the client on the place. A non-IP addr is left as it is.
+func (l *Limiter) setClient(addr net.Addr, c clientCount, check func() (skip bool, err error), set func(netip.Addr)) error {
+	key, keyed := clientKey(addr)
+	if !keyed {
 		return nil
 	}
-	if l.opts.MaxConnsPerClient > 0 && l.perClient[key] >= l.opts.MaxConnsPerClient {
-		l.mu.Unlock()
-		l.refusedClient.Add(1)
-		return ErrTooManyFromClient
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if skip, err := check(); skip || err != nil {
+		return err
 	}
-	l.perClient[key]++
-	a.key, a.keyed = key, true
-	l.mu.Unlock()
+	if c.max > 0 && c.counts[key] >= c.max {
+		c.refused.Add(1)
+		return c.err
+	}
+	c.counts[key]++
+	set(key)
 	return nil
 }
 
@@ -356,7 +417,8 @@ func (l *Limiter) Stats() Stats {
 	s.HandshakesRefused = l.hsRefused.Load()
 	s.HandshakesRefusedPerClient = l.hsRefusedClient.Load()
 	s.HandshakesExpired = l.hsExpired.Load()
-	s.HandshakesEvicted = l.hsEvicted.Load()
+	s.HandshakesSilent = l.hsSilent.Load()
+	s.HandshakesStalled = l.hsStalled.Load()
 	s.AcceptPauses = l.pauses.Load()
 	s.Crypto = l.crypto.Stats()
 	return s
@@ -383,7 +445,8 @@ func (ln *listener) Accept() (net.Conn, error) {
 	}
 }
 
-// SetOptions changes the caps of a Limiter in use (a config reload).
+// SetOptions changes the caps and the idle grace of a Limiter in use (a
+// config reload).
 // Connections already admitted keep their slots even when a cap drops
 // below their number; new ones are judged by the new caps. Raising
 // MaxHandshakes hands the new slots to waiting handshakes at once.
@@ -398,4 +461,6 @@ func (l *Limiter) SetOptions(opts Options) {
 		close(l.popWaiter())
 	}
 	l.signalRoom()
+	// A new IdleGrace moves the next check (evict.go).
+	l.armEvict()
 }

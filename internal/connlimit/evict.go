@@ -7,60 +7,105 @@ import (
 	"time"
 )
 
-// Evicting silent connections.
+// Evicting idle handshakes.
 //
-// A connection that sends nothing holds its handshake slot or queue place
-// until the handshake deadline (timeouts.handshake): with the defaults,
-// twenty addresses of 64 such connections each (MaxHandshakesPerClient)
-// fill every slot and queue place, and every accept loop pauses
-// (WaitForRoom) for as long as they are kept open, leaving new clients'
-// SYNs to the kernel. So while the limiter is full, a watched connection
-// (ReserveWatchedHandshake) whose client has sent no byte SilentGrace
-// after it was accepted is evicted: closed, its place freed at once,
-// counted in Stats.HandshakesEvicted. A real client sends its ClientHello
-// (or its PROXY header) right after the ACK that completes its TCP
-// handshake, so it arrives with the accept whatever the distance: only a
-// client that waits before writing, or whose first segment is lost and
-// retransmitted more than SilentGrace after the accept, can be mistaken
-// for a silent one, and only while the limiter is full.
+// A connection whose client sends nothing, or the start of a ClientHello
+// (or of a PROXY header) and then nothing, holds its handshake slot or
+// queue place until the handshake deadline (timeouts.handshake): four
+// such connections hold four slots, and a real client queued behind them
+// waits the whole deadline; twenty addresses of 64 each
+// (MaxHandshakesPerClient) fill every slot and queue place and pause
+// every accept loop (WaitForRoom). So under pressure, whenever a
+// handshake waits in the queue or the limiter is full, a watched
+// connection (ReserveWatchedHandshake) whose client keeps its handshake
+// waiting for IdleGrace is evicted: closed, its place freed at once (a
+// slot goes to the longest live waiter), counted in Stats. Two kinds, the
+// metric's two reasons:
+//
+//   - silent: the client has sent no byte IdleGrace after the accept,
+//     slot holder or queued (Idleness.Silent);
+//   - stalled: the handshake is blocked reading the client, before
+//     pqedge wrote anything to it, and nothing arrived for IdleGrace
+//     (Idleness.ReadingSince).
+//
+// What is never taken for idle: a queued connection whose ClientHello
+// waits unread in the socket, and a handshake waiting for a crypto slot
+// or computing (neither reads); a handshake that sent its flight and
+// waits for the client's answer (Idleness.Answered), which the handshake
+// deadline bounds. A real client sends its ClientHello right after the
+// ACK that completes its TCP handshake, so only a lost segment
+// retransmitted more than IdleGrace later (TCP's RTO is 200 ms at least
+// and grows on long paths: RFC 6298 section 2) makes it look idle, and
+// only under pressure.
+//
+// Cost: nothing while a handshake gets a slot at once. Under pressure, a
+// pass runs when a reservation queues, when an accept loop pauses, and
+// from one limiter-owned timer (time.AfterFunc) armed for the oldest
+// watched place's next check while anything waits; a pass asks only the
+// places whose check is due (each a system call, under the limiter's
+// lock), at most evictScan, and each place at most once per IdleGrace.
 
-// SilentGrace is how long a watched connection may have sent nothing
-// before it can be evicted while the limiter is full.
-const SilentGrace = time.Second
+// DefaultIdleGrace is IdleGrace unless set: ten times TCP's minimum
+// retransmission timeout (200 ms), so that a first segment lost once or
+// twice on a long path still arrives within it, and short enough that a
+// queued client behind idle slot holders waits seconds, not the
+// handshake timeout.
+const DefaultIdleGrace = 2 * time.Second
 
 // evictScan bounds the places one eviction pass asks (each a system
 // call, under the limiter's lock); the rest wait for the next pass.
 const evictScan = 256
 
-// evictTick is how often a paused accept loop runs an eviction pass.
-const evictTick = SilentGrace / 4
-
 // ErrEvicted is HandshakeTicket.Wait's error when the limiter closed the
-// connection to make room (SilentGrace).
-var ErrEvicted = errors.New("closed to make room: the client sent nothing while every handshake place was taken")
+// connection to make room (evict.go).
+var ErrEvicted = errors.New("closed to make room: the client kept its handshake waiting while others queued")
 
 // Watcher is how the limiter asks about a connection holding a watched
-// handshake place.
+// handshake place. The limiter calls it under its lock, from the
+// goroutine of a reservation, of a paused accept loop or of its timer.
 type Watcher interface {
-	// Silent reports whether the client has sent nothing at all on the
-	// connection (not a byte received, whether read or not); false when
-	// it cannot tell. Once false it must stay false.
-	Silent() bool
+	// Idle reports whether and how the client keeps the handshake
+	// waiting now.
+	Idle() Idleness
 	// Evict closes the connection. It is called without the limiter's
 	// lock held, so it may free the connection's place (Conn.Close).
 	Evict()
 }
 
+// Idleness is what a Watcher knows of its client. A Watcher that cannot
+// tell reports the zero value, which is never evicted.
+type Idleness struct {
+	// Silent: the client has sent no byte at all (none received by the
+	// kernel, read or not). Once false it stays false.
+	Silent bool
+	// ReadingSince is when the handshake began the read it is blocked
+	// in, waiting for the client's next bytes (ClientHello or PROXY
+	// header); zero when it is not blocked on the client.
+	ReadingSince time.Time
+	// Answered: pqedge has written to the client (its flight, an
+	// alert). From then on the client's silence is the handshake
+	// deadline's business, and the limiter stops watching.
+	Answered bool
+}
+
+// Eviction reasons, the metric's (pqedge_connections_refused_total).
+const (
+	reasonSilent  = 1
+	reasonStalled = 2
+)
+
 // place is a watched connection's handshake place, in the limiter's list
-// of them (oldest first). Its fields but evicted are guarded by the
+// of them (by next check). Its fields but evicted are guarded by the
 // limiter's mutex.
 type place struct {
-	since  time.Time
+	since  time.Time // reserved (the accept)
+	check  time.Time // due for a check IdleGrace after this
 	w      Watcher
 	client netip.Addr // what the place counts against (pending), when keyed
 	keyed  bool
 	queued bool // waits in the queue; otherwise holds a slot
 	linked bool // in the list
+	reason int  // why it was evicted
 	// evicted is set under the mutex before the ticket's channel is
 	// closed, and read by the ticket's goroutine after it.
 	evicted    atomic.Bool
@@ -76,6 +121,32 @@ func (l *Limiter) linkPlace(p *place) {
 		l.oldest = p
 	}
 	l.newest = p
+}
+
+// relinkPlace puts p back on the watched list in the order of its next
+// check, which is seldom far from the newest's; l.mu is held.
+func (l *Limiter) relinkPlace(p *place) {
+	after := l.newest
+	for after != nil && after.check.After(p.check) {
+		after = after.prev
+	}
+	if after == nil {
+		p.prev, p.next, p.linked = nil, l.oldest, true
+		if l.oldest != nil {
+			l.oldest.prev = p
+		} else {
+			l.newest = p
+		}
+		l.oldest = p
+		return
+	}
+	p.prev, p.next, p.linked = after, after.next, true
+	if after.next != nil {
+		after.next.prev = p
+	} else {
+		l.newest = p
+	}
+	after.next = p
 }
 
 // unlinkPlace takes p off the watched list, if it is on it; l.mu is held.
@@ -96,28 +167,53 @@ func (l *Limiter) unlinkPlace(p *place) {
 	p.prev, p.next, p.linked = nil, nil, false
 }
 
-// evictSilent evicts, while the limiter is full, the watched connections
-// that have sent nothing SilentGrace after their reservation, oldest
-// first, asking at most evictScan of them; a place whose client has sent
-// something leaves the list for good. It returns the connections to close
-// once l.mu is released. l.mu is held.
-func (l *Limiter) evictSilent(now time.Time) []Watcher {
-	if !l.full() {
+// pressure: a handshake waits in the queue, or every slot is taken and
+// the queue is full (an accept loop pauses); l.mu is held.
+func (l *Limiter) pressure() bool { return len(l.waiters) > 0 || l.full() }
+
+// evictIdle runs an eviction pass under pressure: it asks the watched
+// places whose check is due, oldest first, at most evictScan, and evicts
+// those whose client is silent or stalled (evict.go's rules); the others
+// are checked again IdleGrace after their reading began, or after now,
+// and a place whose handshake answered leaves the list for good. It
+// returns the evicted places, whose connections closeEvicted closes once
+// l.mu is released. l.mu is held.
+func (l *Limiter) evictIdle(now time.Time) []*place {
+	grace := l.opts.IdleGrace
+	if grace <= 0 || !l.pressure() {
 		return nil
 	}
-	var victims []*place
-	for p, n := l.oldest, 0; p != nil && n < evictScan && now.Sub(p.since) >= SilentGrace; n++ {
+	var victims, again []*place
+	for p, n := l.oldest, 0; p != nil && n < evictScan && now.Sub(p.check) >= grace; n++ {
 		next := p.next
 		l.unlinkPlace(p)
-		if p.w.Silent() {
-			p.evicted.Store(true)
-			l.releasePending(p.client, p.keyed)
+		switch idle := p.w.Idle(); {
+		case idle.Answered:
+		case idle.Silent: // since the accept, IdleGrace or more ago
+			p.reason = reasonSilent
 			victims = append(victims, p)
+		case !idle.ReadingSince.IsZero() && now.Sub(idle.ReadingSince) >= grace:
+			p.reason = reasonStalled
+			victims = append(victims, p)
+		default:
+			p.check = now
+			if !idle.ReadingSince.IsZero() {
+				p.check = idle.ReadingSince
+			}
+			again = append(again, p)
 		}
 		p = next
 	}
+	// After the scan, so that it does not meet them again.
+	for _, p := range again {
+		l.relinkPlace(p)
+	}
 	if len(victims) == 0 {
 		return nil
+	}
+	for _, p := range victims {
+		p.evicted.Store(true)
+		l.releasePending(p.client, p.keyed)
 	}
 	// Queued victims leave the queue first, so that the slots of the
 	// others go to live waiters only.
@@ -131,27 +227,57 @@ func (l *Limiter) evictSilent(now time.Time) []Watcher {
 	}
 	clear(l.waiters[len(kept):])
 	l.waiters = kept
-	closers := make([]Watcher, 0, len(victims))
 	for _, p := range victims {
 		if !p.queued {
 			l.handshakeDone()
 		}
-		closers = append(closers, p.w)
+		if p.reason == reasonSilent {
+			l.hsSilent.Add(1)
+		} else {
+			l.hsStalled.Add(1)
+		}
 	}
-	l.hsEvicted.Add(uint64(len(victims)))
 	l.signalRoom()
-	return closers
+	return victims
 }
 
-// EvictSilent runs one eviction pass now (evictSilent) and closes what it
-// evicted; WaitForRoom runs them while it waits. It returns how many
-// connections it evicted.
-func (l *Limiter) EvictSilent() int {
-	l.mu.Lock()
-	closers := l.evictSilent(time.Now())
-	l.mu.Unlock()
-	for _, w := range closers {
-		w.Evict()
+// closeEvicted closes the connections of an eviction pass; l.mu is not
+// held.
+func closeEvicted(victims []*place) {
+	for _, p := range victims {
+		p.w.Evict()
 	}
-	return len(closers)
+}
+
+// armEvict keeps the eviction timer pending for the oldest watched
+// place's next check while there is pressure, and stops it otherwise; a
+// timer due earlier is kept (its pass re-arms it). l.mu is held.
+func (l *Limiter) armEvict() {
+	if l.opts.IdleGrace <= 0 || l.oldest == nil || !l.pressure() {
+		if l.evictArmed {
+			l.evictTimer.Stop()
+			l.evictArmed = false
+		}
+		return
+	}
+	at := l.oldest.check.Add(l.opts.IdleGrace)
+	if l.evictArmed && !l.evictAt.After(at) {
+		return
+	}
+	l.evictAt, l.evictArmed = at, true
+	if l.evictTimer == nil {
+		l.evictTimer = time.AfterFunc(time.Until(at), l.evictDue)
+		return
+	}
+	l.evictTimer.Reset(time.Until(at))
+}
+
+// evictDue is the eviction timer's pass.
+func (l *Limiter) evictDue() {
+	l.mu.Lock()
+	l.evictArmed = false
+	victims := l.evictIdle(time.Now())
+	l.armEvict()
+	l.mu.Unlock()
+	closeEvicted(victims)
 }

@@ -1,5 +1,8 @@
 package connlimit
 
+// Handshake slots, their queue, and the accept loops' pause while both
+// are full.
+
 import (
 	"context"
 	"net"
@@ -69,9 +72,11 @@ func (l *Limiter) ReserveHandshake(addr net.Addr) (HandshakeTicket, error) {
 }
 
 // ReserveWatchedHandshake is ReserveHandshake for a connection the
-// limiter may evict while it is full, if w says the client has sent
-// nothing for SilentGrace (evict.go); a ticket whose connection was
-// evicted fails its Wait with ErrEvicted.
+// limiter may evict while handshakes wait, if w says its client has kept
+// the handshake waiting for IdleGrace (evict.go); a ticket whose
+// connection was evicted fails its Wait with ErrEvicted. A reservation
+// that gets a slot at once costs nothing more than ReserveHandshake's; one
+// that queues runs an eviction pass and arms the limiter's timer.
 func (l *Limiter) ReserveWatchedHandshake(addr net.Addr, w Watcher) (HandshakeTicket, error) {
 	return l.reserve(addr, w)
 }
@@ -94,8 +99,10 @@ func (l *Limiter) reserve(addr net.Addr, w Watcher) (HandshakeTicket, error) {
 		return HandshakeTicket{}, ErrTooManyHandshakesFromClient
 	}
 	t := HandshakeTicket{l: l, client: key, keyed: keyed}
+	var now time.Time
 	if w != nil {
-		t.p = &place{since: time.Now(), w: w, client: key, keyed: keyed}
+		now = time.Now()
+		t.p = &place{since: now, check: now, w: w, client: key, keyed: keyed}
 		l.linkPlace(t.p)
 	}
 	if l.opts.MaxHandshakes <= 0 || l.running < l.opts.MaxHandshakes {
@@ -111,7 +118,17 @@ func (l *Limiter) reserve(addr net.Addr, w Watcher) (HandshakeTicket, error) {
 		l.pending[key]++
 	}
 	t.leftFull = l.full()
+	var closers []*place
+	if t.ch != nil || t.leftFull {
+		// Pressure: idle connections give way to this one (evict.go).
+		if now.IsZero() {
+			now = time.Now()
+		}
+		closers = l.evictIdle(now)
+		l.armEvict()
+	}
 	l.mu.Unlock()
+	closeEvicted(closers)
 	if t.ch != nil {
 		l.queued.Add(1)
 		l.crypto.pace()
@@ -135,28 +152,20 @@ func (t HandshakeTicket) HasClient() bool { return t.keyed }
 // counting it now would hold one of the client's places for good.
 // A ticket that has a client, or a non-IP addr, is left as it is.
 func (t *HandshakeTicket) SetClient(addr net.Addr) error {
-	key, keyed := clientKey(addr)
-	if t.keyed || !keyed {
-		return nil
-	}
 	l := t.l
-	l.mu.Lock()
-	if t.evicted() {
-		l.mu.Unlock()
-		return ErrEvicted
-	}
-	if l.opts.MaxHandshakesPerClient > 0 && l.pending[key] >= l.opts.MaxHandshakesPerClient {
-		l.mu.Unlock()
-		l.hsRefusedClient.Add(1)
-		return ErrTooManyHandshakesFromClient
-	}
-	l.pending[key]++
-	t.client, t.keyed = key, true
-	if t.p != nil {
-		t.p.client, t.p.keyed = key, true
-	}
-	l.mu.Unlock()
-	return nil
+	return l.setClient(addr, clientCount{l.pending, l.opts.MaxHandshakesPerClient, &l.hsRefusedClient, ErrTooManyHandshakesFromClient},
+		func() (bool, error) {
+			if t.evicted() {
+				return false, ErrEvicted
+			}
+			return t.keyed, nil
+		},
+		func(key netip.Addr) {
+			t.client, t.keyed = key, true
+			if t.p != nil {
+				t.p.client, t.p.keyed = key, true
+			}
+		})
 }
 
 // Wait waits for the ticket's slot until deadline, the handshake's: at
@@ -205,7 +214,7 @@ func (t HandshakeTicket) wait(ctx context.Context) (done func(), err error) {
 }
 
 // Evicted reports whether the limiter closed the ticket's connection to
-// make room, the client having sent nothing (evict.go).
+// make room, its client having kept the handshake waiting (evict.go).
 func (t HandshakeTicket) Evicted() bool { return t.evicted() }
 
 func (t HandshakeTicket) evicted() bool { return t.p != nil && t.p.evicted.Load() }
@@ -289,9 +298,10 @@ func (l *Limiter) full() bool {
 // is closed; it reports whether there is room. An accept loop calls it
 // instead of accepting connections it would only refuse: they stay in
 // the kernel, whose listen backlog refuses the rest (the server shrinks
-// it meanwhile). While it waits, watched connections whose client has
-// sent nothing for SilentGrace are evicted to make room (evict.go). The
-// waits are counted in Stats (AcceptPauses, AcceptPaused).
+// it meanwhile). A pause is pressure: while it lasts, watched connections
+// whose client keeps its handshake waiting for IdleGrace are evicted to
+// make room (evict.go). The waits are counted in Stats (AcceptPauses,
+// AcceptPaused).
 func (l *Limiter) WaitForRoom(stop <-chan struct{}) bool {
 	l.mu.Lock()
 	if !l.full() {
@@ -305,7 +315,12 @@ func (l *Limiter) WaitForRoom(stop <-chan struct{}) bool {
 	start := time.Since(l.epoch)
 	l.pausing++
 	l.pauseStarts += start
+	// Idle connections give way, now and at their next check while the
+	// limiter stays full (evict.go); an eviction makes room.
+	closers := l.evictIdle(time.Now())
+	l.armEvict()
 	l.mu.Unlock()
+	closeEvicted(closers)
 	l.pauses.Add(1)
 	defer func() {
 		l.mu.Lock()
@@ -314,29 +329,24 @@ func (l *Limiter) WaitForRoom(stop <-chan struct{}) bool {
 		l.pausedNanos.Add(uint64(time.Since(l.epoch) - start))
 		l.mu.Unlock()
 	}()
-	// Silent connections give way, now and while the loop waits
-	// (evict.go); an eviction makes room.
-	l.EvictSilent()
-	tick := time.NewTicker(evictTick)
-	defer tick.Stop()
-	for {
-		select {
-		case <-room:
-			return true
-		case <-stop:
-			return false
-		case <-tick.C:
-			l.EvictSilent()
-		}
+	select {
+	case <-room:
+		return true
+	case <-stop:
+		return false
 	}
 }
 
 // signalRoom wakes the WaitForRoom callers once the limiter is no longer
-// full; l.mu is held.
+// full, and stops the eviction timer once nothing waits; l.mu is held.
 func (l *Limiter) signalRoom() {
 	if l.room != nil && !l.full() {
 		close(l.room)
 		l.room = nil
+	}
+	if l.evictArmed && !l.pressure() {
+		l.evictTimer.Stop()
+		l.evictArmed = false
 	}
 }
 

@@ -57,6 +57,10 @@ type Timeouts struct {
 	// RequestBody, ResponseWrite and UpstreamIdle bound a request's body
 	// stall, each write to the client, and a stalled upstream.
 	RequestBody, ResponseWrite, UpstreamIdle time.Duration
+	// HandshakeIdle is how long a client may keep its handshake waiting
+	// (silent, or stalled mid-ClientHello) before it is evicted while
+	// other handshakes wait (connlimit.Options.IdleGrace).
+	HandshakeIdle time.Duration
 }
 
 // Limits are the config's [limits]. A count of 0 means no cap.
@@ -232,6 +236,7 @@ func Build(cfg *config.Config) (*Plan, error) {
 		UpstreamDial: t.UpstreamDial.Value(), UpstreamHeader: t.UpstreamHeader.Value(),
 		StreamIdle: t.StreamIdle.Value(), Shutdown: t.Shutdown.Value(), WithdrawGrace: t.WithdrawGrace.Value(),
 		RequestBody: t.RequestBody.Value(), ResponseWrite: t.ResponseWrite.Value(), UpstreamIdle: t.UpstreamIdle.Value(),
+		HandshakeIdle: t.HandshakeIdle.Value(),
 	}
 	lim := cfg.Limits
 	p.Limits = Limits{

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,6 +45,9 @@ type edgeConn struct {
 	peerSeen    bool            // peerGone said no since the client's last data (checkPeer)
 	cryptoHeld  bool            // a crypto slot is held
 	handshaking bool            // the handshake runs: its reads take crypto slots
+	// watch tells the limiter when the handshake blocks reading the
+	// client and when it first writes (socketWatch); nil if unwatched.
+	watch *socketWatch
 }
 
 // beginCrypto takes a slot of the crypto gate unless one is held: from
@@ -97,9 +101,19 @@ func (c *edgeConn) endCrypto() {
 // waiting on the client. Under a flood the handshakes that wait for a
 // slot are parked rather than queued in Go's run queue, where they would
 // run ahead of established connections (connlimit.CryptoGate).
+//
+// While the handshake blocks in a read, the limiter may find its client
+// stalled (socketWatch); the wait for a crypto slot is not part of it.
 func (c *edgeConn) Read(b []byte) (int, error) {
 	c.endCrypto()
+	watched := c.handshaking && c.watch != nil
+	if watched {
+		c.watch.reading()
+	}
 	n, err := c.CaptureConn.Read(b)
+	if watched {
+		c.watch.readDone()
+	}
 	if n > 0 && c.handshaking {
 		if gerr := c.beginCrypto(); gerr != nil {
 			return 0, gerr
@@ -107,6 +121,16 @@ func (c *edgeConn) Read(b []byte) (int, error) {
 		c.peerSeen = false // the wait for the slot may have outlasted the client
 	}
 	return n, err
+}
+
+// Write tells the limiter, the first time the handshake writes, that the
+// client has been answered (socketWatch): from then on its silence is
+// the handshake deadline's business.
+func (c *edgeConn) Write(b []byte) (int, error) {
+	if c.handshaking && c.watch != nil {
+		c.watch.answered.Store(true)
+	}
+	return c.CaptureConn.Write(b)
 }
 
 // hello returns the captured ClientHello, nil when it was not captured.
@@ -272,9 +296,10 @@ func (sk *socket) acceptLoop() {
 		// loop pauses (waitForRoom); a full queue refuses here, without
 		// a goroutine that would crowd Go's run queue ahead of
 		// established connections.
-		// A connection whose client sends nothing may be evicted while
-		// the limiter is full (connlimit's evict.go).
-		ticket, err := sk.srv.limiter.ReserveWatchedHandshake(sk.handshakeClient(c), newSocketWatch(lc, c))
+		// A connection whose client keeps its handshake waiting may be
+		// evicted while handshakes queue (connlimit's evict.go).
+		watch := newSocketWatch(lc, c)
+		ticket, err := sk.srv.limiter.ReserveWatchedHandshake(sk.handshakeClient(c), watch)
 		if err != nil {
 			lc.Close()
 			// A full queue: another listener's loop or QUIC filled it.
@@ -283,16 +308,25 @@ func (sk *socket) acceptLoop() {
 			continue
 		}
 		full = ticket.LeftFull()
-		go sk.srv.handleConn(sk, lc, ticket)
+		go sk.srv.handleConn(sk, lc, ticket, watch)
 	}
 }
 
 // socketWatch is what the limiter asks of an accepted connection that
 // holds a handshake place (connlimit.Watcher): whether its client has
-// sent anything (clientSilent), and to close it.
+// sent anything (clientSilent), whether the handshake is blocked reading
+// it and since when, whether it has been answered; and to close it.
+// Reading costs a clock read and an atomic store per read of a handshake
+// (edgeConn.Read), the system call only the limiter's check, under
+// pressure.
 type socketWatch struct {
 	conn net.Conn        // the limiter's wrapper: closing it frees the connection's place
 	rc   syscall.RawConn // the socket; nil when there is none
+	// readingSince is when the handshake began the read from the client
+	// it is blocked in (Unix nanoseconds), 0 when it is not reading:
+	// written by the connection's goroutine, read by the limiter's.
+	readingSince atomic.Int64
+	answered     atomic.Bool // the handshake wrote to the client
 }
 
 // newSocketWatch watches lc, accepted on raw.
@@ -300,7 +334,21 @@ func newSocketWatch(lc, raw net.Conn) *socketWatch {
 	return &socketWatch{conn: lc, rc: socketOf(raw)}
 }
 
-func (w *socketWatch) Silent() bool { return w.rc != nil && clientSilent(w.rc) }
+// reading marks the start of a read from the client, readDone its end.
+func (w *socketWatch) reading()  { w.readingSince.Store(time.Now().UnixNano()) }
+func (w *socketWatch) readDone() { w.readingSince.Store(0) }
+
+func (w *socketWatch) Idle() connlimit.Idleness {
+	if w.answered.Load() {
+		return connlimit.Idleness{Answered: true}
+	}
+	var idle connlimit.Idleness
+	if ns := w.readingSince.Load(); ns != 0 {
+		idle.ReadingSince = time.Unix(0, ns)
+	}
+	idle.Silent = w.rc != nil && clientSilent(w.rc)
+	return idle
+}
 
 func (w *socketWatch) Evict() { w.conn.Close() }
 
@@ -383,8 +431,9 @@ const acceptBurst = 16
 
 // handleConn is one accepted connection: handshake, record, hand-off.
 // ticket is its place in the limiter (a handshake slot or a place in the
-// queue), taken by the accept loop.
-func (s *Server) handleConn(sk *socket, raw net.Conn, ticket connlimit.HandshakeTicket) {
+// queue), taken by the accept loop, and watch what the limiter asks of
+// it.
+func (s *Server) handleConn(sk *socket, raw net.Conn, ticket connlimit.HandshakeTicket, watch *socketWatch) {
 	g := s.current.Load()
 	var l *listenerRuntime
 	if g != nil {
@@ -405,7 +454,7 @@ func (s *Server) handleConn(sk *socket, raw net.Conn, ticket connlimit.Handshake
 		conn = pin
 	}
 	deadline := s.now().Add(g.plan.Timeouts.Handshake)
-	ec := &edgeConn{CaptureConn: pqtls.NewCaptureConn(conn, 0), listener: l, proxyIn: pin, limiter: s.limiter, deadline: deadline, socket: socketOf(raw)}
+	ec := &edgeConn{CaptureConn: pqtls.NewCaptureConn(conn, 0), listener: l, proxyIn: pin, limiter: s.limiter, deadline: deadline, socket: socketOf(raw), watch: watch}
 	tc := tls.Server(ec, s.tlsBase)
 
 	// The deadline bounds clients that stop mid-handshake or send nothing
@@ -425,8 +474,12 @@ func (s *Server) handleConn(sk *socket, raw net.Conn, ticket connlimit.Handshake
 		// under the handshake deadline, so that one client behind the
 		// balancer holds at most limits.handshakes_per_client places.
 		// A missing or refused header leaves the balancer's address,
-		// and the handshake's first read then fails with it.
-		if client := pin.RemoteAddr(); client.String() != raw.RemoteAddr().String() {
+		// and the handshake's first read then fails with it. A header
+		// that stalls is a stalled client's (socketWatch).
+		watch.reading()
+		client := pin.RemoteAddr()
+		watch.readDone()
+		if client.String() != raw.RemoteAddr().String() {
 			if err := ticket.SetClient(client); err != nil {
 				ticket.Cancel()
 				raw.Close()
@@ -448,8 +501,9 @@ func (s *Server) handleConn(sk *socket, raw net.Conn, ticket connlimit.Handshake
 	slot()
 	conn.SetDeadline(time.Time{})
 	if err != nil && ticket.Evicted() {
-		// Closed to make room, its client having sent nothing: not a
-		// handshake, and counted by the limiter (reason "silent").
+		// Closed to make room, its client silent or stalled: not a
+		// handshake, and counted by the limiter (reasons "silent" and
+		// "stalled").
 		ec.endCrypto()
 		tc.Close()
 		return

@@ -46,15 +46,15 @@ func listenBacklogOf(t *testing.T, ts *testServer, addr string) (backlog, queued
 // slot frees, handshakes complete again, and the backlog is restored by
 // the first connection backlogHold after the last pause.
 func TestAcceptPauseLeavesExcessToTheKernel(t *testing.T) {
-	ts := startServer(t, baseConfig+"[limits]\nhandshakes = 2\nhandshake_queue = 0\n"+inspectSite)
+	ts := startServer(t, baseConfig+"[timeouts]\nhandshake_idle = \"1m\"\n[limits]\nhandshakes = 2\nhandshake_queue = 0\n"+inspectSite)
 	addr := ts.addr("https")
 	if b, _ := listenBacklogOf(t, ts, addr); b != listenBacklog() {
 		t.Fatalf("backlog before any pause %d, want %d (somaxconn)", b, listenBacklog())
 	}
 
 	// Two clients that send the first byte of a ClientHello and stall hold
-	// both slots (clients that sent nothing would be evicted after
-	// connlimit.SilentGrace: TestSilentConnectionsGiveWay).
+	// both slots (for the test: they would be evicted as stalled after
+	// timeouts.handshake_idle, TestIdleSlotHoldersGiveWay).
 	stallers := []net.Conn{dialTimeout(t, addr), dialTimeout(t, addr)}
 	for _, c := range stallers {
 		if _, err := c.Write([]byte{0x16}); err != nil {

@@ -334,50 +334,6 @@ func TestHandshakeCapPerClient(t *testing.T) {
 	c.Close()
 }
 
-// TestSilentConnectionsGiveWay: connections that send nothing hold every
-// handshake slot and queue place, so the accept loop pauses; one second
-// later (connlimit.SilentGrace), long before the handshake timeout, they
-// are closed to make room and counted as refused "silent", while a
-// connection that sent the start of its ClientHello keeps its place, and
-// a new client is served.
-func TestSilentConnectionsGiveWay(t *testing.T) {
-	ts := startServer(t, baseConfig+"[timeouts]\nhandshake = \"60s\"\n[limits]\nhandshakes = 2\nhandshake_queue = 1\n"+inspectSite)
-	addr := ts.addr("https")
-	talker := dialTimeout(t, addr)
-	defer talker.Close()
-	if _, err := talker.Write([]byte{0x16, 0x03, 0x01}); err != nil { // a record header's start
-		t.Fatal(err)
-	}
-	silent := []net.Conn{dialTimeout(t, addr), dialTimeout(t, addr)}
-	for _, c := range silent {
-		defer c.Close()
-	}
-	waitFor(t, "every place taken and the accept loop paused", func() bool {
-		st := ts.srv.limiter.Stats()
-		return st.Handshakes+st.WaitingHandshakes == 3 && st.AcceptPauses >= 1
-	})
-
-	d := &net.Dialer{Timeout: 10 * time.Second}
-	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"})
-	if err != nil {
-		t.Fatalf("a new client while silent connections held every place: %v, want served once they were evicted", err)
-	}
-	c.Close()
-	for i, c := range silent {
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
-			t.Errorf("silent connection %d: read %v, want closed by the server", i, err)
-		}
-	}
-	talker.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	if _, err := talker.Read(make([]byte, 1)); !isTimeout(err) {
-		t.Errorf("the connection that had sent bytes: read %v, want still open (a timeout)", err)
-	}
-	if n := ts.metricSum("pqedge_connections_refused_total", `reason="silent"`); n != 2 {
-		t.Errorf("silent evictions counted %v, want 2", n)
-	}
-}
-
 // isTimeout reports whether err is a deadline's.
 func isTimeout(err error) bool {
 	var ne net.Error

@@ -2,7 +2,9 @@ package server
 
 import (
 	"crypto/tls"
+	"fmt"
 	"net"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -36,9 +38,9 @@ import (
 //	request         proxy.CheckRequest in the router; body, write and
 //	                upstream bounds in proxy.HTTPProxy
 
-// limiterOptions are connlimit's options for a plan's limits: a config 0
-// (no cap) is connlimit's negative.
-func limiterOptions(l plan.Limits) connlimit.Options {
+// limiterOptions are connlimit's options for a plan's limits and its
+// handshake idle timeout: a config 0 (no cap) is connlimit's negative.
+func limiterOptions(l plan.Limits, t plan.Timeouts) connlimit.Options {
 	noCapIfZero := func(n int) int {
 		if n == 0 {
 			return -1
@@ -52,6 +54,7 @@ func limiterOptions(l plan.Limits) connlimit.Options {
 		HandshakeQueue:    noCapIfZero(l.HandshakeQueue),
 
 		MaxHandshakesPerClient: noCapIfZero(l.HandshakesPerClient),
+		IdleGrace:              t.HandshakeIdle,
 	}
 }
 
@@ -101,6 +104,43 @@ func under[T any](c net.Conn) (T, bool) {
 	return zero, false
 }
 
+// refusalReasons are the reasons of pqedge_connections_refused_total, the
+// one list of them: the metric's HELP text and its values are made from it
+// (docs/OPERATIONS.md and README's metrics table describe the same list).
+var refusalReasons = []struct {
+	name, help string
+	count      func(connlimit.Stats) uint64
+}{
+	{"connections", "limits.connections reached, at accept (a QUIC connection at its first Initial)",
+		func(st connlimit.Stats) uint64 { return st.RefusedTotal }},
+	{"per_client", "limits.connections_per_client reached: at accept, or for QUIC once the handshake proved the address, after it",
+		func(st connlimit.Stats) uint64 { return st.RefusedPerClient }},
+	{"handshake_queue", "every handshake slot taken and the queue full, before any cryptography",
+		func(st connlimit.Stats) uint64 { return st.HandshakesRefused }},
+	{"handshakes_per_client", "the client address holds limits.handshakes_per_client handshake slots and queue places, before any cryptography",
+		func(st connlimit.Stats) uint64 { return st.HandshakesRefusedPerClient }},
+	{"handshake_wait", "the handshake deadline passed in the queue, before any cryptography",
+		func(st connlimit.Stats) uint64 { return st.HandshakesExpired }},
+	{"silent", "evicted to make room while handshakes waited: the client had sent no byte for timeouts.handshake_idle since the accept",
+		func(st connlimit.Stats) uint64 { return st.HandshakesSilent }},
+	{"stalled", "evicted to make room while handshakes waited: the handshake had been reading its ClientHello (or PROXY header) for timeouts.handshake_idle without a byte, pqedge having sent nothing yet",
+		func(st connlimit.Stats) uint64 { return st.HandshakesStalled }},
+}
+
+// refusedHelp is pqedge_connections_refused_total's HELP text.
+func refusedHelp() string {
+	var b strings.Builder
+	b.WriteString("Client connections closed by the limits, by reason: ")
+	for i, r := range refusalReasons {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s (%s)", r.name, r.help)
+	}
+	b.WriteString(".")
+	return b.String()
+}
+
 // limiterCollector exports the limiter's counters at scrape time.
 type limiterCollector struct {
 	l                                         *connlimit.Limiter
@@ -111,11 +151,10 @@ type limiterCollector struct {
 
 func newLimiterCollector(l *connlimit.Limiter) *limiterCollector {
 	return &limiterCollector{l: l,
-		open:        prometheus.NewDesc("pqedge_connections_open", "Client connections open now (limits.connections caps them).", nil, nil),
-		handshaking: prometheus.NewDesc("pqedge_handshakes_in_progress", "TLS handshakes holding a slot now (limits.handshakes caps them).", nil, nil),
-		waiting:     prometheus.NewDesc("pqedge_handshakes_waiting", "Connections waiting for a handshake slot now (limits.handshake_queue caps them).", nil, nil),
-		refus: prometheus.NewDesc("pqedge_connections_refused_total", "Connections closed before any cryptography by the limits: connections (total cap), per_client, handshake_queue (queue full), handshakes_per_client (the client address holds limits.handshakes_per_client handshake slots and queue places), handshake_wait (the handshake deadline passed in the queue), silent (evicted to make room while every handshake place was taken: the client had sent nothing for a second).",
-			[]string{"reason"}, nil),
+		open:          prometheus.NewDesc("pqedge_connections_open", "Client connections open now (limits.connections caps them).", nil, nil),
+		handshaking:   prometheus.NewDesc("pqedge_handshakes_in_progress", "TLS handshakes holding a slot now (limits.handshakes caps them).", nil, nil),
+		waiting:       prometheus.NewDesc("pqedge_handshakes_waiting", "Connections waiting for a handshake slot now (limits.handshake_queue caps them).", nil, nil),
+		refus:         prometheus.NewDesc("pqedge_connections_refused_total", refusedHelp(), []string{"reason"}, nil),
 		cryptoWaiting: prometheus.NewDesc("pqedge_handshakes_crypto_waiting", "Handshakes that read their ClientHello and wait for a crypto slot now (GOMAXPROCS handshakes do their key exchange and signature at once).", nil, nil),
 		cryptoQueued:  prometheus.NewDesc("pqedge_handshakes_crypto_queued_total", "Handshakes that found every crypto slot taken and waited for one.", nil, nil),
 		relayed:       prometheus.NewDesc("pqedge_handshakes_crypto_relayed_total", "Crypto slots handed over through the network poller (connlimit's relay) rather than directly, while handshakes queued: each let established connections' ready requests run before the next handshake's cryptography.", nil, nil),
@@ -149,9 +188,7 @@ func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.relayed, prometheus.CounterValue, float64(st.Crypto.Relayed))
 	ch <- prometheus.MustNewConstMetric(c.pauses, prometheus.CounterValue, float64(st.AcceptPauses))
 	ch <- prometheus.MustNewConstMetric(c.paused, prometheus.CounterValue, st.AcceptPaused.Seconds())
-	for reason, n := range map[string]uint64{"connections": st.RefusedTotal, "per_client": st.RefusedPerClient,
-		"handshake_queue": st.HandshakesRefused, "handshakes_per_client": st.HandshakesRefusedPerClient,
-		"handshake_wait": st.HandshakesExpired, "silent": st.HandshakesEvicted} {
-		ch <- prometheus.MustNewConstMetric(c.refus, prometheus.CounterValue, float64(n), reason)
+	for _, r := range refusalReasons {
+		ch <- prometheus.MustNewConstMetric(c.refus, prometheus.CounterValue, float64(r.count(st)), r.name)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+
+	"github.com/pqedge/pqedge/internal/connlimit"
 )
 
 // proxyInConn reads the PROXY protocol header (v1 or v2) a load balancer in
@@ -45,37 +47,17 @@ func wrapProxyIn(raw net.Conn, trusted []netip.Prefix, timeout time.Duration) *p
 // client over an IPv6 socket (::ffff:10.0.0.1) matches its IPv4 network,
 // and a link-local address matches whatever its interface: a prefix has
 // no zone (net/netip), and netip.Prefix.Contains never matches an
-// address that has one, so fe80::1%eth0 would otherwise match nothing.
+// address that has one, so fe80::1%eth0 would otherwise match nothing
+// (connlimit.AddrIP, which the limiter counts clients by too).
 func trustedProxy(addr net.Addr, trusted []netip.Prefix) bool {
 	if len(trusted) == 0 {
 		return false
 	}
-	a, ok := peerIP(addr)
+	a, ok := connlimit.AddrIP(addr)
 	if !ok {
 		return false
 	}
 	return slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(a) })
-}
-
-// peerIP is addr's IP, unmapped and without its zone; ok is false for an
-// address that is not an IP one (a unix socket's). TCP and UDP addresses
-// are read as they are, since this runs once per accepted connection on
-// listeners with proxy_protocol_in; others are parsed from their string.
-func peerIP(addr net.Addr) (netip.Addr, bool) {
-	var ap netip.AddrPort
-	switch a := addr.(type) {
-	case *net.TCPAddr:
-		ap = a.AddrPort()
-	case *net.UDPAddr:
-		ap = a.AddrPort()
-	default:
-		var err error
-		if ap, err = netip.ParseAddrPort(addr.String()); err != nil {
-			return netip.Addr{}, false
-		}
-	}
-	ip := ap.Addr().Unmap().WithZone("")
-	return ip, ip.IsValid()
 }
 
 func (c *proxyInConn) Read(b []byte) (int, error) {

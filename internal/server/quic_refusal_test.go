@@ -33,7 +33,7 @@ func TestQUICRefusalIsConnectionRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ts := startServer(t, h3Config+"[timeouts]\nhandshake = \"30s\"\n[limits]\n"+tt.limits+inspectSite)
+			ts := startServer(t, h3Config+"[timeouts]\nhandshake = \"30s\"\nhandshake_idle = \"30s\"\n[limits]\n"+tt.limits+inspectSite)
 			// Two TCP handshakes from other addresses hold the slot and
 			// a queue place: handshakes then queue, so new QUIC clients
 			// must answer a Retry first (their addresses are proven).
@@ -75,8 +75,9 @@ func TestQUICRefusalIsConnectionRefused(t *testing.T) {
 
 // holdHandshake opens a TCP connection from ip that sends the first byte
 // of a TLS record and nothing more: its handshake holds a slot or a
-// queue place until the test ends (a client that sent nothing would be
-// evicted once every place is taken).
+// queue place until the test ends, or timeouts.handshake_idle while
+// handshakes queue (it is then evicted as stalled, as one that sent
+// nothing would be as silent).
 func holdHandshake(t *testing.T, ts *testServer, ip net.IP) {
 	t.Helper()
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 5 * time.Second}

@@ -142,7 +142,7 @@ func (t *txn) commit() error {
 	s.acme.commit(t.acme)
 	t.acme = nil
 	s.certs.commit(t.certs, s.now())
-	s.limiter.SetOptions(limiterOptions(t.plan.Limits))
+	s.limiter.SetOptions(limiterOptions(t.plan.Limits, t.plan.Timeouts))
 	var oldAdmin *adminListener
 	if t.adminMoved {
 		oldAdmin, s.admin = s.admin, t.admin
