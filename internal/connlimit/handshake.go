@@ -148,7 +148,7 @@ func (t HandshakeTicket) HasClient() bool { return t.keyed }
 // the ticket is then unchanged and must still be waited for or cancelled.
 // It fails with ErrEvicted when the limiter evicted the connection
 // meanwhile (its client's first bytes, the header, arrived after the
-// eviction pass found it silent): the place is freed already, and
+// eviction pass found it silent or stalled): the place is freed already, and
 // counting it now would hold one of the client's places for good.
 // A ticket that has a client, or a non-IP addr, is left as it is.
 func (t *HandshakeTicket) SetClient(addr net.Addr) error {

@@ -29,7 +29,9 @@ import (
 //	                goroutine starts (a full queue is refused there, and
 //	                the loop then pauses with a small listen backlog:
 //	                waitForRoom) and waited for under the handshake
-//	                deadline (handleConn); then a crypto slot for each
+//	                deadline (handleConn), unless its client keeps it
+//	                waiting for timeouts.handshake_idle while others wait
+//	                (evicted: socketWatch); then a crypto slot for each
 //	                burst of its CPU, at most GOMAXPROCS at once, paced
 //	                through the network poller while handshakes queue
 //	                (edgeConn.Read)

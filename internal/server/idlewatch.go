@@ -1,0 +1,50 @@
+package server
+
+import (
+	"net"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/pqedge/pqedge/internal/connlimit"
+)
+
+// socketWatch is what the limiter asks of an accepted connection that
+// holds a handshake place (connlimit.Watcher): whether its client has
+// sent anything (clientSilent), whether the handshake is blocked reading
+// it and since when, whether it has been answered; and to close it.
+// Reading costs a clock read and an atomic store per read of a handshake
+// (edgeConn.Read), the system call only the limiter's check, under
+// pressure.
+type socketWatch struct {
+	conn net.Conn        // the limiter's wrapper: closing it frees the connection's place
+	rc   syscall.RawConn // the socket; nil when there is none
+	// readingSince is when the handshake began the read from the client
+	// it is blocked in (Unix nanoseconds), 0 when it is not reading:
+	// written by the connection's goroutine, read by the limiter's.
+	readingSince atomic.Int64
+	answered     atomic.Bool // the handshake wrote to the client
+}
+
+// newSocketWatch watches lc, accepted on raw.
+func newSocketWatch(lc, raw net.Conn) *socketWatch {
+	return &socketWatch{conn: lc, rc: socketOf(raw)}
+}
+
+// reading marks the start of a read from the client, readDone its end.
+func (w *socketWatch) reading()  { w.readingSince.Store(time.Now().UnixNano()) }
+func (w *socketWatch) readDone() { w.readingSince.Store(0) }
+
+func (w *socketWatch) Idle() connlimit.Idleness {
+	if w.answered.Load() {
+		return connlimit.Idleness{Answered: true}
+	}
+	var idle connlimit.Idleness
+	if ns := w.readingSince.Load(); ns != 0 {
+		idle.ReadingSince = time.Unix(0, ns)
+	}
+	idle.Silent = w.rc != nil && clientSilent(w.rc)
+	return idle
+}
+
+func (w *socketWatch) Evict() { w.conn.Close() }
