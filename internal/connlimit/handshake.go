@@ -155,10 +155,13 @@ func (t *HandshakeTicket) SetClient(addr net.Addr) error {
 	l := t.l
 	return l.setClient(addr, clientCount{l.pending, l.opts.MaxHandshakesPerClient, &l.hsRefusedClient, ErrTooManyHandshakesFromClient},
 		func() (bool, error) {
+			if t.keyed {
+				return true, nil
+			}
 			if t.evicted() {
 				return false, ErrEvicted
 			}
-			return t.keyed, nil
+			return false, nil
 		},
 		func(key netip.Addr) {
 			t.client, t.keyed = key, true
