@@ -3,6 +3,8 @@ package certs
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/tls"
 	"encoding/asn1"
 	"errors"
@@ -144,8 +146,9 @@ func checkChainSignatures(c *tls.Certificate) error {
 func clientCanVerify(c *tls.Certificate, cached *chainSigs, info *tls.ClientHelloInfo, hello *pqtls.ClientHello) bool {
 	var sigs, certSigs []tls.SignatureScheme
 	var versions []uint16
+	var groups []tls.CurveID
 	if info != nil {
-		sigs, versions = info.SignatureSchemes, info.SupportedVersions
+		sigs, versions, groups = info.SignatureSchemes, info.SupportedVersions, info.SupportedCurves
 	}
 	if hello != nil {
 		if sigs == nil {
@@ -153,6 +156,9 @@ func clientCanVerify(c *tls.Certificate, cached *chainSigs, info *tls.ClientHell
 		}
 		if versions == nil {
 			versions = hello.SupportedVersions
+		}
+		if groups == nil {
+			groups = hello.Groups
 		}
 		certSigs = hello.SignatureAlgorithmsCert
 	}
@@ -162,7 +168,7 @@ func clientCanVerify(c *tls.Certificate, cached *chainSigs, info *tls.ClientHell
 	// A client that lists no versions is taken for a TLS 1.3 one: real
 	// ClientHelloInfos always carry them.
 	tls13 := len(versions) == 0 || slices.Contains(versions, tls.VersionTLS13)
-	if !leafCanSign(c, sigs, tls13) {
+	if !leafCanSign(c, sigs, tls13) || !tls13 && !leafCurveOffered(c, groups) {
 		return false
 	}
 	if len(certSigs) == 0 {
@@ -233,13 +239,7 @@ func (cs *chainSigs) of(c *tls.Certificate) *chainSigs {
 // hash (crypto/tls refuses SHA-1 there too) and PKCS#1 v1.5; ML-DSA exists
 // only in TLS 1.3.
 func leafCanSign(c *tls.Certificate, offered []tls.SignatureScheme, tls13 bool) bool {
-	var pub crypto.PublicKey
-	if c.Leaf != nil {
-		pub = c.Leaf.PublicKey
-	} else if s, ok := c.PrivateKey.(crypto.Signer); ok {
-		pub = s.Public()
-	}
-	info, err := describeKey(pub)
+	info, err := describeKey(leafPublicKey(c))
 	if err != nil {
 		return false
 	}
@@ -265,4 +265,42 @@ func leafCanSign(c *tls.Certificate, offered []tls.SignatureScheme, tls13 bool) 
 		})
 	}
 	return slices.Contains(offered, info.Scheme) // ECDSA in TLS 1.3, Ed25519
+}
+
+// leafPublicKey returns the public key of c's leaf, or nil.
+func leafPublicKey(c *tls.Certificate) crypto.PublicKey {
+	if c.Leaf != nil {
+		return c.Leaf.PublicKey
+	}
+	if s, ok := c.PrivateKey.(crypto.Signer); ok {
+		return s.Public()
+	}
+	return nil
+}
+
+// leafCurveOffered reports whether a TLS 1.2 client can take c's leaf for
+// its curve: an ECDSA key must be on a curve of the client's
+// supported_groups when it sent them (RFC 8422 Section 5.1: a server
+// negotiates an ECC cipher suite only if it can complete the handshake
+// within the client's curves; OpenSSL clients abort with "wrong curve").
+// A client without the extension takes any curve (RFC 8422 Section 4),
+// and TLS 1.3 names the curve in the signature scheme instead (RFC 8446
+// Section 4.2.7). Keys without a curve always fit.
+func leafCurveOffered(c *tls.Certificate, groups []tls.CurveID) bool {
+	k, ok := leafPublicKey(c).(*ecdsa.PublicKey)
+	if !ok || len(groups) == 0 {
+		return true
+	}
+	var id tls.CurveID
+	switch k.Curve {
+	case elliptic.P256():
+		id = tls.CurveP256
+	case elliptic.P384():
+		id = tls.CurveP384
+	case elliptic.P521():
+		id = tls.CurveP521
+	default:
+		return false
+	}
+	return slices.Contains(groups, id)
 }

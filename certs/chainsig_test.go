@@ -71,6 +71,7 @@ func testChain(t testing.TB, rootSig x509.SignatureAlgorithm, algs ...Alg) *tls.
 type clientProfile struct {
 	sigs, certSigs []tls.SignatureScheme
 	versions       []uint16
+	groups         []tls.CurveID // supported_groups; nil: not sent
 }
 
 var (
@@ -106,11 +107,19 @@ var (
 		sigs:     []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384, tls.PKCS1WithSHA256, tls.PSSWithSHA256},
 		versions: []uint16{tls.VersionTLS12},
 	}
+	// TLS 1.2 clients whose supported_groups lack P-256 (openssl s_client
+	// -tls1_2 -groups X25519, or P-384): RFC 8422 Section 5.1 rules a
+	// P-256 leaf out for them.
+	profTLS12X25519 = clientProfile{sigs: profTLS12.sigs, versions: profTLS12.versions, groups: []tls.CurveID{tls.X25519}}
+	profTLS12P384   = clientProfile{sigs: profTLS12.sigs, versions: profTLS12.versions, groups: []tls.CurveID{tls.X25519, tls.CurveP384}}
+	// The same groups do not matter in TLS 1.3, where the scheme names the
+	// curve (RFC 8446 Section 4.2.7).
+	profTLS13X25519 = clientProfile{sigs: profTLS12.sigs, versions: []uint16{tls.VersionTLS13, tls.VersionTLS12}, groups: []tls.CurveID{tls.X25519}}
 )
 
 func (p clientProfile) hello() (*tls.ClientHelloInfo, *pqtls.ClientHello) {
-	return &tls.ClientHelloInfo{SignatureSchemes: p.sigs, SupportedVersions: p.versions, ServerName: "chain.test"},
-		&pqtls.ClientHello{SignatureAlgorithms: p.sigs, SignatureAlgorithmsCert: p.certSigs, SupportedVersions: p.versions}
+	return &tls.ClientHelloInfo{SignatureSchemes: p.sigs, SupportedVersions: p.versions, SupportedCurves: p.groups, ServerName: "chain.test"},
+		&pqtls.ClientHello{SignatureAlgorithms: p.sigs, SignatureAlgorithmsCert: p.certSigs, SupportedVersions: p.versions, Groups: p.groups}
 }
 
 // TestClientCanVerify runs every classical, hybrid and ML-DSA chain shape
@@ -119,6 +128,7 @@ func TestClientCanVerify(t *testing.T) {
 	profiles := map[string]clientProfile{
 		"chromium": profChromium, "go": profGo, "firefox": profFirefox, "split": profSplit,
 		"only-mldsa65": profOnly65, "mldsa-only": profMLDSA, "tls12": profTLS12,
+		"tls12-x25519": profTLS12X25519, "tls12-p384": profTLS12P384, "tls13-x25519": profTLS13X25519,
 	}
 	tests := []struct {
 		name    string
@@ -127,19 +137,19 @@ func TestClientCanVerify(t *testing.T) {
 	}{
 		{"ecdsa-p256 < ecdsa-p384 root", func(t testing.TB) *tls.Certificate {
 			return testChain(t, 0, AlgECDSAP256, AlgECDSAP384)
-		}, "chromium go firefox split tls12"},
+		}, "chromium go firefox split tls12 tls13-x25519"},
 		{"ecdsa-p256 < ecdsa-p256 intermediate < ecdsa-p384 root", func(t testing.TB) *tls.Certificate {
 			return testChain(t, 0, AlgECDSAP256, AlgECDSAP256, AlgECDSAP384)
-		}, "chromium go firefox split tls12"},
+		}, "chromium go firefox split tls12 tls13-x25519"},
 		{"ecdsa-p256 < ecdsa-p384 root signing with SHA-512", func(t testing.TB) *tls.Certificate {
 			return testChain(t, x509.ECDSAWithSHA512, AlgECDSAP256, AlgECDSAP384)
 		}, "go firefox"},
 		{"rsa < rsa root, PKCS#1 v1.5", func(t testing.TB) *tls.Certificate {
 			return testChain(t, x509.SHA256WithRSA, AlgRSA, AlgRSA)
-		}, "chromium go firefox tls12"},
+		}, "chromium go firefox tls12 tls12-x25519 tls12-p384 tls13-x25519"},
 		{"rsa < rsa root, PSS", func(t testing.TB) *tls.Certificate {
 			return testChain(t, x509.SHA256WithRSAPSS, AlgRSA, AlgRSA)
-		}, "chromium go firefox tls12"},
+		}, "chromium go firefox tls12 tls12-x25519 tls12-p384 tls13-x25519"},
 		{"ed25519 < ed25519 root", func(t testing.TB) *tls.Certificate {
 			return testChain(t, 0, AlgEd25519, AlgEd25519)
 		}, "go"},
@@ -166,7 +176,10 @@ func TestClientCanVerify(t *testing.T) {
 		}, "chromium"},
 		{"self-signed ecdsa-p256 (its signature is not checked)", func(t testing.TB) *tls.Certificate {
 			return testChain(t, x509.ECDSAWithSHA512, AlgECDSAP256)
-		}, "chromium go firefox split tls12"},
+		}, "chromium go firefox split tls12 tls13-x25519"},
+		{"ecdsa-p384 < ecdsa-p384 root", func(t testing.TB) *tls.Certificate {
+			return testChain(t, 0, AlgECDSAP384, AlgECDSAP384)
+		}, "chromium go firefox tls12 tls12-p384 tls13-x25519"},
 		{"self-signed mldsa65", func(t testing.TB) *tls.Certificate {
 			return testChain(t, 0, AlgMLDSA65)
 		}, "chromium mldsa-only only-mldsa65 go split"},
@@ -216,6 +229,8 @@ func TestPickVerifiableChains(t *testing.T) {
 		{name: "mldsa65 alone cannot verify the mldsa87 signature, nor ECDSA: none", mode: PQAlways, check: true, client: profOnly65},
 		{name: "firefox, always: classical", mode: PQAlways, check: true, client: profFirefox, want: classical},
 		{name: "tls 1.2, always: classical", mode: PQAlways, check: true, client: profTLS12, want: classical},
+		{name: "tls 1.2 without P-256 in supported_groups: none", mode: PQAlways, check: true, client: profTLS12X25519},
+		{name: "tls 1.3 without P-256 in supported_groups: classical", mode: PQAlways, check: true, client: profTLS13X25519, want: classical},
 		{name: "ML-DSA-only client, off: nothing it can verify", mode: PQOff, check: true, client: profMLDSA},
 		{name: "no parsed hello: signature_algorithms alone", mode: PQAlways, check: true, client: profGo, noHello: true, want: pq},
 		{name: "without the check, go gets ML-DSA as before", mode: PQAlways, client: profGo, want: pq},

@@ -85,7 +85,9 @@ type Selector struct {
 	// Section 5.1): the leaf's CertificateVerify with a scheme from
 	// signature_algorithms, and the signature on each certificate that is
 	// not self-signed with a scheme from signature_algorithms_cert (or
-	// signature_algorithms when the client sent no _cert list). A chain
+	// signature_algorithms when the client sent no _cert list), and over
+	// TLS 1.2 an ECDSA leaf on a curve of the client's supported_groups
+	// when it sent them. A chain
 	// that fails is passed over for the next (PQ, then classical); when
 	// none is left Pick fails with ErrNoVerifiableChain. Go 1.27 clients
 	// leave ML-DSA out of signature_algorithms_cert (go.dev/issue/82536),

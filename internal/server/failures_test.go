@@ -97,6 +97,12 @@ handler = "inspect"
 		{"TLS 1.2 client offering only secp384r1", "https",
 			goTLS(&tls.Config{ServerName: "localhost", MaxVersion: tls.VersionTLS12, CurvePreferences: []tls.CurveID{tls.CurveP384}, InsecureSkipVerify: true}),
 			reasonNoCommonGroup},
+		// RFC 8422 Section 5.1: the P-256 leaf is not for a TLS 1.2
+		// client without P-256 in its groups (OpenSSL aborts: "wrong
+		// curve"), and there is no other chain.
+		{"TLS 1.2 client whose groups lack the leaf's curve", "https",
+			goTLS(&tls.Config{ServerName: "localhost", MaxVersion: tls.VersionTLS12, CurvePreferences: []tls.CurveID{tls.X25519}, InsecureSkipVerify: true}),
+			reasonCertificate},
 		{"classical client on pq-only", "https",
 			goTLS(&tls.Config{ServerName: "only.test", CurvePreferences: []tls.CurveID{tls.X25519}, InsecureSkipVerify: true}),
 			reasonNoCommonGroup},
@@ -121,7 +127,8 @@ handler = "inspect"
 			reasonUnknownName},
 	}
 	wantErr := map[string]string{
-		"no chain fits the client's signature algorithms": certs.ErrNoVerifiableChain.Error(),
+		"no chain fits the client's signature algorithms":   certs.ErrNoVerifiableChain.Error(),
+		"TLS 1.2 client whose groups lack the leaf's curve": certs.ErrNoVerifiableChain.Error(),
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,7 +155,7 @@ handler = "inspect"
 			}
 		})
 	}
-	for reason, want := range map[string]float64{reasonNotTLS: 1, reasonTimeout: 1, reasonClientClosed: 1, reasonNoCommonGroup: 2, reasonVersion: 1, reasonCertificate: 2} {
+	for reason, want := range map[string]float64{reasonNotTLS: 1, reasonTimeout: 1, reasonClientClosed: 1, reasonNoCommonGroup: 2, reasonVersion: 1, reasonCertificate: 3} {
 		if got := ts.metricSum("pqedge_handshake_failures_total", `listener="https"`, `reason="`+reason+`"`); got != want {
 			t.Errorf("pqedge_handshake_failures_total{reason=%q} = %v, want %v", reason, got, want)
 		}

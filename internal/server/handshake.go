@@ -209,9 +209,12 @@ func classifyFailure(err error, hello *pqtls.ClientHello, site *plan.Site, certF
 		return reasonClientClosed
 	case errors.As(err, &une):
 		return reasonUnknownName
-	case certFailed:
-		return reasonCertificate
 	}
+	// Version and group come before the certificate: a TLS 1.2 server
+	// picks the certificate before the key exchange, so a client with no
+	// group in common also fails the certificate when the leaf's curve
+	// is not among its groups (RFC 8422 Section 5.1), but its group is
+	// what an operator can change.
 	if hello != nil && site != nil {
 		if !offersVersion(hello, site.Policy.MinVersion) {
 			return reasonVersion
@@ -219,6 +222,9 @@ func classifyFailure(err error, hello *pqtls.ClientHello, site *plan.Site, certF
 		if !slices.ContainsFunc(hello.Groups, func(g tls.CurveID) bool { return slices.Contains(site.Policy.Groups, g) }) {
 			return reasonNoCommonGroup
 		}
+	}
+	if certFailed {
+		return reasonCertificate
 	}
 	msg := err.Error()
 	switch {
