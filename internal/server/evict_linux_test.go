@@ -38,6 +38,7 @@ func TestIdleSlotHoldersGiveWay(t *testing.T) {
 	tests := []struct {
 		name    string
 		proxyIn bool
+		header  bool   // each holder starts with a whole PROXY v2 header
 		send    []byte // what each holder sends, and then nothing
 		reason  string
 	}{
@@ -46,6 +47,7 @@ func TestIdleSlotHoldersGiveWay(t *testing.T) {
 		{name: "half a ClientHello record header", send: []byte{0x16, 0x03, 0x01}, reason: "stalled"},
 		// (A partial v1 header is refused at once by go-proxyproto.)
 		{name: "part of a PROXY v2 header", proxyIn: true, send: []byte("\r\n\r\n\x00\r"), reason: "stalled"},
+		{name: "silent behind a balancer", proxyIn: true, header: true, reason: "stalled"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,6 +57,9 @@ func TestIdleSlotHoldersGiveWay(t *testing.T) {
 			for range 2 {
 				c := dialTimeout(t, addr)
 				defer c.Close()
+				if tt.header {
+					writeProxyHeader(t, c, 2)
+				}
 				if _, err := c.Write(tt.send); err != nil {
 					t.Fatal(err)
 				}
@@ -71,10 +76,7 @@ func TestIdleSlotHoldersGiveWay(t *testing.T) {
 			}
 			defer raw.Close()
 			if tt.proxyIn {
-				src := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 9), Port: 4000}
-				if _, err := proxyproto.HeaderProxyFromAddrs(1, src, raw.RemoteAddr()).WriteTo(raw); err != nil {
-					t.Fatal(err)
-				}
+				writeProxyHeader(t, raw, 1)
 			}
 			raw.SetDeadline(time.Now().Add(idleGrace + 4*time.Second))
 			c := tls.Client(raw, &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"})
@@ -103,6 +105,16 @@ func TestIdleSlotHoldersGiveWay(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// writeProxyHeader sends a PROXY header of version v for a client of
+// 192.0.2.0/24, as a trusted balancer does when it connects.
+func writeProxyHeader(t *testing.T, c net.Conn, v byte) {
+	t.Helper()
+	src := &net.TCPAddr{IP: net.IPv4(192, 0, 2, byte(c.LocalAddr().(*net.TCPAddr).Port%250+1)), Port: 4000}
+	if _, err := proxyproto.HeaderProxyFromAddrs(v, src, c.RemoteAddr()).WriteTo(c); err != nil {
+		t.Fatal(err)
 	}
 }
 
