@@ -19,20 +19,24 @@ import (
 type socketWatch struct {
 	conn net.Conn        // the limiter's wrapper: closing it frees the connection's place
 	rc   syscall.RawConn // the socket; nil when there is none
-	// readingSince is when the handshake began the read from the client
-	// it is blocked in (Unix nanoseconds), 0 when it is not reading:
-	// written by the connection's goroutine, read by the limiter's.
+	// accepted is when the watch began; readingSince is when the
+	// handshake began the read from the client it is blocked in, as one
+	// more than nanoseconds after accepted (so that the wall clock's
+	// steps do not count, as Unix nanoseconds would), 0 when it is not
+	// reading: written by the connection's goroutine, read by the
+	// limiter's.
+	accepted     time.Time
 	readingSince atomic.Int64
 	answered     atomic.Bool // the handshake wrote to the client
 }
 
 // newSocketWatch watches lc, accepted on raw.
 func newSocketWatch(lc, raw net.Conn) *socketWatch {
-	return &socketWatch{conn: lc, rc: socketOf(raw)}
+	return &socketWatch{conn: lc, rc: socketOf(raw), accepted: time.Now()}
 }
 
 // reading marks the start of a read from the client, readDone its end.
-func (w *socketWatch) reading()  { w.readingSince.Store(time.Now().UnixNano()) }
+func (w *socketWatch) reading()  { w.readingSince.Store(int64(time.Since(w.accepted)) + 1) }
 func (w *socketWatch) readDone() { w.readingSince.Store(0) }
 
 func (w *socketWatch) Idle() connlimit.Idleness {
@@ -41,7 +45,7 @@ func (w *socketWatch) Idle() connlimit.Idleness {
 	}
 	var idle connlimit.Idleness
 	if ns := w.readingSince.Load(); ns != 0 {
-		idle.ReadingSince = time.Unix(0, ns)
+		idle.ReadingSince = w.accepted.Add(time.Duration(ns - 1))
 	}
 	idle.Silent = w.rc != nil && clientSilent(w.rc)
 	return idle
