@@ -426,6 +426,8 @@ func (v *validator) checkRoutes(key string, s *Site) {
 		rk := fmt.Sprintf("%s.route.%d", key, j)
 		if !strings.HasPrefix(r.Path, "/") {
 			v.addf(rk+".path", "e.g. path = \"/\" or \"/api/\"", "route path %q must start with /", r.Path)
+		} else if why, hint := unmatchablePath(r.Path); why != "" {
+			v.addf(rk+".path", hint, "route path %q never matches: %s", r.Path, why)
 		}
 		if paths[r.Path] {
 			v.addf(rk+".path", "each path prefix may appear once per site", "duplicate route path %q", r.Path)
@@ -584,4 +586,35 @@ func (v *validator) checkHeaders(key string, h Headers) {
 		}
 		seen[canon] = f.name
 	}
+}
+
+// unmatchablePath says why a route path can never match a request, and
+// what to write instead, or "" when it can. Routes match the request path
+// after proxy.NormalizePath: dot segments removed (RFC 3986 Section
+// 5.2.4), every escape decoded, no query or fragment, so a prefix
+// written with any of those matches nothing and its requests silently go
+// to a shorter route.
+func unmatchablePath(p string) (why, hint string) {
+	segs := strings.Split(p, "/")
+	for _, seg := range segs[:len(segs)-1] { // a last "." or ".." is a prefix of a longer segment
+		if seg == "." || seg == ".." {
+			return "request paths have their dot segments removed before routing", "write the path the segments resolve to"
+		}
+	}
+	if strings.ContainsAny(p, "?#") {
+		return "routes match the path alone, without query or fragment", "remove everything from the \"?\" or \"#\""
+	}
+	for i := 0; i+2 < len(p); i++ {
+		if p[i] == '%' && isHex(p[i+1]) && isHex(p[i+2]) {
+			if d, err := url.PathUnescape(p); err == nil {
+				return "routes match the decoded path", fmt.Sprintf("write it decoded: path = %q", d)
+			}
+			return "routes match the decoded path", "write it decoded"
+		}
+	}
+	return "", ""
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
