@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"testing"
@@ -418,5 +419,40 @@ func TestInterimResponsesCapped(t *testing.T) {
 				t.Errorf("upstream %+v, want the failure counted", st)
 			}
 		})
+	}
+}
+
+// TestHTTP2BodyFaultKeepsConnection: over HTTP/2 a request whose body
+// failed is answered on its own stream, and the connection carries the
+// next request: "Connection: close", which ends an HTTP/1.1 connection
+// whose next bytes are no request, would make net/http's HTTP/2 server
+// send GOAWAY for every stream of the connection.
+func TestHTTP2BodyFaultKeepsConnection(t *testing.T) {
+	px, _, _ := proxyTo(t, HTTPOptions{RequestBodyTimeout: 300 * time.Millisecond})
+	url, c := h2Front(t, px)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go pw.Write(make([]byte, 100)) // then nothing: the body stalls
+	req, _ := http.NewRequest("POST", url+"/up", pr)
+	req.ContentLength = 1000
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || resp.ProtoMajor != 2 {
+		t.Fatalf("%s %d, want 408 over HTTP/2", resp.Proto, resp.StatusCode)
+	}
+	var reused bool
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) { reused = ci.Reused }})
+	req, _ = http.NewRequestWithContext(ctx, "GET", url+"/next", nil)
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !reused {
+		t.Errorf("next request: status %d, connection reused %v; want 200 on the same connection", resp.StatusCode, reused)
 	}
 }

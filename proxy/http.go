@@ -526,9 +526,13 @@ func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 			w.WriteHeader(code)
 			return
 		}
-		// The body was not read to its end: the connection's next bytes
-		// are not a request.
-		w.Header().Set("Connection", "close")
+		// The body was not read to its end: an HTTP/1.x connection's next
+		// bytes are not a request. An HTTP/2 stream ends on its own, and
+		// "Connection: close" there would have net/http send GOAWAY for
+		// the whole connection.
+		if r.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close")
+		}
 		WriteRefusal(w, code, what)
 	case errors.As(err, &ue):
 		p.log.Warn("response rejected by hook", "upstream", st.up.addr, "err", err)
