@@ -182,16 +182,24 @@ func (t *txn) newQUICListener(l *listenerRuntime, udpPort int) *quicListener {
 		// for HandshakeIdleTimeout, or that has not completed in twice
 		// that: the handshake timeout bounds the whole, as on TCP.
 		HandshakeIdleTimeout: p.Timeouts.Handshake / 2,
-		MaxIdleTimeout:       p.Timeouts.Idle,
-		MaxIncomingStreams:   quicMaxStreams,
+		// The transport ends a connection from which nothing arrived for
+		// timeouts.idle (RFC 9000 section 10.1): a client that vanished.
+		// The server's PINGs every half of it keep a present client's
+		// ACKs coming while a request waits on its upstream longer than
+		// that, as TCP keeps such a connection; quicIdle closes one idle
+		// between requests.
+		MaxIdleTimeout:     p.Timeouts.Idle,
+		KeepAlivePeriod:    p.Timeouts.Idle / 2,
+		MaxIncomingStreams: quicMaxStreams,
 		// No 0-RTT: early data can be replayed (RFC 9001 Section 9.2),
 		// and requests go on to upstreams that do not expect it.
 		Allow0RTT: false,
 	}
 	q.h3 = &http3.Server{
-		Handler:        l.http.Handler,
+		// No IdleTimeout: quicIdle keeps it instead (quic_idle.go says
+		// why), counting the requests here.
+		Handler:        quicIdleHandler{l.http.Handler},
 		MaxHeaderBytes: p.Limits.RequestHeader,
-		IdleTimeout:    p.Timeouts.Idle,
 		ConnContext:    q.connContext,
 		Logger:         s.log.With("listener", l.Name, "transport", "quic"),
 	}

@@ -70,6 +70,7 @@ type quicConn struct {
 
 	ended atomic.Bool // the handshake's outcome is recorded
 	info  *connInfo   // set before the hand-off
+	idle  *quicIdle   // set before the hand-off: timeouts.idle between requests
 }
 
 type quicConnKey struct{}
@@ -299,11 +300,18 @@ func (s *Server) handleQUIC(sk *socket, conn *quic.Conn) {
 		qc.hello = qc.hello.Detached()
 	}
 	qc.info = newConnInfo(ev, qc.hello, qc.cert, qc.remote)
+	if s.opts.onQUICHandOff != nil {
+		s.opts.onQUICHandOff(conn)
+	}
 	for range 3 {
 		g := s.current.Load()
 		l := g.bySocket[sk]
 		if l == nil || l.quic == nil {
 			break // a reload removed the listener, or its HTTP/3, meanwhile
+		}
+		if qc.idle == nil {
+			// Written before take starts the goroutine that reads it.
+			qc.idle = watchQUICIdle(conn, g.plan.Timeouts.Idle)
 		}
 		if l.quic.take(conn) {
 			return

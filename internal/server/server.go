@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
 
 	"github.com/pqedge/pqedge/internal/config"
 	"github.com/pqedge/pqedge/internal/connlimit"
@@ -61,6 +62,10 @@ type Options struct {
 	// ACMERenewCheck is how often ACME certificates are checked for
 	// renewal; default certmagic's (10 minutes).
 	ACMERenewCheck time.Duration
+
+	// onQUICHandOff, if set, is called with each QUIC connection about to
+	// be handed to the HTTP/3 server: tests follow its life.
+	onQUICHandOff func(*quic.Conn)
 }
 
 // Server is a running pqedge.

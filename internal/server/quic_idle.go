@@ -1,0 +1,103 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+)
+
+// quicIdle closes an HTTP/3 connection that has had no request in flight
+// for timeouts.idle, as the HTTP/1.1 and HTTP/2 servers close a keep-alive
+// connection idle between requests (QUIC PINGs do not reset it, as HTTP/2
+// PINGs do not). The transport's own idle timeout (quic.Config
+// MaxIdleTimeout, RFC 9000 section 10.1) still ends a connection that sends
+// nothing at all.
+//
+// It replaces http3.Server's IdleTimeout, whose timer quic-go v0.65 stops
+// only when the server closes the connection (http3/server_conn.go,
+// RawServerConn.CloseWithError): a connection its client closed stayed
+// reachable from that timer, with its quic-go and crypto/tls state (~32 KB
+// after one handshake), until the timer fired. With the default 2 minutes
+// that held every recent connection: 96 MB after 3,000 handshakes, and the
+// garbage collector's work on it made an HTTP/3 handshake cost 1.6x plain
+// quic-go's (docs/BENCHMARKS.md, "Over QUIC"). This timer is stopped when
+// the connection ends, whoever ends it.
+//
+// Its methods are safe for concurrent use.
+type quicIdle struct {
+	conn  *quic.Conn
+	after time.Duration
+
+	mu       sync.Mutex // guards the fields below
+	inFlight int        // requests whose handler has not returned
+	timer    *time.Timer
+	ended    bool // the connection ended: the timer is stopped for good
+}
+
+// watchQUICIdle starts conn's idle clock (after > 0) at its hand-off to the
+// HTTP/3 server and stops it when conn ends. It returns nil, and watches
+// nothing, when after is not positive.
+func watchQUICIdle(conn *quic.Conn, after time.Duration) *quicIdle {
+	if after <= 0 {
+		return nil
+	}
+	i := &quicIdle{conn: conn, after: after}
+	i.timer = time.AfterFunc(after, i.expire)
+	context.AfterFunc(conn.Context(), i.end)
+	return i
+}
+
+// begin counts a request in flight: the clock stops.
+func (i *quicIdle) begin() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.inFlight++
+	if i.inFlight == 1 && !i.ended {
+		i.timer.Stop()
+	}
+}
+
+// done counts a request answered: the clock restarts with the last one.
+func (i *quicIdle) done() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.inFlight--
+	if i.inFlight == 0 && !i.ended {
+		i.timer.Reset(i.after)
+	}
+}
+
+// expire closes the connection, unless a request began since the timer
+// fired or the connection ended meanwhile.
+func (i *quicIdle) expire() {
+	i.mu.Lock()
+	idle := i.inFlight == 0 && !i.ended
+	i.mu.Unlock()
+	if idle {
+		i.conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "idle timeout")
+	}
+}
+
+// end stops the clock for good: the connection ended. Nothing the timer
+// holds is reachable from it afterwards.
+func (i *quicIdle) end() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.ended = true
+	i.timer.Stop()
+}
+
+// quicIdleHandler counts each HTTP/3 request in its connection's quicIdle.
+type quicIdleHandler struct{ h http.Handler }
+
+func (q quicIdleHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if qc := quicConnFrom(r.Context()); qc != nil && qc.idle != nil {
+		qc.idle.begin()
+		defer qc.idle.done()
+	}
+	q.h.ServeHTTP(w, r)
+}

@@ -1,0 +1,175 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+)
+
+// h3IdleConfig is an HTTP/3 listener with the inspect page at / and a
+// slow upstream at /slow/; IDLE is timeouts.idle.
+const h3IdleConfig = `
+[timeouts]
+idle = "IDLE"
+[[site]]
+name = "local"
+server_names = ["localhost"]
+[[site.route]]
+path = "/"
+handler = "inspect"
+[[site.route]]
+path = "/slow/"
+pool = "slow"
+[[pool]]
+name = "slow"
+upstreams = ["UPSTREAM"]
+`
+
+// slowUpstream answers after d.
+func slowUpstream(t *testing.T, d time.Duration) string {
+	t.Helper()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(d)
+		io.WriteString(w, "slow\n")
+	}))
+	t.Cleanup(up.Close)
+	return strings.TrimPrefix(up.URL, "http://")
+}
+
+func h3IdleServer(t *testing.T, idle string, opts Options) *testServer {
+	t.Helper()
+	cfg := strings.NewReplacer("IDLE", idle, "UPSTREAM", slowUpstream(t, time.Second)).Replace(h3Config + h3IdleConfig)
+	return startServerWith(t, cfg, opts)
+}
+
+// dialH3 opens a QUIC connection to the listener's HTTP/3 side and an
+// HTTP/3 client connection on it.
+func (ts *testServer) dialH3(t *testing.T) (*quic.Conn, *http3.ClientConn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, ts.srv.QUICAddr("https").String(),
+		&tls.Config{RootCAs: ts.roots(), ServerName: "localhost", NextProtos: []string{http3.NextProtoH3}},
+		&quic.Config{HandshakeIdleTimeout: 5 * time.Second, MaxIdleTimeout: time.Hour})
+	if err != nil {
+		t.Fatalf("failed to dial HTTP/3: %v", err)
+	}
+	t.Cleanup(func() { conn.CloseWithError(0, "") })
+	tr := &http3.Transport{}
+	t.Cleanup(func() { tr.Close() })
+	return conn, tr.NewClientConn(conn)
+}
+
+func h3Get(t *testing.T, cc *http3.ClientConn, url string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	resp, err := cc.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: reading the body: %v", url, err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// TestQUICIdleTimeout checks timeouts.idle over HTTP/3 as an operator
+// would: a connection with no request in flight is closed with
+// H3_NO_ERROR "idle timeout", and a request that takes longer than the
+// idle timeout is answered, not cut.
+func TestQUICIdleTimeout(t *testing.T) {
+	ts := h3IdleServer(t, "300ms", Options{})
+	base := "https://localhost" // the ClientConn dials nothing: only the path and Host matter
+
+	t.Run("no request", func(t *testing.T) {
+		conn, _ := ts.dialH3(t)
+		waitClosedIdle(t, conn)
+	})
+	t.Run("request longer than idle", func(t *testing.T) {
+		conn, cc := ts.dialH3(t)
+		if code, body := h3Get(t, cc, base+"/slow/"); code != http.StatusOK || body != "slow\n" {
+			t.Fatalf("GET /slow/ (1 s, idle 300ms): %d %q, want 200 \"slow\\n\"", code, body)
+		}
+		if conn.Context().Err() != nil {
+			t.Fatalf("connection closed right after a request longer than the idle timeout: %v", context.Cause(conn.Context()))
+		}
+		waitClosedIdle(t, conn) // and idle again after it
+	})
+}
+
+// waitClosedIdle waits until the server closed conn for idleness.
+func waitClosedIdle(t *testing.T, conn *quic.Conn) {
+	t.Helper()
+	select {
+	case <-conn.Context().Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("connection still open 10 s after its last request, idle timeout 300ms")
+	}
+	var appErr *quic.ApplicationError
+	if err := context.Cause(conn.Context()); !errors.As(err, &appErr) || !appErr.Remote ||
+		appErr.ErrorCode != quic.ApplicationErrorCode(http3.ErrCodeNoError) || appErr.ErrorMessage != "idle timeout" {
+		t.Fatalf("connection ended with %v, want the server's H3_NO_ERROR \"idle timeout\"", err)
+	}
+}
+
+// TestQUICClosedConnectionIsReleased checks that an HTTP/3 connection its
+// client closed is garbage once it ended, with a long idle timeout: an
+// idle timer left running (http3.Server's IdleTimeout in quic-go v0.65)
+// held every connection closed while the HTTP/3 server set it up until
+// it fired, ~32 KB each, 96 MB after 3,000 benchmark handshakes.
+func TestQUICClosedConnectionIsReleased(t *testing.T) {
+	var handed, released atomic.Int64
+	ts := h3IdleServer(t, "1h", Options{onQUICHandOff: func(conn *quic.Conn) {
+		handed.Add(1)
+		runtime.AddCleanup(conn, func(*atomic.Int64) { released.Add(1) }, &released)
+	}})
+	tests := []struct {
+		name    string
+		request bool
+	}{
+		{"closed after a request", true},
+		// As a handshake benchmark does: most close before the hand-off
+		// (quicConnEnded), some while the HTTP/3 server sets them up.
+		{"closed at once after the handshake", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			handed.Store(0)
+			released.Store(0)
+			const want, most = 5, 400
+			for dials := 0; handed.Load() < want; dials++ {
+				if dials == most {
+					t.Fatalf("%d connections dialled, %d reached the HTTP/3 server; want %d", dials, handed.Load(), want)
+				}
+				conn, cc := ts.dialH3(t)
+				if tt.request {
+					if code, _ := h3Get(t, cc, "https://localhost/"); code != http.StatusOK {
+						t.Fatalf("GET /: %d, want 200", code)
+					} // served, so handed over: onQUICHandOff has run
+				}
+				conn.CloseWithError(0, "")
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for runtime.GC(); released.Load() != handed.Load(); runtime.GC() {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d connections handed to the HTTP/3 server and closed by their client, %d of them released 10 s later; want all",
+						handed.Load(), released.Load())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
