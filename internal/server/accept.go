@@ -33,6 +33,7 @@ type edgeConn struct {
 	cert    *tls.Certificate    // chosen by GetCertificate (unwrapped)
 	sig     tls.SignatureScheme // what the certificate's signer was asked to sign with
 	certErr error               // why no certificate fitted the client (Selector.Pick's error)
+	nameErr error               // the server name a strict_sni listener refused (unrecognizedName)
 	info    *connInfo           // set once the handshake succeeded
 	proxyIn *proxyInConn        // the PROXY header reader, on listeners with proxy_protocol_in
 
@@ -524,7 +525,8 @@ func (s *Server) configForClient(info *tls.ClientHelloInfo) (*tls.Config, error)
 	}
 	site, _ := l.Resolver.Resolve(info.ServerName)
 	if site == nil {
-		return nil, &unknownNameError{name: info.ServerName, listener: l.Name}
+		ec.nameErr = &unknownNameError{name: info.ServerName, listener: l.Name}
+		return unrecognizedName, nil
 	}
 	rt := l.site(site)
 	ec.site = rt
@@ -541,6 +543,14 @@ func (s *Server) configForClient(info *tls.ClientHelloInfo) (*tls.Config, error)
 
 // unknownNameError refuses a server name on a strict_sni listener.
 type unknownNameError struct{ name, listener string }
+
+// unrecognizedName is the config a strict_sni listener answers a name no
+// site serves with: it has no certificate, so crypto/tls sends the
+// unrecognized_name alert (RFC 6066 section 3: 112; over QUIC CRYPTO_ERROR
+// 0x170, RFC 9001 section 4.8) where an error from GetConfigForClient
+// would send internal_error. The connection keeps the reason (nameErr).
+// Never modified.
+var unrecognizedName = &tls.Config{}
 
 func (e *unknownNameError) Error() string {
 	return fmt.Sprintf("no site serves %q on listener %q (strict_sni)", e.name, e.listener)

@@ -92,6 +92,9 @@ func (s *Server) handshakeEvent(ec *edgeConn, tc *tls.Conn, err error, took time
 		if ec.certErr != nil {
 			ev.Err = ec.certErr // crypto/tls's own error names only the refusal's key type
 		}
+		if ec.nameErr != nil {
+			ev.Reason, ev.Err = reasonUnknownName, ec.nameErr
+		}
 		if ec.proxyIn != nil && ec.proxyIn.headerErr != nil {
 			ev.Reason, ev.Err = reasonProxyProtocol, ec.proxyIn.headerErr
 		}

@@ -66,6 +66,7 @@ type quicConn struct {
 	cert    *tls.Certificate
 	sig     tls.SignatureScheme
 	certErr error // why no certificate fitted the client (Selector.Pick's error)
+	nameErr error // the server name a strict_sni listener refused (unrecognizedName)
 	noSlot  bool  // no handshake slot in time: the limiter counted it
 
 	ended atomic.Bool // the handshake's outcome is recorded
@@ -175,7 +176,8 @@ func (s *Server) quicConfigForClient(info *tls.ClientHelloInfo) (*tls.Config, er
 	l := qc.listener
 	site, _ := l.Resolver.Resolve(info.ServerName)
 	if site == nil {
-		return nil, &unknownNameError{name: info.ServerName, listener: l.Name}
+		qc.nameErr = &unknownNameError{name: info.ServerName, listener: l.Name}
+		return unrecognizedName, nil
 	}
 	rt := l.site(site)
 	qc.site = rt
@@ -359,6 +361,9 @@ func (s *Server) quicHandshakeEvent(qc *quicConn, cs *tls.ConnectionState, err e
 		ev.Err, ev.Reason = err, classifyQUICFailure(err, hello, site, qc.certErr != nil)
 		if qc.certErr != nil {
 			ev.Err = qc.certErr
+		}
+		if qc.nameErr != nil {
+			ev.Err, ev.Reason = qc.nameErr, reasonUnknownName
 		}
 		return ev
 	}

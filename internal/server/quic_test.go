@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -229,8 +230,15 @@ func TestHTTP3StrictSNI(t *testing.T) {
 	tr := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: ts.roots(), ServerName: "other.example"}}
 	defer tr.Close()
 	mark := hs.mark()
-	if _, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(ts.h3URL("https") + "/"); err == nil {
+	_, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(ts.h3URL("https") + "/")
+	if err == nil {
 		t.Fatal("an unknown name was served under strict_sni")
+	}
+	// The unrecognized_name alert (RFC 6066 section 3: 112) as QUIC
+	// carries it (RFC 9001 section 4.8: CRYPTO_ERROR 0x100+alert).
+	var te *quic.TransportError
+	if !errors.As(err, &te) || !te.Remote || te.ErrorCode != 0x100+112 {
+		t.Errorf("the client got %v, want CRYPTO_ERROR 0x170 (unrecognized_name)", err)
 	}
 	if ev := hs.wait(t, mark, "the refusal's event", overQUIC); ev.Reason != reasonUnknownName {
 		t.Errorf("reason %q (%v), want unknown_name", ev.Reason, ev.Err)

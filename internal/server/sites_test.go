@@ -172,6 +172,11 @@ strict_sni = true
 	if err == nil {
 		t.Fatal("a strict_sni listener served an unknown name")
 	}
+	// RFC 6066 section 3: the unrecognized_name alert (112), not
+	// internal_error, which would blame the server.
+	if !strings.Contains(err.Error(), "tls: unrecognized name") {
+		t.Errorf("the client got %v, want the unrecognized_name alert", err)
+	}
 	waitFor(t, "the unknown_name failure", func() bool {
 		return ts.metric(`pqedge_handshake_failures_total{family="go",listener="strict",reason="unknown_name",transport="tcp"}`) == "1"
 	})
