@@ -293,9 +293,9 @@ func TestResponseWriteTimeout(t *testing.T) {
 	}
 }
 
-// rawHeaderUpstream answers every connection with a status line and then
-// header lines that never end, until the peer goes away.
-func rawHeaderUpstream(t *testing.T) string {
+// endlessUpstream answers every request with first and then next(0),
+// next(1), ... without end, until the peer goes away (or 20 s pass).
+func endlessUpstream(t *testing.T, first string, next func(i int) string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -313,10 +313,9 @@ func rawHeaderUpstream(t *testing.T) string {
 				c.SetDeadline(time.Now().Add(20 * time.Second))
 				buf := make([]byte, 4096)
 				c.Read(buf) // the request
-				io.WriteString(c, "HTTP/1.1 200 OK\r\n")
-				line := "X-Filler: " + strings.Repeat("f", 1000) + "\r\n"
+				io.WriteString(c, first)
 				for i := 0; ; i++ {
-					if _, err := fmt.Fprintf(c, "X-%d%s", i, line); err != nil {
+					if _, err := io.WriteString(c, next(i)); err != nil {
 						return
 					}
 				}
@@ -324,6 +323,13 @@ func rawHeaderUpstream(t *testing.T) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// rawHeaderUpstream answers every request with a status line and then
+// header lines that never end.
+func rawHeaderUpstream(t *testing.T) string {
+	line := "X-Filler: " + strings.Repeat("f", 1000) + "\r\n"
+	return endlessUpstream(t, "HTTP/1.1 200 OK\r\n", func(i int) string { return fmt.Sprintf("X-%d%s", i, line) })
 }
 
 // TestMaxResponseHeaderBytes: an upstream whose header never ends gets a
@@ -362,34 +368,9 @@ func TestResetRequestNotForwarded(t *testing.T) {
 }
 
 // interimUpstream answers every request with the interim response head,
-// again and again, until the peer goes away, and never with a final one.
+// again and again, and never with a final one.
 func interimUpstream(t *testing.T, head string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(20 * time.Second))
-				buf := make([]byte, 4096)
-				c.Read(buf) // the request
-				for {
-					if _, err := io.WriteString(c, head); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return endlessUpstream(t, "", func(int) string { return head })
 }
 
 // TestInterimResponsesCapped: an upstream that sends interim (1xx)
