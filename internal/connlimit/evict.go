@@ -26,10 +26,14 @@ import (
 //     slot holder or queued (Idleness.Silent);
 //   - stalled: the handshake is blocked reading the client, before
 //     pqedge wrote anything to it, and nothing arrived for IdleGrace
-//     (Idleness.ReadingSince).
+//     (Idleness.ReadingSince); or, queued, its client sent the start of
+//     a ClientHello record and nothing for IdleGrace since
+//     (Idleness.PartialSince). Without the second, a queued connection
+//     that sent one byte was judged only once it had a slot, so a client
+//     queued behind N of them waited N/MaxHandshakes graces more.
 //
-// What is never taken for idle: a queued connection whose ClientHello
-// waits unread in the socket, and a handshake waiting for a crypto slot
+// What is never taken for idle: a queued connection whose whole
+// ClientHello record waits unread in the socket, and a handshake waiting for a crypto slot
 // or computing (neither reads); a handshake that sent its flight and
 // waits for the client's answer (Idleness.Answered), which the handshake
 // deadline bounds. A real client sends its ClientHello right after the
@@ -86,6 +90,12 @@ type Idleness struct {
 	// alert). From then on the client's silence is the handshake
 	// deadline's business, and the limiter stops watching.
 	Answered bool
+	// PartialSince is when the last byte arrived of a ClientHello record
+	// that has not arrived whole and waits unread in the socket, nothing
+	// having been read from it yet; zero otherwise. The limiter heeds it
+	// for queued places only, whose handshakes do not read: a slot
+	// holder's stall shows in ReadingSince.
+	PartialSince time.Time
 }
 
 // Eviction reasons, the metric's (pqedge_connections_refused_total).
@@ -192,13 +202,16 @@ func (l *Limiter) evictIdle(now time.Time) []*place {
 		case idle.Silent: // since the accept, IdleGrace or more ago
 			p.reason = reasonSilent
 			victims = append(victims, p)
-		case !idle.ReadingSince.IsZero() && now.Sub(idle.ReadingSince) >= grace:
+		case !idle.ReadingSince.IsZero() && now.Sub(idle.ReadingSince) >= grace,
+			p.queued && !idle.PartialSince.IsZero() && now.Sub(idle.PartialSince) >= grace:
 			p.reason = reasonStalled
 			victims = append(victims, p)
 		default:
 			p.check = now
 			if !idle.ReadingSince.IsZero() {
 				p.check = idle.ReadingSince
+			} else if p.queued && !idle.PartialSince.IsZero() {
+				p.check = idle.PartialSince
 			}
 			again = append(again, p)
 		}

@@ -72,6 +72,9 @@ var (
 	stalledFor = func(d time.Duration) Idleness { return Idleness{ReadingSince: time.Now().Add(-d)} }
 	unread     = Idleness{}                                                         // spoke; not reading: its ClientHello waits unread, or a crypto slot
 	answered   = Idleness{Answered: true, ReadingSince: time.Now().Add(-time.Hour)} // waits for the client's Finished
+	// partialFor: the start of a ClientHello record waits unread, its
+	// last byte d ago.
+	partialFor = func(d time.Duration) Idleness { return Idleness{PartialSince: time.Now().Add(-d)} }
 )
 
 // granted reports whether a queued ticket was handed a slot, without
@@ -135,6 +138,14 @@ func TestEvictIdle(t *testing.T) {
 			conns: []conn{{idle: answered, age: time.Hour, watched: true}, {idle: unread, age: time.Hour, watched: true}, // computing or waiting for a crypto slot
 				{idle: stalledFor(grace / 2), age: time.Hour, watched: true}, // a lost segment on its way again
 				{idle: unread, age: time.Hour, watched: true, queued: true}},
+			granted: []bool{false}},
+		{name: "queued partial ClientHellos leave the queue, a young one stays", slots: 1, queue: 4,
+			conns: []conn{{idle: answered, age: 2 * grace, watched: true},
+				{idle: partialFor(2 * grace), age: 2 * grace, watched: true, queued: true, evicted: true}, {idle: partialFor(grace), age: 2 * grace, watched: true, queued: true, evicted: true},
+				{idle: partialFor(grace / 2), age: 2 * grace, watched: true, queued: true}, {idle: unread, age: 2 * grace, watched: true, queued: true}},
+			stalled: 2, granted: []bool{false, false}},
+		{name: "a slot holder is not judged by what waits unread", slots: 1, queue: 1,
+			conns:   []conn{{idle: partialFor(time.Hour), age: time.Hour, watched: true}, {idle: unread, watched: true, queued: true}},
 			granted: []bool{false}},
 		{name: "young and unwatched connections stay", slots: 2, queue: 2,
 			conns:  []conn{{watched: false}, {idle: silent, age: 2 * grace, watched: true, evicted: true}, {idle: silent, age: grace / 2, watched: true, queued: true}},

@@ -410,6 +410,9 @@ func (s *Server) handleConn(sk *socket, raw net.Conn, ticket connlimit.Handshake
 	conn := raw
 	var pin *proxyInConn
 	if len(l.ProxyIn) > 0 {
+		// The PROXY reader buffers what it reads: the socket's waiting
+		// bytes are not the ClientHello's start from now on (socketWatch).
+		watch.read.Store(true)
 		pin = wrapProxyIn(raw, l.ProxyIn, g.plan.Timeouts.Handshake)
 		conn = pin
 	}

@@ -172,6 +172,71 @@ func TestQueuedClientHelloIsNotIdle(t *testing.T) {
 	}
 }
 
+// TestQueuedPartialClientHelloGivesWay: connections that send the start
+// of a ClientHello record and then nothing, queued behind two live slow
+// clients, are evicted as stalled while still queued, once
+// timeouts.handshake_idle has passed since their last byte; a real
+// client's whole ClientHello queued among them is not, and is served as
+// soon as a slot frees. Before, a queued connection was judged only once
+// it had a slot, so a client queued behind N of them waited N/handshakes
+// graces more, and here they held the queue until the handshake timeout.
+func TestQueuedPartialClientHelloGivesWay(t *testing.T) {
+	ts := startServer(t, idleConfig(false))
+	addr := ts.addr("https")
+	cfg := &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"}
+	var holders []net.Conn
+	for range 2 {
+		c := dialTimeout(t, addr)
+		defer c.Close()
+		if _, err := c.Write(clientHelloRecord(t, cfg)); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != nil { // the server's flight
+			t.Fatalf("a slow holder's ClientHello: %v, want the server's answer", err)
+		}
+		holders = append(holders, c)
+	}
+	served := make(chan error, 1)
+	go func() {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", addr, cfg)
+		if err == nil {
+			c.Close()
+		}
+		served <- err
+	}()
+	waitFor(t, "the client's ClientHello in the queue", func() bool { return ts.srv.limiter.Stats().WaitingHandshakes == 1 })
+	hello := clientHelloRecord(t, cfg)
+	var partial []net.Conn
+	for _, n := range []int{1, 5, len(hello) - 1} {
+		c := dialTimeout(t, addr)
+		defer c.Close()
+		if _, err := c.Write(hello[:n]); err != nil {
+			t.Fatal(err)
+		}
+		partial = append(partial, c)
+	}
+	waitFor(t, "the partial ClientHellos evicted from the queue", func() bool {
+		return ts.metricSum("pqedge_connections_refused_total", `reason="stalled"`) == 3
+	})
+	for i, c := range partial {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadAll(c); isTimeout(err) {
+			t.Errorf("partial ClientHello %d: still open, want closed by the server", i)
+		}
+	}
+	if n := ts.metricSum("pqedge_connections_refused_total", `reason="silent"`); n != 0 {
+		t.Errorf("evictions counted as silent: %v, want 0", n)
+	}
+	if st := ts.srv.limiter.Stats(); st.Handshakes != 2 || st.WaitingHandshakes != 1 {
+		t.Errorf("%d handshakes, %d waiting; want the 2 holders and the queued client", st.Handshakes, st.WaitingHandshakes)
+	}
+	holders[0].Close()
+	if err := <-served; err != nil {
+		t.Fatalf("the queued client once a slot freed: %v, want served", err)
+	}
+}
+
 // clientHelloRecord is a complete ClientHello record from a crypto/tls
 // client with cfg.
 func clientHelloRecord(t *testing.T, cfg *tls.Config) []byte {

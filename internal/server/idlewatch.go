@@ -28,6 +28,10 @@ type socketWatch struct {
 	accepted     time.Time
 	readingSince atomic.Int64
 	answered     atomic.Bool // the handshake wrote to the client
+	// read: something (the handshake, the PROXY reader) may have read
+	// from the socket, so its waiting bytes are no longer the start of
+	// the client's stream and are not peeked at (clientSilent).
+	read atomic.Bool
 }
 
 // newSocketWatch watches lc, accepted on raw.
@@ -36,7 +40,10 @@ func newSocketWatch(lc, raw net.Conn) *socketWatch {
 }
 
 // reading marks the start of a read from the client, readDone its end.
-func (w *socketWatch) reading()  { w.readingSince.Store(int64(time.Since(w.accepted)) + 1) }
+func (w *socketWatch) reading() {
+	w.read.Store(true)
+	w.readingSince.Store(int64(time.Since(w.accepted)) + 1)
+}
 func (w *socketWatch) readDone() { w.readingSince.Store(0) }
 
 func (w *socketWatch) Idle() connlimit.Idleness {
@@ -47,7 +54,14 @@ func (w *socketWatch) Idle() connlimit.Idleness {
 	if ns := w.readingSince.Load(); ns != 0 {
 		idle.ReadingSince = w.accepted.Add(time.Duration(ns - 1))
 	}
-	idle.Silent = w.rc != nil && clientSilent(w.rc)
+	if w.rc == nil {
+		return idle
+	}
+	silent, partialFor := clientSilent(w.rc, !w.read.Load())
+	idle.Silent = silent
+	if partialFor > 0 {
+		idle.PartialSince = time.Now().Add(-partialFor)
+	}
 	return idle
 }
 

@@ -125,7 +125,7 @@ var refusalReasons = []struct {
 		func(st connlimit.Stats) uint64 { return st.HandshakesExpired }},
 	{"silent", "evicted to make room while handshakes waited: the client had sent no byte for timeouts.handshake_idle since the accept",
 		func(st connlimit.Stats) uint64 { return st.HandshakesSilent }},
-	{"stalled", "evicted to make room while handshakes waited: the handshake had been reading its ClientHello (or PROXY header) for timeouts.handshake_idle without a byte, pqedge having sent nothing yet",
+	{"stalled", "evicted to make room while handshakes waited: its ClientHello (or PROXY header) had stopped arriving for timeouts.handshake_idle, read by the handshake or waiting unread in the queue, pqedge having sent nothing yet",
 		func(st connlimit.Stats) uint64 { return st.HandshakesStalled }},
 }
 

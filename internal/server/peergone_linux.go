@@ -2,6 +2,7 @@ package server
 
 import (
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -35,17 +36,43 @@ func peerGone(rc syscall.RawConn) bool {
 // Linux 3.2 and later): unix.GetsockoptTCPInfo hides the length the kernel
 // wrote and leaves the field zero there, which would make every connection
 // look silent and evict clients whose ClientHello waits in the queue.
-func clientSilent(rc syscall.RawConn) bool {
-	silent := false
+//
+// unread says that pqedge has read nothing from the socket yet (a queued
+// handshake's): then partialFor is how long ago the client's last byte
+// arrived (tcpi_last_data_recv) when the bytes waiting in the socket are
+// the start of a TLS record that has not arrived whole (its 5-byte header
+// peeked, MSG_PEEK), and 0 otherwise: a whole ClientHello record waiting
+// unread, anything that is not a handshake record, or a socket it cannot
+// ask is never partial.
+func clientSilent(rc syscall.RawConn, unread bool) (silent bool, partialFor time.Duration) {
 	rc.Control(func(fd uintptr) {
 		var info unix.TCPInfo
 		n := uint32(unix.SizeofTCPInfo)
 		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO,
 			uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&n)), 0)
-		silent = errno == 0 && uintptr(n) >= bytesReceivedEnd && info.Bytes_received == 0
+		if errno != 0 || uintptr(n) < bytesReceivedEnd {
+			return
+		}
+		silent = info.Bytes_received == 0
+		if silent || !unread {
+			return
+		}
+		var hdr [5]byte
+		m, _, err := unix.Recvfrom(int(fd), hdr[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		if err != nil || m < 1 || hdr[0] != recordTypeHandshake {
+			return
+		}
+		if m == len(hdr) && info.Bytes_received >= uint64(len(hdr))+(uint64(hdr[3])<<8|uint64(hdr[4])) {
+			return // a whole record waits unread
+		}
+		partialFor = time.Duration(info.Last_data_recv) * time.Millisecond
 	})
-	return silent
+	return silent, partialFor
 }
+
+// recordTypeHandshake is the first byte of a TLS handshake record (RFC
+// 8446 section 5.1), which a ClientHello is sent in.
+const recordTypeHandshake = 22
 
 // bytesReceivedEnd is how long a tcp_info must be to hold
 // tcpi_bytes_received.

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 )
@@ -29,18 +31,78 @@ func TestClientSilent(t *testing.T) {
 	if rc == nil {
 		t.Fatal("no socket under the accepted connection")
 	}
-	if !clientSilent(rc) {
+	if silent, _ := clientSilent(rc, true); !silent {
 		t.Fatal("a client that sent nothing: not silent, want silent")
 	}
 	if _, err := client.Write([]byte{0x16}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the client's byte to count (unread)", func() bool { return !clientSilent(rc) })
+	waitFor(t, "the client's byte to count (unread)", func() bool { silent, _ := clientSilent(rc, true); return !silent })
 	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := srv.Read(make([]byte, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if clientSilent(rc) {
+	if silent, _ := clientSilent(rc, false); silent {
 		t.Error("after the byte was read: silent, want not silent")
+	}
+}
+
+// TestClientPartial: what waits unread in a socket is judged a partial
+// ClientHello only when it is the start of a handshake record that has
+// not arrived whole, and only while nothing was read from the socket.
+func TestClientPartial(t *testing.T) {
+	whole := append([]byte{0x16, 0x03, 0x01, 0x00, 0x04}, 1, 0, 0, 0)
+	for _, tt := range []struct {
+		name    string
+		send    []byte
+		read    bool // the server read from the socket before
+		partial bool
+	}{
+		{name: "one byte of a record header", send: whole[:1], partial: true},
+		{name: "a record header", send: whole[:5], partial: true},
+		{name: "a record without its last byte", send: whole[:len(whole)-1], partial: true},
+		{name: "a whole record", send: whole},
+		{name: "a whole record and the next one's start", send: append(slices.Clone(whole), 0x16)},
+		{name: "plain HTTP", send: []byte("GET")},
+		{name: "read from before", send: whole[:len(whole)-1], read: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			client, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			srv, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			rc := socketOf(srv)
+			if _, err := client.Write(tt.send); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the client's bytes to arrive", func() bool { silent, _ := clientSilent(rc, true); return !silent })
+			// tcpi_last_data_recv counts milliseconds.
+			waitFor(t, "a millisecond", func() bool {
+				time.Sleep(time.Millisecond)
+				_, p := clientSilent(rc, true)
+				return p > 0 || !tt.partial
+			})
+			_, partialFor := clientSilent(rc, !tt.read)
+			if got := partialFor > 0; got != tt.partial {
+				t.Errorf("partial %v (%v ago), want %v", got, partialFor, tt.partial)
+			}
+			// A peek, not a read: the bytes are all still there.
+			srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+			b := make([]byte, len(tt.send))
+			if _, err := io.ReadFull(srv, b); err != nil || string(b) != string(tt.send) {
+				t.Errorf("read %x, %v; want %x", b, err, tt.send)
+			}
+		})
 	}
 }
