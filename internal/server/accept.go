@@ -529,7 +529,13 @@ func (s *Server) configForClient(info *tls.ClientHelloInfo) (*tls.Config, error)
 	site, _ := l.Resolver.Resolve(info.ServerName)
 	if site == nil {
 		ec.nameErr = &unknownNameError{name: info.ServerName, listener: l.Name}
-		return unrecognizedName, nil
+		// RFC 6066 section 3: unrecognized_name, written here before
+		// any cryptography (crypto/tls sends it only after the key
+		// exchange, for a config without certificates: unrecognizedName).
+		// crypto/tls's internal_error for the error follows; the client
+		// stops at the first alert.
+		ec.Write(unrecognizedNameAlert)
+		return nil, ec.nameErr
 	}
 	rt := l.site(site)
 	ec.site = rt
@@ -548,12 +554,19 @@ func (s *Server) configForClient(info *tls.ClientHelloInfo) (*tls.Config, error)
 type unknownNameError struct{ name, listener string }
 
 // unrecognizedName is the config a strict_sni listener answers a name no
-// site serves with: it has no certificate, so crypto/tls sends the
-// unrecognized_name alert (RFC 6066 section 3: 112; over QUIC CRYPTO_ERROR
+// site serves with over QUIC: it has no certificate, so crypto/tls sends
+// the unrecognized_name alert (RFC 6066 section 3: 112; CRYPTO_ERROR
 // 0x170, RFC 9001 section 4.8) where an error from GetConfigForClient
-// would send internal_error. The connection keeps the reason (nameErr).
-// Never modified.
+// would send internal_error, at the cost of the key exchange, which
+// crypto/tls does first (~130 µs). The connection keeps the reason
+// (nameErr). Never modified.
 var unrecognizedName = &tls.Config{}
+
+// unrecognizedNameAlert is the record a strict_sni listener writes over
+// TCP for a name no site serves: a fatal unrecognized_name alert (RFC 8446
+// section 6; 112, RFC 6066 section 3), in a TLS 1.0 record as crypto/tls
+// writes before a version is agreed.
+var unrecognizedNameAlert = []byte{21, 3, 1, 0, 2, 2, 112}
 
 func (e *unknownNameError) Error() string {
 	return fmt.Sprintf("no site serves %q on listener %q (strict_sni)", e.name, e.listener)
