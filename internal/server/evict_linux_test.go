@@ -118,19 +118,19 @@ func writeProxyHeader(t *testing.T, c net.Conn, v byte) {
 	}
 }
 
-// TestQueuedClientHelloIsNotIdle: the false positive that would hurt. Two
-// live, slow clients hold the slots (their ClientHello answered, they
-// have not finished); a real client's complete ClientHello waits unread
-// in the queue behind them. However long that lasts, nobody is evicted:
-// the queued client is served as soon as a slot frees.
-func TestQueuedClientHelloIsNotIdle(t *testing.T) {
-	ts := startServer(t, idleConfig(false))
-	addr := ts.addr("https")
-	cfg := &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"}
-	var holders []net.Conn
+// slowHoldersAndQueuedClient starts a server with 2 handshake slots
+// (idleConfig) held by two live, slow clients (their ClientHello
+// answered, their Finished never sent), and a real crypto/tls client
+// whose whole ClientHello waits in the queue behind them; served gets
+// that client's handshake result. The holders are closed when t ends.
+func slowHoldersAndQueuedClient(t *testing.T) (ts *testServer, addr string, cfg *tls.Config, holders []net.Conn, served <-chan error) {
+	t.Helper()
+	ts = startServer(t, idleConfig(false))
+	addr = ts.addr("https")
+	cfg = &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"}
 	for range 2 {
 		c := dialTimeout(t, addr)
-		defer c.Close()
+		t.Cleanup(func() { c.Close() })
 		if _, err := c.Write(clientHelloRecord(t, cfg)); err != nil {
 			t.Fatal(err)
 		}
@@ -140,16 +140,25 @@ func TestQueuedClientHelloIsNotIdle(t *testing.T) {
 		}
 		holders = append(holders, c)
 	}
-
-	served := make(chan error, 1)
+	result := make(chan error, 1)
 	go func() {
 		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", addr, cfg)
 		if err == nil {
 			c.Close()
 		}
-		served <- err
+		result <- err
 	}()
 	waitFor(t, "the client's ClientHello in the queue", func() bool { return ts.srv.limiter.Stats().WaitingHandshakes == 1 })
+	return ts, addr, cfg, holders, result
+}
+
+// TestQueuedClientHelloIsNotIdle: the false positive that would hurt. Two
+// live, slow clients hold the slots (their ClientHello answered, they
+// have not finished); a real client's complete ClientHello waits unread
+// in the queue behind them. However long that lasts, nobody is evicted:
+// the queued client is served as soon as a slot frees.
+func TestQueuedClientHelloIsNotIdle(t *testing.T) {
+	ts, _, _, holders, served := slowHoldersAndQueuedClient(t)
 	// Waiting is what this test is about: several checks of every place
 	// fall in it (the limiter checks each once per grace under pressure).
 	time.Sleep(4 * idleGrace)
@@ -181,31 +190,7 @@ func TestQueuedClientHelloIsNotIdle(t *testing.T) {
 // it had a slot, so a client queued behind N of them waited N/handshakes
 // graces more, and here they held the queue until the handshake timeout.
 func TestQueuedPartialClientHelloGivesWay(t *testing.T) {
-	ts := startServer(t, idleConfig(false))
-	addr := ts.addr("https")
-	cfg := &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"}
-	var holders []net.Conn
-	for range 2 {
-		c := dialTimeout(t, addr)
-		defer c.Close()
-		if _, err := c.Write(clientHelloRecord(t, cfg)); err != nil {
-			t.Fatal(err)
-		}
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Read(make([]byte, 1)); err != nil { // the server's flight
-			t.Fatalf("a slow holder's ClientHello: %v, want the server's answer", err)
-		}
-		holders = append(holders, c)
-	}
-	served := make(chan error, 1)
-	go func() {
-		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", addr, cfg)
-		if err == nil {
-			c.Close()
-		}
-		served <- err
-	}()
-	waitFor(t, "the client's ClientHello in the queue", func() bool { return ts.srv.limiter.Stats().WaitingHandshakes == 1 })
+	ts, addr, cfg, holders, served := slowHoldersAndQueuedClient(t)
 	hello := clientHelloRecord(t, cfg)
 	var partial []net.Conn
 	for _, n := range []int{1, 5, len(hello) - 1} {
