@@ -12,21 +12,7 @@ import (
 // once one byte has reached the kernel, read by the server or not, it is
 // not, for good (connlimit.Watcher's contract).
 func TestClientSilent(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	srv, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	client, srv := loopbackPair(t)
 	rc := socketOf(srv)
 	if rc == nil {
 		t.Fatal("no socket under the accepted connection")
@@ -67,21 +53,7 @@ func TestClientPartial(t *testing.T) {
 		{name: "read from before", send: whole[:len(whole)-1], read: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			client, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer client.Close()
-			srv, err := ln.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close()
+			client, srv := loopbackPair(t)
 			rc := socketOf(srv)
 			if _, err := client.Write(tt.send); err != nil {
 				t.Fatal(err)
@@ -105,4 +77,26 @@ func TestClientPartial(t *testing.T) {
 			}
 		})
 	}
+}
+
+// loopbackPair is a TCP connection over loopback: its client end and the
+// accepted server end, both closed when t ends.
+func loopbackPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return client, server
 }
