@@ -70,8 +70,9 @@
 // site by SNI through the listener's resolver, its certificate and policy),
 // one HandshakeEvent to the sinks, the release of the captured bytes (the
 // connection keeps a parsed, detached ClientHello), then the hand-off to
-// the current generation's HTTP server or stream proxy (accept.go). A generation being
-// retired takes no new connection; one that it already took is served to
+// the current generation's HTTP server or stream proxy (accept.go; what
+// crypto/tls sees as the connection, edgeConn, is in edgeconn.go). A
+// generation being retired takes no new connection; one that it already took is served to
 // its end (drain.go). A QUIC connection takes the same steps inside quic-go,
 // through its transport's callbacks (quic_accept.go).
 package server
