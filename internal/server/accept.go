@@ -207,7 +207,7 @@ func (s *Server) handleConn(sk *socket, raw net.Conn, ticket connlimit.Handshake
 		conn = pin
 	}
 	deadline := s.now().Add(g.plan.Timeouts.Handshake)
-	ec := &edgeConn{CaptureConn: pqtls.NewCaptureConn(conn, 0), listener: l, proxyIn: pin, limiter: s.limiter, deadline: deadline, socket: socketOf(raw), watch: watch}
+	ec := &edgeConn{CaptureConn: pqtls.NewCaptureConn(conn, 0), listener: l, proxyIn: pin, limiter: s.limiter, deadline: deadline, socket: watch.rc, watch: watch}
 	tc := tls.Server(ec, s.tlsBase)
 
 	// The deadline bounds clients that stop mid-handshake or send nothing
