@@ -122,20 +122,10 @@ type place struct {
 	prev, next *place
 }
 
-// linkPlace appends p to the watched list; l.mu is held.
+// linkPlace puts p on the watched list in the order of its check, which
+// is seldom far from the newest's: a new place's (its accept, now) is the
+// newest, so it is appended at once; l.mu is held.
 func (l *Limiter) linkPlace(p *place) {
-	p.prev, p.linked = l.newest, true
-	if l.newest != nil {
-		l.newest.next = p
-	} else {
-		l.oldest = p
-	}
-	l.newest = p
-}
-
-// relinkPlace puts p back on the watched list in the order of its next
-// check, which is seldom far from the newest's; l.mu is held.
-func (l *Limiter) relinkPlace(p *place) {
 	after := l.newest
 	for after != nil && after.check.After(p.check) {
 		after = after.prev
@@ -219,7 +209,7 @@ func (l *Limiter) evictIdle(now time.Time) []*place {
 	}
 	// After the scan, so that it does not meet them again.
 	for _, p := range again {
-		l.relinkPlace(p)
+		l.linkPlace(p)
 	}
 	if len(victims) == 0 {
 		return nil

@@ -95,7 +95,7 @@ func backdate(l *Limiter, tk HandshakeTicket, d time.Duration) {
 	tk.p.since = tk.p.since.Add(-d)
 	tk.p.check = tk.p.since
 	l.unlinkPlace(tk.p)
-	l.relinkPlace(tk.p)
+	l.linkPlace(tk.p)
 }
 
 // TestEvictIdle: under pressure (a handshake queued), the watched
