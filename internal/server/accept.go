@@ -1,13 +1,11 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"time"
 
@@ -276,7 +274,7 @@ func (s *Server) handleConn(sk *socket, raw net.Conn, ticket connlimit.Handshake
 	ec.endCrypto()
 	if err != nil {
 		if ev.Reason == reasonNotTLS {
-			answerPlainHTTP(raw, err)
+			answerPlainHTTP(conn, ec.prefix, err, deadline)
 		}
 		tc.Close()
 		return
@@ -459,39 +457,4 @@ func leafOf(cert *tls.Certificate) *x509.Certificate {
 		}
 	}
 	return nil
-}
-
-// plainHTTPAnswerTimeout bounds writing the 400 answer to a client that sent
-// plain HTTP to a TLS port and then stopped reading.
-const plainHTTPAnswerTimeout = time.Second
-
-// answerPlainHTTP answers a client that spoke plain HTTP to a TLS port, as
-// Go's net/http and nginx do, instead of resetting it: a short 400 saying
-// to use https. Only when the first bytes look like an HTTP request line.
-func answerPlainHTTP(raw net.Conn, err error) {
-	var rhe tls.RecordHeaderError
-	if !errors.As(err, &rhe) || !looksLikeHTTP(rhe.RecordHeader[:]) {
-		return
-	}
-	raw.SetWriteDeadline(time.Now().Add(plainHTTPAnswerTimeout))
-	io.WriteString(raw, "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"+
-		"400 Bad Request: this port speaks HTTPS; use an https:// URL.\n")
-}
-
-// looksLikeHTTP reports whether the first bytes of a connection are the
-// start of an HTTP/1 request line: an upper-case method token and a space
-// (RFC 9112 section 3).
-func looksLikeHTTP(b []byte) bool {
-	i := bytes.IndexByte(b, ' ')
-	if i <= 0 {
-		// Five bytes hold a method of at most four letters and its
-		// space; a longer method ("OPTIONS", "CONNECT") fills them all.
-		i = len(b)
-	}
-	for _, c := range b[:i] {
-		if c < 'A' || c > 'Z' {
-			return false
-		}
-	}
-	return i >= 3
 }

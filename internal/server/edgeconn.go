@@ -29,6 +29,11 @@ type edgeConn struct {
 	nameErr error               // the server name a strict_sni listener refused (unrecognizedName)
 	info    *connInfo           // set once the handshake succeeded
 	proxyIn *proxyInConn        // the PROXY header reader, on listeners with proxy_protocol_in
+	// prefix holds the first bytes the handshake read when they are not
+	// a TLS handshake record (notePrefix, plainhttp.go); prefixDone ends
+	// the keeping.
+	prefix     []byte
+	prefixDone bool
 
 	// The crypto gate (connlimit.CryptoGate): used by the connection's
 	// goroutine only, until the hand-off.
@@ -108,6 +113,7 @@ func (c *edgeConn) Read(b []byte) (int, error) {
 		c.watch.readDone()
 	}
 	if n > 0 && c.handshaking {
+		c.notePrefix(b[:n])
 		if gerr := c.beginCrypto(); gerr != nil {
 			return 0, gerr
 		}

@@ -70,10 +70,6 @@ func clientSilent(rc syscall.RawConn, unread bool) (silent bool, partialFor time
 	return silent, partialFor
 }
 
-// recordTypeHandshake is the first byte of a TLS handshake record (RFC
-// 8446 section 5.1), which a ClientHello is sent in.
-const recordTypeHandshake = 22
-
 // bytesReceivedEnd is how long a tcp_info must be to hold
 // tcpi_bytes_received.
 const bytesReceivedEnd = unsafe.Offsetof(unix.TCPInfo{}.Bytes_received) + unsafe.Sizeof(unix.TCPInfo{}.Bytes_received)

@@ -1,0 +1,169 @@
+package server
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"time"
+)
+
+// Plain HTTP sent to a TLS port (issue #12, kind 9) is answered with a
+// 400 saying to use https, as Go's net/http and nginx do, instead of a
+// reset that curl reports as "Empty reply from server". Everything else
+// that is not TLS is closed without a byte written: TLS records other
+// than a ClientHello, SSLv2 hellos, binary garbage and SSH
+// identification strings.
+//
+// # The rule
+//
+// A connection gets the answer when crypto/tls refused its first record
+// header as not TLS without answering it itself (a tls.RecordHeaderError
+// whose Conn is set: an SSLv2 hello or an oversized record gets
+// crypto/tls's alert and a nil Conn), and its first bytes, after any
+// empty lines (CRLF or a bare LF: RFC 9112 section 2.2 asks a server to
+// ignore at least one before the request line), are a method token of
+// any case (RFC 9110 section 5.6.2 tchar: letters, digits and
+// !#$%&'*+-.^_`|~) followed by a space (RFC 9112 section 3), within the
+// first plainHTTPSniffMax bytes. A token that starts with "SSH-" is an
+// SSH identification string (RFC 4253 section 4.2), not a method, and is
+// never answered, with or without its comment after a space: the SSH
+// client ignores lines before the server's banner anyway.
+//
+// What crypto/tls read is kept by edgeConn.notePrefix; when it does not
+// reach the space yet (a method split across segments, or longer than
+// the 5-byte record header crypto/tls waits for), more is read, up to
+// plainHTTPSniffMax bytes in all and for at most plainHTTPSniffTimeout.
+// Every case is counted as pqedge_handshake_failures_total{reason="not_tls"}.
+
+// recordTypeHandshake is the first byte of a TLS handshake record (RFC
+// 8446 section 5.1), which a ClientHello is sent in.
+const recordTypeHandshake = 22
+
+// plainHTTPSniffMax caps the first bytes of a connection that are kept and
+// read to tell a plain HTTP request line from other bytes: room for a few
+// empty lines and the longest registered method (17 bytes,
+// "UPDATEREDIRECTREF") with its space.
+const plainHTTPSniffMax = 64
+
+// plainHTTPSniffTimeout bounds the wait for the rest of a method token
+// that crypto/tls's first read did not hold: a client that stops inside
+// it is closed unanswered.
+const plainHTTPSniffTimeout = time.Second
+
+// plainHTTPAnswerTimeout bounds writing the 400 answer to a client that
+// sent plain HTTP to a TLS port and then stopped reading.
+const plainHTTPAnswerTimeout = time.Second
+
+// plainHTTPAnswer is the whole answer: HTTP/1.0, so that any HTTP/1
+// client reads it, and closed after.
+const plainHTTPAnswer = "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n" +
+	"400 Bad Request: this port speaks HTTPS; use an https:// URL.\n"
+
+// notePrefix keeps the first bytes the handshake reads, b, when they do
+// not start a TLS handshake record, up to plainHTTPSniffMax: crypto/tls
+// exposes only the 5-byte record header it refused. A ClientHello costs a
+// comparison on its first read and nothing after.
+func (c *edgeConn) notePrefix(b []byte) {
+	if c.prefixDone || len(b) == 0 {
+		return
+	}
+	if len(c.prefix) == 0 && b[0] == recordTypeHandshake {
+		c.prefixDone = true
+		return
+	}
+	if c.prefix == nil {
+		c.prefix = make([]byte, 0, plainHTTPSniffMax)
+	}
+	c.prefix = append(c.prefix, b[:min(len(b), plainHTTPSniffMax-len(c.prefix))]...)
+	c.prefixDone = len(c.prefix) == plainHTTPSniffMax
+}
+
+// answerPlainHTTP writes the 400 answer to c when the handshake's error
+// and the connection's first bytes (prefix, kept by notePrefix) say its
+// client sent plain HTTP, reading at most plainHTTPSniffMax bytes in all
+// and waiting at most plainHTTPSniffTimeout (and not past deadline, the
+// handshake's) for the rest of a method token. It reports whether it
+// answered.
+func answerPlainHTTP(c net.Conn, prefix []byte, err error, deadline time.Time) bool {
+	var rhe tls.RecordHeaderError
+	if !errors.As(err, &rhe) || rhe.Conn == nil {
+		// Not a refused first record, or one crypto/tls answered with
+		// an alert itself: an SSLv2 hello, an oversized record.
+		return false
+	}
+	b := prefix
+	if len(b) < len(rhe.RecordHeader) {
+		b = rhe.RecordHeader[:]
+	}
+	v := sniffRequestLine(b)
+	if v == sniffMore {
+		buf := make([]byte, plainHTTPSniffMax)
+		n := copy(buf, b)
+		if d := time.Now().Add(plainHTTPSniffTimeout); d.Before(deadline) {
+			deadline = d
+		}
+		c.SetReadDeadline(deadline)
+		for v == sniffMore && n < len(buf) {
+			m, err := c.Read(buf[n:])
+			n += m
+			v = sniffRequestLine(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+	}
+	if v != sniffHTTP {
+		return false
+	}
+	c.SetWriteDeadline(time.Now().Add(plainHTTPAnswerTimeout))
+	io.WriteString(c, plainHTTPAnswer)
+	return true
+}
+
+// sniffVerdict is what the first bytes of a connection say of it.
+type sniffVerdict int
+
+const (
+	sniffNotHTTP sniffVerdict = iota // not an HTTP request line
+	sniffMore                        // so far empty lines and a method token: read on
+	sniffHTTP                        // a method token and its space
+)
+
+// sniffRequestLine judges the first bytes of a connection, b, by the rule
+// in this file's comment.
+func sniffRequestLine(b []byte) sniffVerdict {
+	i := 0
+	for i < len(b) && (b[i] == '\r' || b[i] == '\n') {
+		i++ // empty lines, RFC 9112 section 2.2
+	}
+	start := i
+	for i < len(b) && isTchar(b[i]) {
+		i++
+	}
+	method := b[start:i]
+	if len(method) >= 4 && string(method[:4]) == "SSH-" {
+		return sniffNotHTTP // RFC 4253 section 4.2
+	}
+	switch {
+	case i == len(b):
+		return sniffMore
+	case b[i] != ' ' || len(method) == 0:
+		return sniffNotHTTP
+	}
+	return sniffHTTP
+}
+
+// isTchar reports whether c may be in a token (RFC 9110 section 5.6.2),
+// which a method is (RFC 9110 section 9.1).
+func isTchar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}
