@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/pqedge/pqedge/certs"
+	"github.com/pqedge/pqedge/internal/plan"
 	"github.com/pqedge/pqedge/pqtls/leanclient"
+	"github.com/quic-go/quic-go"
 )
 
 // TestHandshakeFailureClasses drives real failing handshakes and checks the
@@ -125,6 +127,21 @@ handler = "inspect"
 		{"strict_sni and an unknown name", "strict",
 			goTLS(&tls.Config{ServerName: "nothing.test", InsecureSkipVerify: true}),
 			reasonUnknownName},
+		// RFC 6066 section 3: a host_name has no trailing dot; crypto/tls
+		// refuses the ClientHello before any site is chosen, in either
+		// mode, with decode_error.
+		{"a server name with a trailing dot", "https", decodeErrorClient(t, "localhost."), reasonMalformed},
+		{"strict_sni and a server name with a trailing dot", "strict", decodeErrorClient(t, "localhost."), reasonMalformed},
+		{"strict_sni and an unknown name with a trailing dot", "strict", decodeErrorClient(t, "nothing.test."), reasonMalformed},
+		{"a repeated extension", "https", func(addr string) {
+			c := dialTimeout(t, addr)
+			c.Write(withRepeatedExtension(t, captureClientHello(t), 0x7a7a))
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got, _ := io.ReadAll(c)
+			if want := []byte{21, 3, 1, 0, 2, 2, 50}; string(got) != string(want) {
+				t.Errorf("the client got %x, want the decode_error alert %x", got, want)
+			}
+		}, reasonMalformed},
 	}
 	wantErr := map[string]string{
 		"no chain fits the client's signature algorithms":   certs.ErrNoVerifiableChain.Error(),
@@ -155,9 +172,76 @@ handler = "inspect"
 			}
 		})
 	}
-	for reason, want := range map[string]float64{reasonNotTLS: 1, reasonTimeout: 1, reasonClientClosed: 1, reasonNoCommonGroup: 2, reasonVersion: 1, reasonCertificate: 3} {
+	for reason, want := range map[string]float64{reasonNotTLS: 1, reasonTimeout: 1, reasonClientClosed: 1, reasonNoCommonGroup: 2, reasonVersion: 1, reasonCertificate: 3, reasonMalformed: 2} {
 		if got := ts.metricSum("pqedge_handshake_failures_total", `listener="https"`, `reason="`+reason+`"`); got != want {
 			t.Errorf("pqedge_handshake_failures_total{reason=%q} = %v, want %v", reason, got, want)
+		}
+	}
+}
+
+// decodeErrorClient is a client sending name as its server name, which
+// wants the decode_error alert (50) back.
+func decodeErrorClient(t *testing.T, name string) func(addr string) {
+	return func(addr string) {
+		_, err := leanclient.Dial(t.Context(), addr, &leanclient.Config{ServerName: name, Timeout: 5 * time.Second})
+		var le *leanclient.Error
+		if !errors.As(err, &le) || le.Kind != leanclient.KindAlert || le.Alert != 50 {
+			t.Errorf("the client got %v, want the decode_error alert (50)", err)
+		}
+	}
+}
+
+// withRepeatedExtension returns rec, a ClientHello alone in one record,
+// with two empty extensions of type typ appended: RFC 8446 section 4.2
+// allows one of each.
+func withRepeatedExtension(t *testing.T, rec []byte, typ uint16) []byte {
+	t.Helper()
+	if rec[0] != 22 || rec[5] != 1 || len(rec) != 5+(int(rec[3])<<8|int(rec[4])) {
+		t.Fatalf("not a ClientHello alone in one record: % x", rec[:min(len(rec), 9)])
+	}
+	off := 9 + 2 + 32                               // record and message headers, legacy_version, random
+	off += 1 + int(rec[off])                        // legacy_session_id
+	off += 2 + (int(rec[off])<<8 | int(rec[off+1])) // cipher_suites
+	off += 1 + int(rec[off])                        // legacy_compression_methods
+	extra := []byte{byte(typ >> 8), byte(typ), 0, 0, byte(typ >> 8), byte(typ), 0, 0}
+	out := append(append([]byte(nil), rec...), extra...)
+	add := func(at, size int) { // big-endian length field of size bytes
+		n := 0
+		for i := range size {
+			n = n<<8 | int(out[at+i])
+		}
+		n += len(extra)
+		for i := size - 1; i >= 0; i-- {
+			out[at+i] = byte(n)
+			n >>= 8
+		}
+	}
+	add(3, 2)   // record length
+	add(6, 3)   // handshake message length
+	add(off, 2) // extensions length
+	return out
+}
+
+// TestQUICMalformedHelloClass: over QUIC, crypto/tls's decode_error for a
+// ClientHello comes back through quic-go as a local CRYPTO_ERROR 0x132
+// (RFC 9001 section 4.8), and is counted as over TCP; after a site was
+// chosen, or sent by the client, it is not a malformed ClientHello.
+func TestQUICMalformedHelloClass(t *testing.T) {
+	site := &plan.Site{}
+	tests := []struct {
+		name string
+		err  error
+		site *plan.Site
+		want string
+	}{
+		{"ours, before a site", &quic.TransportError{ErrorCode: 0x100 + 50}, nil, reasonMalformed},
+		{"ours, after a site", &quic.TransportError{ErrorCode: 0x100 + 50}, site, reasonOther},
+		{"the client's", &quic.TransportError{ErrorCode: 0x100 + 50, Remote: true}, nil, reasonClientClosed},
+		{"another alert of ours", &quic.TransportError{ErrorCode: 0x100 + 80}, nil, reasonOther},
+	}
+	for _, tt := range tests {
+		if got := classifyQUICFailure(tt.err, nil, tt.site, false); got != tt.want {
+			t.Errorf("%s: classifyQUICFailure(%v) = %q, want %q", tt.name, tt.err, got, tt.want)
 		}
 	}
 }

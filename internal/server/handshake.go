@@ -70,6 +70,7 @@ const (
 	reasonCertificate   = "certificate"     // no chain fits the client's signature algorithms, or the client rejected ours
 	reasonUnknownName   = "unknown_name"    // a strict_sni listener does not serve the name
 	reasonProxyProtocol = "proxy_protocol"  // a PROXY header missing from a trusted load balancer, malformed, or sent by anyone else
+	reasonMalformed     = "malformed_hello" // crypto/tls refused to decode the ClientHello (decode_error): a server name with a trailing dot, a repeated extension
 	reasonOther         = "other"
 )
 
@@ -212,6 +213,14 @@ func classifyFailure(err error, hello *pqtls.ClientHello, site *plan.Site, certF
 		return reasonClientClosed
 	case errors.As(err, &une):
 		return reasonUnknownName
+	case site == nil && sentAlert(err, alertDecodeError):
+		// No site chosen yet: the message crypto/tls could not decode
+		// is the ClientHello, refused before GetConfigForClient, in
+		// default and strict_sni mode alike. RFC 6066 section 3 has no
+		// trailing dot in a host_name, and crypto/tls refuses one
+		// (handshake_messages.go); so does it a repeated extension (RFC
+		// 8446 section 4.2) or one whose length is wrong.
+		return reasonMalformed
 	}
 	// Version and group come before the certificate: a TLS 1.2 server
 	// picks the certificate before the key exchange, so a client with no
@@ -241,6 +250,18 @@ func classifyFailure(err error, hello *pqtls.ClientHello, site *plan.Site, certF
 		return reasonCertificate
 	}
 	return reasonOther
+}
+
+// alertDecodeError is the decode_error alert (RFC 8446 section 6.2),
+// which crypto/tls sends for a message it cannot parse.
+const alertDecodeError = tls.AlertError(50)
+
+// sentAlert reports whether err is crypto/tls's for the fatal alert a,
+// which it sent: a net.OpError "local error" over crypto/tls's unexported
+// alert type, whose text is a's (crypto/tls's sendAlertLocked).
+func sentAlert(err error, a tls.AlertError) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "local error" && oe.Err != nil && oe.Err.Error() == a.Error()
 }
 
 // offersVersion reports whether a ClientHello offers a version at or above

@@ -394,6 +394,8 @@ func classifyQUICFailure(err error, hello *pqtls.ClientHello, site *plan.Site, c
 		return reasonCertificate
 	case errors.As(err, &te) && te.Remote, errors.As(err, &ae) && ae.Remote:
 		return reasonClientClosed
+	case errors.As(err, &te) && te.ErrorCode.IsCryptoError() && tls.AlertError(te.ErrorCode-0x100) == alertDecodeError && site == nil:
+		return reasonMalformed // as over TCP (classifyFailure)
 	}
 	return classifyFailure(err, hello, site, certFailed)
 }
