@@ -6,16 +6,48 @@ import "time"
 // 3.4); frames follow it.
 const clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-// Frame types and flags the guard looks at (RFC 9113 Section 6).
+// Frame types and flags the guard looks at (RFC 9113 Section 6, RFC 9218
+// Section 7.1).
 const (
-	frameData         = 0x0
-	frameHeaders      = 0x1
-	frameRSTStream    = 0x3
-	frameContinuation = 0x9
+	frameData           = 0x0
+	frameHeaders        = 0x1
+	framePriority       = 0x2
+	frameRSTStream      = 0x3
+	frameSettings       = 0x4
+	framePushPromise    = 0x5
+	framePing           = 0x6
+	frameGoAway         = 0x7
+	frameWindowUpdate   = 0x8
+	frameContinuation   = 0x9
+	framePriorityUpdate = 0x10
 
 	flagEndStream  = 0x1
 	flagEndHeaders = 0x4
 )
+
+// tally is what one side's frames did since it was last taken.
+type tally struct {
+	// From the client.
+	resets  int // RST_STREAM frames (rapid reset, CVE-2023-44487)
+	empties int // empty CONTINUATION (CVE-2024-27316), empty non-final DATA (CVE-2019-9518)
+	control int // frames that carry no request: SETTINGS, PING, PRIORITY, PRIORITY_UPDATE, WINDOW_UPDATE, GOAWAY, PUSH_PROMISE, unknown types
+	streams int // header blocks begun (requests, or trailers)
+
+	// From the server.
+	provoked int // RST_STREAM frames with an error code that blames the client (CVE-2025-8671)
+	dataSent int // DATA frames
+}
+
+func (t *tally) add(o tally) {
+	t.resets += o.resets
+	t.empties += o.empties
+	t.control += o.control
+	t.streams += o.streams
+	t.provoked += o.provoked
+	t.dataSent += o.dataSent
+}
+
+func (t tally) glitches() int { return t.resets + t.empties + t.provoked }
 
 // frameReader follows the frames a client sends, reading only their
 // 9-byte headers (RFC 9113 Section 4.1) and counting payload bytes past
@@ -32,15 +64,15 @@ type frameReader struct {
 	blockEnds  bool      // the current frame's payload closes it
 	blockStart time.Time // when the open block's HEADERS frame began
 
-	resets, empties int // glitches since takeGlitches
+	got tally // since take
 }
 
 func newFrameReader() frameReader { return frameReader{preface: len(clientPreface)} }
 
-// feed reads b, which arrived at now, counting glitches: frames that cost
-// the server work and the client nothing, a RST_STREAM (rapid reset,
-// CVE-2023-44487), an empty CONTINUATION (CVE-2024-27316), an empty DATA
-// frame that does not end its stream (CVE-2019-9518).
+// feed reads b, which arrived at now, counting glitches (frames that cost
+// the server work and the client nothing: a RST_STREAM, an empty
+// CONTINUATION, an empty DATA frame that does not end its stream), control
+// frames and header blocks.
 func (r *frameReader) feed(b []byte, now time.Time) {
 	i := 0
 	if r.preface > 0 {
@@ -69,10 +101,11 @@ func (r *frameReader) feed(b []byte, now time.Time) {
 	}
 }
 
-// takeGlitches returns the glitches counted since the last call.
-func (r *frameReader) takeGlitches() (resets, empties int) {
-	resets, empties, r.resets, r.empties = r.resets, r.empties, 0, 0
-	return resets, empties
+// take returns what was counted since the last call.
+func (r *frameReader) take() tally {
+	t := r.got
+	r.got = tally{}
+	return t
 }
 
 // headerDone runs when a frame header is complete.
@@ -84,18 +117,26 @@ func (r *frameReader) headerDone() {
 		r.blockEnds = flags&flagEndHeaders != 0
 		if !r.inBlock {
 			r.inBlock, r.blockStart = true, r.frameStart
+			r.got.streams++
 		}
 	case frameContinuation:
 		r.blockEnds = flags&flagEndHeaders != 0
 		if r.left == 0 && !r.blockEnds {
-			r.empties++
+			r.got.empties++
 		}
 	case frameRSTStream:
-		r.resets++
+		r.got.resets++
 	case frameData:
 		if r.left == 0 && flags&flagEndStream == 0 {
-			r.empties++
+			r.got.empties++
 		}
+	default:
+		// Each is read, and most are answered (PING, SETTINGS: RFC 9113
+		// Sections 6.7 and 6.5.3) or change server state (PRIORITY,
+		// PRIORITY_UPDATE, WINDOW_UPDATE), with no request to show for
+		// it; RFC 9113 Section 5.5 has a receiver ignore unknown types,
+		// which still costs a read each (CVE-2019-9512, -9513, -9515).
+		r.got.control++
 	}
 	if r.left == 0 {
 		r.frameDone()

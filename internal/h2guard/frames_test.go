@@ -69,7 +69,8 @@ func TestFrameReader(t *testing.T) {
 					// run, so the wait's start says which byte began it.
 					r.feed(tt.in[i:end], base.Add(time.Duration(i)*time.Second))
 				}
-				resets, empties := r.takeGlitches()
+				got := r.take()
+				resets, empties := got.resets, got.empties
 				since, waiting := r.waitingSince()
 				if resets != tt.resets || empties != tt.empties || waiting != tt.waiting {
 					t.Fatalf("in pieces of %d: resets %d empties %d waiting %v; want %d %d %v", step, resets, empties, waiting, tt.resets, tt.empties, tt.waiting)
@@ -107,12 +108,19 @@ func FuzzFrameReader(f *testing.F) {
 		for i := 0; i < len(in); i += s {
 			split.feed(in[i:min(i+s, len(in))], now)
 		}
-		r1, e1 := whole.takeGlitches()
-		r2, e2 := split.takeGlitches()
+		t1, t2 := whole.take(), split.take()
 		_, w1 := whole.waitingSince()
 		_, w2 := split.waitingSince()
-		if r1 != r2 || e1 != e2 || w1 != w2 {
-			t.Fatalf("whole: %d %d %v; in pieces of %d: %d %d %v", r1, e1, w1, s, r2, e2, w2)
+		if t1 != t2 || w1 != w2 {
+			t.Fatalf("whole: %+v %v; in pieces of %d: %+v %v", t1, w1, s, t2, w2)
+		}
+		fw, sw := newFrameWriter(), newFrameWriter()
+		fw.feed(in)
+		for i := 0; i < len(in); i += s {
+			sw.feed(in[i:min(i+s, len(in))])
+		}
+		if a, b := fw.take(), sw.take(); a != b {
+			t.Fatalf("writer whole: %+v; in pieces of %d: %+v", a, s, b)
 		}
 	})
 }

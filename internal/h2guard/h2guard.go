@@ -1,6 +1,7 @@
 // Package h2guard gives an HTTP/2 connection a bounded cost: it watches
-// the frames a client sends, below net/http's HTTP/2 server, and closes the
-// connection when the client abuses the protocol (issue 12, kinds 4 and 7).
+// the frames a client sends and the server answers, below net/http's
+// HTTP/2 server, and closes the connection when the client abuses the
+// protocol (issue 12, kinds 4 and 7).
 //
 // Go 1.27's HTTP/2 server already limits a connection's concurrent streams
 // and closes one whose reset streams pile up in its queue of handlers not
@@ -14,6 +15,26 @@
 //     frames (CVE-2024-27316) and empty DATA frames that end nothing
 //     (CVE-2019-9518). More than Options.MaxGlitches of them within
 //     Options.GlitchWindow close the connection;
+//   - in the same budget, the streams the server resets because of what
+//     the client sent (MadeYouReset, CVE-2025-8671): a WINDOW_UPDATE of 0,
+//     DATA after END_STREAM or beyond content-length, invalid or
+//     connection-specific header fields, a stream depending on itself.
+//     The client sends no RST_STREAM, the server does; each such
+//     RST_STREAM net/http writes with an error code that blames the
+//     client (not NO_ERROR, INTERNAL_ERROR or CANCEL) counts. A stream
+//     rejected for its headers never reaches a handler; one reset later
+//     has its handler's context cancelled, and with it the upstream
+//     request;
+//   - the rate of frames that carry no request: SETTINGS (each
+//     acknowledged, CVE-2019-9515), PING (each answered, CVE-2019-9512),
+//     PRIORITY (CVE-2019-9513), PRIORITY_UPDATE (RFC 9218), WINDOW_UPDATE,
+//     GOAWAY, PUSH_PROMISE and frames of unknown type (ignored, RFC 9113
+//     Section 5.5, but each still read). Within Options.GlitchWindow a
+//     client may send Options.MaxControlFrames of them, plus
+//     ControlPerStream for each header block it began and
+//     ControlPerDataFrame for each DATA frame the server sent it (a
+//     client's WINDOW_UPDATEs follow the data it receives); one more
+//     closes the connection;
 //   - the time a header block may take: from the first byte of its HEADERS
 //     frame to the end of the frame with END_HEADERS, at most
 //     Options.HeaderTimeout (the server's read_header), where net/http
@@ -21,7 +42,8 @@
 //     finished is bounded the same way.
 //
 // It reads only frame headers (RFC 9113 Section 4.1) as net/http reads
-// them and buffers nothing beyond those 9 bytes. It closes the TCP
+// and writes them, and a RST_STREAM's error code, and buffers nothing
+// beyond those 9 and 4 bytes. It closes the TCP
 // connection under the TLS one at once, without a GOAWAY: net/http's frame
 // writer may be mid-frame, and an abusive client deserves no more bytes.
 package h2guard
@@ -44,6 +66,22 @@ const (
 	// milliseconds.
 	DefaultMaxGlitches  = 200
 	DefaultGlitchWindow = 10 * time.Second
+
+	// DefaultMaxControlFrames is the control frames a connection may send
+	// per window with no request to show for them. Browsers and curl send
+	// a handful at connection start (SETTINGS, its ACK, a connection
+	// WINDOW_UPDATE; Firefox some PRIORITY frames) and keep-alive PINGs
+	// seconds apart; a flood sends thousands a second.
+	DefaultMaxControlFrames = 1000
+	// ControlPerStream is the control frames each header block the client
+	// begins adds to its allowance: PRIORITY or PRIORITY_UPDATE frames
+	// as a browser reprioritises a request, a WINDOW_UPDATE for its body.
+	ControlPerStream = 10
+	// ControlPerDataFrame is the control frames each DATA frame the
+	// server sends adds: a client that returns flow-control credit after
+	// every frame sends two WINDOW_UPDATEs (stream and connection, RFC
+	// 9113 Section 6.9), and a BDP probe may add a PING.
+	ControlPerDataFrame = 4
 )
 
 // Reasons given to Options.OnAbuse.
@@ -51,6 +89,8 @@ const (
 	ReasonRapidReset    = "rapid_reset"    // too many RST_STREAM frames
 	ReasonEmptyFrames   = "empty_frames"   // too many empty CONTINUATION or DATA frames
 	ReasonHeaderTimeout = "header_timeout" // a header block or frame header took too long
+	ReasonProvokedReset = "provoked_reset" // too many streams the server reset for the client's errors
+	ReasonControlFrames = "control_frames" // too many frames that carry no request
 )
 
 // Options configure Wrap. Zero fields take the defaults.
@@ -59,8 +99,16 @@ type Options struct {
 	// MaxGlitches is how many RST_STREAM, empty CONTINUATION and empty
 	// non-final DATA frames a client may send within GlitchWindow; one
 	// more closes the connection. Negative: no limit.
+	// Streams the server resets for the client's errors count as
+	// glitches too.
 	MaxGlitches  int
 	GlitchWindow time.Duration
+	// MaxControlFrames is how many SETTINGS, PING, PRIORITY,
+	// PRIORITY_UPDATE, WINDOW_UPDATE, GOAWAY, PUSH_PROMISE and unknown
+	// frames a client may send within GlitchWindow, beyond
+	// ControlPerStream per header block it began and ControlPerDataFrame
+	// per DATA frame the server sent in the window. Negative: no limit.
+	MaxControlFrames int
 	// OnAbuse, if set, is called once when the guard closes a connection,
 	// with one of the Reason* values, for metrics. It is called from the
 	// goroutine reading the connection or from a timer's.
@@ -74,9 +122,9 @@ type Conn struct {
 
 	mu        sync.Mutex // guards the fields below
 	r         frameReader
+	w         frameWriter
 	window    time.Time // start of the current glitch window
-	resets    int       // in the current window
-	empties   int       // in the current window
+	counts    tally     // in the current window
 	timer     *time.Timer
 	armedFor  time.Time // what the timer was armed for: r.waitingSince()
 	closedFor string    // the abuse the connection was closed for
@@ -116,7 +164,10 @@ func Wrap(c net.Conn, opts Options) net.Conn {
 	if opts.GlitchWindow <= 0 {
 		opts.GlitchWindow = DefaultGlitchWindow
 	}
-	g := &Conn{Conn: c, opts: opts, r: newFrameReader()}
+	if opts.MaxControlFrames == 0 {
+		opts.MaxControlFrames = DefaultMaxControlFrames
+	}
+	g := &Conn{Conn: c, opts: opts, r: newFrameReader(), w: newFrameWriter()}
 	if _, ok := c.(connectionStater); ok {
 		return tlsConn{g}
 	}
@@ -136,28 +187,55 @@ func (c *Conn) Read(b []byte) (int, error) {
 		return n, err
 	}
 	c.r.feed(b[:n], now)
-	if resets, empties := c.r.takeGlitches(); resets+empties > 0 {
-		c.countLocked(now, resets, empties)
+	if t := c.r.take(); t != (tally{}) {
+		c.countLocked(now, t)
 	}
 	c.armLocked(now)
 	return n, err
 }
 
-// countLocked adds the glitches of the last read to the window.
-func (c *Conn) countLocked(now time.Time, resets, empties int) {
-	if now.Sub(c.window) > c.opts.GlitchWindow {
-		c.window, c.resets, c.empties = now, 0, 0
+// Write writes to the connection and follows the frames net/http's
+// server writes: the streams it resets and the DATA it sends.
+func (c *Conn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if n == 0 {
+		return n, err
 	}
-	c.resets += resets
-	c.empties += empties
-	if c.opts.MaxGlitches < 0 || c.resets+c.empties <= c.opts.MaxGlitches {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closedFor != "" {
+		return n, err
+	}
+	c.w.feed(b[:n])
+	if t := c.w.take(); t != (tally{}) {
+		c.countLocked(time.Now(), t)
+	}
+	return n, err
+}
+
+// countLocked adds t to the window and closes the connection if the
+// window is over a budget.
+func (c *Conn) countLocked(now time.Time, t tally) {
+	if now.Sub(c.window) > c.opts.GlitchWindow {
+		c.window, c.counts = now, tally{}
+	}
+	c.counts.add(t)
+	k := c.counts
+	if c.opts.MaxGlitches >= 0 && k.glitches() > c.opts.MaxGlitches {
+		reason := ReasonRapidReset
+		switch {
+		case k.empties > k.resets && k.empties >= k.provoked:
+			reason = ReasonEmptyFrames
+		case k.provoked > k.resets:
+			reason = ReasonProvokedReset
+		}
+		c.abuseLocked(reason)
 		return
 	}
-	reason := ReasonRapidReset
-	if c.empties > c.resets {
-		reason = ReasonEmptyFrames
+	if c.opts.MaxControlFrames >= 0 &&
+		k.control > c.opts.MaxControlFrames+ControlPerStream*k.streams+ControlPerDataFrame*k.dataSent {
+		c.abuseLocked(ReasonControlFrames)
 	}
-	c.abuseLocked(reason)
 }
 
 // armLocked sets the header timer for what the client owes now.

@@ -61,22 +61,26 @@ func limiterOptions(l plan.Limits, t plan.Timeouts) connlimit.Options {
 }
 
 // guard wraps a handshaken connection for its HTTP server: HTTP/2 with
-// h2guard (reset and empty-frame floods, header blocks that outlast
-// read_header), HTTP/1.x with h1guard (ambiguous framing refused below
+// h2guard (client and server-provoked reset floods, empty-frame and
+// control-frame floods, header blocks that outlast read_header), HTTP/1.x with h1guard (ambiguous framing refused below
 // net/http, RFC 9112 section 6.3). The result is still a TLS connection to
 // net/http (it has ConnectionState).
 func (l *listenerRuntime) guard(tc *tls.Conn) net.Conn {
 	g, m := l.gen.plan, l.gen.srv.metrics
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
-		resets := g.Limits.H2Resets
+		resets, control := g.Limits.H2Resets, 0 // control: h2guard's internal default
 		if resets == 0 {
-			resets = -1 // the check is off
+			// h2_resets = 0 turns the guard's rate checks off, the
+			// control-frame budget with them: the one escape hatch if a
+			// client of the operator's ever trips either.
+			resets, control = -1, -1
 		}
 		return h2guard.Wrap(tc, h2guard.Options{
-			HeaderTimeout: g.Timeouts.ReadHeader,
-			MaxGlitches:   resets,
-			GlitchWindow:  g.Limits.H2ResetWindow,
-			OnAbuse:       func(reason string) { m.h2Abuse.WithLabelValues(l.Name, reason).Inc() },
+			HeaderTimeout:    g.Timeouts.ReadHeader,
+			MaxGlitches:      resets,
+			GlitchWindow:     g.Limits.H2ResetWindow,
+			MaxControlFrames: control,
+			OnAbuse:          func(reason string) { m.h2Abuse.WithLabelValues(l.Name, reason).Inc() },
 		})
 	}
 	return h1guard.Wrap(tc, h1guard.Options{

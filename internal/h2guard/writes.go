@@ -1,0 +1,111 @@
+package h2guard
+
+// Error codes (RFC 9113 Section 7) a server's RST_STREAM may carry that do
+// not blame the client.
+const (
+	// errCodeNo: Go's server resets a stream with NO_ERROR when its
+	// response is complete before the request body, which RFC 9113
+	// Section 8.1 allows; the client did nothing wrong.
+	errCodeNo = 0x0
+	// errCodeInternal: Go's server resets with INTERNAL_ERROR when a
+	// handler panics, as pqedge's proxy does (http.ErrAbortHandler) when
+	// an upstream fails mid-response: the upstream's fault, or ours.
+	errCodeInternal = 0x2
+	// errCodeCancel: a stream the server no longer needs.
+	errCodeCancel = 0x8
+)
+
+// blamesClient reports whether a RST_STREAM the server sends with code
+// says the client broke the protocol: PROTOCOL_ERROR (invalid headers,
+// pseudo-headers, content-length mismatch, WINDOW_UPDATE of 0, a stream
+// depending on itself), FLOW_CONTROL_ERROR, STREAM_CLOSED (DATA after
+// END_STREAM), REFUSED_STREAM (over the stream limit), and any code the
+// guard does not know.
+func blamesClient(code uint32) bool {
+	switch code {
+	case errCodeNo, errCodeInternal, errCodeCancel:
+		return false
+	}
+	return true
+}
+
+// frameWriter follows the frames the server writes (net/http's own
+// framing; the server sends no preface of its own, RFC 9113 Section 3.4),
+// reading their 9-byte headers and a RST_STREAM's 4-byte error code
+// (RFC 9113 Section 6.4), and nothing else.
+type frameWriter struct {
+	hdr    [9]byte
+	hdrLen int
+	left   uint32 // payload bytes of the current frame still to pass
+
+	code    [4]byte // a RST_STREAM's error code so far
+	codeLen int     // -1: not in a RST_STREAM's code
+
+	got tally // since take: provoked and dataSent
+}
+
+func newFrameWriter() frameWriter { return frameWriter{codeLen: -1} }
+
+// feed follows b, which the server wrote.
+func (w *frameWriter) feed(b []byte) {
+	for i := 0; i < len(b); {
+		if w.hdrLen < len(w.hdr) {
+			w.hdr[w.hdrLen] = b[i]
+			w.hdrLen++
+			i++
+			if w.hdrLen == len(w.hdr) {
+				w.headerDone()
+			}
+			continue
+		}
+		n := min(int(w.left), len(b)-i)
+		if w.codeLen >= 0 {
+			n = min(n, len(w.code)-w.codeLen)
+			copy(w.code[w.codeLen:], b[i:i+n])
+			w.codeLen += n
+			if w.codeLen == len(w.code) {
+				w.resetDone()
+			}
+		}
+		w.left -= uint32(n)
+		i += n
+		if w.left == 0 {
+			w.frameDone()
+		}
+	}
+}
+
+func (w *frameWriter) headerDone() {
+	w.left = uint32(w.hdr[0])<<16 | uint32(w.hdr[1])<<8 | uint32(w.hdr[2])
+	switch w.hdr[3] {
+	case frameData:
+		w.got.dataSent++
+	case frameRSTStream:
+		if w.left >= 4 {
+			w.codeLen = 0
+		}
+	}
+	if w.left == 0 {
+		w.frameDone()
+	}
+}
+
+func (w *frameWriter) resetDone() {
+	code := uint32(w.code[0])<<24 | uint32(w.code[1])<<16 | uint32(w.code[2])<<8 | uint32(w.code[3])
+	if blamesClient(code) {
+		w.got.provoked++
+	}
+	w.codeLen = -1
+}
+
+func (w *frameWriter) frameDone() {
+	w.hdrLen = 0
+	w.codeLen = -1
+}
+
+// take returns what was counted since the last call.
+func (w *frameWriter) take() tally {
+	t := w.got
+	w.got = tally{}
+	return t
+}
