@@ -1,0 +1,190 @@
+package h2guard
+
+import (
+	"encoding/binary"
+	"net"
+	"testing"
+	"time"
+)
+
+func ping() []byte     { return frame(framePing, 0, 0, make([]byte, 8)) }
+func settings() []byte { return frame(frameSettings, 0, 0, []byte{0, 3, 0, 0, 0, 100}) }
+func windowUpdate(stream, inc uint32) []byte {
+	return frame(frameWindowUpdate, 0, stream, binary.BigEndian.AppendUint32(nil, inc))
+}
+func priority(stream, dep uint32) []byte {
+	return frame(framePriority, 0, stream, append(binary.BigEndian.AppendUint32(nil, dep), 15))
+}
+func priorityUpdate(stream uint32) []byte {
+	return frame(framePriorityUpdate, 0, 0, append(binary.BigEndian.AppendUint32(nil, stream), "u=1"...))
+}
+func serverRST(stream, code uint32) []byte {
+	return frame(frameRSTStream, 0, stream, binary.BigEndian.AppendUint32(nil, code))
+}
+func serverData(stream uint32) []byte { return frame(frameData, 0, stream, []byte("some bytes")) }
+
+func repeat(n int, f func(i int) []byte) []byte {
+	var out []byte
+	for i := range n {
+		out = append(out, f(i)...)
+	}
+	return out
+}
+
+func TestFrameWriter(t *testing.T) {
+	tests := []struct {
+		name     string
+		in       []byte
+		provoked int
+		dataSent int
+	}{
+		{name: "settings and a response", in: concat(frame(frameSettings, 0, 0, nil), frame(frameHeaders, flagEndHeaders, 1, []byte{0x88}), serverData(1)), dataSent: 1},
+		{name: "reset after a complete response (RFC 9113 Section 8.1)", in: serverRST(1, errCodeNo)},
+		{name: "reset for a handler's panic", in: serverRST(1, errCodeInternal)},
+		{name: "cancel", in: serverRST(1, errCodeCancel)},
+		{name: "protocol error", in: serverRST(1, 0x1), provoked: 1},
+		{name: "flow-control error", in: serverRST(1, 0x3), provoked: 1},
+		{name: "stream closed", in: serverRST(1, 0x5), provoked: 1},
+		{name: "refused stream", in: serverRST(1, 0x7), provoked: 1},
+		{name: "unknown code", in: serverRST(1, 0x77), provoked: 1},
+		{name: "many", in: concat(serverData(1), serverRST(3, 1), serverData(1), serverRST(5, 0), serverRST(7, 5)), provoked: 2, dataSent: 2},
+		{name: "code cut short", in: serverRST(1, 1)[:11]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, step := range []int{len(tt.in), 1, 3, 7} {
+				w := newFrameWriter()
+				for i := 0; i < len(tt.in); i += step {
+					w.feed(tt.in[i:min(i+step, len(tt.in))])
+				}
+				got := w.take()
+				if got.provoked != tt.provoked || got.dataSent != tt.dataSent {
+					t.Fatalf("in pieces of %d: provoked %d data %d; want %d %d", step, got.provoked, got.dataSent, tt.provoked, tt.dataSent)
+				}
+			}
+		})
+	}
+}
+
+func TestFrameReaderControl(t *testing.T) {
+	tests := []struct {
+		name             string
+		in               []byte
+		control, streams int
+	}{
+		{name: "preface, settings, ack, window", in: concat(prefaceAndSettings, frame(frameSettings, 1, 0, nil), windowUpdate(0, 1<<20)), control: 3},
+		{name: "requests", in: concat(prefaceAndSettings, headers(1, 5), headers(3, 5), headers(5, 0), frame(frameContinuation, flagEndHeaders, 5, []byte{0x40})), control: 1, streams: 3},
+		{name: "pings", in: concat(prefaceAndSettings, ping(), ping(), frame(framePing, 1, 0, make([]byte, 8))), control: 4},
+		{name: "priorities", in: concat(prefaceAndSettings, priority(3, 0), priority(5, 3), priorityUpdate(1)), control: 4},
+		{name: "unknown types", in: concat(prefaceAndSettings, frame(0xfa, 0, 0, []byte("x")), frame(0x0a, 0, 0, nil)), control: 3},
+		{name: "goaway", in: concat(prefaceAndSettings, frame(frameGoAway, 0, 0, make([]byte, 8))), control: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newFrameReader()
+			r.feed(tt.in, time.Unix(0, 0))
+			if got := r.take(); got.control != tt.control || got.streams != tt.streams {
+				t.Fatalf("control %d streams %d; want %d %d", got.control, got.streams, tt.control, tt.streams)
+			}
+		})
+	}
+}
+
+// scriptConn is a net.Conn that returns the client's bytes to Read one
+// frame run at a time and takes the server's Writes.
+type scriptConn struct {
+	net.Conn
+	reads  [][]byte
+	closed bool
+}
+
+func (c *scriptConn) Read(b []byte) (int, error) {
+	if len(c.reads) == 0 {
+		return 0, net.ErrClosed
+	}
+	n := copy(b, c.reads[0])
+	if c.reads[0] = c.reads[0][n:]; len(c.reads[0]) == 0 {
+		c.reads = c.reads[1:]
+	}
+	return n, nil
+}
+func (c *scriptConn) Write(b []byte) (int, error) { return len(b), nil }
+func (c *scriptConn) Close() error                { c.closed = true; return nil }
+
+// step is bytes from the client (read) or from the server (write).
+type step struct {
+	client, server []byte
+}
+
+// TestVerdict: frames in both directions in, the guard's verdict out.
+func TestVerdict(t *testing.T) {
+	opts := Options{MaxGlitches: 20, MaxControlFrames: 50, GlitchWindow: time.Hour, HeaderTimeout: time.Hour}
+	start := []step{{client: concat(prefaceAndSettings, windowUpdate(0, 1<<20))}, {server: frame(frameSettings, 0, 0, nil)}, {client: frame(frameSettings, 1, 0, nil)}}
+	var pingFlood, settingsFlood, priorityFlood, updateFlood, windowFlood, unknownFlood, madeYouReset, dataAfterEnd, download, browsing []step
+	for i := range 60 {
+		id := uint32(2*i + 1)
+		pingFlood = append(pingFlood, step{client: ping()}, step{server: frame(framePing, 1, 0, make([]byte, 8))})
+		settingsFlood = append(settingsFlood, step{client: settings()}, step{server: frame(frameSettings, 1, 0, nil)})
+		priorityFlood = append(priorityFlood, step{client: priority(id, 0)})
+		updateFlood = append(updateFlood, step{client: priorityUpdate(1)})
+		windowFlood = append(windowFlood, step{client: windowUpdate(0, 1)})
+		unknownFlood = append(unknownFlood, step{client: frame(0xde, 0, 0, []byte("grease"))})
+		// WINDOW_UPDATE of 0 on an open stream: the server resets it with
+		// PROTOCOL_ERROR (RFC 9113 Section 6.9).
+		madeYouReset = append(madeYouReset, step{client: concat(headers(id, flagEndHeaders), windowUpdate(id, 0))}, step{server: serverRST(id, 0x1)})
+		// DATA after END_STREAM: STREAM_CLOSED (RFC 9113 Section 5.1).
+		dataAfterEnd = append(dataAfterEnd, step{client: concat(headers(id, 5), frame(frameData, 0, id, []byte("x")))}, step{server: serverRST(id, 0x5)})
+		// One large download: the client returns credit after every DATA
+		// frame, for the stream and the connection, and probes with a PING.
+		download = append(download, step{server: repeat(4, func(int) []byte { return serverData(1) })},
+			step{client: repeat(4, func(int) []byte { return concat(windowUpdate(1, 16384), windowUpdate(0, 16384)) })}, step{client: ping()})
+		// A browser: a request, a reprioritisation, the response, and a
+		// reset with NO_ERROR after it (the request body not read).
+		browsing = append(browsing, step{client: concat(headers(id, flagEndHeaders), priorityUpdate(id), priority(id, 0))},
+			step{server: concat(frame(frameHeaders, flagEndHeaders, id, []byte{0x88}), serverData(id), serverRST(id, errCodeNo))})
+	}
+	tests := []struct {
+		name   string
+		steps  []step
+		opts   *Options
+		reason string
+	}{
+		{name: "PING flood", steps: pingFlood, reason: ReasonControlFrames},
+		{name: "SETTINGS flood", steps: settingsFlood, reason: ReasonControlFrames},
+		{name: "PRIORITY flood", steps: priorityFlood, reason: ReasonControlFrames},
+		{name: "PRIORITY_UPDATE flood", steps: updateFlood, reason: ReasonControlFrames},
+		{name: "WINDOW_UPDATE flood", steps: windowFlood, reason: ReasonControlFrames},
+		{name: "unknown frame flood", steps: unknownFlood, reason: ReasonControlFrames},
+		{name: "MadeYouReset: WINDOW_UPDATE of 0", steps: madeYouReset, reason: ReasonProvokedReset},
+		{name: "MadeYouReset: DATA after END_STREAM", steps: dataAfterEnd, reason: ReasonProvokedReset},
+		{name: "a large download", steps: download},
+		{name: "browsing", steps: browsing},
+		{name: "PING flood, checks off", steps: pingFlood, opts: &Options{MaxGlitches: -1, MaxControlFrames: -1, HeaderTimeout: time.Hour}},
+		{name: "MadeYouReset, checks off", steps: madeYouReset, opts: &Options{MaxGlitches: -1, MaxControlFrames: -1, HeaderTimeout: time.Hour}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := opts
+			if tt.opts != nil {
+				o = *tt.opts
+			}
+			sc := &scriptConn{}
+			g, _ := Unwrap(Wrap(sc, o))
+			buf := make([]byte, 1<<16)
+			for _, s := range append(append([]step(nil), start...), tt.steps...) {
+				if s.client != nil {
+					sc.reads = append(sc.reads, s.client)
+					for len(sc.reads) > 0 {
+						g.Read(buf)
+					}
+				}
+				if s.server != nil {
+					g.Write(s.server)
+				}
+			}
+			if got := g.ClosedFor(); got != tt.reason || sc.closed != (tt.reason != "") {
+				t.Errorf("closed for %q (the conn closed: %v), want %q", got, sc.closed, tt.reason)
+			}
+		})
+	}
+}
