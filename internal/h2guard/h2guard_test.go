@@ -207,6 +207,29 @@ func TestAbusiveClientsAreClosed(t *testing.T) {
 				}
 			},
 		},
+		{name: "PING flood", reason: ReasonControlFrames, attack: flood(func(uint32) []byte { return ping() })},
+		{name: "SETTINGS flood", reason: ReasonControlFrames, attack: flood(func(uint32) []byte { return settings() })},
+		{name: "PRIORITY flood", reason: ReasonControlFrames, attack: flood(func(id uint32) []byte { return priority(id, 0) })},
+		{name: "PRIORITY_UPDATE flood", reason: ReasonControlFrames, attack: flood(func(id uint32) []byte { return priorityUpdate(id) })},
+		{name: "WINDOW_UPDATE flood", reason: ReasonControlFrames, attack: flood(func(uint32) []byte { return windowUpdate(0, 1) })},
+		{name: "unknown frame flood", reason: ReasonControlFrames, attack: flood(func(uint32) []byte { return frame(0xde, 0, 0, []byte("grease")) })},
+		// MadeYouReset (CVE-2025-8671): each input below makes net/http
+		// reset the stream with an error code, and the client sends no
+		// RST_STREAM at all.
+		{name: "MadeYouReset: WINDOW_UPDATE of 0", opts: Options{MaxGlitches: 100}, reason: ReasonProvokedReset,
+			attack: flood(func(id uint32) []byte { return concat(headers(id, flagEndHeaders), windowUpdate(id, 0)) })},
+		{name: "MadeYouReset: DATA after END_STREAM", opts: Options{MaxGlitches: 100}, reason: ReasonProvokedReset,
+			attack: flood(func(id uint32) []byte { return concat(headers(id, 5), frame(frameData, flagEndStream, id, []byte("x"))) })},
+		{name: "MadeYouReset: DATA beyond content-length", opts: Options{MaxGlitches: 100}, reason: ReasonProvokedReset,
+			attack: flood(func(id uint32) []byte {
+				return concat(headerBlock(id, flagEndHeaders, contentLength1), frame(frameData, flagEndStream, id, []byte("xyz")))
+			})},
+		{name: "MadeYouReset: invalid pseudo-header", opts: Options{MaxGlitches: 100}, reason: ReasonProvokedReset,
+			attack: flood(func(id uint32) []byte { return headerBlock(id, 5, literal(":bogus", "x")) })},
+		{name: "MadeYouReset: connection-specific field", opts: Options{MaxGlitches: 100}, reason: ReasonProvokedReset,
+			attack: flood(func(id uint32) []byte { return headerBlock(id, 5, literal("connection", "keep-alive")) })},
+		{name: "MadeYouReset: stream depending on itself", opts: Options{MaxGlitches: 100}, reason: ReasonProvokedReset,
+			attack: flood(func(id uint32) []byte { return concat(headers(id, flagEndHeaders), priority(id, id)) })},
 		{
 			name: "header block trickled a byte at a time", opts: Options{HeaderTimeout: 300 * time.Millisecond}, reason: ReasonHeaderTimeout,
 			attack: func(r *rawH2) {
@@ -249,6 +272,33 @@ func TestAbusiveClientsAreClosed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// flood sends f's frames, each with a new client stream ID, until the
+// server closes the connection.
+func flood(f func(id uint32) []byte) func(r *rawH2) {
+	return func(r *rawH2) {
+		for id := uint32(1); id < 40000; id += 2 {
+			if r.write(f(id)) != nil {
+				return
+			}
+		}
+	}
+}
+
+// literal is a header field in HPACK, a literal without indexing with a
+// new name (RFC 7541 Section 6.2.2).
+func literal(name, value string) []byte {
+	return concat([]byte{0x00, byte(len(name))}, []byte(name), []byte{byte(len(value))}, []byte(value))
+}
+
+// contentLength1 is "content-length: 1", its name from the static table
+// (index 28, RFC 7541 Appendix A).
+var contentLength1 = []byte{0x0f, 28 - 15, 0x01, '1'}
+
+// headerBlock is a GET request's HEADERS frame with extra fields.
+func headerBlock(stream uint32, flags byte, extra []byte) []byte {
+	return frame(frameHeaders, flags, stream, concat(getBlock, extra))
 }
 
 // TestWellBehavedClient: net/http's own client over HTTP/2, with requests
