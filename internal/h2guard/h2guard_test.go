@@ -219,7 +219,9 @@ func TestAbusiveClientsAreClosed(t *testing.T) {
 		{name: "MadeYouReset: WINDOW_UPDATE of 0", opts: Options{MaxGlitches: 100}, reason: ReasonProvokedReset,
 			attack: flood(func(id uint32) []byte { return concat(headers(id, flagEndHeaders), windowUpdate(id, 0)) })},
 		{name: "MadeYouReset: DATA after END_STREAM", opts: Options{MaxGlitches: 100}, reason: ReasonProvokedReset,
-			attack: flood(func(id uint32) []byte { return concat(headers(id, 5), frame(frameData, flagEndStream, id, []byte("x"))) })},
+			attack: flood(func(id uint32) []byte {
+				return concat(headers(id, 5), frame(frameData, flagEndStream, id, []byte("x")))
+			})},
 		{name: "MadeYouReset: DATA beyond content-length", opts: Options{MaxGlitches: 100}, reason: ReasonProvokedReset,
 			attack: flood(func(id uint32) []byte {
 				return concat(headerBlock(id, flagEndHeaders, contentLength1), frame(frameData, flagEndStream, id, []byte("xyz")))

@@ -91,7 +91,9 @@ func TestHTTP2FloodsThroughTheServer(t *testing.T) {
 		{"PING", func(uint32) []byte { return h2frame(0x6, 0, 0, zero8) }, "control_frames"},
 		{"SETTINGS", func(uint32) []byte { return h2frame(0x4, 0, 0, []byte{0, 3, 0, 0, 0, 100}) }, "control_frames"},
 		{"PRIORITY", func(id uint32) []byte { return h2frame(0x2, 0, id, []byte{0, 0, 0, 0, 15}) }, "control_frames"},
-		{"PRIORITY_UPDATE", func(id uint32) []byte { return h2frame(0x10, 0, 0, append(binary.BigEndian.AppendUint32(nil, id), "u=0"...)) }, "control_frames"},
+		{"PRIORITY_UPDATE", func(id uint32) []byte {
+			return h2frame(0x10, 0, 0, append(binary.BigEndian.AppendUint32(nil, id), "u=0"...))
+		}, "control_frames"},
 		{"WINDOW_UPDATE", func(uint32) []byte { return h2WindowUpdate(0, 1) }, "control_frames"},
 		{"unknown type", func(uint32) []byte { return h2frame(0xee, 0, 0, zero8) }, "control_frames"},
 		{"WINDOW_UPDATE of 0 on an open stream", func(id uint32) []byte {
