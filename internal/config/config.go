@@ -127,11 +127,12 @@ type Limits struct {
 	// TCP connections are closed before any byte is read, its QUIC ones
 	// at their ClientHello. 0 means no cap.
 	HandshakesPerClient *int `toml:"handshakes_per_client"`
-	// H2Resets is how many streams an HTTP/2 client may reset (and other
-	// cheap-to-send, costly-to-serve frames it may send) within
-	// H2ResetWindow before its connection is closed (rapid reset,
-	// CVE-2023-44487; CONTINUATION floods, CVE-2024-27316). 0 turns the
-	// check off.
+	// H2Resets is how many streams an HTTP/2 client may reset, or make
+	// the server reset with its errors (and other cheap-to-send,
+	// costly-to-serve frames it may send) within H2ResetWindow before its
+	// connection is closed (rapid reset, CVE-2023-44487; MadeYouReset,
+	// CVE-2025-8671; CONTINUATION floods, CVE-2024-27316). 0 turns the
+	// check off, and h2guard's internal control-frame budget with it.
 	H2Resets      *int     `toml:"h2_resets"`
 	H2ResetWindow Duration `toml:"h2_reset_window"`
 }

@@ -93,8 +93,10 @@ const (
 	// places of one client address: a quarter of DefaultHandshakes, so
 	// that one address cannot hold them all for the handshake timeout.
 	DefaultHandshakesPerClient = connlimit.DefaultMaxHandshakesPerClient
-	// DefaultH2Resets RST_STREAM (and empty CONTINUATION or DATA) frames
-	// per DefaultH2ResetWindow close an HTTP/2 connection: a browser
+	// DefaultH2Resets RST_STREAM (and empty CONTINUATION or DATA) frames,
+	// and streams the server resets for the client's errors
+	// (CVE-2025-8671), per DefaultH2ResetWindow close an HTTP/2
+	// connection: a browser
 	// cancelling a page's requests stays far below, a rapid-reset client
 	// (CVE-2023-44487) is closed within milliseconds.
 	DefaultH2Resets      = h2guard.DefaultMaxGlitches
