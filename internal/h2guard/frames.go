@@ -23,6 +23,7 @@ const (
 
 	flagEndStream  = 0x1
 	flagEndHeaders = 0x4
+	flagPadded     = 0x8
 )
 
 // tally is what one side's frames did since it was last taken.
@@ -59,6 +60,7 @@ type frameReader struct {
 	hdrLen     int       // bytes of the current frame header so far
 	frameStart time.Time // when the current frame's first byte arrived
 	left       uint32    // payload bytes of the current frame still to pass
+	padCheck   bool      // the next payload byte is a non-final DATA frame's Pad Length
 
 	inBlock    bool      // a header block is open
 	blockEnds  bool      // the current frame's payload closes it
@@ -92,6 +94,14 @@ func (r *frameReader) feed(b []byte, now time.Time) {
 			}
 			continue
 		}
+		if r.padCheck {
+			// All padding, no data (RFC 9113 Section 6.1): as empty as a
+			// frame without payload, and as cheap to send.
+			r.padCheck = false
+			if uint32(b[i])+1 >= r.frameLen() {
+				r.got.empties++
+			}
+		}
 		n := min(int(r.left), len(b)-i)
 		r.left -= uint32(n)
 		i += n
@@ -99,6 +109,10 @@ func (r *frameReader) feed(b []byte, now time.Time) {
 			r.frameDone()
 		}
 	}
+}
+
+func (r *frameReader) frameLen() uint32 {
+	return uint32(r.hdr[0])<<16 | uint32(r.hdr[1])<<8 | uint32(r.hdr[2])
 }
 
 // take returns what was counted since the last call.
@@ -110,7 +124,7 @@ func (r *frameReader) take() tally {
 
 // headerDone runs when a frame header is complete.
 func (r *frameReader) headerDone() {
-	r.left = uint32(r.hdr[0])<<16 | uint32(r.hdr[1])<<8 | uint32(r.hdr[2])
+	r.left = r.frameLen()
 	typ, flags := r.hdr[3], r.hdr[4]
 	switch typ {
 	case frameHeaders:
@@ -127,8 +141,12 @@ func (r *frameReader) headerDone() {
 	case frameRSTStream:
 		r.got.resets++
 	case frameData:
-		if r.left == 0 && flags&flagEndStream == 0 {
+		switch {
+		case flags&flagEndStream != 0:
+		case r.left == 0:
 			r.got.empties++
+		case flags&flagPadded != 0:
+			r.padCheck = true
 		}
 	default:
 		// Each is read, and most are answered (PING, SETTINGS: RFC 9113
@@ -145,7 +163,7 @@ func (r *frameReader) headerDone() {
 
 // frameDone runs when a frame's payload has passed.
 func (r *frameReader) frameDone() {
-	r.hdrLen = 0
+	r.hdrLen, r.padCheck = 0, false
 	if r.blockEnds {
 		r.blockEnds, r.inBlock = false, false
 	}

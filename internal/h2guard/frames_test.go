@@ -56,6 +56,8 @@ func TestFrameReader(t *testing.T) {
 			waiting: true, waitingSinceByte: len(prefaceAndSettings)},
 		{name: "frame header cut short", in: concat(prefaceAndSettings, rst(1))[:len(prefaceAndSettings)+4], waiting: true, waitingSinceByte: len(prefaceAndSettings)},
 		{name: "empty data not ending its stream", in: concat(prefaceAndSettings, headers(1, flagEndHeaders), frame(frameData, 0, 1, nil), frame(frameData, flagEndStream, 1, nil)), empties: 1},
+		{name: "padding-only data", in: concat(prefaceAndSettings, headers(1, flagEndHeaders), frame(frameData, flagPadded, 1, []byte{3, 0, 0, 0}), frame(frameData, flagPadded, 1, []byte{0})), empties: 2},
+		{name: "padded data with data", in: concat(prefaceAndSettings, headers(1, flagEndHeaders), frame(frameData, flagPadded, 1, []byte{2, 'x', 0, 0}), frame(frameData, flagPadded|flagEndStream, 1, []byte{0}))},
 		{name: "data with payload", in: concat(prefaceAndSettings, headers(1, flagEndHeaders), frame(frameData, 0, 1, []byte("hello")), frame(frameData, flagEndStream, 1, []byte("!")))},
 	}
 	for _, tt := range tests {

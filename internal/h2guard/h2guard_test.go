@@ -207,6 +207,20 @@ func TestAbusiveClientsAreClosed(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "padding-only DATA flood", opts: Options{MaxGlitches: 100}, reason: ReasonEmptyFrames,
+			attack: func(r *rawH2) {
+				if r.write(headers(1, flagEndHeaders)) != nil {
+					return
+				}
+				padded := frame(frameData, flagPadded, 1, []byte{0})
+				for range 20000 {
+					if r.write(padded) != nil {
+						return
+					}
+				}
+			},
+		},
 		{name: "PING flood", reason: ReasonControlFrames, attack: flood(func(uint32) []byte { return ping() })},
 		{name: "SETTINGS flood", reason: ReasonControlFrames, attack: flood(func(uint32) []byte { return settings() })},
 		{name: "PRIORITY flood", reason: ReasonControlFrames, attack: flood(func(id uint32) []byte { return priority(id, 0) })},
