@@ -278,7 +278,12 @@ func TestAbusiveClientsAreClosed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := startH2Server(t, tt.opts, nil)
+			// The handler reads the whole body, as a proxy does, so that a
+			// body flood meets an open stream rather than a reset one.
+			s := startH2Server(t, tt.opts, func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				io.WriteString(w, "ok")
+			})
 			r := dialRaw(t, s.addr)
 			go tt.attack(r)
 			r.waitClosed(t, 15*time.Second)
