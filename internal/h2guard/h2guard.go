@@ -12,9 +12,9 @@
 //   - the rate of cheap frames that cost the server work: RST_STREAM after
 //     HEADERS (rapid reset, CVE-2023-44487: each reset stream still starts
 //     a handler, and with it a request to an upstream), empty CONTINUATION
-//     frames (CVE-2024-27316) and empty (or padding-only) DATA frames that end nothing
-//     (CVE-2019-9518). More than Options.MaxGlitches of them within
-//     Options.GlitchWindow close the connection;
+//     frames (CVE-2024-27316) and empty (or padding-only) DATA frames that
+//     end nothing (CVE-2019-9518). More than Options.MaxGlitches of them
+//     within Options.GlitchWindow close the connection;
 //   - in the same budget, the streams the server resets because of what
 //     the client sent (MadeYouReset, CVE-2025-8671): a WINDOW_UPDATE of 0,
 //     DATA after END_STREAM or beyond content-length, invalid or
