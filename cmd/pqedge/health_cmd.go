@@ -107,6 +107,10 @@ func parseAdminListen(file string, data []byte) (string, error) {
 	var c struct {
 		Admin config.Admin `toml:"admin"`
 	}
+	data, err := config.WithoutBOM(file, data)
+	if err != nil {
+		return "", withHint(err, "save "+file+" as UTF-8")
+	}
 	if err := toml.Unmarshal(data, &c); err != nil {
 		return "", withHint(fmt.Errorf("failed to read admin.listen from %s: %w", file, err), "`pqedge config check "+file+"` shows where")
 	}

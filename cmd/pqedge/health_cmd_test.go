@@ -137,6 +137,9 @@ func TestHealthAddress(t *testing.T) {
 		{name: "config on loopback", args: []string{"-config", writeConfig(t, "[admin]\nlisten = \""+ready+"\"\n")}},
 		{name: "config on every address asks loopback", args: []string{"-config", writeConfig(t, "[admin]\nlisten = \"0.0.0.0:"+port+"\"\n")}},
 		{name: "config with no host asks loopback", args: []string{"-config", writeConfig(t, "[admin]\nlisten = \":"+port+"\"\n")}},
+		// pqedge run accepts a UTF-8 byte order mark (config.WithoutBOM):
+		// health must too, or a container it serves is restarted.
+		{name: "config with a UTF-8 byte order mark", args: []string{"-config", writeConfig(t, "\xef\xbb\xbf[admin]\nlisten = \""+ready+"\"\n")}},
 		// Only admin.listen is read: a config that would fail validation
 		// (no listener, an unknown pool) still names the running admin.
 		{name: "rest of the config not validated", args: []string{"-config", writeConfig(t, "[admin]\nlisten = \""+ready+"\"\n[[site]]\nname = \"a\"\n[[site.route]]\npath = \"/\"\npool = \"missing\"\n")}},

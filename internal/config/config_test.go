@@ -339,3 +339,33 @@ upstreams = ["127.0.0.1:3000"]
 		}
 	}
 }
+
+// TestByteOrderMarks: a UTF-8 byte order mark is dropped (Windows editors
+// write one), lines counting as before; a UTF-16 or UTF-32 one is refused
+// at FILE:1 with a message naming the encoding, instead of the decoder's
+// "invalid character" about the mark's bytes.
+func TestByteOrderMarks(t *testing.T) {
+	const body = "[[listener]]\nname = \"https\"\naddress = \"127.0.0.1:0\"\nbogus = 1\n"
+	tests := []struct {
+		name string
+		data string
+		want string // the only problem
+	}{
+		{"UTF-8", "\xef\xbb\xbf" + body, "f.toml:4: listener[0].bogus: unknown key"},
+		{"UTF-8 twice", "\xef\xbb\xbf\xef\xbb\xbf" + body, "f.toml:1: a UTF-8 byte order mark (EF BB BF) inside the file (remove it"},
+		{"UTF-8 inside", body + "\xef\xbb\xbf[admin]\n", "f.toml:5: a UTF-8 byte order mark (EF BB BF) inside the file (remove it"},
+		{"UTF-16LE", "\xff\xfe[\x00", "f.toml:1: the file is UTF-16 (it starts with a UTF-16 byte order mark, FF FE); TOML files are UTF-8 (save it as UTF-8)"},
+		{"UTF-16BE", "\xfe\xff\x00[", "f.toml:1: the file is UTF-16 (it starts with a UTF-16 byte order mark, FE FF)"},
+		{"UTF-32LE", "\xff\xfe\x00\x00[\x00\x00\x00", "f.toml:1: the file is UTF-32 (it starts with a UTF-32 byte order mark, FF FE 00 00)"},
+		{"UTF-32BE", "\x00\x00\xfe\xff\x00\x00\x00[", "f.toml:1: the file is UTF-32 (it starts with a UTF-32 byte order mark, 00 00 FE FF)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("f.toml", []byte(tt.data))
+			ps, ok := err.(Problems)
+			if !ok || len(ps) != 1 || !strings.HasPrefix(ps[0].String(), tt.want) {
+				t.Errorf("Parse = %v; want one problem starting %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -85,10 +85,14 @@ func Load(path string) (*Config, error) {
 // Parse decodes and validates a config whose text is data; file names it in
 // problems and anchors relative paths.
 func Parse(file string, data []byte) (*Config, error) {
+	data, err := WithoutBOM(file, data)
+	if err != nil {
+		return nil, err
+	}
 	cfg := &Config{File: file}
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
 	if err := dec.Decode(cfg); err != nil {
-		return nil, decodeProblems(file, err)
+		return nil, decodeProblems(file, data, err)
 	}
 	v := validator{cfg: cfg, pos: indexPositions(data), dir: filepath.Dir(file)}
 	v.validate()
@@ -101,32 +105,85 @@ func Parse(file string, data []byte) (*Config, error) {
 	return cfg, nil
 }
 
-// decodeProblems turns the TOML decoder's errors into Problems.
-func decodeProblems(file string, err error) Problems {
+// utf8BOM is the UTF-8 encoding of U+FEFF, the byte order mark.
+var utf8BOM = []byte{0xef, 0xbb, 0xbf}
+
+// WithoutBOM returns data without a leading UTF-8 byte order mark, which
+// Windows editors write (Notepad before Windows 10 1903, PowerShell 5's
+// Out-File -Encoding utf8) and go-toml takes for a key's first character;
+// TOML 1.0 files are UTF-8, and the mark says nothing more. A UTF-16 or
+// UTF-32 byte order mark is a file in another encoding: refused, naming
+// it, at FILE:1 (a Problems error). Parse calls it; so does anything else
+// that reads a config file.
+func WithoutBOM(file string, data []byte) ([]byte, error) {
+	if bytes.HasPrefix(data, utf8BOM) {
+		return data[len(utf8BOM):], nil
+	}
+	for _, enc := range []struct {
+		name string
+		bom  []byte
+	}{
+		// UTF-32LE first: its mark starts with UTF-16LE's.
+		{"UTF-32", []byte{0xff, 0xfe, 0, 0}},
+		{"UTF-32", []byte{0, 0, 0xfe, 0xff}},
+		{"UTF-16", []byte{0xff, 0xfe}},
+		{"UTF-16", []byte{0xfe, 0xff}},
+	} {
+		if bytes.HasPrefix(data, enc.bom) {
+			return nil, Problems{{File: file, Line: 1, Msg: fmt.Sprintf("the file is %s (it starts with a %s byte order mark, % X); TOML files are UTF-8", enc.name, enc.name, enc.bom),
+				Hint: "save it as UTF-8"}}
+		}
+	}
+	return data, nil
+}
+
+// decodeProblems turns the TOML decoder's errors on data into Problems.
+func decodeProblems(file string, data []byte, err error) Problems {
+	pos := indexPositions(data)
 	var strict *toml.StrictMissingError
 	if errors.As(err, &strict) {
 		var ps Problems
 		for _, e := range strict.Errors {
-			line, _ := e.Position()
+			line, column := e.Position()
+			path := pos.pathOf(line, column, e.Key())
 			hint := "check the spelling against config.example.toml"
-			if k := suggestKey(e.Key()); k != "" {
+			if k := suggestKey(keyNames(path)); k != "" {
 				hint = "did you mean " + k + "?"
 			}
-			ps = append(ps, Problem{File: file, Line: line, Key: strings.Join(e.Key(), "."),
-				Msg: "unknown key", Hint: hint})
+			ps = append(ps, Problem{File: file, Line: line, Key: path, Msg: "unknown key", Hint: hint})
 		}
 		return ps
 	}
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
-		line, _ := de.Position()
-		p := Problem{File: file, Line: line, Key: strings.Join(de.Key(), "."), Msg: strings.TrimPrefix(de.Error(), "toml: ")}
-		if msg, hint, ok := typeProblem(de.Error(), de.Key()); ok {
+		line, column := de.Position()
+		path := pos.pathOf(line, column, de.Key())
+		p := Problem{File: file, Line: line, Key: path, Msg: strings.TrimPrefix(de.Error(), "toml: ")}
+		// An element's wrong type: the document has an array there.
+		_, inArray := pos.lines[path+".0"]
+		if msg, hint, ok := typeProblem(de.Error(), keyNames(path), inArray); ok {
 			p.Msg, p.Hint = msg, hint
+		}
+		if lines := bytes.Split(data, []byte("\n")); line > 0 && line <= len(lines) && column > 0 &&
+			bytes.HasPrefix(lines[line-1][min(column-1, len(lines[line-1])):], utf8BOM) {
+			// The decoder names the mark's first byte, U+00EF.
+			p.Msg, p.Hint = "a UTF-8 byte order mark (EF BB BF) inside the file", "remove it; files joined with cat keep each one's mark"
 		}
 		return Problems{p}
 	}
 	return Problems{{File: file, Msg: err.Error()}}
+}
+
+// keyNames is the key names of a dotted path, without the indexes of
+// array elements: "site.0.tls.polcy" gives [site tls polcy].
+func keyNames(path string) []string {
+	var names []string
+	for _, part := range strings.Split(path, ".") {
+		if part != "" && (part[0] < '0' || part[0] > '9') {
+			names = append(names, part)
+		}
+	}
+	return names
 }
 
 // resolvePaths makes relative file paths relative to the config's directory,

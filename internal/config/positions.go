@@ -9,16 +9,24 @@ import (
 
 // positions maps a key path such as "site.0.tls.groups" to the line where the
 // key (or its table header) is written. Arrays of tables get their index as a
-// path element, so problems in the second [[site]] point at that site.
+// path element, so problems in the second [[site]] point at that site; so do
+// arrays of inline tables ("listener = [{...}, {...}]"), and the keys of
+// inline tables have their whole path ("site.0.tls.policy" for `tls = {
+// policy = ... }` under [[site]]).
 type positions struct {
 	lines map[string]int
+	// keys maps where a key-value's key starts (line and column, both
+	// 1-based, columns in bytes) to its whole path: the decoder names a
+	// key inside an inline table without the inline table's own key
+	// (go-toml v2.4), and keyAt gives it back.
+	keys map[[2]int]string
 }
 
 // indexPositions walks the document's expressions. It is only called on a
 // document the decoder already accepted, so parse errors cannot occur; if one
 // does, the index is simply incomplete and problems fall back to line 0.
 func indexPositions(doc []byte) positions {
-	pos := positions{lines: map[string]int{}}
+	pos := positions{lines: map[string]int{}, keys: map[[2]int]string{}}
 	arrays := map[string]int{} // array-of-tables path -> number of elements seen
 	resolve := func(parts []string) string {
 		path := ""
@@ -55,14 +63,63 @@ func indexPositions(doc []byte) positions {
 			pos.set(base, line)
 			pos.set(current, line)
 		case unstable.KeyValue:
-			key := strings.Join(keyParts(expr.Key()), ".")
-			if current != "" {
-				key = current + "." + key
-			}
-			pos.set(key, line)
+			pos.keyValue(&p, expr, current)
 		}
 	}
 	return pos
+}
+
+// keyValue indexes the key-value kv of the table at path prefix, and those
+// of the inline tables in its value, however deep.
+func (p positions) keyValue(parser *unstable.Parser, kv *unstable.Node, prefix string) {
+	path := prefix
+	for _, part := range keyParts(kv.Key()) {
+		if path != "" {
+			path += "."
+		}
+		path += part
+	}
+	line := lineOf(parser, kv)
+	p.set(path, line)
+	if it := kv.Key(); it.Next() && it.Node().Raw.Length > 0 {
+		start := parser.Shape(it.Node().Raw).Start
+		p.keys[[2]int{start.Line, start.Column}] = path
+	}
+	p.value(parser, kv.Value(), path, line)
+}
+
+// value indexes what a value holds at path: the key-values of an inline
+// table, and the elements of an array by index.
+func (p positions) value(parser *unstable.Parser, v *unstable.Node, path string, line int) {
+	if v == nil {
+		return
+	}
+	switch v.Kind {
+	case unstable.InlineTable:
+		for it := v.Children(); it.Next(); {
+			if n := it.Node(); n.Kind == unstable.KeyValue {
+				p.keyValue(parser, n, path)
+			}
+		}
+	case unstable.Array:
+		i := 0
+		for it := v.Children(); it.Next(); i++ {
+			elem := path + "." + strconv.Itoa(i)
+			n := it.Node()
+			l := line
+			if n.Raw.Length > 0 {
+				l = parser.Shape(n.Raw).Start.Line
+			}
+			p.set(elem, l)
+			p.value(parser, n, elem, l)
+		}
+	}
+}
+
+// keyAt returns the whole path of the key written at line and column, ""
+// when none starts there.
+func (p positions) keyAt(line, column int) string {
+	return p.keys[[2]int{line, column}]
 }
 
 func keyParts(it unstable.Iterator) []string {
@@ -105,4 +162,31 @@ func lineOf(p *unstable.Parser, expr *unstable.Node) int {
 		return p.Shape(expr.Raw).Start.Line
 	}
 	return 0
+}
+
+// pathOf returns the whole path of the key the decoder names as key at
+// line and column: the path indexed where the key starts; else the only
+// key on that line whose path ends in key's last part (the decoder points
+// a wrong type at the value); else key as the decoder wrote it.
+func (p positions) pathOf(line, column int, key []string) string {
+	if path := p.keyAt(line, column); path != "" {
+		return path
+	}
+	if len(key) > 0 {
+		last, found := "."+key[len(key)-1], ""
+		for at, path := range p.keys {
+			if at[0] != line || !strings.HasSuffix("."+path, last) {
+				continue
+			}
+			if found != "" {
+				found = ""
+				break
+			}
+			found = path
+		}
+		if found != "" {
+			return found
+		}
+	}
+	return strings.Join(key, ".")
 }

@@ -9,7 +9,7 @@ import (
 // type: "toml: cannot decode TOML integer into struct field
 // config.Timeouts.Idle of type config.Duration". It names Go types, which
 // mean nothing to an operator; typeProblem says what the key wants instead.
-var decodeTypeRE = regexp.MustCompile(`cannot decode TOML (\w+) into struct field \S+ of type (\S+)`)
+var decodeTypeRE = regexp.MustCompile(`cannot decode TOML (\w+(?: table)?) into struct field \S+ of type (\S+)`)
 
 // expectedByGoType says, for each Go type a config field has, what an
 // operator writes in TOML; key is the field's TOML name, for the examples.
@@ -24,15 +24,21 @@ var expectedByGoType = map[string]func(key string) (want, example string){
 }
 
 // typeProblem rewrites a wrong-type decode message for the operator: what
-// the key wants, what the file has, and an example. ok is false for any
-// other message, which is then shown as the decoder wrote it.
-func typeProblem(msg string, key []string) (text, hint string, ok bool) {
+// the key wants, what the file has, and an example. inArray says the file
+// has an array at key, so the message is about one of its elements (the
+// decoder names the element's Go type: "string" for a []string). ok is
+// false for any other message, which is then shown as the decoder wrote
+// it.
+func typeProblem(msg string, key []string, inArray bool) (text, hint string, ok bool) {
 	m := decodeTypeRE.FindStringSubmatch(msg)
 	if m == nil || len(key) == 0 {
 		return "", "", false
 	}
 	// Optional fields are pointers: "*bool" wants what "bool" does.
 	got, goType, name := m[1], strings.TrimPrefix(m[2], "*"), key[len(key)-1]
+	if _, list := expectedByGoType["[]"+goType]; inArray && list {
+		goType, got = "[]"+goType, "list holding "+article(got)
+	}
 	var want, example string
 	switch f, known := expectedByGoType[goType]; {
 	case known:
