@@ -255,3 +255,43 @@ func TestHTTP2HeavyClientNotClosed(t *testing.T) {
 		t.Errorf("a heavy but legitimate client was counted as abuse %v times", n)
 	}
 }
+
+// TestHTTP2ChecksOff: limits.h2_resets = 0 turns the control-frame budget
+// off with the reset budget, so 3,000 PINGs (three times the budget) leave
+// the connection serving.
+func TestHTTP2ChecksOff(t *testing.T) {
+	up := newCountingUpstream(t)
+	ts := startServer(t, strings.Replace(floodConfig(up.addr), "[[site]]", "[limits]\nh2_resets = 0\n[[site]]", 1))
+	c, err := tls.Dial("tcp", ts.addr("https"), &tls.Config{RootCAs: ts.roots(), ServerName: "localhost", NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, c)
+	fr.WriteSettings()
+	go func() {
+		for i := range 3000 {
+			fr.WritePing(false, [8]byte{byte(i)})
+		}
+		var hbuf bytes.Buffer
+		enc := hpack.NewEncoder(&hbuf)
+		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "localhost"}, {":path", "/after-pings"}} {
+			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hbuf.Bytes(), EndStream: true, EndHeaders: true})
+	}()
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("the connection failed before the response: %v (abuse counted: %v)", err, ts.metricSum("pqedge_http2_abuse_total"))
+		}
+		if d, ok := f.(*http2.DataFrame); ok && d.StreamID == 1 && d.StreamEnded() {
+			break
+		}
+		if h, ok := f.(*http2.HeadersFrame); ok && h.StreamID == 1 && h.StreamEnded() {
+			break
+		}
+	}
+}
