@@ -56,6 +56,11 @@ type waiter struct {
 // for each connection.
 func (t HandshakeTicket) LeftFull() bool { return t.leftFull }
 
+// Queued reports whether the ticket was a place in the queue rather than
+// a free slot: its connection waited, and its client may have given up
+// meanwhile (a flood's attempts do).
+func (t HandshakeTicket) Queued() bool { return t.ch != nil }
+
 // ReserveHandshake takes a handshake slot for a connection from addr if
 // one is free, otherwise a place in the queue, without waiting; it fails
 // with ErrHandshakeQueue (counted as refused) when every slot is taken

@@ -205,8 +205,6 @@ func (s *Server) handleConn(sk *socket, raw net.Conn, ticket connlimit.Handshake
 		conn = pin
 	}
 	deadline := s.now().Add(g.plan.Timeouts.Handshake)
-	ec := &edgeConn{CaptureConn: pqtls.NewCaptureConn(conn, 0), listener: l, proxyIn: pin, limiter: s.limiter, deadline: deadline, socket: watch.rc, watch: watch}
-	tc := tls.Server(ec, s.tlsBase)
 
 	// The deadline bounds clients that stop mid-handshake or send nothing
 	// (or, behind a load balancer, no PROXY header). It is set through the
@@ -240,6 +238,20 @@ func (s *Server) handleConn(sk *socket, raw net.Conn, ticket connlimit.Handshake
 	}
 	slot, err := ticket.Wait(deadline)
 	if err != nil {
+		raw.Close()
+		return
+	}
+	// Made only now: a queued connection holds nothing of crypto/tls's
+	// while it waits, so that a full queue is a small heap to collect.
+	ec := &edgeConn{CaptureConn: pqtls.NewCaptureConn(conn, 0), listener: l, proxyIn: pin, limiter: s.limiter, deadline: deadline, socket: watch.rc, watch: watch}
+	tc := tls.Server(ec, s.tlsBase)
+	if ticket.Queued() && ec.checkPeer() != nil {
+		// Its client gave up while it waited, as a flood's attempts do
+		// long before their turn: closed without reading its
+		// ClientHello, the cheapest way out of the queue, and counted as
+		// the key exchange's own check would count it.
+		slot()
+		s.observe(s.handshakeEvent(ec, tc, errClientLeft, 0))
 		raw.Close()
 		return
 	}

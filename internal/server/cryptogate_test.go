@@ -173,3 +173,71 @@ func TestDepartedClientCostsNoCrypto(t *testing.T) {
 		})
 	}
 }
+
+// TestQueuedDepartedClientIsNotRead: a connection that waited in the
+// handshake queue and whose client reset or closed meanwhile (a flood's
+// attempts give up long before their turn) is closed when its turn comes
+// without its ClientHello being read or parsed, counted as client_left;
+// one whose client waited gets its handshake.
+func TestQueuedDepartedClientIsNotRead(t *testing.T) {
+	hs := &handshakeLog{}
+	ts := startServerWith(t, baseConfig+"[timeouts]\nhandshake_idle = \"1m\"\n[limits]\nhandshakes = 1\nhandshake_queue = 4\n"+inspectSite,
+		Options{OnHandshake: hs.add})
+	addr := ts.addr("https")
+	tests := []struct {
+		name  string
+		leave func(c *net.TCPConn) // nil: the client stays
+	}{
+		{name: "reset", leave: func(c *net.TCPConn) { c.SetLinger(0); c.Close() }},
+		{name: "FIN", leave: func(c *net.TCPConn) { c.CloseWrite() }},
+		{name: "client stays"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			left := ts.metricSum("pqedge_handshake_failures_total", `reason="client_left"`)
+			mark := hs.mark()
+			// A silent connection holds the only slot (handshake_idle
+			// keeps it from being evicted).
+			holder := dialTimeout(t, addr)
+			defer holder.Close()
+			waitFor(t, "the silent connection to hold the slot", func() bool {
+				return ts.srv.limiter.Stats().Handshakes == 1
+			})
+			raw := dialTimeout(t, addr).(*net.TCPConn)
+			defer raw.Close()
+			tc := tls.Client(raw, &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"})
+			done := make(chan error, 1)
+			go func() { done <- tc.Handshake() }()
+			waitFor(t, "the handshake to queue", func() bool {
+				return ts.srv.limiter.Stats().WaitingHandshakes == 1
+			})
+			// The ClientHello is in the server's socket before the
+			// client leaves: give the client's write time to land.
+			time.Sleep(50 * time.Millisecond)
+			if tt.leave != nil {
+				tt.leave(raw)
+			}
+			holder.Close() // its handshake fails; the slot goes to the queue
+			if tt.leave == nil {
+				if err := <-done; err != nil {
+					t.Fatalf("handshake of a client that waited in the queue: %v", err)
+				}
+				if n := ts.metricSum("pqedge_handshake_failures_total", `reason="client_left"`); n != left {
+					t.Errorf("a client that stayed counted as client_left (%v, was %v)", n, left)
+				}
+				return
+			}
+			ev := hs.wait(t, mark, "the departed client's handshake event", func(ev HandshakeEvent) bool { return ev.Reason == reasonClientLeft })
+			if ev.Hello != nil {
+				t.Errorf("the departed client's ClientHello was read and parsed (%d bytes) when its turn came; want the connection closed unread", len(ev.Hello.Raw))
+			}
+			if n := ts.metricSum("pqedge_handshake_failures_total", `reason="client_left"`); n != left+1 {
+				t.Errorf("client_left = %v, want %v", n, left+1)
+			}
+			waitFor(t, "the slots to be free", func() bool {
+				st := ts.srv.limiter.Stats()
+				return st.Handshakes == 0 && st.WaitingHandshakes == 0 && st.Crypto.Running == 0
+			})
+		})
+	}
+}

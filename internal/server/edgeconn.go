@@ -64,8 +64,10 @@ func (c *edgeConn) beginCrypto() error {
 }
 
 // errClientLeft ends a handshake whose client reset or closed the
-// connection after sending its ClientHello, before the server's key
-// exchange: GetConfigForClient asks the socket (peerGone).
+// connection before the server's key exchange: after sending its
+// ClientHello (GetConfigForClient asks the socket, peerGone), or while
+// the connection waited in the handshake queue (handleConn asks when its
+// turn comes, before reading anything).
 var errClientLeft = errors.New("the client left while its handshake waited, before the key exchange")
 
 // socketOf is the RawConn of the socket under c's wrappers (connlimit's,

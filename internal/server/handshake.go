@@ -64,7 +64,7 @@ const (
 	reasonNotTLS        = "not_tls"         // the first bytes were not a TLS record (plain HTTP gets a 400)
 	reasonTimeout       = "timeout"         // the client stalled past timeouts.handshake
 	reasonClientClosed  = "client_closed"   // the client closed or reset mid-handshake
-	reasonClientLeft    = "client_left"     // the client reset or closed after its ClientHello, before any cryptography (errClientLeft)
+	reasonClientLeft    = "client_left"     // the client reset or closed while its handshake waited (in the queue, or after its ClientHello), before any cryptography (errClientLeft)
 	reasonNoCommonGroup = "no_common_group" // no group of the client's is in the site's policy (pq-only refusing a classical client)
 	reasonVersion       = "version"         // no TLS version in common (min_version)
 	reasonCertificate   = "certificate"     // no chain fits the client's signature algorithms, or the client rejected ours
