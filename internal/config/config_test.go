@@ -369,3 +369,43 @@ func TestByteOrderMarks(t *testing.T) {
 		})
 	}
 }
+
+// TestInlineTableWrongTypes: a value of the wrong type inside an inline
+// table, at any depth and in arrays of them, is named by its whole path
+// and explained by its own key. go-toml names only the inline table's key
+// ("timeouts", "listener") and points at the value, which the positions
+// index maps back to its key.
+func TestInlineTableWrongTypes(t *testing.T) {
+	const site = "[[site]]\nname = \"a\"\nserver_names = [\"a.example\"]\n"
+	tests := []struct {
+		name string
+		data string
+		want string // the only problem
+	}{
+		{"table", "timeouts = { idle = 5 }\n",
+			`f.toml:1: timeouts.idle: wrong type: expected a duration string with a unit, not an integer (write it as idle = "10s")`},
+		{"table in a table", site + "tls = { policy = 3 }\n",
+			`f.toml:4: site[0].tls.policy: wrong type: expected a string, not an integer (write it as policy = "...")`},
+		{"list element", site + "tls = { policy = \"pq-only\", groups = [\"x\", 1] }\n",
+			`f.toml:4: site[0].tls.groups: wrong type: expected a list of strings, not a list holding an integer (write it as groups = ["a", "b"])`},
+		{"array of tables", "listener = [{ name = \"https\", address = 5 }]\n",
+			`f.toml:1: listener[0].address: wrong type: expected a string, not an integer (write it as address = "...")`},
+		{"second element, next line", "listener = [{ name = \"h\u00e9\", address = \"127.0.0.1:1\" },\n  { name = \"b\",\taddress = true }]\n",
+			`f.toml:2: listener[1].address: wrong type: expected a string, not a boolean (write it as address = "...")`},
+		{"inline table for a string", "listener = [{ name = \"https\", address = { host = \"x\" } }]\n",
+			`f.toml:1: listener[0].address: wrong type: expected a string, not an inline table (write it as address = "...")`},
+		{"array of tables in a table", site + "route = [{ path = 1, handler = \"inspect\" }]\n",
+			`f.toml:4: site[0].route[0].path: wrong type: expected a string, not an integer (write it as path = "...")`},
+		{"whole number", "limits = { h2_resets = \"many\" }\n",
+			`f.toml:1: limits.h2_resets: wrong type: expected a whole number, not a string (write it as h2_resets = 3)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("f.toml", []byte(tt.data))
+			ps, ok := err.(Problems)
+			if !ok || len(ps) != 1 || ps[0].String() != tt.want {
+				t.Errorf("Parse = %v; want the one problem %q", err, tt.want)
+			}
+		})
+	}
+}

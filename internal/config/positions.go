@@ -20,13 +20,20 @@ type positions struct {
 	// key inside an inline table without the inline table's own key
 	// (go-toml v2.4), and keyAt gives it back.
 	keys map[[2]int]string
+	// values maps where a value starts (line and column, as keys) to
+	// the path of the key it is the value of; an array's elements all
+	// map to the array's key. The decoder points a wrong type inside an
+	// inline table at the value and names only the inline table's key
+	// (go-toml v2.4: "timeouts" for `timeouts = { idle = 5 }`), and
+	// valueAt gives the whole path back.
+	values map[[2]int]string
 }
 
 // indexPositions walks the document's expressions. It is only called on a
 // document the decoder already accepted, so parse errors cannot occur; if one
 // does, the index is simply incomplete and problems fall back to line 0.
 func indexPositions(doc []byte) positions {
-	pos := positions{lines: map[string]int{}, keys: map[[2]int]string{}}
+	pos := positions{lines: map[string]int{}, keys: map[[2]int]string{}, values: map[[2]int]string{}}
 	arrays := map[string]int{} // array-of-tables path -> number of elements seen
 	resolve := func(parts []string) string {
 		path := ""
@@ -81,11 +88,46 @@ func (p positions) keyValue(parser *unstable.Parser, kv *unstable.Node, prefix s
 	}
 	line := lineOf(parser, kv)
 	p.set(path, line)
-	if it := kv.Key(); it.Next() && it.Node().Raw.Length > 0 {
-		start := parser.Shape(it.Node().Raw).Start
-		p.keys[[2]int{start.Line, start.Column}] = path
+	var last unstable.Range // the key's last part
+	for it, first := kv.Key(), true; it.Next(); first = false {
+		if r := it.Node().Raw; r.Length > 0 {
+			if first {
+				start := parser.Shape(r).Start
+				p.keys[[2]int{start.Line, start.Column}] = path
+			}
+			last = r
+		}
+	}
+	v := kv.Value()
+	p.noteValue(parser, v, path)
+	if v != nil && v.Raw.Length == 0 && last.Length > 0 {
+		// Arrays and inline tables carry no range of their own: the
+		// value starts at the first byte after the key's "=" that is
+		// not a space or tab (TOML 1.0: whitespace around it).
+		data := parser.Data()
+		i := int(last.Offset + last.Length)
+		for i < len(data) && (data[i] == ' ' || data[i] == '\t') {
+			i++
+		}
+		if i < len(data) && data[i] == '=' {
+			for i++; i < len(data) && (data[i] == ' ' || data[i] == '\t'); i++ {
+			}
+			if i < len(data) {
+				start := parser.Shape(unstable.Range{Offset: uint32(i), Length: 1}).Start
+				p.values[[2]int{start.Line, start.Column}] = path
+			}
+		}
 	}
 	p.value(parser, kv.Value(), path, line)
+}
+
+// noteValue records where v, the value (or an element of the array) at
+// path, starts.
+func (p positions) noteValue(parser *unstable.Parser, v *unstable.Node, path string) {
+	if v != nil && v.Raw.Length > 0 {
+		start := parser.Shape(v.Raw).Start
+		p.values[[2]int{start.Line, start.Column}] = path
+	}
 }
 
 // value indexes what a value holds at path: the key-values of an inline
@@ -106,6 +148,7 @@ func (p positions) value(parser *unstable.Parser, v *unstable.Node, path string,
 		for it := v.Children(); it.Next(); i++ {
 			elem := path + "." + strconv.Itoa(i)
 			n := it.Node()
+			p.noteValue(parser, n, path)
 			l := line
 			if n.Raw.Length > 0 {
 				l = parser.Shape(n.Raw).Start.Line
@@ -120,6 +163,12 @@ func (p positions) value(parser *unstable.Parser, v *unstable.Node, path string,
 // when none starts there.
 func (p positions) keyAt(line, column int) string {
 	return p.keys[[2]int{line, column}]
+}
+
+// valueAt returns the whole path of the key whose value (or one of whose
+// array's elements) starts at line and column, "" when none does.
+func (p positions) valueAt(line, column int) string {
+	return p.values[[2]int{line, column}]
 }
 
 func keyParts(it unstable.Iterator) []string {
@@ -165,11 +214,15 @@ func lineOf(p *unstable.Parser, expr *unstable.Node) int {
 }
 
 // pathOf returns the whole path of the key the decoder names as key at
-// line and column: the path indexed where the key starts; else the only
-// key on that line whose path ends in key's last part (the decoder points
-// a wrong type at the value); else key as the decoder wrote it.
+// line and column: the path indexed where the key starts (an unknown
+// key); else that of the key whose value starts there (a wrong type: the
+// decoder points at the value); else the only key on that line whose path
+// ends in key's last part; else key as the decoder wrote it.
 func (p positions) pathOf(line, column int, key []string) string {
 	if path := p.keyAt(line, column); path != "" {
+		return path
+	}
+	if path := p.valueAt(line, column); path != "" {
 		return path
 	}
 	if len(key) > 0 {
