@@ -35,8 +35,9 @@ type tally struct {
 	streams int // header blocks begun (requests, or trailers)
 
 	// From the server.
-	provoked int // RST_STREAM frames with an error code that blames the client (CVE-2025-8671)
-	dataSent int // DATA frames
+	provoked  int // RST_STREAM frames with an error code that blames the client (CVE-2025-8671)
+	dataSent  int // DATA frames
+	dataBytes int // their payload bytes
 }
 
 func (t *tally) add(o tally) {
@@ -46,6 +47,7 @@ func (t *tally) add(o tally) {
 	t.streams += o.streams
 	t.provoked += o.provoked
 	t.dataSent += o.dataSent
+	t.dataBytes += o.dataBytes
 }
 
 func (t tally) glitches() int { return t.resets + t.empties + t.provoked }

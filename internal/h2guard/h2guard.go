@@ -32,9 +32,9 @@
 //     Section 5.5, but each still read). Within Options.GlitchWindow a
 //     client may send Options.MaxControlFrames of them, plus
 //     ControlPerStream for each header block it began and
-//     ControlPerDataFrame for each DATA frame the server sent it (a
-//     client's WINDOW_UPDATEs follow the data it receives); one more
-//     closes the connection;
+//     ControlPerDataFrame for each DATA frame the server sent it and for
+//     each ControlDataBytes of their payload (a client's WINDOW_UPDATEs
+//     follow the data it reads); one more closes the connection;
 //   - the time a header block may take: from the first byte of its HEADERS
 //     frame to the end of the frame with END_HEADERS, at most
 //     Options.HeaderTimeout (the server's read_header), where net/http
@@ -78,10 +78,20 @@ const (
 	// as a browser reprioritises a request, a WINDOW_UPDATE for its body.
 	ControlPerStream = 10
 	// ControlPerDataFrame is the control frames each DATA frame the
-	// server sends adds: a client that returns flow-control credit after
-	// every frame sends two WINDOW_UPDATEs (stream and connection, RFC
-	// 9113 Section 6.9), and a BDP probe may add a PING.
+	// server sends adds, and each ControlDataBytes of their payload: a
+	// client returns flow-control credit as it reads, two WINDOW_UPDATEs
+	// at a time (stream and connection, RFC 9113 Section 6.9), and a BDP
+	// probe may add a PING.
 	ControlPerDataFrame = 4
+	// ControlDataBytes is the DATA payload that counts as one more DATA
+	// frame for the allowance. A client that takes large frames (Go's
+	// transport advertises SETTINGS_MAX_FRAME_SIZE 1 MiB, so one Write
+	// of a big body goes out in 1 MiB frames) returns credit per read,
+	// not per frame: Go's transport sends a stream and a connection
+	// WINDOW_UPDATE whenever 4 KiB or more were read (inflowMinRefresh,
+	// net/http/internal/http2/flow.go), ~512 per MiB read in 4 KiB
+	// pieces, where one frame's allowance is 4.
+	ControlDataBytes = 4 << 10
 )
 
 // Reasons given to Options.OnAbuse.
@@ -107,7 +117,8 @@ type Options struct {
 	// PRIORITY_UPDATE, WINDOW_UPDATE, GOAWAY, PUSH_PROMISE and unknown
 	// frames a client may send within GlitchWindow, beyond
 	// ControlPerStream per header block it began and ControlPerDataFrame
-	// per DATA frame the server sent in the window. Negative: no limit.
+	// per DATA frame the server sent in the window and per
+	// ControlDataBytes of their payload. Negative: no limit.
 	MaxControlFrames int
 	// OnAbuse, if set, is called once when the guard closes a connection,
 	// with one of the Reason* values, for metrics. It is called from the
@@ -233,7 +244,7 @@ func (c *Conn) countLocked(now time.Time, t tally) {
 		return
 	}
 	if c.opts.MaxControlFrames >= 0 &&
-		k.control > c.opts.MaxControlFrames+ControlPerStream*k.streams+ControlPerDataFrame*k.dataSent {
+		k.control > c.opts.MaxControlFrames+ControlPerStream*k.streams+ControlPerDataFrame*(k.dataSent+k.dataBytes/ControlDataBytes) {
 		c.abuseLocked(ReasonControlFrames)
 	}
 }

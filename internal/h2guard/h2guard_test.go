@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -365,5 +366,53 @@ func TestWellBehavedClient(t *testing.T) {
 	}
 	if !s.sawTLS.Load() || s.sawProto.Load() != "HTTP/2.0" {
 		t.Errorf("handler saw TLS %v proto %v; want TLS and HTTP/2.0", s.sawTLS.Load(), s.sawProto.Load())
+	}
+}
+
+// TestLargeFramesClient: Go's own HTTP/2 client downloads large bodies,
+// each written in one Write, at the default budgets. It takes DATA frames
+// of up to 1 MiB and returns credit for every 4 KiB its reader takes, so
+// it sends hundreds of WINDOW_UPDATEs per DATA frame; it is not closed.
+func TestLargeFramesClient(t *testing.T) {
+	body := make([]byte, 8<<20)
+	s := startH2Server(t, Options{}, func(w http.ResponseWriter, r *http.Request) {
+		w.Write(body)
+	})
+	c := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true,
+	}}
+	defer c.CloseIdleConnections()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Get("https://" + s.addr + "/")
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			// 4 KiB at a time, as a bufio.Reader or a JSON decoder reads.
+			n, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{resp.Body}, make([]byte, 4<<10))
+			if err == nil && n != int64(len(body)) {
+				err = fmt.Errorf("read %d bytes of %d", n, len(body))
+			}
+			if err == nil && resp.ProtoMajor != 2 {
+				err = fmt.Errorf("spoke %s", resp.Proto)
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if a := s.abuses(); len(a) != 0 {
+		t.Errorf("Go's HTTP/2 client downloading in 1 MiB frames was closed for %q", a)
 	}
 }

@@ -33,12 +33,13 @@ func repeat(n int, f func(i int) []byte) []byte {
 
 func TestFrameWriter(t *testing.T) {
 	tests := []struct {
-		name     string
-		in       []byte
-		provoked int
-		dataSent int
+		name      string
+		in        []byte
+		provoked  int
+		dataSent  int
+		dataBytes int
 	}{
-		{name: "settings and a response", in: concat(frame(frameSettings, 0, 0, nil), frame(frameHeaders, flagEndHeaders, 1, []byte{0x88}), serverData(1)), dataSent: 1},
+		{name: "settings and a response", in: concat(frame(frameSettings, 0, 0, nil), frame(frameHeaders, flagEndHeaders, 1, []byte{0x88}), serverData(1)), dataSent: 1, dataBytes: 10},
 		{name: "reset after a complete response (RFC 9113 Section 8.1)", in: serverRST(1, errCodeNo)},
 		{name: "reset for a handler's panic", in: serverRST(1, errCodeInternal)},
 		{name: "cancel", in: serverRST(1, errCodeCancel)},
@@ -47,7 +48,8 @@ func TestFrameWriter(t *testing.T) {
 		{name: "stream closed", in: serverRST(1, 0x5), provoked: 1},
 		{name: "refused stream", in: serverRST(1, 0x7), provoked: 1},
 		{name: "unknown code", in: serverRST(1, 0x77), provoked: 1},
-		{name: "many", in: concat(serverData(1), serverRST(3, 1), serverData(1), serverRST(5, 0), serverRST(7, 5)), provoked: 2, dataSent: 2},
+		{name: "many", in: concat(serverData(1), serverRST(3, 1), serverData(1), serverRST(5, 0), serverRST(7, 5)), provoked: 2, dataSent: 2, dataBytes: 20},
+		{name: "large and empty DATA", in: concat(frame(frameData, 0, 1, make([]byte, 70000)), frame(frameData, flagEndStream, 1, nil), serverRST(1, 1)), provoked: 1, dataSent: 2, dataBytes: 70000},
 		{name: "code cut short", in: serverRST(1, 1)[:11]},
 	}
 	for _, tt := range tests {
@@ -58,8 +60,8 @@ func TestFrameWriter(t *testing.T) {
 					w.feed(tt.in[i:min(i+step, len(tt.in))])
 				}
 				got := w.take()
-				if got.provoked != tt.provoked || got.dataSent != tt.dataSent {
-					t.Fatalf("in pieces of %d: provoked %d data %d; want %d %d", step, got.provoked, got.dataSent, tt.provoked, tt.dataSent)
+				if got.provoked != tt.provoked || got.dataSent != tt.dataSent || got.dataBytes != tt.dataBytes {
+					t.Fatalf("in pieces of %d: provoked %d data %d (%d bytes); want %d %d (%d bytes)", step, got.provoked, got.dataSent, got.dataBytes, tt.provoked, tt.dataSent, tt.dataBytes)
 				}
 			}
 		})
@@ -120,6 +122,13 @@ type step struct {
 func TestVerdict(t *testing.T) {
 	opts := Options{MaxGlitches: 20, MaxControlFrames: 50, GlitchWindow: time.Hour, HeaderTimeout: time.Hour}
 	start := []step{{client: concat(prefaceAndSettings, windowUpdate(0, 1<<20))}, {server: frame(frameSettings, 0, 0, nil)}, {client: frame(frameSettings, 1, 0, nil)}}
+	// A client that takes 1 MiB DATA frames (Go's transport advertises
+	// SETTINGS_MAX_FRAME_SIZE 1 MiB) and returns credit for every 4 KiB
+	// it reads, stream and connection: 512 WINDOW_UPDATEs for one frame.
+	bigFrame := frame(frameData, 0, 1, make([]byte, 1<<20))
+	bigDownload := []step{{server: bigFrame}, {client: repeat(256, func(int) []byte { return concat(windowUpdate(1, 4096), windowUpdate(0, 4096)) })}}
+	// The same frame does not buy a flood: its allowance is 4 per 4 KiB.
+	bigThenFlood := []step{{server: bigFrame}, {client: repeat(4*257+50+1, func(int) []byte { return ping() })}}
 	var pingFlood, settingsFlood, priorityFlood, updateFlood, windowFlood, unknownFlood, madeYouReset, dataAfterEnd, download, browsing []step
 	for i := range 60 {
 		id := uint32(2*i + 1)
@@ -158,6 +167,8 @@ func TestVerdict(t *testing.T) {
 		{name: "MadeYouReset: WINDOW_UPDATE of 0", steps: madeYouReset, reason: ReasonProvokedReset},
 		{name: "MadeYouReset: DATA after END_STREAM", steps: dataAfterEnd, reason: ReasonProvokedReset},
 		{name: "a large download", steps: download},
+		{name: "a large download in 1 MiB frames, credit per 4 KiB read", steps: bigDownload},
+		{name: "PING flood after a 1 MiB frame", steps: bigThenFlood, reason: ReasonControlFrames},
 		{name: "browsing", steps: browsing},
 		{name: "PING flood, checks off", steps: pingFlood, opts: &Options{MaxGlitches: -1, MaxControlFrames: -1, HeaderTimeout: time.Hour}},
 		{name: "MadeYouReset, checks off", steps: madeYouReset, opts: &Options{MaxGlitches: -1, MaxControlFrames: -1, HeaderTimeout: time.Hour}},

@@ -41,7 +41,7 @@ type frameWriter struct {
 	code    [4]byte // a RST_STREAM's error code so far
 	codeLen int     // -1: not in a RST_STREAM's code
 
-	got tally // since take: provoked and dataSent
+	got tally // since take: provoked, dataSent and dataBytes
 }
 
 func newFrameWriter() frameWriter { return frameWriter{codeLen: -1} }
@@ -80,6 +80,7 @@ func (w *frameWriter) headerDone() {
 	switch w.hdr[3] {
 	case frameData:
 		w.got.dataSent++
+		w.got.dataBytes += int(w.left)
 	case frameRSTStream:
 		if w.left >= 4 {
 			w.codeLen = 0
