@@ -256,6 +256,34 @@ func TestHTTP2HeavyClientNotClosed(t *testing.T) {
 	}
 }
 
+// TestHTTP2GoClientLargeDownload: Go's own HTTP/2 client (net/http)
+// downloads 8 MiB through the proxy, reading it 4 KiB at a time as a
+// bufio.Reader does. It takes DATA frames as large as the proxy writes
+// them (it allows 1 MiB) and sends a stream and a connection
+// WINDOW_UPDATE for every 4 KiB read: far more than 4 per DATA frame.
+// It is not closed.
+func TestHTTP2GoClientLargeDownload(t *testing.T) {
+	up := newCountingUpstream(t)
+	ts := startServer(t, floodConfig(up.addr))
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	for i := range 2 { // twice on one connection: the second within the same window
+		resp, err := c.Get("https://" + ts.addr("https") + "/big")
+		if err != nil {
+			t.Fatalf("download %d: %v (abuse counted: %v)", i, err, ts.metricSum("pqedge_http2_abuse_total"))
+		}
+		n, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{resp.Body}, make([]byte, 4<<10))
+		resp.Body.Close()
+		if err != nil || n != bigBody || resp.ProtoMajor != 2 {
+			t.Fatalf("download %d: %d of %d bytes over %s, %v (abuse counted: %v)", i, n, bigBody, resp.Proto, err, ts.metricSum("pqedge_http2_abuse_total"))
+		}
+	}
+	if n := ts.metricSum("pqedge_http2_abuse_total"); n != 0 {
+		t.Errorf("Go's HTTP/2 client was counted as abuse %v times", n)
+	}
+}
+
 // TestHTTP2ChecksOff: limits.h2_resets = 0 turns the control-frame budget
 // off with the reset budget, so 3,000 PINGs (three times the budget) leave
 // the connection serving.
