@@ -136,6 +136,7 @@ type Conn struct {
 	w         frameWriter
 	window    time.Time // start of the current glitch window
 	counts    tally     // in the current window
+	credit    int       // control frames earned in past windows and not spent (countLocked)
 	timer     *time.Timer
 	armedFor  time.Time // what the timer was armed for: r.waitingSince()
 	closedFor string    // the abuse the connection was closed for
@@ -226,8 +227,20 @@ func (c *Conn) Write(b []byte) (int, error) {
 
 // countLocked adds t to the window and closes the connection if the
 // window is over a budget.
+//
+// The control frames a client earns with its requests and the DATA the
+// server sends it (earned) outlive the window they were earned in: a
+// client returns flow-control credit as it reads, which may be a window
+// or more after the server wrote (a 4 MiB stream window read at 1 MiB/s
+// is 2,048 WINDOW_UPDATEs over 4 s). Each window's free
+// MaxControlFrames are spent first; what earned credit is left over
+// carries on. It is never more than the requests and data the client was
+// served, so a flood still has only MaxControlFrames a window.
 func (c *Conn) countLocked(now time.Time, t tally) {
 	if now.Sub(c.window) > c.opts.GlitchWindow {
+		if c.opts.MaxControlFrames >= 0 {
+			c.credit += earned(c.counts) - max(0, c.counts.control-c.opts.MaxControlFrames)
+		}
 		c.window, c.counts = now, tally{}
 	}
 	c.counts.add(t)
@@ -243,10 +256,15 @@ func (c *Conn) countLocked(now time.Time, t tally) {
 		c.abuseLocked(reason)
 		return
 	}
-	if c.opts.MaxControlFrames >= 0 &&
-		k.control > c.opts.MaxControlFrames+ControlPerStream*k.streams+ControlPerDataFrame*(k.dataSent+k.dataBytes/ControlDataBytes) {
+	if c.opts.MaxControlFrames >= 0 && k.control > c.opts.MaxControlFrames+c.credit+earned(k) {
 		c.abuseLocked(ReasonControlFrames)
 	}
+}
+
+// earned is the control frames k's header blocks and the DATA sent in it
+// allow beyond Options.MaxControlFrames.
+func earned(k tally) int {
+	return ControlPerStream*k.streams + ControlPerDataFrame*(k.dataSent+k.dataBytes/ControlDataBytes)
 }
 
 // armLocked sets the header timer for what the client owes now.

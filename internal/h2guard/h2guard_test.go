@@ -416,3 +416,37 @@ func TestLargeFramesClient(t *testing.T) {
 		t.Errorf("Go's HTTP/2 client downloading in 1 MiB frames was closed for %q", a)
 	}
 }
+
+// TestCreditOutlivesWindow: the allowance a response earned is not lost
+// when the window ends before the client has returned the credit for it.
+// Go's client takes a 4 MiB body (its stream window) at once, its reader
+// pauses past the window, then reads it 4 KiB at a time: 2,048
+// WINDOW_UPDATEs in a window in which the server sends nothing. The
+// window is short here for the test's sake; at the default 10 s the same
+// happens to a reader that pauses 10 s, or reads the last 4 MiB of a
+// download at 1 MiB/s across a window's end.
+func TestCreditOutlivesWindow(t *testing.T) {
+	body := make([]byte, 4<<20)
+	const window = 100 * time.Millisecond
+	s := startH2Server(t, Options{GlitchWindow: window}, func(w http.ResponseWriter, r *http.Request) {
+		w.Write(body)
+	})
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Timeout: 60 * time.Second, Transport: tr}
+	for i := range 2 {
+		resp, err := c.Get("https://" + s.addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * window) // the body arrives meanwhile; its window ends
+		n, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{resp.Body}, make([]byte, 4<<10))
+		resp.Body.Close()
+		if err != nil || n != int64(len(body)) || resp.ProtoMajor != 2 {
+			t.Fatalf("download %d: read %d of %d bytes over %s: %v (closed for %q)", i, n, len(body), resp.Proto, err, s.abuses())
+		}
+	}
+	if a := s.abuses(); len(a) != 0 {
+		t.Errorf("a client returning credit after the window was closed for %q", a)
+	}
+}

@@ -199,3 +199,40 @@ func TestVerdict(t *testing.T) {
 		})
 	}
 }
+
+// TestControlCreditAcrossWindows: allowance earned in one window and not
+// spent there carries into the next, once; the free budget does not.
+func TestControlCreditAcrossWindows(t *testing.T) {
+	const window = time.Second
+	mib := tally{dataSent: 1, dataBytes: 1 << 20} // earns 4 * (1 + 256) = 1,028
+	type at struct {
+		window int // which window the tally arrives in
+		t      tally
+	}
+	tests := []struct {
+		name   string
+		steps  []at
+		closed bool
+	}{
+		{name: "credit spent in the next window", steps: []at{{0, mib}, {1, tally{control: 100 + 1028}}}},
+		{name: "one more than the credit", steps: []at{{0, mib}, {1, tally{control: 100 + 1029}}}, closed: true},
+		{name: "credit spent over two windows", steps: []at{{0, mib}, {1, tally{control: 600}}, {2, tally{control: 600}}}},
+		{name: "credit spent once only", steps: []at{{0, mib}, {1, tally{control: 1128}}, {2, tally{control: 101}}}, closed: true},
+		{name: "free budget not carried", steps: []at{{0, tally{control: 0}}, {1, tally{control: 101}}}, closed: true},
+		{name: "requests earn credit too", steps: []at{{0, tally{streams: 50}}, {1, tally{control: 600}}}},
+		{name: "a flood after the credit", steps: []at{{0, mib}, {1, tally{control: 1128}}, {2, tally{control: 100}}, {3, tally{control: 101}}}, closed: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sc := &scriptConn{}
+			c, _ := Unwrap(Wrap(sc, Options{MaxControlFrames: 100, GlitchWindow: window, HeaderTimeout: time.Hour}))
+			start := time.Now()
+			for _, s := range tt.steps {
+				c.countLocked(start.Add(time.Duration(s.window)*2*window), s.t)
+			}
+			if got := c.ClosedFor() != ""; got != tt.closed {
+				t.Errorf("closed %v (for %q), want %v", got, c.ClosedFor(), tt.closed)
+			}
+		})
+	}
+}
