@@ -34,7 +34,8 @@
 //     ControlPerStream for each header block it began and
 //     ControlPerDataFrame for each DATA frame the server sent it and for
 //     each ControlDataBytes of their payload (a client's WINDOW_UPDATEs
-//     follow the data it reads); one more closes the connection;
+//     follow the data it reads, possibly windows later: what it earned
+//     and did not spend carries over); one more closes the connection;
 //   - the time a header block may take: from the first byte of its HEADERS
 //     frame to the end of the frame with END_HEADERS, at most
 //     Options.HeaderTimeout (the server's read_header), where net/http
