@@ -372,7 +372,8 @@ func TestByteOrderMarks(t *testing.T) {
 
 // TestInlineTableWrongTypes: a value of the wrong type inside an inline
 // table, at any depth and in arrays of them, is named by its whole path
-// and explained by its own key. go-toml names only the inline table's key
+// and explained by its own key; a list where one value belongs is the
+// value's wrong type, not its elements'. go-toml names only the inline table's key
 // ("timeouts", "listener") and points at the value, which the positions
 // index maps back to its key.
 func TestInlineTableWrongTypes(t *testing.T) {
@@ -396,6 +397,12 @@ func TestInlineTableWrongTypes(t *testing.T) {
 			`f.toml:1: listener[0].address: wrong type: expected a string, not an inline table (write it as address = "...")`},
 		{"array of tables in a table", site + "route = [{ path = 1, handler = \"inspect\" }]\n",
 			`f.toml:4: site[0].route[0].path: wrong type: expected a string, not an integer (write it as path = "...")`},
+		{"a list for a string", "[[listener]]\nname = \"https\"\naddress = [\"127.0.0.1:1\"]\n",
+			`f.toml:3: listener[0].address: wrong type: expected a string, not an array (write it as address = "...")`},
+		{"a list for a string, inline", "listener = [{ name = \"https\", address = [\"127.0.0.1:1\", \"127.0.0.1:2\"] }]\n",
+			`f.toml:1: listener[0].address: wrong type: expected a string, not an array (write it as address = "...")`},
+		{"an element of a list", "[[listener]]\nname = \"https\"\naddress = \"127.0.0.1:1\"\nproxy_protocol_in = [\"10.0.0.1\", 2]\n",
+			`f.toml:4: listener[0].proxy_protocol_in: wrong type: expected a list of strings, not a list holding an integer (write it as proxy_protocol_in = ["a", "b"])`},
 		{"whole number", "limits = { h2_resets = \"many\" }\n",
 			`f.toml:1: limits.h2_resets: wrong type: expected a whole number, not a string (write it as h2_resets = 3)`},
 	}

@@ -159,8 +159,11 @@ func decodeProblems(file string, data []byte, err error) Problems {
 		line, column := de.Position()
 		path := pos.pathOf(line, column, de.Key())
 		p := Problem{File: file, Line: line, Key: path, Msg: strings.TrimPrefix(de.Error(), "toml: ")}
-		// An element's wrong type: the document has an array there.
+		// An element's wrong type: the document has an array there,
+		// and the decoder does not point at the array itself (a list
+		// where a string belongs: `address = ["a"]`).
 		_, inArray := pos.lines[path+".0"]
+		inArray = inArray && !pos.wholeValueAt(line, column)
 		if msg, hint, ok := typeProblem(de.Error(), keyNames(path), inArray); ok {
 			p.Msg, p.Hint = msg, hint
 		}

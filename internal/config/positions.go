@@ -27,13 +27,16 @@ type positions struct {
 	// (go-toml v2.4: "timeouts" for `timeouts = { idle = 5 }`), and
 	// valueAt gives the whole path back.
 	values map[[2]int]string
+	// whole holds the starts in values that are a key's whole value, not
+	// an element of its array: a wrong type there is the value's.
+	whole map[[2]int]bool
 }
 
 // indexPositions walks the document's expressions. It is only called on a
 // document the decoder already accepted, so parse errors cannot occur; if one
 // does, the index is simply incomplete and problems fall back to line 0.
 func indexPositions(doc []byte) positions {
-	pos := positions{lines: map[string]int{}, keys: map[[2]int]string{}, values: map[[2]int]string{}}
+	pos := positions{lines: map[string]int{}, keys: map[[2]int]string{}, values: map[[2]int]string{}, whole: map[[2]int]bool{}}
 	arrays := map[string]int{} // array-of-tables path -> number of elements seen
 	resolve := func(parts []string) string {
 		path := ""
@@ -99,7 +102,7 @@ func (p positions) keyValue(parser *unstable.Parser, kv *unstable.Node, prefix s
 		}
 	}
 	v := kv.Value()
-	p.noteValue(parser, v, path)
+	p.noteValue(parser, v, path, true)
 	if v != nil && v.Raw.Length == 0 && last.Length > 0 {
 		// Arrays and inline tables carry no range of their own: the
 		// value starts at the first byte after the key's "=" that is
@@ -115,18 +118,22 @@ func (p positions) keyValue(parser *unstable.Parser, kv *unstable.Node, prefix s
 			if i < len(data) {
 				start := parser.Shape(unstable.Range{Offset: uint32(i), Length: 1}).Start
 				p.values[[2]int{start.Line, start.Column}] = path
+				p.whole[[2]int{start.Line, start.Column}] = true
 			}
 		}
 	}
 	p.value(parser, kv.Value(), path, line)
 }
 
-// noteValue records where v, the value (or an element of the array) at
-// path, starts.
-func (p positions) noteValue(parser *unstable.Parser, v *unstable.Node, path string) {
+// noteValue records where v, the value (whole) or an element of the
+// array at path, starts.
+func (p positions) noteValue(parser *unstable.Parser, v *unstable.Node, path string, whole bool) {
 	if v != nil && v.Raw.Length > 0 {
 		start := parser.Shape(v.Raw).Start
 		p.values[[2]int{start.Line, start.Column}] = path
+		if whole {
+			p.whole[[2]int{start.Line, start.Column}] = true
+		}
 	}
 }
 
@@ -148,7 +155,7 @@ func (p positions) value(parser *unstable.Parser, v *unstable.Node, path string,
 		for it := v.Children(); it.Next(); i++ {
 			elem := path + "." + strconv.Itoa(i)
 			n := it.Node()
-			p.noteValue(parser, n, path)
+			p.noteValue(parser, n, path, false)
 			l := line
 			if n.Raw.Length > 0 {
 				l = parser.Shape(n.Raw).Start.Line
@@ -169,6 +176,12 @@ func (p positions) keyAt(line, column int) string {
 // array's elements) starts at line and column, "" when none does.
 func (p positions) valueAt(line, column int) string {
 	return p.values[[2]int{line, column}]
+}
+
+// wholeValueAt reports whether a key's whole value, rather than an
+// element of its array, starts at line and column.
+func (p positions) wholeValueAt(line, column int) bool {
+	return p.whole[[2]int{line, column}]
 }
 
 func keyParts(it unstable.Iterator) []string {
