@@ -58,7 +58,7 @@ type CryptoGate struct {
 	// slot goes through the relay, waiters or not.
 	pacedUntil time.Time
 
-	queued, expired, relayed atomic.Uint64
+	queued, expired, relayed, yielded atomic.Uint64
 }
 
 // cryptoWaiter is a handshake waiting for a crypto slot; its channel is
@@ -227,22 +227,28 @@ func (g *CryptoGate) dispatch(n int) {
 // at once. An accept loop calls it every few connections: under a flood
 // it otherwise accepts (and refuses) thousands in a row, ~9 µs each,
 // while requests wait (a trace showed 2,900 in 26 ms).
-func (g *CryptoGate) YieldToPoller() {
+func (g *CryptoGate) YieldToPoller() { g.yieldToPoller() }
+
+// yieldToPoller is YieldToPoller, reporting whether it waited for the
+// poller (false: the gate does not pace, or has no relay).
+func (g *CryptoGate) yieldToPoller() bool {
 	g.mu.Lock()
 	if !time.Now().Before(g.pacedUntil) {
 		g.mu.Unlock()
-		return
+		return false
 	}
 	rl := g.currentRelay()
 	if rl == nil {
 		g.mu.Unlock()
-		return
+		return false
 	}
 	ch := make(chan struct{})
 	g.yielders = append(g.yielders, ch)
 	g.mu.Unlock()
 	rl.notify()
 	<-ch
+	g.yielded.Add(1)
+	return true
 }
 
 // currentRelay is g's relay, started if none runs; nil when none could
@@ -277,6 +283,9 @@ type CryptoStats struct {
 	// Relayed is slots freed through the relay (pollRelay): handed over
 	// while handshakes waited or the gate paced.
 	Relayed uint64
+	// Yielded is waits for the poller through the relay (YieldToPoller,
+	// and a queued handshake handed its slot while the gate paces).
+	Yielded uint64
 }
 
 // Stats returns the current counters.
@@ -284,6 +293,6 @@ func (g *CryptoGate) Stats() CryptoStats {
 	g.mu.Lock()
 	s := CryptoStats{Running: g.running, Waiting: len(g.waiters)}
 	g.mu.Unlock()
-	s.Queued, s.Expired, s.Relayed = g.queued.Load(), g.expired.Load(), g.relayed.Load()
+	s.Queued, s.Expired, s.Relayed, s.Yielded = g.queued.Load(), g.expired.Load(), g.relayed.Load(), g.yielded.Load()
 	return s
 }

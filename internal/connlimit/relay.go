@@ -3,6 +3,7 @@ package connlimit
 import (
 	"errors"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -30,6 +31,9 @@ import (
 type pollRelay struct {
 	g    *CryptoGate
 	r, w *os.File
+	// kicks: bytes the relay wrote itself and has not read back (only
+	// run and close touch it).
+	kicks int
 }
 
 // relayIdle is how long a relay waits for a hand-over before it ends:
@@ -61,19 +65,68 @@ func (rl *pollRelay) notify() {
 // run reads hand-over notes until none came for relayIdle, then ends the
 // relay. Each byte read is one note: dispatch wakes a yielder, or gives a
 // freed slot to the longest waiter, or frees it when none is left.
+//
+// It hands over one note per run of the poller: notes that arrived
+// together (a queue's connections handed their slots one after another,
+// each closing at once because its client had left) would otherwise run
+// back to back, hundreds in a row in a trace, with no poll between. So
+// with notes left over it drains the pipe, writes itself one byte (a
+// kick) and waits for the poller to report it before the next note. The
+// kick is written inside RawConn.Read's callback, after the poll
+// descriptor's readiness was reset, so that the poller's report of it
+// cannot be lost, and into an empty pipe, so that it makes an edge on any
+// kernel.
 func (rl *pollRelay) run() {
+	rc, err := rl.r.SyscallConn()
+	pending := 0 // notes read and not dispatched yet
 	var buf [64]byte
-	for {
+	for err == nil {
 		rl.r.SetReadDeadline(time.Now().Add(relayIdle))
-		n, err := rl.r.Read(buf[:])
+		n, kick, eof := 0, pending > 0, false
+		rerr := rc.Read(func(fd uintptr) bool {
+			for {
+				m, err := syscall.Read(int(fd), buf[:])
+				if m > 0 {
+					n += m
+					continue
+				}
+				if m == 0 && err == nil {
+					eof = true // cannot happen before close: end
+					return true
+				}
+				if err == syscall.EINTR {
+					continue
+				}
+				break
+			}
+			if kick {
+				kick = false
+				if _, werr := rl.w.Write([]byte{0}); werr == nil {
+					rl.kicks++
+					return false
+				}
+				return true // no kick: go on without the poller
+			}
+			return n > 0
+		})
+		if eof {
+			break
+		}
 		if n > 0 {
-			rl.g.dispatch(n)
+			// The kicks written before were drained with the notes.
+			k := min(rl.kicks, n)
+			rl.kicks -= k
+			pending += n - k
+		}
+		if pending > 0 {
+			pending--
+			rl.g.dispatch(1)
 			continue
 		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) && err != nil {
+		if rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) {
 			break // the pipe failed: end, as when idle
 		}
-		if rl.g.endRelay(rl) {
+		if rerr != nil && rl.g.endRelay(rl) {
 			break
 		}
 	}
@@ -82,12 +135,12 @@ func (rl *pollRelay) run() {
 		rl.g.relay = nil
 	}
 	rl.g.mu.Unlock()
-	rl.close()
+	rl.close(pending)
 }
 
-// close closes the pipe; notes still in it are handed over directly, so
-// no slot is lost.
-func (rl *pollRelay) close() {
+// close closes the pipe; pending notes and those still in it are handed
+// over directly, so no slot is lost.
+func (rl *pollRelay) close(pending int) {
 	rl.w.Close()
 	var buf [64]byte
 	for {
@@ -96,7 +149,12 @@ func (rl *pollRelay) close() {
 		if n == 0 {
 			break
 		}
-		rl.g.dispatch(n)
+		k := min(rl.kicks, n)
+		rl.kicks -= k
+		pending += n - k
+	}
+	if pending > 0 {
+		rl.g.dispatch(pending)
 	}
 	rl.r.Close()
 }

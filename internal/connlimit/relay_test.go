@@ -3,6 +3,8 @@ package connlimit
 import (
 	"context"
 	"math/rand/v2"
+	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -221,4 +223,58 @@ func BenchmarkCryptoSlot(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestRelayOneNotePerPoll: yielders queued together are let go one per run
+// of the network poller, so that a connection whose data arrives while
+// they compute runs after at most one of them, not after all (on one P,
+// Go polls the network only when nothing else is runnable, or every 10 ms
+// from sysmon). Each yielder computes for 1 ms; the first writes to a
+// pipe a reader waits on. Handed over all at once, as the relay did, the
+// reader waited behind every yielder (or sysmon's poll, 10 ms).
+func TestRelayOneNotePerPoll(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	const yielders = 40
+	g := NewCryptoGate(1)
+	g.pace()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	written := make(chan time.Time, 1)
+	readAt := make(chan time.Time, 1)
+	go func() {
+		var b [1]byte
+		r.Read(b[:])
+		readAt <- time.Now()
+	}()
+	var wg sync.WaitGroup
+	var once sync.Once
+	start := make(chan struct{})
+	for range yielders {
+		wg.Go(func() {
+			<-start
+			g.YieldToPoller()
+			once.Do(func() {
+				w.Write([]byte{1})
+				written <- time.Now()
+			})
+			for end := time.Now().Add(time.Millisecond); time.Now().Before(end); {
+			}
+		})
+	}
+	// Every yielder queues before the relay can run: they are all
+	// runnable ahead of it on the one P.
+	close(start)
+	wg.Wait()
+	wrote, read := <-written, <-readAt
+	if wait := read.Sub(wrote); wait > 8*time.Millisecond {
+		t.Errorf("the reader ran %v after its data was written, behind the yielders (%d x 1 ms); want at most a few of them", wait, yielders)
+	}
+	if st := g.Stats(); st.Yielded != yielders {
+		t.Errorf("Yielded = %d, want %d", st.Yielded, yielders)
+	}
+	waitFor(t, "every slot free", g.settled)
 }

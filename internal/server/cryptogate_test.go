@@ -241,3 +241,38 @@ func TestQueuedDepartedClientIsNotRead(t *testing.T) {
 		})
 	}
 }
+
+// TestFailedHandshakeWaitsForThePoller: while handshakes queue (the crypto
+// gate paces), a handshake whose read fails (its client reset) waits for
+// the network poller's next run before its cleanup, and so does a queued
+// handshake handed the freed slot, so that a flood's connections readied
+// together by one poll do not run back to back ahead of established
+// connections (docs/BENCHMARKS.md, set L). The queued client is served.
+func TestFailedHandshakeWaitsForThePoller(t *testing.T) {
+	ts := startServer(t, baseConfig+"[timeouts]\nhandshake_idle = \"1m\"\n[limits]\nhandshakes = 1\nhandshake_queue = 4\n"+inspectSite)
+	addr := ts.addr("https")
+	holder := dialTimeout(t, addr).(*net.TCPConn)
+	defer holder.Close()
+	waitFor(t, "the silent connection to hold the slot", func() bool {
+		return ts.srv.limiter.Stats().Handshakes == 1
+	})
+	yielded := ts.srv.limiter.Stats().Crypto.Yielded
+	raw := dialTimeout(t, addr)
+	defer raw.Close()
+	tc := tls.Client(raw, &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"})
+	done := make(chan error, 1)
+	go func() { done <- tc.Handshake() }()
+	waitFor(t, "the handshake to queue", func() bool {
+		return ts.srv.limiter.Stats().WaitingHandshakes == 1
+	})
+	// The queue made the gate pace (for 100 ms): the holder's failure and
+	// the queued handshake's turn each wait for the poller once.
+	holder.SetLinger(0)
+	holder.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("the queued client's handshake: %v", err)
+	}
+	if got := ts.srv.limiter.Stats().Crypto.Yielded - yielded; got != 2 {
+		t.Errorf("waits for the poller = %d, want 2 (the failed handshake's cleanup, the queued handshake's turn)", got)
+	}
+}

@@ -114,6 +114,16 @@ func (c *edgeConn) Read(b []byte) (int, error) {
 	if watched {
 		c.watch.readDone()
 	}
+	if n == 0 && err != nil && c.handshaking && c.limiter != nil {
+		// A failing handshake (under a flood, mostly a client that gave
+		// up after the server's flight) is cleaned up after the poller's
+		// next run, one per run while the gate paces: the poller readies
+		// a flood's connections by the hundred at once, and their
+		// failures (record, alert, close: ~40 µs each) otherwise ran back
+		// to back ahead of the established connections readied with
+		// them (docs/BENCHMARKS.md, set L).
+		c.limiter.YieldToPoller()
+	}
 	if n > 0 && c.handshaking {
 		c.notePrefix(b[:n])
 		if gerr := c.beginCrypto(); gerr != nil {
