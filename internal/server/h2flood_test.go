@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"io"
 	"net/http"
@@ -47,6 +48,33 @@ func newCountingUpstream(t *testing.T) *countingUpstream {
 	t.Cleanup(srv.Close)
 	u.addr = strings.TrimPrefix(srv.URL, "http://")
 	return u
+}
+
+// floodH2 opens an HTTP/2 connection to addr, sends the client preface, a
+// SETTINGS frame and frames(id) for each odd stream id below maxID as fast
+// as the server reads them, and fails t unless the server closes the
+// connection within d.
+func floodH2(t *testing.T, addr string, roots *x509.CertPool, maxID uint32, d time.Duration, frames func(id uint32) []byte) {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	closed := make(chan struct{})
+	go func() { io.Copy(io.Discard, c); close(closed) }()
+	c.SetWriteDeadline(time.Now().Add(d))
+	c.Write(append([]byte(http2.ClientPreface), h2frame(0x4, 0, 0, nil)...))
+	for id := uint32(1); id < maxID; id += 2 {
+		if _, err := c.Write(frames(id)); err != nil {
+			break
+		}
+	}
+	select {
+	case <-closed:
+	case <-time.After(d):
+		t.Fatal("the server kept the flood's connection open")
+	}
 }
 
 // floodConfig is one site proxying everything to upstream with pqedge's
@@ -112,25 +140,7 @@ func TestHTTP2FloodsThroughTheServer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := up.requests.Load()
-			c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"h2"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			closed := make(chan struct{})
-			go func() { io.Copy(io.Discard, c); close(closed) }()
-			c.SetWriteDeadline(time.Now().Add(20 * time.Second))
-			c.Write(append([]byte(http2.ClientPreface), h2frame(0x4, 0, 0, nil)...))
-			for id := uint32(1); id < 100000; id += 2 {
-				if _, err := c.Write(tt.frames(id)); err != nil {
-					break
-				}
-			}
-			select {
-			case <-closed:
-			case <-time.After(20 * time.Second):
-				t.Fatal("the server kept the flood's connection open")
-			}
+			floodH2(t, addr, roots, 100000, 20*time.Second, tt.frames)
 			waitFor(t, "the abuse counted", func() bool {
 				return ts.metricSum("pqedge_http2_abuse_total", `reason="`+tt.reason+`"`) >= 1
 			})

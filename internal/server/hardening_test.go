@@ -241,26 +241,10 @@ func TestHostileRequestsThroughTheServer(t *testing.T) {
 	})
 
 	t.Run("HTTP/2 rapid reset closes the connection", func(t *testing.T) {
-		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"h2"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		closed := make(chan struct{})
-		go func() { io.Copy(io.Discard, c); close(closed) }()
-		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		c.Write(append([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), h2frame(0x4, 0, 0, nil)...))
-		for id := uint32(1); id < 400; id += 2 {
+		floodH2(t, addr, roots, 400, 10*time.Second, func(id uint32) []byte {
 			// HEADERS (END_STREAM|END_HEADERS) then RST_STREAM CANCEL.
-			if _, err := c.Write(append(h2frame(0x1, 0x5, id, h2GetBlock), h2frame(0x3, 0, id, []byte{0, 0, 0, 8})...)); err != nil {
-				break
-			}
-		}
-		select {
-		case <-closed:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the server kept a rapid-reset connection open")
-		}
+			return append(h2frame(0x1, 0x5, id, h2GetBlock), h2frame(0x3, 0, id, []byte{0, 0, 0, 8})...)
+		})
 		waitFor(t, "the abuse counted", func() bool {
 			return ts.metricSum("pqedge_http2_abuse_total", `reason="rapid_reset"`) >= 1
 		})
