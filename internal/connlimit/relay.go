@@ -3,7 +3,6 @@ package connlimit
 import (
 	"errors"
 	"os"
-	"syscall"
 	"time"
 )
 
@@ -84,20 +83,11 @@ func (rl *pollRelay) run() {
 		rl.r.SetReadDeadline(time.Now().Add(relayIdle))
 		n, kick, eof := 0, pending > 0, false
 		rerr := rc.Read(func(fd uintptr) bool {
-			for {
-				m, err := syscall.Read(int(fd), buf[:])
-				if m > 0 {
-					n += m
-					continue
-				}
-				if m == 0 && err == nil {
-					eof = true // cannot happen before close: end
-					return true
-				}
-				if err == syscall.EINTR {
-					continue
-				}
-				break
+			var m int
+			m, eof = drainPipe(fd, buf[:])
+			n += m
+			if eof {
+				return true // cannot happen before close: end
 			}
 			if kick {
 				kick = false
