@@ -52,14 +52,38 @@ func (t *tally) add(o tally) {
 
 func (t tally) glitches() int { return t.resets + t.empties + t.provoked }
 
+// frameHeader collects a frame's 9-byte header (RFC 9113 Section 4.1) as
+// its bytes arrive, for both sides' followers.
+type frameHeader struct {
+	b [9]byte
+	n int // bytes so far
+}
+
+// fill takes what b holds of the header and returns how many bytes it
+// took.
+func (h *frameHeader) fill(b []byte) int {
+	k := copy(h.b[h.n:], b)
+	h.n += k
+	return k
+}
+
+func (h *frameHeader) started() bool  { return h.n > 0 }
+func (h *frameHeader) complete() bool { return h.n == len(h.b) }
+func (h *frameHeader) reset()         { h.n = 0 }
+
+func (h *frameHeader) length() uint32 {
+	return uint32(h.b[0])<<16 | uint32(h.b[1])<<8 | uint32(h.b[2])
+}
+func (h *frameHeader) typ() byte   { return h.b[3] }
+func (h *frameHeader) flags() byte { return h.b[4] }
+
 // frameReader follows the frames a client sends, reading only their
 // 9-byte headers (RFC 9113 Section 4.1) and counting payload bytes past
 // without looking at them: it holds 9 bytes whatever the client sends.
 type frameReader struct {
 	preface int // preface bytes still to pass
 
-	hdr        [9]byte
-	hdrLen     int       // bytes of the current frame header so far
+	hdr        frameHeader
 	frameStart time.Time // when the current frame's first byte arrived
 	left       uint32    // payload bytes of the current frame still to pass
 	padCheck   bool      // the next payload byte is a non-final DATA frame's Pad Length
@@ -84,14 +108,12 @@ func (r *frameReader) feed(b []byte, now time.Time) {
 		r.preface -= i
 	}
 	for i < len(b) {
-		if r.hdrLen < len(r.hdr) {
-			if r.hdrLen == 0 {
+		if !r.hdr.complete() {
+			if !r.hdr.started() {
 				r.frameStart = now
 			}
-			r.hdr[r.hdrLen] = b[i]
-			r.hdrLen++
-			i++
-			if r.hdrLen == len(r.hdr) {
+			i += r.hdr.fill(b[i:])
+			if r.hdr.complete() {
 				r.headerDone()
 			}
 			continue
@@ -100,7 +122,7 @@ func (r *frameReader) feed(b []byte, now time.Time) {
 			// All padding, no data (RFC 9113 Section 6.1): as empty as a
 			// frame without payload, and as cheap to send.
 			r.padCheck = false
-			if uint32(b[i])+1 >= r.frameLen() {
+			if uint32(b[i])+1 >= r.hdr.length() {
 				r.got.empties++
 			}
 		}
@@ -113,10 +135,6 @@ func (r *frameReader) feed(b []byte, now time.Time) {
 	}
 }
 
-func (r *frameReader) frameLen() uint32 {
-	return uint32(r.hdr[0])<<16 | uint32(r.hdr[1])<<8 | uint32(r.hdr[2])
-}
-
 // take returns what was counted since the last call.
 func (r *frameReader) take() tally {
 	t := r.got
@@ -126,8 +144,8 @@ func (r *frameReader) take() tally {
 
 // headerDone runs when a frame header is complete.
 func (r *frameReader) headerDone() {
-	r.left = r.frameLen()
-	typ, flags := r.hdr[3], r.hdr[4]
+	r.left = r.hdr.length()
+	typ, flags := r.hdr.typ(), r.hdr.flags()
 	switch typ {
 	case frameHeaders:
 		r.blockEnds = flags&flagEndHeaders != 0
@@ -165,7 +183,8 @@ func (r *frameReader) headerDone() {
 
 // frameDone runs when a frame's payload has passed.
 func (r *frameReader) frameDone() {
-	r.hdrLen, r.padCheck = 0, false
+	r.hdr.reset()
+	r.padCheck = false
 	if r.blockEnds {
 		r.blockEnds, r.inBlock = false, false
 	}
@@ -179,7 +198,7 @@ func (r *frameReader) waitingSince() (time.Time, bool) {
 	switch {
 	case r.inBlock:
 		return r.blockStart, true
-	case r.preface == 0 && r.hdrLen > 0 && r.hdrLen < len(r.hdr):
+	case r.preface == 0 && r.hdr.started() && !r.hdr.complete():
 		return r.frameStart, true
 	}
 	return time.Time{}, false

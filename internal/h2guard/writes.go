@@ -34,9 +34,8 @@ func blamesClient(code uint32) bool {
 // reading their 9-byte headers and a RST_STREAM's 4-byte error code
 // (RFC 9113 Section 6.4), and nothing else.
 type frameWriter struct {
-	hdr    [9]byte
-	hdrLen int
-	left   uint32 // payload bytes of the current frame still to pass
+	hdr  frameHeader
+	left uint32 // payload bytes of the current frame still to pass
 
 	code    [4]byte // a RST_STREAM's error code so far
 	codeLen int     // -1: not in a RST_STREAM's code
@@ -49,11 +48,9 @@ func newFrameWriter() frameWriter { return frameWriter{codeLen: -1} }
 // feed follows b, which the server wrote.
 func (w *frameWriter) feed(b []byte) {
 	for i := 0; i < len(b); {
-		if w.hdrLen < len(w.hdr) {
-			w.hdr[w.hdrLen] = b[i]
-			w.hdrLen++
-			i++
-			if w.hdrLen == len(w.hdr) {
+		if !w.hdr.complete() {
+			i += w.hdr.fill(b[i:])
+			if w.hdr.complete() {
 				w.headerDone()
 			}
 			continue
@@ -76,8 +73,8 @@ func (w *frameWriter) feed(b []byte) {
 }
 
 func (w *frameWriter) headerDone() {
-	w.left = uint32(w.hdr[0])<<16 | uint32(w.hdr[1])<<8 | uint32(w.hdr[2])
-	switch w.hdr[3] {
+	w.left = w.hdr.length()
+	switch w.hdr.typ() {
 	case frameData:
 		w.got.dataSent++
 		w.got.dataBytes += int(w.left)
@@ -100,7 +97,7 @@ func (w *frameWriter) resetDone() {
 }
 
 func (w *frameWriter) frameDone() {
-	w.hdrLen = 0
+	w.hdr.reset()
 	w.codeLen = -1
 }
 
