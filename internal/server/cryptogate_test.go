@@ -174,6 +174,33 @@ func TestDepartedClientCostsNoCrypto(t *testing.T) {
 	}
 }
 
+// oneSlotConfig has one handshake slot and a queue, and idle handshakes
+// are not evicted for a minute.
+const oneSlotConfig = baseConfig + "[timeouts]\nhandshake_idle = \"1m\"\n[limits]\nhandshakes = 1\nhandshake_queue = 4\n" + inspectSite
+
+// queueBehindSilentHolder, on a server with oneSlotConfig, takes the only
+// handshake slot with a silent connection (holder) and queues a TLS
+// client's handshake behind it on raw; done gets the handshake's result.
+// The test closes both.
+func queueBehindSilentHolder(t *testing.T, ts *testServer) (holder, raw *net.TCPConn, done <-chan error) {
+	t.Helper()
+	addr := ts.addr("https")
+	holder = dialTimeout(t, addr).(*net.TCPConn)
+	t.Cleanup(func() { holder.Close() })
+	waitFor(t, "the silent connection to hold the slot", func() bool {
+		return ts.srv.limiter.Stats().Handshakes == 1
+	})
+	raw = dialTimeout(t, addr).(*net.TCPConn)
+	t.Cleanup(func() { raw.Close() })
+	tc := tls.Client(raw, &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"})
+	result := make(chan error, 1)
+	go func() { result <- tc.Handshake() }()
+	waitFor(t, "the handshake to queue", func() bool {
+		return ts.srv.limiter.Stats().WaitingHandshakes == 1
+	})
+	return holder, raw, result
+}
+
 // TestQueuedDepartedClientIsNotRead: a connection that waited in the
 // handshake queue and whose client reset or closed meanwhile (a flood's
 // attempts give up long before their turn) is closed when its turn comes
@@ -181,9 +208,8 @@ func TestDepartedClientCostsNoCrypto(t *testing.T) {
 // one whose client waited gets its handshake.
 func TestQueuedDepartedClientIsNotRead(t *testing.T) {
 	hs := &handshakeLog{}
-	ts := startServerWith(t, baseConfig+"[timeouts]\nhandshake_idle = \"1m\"\n[limits]\nhandshakes = 1\nhandshake_queue = 4\n"+inspectSite,
+	ts := startServerWith(t, oneSlotConfig,
 		Options{OnHandshake: hs.add})
-	addr := ts.addr("https")
 	tests := []struct {
 		name  string
 		leave func(c *net.TCPConn) // nil: the client stays
@@ -196,21 +222,7 @@ func TestQueuedDepartedClientIsNotRead(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			left := ts.metricSum("pqedge_handshake_failures_total", `reason="client_left"`)
 			mark := hs.mark()
-			// A silent connection holds the only slot (handshake_idle
-			// keeps it from being evicted).
-			holder := dialTimeout(t, addr)
-			defer holder.Close()
-			waitFor(t, "the silent connection to hold the slot", func() bool {
-				return ts.srv.limiter.Stats().Handshakes == 1
-			})
-			raw := dialTimeout(t, addr).(*net.TCPConn)
-			defer raw.Close()
-			tc := tls.Client(raw, &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"})
-			done := make(chan error, 1)
-			go func() { done <- tc.Handshake() }()
-			waitFor(t, "the handshake to queue", func() bool {
-				return ts.srv.limiter.Stats().WaitingHandshakes == 1
-			})
+			holder, raw, done := queueBehindSilentHolder(t, ts)
 			// The ClientHello is in the server's socket before the
 			// client leaves: give the client's write time to land.
 			time.Sleep(50 * time.Millisecond)
@@ -249,22 +261,9 @@ func TestQueuedDepartedClientIsNotRead(t *testing.T) {
 // together by one poll do not run back to back ahead of established
 // connections (docs/BENCHMARKS.md, set L). The queued client is served.
 func TestFailedHandshakeWaitsForThePoller(t *testing.T) {
-	ts := startServer(t, baseConfig+"[timeouts]\nhandshake_idle = \"1m\"\n[limits]\nhandshakes = 1\nhandshake_queue = 4\n"+inspectSite)
-	addr := ts.addr("https")
-	holder := dialTimeout(t, addr).(*net.TCPConn)
-	defer holder.Close()
-	waitFor(t, "the silent connection to hold the slot", func() bool {
-		return ts.srv.limiter.Stats().Handshakes == 1
-	})
+	ts := startServer(t, oneSlotConfig)
 	yielded := ts.srv.limiter.Stats().Crypto.Yielded
-	raw := dialTimeout(t, addr)
-	defer raw.Close()
-	tc := tls.Client(raw, &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"})
-	done := make(chan error, 1)
-	go func() { done <- tc.Handshake() }()
-	waitFor(t, "the handshake to queue", func() bool {
-		return ts.srv.limiter.Stats().WaitingHandshakes == 1
-	})
+	holder, _, done := queueBehindSilentHolder(t, ts)
 	// The queue made the gate pace (for 100 ms): the holder's failure and
 	// the queued handshake's turn each wait for the poller once.
 	holder.SetLinger(0)
