@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Plain HTTP sent to a TLS port (issue #12, kind 9) is answered with a
@@ -138,7 +140,7 @@ func sniffRequestLine(b []byte) sniffVerdict {
 		i++ // empty lines, RFC 9112 section 2.2
 	}
 	start := i
-	for i < len(b) && isTchar(b[i]) {
+	for i < len(b) && httpguts.IsTokenRune(rune(b[i])) {
 		i++
 	}
 	method := b[start:i]
@@ -152,18 +154,4 @@ func sniffRequestLine(b []byte) sniffVerdict {
 		return sniffNotHTTP
 	}
 	return sniffHTTP
-}
-
-// isTchar reports whether c may be in a token (RFC 9110 section 5.6.2),
-// which a method is (RFC 9110 section 9.1).
-func isTchar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
 }
