@@ -28,15 +28,20 @@ func TestLab(t *testing.T) {
 	}
 	l.WaitRoute(t, p4, true, 5*time.Second)
 	l.WaitRoute(t, p6, true, 5*time.Second)
-	err := poll(5*time.Second, func() error {
-		rs, err := l.Learned(context.Background(), p4)
-		if err != nil || len(rs) == 2 {
-			return err
+	// Both families from both edges before anything is deleted: the
+	// check below that IPv6 kept its two routes otherwise raced the
+	// second edge's IPv6 session (it failed once in CI with one route).
+	for _, p := range []netip.Prefix{p4, p6} {
+		err := poll(5*time.Second, func() error {
+			rs, err := l.Learned(context.Background(), p)
+			if err != nil || len(rs) == 2 {
+				return err
+			}
+			return fmt.Errorf("want a route for %s from each edge, got %+v", p, rs)
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		return fmt.Errorf("want a route from each edge, got %+v", rs)
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	rs, _ := l.Learned(context.Background(), p4)
 	primaries := 0
