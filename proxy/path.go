@@ -16,9 +16,11 @@ var (
 	// ErrPathEscapesRoot: a ".." segment climbs above "/".
 	ErrPathEscapesRoot = errors.New("path escapes the root")
 	// ErrPathHiddenDots: a dot segment is hidden from routing, behind an
-	// encoded slash ("..%2F"), a second layer of encoding ("%252e%252e") or
-	// a path parameter ("..;"), so an upstream that decodes further, or
-	// treats ";" as Tomcat does, would climb out of the route.
+	// encoded slash ("..%2F"), further layers of encoding ("%252e%252e"),
+	// overlong UTF-8 ("%C0%AE"), a path parameter ("..;", "..%3B") or
+	// whitespace ("..%20"), so an upstream that decodes further, treats
+	// ";" as Tomcat does or trims names would climb out of the route; or
+	// the path is encoded too many times over to tell.
 	ErrPathHiddenDots = errors.New("path hides a dot segment")
 )
 
@@ -130,8 +132,8 @@ func normalizePath(escaped string) (NormalizedPath, error) {
 		return NormalizedPath{}, fmt.Errorf("%w %q: %v", ErrPathSyntax, escaped, err)
 	}
 	out.Decoded = decoded
-	if hidesDots(decoded) {
-		return NormalizedPath{}, fmt.Errorf("%w: %q decodes to %q", ErrPathHiddenDots, escaped, decoded)
+	if why := hidesDots(decoded); why != "" {
+		return NormalizedPath{}, fmt.Errorf("%w: %q %s", ErrPathHiddenDots, escaped, why)
 	}
 	return out, nil
 }
@@ -175,46 +177,121 @@ func normalizeSegment(raw string) (string, error) {
 	return b.String(), nil
 }
 
-// hidesDots reports whether the decoded path, read with "\" as a
-// separator too, decoded once more (for upstreams that decode twice), or
-// with overlong UTF-8 read as ASCII (for decoders that accept "%C0%AE" as
-// "."), has a "." or ".." segment. The normalised path itself has none, so
-// any found here were hidden behind an encoding.
-func hidesDots(decoded string) bool {
+// maxDecodeLayers is how many times hidesDots decodes a path again after
+// the first decoding. A path that still holds an escape after as many
+// layers is refused: no client encodes a path that deep, and an upstream
+// that decodes until nothing is left would meet dots behind the layers
+// not checked.
+const maxDecodeLayers = 4
+
+// hidesDots reports why the decoded path hides a dot segment, or "" when
+// it hides none. It reads each segment as lenient upstreams do (with "\"
+// as a separator too, see readsAsDotSegment) in the decoded path, in the
+// path decoded again and again (for upstreams that decode twice, or
+// until nothing is left; at most maxDecodeLayers more times), and in each
+// of those with overlong UTF-8 read as ASCII (for decoders that accept
+// "%C0%AE" as "."). The normalised path itself has no "." or ".."
+// segment, so any found here were hidden behind an encoding.
+func hidesDots(decoded string) string {
 	check := func(p string) bool {
 		for _, seg := range strings.FieldsFunc(p, func(r rune) bool { return r == '/' || r == '\\' }) {
-			if isDotSegment(seg) {
+			if readsAsDotSegment(seg) {
 				return true
 			}
 		}
 		return false
 	}
-	twice := decoded
-	if strings.Contains(decoded, "%") {
-		twice = unescapeLoose(decoded)
+	layer := decoded
+	for i := 0; ; i++ {
+		if check(layer) || check(foldOverlong(layer)) {
+			return fmt.Sprintf("decodes to %q", layer)
+		}
+		if !strings.Contains(layer, "%") {
+			return ""
+		}
+		next := unescapeLoose(layer)
+		if next == layer {
+			return ""
+		}
+		if i == maxDecodeLayers {
+			return fmt.Sprintf("is percent-encoded more than %d times", maxDecodeLayers+1)
+		}
+		layer = next
 	}
-	return check(decoded) || check(twice) || check(foldOverlong(twice))
 }
 
-// foldOverlong replaces overlong two- and three-byte UTF-8 encodings of
-// ASCII characters (never valid UTF-8, RFC 3629 Section 3) with the
-// character itself, as some lenient decoders do.
+// readsAsDotSegment reports whether an upstream may read the decoded
+// segment seg as "." or "..": C upstreams end it at a NUL, servlet
+// containers and other frameworks drop ";params" (after decoding, in
+// some), and Windows and frameworks that trim names drop whitespace and
+// control characters around it ("..%20", "%09..").
+func readsAsDotSegment(seg string) bool {
+	if i := strings.IndexByte(seg, 0); i >= 0 {
+		seg = seg[:i]
+	}
+	if i := strings.IndexByte(seg, ';'); i >= 0 {
+		seg = seg[:i]
+	}
+	seg = strings.TrimFunc(seg, func(r rune) bool { return r <= ' ' || r == 0x7f })
+	return isDotSegment(seg)
+}
+
+// foldOverlong replaces overlong UTF-8 encodings of ASCII characters,
+// two to six bytes long (never valid UTF-8, RFC 3629 Section 3), with the
+// character itself, as lenient decoders do. Such decoders often take the
+// bytes after the lead without checking that they are continuation bytes
+// ("%C0%2E" read as "."), so neither does this: valid UTF-8 never folds,
+// since its leads E0 and F0 need the payload the fold refuses, and C0,
+// C1, F8 and FC never lead a valid sequence.
 func foldOverlong(s string) string {
 	var b []byte
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case (c == 0xC0 || c == 0xC1) && i+1 < len(s) && s[i+1]&0xC0 == 0x80:
-			b = append(b, (c&1)<<6|s[i+1]&0x3F)
-			i++
-		case c == 0xE0 && i+2 < len(s) && (s[i+1] == 0x80 || s[i+1] == 0x81) && s[i+2]&0xC0 == 0x80:
-			b = append(b, (s[i+1]&1)<<6|s[i+2]&0x3F)
-			i += 2
-		default:
+		if c, n, ok := overlongASCII(s[i:]); ok {
+			if b == nil {
+				b = append(make([]byte, 0, len(s)), s[:i]...)
+			}
 			b = append(b, c)
+			i += n - 1
+			continue
+		}
+		if b != nil {
+			b = append(b, s[i])
 		}
 	}
+	if b == nil {
+		return s
+	}
 	return string(b)
+}
+
+// overlongASCII decodes an overlong encoding of an ASCII character at the
+// start of s: the character and the bytes it took, or ok false.
+func overlongASCII(s string) (c byte, n int, ok bool) {
+	switch s[0] {
+	case 0xC0, 0xC1:
+		n = 2
+	case 0xE0:
+		n = 3
+	case 0xF0:
+		n = 4
+	case 0xF8:
+		n = 5
+	case 0xFC:
+		n = 6
+	default:
+		return 0, 0, false
+	}
+	if len(s) < n {
+		return 0, 0, false
+	}
+	v := uint32(s[0] & (0x7f >> n)) // the lead's payload bits
+	for i := 1; i < n; i++ {
+		v = v<<6 | uint32(s[i]&0x3f)
+	}
+	if v >= 0x80 {
+		return 0, 0, false
+	}
+	return byte(v), n, true
 }
 
 // unescapeLoose decodes the valid escapes of s and keeps the rest as is,

@@ -38,6 +38,12 @@ func TestNormalizePath(t *testing.T) {
 		{in: "/a%3fb%23c", escaped: "/a%3Fb%23c", decoded: "/a?b#c"},
 		{in: "/a b\"<>", escaped: "/a%20b%22%3C%3E", decoded: "/a b\"<>"},
 		{in: "/a+b/c=d;e:f@g", escaped: "/a+b/c=d;e:f@g", decoded: "/a+b/c=d;e:f@g"},
+		// Not hidden dots: longer dot runs, dots inside a name, valid
+		// UTF-8 with the leads E0 and F0, a literal "%" after decoding.
+		{in: "/app/.../x", escaped: "/app/.../x", decoded: "/app/.../x"},
+		{in: "/app/a..%20b;..", escaped: "/app/a..%20b;..", decoded: "/app/a.. b;.."},
+		{in: "/%e0%a4%85/%f0%9f%98%80", escaped: "/%E0%A4%85/%F0%9F%98%80", decoded: "/\u0905/\U0001F600"},
+		{in: "/app/100%2525", escaped: "/app/100%2525", decoded: "/app/100%25"},
 		// Encoded slashes: kept encoded and flagged.
 		{in: "/app/a%2fb", escaped: "/app/a%2Fb", decoded: "/app/a/b", slash: true},
 		{in: "/app/a%5Cb", escaped: "/app/a%5Cb", decoded: "/app/a\\b", slash: true},
@@ -61,6 +67,23 @@ func TestNormalizePath(t *testing.T) {
 		{in: "/app/..;/secret", err: ErrPathHiddenDots, errContains: "parameters"},
 		{in: "/app/.;x/secret", err: ErrPathHiddenDots},
 		{in: "/app/%2e%2e;/secret", err: ErrPathHiddenDots},
+		// Dots hidden from lenient readings of the decoded path: deeper
+		// encodings, overlong UTF-8 of every length and without
+		// continuation bits, ";params" and whitespace an upstream drops.
+		{in: "/app/%25252e%25252e/secret", err: ErrPathHiddenDots},
+		{in: "/app/%252525252525252e/x", err: ErrPathHiddenDots, errContains: "percent-encoded more than"},
+		{in: "/app/%c0%2e%c0%2e/secret", err: ErrPathHiddenDots},
+		{in: "/app/..%c1%9csecret", err: ErrPathHiddenDots},
+		{in: "/app/%f0%80%80%ae%f0%80%80%ae/secret", err: ErrPathHiddenDots},
+		{in: "/app/%f8%80%80%80%ae%f8%80%80%80%ae/secret", err: ErrPathHiddenDots},
+		{in: "/app/%fc%80%80%80%80%ae./secret", err: ErrPathHiddenDots},
+		{in: "/app/..%3b/secret", err: ErrPathHiddenDots},
+		{in: "/app/%2e%2e%3bx/secret", err: ErrPathHiddenDots},
+		{in: "/app/..%20/secret", err: ErrPathHiddenDots},
+		{in: "/app/%09../secret", err: ErrPathHiddenDots},
+		{in: "/app/..%0d/secret", err: ErrPathHiddenDots},
+		{in: "/app/..%2500/secret", err: ErrPathHiddenDots},
+		{in: "/app/.%20/secret", err: ErrPathHiddenDots},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
