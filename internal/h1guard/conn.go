@@ -17,9 +17,10 @@
 // It refuses: Transfer-Encoding with Content-Length, Transfer-Encoding in
 // HTTP/1.0, any transfer coding but a single "chunked", malformed or
 // conflicting Content-Length, obs-fold, bare LF or CR, whitespace before a
-// field name's colon, control bytes in field values, request lines other
-// than "METHOD SP target SP HTTP/1.x", chunk lines net/http would read
-// otherwise, and heads longer than Options.MaxHeaderBytes.
+// field name's colon, control bytes in field values and chunk extensions,
+// request lines other than "METHOD SP target SP HTTP/1.x", chunk lines
+// net/http would read otherwise, and heads longer than
+// Options.MaxHeaderBytes.
 //
 // It keeps no copy of the client's bytes (a few dozen bytes of framing
 // state per connection) and adds no reads of its own: it only looks at

@@ -258,11 +258,19 @@ func (p *parser) step(c byte) *refusal {
 		}
 	case sChunkExt:
 		p.chunkLine++
-		switch c {
-		case '\r':
+		switch {
+		case c == '\r':
 			p.state = sChunkLF
-		case '\n':
+		case c == '\n':
 			return refuse("bare LF in a chunk line")
+		case c < 0x20 && c != '\t' || c == 0x7f:
+			// RFC 9112 Section 7.1.1: an extension is tokens,
+			// quoted-strings and whitespace, none of which holds a
+			// control byte. net/http skips the extension unread, but a
+			// parser before or after pqedge that ends the line at a
+			// NUL, or reads the byte as a line end, frames the body
+			// otherwise.
+			return refusef("control byte in a chunk extension", "control byte 0x%02x in a chunk extension", c)
 		}
 	case sChunkData:
 		p.remaining--

@@ -156,6 +156,11 @@ func TestRefusalKindsAreFixed(t *testing.T) {
 			"GET / HTTP/1.1\r\nHost: x\x01\r\n\r\n",
 			"GET / HTTP/1.1\r\nHost: x\x1b\r\n\r\n",
 		}},
+		{name: "chunk extension", kind: "control byte in a chunk extension", inputs: []string{
+			"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;a\x00b\r\n",
+			"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;a=\"\x0b\"\r\n",
+			"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0;\x7f\r\n\r\n",
+		}},
 		{name: "chunk size", kind: "invalid byte in a chunk size", inputs: []string{
 			"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5z\r\n",
 			"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\x00\r\n",

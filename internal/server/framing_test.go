@@ -53,6 +53,8 @@ func TestHTTP1FramingNeverSmuggles(t *testing.T) {
 		{"CR in a field value", "GET /a HTTP/1.1\r\nHost: localhost\r\nX-A: b\rc\r\n\r\n", 400, false},
 		{"a field line without a colon", "GET /a HTTP/1.1\r\nHost: localhost\r\nX-A b\r\n\r\n", 400, false},
 		{"chunk extension with a quoted CRLF", chunked + "5;a=\"x\r\n0\r\n\r\nGET /inner HTTP/1.1\r\nHost: localhost\r\n\r\n\"\r\nhello\r\n0\r\n\r\n", 0, true},
+		{"NUL in a chunk extension", chunked + "5;a\x00\r\nhello\r\n0\r\n\r\n", 400, true},
+		{"vertical tab in the last chunk's extension", chunked + "5\r\nhello\r\n0;\x0b\r\n\r\n", 400, true},
 		{"chunk size with 0x", chunked + "0x5\r\nhello\r\n0\r\n\r\n", 0, true},
 		{"chunk size of 23 digits", chunked + "00000000000000000000005\r\nhello\r\n0\r\n\r\n", 0, true},
 		{"chunk size beyond 64 bits", chunked + "fffffffffffffffff5\r\nhello\r\n0\r\n\r\n", 0, true},
