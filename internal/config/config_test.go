@@ -403,6 +403,19 @@ func TestInlineTableWrongTypes(t *testing.T) {
 			`f.toml:1: listener[0].address: wrong type: expected a string, not an array (write it as address = "...")`},
 		{"an element of a list", "[[listener]]\nname = \"https\"\naddress = \"127.0.0.1:1\"\nproxy_protocol_in = [\"10.0.0.1\", 2]\n",
 			`f.toml:4: listener[0].proxy_protocol_in: wrong type: expected a list of strings, not a list holding an integer (write it as proxy_protocol_in = ["a", "b"])`},
+		// go-toml gives an array or inline table inside an array no
+		// position (it reports 1:1) and names its key without indexes:
+		// the positions index finds the element.
+		{"a list in a list", "[[listener]]\nname = \"https\"\naddress = \"127.0.0.1:1\"\n[[listener]]\nname = \"b\"\naddress = \"127.0.0.1:2\"\nproxy_protocol_in = [\n  \"10.0.0.1\",\n  [\"a\"],\n]\n",
+			`f.toml:9: listener[1].proxy_protocol_in: wrong type: expected a list of strings, not a list holding an array (write it as proxy_protocol_in = ["a", "b"])`},
+		{"a list in a list, inline", site + "tls = { policy = \"pq-only\", groups = [[\"x25519\"]] }\n",
+			`f.toml:4: site[0].tls.groups: wrong type: expected a list of strings, not a list holding an array (write it as groups = ["a", "b"])`},
+		{"an empty list in a list", "[[listener]]\nname = \"https\"\naddress = \"127.0.0.1:1\"\n\nproxy_protocol_in = [[]]\n",
+			`f.toml:5: listener[0].proxy_protocol_in: wrong type: expected a list of strings, not a list holding an array (write it as proxy_protocol_in = ["a", "b"])`},
+		{"lists in a list, deep", site + "\n[[site.route]]\npath = \"/\"\nhandler = \"inspect\"\n[site.tls]\ngroups = [\"x25519\",\n\n  [[[\"a\"]]]]\n",
+			`f.toml:11: site[0].tls.groups: wrong type: expected a list of strings, not a list holding an array (write it as groups = ["a", "b"])`},
+		{"an inline table in a list", "[[listener]]\nname = \"https\"\naddress = \"127.0.0.1:1\"\nproxy_protocol_in = [\"10.0.0.1\",\n { net = \"a\" }]\n",
+			`f.toml:5: listener[0].proxy_protocol_in: wrong type: expected a list of strings, not a list holding an inline table (write it as proxy_protocol_in = ["a", "b"])`},
 		{"whole number", "limits = { h2_resets = \"many\" }\n",
 			`f.toml:1: limits.h2_resets: wrong type: expected a whole number, not a string (write it as h2_resets = 3)`},
 	}

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
 )
 
 // Problem is one thing wrong with a config file.
@@ -158,6 +160,9 @@ func decodeProblems(file string, data []byte, err error) Problems {
 	if errors.As(err, &de) {
 		line, column := de.Position()
 		path := pos.pathOf(line, column, de.Key())
+		if n, ok := nestedElement(pos, de, line, column); ok {
+			line, column, path = n.line, 0, n.path
+		}
 		p := Problem{File: file, Line: line, Key: path, Msg: strings.TrimPrefix(de.Error(), "toml: ")}
 		// An element's wrong type: the document has an array there,
 		// and the decoder does not point at the array itself (a list
@@ -175,6 +180,26 @@ func decodeProblems(file string, data []byte, err error) Problems {
 		return Problems{p}
 	}
 	return Problems{{File: file, Msg: err.Error()}}
+}
+
+// nestedTypeRE matches go-toml's wrong-type message for an array or inline
+// table, and names the struct field: "cannot decode TOML array into
+// struct field config.Listener.ProxyProtocolIn of type string".
+var nestedTypeRE = regexp.MustCompile(`cannot decode TOML (array|inline table) into struct field \S*?(\w+) of type`)
+
+// nestedElement finds the array or inline table, an element of an array,
+// that de is about when the decoder points at no value (line and column
+// are 1:1 for such an element, go-toml v2.4).
+func nestedElement(pos positions, de *toml.DecodeError, line, column int) (nestedElem, bool) {
+	m := nestedTypeRE.FindStringSubmatch(de.Error())
+	if m == nil || pos.valueAt(line, column) != "" {
+		return nestedElem{}, false
+	}
+	kind := unstable.Array
+	if m[1] == "inline table" {
+		kind = unstable.InlineTable
+	}
+	return pos.nestedFor(kind, de.Key(), m[2])
 }
 
 // keyNames is the key names of a dotted path, without the indexes of

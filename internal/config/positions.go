@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -30,13 +31,26 @@ type positions struct {
 	// whole holds the starts in values that are a key's whole value, not
 	// an element of its array: a wrong type there is the value's.
 	whole map[[2]int]bool
+	// nested lists, in document order, the arrays and inline tables
+	// that are elements of an array: go-toml (v2.4) reports a wrong type
+	// there at line 1, column 1 and names the key without indexes, so
+	// nestedFor finds the element instead.
+	nested *[]nestedElem
+}
+
+// nestedElem is an array or inline table that is an element of the array
+// at path ("listener.1.proxy_protocol_in").
+type nestedElem struct {
+	path string
+	kind unstable.Kind
+	line int // of its first scalar, else of the array's key
 }
 
 // indexPositions walks the document's expressions. It is only called on a
 // document the decoder already accepted, so parse errors cannot occur; if one
 // does, the index is simply incomplete and problems fall back to line 0.
 func indexPositions(doc []byte) positions {
-	pos := positions{lines: map[string]int{}, keys: map[[2]int]string{}, values: map[[2]int]string{}, whole: map[[2]int]bool{}}
+	pos := positions{lines: map[string]int{}, keys: map[[2]int]string{}, values: map[[2]int]string{}, whole: map[[2]int]bool{}, nested: new([]nestedElem)}
 	arrays := map[string]int{} // array-of-tables path -> number of elements seen
 	resolve := func(parts []string) string {
 		path := ""
@@ -151,6 +165,12 @@ func (p positions) value(parser *unstable.Parser, v *unstable.Node, path string,
 			}
 		}
 	case unstable.Array:
+		if isIndex(path[strings.LastIndexByte(path, '.')+1:]) {
+			// An array in an array: no key of a config lives in one,
+			// and indexing its elements, 10,000 levels deep at most,
+			// would cost the square of the depth in paths.
+			return
+		}
 		i := 0
 		for it := v.Children(); it.Next(); i++ {
 			elem := path + "." + strconv.Itoa(i)
@@ -160,10 +180,59 @@ func (p positions) value(parser *unstable.Parser, v *unstable.Node, path string,
 			if n.Raw.Length > 0 {
 				l = parser.Shape(n.Raw).Start.Line
 			}
+			if n.Kind == unstable.Array || n.Kind == unstable.InlineTable {
+				if first := firstScalar(n); first != nil {
+					l = parser.Shape(first.Raw).Start.Line
+				}
+				*p.nested = append(*p.nested, nestedElem{path: path, kind: n.Kind, line: l})
+			}
 			p.set(elem, l)
 			p.value(parser, n, elem, l)
 		}
 	}
+}
+
+// isIndex reports whether a path element is an array index.
+func isIndex(part string) bool {
+	return part != "" && part[0] >= '0' && part[0] <= '9'
+}
+
+// firstScalar returns the first node under n, however deep, that has a
+// range in the document (a key or a scalar value), or nil.
+func firstScalar(n *unstable.Node) *unstable.Node {
+	for it := n.Children(); it.Next(); {
+		c := it.Node()
+		if c.Raw.Length > 0 {
+			return c
+		}
+		if c.Kind == unstable.KeyValue {
+			if k := c.Key(); k.Next() && k.Node().Raw.Length > 0 {
+				return k.Node()
+			}
+		}
+		if f := firstScalar(c); f != nil {
+			return f
+		}
+	}
+	return nil
+}
+
+// nestedFor returns the first element, in document order, of kind
+// (unstable.Array or unstable.InlineTable) inside an array whose key
+// names start with key and end in field, the Go field the decoder
+// names ("ProxyProtocolIn" for proxy_protocol_in: compared without case
+// and underscores). The decoder stops at the first element it cannot
+// decode, so the first such element in the document is the one.
+func (p positions) nestedFor(kind unstable.Kind, key []string, field string) (nestedElem, bool) {
+	for _, n := range *p.nested {
+		names := keyNames(n.path)
+		if n.kind != kind || len(names) < len(key) || !slices.Equal(names[:len(key)], key) ||
+			!strings.EqualFold(strings.ReplaceAll(names[len(names)-1], "_", ""), field) {
+			continue
+		}
+		return n, true
+	}
+	return nestedElem{}, false
 }
 
 // keyAt returns the whole path of the key written at line and column, ""
