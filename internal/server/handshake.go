@@ -61,7 +61,7 @@ func (ev *HandshakeEvent) Remote() string {
 // Failure classes of handshakes, the reason label of
 // pqedge_handshake_failures_total.
 const (
-	reasonNotTLS        = "not_tls"         // the first bytes were not a TLS record (plain HTTP gets a 400)
+	reasonNotTLS        = "not_tls"         // the first bytes were not a TLS record, or the first record was no ClientHello (plain HTTP gets a 400)
 	reasonTimeout       = "timeout"         // the client stalled past timeouts.handshake
 	reasonClientClosed  = "client_closed"   // the client closed or reset mid-handshake
 	reasonClientLeft    = "client_left"     // the client reset or closed while its handshake waited (in the queue, or after its ClientHello), before any cryptography (errClientLeft)
@@ -69,7 +69,7 @@ const (
 	reasonVersion       = "version"         // no TLS version in common (min_version)
 	reasonCertificate   = "certificate"     // no chain fits the client's signature algorithms, or the client rejected ours
 	reasonUnknownName   = "unknown_name"    // a strict_sni listener does not serve the name
-	reasonProxyProtocol = "proxy_protocol"  // a PROXY header missing from a trusted load balancer, malformed, or sent by anyone else
+	reasonProxyProtocol = "proxy_protocol"  // a PROXY header missing from a trusted load balancer, malformed, or sent by anyone else (also to a listener without proxy_protocol_in)
 	reasonMalformed     = "malformed_hello" // crypto/tls refused to decode the ClientHello (decode_error): a server name with a trailing dot, a repeated extension
 	reasonOther         = "other"
 )
@@ -89,7 +89,10 @@ func (s *Server) handshakeEvent(ec *edgeConn, tc *tls.Conn, err error, took time
 		if ec.site != nil {
 			site = ec.site.Site
 		}
-		ev.Reason = classifyFailure(err, hello, site, ec.certErr != nil)
+		ev.Reason = classifyFailure(err, hello, firstBytes(ec.prefix, err), site, ec.certErr != nil)
+		if ev.Reason == reasonProxyProtocol && ec.proxyIn == nil {
+			ev.Err = errUnexpectedProxyHeader
+		}
 		if ec.certErr != nil {
 			ev.Err = ec.certErr // crypto/tls's own error names only the refusal's key type
 		}
@@ -194,21 +197,34 @@ func familyOf(hello *pqtls.ClientHello) string {
 	return hello.Family()
 }
 
+// errUnexpectedProxyHeader is the failure of a connection that began with
+// a PROXY protocol header on a listener that reads none.
+var errUnexpectedProxyHeader = errors.New("a PROXY protocol header on a listener without proxy_protocol_in: list the load balancer's network there, or stop it sending one")
+
 // classifyFailure puts a failed handshake in one class. What the client
 // offered decides where it can (no group or version in common with the
 // site's policy), so the class does not hang on crypto/tls's error text;
-// the text is the fallback for the rest.
-func classifyFailure(err error, hello *pqtls.ClientHello, site *plan.Site, certFailed bool) string {
+// the text is the fallback for the rest. first is what is known of the
+// connection's first bytes when they were not a TLS handshake record
+// (nil over QUIC, and when they were).
+func classifyFailure(err error, hello *pqtls.ClientHello, first []byte, site *plan.Site, certFailed bool) string {
 	var rhe tls.RecordHeaderError
 	var ne net.Error
 	var une *unknownNameError
 	switch {
+	case errors.As(err, &rhe) && looksLikeProxyHeader(first):
+		return reasonProxyProtocol
 	case errors.As(err, &rhe):
 		return reasonNotTLS
 	case errors.Is(err, errClientLeft):
 		return reasonClientLeft
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
 		return reasonTimeout
+	case hello == nil && len(first) > 0 && first[0] == recordTypeAlert:
+		// An alert before any ClientHello, which crypto/tls reads
+		// (and ends the handshake on, or skips up to 16 warnings):
+		// whatever it says, ours was never sent.
+		return reasonNotTLS
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return reasonClientClosed
 	case errors.As(err, &une):

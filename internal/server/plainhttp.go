@@ -26,8 +26,13 @@ import (
 // empty lines (CRLF or a bare LF: RFC 9112 section 2.2 asks a server to
 // ignore at least one before the request line), are a method token of
 // any case (RFC 9110 section 5.6.2 tchar: letters, digits and
-// !#$%&'*+-.^_`|~) followed by a space (RFC 9112 section 3), within the
-// first plainHTTPSniffMax bytes. A token that starts with "SSH-" is an
+// !#$%&'*+-.^_`|~) followed by a space, or by a tab, vertical tab or form
+// feed, which RFC 9112 section 3 lets a recipient take for the space,
+// within the first plainHTTPSniffMax bytes. A PROXY protocol header
+// (v1's "PROXY ", v2's signature) is not HTTP: its sender is a load
+// balancer relaying a TLS client, on a listener without
+// proxy_protocol_in, and the connection is closed unanswered and counted
+// as reason="proxy_protocol" (classifyFailure). A token that starts with "SSH-" is an
 // SSH identification string (RFC 4253 section 4.2), not a method, and is
 // never answered, with or without its comment after a space: the SSH
 // client ignores lines before the server's banner anyway.
@@ -36,11 +41,54 @@ import (
 // reach the space yet (a method split across segments, or longer than
 // the 5-byte record header crypto/tls waits for), more is read, up to
 // plainHTTPSniffMax bytes in all and for at most plainHTTPSniffTimeout.
-// Every case is counted as pqedge_handshake_failures_total{reason="not_tls"}.
+// Every other case is counted as
+// pqedge_handshake_failures_total{reason="not_tls"}, as is a connection
+// whose first record is a TLS alert (crypto/tls reads an alert before a
+// ClientHello, to see a client's refusal): the client sent no ClientHello,
+// and whatever its alert says, it is not about a certificate it never got.
 
 // recordTypeHandshake is the first byte of a TLS handshake record (RFC
 // 8446 section 5.1), which a ClientHello is sent in.
 const recordTypeHandshake = 22
+
+// recordTypeAlert is the first byte of a TLS alert record (RFC 8446
+// section 5.1).
+const recordTypeAlert = 21
+
+// proxyV1Start and proxyV2Signature begin the two versions of a PROXY
+// protocol header (haproxy.org/download/3.0/doc/proxy-protocol.txt,
+// sections 2.1 and 2.2).
+const (
+	proxyV1Start     = "PROXY "
+	proxyV2Signature = "\r\n\r\n\x00\r\nQUIT\n"
+)
+
+// looksLikeProxyHeader reports whether b, a connection's first bytes
+// (at least a record header's 5), begin a PROXY protocol header: as far
+// as b goes, v1's "PROXY " or v2's 12-byte signature, which no TLS
+// record and no HTTP request line starts with.
+func looksLikeProxyHeader(b []byte) bool {
+	if len(b) < 5 {
+		return false
+	}
+	for _, sig := range []string{proxyV1Start, proxyV2Signature} {
+		if n := min(len(b), len(sig)); string(b[:n]) == sig[:n] {
+			return true
+		}
+	}
+	return false
+}
+
+// firstBytes is what is known of a connection's first bytes: prefix, as
+// notePrefix kept it, or the record header crypto/tls refused when
+// that is longer.
+func firstBytes(prefix []byte, err error) []byte {
+	var rhe tls.RecordHeaderError
+	if errors.As(err, &rhe) && len(prefix) < len(rhe.RecordHeader) {
+		return rhe.RecordHeader[:]
+	}
+	return prefix
+}
 
 // plainHTTPSniffMax caps the first bytes of a connection that are kept and
 // read to tell a plain HTTP request line from other bytes: room for a few
@@ -94,10 +142,7 @@ func answerPlainHTTP(c net.Conn, prefix []byte, err error, deadline time.Time) b
 		// an alert itself: an SSLv2 hello, an oversized record.
 		return false
 	}
-	b := prefix
-	if len(b) < len(rhe.RecordHeader) {
-		b = rhe.RecordHeader[:]
-	}
+	b := firstBytes(prefix, err)
 	v := sniffRequestLine(b)
 	if v == sniffMore {
 		buf := make([]byte, plainHTTPSniffMax)
@@ -150,8 +195,15 @@ func sniffRequestLine(b []byte) sniffVerdict {
 	switch {
 	case i == len(b):
 		return sniffMore
-	case b[i] != ' ' || len(method) == 0:
+	case !requestLineSpace(b[i]) || len(method) == 0:
 		return sniffNotHTTP
 	}
 	return sniffHTTP
+}
+
+// requestLineSpace reports whether c may separate a request line's method
+// from its target: SP, or HTAB, VT or FF, which RFC 9112 section 3 lets a
+// recipient parse as SP (a bare CR too, but CR begins a line's end here).
+func requestLineSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\v' || c == '\f'
 }

@@ -51,7 +51,28 @@ func TestPlainHTTPOnTLSPort(t *testing.T) {
 		// Fewer bytes than a record header: crypto/tls waits for the
 		// rest until timeouts.handshake.
 		{"three bytes, then nothing", lines("GET"), false, reasonTimeout},
-		{"TLS alert record", [][]byte{{21, 3, 1, 0, 2, 2, 40}}, false, reasonOther},
+		// A record of any other type first carries no ClientHello
+		// either: an alert (fatal, warning or close_notify, as OpenSSL
+		// sends internal_error when it cannot build a ClientHello) is
+		// not the client rejecting a certificate it never got.
+		{"TLS alert record", [][]byte{{21, 3, 1, 0, 2, 2, 40}}, false, reasonNotTLS},
+		{"TLS bad_certificate alert first", [][]byte{{21, 3, 3, 0, 2, 2, 42}}, false, reasonNotTLS},
+		{"TLS internal_error alert first", [][]byte{{21, 3, 3, 0, 2, 2, 80}}, false, reasonNotTLS},
+		{"TLS close_notify first", [][]byte{{21, 3, 3, 0, 2, 1, 0}}, false, reasonNotTLS},
+		{"TLS warning alerts first, many", [][]byte{bytes.Repeat([]byte{21, 3, 3, 0, 2, 1, 90}, 17)}, false, reasonNotTLS},
+
+		// RFC 9112 section 3: whitespace other than SP may separate the
+		// request line's parts.
+		{"tab after the method", lines("GET\t/ HTTP/1.1\r\n\r\n"), true, reasonNotTLS},
+		{"HTTP/2 prior-knowledge preface", lines("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), true, reasonNotTLS},
+		{"HTTP/0.9 request", lines("GET /\r\n"), true, reasonNotTLS},
+
+		// A PROXY header on a listener without proxy_protocol_in: a
+		// load balancer relaying a TLS client, which must not get HTTP.
+		{"PROXY v1 header", lines("PROXY TCP4 192.0.2.1 192.0.2.2 40000 443\r\n\x16\x03\x01\x00\x05"), false, reasonProxyProtocol},
+		{"PROXY v1 header, unknown", lines("PROXY UNKNOWN\r\n"), false, reasonProxyProtocol},
+		{"PROXY v2 header", [][]byte{[]byte("\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\xc0\x00\x02\x01\xc0\x00\x02\x02\x9c\x40\x01\xbb")}, false, reasonProxyProtocol},
+		{"PROXY v2 header, split", [][]byte{[]byte("\r\n\r\n\x00"), []byte("\r\nQUIT\n\x20\x00\x00\x00")}, false, reasonProxyProtocol},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -110,7 +131,11 @@ func TestSniffRequestLine(t *testing.T) {
 		{"GET ", sniffHTTP},
 		{"get /", sniffHTTP},
 		{"\n\r\nM-SEARCH *", sniffHTTP},
-		{"GET\t/", sniffNotHTTP},
+		{"GET\t/", sniffHTTP},
+		{"GET\v/", sniffHTTP},
+		{"GET\f/", sniffHTTP},
+		{"GET\r/", sniffNotHTTP}, // a CR ends a line
+		{"\tGET /", sniffNotHTTP},
 		{" GET", sniffNotHTTP},
 		{"\r\n ", sniffNotHTTP},
 		{"\x16\x03\x01", sniffNotHTTP},

@@ -397,7 +397,7 @@ func classifyQUICFailure(err error, hello *pqtls.ClientHello, site *plan.Site, c
 	case errors.As(err, &te) && te.ErrorCode.IsCryptoError() && tls.AlertError(te.ErrorCode-0x100) == alertDecodeError && site == nil:
 		return reasonMalformed // as over TCP (classifyFailure)
 	}
-	return classifyFailure(err, hello, site, certFailed)
+	return classifyFailure(err, hello, nil, site, certFailed)
 }
 
 // certificateAlert reports the TLS alerts by which a client rejects the
