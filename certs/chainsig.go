@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/tls"
 	"encoding/asn1"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/pqedge/pqedge/pqtls"
 	"golang.org/x/crypto/cryptobyte"
@@ -145,10 +148,10 @@ func checkChainSignatures(c *tls.Certificate) error {
 // caller kept one (nil: parse it now).
 func clientCanVerify(c *tls.Certificate, cached *chainSigs, info *tls.ClientHelloInfo, hello *pqtls.ClientHello) bool {
 	var sigs, certSigs []tls.SignatureScheme
-	var versions []uint16
+	var versions, suites []uint16
 	var groups []tls.CurveID
 	if info != nil {
-		sigs, versions, groups = info.SignatureSchemes, info.SupportedVersions, info.SupportedCurves
+		sigs, versions, groups, suites = info.SignatureSchemes, info.SupportedVersions, info.SupportedCurves, info.CipherSuites
 	}
 	if hello != nil {
 		if sigs == nil {
@@ -160,6 +163,9 @@ func clientCanVerify(c *tls.Certificate, cached *chainSigs, info *tls.ClientHell
 		if groups == nil {
 			groups = hello.Groups
 		}
+		if suites == nil {
+			suites = hello.CipherSuites
+		}
 		certSigs = hello.SignatureAlgorithmsCert
 	}
 	if len(certSigs) == 0 {
@@ -168,7 +174,7 @@ func clientCanVerify(c *tls.Certificate, cached *chainSigs, info *tls.ClientHell
 	// A client that lists no versions is taken for a TLS 1.3 one: real
 	// ClientHelloInfos always carry them.
 	tls13 := len(versions) == 0 || slices.Contains(versions, tls.VersionTLS13)
-	if !leafCanSign(c, sigs, tls13) || !tls13 && !leafCurveOffered(c, groups) {
+	if !leafCanSign(c, sigs, tls13) || !tls13 && (!leafCurveOffered(c, groups) || !leafSuiteOffered(c, suites)) {
 		return false
 	}
 	if len(certSigs) == 0 {
@@ -303,4 +309,47 @@ func leafCurveOffered(c *tls.Certificate, groups []tls.CurveID) bool {
 		return false
 	}
 	return slices.Contains(groups, id)
+}
+
+// tls12Suites are the TLS 1.2 cipher suites crypto/tls serves by default
+// (tls.CipherSuites, less RSA key exchange, off since Go 1.22), by the
+// certificate key they need: ECDHE_ECDSA suites an ECDSA or Ed25519
+// key, ECDHE_RSA suites an RSA key (RFC 8422 Section 2, RFC 5246 Section
+// 7.4.2).
+var tls12Suites = func() (s struct{ ecdsa, rsa []uint16 }) {
+	for _, cs := range tls.CipherSuites() {
+		if !slices.Contains(cs.SupportedVersions, tls.VersionTLS12) {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(cs.Name, "TLS_ECDHE_ECDSA_"):
+			s.ecdsa = append(s.ecdsa, cs.ID)
+		case strings.HasPrefix(cs.Name, "TLS_ECDHE_RSA_"):
+			s.rsa = append(s.rsa, cs.ID)
+		}
+	}
+	return s
+}()
+
+// leafSuiteOffered reports whether a TLS 1.2 client offers a cipher suite
+// for c's leaf key: a server must pick a suite whose key exchange fits its
+// certificate (RFC 5246 Section 7.4.2; RFC 8422 Section 5.1), so a
+// client offering only ECDHE_RSA suites cannot take an ECDSA chain. A
+// client that offers no suite crypto/tls serves for any key is not ruled
+// out here: crypto/tls refuses it for its suites, not its certificate.
+// Keys TLS 1.2 has no suite for (ML-DSA) are left to leafCanSign.
+func leafSuiteOffered(c *tls.Certificate, suites []uint16) bool {
+	offers := func(ids []uint16) bool {
+		return slices.ContainsFunc(suites, func(id uint16) bool { return slices.Contains(ids, id) })
+	}
+	if !offers(tls12Suites.ecdsa) && !offers(tls12Suites.rsa) {
+		return true
+	}
+	switch leafPublicKey(c).(type) {
+	case *ecdsa.PublicKey, ed25519.PublicKey:
+		return offers(tls12Suites.ecdsa)
+	case *rsa.PublicKey:
+		return offers(tls12Suites.rsa)
+	}
+	return true
 }

@@ -72,6 +72,7 @@ type clientProfile struct {
 	sigs, certSigs []tls.SignatureScheme
 	versions       []uint16
 	groups         []tls.CurveID // supported_groups; nil: not sent
+	suites         []uint16      // cipher_suites; nil: unknown
 }
 
 var (
@@ -115,11 +116,21 @@ var (
 	// The same groups do not matter in TLS 1.3, where the scheme names the
 	// curve (RFC 8446 Section 4.2.7).
 	profTLS13X25519 = clientProfile{sigs: profTLS12.sigs, versions: []uint16{tls.VersionTLS13, tls.VersionTLS12}, groups: []tls.CurveID{tls.X25519}}
+	// TLS 1.2 clients whose cipher suites fit one key type only
+	// (openssl s_client -tls1_2 -cipher ECDHE-RSA-AES128-GCM-SHA256):
+	// RFC 5246 Section 7.4.2 and RFC 8422 Section 5.1 rule the other out.
+	// One whose suites crypto/tls serves none of (DHE) rules nothing out
+	// by suite: crypto/tls refuses it for its suites.
+	profTLS12RSASuites = clientProfile{sigs: profTLS12.sigs, versions: profTLS12.versions,
+		suites: []uint16{0x0a0a, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_RSA_WITH_AES_128_GCM_SHA256}}
+	profTLS12ECDSASuites = clientProfile{sigs: profTLS12.sigs, versions: profTLS12.versions,
+		suites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}
+	profTLS12DHEOnly = clientProfile{sigs: profTLS12.sigs, versions: profTLS12.versions, suites: []uint16{0x009e, 0x009f}}
 )
 
 func (p clientProfile) hello() (*tls.ClientHelloInfo, *pqtls.ClientHello) {
-	return &tls.ClientHelloInfo{SignatureSchemes: p.sigs, SupportedVersions: p.versions, SupportedCurves: p.groups, ServerName: "chain.test"},
-		&pqtls.ClientHello{SignatureAlgorithms: p.sigs, SignatureAlgorithmsCert: p.certSigs, SupportedVersions: p.versions, Groups: p.groups}
+	return &tls.ClientHelloInfo{SignatureSchemes: p.sigs, SupportedVersions: p.versions, SupportedCurves: p.groups, CipherSuites: p.suites, ServerName: "chain.test"},
+		&pqtls.ClientHello{SignatureAlgorithms: p.sigs, SignatureAlgorithmsCert: p.certSigs, SupportedVersions: p.versions, Groups: p.groups, CipherSuites: p.suites}
 }
 
 // TestClientCanVerify runs every classical, hybrid and ML-DSA chain shape
@@ -129,6 +140,7 @@ func TestClientCanVerify(t *testing.T) {
 		"chromium": profChromium, "go": profGo, "firefox": profFirefox, "split": profSplit,
 		"only-mldsa65": profOnly65, "mldsa-only": profMLDSA, "tls12": profTLS12,
 		"tls12-x25519": profTLS12X25519, "tls12-p384": profTLS12P384, "tls13-x25519": profTLS13X25519,
+		"tls12-rsa-suites": profTLS12RSASuites, "tls12-ecdsa-suites": profTLS12ECDSASuites, "tls12-dhe-only": profTLS12DHEOnly,
 	}
 	tests := []struct {
 		name    string
@@ -137,19 +149,19 @@ func TestClientCanVerify(t *testing.T) {
 	}{
 		{"ecdsa-p256 < ecdsa-p384 root", func(t testing.TB) *tls.Certificate {
 			return testChain(t, 0, AlgECDSAP256, AlgECDSAP384)
-		}, "chromium go firefox split tls12 tls13-x25519"},
+		}, "chromium go firefox split tls12 tls13-x25519 tls12-ecdsa-suites tls12-dhe-only"},
 		{"ecdsa-p256 < ecdsa-p256 intermediate < ecdsa-p384 root", func(t testing.TB) *tls.Certificate {
 			return testChain(t, 0, AlgECDSAP256, AlgECDSAP256, AlgECDSAP384)
-		}, "chromium go firefox split tls12 tls13-x25519"},
+		}, "chromium go firefox split tls12 tls13-x25519 tls12-ecdsa-suites tls12-dhe-only"},
 		{"ecdsa-p256 < ecdsa-p384 root signing with SHA-512", func(t testing.TB) *tls.Certificate {
 			return testChain(t, x509.ECDSAWithSHA512, AlgECDSAP256, AlgECDSAP384)
 		}, "go firefox"},
 		{"rsa < rsa root, PKCS#1 v1.5", func(t testing.TB) *tls.Certificate {
 			return testChain(t, x509.SHA256WithRSA, AlgRSA, AlgRSA)
-		}, "chromium go firefox tls12 tls12-x25519 tls12-p384 tls13-x25519"},
+		}, "chromium go firefox tls12 tls12-x25519 tls12-p384 tls13-x25519 tls12-rsa-suites tls12-dhe-only"},
 		{"rsa < rsa root, PSS", func(t testing.TB) *tls.Certificate {
 			return testChain(t, x509.SHA256WithRSAPSS, AlgRSA, AlgRSA)
-		}, "chromium go firefox tls12 tls12-x25519 tls12-p384 tls13-x25519"},
+		}, "chromium go firefox tls12 tls12-x25519 tls12-p384 tls13-x25519 tls12-rsa-suites tls12-dhe-only"},
 		{"ed25519 < ed25519 root", func(t testing.TB) *tls.Certificate {
 			return testChain(t, 0, AlgEd25519, AlgEd25519)
 		}, "go"},
@@ -176,10 +188,10 @@ func TestClientCanVerify(t *testing.T) {
 		}, "chromium"},
 		{"self-signed ecdsa-p256 (its signature is not checked)", func(t testing.TB) *tls.Certificate {
 			return testChain(t, x509.ECDSAWithSHA512, AlgECDSAP256)
-		}, "chromium go firefox split tls12 tls13-x25519"},
+		}, "chromium go firefox split tls12 tls13-x25519 tls12-ecdsa-suites tls12-dhe-only"},
 		{"ecdsa-p384 < ecdsa-p384 root", func(t testing.TB) *tls.Certificate {
 			return testChain(t, 0, AlgECDSAP384, AlgECDSAP384)
-		}, "chromium go firefox tls12 tls12-p384 tls13-x25519"},
+		}, "chromium go firefox tls12 tls12-p384 tls13-x25519 tls12-ecdsa-suites tls12-dhe-only"},
 		{"self-signed mldsa65", func(t testing.TB) *tls.Certificate {
 			return testChain(t, 0, AlgMLDSA65)
 		}, "chromium mldsa-only only-mldsa65 go split"},

@@ -87,7 +87,9 @@ type Selector struct {
 	// not self-signed with a scheme from signature_algorithms_cert (or
 	// signature_algorithms when the client sent no _cert list), and over
 	// TLS 1.2 an ECDSA leaf on a curve of the client's supported_groups
-	// when it sent them. A chain
+	// when it sent them, and a leaf whose key fits one of the client's
+	// cipher suites (ECDHE_ECDSA or ECDHE_RSA, RFC 5246 Section 7.4.2)
+	// when it offers any crypto/tls serves. A chain
 	// that fails is passed over for the next (PQ, then classical); when
 	// none is left Pick fails with ErrNoVerifiableChain. Go 1.27 clients
 	// leave ML-DSA out of signature_algorithms_cert (go.dev/issue/82536),
@@ -183,7 +185,7 @@ func (s *Selector) Pick(info *tls.ClientHelloInfo, hello *pqtls.ClientHello) (*t
 		return nil, fmt.Errorf("%w: the client does not qualify for the ML-DSA chain and no classical certificate is configured", ErrNoVerifiableChain)
 	}
 	if check && !clientCanVerify(classical, s.classicalSigs, info, hello) {
-		return nil, fmt.Errorf("%w: the client offers no signature scheme for the classical chain (or for the ML-DSA one, if it qualifies)", ErrNoVerifiableChain)
+		return nil, fmt.Errorf("%w: the client offers no signature scheme for the classical chain (or for the ML-DSA one, if it qualifies), or over TLS 1.2 no curve or cipher suite for its leaf's key", ErrNoVerifiableChain)
 	}
 	return classical, nil
 }
