@@ -437,3 +437,74 @@ func TestHTTP2BodyFaultKeepsConnection(t *testing.T) {
 		t.Errorf("next request: status %d, connection reused %v; want 200 on the same connection", resp.StatusCode, reused)
 	}
 }
+
+// TestResponseWriteTimeoutHTTP2: TestResponseWriteTimeout over HTTP/2,
+// where the write deadline is the stream's: a client that stops reading
+// (its stream's flow-control window runs out) still ends the upstream
+// response.
+func TestResponseWriteTimeoutHTTP2(t *testing.T) {
+	upstreamDone := make(chan error, 1)
+	up := httpUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				upstreamDone <- err
+				return
+			}
+		}
+	}))
+	pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}})
+	url, c := h2Front(t, NewHTTPProxy(pool, HTTPOptions{ResponseWriteTimeout: 200 * time.Millisecond, Logger: quietLogger}))
+	resp, err := c.Get(url + "/endless")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// Read nothing.
+	select {
+	case err := <-upstreamDone:
+		t.Logf("upstream write ended: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the upstream is still writing to a client that stopped reading")
+	}
+}
+
+// TestResponsePauseIsNotAStalledClient: an upstream that pauses between
+// two writes of its response for longer than ResponseWriteTimeout (but
+// within UpstreamIdleTimeout) while the client reads everything: the
+// response arrives whole, over HTTP/1.1 and HTTP/2 alike. The write
+// timeout bounds a write the client does not take, not the upstream's
+// pauses (HTTP/2's stream deadline, left armed between writes, reset such
+// responses).
+func TestResponsePauseIsNotAStalledClient(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	up := httpUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first,")
+		w.(http.Flusher).Flush()
+		time.Sleep(5 * timeout)
+		io.WriteString(w, "second")
+	}))
+	for _, tt := range []struct {
+		name  string
+		front func(t *testing.T, h http.Handler) (string, *http.Client)
+	}{
+		{"HTTP/1.1", func(t *testing.T, h http.Handler) (string, *http.Client) { return proxyServer(t, h), testClient() }},
+		{"HTTP/2", h2Front},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}})
+			for _, flush := range []time.Duration{0, -1} {
+				url, c := tt.front(t, NewHTTPProxy(pool, HTTPOptions{ResponseWriteTimeout: timeout, FlushInterval: flush, Logger: quietLogger}))
+				resp, err := c.Get(url + "/paused")
+				if err != nil {
+					t.Fatalf("flush interval %v: %v", flush, err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK || string(body) != "first,second" {
+					t.Errorf("flush interval %v: %d %q, %v; want 200 \"first,second\"", flush, resp.StatusCode, body, err)
+				}
+			}
+		})
+	}
+}

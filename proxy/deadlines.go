@@ -193,14 +193,65 @@ type writeDeadline struct {
 	http.ResponseWriter
 	ctl     *http.ResponseController
 	timeout time.Duration
-	// stream: the deadline is the HTTP/2 stream's, which ends with it;
-	// else it is the HTTP/1.x connection's and must be cleared.
+	// stream: the response is an HTTP/2 stream's, bounded by watch;
+	// else the deadline is the HTTP/1.x (or HTTP/3 stream's) connection's,
+	// which fails only a write under way, and must be cleared.
 	stream   bool
 	deadline idleDeadline
+	watch    streamWatch
 	wrote    bool // a status or body was written (set on the handler's goroutine)
 }
 
 var _ http.Flusher = (*writeDeadline)(nil)
+
+// streamWatch bounds each write and flush of an HTTP/2 response. net/http's
+// write deadline on an HTTP/2 stream is a timer that resets the stream when
+// it fires, whether or not a write is waiting: set during a write and left
+// in place, it reset a response whose upstream merely paused longer than
+// the timeout between two writes (a slow origin, server-sent events with
+// sparse heartbeats) while the client read everything. So the stream gets
+// a deadline, one already past (which resets it at once and fails the
+// blocked write), only when one write has been blocked for the whole
+// timeout; the pauses between writes are the upstream's, bounded by
+// UpstreamIdleTimeout.
+type streamWatch struct {
+	timer *time.Timer // runs stalled; nil until the first write
+	mu    sync.Mutex  // guards writing, and the controller's use by stalled
+	// writing: a write or flush is under way, so the handler, and its
+	// stream, are still there for stalled to reset.
+	writing bool
+}
+
+// begin starts the watch over one write or flush.
+func (w *writeDeadline) begin() {
+	w.watch.mu.Lock()
+	w.watch.writing = true
+	w.watch.mu.Unlock()
+	if w.watch.timer == nil {
+		w.watch.timer = time.AfterFunc(w.timeout, w.stalled)
+		return
+	}
+	w.watch.timer.Reset(w.timeout)
+}
+
+// end stops the watch once the write or flush returned; a stalled that
+// runs late finds writing false and leaves the stream alone.
+func (w *writeDeadline) end() {
+	w.watch.timer.Stop()
+	w.watch.mu.Lock()
+	w.watch.writing = false
+	w.watch.mu.Unlock()
+}
+
+// stalled runs on the timer's goroutine when a write has been blocked for
+// the timeout: the client stopped reading.
+func (w *writeDeadline) stalled() {
+	w.watch.mu.Lock()
+	defer w.watch.mu.Unlock()
+	if w.watch.writing {
+		w.ctl.SetWriteDeadline(time.Unix(1, 0))
+	}
+}
 
 func (w *writeDeadline) arm() {
 	if dl, ok := w.deadline.next(time.Now(), w.timeout); ok {
@@ -215,12 +266,22 @@ func (w *writeDeadline) WriteHeader(code int) {
 
 func (w *writeDeadline) Write(p []byte) (int, error) {
 	w.wrote = true
-	w.arm()
+	if w.stream {
+		w.begin()
+		defer w.end()
+	} else {
+		w.arm()
+	}
 	return w.ResponseWriter.Write(p)
 }
 
 func (w *writeDeadline) FlushError() error {
-	w.arm()
+	if w.stream {
+		w.begin()
+		defer w.end()
+	} else {
+		w.arm()
+	}
 	return w.ctl.Flush()
 }
 
@@ -247,7 +308,7 @@ func (w *writeDeadline) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // finish flushes what the handler left buffered under the deadline, then
 // clears an HTTP/1.x connection's: net/http sets no write deadline of its
 // own, so one left on the connection would fail the next request's
-// response. An HTTP/2 stream's ends with the stream.
+// response. An HTTP/2 stream has none left (streamWatch).
 func (w *writeDeadline) finish() {
 	if !w.wrote {
 		return // hijacked, or answered elsewhere: nothing of ours is buffered

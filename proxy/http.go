@@ -169,7 +169,9 @@ type HTTPOptions struct {
 	// (and each write to a WebSocket client), so a client that stops
 	// reading (slow read) cannot hold the upstream connection; like
 	// UpstreamIdleTimeout, a stall fails after between 15/16 of it and all
-	// of it. Default DefaultResponseWriteTimeout.
+	// of it (over HTTP/2 after exactly it). Only a write under way counts:
+	// the upstream's pauses between writes are UpstreamIdleTimeout's.
+	// Default DefaultResponseWriteTimeout.
 	ResponseWriteTimeout time.Duration
 	// MaxResponseHeaderBytes caps an upstream response's header block, and
 	// separately the heads of the interim (1xx) responses before it, all
