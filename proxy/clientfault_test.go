@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -504,6 +506,46 @@ func TestResponsePauseIsNotAStalledClient(t *testing.T) {
 				if err != nil || resp.StatusCode != http.StatusOK || string(body) != "first,second" {
 					t.Errorf("flush interval %v: %d %q, %v; want 200 \"first,second\"", flush, resp.StatusCode, body, err)
 				}
+			}
+		})
+	}
+}
+
+// TestUpstreamReadPauseIsNotAStalledBody: an upstream that stops reading
+// a request body for longer than RequestBodyTimeout, while the client has
+// it all ready to send, gets the whole body once it reads again, over
+// HTTP/1.1 and HTTP/2 alike: the client is held back by the upstream (TCP
+// and flow control), not stalling, and is not answered 408 (HTTP/2's
+// stream read deadline, left armed between reads, ended such bodies).
+func TestUpstreamReadPauseIsNotAStalledBody(t *testing.T) {
+	const stall = 100 * time.Millisecond
+	const size = 16 << 20 // beyond the socket buffers and flow-control windows
+	up := httpUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(8 * stall)
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusUnprocessableEntity)
+		}
+		fmt.Fprint(w, n)
+	}))
+	for _, tt := range []struct {
+		name  string
+		front func(t *testing.T, h http.Handler) (string, *http.Client)
+	}{
+		{"HTTP/1.1", func(t *testing.T, h http.Handler) (string, *http.Client) { return proxyServer(t, h), testClient() }},
+		{"HTTP/2", h2Front},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}})
+			url, c := tt.front(t, NewHTTPProxy(pool, HTTPOptions{RequestBodyTimeout: stall, RequestBodyMinRate: -1, Logger: quietLogger}))
+			resp, err := c.Post(url+"/upload", "application/octet-stream", bytes.NewReader(make([]byte, size)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || string(body) != strconv.Itoa(size) {
+				t.Errorf("%d %q, want 200 %q", resp.StatusCode, body, strconv.Itoa(size))
 			}
 		})
 	}

@@ -24,12 +24,23 @@ type clientBody struct {
 	minRate int64         // bytes per second after the first stall period; 0: none
 	start   time.Time
 
-	mu     sync.Mutex // guards the fields below
-	n      int64      // bytes read
-	err    error      // first read error other than io.EOF, before Close
-	eof    bool
-	closed bool
-	armed  bool // a read deadline is set on the client's connection
+	// stream: the body is an HTTP/2 stream's. net/http's read deadline
+	// on a stream is a timer that, when it fires, ends the body whether
+	// or not a read is waiting: left set between reads, it failed a body
+	// whose upstream paused reading it (the transport blocked writing
+	// upstream, the client held back by flow control) for the stall
+	// timeout, and blamed the client with 408. So a stream's deadline is
+	// set, already past, only when one read has waited until it (watch).
+	stream bool
+	watch  *time.Timer // runs stalled; nil until the first read of a stream
+
+	mu      sync.Mutex // guards the fields below
+	n       int64      // bytes read
+	err     error      // first read error other than io.EOF, before Close
+	eof     bool
+	closed  bool
+	armed   bool // a read deadline is set on the client's connection
+	reading bool // a read of a stream is under way (stalled may end it)
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
@@ -43,8 +54,12 @@ func (b *clientBody) Read(p []byte) (int, error) {
 
 	n, err := b.body.Read(p)
 
+	if b.stream && b.watch != nil {
+		b.watch.Stop()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.reading = false
 	b.n += int64(n)
 	switch {
 	case err == io.EOF:
@@ -75,8 +90,29 @@ func (b *clientBody) armDeadlineLocked() {
 			dl = byRate
 		}
 	}
+	if b.stream {
+		b.reading = true
+		if b.watch == nil {
+			b.watch = time.AfterFunc(time.Until(dl), b.stalled)
+		} else {
+			b.watch.Reset(time.Until(dl))
+		}
+		return
+	}
 	if b.ctl.SetReadDeadline(dl) == nil {
 		b.armed = true
+	}
+}
+
+// stalled runs on the watch timer's goroutine when a read of a stream has
+// waited until its deadline: a deadline in the past ends the body at once
+// and fails the read with os.ErrDeadlineExceeded. A late run, after the
+// read returned, finds reading false and does nothing.
+func (b *clientBody) stalled() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.reading && !b.closed {
+		b.ctl.SetReadDeadline(time.Unix(1, 0))
 	}
 }
 

@@ -414,7 +414,7 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A request without a body (ContentLength 0: an HTTP/2 GET's Body is
 	// not http.NoBody) is sent without one (ReverseProxy drops it).
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		st.bodyBuf = clientBody{body: r.Body, ctl: &st.ctl, stall: p.opts.RequestBodyTimeout, minRate: p.opts.RequestBodyMinRate, start: time.Now()}
+		st.bodyBuf = clientBody{body: r.Body, ctl: &st.ctl, stall: p.opts.RequestBodyTimeout, minRate: p.opts.RequestBodyMinRate, start: time.Now(), stream: r.ProtoMajor == 2}
 		st.body = &st.bodyBuf
 		defer st.body.finish()
 		out.Body = st.body
