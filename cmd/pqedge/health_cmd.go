@@ -112,6 +112,15 @@ func parseAdminListen(file string, data []byte) (string, error) {
 		return "", withHint(err, "save "+file+" as UTF-8")
 	}
 	if err := toml.Unmarshal(data, &c); err != nil {
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			// FILE:LINE, as config check names a problem; the rest of
+			// the file is not checked here, so the hint still sends
+			// the operator there.
+			line, _ := de.Position()
+			return "", withHint(fmt.Errorf("%s:%d: failed to read admin.listen: %s", file, line, strings.TrimPrefix(de.Error(), "toml: ")),
+				"`pqedge config check "+file+"` lists every problem")
+		}
 		return "", withHint(fmt.Errorf("failed to read admin.listen from %s: %w", file, err), "`pqedge config check "+file+"` shows where")
 	}
 	if c.Admin.Listen == "" {

@@ -167,6 +167,28 @@ func TestHealthAddress(t *testing.T) {
 	}
 }
 
+// TestAdminListenErrorsSayWhere: a config health cannot read is named
+// with FILE:LINE, as config check would name it, not only its decoder's
+// message.
+func TestAdminListenErrorsSayWhere(t *testing.T) {
+	tests := []struct {
+		name, data, want string
+	}{
+		{"syntax", "[admin]\nlisten = \"127.0.0.1:1\"\n[timeouts\n", "f.toml:3: failed to read admin.listen: "},
+		{"wrong type", "\n[admin]\nlisten = [\"127.0.0.1:1\"]\n", "f.toml:3: failed to read admin.listen: "},
+		{"duplicate key", "[admin]\nlisten = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\n", "f.toml:3: failed to read admin.listen: "},
+		{"too deep", "[admin]\nready_pools = " + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + "\n", "f.toml:2: failed to read admin.listen: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseAdminListen("f.toml", []byte(tt.data))
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("parseAdminListen = %v; want an error starting %q", err, tt.want)
+			}
+		})
+	}
+}
+
 func TestDialAddress(t *testing.T) {
 	tests := []struct{ listen, want, wantErr string }{
 		{listen: "127.0.0.1:9180", want: "127.0.0.1:9180"},
