@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/net/http/httpguts"
 
@@ -254,11 +256,18 @@ func (v *validator) hasSite(name string) bool {
 	return slices.ContainsFunc(v.cfg.Site, func(s Site) bool { return s.Name == name })
 }
 
-// checkName reports a missing or repeated name of a listener, pool or site.
+// checkName reports a missing or repeated name of a listener, pool or
+// site, and one holding a control character (Unicode Cc) or an invisible
+// format character (Cf: a zero-width space, a bidi override), which
+// would look like another name, or none, in logs, metrics and /readyz.
 func (v *validator) checkName(key, kind, example, name string, seen map[string]bool) {
+	bad := strings.IndexFunc(name, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) })
 	switch {
 	case name == "":
 		v.addf(key, fmt.Sprintf("name every %s, e.g. name = %q", kind, example), "%s has no name", kind)
+	case bad >= 0:
+		r, _ := utf8.DecodeRuneInString(name[bad:])
+		v.addf(key+".name", "use visible characters: letters, digits, '-', '_', '.'", "%s name %q holds a control or invisible character (%U)", kind, name, r)
 	case seen[name]:
 		v.addf(key+".name", kind+" names must be unique", "duplicate %s name %q", kind, name)
 	}
