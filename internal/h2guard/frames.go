@@ -21,6 +21,7 @@ const (
 	frameContinuation   = 0x9
 	framePriorityUpdate = 0x10
 
+	flagAck        = 0x1 // SETTINGS, PING
 	flagEndStream  = 0x1
 	flagEndHeaders = 0x4
 	flagPadded     = 0x8
@@ -30,14 +31,17 @@ const (
 type tally struct {
 	// From the client.
 	resets  int // RST_STREAM frames (rapid reset, CVE-2023-44487)
-	empties int // empty CONTINUATION (CVE-2024-27316), empty non-final DATA (CVE-2019-9518)
+	empties int // empty CONTINUATION (CVE-2024-27316), empty non-final DATA (CVE-2019-9518), header-block fragments under MinHeaderFragment
 	control int // frames that carry no request: SETTINGS, PING, PRIORITY, PRIORITY_UPDATE, WINDOW_UPDATE, GOAWAY, PUSH_PROMISE, unknown types
 	streams int // header blocks begun (requests, or trailers)
 
 	// From the server.
 	provoked  int // RST_STREAM frames with an error code that blames the client (CVE-2025-8671)
-	dataSent  int // DATA frames
-	dataBytes int // their payload bytes
+	dataSent  int // DATA frames of at least MinDataFrame bytes
+	dataBytes int // the payload bytes of all DATA frames
+
+	// Either side.
+	refused int // requests the server answered itself with an error (Conn.Refused)
 }
 
 func (t *tally) add(o tally) {
@@ -48,6 +52,7 @@ func (t *tally) add(o tally) {
 	t.provoked += o.provoked
 	t.dataSent += o.dataSent
 	t.dataBytes += o.dataBytes
+	t.refused += o.refused
 }
 
 func (t tally) glitches() int { return t.resets + t.empties + t.provoked }
@@ -76,6 +81,9 @@ func (h *frameHeader) length() uint32 {
 }
 func (h *frameHeader) typ() byte   { return h.b[3] }
 func (h *frameHeader) flags() byte { return h.b[4] }
+func (h *frameHeader) stream() uint32 {
+	return (uint32(h.b[5])<<24 | uint32(h.b[6])<<16 | uint32(h.b[7])<<8 | uint32(h.b[8])) & 0x7fffffff
+}
 
 // frameReader follows the frames a client sends, reading only their
 // 9-byte headers (RFC 9113 Section 4.1) and counting payload bytes past
@@ -91,6 +99,10 @@ type frameReader struct {
 	inBlock    bool      // a header block is open
 	blockEnds  bool      // the current frame's payload closes it
 	blockStart time.Time // when the open block's HEADERS frame began
+
+	lastStream uint32 // the highest stream a header block began on
+	acked      bool   // the client has acknowledged the server's SETTINGS
+	ackedAfter uint32 // lastStream when it did
 
 	got tally // since take
 }
@@ -147,15 +159,18 @@ func (r *frameReader) headerDone() {
 	r.left = r.hdr.length()
 	typ, flags := r.hdr.typ(), r.hdr.flags()
 	switch typ {
-	case frameHeaders:
+	case frameHeaders, frameContinuation:
 		r.blockEnds = flags&flagEndHeaders != 0
-		if !r.inBlock {
+		if typ == frameHeaders && !r.inBlock {
 			r.inBlock, r.blockStart = true, r.frameStart
+			r.lastStream = max(r.lastStream, r.hdr.stream())
 			r.got.streams++
 		}
-	case frameContinuation:
-		r.blockEnds = flags&flagEndHeaders != 0
-		if r.left == 0 && !r.blockEnds {
+		// A fragment that does not end its block is as large as the
+		// sender's frames (RFC 9113 Section 4.2: 16,384 bytes or more);
+		// an empty or tiny one is a frame read for nothing
+		// (CVE-2024-27316).
+		if !r.blockEnds && r.left < MinHeaderFragment {
 			r.got.empties++
 		}
 	case frameRSTStream:
@@ -168,6 +183,12 @@ func (r *frameReader) headerDone() {
 		case flags&flagPadded != 0:
 			r.padCheck = true
 		}
+	case frameSettings:
+		if flags&flagAck != 0 && !r.acked {
+			// net/http sends one SETTINGS frame, first: this ACK is its.
+			r.acked, r.ackedAfter = true, r.lastStream
+		}
+		r.got.control++
 	default:
 		// Each is read, and most are answered (PING, SETTINGS: RFC 9113
 		// Sections 6.7 and 6.5.3) or change server state (PRIORITY,
@@ -202,4 +223,13 @@ func (r *frameReader) waitingSince() (time.Time, bool) {
 		return r.frameStart, true
 	}
 	return time.Time{}, false
+}
+
+// earlyUpTo is the highest stream the client began before it acknowledged
+// the server's SETTINGS (all of them while it has not).
+func (r *frameReader) earlyUpTo() uint32 {
+	if !r.acked {
+		return 1<<31 - 1
+	}
+	return r.ackedAfter
 }

@@ -48,10 +48,13 @@ func TestFrameReader(t *testing.T) {
 		{name: "preface and settings", in: prefaceAndSettings},
 		{name: "a request", in: concat(prefaceAndSettings, headers(1, flagEndHeaders|flagEndStream))},
 		{name: "rapid reset", in: concat(prefaceAndSettings, headers(1, 5), rst(1), headers(3, 5), rst(3)), resets: 2},
-		{name: "open header block", in: concat(prefaceAndSettings, headers(1, 0)), waiting: true, waitingSinceByte: len(prefaceAndSettings)},
+		// A HEADERS frame of 14 bytes that does not end its block is a
+		// fragment under MinHeaderFragment: it counts like an empty one.
+		{name: "open header block", in: concat(prefaceAndSettings, headers(1, 0)), empties: 1, waiting: true, waitingSinceByte: len(prefaceAndSettings)},
 		{name: "empty continuations", in: concat(prefaceAndSettings, headers(1, 0), frame(frameContinuation, 0, 1, nil), frame(frameContinuation, 0, 1, nil)),
-			empties: 2, waiting: true, waitingSinceByte: len(prefaceAndSettings)},
-		{name: "block closed by continuation", in: concat(prefaceAndSettings, headers(1, 0), frame(frameContinuation, flagEndHeaders, 1, []byte{0x40})), waiting: false},
+			empties: 3, waiting: true, waitingSinceByte: len(prefaceAndSettings)},
+		{name: "block closed by continuation", in: concat(prefaceAndSettings, headers(1, 0), frame(frameContinuation, flagEndHeaders, 1, []byte{0x40})), empties: 1, waiting: false},
+		{name: "block in full-size fragments", in: concat(prefaceAndSettings, frame(frameHeaders, 0, 1, make([]byte, 16384)), frame(frameContinuation, flagEndHeaders, 1, []byte{0x40})), waiting: false},
 		{name: "headers payload cut short", in: concat(prefaceAndSettings, headers(1, flagEndHeaders))[:len(prefaceAndSettings)+12],
 			waiting: true, waitingSinceByte: len(prefaceAndSettings)},
 		{name: "frame header cut short", in: concat(prefaceAndSettings, rst(1))[:len(prefaceAndSettings)+4], waiting: true, waitingSinceByte: len(prefaceAndSettings)},

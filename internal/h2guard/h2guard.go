@@ -93,6 +93,39 @@ const (
 	// net/http/internal/http2/flow.go), ~512 per MiB read in 4 KiB
 	// pieces, where one frame's allowance is 4.
 	ControlDataBytes = 4 << 10
+	// MinDataFrame is the payload a DATA frame the server sends needs to
+	// earn ControlPerDataFrame; a smaller one earns only its bytes' share.
+	// A client that keeps its window tiny and returns each byte as it
+	// arrives makes the server write a frame (a TLS record, a syscall) per
+	// byte, the data dribble of CVE-2019-9511; with a per-frame share its
+	// WINDOW_UPDATEs paid for themselves. Browsers, curl, nghttp2 and Go
+	// return credit per bytes read (half a window, or 4 KiB), so the small
+	// frames of a streamed response (server-sent events) earn them
+	// nothing they need.
+	MinDataFrame = 1 << 10
+	// CreditCeiling is the most control frames that earned allowance
+	// carries into a later window. A client owes late credit only for
+	// data it holds unread, at most its flow-control windows: Go's
+	// transport returns 2 WINDOW_UPDATEs per 4 KiB read, so this covers
+	// 32 MiB held unread (eight of its 4 MiB stream windows); browsers
+	// return credit per half window, far fewer. Without it, a client that
+	// had downloaded 1 GiB could send half a million PINGs at once.
+	CreditCeiling = 16384
+	// MinHeaderFragment is the payload a HEADERS or CONTINUATION frame
+	// that does not end its header block must carry not to count like an
+	// empty CONTINUATION. Clients split a header block only at their
+	// frame size, at least 16,384 bytes (RFC 9113 Section 4.2); a block
+	// sent a byte a frame (a valid request all the same) costs the server
+	// a frame read per byte.
+	MinHeaderFragment = 1 << 10
+	// EarlyRefusals is how many streams the server may refuse with
+	// REFUSED_STREAM, over its SETTINGS_MAX_CONCURRENT_STREAMS, before the
+	// client acknowledged the SETTINGS frame that announced the limit,
+	// without blaming it: until then the client may take the limit as
+	// unlimited (RFC 9113 Sections 5.1.2 and 6.5.2), and net/http refuses
+	// such streams for the client to retry. Beyond it, a client that never
+	// acknowledges is refused at the cost of a reset each, and counts.
+	EarlyRefusals = 1000
 )
 
 // Reasons given to Options.OnAbuse.
@@ -219,6 +252,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if c.closedFor != "" {
 		return n, err
 	}
+	c.w.earlyUpTo = c.r.earlyUpTo()
 	c.w.feed(b[:n])
 	if t := c.w.take(); t != (tally{}) {
 		c.countLocked(time.Now(), t)
@@ -241,6 +275,7 @@ func (c *Conn) countLocked(now time.Time, t tally) {
 	if now.Sub(c.window) > c.opts.GlitchWindow {
 		if c.opts.MaxControlFrames >= 0 {
 			c.credit += earned(c.counts) - max(0, c.counts.control-c.opts.MaxControlFrames)
+			c.credit = min(c.credit, CreditCeiling)
 		}
 		c.window, c.counts = now, tally{}
 	}

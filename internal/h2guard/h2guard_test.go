@@ -118,6 +118,14 @@ type rawH2 struct {
 
 func dialRaw(t testing.TB, addr string) *rawH2 {
 	t.Helper()
+	// The client's preface and SETTINGS, and an ACK of the server's.
+	return dialRawWith(t, addr, concat(prefaceAndSettings, frame(0x4, 0x1, 0, nil)))
+}
+
+// dialRawWith is dialRaw sending first instead of the preface, SETTINGS
+// and ACK.
+func dialRawWith(t testing.TB, addr string, first []byte) *rawH2 {
+	t.Helper()
 	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
 	if err != nil {
 		t.Fatal(err)
@@ -131,8 +139,7 @@ func dialRaw(t testing.TB, addr string) *rawH2 {
 		close(r.closed)
 	}()
 	t.Cleanup(func() { c.Close() })
-	// The client's preface and SETTINGS, and an ACK of the server's.
-	r.write(concat(prefaceAndSettings, frame(0x4, 0x1, 0, nil)))
+	r.write(first)
 	return r
 }
 

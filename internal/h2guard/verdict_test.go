@@ -23,6 +23,9 @@ func serverRST(stream, code uint32) []byte {
 }
 func serverData(stream uint32) []byte { return frame(frameData, 0, stream, []byte("some bytes")) }
 
+// serverData16K is a DATA frame of the default SETTINGS_MAX_FRAME_SIZE.
+func serverData16K(stream uint32) []byte { return frame(frameData, 0, stream, make([]byte, 16384)) }
+
 func repeat(n int, f func(i int) []byte) []byte {
 	var out []byte
 	for i := range n {
@@ -39,7 +42,11 @@ func TestFrameWriter(t *testing.T) {
 		dataSent  int
 		dataBytes int
 	}{
-		{name: "settings and a response", in: concat(frame(frameSettings, 0, 0, nil), frame(frameHeaders, flagEndHeaders, 1, []byte{0x88}), serverData(1)), dataSent: 1, dataBytes: 10},
+		// dataSent counts the frames of at least MinDataFrame bytes,
+		// dataBytes the payload of all.
+		{name: "settings and a response", in: concat(frame(frameSettings, 0, 0, nil), frame(frameHeaders, flagEndHeaders, 1, []byte{0x88}), serverData(1)), dataBytes: 10},
+		{name: "a DATA frame of MinDataFrame", in: frame(frameData, 0, 1, make([]byte, MinDataFrame)), dataSent: 1, dataBytes: MinDataFrame},
+		{name: "a DATA frame one byte short", in: frame(frameData, 0, 1, make([]byte, MinDataFrame-1)), dataBytes: MinDataFrame - 1},
 		{name: "reset after a complete response (RFC 9113 Section 8.1)", in: serverRST(1, errCodeNo)},
 		{name: "reset for a handler's panic", in: serverRST(1, errCodeInternal)},
 		{name: "cancel", in: serverRST(1, errCodeCancel)},
@@ -48,8 +55,8 @@ func TestFrameWriter(t *testing.T) {
 		{name: "stream closed", in: serverRST(1, 0x5), provoked: 1},
 		{name: "refused stream", in: serverRST(1, 0x7), provoked: 1},
 		{name: "unknown code", in: serverRST(1, 0x77), provoked: 1},
-		{name: "many", in: concat(serverData(1), serverRST(3, 1), serverData(1), serverRST(5, 0), serverRST(7, 5)), provoked: 2, dataSent: 2, dataBytes: 20},
-		{name: "large and empty DATA", in: concat(frame(frameData, 0, 1, make([]byte, 70000)), frame(frameData, flagEndStream, 1, nil), serverRST(1, 1)), provoked: 1, dataSent: 2, dataBytes: 70000},
+		{name: "many", in: concat(serverData(1), serverRST(3, 1), serverData(1), serverRST(5, 0), serverRST(7, 5)), provoked: 2, dataBytes: 20},
+		{name: "large and empty DATA", in: concat(frame(frameData, 0, 1, make([]byte, 70000)), frame(frameData, flagEndStream, 1, nil), serverRST(1, 1)), provoked: 1, dataSent: 1, dataBytes: 70000},
 		{name: "code cut short", in: serverRST(1, 1)[:11]},
 	}
 	for _, tt := range tests {
@@ -129,7 +136,21 @@ func TestVerdict(t *testing.T) {
 	bigDownload := []step{{server: bigFrame}, {client: repeat(256, func(int) []byte { return concat(windowUpdate(1, 4096), windowUpdate(0, 4096)) })}}
 	// The same frame does not buy a flood: its allowance is 4 per 4 KiB.
 	bigThenFlood := []step{{server: bigFrame}, {client: repeat(4*257+50+1, func(int) []byte { return ping() })}}
-	var pingFlood, settingsFlood, priorityFlood, updateFlood, windowFlood, unknownFlood, madeYouReset, dataAfterEnd, download, browsing []step
+	var pingFlood, settingsFlood, priorityFlood, updateFlood, windowFlood, unknownFlood, madeYouReset, dataAfterEnd, download, dribble, browsing []step
+	// Streams opened before the client acknowledged the server's SETTINGS,
+	// over its limit, refused (REFUSED_STREAM): before and after the ACK
+	// is read, and after it for streams begun after it.
+	var opened, refusedEarly, refusedLate []step
+	for i := range 60 {
+		opened = append(opened, step{client: headers(uint32(2*i+1), flagEndHeaders|flagEndStream)})
+		refusedEarly = append(refusedEarly, step{server: serverRST(uint32(2*i+1), errCodeRefused)})
+		refusedLate = append(refusedLate, step{client: headers(uint32(2*i+121), flagEndHeaders|flagEndStream)}, step{server: serverRST(uint32(2*i+121), errCodeRefused)})
+	}
+	ack := step{client: frame(frameSettings, flagAck, 0, nil)}
+	var neverAcked []step
+	for i := range EarlyRefusals + 21 {
+		neverAcked = append(neverAcked, step{client: headers(uint32(2*i+1), flagEndHeaders|flagEndStream)}, step{server: serverRST(uint32(2*i+1), errCodeRefused)})
+	}
 	for i := range 60 {
 		id := uint32(2*i + 1)
 		pingFlood = append(pingFlood, step{client: ping()}, step{server: frame(framePing, 1, 0, make([]byte, 8))})
@@ -145,8 +166,11 @@ func TestVerdict(t *testing.T) {
 		dataAfterEnd = append(dataAfterEnd, step{client: concat(headers(id, 5), frame(frameData, 0, id, []byte("x")))}, step{server: serverRST(id, 0x5)})
 		// One large download: the client returns credit after every DATA
 		// frame, for the stream and the connection, and probes with a PING.
-		download = append(download, step{server: repeat(4, func(int) []byte { return serverData(1) })},
+		download = append(download, step{server: repeat(4, func(int) []byte { return serverData16K(1) })},
 			step{client: repeat(4, func(int) []byte { return concat(windowUpdate(1, 16384), windowUpdate(0, 16384)) })}, step{client: ping()})
+		// The same client with a 10-byte window: a DATA frame per 10
+		// bytes, credit for each (CVE-2019-9511).
+		dribble = append(dribble, step{server: serverData(1)}, step{client: concat(windowUpdate(1, 10), windowUpdate(0, 10))})
 		// A browser: a request, a reprioritisation, the response, and a
 		// reset with NO_ERROR after it (the request body not read).
 		browsing = append(browsing, step{client: concat(headers(id, flagEndHeaders), priorityUpdate(id), priority(id, 0))},
@@ -156,6 +180,7 @@ func TestVerdict(t *testing.T) {
 		name   string
 		steps  []step
 		opts   *Options
+		noAck  bool // the client does not acknowledge the server's SETTINGS
 		reason string
 	}{
 		{name: "PING flood", steps: pingFlood, reason: ReasonControlFrames},
@@ -167,6 +192,11 @@ func TestVerdict(t *testing.T) {
 		{name: "MadeYouReset: WINDOW_UPDATE of 0", steps: madeYouReset, reason: ReasonProvokedReset},
 		{name: "MadeYouReset: DATA after END_STREAM", steps: dataAfterEnd, reason: ReasonProvokedReset},
 		{name: "a large download", steps: download},
+		{name: "a 10-byte DATA dribble", steps: dribble, reason: ReasonControlFrames},
+		{name: "REFUSED_STREAM before the SETTINGS ACK", noAck: true, steps: append(append([]step(nil), opened...), refusedEarly...)},
+		{name: "REFUSED_STREAM after the ACK, for streams begun before it", noAck: true, steps: append(append(append([]step(nil), opened...), ack), refusedEarly...)},
+		{name: "REFUSED_STREAM for streams begun after the ACK", steps: refusedLate, reason: ReasonProvokedReset},
+		{name: "REFUSED_STREAM beyond EarlyRefusals, never acknowledged", noAck: true, steps: neverAcked, reason: ReasonProvokedReset},
 		{name: "a large download in 1 MiB frames, credit per 4 KiB read", steps: bigDownload},
 		{name: "PING flood after a 1 MiB frame", steps: bigThenFlood, reason: ReasonControlFrames},
 		{name: "browsing", steps: browsing},
@@ -182,7 +212,11 @@ func TestVerdict(t *testing.T) {
 			sc := &scriptConn{}
 			g, _ := Unwrap(Wrap(sc, o))
 			buf := make([]byte, 1<<16)
-			for _, s := range append(append([]step(nil), start...), tt.steps...) {
+			first := start
+			if tt.noAck {
+				first = start[:2]
+			}
+			for _, s := range append(append([]step(nil), first...), tt.steps...) {
 				if s.client != nil {
 					sc.reads = append(sc.reads, s.client)
 					for len(sc.reads) > 0 {

@@ -11,6 +11,11 @@ const (
 	// handler panics, as pqedge's proxy does (http.ErrAbortHandler) when
 	// an upstream fails mid-response: the upstream's fault, or ours.
 	errCodeInternal = 0x2
+	// errCodeRefused: a stream the server did not start, which the
+	// client may retry (RFC 9113 Section 8.7); net/http refuses this way
+	// only streams over its limit that the client opened before it
+	// acknowledged the SETTINGS frame announcing it (frameWriter.early).
+	errCodeRefused = 0x7
 	// errCodeCancel: a stream the server no longer needs.
 	errCodeCancel = 0x8
 )
@@ -39,6 +44,13 @@ type frameWriter struct {
 
 	code    [4]byte // a RST_STREAM's error code so far
 	codeLen int     // -1: not in a RST_STREAM's code
+
+	// earlyUpTo is the highest stream the client began before it
+	// acknowledged the server's SETTINGS (the Conn sets it from its
+	// frameReader before each feed); early counts the REFUSED_STREAMs
+	// for those streams not blamed on the client, at most EarlyRefusals.
+	earlyUpTo uint32
+	early     int
 
 	got tally // since take: provoked, dataSent and dataBytes
 }
@@ -76,7 +88,9 @@ func (w *frameWriter) headerDone() {
 	w.left = w.hdr.length()
 	switch w.hdr.typ() {
 	case frameData:
-		w.got.dataSent++
+		if w.left >= MinDataFrame {
+			w.got.dataSent++
+		}
 		w.got.dataBytes += int(w.left)
 	case frameRSTStream:
 		if w.left >= 4 {
@@ -90,7 +104,13 @@ func (w *frameWriter) headerDone() {
 
 func (w *frameWriter) resetDone() {
 	code := uint32(w.code[0])<<24 | uint32(w.code[1])<<16 | uint32(w.code[2])<<8 | uint32(w.code[3])
-	if blamesClient(code) {
+	switch {
+	case code == errCodeRefused && w.hdr.stream() <= w.earlyUpTo && w.early < EarlyRefusals:
+		// RFC 9113 Section 5.1.2: over a limit the client could not
+		// know yet (SETTINGS_MAX_CONCURRENT_STREAMS starts unlimited,
+		// Section 6.5.2).
+		w.early++
+	case blamesClient(code):
 		w.got.provoked++
 	}
 	w.codeLen = -1
