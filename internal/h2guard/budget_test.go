@@ -286,3 +286,45 @@ func TestDataDribble(t *testing.T) {
 		})
 	}
 }
+
+// TestRefused: requests the server answered itself with an error have a
+// budget of their own, MaxGlitches per window, apart from the resets'.
+func TestRefused(t *testing.T) {
+	const window = time.Second
+	tests := []struct {
+		name    string
+		opts    Options
+		refused []int // refusals in each window
+		resets  int   // client RST_STREAMs in the first window
+		closed  bool
+	}{
+		{name: "the budget", opts: Options{MaxGlitches: 20}, refused: []int{20}},
+		{name: "one more", opts: Options{MaxGlitches: 20}, refused: []int{21}, closed: true},
+		{name: "the budget each window", opts: Options{MaxGlitches: 20}, refused: []int{20, 20, 20}},
+		{name: "apart from resets", opts: Options{MaxGlitches: 20}, refused: []int{20}, resets: 20},
+		{name: "checks off", opts: Options{MaxGlitches: -1, MaxControlFrames: -1}, refused: []int{1000}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := tt.opts
+			o.GlitchWindow, o.HeaderTimeout = window, time.Hour
+			sc := &scriptConn{}
+			c, _ := Unwrap(Wrap(sc, o))
+			start := time.Now()
+			c.countLocked(start, tally{resets: tt.resets})
+			closed := false
+			for w, n := range tt.refused {
+				c.countLocked(start.Add(time.Duration(w)*2*window), tally{})
+				for range n {
+					closed = c.Refused()
+				}
+			}
+			if closed != tt.closed || sc.closed != tt.closed {
+				t.Fatalf("Refused reported %v, the conn closed %v; want %v", closed, sc.closed, tt.closed)
+			}
+			if tt.closed && c.ClosedFor() != ReasonRefusedRequests {
+				t.Errorf("closed for %q, want %q", c.ClosedFor(), ReasonRefusedRequests)
+			}
+		})
+	}
+}

@@ -36,6 +36,15 @@
 //     each ControlDataBytes of their payload (a client's WINDOW_UPDATEs
 //     follow the data it reads, possibly windows later: what it earned
 //     and did not spend carries over); one more closes the connection;
+//   - in a count of its own with the same limit, the requests the server
+//     answered itself with an error, without an upstream (Conn.Refused):
+//     an unknown path, a refused method or path, a misdirected request.
+//     Each is a valid request that costs the server a handler, a
+//     response and a log line, and the client one HEADERS frame;
+//   - the size of a header block's fragments: a HEADERS or CONTINUATION
+//     frame that does not end its block and carries less than
+//     MinHeaderFragment counts like an empty CONTINUATION, so a valid
+//     request sent a byte a frame is a glitch per byte;
 //   - the time a header block may take: from the first byte of its HEADERS
 //     frame to the end of the frame with END_HEADERS, at most
 //     Options.HeaderTimeout (the server's read_header), where net/http
@@ -135,6 +144,9 @@ const (
 	ReasonHeaderTimeout = "header_timeout" // a header block or frame header took too long
 	ReasonProvokedReset = "provoked_reset" // too many streams the server reset for the client's errors
 	ReasonControlFrames = "control_frames" // too many frames that carry no request
+	// ReasonRefusedRequests: too many requests the server answered
+	// itself with an error (Conn.Refused).
+	ReasonRefusedRequests = "refused_requests"
 )
 
 // Options configure Wrap. Zero fields take the defaults.
@@ -144,7 +156,9 @@ type Options struct {
 	// non-final DATA frames a client may send within GlitchWindow; one
 	// more closes the connection. Negative: no limit.
 	// Streams the server resets for the client's errors count as
-	// glitches too.
+	// glitches too. The requests the server answers itself with an
+	// error (Conn.Refused) have a count of their own with the same
+	// limit.
 	MaxGlitches  int
 	GlitchWindow time.Duration
 	// MaxControlFrames is how many SETTINGS, PING, PRIORITY,
@@ -281,6 +295,10 @@ func (c *Conn) countLocked(now time.Time, t tally) {
 	}
 	c.counts.add(t)
 	k := c.counts
+	if c.opts.MaxGlitches >= 0 && k.refused > c.opts.MaxGlitches {
+		c.abuseLocked(ReasonRefusedRequests)
+		return
+	}
 	if c.opts.MaxGlitches >= 0 && k.glitches() > c.opts.MaxGlitches {
 		reason := ReasonRapidReset
 		switch {
@@ -301,6 +319,23 @@ func (c *Conn) countLocked(now time.Time, t tally) {
 // allow beyond Options.MaxControlFrames.
 func earned(k tally) int {
 	return ControlPerStream*k.streams + ControlPerDataFrame*(k.dataSent+k.dataBytes/ControlDataBytes)
+}
+
+// Refused counts a request the server answered itself with an error
+// status, without an upstream: one HEADERS frame from the client bought a
+// handler, a response and a log line, and nothing bounded how many a
+// connection could ask for but its stream limit. More than
+// Options.MaxGlitches of them within Options.GlitchWindow close the
+// connection, for ReasonRefusedRequests; Refused then reports true. It
+// may be called from any goroutine, a handler's included; after the
+// close it does nothing.
+func (c *Conn) Refused() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closedFor == "" {
+		c.countLocked(time.Now(), tally{refused: 1})
+	}
+	return c.closedFor != ""
 }
 
 // armLocked sets the header timer for what the client owes now.

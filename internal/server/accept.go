@@ -11,6 +11,7 @@ import (
 
 	"github.com/pqedge/pqedge/internal/config"
 	"github.com/pqedge/pqedge/internal/connlimit"
+	"github.com/pqedge/pqedge/internal/h2guard"
 	"github.com/pqedge/pqedge/internal/pages"
 	"github.com/pqedge/pqedge/pqtls"
 	"github.com/pqedge/pqedge/proxy"
@@ -430,10 +431,17 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 		return ctx
 	}
 	ctx = context.WithValue(ctx, connInfoKey{}, ec.info)
+	if g, ok := h2guard.Unwrap(c); ok {
+		ctx = context.WithValue(ctx, h2GuardKey{}, g)
+	}
 	return proxy.WithHandshakeFacts(ctx, ec.info.facts)
 }
 
 type connInfoKey struct{}
+
+// h2GuardKey holds the *h2guard.Conn of an HTTP/2 request's connection,
+// for the router's refusal budget.
+type h2GuardKey struct{}
 
 func connInfoFrom(ctx context.Context) *connInfo {
 	ci, _ := ctx.Value(connInfoKey{}).(*connInfo)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/pqedge/pqedge/internal/h2guard"
 )
 
 // countingUpstream counts the requests it gets; /big answers 8 MiB, /early
@@ -97,6 +100,30 @@ func h2Literal(name, value string) []byte {
 	return append(append(append([]byte{0x00, byte(len(name))}, name...), byte(len(value))), value...)
 }
 
+// h2Block is a request header block in HPACK, each field a literal
+// without indexing with a new name (RFC 7541 Section 6.2.2).
+func h2Block(fields ...string) []byte {
+	var b []byte
+	for i := 0; i < len(fields); i += 2 {
+		b = append(b, h2Literal(fields[i], fields[i+1])...)
+	}
+	return b
+}
+
+// h2Trickled is a request's HEADERS frame (END_STREAM) and its header
+// block sent a byte a frame, the rest in CONTINUATIONs.
+func h2Trickled(id uint32, block []byte) []byte {
+	out := h2frame(0x1, 0x1, id, block[:1])
+	for i := 1; i < len(block); i++ {
+		flags := byte(0)
+		if i == len(block)-1 {
+			flags = 0x4 // END_HEADERS
+		}
+		out = append(out, h2frame(0x9, flags, id, block[i:i+1])...)
+	}
+	return out
+}
+
 func h2WindowUpdate(stream, inc uint32) []byte {
 	return h2frame(0x8, 0, stream, binary.BigEndian.AppendUint32(nil, inc))
 }
@@ -116,6 +143,7 @@ func TestHTTP2FloodsThroughTheServer(t *testing.T) {
 		frames func(id uint32) []byte // one round, with a new client stream ID
 		reason string
 	}{
+		{"request header block a byte a frame", func(id uint32) []byte { return h2Trickled(id, h2GetBlock) }, "empty_frames"},
 		{"PING", func(uint32) []byte { return h2frame(0x6, 0, 0, zero8) }, "control_frames"},
 		{"SETTINGS", func(uint32) []byte { return h2frame(0x4, 0, 0, []byte{0, 3, 0, 0, 0, 100}) }, "control_frames"},
 		{"PRIORITY", func(id uint32) []byte { return h2frame(0x2, 0, id, []byte{0, 0, 0, 0, 15}) }, "control_frames"},
@@ -139,11 +167,15 @@ func TestHTTP2FloodsThroughTheServer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := up.requests.Load()
+			reason := `reason="` + tt.reason + `"`
+			before, counted, ours := up.requests.Load(), ts.metricSum("pqedge_http2_abuse_total"), ts.metricSum("pqedge_http2_abuse_total", reason)
 			floodH2(t, addr, roots, 100000, 20*time.Second, tt.frames)
-			waitFor(t, "the abuse counted", func() bool {
-				return ts.metricSum("pqedge_http2_abuse_total", `reason="`+tt.reason+`"`) >= 1
-			})
+			waitFor(t, "the abuse counted", func() bool { return ts.metricSum("pqedge_http2_abuse_total") > counted })
+			// The sum first, then the reason's: floodH2 returned once
+			// closed, and the counter follows at once (OnAbuse).
+			if ts.metricSum("pqedge_http2_abuse_total", reason) <= ours {
+				t.Errorf("closed for another reason than %s: %v of it, %v of any", tt.reason, ts.metricSum("pqedge_http2_abuse_total", reason), ts.metricSum("pqedge_http2_abuse_total"))
+			}
 			// The default budget is 200 resets a window, and net/http
 			// runs at most 250 handlers at once: beyond that, nothing
 			// reaches the upstream.
@@ -332,4 +364,105 @@ func TestHTTP2ChecksOff(t *testing.T) {
 			break
 		}
 	}
+}
+
+// TestHTTP2RefusedRequestFlood: valid requests that pqedge answers itself
+// with an error (no upstream involved), sent by a client that keeps within
+// the stream limit and reads every response, so no reset or stream limit
+// ever closes it: each costs pqedge a handler, a response and a log line
+// for one HEADERS frame. The connection is closed after the budget
+// (limits.h2_resets per window), counted as refused_requests, and none
+// reaches the upstream.
+func TestHTTP2RefusedRequestFlood(t *testing.T) {
+	up := newCountingUpstream(t)
+	// Only /app/ has a route: anything else is pqedge's own 404.
+	ts := startServer(t, strings.Replace(floodConfig(up.addr), `path = "/"`, `path = "/app/"`, 1))
+	tests := []struct {
+		name   string
+		fields []string
+		status string
+	}{
+		{"no route", []string{":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/nowhere"}, "404"},
+		{"CONNECT", []string{":method", "CONNECT", ":authority", "localhost:443"}, "405"},
+		{"TRACE", []string{":method", "TRACE", ":scheme", "https", ":authority", "localhost", ":path", "/"}, "405"},
+		{"path escaping the root", []string{":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/a/../../etc/passwd"}, "400"},
+		{"encoded slash", []string{":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/app/a%2fb"}, "400"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			counted := ts.metricSum("pqedge_http2_abuse_total", `reason="refused_requests"`)
+			answered, err := paceRequests(t, ts, h2Block(tt.fields...), tt.status, 5000)
+			if err == nil {
+				t.Fatalf("the connection served %d refused requests and stayed open", answered)
+			}
+			t.Logf("closed after %d answers: %v", answered, err)
+			waitFor(t, "the abuse counted", func() bool {
+				return ts.metricSum("pqedge_http2_abuse_total", `reason="refused_requests"`) > counted
+			})
+			if answered > 2*h2guard.DefaultMaxGlitches {
+				t.Errorf("%d refused requests answered before the close", answered)
+			}
+			if n := up.requests.Load(); n != 0 {
+				t.Errorf("%d requests reached the upstream", n)
+			}
+		})
+	}
+}
+
+// paceRequests sends n requests with header block block on one HTTP/2
+// connection, at most 100 in flight, reading every response, which must
+// have status want; it returns how many were answered and the error that
+// ended the connection, or nil if all were.
+func paceRequests(t *testing.T, ts *testServer, block []byte, want string, n int) (int, error) {
+	t.Helper()
+	c, err := tls.Dial("tcp", ts.addr("https"), &tls.Config{RootCAs: ts.roots(), ServerName: "localhost", NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	fr.WriteSettings()
+	nextID, inFlight, answered := uint32(1), 0, 0
+	for answered < n {
+		for ; inFlight < 100 && int(nextID/2) < n; inFlight++ {
+			if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: nextID, BlockFragment: block, EndStream: true, EndHeaders: true}); err != nil {
+				return answered, err
+			}
+			nextID += 2
+		}
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return answered, err
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			if got := f.PseudoValue("status"); got != want {
+				t.Fatalf("answered %s, want %s", got, want)
+			}
+			if f.StreamEnded() {
+				inFlight--
+				answered++
+			}
+		case *http2.DataFrame:
+			if n := uint32(len(f.Data())); n > 0 {
+				fr.WriteWindowUpdate(0, n) // the stream ends with it
+			}
+			if f.StreamEnded() {
+				inFlight--
+				answered++
+			}
+		case *http2.RSTStreamFrame:
+			t.Fatalf("stream %d reset: %v", f.StreamID, f.ErrCode)
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+		case *http2.GoAwayFrame:
+			return answered, fmt.Errorf("GOAWAY %v", f.ErrCode)
+		}
+	}
+	return answered, nil
 }

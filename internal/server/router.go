@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pqedge/pqedge/internal/h2guard"
 	"github.com/pqedge/pqedge/internal/pages"
 	"github.com/pqedge/pqedge/internal/plan"
 	"github.com/pqedge/pqedge/proxy"
@@ -107,6 +108,14 @@ func (rt *router) account(r *http.Request, sw *statusWriter, ci *connInfo, ex *e
 	}
 	clientErr := ex.refused != "" || ex.info != nil && ex.info.ClientError
 	series.request(code, took, clientErr)
+	if refusedHere(code, ex.info) {
+		// Over HTTP/2 one HEADERS frame buys such an answer, and a
+		// client that keeps within the stream limit and reads them is
+		// never reset: the connection has a budget of them (h2guard).
+		if g, ok := r.Context().Value(h2GuardKey{}).(*h2guard.Conn); ok {
+			g.Refused()
+		}
+	}
 	var origin *proxy.HandshakeFacts // the origin leg of a request to an https:// upstream
 	if ex.info != nil {
 		origin = ex.info.UpstreamTLS
@@ -142,6 +151,19 @@ func (rt *router) account(r *http.Request, sw *statusWriter, ci *connInfo, ex *e
 		}
 	}
 	g.log.Info("request", attrs...)
+}
+
+// refusedHere reports whether pqedge answered a request with a client
+// error of its own, no upstream involved: a refused method, path or
+// framing (400, 405), 421, no route (404), a built-in page's 4xx, a
+// refusal by the proxy before it picked an upstream. Not 499: a client
+// that reset its stream, which h2guard counts as a reset already; not
+// 5xx: an unhealthy pool is not the client's doing.
+func refusedHere(code int, info *proxy.RequestInfo) bool {
+	if code < 400 || code >= 500 || code == 499 {
+		return false
+	}
+	return info == nil || info.Upstream == ""
 }
 
 // siteFor returns the site that serves r on this connection, or nil and
