@@ -21,8 +21,9 @@
 //     connection-specific header fields, a stream depending on itself.
 //     The client sends no RST_STREAM, the server does; each such
 //     RST_STREAM net/http writes with an error code that blames the
-//     client (not NO_ERROR, INTERNAL_ERROR or CANCEL) counts. A stream
-//     rejected for its headers never reaches a handler; one reset later
+//     client (not NO_ERROR, INTERNAL_ERROR or CANCEL) counts, but for
+//     REFUSED_STREAM on streams the client opened before it acknowledged
+//     the server's SETTINGS (up to EarlyRefusals). A stream rejected for its headers never reaches a handler; one reset later
 //     has its handler's context cancelled, and with it the upstream
 //     request;
 //   - the rate of frames that carry no request: SETTINGS (each
@@ -32,10 +33,11 @@
 //     Section 5.5, but each still read). Within Options.GlitchWindow a
 //     client may send Options.MaxControlFrames of them, plus
 //     ControlPerStream for each header block it began and
-//     ControlPerDataFrame for each DATA frame the server sent it and for
-//     each ControlDataBytes of their payload (a client's WINDOW_UPDATEs
-//     follow the data it reads, possibly windows later: what it earned
-//     and did not spend carries over); one more closes the connection;
+//     ControlPerDataFrame for each DATA frame of at least MinDataFrame the
+//     server sent it and for each ControlDataBytes of their payload (a
+//     client's WINDOW_UPDATEs follow the data it reads, possibly windows
+//     later: what it earned and did not spend carries over, up to
+//     CreditCeiling); one more closes the connection;
 //   - in a count of its own with the same limit, the requests the server
 //     answered itself with an error, without an upstream (Conn.Refused):
 //     an unknown path, a refused method or path, a misdirected request.
@@ -165,8 +167,10 @@ type Options struct {
 	// PRIORITY_UPDATE, WINDOW_UPDATE, GOAWAY, PUSH_PROMISE and unknown
 	// frames a client may send within GlitchWindow, beyond
 	// ControlPerStream per header block it began and ControlPerDataFrame
-	// per DATA frame the server sent in the window and per
-	// ControlDataBytes of their payload. Negative: no limit.
+	// per DATA frame of at least MinDataFrame the server sent in the
+	// window and per ControlDataBytes of their payload, and beyond what
+	// earlier windows earned and left (at most CreditCeiling). Negative:
+	// no limit.
 	MaxControlFrames int
 	// OnAbuse, if set, is called once when the guard closes a connection,
 	// with one of the Reason* values, for metrics. It is called from the
