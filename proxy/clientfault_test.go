@@ -3,12 +3,14 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -546,6 +548,34 @@ func TestUpstreamReadPauseIsNotAStalledBody(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK || string(body) != strconv.Itoa(size) {
 				t.Errorf("%d %q, want 200 %q", resp.StatusCode, body, strconv.Itoa(size))
+			}
+		})
+	}
+}
+
+// TestClientStatus: which status a failed request body is answered with.
+// A request stream that ends short of its Content-Length while the client
+// waits (an HTTP/3 FIN; quic-go reports io.ErrUnexpectedEOF) is a
+// malformed body, 400, not a client that left (499, which curl received).
+func TestClientStatus(t *testing.T) {
+	tests := []struct {
+		name       string
+		err        error
+		clientGone bool
+		http1      bool
+		want       int
+	}{
+		{"HTTP/1.1 connection ends mid-body", io.ErrUnexpectedEOF, false, true, StatusClientClosedRequest},
+		{"HTTP/3 stream ends short, client waiting", io.ErrUnexpectedEOF, false, false, http.StatusBadRequest},
+		{"HTTP/3 stream ends short, client gone", io.ErrUnexpectedEOF, true, false, StatusClientClosedRequest},
+		{"stalled body", os.ErrDeadlineExceeded, false, false, http.StatusRequestTimeout},
+		{"body too large", &http.MaxBytesError{Limit: 1}, false, true, http.StatusRequestEntityTooLarge},
+		{"HTTP/2 stream reset by the client", errors.New("client disconnected"), true, false, StatusClientClosedRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got, why := clientStatus(tt.err, tt.clientGone, tt.http1); got != tt.want {
+				t.Errorf("clientStatus(%v, gone %v, http1 %v) = %d (%s), want %d", tt.err, tt.clientGone, tt.http1, got, why, tt.want)
 			}
 		})
 	}

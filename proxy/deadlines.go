@@ -175,7 +175,11 @@ func clientStatus(bodyErr error, clientGone, http1 bool) (int, string) {
 		return http.StatusRequestTimeout, "request body too slow"
 	case errors.As(bodyErr, &mbe):
 		return http.StatusRequestEntityTooLarge, "request body too large"
-	case errors.Is(bodyErr, io.ErrUnexpectedEOF), errors.Is(bodyErr, net.ErrClosed):
+	case errors.Is(bodyErr, io.ErrUnexpectedEOF) && (http1 || clientGone), errors.Is(bodyErr, net.ErrClosed):
+		// Over HTTP/1.x the connection ended mid-body. Over HTTP/3 an
+		// unexpected EOF with the request still alive is a client that
+		// ended its request stream (FIN) short of its Content-Length
+		// and waits for the answer: a malformed body, below.
 		return StatusClientClosedRequest, "client closed the request"
 	case clientGone && (!http1 || bodyErr == nil || errors.As(bodyErr, &ne)):
 		return StatusClientClosedRequest, "client closed the request"
