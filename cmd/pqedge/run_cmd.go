@@ -16,6 +16,7 @@ import (
 
 	"github.com/pqedge/pqedge/internal/config"
 	"github.com/pqedge/pqedge/internal/fleet"
+	"github.com/pqedge/pqedge/internal/heapfloor"
 	"github.com/pqedge/pqedge/internal/server"
 )
 
@@ -81,7 +82,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	// go-redis keeps its logger in a process-wide variable: set it once,
 	// before a fleet's store client exists.
 	fleet.SetClientLogger(log)
-	srv, err := server.New(cfg, server.Options{Logger: log})
+	// The heap floor starts at none and takes each committed config's
+	// limits.heap_floor (the first commit is inside New).
+	floor := heapfloor.Start(0)
+	defer floor.Stop()
+	srv, err := server.New(cfg, server.Options{Logger: log, HeapFloor: floor})
 	if err != nil {
 		return cliFail(stderr, withHint(fmt.Errorf("failed to start: %w", err), startHints(err, *file)...))
 	}

@@ -135,6 +135,10 @@ type Limits struct {
 	// check off, and h2guard's internal control-frame budget with it.
 	H2Resets      *int     `toml:"h2_resets"`
 	H2ResetWindow Duration `toml:"h2_reset_window"`
+	// HeapFloor is the heap size, e.g. "64MiB", below which Go's garbage
+	// collector does not start a collection (internal/heapfloor); "0",
+	// the default, leaves the collector to GOGC alone.
+	HeapFloor Size `toml:"heap_floor"`
 }
 
 // Listener kinds.

@@ -238,6 +238,43 @@ func TestHandshakeIdle(t *testing.T) {
 	}
 }
 
+// TestHeapFloor: limits.heap_floor defaults to none, takes a size from
+// Go's own 4 MiB minimum goal up, and refuses a smaller one, or a number
+// without its unit's meaning, at its FILE:LINE.
+func TestHeapFloor(t *testing.T) {
+	const base = "[[listener]]\nname = \"https\"\naddress = \"127.0.0.1:8443\"\n" +
+		"[[site]]\nname = \"a\"\nserver_names = [\"a.example\"]\n[[site.route]]\npath = \"/\"\nhandler = \"inspect\"\n"
+	for _, tt := range []struct {
+		name, toml string
+		want       int64
+		wantErr    string
+	}{
+		{"default: none", "", 0, ""},
+		{"none", "[limits]\nheap_floor = \"0\"\n", 0, ""},
+		{"set", "[limits]\nheap_floor = \"64MiB\"\n", 64 << 20, ""},
+		{"the minimum", "[limits]\nheap_floor = \"4MiB\"\n", 4 << 20, ""},
+		{"below it", "[limits]\nheap_floor = \"4000KiB\"\n", 0, `pqedge.toml:11: limits.heap_floor: heap_floor "4000KiB" is out of range`},
+		{"beyond 64GiB", "[limits]\nheap_floor = \"65GiB\"\n", 0, `pqedge.toml:11: limits.heap_floor: heap_floor "65GiB" is out of range`},
+		{"no size", "[limits]\nheap_floor = \"lots\"\n", 0, `pqedge.toml:11: limits.heap_floor: invalid size "lots"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("/etc/pqedge/pqedge.toml", []byte(base+tt.toml))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Limits.HeapFloor.Value(); got != tt.want {
+				t.Errorf("heap_floor = %d bytes, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
 // TestEffectiveConfig checks that Parse fills in every default from the one
 // table in defaults.go, so nothing downstream picks its own.
 func TestEffectiveConfig(t *testing.T) {

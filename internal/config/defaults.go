@@ -104,6 +104,12 @@ const (
 	// DefaultRequestBodyMinRate is the slowest average body rate, in bytes
 	// per second, once timeouts.request_body has passed.
 	DefaultRequestBodyMinRate int64 = proxy.DefaultRequestBodyMinRate
+	// DefaultHeapFloor is none: the collector follows GOGC alone. A floor
+	// trades memory for fewer collections of a small heap that allocates
+	// fast, as under a handshake flood (internal/heapfloor); its effect on
+	// latency there was within the noise (docs/BENCHMARKS.md set M), so it
+	// is the operator's choice.
+	DefaultHeapFloor Size = "0"
 )
 
 // Other defaults.
@@ -341,5 +347,8 @@ func (l *Limits) applyDefaults() {
 	}
 	if l.H2ResetWindow == "" {
 		l.H2ResetWindow = Duration(DefaultH2ResetWindow.String())
+	}
+	if l.HeapFloor == "" {
+		l.HeapFloor = DefaultHeapFloor
 	}
 }

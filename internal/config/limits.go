@@ -13,6 +13,13 @@ const (
 	maxHeaderLimit = 16 << 20
 )
 
+// Bounds of limits.heap_floor: Go's own minimum heap goal is 4 MiB, so a
+// smaller floor does nothing; beyond 64 GiB it is a typo.
+const (
+	minHeapFloor = 4 << 20
+	maxHeapFloor = 64 << 30
+)
+
 // Or returns *p, or def when the key was absent.
 func Or[T any](p *T, def T) T {
 	if p == nil {
@@ -38,6 +45,15 @@ func (v *validator) checkLimits() {
 			v.addf(s.key, "write a byte count with an optional unit, like \"64KiB\" or \"1MiB\"", "%v", err)
 		case n < minHeaderLimit || n > maxHeaderLimit:
 			v.addf(s.key, "use a size from 1KiB to 16MiB", "%s %q is out of range", s.key[len("limits."):], string(s.val))
+		}
+	}
+	if l.HeapFloor != "" {
+		n, err := ParseSize(string(l.HeapFloor))
+		switch {
+		case err != nil:
+			v.addf("limits.heap_floor", "write a byte count with a unit, like \"64MiB\", or \"0\" for none", "%v", err)
+		case n != 0 && (n < minHeapFloor || n > maxHeapFloor):
+			v.addf("limits.heap_floor", "use 0 (none) or a size from 4MiB to 64GiB", "heap_floor %q is out of range", string(l.HeapFloor))
 		}
 	}
 	if l.RequestBodyMinRate != nil && *l.RequestBodyMinRate < 0 {

@@ -75,6 +75,7 @@ type Limits struct {
 	HandshakesPerClient  int   // handshake slots and queue places per client address
 	H2Resets             int   // cheap-to-send frames per H2ResetWindow; 0: no check
 	H2ResetWindow        time.Duration
+	HeapFloor            int64 // bytes; 0: GOGC alone (internal/heapfloor)
 }
 
 // Site is one [[site]].
@@ -243,7 +244,7 @@ func Build(cfg *config.Config) (*Plan, error) {
 		RequestHeader: int(lim.RequestHeader.Value()), ResponseHeader: lim.ResponseHeader.Value(),
 		RequestBodyMinRate: *lim.RequestBodyMinRate, Handshakes: *lim.Handshakes, HandshakeQueue: *lim.HandshakeQueue,
 		Connections: *lim.Connections, ConnectionsPerClient: *lim.ConnectionsPerClient, HandshakesPerClient: *lim.HandshakesPerClient,
-		H2Resets: *lim.H2Resets, H2ResetWindow: lim.H2ResetWindow.Value(),
+		H2Resets: *lim.H2Resets, H2ResetWindow: lim.H2ResetWindow.Value(), HeapFloor: lim.HeapFloor.Value(),
 	}
 	for _, pc := range cfg.Pool {
 		p.addPool(pc)

@@ -19,6 +19,7 @@ import (
 	"github.com/pqedge/pqedge/internal/config"
 	"github.com/pqedge/pqedge/internal/connlimit"
 	"github.com/pqedge/pqedge/internal/fleet"
+	"github.com/pqedge/pqedge/internal/heapfloor"
 	"github.com/pqedge/pqedge/internal/pages"
 	"github.com/pqedge/pqedge/internal/tickets"
 	"github.com/pqedge/pqedge/proxy"
@@ -62,6 +63,11 @@ type Options struct {
 	// ACMERenewCheck is how often ACME certificates are checked for
 	// renewal; default certmagic's (10 minutes).
 	ACMERenewCheck time.Duration
+	// HeapFloor, if set, is given each committed config's
+	// limits.heap_floor. The collector's percentage is the process's, so
+	// only the process's one server (pqedge run) passes it; tests leave
+	// it nil.
+	HeapFloor *heapfloor.Keeper
 
 	// onQUICHandOff, if set, is called with each QUIC connection about to
 	// be handed to the HTTP/3 server: tests follow its life.

@@ -143,6 +143,9 @@ func (t *txn) commit() error {
 	t.acme = nil
 	s.certs.commit(t.certs, s.now())
 	s.limiter.SetOptions(limiterOptions(t.plan.Limits, t.plan.Timeouts))
+	if s.opts.HeapFloor != nil {
+		s.opts.HeapFloor.Set(uint64(t.plan.Limits.HeapFloor))
+	}
 	var oldAdmin *adminListener
 	if t.adminMoved {
 		oldAdmin, s.admin = s.admin, t.admin
