@@ -202,23 +202,35 @@ func TestDisplayKey(t *testing.T) {
 	}
 }
 
-// TestHandshakeIdle: timeouts.handshake_idle defaults to 2s, takes a
-// duration of TCP's minimum retransmission timeout or more, and refuses a
-// shorter one with its FILE:LINE and key (testdata/bad/handshake_idle.toml
-// has the message).
-func TestHandshakeIdle(t *testing.T) {
+// TestOneKey checks keys whose value has a range of its own, each with
+// its default, edge values and refusals at FILE:LINE:
+//   - timeouts.handshake_idle defaults to 2s and takes TCP's minimum
+//     retransmission timeout or more (testdata/bad/handshake_idle.toml);
+//   - limits.heap_floor defaults to none and takes a size from Go's own
+//     4 MiB minimum heap goal up to 64 GiB (testdata/bad/heap_floor.toml).
+func TestOneKey(t *testing.T) {
 	const base = "[[listener]]\nname = \"https\"\naddress = \"127.0.0.1:8443\"\n" +
 		"[[site]]\nname = \"a\"\nserver_names = [\"a.example\"]\n[[site.route]]\npath = \"/\"\nhandler = \"inspect\"\n"
+	idle := func(c *Config) any { return c.Timeouts.HandshakeIdle.Value() }
+	floor := func(c *Config) any { return c.Limits.HeapFloor.Value() }
 	for _, tt := range []struct {
 		name, toml string
-		want       time.Duration
+		get        func(*Config) any
+		want       any
 		wantErr    string
 	}{
-		{"default", "", 2 * time.Second, ""},
-		{"set", "[timeouts]\nhandshake_idle = \"5s\"\n", 5 * time.Second, ""},
-		{"the minimum", "[timeouts]\nhandshake_idle = \"200ms\"\n", 200 * time.Millisecond, ""},
-		{"below it", "[timeouts]\nhandshake_idle = \"199ms\"\n", 0, "pqedge.toml:11: timeouts.handshake_idle: handshake_idle (199ms) is shorter than"},
-		{"not a duration", "[timeouts]\nhandshake_idle = \"2\"\n", 0, "pqedge.toml:11: timeouts.handshake_idle: invalid duration \"2\""},
+		{"handshake_idle default", "", idle, 2 * time.Second, ""},
+		{"handshake_idle set", "[timeouts]\nhandshake_idle = \"5s\"\n", idle, 5 * time.Second, ""},
+		{"handshake_idle at the minimum", "[timeouts]\nhandshake_idle = \"200ms\"\n", idle, 200 * time.Millisecond, ""},
+		{"handshake_idle below it", "[timeouts]\nhandshake_idle = \"199ms\"\n", idle, nil, "pqedge.toml:11: timeouts.handshake_idle: handshake_idle (199ms) is shorter than"},
+		{"handshake_idle not a duration", "[timeouts]\nhandshake_idle = \"2\"\n", idle, nil, "pqedge.toml:11: timeouts.handshake_idle: invalid duration \"2\""},
+		{"heap_floor default: none", "", floor, int64(0), ""},
+		{"heap_floor none", "[limits]\nheap_floor = \"0\"\n", floor, int64(0), ""},
+		{"heap_floor set", "[limits]\nheap_floor = \"64MiB\"\n", floor, int64(64 << 20), ""},
+		{"heap_floor at the minimum", "[limits]\nheap_floor = \"4MiB\"\n", floor, int64(4 << 20), ""},
+		{"heap_floor below it", "[limits]\nheap_floor = \"4000KiB\"\n", floor, nil, `pqedge.toml:11: limits.heap_floor: heap_floor "4000KiB" is out of range`},
+		{"heap_floor beyond 64GiB", "[limits]\nheap_floor = \"65GiB\"\n", floor, nil, `pqedge.toml:11: limits.heap_floor: heap_floor "65GiB" is out of range`},
+		{"heap_floor no size", "[limits]\nheap_floor = \"lots\"\n", floor, nil, `pqedge.toml:11: limits.heap_floor: invalid size "lots"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, err := Parse("/etc/pqedge/pqedge.toml", []byte(base+tt.toml))
@@ -231,45 +243,8 @@ func TestHandshakeIdle(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := cfg.Timeouts.HandshakeIdle.Value(); got != tt.want {
-				t.Errorf("handshake_idle = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
-// TestHeapFloor: limits.heap_floor defaults to none, takes a size from
-// Go's own 4 MiB minimum goal up, and refuses a smaller one, or a number
-// without its unit's meaning, at its FILE:LINE.
-func TestHeapFloor(t *testing.T) {
-	const base = "[[listener]]\nname = \"https\"\naddress = \"127.0.0.1:8443\"\n" +
-		"[[site]]\nname = \"a\"\nserver_names = [\"a.example\"]\n[[site.route]]\npath = \"/\"\nhandler = \"inspect\"\n"
-	for _, tt := range []struct {
-		name, toml string
-		want       int64
-		wantErr    string
-	}{
-		{"default: none", "", 0, ""},
-		{"none", "[limits]\nheap_floor = \"0\"\n", 0, ""},
-		{"set", "[limits]\nheap_floor = \"64MiB\"\n", 64 << 20, ""},
-		{"the minimum", "[limits]\nheap_floor = \"4MiB\"\n", 4 << 20, ""},
-		{"below it", "[limits]\nheap_floor = \"4000KiB\"\n", 0, `pqedge.toml:11: limits.heap_floor: heap_floor "4000KiB" is out of range`},
-		{"beyond 64GiB", "[limits]\nheap_floor = \"65GiB\"\n", 0, `pqedge.toml:11: limits.heap_floor: heap_floor "65GiB" is out of range`},
-		{"no size", "[limits]\nheap_floor = \"lots\"\n", 0, `pqedge.toml:11: limits.heap_floor: invalid size "lots"`},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := Parse("/etc/pqedge/pqedge.toml", []byte(base+tt.toml))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := cfg.Limits.HeapFloor.Value(); got != tt.want {
-				t.Errorf("heap_floor = %d bytes, want %d", got, tt.want)
+			if got := tt.get(cfg); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})
 	}
