@@ -41,6 +41,11 @@ type clientBody struct {
 	closed  bool
 	armed   bool // a read deadline is set on the client's connection
 	reading bool // a read of a stream is under way (stalled may end it)
+	// due: the deadline of the stream's read under way. A timer that
+	// fired for the read before can run stalled after this read began
+	// (Stop cannot recall a callback already started); it finds due
+	// ahead and leaves this read alone.
+	due time.Time
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
@@ -92,6 +97,7 @@ func (b *clientBody) armDeadlineLocked() {
 	}
 	if b.stream {
 		b.reading = true
+		b.due = dl
 		if b.watch == nil {
 			b.watch = time.AfterFunc(time.Until(dl), b.stalled)
 		} else {
@@ -107,11 +113,12 @@ func (b *clientBody) armDeadlineLocked() {
 // stalled runs on the watch timer's goroutine when a read of a stream has
 // waited until its deadline: a deadline in the past ends the body at once
 // and fails the read with os.ErrDeadlineExceeded. A late run, after the
-// read returned, finds reading false and does nothing.
+// read returned, finds reading false, or the next read's deadline ahead,
+// and does nothing.
 func (b *clientBody) stalled() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.reading && !b.closed {
+	if b.reading && !b.closed && !time.Now().Before(b.due) {
 		b.ctl.SetReadDeadline(time.Unix(1, 0))
 	}
 }
@@ -260,12 +267,18 @@ type streamWatch struct {
 	// writing: a write or flush is under way, so the handler, and its
 	// stream, are still there for stalled to reset.
 	writing bool
+	// due: when the write under way has waited the whole timeout. The
+	// timer of the write before may run stalled after this write began
+	// (Stop cannot recall a callback already started); it finds due
+	// ahead and leaves this write alone.
+	due time.Time
 }
 
 // begin starts the watch over one write or flush.
 func (w *writeDeadline) begin() {
 	w.watch.mu.Lock()
 	w.watch.writing = true
+	w.watch.due = time.Now().Add(w.timeout)
 	w.watch.mu.Unlock()
 	if w.watch.timer == nil {
 		w.watch.timer = time.AfterFunc(w.timeout, w.stalled)
@@ -275,7 +288,8 @@ func (w *writeDeadline) begin() {
 }
 
 // end stops the watch once the write or flush returned; a stalled that
-// runs late finds writing false and leaves the stream alone.
+// runs late finds writing false, or the next write's due ahead, and
+// leaves the stream alone.
 func (w *writeDeadline) end() {
 	w.watch.timer.Stop()
 	w.watch.mu.Lock()
@@ -288,7 +302,7 @@ func (w *writeDeadline) end() {
 func (w *writeDeadline) stalled() {
 	w.watch.mu.Lock()
 	defer w.watch.mu.Unlock()
-	if w.watch.writing {
+	if w.watch.writing && !time.Now().Before(w.watch.due) {
 		w.ctl.SetWriteDeadline(time.Unix(1, 0))
 	}
 }

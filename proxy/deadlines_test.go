@@ -1,6 +1,10 @@
 package proxy
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 )
@@ -39,5 +43,101 @@ func TestIdleDeadline(t *testing.T) {
 		if left := d.until.Sub(now); left < timeout-timeout/slackDivisor || left > timeout {
 			t.Fatalf("at +%v: %v left for the next I/O, want %v to %v", step.at, left, timeout-timeout/slackDivisor, timeout)
 		}
+	}
+}
+
+// streamDeadlines is an HTTP/2 response writer as http.ResponseController
+// sees it, recording the stream deadlines set on it instead of resetting
+// the stream.
+type streamDeadlines struct {
+	http.ResponseWriter
+	mu          sync.Mutex
+	read, write []time.Time
+}
+
+func (s *streamDeadlines) SetReadDeadline(t time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.read = append(s.read, t)
+	return nil
+}
+
+func (s *streamDeadlines) SetWriteDeadline(t time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.write = append(s.write, t)
+	return nil
+}
+
+func (s *streamDeadlines) set() (read, write []time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.read, s.write
+}
+
+// hookReader returns one byte per Read, running during(i) inside read i.
+type hookReader struct {
+	i      int
+	during func(i int)
+}
+
+func (h *hookReader) Read(p []byte) (int, error) {
+	h.i++
+	h.during(h.i)
+	p[0] = 'x'
+	return 1, nil
+}
+
+// TestStreamWatchEndsOnlyAStalledIO: over HTTP/2 the response write and
+// request body timeouts reset a stream only when one write or read has
+// waited the whole timeout. The timer of the I/O before, whose callback
+// started just as that I/O returned (Stop cannot recall it), runs during
+// the next one and must leave it alone: it reset a stream whose writes
+// and reads all completed in time.
+func TestStreamWatchEndsOnlyAStalledIO(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		timeout time.Duration
+		// second runs inside the second write or read: the first's
+		// timer running late, or the second one blocking.
+		second    func(late func())
+		wantReset bool
+	}{
+		{"the first timer, run late", time.Hour, func(late func()) { late() }, false},
+		{"a stalled second", 20 * time.Millisecond, func(func()) { time.Sleep(200 * time.Millisecond) }, true},
+	} {
+		t.Run("write/"+tt.name, func(t *testing.T) {
+			rec := &streamDeadlines{ResponseWriter: httptest.NewRecorder()}
+			w := &writeDeadline{ResponseWriter: rec, ctl: http.NewResponseController(rec), timeout: tt.timeout, stream: true}
+			for i := 1; i <= 2; i++ {
+				w.begin()
+				if i == 2 {
+					tt.second(w.stalled)
+				}
+				w.end()
+			}
+			_, write := rec.set()
+			if got := len(write) == 1 && write[0].Before(time.Now()); got != tt.wantReset || len(write) > 1 {
+				t.Errorf("stream write deadlines set %v; want a reset %v", write, tt.wantReset)
+			}
+		})
+		t.Run("read/"+tt.name, func(t *testing.T) {
+			rec := &streamDeadlines{ResponseWriter: httptest.NewRecorder()}
+			b := &clientBody{ctl: http.NewResponseController(rec), stall: tt.timeout, start: time.Now(), stream: true}
+			b.body = io.NopCloser(&hookReader{during: func(i int) {
+				if i == 2 {
+					tt.second(b.stalled)
+				}
+			}})
+			for range 2 {
+				if _, err := b.Read(make([]byte, 1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			read, _ := rec.set()
+			if got := len(read) == 1 && read[0].Before(time.Now()); got != tt.wantReset || len(read) > 1 {
+				t.Errorf("stream read deadlines set %v; want a reset %v", read, tt.wantReset)
+			}
+		})
 	}
 }
