@@ -265,20 +265,41 @@ func TestRequestBodyMinRateHTTP1(t *testing.T) {
 	}
 }
 
-// TestResponseWriteTimeout: a client that asks for an endless response
-// and stops reading. The proxy's write to it times out, the proxy drops
-// the upstream response, and the upstream sees its connection end.
-func TestResponseWriteTimeout(t *testing.T) {
-	upstreamDone := make(chan error, 1)
-	up := httpUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// endlessBodyUpstream starts an upstream whose every response body is
+// endless, 64 KiB a write; done receives the error that ended the first
+// response to fail.
+func endlessBodyUpstream(t *testing.T) (addr string, done <-chan error) {
+	ended := make(chan error, 1)
+	addr = httpUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		chunk := make([]byte, 64<<10)
 		for {
 			if _, err := w.Write(chunk); err != nil {
-				upstreamDone <- err
+				select {
+				case ended <- err:
+				default:
+				}
 				return
 			}
 		}
 	}))
+	return addr, ended
+}
+
+// bothFronts serve a handler over HTTP/1.1 and over HTTP/2, each with a
+// client for it.
+var bothFronts = []struct {
+	name  string
+	front func(t *testing.T, h http.Handler) (url string, c *http.Client)
+}{
+	{"HTTP/1.1", func(t *testing.T, h http.Handler) (string, *http.Client) { return proxyServer(t, h), testClient() }},
+	{"HTTP/2", h2Front},
+}
+
+// TestResponseWriteTimeout: a client that asks for an endless response
+// and stops reading. The proxy's write to it times out, the proxy drops
+// the upstream response, and the upstream sees its connection end.
+func TestResponseWriteTimeout(t *testing.T) {
+	up, upstreamDone := endlessBodyUpstream(t)
 	pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}})
 	url := proxyServer(t, NewHTTPProxy(pool, HTTPOptions{ResponseWriteTimeout: 200 * time.Millisecond, Logger: quietLogger}))
 	c, err := net.Dial("tcp", hostOf(url))
@@ -447,16 +468,7 @@ func TestHTTP2BodyFaultKeepsConnection(t *testing.T) {
 // (its stream's flow-control window runs out) still ends the upstream
 // response.
 func TestResponseWriteTimeoutHTTP2(t *testing.T) {
-	upstreamDone := make(chan error, 1)
-	up := httpUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		chunk := make([]byte, 64<<10)
-		for {
-			if _, err := w.Write(chunk); err != nil {
-				upstreamDone <- err
-				return
-			}
-		}
-	}))
+	up, upstreamDone := endlessBodyUpstream(t)
 	pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}})
 	url, c := h2Front(t, NewHTTPProxy(pool, HTTPOptions{ResponseWriteTimeout: 200 * time.Millisecond, Logger: quietLogger}))
 	resp, err := c.Get(url + "/endless")
@@ -488,13 +500,7 @@ func TestResponsePauseIsNotAStalledClient(t *testing.T) {
 		time.Sleep(5 * timeout)
 		io.WriteString(w, "second")
 	}))
-	for _, tt := range []struct {
-		name  string
-		front func(t *testing.T, h http.Handler) (string, *http.Client)
-	}{
-		{"HTTP/1.1", func(t *testing.T, h http.Handler) (string, *http.Client) { return proxyServer(t, h), testClient() }},
-		{"HTTP/2", h2Front},
-	} {
+	for _, tt := range bothFronts {
 		t.Run(tt.name, func(t *testing.T) {
 			pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}})
 			for _, flush := range []time.Duration{0, -1} {
@@ -530,13 +536,7 @@ func TestUpstreamReadPauseIsNotAStalledBody(t *testing.T) {
 		}
 		fmt.Fprint(w, n)
 	}))
-	for _, tt := range []struct {
-		name  string
-		front func(t *testing.T, h http.Handler) (string, *http.Client)
-	}{
-		{"HTTP/1.1", func(t *testing.T, h http.Handler) (string, *http.Client) { return proxyServer(t, h), testClient() }},
-		{"HTTP/2", h2Front},
-	} {
+	for _, tt := range bothFronts {
 		t.Run(tt.name, func(t *testing.T) {
 			pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}})
 			url, c := tt.front(t, NewHTTPProxy(pool, HTTPOptions{RequestBodyTimeout: stall, RequestBodyMinRate: -1, Logger: quietLogger}))

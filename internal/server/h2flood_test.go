@@ -199,14 +199,7 @@ func TestHTTP2FloodsThroughTheServer(t *testing.T) {
 func TestHTTP2HeavyClientNotClosed(t *testing.T) {
 	up := newCountingUpstream(t)
 	ts := startServer(t, floodConfig(up.addr))
-	c, err := tls.Dial("tcp", ts.addr("https"), &tls.Config{RootCAs: ts.roots(), ServerName: "localhost", NextProtos: []string{"h2"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	io.WriteString(c, http2.ClientPreface)
-	fr := http2.NewFramer(c, c)
+	_, fr := dialH2(t, ts, 60*time.Second)
 	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 16 << 10})
 	fr.WriteWindowUpdate(0, 1<<20)
 
@@ -332,14 +325,7 @@ func TestHTTP2GoClientLargeDownload(t *testing.T) {
 func TestHTTP2ChecksOff(t *testing.T) {
 	up := newCountingUpstream(t)
 	ts := startServer(t, strings.Replace(floodConfig(up.addr), "[[site]]", "[limits]\nh2_resets = 0\n[[site]]", 1))
-	c, err := tls.Dial("tcp", ts.addr("https"), &tls.Config{RootCAs: ts.roots(), ServerName: "localhost", NextProtos: []string{"h2"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	io.WriteString(c, http2.ClientPreface)
-	fr := http2.NewFramer(c, c)
+	_, fr := dialH2(t, ts, 30*time.Second)
 	fr.WriteSettings()
 	go func() {
 		for i := range 3000 {
@@ -409,20 +395,29 @@ func TestHTTP2RefusedRequestFlood(t *testing.T) {
 	}
 }
 
+// dialH2 opens an HTTP/2 connection to ts's https listener, closed when
+// the test ends, with its client preface sent and every read and write
+// due within timeout; the caller sends its SETTINGS.
+func dialH2(t *testing.T, ts *testServer, timeout time.Duration) (*tls.Conn, *http2.Framer) {
+	t.Helper()
+	c, err := tls.Dial("tcp", ts.addr("https"), &tls.Config{RootCAs: ts.roots(), ServerName: "localhost", NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(timeout))
+	io.WriteString(c, http2.ClientPreface)
+	return c, http2.NewFramer(c, c)
+}
+
 // paceRequests sends n requests with header block block on one HTTP/2
 // connection, at most 100 in flight, reading every response, which must
 // have status want; it returns how many were answered and the error that
 // ended the connection, or nil if all were.
 func paceRequests(t *testing.T, ts *testServer, block []byte, want string, n int) (int, error) {
 	t.Helper()
-	c, err := tls.Dial("tcp", ts.addr("https"), &tls.Config{RootCAs: ts.roots(), ServerName: "localhost", NextProtos: []string{"h2"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	io.WriteString(c, http2.ClientPreface)
-	fr := http2.NewFramer(c, c)
+	c, fr := dialH2(t, ts, 60*time.Second)
+	defer c.Close() // callers pace several connections in turn
 	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	fr.WriteSettings()
 	nextID, inFlight, answered := uint32(1), 0, 0
