@@ -22,7 +22,6 @@ type clientBody struct {
 	ctl     *http.ResponseController
 	stall   time.Duration // no byte for this long fails the read
 	minRate int64         // bytes per second after the first stall period; 0: none
-	start   time.Time
 
 	// stream: the body is an HTTP/2 stream's. net/http's read deadline
 	// on a stream is a timer that, when it fires, ends the body whether
@@ -34,9 +33,13 @@ type clientBody struct {
 	stream bool
 	watch  *time.Timer // runs stalled; nil until the first read of a stream
 
-	mu      sync.Mutex // guards the fields below
-	n       int64      // bytes read
-	err     error      // first read error other than io.EOF, before Close
+	mu sync.Mutex // guards the fields below
+	n  int64      // bytes read
+	// waited is the time reads have spent waiting on the client: the
+	// minimum rate's clock. Time the upstream took before asking for
+	// more (its own pauses, a late first read) is not the client's.
+	waited  time.Duration
+	err     error // first read error other than io.EOF, before Close
 	eof     bool
 	closed  bool
 	armed   bool // a read deadline is set on the client's connection
@@ -57,7 +60,9 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	b.armDeadlineLocked()
 	b.mu.Unlock()
 
+	began := time.Now()
 	n, err := b.body.Read(p)
+	took := time.Since(began)
 
 	if b.stream && b.watch != nil {
 		b.watch.Stop()
@@ -66,6 +71,7 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	defer b.mu.Unlock()
 	b.reading = false
 	b.n += int64(n)
+	b.waited += took
 	switch {
 	case err == io.EOF:
 		b.eof = true
@@ -83,15 +89,20 @@ func (b *clientBody) Read(p []byte) (int, error) {
 
 // armDeadlineLocked sets the read deadline for the next read: the stall
 // timeout from now, or sooner if the body is behind the minimum rate
-// (Apache's mod_reqtimeout MinRate, counted from the request's start).
+// (Apache's mod_reqtimeout MinRate). The rate is counted over the time
+// reads waited on the client (waited), not from the request's start: an
+// upstream that began to read the body late, or paused, made pqedge
+// wait, not the client, and counting that time answered a client that
+// sent at full speed 408.
 func (b *clientBody) armDeadlineLocked() {
 	if b.ctl == nil || b.stall <= 0 {
 		return
 	}
-	dl := time.Now().Add(b.stall)
+	now := time.Now()
+	dl := now.Add(b.stall)
 	if b.minRate > 0 {
 		credit := time.Duration(float64(b.n) / float64(b.minRate) * float64(time.Second))
-		if byRate := b.start.Add(b.stall + credit); byRate.Before(dl) {
+		if byRate := now.Add(b.stall + credit - b.waited); byRate.Before(dl) {
 			dl = byRate
 		}
 	}

@@ -123,7 +123,7 @@ func TestStreamWatchEndsOnlyAStalledIO(t *testing.T) {
 		})
 		t.Run("read/"+tt.name, func(t *testing.T) {
 			rec := &streamDeadlines{ResponseWriter: httptest.NewRecorder()}
-			b := &clientBody{ctl: http.NewResponseController(rec), stall: tt.timeout, start: time.Now(), stream: true}
+			b := &clientBody{ctl: http.NewResponseController(rec), stall: tt.timeout, stream: true}
 			b.body = io.NopCloser(&hookReader{during: func(i int) {
 				if i == 2 {
 					tt.second(b.stalled)
@@ -137,6 +137,67 @@ func TestStreamWatchEndsOnlyAStalledIO(t *testing.T) {
 			read, _ := rec.set()
 			if got := len(read) == 1 && read[0].Before(time.Now()); got != tt.wantReset || len(read) > 1 {
 				t.Errorf("stream read deadlines set %v; want a reset %v", read, tt.wantReset)
+			}
+		})
+	}
+}
+
+// bodyDeadlines records the read deadlines an HTTP/1.1 body sets on its
+// connection.
+type bodyDeadlines struct {
+	http.ResponseWriter
+	mu   sync.Mutex
+	read []time.Time
+}
+
+func (d *bodyDeadlines) SetReadDeadline(t time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.read = append(d.read, t)
+	return nil
+}
+
+// TestMinRateCountsOnlyTheClientsTime: the minimum body rate is counted
+// over the time reads waited on the client. An upstream that began to
+// read the body late (here: the first read two stall periods after the
+// request, with nothing read yet) left the client no time at all: its
+// first read got a deadline in the past and the client, who had sent at
+// full speed, a 408. A client that really trickles is still held to the
+// rate: after waiting ~100 ms for 5 bytes at 1,000 B/s required, the next
+// read gets the few milliseconds left, not the whole stall timeout.
+func TestMinRateCountsOnlyTheClientsTime(t *testing.T) {
+	const stall = 100 * time.Millisecond
+	for _, tt := range []struct {
+		name     string
+		pause    time.Duration // inside each of the first reads: the client's pace
+		reads    int           // reads before the one whose deadline is checked
+		lateBy   time.Duration // the upstream's delay before the first read
+		earliest time.Duration // the checked deadline is at least this after its read
+		latest   time.Duration // and at most this
+	}{
+		{"late first read, nothing waited", 0, 0, 2 * stall, stall - 20*time.Millisecond, stall + 20*time.Millisecond},
+		{"a client trickling below the rate", 20 * time.Millisecond, 5, 0, -time.Hour, stall / 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &bodyDeadlines{ResponseWriter: httptest.NewRecorder()}
+			b := &clientBody{ctl: http.NewResponseController(rec), stall: stall, minRate: 1000}
+			b.body = io.NopCloser(&hookReader{during: func(int) { time.Sleep(tt.pause) }})
+			time.Sleep(tt.lateBy)
+			for range tt.reads {
+				if _, err := b.Read(make([]byte, 1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tt.pause = 0
+			before := time.Now()
+			if _, err := b.Read(make([]byte, 1)); err != nil {
+				t.Fatal(err)
+			}
+			rec.mu.Lock()
+			dl := rec.read[len(rec.read)-1]
+			rec.mu.Unlock()
+			if d := dl.Sub(before); d < tt.earliest || d > tt.latest {
+				t.Errorf("read %d's deadline %v after it began, want %v to %v", tt.reads+1, d, tt.earliest, tt.latest)
 			}
 		})
 	}

@@ -160,10 +160,11 @@ type HTTPOptions struct {
 	// DefaultRequestBodyTimeout.
 	RequestBodyTimeout time.Duration
 	// RequestBodyMinRate is the slowest average rate, in bytes per second,
-	// a body may arrive at once RequestBodyTimeout has passed since the
-	// request started: a body trickled a byte at a time just inside the
-	// stall timeout fails too. Default DefaultRequestBodyMinRate; negative
-	// turns the floor off.
+	// a body may arrive at once reads of it have waited RequestBodyTimeout
+	// on the client in all: a body trickled a byte at a time just inside
+	// the stall timeout fails too. Only time spent waiting on the client
+	// counts, not the upstream's before or between its reads. Default
+	// DefaultRequestBodyMinRate; negative turns the floor off.
 	RequestBodyMinRate int64
 	// ResponseWriteTimeout bounds each write of the response to the client
 	// (and each write to a WebSocket client), so a client that stops
@@ -414,7 +415,7 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A request without a body (ContentLength 0: an HTTP/2 GET's Body is
 	// not http.NoBody) is sent without one (ReverseProxy drops it).
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		st.bodyBuf = clientBody{body: r.Body, ctl: &st.ctl, stall: p.opts.RequestBodyTimeout, minRate: p.opts.RequestBodyMinRate, start: time.Now(), stream: r.ProtoMajor == 2}
+		st.bodyBuf = clientBody{body: r.Body, ctl: &st.ctl, stall: p.opts.RequestBodyTimeout, minRate: p.opts.RequestBodyMinRate, stream: r.ProtoMajor == 2}
 		st.body = &st.bodyBuf
 		defer st.body.finish()
 		out.Body = st.body
