@@ -80,14 +80,21 @@ func Start(floor uint64) *Keeper {
 		{Name: "/gc/gogc:percent"}, {Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"},
 	}}
 	metrics.Read(k.samples[:1])
-	k.base = int(k.samples[0].Value.Uint64())
-	if k.samples[0].Value.Kind() != metrics.KindUint64 {
-		k.base = 100
-	}
+	k.base = gcPercentOf(k.samples[0].Value)
 	k.current = k.base
 	k.adjust()
 	go k.run()
 	return k
+}
+
+// gcPercentOf reads /gc/gogc:percent: the runtime reports GOGC=off (-1)
+// as the uint64 of -1. A runtime without the metric (KindBad) is taken to
+// run at Go's default, 100.
+func gcPercentOf(v metrics.Value) int {
+	if v.Kind() != metrics.KindUint64 {
+		return 100
+	}
+	return int(int64(v.Uint64()))
 }
 
 // Set changes the floor (bytes; 0: none, the base percentage again); it

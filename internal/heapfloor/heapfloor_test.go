@@ -47,7 +47,21 @@ func TestPercentFor(t *testing.T) {
 func gogc() int {
 	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
 	metrics.Read(s)
-	return int(s[0].Value.Uint64())
+	return gcPercentOf(s[0].Value)
+}
+
+// TestGCPercentOf: a metric this runtime lacks reads as Go's default
+// rather than panicking (Value.Uint64 panics on another kind), and
+// GOGC=off as -1, not 2^64-1.
+func TestGCPercentOf(t *testing.T) {
+	if got := gcPercentOf(metrics.Value{}); got != 100 {
+		t.Errorf("gcPercentOf(a missing metric) = %d, want 100", got)
+	}
+	base := debug.SetGCPercent(-1)
+	defer debug.SetGCPercent(base)
+	if got := gogc(); got != -1 {
+		t.Errorf("under GOGC=off the percentage reads %d, want -1", got)
+	}
 }
 
 // TestKeeperRaisesAndRestores runs the keeper on this test binary's own
