@@ -3,8 +3,6 @@ package h2guard
 import (
 	"crypto/tls"
 	"fmt"
-	"os"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -202,16 +200,9 @@ func (p *paced) downloadThenPings() error {
 //	PQEDGE_H2_TARGET=127.0.0.1:8443 PQEDGE_H2_PID=$(pidof pqedge) \
 //	  go test -count=1 -run TestMeasurePaced -v ./internal/h2guard
 func TestMeasurePaced(t *testing.T) {
-	target, pidText := os.Getenv("PQEDGE_H2_TARGET"), os.Getenv("PQEDGE_H2_PID")
-	if target == "" || pidText == "" {
-		t.Skip("a measurement: set PQEDGE_H2_TARGET and PQEDGE_H2_PID to run it")
-	}
-	pid, err := strconv.Atoi(pidText)
-	if err != nil {
-		t.Fatal(err)
-	}
+	target, pid := measureTarget(t)
 	for _, kind := range pacedKinds {
-		if only := os.Getenv("PQEDGE_H2_KIND"); only != "" && only != kind.name {
+		if !measureKind(kind.name) {
 			continue
 		}
 		time.Sleep(time.Second) // let the previous connection's garbage go

@@ -214,3 +214,25 @@ func (l tlsListener) Accept() (net.Conn, error) {
 		return tc, nil
 	}
 }
+
+// measureTarget is the running pqedge a TestMeasure* test measures, from
+// PQEDGE_H2_TARGET (its address) and PQEDGE_H2_PID; the test is skipped
+// when they are not set.
+func measureTarget(t *testing.T) (target string, pid int) {
+	target, pidText := os.Getenv("PQEDGE_H2_TARGET"), os.Getenv("PQEDGE_H2_PID")
+	if target == "" || pidText == "" {
+		t.Skip("a measurement: set PQEDGE_H2_TARGET and PQEDGE_H2_PID to run it")
+	}
+	pid, err := strconv.Atoi(pidText)
+	if err != nil {
+		t.Fatalf("PQEDGE_H2_PID %q: %v", pidText, err)
+	}
+	return target, pid
+}
+
+// measureKind says whether the kind named is measured: all of them, or
+// only the one PQEDGE_H2_KIND names.
+func measureKind(name string) bool {
+	only := os.Getenv("PQEDGE_H2_KIND")
+	return only == "" || only == name
+}
