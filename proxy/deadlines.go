@@ -57,12 +57,15 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		b.mu.Unlock()
 		return 0, http.ErrBodyReadAfterClose
 	}
-	b.armDeadlineLocked()
+	began := time.Now()
+	b.armDeadlineLocked(began)
 	b.mu.Unlock()
 
-	began := time.Now()
 	n, err := b.body.Read(p)
-	took := time.Since(began)
+	var took time.Duration
+	if b.minRate > 0 {
+		took = time.Since(began) // the one clock read the rate adds
+	}
 
 	if b.stream && b.watch != nil {
 		b.watch.Stop()
@@ -94,11 +97,10 @@ func (b *clientBody) Read(p []byte) (int, error) {
 // upstream that began to read the body late, or paused, made pqedge
 // wait, not the client, and counting that time answered a client that
 // sent at full speed 408.
-func (b *clientBody) armDeadlineLocked() {
+func (b *clientBody) armDeadlineLocked(now time.Time) {
 	if b.ctl == nil || b.stall <= 0 {
 		return
 	}
-	now := time.Now()
 	dl := now.Add(b.stall)
 	if b.minRate > 0 {
 		credit := time.Duration(float64(b.n) / float64(b.minRate) * float64(time.Second))
