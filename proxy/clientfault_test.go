@@ -571,6 +571,7 @@ func TestClientStatus(t *testing.T) {
 		{"stalled body", os.ErrDeadlineExceeded, false, false, http.StatusRequestTimeout},
 		{"body too large", &http.MaxBytesError{Limit: 1}, false, true, http.StatusRequestEntityTooLarge},
 		{"HTTP/2 stream reset by the client", errors.New("client disconnected"), true, false, StatusClientClosedRequest},
+		{"HTTP/2 stream past its content-length, reset", errBodyTooLong, true, false, http.StatusBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

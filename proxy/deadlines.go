@@ -32,6 +32,10 @@ type clientBody struct {
 	// set, already past, only when one read has waited until it (watch).
 	stream bool
 	watch  *time.Timer // runs stalled; nil until the first read of a stream
+	// declared is the Content-Length of an HTTP/2 or HTTP/3 request, whose
+	// end the read that completes it confirms (confirmEnd); 0: none to
+	// confirm (HTTP/1.x, whose framing is the length itself).
+	declared int64
 
 	mu sync.Mutex // guards the fields below
 	n  int64      // bytes read
@@ -59,9 +63,22 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	}
 	began := time.Now()
 	b.armDeadlineLocked(began)
+	before := b.n
 	b.mu.Unlock()
 
 	n, err := b.body.Read(p)
+	if b.declared > 0 && before+int64(n) >= b.declared && err != io.EOF {
+		if err == nil {
+			err = b.confirmEnd()
+		}
+		if err != io.EOF {
+			// Hold back the bytes that would complete the body: the
+			// upstream must not receive a whole request the client's
+			// stream then contradicts (quic-go returns them with its
+			// error).
+			n = 0
+		}
+	}
 	var took time.Duration
 	if b.minRate > 0 {
 		took = time.Since(began) // the one clock read the rate adds
@@ -88,6 +105,40 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		b.err = err
 	}
 	return n, err
+}
+
+// errBodyTooLong fails a request body that goes on past its
+// Content-Length.
+var errBodyTooLong = errors.New("request body longer than its Content-Length")
+
+// maxEmptyReads bounds the reads confirmEnd accepts that return neither a
+// byte nor an error (io.Reader allows them, discouraged).
+const maxEmptyReads = 16
+
+// confirmEnd reads past the last byte of a stream's body that its
+// Content-Length announced, and returns io.EOF if the stream ends there
+// (END_STREAM, FIN, or trailers). A request whose DATA does not add up to
+// its content-length is malformed (RFC 9113 Section 8.1.1, RFC 9114
+// Section 4.1.2) and an intermediary must not forward it; but the stream's
+// next frame arrives after the bytes that complete the length, which the
+// transport would already have written upstream as a whole request, and
+// an upstream that answered it was answered to the client too. So the
+// read that completes the length waits for the stream's end, under the
+// same deadline, and fails with errBodyTooLong (or the stream's error:
+// net/http and quic-go reset a stream whose DATA exceeds its
+// content-length) instead of completing the body.
+func (b *clientBody) confirmEnd() error {
+	var one [1]byte
+	for range maxEmptyReads {
+		k, err := b.body.Read(one[:])
+		switch {
+		case k > 0:
+			return errBodyTooLong
+		case err != nil:
+			return err
+		}
+	}
+	return io.ErrNoProgress
 }
 
 // armDeadlineLocked sets the read deadline for the next read: the stall
@@ -191,6 +242,8 @@ func clientStatus(bodyErr error, clientGone, http1 bool) (int, string) {
 		// waiting for an answer, and this one is its to read (a 499 on
 		// the wire helps nobody).
 		return http.StatusBadRequest, "malformed request body: " + refused.RefusedReason()
+	case errors.Is(bodyErr, errBodyTooLong):
+		return http.StatusBadRequest, errBodyTooLong.Error()
 	case errors.As(bodyErr, &ne) && ne.Timeout():
 		return http.StatusRequestTimeout, "request body too slow"
 	case errors.As(bodyErr, &mbe):

@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -223,5 +225,72 @@ func BenchmarkClientBodyRead(b *testing.B) {
 			b.Fatal(err)
 		}
 		rec.read = rec.read[:0]
+	}
+}
+
+// chunkReader returns its reads in turn, each a chunk and an error; past
+// the last it returns io.EOF.
+type chunkReader struct {
+	reads []chunkRead
+}
+
+type chunkRead struct {
+	data string
+	err  error
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.reads) == 0 {
+		return 0, io.EOF
+	}
+	next := r.reads[0]
+	n := copy(p, next.data)
+	if n < len(next.data) {
+		r.reads[0].data = next.data[n:]
+		return n, nil
+	}
+	r.reads = r.reads[1:]
+	return n, next.err
+}
+
+func (r *chunkReader) Close() error { return nil }
+
+// TestClientBodyConfirmsContentLength: the read that completes an HTTP/2
+// or HTTP/3 body's content-length returns its bytes only once the stream
+// is seen to end there; a stream that goes on (or fails) has them held
+// back, so the upstream never receives the whole length of a malformed
+// request (RFC 9113 section 8.1.1, RFC 9114 section 4.1.2).
+func TestClientBodyConfirmsContentLength(t *testing.T) {
+	tooMuch := errors.New("peer sent too much data")
+	tests := []struct {
+		name     string
+		declared int64
+		reads    []chunkRead
+		want     string // what the reads delivered
+		wantErr  error  // how they ended
+	}{
+		{"ends at the length", 5, []chunkRead{{"hel", nil}, {"lo", nil}}, "hello", io.EOF},
+		{"ends with the last bytes", 5, []chunkRead{{"hello", io.EOF}}, "hello", io.EOF},
+		{"goes on past the length", 5, []chunkRead{{"hel", nil}, {"lo", nil}, {"world", nil}}, "hel", errBodyTooLong},
+		{"the library's error with the last bytes", 3, []chunkRead{{"hel", tooMuch}}, "", tooMuch},
+		{"the library's error after the last bytes", 3, []chunkRead{{"hel", nil}, {"", tooMuch}}, "", tooMuch},
+		{"empty reads, then the end", 2, []chunkRead{{"hi", nil}, {"", nil}, {"", nil}, {"", io.EOF}}, "hi", io.EOF},
+		{"no length to confirm (HTTP/1.1)", 0, []chunkRead{{"hel", nil}, {"lo", nil}, {"world", nil}}, "helloworld", io.EOF},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &clientBody{body: &chunkReader{reads: slices.Clone(tt.reads)}, declared: tt.declared}
+			var got []byte
+			buf := make([]byte, 3)
+			var err error
+			for err == nil {
+				var n int
+				n, err = b.Read(buf)
+				got = append(got, buf[:n]...)
+			}
+			if string(got) != tt.want || !errors.Is(err, tt.wantErr) {
+				t.Errorf("read %q, then %v; want %q, then %v", got, err, tt.want, tt.wantErr)
+			}
+		})
 	}
 }

@@ -416,6 +416,9 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// not http.NoBody) is sent without one (ReverseProxy drops it).
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		st.bodyBuf = clientBody{body: r.Body, ctl: &st.ctl, stall: p.opts.RequestBodyTimeout, minRate: p.opts.RequestBodyMinRate, stream: r.ProtoMajor == 2}
+		if r.ProtoMajor >= 2 && r.ContentLength > 0 {
+			st.bodyBuf.declared = r.ContentLength
+		}
 		st.body = &st.bodyBuf
 		defer st.body.finish()
 		out.Body = st.body

@@ -2,11 +2,23 @@ package server
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/quic-go/qpack"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/quicvarint"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // TestHTTP1FramingNeverSmuggles: HTTP/1.1 requests whose framing is
@@ -93,4 +105,205 @@ func TestHTTP1FramingNeverSmuggles(t *testing.T) {
 			}
 		})
 	}
+}
+
+// bodyUpstream answers 200 and keeps the bodies of the requests it read
+// to their end; entered and left count the requests its handler began and
+// finished.
+type bodyUpstream struct {
+	mu            sync.Mutex
+	whole         []string // "PATH BODY" of every body read without error
+	entered, left int
+	addr          string
+}
+
+func newBodyUpstream(t *testing.T) *bodyUpstream {
+	u := &bodyUpstream{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.entered++
+		u.mu.Unlock()
+		b, err := io.ReadAll(r.Body)
+		u.mu.Lock()
+		if err == nil {
+			u.whole = append(u.whole, r.URL.Path+" "+string(b))
+		}
+		u.left++
+		u.mu.Unlock()
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	u.addr = strings.TrimPrefix(srv.URL, "http://")
+	return u
+}
+
+func (u *bodyUpstream) counts() (entered, left int, whole []string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.entered, u.left, append([]string(nil), u.whole...)
+}
+
+// TestStreamBodyLongerThanContentLength: an HTTP/2 or HTTP/3 request
+// whose DATA goes on past its content-length is malformed (RFC 9113
+// section 8.1.1, RFC 9114 section 4.1.2). The upstream never receives it
+// as a whole request (it received the first content-length bytes, so
+// answered it, and the client got that 200 over HTTP/2), the client gets
+// no 200, and the upstream's health is untouched (issue #12, kinds 1
+// and 3). "later" sends the excess once the upstream has the request's
+// headers, so the bytes that complete the length are on their way first.
+func TestStreamBodyLongerThanContentLength(t *testing.T) {
+	up := newBodyUpstream(t)
+	ts, _ := startH3(t, strings.Replace(hardenedConfig(up.addr), baseConfig, h3Config, 1))
+	tests := []struct {
+		name   string
+		length string
+		first  string // the first DATA frame
+		later  string // DATA sent once the upstream has the request; "" none
+		h3     bool
+	}{
+		{"HTTP/2, one DATA frame past the length", "3", "hello", "", false},
+		{"HTTP/2, the length then another DATA frame", "3", "hel", "lo", false},
+		{"HTTP/2, the whole length then one byte more", "5", "hello", "x", false},
+		{"HTTP/3, one DATA frame past the length", "3", "hello", "", true},
+		{"HTTP/3, the length then another DATA frame", "3", "hel", "lo", true},
+		{"HTTP/3, the length twice in two frames", "5", "hello", "world", true},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := fmt.Sprintf("/long%d", i)
+			entered, _, _ := up.counts()
+			fields := [][2]string{{":method", "POST"}, {":scheme", "https"}, {":authority", "localhost"}, {":path", path}, {"content-length", tt.length}}
+			var send func(data string, end bool)
+			var answer func() string
+			if tt.h3 {
+				send, answer = h3Request(t, ts, fields)
+			} else {
+				send, answer = h2Request(t, ts, fields)
+			}
+			send(tt.first, tt.later == "")
+			if tt.later != "" {
+				waitFor(t, "the upstream to receive the request", func() bool { n, _, _ := up.counts(); return n > entered })
+				send(tt.later, true)
+			}
+			if got := answer(); got == "200" {
+				t.Errorf("answered 200: the upstream's answer to a body the client did not send")
+			}
+			waitFor(t, "the upstream's handler to return", func() bool { n, left, _ := up.counts(); return left == n })
+			_, _, whole := up.counts()
+			for _, w := range whole {
+				if strings.HasPrefix(w, path+" ") {
+					t.Errorf("the upstream received the whole request %q", w)
+				}
+			}
+		})
+	}
+	if g := ts.metric(`pqedge_upstream_healthy{pool="app",upstream="` + up.addr + `"}`); g != "1" {
+		t.Errorf("upstream gauge %q after the malformed bodies, want 1", g)
+	}
+	if n := ts.metricSum("pqedge_client_errors_total"); n != float64(len(tests)) {
+		t.Errorf("client errors counted %v, want %d: each malformed body is the client's", n, len(tests))
+	}
+}
+
+// h2Request opens an HTTP/2 stream with fields; send writes a DATA frame
+// (ending the stream if end) and answer returns the response's status or
+// "reset".
+func h2Request(t *testing.T, ts *testServer, fields [][2]string) (send func(string, bool), answer func() string) {
+	c, fr := dialH2(t, ts, 10*time.Second)
+	fr.WriteSettings()
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, f := range fields {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	send = func(data string, end bool) { fr.WriteData(1, end, []byte(data)) }
+	answer = func() string {
+		defer c.Close()
+		fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return err.Error()
+			}
+			switch f := f.(type) {
+			case *http2.MetaHeadersFrame:
+				return f.PseudoValue("status")
+			case *http2.RSTStreamFrame:
+				return "reset"
+			case *http2.GoAwayFrame:
+				return "goaway"
+			}
+		}
+	}
+	return send, answer
+}
+
+// h3Request opens an HTTP/3 request stream with fields, like h2Request.
+func h3Request(t *testing.T, ts *testServer, fields [][2]string) (send func(string, bool), answer func() string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	conn, err := quic.DialAddr(ctx, ts.srv.QUICAddr("https").String(), &tls.Config{RootCAs: ts.roots(), ServerName: "localhost", NextProtos: []string{"h3"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.CloseWithError(0, "") })
+	// RFC 9114 section 6.2.1: the control stream, starting with SETTINGS.
+	ctl, err := conn.OpenUniStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl.Write(append([]byte{0x00}, h3Frame(0x04, nil)...))
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var block bytes.Buffer
+	enc := qpack.NewEncoder(&block)
+	for _, f := range fields {
+		enc.WriteField(qpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	str.Write(h3Frame(0x01, block.Bytes()))
+	send = func(data string, end bool) {
+		str.Write(h3Frame(0x00, []byte(data)))
+		if end {
+			str.Close()
+		}
+	}
+	answer = func() string {
+		str.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, err := io.ReadAll(str)
+		if len(b) == 0 {
+			return fmt.Sprintf("reset (%v)", err)
+		}
+		// The first frame is the response's HEADERS.
+		typ, n, err := quicvarint.Parse(b)
+		if err != nil || typ != 0x01 {
+			return fmt.Sprintf("frame %d (%v)", typ, err)
+		}
+		l, m, err := quicvarint.Parse(b[n:])
+		if err != nil || int(l) > len(b)-n-m {
+			return "truncated"
+		}
+		decode := qpack.NewDecoder().Decode(b[n+m : n+m+int(l)])
+		for {
+			f, err := decode()
+			if err != nil {
+				return "no :status"
+			}
+			if f.Name == ":status" {
+				return f.Value
+			}
+		}
+	}
+	return send, answer
+}
+
+// h3Frame is an HTTP/3 frame (RFC 9114 section 7.1).
+func h3Frame(typ uint64, payload []byte) []byte {
+	b := quicvarint.Append(nil, typ)
+	b = quicvarint.Append(b, uint64(len(payload)))
+	return append(b, payload...)
 }
