@@ -319,6 +319,7 @@ func TestRefused(t *testing.T) {
 					closed = c.Refused()
 				}
 			}
+			closedOnce(c)
 			if closed != tt.closed || sc.closed != tt.closed {
 				t.Fatalf("Refused reported %v, the conn closed %v; want %v", closed, sc.closed, tt.closed)
 			}

@@ -55,9 +55,19 @@
 //
 // It reads only frame headers (RFC 9113 Section 4.1) as net/http reads
 // and writes them, and a RST_STREAM's error code, and buffers nothing
-// beyond those 9 and 4 bytes. It closes the TCP
-// connection under the TLS one at once, without a GOAWAY: net/http's frame
-// writer may be mid-frame, and an abusive client deserves no more bytes.
+// beyond those 9 and 4 bytes.
+//
+// # Closing
+//
+// An abusive connection is read no further at once. It is then sent a
+// GOAWAY with ENHANCE_YOUR_CALM (RFC 9113 Sections 5.4.1 and 7) naming the
+// highest stream the client opened, and closed: the TCP connection under
+// the TLS one, without close_notify. The GOAWAY goes out only where the
+// mechanism allows it: after net/http's SETTINGS (the server's preface,
+// RFC 9113 Section 3.4), between two of its frames (not mid-frame) and
+// within GoAwayTimeout, so a client that stopped reading, or a write
+// under way that does not finish, has its connection closed without one.
+// The connection costs at most GoAwayTimeout more and reads nothing more.
 package h2guard
 
 import (
@@ -137,7 +147,19 @@ const (
 	// such streams for the client to retry. Beyond it, a client that never
 	// acknowledges is refused at the cost of a reset each, and counts.
 	EarlyRefusals = 1000
+	// GoAwayTimeout bounds each of the two waits of an abusive
+	// connection's close: for a write of net/http's under way to finish
+	// and the GOAWAY to be written (a client that does not read fills
+	// the socket's send buffer), then, with the GOAWAY sent, for the
+	// client to read it while what it still sends is thrown away
+	// unread. Nothing is handed to net/http meanwhile.
+	GoAwayTimeout = 250 * time.Millisecond
 )
+
+// errCodeEnhanceYourCalm is the GOAWAY code of a connection closed for
+// abuse (RFC 9113 Section 7: "the endpoint detected that its peer is
+// exhibiting a behavior that might be generating excessive load").
+const errCodeEnhanceYourCalm = 0xb
 
 // Reasons given to Options.OnAbuse.
 const (
@@ -182,6 +204,15 @@ type Options struct {
 type Conn struct {
 	net.Conn
 	opts Options
+
+	// writing holds one token while a write to Conn is under way, so
+	// that the GOAWAY goes out between two of net/http's writes, never
+	// inside one; a channel, so that its wait has a deadline.
+	writing chan struct{}
+	// shut is closed once the abusive connection's GOAWAY was sent (or
+	// given up) and its TCP connection closed; goAwaySent once
+	// finishFrame sent the GOAWAY after the frame it finished.
+	shut, goAwaySent chan struct{}
 
 	mu        sync.Mutex // guards the fields below
 	r         frameReader
@@ -231,15 +262,24 @@ func Wrap(c net.Conn, opts Options) net.Conn {
 	if opts.MaxControlFrames == 0 {
 		opts.MaxControlFrames = DefaultMaxControlFrames
 	}
-	g := &Conn{Conn: c, opts: opts, r: newFrameReader(), w: newFrameWriter()}
+	g := &Conn{Conn: c, opts: opts, r: newFrameReader(), w: newFrameWriter(),
+		writing: make(chan struct{}, 1), shut: make(chan struct{}), goAwaySent: make(chan struct{})}
 	if _, ok := c.(connectionStater); ok {
 		return tlsConn{g}
 	}
 	return g
 }
 
-// Read reads from the connection and follows the frames it returns.
+// Read reads from the connection and follows the frames it returns. Once
+// the connection was closed for abuse it returns net.ErrClosed.
 func (c *Conn) Read(b []byte) (int, error) {
+	if c.ClosedFor() != "" {
+		// Not at once: net/http, reading on, would stop flushing the
+		// frame it may be in the middle of, which the GOAWAY must
+		// follow (goAway).
+		<-c.shut
+		return 0, net.ErrClosed
+	}
 	n, err := c.Conn.Read(b)
 	if n == 0 {
 		return n, err
@@ -248,7 +288,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closedFor != "" {
-		return n, err
+		return 0, net.ErrClosed
 	}
 	c.r.feed(b[:n], now)
 	if t := c.r.take(); t != (tally{}) {
@@ -259,8 +299,15 @@ func (c *Conn) Read(b []byte) (int, error) {
 }
 
 // Write writes to the connection and follows the frames net/http's
-// server writes: the streams it resets and the DATA it sends.
+// server writes: the streams it resets and the DATA it sends. Once the
+// connection was closed for abuse it writes nothing and returns
+// net.ErrClosed.
 func (c *Conn) Write(b []byte) (int, error) {
+	c.writing <- struct{}{}
+	defer func() { <-c.writing }()
+	if c.ClosedFor() != "" {
+		return c.finishFrame(b)
+	}
 	n, err := c.Conn.Write(b)
 	if n == 0 {
 		return n, err
@@ -375,7 +422,9 @@ func (c *Conn) expired() {
 	c.abuseLocked(ReasonHeaderTimeout)
 }
 
-// abuseLocked closes the connection for reason, once.
+// abuseLocked closes the connection for reason, once: from now on Read
+// reads nothing, Write only finishes the frame under way, and goAway
+// sends the GOAWAY and closes.
 func (c *Conn) abuseLocked(reason string) {
 	if c.closedFor != "" {
 		return
@@ -384,25 +433,146 @@ func (c *Conn) abuseLocked(reason string) {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
-	// The TCP connection under TLS: tls.Conn.Close would first try to
-	// send close_notify, behind a write that may be blocked.
-	raw := c.Conn
-	if u, ok := raw.(interface{ NetConn() net.Conn }); ok {
-		raw = u.NetConn()
-	}
-	raw.Close()
+	go c.goAway() // the write it waits for may be this goroutine's
 	if c.opts.OnAbuse != nil {
 		go c.opts.OnAbuse(reason) // never under c.mu, never blocking a read
 	}
 }
 
-// Close closes the connection and stops the header timer.
+// goAway sends an abusive client a GOAWAY with ENHANCE_YOUR_CALM (RFC 9113
+// Section 5.4.1: an endpoint that ends a connection for an error SHOULD
+// send GOAWAY first) where net/http's writes allow one, then closes the
+// TCP connection, all within GoAwayTimeout. Between two of net/http's
+// frames it sends the GOAWAY itself; in the middle of one, net/http's
+// next writes finish the frame and finishFrame sends it.
+func (c *Conn) goAway() {
+	defer close(c.shut)
+	deadline := time.Now().Add(GoAwayTimeout)
+	t := time.NewTimer(GoAwayTimeout)
+	defer t.Stop()
+	defer c.closeRaw()
+	select {
+	case c.writing <- struct{}{}:
+	case <-t.C:
+		return // net/http's write under way is stuck (a client that does not read)
+	}
+	c.mu.Lock()
+	frame, ok := c.goAwayFrameLocked()
+	c.mu.Unlock()
+	if ok {
+		c.Conn.SetWriteDeadline(deadline)
+		c.Conn.Write(frame)
+	}
+	<-c.writing
+	if !ok {
+		select {
+		case <-c.goAwaySent:
+		case <-t.C:
+		}
+	}
+}
+
+// finishFrame is Write once the connection was closed for abuse: it
+// writes of b only what finishes the frame under way, then the GOAWAY,
+// and returns net.ErrClosed. Called with c.writing held.
+func (c *Conn) finishFrame(b []byte) (int, error) {
+	c.mu.Lock()
+	k := c.w.toFrameEnd(b)
+	sent := c.w.goAway
+	c.mu.Unlock()
+	if sent {
+		return 0, net.ErrClosed
+	}
+	var n int
+	var err error
+	if k > 0 {
+		n, err = c.Conn.Write(b[:k])
+	}
+	c.mu.Lock()
+	c.w.feed(b[:n])
+	frame, ok := c.goAwayFrameLocked()
+	c.mu.Unlock()
+	if err == nil && ok {
+		c.Conn.Write(frame) // if it blocks, goAway closes the connection under it at GoAwayTimeout
+		close(c.goAwaySent)
+	}
+	return n, net.ErrClosed
+}
+
+// closeRaw closes the TCP connection under TLS: tls.Conn.Close would send
+// close_notify, for up to 5 s more to a client that does not read. After a
+// GOAWAY it first ends the sending side (a FIN after the GOAWAY) and
+// drains what the client still sends, for GoAwayTimeout at most: closing
+// with unread bytes resets the connection at once, and the reset throws
+// away what the socket had not yet sent, the GOAWAY with it (RFC 9113
+// Section 6.8 has the sender give the GOAWAY time to arrive).
+func (c *Conn) closeRaw() {
+	raw := c.Conn
+	if u, ok := raw.(interface{ NetConn() net.Conn }); ok {
+		raw = u.NetConn()
+	}
+	c.mu.Lock()
+	sent := c.w.goAway
+	c.mu.Unlock()
+	if sent && closeWrite(raw) {
+		raw.SetReadDeadline(time.Now().Add(GoAwayTimeout))
+		var buf [512]byte // read to throw away: the TLS records are not decrypted
+		for {
+			if _, err := raw.Read(buf[:]); err != nil {
+				break
+			}
+		}
+	}
+	raw.Close()
+}
+
+// closeWrite shuts down the sending side of the TCP connection under c
+// (following NetConn a few wrappers deep) and reports whether it did.
+func closeWrite(c net.Conn) bool {
+	for range 4 {
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			return cw.CloseWrite() == nil
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return false
+		}
+		c = u.NetConn()
+	}
+	return false
+}
+
+// goAwayFrameLocked returns the GOAWAY frame to send now and marks it
+// sent, or returns false if it may not go now: before net/http's first
+// frame (its SETTINGS must come first, RFC 9113 Section 3.4), in the
+// middle of one of its frames, or a second time. Its last stream is the
+// highest the client opened (RFC 9113 Section 6.8): the guard let
+// net/http read them all, and streams above it were never opened.
+func (c *Conn) goAwayFrameLocked() ([]byte, bool) {
+	if c.w.goAway || !c.w.atFrameBoundary() {
+		return nil, false
+	}
+	c.w.goAway = true
+	last := c.r.lastStream
+	return []byte{
+		0, 0, 8, frameGoAway, 0, 0, 0, 0, 0,
+		byte(last >> 24), byte(last >> 16), byte(last >> 8), byte(last),
+		0, 0, 0, errCodeEnhanceYourCalm,
+	}, true
+}
+
+// Close closes the connection and stops the header timer. A connection
+// closed for abuse is first given its GOAWAY (at most GoAwayTimeout).
 func (c *Conn) Close() error {
 	c.mu.Lock()
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	abused := c.closedFor != ""
 	c.mu.Unlock()
+	if abused {
+		<-c.shut
+	}
 	return c.Conn.Close()
 }
 

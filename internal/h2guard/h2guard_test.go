@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // h2Server is a real net/http server speaking HTTP/2 over TLS, with each
@@ -109,11 +111,33 @@ func startH2Server(t testing.TB, opts Options, handler http.HandlerFunc) *h2Serv
 	return s
 }
 
-// rawH2 is an HTTP/2 client that writes frames by hand and throws away
-// whatever the server sends, reporting when the server closes.
+// rawH2 is an HTTP/2 client that writes frames by hand and reads what
+// the server sends only for a GOAWAY, reporting when the server closes.
 type rawH2 struct {
 	c      *tls.Conn
 	closed chan struct{}
+	goAway atomic.Int64 // the error code of the server's GOAWAY; -1: none
+}
+
+// readAll reads the server's frames until the connection ends, keeping
+// the GOAWAY's error code.
+func (r *rawH2) readAll() {
+	defer close(r.closed)
+	fr := http2.NewFramer(nil, r.c)
+	fr.SetMaxReadFrameSize(1 << 24)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			if _, ok := err.(http2.StreamError); ok {
+				continue
+			}
+			io.Copy(io.Discard, r.c)
+			return
+		}
+		if g, ok := f.(*http2.GoAwayFrame); ok {
+			r.goAway.Store(int64(g.ErrCode))
+		}
+	}
 }
 
 func dialRaw(t testing.TB, addr string) *rawH2 {
@@ -134,10 +158,8 @@ func dialRawWith(t testing.TB, addr string, first []byte) *rawH2 {
 		t.Fatalf("negotiated %q", p)
 	}
 	r := &rawH2{c: c, closed: make(chan struct{})}
-	go func() {
-		io.Copy(io.Discard, c)
-		close(r.closed)
-	}()
+	r.goAway.Store(-1)
+	go r.readAll()
 	t.Cleanup(func() { c.Close() })
 	r.write(first)
 	return r
@@ -298,6 +320,10 @@ func TestAbusiveClientsAreClosed(t *testing.T) {
 			waitFor(t, "the abuse to be reported", func() bool { return len(s.abuses()) == 1 })
 			if got := s.abuses(); got[0] != tt.reason {
 				t.Errorf("closed for %q, want %q", got[0], tt.reason)
+			}
+			// RFC 9113 Section 5.4.1: a GOAWAY before the close.
+			if got := r.goAway.Load(); got != int64(http2.ErrCodeEnhanceYourCalm) {
+				t.Errorf("GOAWAY code %d before the close, want ENHANCE_YOUR_CALM (%d; -1: none)", got, http2.ErrCodeEnhanceYourCalm)
 			}
 		})
 	}

@@ -117,8 +117,17 @@ func (c *scriptConn) Read(b []byte) (int, error) {
 	}
 	return n, nil
 }
-func (c *scriptConn) Write(b []byte) (int, error) { return len(b), nil }
-func (c *scriptConn) Close() error                { c.closed = true; return nil }
+func (c *scriptConn) Write(b []byte) (int, error)      { return len(b), nil }
+func (c *scriptConn) Close() error                     { c.closed = true; return nil }
+func (c *scriptConn) SetWriteDeadline(time.Time) error { return nil }
+
+// closedOnce waits until a connection closed for abuse has sent its
+// GOAWAY (or given up) and closed what is under it.
+func closedOnce(c *Conn) {
+	if c.ClosedFor() != "" {
+		<-c.shut
+	}
+}
 
 // step is bytes from the client (read) or from the server (write).
 type step struct {
@@ -220,13 +229,16 @@ func TestVerdict(t *testing.T) {
 				if s.client != nil {
 					sc.reads = append(sc.reads, s.client)
 					for len(sc.reads) > 0 {
-						g.Read(buf)
+						if _, err := g.Read(buf); err != nil {
+							break // closed for abuse: nothing more is read
+						}
 					}
 				}
 				if s.server != nil {
 					g.Write(s.server)
 				}
 			}
+			closedOnce(g)
 			if got := g.ClosedFor(); got != tt.reason || sc.closed != (tt.reason != "") {
 				t.Errorf("closed for %q (the conn closed: %v), want %q", got, sc.closed, tt.reason)
 			}

@@ -52,7 +52,16 @@ type frameWriter struct {
 	earlyUpTo uint32
 	early     int
 
+	wroteFrame bool // a whole frame went out (net/http's SETTINGS first)
+	goAway     bool // the guard's GOAWAY went out: nothing may follow it
+
 	got tally // since take: provoked, dataSent and dataBytes
+}
+
+// atFrameBoundary reports whether the server wrote at least one whole
+// frame and nothing of the next: a frame of the guard's may go next.
+func (w *frameWriter) atFrameBoundary() bool {
+	return w.wroteFrame && !w.hdr.started()
 }
 
 func newFrameWriter() frameWriter { return frameWriter{codeLen: -1} }
@@ -82,6 +91,26 @@ func (w *frameWriter) feed(b []byte) {
 			w.frameDone()
 		}
 	}
+}
+
+// toFrameEnd returns how many bytes of b, written next, finish the frame
+// under way (all of b if they do not): none between frames, except before
+// the server's first frame, its preface (RFC 9113 Section 3.4), which
+// they finish too.
+func (w *frameWriter) toFrameEnd(b []byte) int {
+	switch {
+	case !w.hdr.started() && w.wroteFrame:
+		return 0
+	case w.hdr.complete():
+		return min(len(b), int(w.left))
+	}
+	need := len(w.hdr.b) - w.hdr.n
+	if len(b) < need {
+		return len(b)
+	}
+	h := w.hdr
+	h.fill(b[:need])
+	return min(len(b), need+int(h.length()))
 }
 
 func (w *frameWriter) headerDone() {
@@ -117,6 +146,7 @@ func (w *frameWriter) resetDone() {
 }
 
 func (w *frameWriter) frameDone() {
+	w.wroteFrame = true
 	w.hdr.reset()
 	w.codeLen = -1
 }
