@@ -32,10 +32,11 @@ type clientBody struct {
 	// set, already past, only when one read has waited until it (watch).
 	stream bool
 	watch  *time.Timer // runs stalled; nil until the first read of a stream
-	// declared is the Content-Length of an HTTP/2 or HTTP/3 request, whose
-	// end the read that completes it confirms (confirmEnd); 0: none to
-	// confirm (HTTP/1.x, whose framing is the length itself).
+	// declared is the content-length of an HTTP/2 or HTTP/3 request, whose
+	// end the read that completes it confirms (confirmEnd), when confirm
+	// is set; not over HTTP/1.x, whose framing is the length itself.
 	declared int64
+	confirm  bool
 
 	mu sync.Mutex // guards the fields below
 	n  int64      // bytes read
@@ -67,8 +68,13 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	b.mu.Unlock()
 
 	n, err := b.body.Read(p)
-	if b.declared > 0 && before+int64(n) >= b.declared && err != io.EOF {
-		if err == nil {
+	if b.confirm && before+int64(n) >= b.declared && (err != io.EOF || before+int64(n) > b.declared) {
+		switch {
+		case before+int64(n) > b.declared:
+			// net/http and quic-go never return bytes past the
+			// length; a body that does is just as malformed.
+			err = errBodyTooLong
+		case err == nil:
 			err = b.confirmEnd()
 		}
 		if err != io.EOF {
@@ -139,6 +145,21 @@ func (b *clientBody) confirmEnd() error {
 		}
 	}
 	return io.ErrNoProgress
+}
+
+// confirmEmpty reads the body of a stream that declared content-length 0
+// but did not end with its headers, and returns nil once the stream ends
+// without DATA, or the read's error (kept for readErr). Such a request is
+// forwarded without a body, so that end must be seen before the request
+// goes upstream: otherwise a DATA frame after it makes a malformed
+// request (RFC 9113 Section 8.1.1) whose upstream's answer already went
+// to the client.
+func (b *clientBody) confirmEmpty() error {
+	var one [1]byte
+	if _, err := b.Read(one[:]); err != io.EOF {
+		return err
+	}
+	return nil
 }
 
 // armDeadlineLocked sets the read deadline for the next read: the stall

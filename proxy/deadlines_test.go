@@ -264,7 +264,7 @@ func TestClientBodyConfirmsContentLength(t *testing.T) {
 	tooMuch := errors.New("peer sent too much data")
 	tests := []struct {
 		name     string
-		declared int64
+		declared int64 // -1: none to confirm
 		reads    []chunkRead
 		want     string // what the reads delivered
 		wantErr  error  // how they ended
@@ -275,11 +275,13 @@ func TestClientBodyConfirmsContentLength(t *testing.T) {
 		{"the library's error with the last bytes", 3, []chunkRead{{"hel", tooMuch}}, "", tooMuch},
 		{"the library's error after the last bytes", 3, []chunkRead{{"hel", nil}, {"", tooMuch}}, "", tooMuch},
 		{"empty reads, then the end", 2, []chunkRead{{"hi", nil}, {"", nil}, {"", nil}, {"", io.EOF}}, "hi", io.EOF},
-		{"no length to confirm (HTTP/1.1)", 0, []chunkRead{{"hel", nil}, {"lo", nil}, {"world", nil}}, "helloworld", io.EOF},
+		{"a length of 0, then the end", 0, nil, "", io.EOF},
+		{"a length of 0, then DATA", 0, []chunkRead{{"x", nil}}, "", errBodyTooLong},
+		{"no length to confirm (HTTP/1.1)", -1, []chunkRead{{"hel", nil}, {"lo", nil}, {"world", nil}}, "helloworld", io.EOF},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := &clientBody{body: &chunkReader{reads: slices.Clone(tt.reads)}, declared: tt.declared}
+			b := &clientBody{body: &chunkReader{reads: slices.Clone(tt.reads)}, declared: tt.declared, confirm: tt.declared >= 0}
 			var got []byte
 			buf := make([]byte, 3)
 			var err error

@@ -413,15 +413,24 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	out := r.WithContext(httptrace.WithClientTrace(r.Context(), &st.trace))
 	// A request without a body (ContentLength 0: an HTTP/2 GET's Body is
-	// not http.NoBody) is sent without one (ReverseProxy drops it).
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+	// not http.NoBody) is sent without one (ReverseProxy drops it). Over
+	// HTTP/2 and HTTP/3 the content-length the client declared is
+	// confirmed by its stream's end (confirmEnd); a declared 0 before the
+	// request goes upstream (confirmEmpty).
+	declaredEmpty := r.ProtoMajor >= 2 && r.ContentLength == 0 && len(r.Header["Content-Length"]) > 0
+	if r.Body != nil && r.Body != http.NoBody && (r.ContentLength != 0 || declaredEmpty) {
 		st.bodyBuf = clientBody{body: r.Body, ctl: &st.ctl, stall: p.opts.RequestBodyTimeout, minRate: p.opts.RequestBodyMinRate, stream: r.ProtoMajor == 2}
-		if r.ProtoMajor >= 2 && r.ContentLength > 0 {
-			st.bodyBuf.declared = r.ContentLength
-		}
+		st.bodyBuf.declared, st.bodyBuf.confirm = r.ContentLength, r.ProtoMajor >= 2 && r.ContentLength >= 0
 		st.body = &st.bodyBuf
 		defer st.body.finish()
-		out.Body = st.body
+		if declaredEmpty {
+			if err := st.body.confirmEmpty(); err != nil {
+				p.errorHandler(w, out, err)
+				return
+			}
+		} else {
+			out.Body = st.body
+		}
 	}
 	st.ww = writeDeadline{ResponseWriter: w, ctl: &st.ctl, timeout: p.opts.ResponseWriteTimeout, stream: r.ProtoMajor == 2}
 	defer st.ww.finish()

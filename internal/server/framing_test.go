@@ -150,7 +150,9 @@ func (u *bodyUpstream) counts() (entered, left int, whole []string) {
 // answered it, and the client got that 200 over HTTP/2), the client gets
 // no 200, and the upstream's health is untouched (issue #12, kinds 1
 // and 3). "later" sends the excess once the upstream has the request's
-// headers, so the bytes that complete the length are on their way first.
+// headers, so the bytes that complete the length are on their way first;
+// after a content-length of 0 the upstream must not have the request at
+// all, so the excess goes once it has, or after half a second.
 func TestStreamBodyLongerThanContentLength(t *testing.T) {
 	up := newBodyUpstream(t)
 	ts, _ := startH3(t, strings.Replace(hardenedConfig(up.addr), baseConfig, h3Config, 1))
@@ -167,6 +169,8 @@ func TestStreamBodyLongerThanContentLength(t *testing.T) {
 		{"HTTP/3, one DATA frame past the length", "3", "hello", "", true},
 		{"HTTP/3, the length then another DATA frame", "3", "hel", "lo", true},
 		{"HTTP/3, the length twice in two frames", "5", "hello", "world", true},
+		{"HTTP/2, content-length 0, then DATA", "0", "", "x", false},
+		{"HTTP/3, content-length 0, then DATA", "0", "", "x", true},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -180,8 +184,18 @@ func TestStreamBodyLongerThanContentLength(t *testing.T) {
 			} else {
 				send, answer = h2Request(t, ts, fields)
 			}
-			send(tt.first, tt.later == "")
-			if tt.later != "" {
+			if tt.first != "" {
+				send(tt.first, tt.later == "")
+			}
+			switch {
+			case tt.length == "0":
+				for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+					if n, _, _ := up.counts(); n > entered {
+						break
+					}
+				}
+				send(tt.later, true)
+			case tt.later != "":
 				waitFor(t, "the upstream to receive the request", func() bool { n, _, _ := up.counts(); return n > entered })
 				send(tt.later, true)
 			}
