@@ -283,14 +283,7 @@ func TestACMEReload(t *testing.T) {
 		t.Errorf("invalid reloads %q, want 1", got)
 	}
 
-	if err := ts.srv.Reload(t.Context(), loadConfig(t, ts.dir, baseConfig+`
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[[site.route]]
-path = "/"
-handler = "inspect"
-`)); err != nil {
+	if err := ts.srv.Reload(t.Context(), loadConfig(t, ts.dir, baseConfig+inspectSite)); err != nil {
 		t.Fatalf("reload without ACME sites: %v", err)
 	}
 	if open := ts.srv.acme.open(); len(open) != 0 {

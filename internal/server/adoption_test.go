@@ -20,16 +20,7 @@ import (
 func TestAdoptionPage(t *testing.T) {
 	skew := time.Minute
 	dir := t.TempDir()
-	cfg := loadConfig(t, dir, baseConfig+`
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[site.tls]
-policy = "pq-warn"
-[[site.route]]
-path = "/"
-handler = "inspect"
-`)
+	cfg := loadConfig(t, dir, baseConfig+pqWarnInspectSite)
 	srv, err := New(cfg, Options{Logger: testLogger(t), Now: func() time.Time { return time.Now().Add(skew) }})
 	if err != nil {
 		t.Fatal(err)

@@ -135,13 +135,7 @@ address = %q
 kind = "stream"
 site = "local"
 pool = "dns"
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[[site.route]]
-path = "/"
-handler = "inspect"
-[[pool]]
+`+inspectSite+`[[pool]]
 name = "dns"
 upstreams = [%q]
 [pool.health]

@@ -23,14 +23,7 @@ func TestCaptureReleasedAfterHandshake(t *testing.T) {
 	}))
 	defer upstream.Close()
 	hs := &handshakeLog{}
-	ts := startServerWith(t, baseConfig+`
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[[site.route]]
-path = "/"
-handler = "inspect"
-[[site.route]]
+	ts := startServerWith(t, baseConfig+inspectSite+`[[site.route]]
 path = "/app/"
 pool = "app"
 [[pool]]

@@ -46,19 +46,12 @@ func TestBadCertificatesStopStartup(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := loadConfig(t, t.TempDir(), baseConfig+`
-[[site]]
-name = "local"
-server_names = ["localhost"]
-certs = "files"
+			cfg := loadConfig(t, t.TempDir(), baseConfig+inspectSiteWith(`certs = "files"
 `+tt.extra+`
 [[site.cert]]
 cert = "`+filepath.Join(dir, tt.cert)+`"
 key = "`+filepath.Join(dir, tt.key)+`"
-[[site.route]]
-path = "/"
-handler = "inspect"
-`)
+`))
 			srv, err := New(cfg, Options{Logger: testLogger(t)})
 			if err == nil {
 				srv.Shutdown(t.Context())

@@ -14,16 +14,7 @@ import (
 // counted in pqedge_handshakes_total{pq="false"} by family (one handshake
 // per client: its two requests share the connection).
 func TestPQWarnClassicalClients(t *testing.T) {
-	ts := startServer(t, baseConfig+`
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[site.tls]
-policy = "pq-warn"
-[[site.route]]
-path = "/"
-handler = "inspect"
-`)
+	ts := startServer(t, baseConfig+pqWarnInspectSite)
 	base := "https://" + ts.addr("https") + "/"
 	tests := []struct {
 		group  tls.CurveID

@@ -99,13 +99,7 @@ address = "127.0.0.1:0"
 kind = "stream"
 site = "local"
 pool = "dns"
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[[site.route]]
-path = "/"
-handler = "inspect"
-[[pool]]
+` + inspectSite + `[[pool]]
 name = "dns"
 upstreams = ["%s"]
 `

@@ -31,14 +31,7 @@ func TestGroupsEndToEnd(t *testing.T) {
 		json.NewEncoder(w).Encode(r.Header)
 	}))
 	defer upstream.Close()
-	ts := startServer(t, baseConfig+`
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[[site.route]]
-path = "/"
-handler = "inspect"
-[[site.route]]
+	ts := startServer(t, baseConfig+inspectSite+`[[site.route]]
 path = "/app/"
 pool = "app"
 [[pool]]
@@ -142,15 +135,7 @@ func TestMLDSAChainOnlyWhenAllowed(t *testing.T) {
 				}
 				rule = "[[site.pq_rule]]\nnetwork = \"" + tt.rule + "\"\nmode = \"" + mode + "\"\n"
 			}
-			ts := startServer(t, baseConfig+`
-[[site]]
-name = "local"
-server_names = ["localhost"]
-pq_certs = "`+tt.mode+`"
-`+rule+`[[site.route]]
-path = "/"
-handler = "inspect"
-`)
+			ts := startServer(t, baseConfig+inspectSiteWith(`pq_certs = "`+tt.mode+`"`+"\n"+rule))
 			res, err := leanclient.Dial(t.Context(), ts.addr("https"), &leanclient.Config{ServerName: "localhost", Groups: []tls.CurveID{tls.X25519MLKEM768},
 				SignatureAlgorithms: []tls.SignatureScheme{tls.MLDSA65, tls.MLDSA87, tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384},
 				Timeout:             5 * time.Second})
@@ -180,14 +165,7 @@ func TestTwoListenersOnFreePorts(t *testing.T) {
 [[listener]]
 name = "second"
 address = "127.0.0.1:0"
-` + `
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[[site.route]]
-path = "/"
-handler = "inspect"
-`
+` + inspectSite
 	ts := startServer(t, cfg)
 	check := func() {
 		t.Helper()

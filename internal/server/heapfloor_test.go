@@ -18,14 +18,7 @@ func TestHeapFloorFollowsTheConfig(t *testing.T) {
 	k := heapfloor.Start(0)
 	defer k.Stop()
 	withFloor := func(floor string) string {
-		return baseConfig + "[limits]\nheap_floor = \"" + floor + "\"\n" + `
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[[site.route]]
-path = "/"
-handler = "inspect"
-`
+		return baseConfig + "[limits]\nheap_floor = \"" + floor + "\"\n" + inspectSite
 	}
 	dir := t.TempDir()
 	srv, err := New(loadConfig(t, dir, withFloor("1GiB")), Options{Logger: testLogger(t), HeapFloor: k})

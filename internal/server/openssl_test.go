@@ -17,15 +17,7 @@ import (
 // it gets the classical chain.
 func TestTrustedModeWithOpenSSL(t *testing.T) {
 	trixie := peers.Trixie(t)
-	ts := startServer(t, baseConfig+`
-[[site]]
-name = "local"
-server_names = ["localhost"]
-pq_certs = "trusted"
-[[site.route]]
-path = "/"
-handler = "inspect"
-`)
+	ts := startServer(t, baseConfig+inspectSiteWith(`pq_certs = "trusted"`+"\n"))
 	host, inside := trixie.TempDir(t)
 	for _, f := range []string{"pq-ca.crt", "classical-ca.crt"} {
 		data, err := os.ReadFile(filepath.Join(ts.dir, "data", "local", f))

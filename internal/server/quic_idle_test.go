@@ -22,13 +22,7 @@ import (
 const h3IdleConfig = `
 [timeouts]
 idle = "IDLE"
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[[site.route]]
-path = "/"
-handler = "inspect"
-[[site.route]]
+` + inspectSite + `[[site.route]]
 path = "/slow/"
 pool = "slow"
 [[pool]]

@@ -19,15 +19,7 @@ import (
 
 // h3InspectSite is the inspect page over HTTP/3 with a pq_certs mode.
 func h3InspectSite(pqCerts string) string {
-	return h3Config + `
-[[site]]
-name = "local"
-server_names = ["localhost"]
-pq_certs = "` + pqCerts + `"
-[[site.route]]
-path = "/"
-handler = "inspect"
-`
+	return h3Config + inspectSiteWith(`pq_certs = "`+pqCerts+`"`+"\n")
 }
 
 // TestHTTP3Curl drives curl 8.14 (OpenSSL 3.5's QUIC) from the trixie

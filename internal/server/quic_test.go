@@ -110,14 +110,7 @@ func TestHTTP3EndToEnd(t *testing.T) {
 		json.NewEncoder(w).Encode(map[string]any{"header": r.Header, "proto": r.Proto})
 	}))
 	defer upstream.Close()
-	ts, hs := startH3(t, h3Config+`
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[[site.route]]
-path = "/"
-handler = "inspect"
-[[site.route]]
+	ts, hs := startH3(t, h3Config+inspectSite+`[[site.route]]
 path = "/app/"
 pool = "app"
 [[pool]]

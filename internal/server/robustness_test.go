@@ -26,6 +26,9 @@ handshake = "1s"
 read_header = "1s"
 `
 
+// inspectSite is the site most tests serve: "local", for localhost, with
+// the inspect page at /. More routes of the site, pools and other sites
+// may follow it; inspectSiteWith adds to the site itself.
 const inspectSite = `
 [[site]]
 name = "local"
@@ -35,18 +38,21 @@ path = "/"
 handler = "inspect"
 `
 
+// inspectSiteWith is inspectSite with lines, keys and tables of the site
+// each ending in a newline (pq_certs = "always"\n, [site.tls] ...,
+// [[site.cert]] ...), between its server_names and its route.
+func inspectSiteWith(lines string) string {
+	return strings.Replace(inspectSite, "[[site.route]]\n", lines+"[[site.route]]\n", 1)
+}
+
 // pqOnlyInspectSite is inspectSite under the pq-only policy: hybrid
 // post-quantum groups only.
-const pqOnlyInspectSite = `
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[site.tls]
-policy = "pq-only"
-[[site.route]]
-path = "/"
-handler = "inspect"
-`
+var pqOnlyInspectSite = inspectSiteWith("[site.tls]\npolicy = \"pq-only\"\n")
+
+// pqWarnInspectSite is inspectSite under the pq-warn policy: as
+// pq-preferred, and a client without a post-quantum group is told
+// (PQEdge-PQ-Warning, the inspect page) and counted.
+var pqWarnInspectSite = inspectSiteWith("[site.tls]\npolicy = \"pq-warn\"\n")
 
 // TestBadClientsAreClosedInTime: garbage instead of a ClientHello, a client
 // that stops mid-handshake and a slow-header client are each closed within
