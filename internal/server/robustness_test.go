@@ -45,6 +45,12 @@ func inspectSiteWith(lines string) string {
 	return strings.Replace(inspectSite, "[[site.route]]\n", lines+"[[site.route]]\n", 1)
 }
 
+// filesInspectSite is inspectSite serving the certificate chain and key
+// in the files cert and key (certs = "files").
+func filesInspectSite(cert, key string) string {
+	return inspectSiteWith("certs = \"files\"\n[[site.cert]]\ncert = \"" + cert + "\"\nkey = \"" + key + "\"\n")
+}
+
 // pqOnlyInspectSite is inspectSite under the pq-only policy: hybrid
 // post-quantum groups only.
 var pqOnlyInspectSite = inspectSiteWith("[site.tls]\npolicy = \"pq-only\"\n")
@@ -180,14 +186,7 @@ kind = "stream"
 site = "local"
 pool = "dns"
 proxy_protocol = "v2"
-[[site]]
-name = "local"
-server_names = ["localhost"]
-listeners = []
-[[site.route]]
-path = "/"
-handler = "inspect"
-[[pool]]
+`+inspectSiteWith("listeners = []\n")+`[[pool]]
 name = "dns"
 upstreams = ["`+up.Addr().String()+`"]
 `)
@@ -271,16 +270,7 @@ func TestReloadSparesFreshHTTP2Connection(t *testing.T) {
 // and the second config's change must become visible.
 func TestReloadUnderLoadLosesNoRequest(t *testing.T) {
 	cfgA := baseConfig + inspectSite
-	cfgB := baseConfig + `
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[site.tls]
-policy = "pq-warn"
-[[site.route]]
-path = "/"
-handler = "inspect"
-`
+	cfgB := baseConfig + pqWarnInspectSite
 	ts := startServer(t, cfgA)
 	url := "https://" + ts.addr("https") + "/"
 	var ok, failed atomic.Int64
@@ -367,18 +357,7 @@ handler = "inspect"
 // loaded is refused and the old config keeps serving.
 func TestInvalidReloadKeepsServing(t *testing.T) {
 	ts := startServer(t, baseConfig+inspectSite)
-	bad := loadConfig(t, ts.dir, baseConfig+`
-[[site]]
-name = "local"
-server_names = ["localhost"]
-certs = "files"
-[[site.cert]]
-cert = "{{DATA}}/missing.crt"
-key = "{{DATA}}/missing.key"
-[[site.route]]
-path = "/"
-handler = "inspect"
-`)
+	bad := loadConfig(t, ts.dir, baseConfig+filesInspectSite("{{DATA}}/missing.crt", "{{DATA}}/missing.key"))
 	err := ts.srv.Reload(t.Context(), bad)
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("missing.crt")) {
 		t.Fatalf("reload error %v does not name the missing file", err)

@@ -34,18 +34,7 @@ func TestFileCertificatesRotate(t *testing.T) {
 		return leaf.Leaf
 	}
 	first := issue()
-	ts := startServer(t, baseConfig+`
-[[site]]
-name = "local"
-server_names = ["localhost"]
-certs = "files"
-[[site.cert]]
-cert = "`+dir+`/site.crt"
-key = "`+dir+`/site.key"
-[[site.route]]
-path = "/"
-handler = "inspect"
-`)
+	ts := startServer(t, baseConfig+filesInspectSite(dir+"/site.crt", dir+"/site.key"))
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Root)
 	served := func() *x509.Certificate {
@@ -110,23 +99,16 @@ func TestPQRootForFileCertificates(t *testing.T) {
 		}
 	}
 	site := func(pqRoot string) string {
-		return baseConfig + `
-[[site]]
-name = "local"
-server_names = ["localhost"]
-certs = "files"
+		return baseConfig + inspectSiteWith(`certs = "files"
 pq_certs = "trusted"
-` + pqRoot + `
+`+pqRoot+`
 [[site.cert]]
-cert = "` + dir + `/classical.crt"
-key = "` + dir + `/classical.key"
+cert = "`+dir+`/classical.crt"
+key = "`+dir+`/classical.key"
 [[site.cert]]
-cert = "` + dir + `/pq.crt"
-key = "` + dir + `/pq.key"
-[[site.route]]
-path = "/"
-handler = "inspect"
-`
+cert = "`+dir+`/pq.crt"
+key = "`+dir+`/pq.key"
+`)
 	}
 	cfg := loadConfig(t, t.TempDir(), site(""))
 	if _, err := (&certSource{cfg: cfg, now: time.Now()}).selector(cfg.Site[0]); err == nil {
@@ -153,16 +135,7 @@ func TestMLDSASignerSelectable(t *testing.T) {
 		wantStdlib bool
 	}{{"", false}, {"circl", false}, {"stdlib", true}} {
 		t.Run("signer="+tt.signer, func(t *testing.T) {
-			cfg := loadConfig(t, t.TempDir(), baseConfig+`
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[site.tls]
-mldsa_signer = "`+tt.signer+`"
-[[site.route]]
-path = "/"
-handler = "inspect"
-`)
+			cfg := loadConfig(t, t.TempDir(), baseConfig+inspectSiteWith("[site.tls]\nmldsa_signer = \""+tt.signer+"\"\n"))
 			sel, err := (&certSource{cfg: cfg, now: time.Now()}).selector(cfg.Site[0])
 			if err != nil {
 				t.Fatal(err)
@@ -249,18 +222,7 @@ func TestCertificateChangeSeenByContent(t *testing.T) {
 			t.Skip("no same-size certificate in 100 tries")
 		}
 	}
-	ts := startServer(t, baseConfig+`
-[[site]]
-name = "local"
-server_names = ["localhost"]
-certs = "files"
-[[site.cert]]
-cert = "`+dir+`/site.crt"
-key = "`+dir+`/site.key"
-[[site.route]]
-path = "/"
-handler = "inspect"
-`)
+	ts := startServer(t, baseConfig+filesInspectSite(dir+"/site.crt", dir+"/site.key"))
 	served := func() *x509.Certificate {
 		t.Helper()
 		c, err := tls.Dial("tcp", ts.addr("https"), &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"})

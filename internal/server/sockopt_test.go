@@ -21,13 +21,7 @@ access = false
 name = "https"
 address = "127.0.0.1:%d"
 reuse_port = %t
-[[site]]
-name = "local"
-server_names = ["localhost"]
-[[site.route]]
-path = "/"
-handler = "inspect"
-`, port, reuse)
+`+inspectSite, port, reuse)
 }
 
 // TestReusePort: servers that all set reuse_port share an address; one
