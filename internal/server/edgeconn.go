@@ -34,6 +34,12 @@ type edgeConn struct {
 	// the keeping.
 	prefix     []byte
 	prefixDone bool
+	// recordStart holds, when the first bytes begin a TLS handshake
+	// record, its header and its first message's type (recordSeen of
+	// them so far): a ClientHello's, or that of a message no client
+	// begins with (notePrefix).
+	recordStart [recordHeaderLen + 1]byte
+	recordSeen  int
 
 	// The crypto gate (connlimit.CryptoGate): used by the connection's
 	// goroutine only, until the hand-off.

@@ -61,7 +61,7 @@ func (ev *HandshakeEvent) Remote() string {
 // Failure classes of handshakes, the reason label of
 // pqedge_handshake_failures_total.
 const (
-	reasonNotTLS        = "not_tls"         // the first bytes were not a TLS record, or the first record was no ClientHello (plain HTTP gets a 400)
+	reasonNotTLS        = "not_tls"         // the first bytes were not a TLS record, or the first record was no ClientHello, or a handshake record beginning with another message (plain HTTP gets a 400)
 	reasonTimeout       = "timeout"         // the client stalled past timeouts.handshake
 	reasonClientClosed  = "client_closed"   // the client closed or reset mid-handshake
 	reasonClientLeft    = "client_left"     // the client reset or closed while its handshake waited (in the queue, or after its ClientHello), before any cryptography (errClientLeft)
@@ -89,7 +89,7 @@ func (s *Server) handshakeEvent(ec *edgeConn, tc *tls.Conn, err error, took time
 		if ec.site != nil {
 			site = ec.site.Site
 		}
-		ev.Reason = classifyFailure(err, hello, firstBytes(ec.prefix, err), site, ec.certErr != nil)
+		ev.Reason = classifyFailure(err, hello, ec.knownStart(err), site, ec.certErr != nil)
 		if ev.Reason == reasonProxyProtocol && ec.proxyIn == nil {
 			ev.Err = errUnexpectedProxyHeader
 		}
@@ -224,6 +224,8 @@ func classifyFailure(err error, hello *pqtls.ClientHello, first []byte, site *pl
 		// An alert before any ClientHello, which crypto/tls reads
 		// (and ends the handshake on, or skips up to 16 warnings):
 		// whatever it says, ours was never sent.
+		return reasonNotTLS
+	case hello == nil && beginsOtherMessage(first):
 		return reasonNotTLS
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return reasonClientClosed

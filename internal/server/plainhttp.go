@@ -90,6 +90,33 @@ func firstBytes(prefix []byte, err error) []byte {
 	return prefix
 }
 
+// knownStart is firstBytes of c, or, when its first bytes began a
+// handshake record, that record's header and its first message's type
+// as far as they came.
+func (c *edgeConn) knownStart(err error) []byte {
+	if c.recordSeen > 0 {
+		return c.recordStart[:c.recordSeen]
+	}
+	return firstBytes(c.prefix, err)
+}
+
+// recordHeaderLen is a TLS record header's length (RFC 8446 section 5.1).
+const recordHeaderLen = 5
+
+// typeClientHello is the handshake message type of a ClientHello (RFC 8446
+// section 4).
+const typeClientHello = 1
+
+// beginsOtherMessage reports whether first, a connection's first bytes,
+// are a handshake record that begins with a message other than a
+// ClientHello (a ServerHello, a Finished, an unknown type): no TLS client
+// starts so (RFC 8446 section 4.1.2), whatever crypto/tls made of it
+// (decode_error for a message it could not parse, unexpected_message for
+// one it could).
+func beginsOtherMessage(first []byte) bool {
+	return len(first) > recordHeaderLen && first[0] == recordTypeHandshake && first[recordHeaderLen] != typeClientHello
+}
+
 // plainHTTPSniffMax caps the first bytes of a connection that are kept and
 // read to tell a plain HTTP request line from other bytes: room for a few
 // empty lines and the longest registered method (17 bytes,
@@ -118,8 +145,11 @@ func (c *edgeConn) notePrefix(b []byte) {
 	if c.prefixDone || len(b) == 0 {
 		return
 	}
-	if len(c.prefix) == 0 && b[0] == recordTypeHandshake {
-		c.prefixDone = true
+	if c.recordSeen > 0 || len(c.prefix) == 0 && b[0] == recordTypeHandshake {
+		// The record header and the type of the message it begins with,
+		// in as many reads as they come.
+		c.recordSeen += copy(c.recordStart[c.recordSeen:], b)
+		c.prefixDone = c.recordSeen == len(c.recordStart)
 		return
 	}
 	if c.prefix == nil {

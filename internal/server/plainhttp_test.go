@@ -56,6 +56,14 @@ func TestPlainHTTPOnTLSPort(t *testing.T) {
 		// sends internal_error when it cannot build a ClientHello) is
 		// not the client rejecting a certificate it never got.
 		{"TLS alert record", [][]byte{{21, 3, 1, 0, 2, 2, 40}}, false, reasonNotTLS},
+		// A handshake record that begins with another message than a
+		// ClientHello: crypto/tls's decode_error (counted
+		// malformed_hello) or unexpected_message (other) before.
+		{"handshake record holding a ServerHello", [][]byte{{22, 3, 1, 0, 5, 2, 0, 0, 1, 0}}, false, reasonNotTLS},
+		{"handshake record holding a Finished", [][]byte{append([]byte{22, 3, 3, 0, 16, 20, 0, 0, 12}, make([]byte, 12)...)}, false, reasonNotTLS},
+		{"handshake record of an unknown message type", [][]byte{{22, 3, 1, 0, 5, 0xfe, 0, 0, 1, 0}}, false, reasonNotTLS},
+		{"handshake record, its header apart from a ServerHello", [][]byte{{22, 3, 1, 0, 5}, {2, 0, 0, 1, 0}}, false, reasonNotTLS},
+		{"handshake record of a HelloRequest", [][]byte{{22, 3, 1, 0, 4, 0, 0, 0, 0}}, false, reasonNotTLS},
 		{"TLS bad_certificate alert first", [][]byte{{21, 3, 3, 0, 2, 2, 42}}, false, reasonNotTLS},
 		{"TLS internal_error alert first", [][]byte{{21, 3, 3, 0, 2, 2, 80}}, false, reasonNotTLS},
 		{"TLS close_notify first", [][]byte{{21, 3, 3, 0, 2, 1, 0}}, false, reasonNotTLS},
