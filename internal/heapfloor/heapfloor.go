@@ -62,12 +62,16 @@ func PercentFor(base int, floor, live, roots uint64) int {
 }
 
 // Keeper adjusts the GC percentage to its floor every Interval until
-// Stop. Its methods are safe for concurrent use.
+// Stop; without a floor it does not wake at all. Its methods are safe
+// for concurrent use.
 type Keeper struct {
 	mu      sync.Mutex
-	floor   uint64 // bytes; 0: none
-	base    int    // the process's own percentage (GOGC at Start)
-	current int    // the percentage last set
+	floor   uint64        // bytes; 0: none
+	base    int           // the process's own percentage (GOGC at Start)
+	current int           // the percentage last set
+	changed chan struct{} // a floor was Set (capacity 1)
+	every   time.Duration // Interval; shorter in tests
+	ticks   int           // wake-ups of the ticker, for tests
 	stop    chan struct{}
 	done    chan struct{}
 	samples []metrics.Sample
@@ -75,8 +79,10 @@ type Keeper struct {
 
 // Start reads the process's GC percentage (GOGC) as the base and starts
 // keeping floor (bytes; 0: none until Set).
-func Start(floor uint64) *Keeper {
-	k := &Keeper{floor: floor, stop: make(chan struct{}), done: make(chan struct{}), samples: []metrics.Sample{
+func Start(floor uint64) *Keeper { return start(floor, Interval) }
+
+func start(floor uint64, every time.Duration) *Keeper {
+	k := &Keeper{floor: floor, every: every, changed: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), samples: []metrics.Sample{
 		{Name: "/gc/gogc:percent"}, {Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"},
 	}}
 	metrics.Read(k.samples[:1])
@@ -104,6 +110,10 @@ func (k *Keeper) Set(floor uint64) {
 	k.floor = floor
 	k.mu.Unlock()
 	k.adjust()
+	select {
+	case k.changed <- struct{}{}:
+	default: // the keeper has yet to see an earlier change; it reads the floor then
+	}
 }
 
 // Percent is the GC percentage the keeper last set.
@@ -125,15 +135,29 @@ func (k *Keeper) Stop() {
 	}
 }
 
+// run ticks every Interval while there is a floor, and waits for Set
+// while there is none.
 func (k *Keeper) run() {
 	defer close(k.done)
-	t := time.NewTicker(Interval)
+	t := time.NewTicker(k.every)
 	defer t.Stop()
 	for {
+		k.mu.Lock()
+		ticking := k.floor > 0
+		k.mu.Unlock()
+		if ticking {
+			t.Reset(k.every)
+		} else {
+			t.Stop()
+		}
 		select {
 		case <-k.stop:
 			return
+		case <-k.changed:
 		case <-t.C:
+			k.mu.Lock()
+			k.ticks++
+			k.mu.Unlock()
 			k.adjust()
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"testing"
+	"time"
 )
 
 func TestPercentFor(t *testing.T) {
@@ -101,5 +102,40 @@ func TestKeeperLeavesGCOff(t *testing.T) {
 	defer k.Stop()
 	if p := debug.SetGCPercent(-1); p != -1 {
 		t.Errorf("GOGC is %d under a floor, want it left off (-1)", p)
+	}
+}
+
+// TestKeeperSleepsWithoutAFloor: a process without a floor (the default)
+// pays no wake-up for it; a floor set later starts the ticking and one
+// taken away stops it.
+func TestKeeperSleepsWithoutAFloor(t *testing.T) {
+	base := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(base)
+	ticks := func(k *Keeper) int {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return k.ticks
+	}
+	const every = time.Millisecond
+	k := start(0, every)
+	defer k.Stop()
+	time.Sleep(50 * every)
+	if n := ticks(k); n != 0 {
+		t.Fatalf("without a floor the keeper woke %d times in %v, want 0", n, 50*every)
+	}
+	k.Set(256 << 20)
+	deadline := time.Now().Add(5 * time.Second)
+	for ticks(k) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("with a floor the keeper woke %d times in 5 s, want it ticking every %v", ticks(k), every)
+		}
+		time.Sleep(every)
+	}
+	k.Set(0)
+	time.Sleep(5 * every) // a tick already under way may still land
+	n := ticks(k)
+	time.Sleep(50 * every)
+	if m := ticks(k); m != n {
+		t.Errorf("after Set(0) the keeper woke %d more times in %v, want 0", m-n, 50*every)
 	}
 }
