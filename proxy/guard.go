@@ -45,6 +45,9 @@ const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 //     Anything else, h2c included, loses Upgrade, HTTP2-Settings and their
 //     Connection tokens, so the upstream answers normally and never opens
 //     a tunnel past routing and past pqedge's headers.
+//   - A query with whitespace, a control byte or "#" gets 400
+//     (badQueryByte): an HTTP/2 or HTTP/3 :path may carry them, an
+//     HTTP/1.1 request line to the upstream cannot.
 //   - The path is normalised with NormalizePath (400 when it is malformed,
 //     climbs above "/" or hides dot segments), and r.URL.Path and
 //     r.URL.RawPath are set to the normalised form, which is what routes
@@ -67,8 +70,32 @@ func CheckRequest(w http.ResponseWriter, r *http.Request) (status int, reason st
 	if err != nil {
 		return http.StatusBadRequest, err.Error()
 	}
+	if i := badQueryByte(r.URL.RawQuery); i >= 0 {
+		return http.StatusBadRequest, fmt.Sprintf("query has %q at byte %d, which a request line cannot carry", r.URL.RawQuery[i], i)
+	}
 	r.URL.Path, r.URL.RawPath = p.Decoded, p.Escaped
 	return 0, ""
+}
+
+// badQueryByte returns the index of the first byte of a query an HTTP/1.1
+// request line cannot carry, or -1. The upstream request line is
+// "METHOD path?query HTTP/1.1", written with the query as it came: over
+// HTTP/2 and HTTP/3 the :path is one field value, where a space, a tab or
+// "#" is allowed (RFC 9113 Section 8.3.1 only forbids nothing worse than
+// what field values may hold), so "/a?x y" went upstream as "GET /a?x y
+// HTTP/1.1", which an upstream parses as another target and version or
+// refuses (a Go upstream closed the connection, and pqedge answered 502
+// against the upstream). A request-target has no whitespace or control
+// bytes and no fragment (RFC 9112 Section 3.2, RFC 3986 Section 3.4).
+// HTTP/1.x requests never get here with one: their request line is
+// split at spaces.
+func badQueryByte(q string) int {
+	for i := 0; i < len(q); i++ {
+		if c := q[i]; c <= ' ' || c == 0x7f || c == '#' {
+			return i
+		}
+	}
+	return -1
 }
 
 // RouteOptions are per-route exceptions to CheckRequest's rules, carried in
