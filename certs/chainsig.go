@@ -11,6 +11,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -178,7 +179,10 @@ func clientCanVerify(c *tls.Certificate, cached *chainSigs, info *tls.ClientHell
 		return false
 	}
 	if len(certSigs) == 0 {
-		return true // TLS 1.2 without signature_algorithms: nothing is known
+		// TLS 1.2 without signature_algorithms (only under tlssha1=1 does
+		// its leaf pass above): RFC 5246 Section 7.4.2 constrains the
+		// chain's signatures only when the client sent the extension.
+		return true
 	}
 	verifies := func(cs certSig) bool {
 		return cs.selfSigned || slices.Contains(certSigs, cs.schemes[0]) || (cs.schemes[1] != 0 && slices.Contains(certSigs, cs.schemes[1]))
@@ -240,37 +244,63 @@ func (cs *chainSigs) of(c *tls.Certificate) *chainSigs {
 }
 
 // leafCanSign reports whether c's key can make a CertificateVerify (or
-// TLS 1.2 ServerKeyExchange) signature with a scheme the client offered.
-// TLS 1.3 ties ECDSA to the key's curve and RSA to PSS; TLS 1.2 takes any
-// hash (crypto/tls refuses SHA-1 there too) and PKCS#1 v1.5; ML-DSA exists
+// TLS 1.2 ServerKeyExchange) signature with a scheme the client offered
+// that crypto/tls will use. TLS 1.3 ties ECDSA to the key's curve and RSA
+// to PSS; TLS 1.2 takes any hash and PKCS#1 v1.5, but not SHA-1 (RFC
+// 9155; crypto/tls since Go 1.25 unless GODEBUG=tlssha1=1); ML-DSA exists
 // only in TLS 1.3.
 func leafCanSign(c *tls.Certificate, offered []tls.SignatureScheme, tls13 bool) bool {
 	info, err := describeKey(leafPublicKey(c))
 	if err != nil {
 		return false
 	}
-	ecdsa := info.Scheme == tls.ECDSAWithP256AndSHA256 || info.Scheme == tls.ECDSAWithP384AndSHA384 || info.Scheme == tls.ECDSAWithP521AndSHA512
 	if len(offered) == 0 {
+		if tls13 {
+			return false // RFC 8446 Section 4.2.3: the extension is required
+		}
 		// RFC 5246 Section 7.4.1.4.1: a TLS 1.2 client without the
-		// extension takes SHA-1 with the key's algorithm; TLS 1.3 requires
-		// the extension.
-		return !tls13 && (ecdsa || info.Alg == AlgRSA)
+		// extension supports {sha1,rsa} and {sha1,ecdsa} only.
+		offered = tls12ImpliedSchemes
 	}
+	sha1 := !tls13 && tls12SHA1
+	ecdsa := info.Scheme == tls.ECDSAWithP256AndSHA256 || info.Scheme == tls.ECDSAWithP384AndSHA384 || info.Scheme == tls.ECDSAWithP521AndSHA512
 	switch {
 	case info.PostQuantum:
 		return tls13 && slices.Contains(offered, info.Scheme)
 	case ecdsa && !tls13:
 		return slices.ContainsFunc(offered, func(s tls.SignatureScheme) bool {
-			return s == tls.ECDSAWithP256AndSHA256 || s == tls.ECDSAWithP384AndSHA384 || s == tls.ECDSAWithP521AndSHA512
+			return s == tls.ECDSAWithP256AndSHA256 || s == tls.ECDSAWithP384AndSHA384 || s == tls.ECDSAWithP521AndSHA512 || sha1 && s == tls.ECDSAWithSHA1
 		})
 	case info.Alg == AlgRSA:
 		return slices.ContainsFunc(offered, func(s tls.SignatureScheme) bool {
 			pss := s == tls.PSSWithSHA256 || s == tls.PSSWithSHA384 || s == tls.PSSWithSHA512
-			pkcs1 := s == tls.PKCS1WithSHA256 || s == tls.PKCS1WithSHA384 || s == tls.PKCS1WithSHA512
+			pkcs1 := s == tls.PKCS1WithSHA256 || s == tls.PKCS1WithSHA384 || s == tls.PKCS1WithSHA512 || sha1 && s == tls.PKCS1WithSHA1
 			return pss || !tls13 && pkcs1
 		})
 	}
 	return slices.Contains(offered, info.Scheme) // ECDSA in TLS 1.3, Ed25519
+}
+
+// tls12ImpliedSchemes are what a TLS 1.2 ClientHello without
+// signature_algorithms offers (RFC 5246 Section 7.4.1.4.1).
+var tls12ImpliedSchemes = []tls.SignatureScheme{tls.PKCS1WithSHA1, tls.ECDSAWithSHA1}
+
+// tls12SHA1 is whether crypto/tls signs with SHA-1 in TLS 1.2: only under
+// GODEBUG=tlssha1=1 (Go 1.25 turned it off, RFC 9155; pqedge's go.mod
+// sets no godebug line, so the environment alone can turn it back on).
+var tls12SHA1 = godebugValue(os.Getenv("GODEBUG"), "tlssha1") == "1"
+
+// godebugValue returns the value of key in a GODEBUG string
+// ("k1=v1,k2=v2"; the last setting of a key wins, as the runtime reads it),
+// or "" when it is not set.
+func godebugValue(godebug, key string) string {
+	v := ""
+	for kv := range strings.SplitSeq(godebug, ",") {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
+			v = val
+		}
+	}
+	return v
 }
 
 // leafPublicKey returns the public key of c's leaf, or nil.

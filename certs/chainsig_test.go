@@ -126,6 +126,14 @@ var (
 	profTLS12ECDSASuites = clientProfile{sigs: profTLS12.sigs, versions: profTLS12.versions,
 		suites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}
 	profTLS12DHEOnly = clientProfile{sigs: profTLS12.sigs, versions: profTLS12.versions, suites: []uint16{0x009e, 0x009f}}
+	// TLS 1.2 clients that can take SHA-1 signatures only: without
+	// signature_algorithms (RFC 5246 Section 7.4.1.4.1) or listing only
+	// the SHA-1 schemes. crypto/tls refuses to sign with SHA-1 there
+	// (RFC 9155, GODEBUG tlssha1), so no leaf fits them.
+	profTLS12NoSigalgs = clientProfile{versions: profTLS12.versions, groups: []tls.CurveID{tls.X25519, tls.CurveP256}}
+	profTLS12SHA1      = clientProfile{sigs: []tls.SignatureScheme{tls.PKCS1WithSHA1, tls.ECDSAWithSHA1}, versions: profTLS12.versions}
+	// A TLS 1.2 client offering Ed25519 alone.
+	profTLS12Ed25519 = clientProfile{sigs: []tls.SignatureScheme{tls.Ed25519}, versions: profTLS12.versions}
 )
 
 func (p clientProfile) hello() (*tls.ClientHelloInfo, *pqtls.ClientHello) {
@@ -141,6 +149,7 @@ func TestClientCanVerify(t *testing.T) {
 		"only-mldsa65": profOnly65, "mldsa-only": profMLDSA, "tls12": profTLS12,
 		"tls12-x25519": profTLS12X25519, "tls12-p384": profTLS12P384, "tls13-x25519": profTLS13X25519,
 		"tls12-rsa-suites": profTLS12RSASuites, "tls12-ecdsa-suites": profTLS12ECDSASuites, "tls12-dhe-only": profTLS12DHEOnly,
+		"tls12-no-sigalgs": profTLS12NoSigalgs, "tls12-sha1": profTLS12SHA1, "tls12-ed25519": profTLS12Ed25519,
 	}
 	tests := []struct {
 		name    string
@@ -164,7 +173,7 @@ func TestClientCanVerify(t *testing.T) {
 		}, "chromium go firefox tls12 tls12-x25519 tls12-p384 tls13-x25519 tls12-rsa-suites tls12-dhe-only"},
 		{"ed25519 < ed25519 root", func(t testing.TB) *tls.Certificate {
 			return testChain(t, 0, AlgEd25519, AlgEd25519)
-		}, "go"},
+		}, "go tls12-ed25519"},
 		{"mldsa65 < mldsa87 root (the local CA's PQ chain)", func(t testing.TB) *tls.Certificate {
 			return testChain(t, 0, AlgMLDSA65, AlgMLDSA87)
 		}, "chromium mldsa-only"},
@@ -244,6 +253,10 @@ func TestPickVerifiableChains(t *testing.T) {
 		{name: "tls 1.2 without P-256 in supported_groups: none", mode: PQAlways, check: true, client: profTLS12X25519},
 		{name: "tls 1.3 without P-256 in supported_groups: classical", mode: PQAlways, check: true, client: profTLS13X25519, want: classical},
 		{name: "ML-DSA-only client, off: nothing it can verify", mode: PQOff, check: true, client: profMLDSA},
+		{name: "tls 1.2 without signature_algorithms (SHA-1 only): none", mode: PQAlways, check: true, client: profTLS12NoSigalgs},
+		{name: "tls 1.2 offering only SHA-1 schemes: none", mode: PQAlways, check: true, client: profTLS12SHA1},
+		{name: "tls 1.2 offering only ed25519: none", mode: PQAlways, check: true, client: profTLS12Ed25519},
+		{name: "tls 1.2 with ECDHE_ECDSA suites only: classical ECDSA", mode: PQAlways, check: true, client: profTLS12ECDSASuites, want: classical},
 		{name: "no parsed hello: signature_algorithms alone", mode: PQAlways, check: true, client: profGo, noHello: true, want: pq},
 		{name: "without the check, go gets ML-DSA as before", mode: PQAlways, client: profGo, want: pq},
 		{name: "without the check, mldsa65 alone gets ML-DSA as before", mode: PQAlways, client: profOnly65, want: pq},
@@ -324,6 +337,23 @@ func TestPickVerifiableChains(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestGodebugValue reads GODEBUG as the runtime does: the last setting of
+// a key wins.
+func TestGodebugValue(t *testing.T) {
+	for _, tt := range []struct{ godebug, want string }{
+		{"", ""},
+		{"tlssha1=1", "1"},
+		{"x509sha1=1,tlssha1=0", "0"},
+		{"tlssha1=1,http2debug=2,tlssha1=0", "0"},
+		{"tlssha10=1", ""},
+		{"tlssha1", ""},
+	} {
+		if got := godebugValue(tt.godebug, "tlssha1"); got != tt.want {
+			t.Errorf("godebugValue(%q) = %q, want %q", tt.godebug, got, tt.want)
+		}
+	}
 }
 
 // schemeOf is x509's view of a signature algorithm, for FuzzCertSignature.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,8 @@ func TestHandshakeFailureClasses(t *testing.T) {
 	var mu sync.Mutex
 	var events []HandshakeEvent
 	dir := t.TempDir()
+	rsaPair := filepath.Join(dir, "rsa")
+	writeRSAPair(t, rsaPair, "rsa.test")
 	cfg := loadConfig(t, dir, baseConfig+`
 [timeouts]
 handshake = "1s"
@@ -49,6 +52,16 @@ name = "modern"
 server_names = ["modern.test"]
 [site.tls]
 min_version = "1.3"
+[[site.route]]
+path = "/"
+handler = "inspect"
+[[site]]
+name = "rsa"
+server_names = ["rsa.test"]
+certs = "files"
+[[site.cert]]
+cert = "`+rsaPair+`.crt"
+key = "`+rsaPair+`.key"
 [[site.route]]
 path = "/"
 handler = "inspect"
@@ -124,6 +137,19 @@ handler = "inspect"
 				t.Errorf("the client got %v, want the handshake_failure alert (40)", err)
 			}
 		}, reasonCertificate},
+		// RFC 5246 Section 7.4.1.4.1: without signature_algorithms a
+		// TLS 1.2 client takes SHA-1 signatures only, which crypto/tls
+		// no longer makes (RFC 9155): refused before the certificate is
+		// sent, as is a client listing only SHA-1 or only Ed25519
+		// schemes, for the ECDSA site and the RSA site alike.
+		{"TLS 1.2 without signature_algorithms", "https", tls12Refused(t, "localhost", nil, nil), reasonCertificate},
+		{"TLS 1.2 without signature_algorithms, RSA site", "https", tls12Refused(t, "rsa.test", nil, nil), reasonCertificate},
+		{"TLS 1.2 offering only SHA-1 schemes", "https", tls12Refused(t, "localhost", nil, []tls.SignatureScheme{tls.PKCS1WithSHA1, tls.ECDSAWithSHA1}), reasonCertificate},
+		{"TLS 1.2 offering only SHA-1 schemes, RSA site", "https", tls12Refused(t, "rsa.test", nil, []tls.SignatureScheme{tls.PKCS1WithSHA1, tls.ECDSAWithSHA1}), reasonCertificate},
+		{"TLS 1.2 offering only ed25519", "https", tls12Refused(t, "localhost", nil, []tls.SignatureScheme{tls.Ed25519}), reasonCertificate},
+		// RFC 5246 Section 7.4.2: an RSA leaf needs an ECDHE_RSA suite.
+		{"TLS 1.2 with ECDHE_ECDSA suites only, RSA site", "https",
+			tls12Refused(t, "rsa.test", []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}, []tls.SignatureScheme{tls.PKCS1WithSHA256, tls.PSSWithSHA256}), reasonCertificate},
 		{"strict_sni and an unknown name", "strict",
 			goTLS(&tls.Config{ServerName: "nothing.test", InsecureSkipVerify: true}),
 			reasonUnknownName},
@@ -146,6 +172,11 @@ handler = "inspect"
 	wantErr := map[string]string{
 		"no chain fits the client's signature algorithms":   certs.ErrNoVerifiableChain.Error(),
 		"TLS 1.2 client whose groups lack the leaf's curve": certs.ErrNoVerifiableChain.Error(),
+	}
+	for _, tt := range tests {
+		if strings.HasPrefix(tt.name, "TLS 1.2 with") || strings.HasPrefix(tt.name, "TLS 1.2 without") || strings.HasPrefix(tt.name, "TLS 1.2 offering") {
+			wantErr[tt.name] = certs.ErrNoVerifiableChain.Error()
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,11 +203,63 @@ handler = "inspect"
 			}
 		})
 	}
-	for reason, want := range map[string]float64{reasonNotTLS: 1, reasonTimeout: 1, reasonClientClosed: 1, reasonNoCommonGroup: 2, reasonVersion: 1, reasonCertificate: 3, reasonMalformed: 2} {
+	for reason, want := range map[string]float64{reasonNotTLS: 1, reasonTimeout: 1, reasonClientClosed: 1, reasonNoCommonGroup: 2, reasonVersion: 1, reasonCertificate: 9, reasonMalformed: 2} {
 		if got := ts.metricSum("pqedge_handshake_failures_total", `listener="https"`, `reason="`+reason+`"`); got != want {
 			t.Errorf("pqedge_handshake_failures_total{reason=%q} = %v, want %v", reason, got, want)
 		}
 	}
+}
+
+// tls12Refused is a client sending a TLS 1.2 ClientHello for name (see
+// tls12Hello) that wants the handshake_failure alert (40) as the server's
+// first record: the server refuses before it sends any of its
+// certificate.
+func tls12Refused(t *testing.T, name string, suites []uint16, sigs []tls.SignatureScheme) func(addr string) {
+	return func(addr string) {
+		c := dialTimeout(t, addr)
+		defer c.Close()
+		c.Write(tls12Hello(name, suites, sigs))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got := make([]byte, 7)
+		n, err := io.ReadFull(c, got)
+		if err != nil || got[0] != 21 || got[5] != 2 || got[6] != 40 {
+			t.Errorf("the server's first record begins %x (%v), want the handshake_failure alert 15 03 03 00 02 02 28", got[:n], err)
+		}
+	}
+}
+
+// tls12Hello builds a TLS 1.2 ClientHello record (RFC 5246 Section
+// 7.4.1.2) for name with supported_groups (X25519, P-256, P-384) and
+// ec_point_formats, offering suites (nil: ECDHE_ECDSA and ECDHE_RSA
+// AES-128-GCM) and, unless sigs is nil, signature_algorithms sigs.
+func tls12Hello(name string, suites []uint16, sigs []tls.SignatureScheme) []byte {
+	if suites == nil {
+		suites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
+	}
+	u16 := func(b []byte, v int) []byte { return append(b, byte(v>>8), byte(v)) }
+	ext := func(b []byte, typ int, body []byte) []byte { return append(u16(u16(b, typ), len(body)), body...) }
+	var exts []byte
+	sni := u16(append(u16(nil, len(name)+3), 0), len(name)) // server_name_list, host_name
+	exts = ext(exts, 0, append(sni, name...))
+	exts = ext(exts, 10, []byte{0, 6, 0, 29, 0, 23, 0, 24})
+	exts = ext(exts, 11, []byte{1, 0})
+	if sigs != nil {
+		list := u16(nil, 2*len(sigs))
+		for _, s := range sigs {
+			list = u16(list, int(s))
+		}
+		exts = ext(exts, 13, list)
+	}
+	body := append([]byte{3, 3}, make([]byte, 32)...) // client_version, random
+	body = append(body, 0)                            // session_id
+	body = u16(body, 2*len(suites))
+	for _, cs := range suites {
+		body = u16(body, int(cs))
+	}
+	body = append(body, 1, 0) // compression_methods: null
+	body = append(u16(body, len(exts)), exts...)
+	msg := append([]byte{1, 0, byte(len(body) >> 8), byte(len(body))}, body...)
+	return append(u16([]byte{22, 3, 1}, len(msg)), msg...)
 }
 
 // decodeErrorClient is a client sending name as its server name, which
