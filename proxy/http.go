@@ -449,6 +449,14 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Host = st.up.key
 	// Keep the client's Host: the upstream serves the public name.
 	pr.Out.Host = pr.In.Host
+	// ReverseProxy has dropped every query parameter url.ParseQuery cannot
+	// read ("%zz", anything after a ';') and re-encoded the rest, which
+	// silently loses the client's data (golang/go#54663 made it so, for
+	// proxies that decide on parsed parameters). pqedge decides on no
+	// query, so the upstream gets the client's byte for byte, as nginx
+	// passes it; what no request line can carry was refused by the guard
+	// (badQueryByte).
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 	// Remove client-sent copies, in every spelling, so an upstream never
 	// sees spoofed facts or addresses; then set pqedge's own.
 	p.headers.filter(pr.Out.Header)
