@@ -162,6 +162,18 @@ func (b *clientBody) confirmEmpty() error {
 	return nil
 }
 
+// readWhole reads a body of the declared length, at most PreReadBody, to
+// its stream's end (confirmEnd, under the same deadlines as any read),
+// and returns it; or the read's error: a body cut short (END_STREAM, FIN
+// or trailers before the length), one longer than its length, a stall.
+func (b *clientBody) readWhole() ([]byte, error) {
+	buf := make([]byte, b.declared)
+	if _, err := io.ReadFull(b, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
 // armDeadlineLocked sets the read deadline for the next read: the stall
 // timeout from now, or sooner if the body is behind the minimum rate
 // (Apache's mod_reqtimeout MinRate). The rate is counted over the time

@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -394,6 +396,34 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(StatusClientClosedRequest)
 		return
 	}
+	// A copy of the controller's one field: NewResponseController's
+	// result does not escape, so this allocates nothing.
+	st.ctl = *http.NewResponseController(w)
+	// A request without a body (ContentLength 0: an HTTP/2 GET's Body is
+	// not http.NoBody) is sent without one (ReverseProxy drops it). Over
+	// HTTP/2 and HTTP/3 the content-length the client declared is
+	// confirmed by its stream's end (confirmEnd); a declared 0, and a
+	// length up to PreReadBody, before the request goes upstream
+	// (confirmEmpty, readWhole).
+	declaredEmpty := r.ProtoMajor >= 2 && r.ContentLength == 0 && len(r.Header["Content-Length"]) > 0
+	var whole []byte // the body, read before the upstream was picked
+	if r.Body != nil && r.Body != http.NoBody && (r.ContentLength != 0 || declaredEmpty) {
+		st.bodyBuf = clientBody{body: r.Body, ctl: &st.ctl, stall: p.opts.RequestBodyTimeout, minRate: p.opts.RequestBodyMinRate, stream: r.ProtoMajor == 2}
+		st.bodyBuf.declared, st.bodyBuf.confirm = r.ContentLength, r.ProtoMajor >= 2 && r.ContentLength >= 0
+		st.body = &st.bodyBuf
+		defer st.body.finish()
+		var err error
+		switch {
+		case declaredEmpty:
+			err = st.body.confirmEmpty()
+		case r.ProtoMajor >= 2 && r.ContentLength > 0 && r.ContentLength <= PreReadBody:
+			whole, err = st.body.readWhole()
+		}
+		if err != nil {
+			p.refuseBody(w, r, st, err)
+			return
+		}
+	}
 	up, err := p.pool.pick(clientAddr(r.RemoteAddr), nil)
 	if err != nil {
 		info.Err = err
@@ -403,38 +433,48 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer up.done()
 	info.Upstream = up.addr
 	st.up = up
-	// A copy of the controller's one field: NewResponseController's
-	// result does not escape, so this allocates nothing.
-	st.ctl = *http.NewResponseController(w)
 	st.interimLeft = p.opts.MaxResponseHeaderBytes
 	st.trace = httptrace.ClientTrace{Got1xxResponse: st.got1xx}
 	if up.tls != nil {
 		st.trace.GotConn = info.gotConn
 	}
 	out := r.WithContext(httptrace.WithClientTrace(r.Context(), &st.trace))
-	// A request without a body (ContentLength 0: an HTTP/2 GET's Body is
-	// not http.NoBody) is sent without one (ReverseProxy drops it). Over
-	// HTTP/2 and HTTP/3 the content-length the client declared is
-	// confirmed by its stream's end (confirmEnd); a declared 0 before the
-	// request goes upstream (confirmEmpty).
-	declaredEmpty := r.ProtoMajor >= 2 && r.ContentLength == 0 && len(r.Header["Content-Length"]) > 0
-	if r.Body != nil && r.Body != http.NoBody && (r.ContentLength != 0 || declaredEmpty) {
-		st.bodyBuf = clientBody{body: r.Body, ctl: &st.ctl, stall: p.opts.RequestBodyTimeout, minRate: p.opts.RequestBodyMinRate, stream: r.ProtoMajor == 2}
-		st.bodyBuf.declared, st.bodyBuf.confirm = r.ContentLength, r.ProtoMajor >= 2 && r.ContentLength >= 0
-		st.body = &st.bodyBuf
-		defer st.body.finish()
-		if declaredEmpty {
-			if err := st.body.confirmEmpty(); err != nil {
-				p.errorHandler(w, out, err)
-				return
-			}
-		} else {
-			out.Body = st.body
-		}
+	switch {
+	case whole != nil:
+		out.Body = io.NopCloser(bytes.NewReader(whole))
+	case st.body != nil && !declaredEmpty:
+		out.Body = st.body
 	}
 	st.ww = writeDeadline{ResponseWriter: w, ctl: &st.ctl, timeout: p.opts.ResponseWriteTimeout, stream: r.ProtoMajor == 2}
 	defer st.ww.finish()
 	p.rp.ServeHTTP(&st.ww, out)
+}
+
+// PreReadBody is the largest request body that an HTTP/2 or HTTP/3
+// request declaring its content-length has read whole, and its stream's
+// end seen, before an upstream is picked: a body that does not add up to
+// its length (RFC 9113 Section 8.1.1, RFC 9114 Section 4.1.2) is then
+// answered 400 without any upstream hearing of it, and counts in the
+// connection's budget of refused requests (internal/h2guard), where
+// before its headers went upstream at once and a flood of them, each
+// within the stream limit, cost an upstream request apiece. Larger
+// bodies are streamed. It bounds the memory: at most PreReadBody a
+// stream, 4 MiB for a connection's 250 streams.
+const PreReadBody = 16 << 10
+
+// refuseBody answers a request whose body failed before any upstream was
+// picked: the client's error (400, 408), or nobody's to read (499).
+func (p *HTTPProxy) refuseBody(w http.ResponseWriter, r *http.Request, st *reqState, err error) {
+	if e := st.body.readErr(); e != nil {
+		err = e
+	}
+	st.info.Err, st.info.ClientError = err, true
+	code, what := clientStatus(err, r.Context().Err() != nil, r.ProtoMajor == 1)
+	if code == StatusClientClosedRequest {
+		w.WriteHeader(code)
+		return
+	}
+	WriteRefusal(w, code, what)
 }
 
 func stateOf(r *http.Request) *reqState {
