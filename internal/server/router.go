@@ -156,14 +156,17 @@ func (rt *router) account(r *http.Request, sw *statusWriter, ci *connInfo, ex *e
 // refusedHere reports whether pqedge answered a request with a client
 // error of its own, no upstream involved: a refused method, path or
 // framing (400, 405), 421, no route (404), a built-in page's 4xx, a
-// refusal by the proxy before it picked an upstream. Not 499: a client
-// that reset its stream, which h2guard counts as a reset already; not
-// 5xx: an unhealthy pool is not the client's doing.
+// refusal by the proxy before it picked an upstream; or the proxy's
+// answer to the client's own fault after it picked one (a request body
+// that broke its framing, stalled or was too large: 400, 408, 413), which
+// cost an upstream request besides. Not 499: a client that reset its
+// stream, which h2guard counts as a reset already; not 5xx: an unhealthy
+// pool is not the client's doing; not an upstream's own 4xx.
 func refusedHere(code int, info *proxy.RequestInfo) bool {
 	if code < 400 || code >= 500 || code == 499 {
 		return false
 	}
-	return info == nil || info.Upstream == ""
+	return info == nil || info.Upstream == "" || info.ClientError
 }
 
 // siteFor returns the site that serves r on this connection, or nil and
