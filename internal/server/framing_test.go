@@ -10,11 +10,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pqedge/pqedge/proxy"
 	"github.com/quic-go/qpack"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/quicvarint"
@@ -150,11 +152,14 @@ func (u *bodyUpstream) counts() (entered, left int, whole []string) {
 // as a whole request (it received the first content-length bytes, so
 // answered it, and the client got that 200 over HTTP/2), the client gets
 // no 200, and the upstream's health is untouched (issue #12, kinds 1
-// and 3). "later" sends the excess once the upstream has the request's
-// headers, so the bytes that complete the length are on their way first;
-// after a content-length of 0 the upstream must not have the request at
-// all, so the excess goes once it has, or after half a second.
+// and 3). A body of up to proxy.PreReadBody never reaches the upstream
+// at all: "later" sends the excess once the upstream has the request, or
+// after half a second. A longer body is streamed: its excess goes once
+// the upstream has the request's headers, so the bytes that complete the
+// length are on their way first.
 func TestStreamBodyLongerThanContentLength(t *testing.T) {
+	streamedBody := strings.Repeat("x", proxy.PreReadBody+1)
+	streamedLen := strconv.Itoa(len(streamedBody))
 	up := newBodyUpstream(t)
 	ts, _ := startH3(t, strings.Replace(hardenedConfig(up.addr), baseConfig, h3Config, 1))
 	tests := []struct {
@@ -172,6 +177,8 @@ func TestStreamBodyLongerThanContentLength(t *testing.T) {
 		{"HTTP/3, the length twice in two frames", "5", "hello", "world", true},
 		{"HTTP/2, content-length 0, then DATA", "0", "", "x", false},
 		{"HTTP/3, content-length 0, then DATA", "0", "", "x", true},
+		{"HTTP/2, a streamed length then one byte more", streamedLen, streamedBody, "x", false},
+		{"HTTP/3, a streamed length then one byte more", streamedLen, streamedBody, "x", true},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -189,7 +196,7 @@ func TestStreamBodyLongerThanContentLength(t *testing.T) {
 				send(tt.first, tt.later == "")
 			}
 			switch {
-			case tt.length == "0":
+			case tt.later != "" && tt.first != streamedBody:
 				for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
 					if n, _, _ := up.counts(); n > entered {
 						break
@@ -234,7 +241,15 @@ func h2Request(t *testing.T, ts *testServer, fields [][2]string) (send func(stri
 	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndHeaders: true}); err != nil {
 		t.Fatal(err)
 	}
-	send = func(data string, end bool) { fr.WriteData(1, end, []byte(data)) }
+	send = func(data string, end bool) {
+		// In frames of at most 16,384 bytes, the initial
+		// SETTINGS_MAX_FRAME_SIZE (RFC 9113 section 6.5.2).
+		for len(data) > 16384 {
+			fr.WriteData(1, false, []byte(data[:16384]))
+			data = data[16384:]
+		}
+		fr.WriteData(1, end, []byte(data))
+	}
 	answer = func() string {
 		defer c.Close()
 		fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
