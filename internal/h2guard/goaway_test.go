@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -167,4 +168,104 @@ func TestNonReadingAbuserClosed(t *testing.T) {
 		t.Fatal("the connection is still open 10 s after the abuse")
 	}
 	t.Logf("closed %v after the abuse was reported (%v)", time.Since(abused), err)
+}
+
+// gateConn is a net.Conn that records what is written to it; a write
+// made while gate is set waits for it, after telling entered. Reads wait
+// for Close.
+type gateConn struct {
+	net.Conn // nil: only the methods below are used
+
+	mu      sync.Mutex
+	wire    bytes.Buffer
+	gate    chan struct{}
+	entered chan struct{}
+	closed  chan struct{}
+	once    sync.Once
+}
+
+func newGateConn() *gateConn {
+	return &gateConn{entered: make(chan struct{}, 1), closed: make(chan struct{})}
+}
+
+func (g *gateConn) Write(b []byte) (int, error) {
+	g.mu.Lock()
+	gate := g.gate
+	g.gate = nil
+	g.mu.Unlock()
+	if gate != nil {
+		g.entered <- struct{}{}
+		<-gate
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.wire.Write(b)
+}
+
+func (g *gateConn) Read([]byte) (int, error) {
+	<-g.closed
+	return 0, net.ErrClosed
+}
+
+func (g *gateConn) Close() error {
+	g.once.Do(func() { close(g.closed) })
+	return nil
+}
+
+func (g *gateConn) SetReadDeadline(time.Time) error  { return nil }
+func (g *gateConn) SetWriteDeadline(time.Time) error { return nil }
+
+// TestGoAwayAfterWriteUnderWay: a connection found abusive while one of
+// net/http's writes is under way gets its GOAWAY after the frame that
+// write was in, whether the write ends inside a frame or finishes one.
+// Before, the guard lost track of that write's bytes: its GOAWAY went out
+// inside a DATA frame, or never.
+func TestGoAwayAfterWriteUnderWay(t *testing.T) {
+	settings := frame(frameSettings, 0, 0, make([]byte, 12))
+	data := frame(frameData, 0, 1, make([]byte, 100))
+	ping := frame(framePing, 0, 0, make([]byte, 8))
+	goAway := frame(frameGoAway, 0, 0, []byte{0, 0, 0, 0, 0, 0, 0, errCodeEnhanceYourCalm})
+	tests := []struct {
+		name   string
+		before []byte // written before the abuse
+		during []byte // the write under way at the abuse
+		after  []byte // net/http's next write
+		want   []byte // on the wire
+	}{
+		{"the write under way ends inside a frame", settings, data[:50], concat(data[50:], ping), concat(settings, data, goAway)},
+		{"the write under way finishes a frame", concat(settings, data[:50]), data[50:], ping, concat(settings, data, goAway)},
+		{"the write under way is whole frames", settings, data, ping, concat(settings, data, goAway)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			raw := newGateConn()
+			c := Wrap(raw, Options{}).(*Conn)
+			if _, err := c.Write(tt.before); err != nil {
+				t.Fatal(err)
+			}
+			gate := make(chan struct{})
+			raw.mu.Lock()
+			raw.gate = gate
+			raw.mu.Unlock()
+			wrote := make(chan error, 1)
+			go func() {
+				_, err := c.Write(tt.during)
+				wrote <- err
+			}()
+			<-raw.entered
+			c.mu.Lock()
+			c.abuseLocked(ReasonRapidReset) // as a read or the header timer would
+			c.mu.Unlock()
+			close(gate)
+			<-wrote
+			c.Write(tt.after)
+			c.Close() // waits for the GOAWAY (at most GoAwayTimeout)
+			raw.mu.Lock()
+			got := raw.wire.Bytes()
+			raw.mu.Unlock()
+			if !bytes.Equal(got, tt.want) {
+				t.Errorf("wire:\n%x\nwant:\n%x", got, tt.want)
+			}
+		})
+	}
 }

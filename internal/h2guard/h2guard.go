@@ -314,11 +314,14 @@ func (c *Conn) Write(b []byte) (int, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closedFor != "" {
-		return n, err
-	}
 	c.w.earlyUpTo = c.r.earlyUpTo()
 	c.w.feed(b[:n])
+	if c.closedFor != "" {
+		// Found abusive while these bytes went out: nothing more
+		// counts, but the GOAWAY must follow the frame they end in
+		// (goAwayFrameLocked, finishFrame), which only feed knows.
+		return n, err
+	}
 	if t := c.w.take(); t != (tally{}) {
 		c.countLocked(time.Now(), t)
 	}
