@@ -205,8 +205,10 @@ var errUnexpectedProxyHeader = errors.New("a PROXY protocol header on a listener
 // offered decides where it can (no group or version in common with the
 // site's policy), so the class does not hang on crypto/tls's error text;
 // the text is the fallback for the rest. first is what is known of the
-// connection's first bytes when they were not a TLS handshake record
-// (nil over QUIC, and when they were).
+// connection's first bytes (edgeConn.knownStart): those kept when they
+// were not a TLS handshake record, or the header of the handshake record
+// they began and its first message's type, as far as they came; nil over
+// QUIC.
 func classifyFailure(err error, hello *pqtls.ClientHello, first []byte, site *plan.Site, certFailed bool) string {
 	var rhe tls.RecordHeaderError
 	var ne net.Error
