@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Default header names for the handshake facts forwarded to upstreams.
@@ -417,6 +419,7 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case declaredEmpty:
 			err = st.body.confirmEmpty()
 		case r.ProtoMajor >= 2 && r.ContentLength > 0 && r.ContentLength <= PreReadBody:
+			expectContinue(w, r)
 			whole, err = st.body.readWhole()
 		}
 		if err != nil {
@@ -448,6 +451,24 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.ww = writeDeadline{ResponseWriter: w, ctl: &st.ctl, timeout: p.opts.ResponseWriteTimeout, stream: r.ProtoMajor == 2}
 	defer st.ww.finish()
 	p.rp.ServeHTTP(&st.ww, out)
+}
+
+// expectContinue answers a request that asked for it (Expect:
+// 100-continue, RFC 9110 Section 10.1.1) with 100 Continue before pqedge
+// reads its body whole (PreReadBody), and takes the expectation off the
+// request, since no upstream will see it before its body: otherwise the
+// upstream's 100 would come after the body, and a second. Go's HTTP/2
+// server sends the 100 itself at the body's first read and drops the
+// header; quic-go's HTTP/3 server does neither, and a client waiting for
+// the 100 would wait for its own timeout (curl: 1 s).
+func expectContinue(w http.ResponseWriter, r *http.Request) {
+	if !httpguts.HeaderValuesContainsToken(r.Header["Expect"], "100-continue") {
+		return
+	}
+	r.Header.Del("Expect")
+	if r.ProtoMajor == 3 {
+		w.WriteHeader(http.StatusContinue)
+	}
 }
 
 // PreReadBody is the largest request body that an HTTP/2 or HTTP/3

@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -451,4 +453,93 @@ func TestStreamQueryRequestLine(t *testing.T) {
 	if g := ts.metric(`pqedge_upstream_healthy{pool="app",upstream="` + up.addr + `"}`); g != "1" {
 		t.Errorf("upstream gauge %q, want 1", g)
 	}
+}
+
+// TestExpectContinueSmallBody: a client that sends Expect: 100-continue
+// with a body pqedge reads whole before it picks an upstream
+// (proxy.PreReadBody) gets exactly one 100 Continue, over HTTP/2 (Go's
+// server sends it when the body is first read) and HTTP/3 (quic-go's
+// sends none: pqedge does), and the upstream gets the body without the
+// expectation, so that its own 100 does not follow as a second.
+func TestExpectContinueSmallBody(t *testing.T) {
+	up := newRecordingUpstream(t)
+	ts, _ := startH3(t, strings.Replace(hardenedConfig(up.addr), baseConfig, h3Config, 1))
+	h3, _ := ts.h3Client()
+	clients := []struct {
+		proto  string
+		client *http.Client
+		url    string
+	}{
+		{"HTTP/2", ts.client(), "https://" + ts.addr("https")},
+		{"HTTP/3", h3, ts.h3URL("https")},
+	}
+	for _, c := range clients {
+		for _, size := range []int{10, proxy.PreReadBody} {
+			t.Run(fmt.Sprintf("%s %d bytes", c.proto, size), func(t *testing.T) {
+				before := len(up.requests())
+				var continues atomic.Int32
+				body := &bodyAfter100{got: make(chan struct{}), rest: strings.NewReader(strings.Repeat("x", size))}
+				trace := &httptrace.ClientTrace{Got100Continue: func() {
+					if continues.Add(1) == 1 {
+						close(body.got)
+					}
+				}}
+				ctx := httptrace.WithClientTrace(context.Background(), trace)
+				req, err := http.NewRequestWithContext(ctx, "POST", c.url+"/q", body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.ContentLength = int64(size)
+				req.Header.Set("Expect", "100-continue")
+				resp, err := c.client.Do(req)
+				if err != nil {
+					t.Fatalf("POST with Expect: %v", err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || resp.Proto != c.proto+".0" && resp.Proto != c.proto {
+					t.Fatalf("answered %s over %s, want 200 over %s", resp.Status, resp.Proto, c.proto)
+				}
+				if n := continues.Load(); n != 1 {
+					t.Errorf("the client saw %d 100 Continue, want 1", n)
+				}
+				if body.gaveUp {
+					t.Errorf("no 100 Continue came within %v of the request: the client sent its body on its own timeout", bodyWait)
+				}
+				got := up.requests()[before:]
+				if len(got) != 1 {
+					t.Fatalf("the upstream got %d requests, want 1", len(got))
+				}
+				if e := got[0].header.Get("Expect"); e != "" {
+					t.Errorf("the upstream got Expect: %s with a body already read", e)
+				}
+			})
+		}
+	}
+}
+
+// bodyWait is how long bodyAfter100 waits for the 100 Continue, as curl
+// waits 1 s.
+const bodyWait = time.Second
+
+// bodyAfter100 is the body of a client that waits for 100 Continue
+// before sending it, or bodyWait, what comes first; gaveUp says the
+// wait ran out.
+type bodyAfter100 struct {
+	got    chan struct{}
+	rest   io.Reader
+	waited bool
+	gaveUp bool
+}
+
+func (b *bodyAfter100) Read(p []byte) (int, error) {
+	if !b.waited {
+		b.waited = true
+		select {
+		case <-b.got:
+		case <-time.After(bodyWait):
+			b.gaveUp = true
+		}
+	}
+	return b.rest.Read(p)
 }
