@@ -292,7 +292,7 @@ var bothFronts = []struct {
 	front func(t *testing.T, h http.Handler) (url string, c *http.Client)
 }{
 	{"HTTP/1.1", func(t *testing.T, h http.Handler) (string, *http.Client) { return proxyServer(t, h), testClient() }},
-	{"HTTP/2", h2Front},
+	{"HTTP/2", func(t *testing.T, h http.Handler) (string, *http.Client) { return h2Front(t, h) }},
 }
 
 // TestResponseWriteTimeout: a client that asks for an endless response

@@ -67,7 +67,7 @@ func proxyTo(t *testing.T, opts HTTPOptions) (*HTTPProxy, *recorder, *Pool) {
 
 // h2Front serves h over TLS with HTTP/2 and returns its URL and a client
 // that speaks HTTP/2 to it.
-func h2Front(t *testing.T, h http.Handler) (string, *http.Client) {
+func h2Front(t testing.TB, h http.Handler) (string, *http.Client) {
 	t.Helper()
 	s := httptest.NewUnstartedServer(h)
 	s.EnableHTTP2 = true

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -92,4 +93,51 @@ func BenchmarkHTTPParallel(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 		})
 	}
+}
+
+// BenchmarkHTTP2BodyPreRead alternates HTTP/2 POSTs through the proxy
+// whose bodies are read whole before an upstream is picked (PreReadBody
+// bytes) with ones a byte longer, which are streamed, so both see the same
+// machine noise; it reports each one's time per request and their ratio
+// (pre-read over streamed; 1 would mean reading the body first is free).
+func BenchmarkHTTP2BodyPreRead(b *testing.B) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok")
+	}))
+	b.Cleanup(up.Close)
+	pool, err := NewPool("bench", PoolOptions{Addresses: []string{up.Listener.Addr().String()}, Health: HealthOptions{Interval: -1}, Logger: quietLogger})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { pool.Close() })
+	px := NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger})
+	b.Cleanup(px.CloseIdleConnections)
+	url, c := h2Front(b, px)
+	post := func(body []byte) time.Duration {
+		t0 := time.Now()
+		resp, err := c.Post(url, "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+			b.Fatalf("%s over %s, want 200 over HTTP/2", resp.Status, resp.Proto)
+		}
+		return time.Since(t0)
+	}
+	preRead, streamed := make([]byte, PreReadBody), make([]byte, PreReadBody+1)
+	post(preRead) // the connections, outside the timing
+	post(streamed)
+	var tPre, tStream time.Duration
+	n := 0
+	for b.Loop() {
+		tPre += post(preRead)
+		tStream += post(streamed)
+		n++
+	}
+	b.ReportMetric(float64(tPre.Nanoseconds())/float64(n), "pre-read-ns/req")
+	b.ReportMetric(float64(tStream.Nanoseconds())/float64(n), "streamed-ns/req")
+	b.ReportMetric(tPre.Seconds()/tStream.Seconds(), "pre-read/streamed")
 }
