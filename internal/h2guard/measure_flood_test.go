@@ -68,25 +68,35 @@ func TestMeasureFloods(t *testing.T) {
 				sent.Add(1)
 			}
 		}()
-		start, peak, lived := time.Now(), rss0, "open at 10 s"
-	sample:
-		for {
-			select {
-			case <-closed:
-				lived = time.Since(start).Round(time.Millisecond).String()
-				break sample
-			case <-time.After(attackFor - time.Since(start)):
-				break sample
-			case <-time.After(10 * time.Millisecond):
-				peak = max(peak, procKiB(t, pid, "VmRSS"))
-			}
-		}
-		cpu := time.Duration(cpuTicks(t, pid)-cpu0) * 10 * time.Millisecond // USER_HZ 100
+		peak, cpu, lived, _ := attackCost(t, pid, time.Now(), rss0, cpu0, closed)
 		close(stop)
 		c.Close()
 		t.Logf("%-16s RSS +%.1f MiB, CPU %v, %d rounds written, closed after %s",
 			kind.name, float64(peak-rss0)/1024, cpu, sent.Load(), lived)
 	}
+}
+
+// attackCost samples what an abusive connection costs the server pid
+// from start, when its RSS was rss0 (KiB) and its CPU cpu0 (clock ticks):
+// the peak RSS (VmRSS every 10 ms, KiB) until ended yields or attackFor
+// has passed, the CPU spent meanwhile, and how long the connection lived
+// ("open at 10 s" when it outlived the attack), with what ended yielded.
+func attackCost[T any](t *testing.T, pid int, start time.Time, rss0, cpu0 int64, ended <-chan T) (peak int64, cpu time.Duration, lived string, got T) {
+	peak, lived = rss0, "open at 10 s"
+sample:
+	for {
+		select {
+		case got = <-ended:
+			lived = time.Since(start).Round(time.Millisecond).String()
+			break sample
+		case <-time.After(attackFor - time.Since(start)):
+			break sample
+		case <-time.After(10 * time.Millisecond):
+			peak = max(peak, procKiB(t, pid, "VmRSS"))
+		}
+	}
+	cpu = time.Duration(cpuTicks(t, pid)-cpu0) * 10 * time.Millisecond // USER_HZ 100
+	return peak, cpu, lived, got
 }
 
 // cpuTicks is utime+stime of /proc/PID/stat, in clock ticks.

@@ -229,21 +229,7 @@ func TestMeasurePaced(t *testing.T) {
 			begin()
 			go func() { done <- kind.run(p) }()
 		}
-		peak, lived := rss0, "open at 10 s"
-		var end error
-	sample:
-		for {
-			select {
-			case end = <-done:
-				lived = time.Since(start).Round(time.Millisecond).String()
-				break sample
-			case <-time.After(attackFor - time.Since(start)):
-				break sample
-			case <-time.After(10 * time.Millisecond):
-				peak = max(peak, procKiB(t, pid, "VmRSS"))
-			}
-		}
-		cpu := time.Duration(cpuTicks(t, pid)-cpu0) * 10 * time.Millisecond // USER_HZ 100
+		peak, cpu, lived, end := attackCost(t, pid, start, rss0, cpu0, done)
 		close(p.stop)
 		c.Close()
 		t.Logf("%-20s RSS +%.1f MiB, CPU %v, %d rounds, closed after %s (%v)",
