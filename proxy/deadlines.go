@@ -23,15 +23,11 @@ type clientBody struct {
 	stall   time.Duration // no byte for this long fails the read
 	minRate int64         // bytes per second after the first stall period; 0: none
 
-	// stream: the body is an HTTP/2 stream's. net/http's read deadline
-	// on a stream is a timer that, when it fires, ends the body whether
-	// or not a read is waiting: left set between reads, it failed a body
-	// whose upstream paused reading it (the transport blocked writing
-	// upstream, the client held back by flow control) for the stall
-	// timeout, and blamed the client with 408. So a stream's deadline is
-	// set, already past, only when one read has waited until it (watch).
-	stream bool
-	watch  *time.Timer // runs stalled; nil until the first read of a stream
+	// watch bounds the reads of an HTTP/2 stream's body (the transport
+	// blocked writing upstream, the client held back by flow control, is
+	// not a stalled read: see stallWatch); nil over HTTP/1.x and HTTP/3,
+	// whose read deadline is the connection's or the QUIC stream's.
+	watch *stallWatch
 	// declared is the content-length of an HTTP/2 or HTTP/3 request, whose
 	// end the read that completes it confirms (confirmEnd), when confirm
 	// is set; not over HTTP/1.x, whose framing is the length itself.
@@ -43,17 +39,11 @@ type clientBody struct {
 	// waited is the time reads have spent waiting on the client: the
 	// minimum rate's clock. Time the upstream took before asking for
 	// more (its own pauses, a late first read) is not the client's.
-	waited  time.Duration
-	err     error // first read error other than io.EOF, before Close
-	eof     bool
-	closed  bool
-	armed   bool // a read deadline is set on the client's connection
-	reading bool // a read of a stream is under way (stalled may end it)
-	// due: the deadline of the stream's read under way. A timer that
-	// fired for the read before can run stalled after this read began
-	// (Stop cannot recall a callback already started); it finds due
-	// ahead and leaves this read alone.
-	due time.Time
+	waited time.Duration
+	err    error // first read error other than io.EOF, before Close
+	eof    bool
+	closed bool
+	armed  bool // a read deadline is set on the client's connection
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
@@ -90,12 +80,11 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		took = time.Since(began) // the one clock read the rate adds
 	}
 
-	if b.stream && b.watch != nil {
-		b.watch.Stop()
+	if b.watch != nil {
+		b.watch.end()
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.reading = false
 	b.n += int64(n)
 	b.waited += took
 	switch {
@@ -192,31 +181,12 @@ func (b *clientBody) armDeadlineLocked(now time.Time) {
 			dl = byRate
 		}
 	}
-	if b.stream {
-		b.reading = true
-		b.due = dl
-		if b.watch == nil {
-			b.watch = time.AfterFunc(time.Until(dl), b.stalled)
-		} else {
-			b.watch.Reset(time.Until(dl))
-		}
+	if b.watch != nil {
+		b.watch.begin(dl)
 		return
 	}
 	if b.ctl.SetReadDeadline(dl) == nil {
 		b.armed = true
-	}
-}
-
-// stalled runs on the watch timer's goroutine when a read of a stream has
-// waited until its deadline: a deadline in the past ends the body at once
-// and fails the read with os.ErrDeadlineExceeded. A late run, after the
-// read returned, finds reading false, or the next read's deadline ahead,
-// and does nothing.
-func (b *clientBody) stalled() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.reading && !b.closed && !time.Now().Before(b.due) {
-		b.ctl.SetReadDeadline(time.Unix(1, 0))
 	}
 }
 
@@ -231,13 +201,21 @@ func (b *clientBody) Close() error {
 	b.mu.Lock()
 	b.closed = true
 	b.mu.Unlock()
+	if b.watch != nil {
+		b.watch.release() // no read of a closed body is ended
+	}
 	return b.body.Close()
 }
 
 // finish runs when the handler returns. A body the upstream did not read
 // to the end is discarded by net/http after the handler (HTTP/1.1); a
-// deadline keeps that discard as bounded as the reads were.
+// deadline keeps that discard as bounded as the reads were. A stream's
+// watch lets go of the request (the body may never have been closed: one
+// read whole is sent upstream from a copy).
 func (b *clientBody) finish() {
+	if b.watch != nil {
+		b.watch.release()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.ctl == nil || b.eof || b.stall <= 0 || !b.armed {
@@ -339,70 +317,115 @@ type writeDeadline struct {
 	http.ResponseWriter
 	ctl     *http.ResponseController
 	timeout time.Duration
-	// stream: the response is an HTTP/2 stream's, bounded by watch;
-	// else the deadline is the HTTP/1.x (or HTTP/3 stream's) connection's,
-	// which fails only a write under way, and must be cleared.
-	stream   bool
+	// watch bounds each write of an HTTP/2 stream's response (see
+	// stallWatch); nil over HTTP/1.x and HTTP/3, where the deadline is
+	// the connection's (or the QUIC stream's), which fails only a write
+	// under way, and must be cleared.
+	watch    *stallWatch
 	deadline idleDeadline
-	watch    streamWatch
 	wrote    bool // a status or body was written (set on the handler's goroutine)
 }
 
 var _ http.Flusher = (*writeDeadline)(nil)
 
-// streamWatch bounds each write and flush of an HTTP/2 response. net/http's
-// write deadline on an HTTP/2 stream is a timer that resets the stream when
-// it fires, whether or not a write is waiting: set during a write and left
-// in place, it reset a response whose upstream merely paused longer than
-// the timeout between two writes (a slow origin, server-sent events with
-// sparse heartbeats) while the client read everything. So the stream gets
-// a deadline, one already past (which resets it at once and fails the
-// blocked write), only when one write has been blocked for the whole
-// timeout; the pauses between writes are the upstream's, bounded by
-// UpstreamIdleTimeout.
-type streamWatch struct {
-	timer *time.Timer // runs stalled; nil until the first write
-	mu    sync.Mutex  // guards writing, and the controller's use by stalled
-	// writing: a write or flush is under way, so the handler, and its
-	// stream, are still there for stalled to reset.
-	writing bool
-	// due: when the write under way has waited the whole timeout. The
-	// timer of the write before may run stalled after this write began
-	// (Stop cannot recall a callback already started); it finds due
-	// ahead and leaves this write alone.
+// stallWatch ends an HTTP/2 stream's read or write that has waited a
+// whole timeout. net/http's read or write deadline on an HTTP/2 stream is
+// a timer that ends the stream when it fires, whether or not a read or
+// write is waiting: set during a write and left in place, it reset a
+// response whose upstream merely paused longer than the timeout between
+// two writes (a slow origin, server-sent events with sparse heartbeats)
+// while the client read everything; set during a read of the body, it
+// failed a body whose upstream paused reading it, and blamed the client
+// with 408. So the stream gets a deadline, one already past (which ends
+// it at once and fails the blocked I/O with os.ErrDeadlineExceeded), only
+// when one I/O has been blocked until its own deadline; the pauses between
+// them are the upstream's, bounded by UpstreamIdleTimeout.
+//
+// The watch lets go of the request when it is released (the handler
+// returned, or the body was closed). Stopping its timer is not enough: Go
+// keeps a stopped time.AfterFunc timer, and what its function reaches, in
+// the timer heap of the P that started it until the timer reaches the
+// heap's head or tail, at the latest its deadline (golang/go#75935,
+// unfixed in Go 1.27.4; see internal/server's quicIdle). Through ctl that
+// was the whole request, its ResponseWriter and its body, and through the
+// body the HTTP/2 connection, for up to timeouts.response_write or
+// request_body after the request ended. What a stopped timer holds now is
+// the stallWatch alone (64 bytes).
+//
+// A stallWatch is allocated apart from the request it watches (newStallWatch),
+// since the timer's function reaching any field of the request would keep
+// the whole request. Its methods are safe for concurrent use.
+type stallWatch struct {
+	read bool       // the I/O watched is the body's (read deadline), else the response's
+	mu   sync.Mutex // guards the fields below
+	// ctl is the stream's controller until the watch is released, nil
+	// after: the timer's function reaches the request only through here.
+	ctl   *http.ResponseController
+	timer *time.Timer // runs fire; nil until the first I/O
+	busy  bool        // an I/O is under way
+	// due: when the I/O under way has waited the whole timeout. The
+	// timer of the I/O before may run fire after this one began (Stop
+	// cannot recall a callback already started); it finds due ahead and
+	// leaves this I/O alone.
 	due time.Time
 }
 
-// begin starts the watch over one write or flush.
-func (w *writeDeadline) begin() {
-	w.watch.mu.Lock()
-	w.watch.writing = true
-	w.watch.due = time.Now().Add(w.timeout)
-	w.watch.mu.Unlock()
-	if w.watch.timer == nil {
-		w.watch.timer = time.AfterFunc(w.timeout, w.stalled)
+// newStallWatch returns a watch over the reads (read) or writes of ctl's
+// stream.
+func newStallWatch(ctl *http.ResponseController, read bool) *stallWatch {
+	return &stallWatch{ctl: ctl, read: read}
+}
+
+// begin starts watching one I/O, due at due. It does nothing once the
+// watch is released.
+func (s *stallWatch) begin(due time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctl == nil {
 		return
 	}
-	w.watch.timer.Reset(w.timeout)
+	s.busy, s.due = true, due
+	if s.timer == nil {
+		s.timer = time.AfterFunc(time.Until(due), s.fire)
+		return
+	}
+	s.timer.Reset(time.Until(due))
 }
 
-// end stops the watch once the write or flush returned; a stalled that
-// runs late finds writing false, or the next write's due ahead, and
-// leaves the stream alone.
-func (w *writeDeadline) end() {
-	w.watch.timer.Stop()
-	w.watch.mu.Lock()
-	w.watch.writing = false
-	w.watch.mu.Unlock()
+// end stops the watch once the I/O returned; a fire that runs late finds
+// busy false, or the next I/O's due ahead, and leaves the stream alone.
+func (s *stallWatch) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.busy = false
 }
 
-// stalled runs on the timer's goroutine when a write has been blocked for
-// the timeout: the client stopped reading.
-func (w *writeDeadline) stalled() {
-	w.watch.mu.Lock()
-	defer w.watch.mu.Unlock()
-	if w.watch.writing && !time.Now().Before(w.watch.due) {
-		w.ctl.SetWriteDeadline(time.Unix(1, 0))
+// release stops the watch for good and lets go of the stream (see
+// stallWatch).
+func (s *stallWatch) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.ctl, s.busy = nil, false
+}
+
+// fire runs on the timer's goroutine when an I/O has waited until its
+// deadline: the client stopped reading, or stopped sending its body.
+func (s *stallWatch) fire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.busy || s.ctl == nil || time.Now().Before(s.due) {
+		return
+	}
+	if s.read {
+		s.ctl.SetReadDeadline(time.Unix(1, 0))
+	} else {
+		s.ctl.SetWriteDeadline(time.Unix(1, 0))
 	}
 }
 
@@ -419,9 +442,9 @@ func (w *writeDeadline) WriteHeader(code int) {
 
 func (w *writeDeadline) Write(p []byte) (int, error) {
 	w.wrote = true
-	if w.stream {
-		w.begin()
-		defer w.end()
+	if w.watch != nil {
+		w.watch.begin(time.Now().Add(w.timeout))
+		defer w.watch.end()
 	} else {
 		w.arm()
 	}
@@ -429,9 +452,9 @@ func (w *writeDeadline) Write(p []byte) (int, error) {
 }
 
 func (w *writeDeadline) FlushError() error {
-	if w.stream {
-		w.begin()
-		defer w.end()
+	if w.watch != nil {
+		w.watch.begin(time.Now().Add(w.timeout))
+		defer w.watch.end()
 	} else {
 		w.arm()
 	}
@@ -461,13 +484,16 @@ func (w *writeDeadline) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // finish flushes what the handler left buffered under the deadline, then
 // clears an HTTP/1.x connection's: net/http sets no write deadline of its
 // own, so one left on the connection would fail the next request's
-// response. An HTTP/2 stream has none left (streamWatch).
+// response. An HTTP/2 stream has none left (stallWatch).
 func (w *writeDeadline) finish() {
+	if w.watch != nil {
+		defer w.watch.release()
+	}
 	if !w.wrote {
 		return // hijacked, or answered elsewhere: nothing of ours is buffered
 	}
 	w.FlushError()
-	if !w.stream && !w.deadline.until.IsZero() {
+	if w.watch == nil && !w.deadline.until.IsZero() {
 		w.ctl.SetWriteDeadline(time.Time{})
 	}
 }

@@ -5,9 +5,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -110,13 +113,14 @@ func TestStreamWatchEndsOnlyAStalledIO(t *testing.T) {
 	} {
 		t.Run("write/"+tt.name, func(t *testing.T) {
 			rec := &streamDeadlines{ResponseWriter: httptest.NewRecorder()}
-			w := &writeDeadline{ResponseWriter: rec, ctl: http.NewResponseController(rec), timeout: tt.timeout, stream: true}
+			ctl := http.NewResponseController(rec)
+			w := &writeDeadline{ResponseWriter: rec, ctl: ctl, timeout: tt.timeout, watch: newStallWatch(ctl, false)}
 			for i := 1; i <= 2; i++ {
-				w.begin()
+				w.watch.begin(time.Now().Add(w.timeout))
 				if i == 2 {
-					tt.second(w.stalled)
+					tt.second(w.watch.fire)
 				}
-				w.end()
+				w.watch.end()
 			}
 			_, write := rec.set()
 			if got := len(write) == 1 && write[0].Before(time.Now()); got != tt.wantReset || len(write) > 1 {
@@ -125,10 +129,11 @@ func TestStreamWatchEndsOnlyAStalledIO(t *testing.T) {
 		})
 		t.Run("read/"+tt.name, func(t *testing.T) {
 			rec := &streamDeadlines{ResponseWriter: httptest.NewRecorder()}
-			b := &clientBody{ctl: http.NewResponseController(rec), stall: tt.timeout, stream: true}
+			ctl := http.NewResponseController(rec)
+			b := &clientBody{ctl: ctl, stall: tt.timeout, watch: newStallWatch(ctl, true)}
 			b.body = io.NopCloser(&hookReader{during: func(i int) {
 				if i == 2 {
-					tt.second(b.stalled)
+					tt.second(b.watch.fire)
 				}
 			}})
 			for range 2 {
@@ -142,6 +147,118 @@ func TestStreamWatchEndsOnlyAStalledIO(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStoppedStallWatchHoldsNoRequest checks that an HTTP/2 request whose
+// body was read and whose response was written under a stream watch is
+// garbage once its handler returned, however long the runtime keeps the
+// watch's stopped timer: Go leaves a stopped time.AfterFunc timer, with
+// its function and what that reaches, in its timer heap until the timer
+// reaches the heap's head or tail, at the latest its deadline
+// (golang/go#75935). A timer whose function was the body's or the
+// writer's method kept the whole request, its ResponseWriter and body
+// (and in net/http, through the body, the HTTP/2 connection) for up to
+// request_body or response_write after the request. The timers run in a
+// synctest bubble, whose heap is the test's alone; other requests start
+// timers due earlier and later while each I/O is under way, so every
+// stopped one stays between them for the whole test (as
+// TestQUICIdleStoppedClockHoldsNoConnection in internal/server).
+func TestStoppedStallWatchHoldsNoRequest(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		// serve runs one request on rq, calling during inside its I/O.
+		serve func(rq *request, rec http.ResponseWriter, during func())
+	}{
+		{"request body", func(rq *request, rec http.ResponseWriter, during func()) {
+			rq.st.bodyBuf = clientBody{body: io.NopCloser(&duringReader{during: during}), ctl: &rq.st.ctl,
+				stall: time.Hour, watch: newStallWatch(&rq.st.ctl, true)}
+			defer rq.st.bodyBuf.finish()
+			if _, err := io.ReadAll(&rq.st.bodyBuf); err != nil {
+				t.Error(err)
+			}
+		}},
+		{"request body, closed", func(rq *request, rec http.ResponseWriter, during func()) {
+			rq.st.bodyBuf = clientBody{body: io.NopCloser(&duringReader{during: during}), ctl: &rq.st.ctl,
+				stall: time.Hour, watch: newStallWatch(&rq.st.ctl, true)}
+			rq.st.bodyBuf.Read(make([]byte, 1))
+			rq.st.bodyBuf.Close() // the transport is done with it; finish never runs
+		}},
+		{"response", func(rq *request, rec http.ResponseWriter, during func()) {
+			w := &duringWriter{ResponseWriter: rec, during: during}
+			rq.st.ww = writeDeadline{ResponseWriter: w, ctl: &rq.st.ctl, timeout: time.Hour,
+				watch: newStallWatch(&rq.st.ctl, false)}
+			defer rq.st.ww.finish()
+			if _, err := rq.st.ww.Write([]byte("answer")); err != nil {
+				t.Error(err)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const requests = 4
+				var released atomic.Int64
+				var crowd []*time.Timer
+				for range requests {
+					rec := &streamDeadlines{ResponseWriter: httptest.NewRecorder()}
+					runtime.AddCleanup(rec, func(*atomic.Int64) { released.Add(1) }, &released)
+					rq := new(request)
+					rq.st.ctl = *http.NewResponseController(rec)
+					crowd = append(crowd, crowdTimers(8, 30*time.Minute)...)
+					tt.serve(rq, rec, func() { crowd = append(crowd, crowdTimers(8, 2*time.Hour)...) })
+				}
+				synctest.Wait()
+				for range 100 {
+					if released.Load() == requests {
+						break
+					}
+					runtime.GC()
+					runtime.Gosched() // the cleanups run
+				}
+				if got := released.Load(); got != requests {
+					t.Errorf("%d of %d finished requests' ResponseWriters released after 100 collections, their watches (1h) stopped; want all", got, requests)
+				}
+				for _, tm := range crowd {
+					tm.Stop()
+				}
+			})
+		})
+	}
+}
+
+// duringReader is a body of one byte whose read runs during first.
+type duringReader struct {
+	during func()
+	done   bool
+}
+
+func (r *duringReader) Read(p []byte) (int, error) {
+	if r.done {
+		return 0, io.EOF
+	}
+	r.during()
+	r.done = true
+	p[0] = 'x'
+	return 1, nil
+}
+
+// duringWriter is a ResponseWriter whose writes run during first.
+type duringWriter struct {
+	http.ResponseWriter
+	during func()
+}
+
+func (w *duringWriter) Write(p []byte) (int, error) {
+	w.during()
+	return w.ResponseWriter.Write(p)
+}
+
+// crowdTimers starts n timers due after d that do nothing.
+func crowdTimers(n int, d time.Duration) []*time.Timer {
+	ts := make([]*time.Timer, n)
+	for i := range ts {
+		ts[i] = time.AfterFunc(d, func() {})
+	}
+	return ts
 }
 
 // bodyDeadlines records the read deadlines an HTTP/1.1 body sets on its

@@ -410,7 +410,10 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	declaredEmpty := r.ProtoMajor >= 2 && r.ContentLength == 0 && len(r.Header["Content-Length"]) > 0
 	var whole []byte // the body, read before the upstream was picked
 	if r.Body != nil && r.Body != http.NoBody && (r.ContentLength != 0 || declaredEmpty) {
-		st.bodyBuf = clientBody{body: r.Body, ctl: &st.ctl, stall: p.opts.RequestBodyTimeout, minRate: p.opts.RequestBodyMinRate, stream: r.ProtoMajor == 2}
+		st.bodyBuf = clientBody{body: r.Body, ctl: &st.ctl, stall: p.opts.RequestBodyTimeout, minRate: p.opts.RequestBodyMinRate}
+		if r.ProtoMajor == 2 && p.opts.RequestBodyTimeout > 0 {
+			st.bodyBuf.watch = newStallWatch(&st.ctl, true)
+		}
 		st.bodyBuf.declared, st.bodyBuf.confirm = r.ContentLength, r.ProtoMajor >= 2 && r.ContentLength >= 0
 		st.body = &st.bodyBuf
 		defer st.body.finish()
@@ -448,7 +451,10 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case st.body != nil && !declaredEmpty:
 		out.Body = st.body
 	}
-	st.ww = writeDeadline{ResponseWriter: w, ctl: &st.ctl, timeout: p.opts.ResponseWriteTimeout, stream: r.ProtoMajor == 2}
+	st.ww = writeDeadline{ResponseWriter: w, ctl: &st.ctl, timeout: p.opts.ResponseWriteTimeout}
+	if r.ProtoMajor == 2 {
+		st.ww.watch = newStallWatch(&st.ctl, false)
+	}
 	defer st.ww.finish()
 	p.rp.ServeHTTP(&st.ww, out)
 }
