@@ -39,6 +39,7 @@ type metrics struct {
 	ticketKeys         prometheus.Gauge
 	h1Refused          *prometheus.CounterVec
 	h2Abuse            *prometheus.CounterVec
+	h3Abuse            *prometheus.CounterVec
 	clientErrors       *prometheus.CounterVec
 	quic               *quicMetrics // HTTP/3 listeners (quic_metrics.go)
 
@@ -147,6 +148,10 @@ func newMetrics() *metrics {
 			Name: "pqedge_http2_abuse_total",
 			Help: "HTTP/2 connections closed for abuse, by listener and reason: rapid_reset (RST_STREAM flood), provoked_reset (streams the server reset for the client's errors, CVE-2025-8671), empty_frames (empty CONTINUATION or DATA flood, or header blocks sent in fragments under 1 KiB), control_frames (PING, SETTINGS, PRIORITY, PRIORITY_UPDATE, WINDOW_UPDATE or unknown frames beyond the connection's requests and downloads), refused_requests (requests pqedge answered itself with an error, without an upstream: refused method or path, 421, no route), header_timeout (a header block outlasting timeouts.read_header).",
 		}, []string{"listener", "reason"}),
+		h3Abuse: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pqedge_http3_abuse_total",
+			Help: "HTTP/3 connections closed with H3_EXCESSIVE_LOAD, by listener and reason: cancelled_requests (requests the client stopped, STOP_SENDING, while pqedge answered them: rapid reset), refused_requests (requests pqedge answered itself with an error, without an upstream). The budget is limits.h2_resets per limits.h2_reset_window, as over HTTP/2.",
+		}, []string{"listener", "reason"}),
 		clientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pqedge_client_errors_total",
 			Help: "Requests the client broke or was refused (malformed or stalled body, refused path or method, client gone), by site: answered as the client's fault, never counted against an upstream.",
@@ -154,7 +159,7 @@ func newMetrics() *metrics {
 	}
 	m.reg.MustRegister(m.certReloadFailures, m.handshakes, m.handshakeFailures, m.handshakeSeconds, m.resumptions,
 		m.requests, m.requestSeconds, m.misdirected, m.upstreamHealthy, m.upstreamTLS, m.upstreamTLSFails, m.streamsActive, m.streams, m.reloads,
-		m.certExpiryDays, m.ticketRefreshes, m.ticketKeys, m.h1Refused, m.h2Abuse, m.clientErrors,
+		m.certExpiryDays, m.ticketRefreshes, m.ticketKeys, m.h1Refused, m.h2Abuse, m.h3Abuse, m.clientErrors,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.quic = newQUICMetrics(m.reg)
 	return m

@@ -72,6 +72,9 @@ type quicConn struct {
 	ended atomic.Bool // the handshake's outcome is recorded
 	info  *connInfo   // set before the hand-off
 	idle  *quicIdle   // set before the hand-off: timeouts.idle between requests
+	// budget is set before the hand-off: cancelled and refused requests
+	// (nil: limits.h2_resets = 0).
+	budget *h3Budget
 }
 
 type quicConnKey struct{}
@@ -314,6 +317,10 @@ func (s *Server) handleQUIC(sk *socket, conn *quic.Conn) {
 		if qc.idle == nil {
 			// Written before take starts the goroutine that reads it.
 			qc.idle = watchQUICIdle(conn, g.plan.Timeouts.Idle)
+			name := l.Name
+			qc.budget = newH3Budget(conn, g.plan.Limits.H2Resets, g.plan.Limits.H2ResetWindow, func(reason string) {
+				s.metrics.h3Abuse.WithLabelValues(name, reason).Inc()
+			})
 		}
 		if l.quic.take(conn) {
 			return

@@ -115,13 +115,18 @@ func (i *quicIdle) end() {
 	i.timer.Stop()
 }
 
-// quicIdleHandler counts each HTTP/3 request in its connection's quicIdle.
+// quicIdleHandler counts each HTTP/3 request in its connection's quicIdle,
+// and one the client cancelled in its h3Budget.
 type quicIdleHandler struct{ h http.Handler }
 
 func (q quicIdleHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if qc := quicConnFrom(r.Context()); qc != nil && qc.idle != nil {
+	qc := quicConnFrom(r.Context())
+	if qc != nil && qc.idle != nil {
 		qc.idle.begin()
 		defer qc.idle.done()
 	}
 	q.h.ServeHTTP(w, r)
+	if qc != nil {
+		qc.budget.requestEnded(r.Context())
+	}
 }

@@ -114,6 +114,8 @@ func (rt *router) account(r *http.Request, sw *statusWriter, ci *connInfo, ex *e
 		// never reset: the connection has a budget of them (h2guard).
 		if g, ok := r.Context().Value(h2GuardKey{}).(*h2guard.Conn); ok {
 			g.Refused()
+		} else if qc := quicConnFrom(r.Context()); qc != nil {
+			qc.budget.count(h3AbuseRefused, time.Now())
 		}
 	}
 	var origin *proxy.HandshakeFacts // the origin leg of a request to an https:// upstream
