@@ -133,6 +133,8 @@ type Limits struct {
 	// connection is closed (rapid reset, CVE-2023-44487; MadeYouReset,
 	// CVE-2025-8671; CONTINUATION floods, CVE-2024-27316). 0 turns the
 	// check off, and h2guard's internal control-frame budget with it.
+	// The same numbers bound an HTTP/3 connection's requests stopped by
+	// its client (STOP_SENDING) and those pqedge refused itself.
 	H2Resets      *int     `toml:"h2_resets"`
 	H2ResetWindow Duration `toml:"h2_reset_window"`
 	// HeapFloor is the heap size, e.g. "64MiB", below which Go's garbage
