@@ -581,3 +581,38 @@ func TestClientStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestUnsendableRequestIsNotBlamed: a request the transport refuses before
+// it takes an upstream connection (its own checks of the method and the
+// header fields) never reached the upstream, so it is answered 400 as the
+// request's fault and counts nothing against the upstream, however often
+// it comes. Such requests get past CheckRequest only when a handler built
+// or changed them (the servers refuse these fields); before, each was
+// answered 502 and counted, and two ejected the upstream.
+func TestUnsendableRequestIsNotBlamed(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		edit func(r *http.Request)
+	}{
+		{"NUL in a field value", func(r *http.Request) { r.Header.Set("X-A", "a\x00b") }},
+		{"LF in a field value", func(r *http.Request) { r.Header["X-A"] = []string{"a\r\nX-B: b"} }},
+		{"DEL in a field value", func(r *http.Request) { r.Header.Set("X-Trace", "a\x7fb") }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			px, _, pool := proxyTo(t, HTTPOptions{})
+			for i := range 3 {
+				r := httptest.NewRequest(http.MethodGet, "http://x/up", nil)
+				tt.edit(r)
+				ctx, info := WithRequestInfo(r.Context())
+				w := httptest.NewRecorder()
+				px.ServeHTTP(w, r.WithContext(ctx))
+				if w.Code != http.StatusBadRequest || !info.ClientError {
+					t.Fatalf("request %d: answered %d, ClientError %v (%v); want 400, the client's", i, w.Code, info.ClientError, info.Err)
+				}
+				if st := pool.Upstreams()[0]; !st.Healthy || st.ConsecutiveFailures != 0 {
+					t.Fatalf("after request %d: upstream %+v, want healthy with no failure counted", i, st)
+				}
+			}
+		})
+	}
+}

@@ -45,6 +45,14 @@ const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 //     Anything else, h2c included, loses Upgrade, HTTP2-Settings and their
 //     Connection tokens, so the upstream answers normally and never opens
 //     a tunnel past routing and past pqedge's headers.
+//   - A method that is not a token (RFC 9110 Section 9.1) or a Host that
+//     is not an authority (RFC 9110 Section 7.2, RFC 3986 Section 3.2)
+//     gets 400. net/http's HTTP/1.1 server and quic-go refuse both
+//     already; Go's HTTP/2 server passes them on. Its transport then
+//     refused such a method before any upstream connection (answered 502
+//     and counted against the upstream, which never saw it), and wrote
+//     such a Host as an empty one, so the upstream served its default
+//     virtual host.
 //   - A query with whitespace, a control byte or "#" gets 400
 //     (badQueryByte): an HTTP/2 or HTTP/3 :path may carry them, an
 //     HTTP/1.1 request line to the upstream cannot.
@@ -64,6 +72,12 @@ func CheckRequest(w http.ResponseWriter, r *http.Request) (status int, reason st
 	if r.Method == http.MethodTrace {
 		w.Header().Set("Allow", allowedMethods)
 		return http.StatusMethodNotAllowed, "TRACE is not supported"
+	}
+	if !validMethod(r.Method) {
+		return http.StatusBadRequest, fmt.Sprintf("method %q is not a token", r.Method)
+	}
+	if !httpguts.ValidHostHeader(r.Host) {
+		return http.StatusBadRequest, fmt.Sprintf("host %q is not a valid authority", r.Host)
 	}
 	sanitizeUpgrade(r)
 	p, err := NormalizePath(requestPath(r))
@@ -97,6 +111,56 @@ func badQueryByte(q string) int {
 	}
 	return -1
 }
+
+// validMethod reports whether m is a non-empty token (RFC 9110 Sections
+// 5.6.2 and 9.1), the only form a request line can carry.
+func validMethod(m string) bool {
+	if m == "" {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if !httpguts.IsTokenRune(rune(m[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+// requestLineQuery returns q as the upstream's request line carries it:
+// as it came, but for the bytes a query never holds (RFC 3986 Section
+// 3.4) that browsers percent-encode themselves (WHATWG URL's query
+// percent-encode set), '"', '<', '>' and every byte from 0x80, which
+// are percent-encoded. Over HTTP/2 and HTTP/3 the :path is a field value
+// and may carry them raw, and net/http's HTTP/1.1 server accepts them in
+// a request line, but a strict upstream refuses such a request line, and
+// one that closed the connection on it had the request answered 502 and
+// counted against it. An application decoding its query reads the same
+// bytes either way. Whitespace, control bytes and '#' never get here
+// (badQueryByte); '[', ']', '{', '|', '}', '\', '^' and '`', which
+// browsers send raw, pass as they came.
+func requestLineQuery(q string) string {
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if queryEscapes(q[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return q
+	}
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(q)+2*n)
+	for i := 0; i < len(q); i++ {
+		if c := q[i]; queryEscapes(c) {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+func queryEscapes(c byte) bool { return c >= 0x80 || c == '"' || c == '<' || c == '>' }
 
 // RouteOptions are per-route exceptions to CheckRequest's rules, carried in
 // the request context from the router to the HTTPProxy.

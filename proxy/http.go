@@ -275,6 +275,15 @@ type reqState struct {
 	trace   httptrace.ClientTrace
 
 	interimLeft int64 // bytes of interim (1xx) response heads still allowed
+	reached     bool  // the transport had an upstream connection for the request
+}
+
+// gotConn notes that the request reached an upstream connection, and its
+// origin leg (httptrace calls it on the request's goroutine, before the
+// request is written).
+func (st *reqState) gotConn(ci httptrace.GotConnInfo) {
+	st.reached = true
+	st.info.gotConn(ci)
 }
 
 // errInterimResponses fails a round trip whose interim responses outgrew
@@ -440,10 +449,7 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info.Upstream = up.addr
 	st.up = up
 	st.interimLeft = p.opts.MaxResponseHeaderBytes
-	st.trace = httptrace.ClientTrace{Got1xxResponse: st.got1xx}
-	if up.tls != nil {
-		st.trace.GotConn = info.gotConn
-	}
+	st.trace = httptrace.ClientTrace{Got1xxResponse: st.got1xx, GotConn: st.gotConn}
 	out := r.WithContext(httptrace.WithClientTrace(r.Context(), &st.trace))
 	switch {
 	case whole != nil:
@@ -520,10 +526,11 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 	// read ("%zz", anything after a ';') and re-encoded the rest, which
 	// silently loses the client's data (golang/go#54663 made it so, for
 	// proxies that decide on parsed parameters). pqedge decides on no
-	// query, so the upstream gets the client's byte for byte, as nginx
-	// passes it; what no request line can carry was refused by the guard
-	// (badQueryByte).
-	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+	// query, so the upstream gets the client's as it came, as nginx
+	// passes it, but for what no request line can carry, refused by the
+	// guard (badQueryByte), and what browsers would have encoded, encoded
+	// (requestLineQuery).
+	pr.Out.URL.RawQuery = requestLineQuery(pr.In.URL.RawQuery)
 	// Remove client-sent copies, in every spelling, so an upstream never
 	// sees spoofed facts or addresses; then set pqedge's own.
 	p.headers.filter(pr.Out.Header)
@@ -587,7 +594,9 @@ func (p *HTTPProxy) modifyResponse(resp *http.Response) error {
 // errorHandler answers a failed round trip. The client's failures (its
 // body broke, stalled or was cut off; it left) are answered without
 // blaming the upstream; only the upstream's own count toward ejection.
-// Dial errors were already counted against the upstream by dialUpstream.
+// Dial errors were already counted against the upstream by dialUpstream;
+// a round trip that failed before it took an upstream connection otherwise
+// is the request's (400).
 func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	st := stateOf(r)
 	st.info.Err = err
@@ -637,6 +646,13 @@ func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 	case errors.As(err, &de):
 		p.log.Warn("upstream unreachable", "upstream", st.up.addr, "err", err)
 		p.writeError(w, http.StatusBadGateway, "unreachable")
+	case !st.reached:
+		// The transport refused the request before it took a connection
+		// (a dial's failure is a dialError, above): its own checks of the
+		// method and the header fields, which no upstream ever saw. The
+		// request's fault, never the upstream's (issue #12, kind 3).
+		st.info.ClientError = true
+		WriteRefusal(w, http.StatusBadRequest, "the request cannot be sent upstream: "+err.Error())
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		p.pool.reportFailure(st.up, err)
 		p.log.Warn("upstream timeout", "upstream", st.up.addr, "err", err)

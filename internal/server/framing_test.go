@@ -404,7 +404,9 @@ func (u *requestLineUpstream) seen() []string {
 // HTTP/1.1" reads as another target and version; an upstream that closes
 // on it had pqedge answer 502 against it). Such a request is the client's
 // 400, never reaches the upstream and never counts against it (issue
-// #12, kinds 1, 3 and 6). A well-formed query passes as it came. (A
+// #12, kinds 1, 3 and 6). A well-formed query passes as it came; '"',
+// '<', '>' and bytes from 0x80 are percent-encoded, as browsers send them
+// (a strict upstream closed on them raw, blamed as above). (A
 // tab, a DEL or another control byte is refused by net/http and quic-go.)
 func TestStreamQueryRequestLine(t *testing.T) {
 	up := newRequestLineUpstream(t)
@@ -412,17 +414,23 @@ func TestStreamQueryRequestLine(t *testing.T) {
 	tests := []struct {
 		path string
 		want string // status
+		line string // the upstream's request target; "": path as sent
 	}{
-		{"/q?x y", "400"},
-		{"/q?a=b HTTP/1.0", "400"},
-		{"/q?x#y", "400"},
-		{"/q?x=%20y&z=[1]|{2}", "200"},
+		{"/q?x y", "400", ""},
+		{"/q?a=b HTTP/1.0", "400", ""},
+		{"/q?x#y", "400", ""},
+		{"/q?x=%20y&z=[1]|{2}", "200", ""},
+		// What browsers would have percent-encoded is: a strict upstream
+		// closed the connection on the raw bytes, and the request was
+		// answered 502 and counted against it.
+		{"/q?a=\"<b>\"", "200", "/q?a=%22%3Cb%3E%22"},
+		{"/q?\xc3\xa4=\xff", "200", "/q?%C3%A4=%FF"},
 		// Go's ReverseProxy drops what url.ParseQuery cannot read and
 		// re-encodes the rest; pqedge routes on no query, so the client's
 		// reaches the upstream byte for byte, as nginx passes it.
-		{"/q?b=%zz&c=/../", "200"},
-		{"/q?a=1;b=2", "200"},
-		{"/q?a=%2F&b=+&c", "200"},
+		{"/q?b=%zz&c=/../", "200", ""},
+		{"/q?a=1;b=2", "200", ""},
+		{"/q?a=%2F&b=+&c", "200", ""},
 	}
 	for _, proto := range []string{"HTTP/2", "HTTP/3"} {
 		for _, tt := range tests {
@@ -444,8 +452,66 @@ func TestStreamQueryRequestLine(t *testing.T) {
 				switch {
 				case tt.want != "200" && len(got) != 0:
 					t.Errorf("the upstream received %q", got)
-				case tt.want == "200" && (len(got) != 1 || got[0] != "GET "+tt.path+" HTTP/1.1"):
+				case tt.want == "200" && tt.line == "" && (len(got) != 1 || got[0] != "GET "+tt.path+" HTTP/1.1"):
 					t.Errorf("the upstream received %q, want the query as sent", got)
+				case tt.want == "200" && tt.line != "" && (len(got) != 1 || got[0] != "GET "+tt.line+" HTTP/1.1"):
+					t.Errorf("the upstream received %q, want %q", got, tt.line)
+				}
+			})
+		}
+	}
+	if g := ts.metric(`pqedge_upstream_healthy{pool="app",upstream="` + up.addr + `"}`); g != "1" {
+		t.Errorf("upstream gauge %q, want 1", g)
+	}
+}
+
+// TestStreamMethodAndAuthority: an HTTP/2 or HTTP/3 request whose method
+// is not a token or whose :authority is not a valid Host is the client's
+// 400 (or quic-go's stream reset), never reaches the upstream and never
+// counts against it, sent three times to a pool that ejects after two
+// failures. Before, Go's HTTP/2 server passed both on: its transport
+// refused the method before any upstream connection and pqedge answered
+// 502 against the upstream (ejected by the second), and it wrote the
+// authority as an empty Host, so the upstream served its default virtual
+// host (issue #12, kinds 1 and 3).
+func TestStreamMethodAndAuthority(t *testing.T) {
+	up := newRequestLineUpstream(t)
+	ts, _ := startH3(t, strings.Replace(hardenedConfig(up.addr), baseConfig, h3Config, 1))
+	tests := []struct {
+		name, method, authority string
+		h3                      string // quic-go's answer, when it refuses first
+	}{
+		{"method with @", "G@T", "localhost", "reset"},
+		{"method with a slash", "GET/1", "localhost", "reset"},
+		{"authority with a path", "GET", "localhost/x", ""},
+		{"authority with a space", "GET", "local host", ""},
+		{"authority with a quote", "GET", "localhost\"x", ""},
+		{"authority with angle brackets", "GET", "<localhost>", ""},
+	}
+	for _, proto := range []string{"HTTP/2", "HTTP/3"} {
+		for _, tt := range tests {
+			t.Run(proto+" "+tt.name, func(t *testing.T) {
+				before := len(up.seen())
+				want := "400"
+				if proto == "HTTP/3" && tt.h3 != "" {
+					want = tt.h3
+				}
+				for range 3 {
+					fields := [][2]string{{":method", tt.method}, {":scheme", "https"}, {":authority", tt.authority}, {":path", "/a"}}
+					var send func(string, bool)
+					var answer func() string
+					if proto == "HTTP/3" {
+						send, answer = h3Request(t, ts, fields)
+					} else {
+						send, answer = h2Request(t, ts, fields)
+					}
+					send("", true)
+					if got := answer(); !strings.HasPrefix(got, want) {
+						t.Fatalf("answered %s, want %s", got, want)
+					}
+				}
+				if got := up.seen()[before:]; len(got) != 0 {
+					t.Errorf("the upstream received %q", got)
 				}
 			})
 		}
