@@ -17,7 +17,8 @@ const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 // CheckRequest applies the rules every request must pass before it is
 // routed, and puts the request in the form it is routed and forwarded in.
 // It returns 0 and "" when the request may go on, or the status to refuse
-// it with (400, 405) and a short reason; WriteRefusal answers it. The
+// it with (400, 405) and a short reason; WriteRefusal answers it, and an
+// HTTP/1.x connection is closed after that answer ("Connection: close"). The
 // router calls it before matching routes; HTTPProxy calls it again (it is
 // idempotent), so a proxy served without the router is held to the same
 // rules.
@@ -65,6 +66,26 @@ func CheckRequest(w http.ResponseWriter, r *http.Request) (status int, reason st
 	if r.ProtoMajor == 1 && (r.ProtoMinor == 0 || len(r.TransferEncoding) > 0) {
 		w.Header().Set("Connection", "close")
 	}
+	status, reason = checkRequest(w, r)
+	if status != 0 {
+		closeAfterRefusal(w, r)
+	}
+	return status, reason
+}
+
+// closeAfterRefusal ends an HTTP/1.x connection after the answer to a
+// request pqedge refused: its client sent something malformed, so the
+// bytes after it are not trusted to be the next request (nginx closes
+// after its 400s too; issue #12, kind 1). An HTTP/2 or HTTP/3 stream ends
+// on its own, and "Connection: close" there would have net/http send
+// GOAWAY for the whole connection.
+func closeAfterRefusal(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
+}
+
+func checkRequest(w http.ResponseWriter, r *http.Request) (status int, reason string) {
 	if r.Method == http.MethodConnect {
 		w.Header().Set("Allow", allowedMethods)
 		return http.StatusMethodNotAllowed, "CONNECT is not supported: pqedge is not a forward proxy"

@@ -392,7 +392,9 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.claimed, st.info = true, info
 	status, reason := CheckRequest(w, r)
 	if status == 0 {
-		status, reason = CheckRoute(r)
+		if status, reason = CheckRoute(r); status != 0 {
+			closeAfterRefusal(w, r)
+		}
 	}
 	if status != 0 {
 		info.Err, info.ClientError = fmt.Errorf("%w: %s", errRefused, reason), true
@@ -652,6 +654,7 @@ func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 		// method and the header fields, which no upstream ever saw. The
 		// request's fault, never the upstream's (issue #12, kind 3).
 		st.info.ClientError = true
+		closeAfterRefusal(w, r)
 		WriteRefusal(w, http.StatusBadRequest, "the request cannot be sent upstream: "+err.Error())
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		p.pool.reportFailure(st.up, err)

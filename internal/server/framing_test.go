@@ -31,7 +31,8 @@ import (
 // each followed on the same connection by a second request, are answered
 // (400 for the headers; a body found malformed while streaming may have
 // been answered first) and the connection is closed: the second request
-// never reaches the upstream (issue #12, kind 1). Found accepted and not
+// never reaches the upstream (issue #12, kind 1); so is a well-framed
+// request pqedge refuses itself (400, 405). Found accepted and not
 // listed, because their framing is not ambiguous: identical repeated
 // Content-Length values (RFC 9110 section 8.6), leading zeros in one,
 // "Chunked" in any case, whitespace after a chunk size.
@@ -78,6 +79,15 @@ func TestHTTP1FramingNeverSmuggles(t *testing.T) {
 		{"chunk lines ending in bare LF", chunked + "5\nhello\n0\n\n", 0, true},
 		{"chunk data longer than its size", chunked + "5\r\nhelloXX0\r\n\r\n", 0, true},
 		{"Content-Length in the trailer", chunked + "5\r\nhello\r\n0\r\nContent-Length: 50\r\n\r\n", 0, true},
+		// Refused by pqedge's own checks, well framed: the connection
+		// still ends with the answer, as the client sent something
+		// malformed (nginx closes after its 400s too).
+		{"a path above the root", "GET /../a HTTP/1.1\r\nHost: localhost\r\n\r\n", 400, false},
+		{"an encoded slash the route refuses", "GET /a%2Fb HTTP/1.1\r\nHost: localhost\r\n\r\n", 400, false},
+		{"authority-form on GET", "GET localhost:443 HTTP/1.1\r\nHost: localhost\r\n\r\n", 400, false},
+		{"asterisk-form on GET", "GET * HTTP/1.1\r\nHost: localhost\r\n\r\n", 400, false},
+		{"TRACE", "TRACE /a HTTP/1.1\r\nHost: localhost\r\n\r\n", 405, false},
+		{"TRACE with a body", "TRACE /a HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello", 405, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
