@@ -23,6 +23,16 @@ const (
 // PQEdge-* names are matched by prefix (pqedgePrefix).
 var trustedNames = []string{"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "forwarded"}
 
+// targetOverrideNames are the folded names of headers that replace the
+// request's path in the applications that honour them: IIS's URL Rewrite
+// and ARR, ISAPI_Rewrite, and frameworks reading them (Zend, Drupal,
+// Symfony before 4.1, CVE-2018-14773) route on X-Original-URL or
+// X-Rewrite-URL instead of the request line. A client's copy would reach
+// a path no route allowed, and one pqedge never normalised, past the
+// router; pqedge, the first proxy, never sets them, so no client copy
+// reaches an upstream.
+var targetOverrideNames = []string{"x-original-url", "x-rewrite-url"}
+
 // pqedgePrefix: every "PQEdge-..." header is pqedge's to set (the TLS facts
 // today, anything later), so no client copy of one reaches an upstream.
 const pqedgePrefix = "pqedge-"
@@ -73,14 +83,14 @@ func foldsPrefix(name, folded string) bool {
 // headerPolicy decides which client header names reach an upstream.
 type headerPolicy struct {
 	allowUnderscores bool
-	// dropped are the folded names of trustedNames and of the
-	// handshake-fact headers of this proxy (they may be renamed away from
-	// PQEdge-*).
+	// dropped are the folded names of trustedNames, targetOverrideNames
+	// and the handshake-fact headers of this proxy (they may be renamed
+	// away from PQEdge-*).
 	dropped []string
 }
 
 func newHeaderPolicy(names HeaderNames, allowUnderscores bool) headerPolicy {
-	p := headerPolicy{allowUnderscores: allowUnderscores, dropped: slices.Clone(trustedNames)}
+	p := headerPolicy{allowUnderscores: allowUnderscores, dropped: slices.Concat(trustedNames, targetOverrideNames)}
 	for _, n := range []string{names.Group, names.PQ, names.Signature, names.Version, names.Cipher} {
 		if f := foldName(n); !slices.Contains(p.dropped, f) {
 			p.dropped = append(p.dropped, f)
@@ -90,8 +100,9 @@ func newHeaderPolicy(names HeaderNames, allowUnderscores bool) headerPolicy {
 }
 
 // drops reports whether a client-sent header name must not reach the
-// upstream: it is, in any spelling, one pqedge sets itself or an
-// X-Forwarded-* one; or it has a byte other than a letter, a digit or
+// upstream: it is, in any spelling, one pqedge sets itself, an
+// X-Forwarded-* one or one that overrides the request's path
+// (targetOverrideNames); or it has a byte other than a letter, a digit or
 // "-", where "_" is allowed only if the site says so. That is nginx's
 // default (ignore_invalid_headers, underscores_in_headers off), and for
 // the reason nginx has it: an application cannot tell "X_Forwarded_For"

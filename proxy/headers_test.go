@@ -27,6 +27,9 @@ func TestTrustedHeaderSpellings(t *testing.T) {
 		// X-Forwarded-* family.
 		"X.Forwarded.For", "PQEdge.TLS.PQ", "x.real.ip", "X-Forwarded-Port", "X_Forwarded_Prefix",
 		"X-Forwarded-Ssl", "X-Forwarded-Scheme",
+		// Path overrides: an application honouring them routes on
+		// the client's path, not the one pqedge normalised and routed.
+		"X-Original-URL", "x_rewrite_url",
 	}
 	facts := HandshakeFacts{Group: "X25519MLKEM768", Signature: "mldsa65", Version: "TLS 1.3", Cipher: "TLS_AES_128_GCM_SHA256", PQ: true}
 	tests := []struct {
@@ -166,6 +169,10 @@ func TestHeaderPolicyFolding(t *testing.T) {
 		{"X-Forwarded-Port", true, true},
 		{"x_forwarded_ssl", true, true},
 		{"X-Forwarded", false, false},
+		{"X-Original-URL", true, true},
+		{"x_original_url", true, true},
+		{"X-Rewrite-Url", true, true},
+		{"X-Original-Host", false, false},
 		{"X.Forwarded.For", true, true},
 		{"Pqedge.Tls.Pq", true, true},
 		{"X-Real-Ip.", true, true},
