@@ -616,3 +616,58 @@ func TestUnsendableRequestIsNotBlamed(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowUploadIsNotAnUpstreamStall: a client that sends its body
+// steadily, within RequestBodyTimeout and RequestBodyMinRate, for longer
+// than UpstreamIdleTimeout gets its answer, and the upstream (which reads
+// the whole body before it answers, as most do) is not blamed: it had
+// nothing to answer while the body came. Before, the transport's read of
+// the response timed out while the body was still being written, and
+// each such upload was answered 502 and counted, two ejecting the
+// upstream. An upstream that then stalls its answer is still counted.
+func TestSlowUploadIsNotAnUpstreamStall(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	up := httpUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if r.URL.Path == "/stall" {
+			time.Sleep(3 * idle)
+		}
+		fmt.Fprintf(w, "%d %v", len(b), err)
+	}))
+	pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}, MaxFails: 3, EjectFor: time.Hour})
+	url := proxyServer(t, NewHTTPProxy(pool, HTTPOptions{UpstreamIdleTimeout: idle, RequestBodyTimeout: 5 * time.Second, RequestBodyMinRate: 1, Logger: quietLogger}))
+	upload := func(path string) (int, string) {
+		pr, pw := io.Pipe()
+		go func() {
+			// 1,000 bytes over 10 x idle/3: three idle timeouts' worth.
+			for range 10 {
+				pw.Write([]byte(strings.Repeat("a", 100)))
+				time.Sleep(idle / 3)
+			}
+			pw.Close()
+		}()
+		req, _ := http.NewRequest(http.MethodPost, url+path, pr)
+		req.ContentLength = 1000
+		resp, err := testClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for i := range 2 {
+		if code, body := upload("/up"); code != 200 || body != "1000 <nil>" {
+			t.Fatalf("upload %d: %d %q, want 200 %q", i, code, body, "1000 <nil>")
+		}
+		if st := pool.Upstreams()[0]; !st.Healthy || st.ConsecutiveFailures != 0 {
+			t.Fatalf("after upload %d: upstream %+v, want healthy with no failure counted", i, st)
+		}
+	}
+	if code, _ := upload("/stall"); code != http.StatusBadGateway && code != http.StatusGatewayTimeout {
+		t.Errorf("an upstream stalling its answer: %d, want 502 or 504", code)
+	}
+	if st := pool.Upstreams()[0]; st.ConsecutiveFailures != 1 {
+		t.Errorf("after an upstream's stall: upstream %+v, want one failure counted", st)
+	}
+}

@@ -516,8 +516,10 @@ func (c *writeIdleConn) Write(b []byte) (int, error) {
 
 // deadlineConn is an upstream connection whose reads and writes each must
 // make progress within timeout (see slackDivisor): an idle timeout per
-// direction. Reads come from the transport's read loop and writes from
-// its write loop, so each direction's deadline has one goroutine.
+// direction, where a write's progress counts for reads too (the upstream
+// answers once it has the request). Reads come from the transport's read
+// loop and writes from its write loop, so each direction's deadline has
+// one goroutine.
 type deadlineConn struct {
 	net.Conn
 	timeout       time.Duration
@@ -537,6 +539,17 @@ func (c *deadlineConn) Read(b []byte) (int, error) {
 func (c *deadlineConn) Write(b []byte) (int, error) {
 	if dl, ok := c.written.next(time.Now(), c.timeout); ok {
 		if err := c.Conn.SetWriteDeadline(dl); err != nil {
+			return 0, err
+		}
+		// The read loop waits for the response from the moment the
+		// request starts, but while its body is still being written the
+		// upstream has nothing to answer: a write that progresses moves
+		// the read deadline too. Without it a client uploading within
+		// request_body and its minimum rate for longer than the timeout
+		// failed the read and had the upstream blamed (502, counted
+		// toward ejection). The read loop's own record (c.read) is left
+		// alone: it only makes Read move the deadline a little sooner.
+		if err := c.Conn.SetReadDeadline(dl); err != nil {
 			return 0, err
 		}
 	}
