@@ -194,8 +194,35 @@ func answerPlainHTTP(c net.Conn, prefix []byte, err error, deadline time.Time) b
 		return false
 	}
 	c.SetWriteDeadline(time.Now().Add(plainHTTPAnswerTimeout))
-	io.WriteString(c, plainHTTPAnswer)
+	if _, err := io.WriteString(c, plainHTTPAnswer); err == nil {
+		lingerClose(c)
+	}
 	return true
+}
+
+// plainHTTPLinger and plainHTTPLingerMax bound the lingering close after
+// the plain-HTTP answer: how long, and how many bytes, of what the client
+// still sends are read and thrown away.
+const (
+	plainHTTPLinger    = 250 * time.Millisecond
+	plainHTTPLingerMax = 256 << 10
+)
+
+// lingerClose half-closes c after an answer and reads what the client
+// still sends until it closes too, for at most plainHTTPLinger and
+// plainHTTPLingerMax bytes (RFC 9112 section 9.6): the kernel answers a
+// close with unread bytes in the socket with a reset, and a client that
+// sent more than the first reads took (a long request line, many header
+// fields, a body) saw "connection reset by peer" (curl: exit 56) where
+// the 400 was, or lost the 400 itself if the reset came before it read.
+// The caller closes c.
+func lingerClose(c net.Conn) {
+	cw, ok := under[interface{ CloseWrite() error }](c)
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	c.SetReadDeadline(time.Now().Add(plainHTTPLinger))
+	io.CopyN(io.Discard, c, plainHTTPLingerMax)
 }
 
 // sniffVerdict is what the first bytes of a connection say of it.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -74,6 +75,12 @@ func TestPlainHTTPOnTLSPort(t *testing.T) {
 		{"tab after the method", lines("GET\t/ HTTP/1.1\r\n\r\n"), true, reasonNotTLS},
 		{"HTTP/2 prior-knowledge preface", lines("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), true, reasonNotTLS},
 		{"HTTP/0.9 request", lines("GET /\r\n"), true, reasonNotTLS},
+		// Longer than crypto/tls's and the sniff's reads: the rest is
+		// read after the answer, so the close is clean (before, the
+		// client read a reset after the 400, curl's exit 56).
+		{"request line of 4 KiB", lines("GET /" + strings.Repeat("a", 4096) + " HTTP/1.1\r\nHost: localhost\r\n\r\n"), true, reasonNotTLS},
+		{"60 header fields", lines("GET / HTTP/1.1\r\nHost: localhost\r\n" + strings.Repeat("X-Field: "+strings.Repeat("v", 100)+"\r\n", 60) + "\r\n"), true, reasonNotTLS},
+		{"POST with a 100 KB body", lines("POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n" + strings.Repeat("b", 100000)), true, reasonNotTLS},
 
 		// A PROXY header on a listener without proxy_protocol_in: a
 		// load balancer relaying a TLS client, which must not get HTTP.
@@ -102,6 +109,10 @@ func TestPlainHTTPOnTLSPort(t *testing.T) {
 			got, err := io.ReadAll(c)
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				t.Fatalf("the server did not close the connection within 10s (read %q)", got)
+			}
+			if tt.answered && err != nil {
+				// A close with unread bytes is a reset.
+				t.Errorf("the answer was followed by %v, not a clean close", err)
 			}
 			answered := bytes.HasPrefix(got, []byte("HTTP/1.0 400 Bad Request\r\n")) && bytes.Contains(got, []byte("https://"))
 			if answered != tt.answered {
