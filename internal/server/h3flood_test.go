@@ -105,6 +105,9 @@ func TestHTTP3RapidResetIsClosed(t *testing.T) {
 				}
 				tt.one(str)
 			}
+			// Opening fails as the CONNECTION_CLOSE arrives, a moment
+			// before the connection's context ends.
+			waitFor(t, "the close", func() bool { return conn.Context().Err() != nil })
 			if !closedForExcessiveLoad(conn) {
 				t.Fatalf("after %d requests the connection ended with %v, not H3_EXCESSIVE_LOAD", n, context.Cause(conn.Context()))
 			}
