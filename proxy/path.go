@@ -190,7 +190,8 @@ const maxDecodeLayers = 4
 // path decoded again and again (for upstreams that decode twice, or
 // until nothing is left; at most maxDecodeLayers more times), and in each
 // of those with overlong UTF-8 read as ASCII (for decoders that accept
-// "%C0%AE" as "."). The normalised path itself has no "." or ".."
+// "%C0%AE" as ".") and with compatibility forms of ".", "/" and "\" read
+// as those (compatFolder). The normalised path itself has no "." or ".."
 // segment, so any found here were hidden behind an encoding.
 func hidesDots(decoded string) string {
 	check := func(p string) bool {
@@ -203,7 +204,7 @@ func hidesDots(decoded string) string {
 	}
 	layer := decoded
 	for i := 0; ; i++ {
-		if check(layer) || check(foldOverlong(layer)) {
+		if check(layer) || check(foldOverlong(layer)) || check(compatFolder.Replace(layer)) {
 			return fmt.Sprintf("decodes to %q", layer)
 		}
 		if !strings.Contains(layer, "%") {
@@ -235,6 +236,20 @@ func readsAsDotSegment(seg string) bool {
 	seg = strings.TrimFunc(seg, func(r rune) bool { return r <= ' ' || r == 0x7f })
 	return isDotSegment(seg)
 }
+
+// compatFolder replaces the characters whose Unicode compatibility
+// decomposition (NFKC, UnicodeData.txt) is made of ".", "/" or "\" with
+// those: FULLWIDTH FULL STOP, SMALL FULL STOP, ONE DOT LEADER, TWO DOT
+// LEADER, HORIZONTAL ELLIPSIS, FULLWIDTH SOLIDUS, FULLWIDTH REVERSE
+// SOLIDUS and SMALL REVERSE SOLIDUS. An upstream that normalises names
+// to NFKC (identifier and file-name normalisation), or converts them to
+// a Windows ANSI code page with best-fit mapping, reads "%EF%BC%8E%EF%BC%8E"
+// (two fullwidth stops) or "%E2%80%A5" (a two dot leader) as "..", and
+// "..%EF%BC%8F" as "../".
+var compatFolder = strings.NewReplacer(
+	"\uFF0E", ".", "\uFE52", ".", "\u2024", ".", "\u2025", "..", "\u2026", "...",
+	"\uFF0F", "/", "\uFF3C", "\\", "\uFE68", "\\",
+)
 
 // foldOverlong replaces overlong UTF-8 encodings of ASCII characters,
 // two to six bytes long (never valid UTF-8, RFC 3629 Section 3), with the

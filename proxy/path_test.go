@@ -84,6 +84,18 @@ func TestNormalizePath(t *testing.T) {
 		{in: "/app/..%0d/secret", err: ErrPathHiddenDots},
 		{in: "/app/..%2500/secret", err: ErrPathHiddenDots},
 		{in: "/app/.%20/secret", err: ErrPathHiddenDots},
+		// Compatibility forms that NFKC, or a Windows best-fit
+		// conversion, turns into dots and slashes.
+		{in: "/app/%EF%BC%8E%EF%BC%8E/secret", err: ErrPathHiddenDots},
+		{in: "/app/%ef%b9%92%e2%80%a4/secret", err: ErrPathHiddenDots},
+		{in: "/app/%E2%80%A5/secret", err: ErrPathHiddenDots},
+		{in: "/app/..%EF%BC%8Fsecret", err: ErrPathHiddenDots},
+		{in: "/app/x%EF%BC%BC..%EF%B9%A8secret", err: ErrPathHiddenDots},
+		{in: "/app/\uFF0E\uFF0E/secret", err: ErrPathHiddenDots},
+		{in: "/app/%25EF%25BC%258E%25EF%25BC%258E/secret", err: ErrPathHiddenDots},
+		// ...but not where they make no dot segment.
+		{in: "/app/%E2%80%A6/x", escaped: "/app/%E2%80%A6/x", decoded: "/app/\u2026/x"},
+		{in: "/app/a%EF%BC%8Eb", escaped: "/app/a%EF%BC%8Eb", decoded: "/app/a\uFF0Eb"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
