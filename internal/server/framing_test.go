@@ -531,6 +531,48 @@ func TestStreamMethodAndAuthority(t *testing.T) {
 	}
 }
 
+// TestOptionsAsteriskEveryProtocol: "OPTIONS *" (RFC 9110 Section 9.3.7)
+// gets the same answer over HTTP/1.1, HTTP/2 and HTTP/3: net/http's 200
+// with no body, nothing upstream. Over HTTP/3 it got 400 ("malformed path").
+func TestOptionsAsteriskEveryProtocol(t *testing.T) {
+	up := newRequestLineUpstream(t)
+	ts, _ := startH3(t, strings.Replace(hardenedConfig(up.addr), baseConfig, h3Config, 1))
+	for _, proto := range []string{"HTTP/1.1", "HTTP/2", "HTTP/3"} {
+		t.Run(proto, func(t *testing.T) {
+			var got string
+			switch proto {
+			case "HTTP/1.1":
+				c, err := tls.Dial("tcp", ts.addr("https"), &tls.Config{RootCAs: ts.roots(), ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				io.WriteString(c, "OPTIONS * HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = strconv.Itoa(resp.StatusCode)
+			default:
+				fields := [][2]string{{":method", "OPTIONS"}, {":scheme", "https"}, {":authority", "localhost"}, {":path", "*"}}
+				send, answer := h2Request(t, ts, fields)
+				if proto == "HTTP/3" {
+					send, answer = h3Request(t, ts, fields)
+				}
+				send("", true)
+				got = answer()
+			}
+			if got != "200" {
+				t.Errorf("OPTIONS * answered %q, want 200", got)
+			}
+		})
+	}
+	if got := up.seen(); len(got) != 0 {
+		t.Errorf("the upstream received %q", got)
+	}
+}
+
 // TestExpectContinueSmallBody: a client that sends Expect: 100-continue
 // with a body pqedge reads whole before it picks an upstream
 // (proxy.PreReadBody) gets exactly one 100 Continue, over HTTP/2 (Go's

@@ -39,7 +39,15 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var ex exchange
 	// Framing, method, protocol switch and path rules come first: what is
 	// routed below is the normalised request (proxy.CheckRequest).
-	if status, why := proxy.CheckRequest(sw, r); status != 0 {
+	if r.Method == http.MethodOptions && r.RequestURI == "*" {
+		// "OPTIONS *" asks about the server, not a resource (RFC 9110
+		// Section 9.3.7): net/http answers it itself over HTTP/1.x and
+		// HTTP/2, 200 with no body, before any handler; quic-go's HTTP/3
+		// server hands it on, and the path check answered 400. The same
+		// answer over all three.
+		sw.Header().Set("Content-Length", "0")
+		sw.WriteHeader(http.StatusOK)
+	} else if status, why := proxy.CheckRequest(sw, r); status != 0 {
 		proxy.WriteRefusal(sw, status, why)
 		ex.refused = why
 	} else {
