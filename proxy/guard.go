@@ -41,8 +41,9 @@ const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 //     cookies and pqedge's own headers included, to whatever script made
 //     the request (cross-site tracing).
 //   - Protocol switches (RFC 9110 Section 7.8): only a WebSocket upgrade
-//     (RFC 6455 Section 4.1: GET, HTTP/1.1, "Upgrade: websocket" named in
-//     Connection) keeps its Upgrade header, reduced to "websocket".
+//     (RFC 6455 Section 4.1: GET, HTTP/1.1, no body, "Upgrade: websocket"
+//     named in Connection) keeps its Upgrade header, reduced to
+//     "websocket".
 //     Anything else, h2c included, loses Upgrade, HTTP2-Settings and their
 //     Connection tokens, so the upstream answers normally and never opens
 //     a tunnel past routing and past pqedge's headers.
@@ -236,7 +237,13 @@ func WriteRefusal(w http.ResponseWriter, status int, reason string) {
 func sanitizeUpgrade(r *http.Request) {
 	h := r.Header
 	upgrading := httpguts.HeaderValuesContainsToken(h["Connection"], "upgrade")
+	// A handshake has no body (RFC 6455 Section 4.1): with one, the
+	// switch would come after bytes whose framing the upstream may read
+	// otherwise than pqedge (one that skips a GET's body reads it as the
+	// start of the tunnel), and a chunked request's promise to close the
+	// connection after it (CheckRequest) would be lost to the tunnel.
 	websocket := upgrading && r.Method == http.MethodGet && r.ProtoMajor == 1 && r.ProtoMinor >= 1 &&
+		r.ContentLength == 0 && len(r.TransferEncoding) == 0 &&
 		httpguts.HeaderValuesContainsToken(h["Upgrade"], "websocket")
 	if websocket {
 		h["Upgrade"] = []string{"websocket"}

@@ -194,6 +194,16 @@ func TestProtocolSwitches(t *testing.T) {
 			status:  200, body: normal,
 		},
 		{
+			name:    "websocket with a body is stripped",
+			request: "GET /chat HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nhello",
+			status:  200, body: normal,
+		},
+		{
+			name:    "websocket with a chunked body is stripped",
+			request: "GET /chat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+			status:  200, body: normal,
+		},
+		{
 			name:    "websocket upgrade passes",
 			request: "GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
 			status:  101,
