@@ -469,6 +469,29 @@ func (v *validator) checkDurations() {
 		}
 	}
 	t := v.cfg.Timeouts
+	// A phase's timeout of 0 is no timeout to some of its users and an
+	// instant one to others: net/http and the upstream dialer wait without
+	// end (read_header: a slowloris; idle: connections held for ever),
+	// a TLS handshake's deadline is its accept (every handshake fails),
+	// quic-go takes its own default. None of that is what 0 says.
+	// (timeouts.shutdown has its own check, checkShutdown; 0 is
+	// withdraw_grace's default.)
+	for _, d := range []struct {
+		key string
+		val Duration
+		def time.Duration
+	}{
+		{"timeouts.handshake", t.Handshake, DefaultHandshakeTimeout}, {"timeouts.read_header", t.ReadHeader, DefaultReadHeaderTimeout},
+		{"timeouts.idle", t.Idle, DefaultIdleTimeout}, {"timeouts.upstream_dial", t.UpstreamDial, DefaultUpstreamDialTimeout},
+		{"timeouts.upstream_header", t.UpstreamHeader, DefaultUpstreamHeaderTimeout}, {"timeouts.stream_idle", t.StreamIdle, DefaultStreamIdleTimeout},
+		{"timeouts.request_body", t.RequestBody, DefaultRequestBodyTimeout},
+		{"timeouts.response_write", t.ResponseWrite, DefaultResponseWriteTimeout}, {"timeouts.upstream_idle", t.UpstreamIdle, DefaultUpstreamIdleTimeout},
+	} {
+		if x, err := time.ParseDuration(string(d.val)); err == nil && x == 0 {
+			v.addf(d.key, fmt.Sprintf("give a duration longer than 0, or leave the key out for the default (%v)", d.def),
+				"%s of 0 is not a timeout pqedge can keep (it would mean no limit to some parts and an instant failure to others)", d.key[len("timeouts."):])
+		}
+	}
 	for _, d := range []struct {
 		key string
 		val Duration
