@@ -74,6 +74,12 @@ func TestClientFaultsKeepUpstreamHealthy(t *testing.T) {
 			request: "GET /a%2Fb HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"},
 		{name: "body stalls after 1000 of 100000 bytes", status: 408,
 			request: "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + strings.Repeat("a", 1000)},
+		{name: "chunked body stalls in its trailer", status: 408,
+			request: "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-A: b\r\n"},
+		{name: "chunked body stalls after its last chunk", status: 408,
+			request: "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"},
+		{name: "chunked body stalls in a chunk-size line", status: 408,
+			request: "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1"},
 		{name: "client leaves mid-body", hangUp: true,
 			request: "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + strings.Repeat("a", 1000)},
 	}

@@ -44,6 +44,9 @@ type clientBody struct {
 	eof    bool
 	closed bool
 	armed  bool // a read deadline is set on the client's connection
+	// due is that deadline, for the read under way (over HTTP/1.x and
+	// HTTP/3; a stream's is its watch's).
+	due time.Time
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
@@ -54,10 +57,13 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	}
 	began := time.Now()
 	b.armDeadlineLocked(began)
-	before := b.n
+	before, due := b.n, b.due
 	b.mu.Unlock()
 
 	n, err := b.body.Read(p)
+	if err != nil && err != io.EOF && !due.IsZero() && !time.Now().Before(due) {
+		err = stalledRead{err}
+	}
 	if b.confirm && before+int64(n) >= b.declared && (err != io.EOF || before+int64(n) > b.declared) {
 		switch {
 		case before+int64(n) > b.declared:
@@ -101,6 +107,22 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// stalledRead is the error of a read of the body that failed once its
+// deadline had passed: the client stalled, whatever net/http made of the
+// connection's timeout. A chunked body whose trailer section (or the empty
+// line that ends it) stops arriving fails with net/http's "suspiciously
+// long trailer after chunked body": net/http peeks ahead for the
+// section's end and takes a failed peek for a trailer too long to see
+// it, and the client, who stalled, was answered 400 as malformed instead
+// of 408. It is a net.Error whose Timeout is true; errors.As still finds
+// what it wraps (an h1guard refusal is still answered as one).
+type stalledRead struct{ err error }
+
+func (e stalledRead) Error() string   { return "request body stalled: " + e.err.Error() }
+func (e stalledRead) Unwrap() error   { return e.err }
+func (e stalledRead) Timeout() bool   { return true }
+func (e stalledRead) Temporary() bool { return false }
 
 // errBodyTooLong fails a request body that goes on past its
 // Content-Length.
@@ -186,7 +208,7 @@ func (b *clientBody) armDeadlineLocked(now time.Time) {
 		return
 	}
 	if b.ctl.SetReadDeadline(dl) == nil {
-		b.armed = true
+		b.armed, b.due = true, dl
 	}
 }
 
