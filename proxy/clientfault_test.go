@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -675,5 +676,85 @@ func TestSlowUploadIsNotAnUpstreamStall(t *testing.T) {
 	}
 	if st := pool.Upstreams()[0]; st.ConsecutiveFailures != 1 {
 		t.Errorf("after an upstream's stall: upstream %+v, want one failure counted", st)
+	}
+}
+
+// TestEarlyRefusalIsNotAnUpstreamFailure: an upstream that answers a large
+// body early (413 after the headers) and closes at once resets the
+// connection under the body still coming, and pqedge often loses the
+// answer with the reset (502). Sent 40 times to a pool that ejects after
+// two consecutive failures, the upstream stays healthy: it refused a
+// request it never took whole, which any client can repeat. Before, the
+// lost answers ejected it within a few dozen requests. An upstream that
+// reads the whole request and then closes without an answer is still
+// counted.
+func TestEarlyRefusalIsNotAnUpstreamFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close() // with the body unread: a reset
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				line, _ := br.ReadString('\n')
+				length := 0
+				for {
+					h, err := br.ReadString('\n')
+					if err != nil || h == "\r\n" {
+						break
+					}
+					if v, ok := strings.CutPrefix(h, "Content-Length: "); ok {
+						length, _ = strconv.Atoi(strings.TrimSpace(v))
+					}
+				}
+				if strings.Contains(line, "/late") {
+					io.CopyN(io.Discard, br, int64(length))
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig")
+			}()
+		}
+	}()
+	pool := newTestPool(t, PoolOptions{Addresses: []string{ln.Addr().String()}, Health: HealthOptions{Interval: -1}, MaxFails: 2, EjectFor: time.Hour})
+	url := proxyServer(t, NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger}))
+	post := func(path string, size int) int {
+		req, _ := http.NewRequest(http.MethodPost, url+path, bytes.NewReader(make([]byte, size)))
+		resp, err := testClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	codes := map[int]int{}
+	for range 40 {
+		codes[post("/early", 8<<20)]++
+		if st := pool.Upstreams()[0]; !st.Healthy {
+			t.Fatalf("after statuses %v: upstream %+v, want healthy", codes, st)
+		}
+	}
+	t.Logf("statuses %v", codes)
+	if codes[http.StatusRequestEntityTooLarge]+codes[http.StatusBadGateway] != 40 {
+		t.Errorf("statuses %v, want 413s and 502s only", codes)
+	}
+	for i := range 2 {
+		if code := post("/late", 1000); code != http.StatusBadGateway {
+			t.Errorf("a request read whole, then closed on: %d, want 502", code)
+		}
+		if st := pool.Upstreams()[0]; st.ConsecutiveFailures != i+1 && !st.Ejected {
+			t.Errorf("after %d closed on: upstream %+v, want the failure counted", i+1, st)
+		}
+	}
+	if st := pool.Upstreams()[0]; !st.Ejected {
+		t.Errorf("after two requests read whole and closed on: upstream %+v, want ejected", st)
 	}
 }

@@ -276,6 +276,17 @@ type reqState struct {
 
 	interimLeft int64 // bytes of interim (1xx) response heads still allowed
 	reached     bool  // the transport had an upstream connection for the request
+	hasBody     bool  // the upstream request has a body
+	// wrote is set once the transport wrote the whole request, body
+	// included (WroteRequest, on the transport's write loop).
+	wrote atomic.Bool
+}
+
+// wroteRequest notes that the whole request went upstream.
+func (st *reqState) wroteRequest(w httptrace.WroteRequestInfo) {
+	if w.Err == nil {
+		st.wrote.Store(true)
+	}
 }
 
 // gotConn notes that the request reached an upstream connection, and its
@@ -451,13 +462,15 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info.Upstream = up.addr
 	st.up = up
 	st.interimLeft = p.opts.MaxResponseHeaderBytes
-	st.trace = httptrace.ClientTrace{Got1xxResponse: st.got1xx, GotConn: st.gotConn}
+	st.trace = httptrace.ClientTrace{Got1xxResponse: st.got1xx, GotConn: st.gotConn, WroteRequest: st.wroteRequest}
 	out := r.WithContext(httptrace.WithClientTrace(r.Context(), &st.trace))
 	switch {
 	case whole != nil:
 		out.Body = io.NopCloser(bytes.NewReader(whole))
+		st.hasBody = true
 	case st.body != nil && !declaredEmpty:
 		out.Body = st.body
+		st.hasBody = true
 	}
 	st.ww = writeDeadline{ResponseWriter: w, ctl: &st.ctl, timeout: p.opts.ResponseWriteTimeout}
 	if r.ProtoMajor == 2 {
@@ -660,6 +673,16 @@ func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 		p.pool.reportFailure(st.up, err)
 		p.log.Warn("upstream timeout", "upstream", st.up.addr, "err", err)
 		p.writeError(w, http.StatusGatewayTimeout, "did not answer in time")
+	case st.hasBody && !st.wrote.Load():
+		// The upstream closed or reset the connection before it took the
+		// whole body: it refused the request (an upstream answering 413
+		// to a body over its limit and closing at once; its answer is often
+		// lost with the reset), which a client can
+		// repeat at will. Not counted: only a failure after the upstream
+		// took the whole request (or a timeout, a failed dial) says the
+		// upstream is failing (issue #12, kind 3).
+		p.log.Warn("upstream closed before it read the whole request", "upstream", st.up.addr, "err", err)
+		p.writeError(w, http.StatusBadGateway, "closed the connection before it read the whole request")
 	default:
 		p.pool.reportFailure(st.up, err)
 		p.log.Warn("upstream error", "upstream", st.up.addr, "err", err)
