@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,19 +22,35 @@ import (
 	"github.com/pqedge/pqedge/internal/h2guard"
 )
 
-// countingUpstream counts the requests it gets; /big answers 8 MiB, /early
-// answers at once without reading the request body, anything else "ok".
+// countingUpstream counts the requests it gets, in all and by path; /big
+// answers 8 MiB, /early answers at once without reading the request body,
+// anything else "ok".
 type countingUpstream struct {
 	requests atomic.Int64
 	addr     string
+
+	mu     sync.Mutex
+	byPath map[string]int64
+}
+
+// got is how many requests for path the upstream has had: a test that
+// gives each case its own path is not misled by a case before it whose
+// requests were still on their way upstream.
+func (u *countingUpstream) got(path string) int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.byPath[path]
 }
 
 const bigBody = 8 << 20
 
 func newCountingUpstream(t *testing.T) *countingUpstream {
-	u := &countingUpstream{}
+	u := &countingUpstream{byPath: map[string]int64{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.requests.Add(1)
+		u.mu.Lock()
+		u.byPath[r.URL.Path]++
+		u.mu.Unlock()
 		switch r.URL.Path {
 		case "/big":
 			w.Header().Set("Content-Length", strconv.Itoa(bigBody))
