@@ -257,7 +257,9 @@ func TestPickVerifiableChains(t *testing.T) {
 		{name: "tls 1.2 offering only SHA-1 schemes: none", mode: PQAlways, check: true, client: profTLS12SHA1},
 		{name: "tls 1.2 offering only ed25519: none", mode: PQAlways, check: true, client: profTLS12Ed25519},
 		{name: "tls 1.2 with ECDHE_ECDSA suites only: classical ECDSA", mode: PQAlways, check: true, client: profTLS12ECDSASuites, want: classical},
-		{name: "no parsed hello: signature_algorithms alone", mode: PQAlways, check: true, client: profGo, noHello: true, want: pq},
+		{name: "no parsed hello, go: its _cert list unknown, classical", mode: PQAlways, check: true, client: profGo, noHello: true, want: classical},
+		{name: "no parsed hello, chromium: its _cert list unknown, classical", mode: PQAlways, check: true, client: profChromium, noHello: true, want: classical},
+		{name: "no parsed hello, ML-DSA-only client: the classical leaf cannot sign for it, none", mode: PQAlways, check: true, client: profMLDSA, noHello: true},
 		{name: "without the check, go gets ML-DSA as before", mode: PQAlways, client: profGo, want: pq},
 		{name: "without the check, mldsa65 alone gets ML-DSA as before", mode: PQAlways, client: profOnly65, want: pq},
 	}
@@ -313,6 +315,15 @@ func TestPickVerifiableChains(t *testing.T) {
 		info, hello := profGo.hello()
 		if _, err := s.Pick(info, hello); !errors.Is(err, ErrNoVerifiableChain) {
 			t.Fatalf("Pick error = %v, want ErrNoVerifiableChain", err)
+		}
+		// Without the ClientHello the only chain is judged by
+		// signature_algorithms alone: nothing safer is left to serve.
+		if got, err := s.Pick(info, nil); got != pq || err != nil {
+			t.Fatalf("Pick without the ClientHello = %v, %v; want the ML-DSA chain", got, err)
+		}
+		info, _ = profFirefox.hello()
+		if _, err := s.Pick(info, nil); !errors.Is(err, ErrNoVerifiableChain) {
+			t.Fatalf("Pick without the ClientHello, no ML-DSA offered: error = %v, want ErrNoVerifiableChain", err)
 		}
 	})
 	t.Run("Validate refuses a chain TLS cannot name", func(t *testing.T) {

@@ -93,8 +93,13 @@ type Selector struct {
 	// that fails is passed over for the next (PQ, then classical); when
 	// none is left Pick fails with ErrNoVerifiableChain. Go 1.27 clients
 	// leave ML-DSA out of signature_algorithms_cert (go.dev/issue/82536),
-	// so they get the classical chain. Without it Pick chooses by mode and
-	// the leaf's scheme alone, as before issue 12.
+	// so they get the classical chain. A ClientHello that was not captured
+	// (Pick's hello is nil) hides signature_algorithms_cert, so whether
+	// the client can verify the ML-DSA chain's signatures is unknown: the
+	// ML-DSA chain is then passed over for a classical one when there is
+	// one, and judged by signature_algorithms alone only when it is the
+	// only chain. Without it Pick chooses by mode and the leaf's scheme
+	// alone, as before issue 12.
 	VerifiableChainsOnly bool
 
 	// classicalSigs and pqSigs are the parsed signatures of Classical and
@@ -170,7 +175,15 @@ func (s *Selector) validate() error {
 // every handshake and does not allocate unless it fails.
 func (s *Selector) Pick(info *tls.ClientHelloInfo, hello *pqtls.ClientHello) (*tls.Certificate, error) {
 	check := s.VerifiableChainsOnly
-	if s.wantsPQ(info, hello) && (!check || clientCanVerify(s.PQ, s.pqSigs, info, hello)) {
+	// Without the ClientHello (over QUIC, a client the recorder did not
+	// follow: its table full, the flight not read whole; over TCP, a hello
+	// beyond the capture limit or one pqtls cannot parse) the _cert list
+	// is unknown, and clientCanVerify would take signature_algorithms for
+	// it: a Go 1.27 client, which lists ML-DSA only there, would be served
+	// an ML-DSA-signed chain it cannot verify. The classical chain is the
+	// safer guess then.
+	blind := check && hello == nil && (s.Classical != nil || s.ClassicalFor != nil)
+	if s.wantsPQ(info, hello) && !blind && (!check || clientCanVerify(s.PQ, s.pqSigs, info, hello)) {
 		return s.PQ, nil
 	}
 	classical := s.Classical
