@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -161,16 +160,26 @@ type quicListener struct {
 	// altSvc is the Alt-Svc value the TCP side's responses carry.
 	altSvc string
 
-	mu      sync.Mutex // guards pending and changed
-	pending map[*quic.Conn]bool
-	changed chan struct{} // closed and replaced when pending shrinks
+	// readHeader bounds a request stream's HEADERS frame and a
+	// unidirectional stream's type (timeouts.read_header, quic_serve.go).
+	readHeader time.Duration
+	// grace ends when the drain begins: the connections' accept loops
+	// then send GOAWAY.
+	grace     context.Context
+	stopGrace context.CancelFunc
+
+	mu      sync.Mutex // guards conns and changed
+	conns   map[*quic.Conn]bool
+	changed chan struct{} // closed and replaced when conns shrinks
 }
 
 // newQUICListener builds the HTTP/3 side of l and makes l's TCP responses
 // advertise it. udpPort is the bound port of its UDP socket.
 func (t *txn) newQUICListener(l *listenerRuntime, udpPort int) *quicListener {
 	s, p := t.s, t.plan
-	q := &quicListener{l: l, tlsConfigs: map[*siteRuntime]*tls.Config{}, pending: map[*quic.Conn]bool{}, changed: make(chan struct{})}
+	q := &quicListener{l: l, tlsConfigs: map[*siteRuntime]*tls.Config{}, readHeader: p.Timeouts.ReadHeader,
+		conns: map[*quic.Conn]bool{}, changed: make(chan struct{})}
+	q.grace, q.stopGrace = context.WithCancel(context.Background())
 	for rt := range l.tlsConfigs {
 		c := s.siteTLS(rt, []string{http3.NextProtoH3})
 		c.NextProtos = []string{http3.NextProtoH3}
@@ -195,6 +204,8 @@ func (t *txn) newQUICListener(l *listenerRuntime, udpPort int) *quicListener {
 		// and requests go on to upstreams that do not expect it.
 		Allow0RTT: false,
 	}
+	// Only its NewRawServerConn serves: pqedge accepts the streams
+	// (quic_serve.go).
 	q.h3 = &http3.Server{
 		// No IdleTimeout: quicIdle keeps it instead (quic_idle.go says
 		// why), counting the requests here.
@@ -221,10 +232,9 @@ func (a altSvc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // take serves conn in q's generation unless the generation is retired; it
-// reports whether it took the connection. The connection counts as
-// pending until the http3.Server has registered it (connContext), so a
-// drain never starts its Shutdown between the two (it would refuse the
-// connection instead of sending it a GOAWAY).
+// reports whether it took the connection. The connection is q's from now
+// until its HTTP/3 has ended (serve), so a drain that starts at any point
+// sends it a GOAWAY.
 func (q *quicListener) take(conn *quic.Conn) bool {
 	g := q.l.gen
 	g.handoff.RLock()
@@ -233,23 +243,18 @@ func (q *quicListener) take(conn *quic.Conn) bool {
 		return false
 	}
 	q.mu.Lock()
-	q.pending[conn] = true
+	q.conns[conn] = true
 	q.mu.Unlock()
 	go func() {
-		err := q.h3.ServeQUICConn(conn)
-		q.registered(conn) // ServeQUICConn refused it before connContext ran
-		if errors.Is(err, http.ErrServerClosed) {
-			conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "")
-		}
+		defer q.forget(conn)
+		q.serve(conn)
 	}()
 	return true
 }
 
-// connContext is the http3.Server's ConnContext: the connection is
-// registered for graceful shutdown now, and its requests carry the
-// handshake record.
+// connContext is the http3.Server's ConnContext: requests carry the
+// handshake record of their connection.
 func (q *quicListener) connContext(ctx context.Context, conn *quic.Conn) context.Context {
-	q.registered(conn)
 	qc := quicConnFrom(conn.Context())
 	if qc == nil || qc.info == nil {
 		return ctx
@@ -257,40 +262,45 @@ func (q *quicListener) connContext(ctx context.Context, conn *quic.Conn) context
 	return withConnInfo(ctx, qc.info)
 }
 
-func (q *quicListener) registered(conn *quic.Conn) {
+func (q *quicListener) forget(conn *quic.Conn) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.pending[conn] {
-		delete(q.pending, conn)
-		close(q.changed)
-		q.changed = make(chan struct{})
-	}
+	delete(q.conns, conn)
+	close(q.changed)
+	q.changed = make(chan struct{})
 }
 
 // drain sends every connection of the generation a GOAWAY (RFC 9114
 // Section 5.2) and waits until their requests are answered and their
-// clients closed them, or ctx ends; then what is left is closed.
+// clients closed them, or ctx ends; then what is left is closed, and
+// waited for until its handlers returned.
 func (q *quicListener) drain(ctx context.Context) {
-	q.waitRegistered(ctx)
-	if err := q.h3.Shutdown(ctx); err != nil {
-		q.h3.Close()
+	q.stopGrace()
+	if q.waitConns(ctx) {
+		return
 	}
+	q.mu.Lock()
+	for conn := range q.conns {
+		conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "")
+	}
+	q.mu.Unlock()
+	q.waitConns(context.Background())
 }
 
-// waitRegistered waits until every connection handed to the http3.Server
-// is registered with it, or ctx ends.
-func (q *quicListener) waitRegistered(ctx context.Context) {
+// waitConns waits until q serves no connection, or ctx ends; it reports
+// whether none is left.
+func (q *quicListener) waitConns(ctx context.Context) bool {
 	for {
 		q.mu.Lock()
-		n, changed := len(q.pending), q.changed
+		n, changed := len(q.conns), q.changed
 		q.mu.Unlock()
 		if n == 0 {
-			return
+			return true
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return
+			return false
 		}
 	}
 }

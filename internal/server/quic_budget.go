@@ -24,7 +24,8 @@ const (
 )
 
 // h3Budget is one HTTP/3 connection's allowance of cancelled and refused
-// requests: more than max of either kind within one window closes the
+// requests, and of streams that never became one (quic_serve.go): more
+// than max of any one reason within one window closes the
 // connection with H3_EXCESSIVE_LOAD (RFC 9114 Section 8.1), and the
 // reason is counted once. quic-go's server gives each request stream
 // back to the client as soon as it completes, so a client that cancels
@@ -39,11 +40,10 @@ type h3Budget struct {
 	conn    idleConn
 	onAbuse func(reason string)
 
-	mu        sync.Mutex // guards the fields below
-	start     time.Time  // of the current window
-	cancelled int
-	refused   int
-	closed    bool
+	mu     sync.Mutex     // guards the fields below
+	start  time.Time      // of the current window
+	counts map[string]int // by reason, in the current window
+	closed bool
 }
 
 // newH3Budget watches conn; max <= 0 turns the budget off (nil).
@@ -65,15 +65,11 @@ func (b *h3Budget) count(reason string, now time.Time) {
 		b.mu.Unlock()
 		return
 	}
-	if now.Sub(b.start) > b.window {
-		b.start, b.cancelled, b.refused = now, 0, 0
+	if now.Sub(b.start) > b.window || b.counts == nil {
+		b.start, b.counts = now, map[string]int{}
 	}
-	n := &b.cancelled
-	if reason == h3AbuseRefused {
-		n = &b.refused
-	}
-	*n++
-	over := *n > b.max
+	b.counts[reason]++
+	over := b.counts[reason] > b.max
 	b.closed = over
 	b.mu.Unlock()
 	if over {

@@ -116,10 +116,12 @@ func (i *quicIdle) end() {
 }
 
 // quicIdleHandler counts each HTTP/3 request in its connection's quicIdle,
-// and one the client cancelled in its h3Budget.
+// and one the client cancelled in its h3Budget. It lifts the stream's
+// header deadline (h3Conn.request): the body's deadlines are the proxy's.
 type quicIdleHandler struct{ h http.Handler }
 
 func (q quicIdleHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	http.NewResponseController(w).SetReadDeadline(time.Time{})
 	qc := quicConnFrom(r.Context())
 	if qc != nil && qc.idle != nil {
 		qc.idle.begin()

@@ -1,0 +1,302 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/quic-go/quicvarint"
+)
+
+// pqedge accepts an HTTP/3 connection's streams itself, where
+// http3.Server.ServeQUICConn would, and hands each to quic-go's
+// RawServerConn only once it is worth serving:
+//
+//	request stream  its first HEADERS frame must arrive whole within
+//	                timeouts.read_header (awaitHeaders), as net/http
+//	                bounds an HTTP/1.1 request's header section; one that
+//	                does not, or that ends before it, is reset with
+//	                H3_REQUEST_INCOMPLETE and counted in the connection's
+//	                h3Budget. The handler lifts the deadline
+//	                (quicIdleHandler) before the proxy sets the body's.
+//	uni stream      its type must arrive within timeouts.read_header; a
+//	                reserved or unknown type (RFC 9114 Section 6.2.3),
+//	                or none, is counted in the budget.
+//	drain           GOAWAY with the first request stream not served (RFC
+//	                9114 Section 5.2), later ones reset with
+//	                H3_REQUEST_REJECTED, the connection left to its client
+//	                or closed at the drain's deadline.
+//
+// quic-go keeps the parts of HTTP/3 this does not: SETTINGS on the
+// control stream, QPACK, the requests themselves.
+
+// Reasons of pqedge_http3_abuse_total counted before a request exists.
+const (
+	// h3AbuseHeaderTimeout: request streams whose HEADERS frame was not
+	// whole within timeouts.read_header (a trickled header block).
+	h3AbuseHeaderTimeout = "header_timeouts"
+	// h3AbuseNoRequest: request streams the client reset or ended
+	// before their HEADERS frame was whole: no request, all cost.
+	h3AbuseNoRequest = "streams_without_request"
+	// h3AbuseUnknownUni: unidirectional streams of a reserved or unknown
+	// type, or that ended or stalled before their type (RFC 9114
+	// Section 6.2: the receiver ignores them; each still costs a stream).
+	h3AbuseUnknownUni = "unknown_uni_streams"
+)
+
+// HTTP/3 stream and frame types pqedge reads before quic-go does (RFC
+// 9114 Sections 6.2 and 7.2).
+const (
+	h3FrameHeaders = 0x01
+	h3FrameGoAway  = 0x07
+	h3UniKnownMax  = 0x03 // control, push, QPACK encoder, QPACK decoder
+)
+
+// h3Conn is one HTTP/3 connection in pqedge's accept loops.
+type h3Conn struct {
+	q          *quicListener
+	conn       *quic.Conn
+	raw        *http3.RawServerConn
+	ctrl       *quic.SendStream // the control stream (GOAWAY); nil if not found
+	budget     *h3Budget
+	readHeader time.Duration
+	wg         sync.WaitGroup // the uni loop and every stream's goroutine
+}
+
+// serve runs conn's HTTP/3 until it ends and its streams' handlers have
+// returned.
+func (q *quicListener) serve(conn *quic.Conn) {
+	// NewRawServerConn runs ConnContext and opens the control stream
+	// with the SETTINGS frame (RFC 9114 Section 6.2.1).
+	raw, err := q.h3.NewRawServerConn(conn)
+	if err != nil {
+		conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeInternalError), "")
+		return
+	}
+	c := &h3Conn{q: q, conn: conn, raw: raw, ctrl: controlStreamOf(conn), readHeader: q.readHeader}
+	if qc := quicConnFrom(conn.Context()); qc != nil {
+		c.budget = qc.budget
+	}
+	c.wg.Go(c.acceptUni)
+	c.acceptRequests()
+	c.wg.Wait()
+}
+
+// acceptUni hands the client's unidirectional streams on once their type
+// is known.
+func (c *h3Conn) acceptUni() {
+	for {
+		str, err := c.conn.AcceptUniStream(context.Background())
+		if err != nil {
+			return // the connection ended
+		}
+		c.wg.Go(func() {
+			if c.uniType(str) {
+				c.raw.HandleUnidirectionalStream(str)
+			}
+		})
+	}
+}
+
+// uniType waits up to readHeader for str's type and reports whether
+// quic-go is to have the stream. One of a reserved or unknown type is
+// counted in the budget and handed on (quic-go refuses it with
+// H3_STREAM_CREATION_ERROR); one that ends or stalls before its type is
+// counted and refused here.
+func (c *h3Conn) uniType(str *quic.ReceiveStream) bool {
+	str.SetReadDeadline(time.Now().Add(c.readHeader))
+	defer str.SetReadDeadline(time.Time{}) // the control stream lives as long as the connection
+	t, _, err := peekVarint(str, 0)
+	if err != nil {
+		str.ReleaseStreamCredit()
+		str.CancelRead(quic.StreamErrorCode(http3.ErrCodeStreamCreationError))
+		if c.conn.Context().Err() == nil {
+			c.budget.count(h3AbuseUnknownUni, time.Now())
+		}
+		return false
+	}
+	if t > h3UniKnownMax {
+		c.budget.count(h3AbuseUnknownUni, time.Now())
+	}
+	return true
+}
+
+// acceptRequests accepts request streams until the connection ends, and
+// after a drain began rejects them, as http3.Server.ServeQUICConn does.
+func (c *h3Conn) acceptRequests() {
+	var next quic.StreamID // the first stream not served: GOAWAY's
+	ctx, draining := c.q.grace, false
+	for {
+		str, err := c.conn.AcceptStream(ctx)
+		if err != nil {
+			if c.conn.Context().Err() != nil || draining || c.q.grace.Err() == nil {
+				return
+			}
+			// The drain began (RFC 9114 Section 5.2): the client learns
+			// which requests were not served and retries them elsewhere.
+			draining, ctx = true, c.conn.Context()
+			if c.ctrl != nil {
+				// A write may wait for the client's flow control
+				// credit; it returns once the connection ends.
+				c.wg.Go(func() { c.ctrl.Write(goAwayFrame(next)) })
+			}
+			continue
+		}
+		if draining {
+			str.ReleaseStreamCredit()
+			str.CancelRead(quic.StreamErrorCode(http3.ErrCodeRequestRejected))
+			str.CancelWrite(quic.StreamErrorCode(http3.ErrCodeRequestRejected))
+			continue
+		}
+		next = str.StreamID() + 4
+		c.wg.Go(func() { c.request(str) })
+	}
+}
+
+// request serves one request stream once its header block is in.
+func (c *h3Conn) request(str *quic.Stream) {
+	// Lifted by the handler (quicIdleHandler); until then it bounds
+	// quic-go's reading of the header block as well.
+	str.SetReadDeadline(time.Now().Add(c.readHeader))
+	maxHeader := c.q.h3.MaxHeaderBytes
+	if maxHeader <= 0 {
+		maxHeader = http.DefaultMaxHeaderBytes // as quic-go
+	}
+	if err := awaitHeaders(str, maxHeader); err != nil {
+		// H3_REQUEST_INCOMPLETE (RFC 9114 Section 8.1): the stream
+		// ended, or is cut, without a complete request; quic-go resets
+		// a stream whose header block ends early with the same code.
+		str.ReleaseStreamCredit()
+		str.CancelRead(quic.StreamErrorCode(http3.ErrCodeRequestIncomplete))
+		str.CancelWrite(quic.StreamErrorCode(http3.ErrCodeRequestIncomplete))
+		if c.conn.Context().Err() != nil {
+			return
+		}
+		reason := h3AbuseNoRequest
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			reason = h3AbuseHeaderTimeout
+		}
+		c.budget.count(reason, time.Now())
+		return
+	}
+	c.raw.HandleRequestStream(str)
+}
+
+// h3SkipMax bounds the bytes of frames of reserved or unknown types
+// (RFC 9114 Section 9: ignored) awaitHeaders looks past before a HEADERS
+// frame; beyond it quic-go reads on, under the same deadline.
+const h3SkipMax = 16 << 10
+
+// awaitHeaders waits, without consuming anything, until str holds its
+// first HEADERS frame whole, skipping frames of unknown types before it
+// (up to h3SkipMax bytes). It returns nil as well when the first known
+// frame is not HEADERS or is longer than maxHeader: quic-go refuses
+// those itself. The error is the stream's: io.EOF (FIN before the
+// frame), a *quic.StreamError (reset), a deadline (a net.Error whose
+// Timeout is true), or the connection's.
+func awaitHeaders(str *quic.Stream, maxHeader int) error {
+	off := 0
+	for {
+		t, n1, err := peekVarint(str, off)
+		if err != nil {
+			return err
+		}
+		l, n2, err := peekVarint(str, off+n1)
+		if err != nil {
+			return err
+		}
+		end := off + n1 + n2 + int(min(l, uint64(h3SkipMax+maxHeader)))
+		switch {
+		case t == h3FrameHeaders && l <= uint64(maxHeader):
+			_, err := str.Peek(make([]byte, end))
+			return err
+		case t == h3FrameHeaders, isKnownFrame(t):
+			return nil
+		}
+		if end > h3SkipMax {
+			return nil
+		}
+		off = end
+	}
+}
+
+// isKnownFrame reports the frame types RFC 9114 Section 7.2 defines (and
+// quic-go's PRIORITY_UPDATE, RFC 9218): anything else is ignored.
+func isKnownFrame(t uint64) bool {
+	return t <= 0x0d || t == 0xf0700 || t == 0xf0701
+}
+
+// peekVarint returns the QUIC variable-length integer (RFC 9000 Section
+// 16) at offset off of str's unread data and its length, waiting for it.
+func peekVarint(str interface{ Peek([]byte) (int, error) }, off int) (uint64, int, error) {
+	b := make([]byte, off+8)
+	if _, err := str.Peek(b[:off+1]); err != nil {
+		return 0, 0, err
+	}
+	n := 1 << (b[off] >> 6)
+	if _, err := str.Peek(b[:off+n]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, 0, err
+	}
+	v, m, err := quicvarint.Parse(b[off : off+n])
+	return v, m, err
+}
+
+// goAwayFrame is a GOAWAY frame naming id (RFC 9114 Section 7.2.6).
+func goAwayFrame(id quic.StreamID) []byte {
+	b := quicvarint.Append(nil, h3FrameGoAway)
+	b = quicvarint.Append(b, uint64(quicvarint.Len(uint64(id))))
+	return quicvarint.Append(b, uint64(id))
+}
+
+// h3ControlStreamID is the server's control stream: the first
+// server-initiated unidirectional stream (RFC 9000 Section 2.1), the
+// first NewRawServerConn opens.
+const h3ControlStreamID quic.StreamID = 3
+
+// controlStreamOf finds the control stream NewRawServerConn opened on
+// conn, or nil. quic-go v0.65 keeps it to itself (ServeQUICConn's loop
+// sends its GOAWAY on it, RawServerConn has no way to), and only the
+// control stream may carry GOAWAY (RFC 9114 Section 7.2.6); a second
+// one is a connection error. So it is read from conn's stream map
+// (streamsMap.outgoingUniStreams.streams) under that map's lock. A
+// quic-go whose fields differ gives nil: the drain then goes without
+// GOAWAY (TestControlStreamFound fails first).
+func controlStreamOf(conn *quic.Conn) (str *quic.SendStream) {
+	defer func() {
+		if recover() != nil {
+			str = nil
+		}
+	}()
+	sm := reflect.ValueOf(conn).Elem().FieldByName("streamsMap")
+	if sm.Kind() != reflect.Pointer || sm.IsNil() {
+		return nil
+	}
+	uni := sm.Elem().FieldByName("outgoingUniStreams")
+	if uni.Kind() != reflect.Pointer || uni.IsNil() {
+		return nil
+	}
+	m := uni.Elem()
+	mu, streams := m.FieldByName("mutex"), m.FieldByName("streams")
+	if mu.Type() != reflect.TypeFor[sync.RWMutex]() || streams.Kind() != reflect.Map ||
+		streams.Type().Key() != reflect.TypeFor[quic.StreamID]() || streams.Type().Elem() != reflect.TypeFor[*quic.SendStream]() {
+		return nil
+	}
+	lock := (*sync.RWMutex)(mu.Addr().UnsafePointer())
+	lock.RLock()
+	v := streams.MapIndex(reflect.ValueOf(h3ControlStreamID))
+	lock.RUnlock()
+	if !v.IsValid() || v.IsNil() {
+		return nil
+	}
+	return (*quic.SendStream)(v.UnsafePointer())
+}
