@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,6 +21,7 @@ import (
 	"github.com/quic-go/quic-go/quicvarint"
 
 	"github.com/pqedge/pqedge/internal/h2guard"
+	"github.com/pqedge/pqedge/internal/peers"
 )
 
 // h3ReadHeaderConfig is h3FloodConfig with timeouts.read_header = 1 s
@@ -236,6 +240,52 @@ func TestHTTP3ReadHeaderSparesClients(t *testing.T) {
 	}
 	if n := ts.metricSum("pqedge_http3_abuse_total"); n != 0 {
 		t.Errorf("pqedge_http3_abuse_total is %v for an ordinary client", n)
+	}
+}
+
+// TestHTTP3ReadHeaderSparesCurl: curl --http3-only against read_header at
+// 1 s: three requests on one connection, then a 120 KiB upload limited
+// to 40 KiB/s (3 s, within timeouts.request_body and its minimum rate).
+func TestHTTP3ReadHeaderSparesCurl(t *testing.T) {
+	trixie := peers.Trixie(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		io.WriteString(w, strconv.FormatInt(n, 10)+"\n")
+	}))
+	t.Cleanup(up.Close)
+	ts := startServer(t, h3ReadHeaderConfig(strings.TrimPrefix(up.URL, "http://")))
+	host, inside := trixie.TempDir(t)
+	ca, err := os.ReadFile(filepath.Join(ts.dir, "data", "local", "classical-ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 120 << 10
+	for name, b := range map[string][]byte{"roots.pem": ca, "body": bytes.Repeat([]byte("x"), size)} {
+		if err := os.WriteFile(filepath.Join(host, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, port, _ := net.SplitHostPort(ts.srv.QUICAddr("https").String())
+	url := "https://localhost:" + port
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	curl := func(args ...string) string {
+		t.Helper()
+		args = append([]string{"-sS", "--fail", "--http3-only", "--cacert", inside + "/roots.pem"}, args...)
+		out, err := trixie.Command(ctx, "curl", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if got := curl(url+"/a", url+"/b", url+"/c"); got != "0\n0\n0\n" {
+		t.Errorf("three requests: %q", got)
+	}
+	if got := curl("--limit-rate", "40k", "--data-binary", "@"+inside+"/body", url+"/upload"); got != strconv.Itoa(size)+"\n" {
+		t.Errorf("a slow upload: %q, want %d", got, size)
+	}
+	if n := ts.metricSum("pqedge_http3_abuse_total"); n != 0 {
+		t.Errorf("pqedge_http3_abuse_total is %v for curl", n)
 	}
 }
 
