@@ -29,7 +29,8 @@ import (
 //	generation  quicListener: per listener, the sites' TLS configs (ALPN
 //	            h3), the quic.Config with the plan's timeouts, the
 //	            http3.Server whose handler is the listener's router, and
-//	            the connections handed to it (drained with GOAWAY).
+//	            the connections handed to it, whose streams pqedge
+//	            accepts itself (quic_serve.go; drained with GOAWAY).
 //	connection  quicConn (quic_accept.go): from the first Initial to the
 //	            hand-off, what the TLS callbacks decided, one
 //	            HandshakeEvent with Transport "quic".

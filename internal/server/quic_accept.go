@@ -31,7 +31,8 @@ import (
 //	                 site's getCertificate as over TCP
 //	handshake end    handleQUIC (accepted) or quicConnEnded (failed): one
 //	                 HandshakeEvent, Transport "quic"
-//	hand-off         the current generation's http3.Server (quicListener.take)
+//	hand-off         the current generation's HTTP/3 (quicListener.take,
+//	                 then serve: pqedge's stream accept loops, quic_serve.go)
 
 // quicConn is what pqedge knows of one QUIC connection from its first
 // Initial to its hand-off: the part of edgeConn that does not need a

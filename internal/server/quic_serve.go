@@ -270,7 +270,7 @@ const h3ControlStreamID quic.StreamID = 3
 // one is a connection error. So it is read from conn's stream map
 // (streamsMap.outgoingUniStreams.streams) under that map's lock. A
 // quic-go whose fields differ gives nil: the drain then goes without
-// GOAWAY (TestControlStreamFound fails first).
+// GOAWAY (TestHTTP3DrainSendsGoAway fails first).
 func controlStreamOf(conn *quic.Conn) (str *quic.SendStream) {
 	defer func() {
 		if recover() != nil {
