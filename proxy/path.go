@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode"
 )
 
 // Errors of NormalizePath; each is answered with 400 by CheckRequest.
@@ -225,7 +226,11 @@ func hidesDots(decoded string) string {
 // segment seg as "." or "..": C upstreams end it at a NUL, servlet
 // containers and other frameworks drop ";params" (after decoding, in
 // some), and Windows and frameworks that trim names drop whitespace and
-// control characters around it ("..%20", "%09..").
+// control characters around it ("..%20", "%09.."). Whitespace is any
+// Unicode space too (unicode.IsSpace: no-break, ideographic, em space,
+// NEL...): NFKC makes most of them ' ', and trims that take them all (Go's
+// strings.TrimSpace, Python's str.strip, Java's String.strip) read
+// "..%E3%80%80" as "..".
 func readsAsDotSegment(seg string) bool {
 	if i := strings.IndexByte(seg, 0); i >= 0 {
 		seg = seg[:i]
@@ -233,7 +238,7 @@ func readsAsDotSegment(seg string) bool {
 	if i := strings.IndexByte(seg, ';'); i >= 0 {
 		seg = seg[:i]
 	}
-	seg = strings.TrimFunc(seg, func(r rune) bool { return r <= ' ' || r == 0x7f })
+	seg = strings.TrimFunc(seg, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsSpace(r) })
 	return isDotSegment(seg)
 }
 

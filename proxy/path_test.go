@@ -93,9 +93,21 @@ func TestNormalizePath(t *testing.T) {
 		{in: "/app/x%EF%BC%BC..%EF%B9%A8secret", err: ErrPathHiddenDots},
 		{in: "/app/\uFF0E\uFF0E/secret", err: ErrPathHiddenDots},
 		{in: "/app/%25EF%25BC%258E%25EF%25BC%258E/secret", err: ErrPathHiddenDots},
+		// Unicode whitespace around dots: NFKC makes the no-break and
+		// ideographic spaces ' ', and trims that take any Unicode space
+		// (Go's strings.TrimSpace, Python's str.strip, Java's strip)
+		// drop them as "..%20" is dropped.
+		{in: "/app/..%E3%80%80/secret", err: ErrPathHiddenDots},
+		{in: "/app/..%C2%A0/secret", err: ErrPathHiddenDots},
+		{in: "/app/%E2%80%83../secret", err: ErrPathHiddenDots},
+		{in: "/app/%EF%BC%8E%EF%BC%8E%E3%80%80/secret", err: ErrPathHiddenDots},
+		{in: "/app/..%C2%85/secret", err: ErrPathHiddenDots},
 		// ...but not where they make no dot segment.
 		{in: "/app/%E2%80%A6/x", escaped: "/app/%E2%80%A6/x", decoded: "/app/\u2026/x"},
 		{in: "/app/a%EF%BC%8Eb", escaped: "/app/a%EF%BC%8Eb", decoded: "/app/a\uFF0Eb"},
+		{in: "/app/..%E3%80%80x/y", escaped: "/app/..%E3%80%80x/y", decoded: "/app/..\u3000x/y"},
+		{in: "/app/%E6%97%A5%E6%9C%AC%E8%AA%9E%E3%80%80%E3%83%9A%E3%83%BC%E3%82%B8/", escaped: "/app/%E6%97%A5%E6%9C%AC%E8%AA%9E%E3%80%80%E3%83%9A%E3%83%BC%E3%82%B8/", decoded: "/app/日本語\u3000ページ/"},
+		{in: "/app/%EF%BC%B6%EF%BC%91%EF%BC%8E%EF%BC%92/%EF%BC%A1%EF%BC%8F%EF%BC%A2", escaped: "/app/%EF%BC%B6%EF%BC%91%EF%BC%8E%EF%BC%92/%EF%BC%A1%EF%BC%8F%EF%BC%A2", decoded: "/app/Ｖ１．２/Ａ／Ｂ"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
