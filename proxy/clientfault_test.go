@@ -758,3 +758,58 @@ func TestEarlyRefusalIsNotAnUpstreamFailure(t *testing.T) {
 		t.Errorf("after two requests read whole and closed on: upstream %+v, want ejected", st)
 	}
 }
+
+// TestUpstreamCrashMidBodyIsCounted: an upstream that takes part of a
+// request's body and then closes the connection without a byte of answer
+// (a worker crashing on the upload, killed for its memory) is failing, not
+// refusing the request: it is counted toward ejection, as one closing on a
+// request it read whole is. An upstream that answers before it closes
+// (TestEarlyRefusalIsNotAnUpstreamFailure) refused it instead. Before,
+// every such crash under a body still being written went uncounted.
+func TestUpstreamCrashMidBodyIsCounted(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close() // with the rest of the body unread: a reset
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				for {
+					h, err := br.ReadString('\n')
+					if err != nil || h == "\r\n" {
+						break
+					}
+				}
+				io.CopyN(io.Discard, br, 64<<10) // then it crashes
+			}()
+		}
+	}()
+	pool := newTestPool(t, PoolOptions{Addresses: []string{ln.Addr().String()}, Health: HealthOptions{Interval: -1}, MaxFails: 2, EjectFor: time.Hour})
+	url := proxyServer(t, NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger}))
+	for i := range 2 {
+		req, _ := http.NewRequest(http.MethodPost, url+"/upload", bytes.NewReader(make([]byte, 8<<20)))
+		resp, err := testClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("upload %d: %d, want 502", i+1, resp.StatusCode)
+		}
+		if st := pool.Upstreams()[0]; st.ConsecutiveFailures != i+1 && !st.Ejected {
+			t.Errorf("after %d crashes mid-body: upstream %+v, want the failure counted", i+1, st)
+		}
+	}
+	if st := pool.Upstreams()[0]; !st.Ejected {
+		t.Errorf("after two crashes mid-body: upstream %+v, want ejected", pool.Upstreams()[0])
+	}
+}

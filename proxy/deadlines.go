@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -547,6 +548,14 @@ type deadlineConn struct {
 	timeout       time.Duration
 	origin        *HandshakeFacts // the TLS handshake of an https:// upstream; read-only
 	read, written idleDeadline
+	// received counts the bytes read from the upstream (after TLS), so
+	// that a request's error handler can tell an upstream that answered,
+	// or began to, before it closed from one that closed without a word
+	// (reqState.upstreamSpoke); answered is set when a write failed with
+	// bytes from the upstream still unread in the socket (bytesWaiting),
+	// which the transport's close then throws away.
+	received atomic.Int64
+	answered atomic.Bool
 }
 
 func (c *deadlineConn) Read(b []byte) (int, error) {
@@ -555,7 +564,11 @@ func (c *deadlineConn) Read(b []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.received.Add(int64(n))
+	}
+	return n, err
 }
 
 func (c *deadlineConn) Write(b []byte) (int, error) {
@@ -575,7 +588,11 @@ func (c *deadlineConn) Write(b []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return c.Conn.Write(b)
+	n, err := c.Conn.Write(b)
+	if err != nil && bytesWaiting(c.Conn) {
+		c.answered.Store(true)
+	}
+	return n, err
 }
 
 // CloseWrite half-closes the upstream connection when the underlying

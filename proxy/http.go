@@ -280,6 +280,19 @@ type reqState struct {
 	// wrote is set once the transport wrote the whole request, body
 	// included (WroteRequest, on the transport's write loop).
 	wrote atomic.Bool
+	// conn is the upstream connection the request got, and received its
+	// count of bytes read then (set with reached; nil for a connection
+	// not made by dial).
+	conn     *deadlineConn
+	received int64
+}
+
+// upstreamSpoke reports whether the upstream sent anything on the
+// request's connection since the request got it: the start of an answer
+// (a 413 to a body it will not take, read by the transport's read loop
+// even when the write's failure then wins), or an interim response.
+func (st *reqState) upstreamSpoke() bool {
+	return st.conn != nil && (st.conn.received.Load() > st.received || st.conn.answered.Load())
 }
 
 // wroteRequest notes that the whole request went upstream.
@@ -294,6 +307,9 @@ func (st *reqState) wroteRequest(w httptrace.WroteRequestInfo) {
 // request is written).
 func (st *reqState) gotConn(ci httptrace.GotConnInfo) {
 	st.reached = true
+	if dc, ok := ci.Conn.(*deadlineConn); ok {
+		st.conn, st.received = dc, dc.received.Load()
+	}
 	st.info.gotConn(ci)
 }
 
@@ -673,14 +689,15 @@ func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 		p.pool.reportFailure(st.up, err)
 		p.log.Warn("upstream timeout", "upstream", st.up.addr, "err", err)
 		p.writeError(w, http.StatusGatewayTimeout, "did not answer in time")
-	case st.hasBody && !st.wrote.Load():
-		// The upstream closed or reset the connection before it took the
-		// whole body: it refused the request (an upstream answering 413
-		// to a body over its limit and closing at once; its answer is often
-		// lost with the reset), which a client can
-		// repeat at will. Not counted: only a failure after the upstream
-		// took the whole request (or a timeout, a failed dial) says the
-		// upstream is failing (issue #12, kind 3).
+	case st.hasBody && !st.wrote.Load() && st.upstreamSpoke():
+		// The upstream answered, or began to, and closed or reset the
+		// connection before it took the whole body: it refused the
+		// request (an upstream answering 413 to a body over its limit
+		// and closing at once; its answer is often lost with the reset),
+		// which a client can repeat at will. Not counted: only a failure
+		// after the upstream took the whole request, a close without a
+		// byte of answer (a worker crashing mid-upload), a timeout or a
+		// failed dial says the upstream is failing (issue #12, kind 3).
 		p.log.Warn("upstream closed before it read the whole request", "upstream", st.up.addr, "err", err)
 		p.writeError(w, http.StatusBadGateway, "closed the connection before it read the whole request")
 	default:
