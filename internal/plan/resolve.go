@@ -49,6 +49,10 @@ func NewResolver(sites []*Site, strict bool) *Resolver {
 // Sites lists the sites of the listener, the default first.
 func (r *Resolver) Sites() []*Site { return r.sites }
 
+// Strict reports whether the listener refuses names no site serves
+// (strict_sni).
+func (r *Resolver) Strict() bool { return r.strict }
+
 // Default is the listener's default site; nil without sites.
 func (r *Resolver) Default() *Site {
 	if len(r.sites) == 0 {

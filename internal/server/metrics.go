@@ -98,7 +98,7 @@ func newMetrics() *metrics {
 		}, []string{"site"}),
 		misdirected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pqedge_misdirected_requests_total",
-			Help: "Requests answered 421 because their Host belongs to a site this connection's handshake does not qualify for (its certificate does not cover the name, or its key exchange does not meet that site's policy), by the handshake's site.",
+			Help: "Requests answered 421 because their Host belongs to a site this connection's handshake does not qualify for (its certificate does not cover the name, or its key exchange does not meet that site's policy), or, on a strict_sni listener, because no site serves it (unknown_name), by the handshake's site.",
 		}, []string{"site", "reason"}),
 		upstreamHealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pqedge_upstream_healthy",

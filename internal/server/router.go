@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -183,8 +184,10 @@ func refusedHere(code int, info *proxy.RequestInfo) bool {
 // why not (the request is then answered 421).
 //
 // The Host resolves through the listener's resolver like SNI did: exact
-// name, then wildcard; a Host that names no site here is served by the
-// site the handshake chose. A Host of another site than the handshake's is
+// name, then wildcard (case-insensitive, a trailing dot ignored); a Host
+// that names no site here is served by the site the handshake chose, but
+// on a strict_sni listener refused ("unknown_name") unless it is an IP
+// address. A Host of another site than the handshake's is
 // served only if this connection qualifies for that site too (HTTP/2
 // connection coalescing, RFC 9113 section 9.1.1; RFC 9110 section 15.5.20
 // for 421): the certificate sent covers the name, and the negotiated key
@@ -212,6 +215,15 @@ func (rt *router) siteFor(r *http.Request, ci *connInfo) (*siteRuntime, string) 
 		return hs, ""
 	}
 	ps, _ := l.Resolver.ByName(host)
+	if ps == nil && l.Resolver.Strict() && !isIPLiteral(host) {
+		// A strict_sni listener refuses at the handshake a name no site
+		// serves; the same name in Host (a connection made for a served
+		// name, or made by address without SNI) is refused too, or
+		// strict_sni would be undone by one header. An address is no
+		// server name (RFC 6066 section 3): a client connecting by
+		// address sends none and names the address in Host.
+		return nil, "unknown_name"
+	}
 	target := l.site(ps)
 	if target == nil || target == hs {
 		return hs, ""
@@ -220,6 +232,13 @@ func (rt *router) siteFor(r *http.Request, ci *connInfo) (*siteRuntime, string) 
 		return nil, reason
 	}
 	return target, ""
+}
+
+// isIPLiteral reports whether host, a Host header's host part (HostName),
+// is an IP address.
+func isIPLiteral(host string) bool {
+	_, err := netip.ParseAddr(host)
+	return err == nil
 }
 
 // qualifies says why a connection may not serve a site under name ("" when

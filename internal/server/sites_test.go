@@ -84,19 +84,29 @@ strict_sni = true
 		groups    []tls.CurveID
 		status    int
 		site      string // the site whose upstream answered; "" for none
+		strict    bool   // over the strict_sni listener
 	}{
-		{"exact", "pref.test", "pref.test", hybrid, 200, "pref"},
-		{"wildcard", "a.wild.test", "a.wild.test", hybrid, 200, "wild"},
-		{"wildcard of the first site", "b.wild-pref.test", "b.wild-pref.test", classical, 200, "pref"},
-		{"unknown name gets the default", "nothing.test", "nothing.test", classical, 200, "pref"},
-		{"Host with a port", "pref.test", "pref.test:8443", hybrid, 200, "pref"},
-		{"Host naming no site stays on the handshake's", "only.test", "nothing.test", hybrid, 200, "only"},
-		{"coalesced onto a wildcard site", "pref.test", "x.wild.test", hybrid, 200, "wild"},
-		{"coalesced onto pq-only with a hybrid handshake", "pref.test", "only.test", hybrid, 200, "only"},
-		{"classical handshake cannot switch to pq-only", "pref.test", "only.test", classical, 421, ""},
-		{"pq-only handshake may switch to pq-preferred", "only.test", "pref.test", hybrid, 200, "pref"},
-		{"certificate does not cover the Host", "files.test", "pref.test", hybrid, 421, ""},
-		{"Host another certificate covers", "pref.test", "files.test", hybrid, 421, ""},
+		{"exact", "pref.test", "pref.test", hybrid, 200, "pref", false},
+		{"wildcard", "a.wild.test", "a.wild.test", hybrid, 200, "wild", false},
+		{"wildcard of the first site", "b.wild-pref.test", "b.wild-pref.test", classical, 200, "pref", false},
+		{"unknown name gets the default", "nothing.test", "nothing.test", classical, 200, "pref", false},
+		{"Host with a port", "pref.test", "pref.test:8443", hybrid, 200, "pref", false},
+		{"Host naming no site stays on the handshake's", "only.test", "nothing.test", hybrid, 200, "only", false},
+		{"coalesced onto a wildcard site", "pref.test", "x.wild.test", hybrid, 200, "wild", false},
+		{"coalesced onto pq-only with a hybrid handshake", "pref.test", "only.test", hybrid, 200, "only", false},
+		{"classical handshake cannot switch to pq-only", "pref.test", "only.test", classical, 421, "", false},
+		{"pq-only handshake may switch to pq-preferred", "only.test", "pref.test", hybrid, 200, "pref", false},
+		{"certificate does not cover the Host", "files.test", "pref.test", hybrid, 421, "", false},
+		{"Host another certificate covers", "pref.test", "files.test", hybrid, 421, "", false},
+		{"Host in upper case, a trailing dot and a port", "pref.test", "ONLY.Test.:443", classical, 421, "", false},
+		{"strict: Host naming no site", "pref.test", "nothing.test", hybrid, 421, "", true},
+		{"strict: Host naming no site, with a port and a trailing dot", "pref.test", "Nothing.Test.:8443", hybrid, 421, "", true},
+		{"strict: Host naming no site on a connection without SNI", "", "nothing.test", hybrid, 421, "", true},
+		{"strict: Host naming a site in mixed case with a trailing dot", "pref.test", "Pref.TEST.", hybrid, 200, "pref", true},
+		{"strict: Host by wildcard", "pref.test", "z.WILD.test", hybrid, 200, "wild", true},
+		{"strict: Host an IPv4 address", "pref.test", "127.0.0.1", hybrid, 200, "pref", true},
+		{"strict: Host an IPv6 address", "", "[::1]:443", hybrid, 200, "pref", true},
+		{"strict: classical handshake cannot switch to pq-only in any spelling", "pref.test", "ONLY.TEST.", classical, 421, "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,11 +117,17 @@ strict_sni = true
 			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 				// A name no site serves gets the default site's
 				// certificate, which the client cannot verify for it.
-				TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: tt.sni, CurvePreferences: tt.groups, InsecureSkipVerify: tt.sni == "nothing.test"},
+				// Without SNI (connecting by address) it is the default
+				// site's, which does not name the address.
+				TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: tt.sni, CurvePreferences: tt.groups, InsecureSkipVerify: tt.sni == "nothing.test" || tt.sni == ""},
 				ForceAttemptHTTP2: true,
 			}}
 			defer c.CloseIdleConnections()
-			req, _ := http.NewRequest("GET", "https://"+ts.addr("https")+"/", nil)
+			listener := "https"
+			if tt.strict {
+				listener = "strict"
+			}
+			req, _ := http.NewRequest("GET", "https://"+ts.addr(listener)+"/", nil)
 			req.Host = tt.host
 			resp, err := c.Do(req)
 			if err != nil {
@@ -136,8 +152,11 @@ strict_sni = true
 			}
 		})
 	}
-	if got := ts.metric(`pqedge_misdirected_requests_total{reason="policy",site="pref"}`); got != "1" {
-		t.Errorf("misdirected (policy) counted %q, want 1", got)
+	if got := ts.metric(`pqedge_misdirected_requests_total{reason="policy",site="pref"}`); got != "3" {
+		t.Errorf("misdirected (policy) counted %q, want 3", got)
+	}
+	if got := ts.metric(`pqedge_misdirected_requests_total{reason="unknown_name",site="pref"}`); got != "3" {
+		t.Errorf("misdirected (unknown_name) counted %q, want 3", got)
 	}
 	if got := ts.metric(`pqedge_misdirected_requests_total{reason="certificate",site="files"}`); got != "1" {
 		t.Errorf("misdirected (certificate) counted %q, want 1", got)
