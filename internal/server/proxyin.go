@@ -71,6 +71,19 @@ func (c *proxyInConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// CloseWrite half-closes the connection under the PROXY reader, for the
+// lingering close after the plain-HTTP answer (lingerClose), which finds it
+// through this method: the reader has no NetConn, and without it the 400
+// to a request longer than the first reads (a body, many fields) was
+// followed by a reset, "connection reset by peer" where the answer was.
+func (c *proxyInConn) CloseWrite() error {
+	cw, ok := under[interface{ CloseWrite() error }](c.Conn.Raw())
+	if !ok {
+		return errors.ErrUnsupported
+	}
+	return cw.CloseWrite()
+}
+
 // isProxyHeaderError tells the PROXY library's refusals from the
 // connection's own errors (a client that left, a timeout).
 func isProxyHeaderError(err error) bool {

@@ -391,3 +391,79 @@ type stringAddr string
 
 func (a stringAddr) Network() string { return "tcp" }
 func (a stringAddr) String() string  { return string(a) }
+
+// TestProxyProtocolThenPlainHTTP: plain HTTP after a trusted balancer's
+// PROXY header (v1 or v2, either address family, a v2 header with TLVs or
+// of the LOCAL command, in one write or two) gets the same 400 "use
+// https" answer as without one, counted not_tls, and the handshake record
+// names the header's client, not the balancer (issue 12, kind 9).
+func TestProxyProtocolThenPlainHTTP(t *testing.T) {
+	hs := &handshakeLog{}
+	ts := startServerWith(t, proxyInConfig(xffUpstream(t)), Options{OnHandshake: hs.add})
+	addr := ts.addr("https")
+	header := func(h *proxyproto.Header) []byte {
+		b, err := h.Format()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	v6 := &proxyproto.Header{Version: 2, Command: proxyproto.PROXY, TransportProtocol: proxyproto.TCPv6,
+		SourceAddr:      &net.TCPAddr{IP: net.ParseIP("2001:db8::7"), Port: 40000},
+		DestinationAddr: &net.TCPAddr{IP: net.ParseIP("::1"), Port: 443}}
+	withTLV := proxyHeaderFor(2, "198.51.100.12")
+	if err := withTLV.SetTLVs([]proxyproto.TLV{{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte("localhost")}}); err != nil {
+		t.Fatal(err)
+	}
+	local := &proxyproto.Header{Version: 2, Command: proxyproto.LOCAL}
+	get := []byte("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	tests := []struct {
+		name   string
+		send   [][]byte
+		client string // the address the record names
+	}{
+		{"v1", [][]byte{append(header(proxyHeaderFor(1, "198.51.100.10")), get...)}, "198.51.100.10"},
+		{"v2", [][]byte{append(header(proxyHeaderFor(2, "198.51.100.11")), get...)}, "198.51.100.11"},
+		{"v2, IPv6", [][]byte{append(header(v6), get...)}, "[2001:db8::7]"},
+		{"v2 with a TLV", [][]byte{append(header(withTLV), get...)}, "198.51.100.12"},
+		{"v2, the request apart", [][]byte{header(proxyHeaderFor(2, "198.51.100.13")), get}, "198.51.100.13"},
+		{"v1, a POST with a body", [][]byte{append(header(proxyHeaderFor(1, "198.51.100.14")),
+			"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\n\r\n"+strings.Repeat("a", 5000)...)}, "198.51.100.14"},
+		{"v2, 60 header fields", [][]byte{append(header(proxyHeaderFor(2, "198.51.100.15")),
+			"GET / HTTP/1.1\r\nHost: localhost\r\n"+strings.Repeat("X-Filler: "+strings.Repeat("f", 100)+"\r\n", 60)+"\r\n"...)}, "198.51.100.15"},
+		// LOCAL: the balancer's own connection (a health check), so
+		// the balancer is the client.
+		{"v2 LOCAL", [][]byte{append(header(local), get...)}, "127.0.0.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mark := hs.mark()
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			for _, b := range tt.send {
+				if _, err := c.Write(b); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			got, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatalf("after %q: %v", got, err)
+			}
+			if !strings.HasPrefix(string(got), "HTTP/1.0 400 ") || !strings.Contains(string(got), "https://") {
+				t.Fatalf("answered %q, want the 400 that says to use https", got)
+			}
+			ev := hs.wait(t, mark, "the handshake event", func(HandshakeEvent) bool { return true })
+			if ev.Reason != reasonNotTLS || !strings.HasPrefix(ev.Remote(), tt.client+":") {
+				t.Errorf("recorded %q from %s, want %q from %s", ev.Reason, ev.Remote(), reasonNotTLS, tt.client)
+			}
+		})
+	}
+	if got := ts.metricSum("pqedge_handshake_failures_total", `reason="not_tls"`); got != float64(len(tests)) {
+		t.Errorf("not_tls counted %v, want %d", got, len(tests))
+	}
+}
