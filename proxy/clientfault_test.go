@@ -763,53 +763,68 @@ func TestEarlyRefusalIsNotAnUpstreamFailure(t *testing.T) {
 // request's body and then closes the connection without a byte of answer
 // (a worker crashing on the upload, killed for its memory) is failing, not
 // refusing the request: it is counted toward ejection, as one closing on a
-// request it read whole is. An upstream that answers before it closes
-// (TestEarlyRefusalIsNotAnUpstreamFailure) refused it instead. Before,
-// every such crash under a body still being written went uncounted.
+// request it read whole is; so is one that sent an interim response first
+// (100 Continue, which curl asks for before a large upload). An upstream
+// that answers before it closes (TestEarlyRefusalIsNotAnUpstreamFailure)
+// refused it instead. Before, every such crash under a body still being
+// written went uncounted.
 func TestUpstreamCrashMidBodyIsCounted(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
+	for _, tt := range []struct {
+		name    string
+		interim string // written before the crash
+	}{
+		{"no answer", ""},
+		{"after 100 Continue", "HTTP/1.1 100 Continue\r\n\r\n"},
+		{"after 103 Early Hints", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
-				return
+				t.Fatal(err)
 			}
+			t.Cleanup(func() { ln.Close() })
 			go func() {
-				defer c.Close() // with the rest of the body unread: a reset
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
 				for {
-					h, err := br.ReadString('\n')
-					if err != nil || h == "\r\n" {
-						break
+					c, err := ln.Accept()
+					if err != nil {
+						return
 					}
+					go func() {
+						defer c.Close() // with the rest of the body unread: a reset
+						c.SetDeadline(time.Now().Add(10 * time.Second))
+						br := bufio.NewReader(c)
+						for {
+							h, err := br.ReadString('\n')
+							if err != nil || h == "\r\n" {
+								break
+							}
+						}
+						io.WriteString(c, tt.interim)
+						io.CopyN(io.Discard, br, 64<<10)
+						time.Sleep(50 * time.Millisecond) // works on it a while, then crashes
+					}()
 				}
-				io.CopyN(io.Discard, br, 64<<10) // then it crashes
 			}()
-		}
-	}()
-	pool := newTestPool(t, PoolOptions{Addresses: []string{ln.Addr().String()}, Health: HealthOptions{Interval: -1}, MaxFails: 2, EjectFor: time.Hour})
-	url := proxyServer(t, NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger}))
-	for i := range 2 {
-		req, _ := http.NewRequest(http.MethodPost, url+"/upload", bytes.NewReader(make([]byte, 8<<20)))
-		resp, err := testClient().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusBadGateway {
-			t.Errorf("upload %d: %d, want 502", i+1, resp.StatusCode)
-		}
-		if st := pool.Upstreams()[0]; st.ConsecutiveFailures != i+1 && !st.Ejected {
-			t.Errorf("after %d crashes mid-body: upstream %+v, want the failure counted", i+1, st)
-		}
-	}
-	if st := pool.Upstreams()[0]; !st.Ejected {
-		t.Errorf("after two crashes mid-body: upstream %+v, want ejected", pool.Upstreams()[0])
+			pool := newTestPool(t, PoolOptions{Addresses: []string{ln.Addr().String()}, Health: HealthOptions{Interval: -1}, MaxFails: 2, EjectFor: time.Hour})
+			url := proxyServer(t, NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger}))
+			for i := range 2 {
+				req, _ := http.NewRequest(http.MethodPost, url+"/upload", bytes.NewReader(make([]byte, 8<<20)))
+				resp, err := testClient().Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusBadGateway {
+					t.Errorf("upload %d: %d, want 502", i+1, resp.StatusCode)
+				}
+				if st := pool.Upstreams()[0]; st.ConsecutiveFailures != i+1 && !st.Ejected {
+					t.Errorf("after %d crashes mid-body: upstream %+v, want the failure counted", i+1, st)
+				}
+			}
+			if st := pool.Upstreams()[0]; !st.Ejected {
+				t.Errorf("after two crashes mid-body: upstream %+v, want ejected", st)
+			}
+		})
 	}
 }

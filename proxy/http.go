@@ -280,19 +280,22 @@ type reqState struct {
 	// wrote is set once the transport wrote the whole request, body
 	// included (WroteRequest, on the transport's write loop).
 	wrote atomic.Bool
-	// conn is the upstream connection the request got, and received its
-	// count of bytes read then (set with reached; nil for a connection
-	// not made by dial).
+	// conn is the upstream connection the request got (set with
+	// reached; nil for a connection not made by dial), and received its
+	// count of bytes read then, or at the last interim response (got1xx,
+	// on the transport's read loop): a 100 Continue or 103 Early Hints is
+	// no answer to the request.
 	conn     *deadlineConn
-	received int64
+	received atomic.Int64
 }
 
-// upstreamSpoke reports whether the upstream sent anything on the
-// request's connection since the request got it: the start of an answer
-// (a 413 to a body it will not take, read by the transport's read loop
-// even when the write's failure then wins), or an interim response.
+// upstreamSpoke reports whether the upstream began a final answer on the
+// request's connection: bytes read since the request got it (or since
+// its last interim response), such as a 413 to a body it will not take,
+// read by the transport's read loop even when the write's failure then
+// wins; or bytes waiting unread when a write failed.
 func (st *reqState) upstreamSpoke() bool {
-	return st.conn != nil && (st.conn.received.Load() > st.received || st.conn.answered.Load())
+	return st.conn != nil && (st.conn.received.Load() > st.received.Load() || st.conn.answered.Load())
 }
 
 // wroteRequest notes that the whole request went upstream.
@@ -308,7 +311,8 @@ func (st *reqState) wroteRequest(w httptrace.WroteRequestInfo) {
 func (st *reqState) gotConn(ci httptrace.GotConnInfo) {
 	st.reached = true
 	if dc, ok := ci.Conn.(*deadlineConn); ok {
-		st.conn, st.received = dc, dc.received.Load()
+		st.conn = dc
+		st.received.Store(dc.received.Load())
 	}
 	st.info.gotConn(ci)
 }
@@ -326,6 +330,9 @@ var errInterimResponses = errors.New("interim (1xx) responses exceeded the respo
 // end, each relayed, until the header timeout. Called on the transport's
 // read goroutine, one response at a time.
 func (st *reqState) got1xx(code int, h textproto.MIMEHeader) error {
+	if st.conn != nil {
+		st.received.Store(st.conn.received.Load())
+	}
 	st.interimLeft -= int64(len("HTTP/1.1 100 \r\n\r\n") + len(http.StatusText(code)))
 	for k, vs := range h {
 		for _, v := range vs {
