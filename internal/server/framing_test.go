@@ -497,6 +497,11 @@ func TestStreamMethodAndAuthority(t *testing.T) {
 		{"authority with a space", "GET", "local host", ""},
 		{"authority with a quote", "GET", "localhost\"x", ""},
 		{"authority with angle brackets", "GET", "<localhost>", ""},
+		// Allowed bytes in no authority's shape: an upstream serving
+		// several names may tidy them into another site's.
+		{"authority with an empty label", "GET", "localhost..", ""},
+		{"authority with a leading dot", "GET", ".localhost", ""},
+		{"authority with two ports", "GET", "localhost:443:1", ""},
 	}
 	for _, proto := range []string{"HTTP/2", "HTTP/3"} {
 		for _, tt := range tests {
