@@ -187,6 +187,7 @@ func (t *txn) newQUICListener(l *listenerRuntime, udpPort int) *quicListener {
 		c.MinVersion = tls.VersionTLS13 // QUIC is TLS 1.3 only (RFC 9001 Section 4.2)
 		q.tlsConfigs[rt] = c
 	}
+	streamWindow, connWindow := h3ReceiveWindows(p.Limits.RequestHeader)
 	q.conf = &quic.Config{
 		// quic-go closes a connection whose handshake has seen no packet
 		// for HandshakeIdleTimeout, or that has not completed in twice
@@ -201,6 +202,12 @@ func (t *txn) newQUICListener(l *listenerRuntime, udpPort int) *quicListener {
 		MaxIdleTimeout:     p.Timeouts.Idle,
 		KeepAlivePeriod:    p.Timeouts.Idle / 2,
 		MaxIncomingStreams: quicMaxStreams,
+		// awaitHeaders peeks at header blocks without reading them, and
+		// unread bytes keep their flow-control credit (RFC 9000 Section
+		// 4.1): the windows fit every stream's header block at once.
+		InitialStreamReceiveWindow:     streamWindow,
+		InitialConnectionReceiveWindow: connWindow,
+		MaxConnectionReceiveWindow:     max(connWindow, h3MaxConnWindow),
 		// No 0-RTT: early data can be replayed (RFC 9001 Section 9.2),
 		// and requests go on to upstreams that do not expect it.
 		Allow0RTT: false,

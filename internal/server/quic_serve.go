@@ -113,7 +113,8 @@ func (c *h3Conn) acceptUni() {
 func (c *h3Conn) uniType(str *quic.ReceiveStream) bool {
 	str.SetReadDeadline(time.Now().Add(c.readHeader))
 	defer str.SetReadDeadline(time.Time{}) // the control stream lives as long as the connection
-	t, _, err := peekVarint(str, 0)
+	p := framePeeker{str: str}
+	t, _, err := p.varint(0)
 	if err != nil {
 		str.ReleaseStreamCredit()
 		str.CancelRead(quic.StreamErrorCode(http3.ErrCodeStreamCreationError))
@@ -191,64 +192,148 @@ func (c *h3Conn) request(str *quic.Stream) {
 
 // h3SkipMax bounds the bytes of frames of reserved or unknown types
 // (RFC 9114 Section 9: ignored) awaitHeaders looks past before a HEADERS
-// frame; beyond it quic-go reads on, under the same deadline.
-const h3SkipMax = 16 << 10
+// frame, and h3SkipFramesMax their number; beyond either quic-go reads
+// on, under the same deadline. Each frame looked past costs a peek of
+// every byte before it (Peek starts at the stream's read offset), so the
+// cap on frames keeps that to 5 x 16 peeks of at most 16 KiB: without it
+// 16 KiB of 2-byte frames cost ~33,000 peeks and ~270 MB copied.
+const (
+	h3SkipMax       = 16 << 10
+	h3SkipFramesMax = 16
+)
+
+// h3PeekStep is the first buffer awaitHeaders peeks a header block
+// into; it doubles as the block arrives (quic-go reads a header block
+// the same way), so a HEADERS frame's length field alone does not make
+// pqedge allocate up to limits.request_header.
+const h3PeekStep = 8 << 10
+
+// peeker is what awaitHeaders and uniType read: a QUIC receive stream's
+// Peek, which fills all of b from the stream's unread data, waiting for
+// it, or returns what there is with io.EOF, or the stream's error.
+type peeker interface {
+	Peek(b []byte) (int, error)
+}
 
 // awaitHeaders waits, without consuming anything, until str holds its
 // first HEADERS frame whole, skipping frames of unknown types before it
-// (up to h3SkipMax bytes). It returns nil as well when the first known
-// frame is not HEADERS or is longer than maxHeader: quic-go refuses
-// those itself. The error is the stream's: io.EOF (FIN before the
-// frame), a *quic.StreamError (reset), a deadline (a net.Error whose
-// Timeout is true), or the connection's.
-func awaitHeaders(str *quic.Stream, maxHeader int) error {
+// (up to h3SkipMax bytes and h3SkipFramesMax frames). It never waits for
+// a byte past the end of the HEADERS frame, and its buffer grows with
+// the bytes that arrived (h3PeekStep). It returns nil as well when the
+// first known frame is not HEADERS or is longer than maxHeader: quic-go
+// refuses those itself. The error is the stream's: io.EOF or
+// io.ErrUnexpectedEOF (FIN before the frame), a *quic.StreamError
+// (reset), a deadline (a net.Error whose Timeout is true), or the
+// connection's.
+func awaitHeaders(str peeker, maxHeader int) error {
+	p := framePeeker{str: str}
 	off := 0
-	for {
-		t, n1, err := peekVarint(str, off)
+	for frames := 1; ; frames++ {
+		t, n1, err := p.varint(off)
 		if err != nil {
 			return err
 		}
-		l, n2, err := peekVarint(str, off+n1)
+		l, n2, err := p.varint(off + n1)
 		if err != nil {
 			return err
 		}
-		end := off + n1 + n2 + int(min(l, uint64(h3SkipMax+maxHeader)))
 		switch {
 		case t == h3FrameHeaders && l <= uint64(maxHeader):
-			_, err := str.Peek(make([]byte, end))
-			return err
+			return p.await(off + n1 + n2 + int(l))
 		case t == h3FrameHeaders, isKnownFrame(t):
 			return nil
 		}
-		if end > h3SkipMax {
+		if l > h3SkipMax || off+n1+n2+int(l) > h3SkipMax || frames >= h3SkipFramesMax {
 			return nil
 		}
-		off = end
+		// In steps as well: a frame's length alone does not make pqedge
+		// allocate up to h3SkipMax.
+		off += n1 + n2 + int(l)
+		if err := p.await(off); err != nil {
+			return err
+		}
 	}
+}
+
+// framePeeker peeks at a stream's unread bytes through one buffer that
+// grows as more of them are needed.
+type framePeeker struct {
+	str  peeker
+	buf  []byte // buf[:have] holds the stream's first have unread bytes
+	have int
+}
+
+// peek waits until the stream's first n unread bytes are in p.buf,
+// asking for exactly n: the client may send nothing more.
+func (p *framePeeker) peek(n int) error {
+	if n <= p.have {
+		return nil
+	}
+	if n > len(p.buf) {
+		p.buf = make([]byte, max(n, 2*len(p.buf), 16))
+	}
+	got, err := p.str.Peek(p.buf[:n])
+	if err != nil {
+		if err == io.EOF && got > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	p.have = n
+	return nil
+}
+
+// await waits until the stream's first n unread bytes have arrived,
+// peeking in steps that double from h3PeekStep.
+func (p *framePeeker) await(n int) error {
+	for step := max(h3PeekStep, p.have); ; step *= 2 {
+		if err := p.peek(min(n, step)); err != nil || step >= n {
+			return err
+		}
+	}
+}
+
+// varint returns the QUIC variable-length integer (RFC 9000 Section 16)
+// at offset off of the stream's unread data and its length, waiting for
+// its bytes and no more.
+func (p *framePeeker) varint(off int) (uint64, int, error) {
+	if err := p.peek(off + 1); err != nil {
+		return 0, 0, err
+	}
+	if err := p.peek(off + 1<<(p.buf[off]>>6)); err != nil {
+		return 0, 0, err
+	}
+	v, n, err := quicvarint.Parse(p.buf[off:p.have])
+	return v, n, err
+}
+
+// h3MaxConnWindow is quic-go's default largest connection receive
+// window, which its auto-tuning grows to for a fast reader.
+const h3MaxConnWindow = 15 << 20
+
+// h3ReceiveWindows is the initial stream and connection flow-control
+// windows, in bytes, that let every request stream of a connection
+// (quicMaxStreams) hold a whole header block of up to maxHeader bytes,
+// after h3SkipMax bytes of unknown frames, unread at once: at least
+// quic-go's defaults (512 KiB and 768 KiB). With smaller ones a client
+// that interleaves its streams, as quic-go's does, fills the
+// connection's window with parts of header blocks, none whole, and
+// awaitHeaders waits on every stream until read_header (RFC 9000 Section
+// 4.1: credit returns only as the bytes are read). The memory this lets
+// a client fill is what quic-go's own loop read into header buffers:
+// quicMaxStreams x maxHeader (16 MiB a connection at 64 KiB).
+func h3ReceiveWindows(maxHeader int) (stream, conn uint64) {
+	if maxHeader <= 0 {
+		maxHeader = http.DefaultMaxHeaderBytes // as quic-go
+	}
+	perStream := uint64(h3SkipMax + maxHeader + 2*8) // two frame headers' varints at most
+	return max(perStream, 512<<10), max(quicMaxStreams*perStream, 768<<10)
 }
 
 // isKnownFrame reports the frame types RFC 9114 Section 7.2 defines (and
 // quic-go's PRIORITY_UPDATE, RFC 9218): anything else is ignored.
 func isKnownFrame(t uint64) bool {
 	return t <= 0x0d || t == 0xf0700 || t == 0xf0701
-}
-
-// peekVarint returns the QUIC variable-length integer (RFC 9000 Section
-// 16) at offset off of str's unread data and its length, waiting for it.
-func peekVarint(str interface{ Peek([]byte) (int, error) }, off int) (uint64, int, error) {
-	b := make([]byte, off+8)
-	if _, err := str.Peek(b[:off+1]); err != nil {
-		return 0, 0, err
-	}
-	n := 1 << (b[off] >> 6)
-	if _, err := str.Peek(b[:off+n]); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return 0, 0, err
-	}
-	v, m, err := quicvarint.Parse(b[off : off+n])
-	return v, m, err
 }
 
 // goAwayFrame is a GOAWAY frame naming id (RFC 9114 Section 7.2.6).
