@@ -41,7 +41,8 @@ commands:
              JSON
   overload   keep-alive request latency alone and under a flood of new
              handshakes at several times the front's capacity, for pqedge
-             (default [limits]) and the plain Go floor; writes JSON
+             (default [limits]), the plain Go floor and nginx + OpenSSL 3.5;
+             writes JSON
 
 Run 'pqedge bench COMMAND -h' for a command's flags.
 `

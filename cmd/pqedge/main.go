@@ -27,7 +27,7 @@ commands:
   config check FILE...   validate configs and every file they name; one FILE:LINE line per problem
   certs COMMAND          a private post-quantum PKI: init, issue, inspect, trust
   probe HOST:PORT        what a TLS server accepts: groups, HelloRetryRequest, certificates
-  bench COMMAND          what handshakes and proxied traffic cost: handshake, matrix, proxy
+  bench COMMAND          what handshakes and proxied traffic cost: handshake, matrix, proxy, overload
   fleet COMMAND          fleet mode: keygen (the encryption key), check (the shared store)
   health [-config FILE]  exit 0 if a running pqedge is ready (its /readyz), else 1
   version                print the version, the Go toolchain and the CA roots in use

@@ -102,8 +102,8 @@ type Timeouts struct {
 
 // Limits cap what one client or upstream can make pqedge hold.
 type Limits struct {
-	// RequestHeader caps a request's header block in bytes (HTTP/1.1 and
-	// HTTP/2), e.g. "64KiB".
+	// RequestHeader caps a request's header block in bytes (HTTP/1.1,
+	// HTTP/2 and HTTP/3), e.g. "64KiB".
 	RequestHeader Size `toml:"request_header"`
 	// ResponseHeader caps an upstream response's header block, so an
 	// upstream whose header never ends costs a 502, not megabytes.
@@ -133,8 +133,9 @@ type Limits struct {
 	// connection is closed (rapid reset, CVE-2023-44487; MadeYouReset,
 	// CVE-2025-8671; CONTINUATION floods, CVE-2024-27316). 0 turns the
 	// check off, and h2guard's internal control-frame budget with it.
-	// The same numbers bound an HTTP/3 connection's requests stopped by
-	// its client (STOP_SENDING) and those pqedge refused itself.
+	// The same numbers bound, each apart, an HTTP/3 connection's requests
+	// stopped by its client (STOP_SENDING), those pqedge refused itself
+	// and its streams that never became a request.
 	H2Resets      *int     `toml:"h2_resets"`
 	H2ResetWindow Duration `toml:"h2_reset_window"`
 	// HeapFloor is the heap size, e.g. "64MiB", below which Go's garbage

@@ -118,7 +118,7 @@ func newMetrics() *metrics {
 		}),
 		streams: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pqedge_streams_total",
-			Help: "Finished TCP streams by listener and how they ended (closed, idle_timeout, upstream_unreachable, shutdown, handshake, reset).",
+			Help: "Finished TCP streams by listener and how they ended (closed, idle_timeout, upstream_unreachable, shutdown, reset).",
 		}, []string{"listener", "end"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pqedge_config_reloads_total",
