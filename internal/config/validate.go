@@ -549,8 +549,12 @@ func (v *validator) checkShutdown() {
 		return
 	}
 	if t.WithdrawGrace == "" {
+		which := "the default"
+		if v.cfg.Anycast != nil {
+			which = "the default with [anycast]"
+		}
 		v.addf("timeouts.shutdown", "make it longer than the withdraw grace, or set a shorter timeouts.withdraw_grace",
-			"timeouts.shutdown (%v) leaves no time to drain after timeouts.withdraw_grace (%v, the default with [anycast])", shutdown, grace)
+			"timeouts.shutdown (%v) leaves no time to drain after timeouts.withdraw_grace (%v, %s)", shutdown, grace, which)
 		return
 	}
 	v.addf("timeouts.withdraw_grace", fmt.Sprintf("make it shorter than timeouts.shutdown (%v), which counts from SIGTERM and includes it", shutdown),
