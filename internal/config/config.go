@@ -82,8 +82,8 @@ type Timeouts struct {
 	// before the listeners close. It must be shorter than Shutdown.
 	WithdrawGrace Duration `toml:"withdraw_grace"`
 	// RequestBody is the longest a request body may stall without a byte
-	// (HTTP/1.1 and HTTP/2): a client that starts a body and stops would
-	// otherwise pin an upstream connection for as long as it likes.
+	// (HTTP/1.1, HTTP/2 and HTTP/3): a client that starts a body and stops
+	// would otherwise pin an upstream connection for as long as it likes.
 	RequestBody Duration `toml:"request_body"`
 	// ResponseWrite is the longest one write of a response to the client
 	// may block: a client that stops reading (slow read) would otherwise

@@ -67,9 +67,9 @@ const (
 
 // Limits ([limits]).
 var (
-	// DefaultRequestHeader caps a request's header block, HTTP/1.1 and
-	// HTTP/2 (http.Server.MaxHeaderBytes, and the HTTP/1.1 framing guard's
-	// bound): Go's default is 1 MB.
+	// DefaultRequestHeader caps a request's header block, HTTP/1.1, HTTP/2
+	// and HTTP/3 (http.Server.MaxHeaderBytes, http3.Server's, and the
+	// HTTP/1.1 framing guard's bound): Go's default is 1 MB.
 	DefaultRequestHeader = FormatSize(h1guard.DefaultMaxHeaderBytes)
 	// DefaultResponseHeader caps an upstream's response header block: of
 	// the order of the request limit, where Go's transport default (10 MB)
