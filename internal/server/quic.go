@@ -207,6 +207,7 @@ func (t *txn) newQUICListener(l *listenerRuntime, udpPort int) *quicListener {
 		// 4.1): the windows fit every stream's header block at once.
 		InitialStreamReceiveWindow:     streamWindow,
 		InitialConnectionReceiveWindow: connWindow,
+		MaxStreamReceiveWindow:         max(streamWindow, h3MaxStreamWindow),
 		MaxConnectionReceiveWindow:     max(connWindow, h3MaxConnWindow),
 		// No 0-RTT: early data can be replayed (RFC 9001 Section 9.2),
 		// and requests go on to upstreams that do not expect it.

@@ -307,9 +307,13 @@ func (p *framePeeker) varint(off int) (uint64, int, error) {
 	return v, n, err
 }
 
-// h3MaxConnWindow is quic-go's default largest connection receive
-// window, which its auto-tuning grows to for a fast reader.
-const h3MaxConnWindow = 15 << 20
+// h3MaxStreamWindow and h3MaxConnWindow are quic-go's default largest
+// stream and connection receive windows, which its auto-tuning grows
+// them to for a fast reader.
+const (
+	h3MaxStreamWindow = 6 << 20
+	h3MaxConnWindow   = 15 << 20
+)
 
 // h3ReceiveWindows is the initial stream and connection flow-control
 // windows, in bytes, that let every request stream of a connection
