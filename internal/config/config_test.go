@@ -441,3 +441,35 @@ func TestInlineTableWrongTypes(t *testing.T) {
 		})
 	}
 }
+
+// TestProblemsInFileOrder: `pqedge config check` lists a file's problems
+// as the file has them, top to bottom, then those about what it lacks
+// (no line), whatever order validation found them in.
+func TestProblemsInFileOrder(t *testing.T) {
+	files, _ := filepath.Glob("testdata/bad/*.toml")
+	multi := 0
+	for _, path := range files {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Parse(path, data)
+		ps, ok := err.(Problems)
+		if !ok {
+			continue
+		}
+		if len(ps) > 1 {
+			multi++
+		}
+		for i := 1; i < len(ps); i++ {
+			a, b := ps[i-1].Line, ps[i].Line
+			if b > 0 && (a <= 0 || a > b) {
+				t.Errorf("%s: problem at line %d listed after one at line %d:\n%v", path, b, a, ps)
+				break
+			}
+		}
+	}
+	if multi == 0 {
+		t.Fatal("no testdata/bad file has several problems to order")
+	}
+}

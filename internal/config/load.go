@@ -2,11 +2,13 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -66,6 +68,24 @@ func displayKey(path string) string {
 // Problems is the error Load returns for an invalid config: one line each.
 type Problems []Problem
 
+// sortByLine orders problems as the file does, so that an operator
+// fixing them goes down the file once (validation visits sections, not
+// lines); problems without a line (something the file lacks) come last,
+// in the order found.
+func (ps Problems) sortByLine() {
+	slices.SortStableFunc(ps, func(a, b Problem) int {
+		switch {
+		case a.Line <= 0 && b.Line <= 0:
+			return 0
+		case a.Line <= 0:
+			return 1
+		case b.Line <= 0:
+			return -1
+		}
+		return cmp.Compare(a.Line, b.Line)
+	})
+}
+
 func (ps Problems) Error() string {
 	lines := make([]string, len(ps))
 	for i, p := range ps {
@@ -98,6 +118,8 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	v := validator{cfg: cfg, pos: indexPositions(data), dir: filepath.Dir(file)}
 	v.validate()
+	v.problems.sortByLine()
+	v.warnings.sortByLine()
 	if len(v.problems) > 0 {
 		return nil, v.problems
 	}
