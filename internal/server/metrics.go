@@ -76,7 +76,7 @@ func newMetrics() *metrics {
 		}, []string{"listener", "site", "group", "pq", "signature", "family", "hello_retry", "resumed", "transport"}),
 		handshakeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pqedge_handshake_failures_total",
-			Help: "Failed TLS handshakes by reason and client family (no_common_group counts classical clients refused by pq-only).",
+			Help: "Failed TLS handshakes by reason and client family (no_common_group: the client offered none of its site's groups, e.g. a classical client of a pq-only site).",
 		}, []string{"listener", "reason", "family", "transport"}),
 		handshakeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "pqedge_handshake_duration_seconds",
