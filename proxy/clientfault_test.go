@@ -329,32 +329,16 @@ func TestResponseWriteTimeout(t *testing.T) {
 // next(1), ... without end, until the peer goes away (or 20 s pass).
 func endlessUpstream(t *testing.T, first string, next func(i int) string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	return rawUpstream(t, func(c net.Conn) {
+		buf := make([]byte, 4096)
+		c.Read(buf) // the request
+		io.WriteString(c, first)
+		for i := 0; ; i++ {
+			if _, err := io.WriteString(c, next(i)); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(20 * time.Second))
-				buf := make([]byte, 4096)
-				c.Read(buf) // the request
-				io.WriteString(c, first)
-				for i := 0; ; i++ {
-					if _, err := io.WriteString(c, next(i)); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // rawHeaderUpstream answers every request with a status line and then
@@ -689,41 +673,27 @@ func TestSlowUploadIsNotAnUpstreamStall(t *testing.T) {
 // reads the whole request and then closes without an answer is still
 // counted.
 func TestEarlyRefusalIsNotAnUpstreamFailure(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	// Each connection is closed with the body unread: a reset.
+	up := rawUpstream(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		line, _ := br.ReadString('\n')
+		length := 0
 		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+			h, err := br.ReadString('\n')
+			if err != nil || h == "\r\n" {
+				break
 			}
-			go func() {
-				defer c.Close() // with the body unread: a reset
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				line, _ := br.ReadString('\n')
-				length := 0
-				for {
-					h, err := br.ReadString('\n')
-					if err != nil || h == "\r\n" {
-						break
-					}
-					if v, ok := strings.CutPrefix(h, "Content-Length: "); ok {
-						length, _ = strconv.Atoi(strings.TrimSpace(v))
-					}
-				}
-				if strings.Contains(line, "/late") {
-					io.CopyN(io.Discard, br, int64(length))
-					return
-				}
-				io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig")
-			}()
+			if v, ok := strings.CutPrefix(h, "Content-Length: "); ok {
+				length, _ = strconv.Atoi(strings.TrimSpace(v))
+			}
 		}
-	}()
-	pool := newTestPool(t, PoolOptions{Addresses: []string{ln.Addr().String()}, Health: HealthOptions{Interval: -1}, MaxFails: 2, EjectFor: time.Hour})
+		if strings.Contains(line, "/late") {
+			io.CopyN(io.Discard, br, int64(length))
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig")
+	})
+	pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}, MaxFails: 2, EjectFor: time.Hour})
 	url := proxyServer(t, NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger}))
 	post := func(path string, size int) int {
 		req, _ := http.NewRequest(http.MethodPost, url+path, bytes.NewReader(make([]byte, size)))
@@ -778,34 +748,21 @@ func TestUpstreamCrashMidBodyIsCounted(t *testing.T) {
 		{"after 103 Early Hints", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ln.Close() })
-			go func() {
+			// Each connection is closed with the rest of the body
+			// unread: a reset.
+			up := rawUpstream(t, func(c net.Conn) {
+				br := bufio.NewReader(c)
 				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
+					h, err := br.ReadString('\n')
+					if err != nil || h == "\r\n" {
+						break
 					}
-					go func() {
-						defer c.Close() // with the rest of the body unread: a reset
-						c.SetDeadline(time.Now().Add(10 * time.Second))
-						br := bufio.NewReader(c)
-						for {
-							h, err := br.ReadString('\n')
-							if err != nil || h == "\r\n" {
-								break
-							}
-						}
-						io.WriteString(c, tt.interim)
-						io.CopyN(io.Discard, br, 64<<10)
-						time.Sleep(50 * time.Millisecond) // works on it a while, then crashes
-					}()
 				}
-			}()
-			pool := newTestPool(t, PoolOptions{Addresses: []string{ln.Addr().String()}, Health: HealthOptions{Interval: -1}, MaxFails: 2, EjectFor: time.Hour})
+				io.WriteString(c, tt.interim)
+				io.CopyN(io.Discard, br, 64<<10)
+				time.Sleep(50 * time.Millisecond) // works on it a while, then crashes
+			})
+			pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}, MaxFails: 2, EjectFor: time.Hour})
 			url := proxyServer(t, NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger}))
 			for i := range 2 {
 				req, _ := http.NewRequest(http.MethodPost, url+"/upload", bytes.NewReader(make([]byte, 8<<20)))

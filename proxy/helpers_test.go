@@ -75,6 +75,32 @@ func deadAddr(t *testing.T) string {
 	return addr
 }
 
+// rawUpstream is a TCP upstream that runs serve on each connection it
+// accepts, then closes it; a connection gets 20 s in all, and the
+// listener is closed when the test ends. It returns the address.
+func rawUpstream(t *testing.T, serve func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				serve(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 // silentUpstream accepts connections, reads what they send and never
 // answers. Connections are closed when the test ends.
 func silentUpstream(t *testing.T) string {
