@@ -42,6 +42,13 @@ type tally struct {
 
 	// Either side.
 	refused int // requests the server answered itself with an error (Conn.Refused)
+
+	// owed (from the client) are the frames it asked of the server: a
+	// new stream's answer, a PING's or a SETTINGS frame's ACK; answered
+	// (from the server) the frames that give them: a stream's first
+	// HEADERS or its RST_STREAM, an ACK. They feed Conn.backlog, not the
+	// window.
+	owed, answered int
 }
 
 func (t *tally) add(o tally) {
@@ -53,6 +60,8 @@ func (t *tally) add(o tally) {
 	t.dataSent += o.dataSent
 	t.dataBytes += o.dataBytes
 	t.refused += o.refused
+	t.owed += o.owed
+	t.answered += o.answered
 }
 
 func (t tally) glitches() int { return t.resets + t.empties + t.provoked }
@@ -163,6 +172,10 @@ func (r *frameReader) headerDone() {
 		r.blockEnds = flags&flagEndHeaders != 0
 		if typ == frameHeaders && !r.inBlock {
 			r.inBlock, r.blockStart = true, r.frameStart
+			if r.hdr.stream() > r.lastStream {
+				// A new stream, not trailers: it is owed an answer.
+				r.got.owed++
+			}
 			r.lastStream = max(r.lastStream, r.hdr.stream())
 			r.got.streams++
 		}
@@ -187,6 +200,14 @@ func (r *frameReader) headerDone() {
 		if flags&flagAck != 0 && !r.acked {
 			// net/http sends one SETTINGS frame, first: this ACK is its.
 			r.acked, r.ackedAfter = true, r.lastStream
+		}
+		if flags&flagAck == 0 {
+			r.got.owed++ // RFC 9113 Section 6.5.3
+		}
+		r.got.control++
+	case framePing:
+		if flags&flagAck == 0 {
+			r.got.owed++ // RFC 9113 Section 6.7
 		}
 		r.got.control++
 	default:

@@ -47,6 +47,10 @@
 //     frame that does not end its block and carries less than
 //     MinHeaderFragment counts like an empty CONTINUATION, so a valid
 //     request sent a byte a frame is a glitch per byte;
+//   - the answers a client asks for and does not read: a new stream's
+//     HEADERS or RST_STREAM, a PING's or SETTINGS frame's ACK. More than
+//     MaxBacklog of them not yet written close the connection, before
+//     net/http's own queue limit closes it uncounted;
 //   - the time a header block may take: from the first byte of its HEADERS
 //     frame to the end of the frame with END_HEADERS, at most
 //     Options.HeaderTimeout (the server's read_header), where net/http
@@ -171,7 +175,26 @@ const (
 	// ReasonRefusedRequests: too many requests the server answered
 	// itself with an error (Conn.Refused).
 	ReasonRefusedRequests = "refused_requests"
+	// ReasonBacklog: more than MaxBacklog answers the client asked for
+	// (a new stream's, a PING's or a SETTINGS frame's) were not yet
+	// written (Conn.backlog).
+	ReasonBacklog = "backlog"
 )
+
+// MaxBacklog is the most frames the server may owe the client unwritten
+// (its streams' answers, ACKs of its PINGs and SETTINGS; every HEADERS,
+// RST_STREAM or ACK the server writes pays one). A client that does not
+// read what it asks for, or asks faster than the server can write, grows
+// net/http's queue of frames to send: net/http closes the connection
+// once 10,000 control frames wait (maxQueuedControlFrames), itself, and
+// nothing counts the close. Those queued frames are the resets it owes
+// for streams it refused or the client broke, and ACKs, which the guard
+// counts only once written (provoked resets), or not at all; so a flood
+// whose answers net/http could not write as fast as it read it was
+// closed uncounted. An ordinary client has at most its concurrent
+// streams (250) and a few PINGs waiting. A negative
+// Options.MaxGlitches turns this check off too.
+const MaxBacklog = 2000
 
 // Options configure Wrap. Zero fields take the defaults.
 type Options struct {
@@ -220,6 +243,7 @@ type Conn struct {
 	window    time.Time // start of the current glitch window
 	counts    tally     // in the current window
 	credit    int       // control frames earned in past windows and not spent (countLocked)
+	backlog   int       // answers owed the client and not written (MaxBacklog), never below 0
 	timer     *time.Timer
 	armedFor  time.Time // what the timer was armed for: r.waitingSince()
 	closedFor string    // the abuse the connection was closed for
@@ -340,6 +364,11 @@ func (c *Conn) Write(b []byte) (int, error) {
 // carries on. It is never more than the requests and data the client was
 // served, so a flood still has only MaxControlFrames a window.
 func (c *Conn) countLocked(now time.Time, t tally) {
+	c.backlog = max(0, c.backlog+t.owed-t.answered)
+	if c.opts.MaxGlitches >= 0 && c.backlog > MaxBacklog {
+		c.abuseLocked(ReasonBacklog)
+		return
+	}
 	if now.Sub(c.window) > c.opts.GlitchWindow {
 		if c.opts.MaxControlFrames >= 0 {
 			c.credit += earned(c.counts) - max(0, c.counts.control-c.opts.MaxControlFrames)

@@ -185,6 +185,17 @@ func TestVerdict(t *testing.T) {
 		browsing = append(browsing, step{client: concat(headers(id, flagEndHeaders), priorityUpdate(id), priority(id, 0))},
 			step{server: concat(frame(frameHeaders, flagEndHeaders, id, []byte{0x88}), serverData(id), serverRST(id, errCodeNo))})
 	}
+	// Answers the client asks for and does not get (MaxBacklog): new
+	// streams, PINGs; a stream's trailers ask for nothing more.
+	var unanswered, answered, unansweredPings []step
+	for i := range MaxBacklog + 1 {
+		id := uint32(2*i + 1)
+		unanswered = append(unanswered, step{client: headers(id, flagEndHeaders|flagEndStream)})
+		unansweredPings = append(unansweredPings, step{client: ping()})
+		answered = append(answered, step{client: concat(headers(id, flagEndHeaders), headers(id, flagEndHeaders|flagEndStream))},
+			step{server: frame(frameHeaders, flagEndHeaders|flagEndStream, id, []byte{0x88})})
+	}
+	pingsOnly := &Options{MaxGlitches: 20, MaxControlFrames: -1, GlitchWindow: time.Hour, HeaderTimeout: time.Hour}
 	tests := []struct {
 		name   string
 		steps  []step
@@ -209,6 +220,10 @@ func TestVerdict(t *testing.T) {
 		{name: "a large download in 1 MiB frames, credit per 4 KiB read", steps: bigDownload},
 		{name: "PING flood after a 1 MiB frame", steps: bigThenFlood, reason: ReasonControlFrames},
 		{name: "browsing", steps: browsing},
+		{name: "requests never answered", steps: unanswered, reason: ReasonBacklog},
+		{name: "requests with trailers, each answered", steps: answered},
+		{name: "PINGs never answered, control budget off", steps: unansweredPings, opts: pingsOnly, reason: ReasonBacklog},
+		{name: "requests never answered, checks off", steps: unanswered, opts: &Options{MaxGlitches: -1, MaxControlFrames: -1, HeaderTimeout: time.Hour}},
 		{name: "PING flood, checks off", steps: pingFlood, opts: &Options{MaxGlitches: -1, MaxControlFrames: -1, HeaderTimeout: time.Hour}},
 		{name: "MadeYouReset, checks off", steps: madeYouReset, opts: &Options{MaxGlitches: -1, MaxControlFrames: -1, HeaderTimeout: time.Hour}},
 	}

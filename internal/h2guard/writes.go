@@ -115,7 +115,16 @@ func (w *frameWriter) toFrameEnd(b []byte) int {
 
 func (w *frameWriter) headerDone() {
 	w.left = w.hdr.length()
-	switch w.hdr.typ() {
+	typ := w.hdr.typ()
+	switch {
+	case typ == frameRSTStream, typ == frameHeaders,
+		(typ == framePing || typ == frameSettings) && w.hdr.flags()&flagAck != 0:
+		// A stream's trailers, or its RST_STREAM after its HEADERS,
+		// count as answers again: the backlog only ever comes out
+		// lower for it, never higher.
+		w.got.answered++
+	}
+	switch typ {
 	case frameData:
 		if w.left >= MinDataFrame {
 			w.got.dataSent++

@@ -184,13 +184,21 @@ func TestHTTP2FloodsThroughTheServer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reason := `reason="` + tt.reason + `"`
-			before, counted, ours := up.requests.Load(), ts.metricSum("pqedge_http2_abuse_total"), ts.metricSum("pqedge_http2_abuse_total", reason)
+			reason, backlog := `reason="`+tt.reason+`"`, `reason="backlog"`
+			before, counted := up.requests.Load(), ts.metricSum("pqedge_http2_abuse_total")
+			ours, lagged := ts.metricSum("pqedge_http2_abuse_total", reason), ts.metricSum("pqedge_http2_abuse_total", backlog)
 			floodH2(t, addr, roots, 100000, 20*time.Second, tt.frames)
 			waitFor(t, "the abuse counted", func() bool { return ts.metricSum("pqedge_http2_abuse_total") > counted })
 			// The sum first, then the reason's: floodH2 returned once
-			// closed, and the counter follows at once (OnAbuse).
-			if ts.metricSum("pqedge_http2_abuse_total", reason) <= ours {
+			// closed, and the counter follows at once (OnAbuse). A
+			// server whose writes lag its reads (a loaded machine)
+			// may find the answers it owes piling up (backlog) before
+			// it wrote the resets that would have counted.
+			switch {
+			case ts.metricSum("pqedge_http2_abuse_total", reason) > ours:
+			case ts.metricSum("pqedge_http2_abuse_total", backlog) > lagged:
+				t.Logf("closed for its backlog of answers before %s", tt.reason)
+			default:
 				t.Errorf("closed for another reason than %s: %v of it, %v of any", tt.reason, ts.metricSum("pqedge_http2_abuse_total", reason), ts.metricSum("pqedge_http2_abuse_total"))
 			}
 			// The default budget is 200 resets a window, and net/http

@@ -146,7 +146,7 @@ func newMetrics() *metrics {
 		}, []string{"listener", "reason"}),
 		h2Abuse: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pqedge_http2_abuse_total",
-			Help: "HTTP/2 connections closed for abuse, by listener and reason: rapid_reset (RST_STREAM flood), provoked_reset (streams the server reset for the client's errors, CVE-2025-8671), empty_frames (empty CONTINUATION or DATA flood, or header blocks sent in fragments under 1 KiB), control_frames (PING, SETTINGS, PRIORITY, PRIORITY_UPDATE, WINDOW_UPDATE or unknown frames beyond the connection's requests and downloads), refused_requests (requests pqedge answered itself with an error, without an upstream: refused method or path, 421, no route), header_timeout (a header block outlasting timeouts.read_header).",
+			Help: "HTTP/2 connections closed for abuse, by listener and reason: rapid_reset (RST_STREAM flood), provoked_reset (streams the server reset for the client's errors, CVE-2025-8671), empty_frames (empty CONTINUATION or DATA flood, or header blocks sent in fragments under 1 KiB), control_frames (PING, SETTINGS, PRIORITY, PRIORITY_UPDATE, WINDOW_UPDATE or unknown frames beyond the connection's requests and downloads), refused_requests (requests pqedge answered itself with an error, without an upstream: refused method or path, 421, no route), header_timeout (a header block outlasting timeouts.read_header), backlog (more than 2,000 answers the client asked for, responses, resets or ACKs, not yet written: it does not read them).",
 		}, []string{"listener", "reason"}),
 		h3Abuse: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pqedge_http3_abuse_total",
