@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -556,9 +557,19 @@ type deadlineConn struct {
 	// which the transport's close then throws away.
 	received atomic.Int64
 	answered atomic.Bool
+	// framer follows the responses, so that what the upstream sends past
+	// the end of one is withheld from the transport (errUnsolicited):
+	// once that happened, reads and writes fail with failed, and
+	// unsolicited is called once (on the transport's read loop).
+	framer      responseFramer
+	failed      atomic.Pointer[error]
+	unsolicited func(err error)
 }
 
 func (c *deadlineConn) Read(b []byte) (int, error) {
+	if err := c.failed.Load(); err != nil {
+		return 0, *err
+	}
 	if dl, ok := c.read.next(time.Now(), c.timeout); ok {
 		if err := c.Conn.SetReadDeadline(dl); err != nil {
 			return 0, err
@@ -567,11 +578,30 @@ func (c *deadlineConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		c.received.Add(int64(n))
+		if k := c.framer.consume(b[:n]); k < n {
+			// The bytes past the response's end never reach the
+			// transport: it would read them as the next request's
+			// response (errUnsolicited says why).
+			fail := fmt.Errorf("%w: %d bytes, beginning %q", errUnsolicited, n-k, b[k:min(n, k+24)])
+			c.failed.Store(&fail)
+			if c.unsolicited != nil {
+				c.unsolicited(fail)
+			}
+			if k == 0 {
+				return 0, fail
+			}
+			return k, nil
+		}
 	}
 	return n, err
 }
 
 func (c *deadlineConn) Write(b []byte) (int, error) {
+	if err := c.failed.Load(); err != nil {
+		// Nothing of the request is written, so the transport retries a
+		// replayable one on another connection.
+		return 0, *err
+	}
 	if dl, ok := c.written.next(time.Now(), c.timeout); ok {
 		if err := c.Conn.SetWriteDeadline(dl); err != nil {
 			return 0, err

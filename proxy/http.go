@@ -287,6 +287,10 @@ type reqState struct {
 	// no answer to the request.
 	conn     *deadlineConn
 	received atomic.Int64
+	method   string // the request's, for the connection's responseFramer
+	// respBody is the upstream response's body as ReverseProxy reads it
+	// (modifyResponse): its end is when the upstream served the request.
+	respBody upstreamBody
 }
 
 // upstreamSpoke reports whether the upstream began a final answer on the
@@ -296,6 +300,12 @@ type reqState struct {
 // wins; or bytes waiting unread when a write failed.
 func (st *reqState) upstreamSpoke() bool {
 	return st.conn != nil && (st.conn.received.Load() > st.received.Load() || st.conn.answered.Load())
+}
+
+// unsolicited reports whether the request's connection was dropped for
+// bytes past the end of a response.
+func (st *reqState) unsolicited() bool {
+	return st.conn != nil && st.conn.failed.Load() != nil
 }
 
 // wroteRequest notes that the whole request went upstream.
@@ -313,6 +323,7 @@ func (st *reqState) gotConn(ci httptrace.GotConnInfo) {
 	if dc, ok := ci.Conn.(*deadlineConn); ok {
 		st.conn = dc
 		st.received.Store(dc.received.Load())
+		dc.framer.begin(st.method)
 	}
 	st.info.gotConn(ci)
 }
@@ -495,6 +506,7 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out.Body = st.body
 		st.hasBody = true
 	}
+	st.method = r.Method
 	st.ww = writeDeadline{ResponseWriter: w, ctl: &st.ctl, timeout: p.opts.ResponseWriteTimeout}
 	if r.ProtoMajor == 2 {
 		st.ww.watch = newStallWatch(&st.ctl, false)
@@ -603,6 +615,10 @@ func (p *HTTPProxy) dial(ctx context.Context, _, addr string) (net.Conn, error) 
 		return nil, err
 	}
 	dc := &deadlineConn{Conn: c, timeout: p.opts.UpstreamIdleTimeout}
+	dc.unsolicited = func(err error) {
+		p.log.Warn("upstream sent more than its response; connection dropped", "upstream", u.addr, "err", err)
+		p.pool.reportFailure(u, err)
+	}
 	if tc, ok := c.(*tls.Conn); ok {
 		// Read once here: each request on the connection reports it.
 		cs := tc.ConnectionState()
@@ -618,9 +634,32 @@ type userResponseError struct{ err error }
 func (e userResponseError) Error() string { return e.err.Error() }
 func (e userResponseError) Unwrap() error { return e.err }
 
+// badResponseError fails a response net/http's transport accepted but no
+// client may be given; it counts against the upstream.
+type badResponseError struct{ reason string }
+
+func (e badResponseError) Error() string { return "invalid upstream response: " + e.reason }
+
 func (p *HTTPProxy) modifyResponse(resp *http.Response) error {
 	st := stateOf(resp.Request)
-	p.pool.reportSuccess(st.up)
+	if c := resp.StatusCode; c < 100 || c > 599 {
+		// RFC 9110 Section 15: a status code is 100 to 599. The
+		// transport reads any three digits; net/http's server panics on
+		// writing one below 100 (the client saw a truncated 200), and
+		// passes 600-999 on to clients that know no such class.
+		return badResponseError{fmt.Sprintf("status code %03d is outside 100-599 (RFC 9110 section 15)", c)}
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols || resp.Body == nil || resp.Body == http.NoBody {
+		// A tunnel (its body is the connection) or no body: served,
+		// unless the upstream sent a body all the same (a 204, 304 or an
+		// answer to HEAD with one; counted by the connection).
+		if !st.unsolicited() {
+			p.pool.reportSuccess(st.up)
+		}
+	} else {
+		st.respBody = upstreamBody{ReadCloser: resp.Body, p: p, st: st, ctx: resp.Request.Context()}
+		resp.Body = &st.respBody
+	}
 	if p.opts.ModifyResponse != nil {
 		if err := p.opts.ModifyResponse(resp); err != nil {
 			return userResponseError{err}
@@ -646,6 +685,7 @@ func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 	var de *dialError
 	var ne net.Error
 	var ue userResponseError
+	var bre badResponseError
 	var te *UpstreamTLSError
 	var late *UpstreamTLSError // an origin's alert after the handshake
 	if st.up.tls != nil {
@@ -671,6 +711,10 @@ func (p *HTTPProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 			w.Header().Set("Connection", "close")
 		}
 		WriteRefusal(w, code, what)
+	case errors.As(err, &bre):
+		p.pool.reportFailure(st.up, err)
+		p.log.Warn("upstream response refused", "upstream", st.up.addr, "err", err)
+		p.writeError(w, http.StatusBadGateway, "sent an invalid response")
 	case errors.As(err, &ue):
 		p.log.Warn("response rejected by hook", "upstream", st.up.addr, "err", err)
 		p.writeError(w, http.StatusBadGateway, "response rejected")
