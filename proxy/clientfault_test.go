@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/pqedge/pqedge/internal/h1guard"
 )
 
@@ -563,6 +565,8 @@ func TestClientStatus(t *testing.T) {
 		{"body too large", &http.MaxBytesError{Limit: 1}, false, true, http.StatusRequestEntityTooLarge},
 		{"HTTP/2 stream reset by the client", errors.New("client disconnected"), true, false, StatusClientClosedRequest},
 		{"HTTP/2 stream past its content-length, reset", errBodyTooLong, true, false, http.StatusBadRequest},
+		{"HTTP/3 stream reset by the client", fmt.Errorf("H3_REQUEST_CANCELLED: %w", &quic.StreamError{StreamID: 4, ErrorCode: 0x10c, Remote: true}), false, false, StatusClientClosedRequest},
+		{"HTTP/3 stream reset by the client past the body's deadline", stalledRead{&quic.StreamError{StreamID: 4, ErrorCode: 0x10c, Remote: true}}, false, false, StatusClientClosedRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

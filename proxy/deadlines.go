@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/quic-go/quic-go"
 )
 
 // clientBody is the client's request body as the transport reads it while
@@ -269,7 +271,17 @@ func clientStatus(bodyErr error, clientGone, http1 bool) (int, string) {
 	var ne net.Error
 	var mbe *http.MaxBytesError
 	var refused refusedRequest
+	var reset *quic.StreamError
 	switch {
+	case errors.As(bodyErr, &reset) && reset.Remote:
+		// An HTTP/3 client reset its request stream (RESET_STREAM,
+		// RFC 9114 Section 4.1.1: H3_REQUEST_CANCELLED, or any code):
+		// it abandoned the request as an HTTP/2 client does with
+		// RST_STREAM, but quic-go cancels the request's context only
+		// when the client stops reading too (STOP_SENDING), so the
+		// read's error is all that says so. It was logged 400 as a
+		// malformed body.
+		return StatusClientClosedRequest, "client closed the request"
 	case errors.As(bodyErr, &refused):
 		// h1guard refused a chunk line mid-body. net/http then marks the
 		// connection broken and cancels the request's context, which
