@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"net/textproto"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -288,6 +289,11 @@ type reqState struct {
 	conn     *deadlineConn
 	received atomic.Int64
 	method   string // the request's, for the connection's responseFramer
+	// own are the response header fields set before the request reached
+	// the proxy (Alt-Svc for the listener's HTTP/3): pqedge's, not the
+	// upstream's (keepOwnHeaders). The values are shared, never modified.
+	own    []ownedHeader
+	ownBuf [2]ownedHeader
 	// respBody is the upstream response's body as ReverseProxy reads it
 	// (modifyResponse): its end is when the upstream served the request.
 	respBody upstreamBody
@@ -300,6 +306,46 @@ type reqState struct {
 // wins; or bytes waiting unread when a write failed.
 func (st *reqState) upstreamSpoke() bool {
 	return st.conn != nil && (st.conn.received.Load() > st.received.Load() || st.conn.answered.Load())
+}
+
+// ownedHeader is a response header field pqedge set itself.
+type ownedHeader struct {
+	name   string
+	values []string
+}
+
+// ownedPrefix begins the canonical names of pqedge's own response fields
+// (PQEdge-PQ-Warning): an upstream's are dropped, set by pqedge or not.
+const ownedPrefix = "Pqedge-"
+
+// keepOwnHeaders drops from an upstream response h the fields pqedge sets
+// on responses itself, so that a client can trust them: those set before
+// the request reached the proxy (ReverseProxy would add the upstream's
+// values to them: an upstream's Alt-Svc could send clients elsewhere or
+// "clear" pqedge's HTTP/3) and every PQEdge-* field (an upstream's
+// PQEdge-PQ-Warning on a post-quantum connection). It also puts pqedge's
+// back, which an interim response relayed before cleared.
+func (st *reqState) keepOwnHeaders(h http.Header) {
+	for _, o := range st.own {
+		delete(h, o.name)
+	}
+	for k := range h {
+		if strings.HasPrefix(k, ownedPrefix) {
+			delete(h, k)
+		}
+	}
+	st.restoreOwn()
+}
+
+// restoreOwn sets pqedge's own fields on the client's response again.
+func (st *reqState) restoreOwn() {
+	if len(st.own) == 0 {
+		return
+	}
+	h := st.ww.Header()
+	for _, o := range st.own {
+		h[o.name] = o.values
+	}
 }
 
 // unsolicited reports whether the request's connection was dropped for
@@ -341,6 +387,9 @@ var errInterimResponses = errors.New("interim (1xx) responses exceeded the respo
 // end, each relayed, until the header timeout. Called on the transport's
 // read goroutine, one response at a time.
 func (st *reqState) got1xx(code int, h textproto.MIMEHeader) error {
+	// ReverseProxy's own hook, called before this one, relayed the
+	// interim response and cleared the client's header map.
+	st.restoreOwn()
 	if st.conn != nil {
 		st.received.Store(st.conn.received.Load())
 	}
@@ -507,6 +556,10 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.hasBody = true
 	}
 	st.method = r.Method
+	st.own = st.ownBuf[:0]
+	for k, v := range w.Header() {
+		st.own = append(st.own, ownedHeader{k, v})
+	}
 	st.ww = writeDeadline{ResponseWriter: w, ctl: &st.ctl, timeout: p.opts.ResponseWriteTimeout}
 	if r.ProtoMajor == 2 {
 		st.ww.watch = newStallWatch(&st.ctl, false)
@@ -649,6 +702,7 @@ func (p *HTTPProxy) modifyResponse(resp *http.Response) error {
 		// passes 600-999 on to clients that know no such class.
 		return badResponseError{fmt.Sprintf("status code %03d is outside 100-599 (RFC 9110 section 15)", c)}
 	}
+	st.keepOwnHeaders(resp.Header)
 	if resp.StatusCode == http.StatusSwitchingProtocols || resp.Body == nil || resp.Body == http.NoBody {
 		// A tunnel (its body is the connection) or no body: served,
 		// unless the upstream sent a body all the same (a 204, 304 or an

@@ -185,3 +185,50 @@ func TestAbandonedResponseIsNotAnUpstreamFailure(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamCannotSetOwnedHeaders: the response fields pqedge sets
+// itself (here Alt-Svc, as a listener with HTTP/3 sets it before the
+// proxy runs, and any PQEdge-* field) reach the client with pqedge's
+// values alone, whatever the upstream sends, after an interim response
+// too; the upstream's other fields pass. Before, the upstream's Alt-Svc
+// was added to pqedge's ("clear" would turn HTTP/3 off, another value
+// send clients elsewhere), its PQEdge-PQ-Warning passed, and after a 103
+// pqedge's Alt-Svc was gone (ReverseProxy clears the header map once it
+// relays an interim response).
+func TestUpstreamCannotSetOwnedHeaders(t *testing.T) {
+	const own = `h3=":8443"; ma=86400`
+	forged := "Alt-Svc: clear\r\nAlt-Svc: h3=\"evil.test:443\"\r\nPQEdge-PQ-Warning: forged\r\npqedge-tls-group: X25519MLKEM768\r\nX-Ok: 1\r\n"
+	tests := []struct{ name, answer string }{
+		{"final response", "HTTP/1.1 200 OK\r\n" + forged + "Content-Length: 2\r\n\r\nok"},
+		{"after 103", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\n" + forged + "Content-Length: 2\r\n\r\nok"},
+		{"no body", "HTTP/1.1 204 No Content\r\n" + forged + "\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := answeringUpstream(t, func(string) string { return tt.answer })
+			pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}})
+			px := NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger})
+			url := proxyServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Alt-Svc", own)
+				px.ServeHTTP(w, r)
+			}))
+			resp, err := testClient().Get(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			h := resp.Header
+			if got := h.Values("Alt-Svc"); len(got) != 1 || got[0] != own {
+				t.Errorf("Alt-Svc = %q, want pqedge's alone", got)
+			}
+			for k := range h {
+				if strings.HasPrefix(strings.ToLower(k), "pqedge-") {
+					t.Errorf("the upstream's %s: %q reached the client", k, h[k])
+				}
+			}
+			if h.Get("X-Ok") != "1" {
+				t.Errorf("the upstream's own field X-Ok was lost: %v", h)
+			}
+		})
+	}
+}
