@@ -37,6 +37,9 @@ type clientBody struct {
 	// is set; not over HTTP/1.x, whose framing is the length itself.
 	declared int64
 	confirm  bool
+	// trailers copies the client's trailers to the upstream request
+	// when the body ends (to is nil: none to copy).
+	trailers trailerCopy
 
 	mu sync.Mutex // guards the fields below
 	n  int64      // bytes read
@@ -100,6 +103,9 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	switch {
 	case err == io.EOF:
 		b.eof = true
+		if b.trailers.to != nil {
+			b.trailers.copy()
+		}
 		// net/http starts its background read of the connection once
 		// the body is done: a deadline left set would end it, and with it
 		// the request, while the response is still streaming.

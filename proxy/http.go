@@ -278,6 +278,7 @@ type reqState struct {
 	interimLeft int64 // bytes of interim (1xx) response heads still allowed
 	reached     bool  // the transport had an upstream connection for the request
 	hasBody     bool  // the upstream request has a body
+	preRead     bool  // ... read whole before it went upstream (PreReadBody)
 	// wrote is set once the transport wrote the whole request, body
 	// included (WroteRequest, on the transport's write loop).
 	wrote atomic.Bool
@@ -480,7 +481,7 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// No WithRequestInfo (or a second proxy for the same request):
 		// a state of its own, in a context of its own.
 		rq = new(request)
-		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, rq))
+		r = RequestWithContext(r, context.WithValue(r.Context(), requestInfoKey{}, rq))
 	}
 	st, info := &rq.st, &rq.info
 	st.claimed, st.info = true, info
@@ -550,7 +551,7 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case whole != nil:
 		out.Body = io.NopCloser(bytes.NewReader(whole))
-		st.hasBody = true
+		st.hasBody, st.preRead = true, true
 	case st.body != nil && !declaredEmpty:
 		out.Body = st.body
 		st.hasBody = true
@@ -637,7 +638,7 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 	// Remove client-sent copies, in every spelling, so an upstream never
 	// sees spoofed facts or addresses; then set pqedge's own.
 	p.headers.filter(pr.Out.Header)
-	p.headers.filter(pr.Out.Trailer)
+	p.prepareTrailers(st, pr.In, pr.Out)
 	cf := connFactsFrom(pr.In.Context())
 	setForwarded(pr, cf)
 	if cf == nil {

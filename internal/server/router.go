@@ -103,7 +103,8 @@ func (rt *router) route(sw *statusWriter, r *http.Request, ci *connInfo) exchang
 		g.upgraded.Add(1)
 		defer g.upgraded.Done()
 	}
-	h.ServeHTTP(sw, r.WithContext(ctx))
+	// The request's trailers arrive on r, the server's; the copy shares them.
+	h.ServeHTTP(sw, proxy.RequestWithContext(r, ctx))
 	return ex
 }
 
