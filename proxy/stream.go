@@ -77,6 +77,13 @@ func UpstreamUnreachable(err error) bool {
 	return errors.As(err, &de) || errors.Is(err, ErrNoHealthyUpstream)
 }
 
+// A stream's copy buffer, each direction: its size at first and once a
+// read filled it (a bulk transfer).
+const (
+	streamBufStart = 2 << 10
+	streamBufMax   = 32 << 10
+)
+
 // errIdle marks a stream ended by its idle timeout.
 var errIdle = errors.New("stream idle")
 
@@ -379,7 +386,12 @@ func (s *stream) touch() { s.lastIO.Store(time.Now().UnixNano()) }
 // sees the end while the other direction carries on.
 func (s *stream) copy(dst, src net.Conn, count *int64) error {
 	idle := s.p.opts.IdleTimeout
-	buf := make([]byte, 32*1024)
+	// A read waits holding its buffer, and DoT clients keep their
+	// streams open between queries: each direction starts small (a DNS
+	// message over TCP is usually under 1,232 bytes, RFC 9715) and grows
+	// once a read fills it. 32 KiB a direction for every idle stream made
+	// 10,000 of them cost 640 MiB of buffers.
+	buf := make([]byte, streamBufStart)
 	for {
 		// The read deadline is the idle timeout; it is re-armed on every
 		// pass and only fatal when the other direction was idle too.
@@ -398,6 +410,9 @@ func (s *stream) copy(dst, src net.Conn, count *int64) error {
 			}
 			atomic.AddInt64(count, int64(n))
 			s.touch()
+			if n == len(buf) && len(buf) < streamBufMax {
+				buf = make([]byte, streamBufMax)
+			}
 		}
 		switch {
 		case err == nil:
