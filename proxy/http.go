@@ -704,6 +704,13 @@ func (p *HTTPProxy) modifyResponse(resp *http.Response) error {
 		return badResponseError{fmt.Sprintf("status code %03d is outside 100-599 (RFC 9110 section 15)", c)}
 	}
 	st.keepOwnHeaders(resp.Header)
+	if resp.Close && st.conn != nil {
+		// RFC 9110 Section 7.6.1: the fields Connection names are this
+		// hop's; the transport took the header away with its "close".
+		for _, name := range st.conn.framer.fieldsNamedByConnection() {
+			resp.Header.Del(name)
+		}
+	}
 	if resp.StatusCode == http.StatusSwitchingProtocols || resp.Body == nil || resp.Body == http.NoBody {
 		// A tunnel (its body is the connection) or no body: served,
 		// unless the upstream sent a body all the same (a 204, 304 or an

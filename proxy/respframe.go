@@ -67,6 +67,28 @@ type responseFramer struct {
 	length          int64
 	chunked, framed bool
 	bad             bool // a framing line the framer does not follow
+	// connection holds the values of the head's Connection fields (up to
+	// framerLineCap bytes in all), for fieldsNamedByConnection.
+	connection []byte
+}
+
+// fieldsNamedByConnection returns the field names the Connection header of
+// the last response head named (RFC 9110 Section 7.6.1), "close" and
+// "keep-alive" left out. net/http's transport deletes a response's
+// Connection header when it holds "close", before ReverseProxy removes
+// the fields it names, which then reached the client.
+func (f *responseFramer) fieldsNamedByConnection() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var names []string
+	for tok := range bytes.SplitSeq(f.connection, []byte(",")) {
+		tok = bytes.Trim(tok, " \t")
+		if len(tok) == 0 || bytes.EqualFold(tok, []byte("close")) || bytes.EqualFold(tok, []byte("keep-alive")) {
+			continue
+		}
+		names = append(names, string(tok))
+	}
+	return names
 }
 
 // begin notes that a request is about to be written on the connection.
@@ -76,7 +98,7 @@ func (f *responseFramer) begin(method string) {
 	if f.state != frIdle {
 		// The transport reuses a connection only once it read the last
 		// response whole: the framer lost count, and stops judging.
-		f.state = frPassthrough
+		f.state, f.connection = frPassthrough, nil
 		return
 	}
 	f.head = method == "HEAD"
@@ -86,6 +108,7 @@ func (f *responseFramer) begin(method string) {
 func (f *responseFramer) startHead() {
 	f.state, f.line, f.long = frHead, f.line[:0], false
 	f.status, f.teLines, f.length, f.chunked, f.framed, f.bad = 0, 0, -1, false, false, false
+	f.connection = f.connection[:0]
 }
 
 // consume follows b, the next bytes read from the upstream, and returns
@@ -215,6 +238,10 @@ func (f *responseFramer) headerLine(line []byte) {
 			f.bad = true
 		}
 		f.length = n
+	case bytes.EqualFold(name, []byte("Connection")):
+		if len(f.connection)+len(value)+1 <= framerLineCap {
+			f.connection = append(append(f.connection, ','), value...)
+		}
 	case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 		f.framed = true
 		f.teLines++

@@ -232,3 +232,35 @@ func TestUpstreamCannotSetOwnedHeaders(t *testing.T) {
 		})
 	}
 }
+
+// TestConnectionNamedFieldsDropped: the fields a response's Connection
+// header names are the upstream hop's (RFC 9110 Section 7.6.1) and never
+// reach the client, also when it says "close": net/http's transport
+// deletes a Connection header holding "close" before ReverseProxy removes
+// what it names, and X-Secret passed (the first two rows failed before).
+func TestConnectionNamedFieldsDropped(t *testing.T) {
+	tests := []struct{ name, fields string }{
+		{"close and a field", "Connection: close, X-Secret\r\n"},
+		{"two Connection lines", "Connection: X-Secret\r\nConnection: close\r\n"},
+		{"keep-alive and a field", "Connection: keep-alive, X-Secret\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := answeringUpstream(t, func(string) string {
+				return "HTTP/1.1 200 OK\r\n" + tt.fields + "X-Secret: s\r\nX-Ok: 1\r\nContent-Length: 2\r\n\r\nok"
+			})
+			pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}})
+			url := proxyServer(t, NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger}))
+			for i := range 2 {
+				resp, err := testClient().Get(url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if v, ok := resp.Header["X-Secret"]; ok || resp.Header.Get("X-Ok") != "1" {
+					t.Fatalf("request %d: X-Secret %q reached the client (X-Ok %q)", i, v, resp.Header.Get("X-Ok"))
+				}
+			}
+		})
+	}
+}
