@@ -45,9 +45,9 @@ type tally struct {
 
 	// owed (from the client) are the frames it asked of the server: a
 	// new stream's answer, a PING's or a SETTINGS frame's ACK; answered
-	// (from the server) the frames that give them: a stream's first
-	// HEADERS or its RST_STREAM, an ACK. They feed Conn.backlog, not the
-	// window.
+	// the frames that settle them: from the server a stream's HEADERS or
+	// RST_STREAM, an ACK; from the client its RST_STREAM. They feed
+	// Conn.backlog, not the window.
 	owed, answered int
 }
 
@@ -188,6 +188,10 @@ func (r *frameReader) headerDone() {
 		}
 	case frameRSTStream:
 		r.got.resets++
+		// The client released the server from answering the stream
+		// (net/http writes nothing more on it): a browser cancelling
+		// requests does not build a backlog.
+		r.got.answered++
 	case frameData:
 		switch {
 		case flags&flagEndStream != 0:

@@ -183,7 +183,8 @@ const (
 
 // MaxBacklog is the most frames the server may owe the client unwritten
 // (its streams' answers, ACKs of its PINGs and SETTINGS; every HEADERS,
-// RST_STREAM or ACK the server writes pays one). A client that does not
+// RST_STREAM or ACK the server writes pays one, and so does each
+// RST_STREAM the client sends: a cancelled stream is owed nothing). A client that does not
 // read what it asks for, or asks faster than the server can write, grows
 // net/http's queue of frames to send: net/http closes the connection
 // once 10,000 control frames wait (maxQueuedControlFrames), itself, and

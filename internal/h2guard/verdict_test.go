@@ -187,11 +187,12 @@ func TestVerdict(t *testing.T) {
 	}
 	// Answers the client asks for and does not get (MaxBacklog): new
 	// streams, PINGs; a stream's trailers ask for nothing more.
-	var unanswered, answered, unansweredPings []step
+	var unanswered, answered, unansweredPings, cancelled []step
 	for i := range MaxBacklog + 1 {
 		id := uint32(2*i + 1)
 		unanswered = append(unanswered, step{client: headers(id, flagEndHeaders|flagEndStream)})
 		unansweredPings = append(unansweredPings, step{client: ping()})
+		cancelled = append(cancelled, step{client: concat(headers(id, flagEndHeaders|flagEndStream), rst(id))})
 		answered = append(answered, step{client: concat(headers(id, flagEndHeaders), headers(id, flagEndHeaders|flagEndStream))},
 			step{server: frame(frameHeaders, flagEndHeaders|flagEndStream, id, []byte{0x88})})
 	}
@@ -222,6 +223,7 @@ func TestVerdict(t *testing.T) {
 		{name: "browsing", steps: browsing},
 		{name: "requests never answered", steps: unanswered, reason: ReasonBacklog},
 		{name: "requests with trailers, each answered", steps: answered},
+		{name: "requests cancelled by the client, never answered", steps: cancelled, opts: &Options{MaxGlitches: 1 << 20, MaxControlFrames: 50, GlitchWindow: time.Hour, HeaderTimeout: time.Hour}},
 		{name: "PINGs never answered, control budget off", steps: unansweredPings, opts: pingsOnly, reason: ReasonBacklog},
 		{name: "requests never answered, checks off", steps: unanswered, opts: &Options{MaxGlitches: -1, MaxControlFrames: -1, HeaderTimeout: time.Hour}},
 		{name: "PING flood, checks off", steps: pingFlood, opts: &Options{MaxGlitches: -1, MaxControlFrames: -1, HeaderTimeout: time.Hour}},
