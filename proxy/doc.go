@@ -59,6 +59,12 @@
 // into "_"), and by default every header name with "_"
 // (HTTPOptions.AllowUnderscoreHeaders), so an upstream may trust them.
 //
+// A client's request trailers go upstream after the last chunk, the same
+// names removed and those RFC 9110 Section 6.5.1 rules out as trailers; a
+// server hands a request on with RequestWithContext, not
+// http.Request.WithContext, or trailers that arrive on the request its
+// HTTP server handed over are lost.
+//
 // Failures answer with a short plain-text body: 502 when the upstream cannot
 // be reached or breaks the connection, 503 when the pool has no usable
 // upstream, 504 when the response headers do not arrive within
