@@ -31,6 +31,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -125,13 +126,18 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
-		if len(b) == 1 {
+		if len(b) == 1 && backgroundRead() {
 			// net/http's background read, which watches for the client
 			// leaving while a handler runs, reads one byte: the refusal
 			// would cancel the request being served, which came before
 			// the refused one and is innocent. It waits instead, until
 			// net/http aborts it (a timeout it ignores) or the client
 			// leaves; the refusal goes to the read of the next request.
+			// A one-byte read is not always that one: bufio asks for
+			// the last free byte of its 4 KiB buffer, as when a chunk
+			// line fills it, and that read, for the request being
+			// refused, must fail at once (it drained until
+			// request_body's 408, found by trialK).
 			return 0, c.drain()
 		}
 		return 0, err
@@ -155,6 +161,25 @@ func (c *Conn) Read(b []byte) (int, error) {
 		return read, nil
 	}
 	return 0, c.err
+}
+
+// backgroundRead reports whether the Read under way was called by
+// net/http's connReader.backgroundRead: it reads from the connection
+// itself, a frame or two up (tlsConn's promoted Read). Only reads after a
+// refusal ask, so the stack walk costs nothing on the common path.
+func backgroundRead() bool {
+	var pcs [6]uintptr
+	n := runtime.Callers(3, pcs[:]) // skip Callers, backgroundRead, Read
+	frames := runtime.CallersFrames(pcs[:n])
+	for {
+		f, more := frames.Next()
+		if f.Function == "net/http.(*connReader).backgroundRead" {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
 }
 
 // drain reads and drops what the client sends after a refused request

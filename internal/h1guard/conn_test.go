@@ -140,6 +140,12 @@ func TestGuardInFrontOfNetHTTP(t *testing.T) {
 			request: "GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"},
 		{name: "chunked with trailer, then the canary", statuses: []int{200, 200}, handled: []string{"/a", "/canary"},
 			request: "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"},
+		// The chunk line fills net/http's 4 KiB bufio buffer, whose
+		// last free byte is asked for alone: that read must get the
+		// refusal (the handler answers), not wait as the background
+		// read does (no answer until a body timeout).
+		{name: "chunk extension past the line limit: refused, the handler's read fails", statuses: []int{200}, handled: []string{"/a"}, refused: "chunk line too long",
+			request: "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;" + strings.Repeat("e", 5000) + "\r\nhello\r\n0\r\n\r\n"},
 		{name: "three pipelined", statuses: []int{200, 200, 200, 200}, handled: []string{"/a", "/a", "/a", "/canary"},
 			request: strings.Repeat("GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 3)},
 	}
