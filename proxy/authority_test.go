@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -52,10 +53,61 @@ func TestAuthorityShape(t *testing.T) {
 		}
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.Host = tt.host
+		if tt.host == "" {
+			r.Proto, r.ProtoMinor = "HTTP/1.0", 0 // HTTP/1.1 requires one (TestAuthorityFault)
+		}
 		status, _ := CheckRequest(httptest.NewRecorder(), r)
 		if want := map[bool]int{true: 0, false: http.StatusBadRequest}[tt.ok]; status != want {
 			t.Errorf("CheckRequest with Host %q: %d, want %d", tt.host, status, want)
 		}
+	}
+}
+
+// TestAuthorityFault: requests whose authority is disguised or ambiguous
+// beyond its shape get 400 (authorityFault); the same names spelt alike
+// pass.
+func TestAuthorityFault(t *testing.T) {
+	tests := []struct {
+		name   string
+		target string // HTTP/1.x request target
+		proto  int    // 0 for HTTP/1.0, 1 for HTTP/1.1, 2 for HTTP/2
+		host   string // r.Host (HTTP/2: :authority)
+		fields []string
+		status int
+	}{
+		{name: "absolute-form", target: "https://a.test/x", proto: 1, host: "a.test", status: 0},
+		{name: "absolute-form with userinfo", target: "https://u@a.test/x", proto: 1, host: "a.test", status: 400},
+		{name: "absolute-form with user and password", target: "https://u:p@a.test/x", proto: 1, host: "a.test", status: 400},
+		{name: "empty Host in HTTP/1.1", target: "/x", proto: 1, host: "", status: 400},
+		{name: "no Host in HTTP/1.0", target: "/x", proto: 0, host: "", status: 0},
+		{name: "HTTP/2 host as :authority", proto: 2, host: "a.test", fields: []string{"a.test"}, status: 0},
+		{name: "HTTP/2 host with case, default port, trailing dot", proto: 2, host: "a.test", fields: []string{"A.Test.:443"}, status: 0},
+		{name: "HTTP/2 host naming another", proto: 2, host: "a.test", fields: []string{"b.test"}, status: 400},
+		{name: "HTTP/2 host with another port", proto: 2, host: "a.test", fields: []string{"a.test:8443"}, status: 400},
+		{name: "HTTP/2 two host fields", proto: 2, host: "a.test", fields: []string{"a.test", "a.test"}, status: 400},
+		{name: "HTTP/2 no :authority, host empty", proto: 2, host: "", fields: []string{""}, status: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			target := tt.target
+			if target == "" {
+				target = "/x"
+			}
+			r := httptest.NewRequest(http.MethodGet, target, nil)
+			r.Host = tt.host
+			r.ProtoMajor, r.ProtoMinor = 1, tt.proto
+			if tt.proto == 2 {
+				r.ProtoMajor, r.ProtoMinor = 2, 0
+				r.TLS = &tls.ConnectionState{}
+			}
+			for _, h := range tt.fields {
+				r.Header.Add("Host", h)
+			}
+			status, reason := CheckRequest(httptest.NewRecorder(), r)
+			if status != tt.status {
+				t.Errorf("CheckRequest: %d (%s), want %d", status, reason, tt.status)
+			}
+		})
 	}
 }
 

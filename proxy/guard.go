@@ -102,6 +102,9 @@ func checkRequest(w http.ResponseWriter, r *http.Request) (status int, reason st
 	if !httpguts.ValidHostHeader(r.Host) || !authorityShape(r.Host) {
 		return http.StatusBadRequest, fmt.Sprintf("host %q is not a valid authority", r.Host)
 	}
+	if reason := authorityFault(r); reason != "" {
+		return http.StatusBadRequest, reason
+	}
 	sanitizeUpgrade(r)
 	p, err := NormalizePath(requestPath(r))
 	if err != nil {
@@ -185,6 +188,52 @@ func authorityShape(host string) bool {
 		}
 	}
 	return true
+}
+
+// authorityFault returns why r's authority is refused beyond its shape
+// (authorityShape), or "". Each is a request whose authority is ambiguous
+// or disguised, found accepted by the nginx differential trial (trialK;
+// nginx refuses all three):
+//   - userinfo in an absolute-form target ("https://u@a.test/"): RFC 9110
+//     Section 4.2.4 has a recipient treat it as an error, as it serves to
+//     disguise the authority; net/http dropped it silently;
+//   - an empty Host in HTTP/1.1: the target URI of an https request then
+//     has no host, which RFC 9110 Section 4.2.2 has a recipient reject; it
+//     went upstream as an empty Host, served by the upstream's default
+//     virtual host (HTTP/1.0 may leave Host out, RFC 9112 Section 3.2);
+//   - over HTTP/2 and HTTP/3, a host field naming another authority than
+//     :authority, or more than one (RFC 9113 Section 8.3.1, RFC 9114
+//     Section 4.3.1): pqedge routes on :authority and an upstream, or a
+//     logger, reading the field would see another name.
+func authorityFault(r *http.Request) string {
+	if r.URL != nil && r.URL.User != nil {
+		return "the request target holds userinfo"
+	}
+	if r.ProtoMajor == 1 && r.ProtoMinor >= 1 && r.Host == "" {
+		return "the Host field is empty"
+	}
+	if hosts := r.Header["Host"]; r.ProtoMajor >= 2 && len(hosts) > 0 {
+		if len(hosts) > 1 || !sameAuthority(hosts[0], r.Host, r.TLS != nil) {
+			return fmt.Sprintf("the host field %q differs from :authority %q", strings.Join(hosts, ", "), r.Host)
+		}
+	}
+	return ""
+}
+
+// sameAuthority reports whether two authorities name the same origin for
+// one scheme: names compare without case or a trailing dot, and the
+// scheme's default port equals no port (RFC 9110 Section 4.2.3).
+func sameAuthority(a, b string, https bool) bool {
+	norm := func(s string) string {
+		s = strings.ToLower(s)
+		if https {
+			s = strings.TrimSuffix(s, ":443")
+		} else {
+			s = strings.TrimSuffix(s, ":80")
+		}
+		return strings.TrimSuffix(strings.TrimSuffix(s, ":"), ".")
+	}
+	return norm(a) == norm(b)
 }
 
 // validPort reports whether p is a port as RFC 3986 Section 3.2.3 writes
