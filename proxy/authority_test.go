@@ -85,7 +85,8 @@ func TestAuthorityFault(t *testing.T) {
 		{name: "HTTP/2 host naming another", proto: 2, host: "a.test", fields: []string{"b.test"}, status: 400},
 		{name: "HTTP/2 host with another port", proto: 2, host: "a.test", fields: []string{"a.test:8443"}, status: 400},
 		{name: "HTTP/2 two host fields", proto: 2, host: "a.test", fields: []string{"a.test", "a.test"}, status: 400},
-		{name: "HTTP/2 no :authority, host empty", proto: 2, host: "", fields: []string{""}, status: 0},
+		{name: "HTTP/2 :authority and host empty", proto: 2, host: "", fields: []string{""}, status: 400},
+		{name: "HTTP/2 no :authority, no host", proto: 2, host: "", status: 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -197,10 +197,12 @@ func authorityShape(host string) bool {
 //   - userinfo in an absolute-form target ("https://u@a.test/"): RFC 9110
 //     Section 4.2.4 has a recipient treat it as an error, as it serves to
 //     disguise the authority; net/http dropped it silently;
-//   - an empty Host in HTTP/1.1: the target URI of an https request then
-//     has no host, which RFC 9110 Section 4.2.2 has a recipient reject; it
-//     went upstream as an empty Host, served by the upstream's default
-//     virtual host (HTTP/1.0 may leave Host out, RFC 9112 Section 3.2);
+//   - an empty Host in HTTP/1.1, or no authority in HTTP/2 and HTTP/3
+//     (:authority and host empty or absent): the target URI of an https
+//     request then has no host, which RFC 9110 Section 4.2.2 has a
+//     recipient reject; it went upstream as an empty Host, served by the
+//     upstream's default virtual host (HTTP/1.0 may leave Host out, RFC
+//     9112 Section 3.2);
 //   - over HTTP/2 and HTTP/3, a host field naming another authority than
 //     :authority, or more than one (RFC 9113 Section 8.3.1, RFC 9114
 //     Section 4.3.1): pqedge routes on :authority and an upstream, or a
@@ -209,8 +211,8 @@ func authorityFault(r *http.Request) string {
 	if r.URL != nil && r.URL.User != nil {
 		return "the request target holds userinfo"
 	}
-	if r.ProtoMajor == 1 && r.ProtoMinor >= 1 && r.Host == "" {
-		return "the Host field is empty"
+	if r.Host == "" && (r.ProtoMajor >= 2 || r.ProtoMinor >= 1) {
+		return "the request names no authority (Host, :authority)"
 	}
 	if hosts := r.Header["Host"]; r.ProtoMajor >= 2 && len(hosts) > 0 {
 		if len(hosts) > 1 || !sameAuthority(hosts[0], r.Host, r.TLS != nil) {

@@ -158,6 +158,22 @@ func diffCases() []diffCase {
 	add2(1, "two :path", h2get("/a", [2]string{":path", "/app/b"}), "")
 	add2(1, "a pseudo-header after a field", [][2]string{{":method", "GET"}, {":scheme", "https"}, {"x-a", "b"}, {":authority", "localhost"}, {":path", "/a"}}, "")
 	add2(1, "host differing from :authority", h2get("/a", [2]string{"host", "other.test"}), "")
+	for _, a := range []string{"u@localhost", "u:p@localhost", "localhost@other.test", "localhost:443", "LOCALHOST", "localhost.", ""} {
+		add2(1, ":authority "+strconv.Quote(a), [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", a}, {":path", "/a"}}, "")
+	}
+	for _, f := range [][2]string{{":scheme", "http"}, {":scheme", "javascript"}, {":method", "GET /smuggled HTTP/1.1\r\nX:"}, {":method", "get"}, {"x a", "b"}, {"x:a", "b"}, {"x-a", "b\nc"}, {"", "b"}} {
+		fields := [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "localhost"}, {":path", "/a"}}
+		replaced := false
+		for i := range fields {
+			if fields[i][0] == f[0] {
+				fields[i][1], replaced = f[1], true
+			}
+		}
+		if !replaced {
+			fields = append(fields, f)
+		}
+		add2(1, "field "+strconv.Quote(f[0]+": "+f[1]), fields, "")
+	}
 
 	// Kind 2: connection options and protocol switches.
 	const get = "GET /a HTTP/1.1\r\nHost: localhost\r\n"
@@ -250,6 +266,7 @@ var diffAccepted = map[string]string{
 	"line lowercase method, CRLF":                      "RFC 9110 section 9.1: a method is any token, case-sensitive; \"post\" is another method than POST, and goes upstream as it came (nginx takes only upper-case letters)",
 	`framing "Content-Length: 5\r\nContent-Length: 5"`: "RFC 9110 section 8.6: identical Content-Length lines may be taken as one",
 	`framing "Content-Length:\t5\t"`:                   "RFC 9110 section 5.6.3: a tab is OWS around a field value",
+	`h2 field ":method: get"`:                          "RFC 9110 section 9.1, as over HTTP/1.1: \"get\" is a method of its own",
 	`h2 path "/app/ x"`:                                "a :path is one field value (RFC 9113 section 8.2.1 allows an inner space); the space is percent-encoded before routing, and the route and the upstream see one path, /app/%20x",
 }
 
