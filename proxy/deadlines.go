@@ -366,6 +366,11 @@ type writeDeadline struct {
 	watch    *stallWatch
 	deadline idleDeadline
 	wrote    bool // a status or body was written (set on the handler's goroutine)
+	// own, if set, keeps an upstream's copies of pqedge's own fields out
+	// of the interim (1xx) responses ReverseProxy relays: it adds the
+	// upstream's fields to the client's header map, pqedge's among them,
+	// and writes the map.
+	own *reqState
 }
 
 var _ http.Flusher = (*writeDeadline)(nil)
@@ -478,6 +483,9 @@ func (w *writeDeadline) arm() {
 }
 
 func (w *writeDeadline) WriteHeader(code int) {
+	if code >= 100 && code < 200 && w.own != nil {
+		w.own.keepOwnHeaders(w.ResponseWriter.Header())
+	}
 	w.wrote = true
 	w.ResponseWriter.WriteHeader(code)
 }

@@ -339,13 +339,47 @@ func (st *reqState) keepOwnHeaders(h http.Header) {
 }
 
 // restoreOwn sets pqedge's own fields on the client's response again.
+// The values are clipped to their length: ReverseProxy appends an
+// upstream's interim fields to the client's map, and an append must not
+// write into the array the values share.
 func (st *reqState) restoreOwn() {
 	if len(st.own) == 0 {
 		return
 	}
 	h := st.ww.Header()
 	for _, o := range st.own {
-		h[o.name] = o.values
+		h[o.name] = o.values[:len(o.values):len(o.values)]
+	}
+}
+
+// owns reports whether the canonical field name is one pqedge sets on its
+// responses (keepOwnHeaders).
+func (st *reqState) owns(name string) bool {
+	if strings.HasPrefix(name, ownedPrefix) {
+		return true
+	}
+	for _, o := range st.own {
+		if o.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// filterResponseTrailers drops from an upstream response's trailers t
+// what no client may be given after the body: pqedge's own fields
+// (owns), which a client that merges trailers into the header section
+// would take as pqedge's, and the fields RFC 9110 Section 6.5.1 rules out
+// as trailers (httpguts.ValidTrailerHeader: framing, routing,
+// authentication, Content-Type and its kin). net/http's HTTP/2 server
+// drops the latter itself; its HTTP/1.1 server writes any trailer a
+// handler sets after its header section (http.TrailerPrefix), which is
+// how ReverseProxy relays those the upstream did not announce.
+func (st *reqState) filterResponseTrailers(t http.Header) {
+	for k := range t {
+		if st.owns(k) || !httpguts.ValidTrailerHeader(k) {
+			delete(t, k)
+		}
 	}
 }
 
@@ -561,7 +595,7 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for k, v := range w.Header() {
 		st.own = append(st.own, ownedHeader{k, v})
 	}
-	st.ww = writeDeadline{ResponseWriter: w, ctl: &st.ctl, timeout: p.opts.ResponseWriteTimeout}
+	st.ww = writeDeadline{ResponseWriter: w, ctl: &st.ctl, timeout: p.opts.ResponseWriteTimeout, own: st}
 	if r.ProtoMajor == 2 {
 		st.ww.watch = newStallWatch(&st.ctl, false)
 	}
@@ -704,6 +738,10 @@ func (p *HTTPProxy) modifyResponse(resp *http.Response) error {
 		return badResponseError{fmt.Sprintf("status code %03d is outside 100-599 (RFC 9110 section 15)", c)}
 	}
 	st.keepOwnHeaders(resp.Header)
+	// The announced trailers: ReverseProxy announces their names to the
+	// client from this map; those that arrive unannounced are filtered
+	// at the body's end (upstreamBody).
+	st.filterResponseTrailers(resp.Trailer)
 	if resp.Close && st.conn != nil {
 		// RFC 9110 Section 7.6.1: the fields Connection names are this
 		// hop's; the transport took the header away with its "close".
@@ -719,7 +757,7 @@ func (p *HTTPProxy) modifyResponse(resp *http.Response) error {
 			p.pool.reportSuccess(st.up)
 		}
 	} else {
-		st.respBody = upstreamBody{ReadCloser: resp.Body, p: p, st: st, ctx: resp.Request.Context()}
+		st.respBody = upstreamBody{ReadCloser: resp.Body, p: p, st: st, ctx: resp.Request.Context(), resp: resp}
 		resp.Body = &st.respBody
 	}
 	if p.opts.ModifyResponse != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"strconv"
 	"sync"
 )
@@ -290,11 +291,17 @@ type upstreamBody struct {
 	p    *HTTPProxy
 	st   *reqState
 	ctx  context.Context
+	resp *http.Response // whose Trailer the transport fills at the end
 	done bool
 }
 
 func (b *upstreamBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		// The transport set the trailers, the unannounced ones too, before
+		// it returned the end; ReverseProxy relays them after.
+		b.st.filterResponseTrailers(b.resp.Trailer)
+	}
 	if err != nil && !b.done {
 		b.done = true
 		switch {

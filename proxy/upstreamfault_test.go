@@ -2,10 +2,14 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -228,6 +232,68 @@ func TestUpstreamCannotSetOwnedHeaders(t *testing.T) {
 			}
 			if h.Get("X-Ok") != "1" {
 				t.Errorf("the upstream's own field X-Ok was lost: %v", h)
+			}
+		})
+	}
+}
+
+// TestUpstreamCannotSetOwnedFieldsInInterimOrTrailers: what an upstream
+// sends in an interim response or a trailer section cannot carry pqedge's
+// own fields either, nor fields RFC 9110 Section 6.5.1 rules out as
+// trailers. Before, a relayed 103 carried the upstream's "Alt-Svc: clear"
+// beside pqedge's and its PQEdge-PQ-Warning, and every trailer reached an
+// HTTP/1.1 client, Content-Length and Host included (all rows failed).
+func TestUpstreamCannotSetOwnedFieldsInInterimOrTrailers(t *testing.T) {
+	const own = `h3=":8443"; ma=86400`
+	forged := "Alt-Svc: clear\r\nPQEdge-PQ-Warning: forged\r\n"
+	refused := "Content-Length: 7\r\nHost: evil.test\r\nContent-Type: text/html\r\n"
+	tests := []struct {
+		name, answer string
+		trailers     http.Header // the trailers the client must get, exactly
+	}{
+		{"103 Early Hints", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n" + forged + "\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", nil},
+		{"announced trailers", "HTTP/1.1 200 OK\r\nTrailer: Alt-Svc, PQEdge-PQ-Warning, Content-Type, Grpc-Status\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n" +
+			forged + "Content-Type: text/html\r\nGrpc-Status: 0\r\n\r\n", http.Header{"Grpc-Status": {"0"}}},
+		{"unannounced trailers", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n" +
+			forged + refused + "Grpc-Status: 0\r\n\r\n", http.Header{"Grpc-Status": {"0"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := answeringUpstream(t, func(string) string { return tt.answer })
+			pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}})
+			px := NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger})
+			url := proxyServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Alt-Svc", own)
+				px.ServeHTTP(w, r)
+			}))
+			var interim []http.Header
+			ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{Got1xxResponse: func(_ int, h textproto.MIMEHeader) error {
+				interim = append(interim, http.Header(h).Clone())
+				return nil
+			}})
+			req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+			resp, err := testClient().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || string(body) != "ok" {
+				t.Fatalf("body %q, %v; want ok", body, err)
+			}
+			for i, h := range append(interim, resp.Header) {
+				if got := h.Values("Alt-Svc"); len(got) != 1 || got[0] != own {
+					t.Errorf("response head %d: Alt-Svc = %q, want pqedge's alone", i, got)
+				}
+				if v := h.Values("Pqedge-Pq-Warning"); v != nil {
+					t.Errorf("response head %d: the upstream's PQEdge-PQ-Warning %q reached the client", i, v)
+				}
+			}
+			if tt.name == "103 Early Hints" && (len(interim) != 1 || interim[0].Get("Link") != "</a.css>") {
+				t.Errorf("interim responses %v, want the 103 with its Link", interim)
+			}
+			if !reflect.DeepEqual(resp.Trailer, tt.trailers) {
+				t.Errorf("trailers %v, want %v", resp.Trailer, tt.trailers)
 			}
 		})
 	}
