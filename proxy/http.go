@@ -557,12 +557,12 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.bodyBuf.declared, st.bodyBuf.confirm = r.ContentLength, r.ProtoMajor >= 2 && r.ContentLength >= 0
 		st.body = &st.bodyBuf
 		defer st.body.finish()
+		expectContinue(w, r)
 		var err error
 		switch {
 		case declaredEmpty:
 			err = st.body.confirmEmpty()
 		case r.ProtoMajor >= 2 && r.ContentLength > 0 && r.ContentLength <= PreReadBody:
-			expectContinue(w, r)
 			whole, err = st.body.readWhole()
 		}
 		if err != nil {
@@ -603,14 +603,20 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(&st.ww, out)
 }
 
-// expectContinue answers a request that asked for it (Expect:
-// 100-continue, RFC 9110 Section 10.1.1) with 100 Continue before pqedge
-// reads its body whole (PreReadBody), and takes the expectation off the
-// request, since no upstream will see it before its body: otherwise the
-// upstream's 100 would come after the body, and a second. Go's HTTP/2
-// server sends the 100 itself at the body's first read and drops the
-// header; quic-go's HTTP/3 server does neither, and a client waiting for
-// the 100 would wait for its own timeout (curl: 1 s).
+// expectContinue answers a request with a body that asked for it
+// (Expect: 100-continue, RFC 9110 Section 10.1.1) with 100 Continue as
+// soon as pqedge reads the body, and takes the expectation off the
+// request, as nginx does: pqedge, not the upstream, decides when the body
+// comes. A body pqedge reads whole before it picks an upstream
+// (PreReadBody) reaches no upstream before it ends, so an upstream's 100
+// would come after it, a second one. A streamed body forwarded with the
+// expectation made Go's transport wait for the upstream's 100 before it
+// read the body, and so before the client got its own: a second (the
+// transport's ExpectContinueTimeout) on every upload to an upstream that
+// sends no 100 (many do not), and over HTTP/3 the client's own timeout
+// (curl: 1 s). Go's HTTP/1.1 and HTTP/2 servers send the 100 themselves
+// at the body's first read; quic-go's HTTP/3 server does not, so pqedge
+// does.
 func expectContinue(w http.ResponseWriter, r *http.Request) {
 	if !httpguts.HeaderValuesContainsToken(r.Header["Expect"], "100-continue") {
 		return

@@ -614,26 +614,36 @@ func TestOptionsAsteriskEveryProtocol(t *testing.T) {
 	}
 }
 
-// TestExpectContinueSmallBody: a client that sends Expect: 100-continue
-// with a body pqedge reads whole before it picks an upstream
-// (proxy.PreReadBody) gets exactly one 100 Continue, over HTTP/2 (Go's
-// server sends it when the body is first read) and HTTP/3 (quic-go's
-// sends none: pqedge does), and the upstream gets the body without the
-// expectation, so that its own 100 does not follow as a second.
-func TestExpectContinueSmallBody(t *testing.T) {
-	up := newRecordingUpstream(t)
+// TestExpectContinue: a client that sends Expect: 100-continue gets
+// exactly one 100 Continue, at once, whatever the protocol and whether
+// pqedge reads the body whole before it picks an upstream
+// (proxy.PreReadBody) or streams it, and the upstream gets the body
+// without the expectation. Go's HTTP/1.1 and HTTP/2 servers send the 100
+// at the body's first read; quic-go's HTTP/3 server sends none, so pqedge
+// does. The upstream here, like many, never sends a 100 of its own: with
+// the expectation forwarded, Go's transport waited a second for it
+// before it read the body, and the client for its 100 (over HTTP/3
+// until its own timeout).
+func TestExpectContinue(t *testing.T) {
+	up := newNoContinueUpstream(t)
 	ts, _ := startH3(t, strings.Replace(hardenedConfig(up.addr), baseConfig, h3Config, 1))
 	h3, _ := ts.h3Client()
+	h1 := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:       &tls.Config{RootCAs: ts.roots(), ServerName: "localhost"},
+		TLSNextProto:          map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1 only
+		ExpectContinueTimeout: 5 * time.Second,                                        // as a client that waits for the 100
+	}}
 	clients := []struct {
 		proto  string
 		client *http.Client
 		url    string
 	}{
+		{"HTTP/1.1", h1, "https://" + ts.addr("https")},
 		{"HTTP/2", ts.client(), "https://" + ts.addr("https")},
 		{"HTTP/3", h3, ts.h3URL("https")},
 	}
 	for _, c := range clients {
-		for _, size := range []int{10, proxy.PreReadBody} {
+		for _, size := range []int{10, proxy.PreReadBody, proxy.PreReadBody + 1, 256 << 10} {
 			t.Run(fmt.Sprintf("%s %d bytes", c.proto, size), func(t *testing.T) {
 				before := len(up.requests())
 				var continues atomic.Int32
@@ -650,6 +660,7 @@ func TestExpectContinueSmallBody(t *testing.T) {
 				}
 				req.ContentLength = int64(size)
 				req.Header.Set("Expect", "100-continue")
+				body.start = time.Now()
 				resp, err := c.client.Do(req)
 				if err != nil {
 					t.Fatalf("POST with Expect: %v", err)
@@ -664,17 +675,89 @@ func TestExpectContinueSmallBody(t *testing.T) {
 				}
 				if body.gaveUp {
 					t.Errorf("no 100 Continue came within %v of the request: the client sent its body on its own timeout", bodyWait)
+				} else if body.waitedFor > continueWait {
+					t.Errorf("the 100 Continue came %v after the request, want it at once (under %v)", body.waitedFor.Round(time.Millisecond), continueWait)
 				}
 				got := up.requests()[before:]
 				if len(got) != 1 {
 					t.Fatalf("the upstream got %d requests, want 1", len(got))
 				}
-				if e := got[0].header.Get("Expect"); e != "" {
-					t.Errorf("the upstream got Expect: %s with a body already read", e)
+				if e := got[0].expect; e != "" {
+					t.Errorf("the upstream got Expect: %s; pqedge answers the expectation itself", e)
+				}
+				if got[0].bodyLen != size {
+					t.Errorf("the upstream got a body of %d bytes, want %d", got[0].bodyLen, size)
 				}
 			})
 		}
 	}
+}
+
+// continueWait is how late a 100 Continue may come and still count as at
+// once: well under the second a forwarded expectation cost.
+const continueWait = 500 * time.Millisecond
+
+// noContinueUpstream is an HTTP/1.1 upstream that never sends 100
+// Continue (Go's http.Server sends one at the body's first read; this
+// one reads requests with http.ReadRequest, which does not), reads each
+// body whole and answers 200 "ok", keeping the connection.
+type noContinueUpstream struct {
+	addr string
+	mu   sync.Mutex
+	seen []noContinueRequest
+}
+
+type noContinueRequest struct {
+	expect  string
+	bodyLen int
+}
+
+func newNoContinueUpstream(t *testing.T) *noContinueUpstream {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	u := &noContinueUpstream{addr: ln.Addr().String()}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go u.serve(c)
+		}
+	}()
+	return u
+}
+
+func (u *noContinueUpstream) serve(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for {
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		n, err := io.Copy(io.Discard, req.Body)
+		if err != nil {
+			return
+		}
+		u.mu.Lock()
+		u.seen = append(u.seen, noContinueRequest{expect: req.Header.Get("Expect"), bodyLen: int(n)})
+		u.mu.Unlock()
+		if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+			return
+		}
+	}
+}
+
+func (u *noContinueUpstream) requests() []noContinueRequest {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]noContinueRequest(nil), u.seen...)
 }
 
 // bodyWait is how long bodyAfter100 waits for the 100 Continue, as curl
@@ -689,6 +772,10 @@ type bodyAfter100 struct {
 	rest   io.Reader
 	waited bool
 	gaveUp bool
+	// start is when the request began (set by the caller); waitedFor is
+	// how long after it the 100 came.
+	start     time.Time
+	waitedFor time.Duration
 }
 
 func (b *bodyAfter100) Read(p []byte) (int, error) {
@@ -696,6 +783,7 @@ func (b *bodyAfter100) Read(p []byte) (int, error) {
 		b.waited = true
 		select {
 		case <-b.got:
+			b.waitedFor = time.Since(b.start)
 		case <-time.After(bodyWait):
 			b.gaveUp = true
 		}
