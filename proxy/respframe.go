@@ -68,6 +68,7 @@ type responseFramer struct {
 	length          int64
 	chunked, framed bool
 	bad             bool // a framing line the framer does not follow
+	http10          bool // the response is HTTP/1.0 (or older): Transfer-Encoding is ignored
 	// connection holds the values of the head's Connection fields (up to
 	// framerLineCap bytes in all), for fieldsNamedByConnection.
 	connection []byte
@@ -108,7 +109,7 @@ func (f *responseFramer) begin(method string) {
 
 func (f *responseFramer) startHead() {
 	f.state, f.line, f.long = frHead, f.line[:0], false
-	f.status, f.teLines, f.length, f.chunked, f.framed, f.bad = 0, 0, -1, false, false, false
+	f.status, f.teLines, f.length, f.chunked, f.framed, f.bad, f.http10 = 0, 0, -1, false, false, false, false
 	f.connection = f.connection[:0]
 }
 
@@ -206,10 +207,17 @@ func (f *responseFramer) endLine() {
 func (f *responseFramer) statusLine(line []byte) {
 	// "HTTP/1.1 200 OK": the code is the three digits after the first
 	// space (RFC 9112 Section 4).
-	_, rest, ok := bytes.Cut(line, []byte(" "))
+	proto, rest, ok := bytes.Cut(line, []byte(" "))
 	if !ok || len(rest) < 3 || f.long {
 		f.state = frPassthrough
 		return
+	}
+	// net/http ignores Transfer-Encoding in a response older than
+	// HTTP/1.1 (RFC 9112 Section 6.1 has a recipient treat its framing as
+	// faulty): Content-Length frames it, or the connection's close.
+	if !bytes.Equal(proto, []byte("HTTP/1.1")) {
+		major, minor, ok := http.ParseHTTPVersion(string(proto))
+		f.http10 = ok && (major < 1 || major == 1 && minor < 1)
 	}
 	code, err := strconv.Atoi(string(rest[:3]))
 	if err != nil || code <= 0 {
@@ -243,7 +251,7 @@ func (f *responseFramer) headerLine(line []byte) {
 		if len(f.connection)+len(value)+1 <= framerLineCap {
 			f.connection = append(append(f.connection, ','), value...)
 		}
-	case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+	case bytes.EqualFold(name, []byte("Transfer-Encoding")) && !f.http10:
 		f.framed = true
 		f.teLines++
 		f.chunked = bytes.EqualFold(value, []byte("chunked"))

@@ -81,6 +81,13 @@ func TestResponseFramer(t *testing.T) {
 		{name: "folded length", wire: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n 4\r\n\r\nabcNEXT", end: -1},
 		{name: "bad chunk size", wire: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", end: -1},
 		{name: "chunk without CRLF", wire: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", end: -1},
+		// net/http ignores Transfer-Encoding in an HTTP/1.0 response
+		// (RFC 9112 Section 6.1 makes its framing faulty): the length
+		// frames it. The framer followed the chunks, and cut the body
+		// short (the first), or stopped judging (the second).
+		{name: "HTTP/1.0 chunked beside a length", wire: "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 8\r\nConnection: keep-alive\r\n\r\n0\r\n\r\nabcNEXT", end: 98},
+		{name: "HTTP/1.0 gzip beside a length", wire: "HTTP/1.0 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabcNEXT", end: 66},
+		{name: "HTTP/1.0 chunked alone", wire: "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", end: -1},
 		{name: "long header line", wire: "HTTP/1.1 200 OK\r\nX: " + strings.Repeat("a", 10000) + "\r\nContent-Length: 1\r\n\r\nxNEXT", end: 10044},
 	}
 	for _, tt := range tests {
@@ -118,6 +125,7 @@ func FuzzResponseFramer(f *testing.F) {
 		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\nX",
 		"HTTP/1.0 200 OK\nContent-Length: 1\n\nxy",
 		"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n1 \r\na\r\n0\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 8\r\n\r\n0\r\n\r\nabcX",
 	} {
 		f.Add([]byte(s), false, uint8(5))
 	}
