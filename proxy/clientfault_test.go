@@ -519,10 +519,14 @@ func TestResponsePauseIsNotAStalledClient(t *testing.T) {
 // and flow control), not stalling, and is not answered 408 (HTTP/2's
 // stream read deadline, left armed between reads, ended such bodies).
 func TestUpstreamReadPauseIsNotAStalledBody(t *testing.T) {
-	const stall = 100 * time.Millisecond
+	// stall leaves room for the test's own client, in this process, to
+	// be held off the CPU between its writes on a loaded machine under
+	// -race: at 100 ms a full run once saw 408s that were the client's
+	// own pauses. The upstream's pause is several stalls long.
+	const stall = 300 * time.Millisecond
 	const size = 16 << 20 // beyond the socket buffers and flow-control windows
 	up := httpUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(8 * stall)
+		time.Sleep(4 * stall)
 		n, err := io.Copy(io.Discard, r.Body)
 		if err != nil {
 			w.WriteHeader(http.StatusUnprocessableEntity)
