@@ -22,6 +22,13 @@
 // net/http would read otherwise, and heads longer than
 // Options.MaxHeaderBytes.
 //
+// A request target longer than Options.MaxHeaderBytes is answered by the
+// guard itself, "414 URI Too Long" (RFC 9112 Section 3; net/http has no
+// such answer and would send 431 for the whole head), before the
+// connection is closed: the read that meets it writes the answer, waits
+// a moment for the client to close (lingerTimeout), closes, and fails, so
+// net/http's own 400 goes nowhere.
+//
 // It keeps no copy of the client's bytes (a few dozen bytes of framing
 // state per connection) and adds no reads of its own: it only looks at
 // what net/http reads. It is not an HTTP/2 guard (see internal/h2guard).
@@ -30,15 +37,33 @@ package h1guard
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
+	"net/http"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // DefaultMaxHeaderBytes is the request head limit pqedge configures
 // (limits.request_header).
 const DefaultMaxHeaderBytes = 64 << 10
+
+// answerTimeout bounds the write of the guard's own answer to a refused
+// request (414): a client that does not read it holds the connection no
+// longer.
+const answerTimeout = 5 * time.Second
+
+// lingerTimeout and lingerBytes bound what the guard reads of a refused
+// request after its answer, so that closing does not reset the
+// connection under the answer (linger): a well-behaved client closes as
+// soon as it has read "Connection: close"; one that goes on sending is
+// cut off after a second or 256 KiB.
+const (
+	lingerTimeout = time.Second
+	lingerBytes   = 256 << 10
+)
 
 // headSlack lets net/http hit its own header limit first: it reads up to
 // MaxHeaderBytes plus 4096 bytes, and a bufio buffer ahead.
@@ -47,7 +72,10 @@ const headSlack = 8 << 10
 // Options configure Wrap.
 type Options struct {
 	// MaxHeaderBytes is the http.Server's MaxHeaderBytes; heads longer
-	// than it (with slack) are refused. Default DefaultMaxHeaderBytes.
+	// than it (with slack) are refused, and a request target longer than
+	// it is answered "414 URI Too Long" by the guard itself (RFC 9112
+	// Section 3) where net/http would answer 431 for the whole head.
+	// Default DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
 	// OnRefuse, if set, is called once per refused request with the kind
 	// of mistake, on the goroutine reading the connection, for metrics.
@@ -58,7 +86,8 @@ type Options struct {
 }
 
 // Error is what a read of a refused request returns. net/http answers any
-// such error with 400 and closes the connection.
+// such error with 400 and closes the connection (unless the guard answered
+// and closed it first: 414).
 type Error struct{ Reason string }
 
 func (e *Error) Error() string { return "h1guard: refused request: " + e.Reason }
@@ -74,9 +103,10 @@ type Conn struct {
 	onRefuse func(string)
 	tunnel   atomic.Bool
 
-	mu  sync.Mutex // guards p and err (net/http reads from one goroutine at a time; Tunnel comes from another)
-	p   parser
-	err error
+	mu     sync.Mutex // guards p, err and answer (net/http reads from one goroutine at a time; Tunnel comes from another)
+	p      parser
+	err    error
+	answer []byte // the guard's own response to the refused request, until written
 }
 
 // tlsConn is a Conn whose connection is a TLS one: it also offers
@@ -108,7 +138,7 @@ func Wrap(c net.Conn, opts Options) net.Conn {
 	if opts.MaxHeaderBytes <= 0 {
 		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
-	g := &Conn{Conn: c, onRefuse: opts.OnRefuse, p: parser{maxHead: opts.MaxHeaderBytes + headSlack}}
+	g := &Conn{Conn: c, onRefuse: opts.OnRefuse, p: parser{maxHead: opts.MaxHeaderBytes + headSlack, maxTarget: opts.MaxHeaderBytes}}
 	if _, ok := c.(connectionStater); ok {
 		return tlsConn{g}
 	}
@@ -124,23 +154,10 @@ func (c *Conn) Read(b []byte) (int, error) {
 	}
 	c.mu.Lock()
 	if c.err != nil {
-		err := c.err
+		err, answer := c.err, c.answer
+		c.answer = nil
 		c.mu.Unlock()
-		if len(b) == 1 && backgroundRead() {
-			// net/http's background read, which watches for the client
-			// leaving while a handler runs, reads one byte: the refusal
-			// would cancel the request being served, which came before
-			// the refused one and is innocent. It waits instead, until
-			// net/http aborts it (a timeout it ignores) or the client
-			// leaves; the refusal goes to the read of the next request.
-			// A one-byte read is not always that one: bufio asks for
-			// the last free byte of its 4 KiB buffer, as when a chunk
-			// line fills it, and that read, for the request being
-			// refused, must fail at once (it drained until
-			// request_body's 408, found by trialK).
-			return 0, c.drain()
-		}
-		return 0, err
+		return 0, c.refused(len(b), err, answer)
 	}
 	c.mu.Unlock()
 	n, err := c.Conn.Read(b)
@@ -148,19 +165,104 @@ func (c *Conn) Read(b []byte) (int, error) {
 		return n, err
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	read, r := c.p.feed(b[:n])
 	if r == nil {
+		c.mu.Unlock()
 		return n, err
 	}
 	c.err = &Error{Reason: r.reason}
+	var own []byte
+	if r.status != 0 {
+		own = answer(r.status, r.reason)
+	}
+	if read > 0 {
+		// The bytes before the refused one go to net/http; the
+		// refusal, and the answer, to its next read.
+		c.answer = own
+	}
+	refusal := c.err
+	c.mu.Unlock()
 	if c.onRefuse != nil {
 		c.onRefuse(r.kind)
 	}
 	if read > 0 {
 		return read, nil
 	}
-	return 0, c.err
+	return 0, c.refused(len(b), refusal, own)
+}
+
+// refused is the error of a read of n bytes after a refusal. answer, if
+// any, is the guard's own response to the refused request, not yet written.
+func (c *Conn) refused(n int, err error, answer []byte) error {
+	if n == 1 && backgroundRead() {
+		// net/http's background read, which watches for the client
+		// leaving while a handler runs, reads one byte: the refusal
+		// would cancel the request being served, which came before
+		// the refused one and is innocent. It waits instead, until
+		// net/http aborts it (a timeout it ignores) or the client
+		// leaves; the refusal (and its answer, which must not cut into
+		// the response being written) goes to the read of the next
+		// request. A one-byte read is not always that one: bufio asks
+		// for the last free byte of its 4 KiB buffer, as when a chunk
+		// line fills it, and that read, for the request being refused,
+		// must fail at once (it drained until request_body's 408,
+		// found by trialK).
+		if answer != nil {
+			c.mu.Lock()
+			c.answer = answer
+			c.mu.Unlock()
+		}
+		return c.drain()
+	}
+	if answer != nil {
+		c.answerAndClose(answer)
+	}
+	return err
+}
+
+// answer is the response the guard writes for a refusal of its own status,
+// in proxy.WriteRefusal's wording: "414 URI Too Long: request target
+// longer than 65536 bytes".
+func answer(status int, reason string) []byte {
+	phrase := http.StatusText(status)
+	if status == http.StatusRequestURITooLong {
+		phrase = "URI Too Long" // RFC 9110 Section 15.5.15; Go keeps RFC 2616's "Request URI Too Long"
+	}
+	body := fmt.Sprintf("%d %s: %s\n", status, phrase, reason)
+	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+		"X-Content-Type-Options: nosniff\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		status, phrase, len(body), body)
+}
+
+// answerAndClose writes the guard's answer to a refused request, reads
+// what the client still sends for a moment, then closes the connection.
+// Only net/http's read of a request head gets here (see refused), so no
+// response is being written; net/http answers the failed read with its own
+// 400, whose write then fails on the closed connection.
+func (c *Conn) answerAndClose(answer []byte) {
+	c.Conn.SetWriteDeadline(time.Now().Add(answerTimeout))
+	if _, err := c.Conn.Write(answer); err == nil {
+		c.linger()
+	}
+	c.Conn.Close()
+}
+
+// linger reads and drops the rest of the refused request (a long target's
+// tail, its fields) until the client closes, lingerTimeout passes or
+// lingerBytes were read. Closed with those bytes unread, the connection
+// would end in a TCP reset, which can make the client's stack discard the
+// answer before its reader sees it (nginx's lingering_close, net/http's
+// closeWriteAndWait for its 431).
+func (c *Conn) linger() {
+	c.Conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+	var scratch [4096]byte
+	for read := 0; read < lingerBytes; {
+		n, err := c.Conn.Read(scratch[:])
+		if err != nil {
+			return
+		}
+		read += n
+	}
 }
 
 // backgroundRead reports whether the Read under way was called by

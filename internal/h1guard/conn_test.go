@@ -188,6 +188,87 @@ func TestGuardInFrontOfNetHTTP(t *testing.T) {
 	}
 }
 
+// TestTargetTooLong: a request target longer than MaxHeaderBytes gets the
+// guard's own 414 (RFC 9112 Section 3), whole, then the connection ends;
+// no handler sees it, and net/http's 400 (or 431) is not written after
+// it. One of exactly the limit is served. The longest target leaves most
+// of itself unread when the 414 goes out: it must not reset the
+// connection under the answer.
+func TestTargetTooLong(t *testing.T) {
+	long := func(n int) string { return "/" + strings.Repeat("a", n-1) }
+	tests := []struct {
+		name     string
+		target   string
+		statuses []int
+		handled  []string
+		refused  string
+	}{
+		{name: "of the limit", target: long(DefaultMaxHeaderBytes), statuses: []int{200, 200}, handled: []string{long(DefaultMaxHeaderBytes), "/canary"}},
+		{name: "one byte over", target: long(DefaultMaxHeaderBytes + 1), statuses: []int{414}, refused: "request target too long"},
+		{name: "past net/http's own limit", target: long(DefaultMaxHeaderBytes + 8<<10), statuses: []int{414}, refused: "request target too long"},
+		{name: "four times the limit", target: long(4 * DefaultMaxHeaderBytes), statuses: []int{414}, refused: "request target too long"},
+	}
+	const wantBody = "414 URI Too Long: request target longer than 65536 bytes\n"
+	cert := selfSigned(t)
+	for _, mode := range []string{"plain", "TLS"} {
+		for _, tt := range tests {
+			t.Run(mode+" "+tt.name, func(t *testing.T) {
+				h := &seen{}
+				var cfg *tls.Config
+				if mode == "TLS" {
+					cfg = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
+				}
+				addr, refusals := serve(t, h, cfg)
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				if cfg != nil {
+					c = tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+				}
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				req := "GET " + tt.target + " HTTP/1.1\r\nHost: x\r\n\r\n" + canary
+				go io.WriteString(c, req) // a client may still be writing when the answer comes
+				br := bufio.NewReader(c)
+				var statuses []int
+				for len(statuses) < len(tt.statuses) {
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						t.Fatalf("after %v: %v", statuses, err)
+					}
+					body, err := io.ReadAll(resp.Body)
+					if err != nil {
+						t.Fatalf("body of the %d: %v", resp.StatusCode, err)
+					}
+					statuses = append(statuses, resp.StatusCode)
+					if resp.StatusCode == http.StatusRequestURITooLong {
+						if string(body) != wantBody || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" || !resp.Close {
+							t.Errorf("414 %q, %q, close %v; want %q, text/plain, Connection: close", body, resp.Header, resp.Close, wantBody)
+						}
+					}
+				}
+				if !slices.Equal(statuses, tt.statuses) {
+					t.Errorf("statuses %v, want %v", statuses, tt.statuses)
+				}
+				if tt.refused != "" {
+					// Nothing after the 414: net/http's 400 must not follow.
+					rest, err := io.ReadAll(br)
+					if len(rest) > 0 || err != nil && !errors.Is(err, io.EOF) && !strings.Contains(err.Error(), "reset") {
+						t.Errorf("after the 414: %q, %v; want the connection closed", rest, err)
+					}
+				}
+				if got := h.get(); !slices.Equal(got, tt.handled) {
+					t.Errorf("handler saw %d requests, want %d", len(got), len(tt.handled))
+				}
+				if r := refusals(); tt.refused == "" && len(r) > 0 || tt.refused != "" && (len(r) != 1 || r[0] != tt.refused) {
+					t.Errorf("refusals %q, want %q", r, tt.refused)
+				}
+			})
+		}
+	}
+}
+
 // wsUpstream answers a WebSocket upgrade with 101 and then echoes bytes;
 // any other request gets 400.
 var wsUpstream = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

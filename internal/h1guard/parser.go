@@ -12,9 +12,10 @@ import "fmt"
 // obs-fold, whitespace around a chunk size), it is not: a message is either
 // framed beyond doubt, as net/http will read it, or refused.
 type parser struct {
-	state   state
-	maxHead int // bytes a head may take, request line included
-	head    int // bytes of the current head (or trailer section) so far
+	state     state
+	maxHead   int // bytes a head may take, request line included
+	maxTarget int // bytes a request target may take; 0: only maxHead bounds it
+	head      int // bytes of the current head (or trailer section) so far
 
 	// Request line.
 	tokenLen int     // bytes of the method, target or version so far
@@ -92,6 +93,9 @@ const maxChunkLine = 4096
 // refusal is why a request is refused; the byte at which it was found is
 // not delivered.
 type refusal struct {
+	// status is the answer the guard writes itself (414); 0 leaves the
+	// answer to net/http, which fails the read with 400.
+	status int
 	// kind is one fixed phrase per class of mistake, never a byte of the
 	// client's: it becomes a metric label (Options.OnRefuse), and a label
 	// a client could choose would let it mint a time series per request.
@@ -155,6 +159,13 @@ func (p *parser) step(c byte) *refusal {
 			return refusef("invalid byte in the request target", "byte 0x%02x in the request target", c)
 		default:
 			p.tokenLen++
+			if p.maxTarget > 0 && p.tokenLen > p.maxTarget {
+				// RFC 9112 Section 3: a target longer than the server
+				// will parse MUST be answered 414. net/http would
+				// answer 431 once the whole head is over its limit.
+				return &refusal{status: 414, kind: "request target too long",
+					reason: fmt.Sprintf("request target longer than %d bytes", p.maxTarget)}
+			}
 		}
 	case sVersion:
 		if c == '\r' {
@@ -297,7 +308,7 @@ func (p *parser) step(c byte) *refusal {
 }
 
 func (p *parser) resetHead() {
-	*p = parser{maxHead: p.maxHead, head: 1, requests: p.requests, offset: p.offset, endAt: p.endAt}
+	*p = parser{maxHead: p.maxHead, maxTarget: p.maxTarget, head: 1, requests: p.requests, offset: p.offset, endAt: p.endAt}
 }
 
 func (p *parser) method(c byte) *refusal {

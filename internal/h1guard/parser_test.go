@@ -71,7 +71,7 @@ var parseCases = []parseCase{
 // runParser feeds in through a parser in pieces of step bytes (0: all at
 // once) and returns the requests read and the refusal, if any.
 func runParser(in string, step int) (int, string, int) {
-	p := parser{maxHead: DefaultMaxHeaderBytes + headSlack}
+	p := parser{maxHead: DefaultMaxHeaderBytes + headSlack, maxTarget: DefaultMaxHeaderBytes}
 	b := []byte(in)
 	if step <= 0 {
 		step = len(b) + 1
@@ -122,6 +122,61 @@ func TestParserHeadLimit(t *testing.T) {
 		if (r != nil) != tt.refused {
 			t.Errorf("head of %d bytes (limit %d): refusal %v", tt.size, max, r)
 		}
+	}
+}
+
+// TestParserTargetLimit: a request target of exactly the limit passes, one
+// byte more is refused with the guard's own 414 at that byte (RFC 9112
+// Section 3), however the bytes are split into reads; a long field or a
+// long second request is judged as before.
+func TestParserTargetLimit(t *testing.T) {
+	const max = 1 << 10
+	target := func(n int) string { return "/" + strings.Repeat("a", n-1) }
+	get := func(n int) string { return "GET " + target(n) + " HTTP/1.1\r\nHost: x\r\n\r\n" }
+	for _, tt := range []struct {
+		name     string
+		in       string
+		requests int
+		status   int    // 0: no answer of the guard's own
+		kind     string // "": not refused
+		at       int    // bytes delivered before the refusal
+	}{
+		{name: "target of the limit", in: get(max), requests: 1},
+		{name: "target one byte over", in: get(max + 1), status: 414, kind: "request target too long", at: len("GET ") + max},
+		{name: "absolute form one byte over", in: "GET http://x" + target(max+1-len("http://x")) + " HTTP/1.1\r\n\r\n", status: 414, kind: "request target too long", at: len("GET ") + max},
+		{name: "over after a good request", in: get(max) + get(max+1), requests: 1, status: 414, kind: "request target too long", at: len(get(max)) + len("GET ") + max},
+		{name: "target of the limit, long field", in: "GET " + target(max) + " HTTP/1.1\r\nX: " + strings.Repeat("b", 2*max) + "\r\n\r\n", kind: "header block too long"},
+		{name: "short target, long head", in: "GET / HTTP/1.1\r\nX: " + strings.Repeat("b", 3*max) + "\r\n\r\n", kind: "header block too long"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			// Reads of every size up to a few bytes, and reads that
+			// end just before, at and after the limit's byte.
+			for _, step := range []int{0, 1, 2, 7, len("GET ") + max - 1, len("GET ") + max, len("GET ") + max + 1, 4096} {
+				p := parser{maxHead: 2 * max, maxTarget: max}
+				b, fed := []byte(tt.in), 0
+				var r *refusal
+				for len(b) > 0 && r == nil {
+					n := min(step, len(b))
+					if step == 0 {
+						n = len(b)
+					}
+					var read int
+					read, r = p.feed(b[:n])
+					fed += read
+					b = b[n:]
+				}
+				kind, status := "", 0
+				if r != nil {
+					kind, status = r.kind, r.status
+				}
+				if kind != tt.kind || status != tt.status || p.requests != tt.requests {
+					t.Fatalf("in reads of %d: refused %q (status %d) after %d requests; want %q (%d) after %d", step, kind, status, p.requests, tt.kind, tt.status, tt.requests)
+				}
+				if tt.status != 0 && fed != tt.at {
+					t.Errorf("in reads of %d: %d bytes delivered before the refusal, want %d", step, fed, tt.at)
+				}
+			}
+		})
 	}
 }
 
@@ -204,7 +259,7 @@ func FuzzParser(f *testing.F) {
 		if whole != split || refusedWhole != refusedSplit {
 			t.Fatalf("split into pieces of %d: %d requests, %q; whole: %d, %q", step, split, refusedSplit, whole, refusedWhole)
 		}
-		p := parser{maxHead: DefaultMaxHeaderBytes + headSlack}
+		p := parser{maxHead: DefaultMaxHeaderBytes + headSlack, maxTarget: DefaultMaxHeaderBytes}
 		read, _ := p.feed(in)
 		// Every message the guard read to its end, net/http must read to
 		// the same end.
