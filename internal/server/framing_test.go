@@ -122,6 +122,84 @@ func TestHTTP1FramingNeverSmuggles(t *testing.T) {
 	}
 }
 
+// TestHTTP1TargetTooLong: an HTTP/1.1 request target longer than
+// limits.request_header is answered 414 URI Too Long (RFC 9112 section 3),
+// as nginx does, not net/http's 431 (or 400), and the connection closed;
+// nothing reaches the upstream, and pqedge_http1_refused_total counts it as
+// "request target too long". A target of exactly the limit is proxied; a
+// head over the limit by its fields keeps its 431.
+func TestHTTP1TargetTooLong(t *testing.T) {
+	up := newRecordingUpstream(t)
+	ts := startServer(t, hardenedConfig(up.addr))
+	addr := ts.addr("https")
+	const limit = 64 << 10 // limits.request_header's default
+	target := func(n int) string { return "/" + strings.Repeat("a", n-1) }
+	const body414 = "414 URI Too Long: request target longer than 65536 bytes\n"
+	tests := []struct {
+		name     string
+		req      string
+		want     int
+		body     string // "": not checked
+		upstream string // the path the upstream receives; "": nothing
+		counted  float64
+	}{
+		{name: "target of the limit", req: "GET " + target(limit) + " HTTP/1.1\r\nHost: localhost\r\n\r\n", want: 200, upstream: target(limit)},
+		{name: "target one byte over", req: "GET " + target(limit+1) + " HTTP/1.1\r\nHost: localhost\r\n\r\n", want: 414, body: body414, counted: 1},
+		{name: "target over net/http's own head limit", req: "GET " + target(limit+8<<10) + " HTTP/1.1\r\nHost: localhost\r\n\r\n", want: 414, body: body414, counted: 1},
+		{name: "target of 256 KiB, most of it unread", req: "GET " + target(256<<10) + " HTTP/1.1\r\nHost: localhost\r\n\r\n", want: 414, body: body414, counted: 1},
+		{name: "fields over the limit", req: "GET /a HTTP/1.1\r\nHost: localhost\r\nX-Long: " + strings.Repeat("b", limit+4<<10) + "\r\n\r\n", want: 431},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before, counted := len(up.requests()), ts.metricSum("pqedge_http1_refused_total", `reason="request target too long"`)
+			c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ts.roots(), ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			// Written while the answer is read: the client may still be
+			// sending when pqedge answers.
+			go io.WriteString(c, tt.req+"GET /canary HTTP/1.1\r\nHost: localhost\r\n\r\n")
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("answer's body: %v", err)
+			}
+			if resp.StatusCode != tt.want {
+				t.Errorf("answered %d %q, want %d", resp.StatusCode, b, tt.want)
+			}
+			if tt.body != "" && (string(b) != tt.body || !resp.Close) {
+				t.Errorf("body %q, Connection: close %v; want %q and close", b, resp.Close, tt.body)
+			}
+			if tt.want == 200 {
+				// The canary, served before the upstream is looked at.
+				if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+					t.Fatalf("the request after it: %v, %v", resp, err)
+				}
+			} else {
+				if rest, err := io.ReadAll(br); len(rest) > 0 || err != nil && !strings.Contains(err.Error(), "reset") {
+					t.Errorf("after the %d: %q, %v; want the connection closed", tt.want, rest, err)
+				}
+			}
+			var paths []string
+			for _, r := range up.requests()[before:] {
+				paths = append(paths, r.path)
+			}
+			if want := tt.upstream; want == "" && len(paths) > 0 || want != "" && (len(paths) == 0 || paths[0] != want) {
+				t.Errorf("the upstream received %d requests (first %.20q), want %q", len(paths), paths, want)
+			}
+			if n := ts.metricSum("pqedge_http1_refused_total", `reason="request target too long"`) - counted; n != tt.counted {
+				t.Errorf("pqedge_http1_refused_total{reason=\"request target too long\"} rose by %v, want %v", n, tt.counted)
+			}
+		})
+	}
+}
+
 // bodyUpstream answers 200 and keeps the bodies of the requests it read
 // to their end; entered and left count the requests its handler began and
 // finished.
