@@ -183,10 +183,22 @@ func TestHTTP2BadContentLengthFlood(t *testing.T) {
 				if long := strings.Contains(tt.name, "long"); !long && n != 0 || long && n > streamedMax {
 					t.Errorf("%d malformed requests reached the upstream, want 0 (at most %d for a streamed body)", n, streamedMax)
 				}
-				if !out.goAway {
-					t.Error("the connection was not closed with a GOAWAY")
-				}
 				waitFor(t, "the abuse counted", func() bool { return ts.metricSum("pqedge_http2_abuse_total") > abuse })
+				// The GOAWAY goes out after the answers already written,
+				// and the server drains the client's sends for
+				// h2guard.GoAwayTimeout before it closes. The paced
+				// client reads one frame, then writes as many requests
+				// as it read answers: slowed down enough (-race, a
+				// loaded CI machine, once), it is still reading answers
+				// and writing when the drain ends, and the reset that
+				// the close then makes throws away the unread GOAWAY.
+				// The abuse counted and the close are what must hold;
+				// the GOAWAY is asserted where the client reads apace.
+				if !out.goAway && !paced {
+					t.Error("the connection was not closed with a GOAWAY")
+				} else if !out.goAway {
+					t.Log("no GOAWAY seen: the paced client fell behind the drain")
+				}
 				// 200 a window, plus what was in flight and written in
 				// the same batch as the one over the budget.
 				if out.answered > 400 {
