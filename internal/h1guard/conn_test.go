@@ -97,6 +97,27 @@ func serve(t *testing.T, h http.Handler, tlsConfig *tls.Config) (string, func() 
 
 // exchange writes raw and reads responses until the server closes the
 // connection or stalls for a second.
+// dialGuarded serves h behind the guard (serve), over TLS with cert when
+// mode is "TLS", and dials it; the connection is closed when the test
+// ends. It returns the connection and serve's refusals.
+func dialGuarded(t *testing.T, h http.Handler, mode string, cert tls.Certificate) (net.Conn, func() []string) {
+	t.Helper()
+	var cfg *tls.Config
+	if mode == "TLS" {
+		cfg = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
+	}
+	addr, refusals := serve(t, h, cfg)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if cfg != nil {
+		c = tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+	}
+	return c, refusals
+}
+
 func exchange(t *testing.T, c net.Conn, raw string) (statuses []int, closed bool) {
 	t.Helper()
 	if _, err := io.WriteString(c, raw); err != nil {
@@ -154,19 +175,7 @@ func TestGuardInFrontOfNetHTTP(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(mode+" "+tt.name, func(t *testing.T) {
 				h := &seen{}
-				var cfg *tls.Config
-				if mode == "TLS" {
-					cfg = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
-				}
-				addr, refusals := serve(t, h, cfg)
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				if cfg != nil {
-					c = tls.Client(c, &tls.Config{InsecureSkipVerify: true})
-				}
+				c, refusals := dialGuarded(t, h, mode, cert)
 				statuses, closed := exchange(t, c, tt.request+canary)
 				if !slices.Equal(statuses, tt.statuses) {
 					t.Errorf("statuses %v, want %v", statuses, tt.statuses)
@@ -214,19 +223,7 @@ func TestTargetTooLong(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(mode+" "+tt.name, func(t *testing.T) {
 				h := &seen{}
-				var cfg *tls.Config
-				if mode == "TLS" {
-					cfg = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
-				}
-				addr, refusals := serve(t, h, cfg)
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				if cfg != nil {
-					c = tls.Client(c, &tls.Config{InsecureSkipVerify: true})
-				}
+				c, refusals := dialGuarded(t, h, mode, cert)
 				c.SetDeadline(time.Now().Add(10 * time.Second))
 				req := "GET " + tt.target + " HTTP/1.1\r\nHost: x\r\n\r\n" + canary
 				go io.WriteString(c, req) // a client may still be writing when the answer comes
