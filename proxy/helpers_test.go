@@ -63,18 +63,6 @@ func unixHTTPUpstream(t *testing.T, h http.Handler) string {
 	return "unix:" + path
 }
 
-// deadAddr returns a loopback address nothing listens on.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // rawUpstream is a TCP upstream that runs serve on each connection it
 // accepts, then closes it; a connection gets 20 s in all, and the
 // listener is closed when the test ends. It returns the address.
