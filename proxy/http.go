@@ -327,11 +327,8 @@ const ownedPrefix = "Pqedge-"
 // PQEdge-PQ-Warning on a post-quantum connection). It also puts pqedge's
 // back, which an interim response relayed before cleared.
 func (st *reqState) keepOwnHeaders(h http.Header) {
-	for _, o := range st.own {
-		delete(h, o.name)
-	}
 	for k := range h {
-		if strings.HasPrefix(k, ownedPrefix) {
+		if st.owns(k) {
 			delete(h, k)
 		}
 	}
