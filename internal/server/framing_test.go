@@ -439,53 +439,39 @@ type requestLineUpstream struct {
 
 func newRequestLineUpstream(t *testing.T) *requestLineUpstream {
 	u := &requestLineUpstream{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	u.addr = ln.Addr().String()
-	go func() {
+	u.addr = rawUpstream(t, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(30 * time.Second))
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					u.mu.Lock()
-					u.lines = append(u.lines, strings.TrimRight(line, "\r\n"))
-					u.mu.Unlock()
-					chunked := false
-					for { // the rest of the head
-						h, err := br.ReadString('\n')
-						if err != nil {
-							return
-						}
-						if h == "\r\n" {
-							break
-						}
-						chunked = chunked || strings.EqualFold(strings.TrimSpace(h), "Transfer-Encoding: chunked")
-					}
-					// These requests carry no body, but an HTTP/3 one
-					// whose FIN came after its HEADERS is forwarded
-					// before its end is known, chunked: read the empty
-					// body, or its "0" is taken for the next request.
-					if chunked && skipChunked(br) != nil {
-						return
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			u.mu.Lock()
+			u.lines = append(u.lines, strings.TrimRight(line, "\r\n"))
+			u.mu.Unlock()
+			chunked := false
+			for { // the rest of the head
+				h, err := br.ReadString('\n')
+				if err != nil {
+					return
 				}
-			}()
+				if h == "\r\n" {
+					break
+				}
+				chunked = chunked || strings.EqualFold(strings.TrimSpace(h), "Transfer-Encoding: chunked")
+			}
+			// These requests carry no body, but an HTTP/3 one
+			// whose FIN came after its HEADERS is forwarded
+			// before its end is known, chunked: read the empty
+			// body, or its "0" is taken for the next request.
+			if chunked && skipChunked(br) != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
-	}()
+	})
 	return u
 }
 
@@ -792,21 +778,8 @@ type noContinueRequest struct {
 
 func newNoContinueUpstream(t *testing.T) *noContinueUpstream {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	u := &noContinueUpstream{addr: ln.Addr().String()}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go u.serve(c)
-		}
-	}()
+	u := &noContinueUpstream{}
+	u.addr = rawUpstream(t, u.serve)
 	return u
 }
 

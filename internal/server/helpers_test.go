@@ -190,3 +190,26 @@ func (ts *testServer) metricSum(name string, labels ...string) float64 {
 	}
 	return sum
 }
+
+// rawUpstream is a TCP upstream on loopback that runs serve, on a
+// goroutine of its own, for each connection it accepts; the listener is
+// closed when the test ends. serve closes its connection. It returns the
+// address.
+func rawUpstream(t *testing.T, serve func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	return ln.Addr().String()
+}

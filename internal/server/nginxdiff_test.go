@@ -86,21 +86,7 @@ type diffUpstream struct {
 func newDiffUpstream(t *testing.T) *diffUpstream {
 	u := &diffUpstream{addrs: map[string]string{}}
 	for _, pool := range []string{"app", "other"} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		u.addrs[pool] = ln.Addr().String()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go u.serve(c, pool)
-			}
-		}()
+		u.addrs[pool] = rawUpstream(t, func(c net.Conn) { u.serve(c, pool) })
 	}
 	return u
 }
