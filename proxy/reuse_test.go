@@ -80,16 +80,8 @@ func TestWellFramedResponsesKeepTheConnection(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var conns atomic.Int32
-			s := httptest.NewUnstartedServer(tt.handler)
-			s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-				if st == http.StateNew {
-					conns.Add(1)
-				}
-			}
-			s.Start()
-			t.Cleanup(s.Close)
-			pool := newTestPool(t, PoolOptions{Addresses: []string{s.Listener.Addr().String()}, Health: HealthOptions{Interval: -1}})
+			addr, conns := connCountingUpstream(t, tt.handler)
+			pool := newTestPool(t, PoolOptions{Addresses: []string{addr}, Health: HealthOptions{Interval: -1}})
 			url := proxyServer(t, NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger}))
 			c := testClient()
 			for i := 0; i < 5; i++ {
@@ -127,8 +119,7 @@ func TestWellFramedResponsesKeepTheConnection(t *testing.T) {
 // plain ones reuse their upstream connections (one a client) and get no
 // 5xx.
 func TestWellFramedResponsesKeepTheConnectionConcurrently(t *testing.T) {
-	var conns atomic.Int32
-	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	addr, conns := connCountingUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/head":
 			w.Header().Set("Content-Length", "99")
@@ -144,14 +135,7 @@ func TestWellFramedResponsesKeepTheConnectionConcurrently(t *testing.T) {
 			io.WriteString(w, strings.Repeat("y", 3000))
 		}
 	}))
-	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	s.Start()
-	t.Cleanup(s.Close)
-	pool := newTestPool(t, PoolOptions{Addresses: []string{s.Listener.Addr().String()}, Health: HealthOptions{Interval: -1}})
+	pool := newTestPool(t, PoolOptions{Addresses: []string{addr}, Health: HealthOptions{Interval: -1}})
 	url := proxyServer(t, NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger}))
 	c := testClient()
 	c.Transport.(*http.Transport).MaxIdleConnsPerHost = 16
@@ -189,4 +173,20 @@ func TestWellFramedResponsesKeepTheConnectionConcurrently(t *testing.T) {
 	if st := pool.Upstreams()[0]; !st.Healthy || st.ConsecutiveFailures != 0 {
 		t.Errorf("upstream %+v, want healthy with no failure counted", st)
 	}
+}
+
+// connCountingUpstream serves h on loopback and counts the connections
+// it accepts; it is closed when the test ends.
+func connCountingUpstream(t *testing.T, h http.Handler) (string, *atomic.Int32) {
+	t.Helper()
+	conns := new(atomic.Int32)
+	s := httptest.NewUnstartedServer(h)
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	return s.Listener.Addr().String(), conns
 }

@@ -209,13 +209,7 @@ func TestUpstreamCannotSetOwnedHeaders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			up := answeringUpstream(t, func(string) string { return tt.answer })
-			pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}})
-			px := NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger})
-			url := proxyServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Alt-Svc", own)
-				px.ServeHTTP(w, r)
-			}))
+			url := ownedFieldsFront(t, tt.answer, own)
 			resp, err := testClient().Get(url)
 			if err != nil {
 				t.Fatal(err)
@@ -259,13 +253,7 @@ func TestUpstreamCannotSetOwnedFieldsInInterimOrTrailers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			up := answeringUpstream(t, func(string) string { return tt.answer })
-			pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}})
-			px := NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger})
-			url := proxyServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Alt-Svc", own)
-				px.ServeHTTP(w, r)
-			}))
+			url := ownedFieldsFront(t, tt.answer, own)
 			var interim []http.Header
 			ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{Got1xxResponse: func(_ int, h textproto.MIMEHeader) error {
 				interim = append(interim, http.Header(h).Clone())
@@ -329,4 +317,18 @@ func TestConnectionNamedFieldsDropped(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ownedFieldsFront is a proxy in front of an upstream that answers every
+// request with answer, behind a handler that sets Alt-Svc to own first,
+// as the server does for a listener with HTTP/3. It returns its URL.
+func ownedFieldsFront(t *testing.T, answer, own string) string {
+	t.Helper()
+	up := answeringUpstream(t, func(string) string { return answer })
+	pool := newTestPool(t, PoolOptions{Addresses: []string{up}, Health: HealthOptions{Interval: -1}})
+	px := NewHTTPProxy(pool, HTTPOptions{Logger: quietLogger})
+	return proxyServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Alt-Svc", own)
+		px.ServeHTTP(w, r)
+	}))
 }
