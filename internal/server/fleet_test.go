@@ -255,8 +255,15 @@ func TestFleetOutage(t *testing.T) {
 		if got := client.run(t, n); got < n*95/100 {
 			t.Errorf("%d of %d connections resumed, want at least 95%%", got, n)
 		}
-		if peer, self := resumptions(nodes, "peer"), resumptions(nodes, "self"); peer <= self {
-			t.Errorf("resumed %v times on a peer of the issuer and %v on the issuer: the kernel spread no connection", peer, self)
+		// The kernel spreads the connections over the three nodes
+		// sharing the port by a hash of each connection's addresses,
+		// so about 2 in 3 land on a peer of the ticket's issuer (~40
+		// of 60), but no share is certain: one run got 29 on peers
+		// and 31 on issuers. What the test needs is that a peer
+		// resumed the issuer's tickets at all; with 60 connections
+		// none landing on a peer is ~(1/3)^60, never.
+		if peer := resumptions(nodes, "peer"); peer == 0 {
+			t.Errorf("no connection resumed on a peer of its ticket's issuer (%v on the issuer): the nodes do not share ticket keys, or the kernel spread no connection", resumptions(nodes, "self"))
 		}
 	})
 
