@@ -77,9 +77,10 @@
 // closes HTTP/1.x connections whose framing net/http may have hidden,
 // refuses CONNECT (405), lets only WebSocket upgrades through (h2c and
 // other Upgrade tokens are stripped so the upstream answers normally), and
-// normalises the path (NormalizePath: RFC 3986 dot segments and
-// percent-encoding) so that routes match, and upstreams receive, the same
-// path; CheckRoute refuses encoded slashes unless the route allows them
+// normalises the path (NormalizePath: empty segments merged, RFC 3986 dot
+// segments and percent-encoding) so that routes match, and upstreams
+// receive, the same path; CheckRoute refuses encoded slashes unless the
+// route allows them and keeps empty segments for routes that ask
 // (WithRouteOptions).
 //
 // # Whose fault

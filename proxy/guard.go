@@ -60,10 +60,11 @@ const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 //     (badQueryByte): an HTTP/2 or HTTP/3 :path may carry them, an
 //     HTTP/1.1 request line to the upstream cannot.
 //   - The path is normalised with NormalizePath (400 when it is malformed,
-//     climbs above "/" or hides dot segments), and r.URL.Path and
-//     r.URL.RawPath are set to the normalised form, which is what routes
-//     match and what upstreams receive. A path with an encoded slash is
-//     not refused here: CheckRoute decides, per route.
+//     climbs above "/" or hides dot segments; "//" merged into "/"), and
+//     r.URL.Path and r.URL.RawPath are set to the normalised form, which
+//     is what routes match and what upstreams receive. A path with an
+//     encoded slash is not refused here: CheckRoute decides, per route,
+//     as it does whether empty segments are kept.
 func CheckRequest(w http.ResponseWriter, r *http.Request) (status int, reason string) {
 	if r.ProtoMajor == 1 && (r.ProtoMinor == 0 || len(r.TransferEncoding) > 0) {
 		w.Header().Set("Connection", "close")
@@ -315,6 +316,15 @@ type RouteOptions struct {
 	// identifiers contain "/". Dot segments behind them are refused
 	// anyway.
 	AllowEncodedSlashes bool
+	// KeepEmptySegments forwards the path with its empty segments ("//")
+	// as the client sent them, where by default they are merged into one
+	// "/" (NormalizePath). The route is still matched by the merged path,
+	// so "//admin/x" never reaches this route unless it is the route
+	// "/admin/x" matches; a path whose dot segments resolve otherwise
+	// with its empty segments kept ("/a//../b") gets 400
+	// (ErrPathEmptySegments). For upstreams that give "//" a meaning of
+	// their own, e.g. an object store whose keys may begin with "/".
+	KeepEmptySegments bool
 }
 
 type routeOptionsKey struct{}
@@ -333,15 +343,26 @@ func routeOptionsFrom(ctx context.Context) RouteOptions {
 // CheckRoute applies the rules that depend on the matched route, taken
 // from the context (WithRouteOptions): a path with an encoded slash is
 // refused with 400 unless the route allows it, because an upstream that
-// decodes "%2F" would see more segments than the router matched.
-// HTTPProxy calls it before picking an upstream.
+// decodes "%2F" would see more segments than the router matched; a route
+// that keeps empty segments gets the path with them (r.URL.Path and
+// RawPath are set to NormalizePathKeepingSlashes' result), or 400 when
+// they change what it resolves to. HTTPProxy calls it before picking an
+// upstream.
 func CheckRoute(r *http.Request) (status int, reason string) {
-	p, err := NormalizePath(requestPath(r))
+	o := routeOptionsFrom(r.Context())
+	norm := NormalizePath
+	if o.KeepEmptySegments {
+		norm = NormalizePathKeepingSlashes
+	}
+	p, err := norm(requestPath(r))
 	if err != nil {
 		return http.StatusBadRequest, err.Error()
 	}
-	if p.EncodedSlash && !routeOptionsFrom(r.Context()).AllowEncodedSlashes {
+	if p.EncodedSlash && !o.AllowEncodedSlashes {
 		return http.StatusBadRequest, fmt.Sprintf("path %q has an encoded slash (%%2F or %%5C); this route does not allow them", requestPath(r))
+	}
+	if o.KeepEmptySegments {
+		r.URL.Path, r.URL.RawPath = p.Decoded, p.Escaped
 	}
 	return 0, ""
 }

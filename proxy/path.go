@@ -30,8 +30,9 @@ type NormalizedPath struct {
 	// Escaped is the path to forward: in the normal form of RFC 3986
 	// Section 6.2.2 (percent-encoded unreserved characters decoded, other
 	// escapes in upper-case hex, characters a path cannot carry encoded)
-	// with dot segments removed (Section 5.2.4). "%2F" and "%5C" stay
-	// encoded; a raw backslash is encoded as "%5C".
+	// with empty segments merged ("//" read as "/", as nginx's
+	// merge_slashes does) and dot segments removed (Section 5.2.4). "%2F"
+	// and "%5C" stay encoded; a raw backslash is encoded as "%5C".
 	Escaped string
 	// Decoded is Escaped with every escape decoded, as net/url keeps it in
 	// URL.Path: what routes match.
@@ -47,38 +48,76 @@ type NormalizedPath struct {
 // ErrPathEscapesRoot or ErrPathHiddenDots and quote the path.
 //
 // It is the router's first step, so that "/app/../secret",
-// "/app/%2e%2e/secret" and "/app/./../secret" all route as "/secret" and
-// reach the upstream as "/secret", never as a path the upstream would
-// resolve differently from the router.
+// "/app/%2e%2e/secret", "/app/./../secret" and "//secret" all route as
+// "/secret" and reach the upstream as "/secret", never as a path the
+// upstream would resolve differently from the router. Empty segments are
+// merged before dot segments are removed, as nginx does ("/a//../b" is
+// "/b"): an RFC 3986 path may have empty segments, but upstreams that
+// merge them (nginx, and file servers, for which "//admin" names
+// "/admin") would otherwise serve "//admin/x" under a route for "/admin/"
+// that the router never matched.
 func NormalizePath(escaped string) (NormalizedPath, error) {
 	if isNormalPath(escaped) {
-		// Nothing to decode, encode or remove: the path is its own
+		// Nothing to decode, encode, merge or remove: the path is its own
 		// normal form, and normalizing it would only copy it.
 		return NormalizedPath{Escaped: escaped, Decoded: escaped}, nil
 	}
-	return normalizePath(escaped)
+	return normalizePath(escaped, true)
+}
+
+// ErrPathEmptySegments: a route that keeps empty segments
+// (RouteOptions.KeepEmptySegments) was matched by a path whose dot
+// segments resolve otherwise once its empty segments are merged
+// ("/a//../b": "/a/b" kept, "/b" merged), so the path the upstream gets
+// is not the one the router matched.
+var ErrPathEmptySegments = errors.New("path resolves differently with its empty segments kept")
+
+// NormalizePathKeepingSlashes is NormalizePath with empty segments kept
+// ("/a//b" stays "/a//b"), for routes that opt out of merging
+// (RouteOptions.KeepEmptySegments): dot segments are removed as RFC 3986
+// Section 5.2.4 does, an empty segment being one like any other. Its
+// result merged must be what NormalizePath returns, which is what the
+// route was matched by; otherwise the error wraps ErrPathEmptySegments.
+func NormalizePathKeepingSlashes(escaped string) (NormalizedPath, error) {
+	merged, err := NormalizePath(escaped)
+	if err != nil {
+		return NormalizedPath{}, err
+	}
+	if !strings.Contains(escaped, "//") {
+		return merged, nil
+	}
+	kept, err := normalizePath(escaped, false)
+	if err != nil {
+		return NormalizedPath{}, err
+	}
+	if again, err := NormalizePath(kept.Escaped); err != nil || again.Escaped != merged.Escaped {
+		return NormalizedPath{}, fmt.Errorf("%w: %q is %q kept and %q merged", ErrPathEmptySegments, escaped, kept.Escaped, merged.Escaped)
+	}
+	return kept, nil
 }
 
 // isNormalPath reports whether NormalizePath would return escaped as it
 // is: it starts with "/", holds only characters a path carries unencoded
-// (no "%" or backslash, nothing to encode) and no segment starts with "." (so
-// there is no dot segment, hidden or not). Most request paths are like
-// this; the fuzzer checks that normalizePath agrees.
+// (no "%" or backslash, nothing to encode), no empty segment but a last
+// one, and no segment starts with "." (so there is no dot segment, hidden
+// or not). Most request paths are like this; the fuzzer checks that
+// normalizePath agrees.
 func isNormalPath(escaped string) bool {
 	if escaped == "" || escaped[0] != '/' {
 		return false
 	}
 	for i := 1; i < len(escaped); i++ {
 		c := escaped[i]
-		if c == '.' && escaped[i-1] == '/' || c != '/' && !isPathChar(c) {
+		if (c == '.' || c == '/') && escaped[i-1] == '/' || c != '/' && !isPathChar(c) {
 			return false
 		}
 	}
 	return true
 }
 
-// normalizePath is NormalizePath for every path, the slow way.
-func normalizePath(escaped string) (NormalizedPath, error) {
+// normalizePath is NormalizePath for every path, the slow way; merge false
+// keeps empty segments (NormalizePathKeepingSlashes).
+func normalizePath(escaped string, merge bool) (NormalizedPath, error) {
 	if escaped == "" {
 		escaped = "/"
 	}
@@ -97,10 +136,15 @@ func normalizePath(escaped string) (NormalizedPath, error) {
 		// RFC 3986 Section 5.2.4: "." is dropped and ".." drops the
 		// segment before it; either, as the last segment, leaves the path
 		// ending in "/".
-		switch seg {
-		case ".":
+		switch {
+		case seg == "" && merge:
+			// "//" is "/"; a last empty segment is the trailing slash.
+			if !more {
+				trailingSlash = true
+			}
+		case seg == ".":
 			trailingSlash = !more
-		case "..":
+		case seg == "..":
 			if len(segs) == 0 {
 				return NormalizedPath{}, fmt.Errorf("%w: %q", ErrPathEscapesRoot, escaped)
 			}

@@ -28,7 +28,16 @@ func TestNormalizePath(t *testing.T) {
 		{in: "/app/x/..", escaped: "/app/", decoded: "/app/"},
 		{in: "/app/x/.", escaped: "/app/x/", decoded: "/app/x/"},
 		{in: "/./app/./x/.", escaped: "/app/x/", decoded: "/app/x/"},
-		{in: "/a//../b", escaped: "/a/b", decoded: "/a/b"},
+		// Empty segments are merged first, as nginx's merge_slashes
+		// does: "//admin/x" is routed and forwarded as "/admin/x".
+		{in: "/a//../b", escaped: "/b", decoded: "/b"},
+		{in: "//admin/x", escaped: "/admin/x", decoded: "/admin/x"},
+		{in: "/admin/.//x", escaped: "/admin/x", decoded: "/admin/x"},
+		{in: "/./admin", escaped: "/admin", decoded: "/admin"},
+		{in: "/admin///x//", escaped: "/admin/x/", decoded: "/admin/x/"},
+		{in: "//", escaped: "/", decoded: "/"},
+		{in: "/.//", escaped: "/", decoded: "/"},
+		{in: "/%61dmin//x", escaped: "/admin/x", decoded: "/admin/x"},
 		{in: "/app/..", escaped: "/", decoded: "/"},
 		// Section 6.2.2: unreserved escapes decoded, others upper-cased.
 		{in: "/app/%2e%2e/secret", escaped: "/secret", decoded: "/secret"},
@@ -48,6 +57,8 @@ func TestNormalizePath(t *testing.T) {
 		{in: "/app/a%2fb", escaped: "/app/a%2Fb", decoded: "/app/a/b", slash: true},
 		{in: "/app/a%5Cb", escaped: "/app/a%5Cb", decoded: "/app/a\\b", slash: true},
 		{in: "/app/a\\b", escaped: "/app/a%5Cb", decoded: "/app/a\\b", slash: true},
+		{in: "/%2F%2Fadmin/x", escaped: "/%2F%2Fadmin/x", decoded: "///admin/x", slash: true},
+		{in: "//%2f/admin", escaped: "/%2F/admin", decoded: "///admin", slash: true},
 		// Refused.
 		{in: "app/x", err: ErrPathSyntax, errContains: "must start with /"},
 		{in: "*", err: ErrPathSyntax},
@@ -58,6 +69,8 @@ func TestNormalizePath(t *testing.T) {
 		{in: "/../etc/passwd", err: ErrPathEscapesRoot},
 		{in: "/app/../../etc/passwd", err: ErrPathEscapesRoot},
 		{in: "/%2e%2e/x", err: ErrPathEscapesRoot},
+		{in: "//..//admin", err: ErrPathEscapesRoot},
+		{in: "/a//..//../..", err: ErrPathEscapesRoot},
 		{in: "/app/..%2fsecret", err: ErrPathHiddenDots},
 		{in: "/app/..%5Csecret", err: ErrPathHiddenDots},
 		{in: "/app/..\\secret", err: ErrPathHiddenDots},
@@ -129,6 +142,45 @@ func TestNormalizePath(t *testing.T) {
 	}
 }
 
+// TestNormalizePathKeepingSlashes: a route that keeps empty segments gets
+// them, dot segments resolved as RFC 3986 has them, unless that resolves
+// to another path than the merged one its route was matched by.
+func TestNormalizePathKeepingSlashes(t *testing.T) {
+	tests := []struct {
+		in, escaped string // escaped "" when an error is wanted
+		err         error
+	}{
+		{in: "/a/b", escaped: "/a/b"},
+		{in: "//admin/x", escaped: "//admin/x"},
+		{in: "/bucket//key", escaped: "/bucket//key"},
+		{in: "/admin/.//x", escaped: "/admin//x"},
+		{in: "/a//b/../c", escaped: "/a//c"},
+		{in: "/a///", escaped: "/a///"},
+		{in: "/%61//%2e/b", escaped: "/a//b"},
+		// Merged, "/a//../b" is "/b"; kept, "/a/b": the route matched
+		// "/b" would forward "/a/b".
+		{in: "/a//../b", err: ErrPathEmptySegments},
+		{in: "/a/b//../../c", err: ErrPathEmptySegments},
+		// What NormalizePath refuses stays refused.
+		{in: "//..//admin", err: ErrPathEscapesRoot},
+		{in: "/a//..%2f/b", err: ErrPathHiddenDots},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := NormalizePathKeepingSlashes(tt.in)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("NormalizePathKeepingSlashes(%q) = %+v, %v; want an error wrapping %q", tt.in, got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || got.Escaped != tt.escaped {
+				t.Fatalf("NormalizePathKeepingSlashes(%q) = %+v, %v; want %q", tt.in, got, err, tt.escaped)
+			}
+		})
+	}
+}
+
 // TestNormalizePathCorpus runs every path of testdata/paths.txt through
 // the invariants FuzzNormalizePath checks.
 func TestNormalizePathCorpus(t *testing.T) {
@@ -171,7 +223,7 @@ func checkNormalized(t *testing.T, in string) {
 	got, err := NormalizePath(in)
 	// The fast path for paths already normal must agree with the full
 	// algorithm, error or not.
-	if slow, serr := normalizePath(in); slow != got || (serr == nil) != (err == nil) || serr != nil && serr.Error() != err.Error() {
+	if slow, serr := normalizePath(in, true); slow != got || (serr == nil) != (err == nil) || serr != nil && serr.Error() != err.Error() {
 		t.Fatalf("NormalizePath(%q) = %+v, %v; the full algorithm says %+v, %v", in, got, err, slow, serr)
 	}
 	if err != nil {
@@ -187,6 +239,21 @@ func checkNormalized(t *testing.T, in string) {
 		if seg == "." || seg == ".." {
 			t.Fatalf("NormalizePath(%q).Escaped = %q keeps a dot segment", in, got.Escaped)
 		}
+	}
+	if strings.Contains(got.Escaped, "//") {
+		t.Fatalf("NormalizePath(%q).Escaped = %q keeps an empty segment", in, got.Escaped)
+	}
+	// A route that keeps empty segments is matched by the merged path:
+	// what it forwards merges to that path, or is refused.
+	if kept, err := NormalizePathKeepingSlashes(in); err == nil {
+		if merged, err := NormalizePath(kept.Escaped); err != nil || merged.Escaped != got.Escaped {
+			t.Fatalf("NormalizePathKeepingSlashes(%q) = %q, which merges to %q (%v), not %q", in, kept.Escaped, merged.Escaped, err, got.Escaped)
+		}
+		if d, err := url.PathUnescape(kept.Escaped); err != nil || d != kept.Decoded {
+			t.Fatalf("NormalizePathKeepingSlashes(%q): Decoded %q, but Escaped %q decodes to %q", in, kept.Decoded, kept.Escaped, d)
+		}
+	} else if !errors.Is(err, ErrPathEmptySegments) {
+		t.Fatalf("NormalizePathKeepingSlashes(%q) refuses what NormalizePath takes: %v", in, err)
 	}
 	again, err := NormalizePath(got.Escaped)
 	if err != nil || again != got {

@@ -299,6 +299,11 @@ type Route struct {
 	// 400, because an upstream that decodes them would see a path no route
 	// allowed.
 	AllowEncodedSlashes bool `toml:"allow_encoded_slashes"`
+	// MergeSlashes false forwards a path's empty segments ("//") to this
+	// route's pool as sent; by default (true, as nginx's merge_slashes)
+	// they are merged into one "/" before routing and forwarding. Routes
+	// match the merged path either way.
+	MergeSlashes *bool `toml:"merge_slashes"`
 }
 
 // Built-in handlers a route may name.

@@ -456,6 +456,10 @@ func (v *validator) checkRoutes(key string, s *Site) {
 			v.addf(rk+".allow_encoded_slashes", "remove it, or route the path to a pool",
 				"route %q takes allow_encoded_slashes, but only pool routes forward paths", r.Path)
 		}
+		if r.MergeSlashes != nil && !*r.MergeSlashes && r.Pool == "" {
+			v.addf(rk+".merge_slashes", "remove it, or route the path to a pool",
+				"route %q takes merge_slashes = false, but only pool routes forward paths", r.Path)
+		}
 	}
 }
 
@@ -626,8 +630,8 @@ func (v *validator) checkHeaders(key string, h Headers) {
 
 // unmatchablePath says why a route path can never match a request, and
 // what to write instead, or "" when it can. Routes match the request path
-// after proxy.NormalizePath: dot segments removed (RFC 3986 Section
-// 5.2.4), every escape decoded, no query or fragment, so a prefix
+// after proxy.NormalizePath: empty segments merged, dot segments removed
+// (RFC 3986 Section 5.2.4), every escape decoded, no query or fragment, so a prefix
 // written with any of those matches nothing and its requests silently go
 // to a shorter route.
 func unmatchablePath(p string) (why, hint string) {
@@ -636,6 +640,9 @@ func unmatchablePath(p string) (why, hint string) {
 		if seg == "." || seg == ".." {
 			return "request paths have their dot segments removed before routing", "write the path the segments resolve to"
 		}
+	}
+	if strings.Contains(p, "//") {
+		return "request paths have their empty segments merged (\"//\" read as \"/\") before routing", "write it with single slashes"
 	}
 	if strings.ContainsAny(p, "?#") {
 		return "routes match the path alone, without query or fragment", "remove everything from the \"?\" or \"#\""

@@ -106,6 +106,9 @@ type Route struct {
 	Handler string // "inspect" or "compat" when Pool is ""
 	// AllowEncodedSlashes lets paths with %2F or %5C through to the pool.
 	AllowEncodedSlashes bool
+	// KeepEmptySegments forwards "//" in paths to the pool unmerged
+	// (merge_slashes = false).
+	KeepEmptySegments bool
 }
 
 // Match returns the route for a path: the longest prefix; nil for none.
@@ -330,7 +333,8 @@ func (p *Plan) addSite(sc config.Site) error {
 		if rc.Pool != "" && p.pools[rc.Pool] == nil {
 			return fmt.Errorf("site %q: route %q names unknown pool %q", sc.Name, rc.Path, rc.Pool)
 		}
-		s.Routes = append(s.Routes, Route{Prefix: rc.Path, Pool: rc.Pool, Handler: rc.Handler, AllowEncodedSlashes: rc.AllowEncodedSlashes})
+		s.Routes = append(s.Routes, Route{Prefix: rc.Path, Pool: rc.Pool, Handler: rc.Handler, AllowEncodedSlashes: rc.AllowEncodedSlashes,
+			KeepEmptySegments: !config.Or(rc.MergeSlashes, true)})
 	}
 	slices.SortStableFunc(s.Routes, func(a, b Route) int { return len(b.Prefix) - len(a.Prefix) })
 	p.Sites = append(p.Sites, s)

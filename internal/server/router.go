@@ -90,8 +90,8 @@ func (rt *router) route(sw *statusWriter, r *http.Request, ci *connInfo) exchang
 	var ctx context.Context
 	if _, proxied := h.(*proxy.HTTPProxy); proxied {
 		ctx, ex.info = proxy.WithRequestInfo(r.Context())
-		if route.AllowEncodedSlashes {
-			ctx = proxy.WithRouteOptions(ctx, proxy.RouteOptions{AllowEncodedSlashes: true})
+		if route.AllowEncodedSlashes || route.KeepEmptySegments {
+			ctx = proxy.WithRouteOptions(ctx, proxy.RouteOptions{AllowEncodedSlashes: route.AllowEncodedSlashes, KeepEmptySegments: route.KeepEmptySegments})
 		}
 	} else {
 		// Only the built-in pages show the connection.
