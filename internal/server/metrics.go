@@ -150,7 +150,7 @@ func newMetrics() *metrics {
 		}, []string{"listener", "reason"}),
 		h3Abuse: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pqedge_http3_abuse_total",
-			Help: "HTTP/3 connections closed with H3_EXCESSIVE_LOAD, by listener and reason: cancelled_requests (requests the client stopped, STOP_SENDING, while pqedge answered them: rapid reset), refused_requests (requests pqedge answered itself with an error, without an upstream), streams_without_request (request streams reset or ended before their HEADERS frame was whole), header_timeouts (HEADERS not whole within timeouts.read_header), unknown_uni_streams (unidirectional streams of a reserved or unknown type, or none). The budget is limits.h2_resets per limits.h2_reset_window, as over HTTP/2.",
+			Help: "HTTP/3 connections closed with H3_EXCESSIVE_LOAD, by listener and reason: cancelled_requests (requests the client stopped, STOP_SENDING, while pqedge answered them: rapid reset), refused_requests (requests pqedge answered itself with an error, without an upstream, or reset as malformed), streams_without_request (request streams reset or ended before their HEADERS frame was whole, or with more unknown frames before it than pqedge looks past), header_timeouts (HEADERS not whole within timeouts.read_header), unknown_uni_streams (unidirectional streams of a reserved or unknown type, or none). The budget is limits.h2_resets per limits.h2_reset_window, as over HTTP/2.",
 		}, []string{"listener", "reason"}),
 		clientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pqedge_client_errors_total",

@@ -19,7 +19,8 @@ const (
 	h3AbuseCancelled = "cancelled_requests"
 	// h3AbuseRefused: requests pqedge answered itself with an error,
 	// without an upstream (refused method or path, 421, no route), as
-	// h2guard's refused_requests.
+	// h2guard's refused_requests, and request streams reset as
+	// malformed (checkH3RequestFields).
 	h3AbuseRefused = "refused_requests"
 )
 

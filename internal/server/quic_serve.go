@@ -24,8 +24,11 @@ import (
 //	                bounds an HTTP/1.1 request's header section; one that
 //	                does not, or that ends before it, is reset with
 //	                H3_REQUEST_INCOMPLETE and counted in the connection's
-//	                h3Budget. The handler lifts the deadline
-//	                (quicIdleHandler) before the proxy sets the body's.
+//	                h3Budget. Its field section must pass
+//	                checkH3RequestFields (what HTTP/2 refuses and quic-go
+//	                does not), else H3_MESSAGE_ERROR, counted. The
+//	                handler lifts the deadline (quicIdleHandler) before
+//	                the proxy sets the body's.
 //	uni stream      its type must arrive within timeouts.read_header; a
 //	                reserved or unknown type (RFC 9114 Section 6.2.3),
 //	                or none, is counted in the budget.
@@ -203,13 +206,21 @@ func (c *h3Conn) request(str *quic.Stream) {
 	if maxHeader <= 0 {
 		maxHeader = http.DefaultMaxHeaderBytes // as quic-go
 	}
-	if err := awaitHeaders(str, maxHeader); err != nil {
+	block, err := awaitHeaders(str, maxHeader)
+	if err != nil {
 		// H3_REQUEST_INCOMPLETE (RFC 9114 Section 8.1): the stream
 		// ended, or is cut, without a complete request; quic-go resets
 		// a stream whose header block ends early with the same code.
+		// Past the caps on unknown frames, H3_EXCESSIVE_LOAD (Section
+		// 10.5): quic-go would read on, and serve a header block
+		// checkH3RequestFields never saw.
+		code := http3.ErrCodeRequestIncomplete
+		if errors.Is(err, errH3SkipLimit) {
+			code = http3.ErrCodeExcessiveLoad
+		}
 		str.ReleaseStreamCredit()
-		str.CancelRead(quic.StreamErrorCode(http3.ErrCodeRequestIncomplete))
-		str.CancelWrite(quic.StreamErrorCode(http3.ErrCodeRequestIncomplete))
+		str.CancelRead(quic.StreamErrorCode(code))
+		str.CancelWrite(quic.StreamErrorCode(code))
 		if c.conn.Context().Err() != nil {
 			return
 		}
@@ -218,6 +229,15 @@ func (c *h3Conn) request(str *quic.Stream) {
 			reason = h3AbuseHeaderTimeout
 		}
 		c.budget.count(reason, time.Now())
+		return
+	}
+	if err := checkH3RequestFields(block); err != nil {
+		// Malformed (RFC 9114 Section 4.1.2): a stream error of type
+		// H3_MESSAGE_ERROR, as quic-go answers what it refuses itself.
+		str.ReleaseStreamCredit()
+		str.CancelRead(quic.StreamErrorCode(http3.ErrCodeMessageError))
+		str.CancelWrite(quic.StreamErrorCode(http3.ErrCodeMessageError))
+		c.budget.count(h3AbuseRefused, time.Now())
 		return
 	}
 	c.raw.HandleRequestStream(str)
@@ -248,42 +268,51 @@ type peeker interface {
 	Peek(b []byte) (int, error)
 }
 
+// errH3SkipLimit: frames of unknown types before a request's HEADERS
+// frame went past h3SkipMax bytes or h3SkipFramesMax frames.
+var errH3SkipLimit = errors.New("http3: too many unknown frames before HEADERS")
+
 // awaitHeaders waits, without consuming anything, until str holds its
 // first HEADERS frame whole, skipping frames of unknown types before it
-// (up to h3SkipMax bytes and h3SkipFramesMax frames). It never waits for
-// a byte past the end of the HEADERS frame, and its buffer grows with
-// the bytes that arrived (h3PeekStep). It returns nil as well when the
-// first known frame is not HEADERS or is longer than maxHeader: quic-go
-// refuses those itself. The error is the stream's: io.EOF or
-// io.ErrUnexpectedEOF (FIN before the frame), a *quic.StreamError
-// (reset), a deadline (a net.Error whose Timeout is true), or the
-// connection's.
-func awaitHeaders(str peeker, maxHeader int) error {
+// (up to h3SkipMax bytes and h3SkipFramesMax frames, else
+// errH3SkipLimit), and returns the frame's payload, the QPACK field
+// section. It never waits for a byte past the end of the HEADERS frame,
+// and its buffer grows with the bytes that arrived (h3PeekStep). It
+// returns a nil block and no error when the first known frame is not
+// HEADERS or is longer than maxHeader: quic-go refuses those itself. The
+// other errors are the stream's: io.EOF or io.ErrUnexpectedEOF (FIN
+// before the frame), a *quic.StreamError (reset), a deadline (a
+// net.Error whose Timeout is true), or the connection's.
+func awaitHeaders(str peeker, maxHeader int) ([]byte, error) {
 	p := framePeeker{str: str}
 	off := 0
 	for frames := 1; ; frames++ {
 		t, n1, err := p.varint(off)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		l, n2, err := p.varint(off + n1)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		switch {
 		case t == h3FrameHeaders && l <= uint64(maxHeader):
-			return p.await(off + n1 + n2 + int(l))
+			start := off + n1 + n2
+			if err := p.await(start + int(l)); err != nil {
+				return nil, err
+			}
+			return p.buf[start : start+int(l)], nil
 		case t == h3FrameHeaders, isKnownFrame(t):
-			return nil
+			return nil, nil
 		}
 		if l > h3SkipMax || off+n1+n2+int(l) > h3SkipMax || frames >= h3SkipFramesMax {
-			return nil
+			return nil, errH3SkipLimit
 		}
 		// In steps as well: a frame's length alone does not make pqedge
 		// allocate up to h3SkipMax.
 		off += n1 + n2 + int(l)
 		if err := p.await(off); err != nil {
-			return err
+			return nil, err
 		}
 	}
 }

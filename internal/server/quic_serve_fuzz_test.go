@@ -42,26 +42,26 @@ func (p *bytePeeker) Peek(b []byte) (int, error) {
 // types RFC 9114 does not define) within awaitHeaders' caps on what it
 // skips; ok is false if b does not hold it whole, or it is over
 // maxHeader, or another known frame or the caps come first.
-func refHeadersEnd(b []byte, maxHeader int) (end int, ok bool) {
+func refHeadersEnd(b []byte, maxHeader int) (start, end int, ok bool) {
 	r := bytes.NewReader(b)
 	for frames := 1; ; frames++ {
 		t, err := quicvarint.Read(r)
 		if err != nil {
-			return 0, false
+			return 0, 0, false
 		}
 		l, err := quicvarint.Read(r)
 		if err != nil {
-			return 0, false
+			return 0, 0, false
 		}
 		start := len(b) - r.Len()
 		switch {
 		case t == h3FrameHeaders:
 			if l > uint64(maxHeader) || l > uint64(r.Len()) {
-				return 0, false
+				return 0, 0, false
 			}
-			return start + int(l), true
+			return start, start + int(l), true
 		case isKnownFrame(t), l > uint64(r.Len()), start+int(l) > h3SkipMax, frames >= h3SkipFramesMax:
-			return 0, false
+			return 0, 0, false
 		}
 		r.Seek(int64(l), io.SeekCurrent)
 	}
@@ -69,21 +69,25 @@ func refHeadersEnd(b []byte, maxHeader int) (end int, ok bool) {
 
 // checkAwaitHeaders runs awaitHeaders on sent (with its FIN or not) and
 // checks what a client can make it do: find the HEADERS frame where
-// quic-go's parser ends it, wait for no byte past it, and keep its
+// quic-go's parser ends it and return its payload, wait for no byte
+// past it, and keep its
 // buffers and copying in proportion to the bytes sent.
 func checkAwaitHeaders(t *testing.T, sent []byte, fin bool) {
 	const maxHeader = 64 << 10
 	p := &bytePeeker{sent: sent, fin: fin}
-	err := awaitHeaders(p, maxHeader)
-	if end, ok := refHeadersEnd(sent, maxHeader); ok {
+	block, err := awaitHeaders(p, maxHeader)
+	if start, end, ok := refHeadersEnd(sent, maxHeader); ok {
 		if err != nil {
 			t.Fatalf("%d bytes holding a whole HEADERS frame ending at %d: %v", len(sent), end, err)
+		}
+		if !bytes.Equal(block, sent[start:end]) {
+			t.Fatalf("returned a block of %d bytes, want the %d of the HEADERS frame", len(block), end-start)
 		}
 		if p.maxAsked > end {
 			t.Fatalf("asked for %d bytes, past the HEADERS frame's end at %d", p.maxAsked, end)
 		}
 	}
-	if err != nil && err != errWouldWait && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+	if err != nil && err != errWouldWait && err != errH3SkipLimit && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("error %v, want a wait or an EOF", err)
 	}
 	// A buffer at most twice what arrived, or one step.
