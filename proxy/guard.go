@@ -56,6 +56,9 @@ const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 //     and counted against the upstream, which never saw it), and wrote
 //     such a Host as an empty one, so the upstream served its default
 //     virtual host.
+//   - A request target that is not a path, an http or https URI with a
+//     host, or "*" for OPTIONS gets 400 (targetFault, RFC 9112 Section
+//     3.2).
 //   - A query with whitespace, a control byte or "#" gets 400
 //     (badQueryByte): an HTTP/2 or HTTP/3 :path may carry them, an
 //     HTTP/1.1 request line to the upstream cannot.
@@ -102,6 +105,9 @@ func checkRequest(w http.ResponseWriter, r *http.Request) (status int, reason st
 	}
 	if !httpguts.ValidHostHeader(r.Host) || !authorityShape(r.Host) {
 		return http.StatusBadRequest, fmt.Sprintf("host %q is not a valid authority", r.Host)
+	}
+	if reason := targetFault(r); reason != "" {
+		return http.StatusBadRequest, reason
 	}
 	if reason := authorityFault(r); reason != "" {
 		return http.StatusBadRequest, reason
@@ -237,6 +243,36 @@ func sameAuthority(a, b string, https bool) bool {
 		return strings.TrimSuffix(strings.TrimSuffix(s, ":"), ".")
 	}
 	return norm(a) == norm(b)
+}
+
+// targetFault says why r's request target is in no form an origin server
+// takes (RFC 9112 Section 3.2), or "": origin-form (a path), absolute-form
+// with the scheme http or https (in any case, RFC 3986 Section 3.1) and a
+// host, "*" for OPTIONS; CONNECT's authority-form is refused before. In
+// absolute-form the target's authority is the request's (net/http sets
+// r.Host from it and ignores Host, RFC 9112 Section 3.2.2), and its path
+// is routed and forwarded. Any other scheme asks for a resource pqedge
+// serves none of ("ftp://a.test/x" was routed by a.test and forwarded as
+// an https request for "/x"), "http:/x" and "http:///x" name no host
+// (RFC 9110 Section 4.2.1: a recipient MUST reject an http URI without
+// one; the latter went upstream under the Host field's name), and a
+// relative reference ("a.test/x") is no target at all.
+func targetFault(r *http.Request) string {
+	uri := r.RequestURI
+	if uri == "" || uri[0] == '/' || uri == "*" && r.Method == http.MethodOptions {
+		return ""
+	}
+	scheme, rest, _ := strings.Cut(uri, ":")
+	// Over HTTP/2 and HTTP/3 a :path that is not a path, and (HTTP/2) a
+	// :scheme other than http or https, never get here: net/http's and
+	// quic-go's servers reset such streams (RFC 9113 Section 8.3.1).
+	switch {
+	case !strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https"):
+		return fmt.Sprintf("request target %q is neither a path nor an http or https URI (RFC 9112 section 3.2)", uri)
+	case !strings.HasPrefix(rest, "//") || r.URL == nil || r.URL.Host == "":
+		return fmt.Sprintf("request target %q names no host (RFC 9110 section 4.2.1)", uri)
+	}
+	return ""
 }
 
 // validPort reports whether p is a port as RFC 3986 Section 3.2.3 writes
