@@ -33,12 +33,14 @@ import (
 )
 
 // The differential trial (issue #12, kinds 1, 2, 5 and 6): generated
-// hostile requests (nginxdiff_cases_test.go) go to pqedge and to nginx 1.26,
-// each in front of its own diffUpstream with the same two pools, and the
-// answers, whether the connection stayed open and what each upstream
-// received are compared. The test fails on pqedge's side of a fault
-// (diffInvariants) and on a request pqedge forwards that nginx refuses and
-// no diffAccepted entry explains (diffAcceptedWhy); every other difference is logged with -v.
+// hostile requests (nginxdiff_cases_test.go) go to pqedge, to nginx 1.26
+// and to HAProxy 3.0 (haproxydiff_test.go), in front of one diffUpstream
+// with the same two pools, and the answers, whether the connection stayed
+// open and what the upstream received are compared. The test fails on
+// pqedge's side of a fault (diffInvariants) and on a request pqedge
+// forwards that a reference refuses and no entry of that reference's list
+// explains (diffAcceptedWhy, haproxyAcceptedWhy); every other difference
+// is logged with -v.
 
 // diffEnd is the request sent after every HTTP/1.1 case on the same
 // connection: its answer (the upstream echoes the target) shows the
@@ -486,52 +488,88 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }
 
+// diffRef is a reference front and its judge: why a case it refuses may
+// be forwarded by pqedge, or "".
+type diffRef struct {
+	*diffFront
+	why  func(caseName string) string
+	list string // where the judged cases are listed
+	// counted outcomes
+	same, stricter, differ int
+}
+
+// send sends c to f, over HTTP/1.1 or HTTP/2.
+func (f *diffFront) send(t *testing.T, id int, c diffCase) diffOutcome {
+	if c.h2 {
+		return f.h2(t, id, c.frames())
+	}
+	return f.h1(t, id, c.raw)
+}
+
 // TestDifferentialAgainstNginx runs every generated case (diffCases)
-// through pqedge and nginx; see the comment at the top of this file.
+// through pqedge, nginx and HAProxy 3.0 (the second reference); see the
+// comment at the top of this file. A case both references refuse and
+// pqedge forwards is the strongest sign of a fault.
 // PQEDGE_DIFF_KIND=N runs only the cases of issue #12's kind N,
 // PQEDGE_DIFF_CASE=TEXT only those whose name contains TEXT.
 func TestDifferentialAgainstNginx(t *testing.T) {
 	up := newDiffUpstream(t)
-	ngx := &diffFront{name: "nginx", addr: startDiffNginx(t, up), up: up}
+	refs := []*diffRef{
+		{diffFront: &diffFront{name: "nginx", addr: startDiffNginx(t, up), up: up}, why: diffAcceptedWhy, list: "diffAccepted"},
+		{diffFront: &diffFront{name: "haproxy", addr: startDiffHAProxy(t, up), up: up}, why: haproxyAcceptedWhy, list: "haproxyAccepted"},
+	}
 	ts := startServer(t, diffPQEdgeConfig(up))
 	pq := &diffFront{name: "pqedge", addr: ts.addr("https"), up: up}
 	only, named := os.Getenv("PQEDGE_DIFF_KIND"), os.Getenv("PQEDGE_DIFF_CASE")
 	cases := diffCases()
-	var same, stricter, differ int
 	for i, c := range cases {
 		if only != "" && only != strconv.Itoa(c.kind) || !strings.Contains(c.name, named) {
 			continue
 		}
-		id := 2*i + 1
-		var p, n diffOutcome
-		if c.h2 {
-			p, n = pq.h2(t, id, c.frames()), ngx.h2(t, id+1, c.frames())
-		} else {
-			p, n = pq.h1(t, id, c.raw), ngx.h1(t, id+1, c.raw)
+		id := (len(refs)+1)*i + 1
+		p := pq.send(t, id, c)
+		outs := fmt.Sprintf("\n\tpqedge  %v", p)
+		ns := make([]diffOutcome, len(refs))
+		var refusing []string
+		for j, r := range refs {
+			ns[j] = r.send(t, id+1+j, c)
+			outs += fmt.Sprintf("\n\t%-7s %v", r.name, ns[j])
+			if len(ns[j].forwarded()) == 0 && refused(ns[j].first()) {
+				refusing = append(refusing, r.name)
+			}
 		}
 		name := fmt.Sprintf("kind %d %s", c.kind, c.name)
 		for _, err := range diffInvariants(c, p) {
-			t.Errorf("%s: %v\n\tpqedge %v\n\tnginx  %v", name, err, p, n)
+			t.Errorf("%s: %v%s", name, err, outs)
 		}
-		switch {
-		case diffSame(p, n):
-			same++
-		case len(p.forwarded()) > 0 && len(n.forwarded()) == 0 && refused(n.first()):
-			if why := diffAcceptedWhy(c.name); why != "" {
-				t.Logf("%s: pqedge forwards what nginx refuses (%s)\n\tpqedge %v\n\tnginx  %v", name, why, p, n)
-			} else {
-				t.Errorf("%s: pqedge forwards what nginx refuses; judge it by the RFCs and fix it or list it in diffAccepted\n\tpqedge %v\n\tnginx  %v", name, p, n)
+		for j, r := range refs {
+			n := ns[j]
+			switch {
+			case diffSame(p, n):
+				r.same++
+			case len(p.forwarded()) > 0 && len(n.forwarded()) == 0 && refused(n.first()):
+				r.differ++
+				if why := r.why(c.name); why != "" {
+					t.Logf("%s: pqedge forwards what %s refuses (%s)%s", name, r.name, why, outs)
+					continue
+				}
+				both := ""
+				if len(refusing) == len(refs) {
+					both = " (every reference refuses it)"
+				}
+				t.Errorf("%s: pqedge forwards what %s refuses%s; judge it by the RFCs and fix it or list it in %s%s", name, r.name, both, r.list, outs)
+			case len(p.forwarded()) == 0 && refused(p.first()) && len(n.forwarded()) > 0:
+				r.stricter++
+				t.Logf("%s: pqedge refuses what %s forwards%s", name, r.name, outs)
+			default:
+				r.differ++
+				t.Logf("%s: differs from %s%s", name, r.name, outs)
 			}
-			differ++
-		case len(p.forwarded()) == 0 && refused(p.first()) && len(n.forwarded()) > 0:
-			stricter++
-			t.Logf("%s: pqedge refuses what nginx forwards\n\tpqedge %v\n\tnginx  %v", name, p, n)
-		default:
-			differ++
-			t.Logf("%s: differ\n\tpqedge %v\n\tnginx  %v", name, p, n)
 		}
 	}
-	t.Logf("%d cases: %d alike, %d refused by pqedge alone, %d otherwise different", len(cases), same, stricter, differ)
+	for _, r := range refs {
+		t.Logf("%d cases against %s: %d alike, %d refused by pqedge alone, %d otherwise different", len(cases), r.name, r.same, r.stricter, r.differ)
+	}
 }
 
 func refused(status int) bool { return status >= 400 && status < 500 || status < 0 }
