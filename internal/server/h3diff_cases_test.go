@@ -3,6 +3,7 @@ package server
 import (
 	"strconv"
 	"strings"
+	"testing"
 )
 
 // diffStreamCases are the request streams HTTP/2 and HTTP/3 share that
@@ -177,4 +178,24 @@ func diffStreamCases() []diffCase {
 		add(2, "connect "+c.name, hdr(c.fields))
 	}
 	return cs
+}
+
+// TestDiffCaseNames: every generated case has a name of its own, the
+// key PQEDGE_DIFF_CASE, diffAccepted, haproxyAccepted and h3Accepted
+// pick it by, and every judged name is one of them.
+func TestDiffCaseNames(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range diffCases() {
+		if seen[c.name] {
+			t.Errorf("two cases named %q", c.name)
+		}
+		seen[c.name] = true
+	}
+	for _, list := range []map[string]string{diffAccepted, haproxyAccepted, h3Accepted} {
+		for name := range list {
+			if !seen[name] {
+				t.Errorf("%q is judged, but no case has that name", name)
+			}
+		}
+	}
 }
