@@ -369,7 +369,8 @@ type writeDeadline struct {
 	// own, if set, keeps an upstream's copies of pqedge's own fields out
 	// of the interim (1xx) responses ReverseProxy relays: it adds the
 	// upstream's fields to the client's header map, pqedge's among them,
-	// and writes the map.
+	// and writes the map. A write that fails cuts its response short
+	// there (reqState.cutShort).
 	own *reqState
 }
 
@@ -498,7 +499,11 @@ func (w *writeDeadline) Write(p []byte) (int, error) {
 	} else {
 		w.arm()
 	}
-	return w.ResponseWriter.Write(p)
+	n, err := w.ResponseWriter.Write(p)
+	if err != nil && w.own != nil {
+		w.own.cutShort(err, true)
+	}
+	return n, err
 }
 
 func (w *writeDeadline) FlushError() error {

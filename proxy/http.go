@@ -298,6 +298,25 @@ type reqState struct {
 	// respBody is the upstream response's body as ReverseProxy reads it
 	// (modifyResponse): its end is when the upstream served the request.
 	respBody upstreamBody
+	// cut is why the response's body could not be copied whole once its
+	// head was sent (cutShort); nil while it could.
+	cut error
+}
+
+// cutShort records that the response's body could not be copied whole:
+// its upstream broke it, or the client stopped reading past
+// ResponseWriteTimeout or left (clientGone). The request is then aborted
+// (panic(http.ErrAbortHandler), ServeHTTP) and carries the reason in its
+// RequestInfo for the log, unless an earlier error already explains it.
+// The first cause wins: a write failing after the body broke says nothing.
+func (st *reqState) cutShort(err error, clientGone bool) {
+	if st.cut != nil {
+		return
+	}
+	st.cut = err
+	if st.info.Err == nil {
+		st.info.Err, st.info.ClientError = fmt.Errorf("response cut short: %w", err), clientGone
+	}
 }
 
 // upstreamSpoke reports whether the upstream began a final answer on the
@@ -598,6 +617,16 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer st.ww.finish()
 	p.rp.ServeHTTP(&st.ww, out)
+	if st.cut != nil {
+		// ReverseProxy ends a body it could not copy whole with
+		// panic(http.ErrAbortHandler) only under net/http's server (it
+		// looks for http.ServerContextKey); under quic-go's it returned,
+		// and the stream ended with FIN, so an HTTP/3 client took a
+		// chunked body cut by its upstream for a whole one. The abort
+		// resets the stream instead (H3_INTERNAL_ERROR), as net/http
+		// resets an HTTP/2 stream and closes an HTTP/1.1 connection.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // expectContinue answers a request with a body that asked for it

@@ -321,6 +321,9 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 			b.p.pool.reportFailure(b.st.up, err)
 			b.p.log.Warn("upstream response body failed", "upstream", b.st.up.addr, "err", err)
 		}
+		if err != io.EOF {
+			b.st.cutShort(err, b.ctx.Err() != nil)
+		}
 	}
 	return n, err
 }

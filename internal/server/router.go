@@ -38,6 +38,19 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sw := &statusWriter{ResponseWriter: w}
 	var ex exchange
+	accounted := false
+	defer func() {
+		if !accounted {
+			// The handler panicked, and the panic goes on to the
+			// server: most often the proxy's http.ErrAbortHandler for a
+			// response cut short after its head (the upstream broke the
+			// body, the client stopped reading past
+			// timeouts.response_write or left). Such requests were
+			// neither counted nor logged.
+			ex.aborted = true
+			rt.account(r, sw, ci, &ex, time.Since(start))
+		}
+	}()
 	// Framing, method, protocol switch and path rules come first: what is
 	// routed below is the normalised request (proxy.CheckRequest).
 	if r.Method == http.MethodOptions && r.RequestURI == "*" {
@@ -52,8 +65,9 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		proxy.WriteRefusal(sw, status, why)
 		ex.refused = why
 	} else {
-		ex = rt.route(sw, r, ci)
+		rt.route(sw, r, ci, &ex)
 	}
+	accounted = true
 	rt.account(r, sw, ci, &ex, time.Since(start))
 }
 
@@ -64,25 +78,29 @@ type exchange struct {
 	route   string
 	info    *proxy.RequestInfo // nil when nothing was proxied
 	refused string             // why the request was refused before routing
+	// aborted: the handler panicked, so the response was cut short
+	// (reset stream, closed connection) after what sw counted.
+	aborted bool
 }
 
-// route finds the request's site and route and serves it.
-func (rt *router) route(sw *statusWriter, r *http.Request, ci *connInfo) exchange {
+// route finds the request's site and route and serves it, filling in ex
+// as it goes, so that a handler's panic leaves ex saying what was done.
+func (rt *router) route(sw *statusWriter, r *http.Request, ci *connInfo, ex *exchange) {
 	g := rt.l.gen
 	site, reason := rt.siteFor(r, ci)
 	if site == nil {
 		g.srv.metrics.misdirected.WithLabelValues(ci.site, reason).Inc()
 		http.Error(sw, "421 Misdirected Request: this connection cannot serve "+plan.HostName(r.Host)+" ("+reason+"); open a new connection for it", http.StatusMisdirectedRequest)
-		return exchange{}
+		return
 	}
-	ex := exchange{site: site.Name, series: site.series}
+	ex.site, ex.series = site.Name, site.series
 	if site.Policy.WarnClassical && !ci.handshake.PostQuantum() {
 		sw.Header().Set(PQWarningHeader, pqWarning(ci.handshake))
 	}
 	i := routeIndex(site.Site, r.URL.Path)
 	if i < 0 {
 		http.Error(sw, "404 Not Found: no route for this path", http.StatusNotFound)
-		return ex
+		return
 	}
 	route := &site.Routes[i]
 	ex.route = route.Prefix
@@ -105,7 +123,6 @@ func (rt *router) route(sw *statusWriter, r *http.Request, ci *connInfo) exchang
 	}
 	// The request's trailers arrive on r, the server's; the copy shares them.
 	h.ServeHTTP(sw, proxy.RequestWithContext(r, ctx))
-	return ex
 }
 
 // account counts and logs one request.
@@ -149,6 +166,9 @@ func (rt *router) account(r *http.Request, sw *statusWriter, ci *connInfo, ex *e
 	}
 	if ex.refused != "" {
 		attrs = append(attrs, "refused", ex.refused)
+	}
+	if ex.aborted {
+		attrs = append(attrs, "aborted", true)
 	}
 	if info := ex.info; info != nil {
 		if info.Upstream != "" {
