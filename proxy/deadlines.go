@@ -40,6 +40,13 @@ type clientBody struct {
 	// trailers copies the client's trailers to the upstream request
 	// when the body ends (to is nil: none to copy).
 	trailers trailerCopy
+	// req is the request whose Trailer the body's end fills (or, over
+	// HTTP/1.1 without announced trailers, replaces: net/http assigns a
+	// new map, on the goroutine reading the end); more than maxTrailers
+	// fields in it fail the read of the end (errTooManyTrailers). 0: no
+	// cap.
+	req         *http.Request
+	maxTrailers int
 
 	mu sync.Mutex // guards the fields below
 	n  int64      // bytes read
@@ -87,6 +94,11 @@ func (b *clientBody) Read(p []byte) (int, error) {
 			// error).
 			n = 0
 		}
+	}
+	if err == io.EOF && b.maxTrailers > 0 && fieldCount(b.req.Trailer) > b.maxTrailers {
+		// Held back like a body that contradicts its length: the
+		// upstream must not receive the request whole.
+		err, n = errTooManyTrailers, 0
 	}
 	var took time.Duration
 	if b.minRate > 0 {
@@ -137,6 +149,10 @@ func (e stalledRead) Temporary() bool { return false }
 // errBodyTooLong fails a request body that goes on past its
 // Content-Length.
 var errBodyTooLong = errors.New("request body longer than its Content-Length")
+
+// errTooManyTrailers fails a request body whose trailer section has more
+// fields than HTTPOptions.MaxRequestHeaderFields.
+var errTooManyTrailers = errors.New("request trailer section has too many fields")
 
 // maxEmptyReads bounds the reads confirmEnd accepts that return neither a
 // byte nor an error (io.Reader allows them, discouraged).
@@ -297,6 +313,8 @@ func clientStatus(bodyErr error, clientGone, http1 bool) (int, string) {
 		return http.StatusBadRequest, "malformed request body: " + refused.RefusedReason()
 	case errors.Is(bodyErr, errBodyTooLong):
 		return http.StatusBadRequest, errBodyTooLong.Error()
+	case errors.Is(bodyErr, errTooManyTrailers):
+		return http.StatusBadRequest, errTooManyTrailers.Error()
 	case errors.As(bodyErr, &ne) && ne.Timeout():
 		return http.StatusRequestTimeout, "request body too slow"
 	case errors.As(bodyErr, &mbe):
@@ -612,12 +630,19 @@ func (c *deadlineConn) Read(b []byte) (int, error) {
 		if k := c.framer.consume(b[:n]); k < n {
 			// The bytes past the response's end never reach the
 			// transport: it would read them as the next request's
-			// response (errUnsolicited says why).
-			fail := fmt.Errorf("%w: %d bytes, beginning %q", errUnsolicited, n-k, b[k:min(n, k+24)])
-			c.failed.Store(&fail)
-			if c.unsolicited != nil {
-				c.unsolicited(fail)
+			// response (errUnsolicited says why). A head or trailer
+			// section over the field cap fails the read that gets to
+			// the field over it, so the transport parses no more of it
+			// and fails the round trip (or the body) with the fault,
+			// which the request's error handler counts.
+			fail := c.framer.failure()
+			if fail == nil {
+				fail = fmt.Errorf("%w: %d bytes, beginning %q", errUnsolicited, n-k, b[k:min(n, k+24)])
+				if c.unsolicited != nil {
+					c.unsolicited(fail)
+				}
 			}
+			c.failed.Store(&fail)
 			if k == 0 {
 				return 0, fail
 			}

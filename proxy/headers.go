@@ -235,3 +235,12 @@ func quotedString(s string) string {
 	b.WriteByte('"')
 	return b.String()
 }
+
+// fieldCount is how many field lines h stands for: one per value.
+func fieldCount(h http.Header) int {
+	n := 0
+	for _, vs := range h {
+		n += len(vs)
+	}
+	return n
+}

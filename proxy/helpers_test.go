@@ -66,7 +66,7 @@ func unixHTTPUpstream(t *testing.T, h http.Handler) string {
 // rawUpstream is a TCP upstream that runs serve on each connection it
 // accepts, then closes it; a connection gets 20 s in all, and the
 // listener is closed when the test ends. It returns the address.
-func rawUpstream(t *testing.T, serve func(c net.Conn)) string {
+func rawUpstream(t testing.TB, serve func(c net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -72,6 +73,26 @@ type responseFramer struct {
 	// connection holds the values of the head's Connection fields (up to
 	// framerLineCap bytes in all), for fieldsNamedByConnection.
 	connection []byte
+	// maxFields caps the field lines of a head and of a trailer section
+	// (0: no cap); fields counts those of the one being read. Over the
+	// cap, fault is set and the connection fails (deadlineConn).
+	maxFields, fields int
+	fault             error
+}
+
+// tooManyFields fails the connection: a response head or trailer
+// section has more field lines than the cap (where: "header" or
+// "trailer"). Called with mu held.
+func (f *responseFramer) tooManyFields(where string) {
+	f.fault = badResponseError{fmt.Sprintf("more than %d %s fields", f.maxFields, where)}
+	f.state = frPassthrough
+}
+
+// failure returns the fault that failed the connection, or nil.
+func (f *responseFramer) failure() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fault
 }
 
 // fieldsNamedByConnection returns the field names the Connection header of
@@ -110,12 +131,16 @@ func (f *responseFramer) begin(method string) {
 func (f *responseFramer) startHead() {
 	f.state, f.line, f.long = frHead, f.line[:0], false
 	f.status, f.teLines, f.length, f.chunked, f.framed, f.bad, f.http10 = 0, 0, -1, false, false, false, false
+	f.fields = 0
 	f.connection = f.connection[:0]
 }
 
 // consume follows b, the next bytes read from the upstream, and returns
 // how many of them belong to responses; fewer than len(b) when the rest
-// came after a response's end with no request outstanding.
+// came after a response's end with no request outstanding, or when a
+// head or trailer section has more fields than maxFields (failure then
+// says so, and the count is where the field over the cap begins, 0 when
+// it began in an earlier read).
 func (f *responseFramer) consume(b []byte) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -146,6 +171,10 @@ func (f *responseFramer) consume(b []byte) int {
 				f.state, f.line, f.long = frChunkSize, f.line[:0], false
 			}
 		default: // a line: frHead, frChunkSize, frTrailer
+			lineStart := i
+			if len(f.line) > 0 || f.long {
+				lineStart = 0 // it began in an earlier read
+			}
 			j := bytes.IndexByte(b[i:], '\n')
 			end := len(b)
 			if j >= 0 {
@@ -162,6 +191,9 @@ func (f *responseFramer) consume(b []byte) int {
 			i = end + 1
 			f.endLine()
 			f.line, f.long = f.line[:0], false
+			if f.fault != nil {
+				return lineStart
+			}
 		}
 	}
 	return i
@@ -177,6 +209,10 @@ func (f *responseFramer) endLine() {
 			return
 		}
 		if len(line) > 0 {
+			if f.fields++; f.maxFields > 0 && f.fields > f.maxFields {
+				f.tooManyFields("header")
+				return
+			}
 			f.headerLine(line)
 			return
 		}
@@ -193,13 +229,17 @@ func (f *responseFramer) endLine() {
 		case f.long || err != nil:
 			f.state = frPassthrough
 		case n == 0:
-			f.state = frTrailer
+			f.state, f.fields = frTrailer, 0
 		default:
 			f.state, f.left = frChunkData, int64(n)
 		}
 	case frTrailer:
 		if len(line) == 0 {
 			f.state = frIdle
+			return
+		}
+		if f.fields++; f.maxFields > 0 && f.fields > f.maxFields {
+			f.tooManyFields("trailer")
 		}
 	}
 }

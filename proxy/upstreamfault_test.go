@@ -22,7 +22,7 @@ const smuggled = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nSMUGGLED!"
 
 // answeringUpstream answers every request on a connection with
 // answer(path), as raw bytes.
-func answeringUpstream(t *testing.T, answer func(path string) string) string {
+func answeringUpstream(t testing.TB, answer func(path string) string) string {
 	return rawUpstream(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {

@@ -75,6 +75,13 @@ var (
 	// the order of the request limit, where Go's transport default (10 MB)
 	// let an upstream make pqedge buffer ~15 MB per request.
 	DefaultResponseHeader = FormatSize(proxy.DefaultMaxResponseHeaderBytes)
+	// DefaultRequestHeaderFields and DefaultResponseHeaderFields cap the
+	// fields of a header (or trailer) section: 100, as Apache's
+	// LimitRequestFields, Envoy's max_headers_count and hyper (HAProxy's
+	// tune.http.maxhdr is 101; nginx and Go cap bytes, and Go's server
+	// also 500 values, none on responses).
+	DefaultRequestHeaderFields  = proxy.DefaultMaxHeaderFields
+	DefaultResponseHeaderFields = proxy.DefaultMaxHeaderFields
 )
 
 const (
@@ -339,6 +346,7 @@ func (l *Limits) applyDefaults() {
 		{&l.Handshakes, DefaultHandshakes}, {&l.HandshakeQueue, DefaultHandshakeQueue},
 		{&l.Connections, DefaultConnections}, {&l.ConnectionsPerClient, DefaultConnectionsPerClient},
 		{&l.HandshakesPerClient, DefaultHandshakesPerClient}, {&l.H2Resets, DefaultH2Resets},
+		{&l.RequestHeaderFields, DefaultRequestHeaderFields}, {&l.ResponseHeaderFields, DefaultResponseHeaderFields},
 	} {
 		if *c.p == nil {
 			v := c.def

@@ -13,6 +13,14 @@ const (
 	maxHeaderLimit = 16 << 20
 )
 
+// Bounds of the header field caps: below 32 ordinary browser requests
+// (and responses setting several cookies) no longer fit; above 10,000 a
+// cap protects nothing the byte caps do not.
+const (
+	minHeaderFields = 32
+	maxHeaderFields = 10000
+)
+
 // Bounds of limits.heap_floor: Go's own minimum heap goal is 4 MiB, so a
 // smaller floor does nothing; beyond 64 GiB it is a typo.
 const (
@@ -54,6 +62,14 @@ func (v *validator) checkLimits() {
 			v.addf("limits.heap_floor", "write a byte count with a unit, like \"64MiB\", or \"0\" for none", "%v", err)
 		case n != 0 && (n < minHeapFloor || n > maxHeapFloor):
 			v.addf("limits.heap_floor", "use 0 (none) or a size from 4MiB to 64GiB", "heap_floor %q is out of range", string(l.HeapFloor))
+		}
+	}
+	for _, f := range []struct {
+		key string
+		val *int
+	}{{"limits.request_header_fields", l.RequestHeaderFields}, {"limits.response_header_fields", l.ResponseHeaderFields}} {
+		if f.val != nil && (*f.val < minHeaderFields || *f.val > maxHeaderFields) {
+			v.addf(f.key, fmt.Sprintf("use a count from %d to %d", minHeaderFields, maxHeaderFields), "%s %d is out of range", f.key[len("limits."):], *f.val)
 		}
 	}
 	if l.RequestBodyMinRate != nil && *l.RequestBodyMinRate < 0 {

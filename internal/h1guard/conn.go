@@ -27,7 +27,10 @@
 // such answer and would send 431 for the whole head), before the
 // connection is closed: the read that meets it writes the answer, waits
 // a moment for the client to close (lingerTimeout), closes, and fails, so
-// net/http's own 400 goes nowhere.
+// net/http's own 400 goes nowhere. So is a head with more field lines
+// than Options.MaxHeaderFields: "431 Request Header Fields Too Large"
+// (RFC 6585 Section 5), before net/http has parsed the fields into its
+// map (a trailer section over it fails the body's read instead).
 //
 // It keeps no copy of the client's bytes (a few dozen bytes of framing
 // state per connection) and adds no reads of its own: it only looks at
@@ -49,6 +52,14 @@ import (
 // DefaultMaxHeaderBytes is the request head limit pqedge configures
 // (limits.request_header).
 const DefaultMaxHeaderBytes = 64 << 10
+
+// DefaultMaxHeaderFields is the cap on a request head's field lines
+// pqedge configures (limits.request_header_fields): under the byte limit
+// alone a head holds 16,000 fields of four bytes, each a map entry and
+// allocations in net/http and again in the upstream request. 100 is
+// Apache's LimitRequestFields and Envoy's max_headers_count; HAProxy's
+// tune.http.maxhdr is 101; nginx and Go count bytes only.
+const DefaultMaxHeaderFields = 100
 
 // answerTimeout bounds the write of the guard's own answer to a refused
 // request (414): a client that does not read it holds the connection no
@@ -77,6 +88,12 @@ type Options struct {
 	// Section 3) where net/http would answer 431 for the whole head.
 	// Default DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
+	// MaxHeaderFields caps the field lines of a request head, which is
+	// answered "431 Request Header Fields Too Large" by the guard itself
+	// (RFC 6585 Section 5) beyond it, and of a chunked body's trailer
+	// section (400, through the body's read). Default
+	// DefaultMaxHeaderFields; negative: no cap.
+	MaxHeaderFields int
 	// OnRefuse, if set, is called once per refused request with the kind
 	// of mistake, on the goroutine reading the connection, for metrics.
 	// The kind is one of a fixed set of phrases ("unsupported version",
@@ -138,7 +155,13 @@ func Wrap(c net.Conn, opts Options) net.Conn {
 	if opts.MaxHeaderBytes <= 0 {
 		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
-	g := &Conn{Conn: c, onRefuse: opts.OnRefuse, p: parser{maxHead: opts.MaxHeaderBytes + headSlack, maxTarget: opts.MaxHeaderBytes}}
+	switch {
+	case opts.MaxHeaderFields == 0:
+		opts.MaxHeaderFields = DefaultMaxHeaderFields
+	case opts.MaxHeaderFields < 0:
+		opts.MaxHeaderFields = 0
+	}
+	g := &Conn{Conn: c, onRefuse: opts.OnRefuse, p: parser{maxHead: opts.MaxHeaderBytes + headSlack, maxTarget: opts.MaxHeaderBytes, maxFields: opts.MaxHeaderFields}}
 	if _, ok := c.(connectionStater); ok {
 		return tlsConn{g}
 	}

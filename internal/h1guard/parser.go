@@ -1,6 +1,9 @@
 package h1guard
 
-import "fmt"
+import (
+	"fmt"
+	"net/http"
+)
 
 // parser follows the client's side of an HTTP/1.x connection byte by byte:
 // request line, header fields, and the body each head announces, then the
@@ -15,7 +18,9 @@ type parser struct {
 	state     state
 	maxHead   int // bytes a head may take, request line included
 	maxTarget int // bytes a request target may take; 0: only maxHead bounds it
+	maxFields int // field lines a head (or trailer section) may have; 0: no cap
 	head      int // bytes of the current head (or trailer section) so far
+	fields    int // field lines of the current head (or trailer section) so far
 
 	// Request line.
 	tokenLen int     // bytes of the method, target or version so far
@@ -219,6 +224,18 @@ func (p *parser) step(c byte) *refusal {
 		case c == '\n':
 			return refuse("bare LF")
 		default:
+			if p.fields++; p.maxFields > 0 && p.fields > p.maxFields {
+				if p.state == sTrailerStart {
+					// Mid-body: net/http's read of the body fails,
+					// and the handler answers 400.
+					return refusef("too many trailer fields", "more than %d trailer fields", p.maxFields)
+				}
+				// RFC 6585 Section 5. Refused here, before net/http
+				// parses each field into its map: a head of 16,000
+				// four-byte fields fits the byte limit.
+				return &refusal{status: http.StatusRequestHeaderFieldsTooLarge, kind: "too many header fields",
+					reason: fmt.Sprintf("more than %d header fields", p.maxFields)}
+			}
 			p.inTrailer(p.state == sTrailerStart)
 			p.state = sName
 			return p.nameByte(c)
@@ -308,7 +325,7 @@ func (p *parser) step(c byte) *refusal {
 }
 
 func (p *parser) resetHead() {
-	*p = parser{maxHead: p.maxHead, maxTarget: p.maxTarget, head: 1, requests: p.requests, offset: p.offset, endAt: p.endAt}
+	*p = parser{maxHead: p.maxHead, maxTarget: p.maxTarget, maxFields: p.maxFields, head: 1, requests: p.requests, offset: p.offset, endAt: p.endAt}
 }
 
 func (p *parser) method(c byte) *refusal {
@@ -457,7 +474,7 @@ func (p *parser) endHead() *refusal {
 // endChunkLine starts the chunk's data, or the trailer after the last one.
 func (p *parser) endChunkLine() {
 	if p.remaining == 0 {
-		p.state, p.head = sTrailerStart, 0
+		p.state, p.head, p.fields = sTrailerStart, 0, 0
 		return
 	}
 	p.state, p.chunkDigits, p.chunkLine = sChunkData, 0, 0

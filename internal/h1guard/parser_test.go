@@ -3,6 +3,7 @@ package h1guard
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -71,7 +72,7 @@ var parseCases = []parseCase{
 // runParser feeds in through a parser in pieces of step bytes (0: all at
 // once) and returns the requests read and the refusal, if any.
 func runParser(in string, step int) (int, string, int) {
-	p := parser{maxHead: DefaultMaxHeaderBytes + headSlack, maxTarget: DefaultMaxHeaderBytes}
+	p := parser{maxHead: DefaultMaxHeaderBytes + headSlack, maxTarget: DefaultMaxHeaderBytes, maxFields: DefaultMaxHeaderFields}
 	b := []byte(in)
 	if step <= 0 {
 		step = len(b) + 1
@@ -180,6 +181,72 @@ func TestParserTargetLimit(t *testing.T) {
 	}
 }
 
+// TestParserFieldLimit: a head of maxFields field lines passes and one
+// more is answered 431 by the guard, at the first byte of the field over
+// the cap, in reads of any size; a trailer section has its own count,
+// refused for the body's read (no answer of the guard's own). Before,
+// only bytes were capped: 16,000 four-byte fields fit 64 KiB.
+func TestParserFieldLimit(t *testing.T) {
+	const max = 100
+	head := func(n int) string {
+		var b strings.Builder
+		b.WriteString("GET / HTTP/1.1\r\n")
+		for i := range n {
+			fmt.Fprintf(&b, "X%d: v\r\n", i)
+		}
+		return b.String() + "\r\n"
+	}
+	fieldsOf := func(n int) string {
+		return strings.TrimSuffix(strings.TrimPrefix(head(n), "GET / HTTP/1.1\r\n"), "\r\n")
+	}
+	chunked := func(trailers int) string {
+		return "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n" + fieldsOf(trailers) + "\r\n"
+	}
+	for _, tt := range []struct {
+		name     string
+		in       string
+		requests int
+		status   int
+		kind     string
+		at       int // bytes delivered before the refusal
+	}{
+		{name: "fields of the cap", in: head(max), requests: 1},
+		{name: "one field over", in: head(max + 1), status: 431, kind: "too many header fields", at: len(head(max)) - 2},
+		{name: "ten thousand fields", in: head(10000), status: 431, kind: "too many header fields", at: len(head(max)) - 2},
+		{name: "over after a good request", in: head(max) + head(max+1), requests: 1, status: 431, kind: "too many header fields", at: 2*len(head(max)) - 2},
+		{name: "trailers of the cap beside a full head", in: strings.Replace(chunked(max), "\r\n\r\n", "\r\n"+fieldsOf(max-1)+"\r\n", 1), requests: 1},
+		{name: "trailers one over", in: chunked(max + 1), kind: "too many trailer fields"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, step := range []int{0, 1, 3, 1000} {
+				p := parser{maxHead: 1 << 20, maxFields: max}
+				b, fed := []byte(tt.in), 0
+				var r *refusal
+				for len(b) > 0 && r == nil {
+					n := min(step, len(b))
+					if step == 0 {
+						n = len(b)
+					}
+					var read int
+					read, r = p.feed(b[:n])
+					fed += read
+					b = b[n:]
+				}
+				kind, status := "", 0
+				if r != nil {
+					kind, status = r.kind, r.status
+				}
+				if kind != tt.kind || status != tt.status || p.requests != tt.requests {
+					t.Fatalf("in reads of %d: refused %q (status %d) after %d requests; want %q (%d) after %d", step, kind, status, p.requests, tt.kind, tt.status, tt.requests)
+				}
+				if tt.status != 0 && fed != tt.at {
+					t.Errorf("in reads of %d: %d bytes delivered before the refusal, want %d", step, fed, tt.at)
+				}
+			}
+		})
+	}
+}
+
 // TestRefusalKindsAreFixed: requests refused for the same mistake with
 // different bytes get one kind, which carries none of those bytes. The kind
 // is pqedge_http1_refused_total's reason label: before, "unsupported
@@ -259,7 +326,7 @@ func FuzzParser(f *testing.F) {
 		if whole != split || refusedWhole != refusedSplit {
 			t.Fatalf("split into pieces of %d: %d requests, %q; whole: %d, %q", step, split, refusedSplit, whole, refusedWhole)
 		}
-		p := parser{maxHead: DefaultMaxHeaderBytes + headSlack, maxTarget: DefaultMaxHeaderBytes}
+		p := parser{maxHead: DefaultMaxHeaderBytes + headSlack, maxTarget: DefaultMaxHeaderBytes, maxFields: DefaultMaxHeaderFields}
 		read, _ := p.feed(in)
 		// Every message the guard read to its end, net/http must read to
 		// the same end.

@@ -67,6 +67,8 @@ type Timeouts struct {
 type Limits struct {
 	RequestHeader        int   // bytes of a request head (HTTP/1.1 and HTTP/2)
 	ResponseHeader       int64 // bytes of an upstream response head
+	RequestHeaderFields  int   // fields of a request's header (or trailer) section
+	ResponseHeaderFields int   // fields of an upstream response's header (or trailer) section
 	RequestBodyMinRate   int64 // bytes per second; 0: no floor
 	Handshakes           int   // TLS handshakes in progress
 	HandshakeQueue       int   // connections waiting for a handshake slot
@@ -245,6 +247,7 @@ func Build(cfg *config.Config) (*Plan, error) {
 	lim := cfg.Limits
 	p.Limits = Limits{
 		RequestHeader: int(lim.RequestHeader.Value()), ResponseHeader: lim.ResponseHeader.Value(),
+		RequestHeaderFields: *lim.RequestHeaderFields, ResponseHeaderFields: *lim.ResponseHeaderFields,
 		RequestBodyMinRate: *lim.RequestBodyMinRate, Handshakes: *lim.Handshakes, HandshakeQueue: *lim.HandshakeQueue,
 		Connections: *lim.Connections, ConnectionsPerClient: *lim.ConnectionsPerClient, HandshakesPerClient: *lim.HandshakesPerClient,
 		H2Resets: *lim.H2Resets, H2ResetWindow: lim.H2ResetWindow.Value(), HeapFloor: lim.HeapFloor.Value(),

@@ -108,10 +108,14 @@ func (t *txn) httpOptions(ps *plan.Site, pp *plan.Pool) proxy.HTTPOptions {
 		RequestBodyMinRate:     minRate,
 		ResponseWriteTimeout:   p.Timeouts.ResponseWrite,
 		MaxResponseHeaderBytes: p.Limits.ResponseHeader,
-		MaxIdleConnsPerHost:    pp.IdleConns,
-		Headers:                ps.Headers,
-		AllowUnderscoreHeaders: ps.AllowUnderscoreHeaders,
-		Logger:                 t.s.log,
+		// Over HTTP/1.1 h1guard and over HTTP/2 net/http refuse a request
+		// over the cap first; over HTTP/3 only the proxy counts.
+		MaxRequestHeaderFields:  p.Limits.RequestHeaderFields,
+		MaxResponseHeaderFields: p.Limits.ResponseHeaderFields,
+		MaxIdleConnsPerHost:     pp.IdleConns,
+		Headers:                 ps.Headers,
+		AllowUnderscoreHeaders:  ps.AllowUnderscoreHeaders,
+		Logger:                  t.s.log,
 	}
 }
 
@@ -148,6 +152,12 @@ func (t *txn) newListener(g *generation, pl *plan.Listener) (*listenerRuntime, e
 		ReadHeaderTimeout: p.Timeouts.ReadHeader,
 		IdleTimeout:       p.Timeouts.Idle,
 		MaxHeaderBytes:    p.Limits.RequestHeader,
+		// HTTP/2 header blocks beyond it get net/http's own 431, decoded
+		// no further; it counts the pseudo-header fields too (RFC 9113
+		// Section 8.3.1 and RFC 8441's :protocol: five), which the
+		// proxy's count, and its clearer 431, leave out. HTTP/1.1 heads
+		// meet h1guard's cap first.
+		MaxHeaderValueCount: p.Limits.RequestHeaderFields + 5,
 		// The handshake is done before the conn reaches the http.Server;
 		// TLSConfig only tells it to speak HTTP/2 where ALPN chose h2.
 		TLSConfig:   &tls.Config{NextProtos: []string{"h2", "http/1.1"}},

@@ -84,8 +84,9 @@ func (l *listenerRuntime) guard(tc *tls.Conn) net.Conn {
 		})
 	}
 	return h1guard.Wrap(tc, h1guard.Options{
-		MaxHeaderBytes: g.Limits.RequestHeader,
-		OnRefuse:       func(reason string) { m.h1Refused.WithLabelValues(l.Name, reason).Inc() },
+		MaxHeaderBytes:  g.Limits.RequestHeader,
+		MaxHeaderFields: g.Limits.RequestHeaderFields,
+		OnRefuse:        func(reason string) { m.h1Refused.WithLabelValues(l.Name, reason).Inc() },
 	})
 }
 

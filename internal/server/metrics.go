@@ -142,7 +142,7 @@ func newMetrics() *metrics {
 		}),
 		h1Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pqedge_http1_refused_total",
-			Help: "HTTP/1.x requests refused below the HTTP server for ambiguous framing (400 and the connection closed; RFC 9112 section 6.3) or a request target longer than limits.request_header (414 and the connection closed; RFC 9112 section 3), by listener and what was wrong.",
+			Help: "HTTP/1.x requests refused below the HTTP server for ambiguous framing (400 and the connection closed; RFC 9112 section 6.3) a request target longer than limits.request_header (414 and the connection closed; RFC 9112 section 3), or more header fields than limits.request_header_fields (431 and the connection closed; more trailer fields: 400), by listener and what was wrong.",
 		}, []string{"listener", "reason"}),
 		h2Abuse: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pqedge_http2_abuse_total",
