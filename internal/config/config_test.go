@@ -207,12 +207,15 @@ func TestDisplayKey(t *testing.T) {
 //   - timeouts.handshake_idle defaults to 2s and takes TCP's minimum
 //     retransmission timeout or more (testdata/bad/handshake_idle.toml);
 //   - limits.heap_floor defaults to none and takes a size from Go's own
-//     4 MiB minimum heap goal up to 64 GiB (testdata/bad/heap_floor.toml).
+//     4 MiB minimum heap goal up to 64 GiB (testdata/bad/heap_floor.toml);
+//   - limits.handshake_cpu defaults to 0.8 and takes a share above 0 up
+//     to 1.
 func TestOneKey(t *testing.T) {
 	const base = "[[listener]]\nname = \"https\"\naddress = \"127.0.0.1:8443\"\n" +
 		"[[site]]\nname = \"a\"\nserver_names = [\"a.example\"]\n[[site.route]]\npath = \"/\"\nhandler = \"inspect\"\n"
 	idle := func(c *Config) any { return c.Timeouts.HandshakeIdle.Value() }
 	floor := func(c *Config) any { return c.Limits.HeapFloor.Value() }
+	share := func(c *Config) any { return *c.Limits.HandshakeCPU }
 	for _, tt := range []struct {
 		name, toml string
 		get        func(*Config) any
@@ -231,6 +234,12 @@ func TestOneKey(t *testing.T) {
 		{"heap_floor below it", "[limits]\nheap_floor = \"4000KiB\"\n", floor, nil, `pqedge.toml:11: limits.heap_floor: heap_floor "4000KiB" is out of range`},
 		{"heap_floor beyond 64GiB", "[limits]\nheap_floor = \"65GiB\"\n", floor, nil, `pqedge.toml:11: limits.heap_floor: heap_floor "65GiB" is out of range`},
 		{"heap_floor no size", "[limits]\nheap_floor = \"lots\"\n", floor, nil, `pqedge.toml:11: limits.heap_floor: invalid size "lots"`},
+		{"handshake_cpu default", "", share, 0.8, ""},
+		{"handshake_cpu set", "[limits]\nhandshake_cpu = 0.6\n", share, 0.6, ""},
+		{"handshake_cpu 1: no budget", "[limits]\nhandshake_cpu = 1.0\n", share, 1.0, ""},
+		{"handshake_cpu 0", "[limits]\nhandshake_cpu = 0.0\n", share, nil, "pqedge.toml:11: limits.handshake_cpu: handshake_cpu 0 is out of range"},
+		{"handshake_cpu over 1", "[limits]\nhandshake_cpu = 1.5\n", share, nil, "pqedge.toml:11: limits.handshake_cpu: handshake_cpu 1.5 is out of range"},
+		{"handshake_cpu a percentage", "[limits]\nhandshake_cpu = 80.0\n", share, nil, "pqedge.toml:11: limits.handshake_cpu: handshake_cpu 80 is out of range"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, err := Parse("/etc/pqedge/pqedge.toml", []byte(base+tt.toml))

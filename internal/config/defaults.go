@@ -108,6 +108,10 @@ const (
 	// (CVE-2023-44487) is closed within milliseconds.
 	DefaultH2Resets      = h2guard.DefaultMaxGlitches
 	DefaultH2ResetWindow = h2guard.DefaultGlitchWindow
+	// DefaultHandshakeCPU leaves a fifth of the CPUs idle for established
+	// connections while handshakes queue (connlimit.Options.CPUShare
+	// says why).
+	DefaultHandshakeCPU = connlimit.DefaultCPUShare
 	// DefaultRequestBodyMinRate is the slowest average body rate, in bytes
 	// per second, once timeouts.request_body has passed.
 	DefaultRequestBodyMinRate int64 = proxy.DefaultRequestBodyMinRate
@@ -338,6 +342,10 @@ func (l *Limits) applyDefaults() {
 	if l.RequestBodyMinRate == nil {
 		r := DefaultRequestBodyMinRate
 		l.RequestBodyMinRate = &r
+	}
+	if l.HandshakeCPU == nil {
+		s := DefaultHandshakeCPU
+		l.HandshakeCPU = &s
 	}
 	for _, c := range []struct {
 		p   **int

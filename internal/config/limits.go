@@ -72,6 +72,9 @@ func (v *validator) checkLimits() {
 			v.addf(f.key, fmt.Sprintf("use a count from %d to %d", minHeaderFields, maxHeaderFields), "%s %d is out of range", f.key[len("limits."):], *f.val)
 		}
 	}
+	if s := l.HandshakeCPU; s != nil && !(*s > 0 && *s <= 1) {
+		v.addf("limits.handshake_cpu", "a share of the CPUs above 0, e.g. 0.8; 1 turns the budget off", "handshake_cpu %v is out of range", *s)
+	}
 	if l.RequestBodyMinRate != nil && *l.RequestBodyMinRate < 0 {
 		v.addf("limits.request_body_min_rate", "bytes per second; 0 turns the floor off", "request_body_min_rate must not be negative")
 	}

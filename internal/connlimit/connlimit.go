@@ -53,8 +53,17 @@ const (
 	DefaultMaxHandshakes = 256
 	// DefaultHandshakeQueue is how many connections may wait for a
 	// handshake slot; they wait at most as long as the caller's context
-	// allows (the handshake timeout).
-	DefaultHandshakeQueue = 1024
+	// allows (the handshake timeout). Behind the 256 slots, whose
+	// handshakes wait for the crypto gate under a flood, 256 more are
+	// ~0.2 s of one core's handshakes (~2,500 a second): a queue longer
+	// than its clients' patience holds connections that are closed unused
+	// when their turn comes, an accept, a check and a close each on the
+	// established connections' core. With 1,024, a flood whose clients
+	// gave up after 250 ms left ~50,000 such connections per 10 s, against
+	// ~20,000 with 256, whose clients got twice the handshakes
+	// (docs/BENCHMARKS.md, "Overload", set Q). Beyond the queue the
+	// kernel drops SYNs, which clients retry.
+	DefaultHandshakeQueue = 256
 	// DefaultMaxHandshakesPerClient bounds the handshake slots and queue
 	// places one client address holds at once: a quarter of the slots,
 	// so that one address that sends ClientHellos and then nothing (or
@@ -88,6 +97,21 @@ type Options struct {
 	// one client address holds at once; the rest of its connections are
 	// refused (ReserveHandshake).
 	MaxHandshakesPerClient int
+	// CPUShare is the share of the CPUs Go runs on (GOMAXPROCS) that the
+	// work the crypto gate paces may take while handshakes queue (a
+	// flood): its handshakes' cryptography, its queued connections' turns,
+	// its failed handshakes' cleanup and the accept loops' yields all wait
+	// while the process, measured by its CPU time, used more
+	// (CryptoGate.SetCPUShare). Zero means DefaultCPUShare; 1 or more, or
+	// negative, no budget. Why: a front whose CPU a flood keeps busy has
+	// no idle time in which to absorb what else takes it (the collector's
+	// mark phases, other processes' and the hypervisor's time slices),
+	// and each such stretch then lands on the established connections'
+	// requests (docs/BENCHMARKS.md, "Overload", sets M-Q). The cost is the
+	// flood's share: handshakes completed under overload fall to about
+	// CPUShare of the capacity; outside a flood (nothing queues) nothing
+	// waits.
+	CPUShare float64
 	// MaxCrypto caps handshakes doing their cryptography at once
 	// (AcquireCrypto, CryptoGate); zero means GOMAXPROCS, negative no cap.
 	MaxCrypto int
@@ -113,6 +137,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.IdleGrace == 0 {
 		o.IdleGrace = DefaultIdleGrace
+	}
+	if o.CPUShare == 0 {
+		o.CPUShare = DefaultCPUShare
 	}
 }
 
@@ -188,7 +215,9 @@ type Limiter struct {
 // New returns a Limiter for opts.
 func New(opts Options) *Limiter {
 	opts.setDefaults()
-	return &Limiter{opts: opts, perClient: map[netip.Addr]int{}, pending: map[netip.Addr]int{}, crypto: NewCryptoGate(opts.MaxCrypto), epoch: time.Now()}
+	l := &Limiter{opts: opts, perClient: map[netip.Addr]int{}, pending: map[netip.Addr]int{}, crypto: NewCryptoGate(opts.MaxCrypto), epoch: time.Now()}
+	l.crypto.SetCPUShare(opts.CPUShare)
+	return l
 }
 
 // AcquireCrypto takes a slot of the crypto gate (CryptoGate.Acquire),
@@ -453,6 +482,7 @@ func (ln *listener) Accept() (net.Conn, error) {
 func (l *Limiter) SetOptions(opts Options) {
 	opts.setDefaults()
 	l.crypto.setLimit(opts.MaxCrypto)
+	l.crypto.SetCPUShare(opts.CPUShare)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.opts = opts

@@ -2,6 +2,7 @@ package connlimit
 
 import (
 	"errors"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -59,6 +60,11 @@ type CryptoGate struct {
 	pacedUntil time.Time
 
 	queued, expired, relayed, yielded atomic.Uint64
+	// cpuShare is the CPU budget's share (math.Float64bits; 0: none);
+	// budgetWaits and budgetWaited count the hand-overs that waited for
+	// it and their time in ns (spendBudget).
+	cpuShare                  atomic.Uint64
+	budgetWaits, budgetWaited atomic.Uint64
 }
 
 // cryptoWaiter is a handshake waiting for a crypto slot; its channel is
@@ -66,8 +72,31 @@ type CryptoGate struct {
 type cryptoWaiter struct{ ch chan struct{} }
 
 // NewCryptoGate returns a gate of GOMAXPROCS slots; n > 0 fixes the cap
-// at n instead, n < 0 turns the gate off.
+// at n instead, n < 0 turns the gate off. It has no CPU budget until
+// SetCPUShare.
 func NewCryptoGate(n int) *CryptoGate { return &CryptoGate{fixed: n} }
+
+// SetCPUShare sets the gate's CPU budget: while it paces, a freed slot (or
+// any other hand-over of the relay) waits until the process has used at
+// most share of the CPUs Go runs on (GOMAXPROCS), measured as its CPU
+// time (all threads: the collector and the established connections
+// too). share <= 0 or >= 1 turns the budget off, as does a system whose
+// process CPU time cannot be read (Windows). Options.CPUShare says why.
+func (g *CryptoGate) SetCPUShare(share float64) {
+	if share <= 0 || share >= 1 {
+		share = 0
+	}
+	g.cpuShare.Store(math.Float64bits(share))
+}
+
+// spendBudget waits, in the relay's goroutine, until b is out of debt at
+// the gate's share, and counts the wait.
+func (g *CryptoGate) spendBudget(b *cpuBudget) {
+	if d := b.wait(math.Float64frombits(g.cpuShare.Load())); d > 0 {
+		g.budgetWaits.Add(1)
+		g.budgetWaited.Add(uint64(d))
+	}
+}
 
 // limit is the current cap, 0 for none; g.mu is held.
 func (g *CryptoGate) limit() int {
@@ -286,6 +315,10 @@ type CryptoStats struct {
 	// Yielded is waits for the poller through the relay (YieldToPoller,
 	// and a queued handshake handed its slot while the gate paces).
 	Yielded uint64
+	// BudgetWaits is hand-overs of the relay that waited for the CPU
+	// budget (SetCPUShare), BudgetWaited their time in all.
+	BudgetWaits  uint64
+	BudgetWaited time.Duration
 }
 
 // Stats returns the current counters.
@@ -294,5 +327,6 @@ func (g *CryptoGate) Stats() CryptoStats {
 	s := CryptoStats{Running: g.running, Waiting: len(g.waiters)}
 	g.mu.Unlock()
 	s.Queued, s.Expired, s.Relayed, s.Yielded = g.queued.Load(), g.expired.Load(), g.relayed.Load(), g.yielded.Load()
+	s.BudgetWaits, s.BudgetWaited = g.budgetWaits.Load(), time.Duration(g.budgetWaited.Load())
 	return s
 }

@@ -33,6 +33,8 @@ type pollRelay struct {
 	// kicks: bytes the relay wrote itself and has not read back (only
 	// run and close touch it).
 	kicks int
+	// budget is the gate's CPU budget's bucket (budget.go), kept by run.
+	budget cpuBudget
 }
 
 // relayIdle is how long a relay waits for a hand-over before it ends:
@@ -47,7 +49,7 @@ func startRelay(g *CryptoGate) *pollRelay {
 	if err != nil {
 		return nil
 	}
-	rl := &pollRelay{g: g, r: r, w: w}
+	rl := &pollRelay{g: g, r: r, w: w, budget: cpuBudget{clock: processCPUTime}}
 	go rl.run()
 	return rl
 }
@@ -75,6 +77,11 @@ func (rl *pollRelay) notify() {
 // descriptor's readiness was reset, so that the poller's report of it
 // cannot be lost, and into an empty pipe, so that it makes an edge on any
 // kernel.
+//
+// Before each hand-over it spends the gate's CPU budget (budget.go): while
+// the process used more than its share of the CPUs, the hand-over waits,
+// and with it everything the relay paces (handshakes' cryptography, queue
+// turns, failed handshakes' cleanup, the accept loops' yields).
 func (rl *pollRelay) run() {
 	rc, err := rl.r.SyscallConn()
 	pending := 0 // notes read and not dispatched yet
@@ -110,6 +117,7 @@ func (rl *pollRelay) run() {
 		}
 		if pending > 0 {
 			pending--
+			rl.g.spendBudget(&rl.budget)
 			rl.g.dispatch(1)
 			continue
 		}

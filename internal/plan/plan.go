@@ -72,10 +72,13 @@ type Limits struct {
 	RequestBodyMinRate   int64 // bytes per second; 0: no floor
 	Handshakes           int   // TLS handshakes in progress
 	HandshakeQueue       int   // connections waiting for a handshake slot
-	Connections          int   // open client connections
-	ConnectionsPerClient int   // per client address (IPv4, IPv6 /64)
-	HandshakesPerClient  int   // handshake slots and queue places per client address
-	H2Resets             int   // cheap-to-send frames per H2ResetWindow; 0: no check
+	// HandshakeCPU: the share of the CPUs a flood's handshakes may take
+	// while handshakes queue; 1: no budget.
+	HandshakeCPU         float64
+	Connections          int // open client connections
+	ConnectionsPerClient int // per client address (IPv4, IPv6 /64)
+	HandshakesPerClient  int // handshake slots and queue places per client address
+	H2Resets             int // cheap-to-send frames per H2ResetWindow; 0: no check
 	H2ResetWindow        time.Duration
 	HeapFloor            int64 // bytes; 0: GOGC alone (internal/heapfloor)
 }
@@ -249,7 +252,8 @@ func Build(cfg *config.Config) (*Plan, error) {
 		RequestHeader: int(lim.RequestHeader.Value()), ResponseHeader: lim.ResponseHeader.Value(),
 		RequestHeaderFields: *lim.RequestHeaderFields, ResponseHeaderFields: *lim.ResponseHeaderFields,
 		RequestBodyMinRate: *lim.RequestBodyMinRate, Handshakes: *lim.Handshakes, HandshakeQueue: *lim.HandshakeQueue,
-		Connections: *lim.Connections, ConnectionsPerClient: *lim.ConnectionsPerClient, HandshakesPerClient: *lim.HandshakesPerClient,
+		HandshakeCPU: *lim.HandshakeCPU,
+		Connections:  *lim.Connections, ConnectionsPerClient: *lim.ConnectionsPerClient, HandshakesPerClient: *lim.HandshakesPerClient,
 		H2Resets: *lim.H2Resets, H2ResetWindow: lim.H2ResetWindow.Value(), HeapFloor: lim.HeapFloor.Value(),
 	}
 	for _, pc := range cfg.Pool {

@@ -54,6 +54,7 @@ func limiterOptions(l plan.Limits, t plan.Timeouts) connlimit.Options {
 		MaxConnsPerClient: noCapIfZero(l.ConnectionsPerClient),
 		MaxHandshakes:     noCapIfZero(l.Handshakes),
 		HandshakeQueue:    noCapIfZero(l.HandshakeQueue),
+		CPUShare:          l.HandshakeCPU,
 
 		MaxHandshakesPerClient: noCapIfZero(l.HandshakesPerClient),
 		IdleGrace:              t.HandshakeIdle,
@@ -154,6 +155,7 @@ type limiterCollector struct {
 	open, handshaking, waiting, refus, queued *prometheus.Desc
 	cryptoWaiting, cryptoQueued, relayed      *prometheus.Desc
 	pauses, paused                            *prometheus.Desc
+	budgetWaits, budgetWaited                 *prometheus.Desc
 }
 
 func newLimiterCollector(l *connlimit.Limiter) *limiterCollector {
@@ -167,6 +169,8 @@ func newLimiterCollector(l *connlimit.Limiter) *limiterCollector {
 		relayed:       prometheus.NewDesc("pqedge_handshakes_crypto_relayed_total", "Crypto slots handed over through the network poller (connlimit's relay) rather than directly, while handshakes queued: each let established connections' ready requests run before the next handshake's cryptography.", nil, nil),
 		pauses:        prometheus.NewDesc("pqedge_accept_pauses_total", "Times an accept loop waited because every handshake slot was taken and the queue was full (under a sustained flood about one per freed slot); meanwhile its listen backlog is 16 and the kernel drops new SYNs (TcpExtListenDrops in /proc/net/netstat).", nil, nil),
 		paused:        prometheus.NewDesc("pqedge_accept_paused_seconds_total", "Time accept loops spent paused for handshake room, summed over the loops, pauses still going on included.", nil, nil),
+		budgetWaits:   prometheus.NewDesc("pqedge_handshakes_cpu_budget_waits_total", "Hand-overs of the crypto gate's relay (a handshake's burst of cryptography, a queued connection's turn, a failed handshake's cleanup, an accept loop's yield) that waited, while handshakes queued, because the process had used more than limits.handshake_cpu of its CPUs.", nil, nil),
+		budgetWaited:  prometheus.NewDesc("pqedge_handshakes_cpu_budget_waited_seconds_total", "Time the crypto gate's relay waited for the CPU budget (limits.handshake_cpu), its CPUs left idle for established connections meanwhile.", nil, nil),
 		queued:        prometheus.NewDesc("pqedge_handshakes_queued_total", "Connections that found every handshake slot taken and waited in the queue (those that then got a slot, and those refused as handshake_wait).", nil, nil),
 	}
 }
@@ -182,6 +186,8 @@ func (c *limiterCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.relayed
 	ch <- c.pauses
 	ch <- c.paused
+	ch <- c.budgetWaits
+	ch <- c.budgetWaited
 }
 
 func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
@@ -195,6 +201,8 @@ func (c *limiterCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.relayed, prometheus.CounterValue, float64(st.Crypto.Relayed))
 	ch <- prometheus.MustNewConstMetric(c.pauses, prometheus.CounterValue, float64(st.AcceptPauses))
 	ch <- prometheus.MustNewConstMetric(c.paused, prometheus.CounterValue, st.AcceptPaused.Seconds())
+	ch <- prometheus.MustNewConstMetric(c.budgetWaits, prometheus.CounterValue, float64(st.Crypto.BudgetWaits))
+	ch <- prometheus.MustNewConstMetric(c.budgetWaited, prometheus.CounterValue, st.Crypto.BudgetWaited.Seconds())
 	for _, r := range refusalReasons {
 		ch <- prometheus.MustNewConstMetric(c.refus, prometheus.CounterValue, float64(r.count(st)), r.name)
 	}

@@ -1,0 +1,76 @@
+package connlimit
+
+// The crypto gate's CPU budget: the share of the server's CPUs that a
+// flood's work may take while handshakes queue.
+
+import (
+	"runtime"
+	"time"
+)
+
+// DefaultCPUShare is the share of the CPUs Go runs on (GOMAXPROCS) that
+// the work the relay paces may take while handshakes queue: a fifth is
+// left idle for established connections (Options.CPUShare says why).
+const DefaultCPUShare = 0.8
+
+// budgetBurst is how much CPU time, per CPU, the budget lets a quiet
+// spell save up: a few handshakes' bursts (~0.3 ms each with ML-KEM and
+// ECDSA, docs/BENCHMARKS.md "The primitives alone"). It also bounds the
+// debt: a hop waits at most budgetBurst/share, so that handshakes go on
+// (~400 hops a second at least) even while established connections alone
+// take more than the share.
+const budgetBurst = 2 * time.Millisecond
+
+// cpuBudget is a token bucket of the process's CPU time, filled at
+// share x GOMAXPROCS CPU-seconds per second and drained by every
+// CPU-second the process used, whatever used it: handshakes, accepts and
+// closes, the collector, the established connections. The relay waits
+// (wait) before each hand-over while the bucket is in debt, so that the
+// process's CPUs idle for the rest of the time. Only the relay's
+// goroutine uses it.
+type cpuBudget struct {
+	// clock is the process's CPU time; ok false where it cannot be read
+	// (the budget is then off).
+	clock func() (time.Duration, bool)
+
+	started  bool
+	wall0    time.Time
+	lastWall time.Duration // since wall0
+	lastCPU  time.Duration
+	tokens   time.Duration // CPU time left to spend; negative: debt
+}
+
+// wait returns when the bucket is out of debt at share (of GOMAXPROCS;
+// 0 or 1 and more: no budget), sleeping meanwhile, and reports how long
+// it slept. It sleeps at most once per call, at most budgetBurst/share.
+func (b *cpuBudget) wait(share float64) time.Duration {
+	if share <= 0 || share >= 1 {
+		b.started = false // a budget set again starts afresh
+		return 0
+	}
+	var slept time.Duration
+	for {
+		cpu, ok := b.clock()
+		if !ok {
+			return slept
+		}
+		procs := time.Duration(runtime.GOMAXPROCS(0))
+		if !b.started {
+			b.started, b.wall0, b.lastCPU = true, time.Now(), cpu
+			b.tokens = budgetBurst * procs
+			return slept
+		}
+		wall := time.Since(b.wall0)
+		b.tokens += time.Duration(float64(wall-b.lastWall)*share)*procs - (cpu - b.lastCPU)
+		b.tokens = min(max(b.tokens, -budgetBurst*procs), budgetBurst*procs)
+		b.lastWall, b.lastCPU = wall, cpu
+		if b.tokens >= 0 || slept > 0 {
+			// Out of debt, or slept once for all of it: a hop never
+			// waits twice, so the debt's cap bounds its wait.
+			return slept
+		}
+		d := time.Duration(float64(-b.tokens) / (share * float64(procs)))
+		time.Sleep(d)
+		slept += d
+	}
+}
