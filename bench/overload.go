@@ -158,6 +158,10 @@ type FrontCounters struct {
 	HandshakeFailures float64            `json:"handshake_failures"` // pqedge_handshake_failures_total
 	Queued            float64            `json:"queued"`             // pqedge_handshakes_queued_total
 	Refused           map[string]float64 `json:"refused"`            // pqedge_connections_refused_total by reason
+	// BudgetWaited is the seconds the crypto gate's relay waited for its
+	// CPU budget (pqedge_handshakes_cpu_budget_waited_seconds_total;
+	// limits.handshake_cpu), zero for a pqedge without one.
+	BudgetWaited float64 `json:"budget_waited_s"`
 }
 
 // OverloadRun is one run of one front.

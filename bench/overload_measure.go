@@ -252,6 +252,8 @@ const (
 	metricHSFailures = "pqedge_handshake_failures_total"
 	metricQueued     = "pqedge_handshakes_queued_total"
 	metricRefused    = "pqedge_connections_refused_total"
+	// metricBudgetWaited is read when present: older builds lack it.
+	metricBudgetWaited = "pqedge_handshakes_cpu_budget_waited_seconds_total"
 )
 
 // scrapeCounters reads pqedge's /metrics at addr and returns the counters
@@ -282,8 +284,11 @@ func parseCounters(r io.Reader) (map[string]float64, error) {
 		return nil, fmt.Errorf("failed to parse pqedge's metrics: %w", err)
 	}
 	out := map[string]float64{}
-	for _, name := range []string{metricHandshakes, metricHSFailures, metricQueued, metricRefused} {
+	for _, name := range []string{metricHandshakes, metricHSFailures, metricQueued, metricRefused, metricBudgetWaited} {
 		mf := families[name]
+		if mf == nil && name == metricBudgetWaited {
+			continue
+		}
 		if mf == nil {
 			return nil, fmt.Errorf("pqedge's metrics lack %s", name)
 		}
@@ -316,6 +321,7 @@ func frontCounters(before, after map[string]float64) *FrontCounters {
 		HandshakeFailures: after[metricHSFailures] - before[metricHSFailures],
 		Queued:            after[metricQueued] - before[metricQueued],
 		Refused:           map[string]float64{},
+		BudgetWaited:      after[metricBudgetWaited] - before[metricBudgetWaited],
 	}
 	prefix := metricRefused + "{"
 	for k, v := range after {

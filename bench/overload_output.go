@@ -98,8 +98,8 @@ func WriteOverloadTable(w io.Writer, r *OverloadResult) error {
 				for _, k := range slices.Sorted(maps.Keys(s.Refused)) {
 					parts = append(parts, fmt.Sprintf("%s %.0f", k, s.Refused[k]))
 				}
-				lines = append(lines, fmt.Sprintf("%s run %d refused by the limits: %s; handshake failures %.0f",
-					f.Front, i+1, strings.Join(parts, ", "), s.HandshakeFailures))
+				lines = append(lines, fmt.Sprintf("%s run %d refused by the limits: %s; handshake failures %.0f; the CPU budget held the flood's work %.2f s",
+					f.Front, i+1, strings.Join(parts, ", "), s.HandshakeFailures, s.BudgetWaited))
 			}
 		}
 	}

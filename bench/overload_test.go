@@ -42,6 +42,17 @@ func TestParseCounters(t *testing.T) {
 	if got.RefusedTotal() != 5015 {
 		t.Errorf("refused in all %v, want 5015", got.RefusedTotal())
 	}
+	if got.BudgetWaited != 1.25 {
+		t.Errorf("CPU budget waited %v s, want 1.25", got.BudgetWaited)
+	}
+	// A pqedge without a CPU budget has no such counter: zero, no error.
+	older, err := parseCounters(strings.NewReader(strings.ReplaceAll(string(data), metricBudgetWaited, "pqedge_other_seconds_total")))
+	if err != nil {
+		t.Fatalf("metrics without the CPU budget's counter: %v", err)
+	}
+	if c := frontCounters(before, older); c.BudgetWaited != 0 {
+		t.Errorf("CPU budget waited %v s without its counter, want 0", c.BudgetWaited)
+	}
 
 	tests := []struct{ name, text, want string }{
 		{"a counter missing", strings.ReplaceAll(string(data), "pqedge_handshakes_queued_total", "pqedge_other_total"), "lack pqedge_handshakes_queued_total"},
