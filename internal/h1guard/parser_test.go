@@ -154,28 +154,8 @@ func TestParserTargetLimit(t *testing.T) {
 			// end just before, at and after the limit's byte.
 			for _, step := range []int{0, 1, 2, 7, len("GET ") + max - 1, len("GET ") + max, len("GET ") + max + 1, 4096} {
 				p := parser{maxHead: 2 * max, maxTarget: max}
-				b, fed := []byte(tt.in), 0
-				var r *refusal
-				for len(b) > 0 && r == nil {
-					n := min(step, len(b))
-					if step == 0 {
-						n = len(b)
-					}
-					var read int
-					read, r = p.feed(b[:n])
-					fed += read
-					b = b[n:]
-				}
-				kind, status := "", 0
-				if r != nil {
-					kind, status = r.kind, r.status
-				}
-				if kind != tt.kind || status != tt.status || p.requests != tt.requests {
-					t.Fatalf("in reads of %d: refused %q (status %d) after %d requests; want %q (%d) after %d", step, kind, status, p.requests, tt.kind, tt.status, tt.requests)
-				}
-				if tt.status != 0 && fed != tt.at {
-					t.Errorf("in reads of %d: %d bytes delivered before the refusal, want %d", step, fed, tt.at)
-				}
+				fed, r := feedInReads(&p, tt.in, step)
+				checkFed(t, step, &p, fed, r, tt.kind, tt.status, tt.requests, tt.at)
 			}
 		})
 	}
@@ -220,28 +200,8 @@ func TestParserFieldLimit(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, step := range []int{0, 1, 3, 1000} {
 				p := parser{maxHead: 1 << 20, maxFields: max}
-				b, fed := []byte(tt.in), 0
-				var r *refusal
-				for len(b) > 0 && r == nil {
-					n := min(step, len(b))
-					if step == 0 {
-						n = len(b)
-					}
-					var read int
-					read, r = p.feed(b[:n])
-					fed += read
-					b = b[n:]
-				}
-				kind, status := "", 0
-				if r != nil {
-					kind, status = r.kind, r.status
-				}
-				if kind != tt.kind || status != tt.status || p.requests != tt.requests {
-					t.Fatalf("in reads of %d: refused %q (status %d) after %d requests; want %q (%d) after %d", step, kind, status, p.requests, tt.kind, tt.status, tt.requests)
-				}
-				if tt.status != 0 && fed != tt.at {
-					t.Errorf("in reads of %d: %d bytes delivered before the refusal, want %d", step, fed, tt.at)
-				}
+				fed, r := feedInReads(&p, tt.in, step)
+				checkFed(t, step, &p, fed, r, tt.kind, tt.status, tt.requests, tt.at)
 			}
 		})
 	}
@@ -367,5 +327,40 @@ func TestParserCaptures(t *testing.T) {
 				t.Errorf("%s in pieces of %d: %d requests, refused %q", file, step, requests, refused)
 			}
 		}
+	}
+}
+
+// feedInReads feeds in to p in reads of step bytes (0: all at once) until
+// it is all fed or p refuses, and returns the bytes p delivered and its
+// refusal, if any.
+func feedInReads(p *parser, in string, step int) (fed int, r *refusal) {
+	b := []byte(in)
+	for len(b) > 0 && r == nil {
+		n := min(step, len(b))
+		if step == 0 {
+			n = len(b)
+		}
+		var read int
+		read, r = p.feed(b[:n])
+		fed += read
+		b = b[n:]
+	}
+	return fed, r
+}
+
+// checkFed fails t unless feedInReads's result (in reads of step bytes)
+// is a refusal of wantKind with wantStatus (none: "" and 0) after
+// wantRequests requests, wantAt bytes delivered before an answered one.
+func checkFed(t *testing.T, step int, p *parser, fed int, r *refusal, wantKind string, wantStatus, wantRequests, wantAt int) {
+	t.Helper()
+	kind, status := "", 0
+	if r != nil {
+		kind, status = r.kind, r.status
+	}
+	if kind != wantKind || status != wantStatus || p.requests != wantRequests {
+		t.Fatalf("in reads of %d: refused %q (status %d) after %d requests; want %q (%d) after %d", step, kind, status, p.requests, wantKind, wantStatus, wantRequests)
+	}
+	if wantStatus != 0 && fed != wantAt {
+		t.Errorf("in reads of %d: %d bytes delivered before the refusal, want %d", step, fed, wantAt)
 	}
 }
