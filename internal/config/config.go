@@ -139,6 +139,11 @@ type Limits struct {
 	// TCP connections are closed before any byte is read, its QUIC ones
 	// at their ClientHello. 0 means no cap.
 	HandshakesPerClient *int `toml:"handshakes_per_client"`
+	// RequestsPerClient caps the requests one client address (an IPv4
+	// address or an IPv6 /64) has in flight at once, over HTTP/1.1,
+	// HTTP/2 and HTTP/3 together; one over it is answered 429. 0 means
+	// no cap.
+	RequestsPerClient *int `toml:"requests_per_client"`
 	// H2Resets is how many streams an HTTP/2 client may reset, or make
 	// the server reset with its errors (and other cheap-to-send,
 	// costly-to-serve frames it may send) within H2ResetWindow before its

@@ -100,6 +100,12 @@ const (
 	// places of one client address: a quarter of DefaultHandshakes, so
 	// that one address cannot hold them all for the handshake timeout.
 	DefaultHandshakesPerClient = connlimit.DefaultMaxHandshakesPerClient
+	// DefaultRequestsPerClient bounds the requests one client address has
+	// in flight: as many as its DefaultConnectionsPerClient connections
+	// carry over HTTP/1.1, so HTTP/2 and HTTP/3 streams (250 a
+	// connection) do not multiply what one address can pin (an upstream
+	// connection and ~85 KiB each while its response waits on the client).
+	DefaultRequestsPerClient = DefaultConnectionsPerClient
 	// DefaultH2Resets RST_STREAM (and empty CONTINUATION or DATA) frames,
 	// and streams the server resets for the client's errors
 	// (CVE-2025-8671), per DefaultH2ResetWindow close an HTTP/2
@@ -355,6 +361,7 @@ func (l *Limits) applyDefaults() {
 		{&l.Connections, DefaultConnections}, {&l.ConnectionsPerClient, DefaultConnectionsPerClient},
 		{&l.HandshakesPerClient, DefaultHandshakesPerClient}, {&l.H2Resets, DefaultH2Resets},
 		{&l.RequestHeaderFields, DefaultRequestHeaderFields}, {&l.ResponseHeaderFields, DefaultResponseHeaderFields},
+		{&l.RequestsPerClient, DefaultRequestsPerClient},
 	} {
 		if *c.p == nil {
 			v := c.def

@@ -85,6 +85,7 @@ func (v *validator) checkLimits() {
 		{"handshakes", l.Handshakes}, {"handshake_queue", l.HandshakeQueue},
 		{"connections", l.Connections}, {"connections_per_client", l.ConnectionsPerClient},
 		{"handshakes_per_client", l.HandshakesPerClient}, {"h2_resets", l.H2Resets},
+		{"requests_per_client", l.RequestsPerClient},
 	}
 	for _, c := range counts {
 		if c.val != nil && *c.val < 0 {

@@ -78,6 +78,7 @@ type Limits struct {
 	Connections          int // open client connections
 	ConnectionsPerClient int // per client address (IPv4, IPv6 /64)
 	HandshakesPerClient  int // handshake slots and queue places per client address
+	RequestsPerClient    int // requests in flight per client address (IPv4, IPv6 /64)
 	H2Resets             int // cheap-to-send frames per H2ResetWindow; 0: no check
 	H2ResetWindow        time.Duration
 	HeapFloor            int64 // bytes; 0: GOGC alone (internal/heapfloor)
@@ -254,7 +255,8 @@ func Build(cfg *config.Config) (*Plan, error) {
 		RequestBodyMinRate: *lim.RequestBodyMinRate, Handshakes: *lim.Handshakes, HandshakeQueue: *lim.HandshakeQueue,
 		HandshakeCPU: *lim.HandshakeCPU,
 		Connections:  *lim.Connections, ConnectionsPerClient: *lim.ConnectionsPerClient, HandshakesPerClient: *lim.HandshakesPerClient,
-		H2Resets: *lim.H2Resets, H2ResetWindow: lim.H2ResetWindow.Value(), HeapFloor: lim.HeapFloor.Value(),
+		RequestsPerClient: *lim.RequestsPerClient,
+		H2Resets:          *lim.H2Resets, H2ResetWindow: lim.H2ResetWindow.Value(), HeapFloor: lim.HeapFloor.Value(),
 	}
 	for _, pc := range cfg.Pool {
 		p.addPool(pc)

@@ -64,12 +64,25 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else if status, why := proxy.CheckRequest(sw, r); status != 0 {
 		proxy.WriteRefusal(sw, status, why)
 		ex.refused = why
+	} else if key, keyed := requestClientKey(ci.remote); keyed && !rt.l.gen.srv.inflight.acquire(key, rt.l.gen.plan.Limits.RequestsPerClient) {
+		// RFC 6585 section 4. Over HTTP/2 and HTTP/3 it counts in the
+		// connection's budget of refused requests (account), so a client
+		// that keeps asking is closed.
+		sw.Header().Set("Retry-After", "1")
+		proxy.WriteRefusal(sw, http.StatusTooManyRequests, tooManyInFlight)
+		ex.refused = tooManyInFlight
 	} else {
+		if keyed {
+			defer rt.l.gen.srv.inflight.release(key)
+		}
 		rt.route(sw, r, ci, &ex)
 	}
 	accounted = true
 	rt.account(r, sw, ci, &ex, time.Since(start))
 }
+
+// tooManyInFlight is the refusal of a request over limits.requests_per_client.
+const tooManyInFlight = "too many requests in flight from this client address (limits.requests_per_client)"
 
 // exchange is what the router did with one request, for the log.
 type exchange struct {

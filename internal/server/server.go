@@ -85,6 +85,7 @@ type Server struct {
 	sockets   *socketSet
 	health    *proxy.Registry
 	limiter   *connlimit.Limiter // connection and handshake caps (limits.go)
+	inflight  inflight           // requests in flight per client address (limits.requests_per_client)
 	tickets   *tickets.Keeper
 	fleet     *fleetMember // nil without [fleet]; set by New, never replaced (fleet.go)
 	certs     *certStore
