@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // TestResponseCutShort: a response whose body cannot be copied whole once
@@ -111,5 +113,55 @@ response_write = "1s"
 				t.Errorf("pqedge_http_requests_total{code=\"200\"} went from %v to %v, want one more", served, got)
 			}
 		})
+	}
+}
+
+// TestZeroWindowAnswersEnd: an answer pqedge writes itself (here the 400
+// for a path that climbs above the root) to an HTTP/2 client that holds
+// its flow-control window at zero (SETTINGS_INITIAL_WINDOW_SIZE 0, no
+// WINDOW_UPDATE) ends within timeouts.response_write: its stream is
+// reset. Before, the body's write waited for a window that never came,
+// holding the stream, its handler goroutine and buffers until the client
+// closed the connection; 100 such connections held ~9,000 goroutines
+// and ~145 MiB while their client kept them.
+func TestZeroWindowAnswersEnd(t *testing.T) {
+	up := rawUpstream(t, func(c net.Conn) { c.Close() })
+	ts := startServer(t, hardenedConfig(up)+`
+[timeouts]
+response_write = "1s"
+`)
+	const streams = 5
+	c, fr := dialH2(t, ts, 10*time.Second)
+	if err := fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}); err != nil {
+		t.Fatal(err)
+	}
+	block := h2Block(":method", "GET", ":scheme", "https", ":authority", "localhost", ":path", "/../x")
+	for i := range streams {
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: block, EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	c.SetReadDeadline(start.Add(6 * time.Second))
+	ended := map[uint32]bool{}
+	for len(ended) < streams {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("after %v, %d of %d streams ended (%v): the rest still wait for a window: %v", time.Since(start).Round(time.Millisecond), len(ended), streams, ended, err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+		case *http2.RSTStreamFrame:
+			ended[f.StreamID] = true
+		case *http2.DataFrame:
+			if f.StreamEnded() {
+				ended[f.StreamID] = true
+			}
+		case *http2.GoAwayFrame:
+			t.Fatalf("GOAWAY %v: the connection was closed, want its streams reset", f.ErrCode)
+		}
 	}
 }

@@ -77,8 +77,30 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		rt.route(sw, r, ci, &ex)
 	}
+	boundLastWrite(w, r, rt.l.gen.plan.Timeouts.ResponseWrite)
 	accounted = true
 	rt.account(r, sw, ci, &ex, time.Since(start))
+}
+
+// boundLastWrite gives what is left of an HTTP/2 or HTTP/3 response one
+// write deadline, timeouts.response_write from now: when its handler
+// returns, the server writes the response's buffered end after it (the
+// whole of a short answer: a refusal, 404, 421, 429, 503). A client that
+// holds its flow-control window at zero (SETTINGS_INITIAL_WINDOW_SIZE 0
+// and no WINDOW_UPDATE, RFC 9113 section 6.9.2) never let that write
+// end, so every answer pqedge wrote itself kept its stream, its handler
+// goroutine and buffers (~16 KiB) for the connection's life, 250 a
+// connection; now the stream is reset when the deadline passes. The
+// proxy bounds the writes of the responses it copies itself, and leaves
+// only the end, which needs no window (END_STREAM on an empty DATA
+// frame, trailers), to this deadline. Not HTTP/1.x: a deadline there is
+// the connection's and would outlive the request, and TCP buffers take
+// a short answer whole.
+func boundLastWrite(w http.ResponseWriter, r *http.Request, d time.Duration) {
+	if r.ProtoMajor < 2 || d <= 0 {
+		return
+	}
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
 }
 
 // tooManyInFlight is the refusal of a request over limits.requests_per_client.
@@ -127,6 +149,8 @@ func (rt *router) route(sw *statusWriter, r *http.Request, ci *connInfo, ex *exc
 	} else {
 		// Only the built-in pages show the connection.
 		ctx = withPage(r.Context(), site, ci)
+		// A page is written at once: its writes share one deadline.
+		boundLastWrite(sw, r, g.plan.Timeouts.ResponseWrite)
 	}
 	if isUpgrade(r) {
 		// A hijacked connection outlives http.Server's tracking: the
