@@ -158,7 +158,7 @@ handshakes_per_client = %d
 		fmt.Fprintf(&b, `
 [limits]
 handshakes_per_client = %d
-`, min(spec.ClientConns, connlimit.DefaultMaxConnsPerClient))
+`, clientHandshakeCap(spec.ClientConns))
 	}
 	if https != "" {
 		fmt.Fprintf(&b, `

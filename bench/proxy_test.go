@@ -57,6 +57,10 @@ func TestPQEdgeProxyConfig(t *testing.T) {
 		// A load mode opening 200 connections at once from one address.
 		{"many client connections", []tls.CurveID{tls.X25519MLKEM768}, "127.0.0.1:8080", "", "127.0.0.1:9443", "", 0, 200,
 			[4]int{connlimit.DefaultMaxConns, connlimit.DefaultMaxConnsPerClient, connlimit.DefaultMaxHandshakes, 200}},
+		// More than pqedge's handshake places (slots and queue): its
+		// config check refuses a per-address cap it can never reach.
+		{"more client connections than handshake places", []tls.CurveID{tls.X25519MLKEM768}, "127.0.0.1:8080", "", "127.0.0.1:9443", "", 0, 1024,
+			[4]int{connlimit.DefaultMaxConns, connlimit.DefaultMaxConnsPerClient, connlimit.DefaultMaxHandshakes, connlimit.DefaultMaxHandshakes + connlimit.DefaultHandshakeQueue}},
 		{"few client connections", []tls.CurveID{tls.X25519MLKEM768}, "127.0.0.1:8080", "", "127.0.0.1:9443", "", 0, 32, shippedLimits},
 	}
 	for _, tt := range tests {

@@ -251,7 +251,7 @@ groups = [%s]
 	if spec.MaxConns > connlimit.DefaultMaxHandshakesPerClient {
 		// The client is one address standing for many: its handshakes
 		// in flight must not meet the cap on one address's.
-		conf += fmt.Sprintf("\n[limits]\nhandshakes_per_client = %d\n", min(spec.MaxConns, connlimit.DefaultMaxConnsPerClient))
+		conf += fmt.Sprintf("\n[limits]\nhandshakes_per_client = %d\n", clientHandshakeCap(spec.MaxConns))
 	}
 	file := filepath.Join(spec.Dir, "pqedge.toml")
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
@@ -404,4 +404,13 @@ http {
 }
 `, inside, addr, filepath.Base(spec.Chain.CertFile), filepath.Base(spec.Chain.KeyFile), strings.Join(groupNames(spec.Groups), ":"), quicListen)
 	return l.run(ctx, host, inside, conf, []string{addr})
+}
+
+// clientHandshakeCap is limits.handshakes_per_client for a harness that
+// is one client address with n connections in flight: n, but no more
+// than the places pqedge's default limits have (the handshake slots and
+// their queue, which its config check holds it to) nor its connections
+// per address.
+func clientHandshakeCap(n int) int {
+	return min(n, connlimit.DefaultMaxConnsPerClient, connlimit.DefaultMaxHandshakes+connlimit.DefaultHandshakeQueue)
 }
