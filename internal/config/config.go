@@ -128,7 +128,8 @@ type Limits struct {
 	HandshakeQueue *int `toml:"handshake_queue"`
 	// HandshakeCPU is the share of the CPUs that a flood's handshakes
 	// (and the work around them) may take while handshakes queue, from
-	// above 0 to 1; 1 turns the budget off (connlimit.Options.CPUShare).
+	// 0.1 (connlimit.MinCPUShare) to 1; 1 turns the budget off
+	// (connlimit.Options.CPUShare).
 	HandshakeCPU *float64 `toml:"handshake_cpu"`
 	// Connections caps client connections in total, ConnectionsPerClient
 	// per client address (an IPv4 address or an IPv6 /64); 0 means no cap.

@@ -208,8 +208,8 @@ func TestDisplayKey(t *testing.T) {
 //     retransmission timeout or more (testdata/bad/handshake_idle.toml);
 //   - limits.heap_floor defaults to none and takes a size from Go's own
 //     4 MiB minimum heap goal up to 64 GiB (testdata/bad/heap_floor.toml);
-//   - limits.handshake_cpu defaults to 0.8 and takes a share above 0 up
-//     to 1.
+//   - limits.handshake_cpu defaults to 0.8 and takes a share from 0.1
+//     (below it a flood's handshakes all but stop) to 1.
 func TestOneKey(t *testing.T) {
 	const base = "[[listener]]\nname = \"https\"\naddress = \"127.0.0.1:8443\"\n" +
 		"[[site]]\nname = \"a\"\nserver_names = [\"a.example\"]\n[[site.route]]\npath = \"/\"\nhandler = \"inspect\"\n"
@@ -239,7 +239,12 @@ func TestOneKey(t *testing.T) {
 		{"handshake_cpu 1: no budget", "[limits]\nhandshake_cpu = 1.0\n", share, 1.0, ""},
 		{"handshake_cpu 0", "[limits]\nhandshake_cpu = 0.0\n", share, nil, "pqedge.toml:11: limits.handshake_cpu: handshake_cpu 0 is out of range"},
 		{"handshake_cpu over 1", "[limits]\nhandshake_cpu = 1.5\n", share, nil, "pqedge.toml:11: limits.handshake_cpu: handshake_cpu 1.5 is out of range"},
-		{"handshake_cpu a percentage", "[limits]\nhandshake_cpu = 80.0\n", share, nil, "pqedge.toml:11: limits.handshake_cpu: handshake_cpu 80 is out of range"},
+		{"handshake_cpu a percentage", "[limits]\nhandshake_cpu = 80.0\n", share, nil, "pqedge.toml:11: limits.handshake_cpu: handshake_cpu 80 is out of range (a share of the CPUs from 0.1 to 1, not a percentage"},
+		{"handshake_cpu at the minimum", "[limits]\nhandshake_cpu = 0.1\n", share, 0.1, ""},
+		{"handshake_cpu below it", "[limits]\nhandshake_cpu = 0.05\n", share, nil, "pqedge.toml:11: limits.handshake_cpu: handshake_cpu 0.05 is out of range"},
+		{"handshake_cpu tiny", "[limits]\nhandshake_cpu = 1e-9\n", share, nil, "pqedge.toml:11: limits.handshake_cpu: handshake_cpu 1e-09 is out of range"},
+		{"handshake_cpu nan", "[limits]\nhandshake_cpu = nan\n", share, nil, "pqedge.toml:11: limits.handshake_cpu: handshake_cpu NaN is out of range"},
+		{"handshake_cpu inf", "[limits]\nhandshake_cpu = inf\n", share, nil, "pqedge.toml:11: limits.handshake_cpu: handshake_cpu +Inf is out of range"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, err := Parse("/etc/pqedge/pqedge.toml", []byte(base+tt.toml))

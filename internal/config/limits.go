@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"time"
+
+	"github.com/pqedge/pqedge/internal/connlimit"
 )
 
 // Bounds of the header size limits: below 1 KiB ordinary browser requests
@@ -72,8 +74,11 @@ func (v *validator) checkLimits() {
 			v.addf(f.key, fmt.Sprintf("use a count from %d to %d", minHeaderFields, maxHeaderFields), "%s %d is out of range", f.key[len("limits."):], *f.val)
 		}
 	}
-	if s := l.HandshakeCPU; s != nil && !(*s > 0 && *s <= 1) {
-		v.addf("limits.handshake_cpu", "a share of the CPUs above 0, e.g. 0.8; 1 turns the budget off", "handshake_cpu %v is out of range", *s)
+	// Below a tenth a flood's handshakes all but stop: a relay hop in
+	// debt waits up to 2 ms / share (connlimit.MinCPUShare). NaN fails
+	// both comparisons.
+	if s := l.HandshakeCPU; s != nil && !(*s >= connlimit.MinCPUShare && *s <= 1) {
+		v.addf("limits.handshake_cpu", fmt.Sprintf("a share of the CPUs from %v to 1, not a percentage: e.g. 0.8; 1 turns the budget off", connlimit.MinCPUShare), "handshake_cpu %v is out of range", *s)
 	}
 	if l.RequestBodyMinRate != nil && *l.RequestBodyMinRate < 0 {
 		v.addf("limits.request_body_min_rate", "bytes per second; 0 turns the floor off", "request_body_min_rate must not be negative")
@@ -112,13 +117,26 @@ func (v *validator) checkLimits() {
 		v.addf("limits.handshakes_per_client", "it can never be reached; lower it or raise connections_per_client",
 			"handshakes_per_client %d exceeds connections_per_client %d (%s)", n, per, where)
 	} else if hs, q := Or(l.Handshakes, DefaultHandshakes), max(0, Or(l.HandshakeQueue, DefaultHandshakeQueue)); l.HandshakesPerClient != nil && hs > 0 && n > hs+q {
-		// Nor more places than there are: slots and the queue.
-		v.addf("limits.handshakes_per_client", "it can never be reached; lower it, or raise handshakes or handshake_queue",
-			"handshakes_per_client %d exceeds the %d handshake places (handshakes %d + handshake_queue %d)", n, hs+q, hs, q)
+		// Nor more places than there are: slots and the queue. Saying
+		// which value is a default tells an operator whose config passed
+		// before why it fails now: handshake_queue's default fell from
+		// 1024 to 256.
+		v.addf("limits.handshakes_per_client", fmt.Sprintf("it can never be reached; lower it to %d or less, or raise handshakes or handshake_queue", hs+q),
+			"handshakes_per_client %d exceeds the %d handshake places (handshakes %d %s + handshake_queue %d %s)",
+			n, hs+q, hs, v.setWhere(l.Handshakes != nil, "limits.handshakes"), q, v.setWhere(l.HandshakeQueue != nil, "limits.handshake_queue"))
 	}
 	if w := l.H2ResetWindow; w != "" {
 		if d, err := time.ParseDuration(string(w)); err == nil && d == 0 {
 			v.addf("limits.h2_reset_window", "e.g. \"10s\"; set h2_resets = 0 to turn the check off", "h2_reset_window must be longer than 0")
 		}
 	}
+}
+
+// setWhere says where a key's value came from, for a problem's message:
+// "at line N" when set, "by default" when not.
+func (v *validator) setWhere(set bool, key string) string {
+	if set {
+		return fmt.Sprintf("at line %d", v.pos.line(key))
+	}
+	return "by default"
 }

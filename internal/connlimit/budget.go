@@ -13,6 +13,13 @@ import (
 // left idle for established connections (Options.CPUShare says why).
 const DefaultCPUShare = 0.8
 
+// MinCPUShare is the smallest share the budget takes; SetCPUShare raises
+// a smaller one to it. A hop in debt waits up to budgetBurst/share, so
+// the share bounds the relay's slowest pace: 20 ms a hop (~50 a second)
+// at a tenth, but 200 ms at 0.01 and days at 1e-9, where a flood's
+// handshakes, and every crypto slot held in transit, would stop.
+const MinCPUShare = 0.1
+
 // budgetBurst is how much CPU time, per CPU, the budget lets a quiet
 // spell save up: a few handshakes' bursts (~0.3 ms each with ML-KEM and
 // ECDSA, docs/BENCHMARKS.md "The primitives alone"). It also bounds the
@@ -41,10 +48,11 @@ type cpuBudget struct {
 }
 
 // wait returns when the bucket is out of debt at share (of GOMAXPROCS;
-// 0 or 1 and more: no budget), sleeping meanwhile, and reports how long
-// it slept. It sleeps at most once per call, at most budgetBurst/share.
+// 0, NaN, or 1 and more: no budget), sleeping meanwhile, and reports how
+// long it slept. It sleeps at most once per call, at most
+// budgetBurst/share (SetCPUShare keeps share at MinCPUShare or more).
 func (b *cpuBudget) wait(share float64) time.Duration {
-	if share <= 0 || share >= 1 {
+	if !(share > 0 && share < 1) {
 		b.started = false // a budget set again starts afresh
 		return 0
 	}

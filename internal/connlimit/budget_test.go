@@ -1,6 +1,7 @@
 package connlimit
 
 import (
+	"math"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -24,12 +25,14 @@ func TestCPUBudgetWait(t *testing.T) {
 		{"a share of 1 is no budget", 1, time.Hour, 0, 0},
 		{"within the saved burst", 0.5, budgetBurst * procs / 2, 0, 0},
 		// A debt beyond the cap sleeps the cap: budgetBurst/share, less
-		// the wall time that passed between the calls.
-		{"far over: the cap", 0.5, time.Hour, 2*budgetBurst - 50*time.Millisecond, 2 * budgetBurst},
-		{"far over, a smaller share waits longer", 0.25, time.Hour, 4*budgetBurst - 50*time.Millisecond, 4 * budgetBurst},
+		// the wall time that passed between the calls (half the cap
+		// allows for a busy machine; a lower bound below zero, as
+		// before, let a wait of none pass).
+		{"far over: the cap", 0.5, time.Hour, budgetBurst, 2 * budgetBurst},
+		{"far over, a smaller share waits longer", 0.25, time.Hour, 2 * budgetBurst, 4 * budgetBurst},
 		// Over the burst by one burst's worth: a debt of budgetBurst
 		// per CPU, repaid at share per CPU.
-		{"over by a burst", 0.5, 2 * budgetBurst * procs, 2*budgetBurst - 50*time.Millisecond, 2 * budgetBurst},
+		{"over by a burst", 0.5, 2 * budgetBurst * procs, budgetBurst, 2 * budgetBurst},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,6 +112,56 @@ func TestCryptoGateSpendsItsBudget(t *testing.T) {
 			}
 			if st.Relayed == 0 {
 				t.Error("no slot went through the relay: the gate did not pace")
+			}
+		})
+	}
+}
+
+// TestCPUBudgetShareBounded: whatever share the gate is given, a hop of
+// its relay waits at most budgetBurst/MinCPUShare however far the
+// process is over its budget, and a share that is not a number turns the
+// budget off. Before the floor, a share of 1e-9 made a hop sleep
+// budgetBurst/1e-9 (23 days) with the slot it carried, and NaN made the
+// bucket's sums NaN and the relay spin without handing anything over:
+// either stopped every handshake.
+func TestCPUBudgetShareBounded(t *testing.T) {
+	tests := []struct {
+		name     string
+		share    float64
+		wantWait bool // whether the hop over its budget waits at all
+	}{
+		{"1e-9: the floor", 1e-9, true},
+		{"0.0001: the floor", 1e-4, true},
+		{"just below the floor", MinCPUShare / 2, true},
+		{"at the floor", MinCPUShare, true},
+		{"NaN: no budget", math.NaN(), false},
+		{"+Inf: no budget", math.Inf(1), false},
+		{"-Inf: no budget", math.Inf(-1), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewCryptoGate(1)
+			g.SetCPUShare(tt.share)
+			var cpu atomic.Int64
+			b := cpuBudget{clock: func() (time.Duration, bool) { return time.Duration(cpu.Load()), true }}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				g.spendBudget(&b) // starts the bucket, full
+				cpu.Add(int64(time.Hour))
+				g.spendBudget(&b) // far over: the debt's cap
+			}()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("a hop over its budget did not return within 5 s")
+			}
+			st := g.Stats()
+			if got := st.BudgetWaits > 0; got != tt.wantWait {
+				t.Errorf("hops that waited: %d, want some: %v", st.BudgetWaits, tt.wantWait)
+			}
+			if limit := time.Duration(float64(budgetBurst)/MinCPUShare) + time.Microsecond; st.BudgetWaited > limit {
+				t.Errorf("the hop waited %v, want at most %v (budgetBurst/MinCPUShare)", st.BudgetWaited, limit)
 			}
 		})
 	}

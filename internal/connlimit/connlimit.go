@@ -102,8 +102,9 @@ type Options struct {
 	// flood): its handshakes' cryptography, its queued connections' turns,
 	// its failed handshakes' cleanup and the accept loops' yields all wait
 	// while the process, measured by its CPU time, used more
-	// (CryptoGate.SetCPUShare). Zero means DefaultCPUShare; 1 or more, or
-	// negative, no budget. Why: a front whose CPU a flood keeps busy has
+	// (CryptoGate.SetCPUShare). Zero means DefaultCPUShare; 1 or more,
+	// negative or NaN, no budget; one below MinCPUShare is MinCPUShare.
+	// Why: a front whose CPU a flood keeps busy has
 	// no idle time in which to absorb what else takes it (the collector's
 	// mark phases, other processes' and the hypervisor's time slices),
 	// and each such stretch then lands on the established connections'

@@ -80,11 +80,16 @@ func NewCryptoGate(n int) *CryptoGate { return &CryptoGate{fixed: n} }
 // any other hand-over of the relay) waits until the process has used at
 // most share of the CPUs Go runs on (GOMAXPROCS), measured as its CPU
 // time (all threads: the collector and the established connections
-// too). share <= 0 or >= 1 turns the budget off, as does a system whose
-// process CPU time cannot be read (Windows). Options.CPUShare says why.
+// too). share <= 0, >= 1 or NaN turns the budget off, as does a system
+// whose process CPU time cannot be read (Windows); a share below
+// MinCPUShare is raised to it, so that a hop waits at most
+// budgetBurst/MinCPUShare (20 ms). Options.CPUShare says why.
 func (g *CryptoGate) SetCPUShare(share float64) {
-	if share <= 0 || share >= 1 {
-		share = 0
+	switch {
+	case !(share > 0 && share < 1):
+		share = 0 // NaN too: it compares false, and would make the bucket's sums NaN
+	case share < MinCPUShare:
+		share = MinCPUShare
 	}
 	g.cpuShare.Store(math.Float64bits(share))
 }
