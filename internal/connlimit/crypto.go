@@ -52,9 +52,13 @@ type CryptoGate struct {
 	// (relay.go); inTransit is how many it has yet to hand over.
 	relay     *pollRelay
 	inTransit int
-	// yielders wait in YieldToPoller for the poller to run, each with a
-	// note the relay has yet to read.
-	yielders []chan struct{}
+	// notes are the relay's notes in the order they were made, one for
+	// each it has yet to hand over: nil for a freed slot (inTransit
+	// counts these), or the channel of a yielder waiting in
+	// YieldToPoller for the poller to run. In order, so that a slot
+	// goes on behind the yielders that came before it, not behind every
+	// one that comes after.
+	notes []chan struct{}
 	// pacedUntil is when pacing ends (pace): until then every freed
 	// slot goes through the relay, waiters or not.
 	pacedUntil time.Time
@@ -186,6 +190,7 @@ func (g *CryptoGate) Release() {
 	if n != 0 && g.running <= n && (len(g.waiters) > g.inTransit || time.Now().Before(g.pacedUntil)) {
 		if rl := g.currentRelay(); rl != nil {
 			g.inTransit++
+			g.notes = append(g.notes, nil)
 			g.mu.Unlock()
 			g.relayed.Add(1)
 			rl.notify()
@@ -231,22 +236,26 @@ func (g *CryptoGate) handOver() {
 	close(w.ch)
 }
 
-// dispatch hands over n slots the relay carried, each to the longest
-// waiter while the cap allows, freeing the rest (their waiters gave up
-// meanwhile).
+// dispatch delivers the n oldest notes the relay carried: a yielder's
+// lets it go on; a freed slot's goes to the longest waiter while the cap
+// allows, or is freed (its waiters gave up meanwhile).
 func (g *CryptoGate) dispatch(n int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	// Notes look alike: the yielders' go first. A slot's note counted
-	// as a yielder's is followed at once by that yielder's own.
-	k := min(n, len(g.yielders))
-	for _, ch := range g.yielders[:k] {
-		close(ch)
-	}
-	g.yielders = g.yielders[k:]
-	n -= k
-	g.inTransit -= n
-	for range n {
+	// The pipe's bytes look alike: each goes to the oldest note. (Given
+	// to yielders first, as before, a slot's note waited behind every
+	// yielder that came after it: accept loops, queue turns and failed
+	// handshakes yielding one after another kept a crypto slot in
+	// transit until its waiter's deadline passed.)
+	for range min(n, len(g.notes)) {
+		ch := g.notes[0]
+		g.notes[0] = nil
+		g.notes = g.notes[1:]
+		if ch != nil {
+			close(ch)
+			continue
+		}
+		g.inTransit--
 		if l := g.limit(); len(g.waiters) > 0 && (l == 0 || g.running <= l) {
 			g.handOver()
 		} else {
@@ -277,7 +286,7 @@ func (g *CryptoGate) yieldToPoller() bool {
 		return false
 	}
 	ch := make(chan struct{})
-	g.yielders = append(g.yielders, ch)
+	g.notes = append(g.notes, ch)
 	g.mu.Unlock()
 	rl.notify()
 	<-ch
@@ -299,7 +308,7 @@ func (g *CryptoGate) currentRelay() *pollRelay {
 func (g *CryptoGate) endRelay(rl *pollRelay) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.relay == rl && (g.inTransit > 0 || len(g.yielders) > 0) {
+	if g.relay == rl && len(g.notes) > 0 {
 		return false
 	}
 	if g.relay == rl {

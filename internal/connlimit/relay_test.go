@@ -2,6 +2,7 @@ package connlimit
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -15,7 +16,7 @@ func (g *CryptoGate) settled() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.running == 0 && len(g.waiters) == 0 && g.inTransit == 0 &&
-		len(g.yielders) == 0
+		len(g.notes) == 0
 }
 
 func (g *CryptoGate) hasRelay() bool {
@@ -277,4 +278,50 @@ func TestRelayOneNotePerPoll(t *testing.T) {
 		t.Errorf("Yielded = %d, want %d", st.Yielded, yielders)
 	}
 	waitFor(t, "every slot free", g.settled)
+}
+
+// TestRelaySlotNotBehindLaterYielders: a crypto slot freed while the gate
+// paces goes to its waiter after the yielders that were waiting before
+// it, however many yield after it. Under a flood, accept loops, queue
+// turns and failing handshakes yield one after another; the relay gave
+// every note to a yielder while one waited, so the slot stayed in
+// transit and its handshake's wait for it expired (this test's 2 s),
+// with or without a CPU budget.
+func TestRelaySlotNotBehindLaterYielders(t *testing.T) {
+	for _, share := range []float64{1, DefaultCPUShare} {
+		t.Run(fmt.Sprintf("handshake_cpu %v", share), func(t *testing.T) {
+			g := NewCryptoGate(1)
+			g.SetCPUShare(share)
+			g.pace()
+			if err := g.Acquire(time.Now().Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						g.pace()
+						g.YieldToPoller()
+					}
+				}()
+			}
+			time.Sleep(20 * time.Millisecond) // the yielders are under way
+			g.Release()
+			err := g.Acquire(time.Now().Add(2 * time.Second))
+			close(stop)
+			wg.Wait()
+			if err != nil {
+				t.Fatalf("the freed slot never reached its waiter while others yielded: %v", err)
+			}
+			g.Release()
+		})
+	}
 }
