@@ -167,8 +167,14 @@ func TestWellFramedResponsesKeepTheConnectionConcurrently(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if n := conns.Load(); n > 16 {
-		t.Errorf("upstream accepted %d connections for 3,200 requests from 16 clients, want at most 16", n)
+	// Go's transport may dial while a connection it just finished with
+	// is on its way back to the idle pool (the body's EOF reaches the
+	// client before the read loop returns the connection), and keeps the
+	// dialled one: a clean-clone CI run under load saw 17. A framer that
+	// failed well-framed connections would need one per such response,
+	// hundreds here, so two per client still tells them apart.
+	if n := conns.Load(); n > 2*16 {
+		t.Errorf("upstream accepted %d connections for 3,200 requests from 16 clients, want at most 32", n)
 	}
 	if st := pool.Upstreams()[0]; !st.Healthy || st.ConsecutiveFailures != 0 {
 		t.Errorf("upstream %+v, want healthy with no failure counted", st)
