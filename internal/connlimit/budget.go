@@ -40,45 +40,47 @@ type cpuBudget struct {
 	// (the budget is then off).
 	clock func() (time.Duration, bool)
 
-	started  bool
-	wall0    time.Time
-	lastWall time.Duration // since wall0
-	lastCPU  time.Duration
-	tokens   time.Duration // CPU time left to spend; negative: debt
+	started bool      // the fields below hold a reading
+	lastAt  time.Time // when the last reading was taken
+	lastCPU time.Duration
+	tokens  time.Duration // CPU time left to spend; negative: debt
 }
 
 // wait returns when the bucket is out of debt at share (of GOMAXPROCS;
-// 0, NaN, or 1 and more: no budget), sleeping meanwhile, and reports how
-// long it slept. It sleeps at most once per call, at most
-// budgetBurst/share (SetCPUShare keeps share at MinCPUShare or more).
+// 0, NaN, or 1 and more: no budget), sleeping once for the debt if there
+// is one, and reports how long it slept: at most budgetBurst/share
+// (SetCPUShare keeps share at MinCPUShare or more).
 func (b *cpuBudget) wait(share float64) time.Duration {
 	if !(share > 0 && share < 1) {
 		b.started = false // a budget set again starts afresh
 		return 0
 	}
-	var slept time.Duration
-	for {
-		cpu, ok := b.clock()
-		if !ok {
-			return slept
-		}
-		procs := time.Duration(runtime.GOMAXPROCS(0))
-		if !b.started {
-			b.started, b.wall0, b.lastCPU = true, time.Now(), cpu
-			b.tokens = budgetBurst * procs
-			return slept
-		}
-		wall := time.Since(b.wall0)
-		b.tokens += time.Duration(float64(wall-b.lastWall)*share)*procs - (cpu - b.lastCPU)
-		b.tokens = min(max(b.tokens, -budgetBurst*procs), budgetBurst*procs)
-		b.lastWall, b.lastCPU = wall, cpu
-		if b.tokens >= 0 || slept > 0 {
-			// Out of debt, or slept once for all of it: a hop never
-			// waits twice, so the debt's cap bounds its wait.
-			return slept
-		}
-		d := time.Duration(float64(-b.tokens) / (share * float64(procs)))
-		time.Sleep(d)
-		slept += d
+	procs := time.Duration(runtime.GOMAXPROCS(0))
+	if !b.read(share, procs) || b.tokens >= 0 {
+		return 0
 	}
+	d := time.Duration(float64(-b.tokens) / (share * float64(procs)))
+	time.Sleep(d)
+	b.read(share, procs) // the sleep's refill, so the next hop starts level
+	return d
+}
+
+// read fills the bucket for the wall time since the last reading at
+// share x procs and drains it by the CPU time used meanwhile, within
+// +-budgetBurst per CPU; the first reading fills it. It reports false
+// when the clock cannot be read.
+func (b *cpuBudget) read(share float64, procs time.Duration) bool {
+	cpu, ok := b.clock()
+	if !ok {
+		return false
+	}
+	now := time.Now()
+	if !b.started {
+		b.started, b.tokens = true, budgetBurst*procs
+	} else {
+		b.tokens += time.Duration(float64(now.Sub(b.lastAt))*share)*procs - (cpu - b.lastCPU)
+		b.tokens = min(max(b.tokens, -budgetBurst*procs), budgetBurst*procs)
+	}
+	b.lastAt, b.lastCPU = now, cpu
+	return true
 }
